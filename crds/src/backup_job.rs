@@ -1,0 +1,324 @@
+//! `BackupJob`: one backup run of a database or a volume into a storage group.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{AgentPodOverrides, DNS_SUBDOMAIN, LocalObjectRef, Phase, Progress, SecretRef};
+
+/// One backup run: what to back up (`source`), where to (`storageGroupRef`), and how the agent
+/// pod runs.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "hort.dev",
+    version = "v1alpha1",
+    kind = "BackupJob",
+    doc = "One backup run of a PostgreSQL or MariaDB server or a volume into a StorageGroup.",
+    namespaced,
+    status = "BackupJobStatus",
+    shortname = "hbj",
+    shortname = "hbackup",
+    category = "hort",
+    printcolumn(name = "Source", type_ = "string", json_path = ".status.sourceKind"),
+    printcolumn(name = "Group", type_ = "string", json_path = ".spec.storageGroupRef.name"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress.percent"),
+    printcolumn(name = "Size", type_ = "string", json_path = ".status.stats.storedSize"),
+    printcolumn(name = "Snapshot", type_ = "string", json_path = ".status.snapshotId", priority = 1),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupJobSpec {
+    /// The StorageGroup, in this namespace, that receives the backup.
+    pub storage_group_ref: LocalObjectRef,
+    /// What to back up: exactly one of `postgres`, `mariadb` or `volume`.
+    pub source: BackupSource,
+    /// Commands run in application pods before and after the backup, e.g. to flush caches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<Hooks>,
+    /// Tags stored with the snapshot, used to find it again (e.g. by a RestoreRequest).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 32),
+        inner(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9][-._:=A-Za-z0-9]*$"))
+    )]
+    pub tags: Vec<String>,
+    /// Seconds an attempt may run before it is stopped and counted as failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub active_deadline_seconds: Option<i64>,
+    /// How many times a failed attempt is retried, with exponential backoff, before the job fails.
+    #[serde(default = "default_backoff_limit")]
+    #[schemars(range(min = 0, max = 10))]
+    pub backoff_limit: u32,
+    /// Overrides for the agent pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentPodOverrides>,
+}
+
+fn default_backoff_limit() -> u32 {
+    3
+}
+
+/// What a backup reads: exactly one of the fields is set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.postgres), has(self.mariadb), has(self.volume)].filter(x, x).size() == 1")
+    .message("source: set exactly one of source.postgres, source.mariadb or source.volume"))]
+pub struct BackupSource {
+    /// A PostgreSQL server, dumped with `pg_dump` (one consistent dump per database).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresSource>,
+    /// A MariaDB or MySQL server, dumped with `mariadb-dump --single-transaction`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mariadb: Option<MariadbSource>,
+    /// The files of a PersistentVolumeClaim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<VolumeSource>,
+}
+
+impl BackupSource {
+    /// The kind of source that is set: `postgres`, `mariadb` or `volume`.
+    pub fn kind(&self) -> Option<SourceKind> {
+        match (&self.postgres, &self.mariadb, &self.volume) {
+            (Some(_), None, None) => Some(SourceKind::Postgres),
+            (None, Some(_), None) => Some(SourceKind::Mariadb),
+            (None, None, Some(_)) => Some(SourceKind::Volume),
+            _ => None,
+        }
+    }
+}
+
+/// The kind of data a backup holds.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// PostgreSQL dumps.
+    Postgres,
+    /// MariaDB or MySQL dumps.
+    Mariadb,
+    /// Files of a volume.
+    Volume,
+}
+
+/// A database server to connect to.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresSource {
+    /// Host name or Service name of the server, e.g. `db-rw.prod.svc`.
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    /// TCP port of the server.
+    #[serde(default = "default_postgres_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    /// Databases to back up; all databases except templates when empty. Roles and
+    /// tablespaces are always included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(min = 1, max = 63)))]
+    pub databases: Vec<String>,
+    /// Secret with the keys `username` and `password` (e.g. a `kubernetes.io/basic-auth` Secret).
+    pub credentials_secret_ref: SecretRef,
+    /// Number of tables dumped in parallel per database.
+    #[serde(default = "default_parallel_jobs")]
+    #[schemars(range(min = 1, max = 16))]
+    pub parallel_jobs: u32,
+}
+
+fn default_postgres_port() -> u16 {
+    5432
+}
+
+fn default_parallel_jobs() -> u32 {
+    1
+}
+
+/// A MariaDB or MySQL server to connect to.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MariadbSource {
+    /// Host name or Service name of the server, e.g. `mariadb.prod.svc`.
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    /// TCP port of the server.
+    #[serde(default = "default_mariadb_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    /// Databases to back up; all databases except the system schemas when empty. Users and
+    /// grants are always included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(min = 1, max = 64)))]
+    pub databases: Vec<String>,
+    /// Secret with the keys `username` and `password`.
+    pub credentials_secret_ref: SecretRef,
+}
+
+fn default_mariadb_port() -> u16 {
+    3306
+}
+
+/// The files of a PersistentVolumeClaim.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.snapshot != 'None' || !has(self.volumeSnapshotClassName)")
+    .message("volume.volumeSnapshotClassName is set but volume.snapshot is None; remove the class or set snapshot to Auto or CSI")
+    .field_path(".volumeSnapshotClassName"))]
+pub struct VolumeSource {
+    /// Name of the claim, in this namespace.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
+    pub claim_name: String,
+    /// Paths inside the volume to back up, relative to its root; the whole volume when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(p, !p.startsWith('/') && !p.matches('(^|/)[.][.](/|$)'))")
+        .message("volume.paths must be relative to the volume root and must not contain '..'"))]
+    #[schemars(inner(length(min = 1, max = 4096)))]
+    pub paths: Vec<String>,
+    /// Glob patterns of files and directories to leave out, e.g. `**/*.tmp` or `cache/`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(min = 1, max = 4096)))]
+    pub exclude: Vec<String>,
+    /// How a consistent view of the volume is taken: `CSI` takes a VolumeSnapshot and backs up
+    /// from it (fails if the cluster cannot); `Auto` does so when the claim's driver supports
+    /// snapshots and reads the live volume otherwise; `None` always reads the live volume.
+    #[serde(default)]
+    pub snapshot: SnapshotMode,
+    /// VolumeSnapshotClass to use; the default class for the claim's driver when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_snapshot_class_name: Option<String>,
+}
+
+/// Whether a volume is backed up from a CSI VolumeSnapshot.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum SnapshotMode {
+    /// Use a CSI snapshot when the claim's driver supports it, else read the live volume.
+    #[default]
+    Auto,
+    /// Always use a CSI snapshot.
+    #[serde(rename = "CSI")]
+    Csi,
+    /// Never use a snapshot.
+    None,
+}
+
+/// Commands run around a backup.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Hooks {
+    /// Run before the data is read, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub pre: Vec<Hook>,
+    /// Run after the data was read (also when the backup failed), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub post: Vec<Hook>,
+}
+
+/// A command run in a container of an application pod.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.pod) != has(self.selector)")
+    .message("hooks: set exactly one of pod or selector for each hook"))]
+pub struct Hook {
+    /// Name of the hook, shown in events and errors.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// Name of the pod to run the command in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// Labels that select the pods to run the command in (every matching pod runs it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<BTreeMap<String, String>>,
+    /// Container to run the command in; the pod's first container when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// The command and its arguments, run without a shell.
+    #[schemars(length(min = 1))]
+    pub command: Vec<String>,
+    /// Seconds the command may take.
+    #[serde(default = "default_hook_timeout")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub timeout_seconds: u32,
+    /// What a failing or timed-out command does to the backup.
+    #[serde(default)]
+    pub on_error: HookErrorPolicy,
+}
+
+fn default_hook_timeout() -> u32 {
+    60
+}
+
+/// What a failed hook does.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum HookErrorPolicy {
+    /// Fail the backup attempt.
+    #[default]
+    Fail,
+    /// Record a warning event and carry on.
+    Continue,
+}
+
+/// Observed state of a BackupJob.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupJobStatus {
+    /// Pending, Running, Succeeded or Failed.
+    #[serde(default)]
+    pub phase: Phase,
+    /// The generation of the spec the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The kind of source: postgres, mariadb or volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_kind: Option<SourceKind>,
+    /// Conditions: `StorageGroupReady`, `Complete`, `Failed`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// When the first attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the job reached a terminal phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// Attempts made so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Name of the agent pod of the current or last attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_pod: Option<String>,
+    /// Id of the snapshot written, once succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<String>,
+    /// Live progress while running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    /// Totals of a finished backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<BackupStats>,
+    /// Human-readable summary of the current state or the last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Totals of a finished backup.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupStats {
+    /// Bytes read from the source.
+    pub bytes_read: u64,
+    /// Bytes of chunks that were not yet in the repository (before compression).
+    pub bytes_new: u64,
+    /// Bytes added to the storage group (after compression and encryption).
+    pub bytes_stored: u64,
+    /// `bytes_stored`, human readable (e.g. `1.2 GiB`).
+    pub stored_size: String,
+    /// Files (volume sources) or streams (database sources) backed up.
+    pub files: u64,
+    /// `bytes_read / bytes_stored`: how much dedup and compression saved.
+    pub dedup_ratio: f64,
+    /// Wall-clock seconds of the successful attempt.
+    pub duration_seconds: f64,
+}

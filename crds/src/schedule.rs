@@ -1,0 +1,212 @@
+//! `Schedule`: BackupJobs created on a cron schedule, with retention of the snapshots.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::backup_job::BackupJobSpec;
+use crate::common::LocalObjectRef;
+
+/// Creates BackupJobs from `jobTemplate` on a cron schedule and prunes old snapshots by
+/// `retention` after each successful backup.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "hort.dev",
+    version = "v1alpha1",
+    kind = "Schedule",
+    doc = "Creates BackupJobs on a cron schedule and prunes old snapshots by a retention policy.",
+    namespaced,
+    status = "ScheduleStatus",
+    shortname = "hsched",
+    category = "hort",
+    printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),
+    printcolumn(name = "Suspend", type_ = "boolean", json_path = ".spec.suspend"),
+    printcolumn(name = "Last Success", type_ = "date", json_path = ".status.lastSuccessfulTime"),
+    printcolumn(name = "Next Run", type_ = "string", json_path = ".status.nextScheduleTime"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleSpec {
+    /// Cron expression with five fields (minute hour day-of-month month day-of-week), e.g.
+    /// `30 2 * * *`, or one of `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`.
+    #[schemars(regex(
+        pattern = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+\s+\S+\s+\S+\s+\S+\s+\S+)$"
+    ))]
+    pub schedule: String,
+    /// IANA time zone the schedule is read in, e.g. `Europe/Berlin`; UTC when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z][-+_/A-Za-z0-9]*$"))]
+    pub time_zone: Option<String>,
+    /// Stop creating new BackupJobs; running ones continue.
+    #[serde(default)]
+    pub suspend: bool,
+    /// What happens when a run is due while the previous one is still running: `Forbid`
+    /// skips the new run, `Allow` runs both, `Replace` cancels the running one.
+    #[serde(default)]
+    pub concurrency_policy: ConcurrencyPolicy,
+    /// A run that could not start within this many seconds of its time (e.g. during an
+    /// operator outage) is skipped. Missed runs are never run more than once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub starting_deadline_seconds: Option<i64>,
+    /// The BackupJob created on each run.
+    pub job_template: BackupJobTemplate,
+    /// Which snapshots of this schedule to keep; the rest are pruned after each successful
+    /// backup. Nothing is pruned when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+    /// How many finished BackupJobs of this schedule are kept as objects.
+    #[serde(default)]
+    pub history_limit: HistoryLimit,
+}
+
+/// What to do when a run is due while another one still runs.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ConcurrencyPolicy {
+    /// Skip the new run.
+    #[default]
+    Forbid,
+    /// Run both.
+    Allow,
+    /// Cancel the running job and start the new one.
+    Replace,
+}
+
+/// Template of the BackupJobs a Schedule creates.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupJobTemplate {
+    /// Labels and annotations copied to each BackupJob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<TemplateMetadata>,
+    /// Spec of each BackupJob.
+    pub spec: BackupJobSpec,
+}
+
+/// Labels and annotations of a templated object.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateMetadata {
+    /// Labels added to each created object.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations added to each created object.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Which snapshots to keep, as in restic's `forget`: a snapshot is kept when any rule keeps it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.keepLast) || has(self.keepHourly) || has(self.keepDaily) || has(self.keepWeekly) || has(self.keepMonthly) || has(self.keepYearly) || has(self.keepWithin)")
+    .message("retention: set at least one of keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly or keepWithin, or remove retention to keep every snapshot"))]
+pub struct Retention {
+    /// Keep the newest N snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the last N hours that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N days that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the last N weeks that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N months that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N years that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keep_yearly: Option<u32>,
+    /// Keep every snapshot younger than this duration before the newest one, e.g. `36h`,
+    /// `14d`, `2w`, `1y6m` (units y, m, w, d, h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+[ymwdh])+$"))]
+    pub keep_within: Option<String>,
+}
+
+/// How many finished BackupJobs to keep as objects.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryLimit {
+    /// Succeeded BackupJobs kept.
+    #[serde(default = "default_successful")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub successful: u32,
+    /// Failed BackupJobs kept.
+    #[serde(default = "default_failed")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub failed: u32,
+}
+
+impl Default for HistoryLimit {
+    fn default() -> Self {
+        Self {
+            successful: default_successful(),
+            failed: default_failed(),
+        }
+    }
+}
+
+fn default_successful() -> u32 {
+    3
+}
+
+fn default_failed() -> u32 {
+    1
+}
+
+/// Observed state of a Schedule.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleStatus {
+    /// The generation of the spec the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When a BackupJob was last created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<Time>,
+    /// When a BackupJob of this schedule last succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_time: Option<Time>,
+    /// When the next BackupJob is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_schedule_time: Option<Time>,
+    /// BackupJobs of this schedule that are not finished.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active: Vec<LocalObjectRef>,
+    /// Outcome of the last prune by `retention`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_prune: Option<PruneResult>,
+    /// Conditions: `Ready` (the spec is valid and the schedule is running).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Outcome of a prune run.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PruneResult {
+    /// When the prune finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+    /// Snapshots kept.
+    pub snapshots_kept: u32,
+    /// Snapshots removed.
+    pub snapshots_removed: u32,
+    /// Whether the prune succeeded.
+    pub succeeded: bool,
+    /// Error message when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

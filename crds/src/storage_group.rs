@@ -1,0 +1,203 @@
+//! `StorageGroup`: a set of backup targets and how a repository's data is spread over them.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{DNS_SUBDOMAIN, SecretKeyRef, SecretRef};
+
+/// A named set of backup targets (S3 buckets, PVCs) that together hold one Hort repository.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "hort.dev",
+    version = "v1alpha1",
+    kind = "StorageGroup",
+    doc = "A named set of backup targets (S3 buckets, PVCs) that together hold one Hort repository.",
+    namespaced,
+    status = "StorageGroupStatus",
+    shortname = "hsg",
+    category = "hort",
+    printcolumn(name = "Strategy", type_ = "string", json_path = ".spec.strategy"),
+    printcolumn(name = "Targets", type_ = "integer", json_path = ".status.targetCount"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Used", type_ = "string", json_path = ".status.usedSize"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.strategy != 'Mirror' || self.targets.size() >= 2")
+    .message("spec.strategy: Mirror needs at least two entries in spec.targets; use Spread for a single target")
+    .field_path(".strategy"))]
+#[x_kube(validation = Rule::new("self.targets.all(t, self.targets.exists_one(u, u.name == t.name))")
+    .message("spec.targets: every target needs a unique name")
+    .field_path(".targets"))]
+pub struct StorageGroupSpec {
+    /// The places where backup data is stored. One group holds one repository; its data is
+    /// spread over, or mirrored across, these targets according to `strategy`.
+    #[schemars(length(min = 1, max = 16))]
+    pub targets: Vec<Target>,
+    /// How data is distributed over the targets: `Spread` places each pack file on one target,
+    /// chosen by weight and free space; `Mirror` writes every pack to every target, so one
+    /// target may be lost without losing data; `Failover` writes to the first healthy target
+    /// in list order.
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Encryption of the repository. Every stored object is encrypted with a key protected by
+    /// this password; without it the backups cannot be read, so keep a copy outside the cluster.
+    pub encryption: Encryption,
+    /// How often, in seconds, the operator re-checks that every target is reachable and writable.
+    #[serde(default = "default_check_interval")]
+    #[schemars(range(min = 30, max = 86400))]
+    pub check_interval_seconds: u32,
+}
+
+fn default_check_interval() -> u32 {
+    300
+}
+
+/// How a storage group distributes pack files over its targets.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Strategy {
+    /// Each pack is stored on one target, chosen by weight and free space.
+    #[default]
+    Spread,
+    /// Each pack is stored on every target.
+    Mirror,
+    /// Each pack is stored on the first healthy target in list order.
+    Failover,
+}
+
+/// One target of a storage group: exactly one of `s3` or `pvc`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.s3) != has(self.pvc)")
+    .message("spec.targets[]: set exactly one of s3 or pvc"))]
+pub struct Target {
+    /// Name of the target, unique in the group; shown in status and metrics.
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    /// Relative share of new data this target receives with the `Spread` strategy.
+    #[serde(default = "default_weight")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub weight: u32,
+    /// An S3-compatible object store bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Target>,
+    /// A PersistentVolumeClaim in the group's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pvc: Option<PvcTarget>,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// An S3-compatible bucket.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Target {
+    /// Endpoint URL, e.g. `https://s3.eu-central-1.amazonaws.com` or `http://s3.storage.svc:9000`.
+    #[schemars(regex(pattern = r"^https?://[^\s/]+(/.*)?$"))]
+    pub endpoint: String,
+    /// Bucket name. The bucket must exist.
+    #[schemars(length(min = 3, max = 63), regex(pattern = r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$"))]
+    pub bucket: String,
+    /// Key prefix inside the bucket, so that several repositories can share a bucket.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("!self.startsWith('/')")
+        .message("spec.targets[].s3.prefix must not start with '/'; write e.g. 'hort/prod'"))]
+    pub prefix: String,
+    /// Region used to sign requests.
+    #[serde(default = "default_region")]
+    #[schemars(length(min = 1))]
+    pub region: String,
+    /// Address buckets as `endpoint/bucket` instead of `bucket.endpoint`; needed by most
+    /// self-hosted S3 servers.
+    #[serde(default)]
+    pub force_path_style: bool,
+    /// Storage class for new objects, e.g. `STANDARD_IA`. The server's default when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// Secret with the keys `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    pub credentials_secret_ref: SecretRef,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+/// A PersistentVolumeClaim used as a target.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PvcTarget {
+    /// Name of the claim, in the group's namespace. It must be ReadWriteMany when backups
+    /// may run on several nodes at once.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
+    pub claim_name: String,
+    /// Directory inside the volume that holds the repository.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("!self.startsWith('/') && !self.matches('(^|/)[.][.](/|$)')")
+        .message("spec.targets[].pvc.subPath must be a relative path without '..'"))]
+    pub sub_path: String,
+}
+
+/// Repository encryption settings.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Encryption {
+    /// Secret key that holds the repository password (key `password` unless set).
+    pub key_secret_ref: SecretKeyRef,
+}
+
+/// Observed state of a StorageGroup.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageGroupStatus {
+    /// The generation of the spec the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Identifier of the repository the group holds, once initialised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_id: Option<String>,
+    /// Number of targets in the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_count: Option<u32>,
+    /// Bytes stored in all targets together, human readable (e.g. `12.5 GiB`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_size: Option<String>,
+    /// Per-target health.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetStatus>,
+    /// `Ready` is True when the repository is initialised and enough targets are healthy for
+    /// the strategy to accept backups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Observed health of one target.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetStatus {
+    /// Name of the target.
+    pub name: String,
+    /// Whether the target answered the last check.
+    pub reachable: bool,
+    /// Whether a test object could be written and deleted in the last check.
+    pub writable: bool,
+    /// Bytes of Hort data on the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_used: Option<u64>,
+    /// Free bytes on the target, where the target can tell (PVCs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_free: Option<u64>,
+    /// When the target was last checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check_time: Option<Time>,
+    /// Why the last check failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

@@ -1,0 +1,3 @@
+//! `hort-operator`: reconciles Hort's custom resources into agent pods.
+
+fn main() {}

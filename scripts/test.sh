@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every Hort test on this machine: formatting, lints, unit and integration tests, and the
+# tests that need a real kube-apiserver (built from upstream and started by kind-tests/).
+# Everything the tests need is installed by the scripts this one calls; downloads and builds
+# are cached under ~/.cache/hort, so a second run is fast.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export AWS_EC2_METADATA_DISABLED=true
+export CARGO_TERM_COLOR=never
+
+step() { printf '\n== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "lints"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "kube-apiserver and etcd"
+kind-tests/cluster.sh up --control-plane-only
+KUBECONFIG="$(kind-tests/cluster.sh kubeconfig)"
+export KUBECONFIG
+
+step "tests"
+# --include-ignored runs the tests marked as needing the API server started above.
+cargo test --workspace --locked -- --include-ignored
