@@ -67,7 +67,7 @@ fn default_backoff_limit() -> u32 {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("[has(self.postgres), has(self.mariadb), has(self.volume)].filter(x, x).size() == 1")
-    .message("source: set exactly one of source.postgres, source.mariadb or source.volume"))]
+    .message("set exactly one of source.postgres, source.mariadb or source.volume"))]
 pub struct BackupSource {
     /// A PostgreSQL server, dumped with `pg_dump` (one consistent dump per database).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,7 +118,7 @@ pub struct PostgresSource {
     /// Databases to back up; all databases except templates when empty. Roles and
     /// tablespaces are always included.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(inner(length(min = 1, max = 63)))]
+    #[schemars(length(max = 256), inner(length(min = 1, max = 63)))]
     pub databases: Vec<String>,
     /// Secret with the keys `username` and `password` (e.g. a `kubernetes.io/basic-auth` Secret).
     pub credentials_secret_ref: SecretRef,
@@ -150,7 +150,7 @@ pub struct MariadbSource {
     /// Databases to back up; all databases except the system schemas when empty. Users and
     /// grants are always included.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(inner(length(min = 1, max = 64)))]
+    #[schemars(length(max = 256), inner(length(min = 1, max = 64)))]
     pub databases: Vec<String>,
     /// Secret with the keys `username` and `password`.
     pub credentials_secret_ref: SecretRef,
@@ -174,11 +174,11 @@ pub struct VolumeSource {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self.all(p, !p.startsWith('/') && !p.matches('(^|/)[.][.](/|$)'))")
         .message("volume.paths must be relative to the volume root and must not contain '..'"))]
-    #[schemars(inner(length(min = 1, max = 4096)))]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 1024)))]
     pub paths: Vec<String>,
     /// Glob patterns of files and directories to leave out, e.g. `**/*.tmp` or `cache/`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(inner(length(min = 1, max = 4096)))]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 1024)))]
     pub exclude: Vec<String>,
     /// How a consistent view of the volume is taken: `CSI` takes a VolumeSnapshot and backs up
     /// from it (fails if the cluster cannot); `Auto` does so when the claim's driver supports
@@ -221,7 +221,7 @@ pub struct Hooks {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.pod) != has(self.selector)")
-    .message("hooks: set exactly one of pod or selector for each hook"))]
+    .message("set exactly one of pod or selector"))]
 pub struct Hook {
     /// Name of the hook, shown in events and errors.
     #[schemars(length(min = 1, max = 63))]

@@ -53,7 +53,7 @@ pub struct RestoreRequestSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("[has(self.backupJobRef), has(self.snapshotId), has(self.tags) && size(self.tags) > 0].filter(x, x).size() == 1")
-    .message("source: set exactly one of source.backupJobRef, source.snapshotId or source.tags"))]
+    .message("set exactly one of source.backupJobRef, source.snapshotId or source.tags"))]
 pub struct RestoreSource {
     /// The snapshot written by this BackupJob (in this namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,7 +65,7 @@ pub struct RestoreSource {
     pub snapshot_id: Option<String>,
     /// The newest snapshot that carries all of these tags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(inner(length(min = 1, max = 128)))]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 128)))]
     pub tags: Vec<String>,
 }
 
@@ -73,7 +73,7 @@ pub struct RestoreSource {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("[has(self.postgres), has(self.mariadb), has(self.volume)].filter(x, x).size() == 1")
-    .message("target: set exactly one of target.postgres, target.mariadb or target.volume"))]
+    .message("set exactly one of target.postgres, target.mariadb or target.volume"))]
 pub struct RestoreTarget {
     /// A PostgreSQL server; the snapshot must hold PostgreSQL dumps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,12 +106,13 @@ pub struct DatabaseRestoreTarget {
     /// snapshot (and the roles or users) when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self.all(d, self.exists_one(e, (has(e.to) ? e.to : e.from) == (has(d.to) ? d.to : d.from)))")
-        .message("databases: two entries restore into the same database name"))]
+        .message("two entries restore into the same database name"))]
+    #[schemars(length(max = 64))]
     pub databases: Vec<DatabaseMapping>,
     /// Restore only these tables (`table` or `schema.table`) of the one database named in
     /// `databases`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(inner(length(min = 1, max = 128)))]
+    #[schemars(length(max = 256), inner(length(min = 1, max = 128)))]
     pub tables: Vec<String>,
     /// Drop objects that the restore replaces. Without it, restoring over an existing database
     /// or table fails and names what exists.
@@ -155,10 +156,11 @@ pub struct VolumeRestoreTarget {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self.all(p, !p.startsWith('/') && !p.matches('(^|/)[.][.](/|$)'))")
         .message("volume.paths must be relative to the snapshot root and must not contain '..'"))]
-    #[schemars(inner(length(min = 1, max = 4096)))]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 1024)))]
     pub paths: Vec<String>,
     /// Directory inside the claim to restore into; its root when empty.
     #[serde(default)]
+    #[schemars(length(max = 1024))]
     #[x_kube(validation = Rule::new("!self.startsWith('/') && !self.matches('(^|/)[.][.](/|$)')")
         .message("volume.subPath must be a relative path without '..'"))]
     pub sub_path: String,

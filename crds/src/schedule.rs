@@ -102,7 +102,7 @@ pub struct TemplateMetadata {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.keepLast) || has(self.keepHourly) || has(self.keepDaily) || has(self.keepWeekly) || has(self.keepMonthly) || has(self.keepYearly) || has(self.keepWithin)")
-    .message("retention: set at least one of keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly or keepWithin, or remove retention to keep every snapshot"))]
+    .message("set at least one of keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly or keepWithin, or remove retention to keep every snapshot"))]
 pub struct Retention {
     /// Keep the newest N snapshots.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -30,10 +30,10 @@ use crate::common::{DNS_SUBDOMAIN, SecretKeyRef, SecretRef};
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.strategy != 'Mirror' || self.targets.size() >= 2")
-    .message("spec.strategy: Mirror needs at least two entries in spec.targets; use Spread for a single target")
+    .message("Mirror needs at least two entries in spec.targets; use Spread for a single target")
     .field_path(".strategy"))]
 #[x_kube(validation = Rule::new("self.targets.all(t, self.targets.exists_one(u, u.name == t.name))")
-    .message("spec.targets: every target needs a unique name")
+    .message("every target needs a unique name")
     .field_path(".targets"))]
 pub struct StorageGroupSpec {
     /// The places where backup data is stored. One group holds one repository; its data is
@@ -75,7 +75,7 @@ pub enum Strategy {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.s3) != has(self.pvc)")
-    .message("spec.targets[]: set exactly one of s3 or pvc"))]
+    .message("set exactly one of s3 or pvc"))]
 pub struct Target {
     /// Name of the target, unique in the group; shown in status and metrics.
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
@@ -108,6 +108,7 @@ pub struct S3Target {
     pub bucket: String,
     /// Key prefix inside the bucket, so that several repositories can share a bucket.
     #[serde(default)]
+    #[schemars(length(max = 1024))]
     #[x_kube(validation = Rule::new("!self.startsWith('/')")
         .message("spec.targets[].s3.prefix must not start with '/'; write e.g. 'hort/prod'"))]
     pub prefix: String,
@@ -140,6 +141,7 @@ pub struct PvcTarget {
     pub claim_name: String,
     /// Directory inside the volume that holds the repository.
     #[serde(default)]
+    #[schemars(length(max = 1024))]
     #[x_kube(validation = Rule::new("!self.startsWith('/') && !self.matches('(^|/)[.][.](/|$)')")
         .message("spec.targets[].pvc.subPath must be a relative path without '..'"))]
     pub sub_path: String,

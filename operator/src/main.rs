@@ -1,3 +1,82 @@
-//! `hort-operator`: reconciles Hort's custom resources into agent pods.
+//! `hort-operator`: parses its configuration, sets up logging and metrics, installs the CRDs
+//! and runs the controllers.
 
-fn main() {}
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use hort_operator::context::Context;
+use hort_operator::controllers::{self, Scope};
+use hort_operator::http::{self, Health};
+use hort_operator::metrics::Metrics;
+use tracing_subscriber::EnvFilter;
+
+/// Reconciles Hort's custom resources into agent pods.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address of the /metrics, /healthz and /readyz endpoints.
+    #[arg(long, env = "HORT_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    metrics_address: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "HORT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Watch only this namespace instead of the whole cluster.
+    #[arg(long, env = "HORT_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+    /// Do not apply Hort's CRDs at start-up (when they are managed elsewhere, e.g. by GitOps).
+    #[arg(long, env = "HORT_SKIP_CRD_INSTALL")]
+    skip_crd_install: bool,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = EnvFilter::try_from_env("HORT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    match args.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+    }
+
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot reach the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+    if !args.skip_crd_install {
+        hort_operator::crd_install::install(&client)
+            .await
+            .context("installing Hort's CRDs (use --skip-crd-install when they are managed elsewhere)")?;
+    }
+
+    let metrics = Metrics::new();
+    let ready = Arc::new(AtomicBool::new(false));
+    let health = Health {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    let address = args.metrics_address;
+    let server = tokio::spawn(async move { http::serve(address, health).await });
+
+    let scope = match args.watch_namespace {
+        Some(ns) => Scope::Namespace(ns),
+        None => Scope::Cluster,
+    };
+    tracing::info!(?scope, "starting controllers");
+    ready.store(true, Ordering::Relaxed);
+    let ctx = Arc::new(Context { client, metrics });
+    tokio::select! {
+        () = controllers::run(ctx, scope) => tracing::info!("controllers stopped"),
+        served = server => served.context("metrics server task")?.with_context(|| format!("serving on {address}"))?,
+    }
+    Ok(())
+}

@@ -1,0 +1,30 @@
+//! Errors of a reconcile, with a bounded category for metric labels.
+
+/// An error that stops one reconcile; the controller retries it with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API server refused or failed a request.
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+    /// An object lacks a field the API server always sets (name, namespace).
+    #[error("{kind} object is missing {field}")]
+    MissingObjectField {
+        /// Kind of the object.
+        kind: &'static str,
+        /// The missing field.
+        field: &'static str,
+    },
+}
+
+impl Error {
+    /// A short, bounded label for metrics (never the message, whose values are unbounded).
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube_api",
+            Error::MissingObjectField { .. } => "malformed_object",
+        }
+    }
+}
+
+/// Result of a reconcile step.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,14 @@
+//! `hort-operator`: kube-runtime controllers that reconcile Hort's custom resources
+//! (`StorageGroup`, `BackupJob`, `Schedule`, `RestoreRequest`) into agent pods.
+
+pub mod backup_job;
+pub mod conditions;
+pub mod context;
+pub mod controllers;
+pub mod crd_install;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod references;
+pub mod status;
+pub mod storage_group;

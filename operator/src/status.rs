@@ -1,0 +1,27 @@
+//! Writing the status subresource by server-side apply, as the operator's field manager.
+
+use std::fmt::Debug;
+
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::context::FIELD_MANAGER;
+
+/// Applies `status` as the whole status of object `name` of kind `K` in `namespace`, sending
+/// only `apiVersion`, `kind` and `status`.
+pub async fn apply<K>(client: &Client, namespace: &str, name: &str, status: &impl Serialize) -> kube::Result<()>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
+        .await?;
+    Ok(())
+}
