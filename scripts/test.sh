@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export AWS_EC2_METADATA_DISABLED=true
-export CARGO_TERM_COLOR=never
+export CARGO_TERM_COLOR=never RUST_BACKTRACE=0
 
 step() { printf '\n== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 
@@ -16,7 +16,15 @@ cargo fmt --all -- --check
 step "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "test tools"
+HORT_PROMTOOL="$(scripts/install-promtool.sh)"
+export HORT_PROMTOOL
+
 step "kube-apiserver and etcd"
+# Stop the control plane afterwards only if this run started it.
+if [[ "$(kind-tests/cluster.sh status 2>/dev/null | head -n1)" == "down" ]]; then
+  trap 'kind-tests/cluster.sh down >/dev/null 2>&1 || true' EXIT
+fi
 kind-tests/cluster.sh up --control-plane-only
 KUBECONFIG="$(kind-tests/cluster.sh kubeconfig)"
 export KUBECONFIG
