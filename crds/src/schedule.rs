@@ -26,7 +26,9 @@ use crate::common::LocalObjectRef;
     printcolumn(name = "Suspend", type_ = "boolean", json_path = ".spec.suspend"),
     printcolumn(name = "Last Success", type_ = "date", json_path = ".status.lastSuccessfulTime"),
     printcolumn(name = "Next Run", type_ = "string", json_path = ".status.nextScheduleTime"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.metadata.name.size() <= 52")
+        .message("metadata.name of a Schedule may have at most 52 characters: its BackupJobs are named <schedule>-<minutes>")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleSpec {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use hort_crds::backup_job::BackupJob;
 use hort_crds::common::Phase;
 use hort_crds::storage_group::StorageGroup;
-use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
@@ -42,7 +41,7 @@ pub async fn reconcile(job: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Action>
         &mut status.conditions,
         observation,
         job.metadata.generation,
-        Timestamp::now(),
+        ctx.clock.now(),
     );
     if job.status.as_ref() != Some(&status) {
         status::apply::<BackupJob>(&ctx.client, &namespace, &job.name_any(), &status).await?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use hort_crds::{BackupJob, StorageGroup};
+use hort_crds::{BackupJob, Schedule, StorageGroup};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
@@ -15,7 +15,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::{backup_job, storage_group};
+use crate::{backup_job, schedule, storage_group};
 
 /// Which namespaces the operator watches.
 #[derive(Clone, Debug)]
@@ -96,7 +96,17 @@ pub async fn run(ctx: Arc<Context>, scope: Scope) {
         )
         .for_each(|_| async {});
 
-    tokio::join!(groups, jobs);
+    let schedules = Controller::new(scope.api::<Schedule>(&client), watcher::Config::default())
+        .owns(scope.api::<BackupJob>(&client), watcher::Config::default())
+        .shutdown_on_signal()
+        .run(
+            |obj, ctx| instrumented("Schedule", ctx.clone(), schedule::reconcile(obj, ctx)),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+
+    tokio::join!(groups, jobs, schedules);
 }
 
 /// The groups in `store` that refer to the Secret or claim `object` (same namespace).

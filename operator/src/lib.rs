@@ -2,6 +2,7 @@
 //! (`StorageGroup`, `BackupJob`, `Schedule`, `RestoreRequest`) into agent pods.
 
 pub mod backup_job;
+pub mod clock;
 pub mod conditions;
 pub mod context;
 pub mod controllers;
@@ -10,5 +11,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod references;
+pub mod schedule;
+pub mod schedule_plan;
 pub mod status;
 pub mod storage_group;

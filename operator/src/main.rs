@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
+use hort_operator::clock::Clock;
 use hort_operator::context::Context;
 use hort_operator::controllers::{self, Scope};
 use hort_operator::http::{self, Health};
@@ -73,7 +74,11 @@ async fn main() -> anyhow::Result<()> {
     };
     tracing::info!(?scope, "starting controllers");
     ready.store(true, Ordering::Relaxed);
-    let ctx = Arc::new(Context { client, metrics });
+    let ctx = Arc::new(Context {
+        client,
+        metrics,
+        clock: Clock::System,
+    });
     tokio::select! {
         () = controllers::run(ctx, scope) => tracing::info!("controllers stopped"),
         served = server => served.context("metrics server task")?.with_context(|| format!("serving on {address}"))?,

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hort_crds::storage_group::{StorageGroup, StorageGroupSpec};
-use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
@@ -40,7 +39,7 @@ pub async fn reconcile(group: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<Ac
         &mut status.conditions,
         observation,
         group.metadata.generation,
-        Timestamp::now(),
+        ctx.clock.now(),
     );
     if group.status.as_ref() != Some(&status) {
         status::apply::<StorageGroup>(&ctx.client, &namespace, &name, &status).await?;

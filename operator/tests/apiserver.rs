@@ -5,14 +5,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hort_crds::{BackupJob, StorageGroup};
+use hort_crds::{BackupJob, Schedule, StorageGroup};
+use hort_operator::clock::Clock;
 use hort_operator::context::Context;
 use hort_operator::controllers::{self, Scope};
 use hort_operator::metrics::Metrics;
+use hort_operator::schedule_plan::{CronSchedule, job_name};
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -72,6 +75,7 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
     let ctx = Arc::new(Context {
         client: client.clone(),
         metrics: metrics.clone(),
+        clock: Clock::System,
     });
     let controllers = tokio::spawn(controllers::run(ctx, Scope::Namespace(ns.clone())));
 
@@ -209,6 +213,162 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
         !text.contains("pw") && !text.contains("secret\""),
         "metrics must not carry Secret values"
     );
+
+    controllers.abort();
+    namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
+}
+
+fn schedule_ready_message(s: &Schedule) -> String {
+    condition(s.status.as_ref().map(|s| &s.conditions), "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+/// Triggers a reconcile of the schedule (the manual clock moving is not an event).
+async fn poke(schedules: &Api<Schedule>, name: &str, n: u32) {
+    schedules
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"hort.dev/test-poke": n.to_string()}}})),
+        )
+        .await
+        .unwrap();
+}
+
+async fn finish(jobs: &Api<BackupJob>, name: &str, at: Timestamp) {
+    // Let the BackupJob reconciler settle first, so it does not overwrite the phase set here.
+    wait_for(jobs, name, "the job's first status", |j| j.status.is_some()).await;
+    jobs.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Succeeded", "completionTime": at.to_string()}})),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn schedule_creates_jobs_on_its_cron_with_an_injected_clock() {
+    let client = client().await;
+    hort_operator::crd_install::install(&client).await.unwrap();
+    let ns = format!("hort-schedule-{}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    create(&namespaces, json!({"metadata": {"name": ns}})).await;
+    let clock = Clock::manual(Timestamp::now());
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        metrics: Metrics::new(),
+        clock: clock.clone(),
+    });
+    let controllers = tokio::spawn(controllers::run(ctx, Scope::Namespace(ns.clone())));
+    let schedules: Api<Schedule> = Api::namespaced(client.clone(), &ns);
+    let jobs: Api<BackupJob> = Api::namespaced(client.clone(), &ns);
+
+    let created = create(
+        &schedules,
+        json!({
+            "apiVersion": "hort.dev/v1alpha1", "kind": "Schedule",
+            "metadata": {"name": "nightly"},
+            "spec": {
+                "schedule": "*/5 * * * *",
+                "historyLimit": {"successful": 1, "failed": 1},
+                "jobTemplate": {
+                    "metadata": {"labels": {"app": "db"}},
+                    "spec": {"storageGroupRef": {"name": "s3"},
+                             "source": {"volume": {"claimName": "data"}}}
+                }
+            }
+        }),
+    )
+    .await;
+    let cron = CronSchedule::parse("*/5 * * * *", None).unwrap();
+    let first = cron.next_after(created.metadata.creation_timestamp.unwrap().0).unwrap();
+    let second = cron.next_after(first).unwrap();
+    let third = cron.next_after(second).unwrap();
+
+    // Before the first time: nothing is created, and the next time is shown.
+    wait_for(&schedules, "nightly", "nextScheduleTime", |s| {
+        s.status
+            .as_ref()
+            .and_then(|s| s.next_schedule_time.as_ref())
+            .map(|t| t.0)
+            == Some(first)
+    })
+    .await;
+    assert!(jobs.list(&Default::default()).await.unwrap().items.is_empty());
+
+    // At the first time, one job, named after the time, carrying the template's labels.
+    clock.set(first + SignedDuration::from_secs(10));
+    poke(&schedules, "nightly", 1).await;
+    let job1 = job_name("nightly", first);
+    wait_for(&jobs, &job1, "the first BackupJob", |_| true).await;
+    let j = jobs.get(&job1).await.unwrap();
+    assert_eq!(j.labels().get("app").map(String::as_str), Some("db"));
+    assert_eq!(j.labels().get("hort.dev/schedule").map(String::as_str), Some("nightly"));
+    wait_for(&schedules, "nightly", "lastScheduleTime and active", |s| {
+        s.status.as_ref().is_some_and(|st| {
+            st.last_schedule_time.as_ref().map(|t| t.0) == Some(first)
+                && st.active.iter().any(|a| a.name == job1)
+                && st.next_schedule_time.as_ref().map(|t| t.0) == Some(second)
+        })
+    })
+    .await;
+
+    // At the second time the first job still runs: Forbid makes the run wait.
+    clock.set(second + SignedDuration::from_secs(10));
+    poke(&schedules, "nightly", 2).await;
+    wait_for(&schedules, "nightly", "the Forbid wait to be reported", |s| {
+        schedule_ready_message(s).contains("waits: concurrencyPolicy Forbid")
+    })
+    .await;
+    assert_eq!(jobs.list(&Default::default()).await.unwrap().items.len(), 1);
+
+    // The first job finishes: the waiting run starts, and the success time is recorded.
+    finish(&jobs, &job1, second).await;
+    let job2 = job_name("nightly", second);
+    wait_for(&jobs, &job2, "the second BackupJob after the first finished", |_| true).await;
+    wait_for(&schedules, "nightly", "lastSuccessfulTime", |s| {
+        s.status
+            .as_ref()
+            .and_then(|s| s.last_successful_time.as_ref())
+            .map(|t| t.0)
+            == Some(second)
+    })
+    .await;
+
+    // The second job finishes: with historyLimit.successful 1 the first job is deleted.
+    finish(&jobs, &job2, second + SignedDuration::from_secs(60)).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while jobs.get_opt(&job1).await.unwrap().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{job1} was not deleted by historyLimit"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        jobs.get_opt(&job2).await.unwrap().is_some(),
+        "the newest success is kept"
+    );
+
+    // Suspended: the third time passes without a job.
+    schedules
+        .patch(
+            "nightly",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": true}})),
+        )
+        .await
+        .unwrap();
+    clock.set(third + SignedDuration::from_secs(10));
+    poke(&schedules, "nightly", 3).await;
+    wait_for(&schedules, "nightly", "the suspension to be reported", |s| {
+        schedule_ready_message(s).starts_with("suspended")
+    })
+    .await;
+    assert!(jobs.get_opt(&job_name("nightly", third)).await.unwrap().is_none());
 
     controllers.abort();
     namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();

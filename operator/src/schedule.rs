@@ -1,0 +1,238 @@
+//! Reconciler of `Schedule`: creates BackupJobs on the cron schedule in its time zone, honours
+//! `suspend`, `concurrencyPolicy` and `startingDeadlineSeconds`, keeps `historyLimit` finished
+//! jobs, and reports last and next times.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hort_crds::backup_job::BackupJob;
+use hort_crds::common::{LocalObjectRef, Phase};
+use hort_crds::schedule::{Schedule, ScheduleStatus};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+
+use crate::conditions::{self, Observation, Status};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::schedule_plan::{self, CronSchedule, Decision, Facts};
+use crate::status;
+
+/// Label on every BackupJob a Schedule creates: the Schedule's name.
+pub const SCHEDULE_LABEL: &str = "hort.dev/schedule";
+/// Annotation on every BackupJob a Schedule creates: the scheduled time (RFC 3339).
+pub const SCHEDULED_TIME_ANNOTATION: &str = "hort.dev/scheduled-time";
+/// Name of the condition that tells whether the schedule is valid and running.
+pub const READY: &str = "Ready";
+
+/// Reconciles one Schedule.
+pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Action> {
+    let namespace = schedule.namespace().ok_or(Error::MissingObjectField {
+        kind: "Schedule",
+        field: "metadata.namespace",
+    })?;
+    let name = schedule.name_any();
+    let generation = schedule.metadata.generation;
+    let now = ctx.clock.now();
+    let mut status = schedule.status.clone().unwrap_or_default();
+    status.observed_generation = generation;
+
+    let cron = match CronSchedule::parse(&schedule.spec.schedule, schedule.spec.time_zone.as_deref()) {
+        Ok(cron) => cron,
+        Err(invalid) => {
+            let observation = Observation {
+                type_: READY,
+                status: Status::False,
+                reason: "InvalidSchedule",
+                message: invalid.to_string(),
+            };
+            status.next_schedule_time = None;
+            conditions::set(&mut status.conditions, observation, generation, now);
+            write_status(&ctx, &schedule, &namespace, &name, status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+
+    let jobs: Api<BackupJob> = Api::namespaced(ctx.client.clone(), &namespace);
+    let owned = owned_jobs(&jobs, &schedule, &name).await?;
+    let (mut active, finished): (Vec<&BackupJob>, Vec<&BackupJob>) =
+        owned.iter().partition(|j| !phase_of(j).is_terminal());
+    prune_history(&jobs, &finished, &schedule).await?;
+    let latest_success = finished
+        .iter()
+        .filter(|j| phase_of(j) == Phase::Succeeded)
+        .filter_map(|j| j.status.as_ref()?.completion_time.clone())
+        .max_by_key(|t| t.0);
+    if let Some(latest) = latest_success
+        && status.last_successful_time.as_ref().is_none_or(|t| t.0 < latest.0)
+    {
+        status.last_successful_time = Some(latest);
+    }
+
+    let created = schedule.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
+    let last_scheduled = status.last_schedule_time.as_ref().map_or(created, |t| t.0);
+    let facts = Facts {
+        now,
+        last_scheduled,
+        suspend: schedule.spec.suspend,
+        starting_deadline_seconds: schedule.spec.starting_deadline_seconds,
+        concurrency_policy: schedule.spec.concurrency_policy,
+        active_jobs: active.len(),
+    };
+    let decision = schedule_plan::decide(&cron, &facts);
+    let mut new_job = None;
+    let message = match decision {
+        Decision::Idle if schedule.spec.suspend => "suspended: no new BackupJobs are created".to_string(),
+        Decision::Idle => "waiting for the next scheduled time".to_string(),
+        Decision::Run {
+            scheduled,
+            replace_active,
+        } => {
+            if replace_active {
+                for job in active.drain(..) {
+                    delete_job(&jobs, job).await?;
+                }
+            }
+            let job = create_job(&jobs, &schedule, &name, scheduled).await?;
+            status.last_schedule_time = Some(Time(scheduled));
+            let message = format!("created BackupJob {:?} for {scheduled}", job.name_any());
+            new_job = Some(job);
+            message
+        }
+        Decision::WaitForActive { scheduled } => format!(
+            "the run for {scheduled} waits: concurrencyPolicy Forbid and BackupJob {:?} is still running",
+            active.first().map(|j| j.name_any()).unwrap_or_default()
+        ),
+        Decision::MissedDeadline { scheduled } => format!(
+            "the run for {scheduled} was skipped: it could not start within startingDeadlineSeconds ({}s)",
+            schedule.spec.starting_deadline_seconds.unwrap_or_default()
+        ),
+    };
+    tracing::debug!(schedule = %name, namespace = %namespace, ?decision, "schedule decision");
+
+    status.active = active
+        .iter()
+        .copied()
+        .chain(new_job.as_ref())
+        .map(|j| LocalObjectRef { name: j.name_any() })
+        .collect();
+    let next = cron.next_after(now.max(status.last_schedule_time.as_ref().map_or(now, |t| t.0)));
+    status.next_schedule_time = next.filter(|_| !schedule.spec.suspend).map(Time);
+    let observation = Observation {
+        type_: READY,
+        status: Status::True,
+        reason: if schedule.spec.suspend {
+            "Suspended"
+        } else {
+            "Scheduled"
+        },
+        message,
+    };
+    conditions::set(&mut status.conditions, observation, generation, now);
+    write_status(&ctx, &schedule, &namespace, &name, status).await?;
+
+    Ok(match next {
+        Some(next) if !schedule.spec.suspend => {
+            let wait = now.duration_until(next).as_secs().max(1);
+            Action::requeue(Duration::from_secs(wait.unsigned_abs()))
+        }
+        _ => Action::await_change(),
+    })
+}
+
+fn phase_of(job: &BackupJob) -> Phase {
+    job.status.as_ref().map(|s| s.phase).unwrap_or_default()
+}
+
+async fn write_status(
+    ctx: &Context,
+    schedule: &Schedule,
+    namespace: &str,
+    name: &str,
+    status: ScheduleStatus,
+) -> Result<()> {
+    if schedule.status.as_ref() != Some(&status) {
+        status::apply::<Schedule>(&ctx.client, namespace, name, &status).await?;
+    }
+    Ok(())
+}
+
+/// The BackupJobs this schedule created (by label, confirmed by owner reference).
+async fn owned_jobs(jobs: &Api<BackupJob>, schedule: &Schedule, name: &str) -> Result<Vec<BackupJob>> {
+    let uid = schedule.uid();
+    let listed = jobs
+        .list(&ListParams::default().labels(&format!("{SCHEDULE_LABEL}={name}")))
+        .await?;
+    Ok(listed
+        .items
+        .into_iter()
+        .filter(|job| job.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref()))
+        .collect())
+}
+
+/// Deletes the oldest finished jobs beyond `historyLimit`.
+async fn prune_history(jobs: &Api<BackupJob>, finished: &[&BackupJob], schedule: &Schedule) -> Result<()> {
+    let limits = &schedule.spec.history_limit;
+    for (phase, keep) in [(Phase::Succeeded, limits.successful), (Phase::Failed, limits.failed)] {
+        let mut of_phase: Vec<&BackupJob> = finished.iter().copied().filter(|j| phase_of(j) == phase).collect();
+        // Newest first: by scheduled time (creation times have only whole seconds).
+        of_phase.sort_by_key(|j| std::cmp::Reverse((scheduled_time(j), j.creation_timestamp().map(|t| t.0))));
+        for job in of_phase.into_iter().skip(keep as usize) {
+            delete_job(jobs, job).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The scheduled time a job was created for, from its annotation.
+fn scheduled_time(job: &BackupJob) -> Option<Timestamp> {
+    job.annotations().get(SCHEDULED_TIME_ANNOTATION)?.parse().ok()
+}
+
+async fn delete_job(jobs: &Api<BackupJob>, job: &BackupJob) -> Result<()> {
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..DeleteParams::default()
+    };
+    match jobs.delete(&job.name_any(), &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates the job for `scheduled`; if it exists already (a retry after a crash), returns it.
+async fn create_job(jobs: &Api<BackupJob>, schedule: &Schedule, name: &str, scheduled: Timestamp) -> Result<BackupJob> {
+    let template = &schedule.spec.job_template;
+    let mut labels: BTreeMap<String, String> = template.metadata.as_ref().map(|m| m.labels.clone()).unwrap_or_default();
+    labels.insert(SCHEDULE_LABEL.into(), name.into());
+    let mut annotations: BTreeMap<String, String> = template
+        .metadata
+        .as_ref()
+        .map(|m| m.annotations.clone())
+        .unwrap_or_default();
+    annotations.insert(SCHEDULED_TIME_ANNOTATION.into(), scheduled.to_string());
+    let job_name = schedule_plan::job_name(name, scheduled);
+    let job = BackupJob {
+        metadata: ObjectMeta {
+            name: Some(job_name.clone()),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references: schedule.controller_owner_ref(&()).map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        spec: template.spec.clone(),
+        status: None,
+    };
+    match jobs.create(&PostParams::default(), &job).await {
+        Ok(job) => {
+            tracing::info!(schedule = %name, job = %job_name, %scheduled, "created BackupJob");
+            Ok(job)
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(jobs.get(&job_name).await?),
+        Err(e) => Err(e.into()),
+    }
+}
