@@ -9,6 +9,7 @@ pub mod controllers;
 pub mod crd_install;
 pub mod error;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod references;
 pub mod schedule;

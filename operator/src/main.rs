@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
@@ -11,6 +12,7 @@ use hort_operator::clock::Clock;
 use hort_operator::context::Context;
 use hort_operator::controllers::{self, Scope};
 use hort_operator::http::{self, Health};
+use hort_operator::leader::{LeaderElector, LeaseConfig};
 use hort_operator::metrics::Metrics;
 use tracing_subscriber::EnvFilter;
 
@@ -30,6 +32,15 @@ struct Args {
     /// Do not apply Hort's CRDs at start-up (when they are managed elsewhere, e.g. by GitOps).
     #[arg(long, env = "HORT_SKIP_CRD_INSTALL")]
     skip_crd_install: bool,
+    /// Run without leader election (only safe with a single replica).
+    #[arg(long, env = "HORT_NO_LEADER_ELECTION")]
+    no_leader_election: bool,
+    /// Namespace of the leader-election Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "hort-system")]
+    lease_namespace: String,
+    /// This replica's identity in the Lease (its pod name).
+    #[arg(long, env = "POD_NAME", default_value = "hort-operator")]
+    identity: String,
 }
 
 /// How log lines are written.
@@ -72,15 +83,38 @@ async fn main() -> anyhow::Result<()> {
         Some(ns) => Scope::Namespace(ns),
         None => Scope::Cluster,
     };
-    tracing::info!(?scope, "starting controllers");
+    let elector = LeaderElector::new(
+        &client,
+        LeaseConfig {
+            namespace: args.lease_namespace,
+            name: "hort-operator-leader".into(),
+            identity: args.identity,
+            lease_duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(5),
+        },
+    );
+    // A standby replica is ready too: it serves its endpoints and waits for the lease.
     ready.store(true, Ordering::Relaxed);
+    if !args.no_leader_election {
+        tracing::info!("waiting for leadership");
+        elector.acquire().await;
+    }
+    tracing::info!(?scope, "starting controllers");
     let ctx = Arc::new(Context {
         client,
         metrics,
         clock: Clock::System,
     });
+    let keep_leading = async {
+        if args.no_leader_election {
+            std::future::pending::<()>().await
+        } else {
+            elector.hold().await
+        }
+    };
     tokio::select! {
         () = controllers::run(ctx, scope) => tracing::info!("controllers stopped"),
+        () = keep_leading => anyhow::bail!("lost leadership; exiting so that only one replica reconciles"),
         served = server => served.context("metrics server task")?.with_context(|| format!("serving on {address}"))?,
     }
     Ok(())

@@ -9,9 +9,11 @@ use hort_crds::{BackupJob, Schedule, StorageGroup};
 use hort_operator::clock::Clock;
 use hort_operator::context::Context;
 use hort_operator::controllers::{self, Scope};
+use hort_operator::leader::{Attempt, LeaderElector, LeaseConfig};
 use hort_operator::metrics::Metrics;
 use hort_operator::schedule_plan::{CronSchedule, job_name};
 use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
@@ -371,5 +373,46 @@ async fn schedule_creates_jobs_on_its_cron_with_an_injected_clock() {
     assert!(jobs.get_opt(&job_name("nightly", third)).await.unwrap().is_none());
 
     controllers.abort();
+    namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn only_one_replica_leads_and_a_standby_takes_over() {
+    let client = client().await;
+    let ns = format!("hort-lease-{}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    create(&namespaces, json!({"metadata": {"name": ns}})).await;
+    let config = |identity: &str| LeaseConfig {
+        namespace: ns.clone(),
+        name: "hort-operator-leader".into(),
+        identity: identity.into(),
+        lease_duration: Duration::from_secs(2),
+        renew_every: Duration::from_millis(300),
+    };
+    let a = LeaderElector::new(&client, config("replica-a"));
+    let b = LeaderElector::new(&client, config("replica-b"));
+
+    assert_eq!(a.try_acquire().await.unwrap(), Attempt::Leading);
+    assert_eq!(b.try_acquire().await.unwrap(), Attempt::Following);
+    assert_eq!(a.try_acquire().await.unwrap(), Attempt::Leading, "the holder renews");
+
+    // While A keeps renewing, B never leads.
+    let holding = tokio::spawn(async move { a.hold().await });
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(b.try_acquire().await.unwrap(), Attempt::Following);
+    }
+
+    // A stops renewing (its process died): B takes over once the lease has expired.
+    holding.abort();
+    tokio::time::timeout(Duration::from_secs(10), b.acquire())
+        .await
+        .expect("the standby did not take over an expired lease");
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let spec = leases.get("hort-operator-leader").await.unwrap().spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("replica-b"));
+    assert_eq!(spec.lease_transitions, Some(1));
+
     namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
 }
