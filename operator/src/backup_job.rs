@@ -12,6 +12,7 @@ use kube::{Api, ResourceExt};
 use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::events;
 use crate::status;
 use crate::storage_group;
 
@@ -19,11 +20,14 @@ use crate::storage_group;
 pub const STORAGE_GROUP_READY: &str = "StorageGroupReady";
 
 /// Reconciles one BackupJob.
-pub async fn reconcile(job: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Action> {
-    let namespace = job.namespace().ok_or(Error::MissingObjectField {
+pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Action> {
+    let namespace = cached.namespace().ok_or(Error::MissingObjectField {
         kind: "BackupJob",
         field: "metadata.namespace",
     })?;
+    let Some(job) = status::fresh::<BackupJob>(&ctx.client, &namespace, &cached.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
     let mut status = job.status.clone().unwrap_or_default();
     if status.phase.is_terminal() {
         return Ok(Action::await_change());
@@ -37,12 +41,14 @@ pub async fn reconcile(job: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Action>
     status.observed_generation = job.metadata.generation;
     status.source_kind = job.spec.source.kind();
     status.message = Some(observation.message.clone());
+    let before = conditions::find(&status.conditions, STORAGE_GROUP_READY).cloned();
     conditions::set(
         &mut status.conditions,
-        observation,
+        observation.clone(),
         job.metadata.generation,
         ctx.clock.now(),
     );
+    events::on_transition(&ctx, &job, before.as_ref(), &observation).await;
     if job.status.as_ref() != Some(&status) {
         status::apply::<BackupJob>(&ctx.client, &namespace, &job.name_any(), &status).await?;
     }

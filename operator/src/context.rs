@@ -1,6 +1,7 @@
 //! State shared by every reconcile.
 
 use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
@@ -8,7 +9,7 @@ use crate::metrics::Metrics;
 /// Field manager of every object and status the operator writes.
 pub const FIELD_MANAGER: &str = "hort-operator";
 
-/// What every reconciler gets: an API client, the metrics and the clock.
+/// What every reconciler gets: an API client, the metrics, the clock and an event recorder.
 #[derive(Clone)]
 pub struct Context {
     /// Client of the API server.
@@ -17,4 +18,22 @@ pub struct Context {
     pub metrics: Metrics,
     /// Source of the current time (a manual clock in tests).
     pub clock: Clock,
+    /// Publishes Kubernetes Events about the reconciled objects.
+    pub recorder: Recorder,
+}
+
+impl Context {
+    /// A context whose events are reported as coming from `instance` (the pod name).
+    pub fn new(client: Client, metrics: Metrics, clock: Clock, instance: Option<String>) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance,
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            clock,
+        }
+    }
 }

@@ -8,6 +8,7 @@ pub mod context;
 pub mod controllers;
 pub mod crd_install;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod leader;
 pub mod metrics;

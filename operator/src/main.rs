@@ -83,12 +83,13 @@ async fn main() -> anyhow::Result<()> {
         Some(ns) => Scope::Namespace(ns),
         None => Scope::Cluster,
     };
+    let identity = args.identity;
     let elector = LeaderElector::new(
         &client,
         LeaseConfig {
             namespace: args.lease_namespace,
             name: "hort-operator-leader".into(),
-            identity: args.identity,
+            identity: identity.clone(),
             lease_duration: Duration::from_secs(15),
             renew_every: Duration::from_secs(5),
         },
@@ -100,11 +101,7 @@ async fn main() -> anyhow::Result<()> {
         elector.acquire().await;
     }
     tracing::info!(?scope, "starting controllers");
-    let ctx = Arc::new(Context {
-        client,
-        metrics,
-        clock: Clock::System,
-    });
+    let ctx = Arc::new(Context::new(client, metrics, Clock::System, Some(identity)));
     let keep_leading = async {
         if args.no_leader_election {
             std::future::pending::<()>().await

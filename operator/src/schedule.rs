@@ -13,11 +13,13 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
 use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::events;
 use crate::schedule_plan::{self, CronSchedule, Decision, Facts};
 use crate::status;
 
@@ -29,12 +31,15 @@ pub const SCHEDULED_TIME_ANNOTATION: &str = "hort.dev/scheduled-time";
 pub const READY: &str = "Ready";
 
 /// Reconciles one Schedule.
-pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Action> {
-    let namespace = schedule.namespace().ok_or(Error::MissingObjectField {
+pub async fn reconcile(cached: Arc<Schedule>, ctx: Arc<Context>) -> Result<Action> {
+    let namespace = cached.namespace().ok_or(Error::MissingObjectField {
         kind: "Schedule",
         field: "metadata.namespace",
     })?;
-    let name = schedule.name_any();
+    let name = cached.name_any();
+    let Some(schedule) = status::fresh::<Schedule>(&ctx.client, &namespace, &name).await? else {
+        return Ok(Action::await_change());
+    };
     let generation = schedule.metadata.generation;
     let now = ctx.clock.now();
     let mut status = schedule.status.clone().unwrap_or_default();
@@ -50,6 +55,8 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
                 message: invalid.to_string(),
             };
             status.next_schedule_time = None;
+            let before = conditions::find(&status.conditions, READY).cloned();
+            events::on_transition(&ctx, &schedule, before.as_ref(), &observation).await;
             conditions::set(&mut status.conditions, observation, generation, now);
             write_status(&ctx, &schedule, &namespace, &name, status).await?;
             return Ok(Action::await_change());
@@ -73,6 +80,13 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
     }
 
     let created = schedule.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
+    // The jobs themselves also record their scheduled time, so a lost status write cannot
+    // make a time run twice.
+    let newest_job = owned.iter().filter_map(scheduled_time).max();
+    let recorded = status.last_schedule_time.as_ref().map(|t| t.0);
+    if let Some(newest) = newest_job.max(recorded) {
+        status.last_schedule_time = Some(Time(newest));
+    }
     let last_scheduled = status.last_schedule_time.as_ref().map_or(created, |t| t.0);
     let facts = Facts {
         now,
@@ -84,9 +98,11 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
     };
     let decision = schedule_plan::decide(&cron, &facts);
     let mut new_job = None;
-    let message = match decision {
-        Decision::Idle if schedule.spec.suspend => "suspended: no new BackupJobs are created".to_string(),
-        Decision::Idle => "waiting for the next scheduled time".to_string(),
+    let (reason, message) = match decision {
+        Decision::Idle if schedule.spec.suspend => {
+            ("Suspended", "suspended: no new BackupJobs are created".to_string())
+        }
+        Decision::Idle => ("Scheduled", "waiting for the next scheduled time".to_string()),
         Decision::Run {
             scheduled,
             replace_active,
@@ -99,16 +115,23 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
             let job = create_job(&jobs, &schedule, &name, scheduled).await?;
             status.last_schedule_time = Some(Time(scheduled));
             let message = format!("created BackupJob {:?} for {scheduled}", job.name_any());
+            events::publish(&ctx, &schedule, EventType::Normal, "BackupJobCreated", message.clone()).await;
             new_job = Some(job);
-            message
+            ("Scheduled", message)
         }
-        Decision::WaitForActive { scheduled } => format!(
-            "the run for {scheduled} waits: concurrencyPolicy Forbid and BackupJob {:?} is still running",
-            active.first().map(|j| j.name_any()).unwrap_or_default()
+        Decision::WaitForActive { scheduled } => (
+            "WaitingForActiveJob",
+            format!(
+                "the run for {scheduled} waits: concurrencyPolicy Forbid and BackupJob {:?} is still running",
+                active.first().map(|j| j.name_any()).unwrap_or_default()
+            ),
         ),
-        Decision::MissedDeadline { scheduled } => format!(
-            "the run for {scheduled} was skipped: it could not start within startingDeadlineSeconds ({}s)",
-            schedule.spec.starting_deadline_seconds.unwrap_or_default()
+        Decision::MissedDeadline { scheduled } => (
+            "MissedStartingDeadline",
+            format!(
+                "the run for {scheduled} was skipped: it could not start within startingDeadlineSeconds ({}s)",
+                schedule.spec.starting_deadline_seconds.unwrap_or_default()
+            ),
         ),
     };
     tracing::debug!(schedule = %name, namespace = %namespace, ?decision, "schedule decision");
@@ -119,18 +142,21 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
         .chain(new_job.as_ref())
         .map(|j| LocalObjectRef { name: j.name_any() })
         .collect();
-    let next = cron.next_after(now.max(status.last_schedule_time.as_ref().map_or(now, |t| t.0)));
+    // From the later of now and the last scheduled time (the creation time before the first
+    // run), so that an operator clock behind the API server's never shows a time already past.
+    let last = status.last_schedule_time.as_ref().map_or(last_scheduled, |t| t.0);
+    let next = cron.next_after(now.max(last));
     status.next_schedule_time = next.filter(|_| !schedule.spec.suspend).map(Time);
     let observation = Observation {
         type_: READY,
         status: Status::True,
-        reason: if schedule.spec.suspend {
-            "Suspended"
-        } else {
-            "Scheduled"
-        },
+        reason,
         message,
     };
+    let before = conditions::find(&status.conditions, READY).cloned();
+    if reason != "Scheduled" {
+        events::on_transition(&ctx, &schedule, before.as_ref(), &observation).await;
+    }
     conditions::set(&mut status.conditions, observation, generation, now);
     write_status(&ctx, &schedule, &namespace, &name, status).await?;
 

@@ -1,4 +1,5 @@
-//! Writing the status subresource by server-side apply, as the operator's field manager.
+//! Reading objects fresh and writing their status subresource by server-side apply, as the
+//! operator's field manager.
 
 use std::fmt::Debug;
 
@@ -8,6 +9,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::context::FIELD_MANAGER;
+
+/// Reads object `name` from the API server rather than from the controller's cache. A
+/// reconcile triggered by another object's event may be handed a cached copy older than its
+/// own last status write; computing a status from that copy would undo the write.
+pub async fn fresh<K>(client: &Client, namespace: &str, name: &str) -> kube::Result<Option<K>>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+{
+    Api::<K>::namespaced(client.clone(), namespace).get_opt(name).await
+}
 
 /// Applies `status` as the whole status of object `name` of kind `K` in `namespace`, sending
 /// only `apiVersion`, `kind` and `status`.

@@ -11,6 +11,7 @@ use kube::runtime::controller::Action;
 use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::events;
 use crate::references::{self, Problem, Resolver};
 use crate::status;
 
@@ -35,12 +36,14 @@ pub async fn reconcile(group: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<Ac
     let mut status = group.status.clone().unwrap_or_default();
     status.observed_generation = group.metadata.generation;
     status.target_count = Some(group.spec.targets.len() as u32);
+    let before = conditions::find(&status.conditions, READY).cloned();
     conditions::set(
         &mut status.conditions,
-        observation,
+        observation.clone(),
         group.metadata.generation,
         ctx.clock.now(),
     );
+    events::on_transition(&ctx, &*group, before.as_ref(), &observation).await;
     if group.status.as_ref() != Some(&status) {
         status::apply::<StorageGroup>(&ctx.client, &namespace, &name, &status).await?;
     }

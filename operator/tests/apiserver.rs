@@ -59,6 +59,31 @@ fn condition<'a>(
     conditions.and_then(|c| c.iter().find(|c| c.type_ == type_))
 }
 
+/// Reasons of the Events about object `name` in `ns`, waiting until `reason` is among them.
+async fn wait_for_event(client: &Client, ns: &str, name: &str, reason: &str) -> Vec<String> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let reasons: Vec<String> = api
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .filter_map(|e| e.reason)
+            .collect();
+        if reasons.iter().any(|r| r == reason) {
+            return reasons;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {reason} event for {name}; events: {reasons:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn group_ready(group: &StorageGroup) -> Option<(String, String, String)> {
     let c = condition(group.status.as_ref().map(|s| &s.conditions), "Ready")?;
     Some((c.status.clone(), c.reason.clone(), c.message.clone()))
@@ -74,11 +99,7 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
     create(&namespaces, json!({"metadata": {"name": ns}})).await;
 
     let metrics = Metrics::new();
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        metrics: metrics.clone(),
-        clock: Clock::System,
-    });
+    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), Clock::System, None));
     let controllers = tokio::spawn(controllers::run(ctx, Scope::Namespace(ns.clone())));
 
     let groups: Api<StorageGroup> = Api::namespaced(client.clone(), &ns);
@@ -194,6 +215,7 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
         group_ready(g).is_some_and(|(status, reason, _)| status == "Unknown" && reason == "TargetsNotChecked")
     })
     .await;
+    wait_for_event(&client, &ns, "mirrored", "TargetsNotChecked").await;
     wait_for(&jobs, "waiting", "the job to follow the group's new state", |j| {
         condition(j.status.as_ref().map(|s| &s.conditions), "StorageGroupReady")
             .is_some_and(|c| c.message.contains("targets have not been checked yet"))
@@ -259,11 +281,7 @@ async fn schedule_creates_jobs_on_its_cron_with_an_injected_clock() {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     create(&namespaces, json!({"metadata": {"name": ns}})).await;
     let clock = Clock::manual(Timestamp::now());
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        metrics: Metrics::new(),
-        clock: clock.clone(),
-    });
+    let ctx = Arc::new(Context::new(client.clone(), Metrics::new(), clock.clone(), None));
     let controllers = tokio::spawn(controllers::run(ctx, Scope::Namespace(ns.clone())));
     let schedules: Api<Schedule> = Api::namespaced(client.clone(), &ns);
     let jobs: Api<BackupJob> = Api::namespaced(client.clone(), &ns);
@@ -285,8 +303,10 @@ async fn schedule_creates_jobs_on_its_cron_with_an_injected_clock() {
         }),
     )
     .await;
+    let created = created.metadata.creation_timestamp.unwrap().0;
+    clock.set(created);
     let cron = CronSchedule::parse("*/5 * * * *", None).unwrap();
-    let first = cron.next_after(created.metadata.creation_timestamp.unwrap().0).unwrap();
+    let first = cron.next_after(created).unwrap();
     let second = cron.next_after(first).unwrap();
     let third = cron.next_after(second).unwrap();
 
@@ -306,6 +326,7 @@ async fn schedule_creates_jobs_on_its_cron_with_an_injected_clock() {
     poke(&schedules, "nightly", 1).await;
     let job1 = job_name("nightly", first);
     wait_for(&jobs, &job1, "the first BackupJob", |_| true).await;
+    wait_for_event(&client, &ns, "nightly", "BackupJobCreated").await;
     let j = jobs.get(&job1).await.unwrap();
     assert_eq!(j.labels().get("app").map(String::as_str), Some("db"));
     assert_eq!(j.labels().get("hort.dev/schedule").map(String::as_str), Some("nightly"));
@@ -326,6 +347,7 @@ async fn schedule_creates_jobs_on_its_cron_with_an_injected_clock() {
     })
     .await;
     assert_eq!(jobs.list(&Default::default()).await.unwrap().items.len(), 1);
+    wait_for_event(&client, &ns, "nightly", "WaitingForActiveJob").await;
 
     // The first job finishes: the waiting run starts, and the success time is recorded.
     finish(&jobs, &job1, second).await;
