@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use hort_crds::{BackupJob, Schedule, StorageGroup};
+use hort_crds::{BackupJob, RestoreRequest, Schedule, StorageGroup};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
@@ -15,7 +15,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::{backup_job, schedule, storage_group};
+use crate::{backup_job, restore_request, schedule, storage_group};
 
 /// Which namespaces the operator watches.
 #[derive(Clone, Debug)]
@@ -41,27 +41,23 @@ impl Scope {
 /// Runs every controller until a shutdown signal arrives.
 pub async fn run(ctx: Arc<Context>, scope: Scope) {
     let client = ctx.client.clone();
+    let config = watcher::Config::default;
 
-    let groups = Controller::new(scope.api::<StorageGroup>(&client), watcher::Config::default());
-    let secret_groups = groups.store();
-    let claim_groups = groups.store();
+    let groups = Controller::new(scope.api::<StorageGroup>(&client), config());
+    let (by_secret, by_claim) = (groups.store(), groups.store());
     let groups = groups
         // Secrets and claims are watched by metadata only: their contents are never cached.
         .watches_stream(
-            watcher(
-                scope.api::<PartialObjectMeta<Secret>>(&client),
-                watcher::Config::default(),
-            )
-            .touched_objects(),
-            move |secret| referring_groups(&secret_groups, &secret, false),
+            watcher(scope.api::<PartialObjectMeta<Secret>>(&client), config()).touched_objects(),
+            referrers(by_secret, |g: &StorageGroup, name| {
+                storage_group::refers_to(&g.spec, name, false)
+            }),
         )
         .watches_stream(
-            watcher(
-                scope.api::<PartialObjectMeta<PersistentVolumeClaim>>(&client),
-                watcher::Config::default(),
-            )
-            .touched_objects(),
-            move |claim| referring_groups(&claim_groups, &claim, true),
+            watcher(scope.api::<PartialObjectMeta<PersistentVolumeClaim>>(&client), config()).touched_objects(),
+            referrers(by_claim, |g: &StorageGroup, name| {
+                storage_group::refers_to(&g.spec, name, true)
+            }),
         )
         .shutdown_on_signal()
         .run(
@@ -71,22 +67,13 @@ pub async fn run(ctx: Arc<Context>, scope: Scope) {
         )
         .for_each(|_| async {});
 
-    let jobs = Controller::new(scope.api::<BackupJob>(&client), watcher::Config::default());
-    let job_store = jobs.store();
+    let jobs = Controller::new(scope.api::<BackupJob>(&client), config());
+    let by_group = jobs.store();
     let jobs = jobs
         .watches(
             scope.api::<StorageGroup>(&client),
-            watcher::Config::default(),
-            move |group| {
-                // A group changed: reconcile the jobs that refer to it.
-                let namespace = group.namespace();
-                let name = group.name_any();
-                job_store
-                    .state()
-                    .into_iter()
-                    .filter(move |job| job.namespace() == namespace && job.spec.storage_group_ref.name == name)
-                    .map(|job| ObjectRef::from_obj(&*job))
-            },
+            config(),
+            referrers(by_group, |j: &BackupJob, name| j.spec.storage_group_ref.name == name),
         )
         .shutdown_on_signal()
         .run(
@@ -96,8 +83,8 @@ pub async fn run(ctx: Arc<Context>, scope: Scope) {
         )
         .for_each(|_| async {});
 
-    let schedules = Controller::new(scope.api::<Schedule>(&client), watcher::Config::default())
-        .owns(scope.api::<BackupJob>(&client), watcher::Config::default())
+    let schedules = Controller::new(scope.api::<Schedule>(&client), config())
+        .owns(scope.api::<BackupJob>(&client), config())
         .shutdown_on_signal()
         .run(
             |obj, ctx| instrumented("Schedule", ctx.clone(), schedule::reconcile(obj, ctx)),
@@ -106,23 +93,51 @@ pub async fn run(ctx: Arc<Context>, scope: Scope) {
         )
         .for_each(|_| async {});
 
-    tokio::join!(groups, jobs, schedules);
+    let restores = Controller::new(scope.api::<RestoreRequest>(&client), config());
+    let (by_job, by_group) = (restores.store(), restores.store());
+    let restores = restores
+        .watches(
+            scope.api::<BackupJob>(&client),
+            config(),
+            referrers(by_job, |r: &RestoreRequest, name| {
+                r.spec.source.backup_job_ref.as_ref().is_some_and(|j| j.name == name)
+            }),
+        )
+        .watches(
+            scope.api::<StorageGroup>(&client),
+            config(),
+            referrers(by_group, |r: &RestoreRequest, name| {
+                r.spec.storage_group_ref.name == name
+            }),
+        )
+        .shutdown_on_signal()
+        .run(
+            |obj, ctx| instrumented("RestoreRequest", ctx.clone(), restore_request::reconcile(obj, ctx)),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+
+    tokio::join!(groups, jobs, schedules, restores);
 }
 
-/// The groups in `store` that refer to the Secret or claim `object` (same namespace).
-fn referring_groups<K: Resource>(
-    store: &Store<StorageGroup>,
-    object: &PartialObjectMeta<K>,
-    claim: bool,
-) -> Vec<ObjectRef<StorageGroup>> {
-    let namespace = object.namespace();
-    let name = object.name_any();
-    store
-        .state()
-        .into_iter()
-        .filter(|group| group.namespace() == namespace && storage_group::refers_to(&group.spec, &name, claim))
-        .map(|group| ObjectRef::from_obj(&*group))
-        .collect()
+/// A watch mapper: when an object changes, the objects in `store` of its namespace for which
+/// `refers(object, changed_name)` holds are reconciled.
+fn referrers<K, O>(store: Store<K>, refers: impl Fn(&K, &str) -> bool) -> impl Fn(O) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+    O: Resource,
+{
+    move |changed| {
+        let namespace = changed.namespace();
+        let name = changed.name_any();
+        store
+            .state()
+            .into_iter()
+            .filter(|obj| obj.namespace() == namespace && refers(obj, &name))
+            .map(|obj| ObjectRef::from_obj(&*obj))
+            .collect()
+    }
 }
 
 /// Runs one reconcile, recording its duration and result in the metrics.

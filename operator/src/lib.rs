@@ -13,6 +13,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod references;
+pub mod restore_request;
 pub mod schedule;
 pub mod schedule_plan;
 pub mod status;

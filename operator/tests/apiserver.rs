@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hort_crds::{BackupJob, Schedule, StorageGroup};
+use hort_crds::restore_request::TargetKind;
+use hort_crds::{BackupJob, RestoreRequest, Schedule, StorageGroup};
 use hort_operator::clock::Clock;
 use hort_operator::context::Context;
 use hort_operator::controllers::{self, Scope};
@@ -219,6 +220,48 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
     wait_for(&jobs, "waiting", "the job to follow the group's new state", |j| {
         condition(j.status.as_ref().map(|s| &s.conditions), "StorageGroupReady")
             .is_some_and(|c| c.message.contains("targets have not been checked yet"))
+    })
+    .await;
+
+    // A RestoreRequest of the waiting job waits for its snapshot, then resolves it.
+    let restores: Api<RestoreRequest> = Api::namespaced(client.clone(), &ns);
+    create(
+        &restores,
+        json!({
+            "apiVersion": "hort.dev/v1alpha1", "kind": "RestoreRequest",
+            "metadata": {"name": "restore-waiting"},
+            "spec": {"storageGroupRef": {"name": "mirrored"},
+                     "source": {"backupJobRef": {"name": "waiting"}},
+                     "target": {"postgres": {"host": "db", "credentialsSecretRef": {"name": "db"},
+                                             "databases": [{"from": "app", "to": "app_copy"}]}}}
+        }),
+    )
+    .await;
+    let resolved = |r: &RestoreRequest| {
+        let status = r.status.as_ref();
+        condition(status.map(|s| &s.conditions), "SnapshotResolved").map(|c| (c.reason.clone(), c.message.clone()))
+    };
+    wait_for(
+        &restores,
+        "restore-waiting",
+        "SnapshotResolved=False BackupJobNotFinished",
+        |r| {
+            resolved(r)
+                .is_some_and(|(reason, message)| reason == "BackupJobNotFinished" && message.contains("\"waiting\""))
+        },
+    )
+    .await;
+    jobs.patch_status(
+        "waiting",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Succeeded", "snapshotId": "5eed5eed5eed"}})),
+    )
+    .await
+    .unwrap();
+    wait_for(&restores, "restore-waiting", "the snapshot of the finished job", |r| {
+        r.status.as_ref().and_then(|s| s.snapshot_id.as_deref()) == Some("5eed5eed5eed")
+            && resolved(r).is_some_and(|(reason, _)| reason == "FromBackupJob")
+            && r.status.as_ref().and_then(|s| s.target_kind) == Some(TargetKind::Postgres)
     })
     .await;
 
