@@ -11,7 +11,7 @@ use kube::{Api, ResourceExt};
 
 use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::events;
 use crate::status;
 use crate::storage_group;
@@ -21,10 +21,7 @@ pub const STORAGE_GROUP_READY: &str = "StorageGroupReady";
 
 /// Reconciles one BackupJob.
 pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Action> {
-    let namespace = cached.namespace().ok_or(Error::MissingObjectField {
-        kind: "BackupJob",
-        field: "metadata.namespace",
-    })?;
+    let namespace = status::namespace_of(&*cached)?;
     let Some(job) = status::fresh::<BackupJob>(&ctx.client, &namespace, &cached.name_any()).await? else {
         return Ok(Action::await_change());
     };

@@ -13,7 +13,7 @@ use kube::{Api, ResourceExt};
 use crate::backup_job::group_readiness;
 use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::events;
 use crate::status;
 
@@ -22,10 +22,7 @@ pub const SNAPSHOT_RESOLVED: &str = "SnapshotResolved";
 
 /// Reconciles one RestoreRequest.
 pub async fn reconcile(cached: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result<Action> {
-    let namespace = cached.namespace().ok_or(Error::MissingObjectField {
-        kind: "RestoreRequest",
-        field: "metadata.namespace",
-    })?;
+    let namespace = status::namespace_of(&*cached)?;
     let Some(request) = status::fresh::<RestoreRequest>(&ctx.client, &namespace, &cached.name_any()).await? else {
         return Ok(Action::await_change());
     };

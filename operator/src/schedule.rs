@@ -18,7 +18,7 @@ use kube::{Api, Resource, ResourceExt};
 
 use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::events;
 use crate::schedule_plan::{self, CronSchedule, Decision, Facts};
 use crate::status;
@@ -32,10 +32,7 @@ pub const READY: &str = "Ready";
 
 /// Reconciles one Schedule.
 pub async fn reconcile(cached: Arc<Schedule>, ctx: Arc<Context>) -> Result<Action> {
-    let namespace = cached.namespace().ok_or(Error::MissingObjectField {
-        kind: "Schedule",
-        field: "metadata.namespace",
-    })?;
+    let namespace = status::namespace_of(&*cached)?;
     let name = cached.name_any();
     let Some(schedule) = status::fresh::<Schedule>(&ctx.client, &namespace, &name).await? else {
         return Ok(Action::await_change());

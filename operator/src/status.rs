@@ -20,6 +20,17 @@ where
     Api::<K>::namespaced(client.clone(), namespace).get_opt(name).await
 }
 
+/// The namespace of a namespaced object, or an error naming its kind.
+pub fn namespace_of<K: Resource<DynamicType = ()>>(obj: &K) -> crate::error::Result<String> {
+    obj.meta()
+        .namespace
+        .clone()
+        .ok_or(crate::error::Error::MissingObjectField {
+            kind: std::any::type_name::<K>().rsplit("::").next().unwrap_or("object"),
+            field: "metadata.namespace",
+        })
+}
+
 /// Applies `status` as the whole status of object `name` of kind `K` in `namespace`, sending
 /// only `apiVersion`, `kind` and `status`.
 pub async fn apply<K>(client: &Client, namespace: &str, name: &str, status: &impl Serialize) -> kube::Result<()>

@@ -10,7 +10,7 @@ use kube::runtime::controller::Action;
 
 use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::events;
 use crate::references::{self, Problem, Resolver};
 use crate::status;
@@ -23,10 +23,7 @@ pub const S3_CREDENTIAL_KEYS: [&str; 2] = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCE
 
 /// Reconciles one StorageGroup.
 pub async fn reconcile(group: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<Action> {
-    let namespace = group.namespace().ok_or(Error::MissingObjectField {
-        kind: "StorageGroup",
-        field: "metadata.namespace",
-    })?;
+    let namespace = status::namespace_of(&*group)?;
     let name = group.name_any();
     let resolver = Resolver::new(&ctx.client, &namespace);
     let problems = check_references(&group.spec, &resolver).await?;
