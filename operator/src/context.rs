@@ -3,6 +3,7 @@
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
+use crate::agent_pod::AgentSettings;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 
@@ -20,11 +21,13 @@ pub struct Context {
     pub clock: Clock,
     /// Publishes Kubernetes Events about the reconciled objects.
     pub recorder: Recorder,
+    /// How agent pods are run.
+    pub agent: AgentSettings,
 }
 
 impl Context {
     /// A context whose events are reported as coming from `instance` (the pod name).
-    pub fn new(client: Client, metrics: Metrics, clock: Clock, instance: Option<String>) -> Self {
+    pub fn new(client: Client, metrics: Metrics, clock: Clock, agent: AgentSettings, instance: Option<String>) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance,
@@ -34,6 +37,7 @@ impl Context {
             client,
             metrics,
             clock,
+            agent,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use hort_crds::{BackupJob, RestoreRequest, Schedule, StorageGroup};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -46,6 +46,11 @@ pub async fn run(ctx: Arc<Context>, scope: Scope) {
     let groups = Controller::new(scope.api::<StorageGroup>(&client), config());
     let (by_secret, by_claim) = (groups.store(), groups.store());
     let groups = groups
+        // Only agent pods: the operator never sees other pods.
+        .owns(
+            scope.api::<Pod>(&client),
+            config().labels("app.kubernetes.io/managed-by=hort-operator"),
+        )
         // Secrets and claims are watched by metadata only: their contents are never cached.
         .watches_stream(
             watcher(scope.api::<PartialObjectMeta<Secret>>(&client), config()).touched_objects(),

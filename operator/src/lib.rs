@@ -1,6 +1,7 @@
 //! `hort-operator`: kube-runtime controllers that reconcile Hort's custom resources
 //! (`StorageGroup`, `BackupJob`, `Schedule`, `RestoreRequest`) into agent pods.
 
+pub mod agent_pod;
 pub mod backup_job;
 pub mod clock;
 pub mod conditions;
@@ -18,3 +19,4 @@ pub mod schedule;
 pub mod schedule_plan;
 pub mod status;
 pub mod storage_group;
+pub mod target_check;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
+use hort_operator::agent_pod::AgentSettings;
 use hort_operator::clock::Clock;
 use hort_operator::context::Context;
 use hort_operator::controllers::{self, Scope};
@@ -32,6 +33,12 @@ struct Args {
     /// Do not apply Hort's CRDs at start-up (when they are managed elsewhere, e.g. by GitOps).
     #[arg(long, env = "HORT_SKIP_CRD_INSTALL")]
     skip_crd_install: bool,
+    /// Image of the agent pods.
+    #[arg(long, env = "HORT_AGENT_IMAGE", default_value = concat!("hort-agent:", env!("CARGO_PKG_VERSION")))]
+    agent_image: String,
+    /// Pull policy of the agent image.
+    #[arg(long, env = "HORT_AGENT_IMAGE_PULL_POLICY", default_value = "IfNotPresent")]
+    agent_image_pull_policy: String,
     /// Run without leader election (only safe with a single replica).
     #[arg(long, env = "HORT_NO_LEADER_ELECTION")]
     no_leader_election: bool,
@@ -84,6 +91,10 @@ async fn main() -> anyhow::Result<()> {
         None => Scope::Cluster,
     };
     let identity = args.identity;
+    let agent = AgentSettings {
+        image: args.agent_image,
+        pull_policy: args.agent_image_pull_policy,
+    };
     let elector = LeaderElector::new(
         &client,
         LeaseConfig {
@@ -101,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
         elector.acquire().await;
     }
     tracing::info!(?scope, "starting controllers");
-    let ctx = Arc::new(Context::new(client, metrics, Clock::System, Some(identity)));
+    let ctx = Arc::new(Context::new(client, metrics, Clock::System, agent, Some(identity)));
     let keep_leading = async {
         if args.no_leader_election {
             std::future::pending::<()>().await

@@ -1,19 +1,25 @@
-//! Reconciler of `StorageGroup`: resolves the Secrets and claims a group refers to and keeps
-//! its status (`Ready` condition, target count) current.
+//! Reconciler of `StorageGroup`: resolves the Secrets and claims a group refers to, checks
+//! its targets through agent pods, and keeps its status (`Ready`, per-target health) current.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use hort_crds::storage_group::{StorageGroup, StorageGroupSpec};
-use kube::ResourceExt;
+use hort_crds::storage_group::{StorageGroup, StorageGroupSpec, StorageGroupStatus};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
 
+use crate::agent_pod::{self, AgentPod};
 use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::Result;
 use crate::events;
 use crate::references::{self, Problem, Resolver};
 use crate::status;
+use crate::target_check;
 
 /// Name of the condition that tells whether backups can be written to the group.
 pub const READY: &str = "Ready";
@@ -21,26 +27,78 @@ pub const READY: &str = "Ready";
 /// Keys a target's S3 credentials Secret must hold.
 pub const S3_CREDENTIAL_KEYS: [&str; 2] = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"];
 
-/// Reconciles one StorageGroup.
-pub async fn reconcile(group: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<Action> {
-    let namespace = status::namespace_of(&*group)?;
-    let name = group.name_any();
-    let resolver = Resolver::new(&ctx.client, &namespace);
-    let problems = check_references(&group.spec, &resolver).await?;
-    let observation = readiness(&problems);
-    let ready = observation.status == Status::True;
+/// Label on check pods: the group generation they check.
+pub const GENERATION_LABEL: &str = "hort.dev/generation";
+/// Seconds a check pod may run.
+const CHECK_DEADLINE_SECONDS: i64 = 300;
 
+/// Reconciles one StorageGroup: resolves its references, runs a check pod (which also
+/// initialises the repository) when the last check is older than `checkIntervalSeconds` or
+/// was of an older generation, and derives status from the newest finished check.
+pub async fn reconcile(cached: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<Action> {
+    let namespace = status::namespace_of(&*cached)?;
+    let name = cached.name_any();
+    let Some(group) = status::fresh::<StorageGroup>(&ctx.client, &namespace, &name).await? else {
+        return Ok(Action::await_change());
+    };
+    let generation = group.metadata.generation.unwrap_or_default();
+    let now = ctx.clock.now();
+    let interval = Duration::from_secs(group.spec.check_interval_seconds.into());
     let mut status = group.status.clone().unwrap_or_default();
     status.observed_generation = group.metadata.generation;
     status.target_count = Some(group.spec.targets.len() as u32);
+
+    let problems = check_references(&group.spec, &Resolver::new(&ctx.client, &namespace)).await?;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let checks = check_pods(&pods, &group).await?;
+    let running = checks.iter().find(|p| !pod_finished(p));
+    let newest_finished = checks.iter().find(|p| pod_finished(p));
+    // Older finished checks are superseded by the newest one, which stays for `kubectl logs`.
+    for old in checks.iter().filter(|p| pod_finished(p)).skip(1) {
+        delete_pod(&pods, old).await?;
+    }
+
+    let mut requeue = interval;
+    let observation = if !problems.is_empty() {
+        references_missing(&problems)
+    } else {
+        let due = match newest_finished {
+            None => true,
+            Some(pod) => {
+                pod_generation(pod) != Some(generation)
+                    || finished_at(pod).is_none_or(|t| now.duration_since(t).unsigned_abs() >= interval)
+            }
+        };
+        let mut started = None;
+        if due && running.is_none() {
+            let pod = check_pod(&ctx, &group, &namespace, generation, now);
+            started = Some(pods.create(&PostParams::default(), &pod).await?.name_any());
+        }
+        match newest_finished {
+            Some(pod) => from_check(&group, pod, &mut status),
+            None => Observation {
+                type_: READY,
+                status: Status::Unknown,
+                reason: "CheckRunning",
+                message: format!(
+                    "checking the targets and initialising the repository (pod {:?})",
+                    running.map(|p| p.name_any()).or(started).unwrap_or_default()
+                ),
+            },
+        }
+    };
+    if running.is_some() {
+        requeue = requeue.min(Duration::from_secs(10));
+    }
+    let ready = observation.status == Status::True;
     let before = conditions::find(&status.conditions, READY).cloned();
     conditions::set(
         &mut status.conditions,
         observation.clone(),
         group.metadata.generation,
-        ctx.clock.now(),
+        now,
     );
-    events::on_transition(&ctx, &*group, before.as_ref(), &observation).await;
+    events::on_transition(&ctx, &group, before.as_ref(), &observation).await;
     if group.status.as_ref() != Some(&status) {
         status::apply::<StorageGroup>(&ctx.client, &namespace, &name, &status).await?;
     }
@@ -48,9 +106,143 @@ pub async fn reconcile(group: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<Ac
         .storage_group_ready
         .with_label_values(&[&namespace, &name])
         .set(i64::from(ready));
-    Ok(Action::requeue(Duration::from_secs(
-        group.spec.check_interval_seconds.into(),
-    )))
+    Ok(Action::requeue(requeue))
+}
+
+/// The `Ready` condition and target status from a finished check pod.
+fn from_check(group: &StorageGroup, pod: &Pod, status: &mut StorageGroupStatus) -> Observation {
+    let failed = |reason: &'static str, message: String| Observation {
+        type_: READY,
+        status: Status::False,
+        reason,
+        message,
+    };
+    let terminated = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first())
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.terminated.as_ref());
+    let message = terminated.and_then(|t| t.message.clone()).unwrap_or_default();
+    if pod_phase(pod) != "Succeeded" {
+        let why = if message.trim().is_empty() {
+            pod.status
+                .as_ref()
+                .and_then(|s| s.message.clone().or(s.reason.clone()))
+                .unwrap_or_else(|| "no message".into())
+        } else {
+            message
+        };
+        return failed(
+            "CheckFailed",
+            format!("check pod {:?} failed: {}", pod.name_any(), tail(&why, 600)),
+        );
+    }
+    match target_check::parse_report(&message, &group.spec) {
+        Err(e) => failed("CheckFailed", format!("check pod {:?}: {e}", pod.name_any())),
+        Ok(report) => {
+            let at = terminated
+                .and_then(|t| t.finished_at.clone())
+                .unwrap_or_else(|| Time(pod_created(pod)));
+            status.targets = target_check::target_statuses(&group.spec, &report, &at);
+            status.used_size = target_check::used_size(&status.targets);
+            status.repository_id = Some(report.repository_id);
+            target_check::readiness(&group.spec, &status.targets)
+        }
+    }
+}
+
+/// The last `max` characters of `text`, trimmed.
+fn tail(text: &str, max: usize) -> &str {
+    let text = text.trim();
+    let start = text.char_indices().rev().nth(max).map_or(0, |(i, _)| i);
+    &text[start..]
+}
+
+fn references_missing(problems: &[Problem]) -> Observation {
+    Observation {
+        type_: READY,
+        status: Status::False,
+        reason: "ReferenceNotFound",
+        message: references::describe(problems),
+    }
+}
+
+/// The group's check pods, newest first.
+async fn check_pods(pods: &Api<Pod>, group: &StorageGroup) -> Result<Vec<Pod>> {
+    let uid = group.uid();
+    let mut owned: Vec<Pod> = pods
+        .list(&ListParams::default().labels(&format!("{}=check", agent_pod::ROLE_LABEL)))
+        .await?
+        .items
+        .into_iter()
+        .filter(|p| p.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref()))
+        .collect();
+    owned.sort_by_key(|p| std::cmp::Reverse((pod_created(p), p.name_any())));
+    Ok(owned)
+}
+
+fn pod_phase(pod: &Pod) -> &str {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending")
+}
+
+fn pod_finished(pod: &Pod) -> bool {
+    matches!(pod_phase(pod), "Succeeded" | "Failed")
+}
+
+fn pod_created(pod: &Pod) -> Timestamp {
+    pod.creation_timestamp().map_or(Timestamp::UNIX_EPOCH, |t| t.0)
+}
+
+fn pod_generation(pod: &Pod) -> Option<i64> {
+    pod.labels().get(GENERATION_LABEL)?.parse().ok()
+}
+
+/// When a finished pod's container ended (its creation time when unknown).
+fn finished_at(pod: &Pod) -> Option<Timestamp> {
+    let status = pod.status.as_ref()?;
+    let ended = status
+        .container_statuses
+        .as_ref()
+        .and_then(|c| c.first())
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.terminated.as_ref())
+        .and_then(|t| t.finished_at.as_ref())
+        .map(|t| t.0);
+    ended.or(Some(pod_created(pod)))
+}
+
+async fn delete_pod(pods: &Api<Pod>, pod: &Pod) -> Result<()> {
+    match pods.delete(&pod.name_any(), &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The pod that checks the group's targets and initialises its repository if absent.
+fn check_pod(ctx: &Context, group: &StorageGroup, namespace: &str, generation: i64, now: Timestamp) -> Pod {
+    let name = format!("{}-check-{generation}-{}", group.name_any(), now.as_second());
+    agent_pod::build(
+        &ctx.agent,
+        AgentPod {
+            name,
+            namespace: namespace.into(),
+            owner: group
+                .controller_owner_ref(&())
+                .expect("a stored object has a name and uid"),
+            role: "check",
+            labels: [(GENERATION_LABEL.to_string(), generation.to_string())].into(),
+            args: vec!["check".into(), "--init".into()],
+            repository: agent_pod::repository_access(&group.spec),
+            overrides: None,
+            active_deadline_seconds: Some(CHECK_DEADLINE_SECONDS),
+        },
+    )
 }
 
 /// Every Secret and claim the spec refers to that does not resolve.
@@ -88,27 +280,5 @@ pub fn refers_to(spec: &StorageGroupSpec, name: &str, claim: bool) -> bool {
                 .targets
                 .iter()
                 .any(|t| t.s3.as_ref().is_some_and(|s| s.credentials_secret_ref.name == name))
-    }
-}
-
-/// The `Ready` condition implied by the reference problems found.
-///
-/// With every reference resolved the group is not yet `Ready`: that needs the targets to be
-/// checked for reachability and the repository to be initialised, which the agent does.
-pub fn readiness(problems: &[Problem]) -> Observation {
-    if problems.is_empty() {
-        Observation {
-            type_: READY,
-            status: Status::Unknown,
-            reason: "TargetsNotChecked",
-            message: "all referenced Secrets and claims exist; targets have not been checked yet".into(),
-        }
-    } else {
-        Observation {
-            type_: READY,
-            status: Status::False,
-            reason: "ReferenceNotFound",
-            message: references::describe(problems),
-        }
     }
 }

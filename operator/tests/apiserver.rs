@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use hort_crds::restore_request::TargetKind;
 use hort_crds::{BackupJob, RestoreRequest, Schedule, StorageGroup};
+use hort_operator::agent_pod::AgentSettings;
 use hort_operator::clock::Clock;
 use hort_operator::context::Context;
 use hort_operator::controllers::{self, Scope};
@@ -15,8 +16,8 @@ use hort_operator::metrics::Metrics;
 use hort_operator::schedule_plan::{CronSchedule, job_name};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Secret};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -85,6 +86,52 @@ async fn wait_for_event(client: &Client, ns: &str, name: &str, reason: &str) -> 
     }
 }
 
+fn agent_settings() -> AgentSettings {
+    AgentSettings {
+        image: "hort-agent:test".into(),
+        pull_policy: "Never".into(),
+    }
+}
+
+/// Simulates the kubelet: the pod's agent container ended with `exit_code` and `message`.
+async fn finish_pod(pods: &Api<Pod>, name: &str, exit_code: i32, message: &str) {
+    let phase = if exit_code == 0 { "Succeeded" } else { "Failed" };
+    let now = Timestamp::now().to_string();
+    pods.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"status": {"phase": phase, "startTime": now, "containerStatuses": [{
+                "name": "agent", "ready": false, "restartCount": 0, "image": "hort-agent:test", "imageID": "",
+                "state": {"terminated": {"exitCode": exit_code, "message": message, "finishedAt": now}}
+            }]}}),
+        ),
+    )
+    .await
+    .unwrap();
+}
+
+/// The names of the check pods in the namespace, waiting until there are `count`.
+async fn wait_for_check_pods(pods: &Api<Pod>, count: usize) -> Vec<Pod> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let found = pods
+            .list(&ListParams::default().labels("hort.dev/agent-role=check"))
+            .await
+            .unwrap()
+            .items;
+        if found.len() >= count {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expected {count} check pods, found {}",
+            found.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn group_ready(group: &StorageGroup) -> Option<(String, String, String)> {
     let c = condition(group.status.as_ref().map(|s| &s.conditions), "Ready")?;
     Some((c.status.clone(), c.reason.clone(), c.message.clone()))
@@ -100,7 +147,13 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
     create(&namespaces, json!({"metadata": {"name": ns}})).await;
 
     let metrics = Metrics::new();
-    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), Clock::System, None));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics.clone(),
+        Clock::System,
+        agent_settings(),
+        None,
+    ));
     let controllers = tokio::spawn(controllers::run(ctx, Scope::Namespace(ns.clone())));
 
     let groups: Api<StorageGroup> = Api::namespaced(client.clone(), &ns);
@@ -212,16 +265,82 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
     )
     .await;
-    wait_for(&groups, "mirrored", "Ready=Unknown TargetsNotChecked", |g| {
-        group_ready(g).is_some_and(|(status, reason, _)| status == "Unknown" && reason == "TargetsNotChecked")
+    wait_for(&groups, "mirrored", "Ready=Unknown CheckRunning", |g| {
+        group_ready(g).is_some_and(|(status, reason, _)| status == "Unknown" && reason == "CheckRunning")
     })
     .await;
-    wait_for_event(&client, &ns, "mirrored", "TargetsNotChecked").await;
-    wait_for(&jobs, "waiting", "the job to follow the group's new state", |j| {
-        condition(j.status.as_ref().map(|s| &s.conditions), "StorageGroupReady")
-            .is_some_and(|c| c.message.contains("targets have not been checked yet"))
+
+    // The check pod reaches the repository through Secret references, never Secret values.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let check = wait_for_check_pods(&pods, 1).await.remove(0);
+    let container = &check.spec.as_ref().unwrap().containers[0];
+    assert_eq!(
+        container.args.as_deref(),
+        Some(&["check".to_string(), "--init".to_string()][..])
+    );
+    let env = container.env.as_ref().unwrap();
+    let password = env.iter().find(|e| e.name == "HORT_PASSWORD").unwrap();
+    assert!(password.value.is_none());
+    assert_eq!(
+        password
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap()
+            .name,
+        "sg-key"
+    );
+    let repository = env.iter().find(|e| e.name == "HORT_REPOSITORY").unwrap();
+    assert!(
+        repository.value.as_deref().unwrap().ends_with(",/targets/disk"),
+        "{repository:?}"
+    );
+    assert_eq!(check.owner_references()[0].name, "mirrored");
+
+    // The agent found the S3 target unreachable and the disk fine: Mirror keeps working.
+    let report = r#"{"repositoryId": "9f1c", "created": true, "targets": [
+        {"reachable": false, "writable": false, "error": "connection refused"},
+        {"reachable": true, "writable": true, "bytesUsed": 4096, "bytesFree": 1073741824}]}"#;
+    finish_pod(&pods, &check.name_any(), 0, report).await;
+    wait_for(&groups, "mirrored", "Ready=True Degraded from the check", |g| {
+        group_ready(g).is_some_and(|(status, reason, message)| {
+            status == "True" && reason == "Degraded" && message.contains(r#"target "s3": connection refused"#)
+        })
     })
     .await;
+    let status = groups.get("mirrored").await.unwrap().status.unwrap();
+    assert_eq!(status.repository_id.as_deref(), Some("9f1c"));
+    assert_eq!(status.used_size.as_deref(), Some("4.0 KiB"));
+    assert!(!status.targets[0].reachable && status.targets[1].writable);
+    wait_for(&jobs, "waiting", "the job to see the group Ready", |j| {
+        condition(j.status.as_ref().map(|s| &s.conditions), "StorageGroupReady").is_some_and(|c| c.status == "True")
+    })
+    .await;
+
+    // A new generation is checked again; a failing check names what the agent said.
+    groups
+        .patch(
+            "mirrored",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"checkIntervalSeconds": 600}})),
+        )
+        .await
+        .unwrap();
+    let second = wait_for_check_pods(&pods, 2)
+        .await
+        .into_iter()
+        .find(|p| p.name_any() != check.name_any())
+        .unwrap();
+    finish_pod(&pods, &second.name_any(), 3, "error: the password opens no key file").await;
+    wait_for(&groups, "mirrored", "Ready=False CheckFailed", |g| {
+        group_ready(g).is_some_and(|(status, reason, message)| {
+            status == "False" && reason == "CheckFailed" && message.contains("the password opens no key file")
+        })
+    })
+    .await;
+    wait_for_event(&client, &ns, "mirrored", "CheckFailed").await;
 
     // A RestoreRequest of the waiting job waits for its snapshot, then resolves it.
     let restores: Api<RestoreRequest> = Api::namespaced(client.clone(), &ns);
@@ -324,7 +443,13 @@ async fn schedule_creates_jobs_on_its_cron_with_an_injected_clock() {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     create(&namespaces, json!({"metadata": {"name": ns}})).await;
     let clock = Clock::manual(Timestamp::now());
-    let ctx = Arc::new(Context::new(client.clone(), Metrics::new(), clock.clone(), None));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Metrics::new(),
+        clock.clone(),
+        agent_settings(),
+        None,
+    ));
     let controllers = tokio::spawn(controllers::run(ctx, Scope::Namespace(ns.clone())));
     let schedules: Api<Schedule> = Api::namespaced(client.clone(), &ns);
     let jobs: Api<BackupJob> = Api::namespaced(client.clone(), &ns);

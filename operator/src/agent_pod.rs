@@ -1,0 +1,320 @@
+//! Agent pods: the pod spec that runs `hort-agent` against a storage group's repository.
+//!
+//! The repository is described to the agent through its environment: `HORT_REPOSITORY` lists
+//! one location per target (`s3://bucket/prefix?...` or a path under `/targets/<name>` where
+//! the target's claim is mounted), `HORT_STRATEGY` and `HORT_WEIGHTS` say how they form a
+//! group. Secrets reach the pod only as `secretKeyRef`s: the operator never reads or copies
+//! their values. The agent reports its result in its termination message, which the kubelet
+//! copies into the pod's status, so the agent needs no access to the Kubernetes API and its
+//! ServiceAccount token is not mounted.
+
+use std::collections::BTreeMap;
+
+use hort_crds::common::AgentPodOverrides;
+use hort_crds::storage_group::{StorageGroupSpec, Strategy};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
+    SecretKeySelector, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+use crate::storage_group::S3_CREDENTIAL_KEYS;
+
+/// Where the agent writes its result for the operator (the kubelet's default path).
+pub const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
+/// Label on every agent pod: what it does (`check`, `backup`, `restore`).
+pub const ROLE_LABEL: &str = "hort.dev/agent-role";
+/// Directory under which target claims are mounted in agent pods.
+pub const TARGETS_DIR: &str = "/targets";
+
+/// How agent pods are run; from the operator's configuration.
+#[derive(Clone, Debug)]
+pub struct AgentSettings {
+    /// Image of the `hort-agent` container.
+    pub image: String,
+    /// Its pull policy (`IfNotPresent`, `Always`, `Never`).
+    pub pull_policy: String,
+}
+
+/// The environment, volumes and mounts that give an agent access to a group's repository.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RepositoryAccess {
+    /// Environment variables (values or Secret references).
+    pub env: Vec<EnvVar>,
+    /// Volumes of the target claims.
+    pub volumes: Vec<Volume>,
+    /// Mounts of the target claims.
+    pub mounts: Vec<VolumeMount>,
+}
+
+fn value(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+fn secret(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
+/// How the agent reaches the repository of the group with `spec`.
+pub fn repository_access(spec: &StorageGroupSpec) -> RepositoryAccess {
+    let mut access = RepositoryAccess::default();
+    let mut locations = Vec::new();
+    for (i, target) in spec.targets.iter().enumerate() {
+        if let Some(s3) = &target.s3 {
+            // Each S3 target reads its own credentials from variables with its own prefix.
+            let prefix = format!("HORT_TARGET_{i}");
+            for key in S3_CREDENTIAL_KEYS {
+                access
+                    .env
+                    .push(secret(&format!("{prefix}_{key}"), &s3.credentials_secret_ref.name, key));
+            }
+            let mut location = format!(
+                "s3://{}/{}?endpoint={}&region={}&path-style={}&credentials={prefix}",
+                s3.bucket, s3.prefix, s3.endpoint, s3.region, s3.force_path_style
+            );
+            if let Some(class) = &s3.storage_class {
+                location.push_str(&format!("&storage-class={class}"));
+            }
+            locations.push(location);
+        }
+        if let Some(pvc) = &target.pvc {
+            let volume = format!("target-{}", target.name);
+            let mount = format!("{TARGETS_DIR}/{}", target.name);
+            access.volumes.push(Volume {
+                name: volume.clone(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: pvc.claim_name.clone(),
+                    read_only: Some(false),
+                }),
+                ..Volume::default()
+            });
+            access.mounts.push(VolumeMount {
+                name: volume,
+                mount_path: mount.clone(),
+                ..VolumeMount::default()
+            });
+            let path = if pvc.sub_path.is_empty() {
+                mount
+            } else {
+                format!("{mount}/{}", pvc.sub_path.trim_end_matches('/'))
+            };
+            locations.push(path);
+        }
+    }
+    let strategy = match spec.strategy {
+        Strategy::Spread => "spread",
+        Strategy::Mirror => "mirror",
+        Strategy::Failover => "failover",
+    };
+    let weights: Vec<String> = spec.targets.iter().map(|t| t.weight.to_string()).collect();
+    let key = &spec.encryption.key_secret_ref;
+    access.env.extend([
+        value("HORT_REPOSITORY", locations.join(",")),
+        value("HORT_STRATEGY", strategy),
+        value("HORT_WEIGHTS", weights.join(",")),
+        secret("HORT_PASSWORD", &key.name, &key.key),
+        value("AWS_EC2_METADATA_DISABLED", "true"),
+    ]);
+    access
+}
+
+/// What one agent pod does.
+#[derive(Clone, Debug)]
+pub struct AgentPod<'a> {
+    /// Pod name.
+    pub name: String,
+    /// Namespace (that of the owning object).
+    pub namespace: String,
+    /// The owning Hort object; the pod is deleted with it.
+    pub owner: OwnerReference,
+    /// `check`, `backup` or `restore`.
+    pub role: &'static str,
+    /// Further labels.
+    pub labels: BTreeMap<String, String>,
+    /// Arguments of `hort-agent`.
+    pub args: Vec<String>,
+    /// Repository access.
+    pub repository: RepositoryAccess,
+    /// Overrides from the owning object's spec.
+    pub overrides: Option<&'a AgentPodOverrides>,
+    /// Seconds the pod may run.
+    pub active_deadline_seconds: Option<i64>,
+}
+
+/// The pod that runs `hort-agent` as described.
+pub fn build(settings: &AgentSettings, agent: AgentPod<'_>) -> Pod {
+    let mut labels = agent.labels;
+    labels.insert("app.kubernetes.io/name".into(), "hort-agent".into());
+    labels.insert("app.kubernetes.io/managed-by".into(), "hort-operator".into());
+    labels.insert(ROLE_LABEL.into(), agent.role.into());
+    let overrides = agent.overrides.cloned().unwrap_or_default();
+    let container = Container {
+        name: "agent".into(),
+        image: Some(settings.image.clone()),
+        image_pull_policy: Some(settings.pull_policy.clone()),
+        command: Some(vec!["hort-agent".into()]),
+        args: Some(agent.args),
+        env: Some(agent.repository.env),
+        volume_mounts: Some(agent.repository.mounts),
+        resources: overrides.resources,
+        termination_message_path: Some(TERMINATION_MESSAGE_PATH.into()),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    };
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(agent.name),
+            namespace: Some(agent.namespace),
+            labels: Some(labels),
+            owner_references: Some(vec![agent.owner]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            containers: vec![container],
+            volumes: Some(agent.repository.volumes),
+            restart_policy: Some("Never".into()),
+            automount_service_account_token: Some(false),
+            active_deadline_seconds: agent.active_deadline_seconds,
+            node_selector: (!overrides.node_selector.is_empty()).then_some(overrides.node_selector),
+            tolerations: (!overrides.tolerations.is_empty()).then_some(overrides.tolerations),
+            priority_class_name: overrides.priority_class_name,
+            security_context: Some(PodSecurityContext {
+                seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    localhost_profile: None,
+                }),
+                ..PodSecurityContext::default()
+            }),
+            ..PodSpec::default()
+        }),
+        status: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(yaml: &str) -> StorageGroupSpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn env<'a>(access: &'a RepositoryAccess, name: &str) -> &'a EnvVar {
+        access
+            .env
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+    }
+
+    #[test]
+    fn mirrored_s3_and_pvc_targets() {
+        let spec = group(
+            r#"
+strategy: Mirror
+targets:
+  - name: disk
+    pvc: {claimName: backup-disk, subPath: hort/}
+  - name: offsite
+    weight: 3
+    s3: {endpoint: "https://s3.example.com", bucket: backups, prefix: k8s, region: eu-west-1,
+         forcePathStyle: true, storageClass: STANDARD_IA, credentialsSecretRef: {name: offsite}}
+encryption: {keySecretRef: {name: repo-key, key: pw}}
+"#,
+        );
+        let access = repository_access(&spec);
+        assert_eq!(
+            env(&access, "HORT_REPOSITORY").value.as_deref(),
+            Some(
+                "/targets/disk/hort,s3://backups/k8s?endpoint=https://s3.example.com&region=eu-west-1\
+                 &path-style=true&credentials=HORT_TARGET_1&storage-class=STANDARD_IA"
+            )
+        );
+        assert_eq!(env(&access, "HORT_STRATEGY").value.as_deref(), Some("mirror"));
+        assert_eq!(env(&access, "HORT_WEIGHTS").value.as_deref(), Some("1,3"));
+        // Secrets only by reference, never by value.
+        let password = env(&access, "HORT_PASSWORD");
+        assert!(password.value.is_none());
+        let selector = password.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        assert_eq!((selector.name.as_str(), selector.key.as_str()), ("repo-key", "pw"));
+        let key_id = env(&access, "HORT_TARGET_1_AWS_ACCESS_KEY_ID");
+        assert!(key_id.value.is_none());
+        assert_eq!(
+            key_id
+                .value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap()
+                .name,
+            "offsite"
+        );
+        assert_eq!(access.mounts[0].mount_path, "/targets/disk");
+        assert_eq!(
+            access.volumes[0].persistent_volume_claim.as_ref().unwrap().claim_name,
+            "backup-disk"
+        );
+    }
+
+    #[test]
+    fn pod_runs_once_without_api_access_and_applies_overrides() {
+        let spec = group("targets: [{name: disk, pvc: {claimName: d}}]\nencryption: {keySecretRef: {name: k}}");
+        let overrides: AgentPodOverrides =
+            serde_yaml::from_str("nodeSelector: {disk: ssd}\nresources: {limits: {memory: 512Mi}}").unwrap();
+        let pod = build(
+            &AgentSettings {
+                image: "hort-agent:1".into(),
+                pull_policy: "IfNotPresent".into(),
+            },
+            AgentPod {
+                name: "disk-check-1".into(),
+                namespace: "demo".into(),
+                owner: OwnerReference::default(),
+                role: "check",
+                labels: BTreeMap::new(),
+                args: vec!["check".into()],
+                repository: repository_access(&spec),
+                overrides: Some(&overrides),
+                active_deadline_seconds: Some(600),
+            },
+        );
+        let pod_spec = pod.spec.unwrap();
+        assert_eq!(pod_spec.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(pod_spec.automount_service_account_token, Some(false));
+        assert_eq!(pod_spec.active_deadline_seconds, Some(600));
+        assert_eq!(pod_spec.node_selector.unwrap()["disk"], "ssd");
+        let container = &pod_spec.containers[0];
+        assert_eq!(container.args.as_deref(), Some(&["check".to_string()][..]));
+        assert!(
+            container
+                .resources
+                .as_ref()
+                .unwrap()
+                .limits
+                .as_ref()
+                .unwrap()
+                .contains_key("memory")
+        );
+        assert_eq!(pod.metadata.labels.unwrap()[ROLE_LABEL], "check");
+    }
+}
