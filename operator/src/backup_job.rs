@@ -47,7 +47,7 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
     );
     events::on_transition(&ctx, &job, before.as_ref(), &observation).await;
     if job.status.as_ref() != Some(&status) {
-        status::apply::<BackupJob>(&ctx.client, &namespace, &job.name_any(), &status).await?;
+        status::apply(&ctx.client, &job, &status).await?;
     }
     Ok(Action::await_change())
 }

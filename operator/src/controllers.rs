@@ -165,14 +165,15 @@ async fn instrumented(
     result
 }
 
-/// Retries a failed reconcile after a pause; the error is logged with the object.
+/// Retries a failed reconcile: at once after a write conflict, after a pause otherwise.
 fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(
-        kind = %K::kind(&()),
-        name = %obj.meta().name.as_deref().unwrap_or_default(),
-        namespace = %obj.meta().namespace.as_deref().unwrap_or_default(),
-        %error,
-        "reconcile failed; retrying"
-    );
+    let name = obj.meta().name.as_deref().unwrap_or_default();
+    let namespace = obj.meta().namespace.as_deref().unwrap_or_default();
+    if error.is_conflict() {
+        // Another write came first; retry at once from a fresh read.
+        tracing::debug!(kind = %K::kind(&()), %name, %namespace, "status write conflicted; retrying");
+        return Action::requeue(Duration::from_millis(200));
+    }
+    tracing::warn!(kind = %K::kind(&()), %name, %namespace, %error, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(15))
 }

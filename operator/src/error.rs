@@ -20,9 +20,18 @@ impl Error {
     /// A short, bounded label for metrics (never the message, whose values are unbounded).
     pub fn category(&self) -> &'static str {
         match self {
+            Error::Kube(kube::Error::Api(e)) if e.code == 409 => "conflict",
             Error::Kube(_) => "kube_api",
             Error::MissingObjectField { .. } => "malformed_object",
         }
+    }
+}
+
+impl Error {
+    /// Whether the error is a write that lost a race with another writer; the reconcile is
+    /// retried at once from a fresh read.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Kube(kube::Error::Api(e)) if e.code == 409)
     }
 }
 

@@ -63,7 +63,7 @@ pub async fn reconcile(cached: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result
         conditions::set(&mut status.conditions, observation, generation, now);
     }
     if request.status.as_ref() != Some(&status) {
-        status::apply::<RestoreRequest>(&ctx.client, &namespace, &request.name_any(), &status).await?;
+        status::apply(&ctx.client, &request, &status).await?;
     }
     Ok(Action::await_change())
 }

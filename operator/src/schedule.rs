@@ -55,7 +55,7 @@ pub async fn reconcile(cached: Arc<Schedule>, ctx: Arc<Context>) -> Result<Actio
             let before = conditions::find(&status.conditions, READY).cloned();
             events::on_transition(&ctx, &schedule, before.as_ref(), &observation).await;
             conditions::set(&mut status.conditions, observation, generation, now);
-            write_status(&ctx, &schedule, &namespace, &name, status).await?;
+            write_status(&ctx, &schedule, status).await?;
             return Ok(Action::await_change());
         }
     };
@@ -155,7 +155,7 @@ pub async fn reconcile(cached: Arc<Schedule>, ctx: Arc<Context>) -> Result<Actio
         events::on_transition(&ctx, &schedule, before.as_ref(), &observation).await;
     }
     conditions::set(&mut status.conditions, observation, generation, now);
-    write_status(&ctx, &schedule, &namespace, &name, status).await?;
+    write_status(&ctx, &schedule, status).await?;
 
     Ok(match next {
         Some(next) if !schedule.spec.suspend => {
@@ -170,15 +170,9 @@ fn phase_of(job: &BackupJob) -> Phase {
     job.status.as_ref().map(|s| s.phase).unwrap_or_default()
 }
 
-async fn write_status(
-    ctx: &Context,
-    schedule: &Schedule,
-    namespace: &str,
-    name: &str,
-    status: ScheduleStatus,
-) -> Result<()> {
+async fn write_status(ctx: &Context, schedule: &Schedule, status: ScheduleStatus) -> Result<()> {
     if schedule.status.as_ref() != Some(&status) {
-        status::apply::<Schedule>(&ctx.client, namespace, name, &status).await?;
+        status::apply(&ctx.client, schedule, &status).await?;
     }
     Ok(())
 }

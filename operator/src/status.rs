@@ -31,19 +31,27 @@ pub fn namespace_of<K: Resource<DynamicType = ()>>(obj: &K) -> crate::error::Res
         })
 }
 
-/// Applies `status` as the whole status of object `name` of kind `K` in `namespace`, sending
-/// only `apiVersion`, `kind` and `status`.
-pub async fn apply<K>(client: &Client, namespace: &str, name: &str, status: &impl Serialize) -> kube::Result<()>
+/// Applies `status` as the whole status of `obj`, sending only `apiVersion`, `kind`, the
+/// object's `resourceVersion` and `status`. The resourceVersion makes the write conditional:
+/// if the object changed since `obj` was read, the API server answers 409 Conflict and the
+/// reconcile is retried from a fresh read instead of overwriting the newer state.
+pub async fn apply<K>(client: &Client, obj: &K, status: &impl Serialize) -> crate::error::Result<()>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
 {
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let namespace = namespace_of(obj)?;
+    let name = obj.meta().name.clone().ok_or(crate::error::Error::MissingObjectField {
+        kind: std::any::type_name::<K>().rsplit("::").next().unwrap_or("object"),
+        field: "metadata.name",
+    })?;
+    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
     let body = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
+        "metadata": {"resourceVersion": obj.meta().resource_version},
         "status": status,
     });
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
+    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
         .await?;
     Ok(())
 }

@@ -100,7 +100,7 @@ pub async fn reconcile(cached: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<A
     );
     events::on_transition(&ctx, &group, before.as_ref(), &observation).await;
     if group.status.as_ref() != Some(&status) {
-        status::apply::<StorageGroup>(&ctx.client, &namespace, &name, &status).await?;
+        status::apply(&ctx.client, &group, &status).await?;
     }
     ctx.metrics
         .storage_group_ready

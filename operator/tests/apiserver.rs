@@ -606,3 +606,37 @@ async fn only_one_replica_leads_and_a_standby_takes_over() {
 
     namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
 }
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn status_written_from_a_stale_read_is_refused() {
+    let client = client().await;
+    hort_operator::crd_install::install(&client).await.unwrap();
+    let ns = format!("hort-conflict-{}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    create(&namespaces, json!({"metadata": {"name": ns}})).await;
+    let jobs: Api<BackupJob> = Api::namespaced(client.clone(), &ns);
+    let stale: BackupJob = create(
+        &jobs,
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": "j"},
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}}}}),
+    )
+    .await;
+    // Someone else records a result after our read...
+    jobs.patch_status(
+        "j",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Succeeded", "snapshotId": "abcdef12"}})),
+    )
+    .await
+    .unwrap();
+    // ...so our write, computed from the stale copy, must not overwrite it.
+    let pending = hort_crds::BackupJobStatus::default();
+    let err = hort_operator::status::apply(&client, &stale, &pending)
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    let now = jobs.get("j").await.unwrap().status.unwrap();
+    assert_eq!(now.snapshot_id.as_deref(), Some("abcdef12"));
+    namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
+}
