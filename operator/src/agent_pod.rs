@@ -12,11 +12,14 @@ use std::collections::BTreeMap;
 
 use hort_crds::common::AgentPodOverrides;
 use hort_crds::storage_group::{StorageGroupSpec, Strategy};
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
-    SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    Container, ContainerStateTerminated, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, Pod,
+    PodSecurityContext, PodSpec, SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Api;
+use kube::api::DeleteParams;
 
 use crate::storage_group::S3_CREDENTIAL_KEYS;
 
@@ -207,6 +210,77 @@ pub fn build(settings: &AgentSettings, agent: AgentPod<'_>) -> Pod {
             ..PodSpec::default()
         }),
         status: None,
+    }
+}
+
+/// The pod's phase; `Pending` when it has none yet.
+pub fn phase(pod: &Pod) -> &str {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending")
+}
+
+/// Whether the pod has ended (`Succeeded` or `Failed`).
+pub fn finished(pod: &Pod) -> bool {
+    matches!(phase(pod), "Succeeded" | "Failed")
+}
+
+/// When the pod was created.
+pub fn created(pod: &Pod) -> Timestamp {
+    pod.metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(Timestamp::UNIX_EPOCH, |t| t.0)
+}
+
+/// The terminated state of the agent container, once it ended.
+pub fn terminated(pod: &Pod) -> Option<&ContainerStateTerminated> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()?
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()
+}
+
+/// What the agent reported: its termination message, or the pod's own status message (e.g.
+/// `DeadlineExceeded`) when the container left none.
+pub fn report(pod: &Pod) -> String {
+    let message = terminated(pod).and_then(|t| t.message.clone()).unwrap_or_default();
+    if !message.trim().is_empty() {
+        return message;
+    }
+    pod.status
+        .as_ref()
+        .and_then(|s| s.message.clone().or(s.reason.clone()))
+        .unwrap_or_else(|| "the agent left no message".into())
+}
+
+/// When the agent container ended; the pod's creation time when unknown.
+pub fn finished_at(pod: &Pod) -> Timestamp {
+    terminated(pod)
+        .and_then(|t| t.finished_at.as_ref())
+        .map_or_else(|| created(pod), |t| t.0)
+}
+
+/// The last `max` characters of `text`, trimmed.
+pub fn tail(text: &str, max: usize) -> &str {
+    let text = text.trim();
+    let start = text.char_indices().rev().nth(max).map_or(0, |(i, _)| i);
+    &text[start..]
+}
+
+/// Deletes a pod; one already gone is fine.
+pub async fn delete(pods: &Api<Pod>, pod: &Pod) -> kube::Result<()> {
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    match pods.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

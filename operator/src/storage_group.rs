@@ -8,7 +8,7 @@ use hort_crds::storage_group::{StorageGroup, StorageGroupSpec, StorageGroupStatu
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{ListParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
@@ -51,11 +51,11 @@ pub async fn reconcile(cached: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<A
     let problems = check_references(&group.spec, &Resolver::new(&ctx.client, &namespace)).await?;
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let checks = check_pods(&pods, &group).await?;
-    let running = checks.iter().find(|p| !pod_finished(p));
-    let newest_finished = checks.iter().find(|p| pod_finished(p));
+    let running = checks.iter().find(|p| !agent_pod::finished(p));
+    let newest_finished = checks.iter().find(|p| agent_pod::finished(p));
     // Older finished checks are superseded by the newest one, which stays for `kubectl logs`.
-    for old in checks.iter().filter(|p| pod_finished(p)).skip(1) {
-        delete_pod(&pods, old).await?;
+    for old in checks.iter().filter(|p| agent_pod::finished(p)).skip(1) {
+        agent_pod::delete(&pods, old).await?;
     }
 
     let mut requeue = interval;
@@ -66,7 +66,7 @@ pub async fn reconcile(cached: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<A
             None => true,
             Some(pod) => {
                 pod_generation(pod) != Some(generation)
-                    || finished_at(pod).is_none_or(|t| now.duration_since(t).unsigned_abs() >= interval)
+                    || now.duration_since(agent_pod::finished_at(pod)).unsigned_abs() >= interval
             }
         };
         let mut started = None;
@@ -117,47 +117,27 @@ fn from_check(group: &StorageGroup, pod: &Pod, status: &mut StorageGroupStatus) 
         reason,
         message,
     };
-    let terminated = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|c| c.first())
-        .and_then(|c| c.state.as_ref())
-        .and_then(|s| s.terminated.as_ref());
-    let message = terminated.and_then(|t| t.message.clone()).unwrap_or_default();
-    if pod_phase(pod) != "Succeeded" {
-        let why = if message.trim().is_empty() {
-            pod.status
-                .as_ref()
-                .and_then(|s| s.message.clone().or(s.reason.clone()))
-                .unwrap_or_else(|| "no message".into())
-        } else {
-            message
-        };
+    let message = agent_pod::report(pod);
+    if agent_pod::phase(pod) != "Succeeded" {
         return failed(
             "CheckFailed",
-            format!("check pod {:?} failed: {}", pod.name_any(), tail(&why, 600)),
+            format!(
+                "check pod {:?} failed: {}",
+                pod.name_any(),
+                agent_pod::tail(&message, 600)
+            ),
         );
     }
     match target_check::parse_report(&message, &group.spec) {
         Err(e) => failed("CheckFailed", format!("check pod {:?}: {e}", pod.name_any())),
         Ok(report) => {
-            let at = terminated
-                .and_then(|t| t.finished_at.clone())
-                .unwrap_or_else(|| Time(pod_created(pod)));
+            let at = Time(agent_pod::finished_at(pod));
             status.targets = target_check::target_statuses(&group.spec, &report, &at);
             status.used_size = target_check::used_size(&status.targets);
             status.repository_id = Some(report.repository_id);
             target_check::readiness(&group.spec, &status.targets)
         }
     }
-}
-
-/// The last `max` characters of `text`, trimmed.
-fn tail(text: &str, max: usize) -> &str {
-    let text = text.trim();
-    let start = text.char_indices().rev().nth(max).map_or(0, |(i, _)| i);
-    &text[start..]
 }
 
 fn references_missing(problems: &[Problem]) -> Observation {
@@ -179,49 +159,12 @@ async fn check_pods(pods: &Api<Pod>, group: &StorageGroup) -> Result<Vec<Pod>> {
         .into_iter()
         .filter(|p| p.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref()))
         .collect();
-    owned.sort_by_key(|p| std::cmp::Reverse((pod_created(p), p.name_any())));
+    owned.sort_by_key(|p| std::cmp::Reverse((agent_pod::created(p), p.name_any())));
     Ok(owned)
-}
-
-fn pod_phase(pod: &Pod) -> &str {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("Pending")
-}
-
-fn pod_finished(pod: &Pod) -> bool {
-    matches!(pod_phase(pod), "Succeeded" | "Failed")
-}
-
-fn pod_created(pod: &Pod) -> Timestamp {
-    pod.creation_timestamp().map_or(Timestamp::UNIX_EPOCH, |t| t.0)
 }
 
 fn pod_generation(pod: &Pod) -> Option<i64> {
     pod.labels().get(GENERATION_LABEL)?.parse().ok()
-}
-
-/// When a finished pod's container ended (its creation time when unknown).
-fn finished_at(pod: &Pod) -> Option<Timestamp> {
-    let status = pod.status.as_ref()?;
-    let ended = status
-        .container_statuses
-        .as_ref()
-        .and_then(|c| c.first())
-        .and_then(|c| c.state.as_ref())
-        .and_then(|s| s.terminated.as_ref())
-        .and_then(|t| t.finished_at.as_ref())
-        .map(|t| t.0);
-    ended.or(Some(pod_created(pod)))
-}
-
-async fn delete_pod(pods: &Api<Pod>, pod: &Pod) -> Result<()> {
-    match pods.delete(&pod.name_any(), &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// The pod that checks the group's targets and initialises its repository if absent.
