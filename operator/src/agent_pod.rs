@@ -37,6 +37,8 @@ pub struct AgentSettings {
     pub image: String,
     /// Its pull policy (`IfNotPresent`, `Always`, `Never`).
     pub pull_policy: String,
+    /// Pause before the second attempt of a failed backup; doubled for each further one.
+    pub retry_backoff: std::time::Duration,
 }
 
 /// The environment, volumes and mounts that give an agent access to a group's repository.
@@ -58,7 +60,8 @@ fn value(name: &str, value: impl Into<String>) -> EnvVar {
     }
 }
 
-fn secret(name: &str, secret: &str, key: &str) -> EnvVar {
+/// An environment variable set from one key of a Secret (by reference, never by value).
+pub fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value: None,
@@ -82,9 +85,11 @@ pub fn repository_access(spec: &StorageGroupSpec) -> RepositoryAccess {
             // Each S3 target reads its own credentials from variables with its own prefix.
             let prefix = format!("HORT_TARGET_{i}");
             for key in S3_CREDENTIAL_KEYS {
-                access
-                    .env
-                    .push(secret(&format!("{prefix}_{key}"), &s3.credentials_secret_ref.name, key));
+                access.env.push(secret_env(
+                    &format!("{prefix}_{key}"),
+                    &s3.credentials_secret_ref.name,
+                    key,
+                ));
             }
             let mut location = format!(
                 "s3://{}/{}?endpoint={}&region={}&path-style={}&credentials={prefix}",
@@ -130,7 +135,7 @@ pub fn repository_access(spec: &StorageGroupSpec) -> RepositoryAccess {
         value("HORT_REPOSITORY", locations.join(",")),
         value("HORT_STRATEGY", strategy),
         value("HORT_WEIGHTS", weights.join(",")),
-        secret("HORT_PASSWORD", &key.name, &key.key),
+        secret_env("HORT_PASSWORD", &key.name, &key.key),
         value("AWS_EC2_METADATA_DISABLED", "true"),
     ]);
     access
@@ -359,6 +364,7 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
             &AgentSettings {
                 image: "hort-agent:1".into(),
                 pull_policy: "IfNotPresent".into(),
+                retry_backoff: std::time::Duration::from_secs(10),
             },
             AgentPod {
                 name: "disk-check-1".into(),

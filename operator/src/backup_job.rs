@@ -1,25 +1,41 @@
-//! Reconciler of `BackupJob`: records the source kind and whether the job's StorageGroup is
-//! ready, and keeps the job Pending until it is.
+//! Reconciler of `BackupJob`: waits for the job's StorageGroup, runs the backup in agent
+//! pods with retries, and records the snapshot, stats, conditions, events and metrics.
 
 use std::sync::Arc;
 
-use hort_crds::backup_job::BackupJob;
+use hort_crds::backup_job::{BackupJob, BackupJobStatus};
 use hort_crds::common::Phase;
 use hort_crds::storage_group::StorageGroup;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::PostParams;
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 
+use crate::agent_pod::{self, AgentPod};
+use crate::backup_run::{self, BackupReport};
 use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::Result;
 use crate::events;
+use crate::schedule;
 use crate::status;
 use crate::storage_group;
+use crate::target_check::human_bytes;
 
 /// Name of the condition that tells whether the job's StorageGroup accepts backups.
 pub const STORAGE_GROUP_READY: &str = "StorageGroupReady";
 
-/// Reconciles one BackupJob.
+/// Name of the condition set when the job succeeded.
+pub const COMPLETE: &str = "Complete";
+/// Name of the condition set when the job failed for good.
+pub const FAILED: &str = "Failed";
+/// Label on a BackupJob's agent pods: the job's name.
+pub const JOB_LABEL: &str = "hort.dev/backup-job";
+
+/// Reconciles one BackupJob: waits for its StorageGroup, runs agent pods (one per attempt,
+/// retried with backoff up to `backoffLimit`), and records the outcome.
 pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = status::namespace_of(&*cached)?;
     let Some(job) = status::fresh::<BackupJob>(&ctx.client, &namespace, &cached.name_any()).await? else {
@@ -29,27 +45,232 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
     if status.phase.is_terminal() {
         return Ok(Action::await_change());
     }
+    let now = ctx.clock.now();
+    let generation = job.metadata.generation;
+    status.observed_generation = generation;
+    status.source_kind = job.spec.source.kind();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let current = match &status.agent_pod {
+        Some(name) => pods.get_opt(name).await?,
+        None => None,
+    };
+
+    let mut action = Action::await_change();
+    let mut finished = None;
+    match (&status.agent_pod, &current) {
+        // An attempt is running: wait for its pod to end (the pod watch triggers us).
+        (Some(_), Some(pod)) if !agent_pod::finished(pod) => {
+            status.phase = Phase::Running;
+        }
+        // The attempt succeeded.
+        (Some(_), Some(pod)) if agent_pod::phase(pod) == "Succeeded" => {
+            match BackupReport::parse(&agent_pod::report(pod)) {
+                Ok(report) => {
+                    finished = Some(Ok(report));
+                }
+                Err(e) => action = attempt_failed(&ctx, &job, &mut status, Some(pod), e, now).await?,
+            }
+        }
+        // The attempt failed, or its pod vanished (deleted, node lost).
+        (Some(name), pod) => {
+            let why = match pod {
+                Some(pod) => agent_pod::tail(&agent_pod::report(pod), 600).to_string(),
+                None => format!("agent pod {name:?} disappeared"),
+            };
+            action = attempt_failed(&ctx, &job, &mut status, pod.as_ref(), why, now).await?;
+            if status.phase == Phase::Failed {
+                finished = Some(Err(()));
+            }
+        }
+        // No attempt yet: start one once the group is ready.
+        (None, _) => {
+            if start_attempt(&ctx, &job, &mut status, now).await? {
+                status.start_time.get_or_insert(Time(now));
+            }
+        }
+    }
+
+    match &finished {
+        Some(Ok(report)) => {
+            status.phase = Phase::Succeeded;
+            status.snapshot_id = Some(report.snapshot_id.clone());
+            status.stats = Some(report.stats());
+            status.progress = None;
+            status.completion_time = Some(Time(now));
+            status.message = Some(format!("snapshot {} written", report.snapshot_id));
+            let done = Observation {
+                type_: COMPLETE,
+                status: Status::True,
+                reason: "BackupSucceeded",
+                message: format!(
+                    "snapshot {} written: {} read, {} stored, in {:.1}s",
+                    report.snapshot_id,
+                    human_bytes(report.bytes_read),
+                    human_bytes(report.bytes_stored),
+                    report.duration_seconds
+                ),
+            };
+            events::on_transition(&ctx, &job, None, &done).await;
+            conditions::set(&mut status.conditions, done, generation, now);
+        }
+        Some(Err(())) => {
+            status.completion_time = Some(Time(now));
+            let failed = Observation {
+                type_: FAILED,
+                status: Status::True,
+                reason: "BackoffLimitExceeded",
+                message: status.message.clone().unwrap_or_default(),
+            };
+            let event = Observation {
+                status: Status::False,
+                ..failed.clone()
+            };
+            events::on_transition(&ctx, &job, None, &event).await;
+            conditions::set(&mut status.conditions, failed, generation, now);
+        }
+        None => {}
+    }
+
+    if job.status.as_ref() != Some(&status) {
+        status::apply(&ctx.client, &job, &status).await?;
+    }
+    if finished.is_some() {
+        record_metrics(
+            &ctx,
+            &job,
+            &namespace,
+            finished.as_ref().and_then(|f| f.as_ref().ok()),
+            now,
+        );
+    }
+    Ok(action)
+}
+
+/// Starts the next attempt if the StorageGroup is ready; returns whether a pod was created.
+/// Records the group's readiness as a condition either way.
+async fn start_attempt(ctx: &Context, job: &BackupJob, status: &mut BackupJobStatus, now: Timestamp) -> Result<bool> {
+    let namespace = status::namespace_of(job)?;
     let groups: Api<StorageGroup> = Api::namespaced(ctx.client.clone(), &namespace);
     let group_name = &job.spec.storage_group_ref.name;
     let group = groups.get_opt(group_name).await?;
     let observation = group_readiness(group_name, &namespace, group.as_ref());
-
-    status.phase = Phase::Pending;
-    status.observed_generation = job.metadata.generation;
-    status.source_kind = job.spec.source.kind();
-    status.message = Some(observation.message.clone());
+    let ready = observation.status == Status::True;
     let before = conditions::find(&status.conditions, STORAGE_GROUP_READY).cloned();
-    conditions::set(
-        &mut status.conditions,
-        observation.clone(),
-        job.metadata.generation,
-        ctx.clock.now(),
+    events::on_transition(ctx, job, before.as_ref(), &observation).await;
+    status.message = Some(observation.message.clone());
+    conditions::set(&mut status.conditions, observation, job.metadata.generation, now);
+    let Some(group) = group.filter(|_| ready) else {
+        status.phase = Phase::Pending;
+        return Ok(false);
+    };
+
+    let attempt = status.attempts + 1;
+    let mut access = agent_pod::repository_access(&group.spec);
+    let args = backup_run::agent_args(&job.spec, &snapshot_tags(job, &namespace), &mut access);
+    let name = format!("{}-{attempt}", job.name_any());
+    let pod = agent_pod::build(
+        &ctx.agent,
+        AgentPod {
+            name: name.clone(),
+            namespace: namespace.clone(),
+            owner: job
+                .controller_owner_ref(&())
+                .expect("a stored object has a name and uid"),
+            role: "backup",
+            labels: [(JOB_LABEL.to_string(), job.name_any())].into(),
+            args,
+            repository: access,
+            overrides: job.spec.agent.as_ref(),
+            active_deadline_seconds: job.spec.active_deadline_seconds,
+        },
     );
-    events::on_transition(&ctx, &job, before.as_ref(), &observation).await;
-    if job.status.as_ref() != Some(&status) {
-        status::apply(&ctx.client, &job, &status).await?;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    match pods.create(&PostParams::default(), &pod).await {
+        Ok(_) => {}
+        // Created by an earlier reconcile whose status write was lost: use it.
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e.into()),
     }
-    Ok(Action::await_change())
+    status.attempts = attempt;
+    status.agent_pod = Some(name.clone());
+    status.phase = Phase::Running;
+    status.message = Some(format!("attempt {attempt}: agent pod {name:?} started"));
+    Ok(true)
+}
+
+/// Records a failed attempt: retries after the backoff, or fails the job after
+/// `backoffLimit` retries. Returns when to look again.
+async fn attempt_failed(
+    ctx: &Context,
+    job: &BackupJob,
+    status: &mut BackupJobStatus,
+    pod: Option<&Pod>,
+    why: String,
+    now: Timestamp,
+) -> Result<Action> {
+    let attempt = status.attempts;
+    if attempt > job.spec.backoff_limit {
+        status.phase = Phase::Failed;
+        status.message = Some(format!(
+            "attempt {attempt} of {} failed: {why}",
+            job.spec.backoff_limit + 1
+        ));
+        return Ok(Action::await_change());
+    }
+    let wait = backup_run::backoff(ctx.agent.retry_backoff, attempt + 1);
+    let ended = pod.map_or(now, agent_pod::finished_at);
+    let remaining = wait.saturating_sub(now.duration_since(ended).unsigned_abs());
+    if remaining.is_zero() {
+        start_attempt(ctx, job, status, now).await?;
+        return Ok(Action::await_change());
+    }
+    status.phase = Phase::Running;
+    status.message = Some(format!(
+        "attempt {attempt} failed: {why}; retrying in {}s",
+        remaining.as_secs().max(1)
+    ));
+    Ok(Action::requeue(remaining))
+}
+
+/// Tags stored with the snapshot: the user's, and where it came from.
+fn snapshot_tags(job: &BackupJob, namespace: &str) -> Vec<String> {
+    let mut tags = job.spec.tags.clone();
+    tags.push(format!("hort.dev/namespace={namespace}"));
+    tags.push(format!("hort.dev/backup-job={}", job.name_any()));
+    if let Some(schedule) = job.labels().get(schedule::SCHEDULE_LABEL) {
+        tags.push(format!("hort.dev/schedule={schedule}"));
+    }
+    tags
+}
+
+fn record_metrics(ctx: &Context, job: &BackupJob, namespace: &str, report: Option<&BackupReport>, now: Timestamp) {
+    let schedule = job.labels().get(schedule::SCHEDULE_LABEL).cloned().unwrap_or_default();
+    let labels = [namespace, schedule.as_str()];
+    let result = if report.is_some() { "succeeded" } else { "failed" };
+    ctx.metrics
+        .backups
+        .with_label_values(&[namespace, &schedule, result])
+        .inc();
+    if let Some(report) = report {
+        ctx.metrics
+            .backup_duration
+            .with_label_values(&labels)
+            .observe(report.duration_seconds);
+        for (kind, bytes) in [
+            ("read", report.bytes_read),
+            ("new", report.bytes_new),
+            ("stored", report.bytes_stored),
+        ] {
+            ctx.metrics
+                .backup_bytes
+                .with_label_values(&[namespace, &schedule, kind])
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+        ctx.metrics
+            .last_successful_backup
+            .with_label_values(&labels)
+            .set(now.as_millisecond() as f64 / 1000.0);
+    }
 }
 
 /// The `StorageGroupReady` condition for a job whose group `name` is `group`.

@@ -75,6 +75,10 @@ pub async fn run(ctx: Arc<Context>, scope: Scope) {
     let jobs = Controller::new(scope.api::<BackupJob>(&client), config());
     let by_group = jobs.store();
     let jobs = jobs
+        .owns(
+            scope.api::<Pod>(&client),
+            config().labels("app.kubernetes.io/managed-by=hort-operator"),
+        )
         .watches(
             scope.api::<StorageGroup>(&client),
             config(),

@@ -94,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
     let agent = AgentSettings {
         image: args.agent_image,
         pull_policy: args.agent_image_pull_policy,
+        retry_backoff: Duration::from_secs(10),
     };
     let elector = LeaderElector::new(
         &client,

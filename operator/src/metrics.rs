@@ -1,6 +1,8 @@
 //! Prometheus metrics of the operator, all named `hort_*`.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// The operator's metrics and the registry that exposes them.
 #[derive(Clone)]
@@ -12,6 +14,14 @@ pub struct Metrics {
     pub reconcile_duration: HistogramVec,
     /// 1 when a StorageGroup's `Ready` condition is True, else 0.
     pub storage_group_ready: IntGaugeVec,
+    /// Finished BackupJobs by namespace, schedule (empty for manual jobs) and result.
+    pub backups: IntCounterVec,
+    /// Duration of successful backups by namespace and schedule.
+    pub backup_duration: HistogramVec,
+    /// Bytes of the latest successful backup by namespace, schedule and kind (read, new, stored).
+    pub backup_bytes: IntGaugeVec,
+    /// Completion time of the latest successful backup by namespace and schedule.
+    pub last_successful_backup: GaugeVec,
 }
 
 impl Metrics {
@@ -40,10 +50,45 @@ impl Metrics {
             &["namespace", "storage_group"],
         )
         .expect("valid metric");
+        let backups = IntCounterVec::new(
+            Opts::new(
+                "hort_backup_total",
+                "Finished BackupJobs by namespace, schedule and result.",
+            ),
+            &["namespace", "schedule", "result"],
+        )
+        .expect("valid metric");
+        let backup_duration = HistogramVec::new(
+            HistogramOpts::new("hort_backup_duration_seconds", "Duration of successful backups.").buckets(vec![
+                1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0,
+            ]),
+            &["namespace", "schedule"],
+        )
+        .expect("valid metric");
+        let backup_bytes = IntGaugeVec::new(
+            Opts::new(
+                "hort_backup_bytes",
+                "Bytes of the latest successful backup: read from the source, new to the repository, stored.",
+            ),
+            &["namespace", "schedule", "kind"],
+        )
+        .expect("valid metric");
+        let last_successful_backup = GaugeVec::new(
+            Opts::new(
+                "hort_last_successful_backup_timestamp_seconds",
+                "Unix time the latest successful backup finished, by namespace and schedule.",
+            ),
+            &["namespace", "schedule"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_duration.clone()),
             Box::new(storage_group_ready.clone()),
+            Box::new(backups.clone()),
+            Box::new(backup_duration.clone()),
+            Box::new(backup_bytes.clone()),
+            Box::new(last_successful_backup.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -52,6 +97,10 @@ impl Metrics {
             reconciles,
             reconcile_duration,
             storage_group_ready,
+            backups,
+            backup_duration,
+            backup_bytes,
+            last_successful_backup,
         }
     }
 

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hort_crds::common::Phase;
 use hort_crds::restore_request::TargetKind;
 use hort_crds::{BackupJob, RestoreRequest, Schedule, StorageGroup};
 use hort_operator::agent_pod::AgentSettings;
@@ -90,6 +91,7 @@ fn agent_settings() -> AgentSettings {
     AgentSettings {
         image: "hort-agent:test".into(),
         pull_policy: "Never".into(),
+        retry_backoff: Duration::from_millis(300),
     }
 }
 
@@ -638,5 +640,150 @@ async fn status_written_from_a_stale_read_is_refused() {
     assert!(err.is_conflict(), "{err}");
     let now = jobs.get("j").await.unwrap().status.unwrap();
     assert_eq!(now.snapshot_id.as_deref(), Some("abcdef12"));
+    namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
+    let client = client().await;
+    hort_operator::crd_install::install(&client).await.unwrap();
+    let ns = format!("hort-backup-{}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    create(&namespaces, json!({"metadata": {"name": ns}})).await;
+    let metrics = Metrics::new();
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics.clone(),
+        Clock::System,
+        agent_settings(),
+        None,
+    ));
+    let controllers = tokio::spawn(controllers::run(ctx, Scope::Namespace(ns.clone())));
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let groups: Api<StorageGroup> = Api::namespaced(client.clone(), &ns);
+    let jobs: Api<BackupJob> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+
+    create(
+        &secrets,
+        json!({"metadata": {"name": "key"}, "stringData": {"password": "pw"}}),
+    )
+    .await;
+    create(
+        &secrets,
+        json!({"metadata": {"name": "s3"}, "stringData": {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}}),
+    )
+    .await;
+    create(
+        &groups,
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "StorageGroup", "metadata": {"name": "s3"},
+               "spec": {"targets": [{"name": "s3", "s3": {"endpoint": "http://127.0.0.1:9", "bucket": "backups",
+                                                          "credentialsSecretRef": {"name": "s3"}}}],
+                        "encryption": {"keySecretRef": {"name": "key"}}}}),
+    )
+    .await;
+    let check = wait_for_check_pods(&pods, 1).await.remove(0);
+    finish_pod(
+        &pods,
+        &check.name_any(),
+        0,
+        r#"{"repositoryId": "r", "targets": [{"reachable": true, "writable": true}]}"#,
+    )
+    .await;
+    wait_for(&groups, "s3", "the group to be Ready", |g| {
+        group_ready(g).is_some_and(|(status, _, _)| status == "True")
+    })
+    .await;
+
+    // First attempt: an agent pod with the volume mounted read-only.
+    create(
+        &jobs,
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": "files"},
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}},
+                        "tags": ["manual"], "backoffLimit": 1}}),
+    )
+    .await;
+    wait_for(&pods, "files-1", "the first agent pod", |_| true).await;
+    let pod = pods.get("files-1").await.unwrap();
+    let spec = pod.spec.unwrap();
+    let args = spec.containers[0].args.clone().unwrap();
+    assert_eq!(&args[..2], ["backup", "/source"]);
+    assert!(args.windows(2).any(|w| w == ["--tag", "manual"]), "{args:?}");
+    assert!(
+        args.windows(2).any(|w| w == ["--tag", "hort.dev/backup-job=files"]),
+        "{args:?}"
+    );
+    let source = spec.volumes.unwrap().into_iter().find(|v| v.name == "source").unwrap();
+    assert_eq!(source.persistent_volume_claim.unwrap().read_only, Some(true));
+    wait_for(&jobs, "files", "phase Running", |j| {
+        j.status
+            .as_ref()
+            .is_some_and(|s| s.phase == Phase::Running && s.attempts == 1)
+    })
+    .await;
+
+    // The agent dies: after the backoff a second attempt starts.
+    finish_pod(&pods, "files-1", 137, "error: killed").await;
+    wait_for(&pods, "files-2", "the retry's agent pod", |_| true).await;
+
+    // The second attempt reports its snapshot.
+    let report = r#"{"snapshotId": "c0ffee00", "bytesRead": 4000, "bytesNew": 3000, "bytesStored": 2000,
+                     "files": 12, "durationSeconds": 2.5}"#;
+    finish_pod(&pods, "files-2", 0, report).await;
+    wait_for(&jobs, "files", "phase Succeeded with the snapshot", |j| {
+        j.status.as_ref().is_some_and(|s| {
+            s.phase == Phase::Succeeded
+                && s.snapshot_id.as_deref() == Some("c0ffee00")
+                && s.attempts == 2
+                && s.stats
+                    .as_ref()
+                    .is_some_and(|st| st.dedup_ratio == 2.0 && st.files == 12)
+                && condition(Some(&s.conditions), "Complete").is_some_and(|c| c.status == "True")
+        })
+    })
+    .await;
+    wait_for_event(&client, &ns, "files", "BackupSucceeded").await;
+
+    // No retries left: the job fails and says why.
+    create(
+        &jobs,
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": "once"},
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}},
+                        "backoffLimit": 0}}),
+    )
+    .await;
+    wait_for(&pods, "once-1", "the agent pod", |_| true).await;
+    finish_pod(
+        &pods,
+        "once-1",
+        2,
+        "error: snapshot of volume data failed: no space left",
+    )
+    .await;
+    wait_for(&jobs, "once", "phase Failed naming the agent's error", |j| {
+        j.status.as_ref().is_some_and(|s| {
+            s.phase == Phase::Failed
+                && s.message.as_deref().is_some_and(|m| m.contains("no space left"))
+                && condition(Some(&s.conditions), "Failed").is_some_and(|c| c.reason == "BackoffLimitExceeded")
+        })
+    })
+    .await;
+    assert!(
+        pods.get_opt("once-2").await.unwrap().is_none(),
+        "backoffLimit 0 allows no retry"
+    );
+
+    let text = metrics.render();
+    for expected in [
+        format!(r#"hort_backup_total{{namespace="{ns}",result="succeeded",schedule=""}} 1"#),
+        format!(r#"hort_backup_total{{namespace="{ns}",result="failed",schedule=""}} 1"#),
+        format!(r#"hort_backup_bytes{{kind="stored",namespace="{ns}",schedule=""}} 2000"#),
+        format!(r#"hort_last_successful_backup_timestamp_seconds{{namespace="{ns}",schedule=""}}"#),
+    ] {
+        assert!(text.contains(&expected), "missing {expected} in\n{text}");
+    }
+
+    controllers.abort();
     namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
 }

@@ -16,6 +16,22 @@ fn metrics_pass_promtool_check() {
         .with_label_values(&["BackupJob"])
         .observe(0.02);
     metrics.storage_group_ready.with_label_values(&["demo", "s3"]).set(1);
+    metrics
+        .backups
+        .with_label_values(&["demo", "nightly", "succeeded"])
+        .inc();
+    metrics
+        .backup_duration
+        .with_label_values(&["demo", "nightly"])
+        .observe(42.0);
+    metrics
+        .backup_bytes
+        .with_label_values(&["demo", "nightly", "stored"])
+        .set(1024);
+    metrics
+        .last_successful_backup
+        .with_label_values(&["demo", "nightly"])
+        .set(1.8e9);
     let text = metrics.render();
 
     let promtool = std::env::var("HORT_PROMTOOL").unwrap_or_else(|_| "promtool".into());
