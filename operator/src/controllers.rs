@@ -105,6 +105,10 @@ pub async fn run(ctx: Arc<Context>, scope: Scope) {
     let restores = Controller::new(scope.api::<RestoreRequest>(&client), config());
     let (by_job, by_group) = (restores.store(), restores.store());
     let restores = restores
+        .owns(
+            scope.api::<Pod>(&client),
+            config().labels("app.kubernetes.io/managed-by=hort-operator"),
+        )
         .watches(
             scope.api::<BackupJob>(&client),
             config(),

@@ -16,6 +16,7 @@ pub mod leader;
 pub mod metrics;
 pub mod references;
 pub mod restore_request;
+pub mod restore_run;
 pub mod schedule;
 pub mod schedule_plan;
 pub mod status;

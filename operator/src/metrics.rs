@@ -22,6 +22,8 @@ pub struct Metrics {
     pub backup_bytes: IntGaugeVec,
     /// Completion time of the latest successful backup by namespace and schedule.
     pub last_successful_backup: GaugeVec,
+    /// Finished RestoreRequests by namespace and result.
+    pub restores: IntCounterVec,
 }
 
 impl Metrics {
@@ -81,6 +83,14 @@ impl Metrics {
             &["namespace", "schedule"],
         )
         .expect("valid metric");
+        let restores = IntCounterVec::new(
+            Opts::new(
+                "hort_restore_total",
+                "Finished RestoreRequests by namespace and result.",
+            ),
+            &["namespace", "result"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_duration.clone()),
@@ -89,6 +99,7 @@ impl Metrics {
             Box::new(backup_duration.clone()),
             Box::new(backup_bytes.clone()),
             Box::new(last_successful_backup.clone()),
+            Box::new(restores.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -101,6 +112,7 @@ impl Metrics {
             backup_duration,
             backup_bytes,
             last_successful_backup,
+            restores,
         }
     }
 

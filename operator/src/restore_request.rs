@@ -1,26 +1,41 @@
-//! Reconciler of `RestoreRequest`: resolves which snapshot to restore and whether the
-//! StorageGroup is ready, and keeps the request Pending until both hold.
+//! Reconciler of `RestoreRequest`: resolves which snapshot to restore, waits for the
+//! StorageGroup, runs the restore in an agent pod and records the outcome.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hort_crds::backup_job::BackupJob;
 use hort_crds::common::Phase;
-use hort_crds::restore_request::{RestoreRequest, RestoreSource, RestoreTarget, TargetKind};
+use hort_crds::restore_request::{
+    RestoreRequest, RestoreRequestStatus, RestoreSource, RestoreTarget, TargetKind, VolumeRestoreTarget,
+};
 use hort_crds::storage_group::StorageGroup;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimSpec, Pod, VolumeResourceRequirements};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::PostParams;
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 
+use crate::agent_pod::{self, AgentPod};
 use crate::backup_job::group_readiness;
 use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::Result;
 use crate::events;
+use crate::restore_run::{self, RestoreReport};
 use crate::status;
 
 /// Name of the condition that tells whether the snapshot to restore is known.
 pub const SNAPSHOT_RESOLVED: &str = "SnapshotResolved";
 
-/// Reconciles one RestoreRequest.
+/// Name of the condition set when the restore succeeded.
+pub const COMPLETE: &str = "Complete";
+/// Name of the condition set when the restore failed.
+pub const FAILED: &str = "Failed";
+
+/// Reconciles one RestoreRequest: resolves the snapshot, waits for the StorageGroup, creates
+/// the target claim when asked, runs one restore pod and records its outcome.
 pub async fn reconcile(cached: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = status::namespace_of(&*cached)?;
     let Some(request) = status::fresh::<RestoreRequest>(&ctx.client, &namespace, &cached.name_any()).await? else {
@@ -32,7 +47,87 @@ pub async fn reconcile(cached: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result
     }
     let generation = request.metadata.generation;
     let now = ctx.clock.now();
+    status.observed_generation = generation;
+    status.target_kind = target_kind(&request.spec.target);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
 
+    let outcome = match &status.agent_pod {
+        Some(name) => match pods.get_opt(name).await? {
+            Some(pod) if !agent_pod::finished(&pod) => None,
+            Some(pod) if agent_pod::phase(&pod) == "Succeeded" => Some(RestoreReport::parse(&agent_pod::report(&pod))),
+            Some(pod) => Some(Err(agent_pod::tail(&agent_pod::report(&pod), 600).to_string())),
+            None => Some(Err(format!("agent pod {name:?} disappeared"))),
+        },
+        None => {
+            start(&ctx, &request, &mut status, now).await?;
+            None
+        }
+    };
+    match outcome {
+        Some(Ok(report)) => {
+            status.phase = Phase::Succeeded;
+            status.stats = Some(report.stats());
+            status.snapshot_id = Some(report.snapshot_id.clone());
+            status.message = Some(format!("snapshot {} restored", report.snapshot_id));
+            let done = Observation {
+                type_: COMPLETE,
+                status: Status::True,
+                reason: "RestoreSucceeded",
+                message: format!(
+                    "snapshot {} restored: {} files or streams, {} bytes, in {:.1}s",
+                    report.snapshot_id, report.files, report.bytes_restored, report.duration_seconds
+                ),
+            };
+            events::on_transition(&ctx, &request, None, &done).await;
+            conditions::set(&mut status.conditions, done, generation, now);
+        }
+        Some(Err(why)) => {
+            status.phase = Phase::Failed;
+            status.message = Some(format!("restore failed: {why}"));
+            let failed = Observation {
+                type_: FAILED,
+                status: Status::True,
+                reason: "RestoreFailed",
+                message: why,
+            };
+            let event = Observation {
+                status: Status::False,
+                ..failed.clone()
+            };
+            events::on_transition(&ctx, &request, None, &event).await;
+            conditions::set(&mut status.conditions, failed, generation, now);
+        }
+        None => {}
+    }
+    if status.phase.is_terminal() {
+        status.completion_time = Some(Time(now));
+        status.progress = None;
+    }
+
+    if request.status.as_ref() != Some(&status) {
+        status::apply(&ctx.client, &request, &status).await?;
+    }
+    if status.phase.is_terminal() {
+        let result = if status.phase == Phase::Succeeded {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        ctx.metrics.restores.with_label_values(&[&namespace, result]).inc();
+    }
+    Ok(Action::await_change())
+}
+
+/// Resolves the snapshot and the group; when both are ready (and the target claim exists or
+/// was created), starts the restore pod.
+async fn start(
+    ctx: &Context,
+    request: &RestoreRequest,
+    status: &mut RestoreRequestStatus,
+    now: Timestamp,
+) -> Result<()> {
+    let namespace = status::namespace_of(request)?;
+    let generation = request.metadata.generation;
     let job = match &request.spec.source.backup_job_ref {
         Some(r) => {
             Api::<BackupJob>::namespaced(ctx.client.clone(), &namespace)
@@ -47,25 +142,97 @@ pub async fn reconcile(cached: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result
         .get_opt(group_name)
         .await?;
     let group_ready = group_readiness(group_name, &namespace, group.as_ref());
+    let can_start = resolved.status != Status::False && group_ready.status == Status::True;
 
     status.phase = Phase::Pending;
-    status.observed_generation = generation;
-    status.target_kind = target_kind(&request.spec.target);
-    status.snapshot_id = snapshot;
-    status.message = Some(if resolved.status == Status::True {
-        group_ready.message.clone()
-    } else {
+    status.snapshot_id = snapshot.clone();
+    status.message = Some(if resolved.status == Status::False {
         resolved.message.clone()
+    } else {
+        group_ready.message.clone()
     });
     for observation in [resolved, group_ready] {
         let before = conditions::find(&status.conditions, observation.type_).cloned();
-        events::on_transition(&ctx, &request, before.as_ref(), &observation).await;
+        events::on_transition(ctx, request, before.as_ref(), &observation).await;
         conditions::set(&mut status.conditions, observation, generation, now);
     }
-    if request.status.as_ref() != Some(&status) {
-        status::apply(&ctx.client, &request, &status).await?;
+    let Some(group) = group.filter(|_| can_start) else {
+        return Ok(());
+    };
+    if let Some(volume) = &request.spec.target.volume
+        && let Some(problem) = ensure_claim(ctx, &namespace, volume).await?
+    {
+        status.message = Some(problem);
+        return Ok(());
     }
-    Ok(Action::await_change())
+
+    let mut access = agent_pod::repository_access(&group.spec);
+    let args = restore_run::agent_args(&request.spec, snapshot.as_deref(), &mut access);
+    let name = format!("{}-restore", request.name_any());
+    let pod = agent_pod::build(
+        &ctx.agent,
+        AgentPod {
+            name: name.clone(),
+            namespace: namespace.clone(),
+            owner: request
+                .controller_owner_ref(&())
+                .expect("a stored object has a name and uid"),
+            role: "restore",
+            labels: BTreeMap::new(),
+            args,
+            repository: access,
+            overrides: request.spec.agent.as_ref(),
+            active_deadline_seconds: request.spec.active_deadline_seconds,
+        },
+    );
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    match pods.create(&PostParams::default(), &pod).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    status.phase = Phase::Running;
+    status.agent_pod = Some(name.clone());
+    status.start_time = Some(Time(now));
+    status.message = Some(format!("agent pod {name:?} restores the snapshot"));
+    Ok(())
+}
+
+/// Makes sure the target claim exists, creating it from `storageClassName` and `size` when
+/// given. Returns why the restore cannot start, if it cannot.
+async fn ensure_claim(ctx: &Context, namespace: &str, volume: &VolumeRestoreTarget) -> Result<Option<String>> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), namespace);
+    if claims.get_opt(&volume.claim_name).await?.is_some() {
+        return Ok(None);
+    }
+    let (Some(class), Some(size)) = (&volume.storage_class_name, &volume.size) else {
+        return Ok(Some(format!(
+            "PersistentVolumeClaim {:?} (spec.target.volume.claimName) not found; set storageClassName and size to create it",
+            volume.claim_name
+        )));
+    };
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(volume.claim_name.clone()),
+            labels: Some([("app.kubernetes.io/created-by".to_string(), "hort-operator".to_string())].into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: Some(class.clone()),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some([("storage".to_string(), size.clone())].into()),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    };
+    match claims.create(&PostParams::default(), &claim).await {
+        Ok(_) => Ok(None),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The kind of target the request writes to.

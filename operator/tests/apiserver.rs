@@ -774,12 +774,57 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
         "backoffLimit 0 allows no retry"
     );
 
+    // Restore the first job's snapshot into a claim that is created for it.
+    let restores: Api<RestoreRequest> = Api::namespaced(client.clone(), &ns);
+    create(
+        &restores,
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "RestoreRequest", "metadata": {"name": "files-back"},
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"backupJobRef": {"name": "files"}},
+                        "target": {"volume": {"claimName": "restored", "storageClassName": "standard",
+                                              "size": "1Gi", "paths": ["docs"]}}}}),
+    )
+    .await;
+    wait_for(&pods, "files-back-restore", "the restore pod", |_| true).await;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let claim = claims.get("restored").await.unwrap().spec.unwrap();
+    assert_eq!(claim.storage_class_name.as_deref(), Some("standard"));
+    let args = pods.get("files-back-restore").await.unwrap().spec.unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert_eq!(
+        args,
+        [
+            "restore",
+            "c0ffee00",
+            "--target",
+            "/target",
+            "--path",
+            "docs",
+            "--overwrite",
+            "never"
+        ]
+    );
+    let report = r#"{"snapshotId": "c0ffee00", "bytesRestored": 1234, "files": 3, "durationSeconds": 0.2}"#;
+    finish_pod(&pods, "files-back-restore", 0, report).await;
+    wait_for(&restores, "files-back", "the restore to succeed", |r| {
+        r.status.as_ref().is_some_and(|s| {
+            s.phase == Phase::Succeeded
+                && s.stats
+                    .as_ref()
+                    .is_some_and(|st| st.bytes_restored == 1234 && st.files == 3)
+        })
+    })
+    .await;
+    wait_for_event(&client, &ns, "files-back", "RestoreSucceeded").await;
+
     let text = metrics.render();
     for expected in [
         format!(r#"hort_backup_total{{namespace="{ns}",result="succeeded",schedule=""}} 1"#),
         format!(r#"hort_backup_total{{namespace="{ns}",result="failed",schedule=""}} 1"#),
         format!(r#"hort_backup_bytes{{kind="stored",namespace="{ns}",schedule=""}} 2000"#),
         format!(r#"hort_last_successful_backup_timestamp_seconds{{namespace="{ns}",schedule=""}}"#),
+        format!(r#"hort_restore_total{{namespace="{ns}",result="succeeded"}} 1"#),
     ] {
         assert!(text.contains(&expected), "missing {expected} in\n{text}");
     }

@@ -32,6 +32,7 @@ fn metrics_pass_promtool_check() {
         .last_successful_backup
         .with_label_values(&["demo", "nightly"])
         .set(1.8e9);
+    metrics.restores.with_label_values(&["demo", "succeeded"]).inc();
     let text = metrics.render();
 
     let promtool = std::env::var("HORT_PROMTOOL").unwrap_or_else(|_| "promtool".into());
