@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Api;
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, PostParams};
 
 use crate::storage_group::S3_CREDENTIAL_KEYS;
 
@@ -277,6 +277,16 @@ pub fn tail(text: &str, max: usize) -> &str {
     let text = text.trim();
     let start = text.char_indices().rev().nth(max).map_or(0, |(i, _)| i);
     &text[start..]
+}
+
+/// Creates a pod; one that exists already (created by an earlier reconcile whose status write
+/// was lost) is fine, as pod names are derived from what they do.
+pub async fn create(pods: &Api<Pod>, pod: &Pod) -> kube::Result<()> {
+    match pods.create(&PostParams::default(), pod).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Deletes a pod; one already gone is fine.

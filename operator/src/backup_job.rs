@@ -9,7 +9,6 @@ use hort_crds::storage_group::StorageGroup;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::PostParams;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
@@ -185,12 +184,7 @@ async fn start_attempt(ctx: &Context, job: &BackupJob, status: &mut BackupJobSta
         },
     );
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    match pods.create(&PostParams::default(), &pod).await {
-        Ok(_) => {}
-        // Created by an earlier reconcile whose status write was lost: use it.
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => return Err(e.into()),
-    }
+    agent_pod::create(&pods, &pod).await?;
     status.attempts = attempt;
     status.agent_pod = Some(name.clone());
     status.phase = Phase::Running;

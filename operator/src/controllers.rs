@@ -94,6 +94,10 @@ pub async fn run(ctx: Arc<Context>, scope: Scope) {
 
     let schedules = Controller::new(scope.api::<Schedule>(&client), config())
         .owns(scope.api::<BackupJob>(&client), config())
+        .owns(
+            scope.api::<Pod>(&client),
+            config().labels("app.kubernetes.io/managed-by=hort-operator"),
+        )
         .shutdown_on_signal()
         .run(
             |obj, ctx| instrumented("Schedule", ctx.clone(), schedule::reconcile(obj, ctx)),

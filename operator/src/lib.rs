@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod references;
 pub mod restore_request;
 pub mod restore_run;
+pub mod retention;
 pub mod schedule;
 pub mod schedule_plan;
 pub mod status;

@@ -186,11 +186,7 @@ async fn start(
         },
     );
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    match pods.create(&PostParams::default(), &pod).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => return Err(e.into()),
-    }
+    agent_pod::create(&pods, &pod).await?;
     status.phase = Phase::Running;
     status.agent_pod = Some(name.clone());
     status.start_time = Some(Time(now));

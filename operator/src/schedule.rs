@@ -8,18 +8,22 @@ use std::time::Duration;
 
 use hort_crds::backup_job::BackupJob;
 use hort_crds::common::{LocalObjectRef, Phase};
-use hort_crds::schedule::{Schedule, ScheduleStatus};
+use hort_crds::schedule::{PruneResult, Retention, Schedule, ScheduleStatus};
+use hort_crds::storage_group::StorageGroup;
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
+use crate::agent_pod::{self, AgentPod};
 use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::Result;
 use crate::events;
+use crate::retention::{self, PruneReport};
 use crate::schedule_plan::{self, CronSchedule, Decision, Facts};
 use crate::status;
 
@@ -155,6 +159,9 @@ pub async fn reconcile(cached: Arc<Schedule>, ctx: Arc<Context>) -> Result<Actio
         events::on_transition(&ctx, &schedule, before.as_ref(), &observation).await;
     }
     conditions::set(&mut status.conditions, observation, generation, now);
+    if let Some(retention) = &schedule.spec.retention {
+        prune(&ctx, &schedule, &namespace, retention, &mut status).await?;
+    }
     write_status(&ctx, &schedule, status).await?;
 
     Ok(match next {
@@ -202,6 +209,108 @@ async fn prune_history(jobs: &Api<BackupJob>, finished: &[&BackupJob], schedule:
         }
     }
     Ok(())
+}
+
+/// Applies `retention` after each successful backup: records the newest finished prune pod's
+/// result in `lastPrune`, and starts a prune pod when a backup succeeded after the last one
+/// started.
+async fn prune(
+    ctx: &Context,
+    schedule: &Schedule,
+    namespace: &str,
+    retention: &Retention,
+    status: &mut ScheduleStatus,
+) -> Result<()> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let uid = schedule.uid();
+    let mut prunes: Vec<Pod> = pods
+        .list(&ListParams::default().labels(&format!("{}=prune", agent_pod::ROLE_LABEL)))
+        .await?
+        .items
+        .into_iter()
+        .filter(|p| p.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref()))
+        .collect();
+    prunes.sort_by_key(|p| std::cmp::Reverse((agent_pod::created(p), p.name_any())));
+    for old in prunes.iter().filter(|p| agent_pod::finished(p)).skip(1) {
+        agent_pod::delete(&pods, old).await?;
+    }
+    if let Some(pod) = prunes.iter().find(|p| agent_pod::finished(p)) {
+        let report = agent_pod::report(pod);
+        let parsed = if agent_pod::phase(pod) == "Succeeded" {
+            PruneReport::parse(&report)
+        } else {
+            Err(agent_pod::tail(&report, 600).to_string())
+        };
+        let result = match parsed {
+            Ok(r) => PruneResult {
+                time: Some(Time(agent_pod::finished_at(pod))),
+                snapshots_kept: r.snapshots_kept,
+                snapshots_removed: r.snapshots_removed,
+                succeeded: true,
+                message: None,
+            },
+            Err(why) => PruneResult {
+                time: Some(Time(agent_pod::finished_at(pod))),
+                succeeded: false,
+                message: Some(why),
+                ..PruneResult::default()
+            },
+        };
+        if status.last_prune.as_ref() != Some(&result) {
+            let (type_, reason, note) = if result.succeeded {
+                (
+                    EventType::Normal,
+                    "Pruned",
+                    format!(
+                        "retention kept {} snapshots and removed {}",
+                        result.snapshots_kept, result.snapshots_removed
+                    ),
+                )
+            } else {
+                let why = result.message.clone().unwrap_or_default();
+                (
+                    EventType::Warning,
+                    "PruneFailed",
+                    format!("pruning by retention failed: {why}"),
+                )
+            };
+            events::publish(ctx, schedule, type_, reason, note).await;
+            status.last_prune = Some(result);
+        }
+    }
+
+    let running = prunes.iter().any(|p| !agent_pod::finished(p));
+    let last_started = prunes.first().map(agent_pod::created);
+    let due = status
+        .last_successful_time
+        .as_ref()
+        .is_some_and(|success| last_started.is_none_or(|started| started < success.0));
+    if !due || running {
+        return Ok(());
+    }
+    let template = &schedule.spec.job_template.spec;
+    let groups: Api<StorageGroup> = Api::namespaced(ctx.client.clone(), namespace);
+    let Some(group) = groups.get_opt(&template.storage_group_ref.name).await? else {
+        return Ok(());
+    };
+    let name = schedule.name_any();
+    let pod = agent_pod::build(
+        &ctx.agent,
+        AgentPod {
+            name: format!("{name}-prune-{}", ctx.clock.now().as_second()),
+            namespace: namespace.into(),
+            owner: schedule
+                .controller_owner_ref(&())
+                .expect("a stored object has a name and uid"),
+            role: "prune",
+            labels: [(SCHEDULE_LABEL.to_string(), name.clone())].into(),
+            args: retention::agent_args(retention, namespace, &name),
+            repository: agent_pod::repository_access(&group.spec),
+            overrides: template.agent.as_ref(),
+            active_deadline_seconds: template.active_deadline_seconds,
+        },
+    );
+    Ok(agent_pod::create(&pods, &pod).await?)
 }
 
 /// The scheduled time a job was created for, from its annotation.

@@ -8,7 +8,7 @@ use hort_crds::storage_group::{StorageGroup, StorageGroupSpec, StorageGroupStatu
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{ListParams, PostParams};
+use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
@@ -72,7 +72,8 @@ pub async fn reconcile(cached: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<A
         let mut started = None;
         if due && running.is_none() {
             let pod = check_pod(&ctx, &group, &namespace, generation, now);
-            started = Some(pods.create(&PostParams::default(), &pod).await?.name_any());
+            agent_pod::create(&pods, &pod).await?;
+            started = pod.metadata.name.clone();
         }
         match newest_finished {
             Some(pod) => from_check(&group, pod, &mut status),

@@ -818,6 +818,89 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
     .await;
     wait_for_event(&client, &ns, "files-back", "RestoreSucceeded").await;
 
+    // A schedule's success triggers a prune by its retention, limited to its own snapshots.
+    let schedules: Api<Schedule> = Api::namespaced(client.clone(), &ns);
+    let schedule = create(
+        &schedules,
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "Schedule", "metadata": {"name": "weekly"},
+               "spec": {"schedule": "@yearly", "retention": {"keepLast": 2, "keepWeekly": 4},
+                        "jobTemplate": {"spec": {"storageGroupRef": {"name": "s3"},
+                                                 "source": {"volume": {"claimName": "data"}}}}}}),
+    )
+    .await;
+    // A job of this schedule (as the schedule would create it) succeeds.
+    create(
+        &jobs,
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob",
+               "metadata": {"name": "weekly-1", "labels": {"hort.dev/schedule": "weekly"},
+                            "ownerReferences": [{"apiVersion": "hort.dev/v1alpha1", "kind": "Schedule",
+                                                 "name": "weekly", "uid": schedule.uid().unwrap(),
+                                                 "controller": true}]},
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}}}}),
+    )
+    .await;
+    wait_for(&pods, "weekly-1-1", "the scheduled job's agent pod", |_| true).await;
+    let args = pods.get("weekly-1-1").await.unwrap().spec.unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert!(
+        args.windows(2).any(|w| w == ["--tag", "hort.dev/schedule=weekly"]),
+        "{args:?}"
+    );
+    let backed_up = r#"{"snapshotId": "5ca1ab1e", "bytesRead": 10, "bytesNew": 0, "bytesStored": 0,
+                        "files": 1, "durationSeconds": 0.1}"#;
+    finish_pod(&pods, "weekly-1-1", 0, backed_up).await;
+    let prune = {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let found = pods
+                .list(&ListParams::default().labels("hort.dev/agent-role=prune"))
+                .await
+                .unwrap()
+                .items;
+            if let Some(pod) = found.into_iter().next() {
+                break pod;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no prune pod after the schedule's success"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let args = prune.spec.as_ref().unwrap().containers[0].args.clone().unwrap();
+    assert_eq!(
+        args,
+        [
+            "forget",
+            "--prune",
+            "--tag",
+            &format!("hort.dev/namespace={ns}"),
+            "--tag",
+            "hort.dev/schedule=weekly",
+            "--keep-last",
+            "2",
+            "--keep-weekly",
+            "4"
+        ]
+    );
+    finish_pod(
+        &pods,
+        &prune.name_any(),
+        0,
+        r#"{"snapshotsKept": 2, "snapshotsRemoved": 3}"#,
+    )
+    .await;
+    wait_for(&schedules, "weekly", "lastPrune", |s| {
+        s.status
+            .as_ref()
+            .and_then(|s| s.last_prune.as_ref())
+            .is_some_and(|p| p.succeeded && p.snapshots_removed == 3 && p.snapshots_kept == 2)
+    })
+    .await;
+    wait_for_event(&client, &ns, "weekly", "Pruned").await;
+
     let text = metrics.render();
     for expected in [
         format!(r#"hort_backup_total{{namespace="{ns}",result="succeeded",schedule=""}} 1"#),
