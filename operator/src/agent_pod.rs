@@ -14,8 +14,9 @@ use hort_crds::common::AgentPodOverrides;
 use hort_crds::storage_group::{StorageGroupSpec, Strategy};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerStateTerminated, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, Pod,
-    PodSecurityContext, PodSpec, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    Affinity, Container, ContainerStateTerminated, EnvVar, EnvVarSource, NodeAffinity, NodeSelector,
+    NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
+    SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Api;
@@ -162,6 +163,8 @@ pub struct AgentPod<'a> {
     pub overrides: Option<&'a AgentPodOverrides>,
     /// Seconds the pod may run.
     pub active_deadline_seconds: Option<i64>,
+    /// The node the pod must run on (where a ReadWriteOnce source volume is mounted).
+    pub node: Option<String>,
 }
 
 /// The pod that runs `hort-agent` as described.
@@ -205,6 +208,7 @@ pub fn build(settings: &AgentSettings, agent: AgentPod<'_>) -> Pod {
             node_selector: (!overrides.node_selector.is_empty()).then_some(overrides.node_selector),
             tolerations: (!overrides.tolerations.is_empty()).then_some(overrides.tolerations),
             priority_class_name: overrides.priority_class_name,
+            affinity: agent.node.map(on_node),
             security_context: Some(PodSecurityContext {
                 seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
                     type_: "RuntimeDefault".into(),
@@ -216,6 +220,44 @@ pub fn build(settings: &AgentSettings, agent: AgentPod<'_>) -> Pod {
         }),
         status: None,
     }
+}
+
+/// Node affinity that places a pod on node `name` (through the scheduler, so resources and
+/// taints are still respected).
+fn on_node(name: String) -> Affinity {
+    Affinity {
+        node_affinity: Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm {
+                    match_fields: Some(vec![NodeSelectorRequirement {
+                        key: "metadata.name".into(),
+                        operator: "In".into(),
+                        values: Some(vec![name]),
+                    }]),
+                    ..NodeSelectorTerm::default()
+                }],
+            }),
+            ..NodeAffinity::default()
+        }),
+        ..Affinity::default()
+    }
+}
+
+/// The node of a running pod in `pods` that mounts claim `claim`, if any: a ReadWriteOnce
+/// volume can only be mounted a second time on that node.
+pub async fn node_mounting(pods: &Api<Pod>, claim: &str) -> kube::Result<Option<String>> {
+    let running = pods
+        .list(&kube::api::ListParams::default().fields("status.phase=Running"))
+        .await?;
+    Ok(running.items.into_iter().find_map(|pod| {
+        let spec = pod.spec?;
+        let mounts_claim = spec.volumes.unwrap_or_default().iter().any(|v| {
+            v.persistent_volume_claim
+                .as_ref()
+                .is_some_and(|c| c.claim_name == claim)
+        });
+        if mounts_claim { spec.node_name } else { None }
+    }))
 }
 
 /// The pod's phase; `Pending` when it has none yet.
@@ -386,6 +428,7 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
                 repository: repository_access(&spec),
                 overrides: Some(&overrides),
                 active_deadline_seconds: Some(600),
+                node: Some("node-a".into()),
             },
         );
         let pod_spec = pod.spec.unwrap();
@@ -393,6 +436,18 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
         assert_eq!(pod_spec.automount_service_account_token, Some(false));
         assert_eq!(pod_spec.active_deadline_seconds, Some(600));
         assert_eq!(pod_spec.node_selector.unwrap()["disk"], "ssd");
+        let terms = pod_spec
+            .affinity
+            .unwrap()
+            .node_affinity
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution
+            .unwrap()
+            .node_selector_terms;
+        assert_eq!(
+            terms[0].match_fields.as_ref().unwrap()[0].values.as_deref(),
+            Some(&["node-a".to_string()][..])
+        );
         let container = &pod_spec.containers[0];
         assert_eq!(container.args.as_deref(), Some(&["check".to_string()][..]));
         assert!(

@@ -167,6 +167,11 @@ async fn start_attempt(ctx: &Context, job: &BackupJob, status: &mut BackupJobSta
     let mut access = agent_pod::repository_access(&group.spec);
     let args = backup_run::agent_args(&job.spec, &snapshot_tags(job, &namespace), &mut access);
     let name = format!("{}-{attempt}", job.name_any());
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let node = match &job.spec.source.volume {
+        Some(volume) => agent_pod::node_mounting(&pods, &volume.claim_name).await?,
+        None => None,
+    };
     let pod = agent_pod::build(
         &ctx.agent,
         AgentPod {
@@ -181,9 +186,9 @@ async fn start_attempt(ctx: &Context, job: &BackupJob, status: &mut BackupJobSta
             repository: access,
             overrides: job.spec.agent.as_ref(),
             active_deadline_seconds: job.spec.active_deadline_seconds,
+            node,
         },
     );
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     agent_pod::create(&pods, &pod).await?;
     status.attempts = attempt;
     status.agent_pod = Some(name.clone());

@@ -169,6 +169,11 @@ async fn start(
     let mut access = agent_pod::repository_access(&group.spec);
     let args = restore_run::agent_args(&request.spec, snapshot.as_deref(), &mut access);
     let name = format!("{}-restore", request.name_any());
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let node = match &request.spec.target.volume {
+        Some(volume) => agent_pod::node_mounting(&pods, &volume.claim_name).await?,
+        None => None,
+    };
     let pod = agent_pod::build(
         &ctx.agent,
         AgentPod {
@@ -183,9 +188,9 @@ async fn start(
             repository: access,
             overrides: request.spec.agent.as_ref(),
             active_deadline_seconds: request.spec.active_deadline_seconds,
+            node,
         },
     );
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     agent_pod::create(&pods, &pod).await?;
     status.phase = Phase::Running;
     status.agent_pod = Some(name.clone());

@@ -308,6 +308,7 @@ async fn prune(
             repository: agent_pod::repository_access(&group.spec),
             overrides: template.agent.as_ref(),
             active_deadline_seconds: template.active_deadline_seconds,
+            node: None,
         },
     );
     Ok(agent_pod::create(&pods, &pod).await?)

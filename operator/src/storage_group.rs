@@ -185,6 +185,7 @@ fn check_pod(ctx: &Context, group: &StorageGroup, namespace: &str, generation: i
             repository: agent_pod::repository_access(&group.spec),
             overrides: None,
             active_deadline_seconds: Some(CHECK_DEADLINE_SECONDS),
+            node: None,
         },
     )
 }

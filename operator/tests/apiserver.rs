@@ -696,7 +696,23 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
     })
     .await;
 
-    // First attempt: an agent pod with the volume mounted read-only.
+    // The application mounts the (ReadWriteOnce) volume on node-a.
+    create(
+        &pods,
+        json!({"metadata": {"name": "app"},
+               "spec": {"nodeName": "node-a", "containers": [{"name": "app", "image": "app"}],
+                        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}}),
+    )
+    .await;
+    pods.patch_status(
+        "app",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Running"}})),
+    )
+    .await
+    .unwrap();
+
+    // First attempt: an agent pod with the volume mounted read-only, on the app's node.
     create(
         &jobs,
         json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": "files"},
@@ -713,6 +729,17 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
     assert!(
         args.windows(2).any(|w| w == ["--tag", "hort.dev/backup-job=files"]),
         "{args:?}"
+    );
+    let node_terms = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref())
+        .map(|s| s.node_selector_terms.clone())
+        .expect("the agent pod is pinned to the node that mounts the volume");
+    assert_eq!(
+        node_terms[0].match_fields.as_ref().unwrap()[0].values.as_deref(),
+        Some(&["node-a".to_string()][..])
     );
     let source = spec.volumes.unwrap().into_iter().find(|v| v.name == "source").unwrap();
     assert_eq!(source.persistent_volume_claim.unwrap().read_only, Some(true));
