@@ -29,6 +29,16 @@ kind-tests/cluster.sh up --control-plane-only
 KUBECONFIG="$(kind-tests/cluster.sh kubeconfig)"
 export KUBECONFIG
 
+step "helm chart"
+kind-tests/build.sh addons
+HELM="$HOME/.cache/hort/bin/$(. kind-tests/versions.sh && echo "$K8S_VERSION")/helm"
+KUBECTL="$(dirname "$HELM")/kubectl"
+"$HELM" lint --strict charts/hort 2>&1 | grep -v "found symbolic link"
+# Every object the chart renders is accepted by the API server (schema, RBAC rules).
+"$KUBECTL" create namespace hort-system --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
+"$HELM" template hort charts/hort --namespace hort-system --include-crds \
+  | "$KUBECTL" apply --dry-run=server --validate=strict -f - >/dev/null
+
 step "tests"
 # --include-ignored runs the tests marked as needing the API server started above.
 cargo test --workspace --locked -- --include-ignored
