@@ -1,7 +1,7 @@
 //! The agent side of a BackupJob: the arguments an agent pod runs with, the report it leaves
 //! in its termination message, and the backoff between attempts.
 //!
-//! Contract with `hort-agent` (see `agent/README.md`):
+//! Contract with `hort-agent` (see `docs/agent-protocol.md`):
 //! - volume sources are mounted read-only at `/source` and backed up with
 //!   `hort-agent backup /source [--path P]... [--exclude GLOB]... --tag T...`;
 //! - PostgreSQL and MariaDB sources run `hort-agent backup-postgres` / `backup-mariadb` with

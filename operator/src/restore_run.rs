@@ -1,7 +1,7 @@
 //! The agent side of a RestoreRequest: the arguments a restore pod runs with, the claim it
 //! writes to, and the report it leaves in its termination message.
 //!
-//! Contract with `hort-agent` (see `agent/README.md`):
+//! Contract with `hort-agent` (see `docs/agent-protocol.md`):
 //! - volume targets are mounted read-write at `/target` and restored with
 //!   `hort-agent restore SNAPSHOT --target /target[/SUBPATH] [--path P]... --overwrite MODE`;
 //! - database targets run `hort-agent restore-postgres` / `restore-mariadb SNAPSHOT` with

@@ -1,7 +1,7 @@
 //! Retention of a Schedule's snapshots: the arguments of the agent's prune pod and the report
 //! it leaves in its termination message.
 //!
-//! Contract with `hort-agent` (see `agent/README.md`): `hort-agent forget --prune --tag T...`
+//! Contract with `hort-agent` (see `docs/agent-protocol.md`): `hort-agent forget --prune --tag T...`
 //! with `--keep-last N`, `--keep-hourly N`, `--keep-daily N`, `--keep-weekly N`,
 //! `--keep-monthly N`, `--keep-yearly N`, `--keep-within DURATION`; it considers only the
 //! snapshots carrying every tag, and writes a [`PruneReport`] as JSON on success.
