@@ -53,6 +53,26 @@ pub struct RepositoryAccess {
     pub mounts: Vec<VolumeMount>,
 }
 
+impl RepositoryAccess {
+    /// Mounts claim `claim` at `path` through a volume named `volume`.
+    pub fn mount_claim(&mut self, volume: &str, claim: &str, path: &str, read_only: bool) {
+        self.volumes.push(Volume {
+            name: volume.into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.into(),
+                read_only: Some(read_only),
+            }),
+            ..Volume::default()
+        });
+        self.mounts.push(VolumeMount {
+            name: volume.into(),
+            mount_path: path.into(),
+            read_only: read_only.then_some(true),
+            ..VolumeMount::default()
+        });
+    }
+}
+
 fn value(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
         name: name.into(),
@@ -102,21 +122,8 @@ pub fn repository_access(spec: &StorageGroupSpec) -> RepositoryAccess {
             locations.push(location);
         }
         if let Some(pvc) = &target.pvc {
-            let volume = format!("target-{}", target.name);
             let mount = format!("{TARGETS_DIR}/{}", target.name);
-            access.volumes.push(Volume {
-                name: volume.clone(),
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: pvc.claim_name.clone(),
-                    read_only: Some(false),
-                }),
-                ..Volume::default()
-            });
-            access.mounts.push(VolumeMount {
-                name: volume,
-                mount_path: mount.clone(),
-                ..VolumeMount::default()
-            });
+            access.mount_claim(&format!("target-{}", target.name), &pvc.claim_name, &mount, false);
             let path = if pvc.sub_path.is_empty() {
                 mount
             } else {
@@ -329,6 +336,25 @@ pub async fn create(pods: &Api<Pod>, pod: &Pod) -> kube::Result<()> {
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// The pods of `role` owned by the object with `owner_uid`, newest first.
+pub async fn owned(pods: &Api<Pod>, owner_uid: Option<&str>, role: &str) -> kube::Result<Vec<Pod>> {
+    let mut owned: Vec<Pod> = pods
+        .list(&kube::api::ListParams::default().labels(&format!("{ROLE_LABEL}={role}")))
+        .await?
+        .items
+        .into_iter()
+        .filter(|p| {
+            p.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| Some(o.uid.as_str()) == owner_uid)
+        })
+        .collect();
+    owned.sort_by_key(|p| std::cmp::Reverse((created(p), p.metadata.name.clone())));
+    Ok(owned)
 }
 
 /// Deletes a pod; one already gone is fine.

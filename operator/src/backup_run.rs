@@ -12,7 +12,6 @@
 use std::time::Duration;
 
 use hort_crds::backup_job::{BackupJobSpec, BackupSource, BackupStats};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaimVolumeSource, Volume, VolumeMount};
 use serde::Deserialize;
 
 use crate::agent_pod::{self, RepositoryAccess};
@@ -75,20 +74,7 @@ pub fn agent_args(spec: &BackupJobSpec, tags: &[String], access: &mut Repository
         volume,
     } = &spec.source;
     if let Some(volume) = volume {
-        access.volumes.push(Volume {
-            name: "source".into(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: volume.claim_name.clone(),
-                read_only: Some(true),
-            }),
-            ..Volume::default()
-        });
-        access.mounts.push(VolumeMount {
-            name: "source".into(),
-            mount_path: SOURCE_DIR.into(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        });
+        access.mount_claim("source", &volume.claim_name, SOURCE_DIR, true);
         args.extend(["backup".into(), SOURCE_DIR.into()]);
         for path in &volume.paths {
             args.extend(["--path".into(), path.clone()]);

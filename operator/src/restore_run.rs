@@ -13,7 +13,6 @@
 use std::collections::BTreeMap;
 
 use hort_crds::restore_request::{DatabaseRestoreTarget, OverwritePolicy, RestoreRequestSpec, RestoreStats};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaimVolumeSource, Volume, VolumeMount};
 use serde::Deserialize;
 
 use crate::agent_pod::{self, RepositoryAccess};
@@ -62,19 +61,7 @@ pub fn agent_args(spec: &RestoreRequestSpec, snapshot: Option<&str>, access: &mu
     let mut args = Vec::new();
     let target = &spec.target;
     if let Some(volume) = &target.volume {
-        access.volumes.push(Volume {
-            name: "target".into(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: volume.claim_name.clone(),
-                read_only: Some(false),
-            }),
-            ..Volume::default()
-        });
-        access.mounts.push(VolumeMount {
-            name: "target".into(),
-            mount_path: TARGET_DIR.into(),
-            ..VolumeMount::default()
-        });
+        access.mount_claim("target", &volume.claim_name, TARGET_DIR, false);
         let dir = if volume.sub_path.is_empty() {
             TARGET_DIR.to_string()
         } else {

@@ -222,15 +222,7 @@ async fn prune(
     status: &mut ScheduleStatus,
 ) -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let uid = schedule.uid();
-    let mut prunes: Vec<Pod> = pods
-        .list(&ListParams::default().labels(&format!("{}=prune", agent_pod::ROLE_LABEL)))
-        .await?
-        .items
-        .into_iter()
-        .filter(|p| p.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref()))
-        .collect();
-    prunes.sort_by_key(|p| std::cmp::Reverse((agent_pod::created(p), p.name_any())));
+    let prunes = agent_pod::owned(&pods, schedule.uid().as_deref(), "prune").await?;
     for old in prunes.iter().filter(|p| agent_pod::finished(p)).skip(1) {
         agent_pod::delete(&pods, old).await?;
     }

@@ -8,7 +8,6 @@ use hort_crds::storage_group::{StorageGroup, StorageGroupSpec, StorageGroupStatu
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
@@ -50,7 +49,7 @@ pub async fn reconcile(cached: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<A
 
     let problems = check_references(&group.spec, &Resolver::new(&ctx.client, &namespace)).await?;
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let checks = check_pods(&pods, &group).await?;
+    let checks = agent_pod::owned(&pods, group.uid().as_deref(), "check").await?;
     let running = checks.iter().find(|p| !agent_pod::finished(p));
     let newest_finished = checks.iter().find(|p| agent_pod::finished(p));
     // Older finished checks are superseded by the newest one, which stays for `kubectl logs`.
@@ -148,20 +147,6 @@ fn references_missing(problems: &[Problem]) -> Observation {
         reason: "ReferenceNotFound",
         message: references::describe(problems),
     }
-}
-
-/// The group's check pods, newest first.
-async fn check_pods(pods: &Api<Pod>, group: &StorageGroup) -> Result<Vec<Pod>> {
-    let uid = group.uid();
-    let mut owned: Vec<Pod> = pods
-        .list(&ListParams::default().labels(&format!("{}=check", agent_pod::ROLE_LABEL)))
-        .await?
-        .items
-        .into_iter()
-        .filter(|p| p.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref()))
-        .collect();
-    owned.sort_by_key(|p| std::cmp::Reverse((agent_pod::created(p), p.name_any())));
-    Ok(owned)
 }
 
 fn pod_generation(pod: &Pod) -> Option<i64> {

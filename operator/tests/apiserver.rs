@@ -139,29 +139,60 @@ fn group_ready(group: &StorageGroup) -> Option<(String, String, String)> {
     Some((c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
+/// A fresh namespace with the CRDs installed and the controllers running in it.
+struct TestEnv {
+    client: Client,
+    ns: String,
+    metrics: Metrics,
+    controllers: tokio::task::JoinHandle<()>,
+}
+
+impl TestEnv {
+    async fn start(prefix: &str, clock: Clock) -> Self {
+        let client = client().await;
+        hort_operator::crd_install::install(&client).await.unwrap();
+        let ns = format!("{prefix}-{}", std::process::id());
+        create(
+            &Api::<Namespace>::all(client.clone()),
+            json!({"metadata": {"name": ns}}),
+        )
+        .await;
+        let metrics = Metrics::new();
+        let ctx = Context::new(client.clone(), metrics.clone(), clock, agent_settings(), None);
+        let controllers = tokio::spawn(controllers::run(Arc::new(ctx), Scope::Namespace(ns.clone())));
+        Self {
+            client,
+            ns,
+            metrics,
+            controllers,
+        }
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    async fn stop(self) {
+        self.controllers.abort();
+        Api::<Namespace>::all(self.client.clone())
+            .delete(&self.ns, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn storage_group_and_backup_job_report_what_they_wait_for() {
-    let client = client().await;
-    hort_operator::crd_install::install(&client).await.unwrap();
-    let ns = format!("hort-operator-{}", std::process::id());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    create(&namespaces, json!({"metadata": {"name": ns}})).await;
-
-    let metrics = Metrics::new();
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        metrics.clone(),
-        Clock::System,
-        agent_settings(),
-        None,
-    ));
-    let controllers = tokio::spawn(controllers::run(ctx, Scope::Namespace(ns.clone())));
-
-    let groups: Api<StorageGroup> = Api::namespaced(client.clone(), &ns);
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
-    let jobs: Api<BackupJob> = Api::namespaced(client.clone(), &ns);
+    let env = TestEnv::start("hort-operator", Clock::System).await;
+    let (client, ns, metrics) = (env.client.clone(), env.ns.clone(), env.metrics.clone());
+    let groups: Api<StorageGroup> = env.api();
+    let secrets: Api<Secret> = env.api();
+    let claims: Api<PersistentVolumeClaim> = env.api();
+    let jobs: Api<BackupJob> = env.api();
 
     create(
         &groups,
@@ -280,8 +311,8 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
         container.args.as_deref(),
         Some(&["check".to_string(), "--init".to_string()][..])
     );
-    let env = container.env.as_ref().unwrap();
-    let password = env.iter().find(|e| e.name == "HORT_PASSWORD").unwrap();
+    let pod_env = container.env.as_ref().unwrap();
+    let password = pod_env.iter().find(|e| e.name == "HORT_PASSWORD").unwrap();
     assert!(password.value.is_none());
     assert_eq!(
         password
@@ -294,7 +325,7 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
             .name,
         "sg-key"
     );
-    let repository = env.iter().find(|e| e.name == "HORT_REPOSITORY").unwrap();
+    let repository = pod_env.iter().find(|e| e.name == "HORT_REPOSITORY").unwrap();
     assert!(
         repository.value.as_deref().unwrap().ends_with(",/targets/disk"),
         "{repository:?}"
@@ -402,8 +433,7 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
         "metrics must not carry Secret values"
     );
 
-    controllers.abort();
-    namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
+    env.stop().await;
 }
 
 fn schedule_ready_message(s: &Schedule) -> String {
@@ -439,20 +469,9 @@ async fn finish(jobs: &Api<BackupJob>, name: &str, at: Timestamp) {
 #[tokio::test]
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn schedule_creates_jobs_on_its_cron_with_an_injected_clock() {
-    let client = client().await;
-    hort_operator::crd_install::install(&client).await.unwrap();
-    let ns = format!("hort-schedule-{}", std::process::id());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    create(&namespaces, json!({"metadata": {"name": ns}})).await;
     let clock = Clock::manual(Timestamp::now());
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        Metrics::new(),
-        clock.clone(),
-        agent_settings(),
-        None,
-    ));
-    let controllers = tokio::spawn(controllers::run(ctx, Scope::Namespace(ns.clone())));
+    let env = TestEnv::start("hort-schedule", clock.clone()).await;
+    let (client, ns) = (env.client.clone(), env.ns.clone());
     let schedules: Api<Schedule> = Api::namespaced(client.clone(), &ns);
     let jobs: Api<BackupJob> = Api::namespaced(client.clone(), &ns);
 
@@ -564,8 +583,7 @@ async fn schedule_creates_jobs_on_its_cron_with_an_injected_clock() {
     .await;
     assert!(jobs.get_opt(&job_name("nightly", third)).await.unwrap().is_none());
 
-    controllers.abort();
-    namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
+    env.stop().await;
 }
 
 #[tokio::test]
@@ -646,20 +664,8 @@ async fn status_written_from_a_stale_read_is_refused() {
 #[tokio::test]
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
-    let client = client().await;
-    hort_operator::crd_install::install(&client).await.unwrap();
-    let ns = format!("hort-backup-{}", std::process::id());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    create(&namespaces, json!({"metadata": {"name": ns}})).await;
-    let metrics = Metrics::new();
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        metrics.clone(),
-        Clock::System,
-        agent_settings(),
-        None,
-    ));
-    let controllers = tokio::spawn(controllers::run(ctx, Scope::Namespace(ns.clone())));
+    let env = TestEnv::start("hort-backup", Clock::System).await;
+    let (client, ns, metrics) = (env.client.clone(), env.ns.clone(), env.metrics.clone());
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let groups: Api<StorageGroup> = Api::namespaced(client.clone(), &ns);
     let jobs: Api<BackupJob> = Api::namespaced(client.clone(), &ns);
@@ -939,6 +945,5 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
         assert!(text.contains(&expected), "missing {expected} in\n{text}");
     }
 
-    controllers.abort();
-    namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
+    env.stop().await;
 }
