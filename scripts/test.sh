@@ -21,8 +21,8 @@ HORT_PROMTOOL="$(scripts/install-promtool.sh)"
 export HORT_PROMTOOL
 
 step "kube-apiserver and etcd"
-# Stop the control plane afterwards only if this run started it.
-if [[ "$(kind-tests/cluster.sh status 2>/dev/null | head -n1)" == "down" ]]; then
+# Stop the cluster afterwards only if this run started it.
+if ! kind-tests/cluster.sh status >/dev/null 2>&1; then
   trap 'kind-tests/cluster.sh down >/dev/null 2>&1 || true' EXIT
 fi
 kind-tests/cluster.sh up --control-plane-only
@@ -42,3 +42,8 @@ KUBECTL="$(dirname "$HELM")/kubectl"
 step "tests"
 # --include-ignored runs the tests marked as needing the API server started above.
 cargo test --workspace --locked -- --include-ignored
+
+step "local cluster: node, test images, smoke tests"
+kind-tests/cluster.sh up
+kind-tests/images.sh build test-postgres test-mariadb test-s3
+kind-tests/smoke.sh --images

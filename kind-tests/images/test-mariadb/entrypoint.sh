@@ -1,0 +1,20 @@
+#!/bin/sh
+# Initialise the data directory on first start (root password from MARIADB_ROOT_PASSWORD, default
+# "hort"; optional MARIADB_DATABASE), then run mariadbd in the foreground on all addresses.
+set -eu
+: "${MARIADB_ROOT_PASSWORD:=hort}"
+datadir=/var/lib/mysql
+if [ ! -d "$datadir/mysql" ]; then
+  mariadb-install-db --user=mysql --datadir="$datadir" --auth-root-authentication-method=normal \
+    --skip-test-db >/dev/null
+  init="$(mktemp)"
+  {
+    echo "CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY '$MARIADB_ROOT_PASSWORD';"
+    echo "GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION;"
+    echo "ALTER USER 'root'@'localhost' IDENTIFIED BY '$MARIADB_ROOT_PASSWORD';"
+    [ -n "${MARIADB_DATABASE:-}" ] && echo "CREATE DATABASE IF NOT EXISTS \`$MARIADB_DATABASE\`;"
+    echo "FLUSH PRIVILEGES;"
+  } >"$init"
+  exec mariadbd --datadir="$datadir" --bind-address=0.0.0.0 --skip-name-resolve --init-file="$init"
+fi
+exec mariadbd --datadir="$datadir" --bind-address=0.0.0.0 --skip-name-resolve
