@@ -9,6 +9,7 @@ use hort_crds::storage_group::StorageGroup;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::LogParams;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
@@ -30,6 +31,8 @@ pub const STORAGE_GROUP_READY: &str = "StorageGroupReady";
 pub const COMPLETE: &str = "Complete";
 /// Name of the condition set when the job failed for good.
 pub const FAILED: &str = "Failed";
+/// How often the progress of a running backup is read from its agent's output.
+const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 /// Label on a BackupJob's agent pods: the job's name.
 pub const JOB_LABEL: &str = "hort.dev/backup-job";
 
@@ -57,9 +60,21 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
     let mut action = Action::await_change();
     let mut finished = None;
     match (&status.agent_pod, &current) {
-        // An attempt is running: wait for its pod to end (the pod watch triggers us).
-        (Some(_), Some(pod)) if !agent_pod::finished(pod) => {
+        // An attempt is running: follow its progress until its pod ends (the pod watch
+        // triggers a reconcile then).
+        (Some(name), Some(pod)) if !agent_pod::finished(pod) => {
             status.phase = Phase::Running;
+            if agent_pod::phase(pod) == "Running" {
+                let tail = LogParams {
+                    tail_lines: Some(20),
+                    ..LogParams::default()
+                };
+                match pods.logs(name, &tail).await {
+                    Ok(log) => status.progress = backup_run::progress_from_log(&log).or(status.progress.take()),
+                    Err(error) => tracing::debug!(%error, pod = %name, "reading the agent's progress failed"),
+                }
+            }
+            action = Action::requeue(PROGRESS_INTERVAL);
         }
         // The attempt succeeded.
         (Some(_), Some(pod)) if agent_pod::phase(pod) == "Succeeded" => {

@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use hort_crds::backup_job::{BackupJobSpec, BackupSource, BackupStats};
+use hort_crds::common::Progress;
 use serde::Deserialize;
 
 use crate::agent_pod::{self, RepositoryAccess};
@@ -62,6 +63,35 @@ impl BackupReport {
             duration_seconds: self.duration_seconds,
         }
     }
+}
+
+/// One progress line the agent prints on stdout while it works (JSON, one object per line).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+struct ProgressLine {
+    #[serde(rename = "type")]
+    kind: String,
+    bytes: u64,
+    #[serde(default)]
+    bytes_total: Option<u64>,
+}
+
+/// The progress shown in the status, from the newest progress line in `log` (the tail of the
+/// agent's output); `None` when it holds none.
+pub fn progress_from_log(log: &str) -> Option<Progress> {
+    let line = log
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<ProgressLine>(l.trim()).ok())
+        .find(|l| l.kind == "progress")?;
+    let percent = line
+        .bytes_total
+        .filter(|total| *total > 0)
+        .map(|total| (line.bytes.saturating_mul(100) / total).min(100) as u8);
+    Some(Progress {
+        bytes_done: line.bytes,
+        bytes_total: line.bytes_total,
+        percent,
+    })
 }
 
 /// The arguments of `hort-agent` for a job's source, and the extra environment, volumes and
@@ -221,6 +251,19 @@ mod tests {
         assert_eq!(stats.dedup_ratio, 3.0);
         assert_eq!(stats.stored_size, "1000 B");
         assert!(BackupReport::parse("killed").unwrap_err().contains("not valid"));
+    }
+
+    #[test]
+    fn progress_is_the_newest_progress_line() {
+        let log = "starting\n\
+                   {\"type\":\"progress\",\"operation\":\"backup\",\"bytes\":100,\"bytes_total\":400}\n\
+                   {\"type\":\"progress\",\"operation\":\"backup\",\"bytes\":300,\"bytes_total\":400}\n\
+                   a warning\n";
+        let progress = progress_from_log(log).unwrap();
+        assert_eq!((progress.bytes_done, progress.percent), (300, Some(75)));
+        let unknown_total = progress_from_log("{\"type\":\"progress\",\"bytes\":5}").unwrap();
+        assert_eq!((unknown_total.bytes_done, unknown_total.percent), (5, None));
+        assert!(progress_from_log("no json here").is_none());
     }
 
     #[test]
