@@ -301,6 +301,25 @@ pub fn terminated(pod: &Pod) -> Option<&ContainerStateTerminated> {
         .as_ref()
 }
 
+/// Why the agent container has not started, e.g. `ErrImagePull: …`, while it waits.
+pub fn waiting(pod: &Pod) -> Option<String> {
+    let waiting = pod
+        .status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()?
+        .state
+        .as_ref()?
+        .waiting
+        .as_ref()?;
+    let reason = waiting.reason.clone()?;
+    Some(match &waiting.message {
+        Some(message) => format!("{reason}: {message}"),
+        None => reason,
+    })
+}
+
 /// What the agent reported: its termination message, or the pod's own status message (e.g.
 /// `DeadlineExceeded`) when the container left none.
 pub fn report(pod: &Pod) -> String {

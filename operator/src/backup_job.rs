@@ -64,6 +64,14 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
         // triggers a reconcile then).
         (Some(name), Some(pod)) if !agent_pod::finished(pod) => {
             status.phase = Phase::Running;
+            let attempt = status.attempts;
+            status.message = Some(match agent_pod::waiting(pod) {
+                Some(waiting) => format!("attempt {attempt}: agent pod {name:?} waits: {waiting}"),
+                None => format!(
+                    "attempt {attempt}: agent pod {name:?} {}",
+                    agent_pod::phase(pod).to_lowercase()
+                ),
+            });
             if agent_pod::phase(pod) == "Running" {
                 let tail = LogParams {
                     tail_lines: Some(20),

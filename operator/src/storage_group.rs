@@ -81,8 +81,12 @@ pub async fn reconcile(cached: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<A
                 status: Status::Unknown,
                 reason: "CheckRunning",
                 message: format!(
-                    "checking the targets and initialising the repository (pod {:?})",
-                    running.map(|p| p.name_any()).or(started).unwrap_or_default()
+                    "checking the targets and initialising the repository (pod {:?}){}",
+                    running.map(|p| p.name_any()).or(started).unwrap_or_default(),
+                    running
+                        .and_then(agent_pod::waiting)
+                        .map(|w| format!("; the pod waits: {w}"))
+                        .unwrap_or_default()
                 ),
             },
         }
