@@ -21,10 +21,14 @@ HORT_PROMTOOL="$(scripts/install-promtool.sh)"
 export HORT_PROMTOOL
 
 step "kube-apiserver and etcd"
-# Stop the cluster afterwards only if this run started it.
-if ! kind-tests/cluster.sh status >/dev/null 2>&1; then
-  trap 'kind-tests/cluster.sh down >/dev/null 2>&1 || true' EXIT
-fi
+# Afterwards: stop the throwaway database servers, and the cluster if this run started it.
+started_cluster=0
+kind-tests/cluster.sh status >/dev/null 2>&1 || started_cluster=1
+cleanup() {
+  scripts/db-servers.sh stop >/dev/null 2>&1 || true
+  if ((started_cluster)); then kind-tests/cluster.sh down >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
 kind-tests/cluster.sh up --control-plane-only
 KUBECONFIG="$(kind-tests/cluster.sh kubeconfig)"
 export KUBECONFIG
@@ -39,8 +43,13 @@ KUBECTL="$(dirname "$HELM")/kubectl"
 "$HELM" template hort charts/hort --namespace hort-system --include-crds \
   | "$KUBECTL" apply --dry-run=server --validate=strict -f - >/dev/null
 
+step "database servers"
+scripts/db-servers.sh start
+eval "$(scripts/db-servers.sh env)"
+
 step "tests"
-# --include-ignored runs the tests marked as needing the API server started above.
+# --include-ignored runs the tests marked as needing the API server or the database servers
+# started above.
 cargo test --workspace --locked -- --include-ignored
 
 step "local cluster: node, test images, smoke tests"
