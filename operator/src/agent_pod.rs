@@ -14,7 +14,7 @@ use hort_crds::common::AgentPodOverrides;
 use hort_crds::storage_group::{StorageGroupSpec, Strategy};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, ContainerStateTerminated, EnvVar, EnvVarSource, NodeAffinity, NodeSelector,
+    Affinity, Capabilities, Container, ContainerStateTerminated, EnvVar, EnvVarSource, NodeAffinity, NodeSelector,
     NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
     SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
@@ -28,6 +28,8 @@ use crate::storage_group::S3_CREDENTIAL_KEYS;
 pub const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
 /// Label on every agent pod: what it does (`check`, `backup`, `restore`).
 pub const ROLE_LABEL: &str = "hort.dev/agent-role";
+/// The only capabilities agent containers keep.
+pub const FILE_CAPABILITIES: [&str; 5] = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID"];
 /// Directory under which target claims are mounted in agent pods.
 pub const TARGETS_DIR: &str = "/targets";
 
@@ -192,8 +194,14 @@ pub fn build(settings: &AgentSettings, agent: AgentPod<'_>) -> Pod {
         resources: overrides.resources,
         termination_message_path: Some(TERMINATION_MESSAGE_PATH.into()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
+        // Root without most of root's powers: enough to read any file of a volume and to
+        // restore files with their owners and modes.
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: Some(FILE_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
+            }),
             ..SecurityContext::default()
         }),
         ..Container::default()
