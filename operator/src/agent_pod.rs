@@ -28,8 +28,9 @@ use crate::storage_group::S3_CREDENTIAL_KEYS;
 pub const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
 /// Label on every agent pod: what it does (`check`, `backup`, `restore`).
 pub const ROLE_LABEL: &str = "hort.dev/agent-role";
-/// The only capabilities agent containers keep.
-pub const FILE_CAPABILITIES: [&str; 5] = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID"];
+/// The only capabilities agent containers keep: all are allowed by the Pod Security Standard
+/// "baseline" (`DAC_OVERRIDE` includes reading any file and searching any directory).
+pub const FILE_CAPABILITIES: [&str; 4] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"];
 /// Directory under which target claims are mounted in agent pods.
 pub const TARGETS_DIR: &str = "/targets";
 
