@@ -1,0 +1,381 @@
+//! Backups: a directory tree, or named streams, into a snapshot.
+//!
+//! The walking thread reads, chunks and hashes (keyed BLAKE3), skips blobs the repository or
+//! this run already has, and hands new blobs to the [`Packer`] pipeline, which compresses,
+//! seals and uploads them on other threads. Files whose size, times and inode match the
+//! parent snapshot are not read again. The snapshot is written only after every pack and
+//! index file is stored, so a snapshot never refers to missing data.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use tracing::{debug, info, warn};
+
+use crate::backend::FileKind;
+use crate::chunker::{Chunker, ChunkerParams};
+use crate::filter::Selection;
+use crate::id::Id;
+use crate::pack::BlobKind;
+use crate::packer::{Packer, PackerError, PackerOptions};
+use crate::progress::Counters;
+use crate::repository::{IndexedRepository, RepositoryError, hostname};
+use crate::snapshot::{self, Snapshot, Source, Stats, Stream};
+use crate::tree::{Node, NodeKind, Tree};
+
+/// Errors that stop a backup (unreadable single entries only warn and count as errors).
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// Reading or writing the repository failed.
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+    /// The write pipeline failed.
+    #[error(transparent)]
+    Packer(#[from] PackerError),
+    /// The directory to back up cannot be read.
+    #[error("{path}: {source}")]
+    Source {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A stream could not be read completely, or its producer failed.
+    #[error("stream `{name}`: {reason}")]
+    Stream {
+        /// The stream.
+        name: String,
+        /// What happened.
+        reason: String,
+    },
+    /// Two streams have the same name.
+    #[error("stream name `{0}` given twice")]
+    DuplicateStream(String),
+}
+
+/// Settings of one backup.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Labels for the snapshot.
+    pub tags: Vec<String>,
+    /// zstd level; the repository's default when `None`.
+    pub compression_level: Option<i32>,
+    /// Host name recorded in the snapshot; this machine's when `None`.
+    pub hostname: Option<String>,
+    /// Compare with this snapshot instead of the latest one of the same host and path.
+    pub parent: Option<Id>,
+    /// Read every file even if it looks unchanged.
+    pub force: bool,
+    /// Encoder threads; the number of cores when 0.
+    pub threads: usize,
+    /// Which entries of a directory tree to back up (all by default).
+    pub selection: Selection,
+}
+
+/// A named stream to back up.
+pub struct StreamInput {
+    /// Name, unique in the snapshot (e.g. the database name).
+    pub name: String,
+    /// The data.
+    pub reader: Box<dyn Read + Send>,
+    /// Called after the reader hit its end; an error (e.g. the dump command failed) fails
+    /// the backup, so a truncated dump never becomes a snapshot.
+    pub complete: Option<Box<dyn FnOnce() -> Result<(), String> + Send>>,
+}
+
+struct Session<'a> {
+    repo: &'a IndexedRepository,
+    packer: Packer,
+    seen: HashSet<Id>,
+    counters: Arc<Counters>,
+    stats: Stats,
+    /// The directory being backed up, and which entries below it take part.
+    root: PathBuf,
+    selection: Selection,
+}
+
+impl Session<'_> {
+    fn start<'a>(repo: &'a IndexedRepository, options: &BackupOptions, counters: Arc<Counters>) -> Session<'a> {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let threads = if options.threads == 0 { cores } else { options.threads };
+        let packer = Packer::start(
+            repo.backend().clone(),
+            repo.keys().clone(),
+            PackerOptions {
+                pack_size: repo.config().pack_size as usize,
+                compression_level: options.compression_level.unwrap_or(repo.config().compression_level),
+                encoders: threads,
+                uploaders: 2,
+            },
+        );
+        Session {
+            repo,
+            packer,
+            seen: HashSet::new(),
+            counters,
+            stats: Stats::default(),
+            root: PathBuf::new(),
+            selection: options.selection.clone(),
+        }
+    }
+
+    /// Stores a blob unless the repository or this run already has it; returns its id.
+    fn store(&mut self, kind: BlobKind, data: Vec<u8>) -> Result<Id, PackerError> {
+        let id = self.repo.keys().blob_id(&data);
+        if !self.repo.index().contains(&id, kind) && self.seen.insert(id) {
+            self.stats.new_blobs += 1;
+            self.stats.new_bytes += data.len() as u64;
+            Counters::add(&self.counters.new_bytes, data.len() as u64);
+            self.packer.add(id, kind, data)?;
+        }
+        Ok(id)
+    }
+
+    fn store_content(&mut self, reader: impl Read, params: ChunkerParams) -> Result<(Vec<Id>, u64), ContentError> {
+        let mut content = Vec::new();
+        let mut size = 0;
+        for chunk in Chunker::new(reader, params, self.repo.keys().chunker_seed()) {
+            let chunk = chunk.map_err(ContentError::Read)?;
+            size += chunk.len() as u64;
+            Counters::add(&self.counters.bytes, chunk.len() as u64);
+            content.push(self.store(BlobKind::Data, chunk).map_err(ContentError::Packer)?);
+        }
+        self.stats.bytes += size;
+        Ok((content, size))
+    }
+
+    fn store_whole(&mut self, data: Vec<u8>) -> Result<(Vec<Id>, u64), PackerError> {
+        let size = data.len() as u64;
+        self.stats.bytes += size;
+        Counters::add(&self.counters.bytes, size);
+        if data.is_empty() {
+            return Ok((Vec::new(), 0));
+        }
+        Ok((vec![self.store(BlobKind::Data, data)?], size))
+    }
+
+    fn all_indexed(&self, ids: &[Id]) -> bool {
+        ids.iter().all(|id| self.repo.index().contains(id, BlobKind::Data))
+    }
+
+    fn archive_dir(&mut self, dir: &Path, parent: Option<&Tree>) -> Result<Id, BackupError> {
+        let mut entries: Vec<(OsString, PathBuf)> = std::fs::read_dir(dir)
+            .and_then(|rd| rd.map(|e| e.map(|e| (e.file_name(), e.path()))).collect())
+            .map_err(|source| BackupError::Source {
+                path: dir.to_owned(),
+                source,
+            })?;
+        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let mut tree = Tree::default();
+        for (name, path) in entries {
+            if !self.selection.includes(path.strip_prefix(&self.root).unwrap_or(&path)) {
+                continue;
+            }
+            match self.archive_entry(&name, &path, parent) {
+                Ok(Some(node)) => tree.nodes.push(node),
+                Ok(None) => {}
+                Err(EntryError::Fatal(e)) => return Err(e),
+                Err(EntryError::Skip(e)) => {
+                    warn!(path = %path.display(), error = %e, "cannot back up this entry; skipped");
+                    self.stats.errors += 1;
+                    Counters::add(&self.counters.errors, 1);
+                }
+            }
+        }
+        self.stats.dirs += 1;
+        let json = serde_json::to_vec(&tree).map_err(|e| BackupError::Source {
+            path: dir.to_owned(),
+            source: std::io::Error::other(e),
+        })?;
+        Ok(self.store(BlobKind::Tree, json)?)
+    }
+
+    fn archive_entry(
+        &mut self,
+        name: &OsString,
+        path: &Path,
+        parent: Option<&Tree>,
+    ) -> Result<Option<Node>, EntryError> {
+        let meta = std::fs::symlink_metadata(path).map_err(EntryError::Skip)?;
+        let mut node = Node::from_metadata(name, &meta);
+        if let Err(e) = node.read_xattrs(path) {
+            debug!(path = %path.display(), error = %e, "extended attributes not readable");
+        }
+        let previous = parent.and_then(|t| t.find(name));
+        match node.kind {
+            NodeKind::File => {
+                self.stats.files += 1;
+                Counters::add(&self.counters.files, 1);
+                if let Some(prev) = previous.filter(|p| node.unchanged_since(p) && self.all_indexed(&p.content)) {
+                    node.content = prev.content.clone();
+                    self.stats.files_unchanged += 1;
+                    self.stats.bytes += node.size;
+                    Counters::add(&self.counters.bytes, node.size);
+                    return Ok(Some(node));
+                }
+                let params = self.repo.config().chunker_files;
+                let stored = if node.size < u64::from(params.min_size) {
+                    // Small files are one chunk: read them whole, no chunker buffer.
+                    let data = std::fs::read(path).map_err(EntryError::Skip)?;
+                    self.store_whole(data).map_err(ContentError::Packer)
+                } else {
+                    let file = File::open(path).map_err(EntryError::Skip)?;
+                    self.store_content(file, params)
+                };
+                let (content, size) = stored.map_err(|e| match e {
+                    ContentError::Read(io) => EntryError::Skip(io),
+                    ContentError::Packer(p) => EntryError::Fatal(p.into()),
+                })?;
+                node.content = content;
+                node.size = size;
+            }
+            NodeKind::Dir => {
+                let previous_tree = match previous.and_then(|p| p.subtree) {
+                    Some(id) => match self.repo.load_tree(&id) {
+                        Ok(tree) => Some(tree),
+                        Err(e) => {
+                            debug!(error = %e, "parent tree unreadable; reading everything");
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                let id = match self.archive_dir(path, previous_tree.as_ref()) {
+                    Ok(id) => id,
+                    Err(BackupError::Source { source, path: p }) if p == path => return Err(EntryError::Skip(source)),
+                    Err(e) => return Err(EntryError::Fatal(e)),
+                };
+                node.subtree = Some(id);
+            }
+            NodeKind::Symlink => node.set_target(std::fs::read_link(path).map_err(EntryError::Skip)?.as_os_str()),
+            _ => {}
+        }
+        Ok(Some(node))
+    }
+
+    fn finish(self, snapshot: Snapshot, started: Instant) -> Result<(Id, Snapshot), BackupError> {
+        let Session {
+            repo,
+            packer,
+            mut stats,
+            ..
+        } = self;
+        let summary = packer.finish()?;
+        stats.stored_bytes = summary.stored_bytes;
+        stats.packs = summary.packs.len() as u64;
+        stats.duration_secs = started.elapsed().as_secs_f64();
+        let snapshot = Snapshot { stats, ..snapshot };
+        let id = repo.write_sealed(FileKind::Snapshot, snapshot::AAD, &snapshot)?;
+        info!(snapshot = %id, files = snapshot.stats.files, bytes = snapshot.stats.bytes,
+              new_bytes = snapshot.stats.new_bytes, stored = snapshot.stats.stored_bytes, "snapshot saved");
+        Ok((id, snapshot))
+    }
+}
+
+enum ContentError {
+    Read(std::io::Error),
+    Packer(PackerError),
+}
+
+enum EntryError {
+    /// The entry cannot be read: warn and go on.
+    Skip(std::io::Error),
+    /// The repository side failed: stop.
+    Fatal(BackupError),
+}
+
+fn new_snapshot(source: Source, options: &BackupOptions) -> Snapshot {
+    Snapshot {
+        version: 1,
+        time: Utc::now(),
+        hostname: options.hostname.clone().unwrap_or_else(hostname),
+        source,
+        tags: options.tags.clone(),
+        tree: None,
+        streams: Vec::new(),
+        parent: None,
+        stats: Stats::default(),
+    }
+}
+
+/// Backs up the directory `root` (its contents become the snapshot's root tree).
+pub fn backup_tree(
+    repo: &IndexedRepository,
+    root: &Path,
+    options: &BackupOptions,
+    counters: Arc<Counters>,
+) -> Result<(Id, Snapshot), BackupError> {
+    let started = Instant::now();
+    let root = std::fs::canonicalize(root).map_err(|source| BackupError::Source {
+        path: root.to_owned(),
+        source,
+    })?;
+    let path = root.to_string_lossy().into_owned();
+    let mut snapshot = new_snapshot(Source::Tree { path: path.clone() }, options);
+    let parent = if options.force {
+        None
+    } else if let Some(id) = options.parent {
+        Some((id, repo.find_snapshot(&id.to_hex())?.1))
+    } else {
+        repo.snapshots()?
+            .into_iter()
+            .rev()
+            .find(|(_, s)| s.hostname == snapshot.hostname && s.source == snapshot.source)
+    };
+    let parent_tree = match parent.as_ref().and_then(|(_, s)| s.tree) {
+        Some(tree) => Some(repo.load_tree(&tree)?),
+        None => None,
+    };
+    snapshot.parent = parent.map(|(id, _)| id);
+    let mut session = Session::start(repo, options, counters);
+    session.root = root.clone();
+    let tree = session.archive_dir(&root, parent_tree.as_ref())?;
+    snapshot.tree = Some(tree);
+    session.finish(snapshot, started)
+}
+
+/// Backs up named streams, one after another, into one snapshot.
+pub fn backup_streams(
+    repo: &IndexedRepository,
+    inputs: Vec<StreamInput>,
+    options: &BackupOptions,
+    counters: Arc<Counters>,
+) -> Result<(Id, Snapshot), BackupError> {
+    let started = Instant::now();
+    let mut snapshot = new_snapshot(Source::Streams, options);
+    let mut names = HashSet::new();
+    if let Some(dup) = inputs.iter().find(|i| !names.insert(i.name.clone())) {
+        return Err(BackupError::DuplicateStream(dup.name.clone()));
+    }
+    let mut session = Session::start(repo, options, counters.clone());
+    let params = repo.config().chunker_streams;
+    for input in inputs {
+        let (content, size) = session.store_content(input.reader, params).map_err(|e| match e {
+            ContentError::Read(io) => BackupError::Stream {
+                name: input.name.clone(),
+                reason: io.to_string(),
+            },
+            ContentError::Packer(p) => p.into(),
+        })?;
+        if let Some(complete) = input.complete {
+            complete().map_err(|reason| BackupError::Stream {
+                name: input.name.clone(),
+                reason,
+            })?;
+        }
+        Counters::add(&counters.files, 1);
+        session.stats.files += 1;
+        snapshot.streams.push(Stream {
+            name: input.name,
+            size,
+            content,
+        });
+    }
+    session.finish(snapshot, started)
+}

@@ -1,0 +1,272 @@
+//! Storage groups: several targets behind one [`Backend`], with the strategies of the
+//! `StorageGroup` CRD.
+//!
+//! - `Spread`: each pack goes to one target, chosen by weight from the pack's name (stable,
+//!   so every writer agrees); if that target fails the write, the next one takes it.
+//! - `Mirror`: every file goes to every target; a write succeeds only if all targets took it.
+//! - `Failover`: each pack goes to the first target (in list order) that accepts it.
+//!
+//! Metadata (config, keys, index files, snapshots) is small and needed to read anything, so
+//! every strategy writes it to every target; `Spread` and `Failover` need one success, `Mirror`
+//! all. Reads try the targets in order (the chosen one first for `Spread`) until one has the
+//! file, so a restore finds each pack wherever it lives.
+
+use std::sync::Arc;
+
+use tracing::warn;
+
+use super::{Backend, BackendError, FileKind};
+
+/// How a group distributes files over its targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Strategy {
+    /// Each pack on one target, chosen by weight.
+    Spread,
+    /// Every file on every target.
+    Mirror,
+    /// Each pack on the first target that accepts it.
+    Failover,
+}
+
+/// One member of a group.
+pub struct Target {
+    /// The backend.
+    pub backend: Arc<dyn Backend>,
+    /// Relative share of new packs under `Spread` (at least 1).
+    pub weight: u32,
+}
+
+/// Several targets combined by a [`Strategy`].
+pub struct StorageGroup {
+    targets: Vec<Target>,
+    strategy: Strategy,
+}
+
+impl StorageGroup {
+    /// A group of `targets` (at least one) using `strategy`.
+    pub fn new(targets: Vec<Target>, strategy: Strategy) -> Result<Self, BackendError> {
+        if targets.is_empty() {
+            return Err(BackendError::Config("a storage group needs at least one target".into()));
+        }
+        if targets.iter().any(|t| t.weight == 0) {
+            return Err(BackendError::Config("target weights must be at least 1".into()));
+        }
+        Ok(Self { targets, strategy })
+    }
+
+    /// Target indices in the order reads and writes should try them for `name`.
+    fn order(&self, kind: FileKind, name: &str) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.targets.len()).collect();
+        if self.strategy == Strategy::Spread && kind == FileKind::Pack {
+            let total: u64 = self.targets.iter().map(|t| u64::from(t.weight)).sum();
+            let hash = blake3::hash(name.as_bytes());
+            let mut first8 = [0u8; 8];
+            first8.copy_from_slice(&hash.as_bytes()[..8]);
+            let mut point = u64::from_le_bytes(first8) % total;
+            let chosen = self
+                .targets
+                .iter()
+                .position(|t| {
+                    let w = u64::from(t.weight);
+                    if point < w {
+                        true
+                    } else {
+                        point -= w;
+                        false
+                    }
+                })
+                .unwrap_or(0);
+            order.rotate_left(chosen);
+        }
+        order
+    }
+
+    fn first_success<T>(
+        &self,
+        kind: FileKind,
+        name: &str,
+        op: impl Fn(&dyn Backend) -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
+        let mut last_error = None;
+        for i in self.order(kind, name) {
+            match op(self.targets[i].backend.as_ref()) {
+                Ok(value) => return Ok(value),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    warn!(target_location = %self.targets[i].backend.describe(), error = %e, "target failed, trying the next");
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| BackendError::NotFound {
+            location: format!("{}: {}", self.describe(), kind.path(name)),
+        }))
+    }
+}
+
+impl Backend for StorageGroup {
+    fn describe(&self) -> String {
+        let members: Vec<String> = self.targets.iter().map(|t| t.backend.describe()).collect();
+        format!("{:?}[{}]", self.strategy, members.join(", "))
+    }
+
+    fn list(&self, kind: FileKind) -> Result<Vec<String>, BackendError> {
+        let mut all = std::collections::BTreeSet::new();
+        let mut first_error = None;
+        let mut any_ok = false;
+        for target in &self.targets {
+            match target.backend.list(kind) {
+                Ok(names) => {
+                    any_ok = true;
+                    all.extend(names);
+                }
+                Err(e) => {
+                    warn!(target_location = %target.backend.describe(), error = %e, "listing failed on one target");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match (any_ok, first_error) {
+            (false, Some(e)) => Err(e),
+            _ => Ok(all.into_iter().collect()),
+        }
+    }
+
+    fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
+        self.first_success(kind, name, |b| b.read(kind, name))
+    }
+
+    fn read_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
+        self.first_success(kind, name, |b| b.read_range(kind, name, offset, length))
+    }
+
+    fn read_tail(&self, kind: FileKind, name: &str, length: u64) -> Result<Vec<u8>, BackendError> {
+        self.first_success(kind, name, |b| b.read_tail(kind, name, length))
+    }
+
+    fn copies(&self) -> usize {
+        self.targets.len()
+    }
+
+    fn read_range_copy(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+        copy: usize,
+    ) -> Result<Vec<u8>, BackendError> {
+        let target = self
+            .order(kind, name)
+            .get(copy)
+            .copied()
+            .ok_or_else(|| BackendError::NotFound {
+                location: format!("{}: copy {copy} of {}", self.describe(), kind.path(name)),
+            })?;
+        self.targets[target].backend.read_range(kind, name, offset, length)
+    }
+
+    fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
+        let everywhere = kind.is_metadata() || self.strategy == Strategy::Mirror;
+        let need_all = self.strategy == Strategy::Mirror;
+        let mut first_error = None;
+        let mut written = 0;
+        for i in self.order(kind, name) {
+            let target = &self.targets[i];
+            match target.backend.write(kind, name, data) {
+                Ok(()) => {
+                    written += 1;
+                    if !everywhere {
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    warn!(target_location = %target.backend.describe(), error = %e, "write failed on one target");
+                    if need_all {
+                        return Err(e);
+                    }
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if written == 0 => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
+        let mut first_error = None;
+        for target in &self.targets {
+            if let Err(e) = target.backend.delete(kind, name) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+
+    fn group(strategy: Strategy, weights: &[u32]) -> (StorageGroup, Vec<Arc<MemoryBackend>>) {
+        let members: Vec<Arc<MemoryBackend>> = weights.iter().map(|_| Arc::new(MemoryBackend::new())).collect();
+        let targets = members
+            .iter()
+            .zip(weights)
+            .map(|(m, &weight)| Target {
+                backend: m.clone() as Arc<dyn Backend>,
+                weight,
+            })
+            .collect();
+        (StorageGroup::new(targets, strategy).unwrap(), members)
+    }
+
+    fn name(i: u32) -> String {
+        crate::id::Id::of_file(&i.to_le_bytes()).to_hex()
+    }
+
+    #[test]
+    fn spread_follows_weights_and_reads_find_every_pack() {
+        let (g, members) = group(Strategy::Spread, &[3, 1]);
+        for i in 0..400 {
+            g.write(FileKind::Pack, &name(i), b"x").unwrap();
+        }
+        let (a, b) = (members[0].count(FileKind::Pack), members[1].count(FileKind::Pack));
+        assert_eq!(a + b, 400, "each pack on exactly one target");
+        assert!((250..350).contains(&a), "weight 3:1 gave {a}:{b}");
+        for i in 0..400 {
+            assert_eq!(g.read(FileKind::Pack, &name(i)).unwrap(), b"x");
+        }
+        g.write(FileKind::Index, "i", b"m").unwrap();
+        assert_eq!(members[0].count(FileKind::Index) + members[1].count(FileKind::Index), 2);
+    }
+
+    #[test]
+    fn mirror_survives_losing_one_target_and_needs_all_for_writes() {
+        let (g, members) = group(Strategy::Mirror, &[1, 1]);
+        g.write(FileKind::Pack, &name(1), b"data").unwrap();
+        members[0].delete(FileKind::Pack, &name(1)).unwrap();
+        assert_eq!(g.read(FileKind::Pack, &name(1)).unwrap(), b"data");
+        members[1].set_offline(true);
+        assert!(g.write(FileKind::Pack, &name(2), b"data").is_err());
+        assert!(
+            g.read(FileKind::Pack, &name(1)).is_err(),
+            "neither target can serve it now"
+        );
+    }
+
+    #[test]
+    fn failover_uses_the_first_healthy_target() {
+        let (g, members) = group(Strategy::Failover, &[1, 1]);
+        g.write(FileKind::Pack, &name(1), b"a").unwrap();
+        assert_eq!(members[0].count(FileKind::Pack), 1);
+        members[0].set_offline(true);
+        g.write(FileKind::Pack, &name(2), b"b").unwrap();
+        assert_eq!(members[1].count(FileKind::Pack), 1);
+        assert_eq!(g.read(FileKind::Pack, &name(2)).unwrap(), b"b");
+        assert!(g.read(FileKind::Pack, &name(3)).is_err());
+    }
+}

@@ -1,0 +1,192 @@
+//! The filesystem backend: one directory per repository, writes through a temporary file,
+//! `fsync` and an atomic rename, so a crash never leaves a partial file under a real name.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::{Backend, BackendError, FileKind};
+
+/// A repository in a local directory (or a mounted volume).
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+impl LocalBackend {
+    /// A backend rooted at `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    fn full(&self, kind: FileKind, name: &str) -> PathBuf {
+        self.root.join(kind.path(name))
+    }
+
+    fn location(&self, kind: FileKind, name: &str) -> String {
+        self.full(kind, name).display().to_string()
+    }
+
+    fn err(&self, kind: FileKind, name: &str, source: std::io::Error) -> BackendError {
+        if source.kind() == ErrorKind::NotFound {
+            BackendError::NotFound {
+                location: self.location(kind, name),
+            }
+        } else {
+            BackendError::Io {
+                location: self.location(kind, name),
+                source,
+            }
+        }
+    }
+
+    fn open(&self, kind: FileKind, name: &str) -> Result<(File, u64), BackendError> {
+        let file = File::open(self.full(kind, name)).map_err(|e| self.err(kind, name, e))?;
+        let size = file.metadata().map_err(|e| self.err(kind, name, e))?.len();
+        Ok((file, size))
+    }
+}
+
+fn list_dir(dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') && entry.file_type()?.is_file() {
+            out.push(name);
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Backend for LocalBackend {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn list(&self, kind: FileKind) -> Result<Vec<String>, BackendError> {
+        let mut out = Vec::new();
+        let io = |e| BackendError::Io {
+            location: self.root.join(kind.dir()).display().to_string(),
+            source: e,
+        };
+        match kind {
+            FileKind::Config => {
+                if self.full(kind, "config").is_file() {
+                    out.push("config".to_owned());
+                }
+            }
+            FileKind::Pack => {
+                let data = self.root.join(kind.dir());
+                let subdirs = match fs::read_dir(&data) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
+                    Err(e) => return Err(io(e)),
+                };
+                for sub in subdirs {
+                    let sub = sub.map_err(io)?;
+                    if sub.file_type().map_err(io)?.is_dir() {
+                        list_dir(&sub.path(), &mut out).map_err(io)?;
+                    }
+                }
+            }
+            _ => list_dir(&self.root.join(kind.dir()), &mut out).map_err(io)?,
+        }
+        Ok(out)
+    }
+
+    fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
+        fs::read(self.full(kind, name)).map_err(|e| self.err(kind, name, e))
+    }
+
+    fn read_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
+        let (mut file, size) = self.open(kind, name)?;
+        if offset.saturating_add(length) > size {
+            return Err(BackendError::Truncated {
+                location: self.location(kind, name),
+                offset,
+                wanted: length,
+                size,
+            });
+        }
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| self.err(kind, name, e))?;
+        let mut buf = vec![0u8; usize::try_from(length).unwrap_or(usize::MAX)];
+        file.read_exact(&mut buf).map_err(|e| self.err(kind, name, e))?;
+        Ok(buf)
+    }
+
+    fn read_tail(&self, kind: FileKind, name: &str, length: u64) -> Result<Vec<u8>, BackendError> {
+        let (mut file, size) = self.open(kind, name)?;
+        let start = size.saturating_sub(length);
+        file.seek(SeekFrom::Start(start)).map_err(|e| self.err(kind, name, e))?;
+        let mut buf = Vec::with_capacity(usize::try_from(size - start).unwrap_or(0));
+        file.read_to_end(&mut buf).map_err(|e| self.err(kind, name, e))?;
+        Ok(buf)
+    }
+
+    fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
+        let path = self.full(kind, name);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        let err = |e| self.err(kind, name, e);
+        fs::create_dir_all(&dir).map_err(err)?;
+        let mut suffix = [0u8; 8];
+        crate::crypto::random_bytes(&mut suffix).map_err(|e| BackendError::Io {
+            location: self.location(kind, name),
+            source: std::io::Error::other(e),
+        })?;
+        let tmp = dir.join(format!(".tmp-{name}-{}", hex::encode(suffix)));
+        let result = (|| {
+            let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            file.write_all(data)?;
+            file.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            sync_dir(&dir)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(err)
+    }
+
+    fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
+        match fs::remove_file(self.full(kind, name)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.err(kind, name, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_list_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::new(dir.path());
+        let name = "ab".repeat(32);
+        backend.write(FileKind::Pack, &name, b"0123456789").unwrap();
+        assert!(dir.path().join("data/ab").join(&name).is_file());
+        assert_eq!(backend.list(FileKind::Pack).unwrap(), vec![name.clone()]);
+        assert_eq!(backend.read_range(FileKind::Pack, &name, 2, 3).unwrap(), b"234");
+        assert_eq!(backend.read_tail(FileKind::Pack, &name, 4).unwrap(), b"6789");
+        assert_eq!(backend.read_tail(FileKind::Pack, &name, 40).unwrap(), b"0123456789");
+        assert!(matches!(
+            backend.read_range(FileKind::Pack, &name, 8, 3),
+            Err(BackendError::Truncated { size: 10, .. })
+        ));
+        backend.delete(FileKind::Pack, &name).unwrap();
+        assert!(backend.read(FileKind::Pack, &name).unwrap_err().is_not_found());
+        assert!(backend.list(FileKind::Index).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,166 @@
+//! Storage backends: where repository files live. The engine only sees [`Backend`].
+//!
+//! A backend stores whole files by kind and name; writes are atomic (a reader sees the
+//! whole file or none), and files are never modified after they are written.
+
+pub mod group;
+pub mod local;
+pub mod memory;
+pub mod s3;
+
+use std::fmt;
+
+/// The kinds of repository files, each in its own directory (see `FORMAT.md`, "Layout").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    /// The repository's `config` file (the name is ignored).
+    Config,
+    /// Key files under `keys/`.
+    Key,
+    /// Pack files under `data/<first two hex digits>/`.
+    Pack,
+    /// Index files under `index/`.
+    Index,
+    /// Snapshot manifests under `snapshots/`.
+    Snapshot,
+    /// Prune markers (packs condemned by a prune run) under `prune/`.
+    Prune,
+    /// Transient files written and deleted by `check` to test a target, under `probe/`.
+    Probe,
+}
+
+impl FileKind {
+    /// The directory of this kind, relative to the repository root.
+    pub fn dir(self) -> &'static str {
+        match self {
+            FileKind::Config => "",
+            FileKind::Key => "keys",
+            FileKind::Pack => "data",
+            FileKind::Index => "index",
+            FileKind::Snapshot => "snapshots",
+            FileKind::Prune => "prune",
+            FileKind::Probe => "probe",
+        }
+    }
+
+    /// The path of a file of this kind, relative to the repository root.
+    pub fn path(self, name: &str) -> String {
+        match self {
+            FileKind::Config => "config".to_owned(),
+            FileKind::Pack => format!("data/{}/{name}", name.get(..2).unwrap_or("00")),
+            other => format!("{}/{name}", other.dir()),
+        }
+    }
+
+    /// Whether files of this kind are metadata (small, needed to read anything) rather than
+    /// data packs. Storage groups keep metadata on every target.
+    pub fn is_metadata(self) -> bool {
+        self != FileKind::Pack
+    }
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileKind::Config => "config",
+            FileKind::Key => "key",
+            FileKind::Pack => "pack",
+            FileKind::Index => "index",
+            FileKind::Snapshot => "snapshot",
+            FileKind::Prune => "prune marker",
+            FileKind::Probe => "probe",
+        })
+    }
+}
+
+/// Errors of a backend. Every variant names the file (`location`) it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The file does not exist.
+    #[error("{location}: not found")]
+    NotFound {
+        /// Backend and path.
+        location: String,
+    },
+    /// The file is shorter than the requested range (a truncated file).
+    #[error("{location}: truncated (wanted {wanted} bytes at offset {offset}, file has {size})")]
+    Truncated {
+        /// Backend and path.
+        location: String,
+        /// Start of the requested range.
+        offset: u64,
+        /// Requested length.
+        wanted: u64,
+        /// The file's actual size.
+        size: u64,
+    },
+    /// A local I/O error.
+    #[error("{location}: {source}")]
+    Io {
+        /// Backend and path.
+        location: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A remote service failed (after retries).
+    #[error("{location}: {message}")]
+    Remote {
+        /// Backend and path.
+        location: String,
+        /// What the service said.
+        message: String,
+    },
+    /// The backend's configuration is invalid.
+    #[error("invalid backend configuration: {0}")]
+    Config(String),
+}
+
+impl BackendError {
+    /// Whether the error means the file is absent.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, BackendError::NotFound { .. })
+    }
+}
+
+/// A place that stores repository files.
+pub trait Backend: Send + Sync {
+    /// A human-readable location, e.g. `/srv/repo` or `s3://bucket/prefix`.
+    fn describe(&self) -> String;
+
+    /// Names of all files of `kind` (for `Config`: `["config"]` if it exists).
+    fn list(&self, kind: FileKind) -> Result<Vec<String>, BackendError>;
+
+    /// The whole file.
+    fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError>;
+
+    /// Exactly `length` bytes at `offset`; [`BackendError::Truncated`] if the file is shorter.
+    fn read_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError>;
+
+    /// The last `length` bytes (the whole file if it is shorter).
+    fn read_tail(&self, kind: FileKind, name: &str, length: u64) -> Result<Vec<u8>, BackendError>;
+
+    /// Stores a file atomically (whole or not at all) and durably.
+    fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError>;
+
+    /// How many independent copies of a file this backend may hold (a storage group: one per
+    /// target). Readers that find a copy damaged try the others.
+    fn copies(&self) -> usize {
+        1
+    }
+
+    /// Like [`Backend::read_range`], from copy `copy` (`0..copies()`) only.
+    fn read_range_copy(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+        copy: usize,
+    ) -> Result<Vec<u8>, BackendError> {
+        let _ = copy;
+        self.read_range(kind, name, offset, length)
+    }
+
+    /// Removes a file; removing an absent file is not an error.
+    fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError>;
+}

@@ -1,0 +1,363 @@
+//! The S3 backend on `aws-sdk-s3`: explicit static credentials (never the ambient credential
+//! chain, which would query a cloud metadata address), a configurable endpoint and
+//! path-style addressing for S3-compatible servers, multipart upload for large packs, and the
+//! SDK's standard retry mode (exponential backoff with jitter) for transient failures.
+//!
+//! The engine is synchronous; this backend owns a small Tokio runtime and blocks on it.
+
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    StalledStreamProtectionConfig,
+};
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, StorageClass};
+use tracing::{debug, warn};
+
+use super::{Backend, BackendError, FileKind};
+
+/// Files larger than this are uploaded in parts.
+pub const MULTIPART_THRESHOLD: usize = 16 * 1024 * 1024;
+/// Attempts of a whole read or write (each made of SDK requests with their own retries).
+const OUTER_ATTEMPTS: u32 = 3;
+/// Size of each part of a multipart upload (the last one may be smaller).
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// Everything needed to reach a bucket.
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix of the repository inside the bucket (no leading or trailing `/`).
+    pub prefix: String,
+    /// Endpoint URL for S3-compatible servers, e.g. `http://127.0.0.1:9000`.
+    pub endpoint: Option<String>,
+    /// Region (any value for most S3-compatible servers).
+    pub region: String,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+    /// Path-style addressing (`endpoint/bucket/key`), needed by most S3-compatible servers.
+    pub force_path_style: bool,
+    /// Total attempts per request, including the first.
+    pub max_attempts: u32,
+    /// Storage class of new objects (e.g. `STANDARD_IA`); the bucket's default if `None`.
+    pub storage_class: Option<String>,
+}
+
+/// A repository under a prefix of an S3 bucket.
+pub struct S3Backend {
+    client: Client,
+    runtime: tokio::runtime::Runtime,
+    bucket: String,
+    prefix: String,
+    storage_class: Option<StorageClass>,
+}
+
+fn remote<E, R>(location: String, err: SdkError<E, R>) -> BackendError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    BackendError::Remote {
+        location,
+        message: DisplayErrorContext(&err).to_string(),
+    }
+}
+
+fn status<E>(err: &SdkError<E>) -> Option<u16> {
+    err.raw_response().map(|r| r.status().as_u16())
+}
+
+impl S3Backend {
+    /// Connects (lazily: no request is made until the first call).
+    pub fn new(config: S3Config) -> Result<Self, BackendError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("hort-s3")
+            .enable_all()
+            .build()
+            .map_err(|e| BackendError::Config(format!("cannot start the S3 runtime: {e}")))?;
+        let credentials = Credentials::new(
+            config.access_key_id,
+            config.secret_access_key,
+            None,
+            None,
+            "hort-static",
+        );
+        let mut builder = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(config.region))
+            .credentials_provider(credentials)
+            .force_path_style(config.force_path_style)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .stalled_stream_protection(
+                StalledStreamProtectionConfig::enabled()
+                    .grace_period(Duration::from_secs(60))
+                    .build(),
+            )
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(config.max_attempts.max(1))
+                    .with_initial_backoff(Duration::from_millis(200))
+                    .with_max_backoff(Duration::from_secs(20)),
+            );
+        if let Some(endpoint) = config.endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        let client = Client::from_conf(builder.build());
+        Ok(Self {
+            client,
+            runtime,
+            bucket: config.bucket,
+            prefix: config.prefix.trim_matches('/').to_owned(),
+            storage_class: config.storage_class.as_deref().map(StorageClass::from),
+        })
+    }
+
+    fn key(&self, kind: FileKind, name: &str) -> String {
+        let path = kind.path(name);
+        if self.prefix.is_empty() {
+            path
+        } else {
+            format!("{}/{path}", self.prefix)
+        }
+    }
+
+    fn location(&self, kind: FileKind, name: &str) -> String {
+        format!("s3://{}/{}", self.bucket, self.key(kind, name))
+    }
+
+    /// Runs `op` again after a pause when it fails with a remote error: the SDK retries
+    /// requests, but not failures while a response body streams in.
+    fn retrying<T>(&self, op: impl Fn() -> Result<T, BackendError>) -> Result<T, BackendError> {
+        let mut pause = Duration::from_millis(500);
+        for _ in 1..OUTER_ATTEMPTS {
+            match op() {
+                Err(BackendError::Remote { location, message }) => {
+                    warn!(%location, %message, "S3 request failed; retrying in {pause:?}");
+                    std::thread::sleep(pause);
+                    pause *= 4;
+                }
+                other => return other,
+            }
+        }
+        op()
+    }
+
+    fn get(&self, kind: FileKind, name: &str, range: Option<String>) -> Result<Vec<u8>, BackendError> {
+        self.retrying(|| self.get_once(kind, name, range.clone()))
+    }
+
+    fn get_once(&self, kind: FileKind, name: &str, range: Option<String>) -> Result<Vec<u8>, BackendError> {
+        let location = self.location(kind, name);
+        self.runtime.block_on(async {
+            let response = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(self.key(kind, name))
+                .set_range(range)
+                .send()
+                .await
+                .map_err(|e| match status(&e) {
+                    Some(404) => BackendError::NotFound {
+                        location: location.clone(),
+                    },
+                    Some(416) => BackendError::Truncated {
+                        location: location.clone(),
+                        offset: 0,
+                        wanted: 0,
+                        size: 0,
+                    },
+                    _ => remote(location.clone(), e),
+                })?;
+            let body = response.body.collect().await.map_err(|e| BackendError::Remote {
+                location: location.clone(),
+                message: e.to_string(),
+            })?;
+            Ok(body.into_bytes().to_vec())
+        })
+    }
+
+    async fn put_multipart(&self, key: String, data: &[u8], location: &str) -> Result<(), BackendError> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&key)
+            .set_storage_class(self.storage_class.clone())
+            .send()
+            .await
+            .map_err(|e| remote(location.to_owned(), e))?;
+        let upload_id = created
+            .upload_id()
+            .ok_or_else(|| BackendError::Remote {
+                location: location.to_owned(),
+                message: "no upload id".into(),
+            })?
+            .to_owned();
+        let result = async {
+            let uploads = data.chunks(PART_SIZE).enumerate().map(|(i, part)| {
+                let number = i32::try_from(i + 1).unwrap_or(i32::MAX);
+                let request = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(&key)
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .body(ByteStream::from(part.to_vec()))
+                    .send();
+                async move { request.await.map(|out| (number, out.e_tag().map(str::to_owned))) }
+            });
+            let mut parts = Vec::new();
+            for upload in uploads.map(tokio::spawn).collect::<Vec<_>>() {
+                let (number, etag) = upload
+                    .await
+                    .map_err(|e| BackendError::Remote {
+                        location: location.to_owned(),
+                        message: e.to_string(),
+                    })?
+                    .map_err(|e| remote(location.to_owned(), e))?;
+                parts.push(CompletedPart::builder().part_number(number).set_e_tag(etag).build());
+            }
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&key)
+                .upload_id(&upload_id)
+                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                .send()
+                .await
+                .map_err(|e| remote(location.to_owned(), e))?;
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        result
+    }
+}
+
+impl Backend for S3Backend {
+    fn describe(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+
+    fn list(&self, kind: FileKind) -> Result<Vec<String>, BackendError> {
+        if kind == FileKind::Config {
+            return match self.read_tail(kind, "config", 1) {
+                Ok(_) => Ok(vec!["config".to_owned()]),
+                Err(e) if e.is_not_found() => Ok(Vec::new()),
+                Err(e) => Err(e),
+            };
+        }
+        let prefix = if self.prefix.is_empty() {
+            format!("{}/", kind.dir())
+        } else {
+            format!("{}/{}/", self.prefix, kind.dir())
+        };
+        let location = format!("s3://{}/{prefix}", self.bucket);
+        self.runtime.block_on(async {
+            let mut names = Vec::new();
+            let mut pages = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&prefix)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| remote(location.clone(), e))?;
+                for object in page.contents() {
+                    if let Some(name) = object.key().and_then(|k| k.rsplit('/').next()) {
+                        names.push(name.to_owned());
+                    }
+                }
+            }
+            debug!(%location, count = names.len(), "listed");
+            Ok(names)
+        })
+    }
+
+    fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
+        self.get(kind, name, None)
+    }
+
+    fn read_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
+        if length == 0 {
+            return Ok(Vec::new());
+        }
+        let truncated = |size| BackendError::Truncated {
+            location: self.location(kind, name),
+            offset,
+            wanted: length,
+            size,
+        };
+        let data = match self.get(kind, name, Some(format!("bytes={offset}-{}", offset + length - 1))) {
+            Err(BackendError::Truncated { .. }) => return Err(truncated(0)),
+            other => other?,
+        };
+        if (data.len() as u64) < length {
+            return Err(truncated(offset + data.len() as u64));
+        }
+        Ok(data)
+    }
+
+    fn read_tail(&self, kind: FileKind, name: &str, length: u64) -> Result<Vec<u8>, BackendError> {
+        match self.get(kind, name, Some(format!("bytes=-{length}"))) {
+            Err(BackendError::Truncated { .. }) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
+    fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
+        let location = self.location(kind, name);
+        self.retrying(|| {
+            self.runtime.block_on(async {
+                let key = self.key(kind, name);
+                if data.len() > MULTIPART_THRESHOLD {
+                    return self.put_multipart(key, data, &location).await;
+                }
+                self.client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .body(ByteStream::from(data.to_vec()))
+                    .send()
+                    .await
+                    .map_err(|e| remote(location.clone(), e))?;
+                Ok(())
+            })
+        })
+    }
+
+    fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
+        let location = self.location(kind, name);
+        self.runtime.block_on(async {
+            self.client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(self.key(kind, name))
+                .send()
+                .await
+                .map_err(|e| remote(location, e))?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,134 @@
+//! Progress of long operations: counters updated by the engine, and a reporter thread that
+//! prints them once a second, as a status line on a terminal or as JSON lines otherwise.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// Counters shared by the engine and the reporter.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Files (or streams) processed.
+    pub files: AtomicU64,
+    /// Bytes of content processed.
+    pub bytes: AtomicU64,
+    /// Plaintext bytes of new blobs.
+    pub new_bytes: AtomicU64,
+    /// Entries that failed.
+    pub errors: AtomicU64,
+}
+
+impl Counters {
+    /// Adds to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Where progress goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// No progress output.
+    Quiet,
+    /// A status line on stderr (interactive terminal).
+    Terminal,
+    /// One JSON object per line on stdout, for the operator.
+    Json,
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    operation: &'a str,
+    elapsed_secs: f64,
+    files: u64,
+    bytes: u64,
+    new_bytes: u64,
+    errors: u64,
+    bytes_per_sec: f64,
+}
+
+/// Prints progress until dropped.
+pub struct Reporter {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    mode: Mode,
+}
+
+fn line<'a>(operation: &'a str, counters: &Counters, start: Instant) -> Line<'a> {
+    let elapsed = start.elapsed().as_secs_f64();
+    let bytes = counters.bytes.load(Ordering::Relaxed);
+    Line {
+        kind: "progress",
+        operation,
+        elapsed_secs: (elapsed * 10.0).round() / 10.0,
+        files: counters.files.load(Ordering::Relaxed),
+        bytes,
+        new_bytes: counters.new_bytes.load(Ordering::Relaxed),
+        errors: counters.errors.load(Ordering::Relaxed),
+        bytes_per_sec: if elapsed > 0.0 {
+            (bytes as f64 / elapsed).round()
+        } else {
+            0.0
+        },
+    }
+}
+
+impl Reporter {
+    /// Starts reporting `counters` for `operation` every `interval`.
+    pub fn start(mode: Mode, operation: &str, counters: Arc<Counters>, interval: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = (mode != Mode::Quiet).then(|| {
+            let stop = stop.clone();
+            let operation = operation.to_owned();
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                let mut next = start + interval;
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                    if Instant::now() < next {
+                        continue;
+                    }
+                    next += interval;
+                    let l = line(&operation, &counters, start);
+                    match mode {
+                        Mode::Json => {
+                            if let Ok(json) = serde_json::to_string(&l) {
+                                let _ = writeln!(std::io::stdout().lock(), "{json}");
+                            }
+                        }
+                        Mode::Terminal => {
+                            let _ = write!(
+                                std::io::stderr().lock(),
+                                "\r{operation}: {} files, {:.1} MiB ({:.1} MiB new), {:.1} MiB/s, {} errors   ",
+                                l.files,
+                                l.bytes as f64 / 1048576.0,
+                                l.new_bytes as f64 / 1048576.0,
+                                l.bytes_per_sec / 1048576.0,
+                                l.errors
+                            );
+                        }
+                        Mode::Quiet => {}
+                    }
+                }
+            })
+        });
+        Self { stop, thread, mode }
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+            if self.mode == Mode::Terminal {
+                let _ = writeln!(std::io::stderr());
+            }
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! The repository: keys, config and sealed metadata files on a [`Backend`], and (once the
+//! index is loaded) blob reads that check the AEAD tag and the blob hash every time.
+//!
+//! Lifecycle as types: [`Repository::open`] gives a [`Repository`] (keys and config);
+//! [`Repository::load_index`] turns it into an [`IndexedRepository`], which alone can read
+//! blobs, so "reading before the index is loaded" does not compile.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{debug, info, warn};
+
+use crate::backend::{Backend, BackendError, FileKind};
+use crate::codec;
+use crate::config::{self, Config, FORMAT_VERSION};
+use crate::crypto::{self, Keys, MASTER_KEY_LEN};
+use crate::id::Id;
+use crate::index::{self, Index, IndexFile};
+use crate::keyfile::{KdfParams, KeyFile, KeyFileError};
+use crate::pack::{self, BlobError, BlobKind};
+use crate::snapshot::{self, Snapshot};
+use crate::tree::Tree;
+
+/// Errors of repository operations. Each names the file, pack or blob concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum RepositoryError {
+    /// The storage failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// There is no `config` file.
+    #[error("{location}: no repository here (run `hort-agent init` first)")]
+    NotInitialized {
+        /// The backend.
+        location: String,
+    },
+    /// `init` found an existing repository.
+    #[error("{location}: a repository already exists here")]
+    AlreadyInitialized {
+        /// The backend.
+        location: String,
+    },
+    /// The repository has no key files.
+    #[error("{location}: no key files under keys/")]
+    NoKeys {
+        /// The backend.
+        location: String,
+    },
+    /// No key file opens with the password.
+    #[error("wrong password: no key file of the repository opens with it")]
+    WrongPassword,
+    /// A key file could not be used.
+    #[error("key file {name}: {source}")]
+    KeyFile {
+        /// Its name.
+        name: String,
+        /// Why.
+        source: KeyFileError,
+    },
+    /// A metadata file is damaged.
+    #[error("{what}: {reason}")]
+    Corrupt {
+        /// The file, e.g. `index file 1a2b…`.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A blob that something refers to is in no index file.
+    #[error("{kind:?} blob {id} is not in the index (a missing index file or pack)")]
+    BlobNotInIndex {
+        /// The blob.
+        id: Id,
+        /// Its expected kind.
+        kind: BlobKind,
+    },
+    /// The pack that holds a blob is gone.
+    #[error("pack {pack} is missing (blob {blob}): {source}")]
+    PackMissing {
+        /// The pack.
+        pack: Id,
+        /// The blob being read.
+        blob: Id,
+        /// The backend's error.
+        source: Box<BackendError>,
+    },
+    /// The pack could not be read (truncated, unreachable).
+    #[error("pack {pack} unreadable (blob {blob}): {source}")]
+    PackUnreadable {
+        /// The pack.
+        pack: Id,
+        /// The blob being read.
+        blob: Id,
+        /// The backend's error.
+        source: Box<BackendError>,
+    },
+    /// A blob failed authentication or its hash check.
+    #[error("pack {pack} is damaged: blob {blob}: {source}")]
+    BlobCorrupt {
+        /// The pack.
+        pack: Id,
+        /// The blob.
+        blob: Id,
+        /// What failed.
+        source: Box<BlobError>,
+    },
+    /// No snapshot matches.
+    #[error("no snapshot matches `{0}`")]
+    SnapshotNotFound(String),
+    /// Several snapshots match an id prefix.
+    #[error("`{0}` matches several snapshots; give more digits")]
+    AmbiguousSnapshot(String),
+}
+
+/// The name of this machine, for key files and snapshots.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// An open repository: backend, keys and config.
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    keys: Keys,
+    config: Config,
+}
+
+impl Repository {
+    /// Creates a repository: a random master key, one key file for `password`, the config.
+    pub fn init(backend: Arc<dyn Backend>, password: &[u8], kdf: KdfParams) -> Result<Self, RepositoryError> {
+        if !backend.list(FileKind::Config)?.is_empty() {
+            return Err(RepositoryError::AlreadyInitialized {
+                location: backend.describe(),
+            });
+        }
+        let mut master = [0u8; MASTER_KEY_LEN];
+        let mut repo_id = [0u8; 32];
+        let crypto_err = |e: crypto::CryptoError| RepositoryError::Corrupt {
+            what: "init".into(),
+            reason: e.to_string(),
+        };
+        crypto::random_bytes(&mut master).map_err(crypto_err)?;
+        crypto::random_bytes(&mut repo_id).map_err(crypto_err)?;
+        let keyfile =
+            KeyFile::create(&master, password, kdf, hostname()).map_err(|source| RepositoryError::KeyFile {
+                name: "new".into(),
+                source,
+            })?;
+        let bytes = serde_json::to_vec_pretty(&keyfile).map_err(|e| RepositoryError::Corrupt {
+            what: "key file".into(),
+            reason: e.to_string(),
+        })?;
+        backend.write(FileKind::Key, &Id::of_file(&bytes).to_hex(), &bytes)?;
+        let repo = Self {
+            backend,
+            keys: Keys::derive(&master),
+            config: Config::new(Id(repo_id)),
+        };
+        repo.write_sealed(FileKind::Config, config::AAD, &repo.config)?;
+        info!(location = %repo.backend.describe(), "repository created");
+        Ok(repo)
+    }
+
+    /// Opens a repository with `password`, trying every key file.
+    pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Self, RepositoryError> {
+        if backend.list(FileKind::Config)?.is_empty() {
+            return Err(RepositoryError::NotInitialized {
+                location: backend.describe(),
+            });
+        }
+        let names = backend.list(FileKind::Key)?;
+        if names.is_empty() {
+            return Err(RepositoryError::NoKeys {
+                location: backend.describe(),
+            });
+        }
+        let mut master = None;
+        for name in &names {
+            let bytes = backend.read(FileKind::Key, name)?;
+            let keyfile = KeyFile::parse(&bytes).map_err(|source| RepositoryError::KeyFile {
+                name: name.clone(),
+                source,
+            })?;
+            match keyfile.unlock(password) {
+                Ok(key) => {
+                    master = Some(key);
+                    break;
+                }
+                Err(KeyFileError::WrongPassword) => debug!(key = %name, "password does not open this key file"),
+                Err(source) => {
+                    return Err(RepositoryError::KeyFile {
+                        name: name.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        let master = master.ok_or(RepositoryError::WrongPassword)?;
+        let keys = Keys::derive(&master);
+        let sealed = backend.read(FileKind::Config, "config")?;
+        let config: Config = open_sealed(&keys, config::AAD, &sealed, "config")?;
+        if config.version != FORMAT_VERSION {
+            return Err(RepositoryError::Corrupt {
+                what: "config".into(),
+                reason: format!(
+                    "format version {} is not supported (this agent reads {FORMAT_VERSION})",
+                    config.version
+                ),
+            });
+        }
+        for params in [config.chunker_files, config.chunker_streams] {
+            params.validate().map_err(|reason| RepositoryError::Corrupt {
+                what: "config".into(),
+                reason,
+            })?;
+        }
+        Ok(Self { backend, keys, config })
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The keys.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Seals a JSON document and stores it under the hash of the sealed bytes.
+    pub fn write_sealed<T: Serialize>(&self, kind: FileKind, aad: &[u8], value: &T) -> Result<Id, RepositoryError> {
+        let corrupt = |reason: String| RepositoryError::Corrupt {
+            what: format!("new {kind} file"),
+            reason,
+        };
+        let json = serde_json::to_vec(value).map_err(|e| corrupt(e.to_string()))?;
+        let encoded = codec::encode(3, &json).map_err(|e| corrupt(e.to_string()))?;
+        let sealed = self.keys.seal(aad, &encoded).map_err(|e| corrupt(e.to_string()))?;
+        let id = Id::of_file(&sealed);
+        self.backend.write(kind, &id.to_hex(), &sealed)?;
+        Ok(id)
+    }
+
+    /// Reads, checks and opens a sealed JSON document.
+    pub fn read_sealed<T: DeserializeOwned>(
+        &self,
+        kind: FileKind,
+        aad: &[u8],
+        name: &str,
+    ) -> Result<T, RepositoryError> {
+        let sealed = self.backend.read(kind, name)?;
+        let what = format!("{kind} file {name}");
+        if Id::of_file(&sealed).to_hex() != name {
+            return Err(RepositoryError::Corrupt {
+                what,
+                reason: "content does not match its name (damaged)".into(),
+            });
+        }
+        open_sealed(&self.keys, aad, &sealed, &what)
+    }
+
+    /// All snapshots, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>, RepositoryError> {
+        let mut out = Vec::new();
+        for name in self.backend.list(FileKind::Snapshot)? {
+            let id = parse_name(&name, "snapshot")?;
+            let snapshot: Snapshot = self.read_sealed(FileKind::Snapshot, snapshot::AAD, &name)?;
+            out.push((id, snapshot));
+        }
+        out.sort_by_key(|(id, s)| (s.time, *id));
+        Ok(out)
+    }
+
+    /// The snapshot named by `spec`: `latest`, a full id or a unique id prefix.
+    pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot), RepositoryError> {
+        self.find_tagged_snapshot(spec, &[])
+    }
+
+    /// Like [`Repository::find_snapshot`], with `latest` meaning the newest snapshot that has
+    /// every tag in `tags`.
+    pub fn find_tagged_snapshot(&self, spec: &str, tags: &[String]) -> Result<(Id, Snapshot), RepositoryError> {
+        if spec == "latest" {
+            return self
+                .snapshots()?
+                .into_iter()
+                .rev()
+                .find(|(_, s)| tags.iter().all(|t| s.tags.contains(t)))
+                .ok_or_else(|| RepositoryError::SnapshotNotFound(format!("latest (tags {tags:?})")));
+        }
+        let names: Vec<String> = self
+            .backend
+            .list(FileKind::Snapshot)?
+            .into_iter()
+            .filter(|n| n.starts_with(spec))
+            .collect();
+        match names.as_slice() {
+            [] => Err(RepositoryError::SnapshotNotFound(spec.to_owned())),
+            [name] => Ok((
+                parse_name(name, "snapshot")?,
+                self.read_sealed(FileKind::Snapshot, snapshot::AAD, name)?,
+            )),
+            _ => Err(RepositoryError::AmbiguousSnapshot(spec.to_owned())),
+        }
+    }
+
+    /// Reads every index file: names and contents.
+    pub fn index_files(&self) -> Result<Vec<(String, IndexFile)>, RepositoryError> {
+        let mut out = Vec::new();
+        for name in self.backend.list(FileKind::Index)? {
+            let file: IndexFile = self.read_sealed(FileKind::Index, index::AAD, &name)?;
+            if file.version != 1 {
+                return Err(RepositoryError::Corrupt {
+                    what: format!("index file {name}"),
+                    reason: format!("unsupported version {}", file.version),
+                });
+            }
+            out.push((name, file));
+        }
+        Ok(out)
+    }
+
+    /// Loads every index file, and the packs condemned by prune markers as readable but not
+    /// for deduplication.
+    pub fn load_index(self) -> Result<IndexedRepository, RepositoryError> {
+        let mut index = Index::default();
+        let files = self.index_files()?;
+        for (_, file) in &files {
+            for pack in &file.packs {
+                index.add_pack(pack);
+            }
+        }
+        for name in self.backend.list(FileKind::Prune)? {
+            let marker: crate::prune::PruneMarker = self.read_sealed(FileKind::Prune, crate::prune::AAD, &name)?;
+            for pack in &marker.packs {
+                index.add_condemned_pack(pack);
+            }
+        }
+        debug!(files = files.len(), blobs = index.len(), "index loaded");
+        Ok(self.with_index(index))
+    }
+
+    /// Uses an index assembled by the caller (e.g. prune's, which adds condemned packs).
+    pub fn with_index(self, index: Index) -> IndexedRepository {
+        IndexedRepository { repo: self, index }
+    }
+}
+
+fn parse_name(name: &str, what: &str) -> Result<Id, RepositoryError> {
+    name.parse()
+        .map_err(|e: crate::id::ParseIdError| RepositoryError::Corrupt {
+            what: format!("{what} {name}"),
+            reason: e.to_string(),
+        })
+}
+
+fn open_sealed<T: DeserializeOwned>(keys: &Keys, aad: &[u8], sealed: &[u8], what: &str) -> Result<T, RepositoryError> {
+    let corrupt = |reason: String| RepositoryError::Corrupt {
+        what: what.to_owned(),
+        reason,
+    };
+    let encoded = keys.open(aad, sealed).map_err(|e| corrupt(e.to_string()))?;
+    let json = codec::decode(encoded, None).map_err(|e| corrupt(e.to_string()))?;
+    serde_json::from_slice(&json).map_err(|e| corrupt(e.to_string()))
+}
+
+/// A repository with its index loaded: can read blobs.
+pub struct IndexedRepository {
+    repo: Repository,
+    index: Index,
+}
+
+impl Deref for IndexedRepository {
+    type Target = Repository;
+
+    fn deref(&self) -> &Repository {
+        &self.repo
+    }
+}
+
+impl IndexedRepository {
+    /// The index.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Reads a blob, checking its tag and hash; never returns wrong bytes.
+    pub fn read_blob(&self, id: &Id, kind: BlobKind) -> Result<Vec<u8>, RepositoryError> {
+        let location = self
+            .index
+            .get(id)
+            .filter(|l| l.entry.kind == kind)
+            .ok_or(RepositoryError::BlobNotInIndex { id: *id, kind })?;
+        let pack = location.pack;
+        let sealed = self
+            .backend
+            .read_range(
+                FileKind::Pack,
+                &pack.to_hex(),
+                location.entry.offset,
+                u64::from(location.entry.length),
+            )
+            .map_err(|source| {
+                if source.is_not_found() {
+                    RepositoryError::PackMissing {
+                        pack,
+                        blob: *id,
+                        source: Box::new(source),
+                    }
+                } else {
+                    RepositoryError::PackUnreadable {
+                        pack,
+                        blob: *id,
+                        source: Box::new(source),
+                    }
+                }
+            })?;
+        let error = match pack::open_blob(&self.keys, &location.entry, &sealed) {
+            Ok(plaintext) => return Ok(plaintext),
+            Err(source) => RepositoryError::BlobCorrupt {
+                pack,
+                blob: *id,
+                source: Box::new(source),
+            },
+        };
+        // A storage group may hold other copies of the pack: use the first intact one.
+        let (offset, length) = (location.entry.offset, u64::from(location.entry.length));
+        for copy in 0..self.backend.copies() {
+            let Ok(sealed) = self
+                .backend
+                .read_range_copy(FileKind::Pack, &pack.to_hex(), offset, length, copy)
+            else {
+                continue;
+            };
+            if let Ok(plaintext) = pack::open_blob(&self.keys, &location.entry, &sealed) {
+                warn!(%pack, blob = %id, copy, "{error}; read an intact copy from another target");
+                return Ok(plaintext);
+            }
+        }
+        Err(error)
+    }
+
+    /// Reads and parses a tree blob.
+    pub fn load_tree(&self, id: &Id) -> Result<Tree, RepositoryError> {
+        let bytes = self.read_blob(id, BlobKind::Tree)?;
+        serde_json::from_slice(&bytes).map_err(|e| RepositoryError::Corrupt {
+            what: format!("tree {id}"),
+            reason: e.to_string(),
+        })
+    }
+}

@@ -1,0 +1,419 @@
+//! Restores: a snapshot's tree (whole or chosen paths) into a directory, or one stream to a
+//! writer. Every blob is checked (tag and hash) before a byte of it is written; a file whose
+//! data cannot be read is not left behind half-written: it is written under a temporary name
+//! and renamed only when complete.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::bounded;
+use tracing::warn;
+
+use crate::filter::Selection;
+use crate::id::Id;
+use crate::pack::BlobKind;
+use crate::progress::Counters;
+use crate::repository::{IndexedRepository, RepositoryError};
+use crate::snapshot::Snapshot;
+use crate::tree::{Node, NodeKind};
+
+/// Errors that stop a restore before it starts or while it runs.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// Reading the repository failed.
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+    /// The snapshot holds streams, not a tree (or the reverse).
+    #[error("snapshot {snapshot} has no {wanted}")]
+    WrongKind {
+        /// The snapshot.
+        snapshot: String,
+        /// `file tree` or `streams`.
+        wanted: &'static str,
+    },
+    /// No stream with this name.
+    #[error("snapshot {snapshot} has no stream `{name}` (it has: {available})")]
+    StreamNotFound {
+        /// The snapshot.
+        snapshot: String,
+        /// The requested name.
+        name: String,
+        /// The names it has.
+        available: String,
+    },
+    /// A stream's data could not be read; what was written before is correct but incomplete.
+    #[error("stream `{name}`: {source}")]
+    Stream {
+        /// The stream.
+        name: String,
+        /// Why.
+        source: RepositoryError,
+    },
+    /// Writing the output failed.
+    #[error("{path}: {source}")]
+    Write {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// One entry that could not be restored.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// Path inside the snapshot.
+    pub path: PathBuf,
+    /// What went wrong (names the pack for damaged data).
+    pub error: String,
+}
+
+/// Outcome of a tree restore.
+#[derive(Debug, Default)]
+pub struct RestoreReport {
+    /// Files restored completely.
+    pub files: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Entries that could not be restored (their data is damaged or missing).
+    pub failures: Vec<Failure>,
+    /// Existing files left alone because of the overwrite policy.
+    pub skipped: u64,
+}
+
+/// What to do with files that already exist in the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Overwrite {
+    /// Keep existing files.
+    Never,
+    /// Replace files older than the snapshot's copy.
+    IfNewer,
+    /// Replace every existing file.
+    #[default]
+    Always,
+}
+
+/// Settings of a tree restore.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Which entries to restore (paths relative to the snapshot root; excludes).
+    pub selection: Selection,
+    /// Existing files in the target.
+    pub overwrite: Overwrite,
+    /// Parallel file writers; 4 when 0.
+    pub threads: usize,
+}
+
+/// Whether an existing entry at `dest` stays, by `policy`.
+fn keep_existing(dest: &Path, node: &Node, policy: Overwrite) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = fs::symlink_metadata(dest) else {
+        return false;
+    };
+    match policy {
+        Overwrite::Always => false,
+        Overwrite::Never => true,
+        Overwrite::IfNewer => meta.mtime() * 1_000_000_000 + meta.mtime_nsec() >= node.mtime_ns,
+    }
+}
+
+fn time_of(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
+/// Restores the snapshot's tree into `target`.
+pub fn restore_tree(
+    repo: &IndexedRepository,
+    snapshot: &Snapshot,
+    snapshot_id: &Id,
+    target: &Path,
+    options: &RestoreOptions,
+    counters: Arc<Counters>,
+) -> Result<RestoreReport, RestoreError> {
+    let root = snapshot.tree.ok_or(RestoreError::WrongKind {
+        snapshot: snapshot_id.short(),
+        wanted: "file tree",
+    })?;
+    fs::create_dir_all(target).map_err(|source| RestoreError::Write {
+        path: target.to_owned(),
+        source,
+    })?;
+    let report = Mutex::new(RestoreReport::default());
+    let chown = is_root();
+    let threads = if options.threads == 0 { 4 } else { options.threads };
+    let mut dirs: Vec<(PathBuf, Node)> = Vec::new();
+    let (tx, rx) = bounded::<(PathBuf, PathBuf, Node)>(threads * 2);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let rx = rx.clone();
+            let (report, counters) = (&report, &counters);
+            scope.spawn(move || {
+                for (rel, dest, node) in rx {
+                    match restore_file(repo, &dest, &node, chown, counters) {
+                        Ok(bytes) => {
+                            let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
+                            r.files += 1;
+                            r.bytes += bytes;
+                        }
+                        Err(error) => {
+                            warn!(path = %rel.display(), %error, "file not restored");
+                            Counters::add(&counters.errors, 1);
+                            report
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .failures
+                                .push(Failure { path: rel, error });
+                        }
+                    }
+                }
+            });
+        }
+        drop(rx);
+        let mut stack = vec![(PathBuf::new(), root)];
+        while let Some((rel_dir, tree_id)) = stack.pop() {
+            let tree = match repo.load_tree(&tree_id) {
+                Ok(tree) => tree,
+                Err(e) => {
+                    warn!(path = %rel_dir.display(), error = %e, "directory not restored");
+                    let failure = Failure {
+                        path: rel_dir.clone(),
+                        error: e.to_string(),
+                    };
+                    report.lock().unwrap_or_else(|p| p.into_inner()).failures.push(failure);
+                    continue;
+                }
+            };
+            for node in tree.nodes {
+                let rel = rel_dir.join(node.os_name());
+                if !options.selection.includes(&rel) {
+                    continue;
+                }
+                let dest = target.join(&rel);
+                if node.kind != NodeKind::Dir && keep_existing(&dest, &node, options.overwrite) {
+                    report.lock().unwrap_or_else(|p| p.into_inner()).skipped += 1;
+                    continue;
+                }
+                let result = match node.kind {
+                    NodeKind::Dir => fs::create_dir_all(&dest).map(|()| {
+                        if let Some(sub) = node.subtree {
+                            stack.push((rel.clone(), sub));
+                        }
+                        dirs.push((dest, node));
+                    }),
+                    NodeKind::File => {
+                        if tx.send((rel.clone(), dest, node)).is_err() {
+                            break;
+                        }
+                        Ok(())
+                    }
+                    NodeKind::Symlink => restore_symlink(&dest, &node, chown),
+                    other => {
+                        warn!(path = %rel.display(), kind = ?other, "special files are not restored");
+                        Ok(())
+                    }
+                };
+                if let Err(e) = result {
+                    report.lock().unwrap_or_else(|p| p.into_inner()).failures.push(Failure {
+                        path: rel,
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        drop(tx);
+    });
+    // Directory metadata last, deepest first, so writing files does not change their times.
+    for (dest, node) in dirs.iter().rev() {
+        if let Err(e) = apply_metadata(dest, node, chown) {
+            warn!(path = %dest.display(), error = %e, "directory metadata not restored");
+        }
+    }
+    Ok(report.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+fn restore_symlink(dest: &Path, node: &Node, chown: bool) -> std::io::Result<()> {
+    let target = node.os_target().unwrap_or_default();
+    match fs::symlink_metadata(dest) {
+        Ok(_) => fs::remove_file(dest)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    symlink(target, dest)?;
+    if let Err(e) = node.write_xattrs(dest) {
+        tracing::debug!(path = %dest.display(), error = %e, "symlink extended attributes not restored");
+    }
+    if chown {
+        let _ = std::os::unix::fs::lchown(dest, Some(node.uid), Some(node.gid));
+    }
+    Ok(())
+}
+
+fn apply_metadata(dest: &Path, node: &Node, chown: bool) -> std::io::Result<()> {
+    if let Err(e) = node.write_xattrs(dest) {
+        warn!(path = %dest.display(), error = %e, "extended attributes not restored");
+    }
+    if chown {
+        std::os::unix::fs::chown(dest, Some(node.uid), Some(node.gid))?;
+    }
+    fs::set_permissions(dest, fs::Permissions::from_mode(node.mode))?;
+    File::open(dest)?.set_modified(time_of(node.mtime_ns))
+}
+
+fn restore_file(
+    repo: &IndexedRepository,
+    dest: &Path,
+    node: &Node,
+    chown: bool,
+    counters: &Counters,
+) -> Result<u64, String> {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dest.with_file_name(format!(".{name}.hort-restore"));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let mut written = 0u64;
+        read_in_order(
+            repo,
+            &node.content,
+            |data| {
+                file.write_all(&data).map_err(|e| format!("{}: {e}", tmp.display()))?;
+                written += data.len() as u64;
+                Counters::add(&counters.bytes, data.len() as u64);
+                Ok(())
+            },
+            |e| e.to_string(),
+        )?;
+        if written != node.size {
+            return Err(format!("restored {written} bytes, the snapshot records {}", node.size));
+        }
+        drop(file);
+        apply_metadata(&tmp, node, chown).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        fs::rename(&tmp, dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+        Counters::add(&counters.files, 1);
+        Ok(written)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Blobs read in parallel ahead of the writer, per file or stream.
+const READ_AHEAD: usize = 4;
+
+/// Reads `ids` in order, fetching up to [`READ_AHEAD`] blobs at a time in parallel, and hands
+/// each checked plaintext to `sink`.
+fn read_in_order<E>(
+    repo: &IndexedRepository,
+    ids: &[Id],
+    mut sink: impl FnMut(Vec<u8>) -> Result<(), E>,
+    from_repo: impl Fn(RepositoryError) -> E,
+) -> Result<(), E> {
+    if let [single] = ids {
+        return sink(repo.read_blob(single, BlobKind::Data).map_err(from_repo)?);
+    }
+    for batch in ids.chunks(READ_AHEAD) {
+        let blobs: Vec<Result<Vec<u8>, RepositoryError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|id| scope.spawn(move || repo.read_blob(id, BlobKind::Data)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(RepositoryError::Corrupt {
+                            what: "blob reader".into(),
+                            reason: "thread panicked".into(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        for blob in blobs {
+            sink(blob.map_err(&from_repo)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes stream `name` of the snapshot to `out`, reading a few blobs ahead in parallel.
+pub fn restore_stream(
+    repo: &IndexedRepository,
+    snapshot: &Snapshot,
+    snapshot_id: &Id,
+    name: &str,
+    out: &mut dyn Write,
+    counters: &Counters,
+) -> Result<u64, RestoreError> {
+    if snapshot.streams.is_empty() {
+        return Err(RestoreError::WrongKind {
+            snapshot: snapshot_id.short(),
+            wanted: "streams",
+        });
+    }
+    let stream = snapshot
+        .streams
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| RestoreError::StreamNotFound {
+            snapshot: snapshot_id.short(),
+            name: name.to_owned(),
+            available: snapshot
+                .streams
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    let mut written = 0u64;
+    let write_err = |source| RestoreError::Write {
+        path: PathBuf::from("<output>"),
+        source,
+    };
+    read_in_order(
+        repo,
+        &stream.content,
+        |data| {
+            out.write_all(&data).map_err(write_err)?;
+            written += data.len() as u64;
+            Counters::add(&counters.bytes, data.len() as u64);
+            Ok(())
+        },
+        |source| RestoreError::Stream {
+            name: name.to_owned(),
+            source,
+        },
+    )?;
+    out.flush().map_err(write_err)?;
+    if written != stream.size {
+        return Err(RestoreError::Stream {
+            name: name.to_owned(),
+            source: RepositoryError::Corrupt {
+                what: format!("snapshot {}", snapshot_id.short()),
+                reason: format!("stream has {written} bytes, the snapshot records {}", stream.size),
+            },
+        });
+    }
+    Ok(written)
+}

@@ -1,0 +1,206 @@
+//! Retention policies: which snapshots to keep (last / hourly / daily / weekly / monthly /
+//! yearly / within), decided per group of snapshots with the same host and source.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::id::Id;
+use crate::snapshot::{Snapshot, Source};
+
+/// How many snapshots to keep per rule; a snapshot is kept if any rule keeps it.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// The newest `last` snapshots.
+    pub last: usize,
+    /// The newest snapshot of each of the newest `hourly` hours that have one.
+    pub hourly: usize,
+    /// Likewise per day (UTC).
+    pub daily: usize,
+    /// Likewise per ISO week.
+    pub weekly: usize,
+    /// Likewise per month.
+    pub monthly: usize,
+    /// Likewise per year.
+    pub yearly: usize,
+    /// Every snapshot younger than this, measured from the group's newest snapshot.
+    pub within: Option<Duration>,
+}
+
+impl Policy {
+    /// Whether the policy keeps nothing (refused by `prune`, which would forget everything).
+    pub fn is_empty(&self) -> bool {
+        self.last + self.hourly + self.daily + self.weekly + self.monthly + self.yearly == 0 && self.within.is_none()
+    }
+}
+
+/// The decision for one snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The snapshot.
+    pub id: Id,
+    /// Whether it is kept.
+    pub keep: bool,
+    /// The rules that keep it (e.g. `daily`).
+    pub reasons: Vec<&'static str>,
+}
+
+/// Maps a time to its calendar bucket (hour, day, ...).
+type Bucket = fn(&DateTime<Utc>) -> String;
+
+fn group_key(s: &Snapshot) -> String {
+    let source = match &s.source {
+        Source::Tree { path } => format!("tree:{path}"),
+        Source::Streams => {
+            let mut names: Vec<&str> = s.streams.iter().map(|st| st.name.as_str()).collect();
+            names.sort_unstable();
+            format!("streams:{}", names.join(","))
+        }
+    };
+    format!("{}\n{source}", s.hostname)
+}
+
+/// Applies `policy` to `snapshots`; returns one decision per snapshot, newest first.
+pub fn apply(snapshots: &[(Id, Snapshot)], policy: &Policy) -> Vec<Decision> {
+    let mut groups: BTreeMap<String, Vec<&(Id, Snapshot)>> = BTreeMap::new();
+    for entry in snapshots {
+        groups.entry(group_key(&entry.1)).or_default().push(entry);
+    }
+    let rules: [(&'static str, usize, Bucket); 5] = [
+        ("hourly", policy.hourly, |t| t.format("%Y-%m-%d %H").to_string()),
+        ("daily", policy.daily, |t| t.format("%Y-%m-%d").to_string()),
+        ("weekly", policy.weekly, |t| t.format("%G-%V").to_string()),
+        ("monthly", policy.monthly, |t| t.format("%Y-%m").to_string()),
+        ("yearly", policy.yearly, |t| t.format("%Y").to_string()),
+    ];
+    let mut out = Vec::new();
+    for (_, mut group) in groups {
+        group.sort_by(|a, b| b.1.time.cmp(&a.1.time).then(b.0.cmp(&a.0)));
+        let newest = group[0].1.time;
+        let mut counts = [0usize; 5];
+        let mut last_bucket: [Option<String>; 5] = Default::default();
+        for (i, (id, snapshot)) in group.into_iter().map(|e| (e.0, &e.1)).enumerate() {
+            let mut reasons = Vec::new();
+            if i < policy.last {
+                reasons.push("last");
+            }
+            for (r, (name, limit, bucket)) in rules.iter().enumerate() {
+                let key = bucket(&snapshot.time);
+                if last_bucket[r].as_ref() != Some(&key) {
+                    last_bucket[r] = Some(key);
+                    if counts[r] < *limit {
+                        counts[r] += 1;
+                        reasons.push(name);
+                    }
+                }
+            }
+            if policy.within.is_some_and(|d| snapshot.time >= newest - d) {
+                reasons.push("within");
+            }
+            out.push(Decision {
+                id,
+                keep: !reasons.is_empty(),
+                reasons,
+            });
+        }
+    }
+    out
+}
+
+/// Parses durations like `30m`, `12h`, `7d`, `2w`, `1y`, `1d12h`, or `0`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if text == "0" {
+        return Ok(Duration::zero());
+    }
+    let mut total = Duration::zero();
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: i64 = number
+            .parse()
+            .map_err(|_| format!("`{text}`: expected a number before `{c}`"))?;
+        number.clear();
+        total += match c {
+            'm' => Duration::minutes(n),
+            'h' => Duration::hours(n),
+            'd' => Duration::days(n),
+            'w' => Duration::weeks(n),
+            'y' => Duration::days(365 * n),
+            other => return Err(format!("`{text}`: unknown unit `{other}` (use m, h, d, w, y)")),
+        };
+    }
+    if !number.is_empty() || total.is_zero() {
+        return Err(format!("`{text}`: expected a duration like 7d or 12h"));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::Stats;
+
+    fn snap(n: u8, time: &str, host: &str) -> (Id, Snapshot) {
+        (
+            Id([n; 32]),
+            Snapshot {
+                version: 1,
+                time: time.parse().unwrap(),
+                hostname: host.into(),
+                source: Source::Tree { path: "/data".into() },
+                tags: vec![],
+                tree: None,
+                streams: vec![],
+                parent: None,
+                stats: Stats::default(),
+            },
+        )
+    }
+
+    fn kept(decisions: &[Decision]) -> Vec<u8> {
+        let mut ids: Vec<u8> = decisions.iter().filter(|d| d.keep).map(|d| d.id.0[0]).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    #[test]
+    fn daily_keeps_the_newest_of_each_day_and_groups_by_host() {
+        let snapshots = vec![
+            snap(1, "2026-11-20T10:00:00Z", "a"),
+            snap(2, "2026-11-20T22:00:00Z", "a"),
+            snap(3, "2026-11-21T09:00:00Z", "a"),
+            snap(4, "2026-11-22T09:00:00Z", "a"),
+            snap(5, "2026-11-22T11:00:00Z", "a"),
+            snap(6, "2026-11-01T11:00:00Z", "b"),
+        ];
+        let policy = Policy {
+            daily: 2,
+            ..Default::default()
+        };
+        assert_eq!(kept(&apply(&snapshots, &policy)), vec![3, 5, 6]);
+        let policy = Policy {
+            last: 1,
+            monthly: 1,
+            ..Default::default()
+        };
+        assert_eq!(kept(&apply(&snapshots, &policy)), vec![5, 6]);
+        let policy = Policy {
+            within: Some(parse_duration("1d12h").unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(kept(&apply(&snapshots, &policy)), vec![3, 4, 5, 6]);
+        assert!(Policy::default().is_empty());
+    }
+
+    #[test]
+    fn durations_parse_and_reject_garbage() {
+        assert_eq!(parse_duration("2w").unwrap(), Duration::days(14));
+        assert_eq!(parse_duration("90m").unwrap(), Duration::minutes(90));
+        assert!(parse_duration("7").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

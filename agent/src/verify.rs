@@ -1,0 +1,185 @@
+//! Verification: that every snapshot's trees and blobs are indexed and every indexed pack
+//! exists, and with `read_data` that every pack's bytes, trailer and blobs are intact.
+//! Problems name the pack and the snapshot files or streams they affect.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use crate::backend::FileKind;
+use crate::id::Id;
+use crate::pack::{self, BlobKind};
+use crate::repository::{IndexedRepository, RepositoryError};
+use crate::snapshot::Snapshot;
+use crate::tree::NodeKind;
+
+/// Result of a verification.
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    /// Snapshots walked.
+    pub snapshots: usize,
+    /// Packs whose data was read.
+    pub packs_read: usize,
+    /// Blobs decrypted and hashed.
+    pub blobs_read: usize,
+    /// Damage found; empty when the repository is sound.
+    pub problems: Vec<String>,
+    /// Harmless findings (e.g. packs left by an interrupted backup).
+    pub notes: Vec<String>,
+}
+
+impl VerifyReport {
+    /// Whether no problem was found.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Checks the repository; with `read_data`, reads and checks every pack.
+pub fn verify(repo: &IndexedRepository, read_data: bool) -> Result<VerifyReport, RepositoryError> {
+    let mut report = VerifyReport::default();
+    let stored: HashSet<Id> = repo
+        .backend()
+        .list(FileKind::Pack)?
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let mut bad_packs: HashMap<Id, String> = HashMap::new();
+    for pack in repo.index().packs() {
+        if !stored.contains(pack) {
+            bad_packs.insert(*pack, format!("pack {pack} is missing"));
+        }
+    }
+    for pack in &stored {
+        if !repo.index().packs().any(|p| p == pack) {
+            report.notes.push(format!(
+                "pack {pack} is in no index file (left by an interrupted backup?)"
+            ));
+        }
+    }
+    if read_data {
+        let (read, blobs, damaged) = read_packs(repo, stored.iter().copied().collect());
+        report.packs_read = read;
+        report.blobs_read = blobs;
+        bad_packs.extend(damaged);
+    }
+    let mut problems: BTreeSet<String> = bad_packs.values().cloned().collect();
+    let snapshots = repo.snapshots()?;
+    report.snapshots = snapshots.len();
+    for (id, snapshot) in &snapshots {
+        check_snapshot(repo, id, snapshot, &bad_packs, &mut problems);
+    }
+    report.problems = problems.into_iter().collect();
+    Ok(report)
+}
+
+fn affected(repo: &IndexedRepository, blob: &Id, kind: BlobKind, bad: &HashMap<Id, String>) -> Option<String> {
+    match repo.index().get(blob) {
+        None => Some(format!("blob {blob} is in no index")),
+        Some(l) if l.entry.kind != kind => Some(format!("blob {blob} has the wrong kind")),
+        Some(l) if bad.contains_key(&l.pack) => Some(format!("pack {}", l.pack)),
+        Some(_) => None,
+    }
+}
+
+fn check_snapshot(
+    repo: &IndexedRepository,
+    id: &Id,
+    snapshot: &Snapshot,
+    bad: &HashMap<Id, String>,
+    problems: &mut BTreeSet<String>,
+) {
+    let short = id.short();
+    for stream in &snapshot.streams {
+        if let Some(why) = stream
+            .content
+            .iter()
+            .find_map(|b| affected(repo, b, BlobKind::Data, bad))
+        {
+            problems.insert(format!("snapshot {short}: stream `{}` is damaged ({why})", stream.name));
+        }
+    }
+    let Some(root) = snapshot.tree else { return };
+    let mut stack = vec![(PathBuf::from("/"), root)];
+    let mut visited = HashSet::new();
+    while let Some((dir, tree_id)) = stack.pop() {
+        if let Some(why) = affected(repo, &tree_id, BlobKind::Tree, bad) {
+            problems.insert(format!(
+                "snapshot {short}: directory {} is damaged ({why})",
+                dir.display()
+            ));
+            continue;
+        }
+        let tree = match repo.load_tree(&tree_id) {
+            Ok(tree) => tree,
+            Err(e) => {
+                problems.insert(format!("snapshot {short}: directory {}: {e}", dir.display()));
+                continue;
+            }
+        };
+        for node in &tree.nodes {
+            let path = dir.join(node.os_name());
+            match node.kind {
+                NodeKind::Dir => {
+                    if let Some(sub) = node.subtree.filter(|s| visited.insert((*s, path.clone()))) {
+                        stack.push((path, sub));
+                    }
+                }
+                NodeKind::File => {
+                    if let Some(why) = node.content.iter().find_map(|b| affected(repo, b, BlobKind::Data, bad)) {
+                        problems.insert(format!("snapshot {short}: file {} is damaged ({why})", path.display()));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Reads every pack in parallel; returns packs read, blobs read and the damaged packs.
+fn read_packs(repo: &IndexedRepository, packs: Vec<Id>) -> (usize, usize, HashMap<Id, String>) {
+    let queue = Mutex::new(packs);
+    let results = Mutex::new((0usize, 0usize, HashMap::new()));
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                loop {
+                    let Some(pack) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop() else {
+                        break;
+                    };
+                    let outcome = check_pack(repo, &pack);
+                    let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
+                    r.0 += 1;
+                    match outcome {
+                        Ok(blobs) => r.1 += blobs,
+                        Err(why) => {
+                            r.2.insert(pack, format!("pack {pack} is damaged: {why}"));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    results.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
+fn check_pack(repo: &IndexedRepository, pack: &Id) -> Result<usize, String> {
+    let data = repo
+        .backend()
+        .read(FileKind::Pack, &pack.to_hex())
+        .map_err(|e| e.to_string())?;
+    if Id::of_file(&data) != *pack {
+        return Err("content does not match its name".into());
+    }
+    let entries = pack::parse_trailer(repo.keys(), &data, Some(data.len() as u64)).map_err(|e| e.to_string())?;
+    for entry in &entries {
+        let sealed = &data[entry.offset as usize..(entry.offset + u64::from(entry.length)) as usize];
+        pack::open_blob(repo.keys(), entry, sealed).map_err(|e| format!("blob {}: {e}", entry.id))?;
+        if let Some(l) = repo.index().get(&entry.id).filter(|l| l.pack == *pack)
+            && l.entry != *entry
+        {
+            return Err(format!("blob {} differs from its index entry", entry.id));
+        }
+    }
+    Ok(entries.len())
+}

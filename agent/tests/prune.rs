@@ -1,0 +1,148 @@
+//! Retention and two-phase garbage collection.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::Duration;
+use hort_agent::archiver::{self, BackupOptions};
+use hort_agent::backend::local::LocalBackend;
+use hort_agent::progress::Counters;
+use hort_agent::prune::{self, PruneOptions};
+use hort_agent::repository::Repository;
+use hort_agent::retention::Policy;
+use support::{Kind, PASSWORD, Repo, describe_tree, noise, summary};
+
+/// Backs up `a.bin` and `b.bin`, then only `a.bin`; returns the pack holding `b.bin`'s data.
+fn b_only_in_an_old_snapshot(repo: &Repo, src: &Path) -> PathBuf {
+    fs::create_dir_all(src).unwrap();
+    fs::write(src.join("a.bin"), noise(1, 2 * 1024 * 1024)).unwrap();
+    repo.backup(src, &[]);
+    let before = repo.packs();
+    fs::write(src.join("b.bin"), noise(2, 2 * 1024 * 1024)).unwrap();
+    repo.backup(src, &[]);
+    let b_pack = repo
+        .packs()
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    fs::remove_file(src.join("b.bin")).unwrap();
+    repo.backup(src, &[]);
+    b_pack
+}
+
+#[test]
+fn prune_forgets_by_policy_and_deletes_garbage_only_after_the_grace_period() {
+    let repo = Repo::new(Kind::Fs);
+    repo.init();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let b_pack = b_only_in_an_old_snapshot(&repo, &src);
+
+    let refused = repo.run(&["prune"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("would forget every snapshot"));
+
+    let first = summary(&repo.ok(&["prune", "--keep-last", "1", "--grace", "0"]));
+    assert_eq!(first["forgotten"].as_array().unwrap().len(), 2, "{first}");
+    assert!(
+        first["gc"]["condemned"]
+            .to_string()
+            .contains(&b_pack.file_name().unwrap().to_string_lossy().to_string())
+    );
+    assert!(b_pack.exists(), "condemned packs are not deleted in the same run");
+
+    let waiting = summary(&repo.ok(&["prune", "--gc-only"]));
+    assert!(waiting["gc"]["deleted"].as_array().unwrap().is_empty(), "{waiting}");
+    assert!(waiting["gc"]["pending"].as_u64().unwrap() >= 1);
+    assert!(b_pack.exists(), "still within the grace period");
+
+    let swept = summary(&repo.ok(&["prune", "--gc-only", "--grace", "0"]));
+    assert!(
+        swept["gc"]["deleted"]
+            .to_string()
+            .contains(&b_pack.file_name().unwrap().to_string_lossy().to_string())
+    );
+    assert!(!b_pack.exists());
+
+    let target = work.path().join("restored");
+    repo.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(describe_tree(&target), describe_tree(&src));
+    let verify: serde_json::Value = serde_json::from_str(repo.ok(&["verify", "--read-data"]).trim()).unwrap();
+    assert_eq!(verify["ok"], true, "{verify}");
+    assert_eq!(
+        verify["notes"].as_array().unwrap().len(),
+        0,
+        "no garbage left: {verify}"
+    );
+}
+
+#[test]
+fn a_backup_that_loaded_the_index_before_the_mark_keeps_its_data() {
+    let repo = Repo::new(Kind::Fs);
+    repo.init();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let b_pack = b_only_in_an_old_snapshot(&repo, &src);
+    let open = || Repository::open(Arc::new(LocalBackend::new(&repo.files)), PASSWORD.as_bytes()).unwrap();
+    let policy = Policy {
+        last: 1,
+        ..Default::default()
+    };
+    prune::forget(&open(), &policy, false).unwrap();
+
+    // A backup starts (loads the index) before prune condemns b.bin's pack ...
+    let running_backup = open().load_index().unwrap();
+    let mark = prune::collect_garbage(
+        open(),
+        PruneOptions {
+            grace: Duration::zero(),
+            dry_run: false,
+        },
+    )
+    .unwrap();
+    let b_pack_id: hort_agent::id::Id = b_pack.file_name().unwrap().to_str().unwrap().parse().unwrap();
+    assert!(mark.condemned.contains(&b_pack_id));
+
+    // ... and deduplicates b.bin against it, finishing after the mark.
+    fs::write(src.join("b.bin"), noise(2, 2 * 1024 * 1024)).unwrap();
+    let options = BackupOptions {
+        force: true,
+        ..Default::default()
+    };
+    let (_, snapshot) = archiver::backup_tree(&running_backup, &src, &options, Arc::new(Counters::default())).unwrap();
+    assert!(
+        snapshot.stats.new_bytes < 10_000,
+        "deduplicated against the condemned pack: {:?}",
+        snapshot.stats
+    );
+
+    let before_sweep = work.path().join("before-sweep");
+    repo.ok(&["restore", "latest", "--target", before_sweep.to_str().unwrap()]);
+    assert_eq!(
+        describe_tree(&before_sweep),
+        describe_tree(&src),
+        "restorable before the sweep too"
+    );
+
+    let sweep = prune::collect_garbage(
+        open(),
+        PruneOptions {
+            grace: Duration::zero(),
+            dry_run: false,
+        },
+    )
+    .unwrap();
+    assert!(sweep.reindexed.contains(&b_pack_id), "{sweep:?}");
+    assert!(!sweep.deleted.contains(&b_pack_id));
+    assert!(b_pack.exists());
+
+    let target = work.path().join("restored");
+    repo.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(describe_tree(&target), describe_tree(&src));
+    let verify: serde_json::Value = serde_json::from_str(repo.ok(&["verify", "--read-data"]).trim()).unwrap();
+    assert_eq!(verify["ok"], true, "{verify}");
+}
