@@ -21,14 +21,14 @@ HORT_PROMTOOL="$(scripts/install-promtool.sh)"
 export HORT_PROMTOOL
 
 step "kube-apiserver and etcd"
-# Afterwards: stop the throwaway database servers, and the cluster if this run started it.
-started_cluster=0
-kind-tests/cluster.sh status >/dev/null 2>&1 || started_cluster=1
+# A fresh control plane without a node: the operator tests simulate the kubelet by patching pod
+# status, which a real kubelet would overwrite. Objects left by earlier runs go with `down`.
 cleanup() {
   scripts/db-servers.sh stop >/dev/null 2>&1 || true
-  if ((started_cluster)); then kind-tests/cluster.sh down >/dev/null 2>&1 || true; fi
+  kind-tests/cluster.sh down >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
+kind-tests/cluster.sh down
 kind-tests/cluster.sh up --control-plane-only
 KUBECONFIG="$(kind-tests/cluster.sh kubeconfig)"
 export KUBECONFIG
