@@ -9,8 +9,9 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use hort_agent::database::mariadb::{self, MariaDbBackupOptions, MariaDbRestoreOptions, MariaDbRestoreScope};
+use hort_agent::database::mariadb::{self, MariaDbBackupOptions};
 use hort_agent::database::{Connection, DatabaseError, DirStreams, Password, StreamSink};
+use hort_agent::database::{RestoreOptions, RestoreScope};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -208,8 +209,8 @@ fn backup_under_transfer_load_keeps_the_total_exactly() {
     let report = mariadb::restore(
         &conn(),
         &streams,
-        &MariaDbRestoreOptions {
-            scope: MariaDbRestoreScope::Database {
+        &RestoreOptions {
+            scope: RestoreScope::Database {
                 name: bank.clone(),
                 rename: Some(restored.clone()),
             },
@@ -233,8 +234,8 @@ fn backup_under_transfer_load_keeps_the_total_exactly() {
     let err = mariadb::restore(
         &conn(),
         &streams,
-        &MariaDbRestoreOptions {
-            scope: MariaDbRestoreScope::Database {
+        &RestoreOptions {
+            scope: RestoreScope::Database {
                 name: bank.clone(),
                 rename: Some(restored.clone()),
             },
@@ -253,8 +254,8 @@ fn backup_under_transfer_load_keeps_the_total_exactly() {
     let report = mariadb::restore(
         &target,
         &streams,
-        &MariaDbRestoreOptions {
-            scope: MariaDbRestoreScope::Server,
+        &RestoreOptions {
+            scope: RestoreScope::Server,
             clean: true,
         },
     )
@@ -315,8 +316,8 @@ fn one_table_restore_leaves_every_other_table_untouched() {
         "UPDATE {shop}.items SET name = 'changed'; DELETE FROM {shop}.items WHERE id > 100;
          DELETE FROM {shop}.audit WHERE id > 200; INSERT INTO {crm}.items VALUES (4);"
     ));
-    let scope = |clean| MariaDbRestoreOptions {
-        scope: MariaDbRestoreScope::Tables {
+    let scope = |clean| RestoreOptions {
+        scope: RestoreScope::Tables {
             database: shop.clone(),
             tables: vec!["items".into()],
             into: None,
@@ -359,8 +360,8 @@ fn one_table_restore_leaves_every_other_table_untouched() {
     mariadb::restore(
         &conn(),
         &streams,
-        &MariaDbRestoreOptions {
-            scope: MariaDbRestoreScope::Database {
+        &RestoreOptions {
+            scope: RestoreScope::Database {
                 name: shop.clone(),
                 rename: Some(copy.clone()),
             },
@@ -376,8 +377,8 @@ fn one_table_restore_leaves_every_other_table_untouched() {
         "1"
     );
 
-    let missing = MariaDbRestoreOptions {
-        scope: MariaDbRestoreScope::Tables {
+    let missing = RestoreOptions {
+        scope: RestoreScope::Tables {
             database: shop.clone(),
             tables: vec!["nosuch".into()],
             into: None,
@@ -386,8 +387,8 @@ fn one_table_restore_leaves_every_other_table_untouched() {
     };
     let err = mariadb::restore(&conn(), &streams, &missing).unwrap_err();
     assert!(err.to_string().contains("table `nosuch`"), "{err}");
-    let into_missing = MariaDbRestoreOptions {
-        scope: MariaDbRestoreScope::Tables {
+    let into_missing = RestoreOptions {
+        scope: RestoreScope::Tables {
             database: shop.clone(),
             tables: vec!["items".into()],
             into: Some("hort_no_such_db".into()),

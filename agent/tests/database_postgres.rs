@@ -8,8 +8,9 @@ use std::io::{self, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
-use hort_agent::database::postgres::{self, PgBackupOptions, PgRestoreOptions, PgRestoreScope};
+use hort_agent::database::postgres::{self, PgBackupOptions};
 use hort_agent::database::{Connection, DatabaseError, DirStreams, Password, StreamSink};
+use hort_agent::database::{RestoreOptions, RestoreScope};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -176,8 +177,8 @@ fn backup_under_pgbench_load_restores_with_exact_invariants() {
     let report = postgres::restore(
         &conn(),
         &streams,
-        &PgRestoreOptions {
-            scope: PgRestoreScope::Database {
+        &RestoreOptions {
+            scope: RestoreScope::Database {
                 name: bench.clone(),
                 rename: Some(restored.clone()),
             },
@@ -211,8 +212,8 @@ fn backup_under_pgbench_load_restores_with_exact_invariants() {
     let err = postgres::restore(
         &conn(),
         &streams,
-        &PgRestoreOptions {
-            scope: PgRestoreScope::Database {
+        &RestoreOptions {
+            scope: RestoreScope::Database {
                 name: bench.clone(),
                 rename: Some(restored.clone()),
             },
@@ -228,8 +229,8 @@ fn backup_under_pgbench_load_restores_with_exact_invariants() {
     postgres::restore(
         &conn(),
         &streams,
-        &PgRestoreOptions {
-            scope: PgRestoreScope::Database {
+        &RestoreOptions {
+            scope: RestoreScope::Database {
                 name: bench.clone(),
                 rename: Some(restored.clone()),
             },
@@ -244,8 +245,8 @@ fn backup_under_pgbench_load_restores_with_exact_invariants() {
     let report = postgres::restore(
         &target,
         &streams,
-        &PgRestoreOptions {
-            scope: PgRestoreScope::Server,
+        &RestoreOptions {
+            scope: RestoreScope::Server,
             clean: true,
         },
     )
@@ -314,8 +315,8 @@ fn one_table_restore_leaves_every_other_table_untouched() {
     psql(&other, "INSERT INTO items VALUES (8)");
     let orders_before = psql(&app, "SELECT count(*), sum(id) FROM orders");
 
-    let tables_scope = |clean| PgRestoreOptions {
-        scope: PgRestoreScope::Tables {
+    let tables_scope = |clean| RestoreOptions {
+        scope: RestoreScope::Tables {
             database: app.clone(),
             tables: vec!["public.items".into()],
             into: None,
@@ -362,8 +363,8 @@ fn one_table_restore_leaves_every_other_table_untouched() {
     let err = postgres::restore(
         &conn(),
         &streams,
-        &PgRestoreOptions {
-            scope: PgRestoreScope::Tables {
+        &RestoreOptions {
+            scope: RestoreScope::Tables {
                 database: app.clone(),
                 tables: vec!["nosuch".into()],
                 into: None,
@@ -376,8 +377,8 @@ fn one_table_restore_leaves_every_other_table_untouched() {
     let err = postgres::restore(
         &conn(),
         &streams,
-        &PgRestoreOptions {
-            scope: PgRestoreScope::Database {
+        &RestoreOptions {
+            scope: RestoreScope::Database {
                 name: "nosuchdb".into(),
                 rename: None,
             },
@@ -450,8 +451,8 @@ fn bad_credentials_hosts_databases_and_killed_dumps_are_clear_errors() {
     let err = postgres::restore(
         &conn(),
         &DirStreams::new(dir.path().join("killed")),
-        &PgRestoreOptions {
-            scope: PgRestoreScope::Server,
+        &RestoreOptions {
+            scope: RestoreScope::Server,
             clean: false,
         },
     )

@@ -42,8 +42,8 @@ use serde::{Deserialize, Serialize};
 
 use super::process::{self, Feed};
 use super::{
-    Connection, DatabaseError, RestoreReport, StreamSink, StreamSource, TableRows, encode_name, major_minor,
-    read_manifest, write_manifest,
+    Connection, DatabaseError, RestoreOptions, RestoreReport, RestoreScope, StreamSink, StreamSource, TableRows,
+    encode_name, major_minor, read_manifest, write_manifest,
 };
 
 /// Stream of users, roles and grants.
@@ -131,38 +131,6 @@ pub struct Part {
     /// Table or view name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<String>,
-}
-
-/// What to restore.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MariaDbRestoreScope {
-    /// Users, grants and every database of the backup.
-    Server,
-    /// One database.
-    Database {
-        /// Name in the backup.
-        name: String,
-        /// Restore under this name instead.
-        rename: Option<String>,
-    },
-    /// Chosen tables (with their triggers) of one database.
-    Tables {
-        /// Database in the backup.
-        database: String,
-        /// Table names.
-        tables: Vec<String>,
-        /// Existing database to restore into; the original name when `None`.
-        into: Option<String>,
-    },
-}
-
-/// How to restore.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MariaDbRestoreOptions {
-    /// What.
-    pub scope: MariaDbRestoreScope,
-    /// Drop what the restore replaces; otherwise existing objects are an error.
-    pub clean: bool,
 }
 
 fn quote_ident(name: &str) -> String {
@@ -717,7 +685,7 @@ fn split_dump(
 pub fn restore(
     conn: &Connection,
     source: &dyn StreamSource,
-    options: &MariaDbRestoreOptions,
+    options: &RestoreOptions,
 ) -> Result<RestoreReport, DatabaseError> {
     let manifest: MariaDbManifest = read_manifest(source, MANIFEST_STREAM)?;
     let find_db = |name: &str| {
@@ -731,9 +699,9 @@ pub fn restore(
     let mut counted: Vec<(String, &MariaDbTable)> = Vec::new();
     let mut report = RestoreReport::default();
     match &options.scope {
-        MariaDbRestoreScope::Server | MariaDbRestoreScope::Database { .. } => {
+        RestoreScope::Server | RestoreScope::Database { .. } => {
             let targets: Vec<(&MariaDbDatabase, String)> = match &options.scope {
-                MariaDbRestoreScope::Database { name, rename } => {
+                RestoreScope::Database { name, rename } => {
                     vec![(find_db(name)?, rename.clone().unwrap_or_else(|| name.clone()))]
                 }
                 _ => manifest.databases.iter().map(|d| (d, d.name.clone())).collect(),
@@ -743,7 +711,7 @@ pub fn restore(
                     check_empty(conn, target)?;
                 }
             }
-            if matches!(options.scope, MariaDbRestoreScope::Server) && manifest.users {
+            if matches!(options.scope, RestoreScope::Server) && manifest.users {
                 input.push(Segment::Users(USERS_STREAM.into()));
             }
             input.push(Segment::Stream(HEADER_STREAM.into()));
@@ -777,7 +745,7 @@ pub fn restore(
             }
             input.push(Segment::Stream(FOOTER_STREAM.into()));
         }
-        MariaDbRestoreScope::Tables { database, tables, into } => {
+        RestoreScope::Tables { database, tables, into } => {
             let db = find_db(database)?;
             let target = into.clone().unwrap_or_else(|| database.clone());
             let mut chosen = Vec::new();

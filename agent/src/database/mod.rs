@@ -426,3 +426,36 @@ mod tests {
         assert!(streams.put("../x", &mut &b""[..]).is_err());
     }
 }
+
+/// What to restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreScope {
+    /// Every database of the backup, with roles (PostgreSQL) or users and grants (MariaDB).
+    Server,
+    /// One database.
+    Database {
+        /// Name in the backup.
+        name: String,
+        /// Restore under this name instead.
+        rename: Option<String>,
+    },
+    /// Chosen tables of one database, with what belongs to them (PostgreSQL: indexes,
+    /// constraints, triggers, sequences; MariaDB: triggers).
+    Tables {
+        /// Database in the backup.
+        database: String,
+        /// Table names (PostgreSQL also takes `schema.table`).
+        tables: Vec<String>,
+        /// Existing database to restore into; the original name when `None`.
+        into: Option<String>,
+    },
+}
+
+/// How to restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreOptions {
+    /// What.
+    pub scope: RestoreScope,
+    /// Drop what the restore replaces; otherwise existing objects are an error.
+    pub clean: bool,
+}

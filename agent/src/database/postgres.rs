@@ -38,8 +38,8 @@ use serde::{Deserialize, Serialize};
 
 use super::process::{self, RunError};
 use super::{
-    Connection, DatabaseError, RestoreReport, StreamSink, StreamSource, TableRows, encode_name, major_minor,
-    read_manifest, write_manifest,
+    Connection, DatabaseError, RestoreOptions, RestoreReport, RestoreScope, StreamSink, StreamSource, TableRows,
+    encode_name, major_minor, read_manifest, write_manifest,
 };
 
 /// Stream of the roles and tablespaces.
@@ -117,38 +117,6 @@ impl PgTable {
     pub fn qualified(&self) -> String {
         format!("{}.{}", self.schema, self.name)
     }
-}
-
-/// What to restore.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PgRestoreScope {
-    /// Roles, tablespaces and every database of the backup.
-    Server,
-    /// One database.
-    Database {
-        /// Name in the backup.
-        name: String,
-        /// Restore under this name instead.
-        rename: Option<String>,
-    },
-    /// Chosen tables (with their indexes, constraints, triggers, sequences) of one database.
-    Tables {
-        /// Database in the backup.
-        database: String,
-        /// Tables as `table` or `schema.table`.
-        tables: Vec<String>,
-        /// Existing database to restore into; the original name when `None`.
-        into: Option<String>,
-    },
-}
-
-/// How to restore.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PgRestoreOptions {
-    /// What.
-    pub scope: PgRestoreScope,
-    /// Drop what the restore replaces; otherwise existing objects are an error.
-    pub clean: bool,
 }
 
 fn quote_ident(name: &str) -> String {
@@ -415,7 +383,7 @@ fn tables_with_counts(client: &mut postgres::Client) -> Result<Vec<PgTable>, Dat
 pub fn restore(
     conn: &Connection,
     source: &dyn StreamSource,
-    options: &PgRestoreOptions,
+    options: &RestoreOptions,
 ) -> Result<RestoreReport, DatabaseError> {
     let manifest: PgManifest = read_manifest(source, MANIFEST_STREAM)?;
     let find_db = |name: &str| {
@@ -427,7 +395,7 @@ pub fn restore(
     };
     let mut report = RestoreReport::default();
     match &options.scope {
-        PgRestoreScope::Server => {
+        RestoreScope::Server => {
             // Check every database first, so a refused restore changes nothing.
             for db in &manifest.databases {
                 check_database_target(conn, db, &db.name, options.clean)?;
@@ -439,13 +407,13 @@ pub fn restore(
                 restore_database(conn, source, db, &db.name, options.clean, &mut report)?;
             }
         }
-        PgRestoreScope::Database { name, rename } => {
+        RestoreScope::Database { name, rename } => {
             let db = find_db(name)?;
             let target = rename.as_deref().unwrap_or(name);
             check_database_target(conn, db, target, options.clean)?;
             restore_database(conn, source, db, target, options.clean, &mut report)?;
         }
-        PgRestoreScope::Tables { database, tables, into } => {
+        RestoreScope::Tables { database, tables, into } => {
             let db = find_db(database)?;
             let target = into.as_deref().unwrap_or(database);
             let chosen = tables
