@@ -16,7 +16,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, ContainerStateTerminated, EnvVar, EnvVarSource, NodeAffinity, NodeSelector,
     NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
-    SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    SecretKeySelector, SecurityContext, ServiceAccount, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Api;
@@ -33,6 +33,9 @@ pub const ROLE_LABEL: &str = "hort.dev/agent-role";
 pub const FILE_CAPABILITIES: [&str; 4] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"];
 /// Directory under which target claims are mounted in agent pods.
 pub const TARGETS_DIR: &str = "/targets";
+/// The ServiceAccount agent pods run as, created by the operator in each namespace it runs
+/// agents in. It has no roles and its token is never mounted: the agent needs no Kubernetes API.
+pub const SERVICE_ACCOUNT: &str = "hort-agent";
 
 /// How agent pods are run; from the operator's configuration.
 #[derive(Clone, Debug)]
@@ -219,6 +222,7 @@ pub fn build(settings: &AgentSettings, agent: AgentPod<'_>) -> Pod {
             containers: vec![container],
             volumes: Some(agent.repository.volumes),
             restart_policy: Some("Never".into()),
+            service_account_name: Some(SERVICE_ACCOUNT.into()),
             automount_service_account_token: Some(false),
             active_deadline_seconds: agent.active_deadline_seconds,
             node_selector: (!overrides.node_selector.is_empty()).then_some(overrides.node_selector),
@@ -359,7 +363,34 @@ pub fn tail(text: &str, max: usize) -> &str {
 /// Creates a pod; one that exists already (created by an earlier reconcile whose status write
 /// was lost) is fine, as pod names are derived from what they do.
 pub async fn create(pods: &Api<Pod>, pod: &Pod) -> kube::Result<()> {
+    ensure_service_account(pods, pod.metadata.namespace.as_deref().unwrap_or_default()).await?;
     match pods.create(&PostParams::default(), pod).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates the agents' ServiceAccount in `namespace` unless it exists (pods naming a missing
+/// ServiceAccount are refused by the API server).
+async fn ensure_service_account(pods: &Api<Pod>, namespace: &str) -> kube::Result<()> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(pods.clone().into_client(), namespace);
+    if accounts.get_opt(SERVICE_ACCOUNT).await?.is_some() {
+        return Ok(());
+    }
+    let account = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(SERVICE_ACCOUNT.into()),
+            labels: Some(BTreeMap::from([
+                ("app.kubernetes.io/name".to_string(), "hort-agent".to_string()),
+                ("app.kubernetes.io/managed-by".to_string(), "hort-operator".to_string()),
+            ])),
+            ..ObjectMeta::default()
+        },
+        automount_service_account_token: Some(false),
+        ..ServiceAccount::default()
+    };
+    match accounts.create(&PostParams::default(), &account).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
         Err(e) => Err(e),
@@ -488,6 +519,7 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
         let pod_spec = pod.spec.unwrap();
         assert_eq!(pod_spec.restart_policy.as_deref(), Some("Never"));
         assert_eq!(pod_spec.automount_service_account_token, Some(false));
+        assert_eq!(pod_spec.service_account_name.as_deref(), Some(SERVICE_ACCOUNT));
         assert_eq!(pod_spec.active_deadline_seconds, Some(600));
         assert_eq!(pod_spec.node_selector.unwrap()["disk"], "ssd");
         let terms = pod_spec

@@ -17,7 +17,7 @@ use hort_operator::metrics::Metrics;
 use hort_operator::schedule_plan::{CronSchedule, job_name};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::{Client, Resource, ResourceExt};
@@ -749,6 +749,11 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
     );
     let source = spec.volumes.unwrap().into_iter().find(|v| v.name == "source").unwrap();
     assert_eq!(source.persistent_volume_claim.unwrap().read_only, Some(true));
+    // It runs as the agents' own ServiceAccount, which the operator created without a token.
+    assert_eq!(spec.service_account_name.as_deref(), Some("hort-agent"));
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    let account = accounts.get("hort-agent").await.unwrap();
+    assert_eq!(account.automount_service_account_token, Some(false));
     wait_for(&jobs, "files", "phase Running", |j| {
         j.status
             .as_ref()
