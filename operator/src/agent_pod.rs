@@ -60,6 +60,13 @@ pub struct RepositoryAccess {
 }
 
 impl RepositoryAccess {
+    /// Passes a database's user and password from keys `username` and `password` of Secret
+    /// `secret` as `HORT_DB_USER` and `HORT_DB_PASSWORD` (by reference, never by value).
+    pub fn database_credentials(&mut self, secret: &str) {
+        self.env.push(secret_env("HORT_DB_USER", secret, "username"));
+        self.env.push(secret_env("HORT_DB_PASSWORD", secret, "password"));
+    }
+
     /// Mounts claim `claim` at `path` through a volume named `volume`.
     pub fn mount_claim(&mut self, volume: &str, claim: &str, path: &str, read_only: bool) {
         self.volumes.push(Volume {

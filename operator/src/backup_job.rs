@@ -39,8 +39,7 @@ pub const JOB_LABEL: &str = "hort.dev/backup-job";
 /// Reconciles one BackupJob: waits for its StorageGroup, runs agent pods (one per attempt,
 /// retried with backoff up to `backoffLimit`), and records the outcome.
 pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Action> {
-    let namespace = status::namespace_of(&*cached)?;
-    let Some(job) = status::fresh::<BackupJob>(&ctx.client, &namespace, &cached.name_any()).await? else {
+    let Some((namespace, job)) = status::refetch(&ctx.client, &*cached).await? else {
         return Ok(Action::await_change());
     };
     let mut status = job.status.clone().unwrap_or_default();

@@ -15,7 +15,7 @@ use hort_crds::backup_job::{BackupJobSpec, BackupSource, BackupStats};
 use hort_crds::common::Progress;
 use serde::Deserialize;
 
-use crate::agent_pod::{self, RepositoryAccess};
+use crate::agent_pod::RepositoryAccess;
 use crate::target_check::human_bytes;
 
 /// Where a volume source is mounted in the agent pod.
@@ -147,12 +147,7 @@ pub fn agent_args(spec: &BackupJobSpec, tags: &[String], access: &mut Repository
         if let Some(p) = postgres {
             args.extend(["--jobs".into(), p.parallel_jobs.to_string()]);
         }
-        access
-            .env
-            .push(agent_pod::secret_env("HORT_DB_USER", credentials, "username"));
-        access
-            .env
-            .push(agent_pod::secret_env("HORT_DB_PASSWORD", credentials, "password"));
+        access.database_credentials(credentials);
     }
     for tag in tags {
         args.extend(["--tag".into(), tag.clone()]);

@@ -37,8 +37,7 @@ pub const FAILED: &str = "Failed";
 /// Reconciles one RestoreRequest: resolves the snapshot, waits for the StorageGroup, creates
 /// the target claim when asked, runs one restore pod and records its outcome.
 pub async fn reconcile(cached: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result<Action> {
-    let namespace = status::namespace_of(&*cached)?;
-    let Some(request) = status::fresh::<RestoreRequest>(&ctx.client, &namespace, &cached.name_any()).await? else {
+    let Some((namespace, request)) = status::refetch(&ctx.client, &*cached).await? else {
         return Ok(Action::await_change());
     };
     let mut status = request.status.clone().unwrap_or_default();

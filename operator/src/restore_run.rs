@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use hort_crds::restore_request::{DatabaseRestoreTarget, OverwritePolicy, RestoreRequestSpec, RestoreStats};
 use serde::Deserialize;
 
-use crate::agent_pod::{self, RepositoryAccess};
+use crate::agent_pod::RepositoryAccess;
 
 /// Where a volume target is mounted in the restore pod.
 pub const TARGET_DIR: &str = "/target";
@@ -85,13 +85,7 @@ pub fn agent_args(spec: &RestoreRequestSpec, snapshot: Option<&str>, access: &mu
     {
         args.extend([command.into(), snapshot]);
         args.extend(database_args(db, port));
-        let credentials = &db.credentials_secret_ref.name;
-        access
-            .env
-            .push(agent_pod::secret_env("HORT_DB_USER", credentials, "username"));
-        access
-            .env
-            .push(agent_pod::secret_env("HORT_DB_PASSWORD", credentials, "password"));
+        access.database_credentials(&db.credentials_secret_ref.name);
     }
     if spec.source.snapshot_id.is_none() && spec.source.backup_job_ref.is_none() {
         for tag in &spec.source.tags {

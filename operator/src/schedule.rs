@@ -36,9 +36,8 @@ pub const READY: &str = "Ready";
 
 /// Reconciles one Schedule.
 pub async fn reconcile(cached: Arc<Schedule>, ctx: Arc<Context>) -> Result<Action> {
-    let namespace = status::namespace_of(&*cached)?;
     let name = cached.name_any();
-    let Some(schedule) = status::fresh::<Schedule>(&ctx.client, &namespace, &name).await? else {
+    let Some((namespace, schedule)) = status::refetch(&ctx.client, &*cached).await? else {
         return Ok(Action::await_change());
     };
     let generation = schedule.metadata.generation;

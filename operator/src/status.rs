@@ -20,6 +20,17 @@ where
     Api::<K>::namespaced(client.clone(), namespace).get_opt(name).await
 }
 
+/// The namespace of the object a reconcile was handed and a fresh copy of it (see [`fresh`]);
+/// `None` when the object is gone.
+pub async fn refetch<K>(client: &Client, cached: &K) -> crate::error::Result<Option<(String, K)>>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+{
+    let namespace = namespace_of(cached)?;
+    let name = cached.meta().name.clone().unwrap_or_default();
+    Ok(fresh::<K>(client, &namespace, &name).await?.map(|obj| (namespace, obj)))
+}
+
 /// The namespace of a namespaced object, or an error naming its kind.
 pub fn namespace_of<K: Resource<DynamicType = ()>>(obj: &K) -> crate::error::Result<String> {
     obj.meta()

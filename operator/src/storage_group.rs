@@ -35,9 +35,8 @@ const CHECK_DEADLINE_SECONDS: i64 = 300;
 /// initialises the repository) when the last check is older than `checkIntervalSeconds` or
 /// was of an older generation, and derives status from the newest finished check.
 pub async fn reconcile(cached: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<Action> {
-    let namespace = status::namespace_of(&*cached)?;
     let name = cached.name_any();
-    let Some(group) = status::fresh::<StorageGroup>(&ctx.client, &namespace, &name).await? else {
+    let Some((namespace, group)) = status::refetch(&ctx.client, &*cached).await? else {
         return Ok(Action::await_change());
     };
     let generation = group.metadata.generation.unwrap_or_default();
