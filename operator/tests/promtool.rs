@@ -1,13 +1,13 @@
-//! The operator's metrics pass `promtool check metrics` (naming, help, units, histograms).
+//! The operator's metrics pass `promtool check metrics` (naming, help, units, histograms), and the
+//! chart's alerts (charts/hort/files/alerts.yaml) pass `promtool check rules` and `promtool test rules`.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 use hort_operator::metrics::Metrics;
 
-#[test]
-#[ignore = "needs promtool: run scripts/test.sh, which installs it"]
-fn metrics_pass_promtool_check() {
+/// Every metric with one sample.
+fn sample_metrics() -> Metrics {
     let metrics = Metrics::new();
     metrics.reconciles.with_label_values(&["BackupJob", "success"]).inc();
     metrics.reconciles.with_label_values(&["BackupJob", "kube_api"]).inc();
@@ -33,7 +33,13 @@ fn metrics_pass_promtool_check() {
         .with_label_values(&["demo", "nightly"])
         .set(1.8e9);
     metrics.restores.with_label_values(&["demo", "succeeded"]).inc();
-    let text = metrics.render();
+    metrics
+}
+
+#[test]
+#[ignore = "needs promtool: run scripts/test.sh, which installs it"]
+fn metrics_pass_promtool_check() {
+    let text = sample_metrics().render();
 
     let promtool = std::env::var("HORT_PROMTOOL").unwrap_or_else(|_| "promtool".into());
     let mut child = Command::new(&promtool)
@@ -54,4 +60,50 @@ fn metrics_pass_promtool_check() {
         out.status.success() && report.trim().is_empty(),
         "promtool: {report}\n{text}"
     );
+}
+
+/// Runs `promtool` with `args` from the repository root; panics with its output unless it succeeds.
+fn promtool(args: &[&str]) -> String {
+    let promtool = std::env::var("HORT_PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let out = Command::new(&promtool)
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {promtool} ({e}); install it with scripts/install-promtool.sh"));
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool {args:?}: {report}");
+    report
+}
+
+#[test]
+#[ignore = "needs promtool: run scripts/test.sh, which installs it"]
+fn alerts_are_valid_and_fire_when_they_should() {
+    let checked = promtool(&["check", "rules", "charts/hort/files/alerts.yaml"]);
+    assert!(checked.contains("4 rules found"), "{checked}");
+    // The cases: no backup for 26 h fires only for the schedule that missed its night; a
+    // failed backup and a StorageGroup not Ready for 15 min fire, with their labels.
+    promtool(&["test", "rules", "operator/tests/alerts.test.yaml"]);
+}
+
+#[test]
+fn alerts_use_only_metrics_the_operator_exports() {
+    let rules = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/hort/files/alerts.yaml"))
+        .expect("charts/hort/files/alerts.yaml");
+    let exported = sample_metrics().render();
+    let descriptions: Vec<&str> = exported.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+    let used: Vec<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("hort_"))
+        .collect();
+    assert!(used.len() >= 4, "{used:?}");
+    for metric in used {
+        assert!(
+            descriptions.iter().any(|d| d.starts_with(&format!("# TYPE {metric} "))),
+            "alerts.yaml uses {metric}, which the operator does not export"
+        );
+    }
 }
