@@ -15,7 +15,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::{backup_job, restore_request, schedule, storage_group};
+use crate::{backup_job, cleanup, restore_request, schedule, storage_group};
 
 /// Which namespaces the operator watches.
 #[derive(Clone, Debug)]
@@ -86,7 +86,10 @@ pub async fn run(ctx: Arc<Context>, scope: Scope) {
         )
         .shutdown_on_signal()
         .run(
-            |obj, ctx| instrumented("BackupJob", ctx.clone(), backup_job::reconcile(obj, ctx)),
+            |obj, ctx| {
+                let reconcile = cleanup::with_finalizer(ctx.clone(), obj, "backup", backup_job::reconcile);
+                instrumented("BackupJob", ctx, reconcile)
+            },
             error_policy,
             ctx.clone(),
         )
@@ -129,7 +132,10 @@ pub async fn run(ctx: Arc<Context>, scope: Scope) {
         )
         .shutdown_on_signal()
         .run(
-            |obj, ctx| instrumented("RestoreRequest", ctx.clone(), restore_request::reconcile(obj, ctx)),
+            |obj, ctx| {
+                let reconcile = cleanup::with_finalizer(ctx.clone(), obj, "restore", restore_request::reconcile);
+                instrumented("RestoreRequest", ctx, reconcile)
+            },
             error_policy,
             ctx.clone(),
         )

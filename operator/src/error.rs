@@ -14,6 +14,10 @@ pub enum Error {
         /// The missing field.
         field: &'static str,
     },
+    /// kube-runtime's finalizer helper refused the object (it has no name, or the finalizer
+    /// name is malformed).
+    #[error("finalizer hort.dev/agent-pods: {0}")]
+    Finalizer(String),
 }
 
 impl Error {
@@ -22,7 +26,7 @@ impl Error {
         match self {
             Error::Kube(kube::Error::Api(e)) if e.code == 409 => "conflict",
             Error::Kube(_) => "kube_api",
-            Error::MissingObjectField { .. } => "malformed_object",
+            Error::MissingObjectField { .. } | Error::Finalizer(_) => "malformed_object",
         }
     }
 }

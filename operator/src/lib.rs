@@ -4,6 +4,7 @@
 pub mod agent_pod;
 pub mod backup_job;
 pub mod backup_run;
+pub mod cleanup;
 pub mod clock;
 pub mod conditions;
 pub mod context;

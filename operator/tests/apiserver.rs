@@ -177,6 +177,22 @@ impl TestEnv {
 
     async fn stop(self) {
         self.controllers.abort();
+        // With the operator gone, nothing would remove its finalizers: the namespace could
+        // never finish deleting.
+        let unfinalize = Patch::Merge(json!({"metadata": {"finalizers": null}}));
+        let jobs: Api<BackupJob> = Api::namespaced(self.client.clone(), &self.ns);
+        for job in jobs.list(&ListParams::default()).await.unwrap() {
+            jobs.patch(&job.name_any(), &PatchParams::default(), &unfinalize)
+                .await
+                .unwrap();
+        }
+        let restores: Api<RestoreRequest> = Api::namespaced(self.client.clone(), &self.ns);
+        for restore in restores.list(&ListParams::default()).await.unwrap() {
+            restores
+                .patch(&restore.name_any(), &PatchParams::default(), &unfinalize)
+                .await
+                .unwrap();
+        }
         Api::<Namespace>::all(self.client.clone())
             .delete(&self.ns, &DeleteParams::default())
             .await
@@ -810,6 +826,30 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
     assert!(
         pods.get_opt("once-2").await.unwrap().is_none(),
         "backoffLimit 0 allows no retry"
+    );
+
+    // Deleting a job with a running backup stops the backup: the finalizer deletes the agent
+    // pod before the job goes.
+    create(
+        &jobs,
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": "doomed"},
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}}}}),
+    )
+    .await;
+    wait_for(&pods, "doomed-1", "the agent pod", |_| true).await;
+    wait_for(&jobs, "doomed", "the finalizer", |j| {
+        j.finalizers().iter().any(|f| f == "hort.dev/agent-pods")
+    })
+    .await;
+    jobs.delete("doomed", &DeleteParams::default()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while jobs.get_opt("doomed").await.unwrap().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "the deleted job is still there");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        pods.get_opt("doomed-1").await.unwrap().is_none(),
+        "the deleted job's agent pod is gone with it"
     );
 
     // Restore the first job's snapshot into a claim that is created for it.
