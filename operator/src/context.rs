@@ -1,9 +1,12 @@
 //! State shared by every reconcile.
 
+use std::sync::Arc;
+
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
 use crate::agent_pod::AgentSettings;
+use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 
@@ -23,6 +26,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// How agent pods are run.
     pub agent: AgentSettings,
+    /// Retry delays of objects whose reconciles fail.
+    pub backoff: Arc<Backoff>,
 }
 
 impl Context {
@@ -38,6 +43,7 @@ impl Context {
             metrics,
             clock,
             agent,
+            backoff: Arc::default(),
         }
     }
 }

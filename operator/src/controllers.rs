@@ -66,7 +66,7 @@ pub async fn run(ctx: Arc<Context>, scope: Scope) {
         )
         .shutdown_on_signal()
         .run(
-            |obj, ctx| instrumented("StorageGroup", ctx.clone(), storage_group::reconcile(obj, ctx)),
+            |obj, ctx| instrumented(key(&*obj), ctx.clone(), storage_group::reconcile(obj, ctx)),
             error_policy,
             ctx.clone(),
         )
@@ -87,8 +87,9 @@ pub async fn run(ctx: Arc<Context>, scope: Scope) {
         .shutdown_on_signal()
         .run(
             |obj, ctx| {
+                let key = key(&*obj);
                 let reconcile = cleanup::with_finalizer(ctx.clone(), obj, "backup", backup_job::reconcile);
-                instrumented("BackupJob", ctx, reconcile)
+                instrumented(key, ctx, reconcile)
             },
             error_policy,
             ctx.clone(),
@@ -103,7 +104,7 @@ pub async fn run(ctx: Arc<Context>, scope: Scope) {
         )
         .shutdown_on_signal()
         .run(
-            |obj, ctx| instrumented("Schedule", ctx.clone(), schedule::reconcile(obj, ctx)),
+            |obj, ctx| instrumented(key(&*obj), ctx.clone(), schedule::reconcile(obj, ctx)),
             error_policy,
             ctx.clone(),
         )
@@ -133,8 +134,9 @@ pub async fn run(ctx: Arc<Context>, scope: Scope) {
         .shutdown_on_signal()
         .run(
             |obj, ctx| {
+                let key = key(&*obj);
                 let reconcile = cleanup::with_finalizer(ctx.clone(), obj, "restore", restore_request::reconcile);
-                instrumented("RestoreRequest", ctx, reconcile)
+                instrumented(key, ctx, reconcile)
             },
             error_policy,
             ctx.clone(),
@@ -163,28 +165,50 @@ where
     }
 }
 
-/// Runs one reconcile, recording its duration and result in the metrics.
-async fn instrumented(
+/// Identifies an object in the metrics and the retry backoff: `Kind/namespace/name`.
+struct Key {
     kind: &'static str,
-    ctx: Arc<Context>,
-    reconcile: impl Future<Output = Result<Action>>,
-) -> Result<Action> {
+    object: String,
+}
+
+fn key<K: Resource<DynamicType = ()>>(obj: &K) -> Key {
+    let kind = match K::kind(&()) {
+        std::borrow::Cow::Borrowed(kind) => kind,
+        std::borrow::Cow::Owned(_) => "object",
+    };
+    Key {
+        kind,
+        object: format!(
+            "{kind}/{}/{}",
+            obj.meta().namespace.as_deref().unwrap_or_default(),
+            obj.meta().name.as_deref().unwrap_or_default()
+        ),
+    }
+}
+
+/// Runs one reconcile, recording its duration and result in the metrics; a success resets the
+/// object's retry backoff.
+async fn instrumented(key: Key, ctx: Arc<Context>, reconcile: impl Future<Output = Result<Action>>) -> Result<Action> {
     let started = Instant::now();
     let result = reconcile.await;
     let label = match &result {
-        Ok(_) => "success",
+        Ok(_) => {
+            ctx.backoff.succeeded(&key.object);
+            "success"
+        }
         Err(e) => e.category(),
     };
-    ctx.metrics.reconciles.with_label_values(&[kind, label]).inc();
+    ctx.metrics.reconciles.with_label_values(&[key.kind, label]).inc();
     ctx.metrics
         .reconcile_duration
-        .with_label_values(&[kind])
+        .with_label_values(&[key.kind])
         .observe(started.elapsed().as_secs_f64());
     result
 }
 
-/// Retries a failed reconcile: at once after a write conflict, after a pause otherwise.
-fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
+/// Retries a failed reconcile: at once after a write conflict; otherwise after a delay that
+/// doubles with each consecutive failure of the object (see [`Backoff`](crate::backoff::Backoff)).
+fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
     let name = obj.meta().name.as_deref().unwrap_or_default();
     let namespace = obj.meta().namespace.as_deref().unwrap_or_default();
     if error.is_conflict() {
@@ -192,6 +216,7 @@ fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, error: &Error, _ctx:
         tracing::debug!(kind = %K::kind(&()), %name, %namespace, "status write conflicted; retrying");
         return Action::requeue(Duration::from_millis(200));
     }
-    tracing::warn!(kind = %K::kind(&()), %name, %namespace, %error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(15))
+    let delay = ctx.backoff.failed(&key(&*obj).object);
+    tracing::warn!(kind = %K::kind(&()), %name, %namespace, %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
 }

@@ -2,6 +2,7 @@
 //! (`StorageGroup`, `BackupJob`, `Schedule`, `RestoreRequest`) into agent pods.
 
 pub mod agent_pod;
+pub mod backoff;
 pub mod backup_job;
 pub mod backup_run;
 pub mod cleanup;
