@@ -107,3 +107,51 @@ fn alerts_use_only_metrics_the_operator_exports() {
         );
     }
 }
+
+/// The PromQL expressions of the chart's Grafana dashboard, with its variables filled in.
+fn dashboard_queries() -> Vec<String> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../charts/hort/files/dashboard.json"
+    ))
+    .expect("charts/hort/files/dashboard.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is valid JSON");
+    dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|panel| panel["targets"].as_array().cloned().unwrap_or_default())
+        .map(|target| target["expr"].as_str().expect("expr").replace("$namespace", ".*"))
+        .collect()
+}
+
+#[test]
+#[ignore = "needs promtool: run scripts/test.sh, which installs it"]
+fn dashboard_queries_are_valid_promql_over_exported_metrics() {
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 8, "{queries:?}");
+    let exported = sample_metrics().render();
+    for query in &queries {
+        let used = query
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .find(|word| word.starts_with("hort_"))
+            .unwrap_or_else(|| panic!("{query} uses no Hort metric"));
+        let family = ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|suffix| used.strip_suffix(suffix))
+            .unwrap_or(used);
+        assert!(
+            exported.contains(&format!("# TYPE {family} ")),
+            "the dashboard queries {used}, which the operator does not export"
+        );
+    }
+    // promtool parses every query as the expression of a recording rule.
+    let rules = serde_json::json!({"groups": [{"name": "dashboard", "rules": queries.iter().enumerate()
+        .map(|(i, q)| serde_json::json!({"record": format!("hort:dashboard_query_{i}"), "expr": q}))
+        .collect::<Vec<_>>()}]});
+    let file = std::env::temp_dir().join(format!("hort-dashboard-rules-{}.yaml", std::process::id()));
+    std::fs::write(&file, serde_json::to_string(&rules).unwrap()).unwrap();
+    let checked = promtool(&["check", "rules", file.to_str().unwrap()]);
+    std::fs::remove_file(&file).unwrap();
+    assert!(checked.contains(&format!("{} rules found", queries.len())), "{checked}");
+}
