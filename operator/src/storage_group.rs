@@ -121,25 +121,43 @@ fn from_check(group: &StorageGroup, pod: &Pod, status: &mut StorageGroupStatus) 
         message,
     };
     let message = agent_pod::report(pod);
-    if agent_pod::phase(pod) != "Succeeded" {
-        return failed(
+    let succeeded = agent_pod::phase(pod) == "Succeeded";
+    let report = match (succeeded, target_check::parse_report(&message, &group.spec)) {
+        (true, Ok(report)) => report,
+        // A failed check that still reported its targets: say which target failed and why.
+        (false, Ok(report)) if report.repository_id.is_none() => report,
+        (false, _) => {
+            return failed(
+                "CheckFailed",
+                format!(
+                    "check pod {:?} failed: {}",
+                    pod.name_any(),
+                    agent_pod::tail(&message, 600)
+                ),
+            );
+        }
+        (true, Err(e)) => return failed("CheckFailed", format!("check pod {:?}: {e}", pod.name_any())),
+    };
+    let at = Time(agent_pod::finished_at(pod));
+    status.targets = target_check::target_statuses(&group.spec, &report, &at);
+    status.used_size = target_check::used_size(&status.targets);
+    let observation = target_check::readiness(&group.spec, &status.targets);
+    match report.repository_id {
+        Some(id) => {
+            status.repository_id = Some(id);
+            observation
+        }
+        // Every target may answer and still the repository cannot be opened (a wrong
+        // password, say): the report says why.
+        None if observation.status == Status::True => failed(
             "CheckFailed",
             format!(
-                "check pod {:?} failed: {}",
+                "check pod {:?} could not open the repository: {}",
                 pod.name_any(),
-                agent_pod::tail(&message, 600)
+                report.error.as_deref().unwrap_or("the agent gave no reason")
             ),
-        );
-    }
-    match target_check::parse_report(&message, &group.spec) {
-        Err(e) => failed("CheckFailed", format!("check pod {:?}: {e}", pod.name_any())),
-        Ok(report) => {
-            let at = Time(agent_pod::finished_at(pod));
-            status.targets = target_check::target_statuses(&group.spec, &report, &at);
-            status.used_size = target_check::used_size(&status.targets);
-            status.repository_id = Some(report.repository_id);
-            target_check::readiness(&group.spec, &status.targets)
-        }
+        ),
+        None => observation,
     }
 }
 

@@ -9,17 +9,23 @@ use crate::conditions::{Observation, Status};
 use crate::storage_group::READY;
 
 /// What `hort-agent check --init` writes as its termination message: one entry per location
-/// of `HORT_REPOSITORY`, in the same order as the group's targets.
+/// of `HORT_REPOSITORY`, in the same order as the group's targets. An agent that could probe
+/// the targets but not open or create the repository writes it too (without a repository id)
+/// and exits non-zero.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckReport {
-    /// Id of the repository the group holds.
-    pub repository_id: String,
+    /// Id of the repository the group holds; absent when it could not be opened.
+    #[serde(default)]
+    pub repository_id: Option<String>,
     /// Whether this check created the repository.
     #[serde(default)]
     pub created: bool,
     /// Per-target results, in target order.
     pub targets: Vec<TargetReport>,
+    /// Why the repository could not be opened or created, when it could not.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// The agent's findings for one target.

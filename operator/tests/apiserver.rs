@@ -391,6 +391,45 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
     .await;
     wait_for_event(&client, &ns, "mirrored", "CheckFailed").await;
 
+    // A check that fails but still reports its targets (the agent could not open the
+    // repository on any of them) names each target's error.
+    groups
+        .patch(
+            "mirrored",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"checkIntervalSeconds": 900}})),
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let third = loop {
+        let unfinished = wait_for_check_pods(&pods, 1).await.into_iter().find(|p| {
+            !matches!(
+                p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            )
+        });
+        if let Some(pod) = unfinished {
+            break pod;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no third check pod");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let report = r#"{"targets": [
+        {"reachable": true, "writable": false, "error": "s3://backups/hort: 403 SignatureDoesNotMatch"},
+        {"reachable": false, "writable": false, "error": "/targets/disk: permission denied"}],
+        "error": "no target holds a readable repository"}"#;
+    finish_pod(&pods, &third.name_any(), 1, report).await;
+    wait_for(&groups, "mirrored", "Ready=False naming each target", |g| {
+        group_ready(g).is_some_and(|(status, reason, message)| {
+            status == "False"
+                && reason == "TargetsUnhealthy"
+                && message.contains(r#"target "s3": s3://backups/hort: 403 SignatureDoesNotMatch"#)
+                && message.contains(r#"target "disk": /targets/disk: permission denied"#)
+        })
+    })
+    .await;
+
     // A RestoreRequest of the waiting job waits for its snapshot, then resolves it.
     let restores: Api<RestoreRequest> = Api::namespaced(client.clone(), &ns);
     create(
