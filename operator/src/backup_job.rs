@@ -187,7 +187,7 @@ async fn start_attempt(ctx: &Context, job: &BackupJob, status: &mut BackupJobSta
 
     let attempt = status.attempts + 1;
     let mut access = agent_pod::repository_access(&group.spec);
-    let args = backup_run::agent_args(&job.spec, &snapshot_tags(job, &namespace), &mut access);
+    let args = backup_run::agent_args(&job.spec, &namespace, &snapshot_tags(job, &namespace), &mut access);
     let name = format!("{}-{attempt}", job.name_any());
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let node = match &job.spec.source.volume {

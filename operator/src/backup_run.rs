@@ -3,7 +3,9 @@
 //!
 //! Contract with `hort-agent` (see `docs/agent-protocol.md`):
 //! - volume sources are mounted read-only at `/source` and backed up with
-//!   `hort-agent backup /source [--path P]... [--exclude GLOB]... --tag T...`;
+//!   `hort-agent backup /source [--path P]... [--exclude GLOB]... --host NAMESPACE/CLAIM --tag T...`
+//!   (the host name stays the same from pod to pod, so the agent finds the claim's previous
+//!   snapshot and skips unchanged files);
 //! - PostgreSQL and MariaDB sources run `hort-agent backup-postgres` / `backup-mariadb` with
 //!   `--host`, `--port`, `--database` (repeatable; all when absent), credentials from the
 //!   environment (`HORT_DB_USER`, `HORT_DB_PASSWORD`), and `--tag`;
@@ -94,9 +96,14 @@ pub fn progress_from_log(log: &str) -> Option<Progress> {
     })
 }
 
-/// The arguments of `hort-agent` for a job's source, and the extra environment, volumes and
-/// mounts the source needs, added to `access`.
-pub fn agent_args(spec: &BackupJobSpec, tags: &[String], access: &mut RepositoryAccess) -> Vec<String> {
+/// The arguments of `hort-agent` for a job in `namespace`, and the extra environment, volumes
+/// and mounts its source needs, added to `access`.
+pub fn agent_args(
+    spec: &BackupJobSpec,
+    namespace: &str,
+    tags: &[String],
+    access: &mut RepositoryAccess,
+) -> Vec<String> {
     let mut args = Vec::new();
     let BackupSource {
         postgres,
@@ -112,6 +119,7 @@ pub fn agent_args(spec: &BackupJobSpec, tags: &[String], access: &mut Repository
         for glob in &volume.exclude {
             args.extend(["--exclude".into(), glob.clone()]);
         }
+        args.extend(["--host".into(), format!("{namespace}/{}", volume.claim_name)]);
     }
     let database = postgres
         .as_ref()
@@ -182,6 +190,7 @@ mod tests {
         let mut access = RepositoryAccess::default();
         let args = agent_args(
             &spec("{volume: {claimName: data, paths: [media], exclude: ['*.tmp']}}"),
+            "shop",
             &["manual".into()],
             &mut access,
         );
@@ -194,6 +203,8 @@ mod tests {
                 "media",
                 "--exclude",
                 "*.tmp",
+                "--host",
+                "shop/data",
                 "--tag",
                 "manual"
             ]
@@ -208,6 +219,7 @@ mod tests {
         let mut access = RepositoryAccess::default();
         let args = agent_args(
             &spec("{postgres: {host: db, databases: [app], credentialsSecretRef: {name: db-creds}, parallelJobs: 2}}"),
+            "shop",
             &[],
             &mut access,
         );
