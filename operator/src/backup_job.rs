@@ -238,9 +238,15 @@ async fn attempt_failed(
         ));
         return Ok(Action::await_change());
     }
-    let wait = backup_run::backoff(ctx.agent.retry_backoff, attempt + 1);
-    let ended = pod.map_or(now, agent_pod::finished_at);
-    let remaining = wait.saturating_sub(now.duration_since(ended).unsigned_abs());
+    let remaining = match pod {
+        Some(pod) => {
+            let wait = backup_run::backoff(ctx.agent.retry_backoff, attempt + 1);
+            wait.saturating_sub(now.duration_since(agent_pod::finished_at(pod)).unsigned_abs())
+        }
+        // A pod that vanished (deleted, evicted, its node lost) left no end time to count the
+        // backoff from: the next attempt starts at once.
+        None => std::time::Duration::ZERO,
+    };
     if remaining.is_zero() {
         start_attempt(ctx, job, status, now).await?;
         return Ok(Action::await_change());

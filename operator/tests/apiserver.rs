@@ -867,6 +867,25 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
         "backoffLimit 0 allows no retry"
     );
 
+    // An agent pod deleted mid-backup (evicted, node lost) counts as a failed attempt and the
+    // next attempt starts.
+    create(
+        &jobs,
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": "evicted"},
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}},
+                        "backoffLimit": 1}}),
+    )
+    .await;
+    wait_for(&pods, "evicted-1", "the agent pod", |_| true).await;
+    wait_for(&jobs, "evicted", "the attempt to be recorded", |j| {
+        j.status
+            .as_ref()
+            .is_some_and(|s| s.agent_pod.as_deref() == Some("evicted-1"))
+    })
+    .await;
+    pods.delete("evicted-1", &DeleteParams::default()).await.unwrap();
+    wait_for(&pods, "evicted-2", "the retry after the pod vanished", |_| true).await;
+
     // Deleting a job with a running backup stops the backup: the finalizer deletes the agent
     // pod before the job goes.
     create(
