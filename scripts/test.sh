@@ -56,3 +56,10 @@ step "local cluster: node, test images, smoke tests"
 kind-tests/cluster.sh up
 kind-tests/images.sh build test-postgres test-mariadb test-s3
 kind-tests/smoke.sh --images
+
+step "hort-agent and hort-operator images, end-to-end tests"
+# Real agent pods: the chart installed with these images, S3/PostgreSQL/MariaDB in the cluster
+# (kind-tests/README.md lists the cases).
+cargo build --release --locked -p hort-agent -p hort-operator
+kind-tests/images.sh build hort-agent hort-operator
+kind-tests/e2e.sh

@@ -13,6 +13,7 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use chrono::Utc;
@@ -20,6 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::backend::FileKind;
 use crate::chunker::{Chunker, ChunkerParams};
+use crate::database::StreamSink;
 use crate::filter::Selection;
 use crate::id::Id;
 use crate::pack::BlobKind;
@@ -333,9 +335,20 @@ pub fn backup_tree(
         None => None,
     };
     snapshot.parent = parent.map(|(id, _)| id);
-    let mut session = Session::start(repo, options, counters);
+    let mut session = Session::start(repo, options, counters.clone());
     session.root = root.clone();
-    let tree = session.archive_dir(&root, parent_tree.as_ref())?;
+    // While the backup runs, another thread adds up the sizes for the progress percentage.
+    let stop = AtomicBool::new(false);
+    let tree = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            if let Some(total) = options.selection.size_below(&root, &stop) {
+                let _ = counters.bytes_total.set(total);
+            }
+        });
+        let tree = session.archive_dir(&root, parent_tree.as_ref());
+        stop.store(true, Ordering::Relaxed);
+        tree
+    })?;
     snapshot.tree = Some(tree);
     session.finish(snapshot, started)
 }
@@ -347,35 +360,77 @@ pub fn backup_streams(
     options: &BackupOptions,
     counters: Arc<Counters>,
 ) -> Result<(Id, Snapshot), BackupError> {
-    let started = Instant::now();
-    let mut snapshot = new_snapshot(Source::Streams, options);
     let mut names = HashSet::new();
     if let Some(dup) = inputs.iter().find(|i| !names.insert(i.name.clone())) {
         return Err(BackupError::DuplicateStream(dup.name.clone()));
     }
-    let mut session = Session::start(repo, options, counters.clone());
-    let params = repo.config().chunker_streams;
-    for input in inputs {
-        let (content, size) = session.store_content(input.reader, params).map_err(|e| match e {
-            ContentError::Read(io) => BackupError::Stream {
-                name: input.name.clone(),
-                reason: io.to_string(),
-            },
-            ContentError::Packer(p) => p.into(),
-        })?;
+    let mut backup = StreamBackup::start(repo, options, counters);
+    for mut input in inputs {
+        backup.add(&input.name, &mut input.reader)?;
         if let Some(complete) = input.complete {
             complete().map_err(|reason| BackupError::Stream {
                 name: input.name.clone(),
                 reason,
             })?;
         }
-        Counters::add(&counters.files, 1);
-        session.stats.files += 1;
-        snapshot.streams.push(Stream {
-            name: input.name,
+    }
+    backup.finish()
+}
+
+/// A backup of named streams pushed one at a time (e.g. by a database dump through
+/// [`StreamSink`]). The snapshot is written only by [`StreamBackup::finish`]: a backup that is
+/// dropped unfinished (a dump failed half-way) leaves no snapshot, only unreferenced packs
+/// that `prune` collects.
+pub struct StreamBackup<'a> {
+    session: Session<'a>,
+    snapshot: Snapshot,
+    started: Instant,
+}
+
+impl<'a> StreamBackup<'a> {
+    /// Starts the write pipeline for a snapshot of streams.
+    pub fn start(repo: &'a IndexedRepository, options: &BackupOptions, counters: Arc<Counters>) -> Self {
+        StreamBackup {
+            session: Session::start(repo, options, counters),
+            snapshot: new_snapshot(Source::Streams, options),
+            started: Instant::now(),
+        }
+    }
+
+    /// Stores the stream `name`, reading `data` to its end; returns its length.
+    pub fn add(&mut self, name: &str, data: &mut dyn Read) -> Result<u64, BackupError> {
+        if self.snapshot.streams.iter().any(|s| s.name == name) {
+            return Err(BackupError::DuplicateStream(name.to_owned()));
+        }
+        let params = self.session.repo.config().chunker_streams;
+        let (content, size) = self.session.store_content(data, params).map_err(|e| match e {
+            ContentError::Read(io) => BackupError::Stream {
+                name: name.to_owned(),
+                reason: io.to_string(),
+            },
+            ContentError::Packer(p) => p.into(),
+        })?;
+        Counters::add(&self.session.counters.files, 1);
+        self.session.stats.files += 1;
+        self.snapshot.streams.push(Stream {
+            name: name.to_owned(),
             size,
             content,
         });
+        Ok(size)
     }
-    session.finish(snapshot, started)
+
+    /// Waits for every pack and index file, then writes the snapshot.
+    pub fn finish(self) -> Result<(Id, Snapshot), BackupError> {
+        self.session.finish(self.snapshot, self.started)
+    }
+}
+
+impl StreamSink for StreamBackup<'_> {
+    fn put(&mut self, name: &str, data: &mut dyn Read) -> std::io::Result<u64> {
+        self.add(name, data).map_err(|e| match e {
+            BackupError::Stream { reason, .. } => std::io::Error::other(reason),
+            other => std::io::Error::other(other),
+        })
+    }
 }

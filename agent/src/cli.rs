@@ -15,9 +15,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
-use crate::archiver::{self, BackupError, BackupOptions, StreamInput};
-use crate::backend::BackendError;
+use crate::archiver::{self, BackupError, BackupOptions, StreamBackup, StreamInput};
 use crate::backend::group::Strategy;
+use crate::backend::{BackendError, FileKind};
+use crate::database::{self, Connection, DatabaseError, Password, mariadb, postgres};
 use crate::filter::Selection;
 use crate::id::Id;
 use crate::keyfile::KdfParams;
@@ -28,7 +29,8 @@ use crate::prune::{self, PruneOptions};
 use crate::repository::{IndexedRepository, Repository, RepositoryError};
 use crate::restorer::{self, Overwrite, RestoreError, RestoreOptions};
 use crate::retention::{self, Policy};
-use crate::snapshot::Source;
+use crate::snapshot::{Snapshot, Source};
+use crate::snapshot_streams::SnapshotStreams;
 use crate::tree::NodeKind;
 use crate::verify;
 
@@ -135,12 +137,60 @@ enum Commands {
     },
     /// Forget snapshots by retention policy and collect garbage (two-phase, lock-free).
     Prune(PruneArgs),
+    /// Forget snapshots by retention policy; with `--tag`, only among those carrying every
+    /// tag, which count as one series whichever host made them. `--prune` also collects garbage.
+    Forget(ForgetArgs),
+    /// Back up PostgreSQL databases (`pg_dump` per database, roles from `pg_dumpall`).
+    BackupPostgres(DbBackupArgs),
+    /// Back up MariaDB/MySQL databases (one consistent `mariadb-dump`, stored per table).
+    BackupMariadb(DbBackupArgs),
+    /// Restore a PostgreSQL backup: the whole server, databases (optionally renamed) or tables.
+    RestorePostgres(DbRestoreArgs),
+    /// Restore a MariaDB backup: the whole server, databases (optionally renamed) or tables.
+    RestoreMariadb(DbRestoreArgs),
     /// Repository size and deduplication figures.
     Stats,
 }
 
 #[derive(Debug, Args)]
 struct PruneArgs {
+    /// What to keep.
+    #[command(flatten)]
+    keep: KeepArgs,
+    /// Condemned packs are deleted by a later prune once this much time has passed; must be
+    /// longer than any backup runs.
+    #[arg(long, default_value = "24h", value_parser = retention::parse_duration)]
+    grace: chrono::Duration,
+    /// Only collect garbage; forget no snapshot.
+    #[arg(long)]
+    gc_only: bool,
+    /// Show what would happen; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+struct ForgetArgs {
+    /// What to keep.
+    #[command(flatten)]
+    keep: KeepArgs,
+    /// Consider only snapshots carrying this tag (repeatable: all of them); others are kept.
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Also collect garbage: condemn packs no snapshot needs, delete those condemned earlier.
+    #[arg(long)]
+    prune: bool,
+    /// With `--prune`: condemned packs are deleted once this much time has passed.
+    #[arg(long, default_value = "24h", value_parser = retention::parse_duration)]
+    grace: chrono::Duration,
+    /// Show what would happen; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// A retention policy on the command line.
+#[derive(Debug, Args)]
+struct KeepArgs {
     /// Keep the newest N snapshots.
     #[arg(long, default_value_t = 0)]
     keep_last: usize,
@@ -162,16 +212,145 @@ struct PruneArgs {
     /// Keep every snapshot younger than this (e.g. 7d, 12h) relative to the newest one.
     #[arg(long, value_parser = retention::parse_duration)]
     keep_within: Option<chrono::Duration>,
-    /// Condemned packs are deleted by a later prune once this much time has passed; must be
-    /// longer than any backup runs.
-    #[arg(long, default_value = "24h", value_parser = retention::parse_duration)]
-    grace: chrono::Duration,
-    /// Only collect garbage; forget no snapshot.
+}
+
+impl KeepArgs {
+    fn policy(&self) -> Policy {
+        Policy {
+            last: self.keep_last,
+            hourly: self.keep_hourly,
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+            yearly: self.keep_yearly,
+            within: self.keep_within,
+        }
+    }
+}
+
+/// A database server; the user and password come from the environment only.
+#[derive(Debug, Args)]
+struct DbServerArgs {
+    /// Database server: host name or address, or a Unix socket (a path starting with `/`).
+    #[arg(long = "host")]
+    host: String,
+    /// Port (default 5432 for PostgreSQL, 3306 for MariaDB).
     #[arg(long)]
-    gc_only: bool,
-    /// Show what would happen; change nothing.
+    port: Option<u16>,
+    /// Database user.
+    #[arg(long = "db-user", env = "HORT_DB_USER")]
+    user: String,
+    /// File holding the database password (else `HORT_DB_PASSWORD`; neither: no password).
+    #[arg(long = "db-password-file", env = "HORT_DB_PASSWORD_FILE")]
+    password_file: Option<PathBuf>,
+}
+
+impl DbServerArgs {
+    fn connection(&self, kind: DbKind) -> Result<Connection, CliError> {
+        let password = match &self.password_file {
+            Some(file) => Some(Password::from_file(file).map_err(|e| {
+                CliError::Usage(format!(
+                    "database password file (HORT_DB_PASSWORD_FILE) {}: {e}",
+                    file.display()
+                ))
+            })?),
+            None => std::env::var("HORT_DB_PASSWORD").ok().map(Password::new),
+        };
+        Ok(Connection {
+            host: self.host.clone(),
+            port: self.port.unwrap_or(kind.default_port()),
+            user: self.user.clone(),
+            password,
+            bin_dir: None,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+struct DbBackupArgs {
+    /// The server.
+    #[command(flatten)]
+    server: DbServerArgs,
+    /// Database to back up (repeatable); every database (but templates and system ones) if absent.
+    #[arg(long = "database")]
+    databases: Vec<String>,
+    /// Leave out roles (PostgreSQL) or users and grants (MariaDB), e.g. for a user that may
+    /// not read them.
     #[arg(long)]
-    dry_run: bool,
+    skip_globals: bool,
+    /// Tables to dump in parallel (the BackupJob's `parallelJobs`); the agent dumps one at a
+    /// time (`pg_dump -j` needs a spool directory) and warns when asked for more.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// Tag for the snapshot (repeatable); `hort.dev/source=postgres|mariadb` is always added.
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// zstd level (0 = store raw); the repository's default if absent.
+    #[arg(long)]
+    compression: Option<i32>,
+}
+
+#[derive(Debug, Args)]
+struct DbRestoreArgs {
+    /// Snapshot id (or unique prefix) or `latest` (with `--tag`: the newest carrying every tag).
+    snapshot: String,
+    /// The server to restore into.
+    #[command(flatten)]
+    server: DbServerArgs,
+    /// Database to restore, optionally under a new name (repeatable); all of the backup,
+    /// with roles or users, if absent.
+    #[arg(long = "database", value_name = "FROM[=TO]")]
+    databases: Vec<String>,
+    /// Restore only this table (repeatable; PostgreSQL also takes `schema.table`) of the one
+    /// `--database`, into an existing database `TO` (or `FROM`).
+    #[arg(long = "table")]
+    tables: Vec<String>,
+    /// Drop what the restore replaces; without it existing objects are an error.
+    #[arg(long)]
+    clean: bool,
+    /// With `latest`: the newest snapshot having all these tags (repeatable).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+}
+
+/// The database kinds the agent backs up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DbKind {
+    Postgres,
+    MariaDb,
+}
+
+impl DbKind {
+    fn default_port(self) -> u16 {
+        match self {
+            DbKind::Postgres => 5432,
+            DbKind::MariaDb => 3306,
+        }
+    }
+
+    /// The value of the `hort.dev/source` tag.
+    fn tag(self) -> &'static str {
+        match self {
+            DbKind::Postgres => "postgres",
+            DbKind::MariaDb => "mariadb",
+        }
+    }
+
+    fn manifest_stream(self) -> &'static str {
+        match self {
+            DbKind::Postgres => postgres::MANIFEST_STREAM,
+            DbKind::MariaDb => mariadb::MANIFEST_STREAM,
+        }
+    }
+}
+
+impl std::fmt::Display for DbKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DbKind::Postgres => "PostgreSQL",
+            DbKind::MariaDb => "MariaDB",
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -261,6 +440,14 @@ pub enum CliError {
     /// Restore failure.
     #[error(transparent)]
     Restore(#[from] RestoreError),
+    /// A database backup or restore failed.
+    #[error("{context}: {source}")]
+    Database {
+        /// What was being done (server, snapshot).
+        context: String,
+        /// Why it failed.
+        source: DatabaseError,
+    },
     /// A usage problem found after parsing.
     #[error("{0}")]
     Usage(String),
@@ -360,15 +547,44 @@ impl Context {
     }
 }
 
+/// Ends the process when SIGTERM or SIGINT arrives. In a container the agent is PID 1, which
+/// ignores SIGTERM unless it handles it: without this, `kubectl delete pod`,
+/// `activeDeadlineSeconds` and node drains would have to wait for SIGKILL. Ending at any moment
+/// is safe: a snapshot is written only after all of its data, and an unfinished backup leaves
+/// only packs that the next prune collects.
+fn exit_on_termination_signals() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
+        Ok(mut signals) => {
+            std::thread::spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    let name = if signal == SIGTERM { "SIGTERM" } else { "SIGINT" };
+                    eprintln!("hort-agent: stopped by {name}; nothing of this run is recorded as complete");
+                    std::process::exit(128 + signal);
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot handle termination signals"),
+    }
+}
+
 /// Parses the process arguments, runs the command and returns the exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("HORT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+    // Log lines go to stderr: coloured on a terminal, plain in a pod's log, JSON when
+    // HORT_LOG_FORMAT=json.
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    if std::env::var("HORT_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    exit_on_termination_signals();
     match run(cli) {
         Ok(()) => EXIT_OK,
         Err(e) => {
@@ -402,6 +618,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Commands::Restore(args) => restore(&ctx, &args),
         Commands::Verify { read_data } => verify_cmd(&ctx, read_data),
         Commands::Prune(args) => prune_cmd(&ctx, &args),
+        Commands::Forget(args) => forget(&ctx, &args),
+        Commands::BackupPostgres(args) => backup_database(&ctx, DbKind::Postgres, &args),
+        Commands::BackupMariadb(args) => backup_database(&ctx, DbKind::MariaDb, &args),
+        Commands::RestorePostgres(args) => restore_database(&ctx, DbKind::Postgres, &args),
+        Commands::RestoreMariadb(args) => restore_database(&ctx, DbKind::MariaDb, &args),
         Commands::Stats => stats(&ctx),
     }
 }
@@ -423,7 +644,8 @@ fn write_report(report: &serde_json::Value) {
 }
 
 /// Probes one target: reachable (listing works) and writable (a probe file can be written,
-/// read back and deleted).
+/// read back and deleted); for a directory also the bytes its files take and the bytes free
+/// on its file system.
 fn probe_target(spec: &str, s3: &S3Defaults) -> serde_json::Value {
     use crate::backend::FileKind;
     let backend = match location::open_location(spec, s3) {
@@ -448,15 +670,45 @@ fn probe_target(spec: &str, s3: &S3Defaults) -> serde_json::Value {
                 Ok(())
             }
         });
-    match probe {
+    let mut report = match probe {
         Ok(()) => json!({"reachable": true, "writable": true}),
         Err(e) => json!({"reachable": true, "writable": false, "error": e}),
+    };
+    if !spec.starts_with("s3://") {
+        let dir = std::path::Path::new(spec.strip_prefix("file:").unwrap_or(spec));
+        let used = Selection::default().size_below(dir, &std::sync::atomic::AtomicBool::new(false));
+        report["bytesUsed"] = json!(used);
+        if let Ok(fs) = rustix::fs::statvfs(dir) {
+            report["bytesFree"] = json!(fs.f_bavail.saturating_mul(fs.f_frsize));
+        }
     }
+    report
 }
 
 fn check(ctx: &Context, init: bool, kdf: &InitArgs) -> Result<(), CliError> {
     let s3 = ctx.s3();
     let targets: Vec<serde_json::Value> = ctx.global.repo.iter().map(|spec| probe_target(spec, &s3)).collect();
+    match open_or_init(ctx, init, kdf) {
+        Ok((repo, created)) => {
+            let report = json!({"repositoryId": repo.config().id, "created": created, "targets": targets});
+            write_report(&report);
+            ctx.print_json(&report);
+            Ok(())
+        }
+        // The targets' findings are reported even so, with why the repository could not be
+        // opened: the operator shows each target's error instead of only the last log line.
+        Err(e) => {
+            let report = json!({"created": false, "targets": targets, "error": e.to_string()});
+            write_report(&report);
+            ctx.print_json(&report);
+            Err(e)
+        }
+    }
+}
+
+/// Opens the repository, or with `init` creates it when no target holds one; says whether it
+/// was created.
+fn open_or_init(ctx: &Context, init: bool, kdf: &InitArgs) -> Result<(Repository, bool), CliError> {
     let backend = ctx.backend()?;
     let password = ctx.password()?;
     let exists = !backend.list(crate::backend::FileKind::Config)?.is_empty();
@@ -471,10 +723,7 @@ fn check(ctx: &Context, init: bool, kdf: &InitArgs) -> Result<(), CliError> {
     } else {
         Repository::open(backend, &password)?
     };
-    let report = json!({"repositoryId": repo.config().id, "created": created, "targets": targets});
-    write_report(&report);
-    ctx.print_json(&report);
-    Ok(())
+    Ok((repo, created))
 }
 
 fn init(ctx: &Context, args: &InitArgs) -> Result<(), CliError> {
@@ -553,6 +802,11 @@ fn backup(ctx: &Context, args: BackupArgs) -> Result<(), CliError> {
     };
     drop(reporter);
     let (id, snapshot) = result?;
+    report_backup(ctx, &id, &snapshot)
+}
+
+/// Writes a backup's report and summary; an incomplete backup is an error.
+fn report_backup(ctx: &Context, id: &Id, snapshot: &Snapshot) -> Result<(), CliError> {
     let s = &snapshot.stats;
     write_report(&json!({"snapshotId": id, "bytesRead": s.bytes, "bytesNew": s.new_bytes,
                          "bytesStored": s.stored_bytes, "files": s.files, "durationSeconds": s.duration_secs}));
@@ -759,15 +1013,7 @@ fn verify_cmd(ctx: &Context, read_data: bool) -> Result<(), CliError> {
 }
 
 fn prune_cmd(ctx: &Context, args: &PruneArgs) -> Result<(), CliError> {
-    let policy = Policy {
-        last: args.keep_last,
-        hourly: args.keep_hourly,
-        daily: args.keep_daily,
-        weekly: args.keep_weekly,
-        monthly: args.keep_monthly,
-        yearly: args.keep_yearly,
-        within: args.keep_within,
-    };
+    let policy = args.keep.policy();
     if policy.is_empty() && !args.gc_only {
         return Err(CliError::Usage(
             "no --keep-* option given: that would forget every snapshot (use --gc-only to only collect garbage)".into(),
@@ -807,8 +1053,12 @@ fn prune_cmd(ctx: &Context, args: &PruneArgs) -> Result<(), CliError> {
             println!("{} {verdict}", d.id.short());
         }
         println!(
-            "{} packs in use, {} condemned now, {} deleted, {} indexed again, {} waiting for the grace period{}",
+            "{} packs in use, {} repacked into {} ({} bytes copied), {} condemned now, {} deleted, {} indexed again, \
+             {} waiting for the grace period{}",
             report.live_packs,
+            report.repacked.len(),
+            report.repack_new_packs.len(),
+            report.repacked_bytes,
             report.condemned.len(),
             report.deleted.len(),
             report.reindexed.len(),
@@ -856,4 +1106,395 @@ fn stats(ctx: &Context) -> Result<(), CliError> {
         println!("stored:         {:.1} MiB", stored as f64 / 1048576.0);
     }
     Ok(())
+}
+
+fn forget(ctx: &Context, args: &ForgetArgs) -> Result<(), CliError> {
+    let policy = args.keep.policy();
+    if policy.is_empty() {
+        return Err(CliError::Usage(
+            "no --keep-* option given: that would forget every snapshot with the given tags".into(),
+        ));
+    }
+    let repo = ctx.open()?;
+    let considered: Vec<(Id, Snapshot)> = repo
+        .snapshots()?
+        .into_iter()
+        .filter(|(_, s)| args.tags.iter().all(|t| s.tags.contains(t)))
+        .collect();
+    let decisions = if args.tags.is_empty() {
+        retention::apply(&considered, &policy)
+    } else {
+        // Tagged snapshots form one series (one schedule's backups): each run comes from a
+        // different pod, so the host names differ, and the databases dumped may change.
+        // Retention groups by host and source; give every snapshot the same ones.
+        let series: Vec<(Id, Snapshot)> = considered
+            .into_iter()
+            .map(|(id, s)| {
+                let s = Snapshot {
+                    hostname: String::new(),
+                    source: Source::Streams,
+                    streams: Vec::new(),
+                    ..s
+                };
+                (id, s)
+            })
+            .collect();
+        retention::apply(&series, &policy)
+    };
+    let removed: Vec<&retention::Decision> = decisions.iter().filter(|d| !d.keep).collect();
+    if !args.dry_run {
+        for d in &removed {
+            repo.backend().delete(FileKind::Snapshot, &d.id.to_hex())?;
+            tracing::info!(snapshot = %d.id, "snapshot forgotten");
+        }
+    }
+    let kept = decisions.len() - removed.len();
+    let gc = if args.prune {
+        Some(prune::collect_garbage(
+            repo,
+            PruneOptions {
+                grace: args.grace,
+                dry_run: args.dry_run,
+            },
+        )?)
+    } else {
+        None
+    };
+    if !args.dry_run {
+        write_report(&json!({"snapshotsKept": kept, "snapshotsRemoved": removed.len()}));
+    }
+    if ctx.json() {
+        let kept: Vec<_> = decisions
+            .iter()
+            .filter(|d| d.keep)
+            .map(|d| json!({"id": d.id, "reasons": d.reasons}))
+            .collect();
+        let forgotten: Vec<_> = removed.iter().map(|d| d.id.to_hex()).collect();
+        ctx.print_json(&json!({"type": "summary", "dry_run": args.dry_run, "kept": kept,
+                               "forgotten": forgotten, "gc": gc}));
+    } else {
+        for d in &decisions {
+            let verdict = if d.keep {
+                format!("keep ({})", d.reasons.join(", "))
+            } else {
+                "forget".to_owned()
+            };
+            println!("{} {verdict}", d.id.short());
+        }
+        if let Some(gc) = &gc {
+            println!(
+                "{} packs in use, {} condemned now, {} deleted, {} waiting for the grace period",
+                gc.live_packs,
+                gc.condemned.len(),
+                gc.deleted.len(),
+                gc.pending
+            );
+        }
+    }
+    Ok(())
+}
+
+fn backup_database(ctx: &Context, kind: DbKind, args: &DbBackupArgs) -> Result<(), CliError> {
+    let conn = args.server.connection(kind)?;
+    let repo = ctx.open_indexed()?;
+    let mut tags = args.tags.clone();
+    tags.push(format!("hort.dev/source={}", kind.tag()));
+    if args.jobs > 1 {
+        tracing::warn!(
+            jobs = args.jobs,
+            "--jobs: parallel dumps are not supported; dumping one table at a time"
+        );
+    }
+    let options = BackupOptions {
+        tags,
+        compression_level: args.compression,
+        ..BackupOptions::default()
+    };
+    let counters = Arc::new(Counters::default());
+    let reporter = Reporter::start(ctx.mode, "backup", counters.clone(), Duration::from_secs(1));
+    let mut backup = StreamBackup::start(&repo, &options, counters);
+    let dumped = match kind {
+        DbKind::Postgres => postgres::backup(
+            &conn,
+            &postgres::PgBackupOptions {
+                databases: args.databases.clone(),
+                skip_globals: args.skip_globals,
+                maintenance_db: None,
+            },
+            &mut backup,
+        )
+        .map(|m| m.databases.len()),
+        DbKind::MariaDb => mariadb::backup(
+            &conn,
+            &mariadb::MariaDbBackupOptions {
+                databases: args.databases.clone(),
+                skip_users: args.skip_globals,
+            },
+            &mut backup,
+        )
+        .map(|m| m.databases.len()),
+    };
+    let result = dumped
+        .map_err(|source| CliError::Database {
+            context: format!(
+                "backup of {kind} at {}:{} failed (no snapshot was written)",
+                conn.host, conn.port
+            ),
+            source,
+        })
+        .and_then(|databases| {
+            tracing::info!(databases, "dumps stored");
+            Ok(backup.finish()?)
+        });
+    drop(reporter);
+    let (id, snapshot) = result?;
+    report_backup(ctx, &id, &snapshot)
+}
+
+/// Parses `--database FROM[=TO]`.
+fn database_mapping(spec: &str) -> Result<(String, Option<String>), CliError> {
+    let (from, to) = match spec.split_once('=') {
+        Some((from, to)) => (from, Some(to)),
+        None => (spec, None),
+    };
+    if from.is_empty() || to.is_some_and(str::is_empty) {
+        return Err(CliError::Usage(format!(
+            "--database `{spec}`: expected FROM or FROM=TO"
+        )));
+    }
+    Ok((from.to_owned(), to.map(str::to_owned)))
+}
+
+/// The restores that `--database` and `--table` ask for.
+fn restore_scopes(args: &DbRestoreArgs) -> Result<Vec<database::RestoreScope>, CliError> {
+    let mappings = args
+        .databases
+        .iter()
+        .map(|d| database_mapping(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !args.tables.is_empty() {
+        let [(from, to)] = mappings.as_slice() else {
+            return Err(CliError::Usage(format!(
+                "--table needs exactly one --database (the one the tables are in), got {}",
+                mappings.len()
+            )));
+        };
+        return Ok(vec![database::RestoreScope::Tables {
+            database: from.clone(),
+            tables: args.tables.clone(),
+            into: to.clone(),
+        }]);
+    }
+    if mappings.is_empty() {
+        return Ok(vec![database::RestoreScope::Server]);
+    }
+    Ok(mappings
+        .into_iter()
+        .map(|(name, rename)| database::RestoreScope::Database { name, rename })
+        .collect())
+}
+
+/// At most this many bytes of a report reach the pod status.
+const REPORT_LIMIT: usize = 4096;
+
+/// Adds `rowCounts` to `report`, as many as fit into [`REPORT_LIMIT`] (the pod status keeps no
+/// more); returns how many.
+fn add_row_counts(report: &mut serde_json::Value, counts: &std::collections::BTreeMap<String, u64>) -> usize {
+    report["rowCounts"] = json!({});
+    let mut room = REPORT_LIMIT.saturating_sub(report.to_string().len());
+    let mut fitted = serde_json::Map::new();
+    for (table, rows) in counts {
+        // `"table":rows,` (the first entry needs no comma, which leaves a byte to spare).
+        let entry = json!(table).to_string().len() + rows.to_string().len() + 2;
+        if entry > room {
+            break;
+        }
+        room -= entry;
+        fitted.insert(table.clone(), json!(rows));
+    }
+    let n = fitted.len();
+    report["rowCounts"] = serde_json::Value::Object(fitted);
+    n
+}
+
+fn restore_database(ctx: &Context, kind: DbKind, args: &DbRestoreArgs) -> Result<(), CliError> {
+    let started = std::time::Instant::now();
+    let conn = args.server.connection(kind)?;
+    let scopes = restore_scopes(args)?;
+    let repo = Arc::new(ctx.open_indexed()?);
+    let (id, snapshot) = repo.find_tagged_snapshot(&args.snapshot, &args.tags)?;
+    let manifest = kind.manifest_stream();
+    if !snapshot.streams.iter().any(|s| s.name == manifest) {
+        return Err(CliError::Usage(format!(
+            "snapshot {} is not a {kind} backup (it has no stream `{manifest}`)",
+            id.short()
+        )));
+    }
+    let counters = Arc::new(Counters::default());
+    let source = SnapshotStreams::new(repo.clone(), snapshot, id, counters.clone());
+    let failed = |source: DatabaseError| CliError::Database {
+        context: format!(
+            "restore of snapshot {} into {kind} at {}:{}",
+            id.short(),
+            conn.host,
+            conn.port
+        ),
+        source,
+    };
+    // Every database asked for must be in the backup before anything changes.
+    let available: Vec<String> = match kind {
+        DbKind::Postgres => postgres::manifest(&source).map(|m| m.databases.into_iter().map(|d| d.name).collect()),
+        DbKind::MariaDb => mariadb::manifest(&source).map(|m| m.databases.into_iter().map(|d| d.name).collect()),
+    }
+    .map_err(failed)?;
+    for scope in &scopes {
+        let wanted = match scope {
+            database::RestoreScope::Database { name, .. } => name,
+            database::RestoreScope::Tables { database, .. } => database,
+            database::RestoreScope::Server => continue,
+        };
+        if !available.contains(wanted) {
+            return Err(CliError::Usage(format!(
+                "database `{wanted}` is not in snapshot {} (it has: {})",
+                id.short(),
+                available.join(", ")
+            )));
+        }
+    }
+    let reporter = Reporter::start(ctx.mode, "restore", counters.clone(), Duration::from_secs(1));
+    let mut row_counts = std::collections::BTreeMap::new();
+    let mut databases = Vec::new();
+    let mut result = Ok(());
+    for scope in scopes {
+        let options = database::RestoreOptions {
+            scope,
+            clean: args.clean,
+        };
+        let restored = match kind {
+            DbKind::Postgres => postgres::restore(&conn, &source, &options),
+            DbKind::MariaDb => mariadb::restore(&conn, &source, &options),
+        };
+        match restored {
+            Ok(report) => {
+                for t in report.tables {
+                    row_counts.insert(format!("{}.{}", t.database, t.table), t.restored);
+                }
+                databases.extend(report.databases);
+            }
+            Err(e) => {
+                let mut error = failed(e);
+                if let (CliError::Database { context, .. }, false) = (&mut error, databases.is_empty()) {
+                    context.push_str(&format!(" (restored before the failure: {})", databases.join(", ")));
+                }
+                result = Err(error);
+                break;
+            }
+        }
+    }
+    drop(reporter);
+    result?;
+    let bytes = counters.bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let duration = started.elapsed().as_secs_f64();
+    let mut report = json!({"snapshotId": id, "bytesRestored": bytes, "files": source.opened(),
+                            "durationSeconds": duration});
+    let reported = add_row_counts(&mut report, &row_counts);
+    if reported < row_counts.len() {
+        tracing::warn!(
+            tables = row_counts.len(),
+            reported,
+            "too many tables for the termination message; the summary line has every row count"
+        );
+    }
+    write_report(&report);
+    if ctx.json() {
+        ctx.print_json(
+            &json!({"type": "summary", "snapshot": id, "databases": databases, "bytes": bytes,
+                               "streams": source.opened(), "row_counts": row_counts}),
+        );
+    } else {
+        println!(
+            "restored {} from snapshot {}: {} tables, {:.1} MiB read, {:.1} s",
+            databases.join(", "),
+            id.short(),
+            row_counts.len(),
+            bytes as f64 / 1048576.0,
+            duration
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scopes(args: &[&str]) -> Result<Vec<database::RestoreScope>, String> {
+        let mut all = vec![
+            "hort-agent",
+            "restore-postgres",
+            "latest",
+            "--host",
+            "h",
+            "--db-user",
+            "u",
+        ];
+        all.extend_from_slice(args);
+        let Commands::RestorePostgres(parsed) = Cli::try_parse_from(all).unwrap().command else {
+            unreachable!("parsed as restore-postgres")
+        };
+        restore_scopes(&parsed).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn database_and_table_options_become_restore_scopes() {
+        use database::RestoreScope;
+        assert_eq!(scopes(&[]), Ok(vec![RestoreScope::Server]));
+        assert_eq!(
+            scopes(&["--database", "app=copy", "--database", "billing"]),
+            Ok(vec![
+                RestoreScope::Database {
+                    name: "app".into(),
+                    rename: Some("copy".into())
+                },
+                RestoreScope::Database {
+                    name: "billing".into(),
+                    rename: None
+                },
+            ])
+        );
+        assert_eq!(
+            scopes(&["--database", "app", "--table", "orders", "--table", "public.items"]),
+            Ok(vec![RestoreScope::Tables {
+                database: "app".into(),
+                tables: vec!["orders".into(), "public.items".into()],
+                into: None
+            }])
+        );
+        let err = scopes(&["--table", "orders"]).unwrap_err();
+        assert!(err.contains("--table needs exactly one --database"), "{err}");
+        let err = scopes(&["--database", "app=", "--database", "b"]).unwrap_err();
+        assert!(err.contains("--database `app=`: expected FROM or FROM=TO"), "{err}");
+    }
+
+    #[test]
+    fn row_counts_are_cut_to_the_termination_message_limit() {
+        let base = json!({"snapshotId": "ab".repeat(32), "bytesRestored": 1, "files": 2, "durationSeconds": 0.5});
+        let few: std::collections::BTreeMap<String, u64> = [("shop.public.orders".to_owned(), 42)].into();
+        let mut report = base.clone();
+        assert_eq!(add_row_counts(&mut report, &few), 1);
+        assert_eq!(report["rowCounts"]["shop.public.orders"], 42);
+        let many: std::collections::BTreeMap<String, u64> = (0..1000)
+            .map(|i| (format!("shop.public.table_{i:04}"), i * 1000))
+            .collect();
+        let mut report = base;
+        let n = add_row_counts(&mut report, &many);
+        let text = report.to_string();
+        assert!(n > 50 && n < 1000, "{n}");
+        assert!(
+            text.len() <= REPORT_LIMIT && text.len() > REPORT_LIMIT - 40,
+            "{}",
+            text.len()
+        );
+        assert_eq!(report["rowCounts"].as_object().unwrap().len(), n);
+    }
 }

@@ -12,6 +12,8 @@ use crate::id::Id;
 /// Bytes added to every sealed object: nonce plus tag.
 pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 const NONCE_LEN: usize = 24;
+/// Bytes to leave in front of a plaintext for [`seal_in_place`] (the nonce's place).
+pub const NONCE_PREFIX: usize = NONCE_LEN;
 const TAG_LEN: usize = 16;
 
 /// Length of the random master key stored (wrapped) in key files.
@@ -52,6 +54,24 @@ pub fn seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, Cry
         .map_err(|_| CryptoError::Authentication)?;
     out.extend_from_slice(&tag);
     Ok(out)
+}
+
+/// Seals in place: `buf` holds [`NONCE_PREFIX`] placeholder bytes followed by the plaintext;
+/// on return it holds the sealed object (random nonce, ciphertext, tag), the same bytes
+/// [`seal`] produces, without copying the plaintext.
+pub fn seal_in_place(key: &[u8; 32], aad: &[u8], buf: &mut Vec<u8>) -> Result<(), CryptoError> {
+    if buf.len() < NONCE_LEN {
+        return Err(CryptoError::Truncated { len: buf.len() });
+    }
+    let mut nonce = [0u8; NONCE_LEN];
+    random_bytes(&mut nonce)?;
+    buf[..NONCE_LEN].copy_from_slice(&nonce);
+    let cipher = XChaCha20Poly1305::new(&(*key).into());
+    let tag = cipher
+        .encrypt_inout_detached(&XNonce::from(nonce), aad, buf[NONCE_LEN..].as_mut().into())
+        .map_err(|_| CryptoError::Authentication)?;
+    buf.extend_from_slice(&tag);
+    Ok(())
 }
 
 /// Opens an object sealed by [`seal`], checking the tag against `aad`.
@@ -113,6 +133,11 @@ impl Keys {
         seal(&self.encryption, aad, plaintext)
     }
 
+    /// Seals in place with the repository's encryption key (see [`seal_in_place`]).
+    pub fn seal_in_place(&self, aad: &[u8], buf: &mut Vec<u8>) -> Result<(), CryptoError> {
+        seal_in_place(&self.encryption, aad, buf)
+    }
+
     /// Opens an object sealed with the repository's encryption key.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
         open(&self.encryption, aad, sealed)
@@ -144,6 +169,11 @@ mod tests {
             open(&key, b"aad", &sealed[..10]),
             Err(CryptoError::Truncated { .. })
         ));
+        let mut in_place = vec![0u8; NONCE_PREFIX];
+        in_place.extend_from_slice(b"hello");
+        seal_in_place(&key, b"aad", &mut in_place).unwrap();
+        assert_eq!(in_place.len(), sealed.len());
+        assert_eq!(open(&key, b"aad", &in_place).unwrap(), b"hello");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Path selection for backups and restores: chosen sub-paths and exclude patterns.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Which entries below a root take part.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +30,30 @@ impl Selection {
     pub fn includes(&self, rel: &Path) -> bool {
         let on_path = self.paths.is_empty() || self.paths.iter().any(|p| rel.starts_with(p) || p.starts_with(rel));
         on_path && !self.excluded(rel)
+    }
+
+    /// The total size of the regular files below `root` that take part (for progress and
+    /// usage figures); `None` if `stop` was set first. Unreadable directories count as empty.
+    pub fn size_below(&self, root: &Path, stop: &AtomicBool) -> Option<u64> {
+        let mut total = 0;
+        let mut dirs = vec![root.to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if !self.includes(path.strip_prefix(root).unwrap_or(&path)) {
+                    continue;
+                }
+                match entry.file_type() {
+                    Ok(t) if t.is_dir() => dirs.push(path),
+                    Ok(t) if t.is_file() => total += entry.metadata().map(|m| m.len()).unwrap_or(0),
+                    _ => {}
+                }
+            }
+        }
+        Some(total)
     }
 
     fn excluded(&self, rel: &Path) -> bool {
@@ -78,5 +103,23 @@ mod tests {
         assert!(!all.includes(Path::new("var/tmp")));
         assert!(!all.includes(Path::new("abc")) && all.includes(Path::new("abbc")));
         assert!(!glob_match(b"*.log", b"dir/x.log") && glob_match(b"**/x.log", b"dir/sub/x.log"));
+    }
+
+    #[test]
+    fn size_below_counts_the_selected_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/cache")).unwrap();
+        std::fs::write(dir.path().join("a/one"), [0u8; 100]).unwrap();
+        std::fs::write(dir.path().join("a/cache/big"), [0u8; 1000]).unwrap();
+        std::fs::write(dir.path().join("debug.log"), [0u8; 10]).unwrap();
+        std::os::unix::fs::symlink("a/one", dir.path().join("link")).unwrap();
+        let go = AtomicBool::new(false);
+        assert_eq!(Selection::default().size_below(dir.path(), &go), Some(1110));
+        let some = Selection::new(&[], &["*.log".into(), "a/cache".into()]);
+        assert_eq!(some.size_below(dir.path(), &go), Some(100));
+        assert_eq!(
+            Selection::default().size_below(dir.path(), &AtomicBool::new(true)),
+            None
+        );
     }
 }

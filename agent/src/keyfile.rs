@@ -10,6 +10,13 @@ use crate::crypto::{self, CryptoError, MASTER_KEY_LEN};
 /// Associated data of the wrapped master key.
 const AAD: &[u8] = b"hort.v1.key";
 
+/// Largest Argon2 memory cost a key file may ask for: 4 GiB.
+pub const MAX_MEMORY_KIB: u32 = 4 << 20;
+/// Largest Argon2 pass count a key file may ask for.
+pub const MAX_ITERATIONS: u32 = 64;
+/// Largest Argon2 lane count a key file may ask for.
+pub const MAX_PARALLELISM: u32 = 64;
+
 /// Argon2id cost parameters, stored in the key file so they can be raised later.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct KdfParams {
@@ -102,7 +109,11 @@ impl KeyFile {
         })
     }
 
-    /// Parses a stored key file.
+    /// Parses a stored key file and checks its shape: version, KDF, cost parameters within
+    /// [`MAX_MEMORY_KIB`] / [`MAX_ITERATIONS`] / [`MAX_PARALLELISM`] (key files are not
+    /// authenticated, so a damaged one must not make `unlock` allocate without bound), salt
+    /// and sealed key of the right lengths. Never panics, whatever the bytes; this is the
+    /// entry point the fuzz target `keyfile` drives.
     pub fn parse(bytes: &[u8]) -> Result<Self, KeyFileError> {
         let file: Self = serde_json::from_slice(bytes).map_err(|e| KeyFileError::Malformed(e.to_string()))?;
         if file.version != 1 || file.kdf != "argon2id" {
@@ -110,6 +121,18 @@ impl KeyFile {
                 "unsupported key file version {} / kdf {}",
                 file.version, file.kdf
             )));
+        }
+        let p = file.params;
+        if p.memory_kib > MAX_MEMORY_KIB || p.iterations > MAX_ITERATIONS || p.parallelism > MAX_PARALLELISM {
+            return Err(KeyFileError::Malformed(format!(
+                "argon2 costs {}/{}/{} exceed the limits {MAX_MEMORY_KIB} KiB/{MAX_ITERATIONS}/{MAX_PARALLELISM}",
+                p.memory_kib, p.iterations, p.parallelism
+            )));
+        }
+        if file.salt.len() != 64 || file.data.len() != 2 * (MASTER_KEY_LEN + crypto::SEAL_OVERHEAD) {
+            return Err(KeyFileError::Malformed(
+                "salt or sealed key has the wrong length".into(),
+            ));
         }
         Ok(file)
     }

@@ -31,5 +31,6 @@ pub mod repository;
 pub mod restorer;
 pub mod retention;
 pub mod snapshot;
+pub mod snapshot_streams;
 pub mod tree;
 pub mod verify;

@@ -83,15 +83,26 @@ fn blob_aad(kind: BlobKind, id: &Id) -> Vec<u8> {
 
 /// Compresses (at `level`) and seals a blob, binding its kind and id.
 pub fn seal_blob(keys: &Keys, kind: BlobKind, id: &Id, plaintext: &[u8], level: i32) -> Result<Vec<u8>, BlobError> {
-    let encoded = codec::encode(level, plaintext)?;
-    Ok(keys.seal(&blob_aad(kind, id), &encoded)?)
+    // One buffer: nonce placeholder, codec byte and body, sealed in place, then the tag.
+    let mut sealed = Vec::with_capacity(crate::crypto::SEAL_OVERHEAD + 1 + plaintext.len());
+    sealed.resize(crate::crypto::NONCE_PREFIX, 0);
+    codec::encode_into(level, plaintext, &mut sealed)?;
+    keys.seal_in_place(&blob_aad(kind, id), &mut sealed)?;
+    Ok(sealed)
 }
 
 /// Opens a sealed blob and checks that its plaintext hashes to its id.
 pub fn open_blob(keys: &Keys, entry: &BlobEntry, sealed: &[u8]) -> Result<Vec<u8>, BlobError> {
     let encoded = keys.open(&blob_aad(entry.kind, &entry.id), sealed)?;
+    decode_blob(keys, entry, encoded)
+}
+
+/// Decodes an opened blob (`encoded`: codec byte and body) to at most `entry.raw_length`
+/// bytes and checks that the plaintext hashes to `entry.id` and has exactly that length.
+/// Never panics, whatever the bytes; this is the entry point the fuzz target `blob` drives.
+pub fn decode_blob(keys: &Keys, entry: &BlobEntry, encoded: Vec<u8>) -> Result<Vec<u8>, BlobError> {
     let plaintext = codec::decode(encoded, Some(entry.raw_length as usize))?;
-    if keys.blob_id(&plaintext) != entry.id {
+    if plaintext.len() != entry.raw_length as usize || keys.blob_id(&plaintext) != entry.id {
         return Err(BlobError::HashMismatch);
     }
     Ok(plaintext)
@@ -120,6 +131,16 @@ impl PackBuilder {
     pub fn with_capacity(bytes: usize) -> Self {
         Self {
             data: Vec::with_capacity(bytes),
+            blobs: Vec::new(),
+        }
+    }
+
+    /// An empty pack that reuses `buffer` (cleared) for its bytes, so a pipeline can cycle a
+    /// few pack-sized buffers instead of allocating and freeing one per pack.
+    pub fn reusing(mut buffer: Vec<u8>) -> Self {
+        buffer.clear();
+        Self {
+            data: buffer,
             blobs: Vec::new(),
         }
     }
@@ -190,8 +211,20 @@ pub fn parse_trailer(keys: &Keys, tail: &[u8], pack_len: Option<u64>) -> Result<
         )));
     }
     let sealed = &tail[(end - length) as usize..end as usize];
-    let plaintext = codec::decode(keys.open(TRAILER_AAD, sealed)?, None)?;
-    let trailer: Trailer = serde_json::from_slice(&plaintext).map_err(|e| BlobError::Trailer(e.to_string()))?;
+    decode_trailer(&keys.open(TRAILER_AAD, sealed)?, length, pack_len)
+}
+
+/// Parses an opened trailer (`plaintext`: codec byte and body) of a trailer that was
+/// `sealed_length` bytes long in a pack of `pack_len` bytes (if known): decompresses it,
+/// parses the JSON and checks that every blob lies inside the pack's blob area. Never
+/// panics, whatever the bytes; this is the entry point the fuzz target `pack_trailer` drives.
+pub fn decode_trailer(
+    plaintext: &[u8],
+    sealed_length: u64,
+    pack_len: Option<u64>,
+) -> Result<Vec<BlobEntry>, BlobError> {
+    let json = codec::decode(plaintext.to_vec(), None)?;
+    let trailer: Trailer = serde_json::from_slice(&json).map_err(|e| BlobError::Trailer(e.to_string()))?;
     if trailer.version != 1 {
         return Err(BlobError::Trailer(format!(
             "unsupported trailer version {}",
@@ -199,8 +232,13 @@ pub fn parse_trailer(keys: &Keys, tail: &[u8], pack_len: Option<u64>) -> Result<
         )));
     }
     if let Some(pack_len) = pack_len {
-        let blobs_end = pack_len.saturating_sub(length + FOOTER_LEN);
-        if trailer.blobs.iter().any(|b| b.offset + u64::from(b.length) > blobs_end) {
+        let blobs_end = pack_len.saturating_sub(sealed_length.saturating_add(FOOTER_LEN));
+        let outside = |b: &BlobEntry| {
+            b.offset
+                .checked_add(u64::from(b.length))
+                .is_none_or(|end| end > blobs_end)
+        };
+        if trailer.blobs.iter().any(outside) {
             return Err(BlobError::Trailer("a blob lies outside the pack".into()));
         }
     }

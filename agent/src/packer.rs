@@ -3,7 +3,10 @@
 //! `add` → N encoder threads (zstd + seal) → one packer thread (separate data and tree packs)
 //! → uploader threads (`Backend::write`) → index files. Every channel is bounded, so a slow
 //! stage (usually the upload) holds back the stages before it and memory stays bounded:
-//! at most a few chunks per encoder, two open packs and one pack per uploader.
+//! at most a few chunks per encoder and [`PackerOptions::uploaders`] (at least two) data-pack
+//! buffers in all, open or uploading. Those buffers are allocated once and cycled between
+//! the packer and the uploaders, so the allocator never has to give back pack-sized blocks
+//! (glibc would keep freed ones resident, which doubled the peak memory).
 //!
 //! An index file is written after every [`INDEX_EVERY`] uploaded packs and at the end, and
 //! only lists packs that are already stored, so an interrupted backup leaves a valid
@@ -141,6 +144,9 @@ impl Packer {
         let (job_tx, job_rx) = bounded::<Job>(encoders);
         let (sealed_tx, sealed_rx) = bounded::<Sealed>(encoders);
         let (pack_tx, pack_rx) = bounded::<FinishedPack>(0);
+        // Data-pack buffers: one is filled while the others are uploaded.
+        let buffers = options.uploaders.max(2);
+        let (free_tx, free_rx) = bounded::<Vec<u8>>(buffers);
         let shared = Arc::new(Mutex::new(Shared::default()));
         let mut threads = Vec::new();
         for _ in 0..encoders {
@@ -153,15 +159,23 @@ impl Packer {
         {
             let (keys, shared) = (keys.clone(), shared.clone());
             threads.push(std::thread::spawn(move || {
-                pack_loop(&sealed_rx, &pack_tx, &keys, options.pack_size, &shared)
+                let pool = BufferPool {
+                    free: free_rx,
+                    capacity: options.pack_size + 9 * 1024 * 1024,
+                    left: buffers,
+                };
+                pack_loop(&sealed_rx, &pack_tx, &keys, options.pack_size, pool, &shared)
             }));
         }
         for _ in 0..options.uploaders.max(1) {
             let (rx, backend, keys, shared) = (pack_rx.clone(), backend.clone(), keys.clone(), shared.clone());
+            let free = free_tx.clone();
+            let min_capacity = options.pack_size;
             threads.push(std::thread::spawn(move || {
-                upload_loop(&rx, backend.as_ref(), &keys, &shared)
+                upload_loop(&rx, backend.as_ref(), &keys, &shared, &free, min_capacity)
             }));
         }
+        drop(free_tx);
         Self {
             jobs: Some(job_tx),
             threads,
@@ -224,11 +238,38 @@ fn encode_loop(rx: &Receiver<Job>, tx: &Sender<Sealed>, keys: &Keys, level: i32,
     }
 }
 
-fn pack_loop(rx: &Receiver<Sealed>, tx: &Sender<FinishedPack>, keys: &Keys, pack_size: usize, shared: &Mutex<Shared>) {
-    // Room for a full pack plus one maximal blob, so the buffer never doubles.
-    let capacity = pack_size + 9 * 1024 * 1024;
-    let mut data = PackBuilder::with_capacity(capacity);
-    let mut trees = PackBuilder::with_capacity(capacity);
+/// The data-pack buffers: `left` more may be allocated, the others come back from the
+/// uploaders through `free`.
+struct BufferPool {
+    free: Receiver<Vec<u8>>,
+    capacity: usize,
+    left: usize,
+}
+
+impl BufferPool {
+    /// A buffer for the next data pack; waits for an uploader to return one when all are in
+    /// use. `None` when every uploader has stopped.
+    fn take(&mut self) -> Option<Vec<u8>> {
+        if let Ok(buffer) = self.free.try_recv() {
+            return Some(buffer);
+        }
+        if self.left > 0 {
+            self.left -= 1;
+            // Room for a full pack plus one maximal blob, so the buffer never grows.
+            return Some(Vec::with_capacity(self.capacity));
+        }
+        self.free.recv().ok()
+    }
+}
+
+fn pack_loop(
+    rx: &Receiver<Sealed>,
+    tx: &Sender<FinishedPack>,
+    keys: &Keys,
+    pack_size: usize,
+    mut pool: BufferPool,
+    shared: &Mutex<Shared>,
+) {
     let finish = |builder: PackBuilder| -> bool {
         match builder.finish(keys) {
             Ok(pack) => tx.send(pack).is_ok(),
@@ -244,20 +285,30 @@ fn pack_loop(rx: &Receiver<Sealed>, tx: &Sender<FinishedPack>, keys: &Keys, pack
             }
         }
     };
+    let Some(first) = pool.take() else { return };
+    let mut data = PackBuilder::reusing(first);
+    // Tree packs are rare and usually small: their buffer grows as needed.
+    let mut trees = PackBuilder::default();
     for blob in rx {
         {
             let mut s = lock(shared);
             s.summary.blobs += 1;
             s.summary.raw_bytes += u64::from(blob.raw_length);
         }
-        let builder = if blob.kind == BlobKind::Tree {
-            &mut trees
-        } else {
-            &mut data
-        };
-        builder.add(blob.id, blob.kind, blob.raw_length, &blob.sealed);
-        if builder.len() >= pack_size && !finish(std::mem::replace(builder, PackBuilder::with_capacity(capacity))) {
-            return;
+        if blob.kind == BlobKind::Tree {
+            trees.add(blob.id, blob.kind, blob.raw_length, &blob.sealed);
+            if trees.len() >= pack_size && !finish(std::mem::take(&mut trees)) {
+                return;
+            }
+            continue;
+        }
+        data.add(blob.id, blob.kind, blob.raw_length, &blob.sealed);
+        drop(blob);
+        if data.len() >= pack_size {
+            let Some(buffer) = pool.take() else { return };
+            if !finish(std::mem::replace(&mut data, PackBuilder::reusing(buffer))) {
+                return;
+            }
         }
     }
     if lock(shared).error.is_some() {
@@ -270,25 +321,40 @@ fn pack_loop(rx: &Receiver<Sealed>, tx: &Sender<FinishedPack>, keys: &Keys, pack
     }
 }
 
-fn upload_loop(rx: &Receiver<FinishedPack>, backend: &dyn Backend, keys: &Keys, shared: &Mutex<Shared>) {
+fn upload_loop(
+    rx: &Receiver<FinishedPack>,
+    backend: &dyn Backend,
+    keys: &Keys,
+    shared: &Mutex<Shared>,
+    free: &Sender<Vec<u8>>,
+    min_capacity: usize,
+) {
     for pack in rx {
         if let Err(source) = backend.write(FileKind::Pack, &pack.id.to_hex(), &pack.data) {
-            return fail(
+            fail(
                 shared,
                 PackerError::Backend {
                     what: format!("pack {}", pack.id),
                     source,
                 },
             );
+            // The packer may be waiting for this buffer while other uploaders live on.
+            let _ = free.try_send(pack.data);
+            return;
         }
         debug!(pack = %pack.id, bytes = pack.data.len(), blobs = pack.blobs.len(), "pack stored");
+        let stored_bytes = pack.data.len() as u64;
+        if pack.data.capacity() >= min_capacity {
+            // Back to the packer (a full pool means the pipeline is ending: drop it).
+            let _ = free.try_send(pack.data);
+        }
         let entry = IndexPack {
             id: pack.id,
             blobs: pack.blobs,
         };
         let batch = {
             let mut s = lock(shared);
-            s.summary.stored_bytes += pack.data.len() as u64;
+            s.summary.stored_bytes += stored_bytes;
             s.summary.packs.push(entry.clone());
             s.unindexed.push(entry);
             if s.unindexed.len() >= INDEX_EVERY {

@@ -2,8 +2,8 @@
 //! prints them once a second, as a status line on a terminal or as JSON lines otherwise.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -19,6 +19,8 @@ pub struct Counters {
     pub new_bytes: AtomicU64,
     /// Entries that failed.
     pub errors: AtomicU64,
+    /// Bytes of content the operation will process in all, once known.
+    pub bytes_total: OnceLock<u64>,
 }
 
 impl Counters {
@@ -47,6 +49,8 @@ struct Line<'a> {
     elapsed_secs: f64,
     files: u64,
     bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_total: Option<u64>,
     new_bytes: u64,
     errors: u64,
     bytes_per_sec: f64,
@@ -68,6 +72,7 @@ fn line<'a>(operation: &'a str, counters: &Counters, start: Instant) -> Line<'a>
         elapsed_secs: (elapsed * 10.0).round() / 10.0,
         files: counters.files.load(Ordering::Relaxed),
         bytes,
+        bytes_total: counters.bytes_total.get().copied(),
         new_bytes: counters.new_bytes.load(Ordering::Relaxed),
         errors: counters.errors.load(Ordering::Relaxed),
         bytes_per_sec: if elapsed > 0.0 {
@@ -102,9 +107,15 @@ impl Reporter {
                             }
                         }
                         Mode::Terminal => {
+                            let percent = match l.bytes_total {
+                                Some(total) if total > 0 => {
+                                    format!(" {:.0}%", (l.bytes as f64 / total as f64 * 100.0).min(100.0))
+                                }
+                                _ => String::new(),
+                            };
                             let _ = write!(
                                 std::io::stderr().lock(),
-                                "\r{operation}: {} files, {:.1} MiB ({:.1} MiB new), {:.1} MiB/s, {} errors   ",
+                                "\r{operation}:{percent} {} files, {:.1} MiB ({:.1} MiB new), {:.1} MiB/s, {} errors   ",
                                 l.files,
                                 l.bytes as f64 / 1048576.0,
                                 l.new_bytes as f64 / 1048576.0,
@@ -130,5 +141,24 @@ impl Drop for Reporter {
                 let _ = writeln!(std::io::stderr());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_total_is_reported_once_known() {
+        let counters = Counters::default();
+        Counters::add(&counters.bytes, 10);
+        let start = Instant::now();
+        let json = serde_json::to_value(line("backup", &counters, start)).unwrap();
+        assert_eq!(json["type"], "progress");
+        assert_eq!(json["bytes"], 10);
+        assert!(json.get("bytes_total").is_none(), "{json}");
+        counters.bytes_total.set(40).unwrap();
+        let json = serde_json::to_value(line("backup", &counters, start)).unwrap();
+        assert_eq!(json["bytes_total"], 40);
     }
 }

@@ -9,6 +9,11 @@
 //!   pack still holding a blob that some snapshot needs and no indexed pack has (a backup that
 //!   loaded the index before the mark used it) is indexed again; the others are deleted.
 //!
+//! - **Repack**, during the mark: a pack whose referenced blobs make up less than
+//!   [`REPACK_BELOW_PERCENT`] % of its blob bytes has those blobs copied (sealed bytes as
+//!   they are, after checking them) into new packs; the new packs are stored and indexed,
+//!   and the old pack is condemned like an unused one, so it is deleted only by a later sweep.
+//!
 //! Safe as long as no backup runs longer than the grace period (default 24 h).
 
 use std::collections::{BTreeMap, HashSet};
@@ -20,12 +25,23 @@ use tracing::info;
 use crate::backend::FileKind;
 use crate::id::Id;
 use crate::index::{self, Index, IndexFile, IndexPack};
+use crate::pack::{self, BlobEntry, BlobKind, PackBuilder};
 use crate::repository::{IndexedRepository, Repository, RepositoryError};
 use crate::retention::{self, Decision, Policy};
 use crate::tree::NodeKind;
 
 /// Associated data of sealed prune markers.
 pub const AAD: &[u8] = b"hort.v1.prune";
+
+/// Packs per index file when prune rewrites the index: 16 GiB of packs, at most about 40 MB
+/// of JSON with 64 KiB stream chunks, far below what readers accept
+/// ([`crate::codec::MAX_DOCUMENT`]).
+pub const PACKS_PER_INDEX_FILE: usize = 1024;
+
+/// A pack whose referenced blobs make up less than this share (in percent of its sealed blob
+/// bytes) is repacked: its referenced blobs are copied into new packs and it is condemned.
+/// At 50 %, repacking a pack frees at least as many bytes as it writes.
+pub const REPACK_BELOW_PERCENT: u64 = 50;
 
 /// Contents of a `prune/<id>` marker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,6 +76,13 @@ pub struct PruneReport {
     pub pending: usize,
     /// Packs in use.
     pub live_packs: usize,
+    /// Mostly-unused packs whose referenced blobs this run copied into new packs; they are
+    /// condemned (and counted in `condemned`) like unused packs.
+    pub repacked: Vec<Id>,
+    /// The new packs written by repacking.
+    pub repack_new_packs: Vec<Id>,
+    /// Sealed bytes of the blobs copied by repacking.
+    pub repacked_bytes: u64,
 }
 
 /// Forgets (deletes) the snapshots `policy` does not keep; returns every decision.
@@ -164,12 +187,25 @@ pub fn collect_garbage(repo: Repository, options: PruneOptions) -> Result<PruneR
     // Mark.
     let swept: HashSet<Id> = report.deleted.iter().chain(&report.reindexed).copied().collect();
     let mut condemned = Vec::new();
+    let mut repack = Vec::new();
     for pack in current.values() {
-        let live = pack.blobs.iter().any(|b| used.contains(&b.id));
-        if live {
-            report.live_packs += 1;
-        } else if !pending.contains(&pack.id) {
+        let total: u64 = pack.blobs.iter().map(|b| u64::from(b.length)).sum();
+        let live: u64 = pack
+            .blobs
+            .iter()
+            .filter(|b| used.contains(&b.id))
+            .map(|b| u64::from(b.length))
+            .sum();
+        if pending.contains(&pack.id) {
+            if live > 0 {
+                report.live_packs += 1;
+            }
+        } else if pack.blobs.iter().all(|b| !used.contains(&b.id)) {
             condemned.push(pack.clone());
+        } else if live * 100 < total * REPACK_BELOW_PERCENT {
+            repack.push(pack.clone());
+        } else {
+            report.live_packs += 1;
         }
     }
     for id in &stored {
@@ -180,11 +216,42 @@ pub fn collect_garbage(repo: Repository, options: PruneOptions) -> Result<PruneR
             });
         }
     }
-    report.condemned = condemned.iter().map(|p| p.id).collect();
     report.live_packs += reindex.len();
+    report.repacked = repack.iter().map(|p| p.id).collect();
     if options.dry_run {
+        report.condemned = condemned.iter().chain(&repack).map(|p| p.id).collect();
         return Ok(report);
     }
+
+    // Repack: store the new packs before anything refers to them or condemns the old ones.
+    let new_packs = if repack.is_empty() {
+        Vec::new()
+    } else {
+        // A blob that a pack outside the repacked ones holds needs no copy (also after an
+        // interrupted repack, whose copies are then already indexed).
+        let repacked: HashSet<Id> = repack.iter().map(|p| p.id).collect();
+        let mut have: HashSet<Id> = current
+            .values()
+            .filter(|p| !repacked.contains(&p.id))
+            .flat_map(|p| p.blobs.iter().map(|b| b.id))
+            .collect();
+        let mut copier = Copier::new(&repo);
+        for pack in &repack {
+            let wanted: Vec<BlobEntry> = pack
+                .blobs
+                .iter()
+                .filter(|b| used.contains(&b.id) && have.insert(b.id))
+                .copied()
+                .collect();
+            copier.copy(pack.id, &wanted)?;
+        }
+        report.repacked_bytes = copier.copied_bytes;
+        copier.finish()?
+    };
+    report.repack_new_packs = new_packs.iter().map(|p| p.id).collect();
+    report.live_packs += new_packs.len();
+    condemned.extend(repack);
+    report.condemned = condemned.iter().map(|p| p.id).collect();
 
     // Write in an order that leaves a valid repository after a crash at any point.
     if !condemned.is_empty() {
@@ -203,15 +270,21 @@ pub fn collect_garbage(repo: Repository, options: PruneOptions) -> Result<PruneR
         .filter(|p| current.contains_key(&p.id))
         .map(|p| p.id)
         .collect();
-    if !dropped.is_empty() || !reindex.is_empty() || index_files.len() > 1 {
+    if !dropped.is_empty() || !reindex.is_empty() || !new_packs.is_empty() || index_files.len() > 1 {
         let packs: Vec<IndexPack> = current
             .values()
             .filter(|p| !dropped.contains(&p.id))
             .cloned()
             .chain(reindex)
+            .chain(new_packs)
             .collect();
-        if !packs.is_empty() {
-            repo.write_sealed(FileKind::Index, index::AAD, &IndexFile { version: 1, packs })?;
+        // Several files for a large repository, so none nears the readers' size limit.
+        for chunk in packs.chunks(PACKS_PER_INDEX_FILE) {
+            let file = IndexFile {
+                version: 1,
+                packs: chunk.to_vec(),
+            };
+            repo.write_sealed(FileKind::Index, index::AAD, &file)?;
         }
         for (name, _) in &index_files {
             repo.backend().delete(FileKind::Index, name)?;
@@ -225,4 +298,113 @@ pub fn collect_garbage(repo: Repository, options: PruneOptions) -> Result<PruneR
         repo.backend().delete(FileKind::Prune, name)?;
     }
     Ok(report)
+}
+
+/// Copies checked sealed blobs of old packs into new packs (data and trees apart, like the
+/// write pipeline), storing each new pack as soon as it is full.
+struct Copier<'a> {
+    repo: &'a IndexedRepository,
+    pack_size: usize,
+    data: PackBuilder,
+    trees: PackBuilder,
+    stored: Vec<IndexPack>,
+    copied_bytes: u64,
+}
+
+impl<'a> Copier<'a> {
+    fn new(repo: &'a IndexedRepository) -> Self {
+        Self {
+            repo,
+            pack_size: repo.config().pack_size as usize,
+            data: PackBuilder::default(),
+            trees: PackBuilder::default(),
+            stored: Vec::new(),
+            copied_bytes: 0,
+        }
+    }
+
+    /// Copies the blobs `wanted` of pack `pack_id`. The pack is read whole (one request);
+    /// every blob is opened and hash-checked before it is copied, and a blob that is damaged
+    /// here is read through the index instead (other copies in a storage group), decoded
+    /// and sealed again, so damage is never copied.
+    fn copy(&mut self, pack_id: Id, wanted: &[BlobEntry]) -> Result<(), RepositoryError> {
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let repo = self.repo;
+        let name = pack_id.to_hex();
+        let whole = match repo.backend().read(FileKind::Pack, &name) {
+            Ok(data) if Id::of_file(&data) == pack_id => Some(data),
+            Ok(_) => None,
+            Err(e) if e.is_not_found() => {
+                return Err(RepositoryError::Corrupt {
+                    what: format!("pack {pack_id}"),
+                    reason: "missing, but the index lists it and snapshots need its blobs".into(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for entry in wanted {
+            let range = usize::try_from(entry.offset)
+                .ok()
+                .and_then(|start| Some(start..start.checked_add(entry.length as usize)?));
+            let sealed = whole.as_deref().and_then(|w| w.get(range?));
+            let intact = sealed.filter(|s| pack::open_blob(repo.keys(), entry, s).is_ok());
+            let sealed = match intact {
+                Some(sealed) => sealed.to_vec(),
+                None => {
+                    let plaintext = repo.read_blob(&entry.id, entry.kind)?;
+                    pack::seal_blob(
+                        repo.keys(),
+                        entry.kind,
+                        &entry.id,
+                        &plaintext,
+                        repo.config().compression_level,
+                    )
+                    .map_err(|e| RepositoryError::Corrupt {
+                        what: format!("blob {} of pack {pack_id}", entry.id),
+                        reason: e.to_string(),
+                    })?
+                }
+            };
+            self.copied_bytes += sealed.len() as u64;
+            let builder = if entry.kind == BlobKind::Tree {
+                &mut self.trees
+            } else {
+                &mut self.data
+            };
+            builder.add(entry.id, entry.kind, entry.raw_length, &sealed);
+            if builder.len() >= self.pack_size {
+                let full = std::mem::take(builder);
+                self.store(full)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn store(&mut self, builder: PackBuilder) -> Result<(), RepositoryError> {
+        let pack = builder.finish(self.repo.keys()).map_err(|e| RepositoryError::Corrupt {
+            what: "new pack".into(),
+            reason: e.to_string(),
+        })?;
+        self.repo
+            .backend()
+            .write(FileKind::Pack, &pack.id.to_hex(), &pack.data)?;
+        info!(pack = %pack.id, blobs = pack.blobs.len(), bytes = pack.data.len(), "pack written by repacking");
+        self.stored.push(IndexPack {
+            id: pack.id,
+            blobs: pack.blobs,
+        });
+        Ok(())
+    }
+
+    /// Stores the last, partly filled packs; returns every new pack.
+    fn finish(mut self) -> Result<Vec<IndexPack>, RepositoryError> {
+        for builder in [std::mem::take(&mut self.data), std::mem::take(&mut self.trees)] {
+            if !builder.is_empty() {
+                self.store(builder)?;
+            }
+        }
+        Ok(self.stored)
+    }
 }

@@ -362,7 +362,16 @@ fn parse_name(name: &str, what: &str) -> Result<Id, RepositoryError> {
         })
 }
 
-fn open_sealed<T: DeserializeOwned>(keys: &Keys, aad: &[u8], sealed: &[u8], what: &str) -> Result<T, RepositoryError> {
+/// Opens a sealed JSON document (config, index file, snapshot, prune marker): checks the tag
+/// against `aad`, decodes the codec byte (bounded by [`codec::MAX_DOCUMENT`]) and parses the
+/// JSON into `T`. Errors name the file as `what`. Never panics, whatever the bytes; the fuzz
+/// targets drive it for every sealed document type.
+pub fn open_sealed<T: DeserializeOwned>(
+    keys: &Keys,
+    aad: &[u8],
+    sealed: &[u8],
+    what: &str,
+) -> Result<T, RepositoryError> {
     let corrupt = |reason: String| RepositoryError::Corrupt {
         what: what.to_owned(),
         reason,
@@ -451,7 +460,7 @@ impl IndexedRepository {
     /// Reads and parses a tree blob.
     pub fn load_tree(&self, id: &Id) -> Result<Tree, RepositoryError> {
         let bytes = self.read_blob(id, BlobKind::Tree)?;
-        serde_json::from_slice(&bytes).map_err(|e| RepositoryError::Corrupt {
+        Tree::parse(&bytes).map_err(|e| RepositoryError::Corrupt {
             what: format!("tree {id}"),
             reason: e.to_string(),
         })

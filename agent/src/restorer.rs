@@ -3,10 +3,12 @@
 //! data cannot be read is not left behind half-written: it is written under a temporary name
 //! and renamed only when complete.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -111,6 +113,9 @@ pub struct RestoreOptions {
 /// Whether an existing entry at `dest` stays, by `policy`.
 fn keep_existing(dest: &Path, node: &Node, policy: Overwrite) -> bool {
     use std::os::unix::fs::MetadataExt;
+    if policy == Overwrite::Always {
+        return false; // no need to look
+    }
     let Ok(meta) = fs::symlink_metadata(dest) else {
         return false;
     };
@@ -272,6 +277,18 @@ fn apply_metadata(dest: &Path, node: &Node, chown: bool) -> std::io::Result<()> 
     File::open(dest)?.set_modified(time_of(node.mtime_ns))
 }
 
+/// Like [`apply_metadata`], through the restored file's open handle (no path lookups).
+fn apply_file_metadata(file: &File, path: &Path, node: &Node, chown: bool) -> std::io::Result<()> {
+    if let Err(e) = node.write_xattrs(path) {
+        warn!(path = %path.display(), error = %e, "extended attributes not restored");
+    }
+    if chown {
+        std::os::unix::fs::fchown(file, Some(node.uid), Some(node.gid))?;
+    }
+    file.set_permissions(fs::Permissions::from_mode(node.mode))?;
+    file.set_modified(time_of(node.mtime_ns))
+}
+
 fn restore_file(
     repo: &IndexedRepository,
     dest: &Path,
@@ -306,8 +323,8 @@ fn restore_file(
         if written != node.size {
             return Err(format!("restored {written} bytes, the snapshot records {}", node.size));
         }
+        apply_file_metadata(&file, &tmp, node, chown).map_err(|e| format!("{}: {e}", tmp.display()))?;
         drop(file);
-        apply_metadata(&tmp, node, chown).map_err(|e| format!("{}: {e}", tmp.display()))?;
         fs::rename(&tmp, dest).map_err(|e| format!("{}: {e}", dest.display()))?;
         Counters::add(&counters.files, 1);
         Ok(written)
@@ -321,40 +338,71 @@ fn restore_file(
 /// Blobs read in parallel ahead of the writer, per file or stream.
 const READ_AHEAD: usize = 4;
 
-/// Reads `ids` in order, fetching up to [`READ_AHEAD`] blobs at a time in parallel, and hands
-/// each checked plaintext to `sink`.
+/// Reads `ids` in order and hands each checked plaintext to `sink`. Up to [`READ_AHEAD`]
+/// reader threads fetch, decrypt and check the next blobs while `sink` writes, and never
+/// get more than [`READ_AHEAD`] blobs ahead of it (a ticket per blob bounds the memory).
 fn read_in_order<E>(
     repo: &IndexedRepository,
     ids: &[Id],
     mut sink: impl FnMut(Vec<u8>) -> Result<(), E>,
     from_repo: impl Fn(RepositoryError) -> E,
 ) -> Result<(), E> {
-    if let [single] = ids {
-        return sink(repo.read_blob(single, BlobKind::Data).map_err(from_repo)?);
-    }
-    for batch in ids.chunks(READ_AHEAD) {
-        let blobs: Vec<Result<Vec<u8>, RepositoryError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = batch
-                .iter()
-                .map(|id| scope.spawn(move || repo.read_blob(id, BlobKind::Data)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(RepositoryError::Corrupt {
-                            what: "blob reader".into(),
-                            reason: "thread panicked".into(),
-                        })
-                    })
-                })
-                .collect()
-        });
-        for blob in blobs {
-            sink(blob.map_err(&from_repo)?)?;
+    if ids.len() <= 1 {
+        for id in ids {
+            sink(repo.read_blob(id, BlobKind::Data).map_err(&from_repo)?)?;
         }
+        return Ok(());
     }
-    Ok(())
+    let next = AtomicUsize::new(0);
+    let (ticket_tx, ticket_rx) = bounded::<()>(READ_AHEAD);
+    for _ in 0..READ_AHEAD {
+        let _ = ticket_tx.send(());
+    }
+    let (done_tx, done_rx) = bounded::<(usize, Result<Vec<u8>, RepositoryError>)>(READ_AHEAD);
+    std::thread::scope(|scope| {
+        for _ in 0..READ_AHEAD.min(ids.len()) {
+            let (tickets, done, next) = (ticket_rx.clone(), done_tx.clone(), &next);
+            scope.spawn(move || {
+                while tickets.recv().is_ok() {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(id) = ids.get(i) else { break };
+                    if done.send((i, repo.read_blob(id, BlobKind::Data))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let mut early = BTreeMap::new();
+        let mut result = Ok(());
+        for (want, id) in ids.iter().enumerate() {
+            let blob = loop {
+                if let Some(blob) = early.remove(&want) {
+                    break blob;
+                }
+                match done_rx.recv() {
+                    Ok((i, blob)) => {
+                        early.insert(i, blob);
+                    }
+                    Err(_) => {
+                        break Err(RepositoryError::Corrupt {
+                            what: format!("blob {id}"),
+                            reason: "the reader threads stopped".into(),
+                        });
+                    }
+                }
+            };
+            if let Err(e) = blob.map_err(&from_repo).and_then(&mut sink) {
+                result = Err(e);
+                break;
+            }
+            let _ = ticket_tx.send(());
+        }
+        // Stop the readers: no more tickets, and nobody takes their results.
+        drop(ticket_tx);
+        drop(done_rx);
+        result
+    })
 }
 
 /// Writes stream `name` of the snapshot to `out`, reading a few blobs ahead in parallel.

@@ -204,7 +204,42 @@ pub struct Tree {
     pub nodes: Vec<Node>,
 }
 
+/// Why a tree blob's plaintext is not a valid directory listing.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    /// Not JSON of the tree's shape.
+    #[error("malformed tree: {0}")]
+    Malformed(String),
+    /// An entry's name could escape or alias the directory on restore (`..`, `/`, …).
+    #[error("invalid entry name {0:?}")]
+    InvalidName(String),
+    /// A `name_bytes` or `target_bytes` field is not hex.
+    #[error("entry {0:?}: exact bytes are not hex")]
+    InvalidBytes(String),
+}
+
 impl Tree {
+    /// Parses a tree blob's plaintext and checks every entry name: a name must be one path
+    /// component (not empty, `.` or `..`, without `/` or NUL), so a damaged or hostile tree
+    /// cannot make a restore write outside its target. Never panics, whatever the bytes; this
+    /// is the entry point the fuzz target `tree` drives.
+    pub fn parse(bytes: &[u8]) -> Result<Self, TreeError> {
+        let tree: Self = serde_json::from_slice(bytes).map_err(|e| TreeError::Malformed(e.to_string()))?;
+        for node in &tree.nodes {
+            for exact in [&node.name_bytes, &node.target_bytes].into_iter().flatten() {
+                if hex::decode(exact).is_err() {
+                    return Err(TreeError::InvalidBytes(node.name.clone()));
+                }
+            }
+            let name = node.os_name();
+            let bytes = name.as_bytes();
+            if bytes.is_empty() || bytes == b"." || bytes == b".." || bytes.iter().any(|&b| b == b'/' || b == 0) {
+                return Err(TreeError::InvalidName(node.name.clone()));
+            }
+        }
+        Ok(tree)
+    }
+
     /// The entry called `name`.
     pub fn find(&self, name: &OsStr) -> Option<&Node> {
         self.nodes.iter().find(|n| n.os_name() == name)

@@ -1,8 +1,8 @@
 //! PostgreSQL backup and restore against a real server (`scripts/db-servers.sh start`).
 //!
-//! The streams go to a directory ([`DirStreams`]) instead of a repository: the engine's CLI
-//! does not take database streams yet. Tests run one at a time (the killed-dump test kills
-//! this process's `pg_dump` child).
+//! The streams go to a directory ([`DirStreams`]), so these tests see the library alone;
+//! `cli_database.rs` runs the CLI with a repository. Tests run one at a time (the killed-dump
+//! test kills this process's `pg_dump` child).
 
 use std::io::{self, Read};
 use std::process::{Child, Command, Stdio};

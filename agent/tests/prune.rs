@@ -146,3 +146,103 @@ fn a_backup_that_loaded_the_index_before_the_mark_keeps_its_data() {
     let verify: serde_json::Value = serde_json::from_str(repo.ok(&["verify", "--read-data"]).trim()).unwrap();
     assert_eq!(verify["ok"], true, "{verify}");
 }
+
+/// Bytes of every file under `dir`.
+fn du(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
+#[test]
+fn prune_repacks_mostly_unused_packs_and_every_kept_snapshot_still_restores() {
+    const MIB: u64 = 1024 * 1024;
+    let repo = Repo::new(Kind::Fs);
+    repo.init();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    // Ten files of 1.25 MiB share the first backup's data pack (packs close at 16 MiB).
+    for i in 0..10 {
+        fs::write(src.join(format!("sub/f{i}")), noise(100 + i, (MIB + MIB / 4) as usize)).unwrap();
+    }
+    let mut kept = Vec::new();
+    let mut backups = Vec::new();
+    for step in 0..4u64 {
+        match step {
+            1 => (0..4).for_each(|i| fs::remove_file(src.join(format!("sub/f{i}"))).unwrap()),
+            2 => (4..8).for_each(|i| fs::remove_file(src.join(format!("sub/f{i}"))).unwrap()),
+            _ => {}
+        }
+        if step > 0 {
+            fs::write(src.join(format!("g{step}")), noise(200 + step, MIB as usize)).unwrap();
+        }
+        let id = repo.backup(&src, &[])["snapshot"].as_str().unwrap().to_owned();
+        backups.push((id, describe_tree(&src)));
+    }
+    kept.extend(backups.drain(2..));
+    let first_pack = repo
+        .packs()
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let before = du(&repo.files);
+
+    let mark = summary(&repo.ok(&["prune", "--keep-last", "2", "--grace", "0"]));
+    let first_name = first_pack.file_name().unwrap().to_string_lossy().to_string();
+    assert!(mark["gc"]["repacked"].to_string().contains(&first_name), "{mark}");
+    assert!(mark["gc"]["condemned"].to_string().contains(&first_name), "{mark}");
+    let new_packs = mark["gc"]["repack_new_packs"].as_array().unwrap();
+    assert_eq!(new_packs.len(), 1, "f8 and f9 fit in one new pack: {mark}");
+    let copied = mark["gc"]["repacked_bytes"].as_u64().unwrap();
+    assert!(
+        copied > 2 * (MIB + MIB / 4) && copied < 3 * MIB,
+        "only f8 and f9 are copied: {mark}"
+    );
+    assert!(
+        first_pack.exists(),
+        "a repacked pack waits for the sweep like any condemned pack"
+    );
+    let verify: serde_json::Value = serde_json::from_str(repo.ok(&["verify", "--read-data"]).trim()).unwrap();
+    assert_eq!(verify["ok"], true, "between mark and sweep: {verify}");
+
+    let again = summary(&repo.ok(&["prune", "--gc-only", "--grace", "24h"]));
+    assert!(
+        again["gc"]["repacked"].as_array().unwrap().is_empty(),
+        "repacking is done once: {again}"
+    );
+
+    let sweep = summary(&repo.ok(&["prune", "--gc-only", "--grace", "0"]));
+    assert!(sweep["gc"]["deleted"].to_string().contains(&first_name), "{sweep}");
+    assert!(!first_pack.exists());
+    let after = du(&repo.files);
+    assert!(
+        after + 9 * MIB < before,
+        "the repository shrinks by about the eight unused files: {before} -> {after}"
+    );
+
+    for (id, expected) in &kept {
+        let target = work.path().join(format!("restore-{id}"));
+        repo.ok(&["restore", id, "--target", target.to_str().unwrap()]);
+        assert_eq!(&describe_tree(&target), expected, "snapshot {id}");
+    }
+    let verify: serde_json::Value = serde_json::from_str(repo.ok(&["verify", "--read-data"]).trim()).unwrap();
+    assert_eq!(verify["ok"], true, "{verify}");
+    assert_eq!(
+        verify["notes"].as_array().unwrap().len(),
+        0,
+        "no garbage left: {verify}"
+    );
+    assert_eq!(verify["snapshots"], 2, "{verify}");
+}

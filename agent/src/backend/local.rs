@@ -1,22 +1,60 @@
 //! The filesystem backend: one directory per repository, writes through a temporary file,
 //! `fsync` and an atomic rename, so a crash never leaves a partial file under a real name.
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use super::{Backend, BackendError, FileKind};
+
+/// Open pack files kept for range reads (a restore reads many blobs from each pack).
+const OPEN_PACKS: usize = 32;
+
+/// Recently read packs, oldest first: name, open file, size.
+type OpenPacks = VecDeque<(String, Arc<File>, u64)>;
 
 /// A repository in a local directory (or a mounted volume).
 #[derive(Debug, Clone)]
 pub struct LocalBackend {
     root: PathBuf,
+    /// Recently read packs: name, open file, size. Packs never change once written, so a
+    /// handle stays valid (a deleted pack's handle still reads its old, correct bytes).
+    open_packs: Arc<Mutex<OpenPacks>>,
 }
 
 impl LocalBackend {
     /// A backend rooted at `root` (created on first write).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            open_packs: Arc::default(),
+        }
+    }
+
+    fn open_packs(&self) -> std::sync::MutexGuard<'_, OpenPacks> {
+        self.open_packs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An open handle and the size of a file to read ranges from; pack handles are reused.
+    fn handle(&self, kind: FileKind, name: &str) -> Result<(Arc<File>, u64), BackendError> {
+        if kind != FileKind::Pack {
+            let (file, size) = self.open(kind, name)?;
+            return Ok((Arc::new(file), size));
+        }
+        if let Some((_, file, size)) = self.open_packs().iter().find(|(n, _, _)| n == name) {
+            return Ok((file.clone(), *size));
+        }
+        let (file, size) = self.open(kind, name)?;
+        let file = Arc::new(file);
+        let mut open = self.open_packs();
+        open.push_back((name.to_owned(), file.clone(), size));
+        if open.len() > OPEN_PACKS {
+            open.pop_front();
+        }
+        Ok((file, size))
     }
 
     fn full(&self, kind: FileKind, name: &str) -> PathBuf {
@@ -108,7 +146,7 @@ impl Backend for LocalBackend {
     }
 
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
-        let (mut file, size) = self.open(kind, name)?;
+        let (file, size) = self.handle(kind, name)?;
         if offset.saturating_add(length) > size {
             return Err(BackendError::Truncated {
                 location: self.location(kind, name),
@@ -117,10 +155,9 @@ impl Backend for LocalBackend {
                 size,
             });
         }
-        file.seek(SeekFrom::Start(offset))
-            .map_err(|e| self.err(kind, name, e))?;
         let mut buf = vec![0u8; usize::try_from(length).unwrap_or(usize::MAX)];
-        file.read_exact(&mut buf).map_err(|e| self.err(kind, name, e))?;
+        file.read_exact_at(&mut buf, offset)
+            .map_err(|e| self.err(kind, name, e))?;
         Ok(buf)
     }
 
@@ -158,6 +195,10 @@ impl Backend for LocalBackend {
     }
 
     fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
+        if kind == FileKind::Pack {
+            // Close it, so its space is freed now rather than when the process ends.
+            self.open_packs().retain(|(n, _, _)| n != name);
+        }
         match fs::remove_file(self.full(kind, name)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),

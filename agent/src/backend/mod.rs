@@ -110,6 +110,15 @@ pub enum BackendError {
         /// What the service said.
         message: String,
     },
+    /// The service refused the request (wrong keys, no permission, no such bucket): trying
+    /// again cannot help.
+    #[error("{location}: {message}")]
+    Refused {
+        /// Backend and path.
+        location: String,
+        /// What the service said, and what to check.
+        message: String,
+    },
     /// The backend's configuration is invalid.
     #[error("invalid backend configuration: {0}")]
     Config(String),

@@ -13,7 +13,7 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
     StalledStreamProtectionConfig,
 };
-use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, StorageClass};
 use tracing::{debug, warn};
@@ -59,14 +59,34 @@ pub struct S3Backend {
     storage_class: Option<StorageClass>,
 }
 
-fn remote<E, R>(location: String, err: SdkError<E, R>) -> BackendError
+/// A failed request as a short error: the service's status, code and message (not the SDK's
+/// whole error chain), with a hint for the usual mistakes. Client errors other than timeouts
+/// and throttling are [`BackendError::Refused`], which is not retried.
+fn remote<E>(location: String, err: SdkError<E>) -> BackendError
 where
-    E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    BackendError::Remote {
-        location,
-        message: DisplayErrorContext(&err).to_string(),
+    let SdkError::ServiceError(service) = &err else {
+        return BackendError::Remote {
+            location,
+            message: DisplayErrorContext(&err).to_string(),
+        };
+    };
+    let status = service.raw().status().as_u16();
+    let code = service.err().code().unwrap_or("error");
+    let detail = service.err().message().map(|m| format!(": {m}")).unwrap_or_default();
+    let hint = match code {
+        "SignatureDoesNotMatch" => " (is the secret access key right?)",
+        "InvalidAccessKeyId" => " (the server does not know this access key id)",
+        "AccessDenied" => " (the keys may not use this bucket or prefix)",
+        "NoSuchBucket" => " (create the bucket first)",
+        _ => "",
+    };
+    let message = format!("HTTP {status} {code}{detail}{hint}");
+    if (400..500).contains(&status) && status != 408 && status != 429 {
+        BackendError::Refused { location, message }
+    } else {
+        BackendError::Remote { location, message }
     }
 }
 

@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use super::process::{self, Feed};
 use super::{
     Connection, DatabaseError, RestoreOptions, RestoreReport, RestoreScope, StreamSink, StreamSource, TableRows,
-    encode_name, major_minor, read_manifest, write_manifest,
+    encode_name, list, major_minor, read_manifest, write_manifest,
 };
 
 /// Stream of users, roles and grants.
@@ -221,6 +221,11 @@ fn unescape_batch(field: &str) -> String {
         }
     }
     out
+}
+
+/// Reads the manifest of a MariaDB backup from `source` (e.g. to check names before a restore).
+pub fn manifest(source: &dyn StreamSource) -> Result<MariaDbManifest, DatabaseError> {
+    read_manifest(source, MANIFEST_STREAM)
 }
 
 /// Backs up into `sink`: users, then the split dump, then the manifest.
@@ -689,11 +694,12 @@ pub fn restore(
 ) -> Result<RestoreReport, DatabaseError> {
     let manifest: MariaDbManifest = read_manifest(source, MANIFEST_STREAM)?;
     let find_db = |name: &str| {
-        manifest
-            .databases
-            .iter()
-            .find(|d| d.name == name)
-            .ok_or_else(|| DatabaseError::NotInBackup(format!("database `{name}`")))
+        manifest.databases.iter().find(|d| d.name == name).ok_or_else(|| {
+            DatabaseError::NotInBackup(format!(
+                "database `{name}` (it has: {})",
+                list(manifest.databases.iter().map(|d| d.name.as_str()))
+            ))
+        })
     };
     let mut input: Vec<Segment> = Vec::new();
     let mut counted: Vec<(String, &MariaDbTable)> = Vec::new();
@@ -750,10 +756,12 @@ pub fn restore(
             let target = into.clone().unwrap_or_else(|| database.clone());
             let mut chosen = Vec::new();
             for name in tables {
-                let t =
-                    db.tables.iter().find(|t| &t.name == name).ok_or_else(|| {
-                        DatabaseError::NotInBackup(format!("table `{name}` in database `{database}`"))
-                    })?;
+                let t = db.tables.iter().find(|t| &t.name == name).ok_or_else(|| {
+                    DatabaseError::NotInBackup(format!(
+                        "table `{name}` in database `{database}` (it has: {})",
+                        list(db.tables.iter().map(|t| t.name.as_str()))
+                    ))
+                })?;
                 chosen.push(t);
             }
             let sql = format!(

@@ -14,7 +14,8 @@
 //!
 //! Dumps reach the sink uncompressed so that the engine's deduplication works; the engine
 //! compresses. Passwords go to the child processes through their environment
-//! (`PGPASSWORD`, `MYSQL_PWD`), never on a command line, and never into logs or errors.
+//! (`PGPASSWORD`, `MYSQL_PWD`), never on a command line, and never into logs or errors; the
+//! agent's own secrets (`HORT_*`, `AWS_*` variables) are removed from the tools' environment.
 //!
 //! - [`postgres`]: `pg_dumpall --globals-only` plus one `pg_dump --format=custom` per
 //!   database, taken in an exported snapshot whose row counts are recorded alongside.
@@ -367,6 +368,16 @@ fn read_manifest<T: serde::de::DeserializeOwned>(source: &dyn StreamSource, name
         .and_then(|mut r| r.read_to_end(&mut bytes))
         .map_err(|e| manifest_error(format!("{e} (an incomplete or non-database backup?)")))?;
     serde_json::from_slice(&bytes).map_err(|e| manifest_error(e.to_string()))
+}
+
+/// Names for an error message: `a, b, c`, or `nothing` when there are none.
+fn list<T: fmt::Display>(names: impl Iterator<Item = T>) -> String {
+    let names: Vec<String> = names.map(|n| n.to_string()).collect();
+    if names.is_empty() {
+        "nothing".to_string()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// `major.minor` of a version string such as `15.18 (Debian …)` or `10.11.19-MariaDB`.

@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use super::process::{self, RunError};
 use super::{
     Connection, DatabaseError, RestoreOptions, RestoreReport, RestoreScope, StreamSink, StreamSource, TableRows,
-    encode_name, major_minor, read_manifest, write_manifest,
+    encode_name, list, major_minor, read_manifest, write_manifest,
 };
 
 /// Stream of the roles and tablespaces.
@@ -223,6 +223,11 @@ fn server_major(client: &mut postgres::Client) -> Result<(String, u32), Database
     Ok((version, (num / 10000) as u32))
 }
 
+/// Reads the manifest of a PostgreSQL backup from `source` (e.g. to check names before a restore).
+pub fn manifest(source: &dyn StreamSource) -> Result<PgManifest, DatabaseError> {
+    read_manifest(source, MANIFEST_STREAM)
+}
+
 /// Backs up the server into `sink`: globals, one dump per database, then the manifest.
 pub fn backup(
     conn: &Connection,
@@ -387,11 +392,12 @@ pub fn restore(
 ) -> Result<RestoreReport, DatabaseError> {
     let manifest: PgManifest = read_manifest(source, MANIFEST_STREAM)?;
     let find_db = |name: &str| {
-        manifest
-            .databases
-            .iter()
-            .find(|d| d.name == name)
-            .ok_or_else(|| DatabaseError::NotInBackup(format!("database `{name}`")))
+        manifest.databases.iter().find(|d| d.name == name).ok_or_else(|| {
+            DatabaseError::NotInBackup(format!(
+                "database `{name}` (it has: {})",
+                list(manifest.databases.iter().map(|d| d.name.as_str()))
+            ))
+        })
     };
     let mut report = RestoreReport::default();
     match &options.scope {
@@ -438,8 +444,9 @@ fn resolve_table<'a>(db: &'a PgDatabase, name: &str) -> Result<&'a PgTable, Data
     match matches.as_slice() {
         [one] => Ok(one),
         [] => Err(DatabaseError::NotInBackup(format!(
-            "table `{name}` in database `{}`",
-            db.name
+            "table `{name}` in database `{}` (it has: {})",
+            db.name,
+            list(db.tables.iter().map(|t| t.qualified()))
         ))),
         _ => Err(DatabaseError::NotInBackup(format!(
             "single table `{name}` in database `{}` (it is in several schemas: give schema.table)",
@@ -715,7 +722,12 @@ fn pg_restore(
             stream: stream.to_string(),
             reason: e.to_string(),
         })?;
-        process::copy_stream(&mut r, w, stream)
+        // With `--use-list`, pg_restore stops reading after the last data it needs; whether it
+        // then succeeded is its exit status.
+        match process::copy_stream(&mut r, w, stream) {
+            Err(DatabaseError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        }
     };
     process::run(cmd, "pg_restore", Some(Box::new(feed))).map_err(|e| match e {
         RunError::Exit(reason) => DatabaseError::RestoreFailed {

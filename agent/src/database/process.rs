@@ -31,7 +31,18 @@ impl RunError {
     }
 }
 
+/// Whether an environment variable of the agent may hold a secret the database tools do not
+/// need (the repository password, storage credentials, the agent's own copy of the database
+/// password: the tools get theirs from the `Command`).
+fn agent_secret(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    name.starts_with("HORT_") || name.starts_with("AWS_")
+}
+
 fn spawn(cmd: &mut Command, tool: &str) -> Result<Child, DatabaseError> {
+    for (name, _) in std::env::vars_os().filter(|(name, _)| agent_secret(name)) {
+        cmd.env_remove(name);
+    }
     cmd.spawn().map_err(|e| DatabaseError::Tool {
         tool: tool.to_string(),
         reason: if e.kind() == io::ErrorKind::NotFound {
@@ -174,5 +185,25 @@ pub(crate) fn copy_stream(from: &mut dyn Read, to: &mut dyn Write, stream: &str)
             }
         };
         to.write_all(&buf[..n])?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_secrets_are_not_passed_to_the_tools() {
+        for name in [
+            "HORT_PASSWORD",
+            "HORT_DB_PASSWORD",
+            "HORT_TARGET_0_AWS_SECRET_ACCESS_KEY",
+            "AWS_SECRET_ACCESS_KEY",
+        ] {
+            assert!(agent_secret(name.as_ref()), "{name}");
+        }
+        for name in ["PGPASSWORD", "MYSQL_PWD", "PATH", "LANG"] {
+            assert!(!agent_secret(name.as_ref()), "{name}");
+        }
     }
 }

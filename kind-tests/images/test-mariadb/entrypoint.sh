@@ -12,6 +12,10 @@ if [ ! -d "$datadir/mysql" ]; then
     echo "CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY '$MARIADB_ROOT_PASSWORD';"
     echo "GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION;"
     echo "ALTER USER 'root'@'localhost' IDENTIFIED BY '$MARIADB_ROOT_PASSWORD';"
+    # mariadb-install-db also makes root@<pod host name>, which this server (--skip-name-resolve)
+    # does not load, so `mariadb-dump --system=users` would fail on it: remove it
+    echo "DELETE FROM mysql.global_priv WHERE Host NOT IN ('localhost', '127.0.0.1', '::1', '%');"
+    echo "DELETE FROM mysql.proxies_priv WHERE Host NOT IN ('localhost', '127.0.0.1', '::1', '%');"
     [ -n "${MARIADB_DATABASE:-}" ] && echo "CREATE DATABASE IF NOT EXISTS \`$MARIADB_DATABASE\`;"
     echo "FLUSH PRIVILEGES;"
   } >"$init"

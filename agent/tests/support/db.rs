@@ -1,0 +1,129 @@
+//! The test database servers (`scripts/db-servers.sh start`, then
+//! `eval "$(scripts/db-servers.sh env)"`) and their command-line clients.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// An environment variable set by `scripts/db-servers.sh env`; panics with how to set it.
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: start the servers with `scripts/db-servers.sh start` and load their \
+             settings with `eval \"$(scripts/db-servers.sh env)\"` (scripts/test.sh does both)"
+        )
+    })
+}
+
+/// Which test server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    Postgres,
+    MariaDb,
+}
+
+impl Server {
+    fn var(self, what: &str) -> String {
+        match self {
+            Server::Postgres => env(&format!("HORT_TEST_PG_{what}")),
+            Server::MariaDb => env(&format!("HORT_TEST_MARIADB_{what}")),
+        }
+    }
+
+    pub fn host(self) -> String {
+        self.var("HOST")
+    }
+
+    pub fn port(self) -> String {
+        self.var("PORT")
+    }
+
+    pub fn user(self) -> String {
+        self.var("USER")
+    }
+
+    pub fn password(self) -> String {
+        self.var("PASSWORD")
+    }
+
+    /// Runs SQL statements (from stdin) in `db` (`None`: no database for MariaDB, `postgres`
+    /// for PostgreSQL); returns the unaligned, tab-separated output.
+    pub fn sql(self, db: Option<&str>, statements: &str) -> String {
+        let mut cmd = match self {
+            Server::Postgres => {
+                let mut cmd = Command::new("psql");
+                cmd.args(["-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1"])
+                    .env("PGHOST", self.host())
+                    .env("PGPORT", self.port())
+                    .env("PGUSER", self.user())
+                    .env("PGPASSWORD", self.password())
+                    .env("PGDATABASE", db.unwrap_or("postgres"));
+                cmd
+            }
+            Server::MariaDb => {
+                let mut cmd = Command::new("mariadb");
+                cmd.args(["--no-defaults", "--protocol=TCP", "--batch", "--skip-column-names"])
+                    .arg(format!("--host={}", self.host()))
+                    .arg(format!("--port={}", self.port()))
+                    .arg(format!("--user={}", self.user()))
+                    .env("MYSQL_PWD", self.password());
+                if let Some(db) = db {
+                    cmd.arg(format!("--database={db}"));
+                }
+                cmd
+            }
+        };
+        let mut child = cmd
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run the database client");
+        child.stdin.take().unwrap().write_all(statements.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{self:?} {statements}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// Drops database `name` if it exists.
+    pub fn drop_db(self, name: &str) {
+        match self {
+            Server::Postgres => self.sql(None, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE);")),
+            Server::MariaDb => self.sql(None, &format!("DROP DATABASE IF EXISTS `{name}`;")),
+        };
+    }
+
+    /// Creates database `name` afresh.
+    pub fn fresh_db(self, name: &str) {
+        self.drop_db(name);
+        match self {
+            Server::Postgres => self.sql(None, &format!("CREATE DATABASE {name};")),
+            Server::MariaDb => self.sql(None, &format!("CREATE DATABASE `{name}`;")),
+        };
+    }
+
+    /// Every row of `table` in `db`, ordered by its first column.
+    pub fn rows(self, db: &str, table: &str) -> String {
+        self.sql(Some(db), &format!("SELECT * FROM {table} ORDER BY 1;"))
+    }
+
+    /// Whether `table` exists in `db`.
+    pub fn has_table(self, db: &str, table: &str) -> bool {
+        let query = match self {
+            Server::Postgres => format!("SELECT count(*) FROM pg_tables WHERE tablename = '{table}';"),
+            Server::MariaDb => format!(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = '{db}' AND table_name = '{table}';"
+            ),
+        };
+        self.sql(Some(db), &query) != "0"
+    }
+}
+
+/// A database name unique to this test process.
+pub fn unique(base: &str) -> String {
+    format!("{base}_{}", std::process::id())
+}

@@ -1,0 +1,520 @@
+#!/usr/bin/env bash
+# End-to-end tests of Hort in the local cluster, with real agent pods: the chart installed with
+# the locally built images, an S3 server (s3s-fs), PostgreSQL and MariaDB in the cluster.
+#
+#   kind-tests/e2e.sh [--keep] [CASE...]     CASE: a b c d1 d2 e f g h (default: all)
+#
+# Needs `kind-tests/cluster.sh up` and the images (`cargo build --release -p hort-agent -p
+# hort-operator`, then `kind-tests/images.sh build hort-agent hort-operator test-s3
+# test-postgres test-mariadb`); imports them into the cluster itself
+# (HORT_E2E_SKIP_IMPORT=1 skips that). Each case runs in its own namespace hort-e2e-<case>;
+# the servers live in hort-e2e-infra. At exit the namespaces and the release are removed
+# (--keep leaves them for a look). Prints PASS/FAIL and the duration of every case and exits
+# non-zero when one failed.
+#
+# Cases:
+#   a   StorageGroups on S3 and on a PVC become Ready (a check pod ran `check --init`)
+#   b   wrong S3 credentials: the group is not Ready with a clear message, a BackupJob waits
+#   c   volume backup to S3 (snapshot id, stats), restore into a new claim, files compared
+#   d1  PostgreSQL backup to S3, one database restored under a new name, rows compared
+#   d2  MariaDB backup to a PVC target, one table restored, rows compared
+#   e   agent pod deleted mid-backup: the BackupJob retries and succeeds; `verify` is clean
+#   f   operator pod deleted mid-backup: the job finishes once, with exactly one snapshot
+#   g   Schedule every minute with keepLast 1: two runs, prune ran, the old snapshot is gone
+#   h   invalid specs are rejected by `kubectl apply` with a message naming the field
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=kind-tests/lib.sh
+source "$HERE/lib.sh"
+KUBECONFIG="${KUBECONFIG:-$("$HERE/cluster.sh" kubeconfig)}"
+export KUBECONFIG
+
+KEEP=0
+CASES=()
+for a in "$@"; do
+  case "$a" in
+    --keep) KEEP=1 ;;
+    a | b | c | d1 | d2 | e | f | g | h) CASES+=("$a") ;;
+    *) echo "usage: $0 [--keep] [a b c d1 d2 e f g h]" >&2; exit 2 ;;
+  esac
+done
+((${#CASES[@]})) || CASES=(a b c d1 d2 e f g h)
+want() { printf '%s\n' "${CASES[@]}" | grep -qx "$1"; }
+
+INFRA=hort-e2e-infra
+S3_ACCESS=e2e-access
+S3_SECRET=e2e-secret-key-0123456789
+S3_BUCKET=hort-e2e
+S3_ENDPOINT="http://s3.$INFRA.svc:9000"
+DB_PASSWORD=e2e-db-password
+PG_HOST="postgres.$INFRA.svc"
+MARIA_HOST="mariadb.$INFRA.svc"
+# The agent's location of an S3 group made by s3_group with PREFIX (what `verify` etc. open).
+s3_location() { echo "s3://$S3_BUCKET/$1?endpoint=$S3_ENDPOINT&region=us-east-1&path-style=true"; }
+
+T_ALL=$EPOCHREALTIME
+RESULTS=()
+FAILED=0
+
+cleanup() {
+  local rc=$?
+  if ((KEEP)); then
+    echo "kept: namespaces hort-e2e-*, release $HORT_RELEASE in $HORT_NAMESPACE" >&2
+  else
+    local t0=$EPOCHREALTIME ns
+    for ns in $(kc get namespaces -o name 2>/dev/null | grep '^namespace/hort-e2e-' | cut -d/ -f2); do
+      kc delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
+    done
+    for ns in $(kc get namespaces -o name 2>/dev/null | grep '^namespace/hort-e2e-' | cut -d/ -f2); do
+      kc wait --for=delete "namespace/$ns" --timeout=180s >/dev/null 2>&1 || true
+    done
+    uninstall_hort
+    # the chart's namespace too, unless another release lives there (the CRDs stay)
+    if [[ -z "$("$HELM" list --namespace "$HORT_NAMESPACE" -q 2>/dev/null)" ]]; then
+      kc delete namespace "$HORT_NAMESPACE" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+    fi
+    echo "cleanup took $(since "$t0")s" >&2
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fail() { echo "    FAILED CHECK: $*" >&2; exit 1; }
+not_ready() { [[ "$(condition "$1" "$2" Ready)" == False ]]; }
+not_in() { ! grep -qF -- "$1" <<<"$2"; }
+check() { # DESCRIPTION COMMAND...: the command must succeed
+  local what="$1"; shift
+  "$@" || fail "$what"
+}
+
+# run_case ID TITLE: runs function case_ID in a subshell (set -e), prints PASS/FAIL with the
+# time it took; on failure dumps the case's namespace.
+run_case() {
+  local id="$1" title="$2" t0=$EPOCHREALTIME rc
+  want "$id" || return 0
+  echo "== $id: $title"
+  set +e
+  (set -euo pipefail; "case_$id")
+  rc=$?
+  set -e
+  local took; took="$(since "$t0")"
+  if ((rc == 0)); then
+    echo "PASS $id ($took s): $title"
+    RESULTS+=("PASS $id ${took}s  $title")
+  else
+    echo "FAIL $id ($took s): $title"
+    RESULTS+=("FAIL $id ${took}s  $title")
+    FAILED=$((FAILED + 1))
+    dump_namespace "hort-e2e-$id"
+  fi
+}
+
+# A case's namespace with the repository password and S3 credentials.
+case_namespace() {
+  new_namespace "$1"
+  repository_secrets "$1" "$S3_ACCESS" "$S3_SECRET"
+  kc -n "$1" create secret generic db-credentials --from-literal=username=postgres \
+    --from-literal=password="$DB_PASSWORD" >/dev/null
+  kc -n "$1" create secret generic mariadb-credentials --from-literal=username=root \
+    --from-literal=password="$DB_PASSWORD" >/dev/null
+}
+
+# A claim "data" filled by a pod: SCRIPT runs in /data.
+fill_claim() { # NS SIZE SCRIPT
+  kc -n "$1" apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: $2}}
+EOF
+  run_pod "$1" writer hort.local/busybox:stable "set -e; cd /data; $3; sync" data /data >/dev/null
+}
+
+volume_job() { # NS NAME GROUP [BACKOFF-LIMIT]
+  kc -n "$1" apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: BackupJob
+metadata: {name: $2}
+spec:
+  storageGroupRef: {name: $3}
+  source:
+    volume: {claimName: data}
+  tags: [e2e]
+  backoffLimit: ${4:-0}
+EOF
+}
+
+# Snapshots of a repository (JSON array) through an agent pod.
+snapshots_json() { # NS POD LOCATION
+  agent_cmd "$1" "$2" "$3" snapshots --json | grep '^\['
+}
+count_tagged() { # JSON TAG: snapshots carrying TAG
+  python3 -c 'import json,sys; print(sum(1 for s in json.loads(sys.argv[1]) if sys.argv[2] in s["tags"]))' "$1" "$2"
+}
+
+# ---------------------------------------------------------------------------------------------
+echo "== setup"
+t0=$EPOCHREALTIME
+if [[ "${HORT_E2E_SKIP_IMPORT:-}" != 1 ]]; then
+  "$HERE/images.sh" import hort-operator hort-agent test-s3 test-postgres test-mariadb 2>&1 | sed 's/^/  /'
+fi
+echo "  images imported ($(since "$t0")s)"
+t1=$EPOCHREALTIME
+install_hort
+echo "  chart installed, operator available ($(since "$t1")s)"
+t1=$EPOCHREALTIME
+new_namespace "$INFRA"
+deploy_s3 "$INFRA" "$S3_ACCESS" "$S3_SECRET" "$S3_BUCKET"
+deploy_postgres "$INFRA" "$DB_PASSWORD"
+deploy_mariadb "$INFRA" "$DB_PASSWORD"
+wait_servers "$INFRA" s3 postgres mariadb
+echo "  S3, PostgreSQL and MariaDB running in $INFRA ($(since "$t1")s)"
+echo "setup took $(since "$t0")s"
+
+# ---------------------------------------------------------------------------------------------
+case_a() {
+  local ns=hort-e2e-a
+  case_namespace $ns
+  s3_group $ns s3 "$S3_ENDPOINT" "$S3_BUCKET" a
+  pvc_group $ns disk backup-disk
+  wait_ready $ns storagegroup/s3 180
+  note "s3: $(condition_message $ns storagegroup/s3 Ready); repository $(jp $ns storagegroup/s3 '{.status.repositoryId}')"
+  check "the S3 group has a repositoryId" test -n "$(jp $ns storagegroup/s3 '{.status.repositoryId}')"
+  wait_ready $ns storagegroup/disk 180
+  note "disk: $(condition_message $ns storagegroup/disk Ready)"
+  check "the PVC group has a repositoryId" test -n "$(jp $ns storagegroup/disk '{.status.repositoryId}')"
+  # the check pods ran `check --init` with the agent image
+  local args
+  args="$(kc -n $ns get pods -l hort.dev/agent-role=check -o jsonpath='{range .items[*]}{.spec.containers[0].image} {.spec.containers[0].args}{"\n"}{end}')"
+  note "check pods: $(echo "$args" | sort -u | tr '\n' ';')"
+  check "check pods ran 'check --init' with $HORT_AGENT_IMAGE" grep -q "$HORT_AGENT_IMAGE.*check.*--init" <<<"$args"
+}
+
+case_b() {
+  local ns=hort-e2e-b
+  case_namespace $ns
+  kc -n $ns create secret generic wrong-credentials --from-literal=AWS_ACCESS_KEY_ID="$S3_ACCESS" \
+    --from-literal=AWS_SECRET_ACCESS_KEY=not-the-secret >/dev/null
+  s3_group $ns wrong "$S3_ENDPOINT" "$S3_BUCKET" b wrong-credentials
+  wait_until 180 "Ready=False on the group with wrong credentials" not_ready $ns storagegroup/wrong
+  kc -n $ns apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: BackupJob
+metadata: {name: waits}
+spec:
+  storageGroupRef: {name: wrong}
+  source:
+    postgres: {host: $PG_HOST, credentialsSecretRef: {name: db-credentials}}
+EOF
+  sleep 20
+  local phase; phase="$(jp $ns backupjob/waits '{.status.phase}')"
+  note "BackupJob after 20 s: phase=${phase:-none}: $(jp $ns backupjob/waits '{.status.message}')"
+  check "the BackupJob waits (phase Pending)" test "$phase" == Pending
+  check "no backup pod was created" test -z "$(kc -n $ns get pods -l hort.dev/agent-role=backup -o name)"
+  local msg; msg="$(condition_message $ns storagegroup/wrong Ready)"
+  note "Ready=False: $(cut -c1-300 <<<"$msg")"
+  check "the message gives the S3 error (SignatureDoesNotMatch/403)" grep -Eq 'SignatureDoesNotMatch|403' <<<"$msg"
+  check "the message names the target (\"s3\" or its bucket)" grep -Eq '"s3"|hort-e2e' <<<"$msg"
+  check "the message is short (< 400 characters, not an SDK debug dump)" test "${#msg}" -lt 400
+}
+
+case_c() {
+  local ns=hort-e2e-c
+  case_namespace $ns
+  s3_group $ns s3 "$S3_ENDPOINT" "$S3_BUCKET" c
+  fill_claim $ns 1Gi 'mkdir -p docs/deep media; echo "hello hort" > docs/hello.txt; seq 1 20000 > docs/deep/numbers.txt
+    head -c 20000000 /dev/urandom > media/random.bin; ln -s ../docs/hello.txt media/link; chmod 0640 docs/hello.txt'
+  local sums; sums="$(run_pod $ns sums hort.local/busybox:stable 'cd /data && find . -type f | sort | xargs md5sum' data /data)"
+  wait_ready $ns storagegroup/s3 180
+  volume_job $ns vol s3
+  wait_phase $ns backupjob/vol Succeeded 300
+  local id; id="$(jp $ns backupjob/vol '{.status.snapshotId}')"
+  note "snapshot $id, stats $(jp $ns backupjob/vol '{.status.stats}')"
+  check "snapshotId set" test -n "$id"
+  check "stats.files >= 3" test "$(jp $ns backupjob/vol '{.status.stats.files}')" -ge 3
+  check "stats.bytesRead >= 20 MB" test "$(jp $ns backupjob/vol '{.status.stats.bytesRead}')" -ge 20000000
+  kc -n $ns apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: RestoreRequest
+metadata: {name: vol}
+spec:
+  storageGroupRef: {name: s3}
+  source:
+    backupJobRef: {name: vol}
+  target:
+    volume:
+      claimName: restored
+      storageClassName: local-path
+      size: 1Gi
+EOF
+  wait_phase $ns restorerequest/vol Succeeded 300
+  note "restore: snapshot $(jp $ns restorerequest/vol '{.status.snapshotId}'), stats $(jp $ns restorerequest/vol '{.status.stats}')"
+  local back
+  back="$(run_pod $ns verify hort.local/busybox:stable 'cd /data && find . -type f | sort | xargs md5sum; readlink media/link; stat -c %a docs/hello.txt' restored /data)"
+  note "restored: $(echo "$back" | tr '\n' ' ' | cut -c1-200)"
+  check "restored files have the same contents" test "$(echo "$back" | head -n "$(echo "$sums" | wc -l)")" == "$sums"
+  check "symlink restored" grep -qx '../docs/hello.txt' <<<"$back"
+  check "mode 0640 restored" test "$(echo "$back" | tail -n 1)" == 640
+}
+
+case_d1() {
+  local ns=hort-e2e-d1 q='select count(*), sum(id), md5(string_agg(name, $$,$$ order by id)) from items'
+  case_namespace $ns
+  local d
+  for d in e2e_app e2e_app_restored e2e_other; do psql_in $INFRA "drop database if exists $d" >/dev/null; done
+  psql_in $INFRA 'create database e2e_app' >/dev/null
+  psql_in $INFRA 'create database e2e_other' >/dev/null
+  psql_in $INFRA "create table items (id int primary key, name text not null, at timestamptz default now());
+    insert into items (id, name) select g, 'item-' || g from generate_series(1, 5000) g;
+    create index on items (name); create view v_items as select id from items" e2e_app >/dev/null
+  psql_in $INFRA 'create table other (x int); insert into other values (1)' e2e_other >/dev/null
+  local before; before="$(psql_in $INFRA "$q" e2e_app)"
+  s3_group $ns s3 "$S3_ENDPOINT" "$S3_BUCKET" d1
+  wait_ready $ns storagegroup/s3 180
+  kc -n $ns apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: BackupJob
+metadata: {name: pg}
+spec:
+  storageGroupRef: {name: s3}
+  source:
+    postgres:
+      host: $PG_HOST
+      databases: [e2e_app, e2e_other]
+      credentialsSecretRef: {name: db-credentials}
+  tags: [e2e, pg]
+EOF
+  wait_phase $ns backupjob/pg Succeeded 300
+  note "snapshot $(jp $ns backupjob/pg '{.status.snapshotId}'), stats $(jp $ns backupjob/pg '{.status.stats}')"
+  kc -n $ns apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: RestoreRequest
+metadata: {name: pg}
+spec:
+  storageGroupRef: {name: s3}
+  source:
+    backupJobRef: {name: pg}
+  target:
+    postgres:
+      host: $PG_HOST
+      credentialsSecretRef: {name: db-credentials}
+      databases:
+        - {from: e2e_app, to: e2e_app_restored}
+EOF
+  wait_phase $ns restorerequest/pg Succeeded 300
+  note "restore stats $(jp $ns restorerequest/pg '{.status.stats}')"
+  local after; after="$(psql_in $INFRA "$q" e2e_app_restored)"
+  note "rows: original $before, restored $after"
+  check "restored rows equal the original" test "$before" == "$after"
+  check "the view came back" test "$(psql_in $INFRA 'select count(*) from v_items' e2e_app_restored)" == 5000
+  check "only e2e_app was restored" test -z "$(psql_in $INFRA "select 1 from pg_database where datname like 'e2e_other_%'")"
+  for d in e2e_app e2e_app_restored e2e_other; do psql_in $INFRA "drop database if exists $d" >/dev/null || true; done
+}
+
+case_d2() {
+  local ns=hort-e2e-d2 q='select count(*), sum(id), md5(group_concat(item order by id)) from orders'
+  case_namespace $ns
+  mariadb_in $INFRA "drop database if exists e2e_shop; create database e2e_shop" >/dev/null
+  mariadb_in $INFRA "create table e2e_shop.orders (id int primary key, item varchar(64) not null, qty int);
+    create table e2e_shop.customers (id int primary key, name varchar(64));
+    insert into e2e_shop.orders select seq, concat('item-', seq), seq % 7 from seq_1_to_3000;
+    insert into e2e_shop.customers select seq, concat('c-', seq) from seq_1_to_100;" e2e_shop >/dev/null
+  local before; before="$(mariadb_in $INFRA "$q" e2e_shop)"
+  pvc_group $ns disk backup-disk
+  wait_ready $ns storagegroup/disk 180
+  kc -n $ns apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: BackupJob
+metadata: {name: maria}
+spec:
+  storageGroupRef: {name: disk}
+  source:
+    mariadb:
+      host: $MARIA_HOST
+      databases: [e2e_shop]
+      credentialsSecretRef: {name: mariadb-credentials}
+  tags: [e2e, shop]
+EOF
+  wait_phase $ns backupjob/maria Succeeded 300
+  note "snapshot $(jp $ns backupjob/maria '{.status.snapshotId}'), stats $(jp $ns backupjob/maria '{.status.stats}')"
+  # damage one table, change another: only the first comes back
+  mariadb_in $INFRA "delete from orders where id > 1000; update orders set qty = 0; update customers set name = 'changed'" e2e_shop
+  kc -n $ns apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: RestoreRequest
+metadata: {name: orders}
+spec:
+  storageGroupRef: {name: disk}
+  source:
+    tags: [shop]
+  target:
+    mariadb:
+      host: $MARIA_HOST
+      credentialsSecretRef: {name: mariadb-credentials}
+      databases: [{from: e2e_shop}]
+      tables: [orders]
+      clean: true
+EOF
+  wait_phase $ns restorerequest/orders Succeeded 300
+  note "restore stats $(jp $ns restorerequest/orders '{.status.stats}')"
+  local after; after="$(mariadb_in $INFRA "$q" e2e_shop)"
+  note "orders: original $before, restored $after"
+  check "restored table equals the original" test "$before" == "$after"
+  check "the other table was not touched" \
+    test "$(mariadb_in $INFRA "select count(*) from customers where name = 'changed'" e2e_shop)" == 100
+  mariadb_in $INFRA 'drop database e2e_shop' >/dev/null || true
+}
+
+# Waits until the BackupJob's agent pod is Running and has worked for SECS; prints its name.
+running_agent_pod() { # NS JOB SECS
+  local pod="" deadline=$((SECONDS + 180))
+  while ((SECONDS < deadline)); do
+    pod="$(kc -n "$1" get pods -l "hort.dev/agent-role=backup" --field-selector=status.phase=Running \
+      -o jsonpath='{.items[0].metadata.name}' 2>/dev/null || true)"
+    [[ -n "$pod" ]] && break
+    [[ "$(jp "$1" "backupjob/$2" '{.status.phase}')" == Succeeded ]] && { echo "the backup finished before it could be interrupted" >&2; return 1; }
+    sleep 0.5
+  done
+  [[ -n "$pod" ]] || { echo "no running backup pod" >&2; return 1; }
+  sleep "$3"
+  [[ "$(jp "$1" "pod/$pod" '{.status.phase}')" == Running ]] || { echo "pod $pod is no longer running after $3 s (too little data?)" >&2; return 1; }
+  echo "$pod"
+}
+
+retry_pod_exists() { # NS FIRST-POD: a backup pod other than FIRST-POD exists
+  kc -n "$1" get pods -l hort.dev/agent-role=backup -o name | grep -v "^pod/$2\$" | grep -q .
+}
+
+case_e() {
+  local ns=hort-e2e-e
+  case_namespace $ns
+  s3_group $ns s3 "$S3_ENDPOINT" "$S3_BUCKET" e
+  fill_claim $ns 3Gi 'for i in 1 2 3 4 5 6; do head -c 200000000 /dev/urandom > big-$i.bin; done'
+  wait_ready $ns storagegroup/s3 180
+  volume_job $ns big s3 2
+  local pod; pod="$(running_agent_pod $ns big 3)"
+  note "deleting agent pod $pod while it runs (progress: $(jp $ns backupjob/big '{.status.progress}'))"
+  # the agent is PID 1 and ignores SIGTERM, so with the default grace period it would finish
+  kc -n $ns delete pod "$pod" --grace-period=1 --wait=false >/dev/null
+  wait_until 120 "a second attempt (agent pod other than $pod) after the first one's pod was deleted" \
+    retry_pod_exists $ns "$pod"
+  wait_phase $ns backupjob/big Succeeded 600
+  local attempts; attempts="$(jp $ns backupjob/big '{.status.attempts}')"
+  note "Succeeded after $attempts attempts: $(jp $ns backupjob/big '{.status.stats}')"
+  check "a second attempt ran" test "$attempts" -ge 2
+  local out; out="$(agent_cmd $ns verify "$(s3_location e)" verify --json)" || { echo "$out" >&2; fail "hort-agent verify"; }
+  note "verify: $(echo "$out" | tail -n 1 | cut -c1-200)"
+  check "verify reports ok" grep -q '"ok":true' <<<"$out"
+}
+
+case_f() {
+  local ns=hort-e2e-f
+  case_namespace $ns
+  s3_group $ns s3 "$S3_ENDPOINT" "$S3_BUCKET" f
+  fill_claim $ns 3Gi 'for i in 1 2 3 4 5; do head -c 200000000 /dev/urandom > big-$i.bin; done'
+  wait_ready $ns storagegroup/s3 180
+  volume_job $ns once s3 2
+  local pod op; pod="$(running_agent_pod $ns once 2)"
+  op="$(operator_pod)"
+  note "deleting operator pod $op while agent pod $pod runs"
+  kc -n "$HORT_NAMESPACE" delete pod "$op" --wait=false >/dev/null
+  kc -n "$HORT_NAMESPACE" rollout status "deployment/$HORT_OPERATOR_DEPLOYMENT" --timeout=180s >/dev/null
+  wait_phase $ns backupjob/once Succeeded 600
+  local attempts id; attempts="$(jp $ns backupjob/once '{.status.attempts}')"; id="$(jp $ns backupjob/once '{.status.snapshotId}')"
+  note "Succeeded, attempts $attempts, snapshot $id, agent pod $(jp $ns backupjob/once '{.status.agentPod}')"
+  check "one attempt (the running pod was adopted, not restarted)" test "$attempts" == 1
+  local list; list="$(snapshots_json $ns list "$(s3_location f)")"
+  check "exactly one snapshot tagged hort.dev/backup-job=once" test "$(count_tagged "$list" hort.dev/backup-job=once)" == 1
+  check "the BackupJob's snapshot is that one" grep -q "$id" <<<"$list"
+}
+
+# g is started first (it needs two minutes of wall time) and checked last.
+G_STARTED=""
+start_g() {
+  local ns=hort-e2e-g
+  case_namespace $ns
+  s3_group $ns s3 "$S3_ENDPOINT" "$S3_BUCKET" g
+  fill_claim $ns 64Mi 'date > stamp; seq 1 1000 > numbers'
+  kc -n $ns apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: Schedule
+metadata: {name: every-minute}
+spec:
+  schedule: "*/1 * * * *"
+  retention: {keepLast: 1}
+  historyLimit: {successful: 5, failed: 5}
+  jobTemplate:
+    spec:
+      storageGroupRef: {name: s3}
+      source:
+        volume: {claimName: data}
+      tags: [e2e-schedule]
+EOF
+}
+
+case_g() {
+  local ns=hort-e2e-g
+  [[ -n "$G_STARTED" ]] || fail "the schedule was not set up"
+  note "schedule running for $(since "$G_STARTED")s"
+  # two successful runs, then a prune that removed at least one snapshot
+  local deadline=$((SECONDS + 300)) jobs removed
+  while :; do
+    jobs="$(kc -n $ns get backupjobs -l hort.dev/schedule=every-minute -o jsonpath='{range .items[?(@.status.phase=="Succeeded")]}{.metadata.name} {.status.snapshotId}{"\n"}{end}')"
+    removed="$(jp $ns schedule/every-minute '{.status.lastPrune.snapshotsRemoved}')"
+    (($(grep -c . <<<"$jobs") >= 2)) && [[ -n "$removed" && "$removed" -ge 1 ]] && break
+    ((SECONDS < deadline)) || fail "no two successful runs and a prune within 300 s (runs: $(echo "$jobs" | tr '\n' ' '); lastPrune: $(jp $ns schedule/every-minute '{.status.lastPrune}'))"
+    sleep 2
+  done
+  note "runs: $(echo "$jobs" | tr '\n' ' '); lastPrune: $(jp $ns schedule/every-minute '{.status.lastPrune}')"
+  check "lastPrune succeeded" test "$(jp $ns schedule/every-minute '{.status.lastPrune.succeeded}')" == true
+  local list first; list="$(snapshots_json $ns list "$(s3_location g)")"
+  first="$(head -n 1 <<<"$jobs" | cut -d' ' -f2)"
+  note "snapshots of the schedule: $(count_tagged "$list" hort.dev/schedule=every-minute)"
+  # runs may continue meanwhile: every prune keeps exactly one, a running backup may add one
+  check "at most 2 snapshots of the schedule remain" test "$(count_tagged "$list" hort.dev/schedule=every-minute)" -le 2
+  check "the first run's snapshot $first is gone" not_in "$first" "$list"
+  kc -n $ns patch schedule every-minute --type merge -p '{"spec":{"suspend":true}}' >/dev/null
+}
+
+case_h() {
+  local ns=hort-e2e-h f expects out n=0
+  case_namespace $ns
+  for f in "$HORT_REPO_DIR"/crds/tests/invalid/*.yaml; do
+    expects="$(sed -n 's/^# expect: //p' "$f")"
+    if out="$(kc -n $ns apply -f "$f" 2>&1)"; then
+      fail "$(basename "$f") was accepted: $out"
+    fi
+    while IFS= read -r e; do
+      [[ -z "$e" ]] && continue
+      grep -qF -- "$e" <<<"$out" || fail "$(basename "$f"): the error does not say '$e': $out"
+    done <<<"$expects"
+    n=$((n + 1))
+  done
+  note "$n invalid specs rejected, e.g.: $(kc -n $ns apply -f "$HORT_REPO_DIR/crds/tests/invalid/07-schedule-keeplast-zero.yaml" 2>&1 | cut -c1-200)"
+  check "at least 20 invalid specs tried" test "$n" -ge 20
+}
+
+# ---------------------------------------------------------------------------------------------
+if want g; then
+  echo "== g: starting the schedule (checked last)"
+  set +e; (set -euo pipefail; start_g); rc=$?; set -e
+  if ((rc == 0)); then G_STARTED=$EPOCHREALTIME; fi
+fi
+run_case h "invalid specs are rejected by kubectl apply with a message naming the field"
+run_case a "StorageGroups on S3 and on a PVC become Ready (check --init)"
+run_case b "wrong S3 credentials: group not Ready with a clear message, BackupJob waits without a pod"
+run_case c "volume backup to S3, restore into a new claim, contents compared"
+run_case d1 "PostgreSQL backup to S3, restore one database under a new name, rows compared"
+run_case d2 "MariaDB backup to a PVC target, restore one table, rows compared"
+run_case e "agent pod deleted mid-backup: retried, Succeeded, verify OK"
+run_case f "operator deleted mid-backup: finishes once, exactly one snapshot"
+run_case g "Schedule every minute, keepLast 1: two runs, prune ran, old snapshot gone"
+
+echo
+echo "== summary ($(since "$T_ALL")s in all)"
+printf '%s\n' "${RESULTS[@]}"
+echo "$(grep -c '^PASS' <<<"$(printf '%s\n' "${RESULTS[@]}")" || true) passed, $FAILED failed"
+((FAILED == 0))
