@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export AWS_EC2_METADATA_DISABLED=true
 export CARGO_TERM_COLOR=never RUST_BACKTRACE=0
+# Compiled dependencies are kept between runs (and between clones) outside the repository.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hort/cargo-target}"
 
 step() { printf '\n== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 
@@ -61,5 +63,10 @@ step "hort-agent and hort-operator images, end-to-end tests"
 # Real agent pods: the chart installed with these images, S3/PostgreSQL/MariaDB in the cluster
 # (kind-tests/README.md lists the cases).
 cargo build --release --locked -p hort-agent -p hort-operator
+# The Dockerfiles take the binaries from target/release in the build context (the repository).
+if [[ "$(realpath -m "$CARGO_TARGET_DIR")" != "$(realpath -m target)" ]]; then
+  mkdir -p target/release
+  cp "$CARGO_TARGET_DIR/release/hort-agent" "$CARGO_TARGET_DIR/release/hort-operator" target/release/
+fi
 kind-tests/images.sh build hort-agent hort-operator
 kind-tests/e2e.sh
