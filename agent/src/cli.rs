@@ -25,7 +25,7 @@ use crate::keyfile::KdfParams;
 use crate::location::{self, S3Defaults};
 use crate::pack::BlobKind;
 use crate::progress::{Counters, Mode, Reporter};
-use crate::prune::{self, PruneOptions};
+use crate::prune::{self, PruneOptions, PruneReport};
 use crate::repository::{IndexedRepository, Repository, RepositoryError};
 use crate::restorer::{self, Overwrite, RestoreError, RestoreOptions};
 use crate::retention::{self, Policy};
@@ -1032,26 +1032,35 @@ fn prune_cmd(ctx: &Context, args: &PruneArgs) -> Result<(), CliError> {
             dry_run: args.dry_run,
         },
     )?;
-    let forgotten: Vec<String> = decisions.iter().filter(|d| !d.keep).map(|d| d.id.to_hex()).collect();
+    print_retention(ctx, &decisions, Some(&report), args.dry_run);
+    Ok(())
+}
+
+/// Prints what retention decided for each snapshot and what garbage collection did: a JSON
+/// summary, or a line per snapshot and one for the packs.
+fn print_retention(ctx: &Context, decisions: &[retention::Decision], gc: Option<&PruneReport>, dry_run: bool) {
     if ctx.json() {
         let kept: Vec<_> = decisions
             .iter()
             .filter(|d| d.keep)
             .map(|d| json!({"id": d.id, "reasons": d.reasons}))
             .collect();
+        let forgotten: Vec<String> = decisions.iter().filter(|d| !d.keep).map(|d| d.id.to_hex()).collect();
         ctx.print_json(
-            &json!({"type": "summary", "dry_run": args.dry_run, "kept": kept, "forgotten": forgotten,
-                               "gc": report}),
+            &json!({"type": "summary", "dry_run": dry_run, "kept": kept, "forgotten": forgotten,
+                               "gc": gc}),
         );
-    } else {
-        for d in &decisions {
-            let verdict = if d.keep {
-                format!("keep ({})", d.reasons.join(", "))
-            } else {
-                "forget".to_owned()
-            };
-            println!("{} {verdict}", d.id.short());
-        }
+        return;
+    }
+    for d in decisions {
+        let verdict = if d.keep {
+            format!("keep ({})", d.reasons.join(", "))
+        } else {
+            "forget".to_owned()
+        };
+        println!("{} {verdict}", d.id.short());
+    }
+    if let Some(report) = gc {
         println!(
             "{} packs in use, {} repacked into {} ({} bytes copied), {} condemned now, {} deleted, {} indexed again, \
              {} waiting for the grace period{}",
@@ -1063,14 +1072,9 @@ fn prune_cmd(ctx: &Context, args: &PruneArgs) -> Result<(), CliError> {
             report.deleted.len(),
             report.reindexed.len(),
             report.pending,
-            if args.dry_run {
-                " (dry run: nothing changed)"
-            } else {
-                ""
-            }
+            if dry_run { " (dry run: nothing changed)" } else { "" }
         );
     }
-    Ok(())
 }
 
 fn stats(ctx: &Context) -> Result<(), CliError> {
@@ -1163,34 +1167,7 @@ fn forget(ctx: &Context, args: &ForgetArgs) -> Result<(), CliError> {
     if !args.dry_run {
         write_report(&json!({"snapshotsKept": kept, "snapshotsRemoved": removed.len()}));
     }
-    if ctx.json() {
-        let kept: Vec<_> = decisions
-            .iter()
-            .filter(|d| d.keep)
-            .map(|d| json!({"id": d.id, "reasons": d.reasons}))
-            .collect();
-        let forgotten: Vec<_> = removed.iter().map(|d| d.id.to_hex()).collect();
-        ctx.print_json(&json!({"type": "summary", "dry_run": args.dry_run, "kept": kept,
-                               "forgotten": forgotten, "gc": gc}));
-    } else {
-        for d in &decisions {
-            let verdict = if d.keep {
-                format!("keep ({})", d.reasons.join(", "))
-            } else {
-                "forget".to_owned()
-            };
-            println!("{} {verdict}", d.id.short());
-        }
-        if let Some(gc) = &gc {
-            println!(
-                "{} packs in use, {} condemned now, {} deleted, {} waiting for the grace period",
-                gc.live_packs,
-                gc.condemned.len(),
-                gc.deleted.len(),
-                gc.pending
-            );
-        }
-    }
+    print_retention(ctx, &decisions, gc.as_ref(), args.dry_run);
     Ok(())
 }
 
