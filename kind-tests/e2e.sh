@@ -2,7 +2,7 @@
 # End-to-end tests of Hort in the local cluster, with real agent pods: the chart installed with
 # the locally built images, an S3 server (s3s-fs), PostgreSQL and MariaDB in the cluster.
 #
-#   kind-tests/e2e.sh [--keep] [CASE...]     CASE: a b c d1 d2 e f g h (default: all)
+#   kind-tests/e2e.sh [--keep] [CASE...]     CASE: a b c d1 d2 e f g h i (default: all)
 #
 # Needs `kind-tests/cluster.sh up` and the images (`cargo build --release -p hort-agent -p
 # hort-operator`, then `kind-tests/images.sh build hort-agent hort-operator test-s3
@@ -22,6 +22,8 @@
 #   f   operator pod deleted mid-backup: the job finishes once, with exactly one snapshot
 #   g   Schedule every minute with keepLast 1: two runs, prune ran, the old snapshot is gone
 #   h   invalid specs are rejected by `kubectl apply` with a message naming the field
+#   i   backup hooks run in the application pod (pre before the data is read, post after); a
+#       failing pre hook fails the job before any data is read, and the post hooks still run
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=kind-tests/lib.sh
@@ -34,11 +36,11 @@ CASES=()
 for a in "$@"; do
   case "$a" in
     --keep) KEEP=1 ;;
-    a | b | c | d1 | d2 | e | f | g | h) CASES+=("$a") ;;
-    *) echo "usage: $0 [--keep] [a b c d1 d2 e f g h]" >&2; exit 2 ;;
+    a | b | c | d1 | d2 | e | f | g | h | i) CASES+=("$a") ;;
+    *) echo "usage: $0 [--keep] [a b c d1 d2 e f g h i]" >&2; exit 2 ;;
   esac
 done
-((${#CASES[@]})) || CASES=(a b c d1 d2 e f g h)
+((${#CASES[@]})) || CASES=(a b c d1 d2 e f g h i)
 want() { printf '%s\n' "${CASES[@]}" | grep -qx "$1"; }
 
 INFRA=hort-e2e-infra
@@ -388,6 +390,79 @@ retry_pod_exists() { # NS FIRST-POD: a backup pod other than FIRST-POD exists
   kc -n "$1" get pods -l hort.dev/agent-role=backup -o name | grep -v "^pod/$2\$" | grep -q .
 }
 
+case_i() {
+  local ns=hort-e2e-i
+  case_namespace $ns
+  s3_group $ns s3 "$S3_ENDPOINT" "$S3_BUCKET" i
+  # An application pod with the volume that is backed up; the hooks run in it.
+  kc -n $ns apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: app, labels: {app: hooked}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: app
+      image: hort.local/busybox:stable
+      imagePullPolicy: IfNotPresent
+      command: [sh, -c, "echo data > /data/file; sleep 3600"]
+      volumeMounts: [{name: data, mountPath: /data}]
+  volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
+EOF
+  kc -n $ns wait --for=condition=Ready pod/app --timeout=120s >/dev/null
+  wait_ready $ns storagegroup/s3 180
+  kc -n $ns apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: BackupJob
+metadata: {name: hooked}
+spec:
+  storageGroupRef: {name: s3}
+  source:
+    volume: {claimName: data}
+  hooks:
+    pre:
+      - {name: freeze, selector: {app: hooked}, command: [sh, -c, "echo frozen > /data/pre-hook"]}
+    post:
+      - {name: thaw, pod: app, container: app, command: [sh, -c, "echo thawed > /tmp/post-hook"]}
+  backoffLimit: 0
+EOF
+  wait_phase $ns backupjob/hooked Succeeded 300
+  check "the pre hook ran before the data was read (its file is in the snapshot)" \
+    test "$(jp $ns backupjob/hooked '{.status.stats.files}')" == 2
+  check "the post hook ran" test "$(kc -n $ns exec app -- cat /tmp/post-hook)" == thawed
+  # A pre hook that fails: no data is read, the post hooks still run, the message says why.
+  kc -n $ns apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: BackupJob
+metadata: {name: refused}
+spec:
+  storageGroupRef: {name: s3}
+  source:
+    volume: {claimName: data}
+  hooks:
+    pre:
+      - {name: refuse, pod: app, command: [sh, -c, "echo cannot freeze >&2; exit 3"]}
+    post:
+      - {name: thaw, pod: app, command: [sh, -c, "echo thawed-after-failure > /tmp/post-hook"]}
+EOF
+  wait_phase $ns backupjob/refused Failed 120
+  local message; message="$(jp $ns backupjob/refused '{.status.message}')"
+  note "message: $message"
+  check "the job failed because of its hook" \
+    test "$(jp $ns backupjob/refused '{.status.conditions[?(@.type=="Failed")].reason}')" == HookFailed
+  check "the message names the hook and its error" grep -q 'pre hook "refuse".*cannot freeze' <<<"$message"
+  check "no agent pod ran" test -z "$(kc -n $ns get pod refused-1 --ignore-not-found -o name)"
+  check "the post hook ran after the failure" \
+    test "$(kc -n $ns exec app -- cat /tmp/post-hook)" == thawed-after-failure
+}
+
 case_e() {
   local ns=hort-e2e-e
   case_namespace $ns
@@ -511,6 +586,7 @@ run_case d1 "PostgreSQL backup to S3, restore one database under a new name, row
 run_case d2 "MariaDB backup to a PVC target, restore one table, rows compared"
 run_case e "agent pod deleted mid-backup: retried, Succeeded, verify OK"
 run_case f "operator deleted mid-backup: finishes once, exactly one snapshot"
+run_case i "backup hooks run in the application pod; a failing pre hook fails the job before any data is read"
 run_case g "Schedule every minute, keepLast 1: two runs, prune ran, old snapshot gone"
 
 echo

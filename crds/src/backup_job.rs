@@ -254,7 +254,8 @@ fn default_hook_timeout() -> u32 {
 /// What a failed hook does.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum HookErrorPolicy {
-    /// Fail the backup attempt.
+    /// Fail the backup (a pre hook: before any data is read; a post hook: the snapshot is
+    /// kept, but the job is marked failed).
     #[default]
     Fail,
     /// Record a warning event and carry on.
@@ -286,6 +287,9 @@ pub struct BackupJobStatus {
     /// Attempts made so far.
     #[serde(default)]
     pub attempts: u32,
+    /// The attempt whose post hooks have run (they run once after each attempt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_hooks_attempt: Option<u32>,
     /// Name of the agent pod of the current or last attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_pod: Option<String>,

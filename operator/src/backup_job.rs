@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::LogParams;
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
 use crate::agent_pod::{self, AgentPod};
@@ -19,6 +20,7 @@ use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::Result;
 use crate::events;
+use crate::hooks;
 use crate::schedule;
 use crate::status;
 use crate::storage_group;
@@ -31,6 +33,8 @@ pub const STORAGE_GROUP_READY: &str = "StorageGroupReady";
 pub const COMPLETE: &str = "Complete";
 /// Name of the condition set when the job failed for good.
 pub const FAILED: &str = "Failed";
+/// What the message of a job whose pre hook failed says (no agent pod ran).
+const PRE_HOOK_FAILED: &str = "a pre hook failed, no data was read: ";
 /// How often the progress of a running backup is read from its agent's output.
 const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 /// Label on a BackupJob's agent pods: the job's name.
@@ -56,8 +60,16 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
         None => None,
     };
 
+    // Once an attempt has ended (its pod finished or vanished), its post hooks run, once.
+    let attempt_ended = status.agent_pod.is_some() && current.as_ref().is_none_or(agent_pod::finished);
+    let mut post_hook_failure = None;
+    if attempt_ended && status.post_hooks_attempt != Some(status.attempts) {
+        post_hook_failure = run_hooks(&ctx, &job, &pods, HookStage::Post).await.err();
+        status.post_hooks_attempt = Some(status.attempts);
+    }
+
     let mut action = Action::await_change();
-    let mut finished = None;
+    let mut finished: Option<Result<BackupReport, &'static str>> = None;
     match (&status.agent_pod, &current) {
         // An attempt is running: follow its progress until its pod ends (the pod watch
         // triggers a reconcile then).
@@ -99,16 +111,32 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
                 None => format!("agent pod {name:?} disappeared"),
             };
             action = attempt_failed(&ctx, &job, &mut status, pod.as_ref(), why, now).await?;
-            if status.phase == Phase::Failed {
-                finished = Some(Err(()));
-            }
         }
         // No attempt yet: start one once the group is ready.
         (None, _) => {
-            if start_attempt(&ctx, &job, &mut status, now).await? {
+            if start_attempt(&ctx, &job, &mut status, now).await? != Started::Waiting {
                 status.start_time.get_or_insert(Time(now));
             }
         }
+    }
+    if status.phase == Phase::Failed && finished.is_none() {
+        finished = Some(Err(
+            if status.message.as_deref().is_some_and(|m| m.contains(PRE_HOOK_FAILED)) {
+                "HookFailed"
+            } else {
+                "BackoffLimitExceeded"
+            },
+        ));
+    }
+    // The data is safe, but a post hook that must not fail did (e.g. resuming the
+    // application): the job fails and keeps its snapshot.
+    if let (Some(Ok(report)), Some(why)) = (&finished, &post_hook_failure) {
+        status.phase = Phase::Failed;
+        status.snapshot_id = Some(report.snapshot_id.clone());
+        status.stats = Some(report.stats());
+        status.progress = None;
+        status.message = Some(format!("snapshot {} was written, but {why}", report.snapshot_id));
+        finished = Some(Err("HookFailed"));
     }
 
     match &finished {
@@ -134,12 +162,12 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
             events::on_transition(&ctx, &job, None, &done).await;
             conditions::set(&mut status.conditions, done, generation, now);
         }
-        Some(Err(())) => {
+        Some(Err(reason)) => {
             status.completion_time = Some(Time(now));
             let failed = Observation {
                 type_: FAILED,
                 status: Status::True,
-                reason: "BackoffLimitExceeded",
+                reason,
                 message: status.message.clone().unwrap_or_default(),
             };
             let event = Observation {
@@ -167,9 +195,56 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
     Ok(action)
 }
 
-/// Starts the next attempt if the StorageGroup is ready; returns whether a pod was created.
-/// Records the group's readiness as a condition either way.
-async fn start_attempt(ctx: &Context, job: &BackupJob, status: &mut BackupJobStatus, now: Timestamp) -> Result<bool> {
+/// What [`start_attempt`] did.
+#[derive(Debug, PartialEq, Eq)]
+enum Started {
+    /// Nothing: the StorageGroup is not ready.
+    Waiting,
+    /// The attempt's agent pod was created.
+    Pod,
+    /// A pre hook failed, which failed the job.
+    HookFailed,
+}
+
+/// Which hooks of a job to run.
+#[derive(Clone, Copy)]
+enum HookStage {
+    Pre,
+    Post,
+}
+
+/// Runs the job's pre or post hooks (see [`hooks`]); tolerated failures become Warning events.
+/// Returns the failure that fails the job.
+async fn run_hooks(ctx: &Context, job: &BackupJob, pods: &Api<Pod>, stage: HookStage) -> Result<(), String> {
+    let Some(spec) = &job.spec.hooks else {
+        return Ok(());
+    };
+    let (name, list) = match stage {
+        HookStage::Pre => ("pre", &spec.pre),
+        HookStage::Post => ("post", &spec.post),
+    };
+    if list.is_empty() {
+        return Ok(());
+    }
+    let outcome = hooks::run(pods, name, list).await;
+    let warnings = match &outcome {
+        Ok(warnings) => warnings.clone(),
+        Err(failure) => vec![failure.clone()],
+    };
+    for warning in warnings {
+        events::publish(ctx, job, EventType::Warning, "HookFailed", warning).await;
+    }
+    outcome.map(drop)
+}
+
+/// Starts the next attempt if the StorageGroup is ready: runs the pre hooks, then creates the
+/// agent pod. Records the group's readiness as a condition either way.
+async fn start_attempt(
+    ctx: &Context,
+    job: &BackupJob,
+    status: &mut BackupJobStatus,
+    now: Timestamp,
+) -> Result<Started> {
     let namespace = status::namespace_of(job)?;
     let groups: Api<StorageGroup> = Api::namespaced(ctx.client.clone(), &namespace);
     let group_name = &job.spec.storage_group_ref.name;
@@ -182,14 +257,23 @@ async fn start_attempt(ctx: &Context, job: &BackupJob, status: &mut BackupJobSta
     conditions::set(&mut status.conditions, observation, job.metadata.generation, now);
     let Some(group) = group.filter(|_| ready) else {
         status.phase = Phase::Pending;
-        return Ok(false);
+        return Ok(Started::Waiting);
     };
 
     let attempt = status.attempts + 1;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    if let Err(why) = run_hooks(ctx, job, &pods, HookStage::Pre).await {
+        // Post hooks undo what the pre hooks before the failing one did.
+        let _ = run_hooks(ctx, job, &pods, HookStage::Post).await;
+        status.attempts = attempt;
+        status.post_hooks_attempt = Some(attempt);
+        status.phase = Phase::Failed;
+        status.message = Some(format!("attempt {attempt}: {PRE_HOOK_FAILED}{why}"));
+        return Ok(Started::HookFailed);
+    }
     let mut access = agent_pod::repository_access(&group.spec);
     let args = backup_run::agent_args(&job.spec, &namespace, &snapshot_tags(job, &namespace), &mut access);
     let name = format!("{}-{attempt}", job.name_any());
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let node = match &job.spec.source.volume {
         Some(volume) => agent_pod::node_mounting(&pods, &volume.claim_name).await?,
         None => None,
@@ -216,7 +300,7 @@ async fn start_attempt(ctx: &Context, job: &BackupJob, status: &mut BackupJobSta
     status.agent_pod = Some(name.clone());
     status.phase = Phase::Running;
     status.message = Some(format!("attempt {attempt}: agent pod {name:?} started"));
-    Ok(true)
+    Ok(Started::Pod)
 }
 
 /// Records a failed attempt: retries after the backoff, or fails the job after

@@ -13,6 +13,7 @@ pub mod controllers;
 pub mod crd_install;
 pub mod error;
 pub mod events;
+pub mod hooks;
 pub mod http;
 pub mod leader;
 pub mod metrics;
