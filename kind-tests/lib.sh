@@ -77,17 +77,16 @@ wait_phase() {
   done
 }
 
-# wait_ready NS STORAGEGROUP TIMEOUT: waits for condition Ready=True.
+# is_ready NS OBJECT: whether the object's condition Ready is True.
+is_ready() { [[ "$(condition "$1" "$2" Ready)" == True ]]; }
+
+# wait_ready NS STORAGEGROUP TIMEOUT: waits for condition Ready=True; on timeout also says why
+# it is not.
 wait_ready() {
-  local ns="$1" obj="$2" timeout="$3" deadline
-  deadline=$((SECONDS + timeout))
-  until [[ "$(condition "$ns" "$obj" Ready)" == True ]]; do
-    if ((SECONDS >= deadline)); then
-      echo "timed out after ${timeout}s waiting for $obj Ready ($(condition_message "$ns" "$obj" Ready))" >&2
-      return 1
-    fi
-    sleep 1
-  done
+  wait_until "$3" "$2 Ready" is_ready "$1" "$2" || {
+    echo "  ($2: $(condition_message "$1" "$2" Ready))" >&2
+    return 1
+  }
 }
 
 # wait_pod_done NS POD TIMEOUT: waits until a pod has Succeeded or Failed; prints the phase.
