@@ -335,21 +335,29 @@ fn restore_file(
     result
 }
 
-/// Blobs read in parallel ahead of the writer, per file or stream.
+/// Requests in flight ahead of the writer, per file or stream.
 const READ_AHEAD: usize = 4;
+/// Blobs stored back to back in one pack are fetched with one request of up to this many bytes.
+const RUN_BYTES: u64 = 4 << 20;
 
-/// Reads `ids` in order and hands each checked plaintext to `sink`. Up to [`READ_AHEAD`]
-/// reader threads fetch, decrypt and check the next blobs while `sink` writes, and never
-/// get more than [`READ_AHEAD`] blobs ahead of it (a ticket per blob bounds the memory).
+/// Reads `ids` in order and hands each checked plaintext to `sink`. Blobs stored back to back
+/// are fetched together (one request per run of up to [`RUN_BYTES`]: remote backends answer
+/// each request with a delay, whatever its size). Up to [`READ_AHEAD`] reader threads fetch,
+/// decrypt and check the next runs while `sink` writes, and never get more than
+/// [`READ_AHEAD`] runs ahead of it (a ticket per run bounds the memory).
 fn read_in_order<E>(
     repo: &IndexedRepository,
     ids: &[Id],
     mut sink: impl FnMut(Vec<u8>) -> Result<(), E>,
     from_repo: impl Fn(RepositoryError) -> E,
 ) -> Result<(), E> {
-    if ids.len() <= 1 {
-        for id in ids {
-            sink(repo.read_blob(id, BlobKind::Data).map_err(&from_repo)?)?;
+    let runs = repo.adjacent_runs(ids, RUN_BYTES);
+    let read = |run: &std::ops::Range<usize>| repo.read_blob_run(&ids[run.clone()], BlobKind::Data);
+    if runs.len() <= 1 {
+        for run in &runs {
+            for blob in read(run).map_err(&from_repo)? {
+                sink(blob)?;
+            }
         }
         return Ok(());
     }
@@ -358,15 +366,15 @@ fn read_in_order<E>(
     for _ in 0..READ_AHEAD {
         let _ = ticket_tx.send(());
     }
-    let (done_tx, done_rx) = bounded::<(usize, Result<Vec<u8>, RepositoryError>)>(READ_AHEAD);
+    let (done_tx, done_rx) = bounded::<(usize, Result<Vec<Vec<u8>>, RepositoryError>)>(READ_AHEAD);
     std::thread::scope(|scope| {
-        for _ in 0..READ_AHEAD.min(ids.len()) {
-            let (tickets, done, next) = (ticket_rx.clone(), done_tx.clone(), &next);
+        for _ in 0..READ_AHEAD.min(runs.len()) {
+            let (tickets, done, next, runs, read) = (ticket_rx.clone(), done_tx.clone(), &next, &runs, &read);
             scope.spawn(move || {
                 while tickets.recv().is_ok() {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(id) = ids.get(i) else { break };
-                    if done.send((i, repo.read_blob(id, BlobKind::Data))).is_err() {
+                    let Some(run) = runs.get(i) else { break };
+                    if done.send((i, read(run))).is_err() {
                         break;
                     }
                 }
@@ -375,24 +383,27 @@ fn read_in_order<E>(
         drop(done_tx);
         let mut early = BTreeMap::new();
         let mut result = Ok(());
-        for (want, id) in ids.iter().enumerate() {
-            let blob = loop {
-                if let Some(blob) = early.remove(&want) {
-                    break blob;
+        for (want, run) in runs.iter().enumerate() {
+            let blobs = loop {
+                if let Some(blobs) = early.remove(&want) {
+                    break blobs;
                 }
                 match done_rx.recv() {
-                    Ok((i, blob)) => {
-                        early.insert(i, blob);
+                    Ok((i, blobs)) => {
+                        early.insert(i, blobs);
                     }
                     Err(_) => {
                         break Err(RepositoryError::Corrupt {
-                            what: format!("blob {id}"),
+                            what: format!("blob {}", ids[run.start]),
                             reason: "the reader threads stopped".into(),
                         });
                     }
                 }
             };
-            if let Err(e) = blob.map_err(&from_repo).and_then(&mut sink) {
+            let written = blobs
+                .map_err(&from_repo)
+                .and_then(|blobs| blobs.into_iter().try_for_each(&mut sink));
+            if let Err(e) = written {
                 result = Err(e);
                 break;
             }
