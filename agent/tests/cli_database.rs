@@ -251,10 +251,8 @@ fn postgres_wrong_password_and_a_dump_failing_half_way_leave_no_snapshot() {
         err.contains("permission denied") && err.contains("no snapshot was written"),
         "{err}"
     );
-    assert!(
-        !agent.repo.packs().is_empty(),
-        "the first dump was stored before the failure"
-    );
+    // Whether the first database's data reached a pack before the failure depends on timing;
+    // what matters is that no snapshot refers to it (a later prune collects such packs).
     assert!(agent.snapshots().is_empty());
     assert!(!agent.log.exists());
 
