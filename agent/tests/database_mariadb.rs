@@ -4,6 +4,9 @@
 //! `cli_database.rs` runs the CLI with a repository. Tests run one at a time (the killed-dump
 //! test kills this process's `mariadb-dump` child).
 
+#[path = "support/db.rs"]
+mod db;
+
 use std::io::{self, Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -67,40 +70,6 @@ fn sql(statements: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-fn name(base: &str) -> String {
-    format!("{base}_{}", std::process::id())
-}
-
-/// Kills this process's children running `comm` (only ours, by id), checking first that
-/// their command lines hold no password.
-fn kill_children(comm: &str) -> usize {
-    let me = std::process::id().to_string();
-    let mut killed = 0;
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some((head, tail)) = stat.rsplit_once(") ") else {
-            continue;
-        };
-        let child_comm = head.split_once(" (").map(|(_, c)| c).unwrap_or("");
-        let ppid = tail.split(' ').nth(1).unwrap_or("");
-        if child_comm == comm && ppid == me {
-            let pid = entry.file_name().to_string_lossy().to_string();
-            // Credentials never appear on a command line (readable by anyone in /proc).
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let password = conn().password.unwrap();
-            assert!(
-                !String::from_utf8_lossy(&cmdline).contains(password.expose()),
-                "password on the command line of {comm}"
-            );
-            assert!(Command::new("kill").args(["-9", &pid]).status().unwrap().success());
-            killed += 1;
-        }
-    }
-    killed
-}
-
 /// A sink that kills `mariadb-dump` while the first table's rows stream.
 struct KillingSink(DirStreams);
 
@@ -109,7 +78,7 @@ impl StreamSink for KillingSink {
         if name.contains("/table/") {
             let mut head = vec![0u8; 1 << 16];
             data.read_exact(&mut head)?;
-            assert_eq!(kill_children("mariadb-dump"), 1);
+            assert_eq!(db::kill_children("mariadb-dump", conn().password.unwrap().expose()), 1);
             let mut chained = head.as_slice().chain(data);
             return self.0.put(name, &mut chained);
         }
@@ -132,9 +101,9 @@ const BALANCE: u64 = 1_000;
 #[ignore = "needs PostgreSQL and MariaDB servers: run scripts/test.sh"]
 fn backup_under_transfer_load_keeps_the_total_exactly() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let bank = name("hort_bank");
-    let other = name("hort_bank_other");
-    let restored = name("hort_bank_restored");
+    let bank = db::unique_name("hort_bank");
+    let other = db::unique_name("hort_bank_other");
+    let restored = db::unique_name("hort_bank_restored");
     sql(&format!(
         "DROP DATABASE IF EXISTS {bank}; DROP DATABASE IF EXISTS {other}; DROP DATABASE IF EXISTS {restored};
          CREATE DATABASE {bank}; CREATE DATABASE {other};
@@ -285,8 +254,8 @@ fn backup_under_transfer_load_keeps_the_total_exactly() {
 #[ignore = "needs PostgreSQL and MariaDB servers: run scripts/test.sh"]
 fn one_table_restore_leaves_every_other_table_untouched() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let shop = name("hort_shop");
-    let crm = name("hort_crm");
+    let shop = db::unique_name("hort_shop");
+    let crm = db::unique_name("hort_crm");
     sql(&format!(
         "DROP DATABASE IF EXISTS {shop}; DROP DATABASE IF EXISTS {crm};
          CREATE DATABASE {shop}; CREATE DATABASE {crm};
@@ -355,7 +324,7 @@ fn one_table_restore_leaves_every_other_table_untouched() {
     );
 
     // Whole database under a new name: views and routines come along.
-    let copy = name("hort_shop_copy");
+    let copy = db::unique_name("hort_shop_copy");
     sql(&format!("DROP DATABASE IF EXISTS {copy}"));
     mariadb::restore(
         &conn(),
@@ -438,7 +407,7 @@ fn bad_credentials_hosts_databases_and_killed_dumps_are_clear_errors() {
         "{err}"
     );
 
-    let big = name("hort_killed");
+    let big = db::unique_name("hort_killed");
     sql(&format!(
         "DROP DATABASE IF EXISTS {big}; CREATE DATABASE {big};
          CREATE TABLE {big}.t (id INT PRIMARY KEY, pad CHAR(200));

@@ -4,6 +4,9 @@
 //! `cli_database.rs` runs the CLI with a repository. Tests run one at a time (the killed-dump
 //! test kills this process's `pg_dump` child).
 
+#[path = "support/db.rs"]
+mod db;
+
 use std::io::{self, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -77,40 +80,6 @@ fn pgbench_init(db: &str, scale: u32) {
     );
 }
 
-fn name(base: &str) -> String {
-    format!("{base}_{}", std::process::id())
-}
-
-/// Kills this process's children running `comm` (only ours, by id), checking first that
-/// their command lines hold no password.
-fn kill_children(comm: &str) -> usize {
-    let me = std::process::id().to_string();
-    let mut killed = 0;
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some((head, tail)) = stat.rsplit_once(") ") else {
-            continue;
-        };
-        let child_comm = head.split_once(" (").map(|(_, c)| c).unwrap_or("");
-        let ppid = tail.split(' ').nth(1).unwrap_or("");
-        if child_comm == comm && ppid == me {
-            let pid = entry.file_name().to_string_lossy().to_string();
-            // Credentials never appear on a command line (readable by anyone in /proc).
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let password = conn().password.unwrap();
-            assert!(
-                !String::from_utf8_lossy(&cmdline).contains(password.expose()),
-                "password on the command line of {comm}"
-            );
-            assert!(Command::new("kill").args(["-9", &pid]).status().unwrap().success());
-            killed += 1;
-        }
-    }
-    killed
-}
-
 /// A sink that kills `pg_dump` after the first megabyte of a database dump.
 struct KillingSink(DirStreams);
 
@@ -119,7 +88,7 @@ impl StreamSink for KillingSink {
         if name.ends_with(".dump") {
             let mut head = vec![0u8; 1 << 20];
             data.read_exact(&mut head)?;
-            assert_eq!(kill_children("pg_dump"), 1);
+            assert_eq!(db::kill_children("pg_dump", conn().password.unwrap().expose()), 1);
             let mut chained = head.as_slice().chain(data);
             return self.0.put(name, &mut chained);
         }
@@ -131,9 +100,9 @@ impl StreamSink for KillingSink {
 #[ignore = "needs PostgreSQL and MariaDB servers: run scripts/test.sh"]
 fn backup_under_pgbench_load_restores_with_exact_invariants() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let bench = name("hort_bench");
-    let other = name("hort_other");
-    let restored = name("hort_bench_restored");
+    let bench = db::unique_name("hort_bench");
+    let other = db::unique_name("hort_other");
+    let restored = db::unique_name("hort_bench_restored");
     fresh_db(&bench);
     fresh_db(&other);
     psql("postgres", &format!("DROP DATABASE IF EXISTS {restored} WITH (FORCE)"));
@@ -279,8 +248,8 @@ fn backup_under_pgbench_load_restores_with_exact_invariants() {
 #[ignore = "needs PostgreSQL and MariaDB servers: run scripts/test.sh"]
 fn one_table_restore_leaves_every_other_table_untouched() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let app = name("hort_app");
-    let other = name("hort_app_other");
+    let app = db::unique_name("hort_app");
+    let other = db::unique_name("hort_app_other");
     fresh_db(&app);
     fresh_db(&other);
     psql(
@@ -427,7 +396,7 @@ fn bad_credentials_hosts_databases_and_killed_dumps_are_clear_errors() {
         "{err}"
     );
 
-    let big = name("hort_killed");
+    let big = db::unique_name("hort_killed");
     fresh_db(&big);
     pgbench_init(&big, 2);
     let mut killing = KillingSink(DirStreams::new(dir.path().join("killed")));

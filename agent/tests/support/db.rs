@@ -1,6 +1,8 @@
 //! The test database servers (`scripts/db-servers.sh start`, then
 //! `eval "$(scripts/db-servers.sh env)"`) and their command-line clients.
 
+#![allow(dead_code)]
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -126,4 +128,38 @@ impl Server {
 /// A database name unique to this test process.
 pub fn unique(base: &str) -> String {
     format!("{base}_{}", std::process::id())
+}
+
+/// `base` with this test process's id: names that parallel test runs do not share.
+pub fn unique_name(base: &str) -> String {
+    format!("{base}_{}", std::process::id())
+}
+
+/// Kills this process's children running `comm` (only ours, by id), checking first that
+/// their command lines do not hold `secret`. Returns how many it killed.
+pub fn kill_children(comm: &str, secret: &str) -> usize {
+    let me = std::process::id().to_string();
+    let mut killed = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, tail)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let child_comm = head.split_once(" (").map(|(_, c)| c).unwrap_or("");
+        let ppid = tail.split(' ').nth(1).unwrap_or("");
+        if child_comm == comm && ppid == me {
+            let pid = entry.file_name().to_string_lossy().to_string();
+            // Credentials never appear on a command line (readable by anyone in /proc).
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            assert!(
+                !String::from_utf8_lossy(&cmdline).contains(secret),
+                "password on the command line of {comm}"
+            );
+            assert!(Command::new("kill").args(["-9", &pid]).status().unwrap().success());
+            killed += 1;
+        }
+    }
+    killed
 }
