@@ -20,6 +20,7 @@ kind-tests/cluster.sh up --control-plane-only >/dev/null
 export KUBECONFIG="$HORT_CLUSTER_DIR/admin.kubeconfig"
 kubectl="$HOME/.cache/hort/bin/$(. kind-tests/versions.sh && echo "$K8S_VERSION")/kubectl"
 cargo build --release -q -p hort-operator
+operator="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/hort-operator"
 ns=scale
 "$kubectl" create namespace "$ns" --dry-run=client -o yaml | "$kubectl" apply -f - >/dev/null
 "$kubectl" apply --server-side -f crds/ >/dev/null
@@ -50,16 +51,17 @@ work="$(mktemp -d)"
 gen | python3 -c '
 import sys
 docs = sys.stdin.read().split("---\n")[1:]
-for i in range(0, len(docs), 500):
-    open(f"{sys.argv[1]}/{i // 500:04d}.yaml", "w").write("---\n" + "---\n".join(docs[i:i + 500]))
+for i in range(0, len(docs), 100):
+    open(f"{sys.argv[1]}/{i // 100:04d}.yaml", "w").write("---\n" + "---\n".join(docs[i:i + 100]))
 ' "$work"
 t0=$(date +%s.%N)
 for f in "$work"/*.yaml; do
   # An API server busy with thousands of new objects may answer a timeout: try again.
-  for try in 1 2 3; do
-    "$kubectl" apply -n "$ns" --server-side -f "$f" >/dev/null && break
-    [[ $try == 3 ]] && exit 1
-    sleep 2
+  for try in $(seq 10); do
+    "$kubectl" apply -n "$ns" --server-side -f "$f" >/dev/null 2>"$work/err" && break
+    echo "apply $(basename "$f") (try $try): $(tail -1 "$work/err")" >&2
+    [[ $try == 10 ]] && exit 1
+    sleep 5
   done
 done
 t1=$(date +%s.%N)
@@ -67,7 +69,7 @@ rm -rf "$work"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 start=$(date +%s.%N)
-target/release/hort-operator --watch-namespace "$ns" --no-leader-election --skip-crd-install \
+"$operator" --watch-namespace "$ns" --no-leader-election --skip-crd-install \
   --metrics-address "127.0.0.1:$port" >/tmp/hort-scale-operator.log 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; kind-tests/cluster.sh down >/dev/null 2>&1 || true' EXIT

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use hort_crds::{BackupJob, RestoreRequest, Schedule, StorageGroup};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -38,12 +38,14 @@ impl Scope {
     }
 }
 
-/// Runs every controller until a shutdown signal arrives.
-pub async fn run(ctx: Arc<Context>, scope: Scope) {
+/// Runs every controller until a shutdown signal arrives, reconciling at most `concurrency`
+/// objects of each kind at a time.
+pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
     let client = ctx.client.clone();
     let config = watcher::Config::default;
+    let limits = || controller::Config::default().concurrency(concurrency);
 
-    let groups = Controller::new(scope.api::<StorageGroup>(&client), config());
+    let groups = Controller::new(scope.api::<StorageGroup>(&client), config()).with_config(limits());
     let (by_secret, by_claim) = (groups.store(), groups.store());
     let groups = groups
         // Only agent pods: the operator never sees other pods.
@@ -72,7 +74,7 @@ pub async fn run(ctx: Arc<Context>, scope: Scope) {
         )
         .for_each(|_| async {});
 
-    let jobs = Controller::new(scope.api::<BackupJob>(&client), config());
+    let jobs = Controller::new(scope.api::<BackupJob>(&client), config()).with_config(limits());
     let by_group = jobs.store();
     let jobs = jobs
         .owns(
@@ -97,6 +99,7 @@ pub async fn run(ctx: Arc<Context>, scope: Scope) {
         .for_each(|_| async {});
 
     let schedules = Controller::new(scope.api::<Schedule>(&client), config())
+        .with_config(limits())
         .owns(scope.api::<BackupJob>(&client), config())
         .owns(
             scope.api::<Pod>(&client),
@@ -110,7 +113,7 @@ pub async fn run(ctx: Arc<Context>, scope: Scope) {
         )
         .for_each(|_| async {});
 
-    let restores = Controller::new(scope.api::<RestoreRequest>(&client), config());
+    let restores = Controller::new(scope.api::<RestoreRequest>(&client), config()).with_config(limits());
     let (by_job, by_group) = (restores.store(), restores.store());
     let restores = restores
         .owns(

@@ -49,6 +49,11 @@ struct Args {
     /// This replica's identity in the Lease (its pod name).
     #[arg(long, env = "POD_NAME", default_value = "hort-operator")]
     identity: String,
+    /// How many objects of one kind are reconciled at the same time. Bounds the operator's
+    /// memory and its load on the API server when thousands of objects change at once.
+    #[arg(long, env = "HORT_MAX_CONCURRENT_RECONCILES", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent_reconciles: u16,
 }
 
 /// How log lines are written.
@@ -126,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     tokio::select! {
-        () = controllers::run(ctx, scope) => tracing::info!("controllers stopped"),
+        () = controllers::run(ctx, scope, args.max_concurrent_reconciles) => tracing::info!("controllers stopped"),
         () = keep_leading => anyhow::bail!("lost leadership; exiting so that only one replica reconciles"),
         served = server => served.context("metrics server task")?.with_context(|| format!("serving on {address}"))?,
     }

@@ -159,7 +159,7 @@ impl TestEnv {
         .await;
         let metrics = Metrics::new();
         let ctx = Context::new(client.clone(), metrics.clone(), clock, agent_settings(), None);
-        let controllers = tokio::spawn(controllers::run(Arc::new(ctx), Scope::Namespace(ns.clone())));
+        let controllers = tokio::spawn(controllers::run(Arc::new(ctx), Scope::Namespace(ns.clone()), 4));
         Self {
             client,
             ns,
