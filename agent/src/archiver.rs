@@ -294,7 +294,7 @@ enum EntryError {
 
 fn new_snapshot(source: Source, options: &BackupOptions) -> Snapshot {
     Snapshot {
-        version: 1,
+        version: snapshot::SNAPSHOT_VERSION,
         time: Utc::now(),
         hostname: options.hostname.clone().unwrap_or_else(hostname),
         source,
@@ -410,12 +410,23 @@ impl<'a> StreamBackup<'a> {
             },
             ContentError::Packer(p) => p.into(),
         })?;
+        let content_lists = if content.len() > snapshot::INLINE_CONTENT_MAX {
+            let mut lists = Vec::new();
+            for run in snapshot::split_content(&content) {
+                lists.push(self.session.store(BlobKind::Tree, snapshot::encode_content_list(run))?);
+            }
+            lists
+        } else {
+            Vec::new()
+        };
+        let content = if content_lists.is_empty() { content } else { Vec::new() };
         Counters::add(&self.session.counters.files, 1);
         self.session.stats.files += 1;
         self.snapshot.streams.push(Stream {
             name: name.to_owned(),
             size,
             content,
+            content_lists,
         });
         Ok(size)
     }

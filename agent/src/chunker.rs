@@ -1,5 +1,5 @@
-//! Content-defined chunking (FastCDC 2020, normalization level 1) with a gear table seeded
-//! from the repository key, so chunk boundaries reveal nothing about the content.
+//! Content-defined chunking (FastCDC 2020) with a gear table seeded from the repository key,
+//! so chunk boundaries reveal nothing about the content.
 
 use std::io::Read;
 
@@ -15,6 +15,14 @@ pub struct ChunkerParams {
     pub avg_size: u32,
     /// No chunk is longer.
     pub max_size: u32,
+    /// FastCDC normalization level (0–3): how strongly chunk lengths are pulled towards the
+    /// average. Repositories written before this field existed used level 1.
+    #[serde(default = "level_one")]
+    pub normalization: u8,
+}
+
+fn level_one() -> u8 {
+    1
 }
 
 impl ChunkerParams {
@@ -24,15 +32,17 @@ impl ChunkerParams {
         min_size: 512 * 1024,
         avg_size: 1024 * 1024,
         max_size: 8 * 1024 * 1024,
+        normalization: 1,
     };
-    /// For database dump streams: 16 KiB / 64 KiB / 512 KiB. Repeated dumps differ in many
-    /// small scattered places; on the measured dump series (`bench/chunk-sizes`) a 64 KiB
-    /// average stores about half of what 256 KiB stores and a third of what 1 MiB stores,
-    /// at one index entry per 64 KiB.
+    /// For database dump streams: 4 KiB / 16 KiB / 128 KiB, normalization level 3. Repeated
+    /// dumps differ in many small scattered places, and rows of real tables are often
+    /// repetitive (blank padding, sequences), which gives FastCDC few cut points and, at
+    /// level 1, chunks several times the average. Measured in `agent/FORMAT.md` §6.
     pub const STREAMS: Self = Self {
-        min_size: 16 * 1024,
-        avg_size: 64 * 1024,
-        max_size: 512 * 1024,
+        min_size: 4 * 1024,
+        avg_size: 16 * 1024,
+        max_size: 128 * 1024,
+        normalization: 3,
     };
 
     /// Checks the limits of the FastCDC implementation.
@@ -46,11 +56,15 @@ impl ChunkerParams {
             && avg <= max
             && min % 2 == 0
             && avg % 2 == 0
-            && max % 2 == 0;
+            && max % 2 == 0
+            && self.normalization <= 3;
         if ok {
             Ok(())
         } else {
-            Err(format!("invalid chunker sizes {min}/{avg}/{max}"))
+            Err(format!(
+                "invalid chunker parameters {min}/{avg}/{max}, normalization level {}",
+                self.normalization
+            ))
         }
     }
 }
@@ -69,7 +83,12 @@ impl<R: Read> Chunker<R> {
                 params.min_size as usize,
                 params.avg_size as usize,
                 params.max_size as usize,
-                Normalization::Level1,
+                match params.normalization {
+                    0 => Normalization::Level0,
+                    1 => Normalization::Level1,
+                    2 => Normalization::Level2,
+                    _ => Normalization::Level3,
+                },
                 seed,
             ),
         }

@@ -103,7 +103,8 @@ fn referenced_blobs(repo: &IndexedRepository) -> Result<HashSet<Id>, RepositoryE
     let mut used = HashSet::new();
     for (_, snapshot) in repo.snapshots()? {
         for stream in &snapshot.streams {
-            used.extend(stream.content.iter().copied());
+            used.extend(stream.content_lists.iter().copied());
+            used.extend(repo.stream_content(stream)?);
         }
         let mut stack: Vec<Id> = snapshot.tree.into_iter().collect();
         while let Some(tree_id) = stack.pop() {

@@ -20,7 +20,7 @@ use crate::id::Id;
 use crate::index::{self, Index, IndexFile};
 use crate::keyfile::{KdfParams, KeyFile, KeyFileError};
 use crate::pack::{self, BlobError, BlobKind};
-use crate::snapshot::{self, Snapshot};
+use crate::snapshot::{self, Snapshot, Stream};
 use crate::tree::Tree;
 
 /// Errors of repository operations. Each names the file, pack or blob concerned.
@@ -268,13 +268,29 @@ impl Repository {
         open_sealed(&self.keys, aad, &sealed, &what)
     }
 
+    /// Reads the snapshot file `name`, refusing a format version this agent does not know
+    /// (it could hold content this agent would not see).
+    fn read_snapshot(&self, name: &str) -> Result<Snapshot, RepositoryError> {
+        let snapshot: Snapshot = self.read_sealed(FileKind::Snapshot, snapshot::AAD, name)?;
+        if snapshot.version == 0 || snapshot.version > snapshot::SNAPSHOT_VERSION {
+            return Err(RepositoryError::Corrupt {
+                what: format!("snapshot file {name}"),
+                reason: format!(
+                    "snapshot format version {} is not supported (this agent reads 1 to {}); use a newer hort-agent",
+                    snapshot.version,
+                    snapshot::SNAPSHOT_VERSION
+                ),
+            });
+        }
+        Ok(snapshot)
+    }
+
     /// All snapshots, oldest first.
     pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>, RepositoryError> {
         let mut out = Vec::new();
         for name in self.backend.list(FileKind::Snapshot)? {
             let id = parse_name(&name, "snapshot")?;
-            let snapshot: Snapshot = self.read_sealed(FileKind::Snapshot, snapshot::AAD, &name)?;
-            out.push((id, snapshot));
+            out.push((id, self.read_snapshot(&name)?));
         }
         out.sort_by_key(|(id, s)| (s.time, *id));
         Ok(out)
@@ -304,10 +320,7 @@ impl Repository {
             .collect();
         match names.as_slice() {
             [] => Err(RepositoryError::SnapshotNotFound(spec.to_owned())),
-            [name] => Ok((
-                parse_name(name, "snapshot")?,
-                self.read_sealed(FileKind::Snapshot, snapshot::AAD, name)?,
-            )),
+            [name] => Ok((parse_name(name, "snapshot")?, self.read_snapshot(name)?)),
             _ => Err(RepositoryError::AmbiguousSnapshot(spec.to_owned())),
         }
     }
@@ -512,6 +525,22 @@ impl IndexedRepository {
             }
         }
         Err(error)
+    }
+
+    /// The content blob ids of `stream`, in order, reading its content-list blobs if it has
+    /// them.
+    pub fn stream_content(&self, stream: &Stream) -> Result<Vec<Id>, RepositoryError> {
+        let mut content = stream.content.clone();
+        for list in &stream.content_lists {
+            let bytes = self.read_blob(list, BlobKind::Tree)?;
+            content.extend(
+                snapshot::decode_content_list(&bytes).map_err(|reason| RepositoryError::Corrupt {
+                    what: format!("content list {list} of stream `{}`", stream.name),
+                    reason,
+                })?,
+            );
+        }
+        Ok(content)
     }
 
     /// Reads and parses a tree blob.

@@ -450,9 +450,13 @@ pub fn restore_stream(
         path: PathBuf::from("<output>"),
         source,
     };
+    let content = repo.stream_content(stream).map_err(|source| RestoreError::Stream {
+        name: name.to_owned(),
+        source,
+    })?;
     read_in_order(
         repo,
-        &stream.content,
+        &content,
         |data| {
             out.write_all(&data).map_err(write_err)?;
             written += data.len() as u64;

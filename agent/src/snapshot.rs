@@ -8,6 +8,19 @@ use crate::id::Id;
 /// Associated data of sealed snapshot files.
 pub const AAD: &[u8] = b"hort.v1.snapshot";
 
+/// The snapshot format version this code writes: 2 adds [`Stream::content_lists`].
+pub const SNAPSHOT_VERSION: u32 = 2;
+
+/// A stream with more content blobs than this stores its list in content-list blobs.
+pub const INLINE_CONTENT_MAX: usize = 16;
+
+/// A content list ends after a blob id whose first byte is a multiple of this (so lists
+/// average this many ids and are cut by content: an unchanged run of blobs gives the same
+/// lists in the next backup and is stored once) ...
+const LIST_CUT_DIVISOR: u8 = 8;
+/// ... or when it holds this many ids.
+const LIST_MAX_IDS: usize = 64;
+
 /// What a snapshot holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -28,8 +41,51 @@ pub struct Stream {
     pub name: String,
     /// Length in bytes.
     pub size: u64,
-    /// Content blobs, in order.
+    /// Content blobs, in order, when there are few of them (and in every version 1 snapshot).
+    #[serde(default)]
     pub content: Vec<Id>,
+    /// Content-list blobs (version 2), in order: each holds a run of the stream's content
+    /// blob ids (see [`split_content`]); their concatenation is the content.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content_lists: Vec<Id>,
+}
+
+/// Splits a long list of content blob ids into runs cut by content (see
+/// [`LIST_CUT_DIVISOR`]), each to be stored as one content-list blob. Repeated dumps of a
+/// database with a few changed rows then store only the runs around the changed blobs, not
+/// the whole list again.
+pub fn split_content(content: &[Id]) -> Vec<&[Id]> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for (i, id) in content.iter().enumerate() {
+        if id.0[0].is_multiple_of(LIST_CUT_DIVISOR) || i + 1 - start == LIST_MAX_IDS {
+            runs.push(&content[start..=i]);
+            start = i + 1;
+        }
+    }
+    if start < content.len() {
+        runs.push(&content[start..]);
+    }
+    runs
+}
+
+/// The bytes of a content-list blob: the ids' 32 bytes each, concatenated.
+pub fn encode_content_list(ids: &[Id]) -> Vec<u8> {
+    ids.iter().flat_map(|id| id.0).collect()
+}
+
+/// Parses a content-list blob.
+pub fn decode_content_list(bytes: &[u8]) -> Result<Vec<Id>, String> {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(32) {
+        return Err(format!(
+            "a content list of {} bytes is not a non-empty multiple of 32",
+            bytes.len()
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(32)
+        .map(|c| Id(c.try_into().expect("32-byte chunk")))
+        .collect())
 }
 
 /// Counters of one backup run.
@@ -60,7 +116,7 @@ pub struct Stats {
 /// The contents of a snapshot file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Snapshot {
-    /// Snapshot format version (1).
+    /// Snapshot format version (1 or 2, see [`SNAPSHOT_VERSION`]).
     pub version: u32,
     /// When the backup started.
     pub time: DateTime<Utc>,
@@ -82,4 +138,49 @@ pub struct Snapshot {
     pub parent: Option<Id>,
     /// Counters.
     pub stats: Stats,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: usize, salt: &str) -> Vec<Id> {
+        (0..n).map(|i| Id::of_file(format!("{salt}{i}").as_bytes())).collect()
+    }
+
+    #[test]
+    fn content_lists_cover_the_content_in_order_and_round_trip() {
+        let content = ids(5000, "blob");
+        let runs = split_content(&content);
+        assert_eq!(runs.concat(), content);
+        assert!(runs.iter().all(|r| !r.is_empty() && r.len() <= LIST_MAX_IDS));
+        let mean = content.len() as f64 / runs.len() as f64;
+        assert!((4.0..16.0).contains(&mean), "mean run length {mean}");
+        let decoded: Vec<Id> = runs
+            .iter()
+            .flat_map(|r| decode_content_list(&encode_content_list(r)).unwrap())
+            .collect();
+        assert_eq!(decoded, content);
+        assert!(decode_content_list(&[0; 33]).is_err());
+        assert!(decode_content_list(&[]).is_err());
+    }
+
+    #[test]
+    fn one_changed_blob_changes_only_the_lists_around_it() {
+        let before = ids(5000, "blob");
+        let mut after = before.clone();
+        after[2500] = Id::of_file(b"a changed row");
+        after.insert(4000, Id::of_file(b"an inserted row"));
+        let old: std::collections::HashSet<&[Id]> = split_content(&before).into_iter().collect();
+        let new_runs = split_content(&after);
+        let changed = new_runs.iter().filter(|r| !old.contains(*r)).count();
+        assert!(changed <= 4, "{changed} of {} lists changed", new_runs.len());
+    }
+
+    #[test]
+    fn version_one_snapshots_without_lists_still_parse() {
+        let json = r#"{"name":"db","size":3,"content":[]}"#;
+        let stream: Stream = serde_json::from_str(json).unwrap();
+        assert!(stream.content_lists.is_empty());
+    }
 }

@@ -91,12 +91,24 @@ fn check_snapshot(
 ) {
     let short = id.short();
     for stream in &snapshot.streams {
+        let damaged = |why: String| format!("snapshot {short}: stream `{}` is damaged ({why})", stream.name);
         if let Some(why) = stream
-            .content
+            .content_lists
             .iter()
-            .find_map(|b| affected(repo, b, BlobKind::Data, bad))
+            .find_map(|b| affected(repo, b, BlobKind::Tree, bad))
         {
-            problems.insert(format!("snapshot {short}: stream `{}` is damaged ({why})", stream.name));
+            problems.insert(damaged(format!("content list: {why}")));
+            continue;
+        }
+        match repo.stream_content(stream) {
+            Ok(content) => {
+                if let Some(why) = content.iter().find_map(|b| affected(repo, b, BlobKind::Data, bad)) {
+                    problems.insert(damaged(why));
+                }
+            }
+            Err(e) => {
+                problems.insert(damaged(e.to_string()));
+            }
         }
     }
     let Some(root) = snapshot.tree else { return };

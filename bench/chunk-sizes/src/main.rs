@@ -26,6 +26,10 @@ fn dump(rows: usize, hot: &HashSet<usize>, inserted: &HashSet<usize>, generation
 }
 
 fn main() {
+    let files: Vec<String> = std::env::args().skip(1).collect();
+    if !files.is_empty() {
+        return compare_files(&files);
+    }
     let base_rows = 2_000_000;
     let mut state: u64 = 12345;
     let mut random = move || {
@@ -66,5 +70,39 @@ fn main() {
             100.0 * stored as f64 / total as f64,
             seen.len()
         );
+    }
+}
+
+/// With dump files as arguments (oldest first): for each average size and normalization
+/// level, the mean chunk length in the first file and the bytes of every later file that are
+/// new (not in any earlier file), as a share of that file.
+fn compare_files(files: &[String]) {
+    let data: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| std::fs::read(f).unwrap_or_else(|e| panic!("{f}: {e}")))
+        .collect();
+    println!("| average | level | mean chunk (first file) | new bytes in each later file |");
+    println!("|---|---|---|---|");
+    for avg in [16usize, 32, 64].map(|k| k * 1024) {
+        for (name, level) in [("1", Normalization::Level1), ("2", Normalization::Level2), ("3", Normalization::Level3)] {
+            let mut seen = HashSet::new();
+            let mut shares = Vec::new();
+            let mut mean = 0;
+            for (i, d) in data.iter().enumerate() {
+                let (mut new, mut count) = (0usize, 0usize);
+                for c in FastCDC::with_level_and_seed(d, avg / 4, avg, avg * 8, level, 99) {
+                    count += 1;
+                    if seen.insert(blake3::hash(&d[c.offset..c.offset + c.length])) {
+                        new += c.length;
+                    }
+                }
+                if i == 0 {
+                    mean = d.len() / count.max(1);
+                } else {
+                    shares.push(format!("{:.2} %", 100.0 * new as f64 / d.len() as f64));
+                }
+            }
+            println!("| {} KiB | {name} | {} KiB | {} |", avg / 1024, mean / 1024, shares.join(", "));
+        }
     }
 }
