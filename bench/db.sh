@@ -176,6 +176,10 @@ PB="$(best pgdump)"
 HB="$(best hort)"
 DUMP_OUT_BYTES="$(json_field "$WORK/res/report.hort.$HB" bytesRead)"
 FIRST_STORED="$(json_field "$WORK/res/report.hort.$ROUNDS" bytesStored)"
+# What the repository holds: every object s3s-fs stores for it (packs, index files, snapshot
+# files, keys, config), i.e. what a user pays for.
+repo_bytes() { du -sb "$WORK/s3/hort/$1" | cut -f1; }
+FIRST_REPO="$(repo_bytes "r$ROUNDS")"
 HORT_RSS_MAX=0
 for r in $(seq 1 "$ROUNDS"); do
     rss="$(field "hort.$r" 4)"
@@ -194,19 +198,23 @@ fi
 
 # --- changes, then backups into the last round's repository --------------------------------
 LAST="r$ROUNDS"
-incremental() { # NAME: backs up into $LAST
+incremental() { # NAME: backs up into $LAST; res/NAME.growth: how many bytes the repository grew
+    local before
+    before="$(repo_bytes "$LAST")"
     HORT_TERMINATION_LOG="$WORK/res/report.$1" measure "$1" \
         "$WORK/hort" "$LAST" backup-postgres --host 127.0.0.1 --port "$PG_PORT" --database "$DB" --json --quiet
+    echo $(($(repo_bytes "$LAST") - before)) >"$WORK/res/$1.growth"
 }
-# row NAME LABEL TARGET: a table row for an incremental backup: stored bytes as a share of the
-# first backup's, and new (not deduplicated, before compression) bytes as a share of those read.
+# row NAME LABEL TARGET: a table row for an incremental backup: how much the repository grew
+# as a share of what the first backup made it (the target), the agent's bytesStored (packed
+# blobs only), and new (not deduplicated, before compression) bytes as a share of those read.
 row() {
     local f="$WORK/res/report.$1"
-    awk -v a="$(json_field "$f" bytesStored)" -v n="$(json_field "$f" bytesNew)" -v rd="$(json_field "$f" bytesRead)" \
-        -v first="$FIRST_STORED" -v t="$(field "$1" 1)" -v label="$2" -v target="$3" \
-        'BEGIN { p = 100 * a / first
-                 printf "| %s | %.2f MiB stored (%.1f %% of first) | %d bytes; new (before compression) %.1f MiB = %.1f %% of the %.0f MiB read; %.1f s | %s |",
-                        label, a/1048576, p, a, n/1048576, 100*n/rd, rd/1048576, t,
+    awk -v g="$(cat "$WORK/res/$1.growth")" -v a="$(json_field "$f" bytesStored)" -v n="$(json_field "$f" bytesNew)" -v rd="$(json_field "$f" bytesRead)" \
+        -v first="$FIRST_REPO" -v t="$(field "$1" 1)" -v label="$2" -v target="$3" \
+        'BEGIN { p = 100 * g / first
+                 printf "| %s | repository grew %.2f MiB (%.1f %% of the first backup'"'"'s) | %d bytes; blobs stored %.2f MiB; new before compression %.1f MiB = %.1f %% of the %.0f MiB read; %.1f s | %s |",
+                        label, g/1048576, p, g, a/1048576, n/1048576, 100*n/rd, rd/1048576, t,
                         (target == "" ? "" : target ": " (p < 10 ? "met" : "missed")) }'
 }
 log "change 1: pgbench -n -t 1000 -c 2 (2,000 TPC-B-like transactions)"
@@ -264,7 +272,7 @@ $(awk -v t="$ht" -v d="$DB_BYTES" -v o="$DUMP_OUT_BYTES" -v u="$(field "hort.$HB
 $(awk -v h="$ht" -v p="$pt" 'BEGIN { printf "| ratio Hort / pg_dump (time) | %.2fx | | ≤ 1.2x: %s |", h/p, (h/p <= 1.2 ? "met" : "missed") }')
 $(awk -v c="$(field "counts.$(best counts)" 1)" -v o="$(field "open.$(best open)" 1)" 'BEGIN { printf "| of Hort'"'"'s time, measured apart | | row counts (count(*) of each table, by the server): %.2f s; opening the repository (Argon2id 64 MiB × 3, S3 listing; `hort-agent snapshots`): %.2f s | |", c, o }')
 | Hort peak RSS (highest of $ROUNDS) | $(mib $((HORT_RSS_MAX * 1024))) MiB | GNU time maxrss: the largest process of the tree | |
-$(awk -v a="$FIRST_STORED" 'BEGIN { printf "| first backup stored | %.2f MiB | %d bytes (zstd 3, encrypted) | |", a/1048576, a }')
+$(awk -v r="$FIRST_REPO" -v a="$FIRST_STORED" 'BEGIN { printf "| first backup: repository size | %.2f MiB | %d bytes, of which blobs (zstd 3, encrypted) %.2f MiB | |", r/1048576, r, a/1048576 }')
 $(row second "second backup, after pgbench -n -t 1000 -c 2" "< 10 %")
 $(row third "third backup, after UPDATE of 1 % of accounts (every 100th aid)" "")
 $(row unchanged "fourth backup, unchanged" "")

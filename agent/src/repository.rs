@@ -408,32 +408,48 @@ impl Deref for IndexedRepository {
     }
 }
 
+/// Blobs of one run lie at most this far apart in their pack (see
+/// [`IndexedRepository::adjacent_runs`]).
+const RUN_GAP: u64 = 256 << 10;
+/// Content-list blobs stored back to back are read in runs of up to this many bytes.
+const LIST_RUN_BYTES: u64 = 4 << 20;
+/// Requests for content lists in flight at once.
+const LIST_READERS: usize = 8;
+/// The blobs of one run of content lists (by its position), or why they could not be read.
+type FetchedRun = (usize, Result<Vec<Vec<u8>>, RepositoryError>);
+
 impl IndexedRepository {
     /// The index.
     pub fn index(&self) -> &Index {
         &self.index
     }
 
-    /// Splits `ids` into runs of consecutive blobs stored back to back in one pack, each of at
-    /// most `max_bytes` (a single blob may be larger), so that a run is read with one request.
+    /// Splits `ids` into runs of consecutive ids whose blobs lie close together in one pack,
+    /// in any order (the encoder threads of a backup may store neighbours swapped), each run
+    /// spanning at most `max_bytes` of the pack (a single blob may be larger), so that a run
+    /// is read with one request. A blob joins a run only if it lies within [`RUN_GAP`] bytes
+    /// of the span read so far, which bounds the bytes read but not needed.
     pub fn adjacent_runs(&self, ids: &[Id], max_bytes: u64) -> Vec<std::ops::Range<usize>> {
         let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
-        let mut last: Option<(Id, u64, u64)> = None; // pack, end of the run, bytes in the run
+        let mut span: Option<(Id, u64, u64)> = None; // pack, start and end of the run's span
         for (i, id) in ids.iter().enumerate() {
             let here = self
                 .index
                 .get(id)
-                .map(|l| (l.pack, l.entry.offset, u64::from(l.entry.length)));
-            match (here, last, runs.last_mut()) {
-                (Some((pack, offset, length)), Some((last_pack, end, bytes)), Some(run))
-                    if pack == last_pack && offset == end && bytes + length <= max_bytes =>
+                .map(|l| (l.pack, l.entry.offset, l.entry.offset + u64::from(l.entry.length)));
+            match (here, span, runs.last_mut()) {
+                (Some((pack, start, end)), Some((run_pack, lo, hi)), Some(run))
+                    if pack == run_pack
+                        && start + RUN_GAP >= lo
+                        && end <= hi + RUN_GAP
+                        && end.max(hi) - start.min(lo) <= max_bytes =>
                 {
                     run.end = i + 1;
-                    last = Some((pack, end + length, bytes + length));
+                    span = Some((pack, start.min(lo), end.max(hi)));
                 }
                 _ => {
                     runs.push(i..i + 1);
-                    last = here.map(|(pack, offset, length)| (pack, offset + length, length));
+                    span = here;
                 }
             }
         }
@@ -451,8 +467,14 @@ impl IndexedRepository {
         let (Some(locations), true) = (locations, ids.len() > 1) else {
             return ids.iter().map(|id| self.read_blob(id, kind)).collect();
         };
-        let (pack, start) = (locations[0].pack, locations[0].entry.offset);
-        let length: u64 = locations.iter().map(|l| u64::from(l.entry.length)).sum();
+        let pack = locations[0].pack;
+        let start = locations.iter().map(|l| l.entry.offset).min().unwrap_or(0);
+        let end = locations
+            .iter()
+            .map(|l| l.entry.offset + u64::from(l.entry.length))
+            .max()
+            .unwrap_or(0);
+        let length = end - start;
         let sealed = match self.backend.read_range(FileKind::Pack, &pack.to_hex(), start, length) {
             Ok(sealed) if sealed.len() as u64 == length => sealed,
             // Missing, short or unreadable: blob by blob, for errors that name the blob.
@@ -528,11 +550,44 @@ impl IndexedRepository {
     }
 
     /// The content blob ids of `stream`, in order, reading its content-list blobs if it has
-    /// them.
+    /// them: lists stored back to back are fetched with one request, and up to
+    /// [`LIST_READERS`] requests are in flight (a long dump has thousands of lists).
     pub fn stream_content(&self, stream: &Stream) -> Result<Vec<Id>, RepositoryError> {
+        let lists = &stream.content_lists;
+        let runs = self.adjacent_runs(lists, LIST_RUN_BYTES);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let fetched: Vec<Vec<FetchedRun>> = std::thread::scope(|scope| {
+            let readers: Vec<_> = (0..LIST_READERS.min(runs.len()))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut mine = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(run) = runs.get(i) else { break };
+                            let result = self.read_blob_run(&lists[run.clone()], BlobKind::Tree);
+                            let failed = result.is_err();
+                            mine.push((i, result));
+                            if failed {
+                                break;
+                            }
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            readers
+                .into_iter()
+                .map(|r| r.join().expect("a content-list reader does not panic"))
+                .collect()
+        });
+        let mut by_run: Vec<FetchedRun> = fetched.into_iter().flatten().collect();
+        by_run.sort_by_key(|(i, _)| *i);
         let mut content = stream.content.clone();
-        for list in &stream.content_lists {
-            let bytes = self.read_blob(list, BlobKind::Tree)?;
+        let mut blobs = Vec::with_capacity(lists.len());
+        for (_, result) in by_run {
+            blobs.extend(result?);
+        }
+        for (list, bytes) in lists.iter().zip(blobs) {
             content.extend(
                 snapshot::decode_content_list(&bytes).map_err(|reason| RepositoryError::Corrupt {
                     what: format!("content list {list} of stream `{}`", stream.name),

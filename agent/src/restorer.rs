@@ -480,3 +480,69 @@ pub fn restore_stream(
     }
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::archiver::{BackupOptions, StreamInput, backup_streams};
+    use crate::backend::memory::MemoryBackend;
+    use crate::keyfile::KdfParams;
+    use crate::repository::Repository;
+
+    /// A dump-like stream: rows that differ, so it is cut into many small chunks.
+    fn dump(rows: usize) -> Vec<u8> {
+        (0..rows)
+            .flat_map(|i| {
+                format!("{i}\t{}\tuser{}@example.com\t{}\n", i * 7919 % 104_729, i % 977, i * 31).into_bytes()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_long_stream_restores_exactly_with_few_requests() {
+        let backend = Arc::new(MemoryBackend::new());
+        let kdf = KdfParams {
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let repo = Repository::init(backend.clone(), b"pw", kdf)
+            .unwrap()
+            .load_index()
+            .unwrap();
+        let data = dump(150_000);
+        let input = StreamInput {
+            name: "db".into(),
+            reader: Box::new(std::io::Cursor::new(data.clone())),
+            complete: None,
+        };
+        // Four encoder threads: blobs may land in their pack out of stream order.
+        let options = BackupOptions {
+            threads: 4,
+            ..BackupOptions::default()
+        };
+        let (id, snapshot) = backup_streams(&repo, vec![input], &options, Arc::default()).unwrap();
+        let stream = &snapshot.streams[0];
+        assert!(
+            stream.content.is_empty() && !stream.content_lists.is_empty(),
+            "{stream:?}"
+        );
+
+        let repo = Repository::open(backend.clone(), b"pw").unwrap().load_index().unwrap();
+        let blobs = repo.stream_content(stream).unwrap().len();
+        assert!(blobs > 200, "{blobs} blobs");
+        let before = backend.range_reads();
+        let mut out = Vec::new();
+        let written = restore_stream(&repo, &snapshot, &id, "db", &mut out, &Counters::default()).unwrap();
+        assert_eq!(written, data.len() as u64);
+        assert!(out == data, "restored byte for byte");
+        let requests = backend.range_reads() - before;
+        assert!(
+            requests * 20 < blobs,
+            "{requests} range requests for {blobs} data blobs and {} content lists",
+            stream.content_lists.len()
+        );
+    }
+}

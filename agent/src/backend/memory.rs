@@ -10,6 +10,7 @@ use super::{Backend, BackendError, FileKind};
 pub struct MemoryBackend {
     files: Mutex<BTreeMap<String, Vec<u8>>>,
     offline: std::sync::atomic::AtomicBool,
+    range_reads: std::sync::atomic::AtomicUsize,
 }
 
 impl MemoryBackend {
@@ -21,6 +22,11 @@ impl MemoryBackend {
     /// Makes every later call fail (or succeed again) as if the target were unreachable.
     pub fn set_offline(&self, offline: bool) {
         self.offline.store(offline, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Number of `read_range` calls so far (what a remote backend answers one request each).
+    pub fn range_reads(&self) -> usize {
+        self.range_reads.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Number of stored files of `kind`.
@@ -78,6 +84,7 @@ impl Backend for MemoryBackend {
     }
 
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
+        self.range_reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let data = self.read(kind, name)?;
         let size = data.len() as u64;
         if offset.saturating_add(length) > size {

@@ -11,9 +11,10 @@
 //!
 //! # Consistency and row counts
 //! For each database the agent opens a `REPEATABLE READ READ ONLY` transaction, exports its
-//! snapshot (`pg_export_snapshot()`), counts the rows of every table in that transaction and
-//! runs `pg_dump --snapshot=<id>`: the dump and the recorded counts see exactly the same data,
-//! so after a restore the counts must match exactly. Each database is consistent in itself
+//! snapshot (`pg_export_snapshot()`), runs `pg_dump --snapshot=<id>` and, at the same time in
+//! a second session that imports the snapshot, counts the rows of every table: the dump and
+//! the recorded counts see exactly the same data, so after a restore the counts must match
+//! exactly. Each database is consistent in itself
 //! (PostgreSQL has no snapshot across databases; neither has `pg_dumpall`).
 //!
 //! Databases are dumped one after another (the sink takes one stream at a time; `pg_dump -j`
@@ -308,17 +309,26 @@ pub fn backup(
             .query_one("SELECT pg_export_snapshot()", &[])
             .map_err(query_error)?
             .get(0);
-        db.tables = tables_with_counts(&mut client)?;
+        let mut tables = list_tables(&mut client)?;
         let mut cmd = tool(conn, "pg_dump", &db.name);
         cmd.args(["--format=custom", "--compress=0", "--no-sync"])
             .arg(format!("--snapshot={snapshot}"));
         let stream = db.stream.clone();
-        process::dump(cmd, "pg_dump", &stream, |out| {
-            sink.put(&stream, out).map_err(|source| DatabaseError::Sink {
-                stream: stream.clone(),
-                source,
-            })
-        })?;
+        // The rows are counted in a second session that imports the same snapshot, while
+        // the dump runs: the counts see exactly the dumped data without delaying the dump.
+        let (dumped, counted) = std::thread::scope(|scope| {
+            let counting = scope.spawn(|| count_rows(conn, &db.name, &snapshot, &mut tables));
+            let dumped = process::dump(cmd, "pg_dump", &stream, |out| {
+                sink.put(&stream, out).map_err(|source| DatabaseError::Sink {
+                    stream: stream.clone(),
+                    source,
+                })
+            });
+            (dumped, counting.join().expect("the row-counting thread does not panic"))
+        });
+        dumped?;
+        counted?;
+        db.tables = tables;
         client.batch_execute("COMMIT").map_err(query_error)?;
         databases.push(db);
     }
@@ -334,9 +344,9 @@ pub fn backup(
     Ok(manifest)
 }
 
-/// Tables of the connected database with their row counts, indexes and owned sequences, read
-/// in the caller's transaction.
-fn tables_with_counts(client: &mut postgres::Client) -> Result<Vec<PgTable>, DatabaseError> {
+/// Tables of the connected database with their indexes and owned sequences (rows not yet
+/// counted), read in the caller's transaction.
+fn list_tables(client: &mut postgres::Client) -> Result<Vec<PgTable>, DatabaseError> {
     let rows = client
         .query(
             "SELECT n.nspname::text, c.relname::text,
@@ -358,30 +368,43 @@ fn tables_with_counts(client: &mut postgres::Client) -> Result<Vec<PgTable>, Dat
             &[],
         )
         .map_err(query_error)?;
-    let mut tables = Vec::new();
-    for r in rows {
-        let schema: String = r.get(0);
-        let name: String = r.get(1);
+    Ok(rows
+        .iter()
+        .map(|r| PgTable {
+            schema: r.get(0),
+            name: r.get(1),
+            rows: 0,
+            indexes: r.get(2),
+            sequences: r.get(3),
+        })
+        .collect())
+}
+
+/// Counts the rows of `tables` of database `db` in a new session that imports the exported
+/// `snapshot` (the dump's), so the counts are those of the dumped data.
+fn count_rows(conn: &Connection, db: &str, snapshot: &str, tables: &mut [PgTable]) -> Result<(), DatabaseError> {
+    let mut client = connect(conn, db)?;
+    client
+        .batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+            quote_literal(snapshot)
+        ))
+        .map_err(query_error)?;
+    for table in tables.iter_mut() {
         let count: i64 = client
             .query_one(
                 &format!(
                     "SELECT count(*) FROM ONLY {}.{}",
-                    quote_ident(&schema),
-                    quote_ident(&name)
+                    quote_ident(&table.schema),
+                    quote_ident(&table.name)
                 ),
                 &[],
             )
             .map_err(query_error)?
             .get(0);
-        tables.push(PgTable {
-            schema,
-            name,
-            rows: count as u64,
-            indexes: r.get(2),
-            sequences: r.get(3),
-        });
+        table.rows = count as u64;
     }
-    Ok(tables)
+    client.batch_execute("COMMIT").map_err(query_error)
 }
 
 /// Restores from `source` as `options` say; returns the row counts (all of which matched).
