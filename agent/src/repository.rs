@@ -426,26 +426,29 @@ impl IndexedRepository {
 
     /// Splits `ids` into runs of consecutive ids whose blobs lie close together in one pack,
     /// in any order (the encoder threads of a backup may store neighbours swapped), each run
-    /// spanning at most `max_bytes` of the pack (a single blob may be larger), so that a run
-    /// is read with one request. A blob joins a run only if it lies within [`RUN_GAP`] bytes
+    /// spanning at most `max_bytes` of the pack and holding at most `max_bytes` of plaintext
+    /// (a single blob may be larger; compressible data would otherwise decompress to many
+    /// times the bytes read), so that a run is read with one request. A blob joins a run only if it lies within [`RUN_GAP`] bytes
     /// of the span read so far, which bounds the bytes read but not needed.
     pub fn adjacent_runs(&self, ids: &[Id], max_bytes: u64) -> Vec<std::ops::Range<usize>> {
         let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
-        let mut span: Option<(Id, u64, u64)> = None; // pack, start and end of the run's span
+        // Pack, start and end of the run's span, plaintext bytes of the run.
+        let mut span: Option<(Id, u64, u64, u64)> = None;
         for (i, id) in ids.iter().enumerate() {
-            let here = self
-                .index
-                .get(id)
-                .map(|l| (l.pack, l.entry.offset, l.entry.offset + u64::from(l.entry.length)));
+            let here = self.index.get(id).map(|l| {
+                let (start, end) = (l.entry.offset, l.entry.offset + u64::from(l.entry.length));
+                (l.pack, start, end, u64::from(l.entry.raw_length))
+            });
             match (here, span, runs.last_mut()) {
-                (Some((pack, start, end)), Some((run_pack, lo, hi)), Some(run))
+                (Some((pack, start, end, raw)), Some((run_pack, lo, hi, run_raw)), Some(run))
                     if pack == run_pack
                         && start + RUN_GAP >= lo
                         && end <= hi + RUN_GAP
-                        && end.max(hi) - start.min(lo) <= max_bytes =>
+                        && end.max(hi) - start.min(lo) <= max_bytes
+                        && run_raw + raw <= max_bytes =>
                 {
                     run.end = i + 1;
-                    span = Some((pack, start.min(lo), end.max(hi)));
+                    span = Some((pack, start.min(lo), end.max(hi), run_raw + raw));
                 }
                 _ => {
                     runs.push(i..i + 1);

@@ -134,6 +134,9 @@ pub(crate) fn run(mut cmd: Command, tool: &str, input: Option<Feed<'_>>) -> Resu
     }
 }
 
+/// The pipe buffer asked for a dump tool's stdout.
+const DUMP_PIPE_BYTES: usize = 1 << 20;
+
 /// Runs a dump: `consume` reads the tool's stdout. The dump succeeded only if `consume` did
 /// and the tool exited with status 0; a killed or failing tool is [`DatabaseError::DumpFailed`]
 /// for `stream`.
@@ -146,6 +149,9 @@ pub(crate) fn dump<T>(
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = spawn(&mut cmd, tool)?;
     let mut stdout = child.stdout.take().expect("stdout is piped");
+    // A 1 MiB pipe (Linux's default limit for unprivileged processes; 64 KiB otherwise) lets
+    // the dump run on while the agent chunks and hashes what it read. Best effort.
+    let _ = rustix::pipe::fcntl_setpipe_size(&stdout, DUMP_PIPE_BYTES);
     let stderr = child.stderr.take().expect("stderr is piped");
     let stderr_reader = thread::spawn(move || read_tail(stderr));
     let consumed = consume(&mut stdout);
