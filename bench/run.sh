@@ -88,6 +88,7 @@ run_tool() {
         measure hort-backup1 "$HORT" --repo "$repo" --quiet backup "$CORPUS/tree"
         measure hort-backup2 "$HORT" --repo "$repo" --quiet backup "$CORPUS/tree"
         measure hort-restore "$HORT" --repo "$repo" --quiet restore latest --target "$restore"
+        du -sb "$repo" | cut -f1 >"$RESULTS/$tool-size-tree"
         for f in "$CORPUS"/dumps/gen*.sql; do
             measure hort-dump "$HORT" --repo "$repo" --quiet backup --stdin --stream-name db <"$f"
         done
@@ -106,6 +107,7 @@ run_tool() {
         measure restic-backup1 restic -r "$repo" --cache-dir "$cache" backup "$CORPUS/tree"
         measure restic-backup2 restic -r "$repo" --cache-dir "$cache" backup "$CORPUS/tree"
         measure restic-restore restic -r "$repo" --cache-dir "$cache" restore latest --target "$restore"
+        du -sb "$repo" | cut -f1 >"$RESULTS/$tool-size-tree"
         for f in "$CORPUS"/dumps/gen*.sql; do
             measure restic-dump restic -r "$repo" --cache-dir "$cache" backup --stdin --stdin-filename db.sql <"$f"
         done
@@ -118,6 +120,7 @@ run_tool() {
         measure borg-backup1 borg create --compression zstd,3 "$repo::t1" "$CORPUS/tree"
         measure borg-backup2 borg create --compression zstd,3 "$repo::t2" "$CORPUS/tree"
         measure borg-restore sh -c "cd '$restore' && borg extract '$repo::t2'"
+        du -sb "$repo" | cut -f1 >"$RESULTS/$tool-size-tree"
         for f in "$CORPUS"/dumps/gen*.sql; do
             i=$((i + 1))
             measure borg-dump borg create --compression zstd,3 "$repo::d$i" - <"$f"
@@ -141,6 +144,7 @@ run_tool() {
         local snap
         snap=$("$KOPIA" snapshot list "$CORPUS/tree" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
         measure kopia-restore "$KOPIA" snapshot restore "$snap" "$restore/tree"
+        du -sb "$repo" | cut -f1 >"$RESULTS/$tool-size-tree"
         for f in "$CORPUS"/dumps/gen*.sql; do
             measure kopia-dump "$KOPIA" snapshot create --stdin-file db.sql - <"$f"
         done
@@ -207,10 +211,10 @@ def get(name):
             pass
     return (min(secs), min(rss)) if secs else (math.nan, math.nan)
 
-def size(t):
+def size(t, what="size"):
     for r in reversed(rounds):
         try:
-            return int(open(os.path.join(d, r, f"{t}-size")).read()) / 1048576
+            return int(open(os.path.join(d, r, f"{t}-{what}")).read()) / 1048576
         except (OSError, ValueError):
             pass
     return math.nan
@@ -222,10 +226,12 @@ for t in tools:
     rs, _ = get(f"{t}-restore")
     vf, _ = get(f"{t}-verify")
     pr, _ = get(f"{t}-prune")
-    rows[t] = dict(backup=mib / b1, rebackup=b2, size=size(t), restore=mib / rs, rss=rss, verify=vf, prune=pr)
+    rows[t] = dict(backup=mib / b1, rebackup=b2, dumps=size(t) - size(t, "size-tree"), size=size(t),
+                   restore=mib / rs, rss=rss, verify=vf, prune=pr)
 
 cols = [("first backup MiB/s", "backup", "{:.0f}"), ("unchanged re-backup s", "rebackup", "{:.1f}"),
-        ("repo after tree + dumps MiB", "size", "{:.0f}"), ("restore MiB/s", "restore", "{:.0f}"),
+        ("dump series stored MiB", "dumps", "{:.1f}"), ("repo after tree + dumps MiB", "size", "{:.0f}"),
+        ("restore MiB/s", "restore", "{:.0f}"),
         ("backup peak RSS MiB", "rss", "{:.0f}"), ("verify (all data) s", "verify", "{:.1f}"),
         ("prune s", "prune", "{:.1f}")]
 print("| tool | " + " | ".join(c[0] for c in cols) + " |")
