@@ -5,9 +5,12 @@
 //! [`Repository::load_index`] turns it into an [`IndexedRepository`], which alone can read
 //! blobs, so "reading before the index is loaded" does not compile.
 
+use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crossbeam_channel::bounded;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
@@ -411,12 +414,11 @@ impl Deref for IndexedRepository {
 /// Blobs of one run lie at most this far apart in their pack (see
 /// [`IndexedRepository::adjacent_runs`]).
 const RUN_GAP: u64 = 256 << 10;
-/// Content-list blobs stored back to back are read in runs of up to this many bytes.
-const LIST_RUN_BYTES: u64 = 4 << 20;
-/// Requests for content lists in flight at once.
-const LIST_READERS: usize = 8;
-/// The blobs of one run of content lists (by its position), or why they could not be read.
-type FetchedRun = (usize, Result<Vec<Vec<u8>>, RepositoryError>);
+/// Requests in flight ahead of the writer, per file or stream.
+const READ_AHEAD: usize = 4;
+/// Blobs close together in one pack are fetched with one request of up to this many bytes read
+/// and this many bytes of plaintext.
+const RUN_BYTES: u64 = 4 << 20;
 
 impl IndexedRepository {
     /// The index.
@@ -553,52 +555,102 @@ impl IndexedRepository {
     }
 
     /// The content blob ids of `stream`, in order, reading its content-list blobs if it has
-    /// them: lists stored back to back are fetched with one request, and up to
-    /// [`LIST_READERS`] requests are in flight (a long dump has thousands of lists).
+    /// them (like data, with [`read_in_order`](Self::read_in_order)).
     pub fn stream_content(&self, stream: &Stream) -> Result<Vec<Id>, RepositoryError> {
-        let lists = &stream.content_lists;
-        let runs = self.adjacent_runs(lists, LIST_RUN_BYTES);
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let fetched: Vec<Vec<FetchedRun>> = std::thread::scope(|scope| {
-            let readers: Vec<_> = (0..LIST_READERS.min(runs.len()))
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut mine = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(run) = runs.get(i) else { break };
-                            let result = self.read_blob_run(&lists[run.clone()], BlobKind::Tree);
-                            let failed = result.is_err();
-                            mine.push((i, result));
-                            if failed {
-                                break;
-                            }
-                        }
-                        mine
-                    })
-                })
-                .collect();
-            readers
-                .into_iter()
-                .map(|r| r.join().expect("a content-list reader does not panic"))
-                .collect()
-        });
-        let mut by_run: Vec<FetchedRun> = fetched.into_iter().flatten().collect();
-        by_run.sort_by_key(|(i, _)| *i);
         let mut content = stream.content.clone();
-        let mut blobs = Vec::with_capacity(lists.len());
-        for (_, result) in by_run {
-            blobs.extend(result?);
-        }
-        for (list, bytes) in lists.iter().zip(blobs) {
-            content.extend(
-                snapshot::decode_content_list(&bytes).map_err(|reason| RepositoryError::Corrupt {
+        let mut lists = stream.content_lists.iter();
+        self.read_in_order(
+            &stream.content_lists,
+            BlobKind::Tree,
+            |bytes| {
+                let list = lists.next().expect("one blob per content list");
+                let ids = snapshot::decode_content_list(&bytes).map_err(|reason| RepositoryError::Corrupt {
                     what: format!("content list {list} of stream `{}`", stream.name),
                     reason,
-                })?,
-            );
-        }
+                })?;
+                content.extend(ids);
+                Ok(())
+            },
+            |e| e,
+        )?;
         Ok(content)
+    }
+
+    /// Reads the blobs `ids` (of `kind`) in order and hands each checked plaintext to `sink`. Blobs stored back to back
+    /// are fetched together (one request per run of up to [`RUN_BYTES`]: remote backends answer
+    /// each request with a delay, whatever its size). Up to [`READ_AHEAD`] reader threads fetch,
+    /// decrypt and check the next runs while `sink` writes, and never get more than
+    /// [`READ_AHEAD`] runs ahead of it (a ticket per run bounds the memory).
+    pub fn read_in_order<E>(
+        &self,
+        ids: &[Id],
+        kind: BlobKind,
+        mut sink: impl FnMut(Vec<u8>) -> Result<(), E>,
+        from_repo: impl Fn(RepositoryError) -> E,
+    ) -> Result<(), E> {
+        let runs = self.adjacent_runs(ids, RUN_BYTES);
+        let read = |run: &std::ops::Range<usize>| self.read_blob_run(&ids[run.clone()], kind);
+        if runs.len() <= 1 {
+            for run in &runs {
+                for blob in read(run).map_err(&from_repo)? {
+                    sink(blob)?;
+                }
+            }
+            return Ok(());
+        }
+        let next = AtomicUsize::new(0);
+        let (ticket_tx, ticket_rx) = bounded::<()>(READ_AHEAD);
+        for _ in 0..READ_AHEAD {
+            let _ = ticket_tx.send(());
+        }
+        let (done_tx, done_rx) = bounded::<(usize, Result<Vec<Vec<u8>>, RepositoryError>)>(READ_AHEAD);
+        std::thread::scope(|scope| {
+            for _ in 0..READ_AHEAD.min(runs.len()) {
+                let (tickets, done, next, runs, read) = (ticket_rx.clone(), done_tx.clone(), &next, &runs, &read);
+                scope.spawn(move || {
+                    while tickets.recv().is_ok() {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(run) = runs.get(i) else { break };
+                        if done.send((i, read(run))).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(done_tx);
+            let mut early = BTreeMap::new();
+            let mut result = Ok(());
+            for (want, run) in runs.iter().enumerate() {
+                let blobs = loop {
+                    if let Some(blobs) = early.remove(&want) {
+                        break blobs;
+                    }
+                    match done_rx.recv() {
+                        Ok((i, blobs)) => {
+                            early.insert(i, blobs);
+                        }
+                        Err(_) => {
+                            break Err(RepositoryError::Corrupt {
+                                what: format!("blob {}", ids[run.start]),
+                                reason: "the reader threads stopped".into(),
+                            });
+                        }
+                    }
+                };
+                let written = blobs
+                    .map_err(&from_repo)
+                    .and_then(|blobs| blobs.into_iter().try_for_each(&mut sink));
+                if let Err(e) = written {
+                    result = Err(e);
+                    break;
+                }
+                let _ = ticket_tx.send(());
+            }
+            // Stop the readers: no more tickets, and nobody takes their results.
+            drop(ticket_tx);
+            drop(done_rx);
+            result
+        })
     }
 
     /// Reads and parses a tree blob.

@@ -3,12 +3,10 @@
 //! data cannot be read is not left behind half-written: it is written under a temporary name
 //! and renamed only when complete.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -309,9 +307,9 @@ fn restore_file(
             .open(&tmp)
             .map_err(|e| format!("{}: {e}", tmp.display()))?;
         let mut written = 0u64;
-        read_in_order(
-            repo,
+        repo.read_in_order(
             &node.content,
+            BlobKind::Data,
             |data| {
                 file.write_all(&data).map_err(|e| format!("{}: {e}", tmp.display()))?;
                 written += data.len() as u64;
@@ -333,87 +331,6 @@ fn restore_file(
         let _ = fs::remove_file(&tmp);
     }
     result
-}
-
-/// Requests in flight ahead of the writer, per file or stream.
-const READ_AHEAD: usize = 4;
-/// Blobs stored back to back in one pack are fetched with one request of up to this many bytes.
-const RUN_BYTES: u64 = 4 << 20;
-
-/// Reads `ids` in order and hands each checked plaintext to `sink`. Blobs stored back to back
-/// are fetched together (one request per run of up to [`RUN_BYTES`]: remote backends answer
-/// each request with a delay, whatever its size). Up to [`READ_AHEAD`] reader threads fetch,
-/// decrypt and check the next runs while `sink` writes, and never get more than
-/// [`READ_AHEAD`] runs ahead of it (a ticket per run bounds the memory).
-fn read_in_order<E>(
-    repo: &IndexedRepository,
-    ids: &[Id],
-    mut sink: impl FnMut(Vec<u8>) -> Result<(), E>,
-    from_repo: impl Fn(RepositoryError) -> E,
-) -> Result<(), E> {
-    let runs = repo.adjacent_runs(ids, RUN_BYTES);
-    let read = |run: &std::ops::Range<usize>| repo.read_blob_run(&ids[run.clone()], BlobKind::Data);
-    if runs.len() <= 1 {
-        for run in &runs {
-            for blob in read(run).map_err(&from_repo)? {
-                sink(blob)?;
-            }
-        }
-        return Ok(());
-    }
-    let next = AtomicUsize::new(0);
-    let (ticket_tx, ticket_rx) = bounded::<()>(READ_AHEAD);
-    for _ in 0..READ_AHEAD {
-        let _ = ticket_tx.send(());
-    }
-    let (done_tx, done_rx) = bounded::<(usize, Result<Vec<Vec<u8>>, RepositoryError>)>(READ_AHEAD);
-    std::thread::scope(|scope| {
-        for _ in 0..READ_AHEAD.min(runs.len()) {
-            let (tickets, done, next, runs, read) = (ticket_rx.clone(), done_tx.clone(), &next, &runs, &read);
-            scope.spawn(move || {
-                while tickets.recv().is_ok() {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(run) = runs.get(i) else { break };
-                    if done.send((i, read(run))).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(done_tx);
-        let mut early = BTreeMap::new();
-        let mut result = Ok(());
-        for (want, run) in runs.iter().enumerate() {
-            let blobs = loop {
-                if let Some(blobs) = early.remove(&want) {
-                    break blobs;
-                }
-                match done_rx.recv() {
-                    Ok((i, blobs)) => {
-                        early.insert(i, blobs);
-                    }
-                    Err(_) => {
-                        break Err(RepositoryError::Corrupt {
-                            what: format!("blob {}", ids[run.start]),
-                            reason: "the reader threads stopped".into(),
-                        });
-                    }
-                }
-            };
-            let written = blobs
-                .map_err(&from_repo)
-                .and_then(|blobs| blobs.into_iter().try_for_each(&mut sink));
-            if let Err(e) = written {
-                result = Err(e);
-                break;
-            }
-            let _ = ticket_tx.send(());
-        }
-        // Stop the readers: no more tickets, and nobody takes their results.
-        drop(ticket_tx);
-        drop(done_rx);
-        result
-    })
 }
 
 /// Writes stream `name` of the snapshot to `out`, reading a few blobs ahead in parallel.
@@ -454,9 +371,9 @@ pub fn restore_stream(
         name: name.to_owned(),
         source,
     })?;
-    read_in_order(
-        repo,
+    repo.read_in_order(
         &content,
+        BlobKind::Data,
         |data| {
             out.write_all(&data).map_err(write_err)?;
             written += data.len() as u64;
