@@ -110,6 +110,7 @@ impl Session<'_> {
             repo.backend().clone(),
             repo.keys().clone(),
             PackerOptions {
+                spool_dir: repo.spool_dir().to_path_buf(),
                 pack_size: repo.config().pack_size as usize,
                 compression_level: options.compression_level.unwrap_or(repo.config().compression_level),
                 encoders: threads,

@@ -96,6 +96,10 @@ struct GlobalArgs {
     /// File holding the repository password (a trailing newline is ignored).
     #[arg(long, env = "HORT_PASSWORD_FILE", global = true)]
     password_file: Option<PathBuf>,
+    /// Directory for packs while they fill and upload (a few times the pack size; default
+    /// the system temporary directory, `$TMPDIR` or `/tmp`).
+    #[arg(long, env = "HORT_SPOOL_DIR", global = true)]
+    spool_dir: Option<PathBuf>,
     /// JSON output even on a terminal (the default when stdout is not a terminal).
     #[arg(long, global = true)]
     json: bool,
@@ -535,7 +539,15 @@ impl Context {
     }
 
     fn open(&self) -> Result<Repository, CliError> {
-        Ok(Repository::open(self.backend()?, &self.password()?)?)
+        Ok(self.spooling(Repository::open(self.backend()?, &self.password()?)?))
+    }
+
+    /// Applies `--spool-dir`.
+    fn spooling(&self, repo: Repository) -> Repository {
+        match &self.global.spool_dir {
+            Some(dir) => repo.with_spool_dir(dir.clone()),
+            None => repo,
+        }
     }
 
     fn open_indexed(&self) -> Result<IndexedRepository, CliError> {
@@ -723,7 +735,7 @@ fn open_or_init(ctx: &Context, init: bool, kdf: &InitArgs) -> Result<(Repository
     } else {
         Repository::open(backend, &password)?
     };
-    Ok((repo, created))
+    Ok((ctx.spooling(repo), created))
 }
 
 fn init(ctx: &Context, args: &InitArgs) -> Result<(), CliError> {

@@ -32,5 +32,6 @@ pub mod restorer;
 pub mod retention;
 pub mod snapshot;
 pub mod snapshot_streams;
+pub mod spool;
 pub mod tree;
 pub mod verify;

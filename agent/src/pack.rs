@@ -3,11 +3,14 @@
 //!
 //! Layout: `blob_0 ‖ … ‖ blob_n-1 ‖ sealed trailer ‖ trailer length (u32 LE) ‖ "HPK1"`.
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, CodecError};
 use crate::crypto::{CryptoError, Keys};
 use crate::id::Id;
+use crate::spool::{SpoolError, SpoolFile, SpoolWriter};
 
 /// Magic bytes at the very end of every pack.
 pub const MAGIC: &[u8; 4] = b"HPK1";
@@ -71,6 +74,9 @@ pub enum BlobError {
     /// The pack's footer or trailer is malformed.
     #[error("malformed pack trailer: {0}")]
     Trailer(String),
+    /// A pack could not be written to its spool file.
+    #[error("{0}")]
+    Spool(#[from] SpoolError),
 }
 
 fn blob_aad(kind: BlobKind, id: &Id) -> Vec<u8> {
@@ -108,14 +114,38 @@ pub fn decode_blob(keys: &Keys, entry: &BlobEntry, encoded: Vec<u8>) -> Result<V
     Ok(plaintext)
 }
 
-/// Accumulates sealed blobs into one pack.
+/// Seals a trailer listing `blobs` and appends the footer: the bytes that end a pack.
+fn trailer_and_footer(keys: &Keys, blobs: &[BlobEntry]) -> Result<Vec<u8>, BlobError> {
+    let trailer = serde_json::to_vec(&Trailer {
+        version: 1,
+        blobs: blobs.to_vec(),
+    })
+    .map_err(|e| BlobError::Trailer(e.to_string()))?;
+    let mut end = keys.seal(TRAILER_AAD, &codec::encode(3, &trailer)?)?;
+    let length = u32::try_from(end.len()).unwrap_or(u32::MAX);
+    end.extend_from_slice(&length.to_le_bytes());
+    end.extend_from_slice(MAGIC);
+    Ok(end)
+}
+
+fn entry(id: Id, kind: BlobKind, raw_length: u32, offset: u64, sealed: &[u8]) -> BlobEntry {
+    BlobEntry {
+        id,
+        kind,
+        offset,
+        length: u32::try_from(sealed.len()).unwrap_or(u32::MAX),
+        raw_length,
+    }
+}
+
+/// Accumulates sealed blobs into one pack in memory.
 #[derive(Default)]
 pub struct PackBuilder {
     data: Vec<u8>,
     blobs: Vec<BlobEntry>,
 }
 
-/// A finished pack, ready to upload.
+/// A finished pack in memory, ready to upload.
 pub struct FinishedPack {
     /// The pack's name: plain BLAKE3 of `data`.
     pub id: Id,
@@ -126,35 +156,10 @@ pub struct FinishedPack {
 }
 
 impl PackBuilder {
-    /// An empty pack with room for `bytes` (allocated lazily by the OS, so this bounds
-    /// reallocation copies, not memory use).
-    pub fn with_capacity(bytes: usize) -> Self {
-        Self {
-            data: Vec::with_capacity(bytes),
-            blobs: Vec::new(),
-        }
-    }
-
-    /// An empty pack that reuses `buffer` (cleared) for its bytes, so a pipeline can cycle a
-    /// few pack-sized buffers instead of allocating and freeing one per pack.
-    pub fn reusing(mut buffer: Vec<u8>) -> Self {
-        buffer.clear();
-        Self {
-            data: buffer,
-            blobs: Vec::new(),
-        }
-    }
-
     /// Appends a sealed blob.
     pub fn add(&mut self, id: Id, kind: BlobKind, raw_length: u32, sealed: &[u8]) {
-        let length = u32::try_from(sealed.len()).unwrap_or(u32::MAX);
-        self.blobs.push(BlobEntry {
-            id,
-            kind,
-            offset: self.data.len() as u64,
-            length,
-            raw_length,
-        });
+        self.blobs
+            .push(entry(id, kind, raw_length, self.data.len() as u64, sealed));
         self.data.extend_from_slice(sealed);
     }
 
@@ -170,19 +175,63 @@ impl PackBuilder {
 
     /// Writes the trailer and footer.
     pub fn finish(mut self, keys: &Keys) -> Result<FinishedPack, BlobError> {
-        let trailer = serde_json::to_vec(&Trailer {
-            version: 1,
-            blobs: self.blobs.clone(),
-        })
-        .map_err(|e| BlobError::Trailer(e.to_string()))?;
-        let sealed = keys.seal(TRAILER_AAD, &codec::encode(3, &trailer)?)?;
-        self.data.extend_from_slice(&sealed);
-        self.data
-            .extend_from_slice(&u32::try_from(sealed.len()).unwrap_or(u32::MAX).to_le_bytes());
-        self.data.extend_from_slice(MAGIC);
+        let end = trailer_and_footer(keys, &self.blobs)?;
+        self.data.extend_from_slice(&end);
         Ok(FinishedPack {
             id: Id::of_file(&self.data),
             data: self.data,
+            blobs: self.blobs,
+        })
+    }
+}
+
+/// Accumulates sealed blobs into one pack in a spool file on disk, so a pack being filled
+/// costs no memory beyond a small write buffer.
+pub struct PackWriter {
+    spool: SpoolWriter,
+    blobs: Vec<BlobEntry>,
+}
+
+/// A finished pack in a spool file, ready to upload.
+pub struct SpooledPack {
+    /// The pack's name: plain BLAKE3 of the file.
+    pub id: Id,
+    /// The whole file (deleted when dropped).
+    pub file: SpoolFile,
+    /// Its blobs.
+    pub blobs: Vec<BlobEntry>,
+}
+
+impl PackWriter {
+    /// Starts a pack in a new spool file in `dir`.
+    pub fn create(dir: &Path) -> Result<Self, SpoolError> {
+        Ok(Self {
+            spool: SpoolWriter::create(dir)?,
+            blobs: Vec::new(),
+        })
+    }
+
+    /// Appends a sealed blob.
+    pub fn add(&mut self, id: Id, kind: BlobKind, raw_length: u32, sealed: &[u8]) -> Result<(), SpoolError> {
+        let offset = self.spool.written();
+        self.spool.write(sealed)?;
+        self.blobs.push(entry(id, kind, raw_length, offset, sealed));
+        Ok(())
+    }
+
+    /// Bytes of blobs so far.
+    pub fn written(&self) -> u64 {
+        self.spool.written()
+    }
+
+    /// Writes the trailer and footer.
+    pub fn finish(mut self, keys: &Keys) -> Result<SpooledPack, BlobError> {
+        let end = trailer_and_footer(keys, &self.blobs)?;
+        self.spool.write(&end)?;
+        let (id, file) = self.spool.finish()?;
+        Ok(SpooledPack {
+            id,
+            file,
             blobs: self.blobs,
         })
     }

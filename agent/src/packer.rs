@@ -1,17 +1,17 @@
 //! The write pipeline: blobs in, packs and index files out.
 //!
-//! `add` → N encoder threads (zstd + seal) → one packer thread (separate data and tree packs)
-//! → uploader threads (`Backend::write`) → index files. Every channel is bounded, so a slow
-//! stage (usually the upload) holds back the stages before it and memory stays bounded:
-//! at most a few chunks per encoder and [`PackerOptions::uploaders`] (at least two) data-pack
-//! buffers in all, open or uploading. Those buffers are allocated once and cycled between
-//! the packer and the uploaders, so the allocator never has to give back pack-sized blocks
-//! (glibc would keep freed ones resident, which doubled the peak memory).
+//! `add` → N encoder threads (zstd + seal) → one packer thread (separate data and tree packs,
+//! each written to a spool file as it fills: [`crate::spool`]) → uploader threads
+//! (`Backend::write_file`) → index files. Every channel is bounded, so a slow stage (usually
+//! the upload) holds back the stages before it and memory stays bounded: a few chunks per
+//! encoder; packs, open or uploading, are on disk, at most [`PackerOptions::uploaders`] + 2
+//! of them at a time.
 //!
 //! An index file is written after every [`INDEX_EVERY`] uploaded packs and at the end, and
 //! only lists packs that are already stored, so an interrupted backup leaves a valid
 //! repository (its unindexed packs are garbage for `prune`).
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -22,7 +22,7 @@ use crate::backend::{Backend, BackendError, FileKind};
 use crate::crypto::Keys;
 use crate::id::Id;
 use crate::index::{self, IndexFile, IndexPack};
-use crate::pack::{self, BlobError, BlobKind, FinishedPack, PackBuilder};
+use crate::pack::{self, BlobError, BlobKind, PackWriter, SpooledPack};
 
 /// Packs per intermediate index file.
 pub const INDEX_EVERY: usize = 64;
@@ -38,7 +38,7 @@ pub enum PackerError {
         /// Why.
         source: BackendError,
     },
-    /// Sealing failed.
+    /// Sealing a blob or writing a pack to its spool file failed.
     #[error("sealing blob {id}: {source}")]
     Blob {
         /// The blob.
@@ -88,8 +88,10 @@ struct Shared {
 }
 
 /// Settings of the write pipeline.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PackerOptions {
+    /// Where packs are written while they fill and upload.
+    pub spool_dir: PathBuf,
     /// Close a pack at this many bytes.
     pub pack_size: usize,
     /// zstd level (0 = raw).
@@ -143,10 +145,7 @@ impl Packer {
         let encoders = options.encoders.max(1);
         let (job_tx, job_rx) = bounded::<Job>(encoders);
         let (sealed_tx, sealed_rx) = bounded::<Sealed>(encoders);
-        let (pack_tx, pack_rx) = bounded::<FinishedPack>(0);
-        // Data-pack buffers: one is filled while the others are uploaded.
-        let buffers = options.uploaders.max(2);
-        let (free_tx, free_rx) = bounded::<Vec<u8>>(buffers);
+        let (pack_tx, pack_rx) = bounded::<SpooledPack>(0);
         let shared = Arc::new(Mutex::new(Shared::default()));
         let mut threads = Vec::new();
         for _ in 0..encoders {
@@ -157,25 +156,17 @@ impl Packer {
         }
         drop(sealed_tx);
         {
-            let (keys, shared) = (keys.clone(), shared.clone());
+            let (keys, shared, options) = (keys.clone(), shared.clone(), options.clone());
             threads.push(std::thread::spawn(move || {
-                let pool = BufferPool {
-                    free: free_rx,
-                    capacity: options.pack_size + 9 * 1024 * 1024,
-                    left: buffers,
-                };
-                pack_loop(&sealed_rx, &pack_tx, &keys, options.pack_size, pool, &shared)
+                pack_loop(&sealed_rx, &pack_tx, &keys, &options, &shared)
             }));
         }
         for _ in 0..options.uploaders.max(1) {
             let (rx, backend, keys, shared) = (pack_rx.clone(), backend.clone(), keys.clone(), shared.clone());
-            let free = free_tx.clone();
-            let min_capacity = options.pack_size;
             threads.push(std::thread::spawn(move || {
-                upload_loop(&rx, backend.as_ref(), &keys, &shared, &free, min_capacity)
+                upload_loop(&rx, backend.as_ref(), &keys, &shared)
             }));
         }
-        drop(free_tx);
         Self {
             jobs: Some(job_tx),
             threads,
@@ -238,116 +229,73 @@ fn encode_loop(rx: &Receiver<Job>, tx: &Sender<Sealed>, keys: &Keys, level: i32,
     }
 }
 
-/// The data-pack buffers: `left` more may be allocated, the others come back from the
-/// uploaders through `free`.
-struct BufferPool {
-    free: Receiver<Vec<u8>>,
-    capacity: usize,
-    left: usize,
-}
-
-impl BufferPool {
-    /// A buffer for the next data pack; waits for an uploader to return one when all are in
-    /// use. `None` when every uploader has stopped.
-    fn take(&mut self) -> Option<Vec<u8>> {
-        if let Ok(buffer) = self.free.try_recv() {
-            return Some(buffer);
-        }
-        if self.left > 0 {
-            self.left -= 1;
-            // Room for a full pack plus one maximal blob, so the buffer never grows.
-            return Some(Vec::with_capacity(self.capacity));
-        }
-        self.free.recv().ok()
-    }
-}
-
+/// The packer thread: appends sealed blobs to the open data or tree pack (opened on the
+/// first blob of its kind), and hands each full pack to the uploaders.
 fn pack_loop(
     rx: &Receiver<Sealed>,
-    tx: &Sender<FinishedPack>,
+    tx: &Sender<SpooledPack>,
     keys: &Keys,
-    pack_size: usize,
-    mut pool: BufferPool,
+    options: &PackerOptions,
     shared: &Mutex<Shared>,
 ) {
-    let finish = |builder: PackBuilder| -> bool {
-        match builder.finish(keys) {
+    let pack_size = options.pack_size as u64;
+    let failed = |id: Id, source: BlobError| fail(shared, PackerError::Blob { id, source });
+    let finish = |writer: PackWriter| -> bool {
+        match writer.finish(keys) {
             Ok(pack) => tx.send(pack).is_ok(),
             Err(source) => {
-                fail(
-                    shared,
-                    PackerError::Blob {
-                        id: Id([0; 32]),
-                        source,
-                    },
-                );
+                failed(Id([0; 32]), source);
                 false
             }
         }
     };
-    let Some(first) = pool.take() else { return };
-    let mut data = PackBuilder::reusing(first);
-    // Tree packs are rare and usually small: their buffer grows as needed.
-    let mut trees = PackBuilder::default();
+    // Data and tree blobs go to separate packs, so trees are read without data.
+    let mut open: [Option<PackWriter>; 2] = [None, None];
     for blob in rx {
         {
             let mut s = lock(shared);
             s.summary.blobs += 1;
             s.summary.raw_bytes += u64::from(blob.raw_length);
         }
-        if blob.kind == BlobKind::Tree {
-            trees.add(blob.id, blob.kind, blob.raw_length, &blob.sealed);
-            if trees.len() >= pack_size && !finish(std::mem::take(&mut trees)) {
-                return;
-            }
-            continue;
+        let slot = &mut open[usize::from(blob.kind == BlobKind::Tree)];
+        let writer = match slot {
+            Some(writer) => writer,
+            None => match PackWriter::create(&options.spool_dir) {
+                Ok(writer) => slot.insert(writer),
+                Err(e) => return failed(blob.id, e.into()),
+            },
+        };
+        if let Err(e) = writer.add(blob.id, blob.kind, blob.raw_length, &blob.sealed) {
+            return failed(blob.id, e.into());
         }
-        data.add(blob.id, blob.kind, blob.raw_length, &blob.sealed);
-        drop(blob);
-        if data.len() >= pack_size {
-            let Some(buffer) = pool.take() else { return };
-            if !finish(std::mem::replace(&mut data, PackBuilder::reusing(buffer))) {
-                return;
-            }
+        if writer.written() >= pack_size && slot.take().is_some_and(|full| !finish(full)) {
+            return;
         }
     }
     if lock(shared).error.is_some() {
         return;
     }
-    for builder in [data, trees] {
-        if !builder.is_empty() && !finish(builder) {
+    for writer in open.into_iter().flatten() {
+        if !finish(writer) {
             return;
         }
     }
 }
 
-fn upload_loop(
-    rx: &Receiver<FinishedPack>,
-    backend: &dyn Backend,
-    keys: &Keys,
-    shared: &Mutex<Shared>,
-    free: &Sender<Vec<u8>>,
-    min_capacity: usize,
-) {
+fn upload_loop(rx: &Receiver<SpooledPack>, backend: &dyn Backend, keys: &Keys, shared: &Mutex<Shared>) {
     for pack in rx {
-        if let Err(source) = backend.write(FileKind::Pack, &pack.id.to_hex(), &pack.data) {
-            fail(
+        if let Err(source) = backend.write_file(FileKind::Pack, &pack.id.to_hex(), &pack.file) {
+            return fail(
                 shared,
                 PackerError::Backend {
                     what: format!("pack {}", pack.id),
                     source,
                 },
             );
-            // The packer may be waiting for this buffer while other uploaders live on.
-            let _ = free.try_send(pack.data);
-            return;
         }
-        debug!(pack = %pack.id, bytes = pack.data.len(), blobs = pack.blobs.len(), "pack stored");
-        let stored_bytes = pack.data.len() as u64;
-        if pack.data.capacity() >= min_capacity {
-            // Back to the packer (a full pool means the pipeline is ending: drop it).
-            let _ = free.try_send(pack.data);
-        }
+        let stored_bytes = pack.file.size();
+        debug!(pack = %pack.id, bytes = stored_bytes, blobs = pack.blobs.len(), "pack stored");
+        drop(pack.file);
         let entry = IndexPack {
             id: pack.id,
             blobs: pack.blobs,

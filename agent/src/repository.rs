@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -130,6 +131,7 @@ pub struct Repository {
     backend: Arc<dyn Backend>,
     keys: Keys,
     config: Config,
+    spool_dir: PathBuf,
 }
 
 impl Repository {
@@ -162,6 +164,7 @@ impl Repository {
             backend,
             keys: Keys::derive(&master),
             config: Config::new(Id(repo_id)),
+            spool_dir: std::env::temp_dir(),
         };
         repo.write_sealed(FileKind::Config, config::AAD, &repo.config)?;
         info!(location = %repo.backend.describe(), "repository created");
@@ -221,7 +224,24 @@ impl Repository {
                 reason,
             })?;
         }
-        Ok(Self { backend, keys, config })
+        Ok(Self {
+            backend,
+            keys,
+            config,
+            spool_dir: std::env::temp_dir(),
+        })
+    }
+
+    /// Writes packs to spool files in `dir` while they fill and upload, instead of the
+    /// system temporary directory.
+    pub fn with_spool_dir(mut self, dir: PathBuf) -> Self {
+        self.spool_dir = dir;
+        self
+    }
+
+    /// Where packs are spooled while they fill and upload.
+    pub fn spool_dir(&self) -> &Path {
+        &self.spool_dir
     }
 
     /// The backend.

@@ -217,6 +217,48 @@ fn wrong_password_is_reported_clearly() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no repository here"));
 }
 
+#[test]
+fn packs_are_spooled_in_the_spool_dir_and_an_unusable_one_is_named() {
+    let repo = Repo::new(Kind::Fs);
+    repo.init();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    make_tree(&src);
+    let spool = work.path().join("spool");
+    fs::create_dir(&spool).unwrap();
+    let stats = repo.backup(&src, &["--spool-dir", spool.to_str().unwrap()]);
+    assert_eq!(stats["stats"]["errors"], 0);
+    assert_eq!(
+        fs::read_dir(&spool).unwrap().count(),
+        0,
+        "spool files are removed once stored"
+    );
+    let target = work.path().join("restored");
+    repo.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(describe_tree(&target), describe_tree(&src));
+
+    // New data needs a pack; unchanged data needs none.
+    fs::write(src.join("new.bin"), noise(2, 100_000)).unwrap();
+    let missing = work.path().join("no-such-dir");
+    let out = repo
+        .cmd(&["backup", src.to_str().unwrap()])
+        .env("HORT_SPOOL_DIR", &missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(missing.to_str().unwrap()) && stderr.contains("--spool-dir"),
+        "{stderr}"
+    );
+    let snapshots: serde_json::Value = serde_json::from_str(repo.ok(&["snapshots"]).trim()).unwrap();
+    assert_eq!(
+        snapshots.as_array().unwrap().len(),
+        1,
+        "the failed backup left no snapshot"
+    );
+}
+
 /// Backs up `a.bin`, then adds `b.bin` and backs up again; returns the pack holding only
 /// `b.bin`'s data and the source directory.
 fn two_generations(repo: &Repo, work: &Path) -> (std::path::PathBuf, std::path::PathBuf) {

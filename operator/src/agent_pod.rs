@@ -14,10 +14,11 @@ use hort_crds::common::AgentPodOverrides;
 use hort_crds::storage_group::{StorageGroupSpec, Strategy};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, Container, ContainerStateTerminated, EnvVar, EnvVarSource, NodeAffinity, NodeSelector,
-    NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
-    SecretKeySelector, SecurityContext, ServiceAccount, Volume, VolumeMount,
+    Affinity, Capabilities, Container, ContainerStateTerminated, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaimVolumeSource, Pod,
+    PodSecurityContext, PodSpec, SecretKeySelector, SecurityContext, ServiceAccount, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
@@ -33,6 +34,10 @@ pub const ROLE_LABEL: &str = "hort.dev/agent-role";
 pub const FILE_CAPABILITIES: [&str; 4] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"];
 /// Directory under which target claims are mounted in agent pods.
 pub const TARGETS_DIR: &str = "/targets";
+/// Where agent pods spool packs while they fill and upload (an `emptyDir`).
+pub const SPOOL_DIR: &str = "/spool";
+/// Size limit of the spool volume: a few packs of 16 MiB are in it at a time.
+const SPOOL_SIZE_LIMIT: &str = "1Gi";
 /// The ServiceAccount agent pods run as, created by the operator in each namespace it runs
 /// agents in. It has no roles and its token is never mounted: the agent needs no Kubernetes API.
 pub const SERVICE_ACCOUNT: &str = "hort-agent";
@@ -194,14 +199,33 @@ pub fn build(settings: &AgentSettings, agent: AgentPod<'_>) -> Pod {
     labels.insert("app.kubernetes.io/managed-by".into(), "hort-operator".into());
     labels.insert(ROLE_LABEL.into(), agent.role.into());
     let overrides = agent.overrides.cloned().unwrap_or_default();
+    let mut repository = agent.repository;
+    repository.env.push(EnvVar {
+        name: "HORT_SPOOL_DIR".into(),
+        value: Some(SPOOL_DIR.into()),
+        ..EnvVar::default()
+    });
+    repository.mounts.push(VolumeMount {
+        name: "spool".into(),
+        mount_path: SPOOL_DIR.into(),
+        ..VolumeMount::default()
+    });
+    repository.volumes.push(Volume {
+        name: "spool".into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(Quantity(SPOOL_SIZE_LIMIT.into())),
+            ..EmptyDirVolumeSource::default()
+        }),
+        ..Volume::default()
+    });
     let container = Container {
         name: "agent".into(),
         image: Some(settings.image.clone()),
         image_pull_policy: Some(settings.pull_policy.clone()),
         command: Some(vec!["hort-agent".into()]),
         args: Some(agent.args),
-        env: Some(agent.repository.env),
-        volume_mounts: Some(agent.repository.mounts),
+        env: Some(repository.env),
+        volume_mounts: Some(repository.mounts),
         resources: overrides.resources,
         termination_message_path: Some(TERMINATION_MESSAGE_PATH.into()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
@@ -227,7 +251,7 @@ pub fn build(settings: &AgentSettings, agent: AgentPod<'_>) -> Pod {
         },
         spec: Some(PodSpec {
             containers: vec![container],
-            volumes: Some(agent.repository.volumes),
+            volumes: Some(repository.volumes),
             restart_policy: Some("Never".into()),
             service_account_name: Some(SERVICE_ACCOUNT.into()),
             automount_service_account_token: Some(false),
@@ -524,6 +548,31 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
             },
         );
         let pod_spec = pod.spec.unwrap();
+        let spool = pod_spec
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == "spool")
+            .unwrap();
+        assert!(spool.empty_dir.is_some(), "packs are spooled to an emptyDir");
+        let agent = &pod_spec.containers[0];
+        assert!(
+            agent
+                .volume_mounts
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|m| m.name == "spool" && m.mount_path == SPOOL_DIR)
+        );
+        assert!(
+            agent
+                .env
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|e| e.name == "HORT_SPOOL_DIR" && e.value.as_deref() == Some(SPOOL_DIR))
+        );
         assert_eq!(pod_spec.restart_policy.as_deref(), Some("Never"));
         assert_eq!(pod_spec.automount_service_account_token, Some(false));
         assert_eq!(pod_spec.service_account_name.as_deref(), Some(SERVICE_ACCOUNT));

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use tracing::warn;
 
 use super::{Backend, BackendError, FileKind};
+use crate::spool::SpoolFile;
 
 /// How a group distributes files over its targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -79,6 +80,43 @@ impl StorageGroup {
             order.rotate_left(chosen);
         }
         order
+    }
+
+    /// Stores a file with `write` on the targets the strategy asks for: metadata and, with
+    /// `Mirror`, packs on every target (`Mirror` needs all of them to succeed); otherwise
+    /// packs on the first target, in [`StorageGroup::order`], that accepts them.
+    fn write_with(
+        &self,
+        kind: FileKind,
+        name: &str,
+        write: impl Fn(&dyn Backend) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        let everywhere = kind.is_metadata() || self.strategy == Strategy::Mirror;
+        let need_all = self.strategy == Strategy::Mirror;
+        let mut first_error = None;
+        let mut written = 0;
+        for i in self.order(kind, name) {
+            let target = &self.targets[i];
+            match write(target.backend.as_ref()) {
+                Ok(()) => {
+                    written += 1;
+                    if !everywhere {
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    warn!(target_location = %target.backend.describe(), error = %e, "write failed on one target");
+                    if need_all {
+                        return Err(e);
+                    }
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if written == 0 => Err(e),
+            _ => Ok(()),
+        }
     }
 
     fn first_success<T>(
@@ -167,32 +205,11 @@ impl Backend for StorageGroup {
     }
 
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
-        let everywhere = kind.is_metadata() || self.strategy == Strategy::Mirror;
-        let need_all = self.strategy == Strategy::Mirror;
-        let mut first_error = None;
-        let mut written = 0;
-        for i in self.order(kind, name) {
-            let target = &self.targets[i];
-            match target.backend.write(kind, name, data) {
-                Ok(()) => {
-                    written += 1;
-                    if !everywhere {
-                        return Ok(());
-                    }
-                }
-                Err(e) => {
-                    warn!(target_location = %target.backend.describe(), error = %e, "write failed on one target");
-                    if need_all {
-                        return Err(e);
-                    }
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        match first_error {
-            Some(e) if written == 0 => Err(e),
-            _ => Ok(()),
-        }
+        self.write_with(kind, name, |backend| backend.write(kind, name, data))
+    }
+
+    fn write_file(&self, kind: FileKind, name: &str, source: &SpoolFile) -> Result<(), BackendError> {
+        self.write_with(kind, name, |backend| backend.write_file(kind, name, source))
     }
 
     fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::{Backend, BackendError, FileKind};
+use crate::spool::SpoolFile;
 
 /// Open pack files kept for range reads (a restore reads many blobs from each pack).
 const OPEN_PACKS: usize = 32;
@@ -82,6 +83,37 @@ impl LocalBackend {
         let file = File::open(self.full(kind, name)).map_err(|e| self.err(kind, name, e))?;
         let size = file.metadata().map_err(|e| self.err(kind, name, e))?.len();
         Ok((file, size))
+    }
+
+    /// Writes a file through a temporary file in the same directory, `fsync` and an atomic
+    /// rename; `fill` writes the content.
+    fn store(
+        &self,
+        kind: FileKind,
+        name: &str,
+        fill: impl FnOnce(&mut File) -> std::io::Result<()>,
+    ) -> Result<(), BackendError> {
+        let path = self.full(kind, name);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        let err = |e| self.err(kind, name, e);
+        fs::create_dir_all(&dir).map_err(err)?;
+        let mut suffix = [0u8; 8];
+        crate::crypto::random_bytes(&mut suffix).map_err(|e| BackendError::Io {
+            location: self.location(kind, name),
+            source: std::io::Error::other(e),
+        })?;
+        let tmp = dir.join(format!(".tmp-{name}-{}", hex::encode(suffix)));
+        let result = (|| {
+            let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            fill(&mut file)?;
+            file.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            sync_dir(&dir)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(err)
     }
 }
 
@@ -171,27 +203,13 @@ impl Backend for LocalBackend {
     }
 
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
-        let path = self.full(kind, name);
-        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        let err = |e| self.err(kind, name, e);
-        fs::create_dir_all(&dir).map_err(err)?;
-        let mut suffix = [0u8; 8];
-        crate::crypto::random_bytes(&mut suffix).map_err(|e| BackendError::Io {
-            location: self.location(kind, name),
-            source: std::io::Error::other(e),
-        })?;
-        let tmp = dir.join(format!(".tmp-{name}-{}", hex::encode(suffix)));
-        let result = (|| {
-            let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            file.write_all(data)?;
-            file.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            sync_dir(&dir)
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result.map_err(err)
+        self.store(kind, name, |file| file.write_all(data))
+    }
+
+    fn write_file(&self, kind: FileKind, name: &str, source: &SpoolFile) -> Result<(), BackendError> {
+        let mut from = source.open()?;
+        // File to file: the standard library copies in the kernel (copy_file_range).
+        self.store(kind, name, |file| std::io::copy(&mut from, file).map(drop))
     }
 
     fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {

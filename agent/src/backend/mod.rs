@@ -10,6 +10,8 @@ pub mod s3;
 
 use std::fmt;
 
+use crate::spool::{SpoolError, SpoolFile};
+
 /// The kinds of repository files, each in its own directory (see `FORMAT.md`, "Layout").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FileKind {
@@ -124,6 +126,15 @@ pub enum BackendError {
     Config(String),
 }
 
+impl From<SpoolError> for BackendError {
+    fn from(e: SpoolError) -> Self {
+        BackendError::Io {
+            location: format!("spool file {}", e.path.display()),
+            source: e.source,
+        }
+    }
+}
+
 impl BackendError {
     /// Whether the error means the file is absent.
     pub fn is_not_found(&self) -> bool {
@@ -150,6 +161,14 @@ pub trait Backend: Send + Sync {
 
     /// Stores a file atomically (whole or not at all) and durably.
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError>;
+
+    /// Like [`Backend::write`], with the content of a spool file. Backends that keep files
+    /// on disk or send them over the network read it from disk as they go; the default reads
+    /// it into memory.
+    fn write_file(&self, kind: FileKind, name: &str, source: &SpoolFile) -> Result<(), BackendError> {
+        let data = source.read_all().map_err(BackendError::from)?;
+        self.write(kind, name, &data)
+    }
 
     /// How many independent copies of a file this backend may hold (a storage group: one per
     /// target). Readers that find a copy damaged try the others.

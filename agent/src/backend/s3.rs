@@ -5,6 +5,7 @@
 //!
 //! The engine is synchronous; this backend owns a small Tokio runtime and blocks on it.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
@@ -14,11 +15,12 @@ use aws_sdk_s3::config::{
     StalledStreamProtectionConfig,
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, StorageClass};
 use tracing::{debug, warn};
 
 use super::{Backend, BackendError, FileKind};
+use crate::spool::SpoolFile;
 
 /// Files larger than this are uploaded in parts.
 pub const MULTIPART_THRESHOLD: usize = 16 * 1024 * 1024;
@@ -26,6 +28,8 @@ pub const MULTIPART_THRESHOLD: usize = 16 * 1024 * 1024;
 const OUTER_ATTEMPTS: u32 = 3;
 /// Size of each part of a multipart upload (the last one may be smaller).
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Bytes read from a spool file at a time while its upload streams.
+const STREAM_BUFFER: usize = 256 * 1024;
 
 /// Everything needed to reach a bucket.
 #[derive(Debug, Clone)]
@@ -92,6 +96,64 @@ where
 
 fn status<E>(err: &SdkError<E>) -> Option<u16> {
     err.raw_response().map(|r| r.status().as_u16())
+}
+
+/// What an upload reads: bytes in memory, or a spool file of a given length on disk.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Memory(&'a [u8]),
+    File(&'a Path, u64),
+}
+
+/// One request body of an upload, owned so it can move into a task.
+enum Part {
+    Memory(Vec<u8>),
+    File { path: PathBuf, offset: u64, length: u64 },
+}
+
+impl Source<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Source::Memory(data) => data.len() as u64,
+            Source::File(_, len) => *len,
+        }
+    }
+
+    /// The `length` bytes at `offset` (within [`Source::len`]).
+    fn part(&self, offset: u64, length: u64) -> Part {
+        match *self {
+            Source::Memory(data) => {
+                let start = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
+                let end = usize::try_from(offset + length).unwrap_or(usize::MAX).min(data.len());
+                Part::Memory(data[start..end].to_vec())
+            }
+            Source::File(path, _) => Part::File {
+                path: path.to_path_buf(),
+                offset,
+                length,
+            },
+        }
+    }
+}
+
+impl Part {
+    /// The request body: a file part is streamed from disk, never held in memory whole.
+    async fn stream(self, location: &str) -> Result<ByteStream, BackendError> {
+        match self {
+            Part::Memory(data) => Ok(ByteStream::from(data)),
+            Part::File { path, offset, length } => ByteStream::read_from()
+                .path(&path)
+                .offset(offset)
+                .length(Length::Exact(length))
+                .buffer_size(STREAM_BUFFER)
+                .build()
+                .await
+                .map_err(|e| BackendError::Io {
+                    location: format!("{location} (from spool file {})", path.display()),
+                    source: std::io::Error::other(e),
+                }),
+        }
+    }
 }
 
 impl S3Backend {
@@ -206,7 +268,30 @@ impl S3Backend {
         })
     }
 
-    async fn put_multipart(&self, key: String, data: &[u8], location: &str) -> Result<(), BackendError> {
+    /// Stores `source` under `name`: one PUT, or a multipart upload above
+    /// [`MULTIPART_THRESHOLD`].
+    fn put(&self, kind: FileKind, name: &str, source: Source<'_>) -> Result<(), BackendError> {
+        let location = self.location(kind, name);
+        self.retrying(|| {
+            self.runtime.block_on(async {
+                let key = self.key(kind, name);
+                if source.len() > MULTIPART_THRESHOLD as u64 {
+                    return self.put_multipart(key, source, &location).await;
+                }
+                self.client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .body(source.part(0, source.len()).stream(&location).await?)
+                    .send()
+                    .await
+                    .map_err(|e| remote(location.clone(), e))?;
+                Ok(())
+            })
+        })
+    }
+
+    async fn put_multipart(&self, key: String, source: Source<'_>, location: &str) -> Result<(), BackendError> {
         let created = self
             .client
             .create_multipart_upload()
@@ -224,7 +309,10 @@ impl S3Backend {
             })?
             .to_owned();
         let result = async {
-            let uploads = data.chunks(PART_SIZE).enumerate().map(|(i, part)| {
+            let len = source.len();
+            let uploads = (0..len.div_ceil(PART_SIZE as u64)).map(|i| {
+                let offset = i * PART_SIZE as u64;
+                let body = source.part(offset, (len - offset).min(PART_SIZE as u64));
                 let number = i32::try_from(i + 1).unwrap_or(i32::MAX);
                 let request = self
                     .client
@@ -232,20 +320,23 @@ impl S3Backend {
                     .bucket(&self.bucket)
                     .key(&key)
                     .upload_id(&upload_id)
-                    .part_number(number)
-                    .body(ByteStream::from(part.to_vec()))
-                    .send();
-                async move { request.await.map(|out| (number, out.e_tag().map(str::to_owned))) }
+                    .part_number(number);
+                let location = location.to_owned();
+                async move {
+                    let out = request
+                        .body(body.stream(&location).await?)
+                        .send()
+                        .await
+                        .map_err(|e| remote(location, e))?;
+                    Ok::<_, BackendError>((number, out.e_tag().map(str::to_owned)))
+                }
             });
             let mut parts = Vec::new();
             for upload in uploads.map(tokio::spawn).collect::<Vec<_>>() {
-                let (number, etag) = upload
-                    .await
-                    .map_err(|e| BackendError::Remote {
-                        location: location.to_owned(),
-                        message: e.to_string(),
-                    })?
-                    .map_err(|e| remote(location.to_owned(), e))?;
+                let (number, etag) = upload.await.map_err(|e| BackendError::Remote {
+                    location: location.to_owned(),
+                    message: e.to_string(),
+                })??;
                 parts.push(CompletedPart::builder().part_number(number).set_e_tag(etag).build());
             }
             self.client
@@ -347,24 +438,11 @@ impl Backend for S3Backend {
     }
 
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
-        let location = self.location(kind, name);
-        self.retrying(|| {
-            self.runtime.block_on(async {
-                let key = self.key(kind, name);
-                if data.len() > MULTIPART_THRESHOLD {
-                    return self.put_multipart(key, data, &location).await;
-                }
-                self.client
-                    .put_object()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .body(ByteStream::from(data.to_vec()))
-                    .send()
-                    .await
-                    .map_err(|e| remote(location.clone(), e))?;
-                Ok(())
-            })
-        })
+        self.put(kind, name, Source::Memory(data))
+    }
+
+    fn write_file(&self, kind: FileKind, name: &str, source: &SpoolFile) -> Result<(), BackendError> {
+        self.put(kind, name, Source::File(source.path(), source.size()))
     }
 
     fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
