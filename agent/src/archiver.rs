@@ -20,7 +20,7 @@ use chrono::Utc;
 use tracing::{debug, info, warn};
 
 use crate::backend::FileKind;
-use crate::chunker::{Chunker, ChunkerParams};
+use crate::chunker::{ChunkError, Chunker, ChunkerParams};
 use crate::database::StreamSink;
 use crate::filter::Selection;
 use crate::id::Id;
@@ -100,6 +100,11 @@ struct Session<'a> {
     /// The directory being backed up, and which entries below it take part.
     root: PathBuf,
     selection: Selection,
+    /// Chunkers (each with its buffer) and the buffer small files are read into, reused for
+    /// every file and stream.
+    file_chunker: Chunker,
+    stream_chunker: Chunker,
+    small_file: Vec<u8>,
 }
 
 impl Session<'_> {
@@ -125,12 +130,15 @@ impl Session<'_> {
             stats: Stats::default(),
             root: PathBuf::new(),
             selection: options.selection.clone(),
+            file_chunker: Chunker::new(repo.config().chunker_files, repo.keys().chunker_seed()),
+            stream_chunker: Chunker::new(repo.config().chunker_streams, repo.keys().chunker_seed()),
+            small_file: Vec::new(),
         }
     }
 
     /// Stores a blob unless the repository or this run already has it; returns its id.
-    fn store(&mut self, kind: BlobKind, data: Vec<u8>) -> Result<Id, PackerError> {
-        let id = self.repo.keys().blob_id(&data);
+    fn store(&mut self, kind: BlobKind, data: &[u8]) -> Result<Id, PackerError> {
+        let id = self.repo.keys().blob_id(data);
         if !self.repo.index().contains(&id, kind) && self.seen.insert(id) {
             self.stats.new_blobs += 1;
             self.stats.new_bytes += data.len() as u64;
@@ -140,20 +148,36 @@ impl Session<'_> {
         Ok(id)
     }
 
-    fn store_content(&mut self, reader: impl Read, params: ChunkerParams) -> Result<(Vec<Id>, u64), ContentError> {
+    /// Chunks `reader` (a file with the file chunker, a stream with the stream chunker) and
+    /// stores its chunks; returns their ids and the length read.
+    fn store_content(&mut self, reader: impl Read, stream: bool) -> Result<(Vec<Id>, u64), ContentError> {
+        let slot = if stream {
+            &mut self.stream_chunker
+        } else {
+            &mut self.file_chunker
+        };
+        // Taken out while it runs, so `store` can borrow the session.
+        let mut chunker = std::mem::replace(slot, Chunker::new(ChunkerParams::STREAMS, 0));
         let mut content = Vec::new();
-        let mut size = 0;
-        for chunk in Chunker::new(reader, params, self.repo.keys().chunker_seed()) {
-            let chunk = chunk.map_err(ContentError::Read)?;
-            size += chunk.len() as u64;
+        let result = chunker.chunk(reader, |chunk| {
             Counters::add(&self.counters.bytes, chunk.len() as u64);
-            content.push(self.store(BlobKind::Data, chunk).map_err(ContentError::Packer)?);
-        }
+            content.push(self.store(BlobKind::Data, chunk)?);
+            Ok(())
+        });
+        *(if stream {
+            &mut self.stream_chunker
+        } else {
+            &mut self.file_chunker
+        }) = chunker;
+        let size = result.map_err(|e| match e {
+            ChunkError::Read(io) => ContentError::Read(io),
+            ChunkError::Consumer(p) => ContentError::Packer(p),
+        })?;
         self.stats.bytes += size;
         Ok((content, size))
     }
 
-    fn store_whole(&mut self, data: Vec<u8>) -> Result<(Vec<Id>, u64), PackerError> {
+    fn store_whole(&mut self, data: &[u8]) -> Result<(Vec<Id>, u64), PackerError> {
         let size = data.len() as u64;
         self.stats.bytes += size;
         Counters::add(&self.counters.bytes, size);
@@ -196,7 +220,7 @@ impl Session<'_> {
             path: dir.to_owned(),
             source: std::io::Error::other(e),
         })?;
-        Ok(self.store(BlobKind::Tree, json)?)
+        Ok(self.store(BlobKind::Tree, &json)?)
     }
 
     fn archive_entry(
@@ -225,11 +249,15 @@ impl Session<'_> {
                 let params = self.repo.config().chunker_files;
                 let stored = if node.size < u64::from(params.min_size) {
                     // Small files are one chunk: read them whole, no chunker buffer.
-                    let data = std::fs::read(path).map_err(EntryError::Skip)?;
-                    self.store_whole(data).map_err(ContentError::Packer)
+                    let mut data = std::mem::take(&mut self.small_file);
+                    data.clear();
+                    let read = File::open(path).and_then(|mut f| f.read_to_end(&mut data));
+                    let stored = read.map_err(EntryError::Skip).map(|_| self.store_whole(&data));
+                    self.small_file = data;
+                    stored?.map_err(ContentError::Packer)
                 } else {
                     let file = File::open(path).map_err(EntryError::Skip)?;
-                    self.store_content(file, params)
+                    self.store_content(file, false)
                 };
                 let (content, size) = stored.map_err(|e| match e {
                     ContentError::Read(io) => EntryError::Skip(io),
@@ -403,8 +431,7 @@ impl<'a> StreamBackup<'a> {
         if self.snapshot.streams.iter().any(|s| s.name == name) {
             return Err(BackupError::DuplicateStream(name.to_owned()));
         }
-        let params = self.session.repo.config().chunker_streams;
-        let (content, size) = self.session.store_content(data, params).map_err(|e| match e {
+        let (content, size) = self.session.store_content(data, true).map_err(|e| match e {
             ContentError::Read(io) => BackupError::Stream {
                 name: name.to_owned(),
                 reason: io.to_string(),
@@ -414,7 +441,10 @@ impl<'a> StreamBackup<'a> {
         let content_lists = if content.len() > snapshot::INLINE_CONTENT_MAX {
             let mut lists = Vec::new();
             for run in snapshot::split_content(&content) {
-                lists.push(self.session.store(BlobKind::Tree, snapshot::encode_content_list(run))?);
+                lists.push(
+                    self.session
+                        .store(BlobKind::Tree, &snapshot::encode_content_list(run))?,
+                );
             }
             lists
         } else {

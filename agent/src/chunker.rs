@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use fastcdc::v2020::{Normalization, StreamCDC};
+use fastcdc::v2020::{FastCDC, Normalization};
 use serde::{Deserialize, Serialize};
 
 /// Minimum, average and maximum chunk sizes in bytes.
@@ -45,6 +45,16 @@ impl ChunkerParams {
         normalization: 3,
     };
 
+    /// The normalization level as the `fastcdc` crate names it.
+    fn level(&self) -> Normalization {
+        match self.normalization {
+            0 => Normalization::Level0,
+            1 => Normalization::Level1,
+            2 => Normalization::Level2,
+            _ => Normalization::Level3,
+        }
+    }
+
     /// Checks the limits of the FastCDC implementation.
     pub fn validate(&self) -> Result<(), String> {
         use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN};
@@ -69,39 +79,83 @@ impl ChunkerParams {
     }
 }
 
-/// Splits a reader into chunks.
-pub struct Chunker<R: Read> {
-    inner: StreamCDC<R>,
+/// Splits readers into chunks with one buffer, reused for every reader: cuts are found by
+/// the `fastcdc` crate's FastCDC 2020 ([`FastCDC::cut`]) on at least `max_size` bytes of
+/// look-ahead (or what is left before the end), which gives exactly the cut points of its
+/// `StreamCDC`, without a new `max_size` buffer per reader or a copy of the rest of the
+/// buffer after every chunk.
+pub struct Chunker {
+    params: ChunkerParams,
+    seed: u64,
+    buffer: Vec<u8>,
 }
 
-impl<R: Read> Chunker<R> {
-    /// Chunks `source` with `params` and the repository's `seed`.
-    pub fn new(source: R, params: ChunkerParams, seed: u64) -> Self {
+/// Why chunking stopped: the reader failed, or the consumer of the chunks did.
+#[derive(Debug)]
+pub enum ChunkError<E> {
+    /// Reading the source failed.
+    Read(std::io::Error),
+    /// The chunk consumer failed.
+    Consumer(E),
+}
+
+impl Chunker {
+    /// A chunker with `params` and the repository's `seed`. Its buffer (1.5 × `max_size`)
+    /// is allocated on first use and only touched as far as the data reaches.
+    pub fn new(params: ChunkerParams, seed: u64) -> Self {
         Self {
-            inner: StreamCDC::with_level_and_seed(
-                source,
-                params.min_size as usize,
-                params.avg_size as usize,
-                params.max_size as usize,
-                match params.normalization {
-                    0 => Normalization::Level0,
-                    1 => Normalization::Level1,
-                    2 => Normalization::Level2,
-                    _ => Normalization::Level3,
-                },
-                seed,
-            ),
+            params,
+            seed,
+            buffer: Vec::new(),
         }
     }
-}
 
-impl<R: Read> Iterator for Chunker<R> {
-    type Item = std::io::Result<Vec<u8>>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        match self.inner.next()? {
-            Ok(chunk) => Some(Ok(chunk.data)),
-            Err(e) => Some(Err(e.into())),
+    /// Reads `source` to its end and passes every chunk, in order, to `each`; returns the
+    /// number of bytes read.
+    pub fn chunk<E>(
+        &mut self,
+        mut source: impl Read,
+        mut each: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<u64, ChunkError<E>> {
+        let (min, avg, max) = (
+            self.params.min_size as usize,
+            self.params.avg_size as usize,
+            self.params.max_size as usize,
+        );
+        let level = self.params.level();
+        let capacity = max + max / 4;
+        if self.buffer.len() < capacity {
+            self.buffer.resize(capacity, 0);
+        }
+        let (mut start, mut end, mut eof, mut total) = (0, 0, false, 0u64);
+        loop {
+            // Refill: keep the unread rest, then read until the buffer is full or the end.
+            self.buffer.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
+            while !eof && end < capacity {
+                match source.read(&mut self.buffer[end..capacity]) {
+                    Ok(0) => eof = true,
+                    Ok(n) => {
+                        end += n;
+                        total += n as u64;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(ChunkError::Read(e)),
+                }
+            }
+            if end == 0 {
+                return Ok(0);
+            }
+            let cdc = FastCDC::with_level_and_seed(&self.buffer[..end], min, avg, max, level, self.seed);
+            while start < end && (eof || end - start >= max) {
+                let (_, cut) = cdc.cut(start, end - start);
+                each(&self.buffer[start..cut]).map_err(ChunkError::Consumer)?;
+                start = cut;
+            }
+            if eof && start == end {
+                return Ok(total);
+            }
         }
     }
 }
@@ -111,17 +165,58 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chunks_cover_the_input_and_respect_limits() {
-        let mut data = vec![0u8; 3 * 1024 * 1024];
+    fn cuts_are_those_of_streamcdc_and_the_buffer_is_reused() {
+        let mut data = vec![0u8; 3 * 1024 * 1024 + 12345];
         crate::crypto::random_bytes(&mut data).unwrap();
-        let params = ChunkerParams::STREAMS;
-        params.validate().unwrap();
-        ChunkerParams::FILES.validate().unwrap();
-        let chunks: Vec<Vec<u8>> = Chunker::new(&data[..], params, 7).map(Result::unwrap).collect();
-        assert!(chunks.len() > 3);
-        assert!(chunks.iter().all(|c| c.len() <= params.max_size as usize));
-        assert_eq!(chunks.concat(), data);
-        let again: Vec<Vec<u8>> = Chunker::new(&data[..], params, 7).map(Result::unwrap).collect();
-        assert_eq!(again, chunks, "chunking is deterministic");
+        // Long runs of one byte reach the maximum chunk size.
+        data[100_000..400_000].fill(7);
+        for params in [ChunkerParams::STREAMS, ChunkerParams::FILES] {
+            params.validate().unwrap();
+            let mut chunker = Chunker::new(params, 7);
+            for _ in 0..2 {
+                let mut chunks: Vec<Vec<u8>> = Vec::new();
+                let total = chunker
+                    .chunk(&data[..], |c| {
+                        chunks.push(c.to_vec());
+                        Ok::<(), ()>(())
+                    })
+                    .unwrap();
+                assert_eq!(total, data.len() as u64);
+                assert_eq!(chunks.concat(), data);
+                assert!(chunks.iter().all(|c| c.len() <= params.max_size as usize));
+                let expected: Vec<Vec<u8>> = fastcdc::v2020::StreamCDC::with_level_and_seed(
+                    &data[..],
+                    params.min_size as usize,
+                    params.avg_size as usize,
+                    params.max_size as usize,
+                    params.level(),
+                    7,
+                )
+                .map(|c| c.unwrap().data)
+                .collect();
+                assert_eq!(chunks, expected, "the same cut points as StreamCDC");
+            }
+        }
+    }
+
+    #[test]
+    fn empty_sources_and_read_errors() {
+        let mut chunker = Chunker::new(ChunkerParams::STREAMS, 1);
+        let mut count = 0;
+        let total = chunker
+            .chunk(&b""[..], |_| {
+                count += 1;
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        assert_eq!((total, count), (0, 0));
+        struct Failing;
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk gone"))
+            }
+        }
+        let error = chunker.chunk(Failing, |_| Ok::<(), ()>(())).unwrap_err();
+        assert!(matches!(error, ChunkError::Read(e) if e.to_string() == "disk gone"));
     }
 }

@@ -38,39 +38,38 @@ pub fn encode(level: i32, data: &[u8]) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
-/// Like [`encode`], appending the codec byte and body to `out`. Uses one compression
-/// context and scratch buffer per thread (creating a zstd context per blob cost more than
-/// compressing a small blob), so the only allocation is `out`'s growth.
+/// Like [`encode`], appending the codec byte and body to `out`. Compresses straight into
+/// `out` with one compression context per thread (creating a zstd context per blob cost more
+/// than compressing a small blob), so the only allocation is `out`'s growth.
 pub fn encode_into(level: i32, data: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let start = out.len();
     if level != 0 && data.len() > 64 {
-        let compressed = COMPRESSOR.with(|cell| -> Result<bool, CodecError> {
+        let written = COMPRESSOR.with(|cell| -> Result<usize, CodecError> {
             let mut slot = cell.borrow_mut();
-            if slot.as_ref().is_none_or(|(l, _, _)| *l != level) {
-                let compressor = zstd::bulk::Compressor::new(level).map_err(CodecError::Compress)?;
-                *slot = Some((level, compressor, Vec::new()));
-            }
-            let Some((_, compressor, scratch)) = slot.as_mut() else {
-                return Ok(false);
-            };
-            scratch.clear();
-            scratch.reserve(zstd::zstd_safe::compress_bound(data.len()));
-            compressor
-                .compress_to_buffer(data, scratch)
-                .map_err(CodecError::Compress)?;
-            if scratch.len() < data.len() {
-                out.reserve(scratch.len() + 1);
-                out.push(ZSTD);
-                out.extend_from_slice(scratch);
-                // Do not keep a huge scratch buffer around after an unusually large input.
-                if scratch.capacity() > 2 * BULK_LIMIT {
-                    *scratch = Vec::new();
+            let compressor = match slot.as_mut() {
+                Some((l, compressor)) if *l == level => compressor,
+                _ => {
+                    let compressor = zstd::bulk::Compressor::new(level).map_err(CodecError::Compress)?;
+                    &mut slot.insert((level, compressor)).1
                 }
-                return Ok(true);
+            };
+            // Room for the codec byte and the largest possible frame.
+            out.resize(start + 1 + zstd::zstd_safe::compress_bound(data.len()), 0);
+            out[start] = ZSTD;
+            compressor
+                .compress_to_buffer(data, &mut out[start + 1..])
+                .map_err(CodecError::Compress)
+        });
+        match written {
+            Ok(n) if n < data.len() => {
+                out.truncate(start + 1 + n);
+                return Ok(());
             }
-            Ok(false)
-        })?;
-        if compressed {
-            return Ok(());
+            Ok(_) => out.truncate(start),
+            Err(e) => {
+                out.truncate(start);
+                return Err(e);
+            }
         }
     }
     out.reserve(data.len() + 1);
@@ -85,8 +84,8 @@ pub fn encode_into(level: i32, data: &[u8], out: &mut Vec<u8>) -> Result<(), Cod
 const BULK_LIMIT: usize = 16 << 20;
 
 thread_local! {
-    /// The zstd compression context of this thread (with its level) and its output buffer.
-    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>, Vec<u8>)>> =
+    /// The zstd compression context of this thread, with its level.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
         const { std::cell::RefCell::new(None) };
     /// The zstd decompression context of this thread, created on first use.
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =

@@ -89,12 +89,26 @@ fn blob_aad(kind: BlobKind, id: &Id) -> Vec<u8> {
 
 /// Compresses (at `level`) and seals a blob, binding its kind and id.
 pub fn seal_blob(keys: &Keys, kind: BlobKind, id: &Id, plaintext: &[u8], level: i32) -> Result<Vec<u8>, BlobError> {
-    // One buffer: nonce placeholder, codec byte and body, sealed in place, then the tag.
     let mut sealed = Vec::with_capacity(crate::crypto::SEAL_OVERHEAD + 1 + plaintext.len());
-    sealed.resize(crate::crypto::NONCE_PREFIX, 0);
-    codec::encode_into(level, plaintext, &mut sealed)?;
-    keys.seal_in_place(&blob_aad(kind, id), &mut sealed)?;
+    seal_blob_into(keys, kind, id, plaintext, level, &mut sealed)?;
     Ok(sealed)
+}
+
+/// Like [`seal_blob`], into `sealed` (cleared first), so a pipeline can reuse its buffers.
+pub fn seal_blob_into(
+    keys: &Keys,
+    kind: BlobKind,
+    id: &Id,
+    plaintext: &[u8],
+    level: i32,
+    sealed: &mut Vec<u8>,
+) -> Result<(), BlobError> {
+    // One buffer: nonce placeholder, codec byte and body, sealed in place, then the tag.
+    sealed.clear();
+    sealed.resize(crate::crypto::NONCE_PREFIX, 0);
+    codec::encode_into(level, plaintext, sealed)?;
+    keys.seal_in_place(&blob_aad(kind, id), sealed)?;
+    Ok(())
 }
 
 /// Opens a sealed blob and checks that its plaintext hashes to its id.

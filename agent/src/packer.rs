@@ -5,7 +5,9 @@
 //! (`Backend::write_file`) → index files. Every channel is bounded, so a slow stage (usually
 //! the upload) holds back the stages before it and memory stays bounded: a few chunks per
 //! encoder; packs, open or uploading, are on disk, at most [`PackerOptions::uploaders`] + 2
-//! of them at a time.
+//! of them at a time. Chunk and sealed-blob buffers go back to the stage that fills them
+//! and are reused ([`Recycler`]), so the allocator does not see a large allocation and a
+//! free on another thread for every chunk (glibc kept such freed blocks resident).
 //!
 //! An index file is written after every [`INDEX_EVERY`] uploaded packs and at the end, and
 //! only lists packs that are already stored, so an interrupted backup leaves a valid
@@ -26,6 +28,35 @@ use crate::pack::{self, BlobError, BlobKind, PackWriter, SpooledPack};
 
 /// Packs per intermediate index file.
 pub const INDEX_EVERY: usize = 64;
+/// Buffers larger than this are freed rather than reused (rare maximal chunks).
+const REUSE_MAX: usize = 1024 * 1024 + 64 * 1024;
+
+/// Buffers returned for reuse by the stage that consumed them; a bounded number is kept.
+#[derive(Clone)]
+struct Recycler {
+    tx: Sender<Vec<u8>>,
+    rx: Receiver<Vec<u8>>,
+}
+
+impl Recycler {
+    fn new(keep: usize) -> Self {
+        let (tx, rx) = bounded(keep);
+        Self { tx, rx }
+    }
+
+    /// An empty buffer: a returned one if there is one.
+    fn take(&self) -> Vec<u8> {
+        self.rx.try_recv().unwrap_or_default()
+    }
+
+    /// Returns a buffer for reuse (dropped when it is very large or enough are kept).
+    fn give(&self, mut buffer: Vec<u8>) {
+        if buffer.capacity() <= REUSE_MAX {
+            buffer.clear();
+            let _ = self.tx.try_send(buffer);
+        }
+    }
+}
 
 /// Errors of the write pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +136,7 @@ pub struct PackerOptions {
 /// A running write pipeline.
 pub struct Packer {
     jobs: Option<Sender<Job>>,
+    plaintexts: Recycler,
     threads: Vec<JoinHandle<()>>,
     shared: Arc<Mutex<Shared>>,
     backend: Arc<dyn Backend>,
@@ -147,18 +179,22 @@ impl Packer {
         let (sealed_tx, sealed_rx) = bounded::<Sealed>(encoders);
         let (pack_tx, pack_rx) = bounded::<SpooledPack>(0);
         let shared = Arc::new(Mutex::new(Shared::default()));
+        // Enough buffers for every chunk that can be in flight at once.
+        let plaintexts = Recycler::new(2 * encoders + 2);
+        let sealed_buffers = Recycler::new(2 * encoders + 2);
         let mut threads = Vec::new();
         for _ in 0..encoders {
             let (rx, tx, keys, shared) = (job_rx.clone(), sealed_tx.clone(), keys.clone(), shared.clone());
+            let buffers = (plaintexts.clone(), sealed_buffers.clone());
             threads.push(std::thread::spawn(move || {
-                encode_loop(&rx, &tx, &keys, options.compression_level, &shared)
+                encode_loop(&rx, &tx, &keys, options.compression_level, &shared, &buffers)
             }));
         }
         drop(sealed_tx);
         {
             let (keys, shared, options) = (keys.clone(), shared.clone(), options.clone());
             threads.push(std::thread::spawn(move || {
-                pack_loop(&sealed_rx, &pack_tx, &keys, &options, &shared)
+                pack_loop(&sealed_rx, &pack_tx, &keys, &options, &shared, &sealed_buffers)
             }));
         }
         for _ in 0..options.uploaders.max(1) {
@@ -169,6 +205,7 @@ impl Packer {
         }
         Self {
             jobs: Some(job_tx),
+            plaintexts,
             threads,
             shared,
             backend,
@@ -176,8 +213,10 @@ impl Packer {
         }
     }
 
-    /// Queues a blob (blocks while the pipeline is full). The caller deduplicates.
-    pub fn add(&self, id: Id, kind: BlobKind, data: Vec<u8>) -> Result<(), PackerError> {
+    /// Queues a copy of a blob (blocks while the pipeline is full). The caller deduplicates.
+    pub fn add(&self, id: Id, kind: BlobKind, plaintext: &[u8]) -> Result<(), PackerError> {
+        let mut data = self.plaintexts.take();
+        data.extend_from_slice(plaintext);
         let sent = self
             .jobs
             .as_ref()
@@ -207,24 +246,29 @@ impl Packer {
     }
 }
 
-fn encode_loop(rx: &Receiver<Job>, tx: &Sender<Sealed>, keys: &Keys, level: i32, shared: &Mutex<Shared>) {
+fn encode_loop(
+    rx: &Receiver<Job>,
+    tx: &Sender<Sealed>,
+    keys: &Keys,
+    level: i32,
+    shared: &Mutex<Shared>,
+    (plaintexts, sealed_buffers): &(Recycler, Recycler),
+) {
     for job in rx {
-        match pack::seal_blob(keys, job.kind, &job.id, &job.data, level) {
-            Ok(sealed) => {
-                let raw_length = u32::try_from(job.data.len()).unwrap_or(u32::MAX);
-                if tx
-                    .send(Sealed {
-                        id: job.id,
-                        kind: job.kind,
-                        raw_length,
-                        sealed,
-                    })
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            Err(source) => return fail(shared, PackerError::Blob { id: job.id, source }),
+        let mut sealed = sealed_buffers.take();
+        if let Err(source) = pack::seal_blob_into(keys, job.kind, &job.id, &job.data, level, &mut sealed) {
+            return fail(shared, PackerError::Blob { id: job.id, source });
+        }
+        let raw_length = u32::try_from(job.data.len()).unwrap_or(u32::MAX);
+        plaintexts.give(job.data);
+        let sealed = Sealed {
+            id: job.id,
+            kind: job.kind,
+            raw_length,
+            sealed,
+        };
+        if tx.send(sealed).is_err() {
+            return;
         }
     }
 }
@@ -237,6 +281,7 @@ fn pack_loop(
     keys: &Keys,
     options: &PackerOptions,
     shared: &Mutex<Shared>,
+    sealed_buffers: &Recycler,
 ) {
     let pack_size = options.pack_size as u64;
     let failed = |id: Id, source: BlobError| fail(shared, PackerError::Blob { id, source });
@@ -268,6 +313,7 @@ fn pack_loop(
         if let Err(e) = writer.add(blob.id, blob.kind, blob.raw_length, &blob.sealed) {
             return failed(blob.id, e.into());
         }
+        sealed_buffers.give(blob.sealed);
         if writer.written() >= pack_size && slot.take().is_some_and(|full| !finish(full)) {
             return;
         }
