@@ -83,7 +83,7 @@ run_tool() {
     local i=0
     case "$tool" in
     hort)
-        # Defaults: zstd level 3, XChaCha20-Poly1305, Argon2id 64 MiB key file.
+        # Defaults: zstd level 3, XChaCha20-Poly1305, Argon2id key file (32 MiB x 6 passes).
         "$HORT" --repo "$repo" init --quiet >/dev/null
         measure hort-backup1 "$HORT" --repo "$repo" --quiet backup "$CORPUS/tree"
         measure hort-backup2 "$HORT" --repo "$repo" --quiet backup "$CORPUS/tree"
