@@ -161,7 +161,7 @@ json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[s
 for r in $(seq 1 "$ROUNDS"); do
     log "round $r/$ROUNDS: pg_dump"
     OUT=/dev/null measure "pgdump.$r" "${PGENV[@]}" "$PG_BIN/pg_dump" --format=custom --compress=0 "$DB"
-    hort "r$r" init --kdf-memory-kib 65536 --kdf-iterations 3 >"$WORK/logs/init.$r.out"
+    hort "r$r" init >"$WORK/logs/init.$r.out"
     # What the agent does besides the dump: count every table's rows in the dump's snapshot
     # (a scan of each table by the server) and open the repository (Argon2id, S3 listing).
     OUT=/dev/null measure "counts.$r" "${PGENV[@]}" "$PG_BIN/psql" -X -q -At -d "$DB" -c \
@@ -189,7 +189,7 @@ done
 # --- optional profile: one more first backup (fresh repository) under `perf record` ---------
 if [[ -n "${PERF:-}" ]] && command -v perf >/dev/null; then
     log "profile: perf record of one backup-postgres into $PERF"
-    hort perf init --kdf-memory-kib 65536 --kdf-iterations 3 >/dev/null
+    hort perf init >/dev/null
     perf record -q -F 499 -g -o "$PERF" -- "$WORK/hort" perf backup-postgres --host 127.0.0.1 --port "$PG_PORT" \
         --database "$DB" --json --quiet >/dev/null 2>"$WORK/logs/perf.err" || { cat "$WORK/logs/perf.err" >&2; die "perf run failed"; }
     { perf report -i "$PERF" --no-children --sort comm,dso,symbol -g none --percent-limit 1 --stdio 2>/dev/null |
@@ -270,7 +270,7 @@ $(awk -v d="$DB_BYTES" -v o="$DUMP_OUT_BYTES" 'BEGIN { printf "| database size (
 $(awk -v t="$pt" -v d="$DB_BYTES" -v o="$DUMP_OUT_BYTES" -v u="$(field "pgdump.$PB" 2)" -v s="$(field "pgdump.$PB" 3)" 'BEGIN { printf "| pg_dump -Fc --compress=0 > /dev/null | %.2f s | %.0f MiB/s of database, %.0f MiB/s of dump; pg_dump CPU user %.2f s, sys %.2f s | |", t, d/1048576/t, o/1048576/t, u, s }')
 $(awk -v t="$ht" -v d="$DB_BYTES" -v o="$DUMP_OUT_BYTES" -v u="$(field "hort.$HB" 2)" -v s="$(field "hort.$HB" 3)" 'BEGIN { printf "| hort-agent backup-postgres → S3 (s3s-fs) | %.2f s | %.0f MiB/s of database, %.0f MiB/s of dump; CPU (agent + pg_dump) user %.2f s, sys %.2f s | |", t, d/1048576/t, o/1048576/t, u, s }')
 $(awk -v h="$ht" -v p="$pt" 'BEGIN { printf "| ratio Hort / pg_dump (time) | %.2fx | | ≤ 1.2x: %s |", h/p, (h/p <= 1.2 ? "met" : "missed") }')
-$(awk -v c="$(field "counts.$(best counts)" 1)" -v o="$(field "open.$(best open)" 1)" 'BEGIN { printf "| of Hort'"'"'s time, measured apart | | row counts (count(*) of each table, by the server): %.2f s; opening the repository (Argon2id 64 MiB × 3, S3 listing; `hort-agent snapshots`): %.2f s | |", c, o }')
+$(awk -v c="$(field "counts.$(best counts)" 1)" -v o="$(field "open.$(best open)" 1)" 'BEGIN { printf "| of Hort'"'"'s time, measured apart | | row counts (count(*) of each table, by the server): %.2f s; opening the repository (Argon2id 32 MiB × 6, S3 listing; `hort-agent snapshots`): %.2f s | |", c, o }')
 | Hort peak RSS (highest of $ROUNDS) | $(mib $((HORT_RSS_MAX * 1024))) MiB | GNU time maxrss: the largest process of the tree | |
 $(awk -v r="$FIRST_REPO" -v a="$FIRST_STORED" 'BEGIN { printf "| first backup: repository size | %.2f MiB | %d bytes, of which blobs (zstd 3, encrypted) %.2f MiB | |", r/1048576, r, a/1048576 }')
 $(row second "second backup, after pgbench -n -t 1000 -c 2" "< 10 %")

@@ -79,6 +79,10 @@ impl ChunkerParams {
     }
 }
 
+/// The smallest chunker buffer: stream chunks are small, and a buffer of 1.25 × their
+/// maximum would be refilled (and its rest moved) every few chunks.
+const MIN_BUFFER: usize = 1024 * 1024;
+
 /// Splits readers into chunks with one buffer, reused for every reader: cuts are found by
 /// the `fastcdc` crate's FastCDC 2020 ([`FastCDC::cut`]) on at least `max_size` bytes of
 /// look-ahead (or what is left before the end), which gives exactly the cut points of its
@@ -100,8 +104,8 @@ pub enum ChunkError<E> {
 }
 
 impl Chunker {
-    /// A chunker with `params` and the repository's `seed`. Its buffer (1.5 × `max_size`)
-    /// is allocated on first use and only touched as far as the data reaches.
+    /// A chunker with `params` and the repository's `seed`. Its buffer (1.25 × `max_size`,
+    /// at least 1 MiB) is allocated on first use and only touched as far as the data reaches.
     pub fn new(params: ChunkerParams, seed: u64) -> Self {
         Self {
             params,
@@ -123,7 +127,9 @@ impl Chunker {
             self.params.max_size as usize,
         );
         let level = self.params.level();
-        let capacity = max + max / 4;
+        // Room for `max` bytes of look-ahead and at least as much again to cut from, so the
+        // rest moved to the front at each refill is small against what was cut.
+        let capacity = (max + max / 4).max(MIN_BUFFER);
         if self.buffer.len() < capacity {
             self.buffer.resize(capacity, 0);
         }
