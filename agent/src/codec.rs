@@ -38,41 +38,40 @@ pub fn encode(level: i32, data: &[u8]) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
-/// Like [`encode`], appending the codec byte and body to `out`. Uses one compression
-/// context and output buffer per thread (creating a zstd context per blob cost more than
-/// compressing a small blob; compressing into zero-filled room in `out` cost more than
-/// copying the frame), so the only allocation is `out`'s growth.
+/// Like [`encode`], appending the codec byte and body to `out`. Compresses straight into
+/// `out` with one compression context per thread (creating a zstd context per blob cost more
+/// than compressing a small blob), so the only allocation is `out`'s growth. A separate
+/// per-thread output buffer, dropped after chunks above 2 MiB, raised a tree backup's peak
+/// RSS from 40 to 49–53 MiB (`bench/README.md`).
 pub fn encode_into(level: i32, data: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let start = out.len();
     if level != 0 && data.len() > 64 {
-        let compressed = COMPRESSOR.with(|cell| -> Result<bool, CodecError> {
+        let written = COMPRESSOR.with(|cell| -> Result<usize, CodecError> {
             let mut slot = cell.borrow_mut();
-            let (compressor, scratch) = match slot.as_mut() {
-                Some((l, compressor, scratch)) if *l == level => (compressor, scratch),
+            let compressor = match slot.as_mut() {
+                Some((l, compressor)) if *l == level => compressor,
                 _ => {
                     let compressor = zstd::bulk::Compressor::new(level).map_err(CodecError::Compress)?;
-                    let (_, compressor, scratch) = slot.insert((level, compressor, Vec::new()));
-                    (compressor, scratch)
+                    &mut slot.insert((level, compressor)).1
                 }
             };
-            scratch.clear();
-            scratch.reserve(zstd::zstd_safe::compress_bound(data.len()));
+            // Room for the codec byte and the largest possible frame.
+            out.resize(start + 1 + zstd::zstd_safe::compress_bound(data.len()), 0);
+            out[start] = ZSTD;
             compressor
-                .compress_to_buffer(data, scratch)
-                .map_err(CodecError::Compress)?;
-            let smaller = scratch.len() < data.len();
-            if smaller {
-                out.reserve(scratch.len() + 1);
-                out.push(ZSTD);
-                out.extend_from_slice(scratch);
+                .compress_to_buffer(data, &mut out[start + 1..])
+                .map_err(CodecError::Compress)
+        });
+        match written {
+            Ok(n) if n < data.len() => {
+                out.truncate(start + 1 + n);
+                return Ok(());
             }
-            // Keep a buffer for usual chunks, not one sized for a rare maximal chunk.
-            if scratch.capacity() > SCRATCH_KEEP {
-                *scratch = Vec::new();
+            Ok(_) => out.truncate(start),
+            Err(e) => {
+                out.truncate(start);
+                return Err(e);
             }
-            Ok(smaller)
-        })?;
-        if compressed {
-            return Ok(());
         }
     }
     out.reserve(data.len() + 1);
@@ -81,18 +80,14 @@ pub fn encode_into(level: i32, data: &[u8], out: &mut Vec<u8>) -> Result<(), Cod
     Ok(())
 }
 
-/// A thread's compression output buffer is kept up to this size (twice the average file
-/// chunk); a larger one is freed after use.
-const SCRATCH_KEEP: usize = 2 * 1024 * 1024 + 64 * 1024;
-
 /// Blobs recorded as at most this long are decoded into a buffer of their recorded size;
 /// longer ones (never written by Hort, whose largest chunk is 8 MiB) are streamed, so a
 /// damaged length cannot ask for a huge allocation.
 const BULK_LIMIT: usize = 16 << 20;
 
 thread_local! {
-    /// The zstd compression context of this thread (with its level) and its output buffer.
-    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>, Vec<u8>)>> =
+    /// The zstd compression context of this thread, with its level.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
         const { std::cell::RefCell::new(None) };
     /// The zstd decompression context of this thread, created on first use.
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
