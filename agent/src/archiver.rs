@@ -28,7 +28,7 @@ use crate::pack::BlobKind;
 use crate::packer::{Packer, PackerError, PackerOptions};
 use crate::progress::Counters;
 use crate::repository::{IndexedRepository, RepositoryError, hostname};
-use crate::snapshot::{self, Snapshot, Source, Stats, Stream};
+use crate::snapshot::{self, ContentBuilder, Snapshot, Source, Stats, Stream};
 use crate::tree::{Node, NodeKind, Tree};
 
 /// Errors that stop a backup (unreadable single entries only warn and count as errors).
@@ -107,6 +107,48 @@ struct Session<'a> {
     small_file: Vec<u8>,
 }
 
+/// Where the ids of a file's or a stream's content blobs go as they are stored.
+trait ContentIds {
+    /// Whether the content is a stream (chunked with the stream chunker).
+    fn is_stream(&self) -> bool;
+    /// Takes the next content blob's id.
+    fn add(&mut self, session: &mut Session<'_>, id: Id) -> Result<(), PackerError>;
+}
+
+/// A file's content: every id, in order (a tree node lists them).
+impl ContentIds for Vec<Id> {
+    fn is_stream(&self) -> bool {
+        false
+    }
+
+    fn add(&mut self, _: &mut Session<'_>, id: Id) -> Result<(), PackerError> {
+        self.push(id);
+        Ok(())
+    }
+}
+
+/// A stream's content: its ids inline when few, else content-list blobs stored as each run
+/// of ids completes, so a long dump's ids are not all held in memory.
+#[derive(Default)]
+struct StreamIds {
+    builder: ContentBuilder,
+    lists: Vec<Id>,
+}
+
+impl ContentIds for StreamIds {
+    fn is_stream(&self) -> bool {
+        true
+    }
+
+    fn add(&mut self, session: &mut Session<'_>, id: Id) -> Result<(), PackerError> {
+        for run in self.builder.push(id) {
+            self.lists
+                .push(session.store(BlobKind::Tree, &snapshot::encode_content_list(&run))?);
+        }
+        Ok(())
+    }
+}
+
 impl Session<'_> {
     fn start<'a>(repo: &'a IndexedRepository, options: &BackupOptions, counters: Arc<Counters>) -> Session<'a> {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
@@ -148,9 +190,10 @@ impl Session<'_> {
         Ok(id)
     }
 
-    /// Chunks `reader` (a file with the file chunker, a stream with the stream chunker) and
-    /// stores its chunks; returns their ids and the length read.
-    fn store_content(&mut self, reader: impl Read, stream: bool) -> Result<(Vec<Id>, u64), ContentError> {
+    /// Chunks `reader` (a file with the file chunker, a stream with the stream chunker),
+    /// stores its chunks and hands their ids to `ids`; returns the length read.
+    fn store_content(&mut self, reader: impl Read, ids: &mut impl ContentIds) -> Result<u64, ContentError> {
+        let stream = ids.is_stream();
         let slot = if stream {
             &mut self.stream_chunker
         } else {
@@ -158,11 +201,10 @@ impl Session<'_> {
         };
         // Taken out while it runs, so `store` can borrow the session.
         let mut chunker = std::mem::replace(slot, Chunker::new(ChunkerParams::STREAMS, 0));
-        let mut content = Vec::new();
         let result = chunker.chunk(reader, |chunk| {
             Counters::add(&self.counters.bytes, chunk.len() as u64);
-            content.push(self.store(BlobKind::Data, chunk)?);
-            Ok(())
+            let id = self.store(BlobKind::Data, chunk)?;
+            ids.add(self, id)
         });
         *(if stream {
             &mut self.stream_chunker
@@ -174,7 +216,7 @@ impl Session<'_> {
             ChunkError::Consumer(p) => ContentError::Packer(p),
         })?;
         self.stats.bytes += size;
-        Ok((content, size))
+        Ok(size)
     }
 
     fn store_whole(&mut self, data: &[u8]) -> Result<(Vec<Id>, u64), PackerError> {
@@ -257,7 +299,8 @@ impl Session<'_> {
                     stored?.map_err(ContentError::Packer)
                 } else {
                     let file = File::open(path).map_err(EntryError::Skip)?;
-                    self.store_content(file, false)
+                    let mut ids = Vec::new();
+                    self.store_content(file, &mut ids).map(|size| (ids, size))
                 };
                 let (content, size) = stored.map_err(|e| match e {
                     ContentError::Read(io) => EntryError::Skip(io),
@@ -299,7 +342,7 @@ impl Session<'_> {
         } = self;
         let summary = packer.finish()?;
         stats.stored_bytes = summary.stored_bytes;
-        stats.packs = summary.packs.len() as u64;
+        stats.packs = summary.packs;
         stats.duration_secs = started.elapsed().as_secs_f64();
         let snapshot = Snapshot { stats, ..snapshot };
         let id = repo.write_sealed(FileKind::Snapshot, snapshot::AAD, &snapshot)?;
@@ -431,26 +474,22 @@ impl<'a> StreamBackup<'a> {
         if self.snapshot.streams.iter().any(|s| s.name == name) {
             return Err(BackupError::DuplicateStream(name.to_owned()));
         }
-        let (content, size) = self.session.store_content(data, true).map_err(|e| match e {
+        let mut ids = StreamIds::default();
+        let size = self.session.store_content(data, &mut ids).map_err(|e| match e {
             ContentError::Read(io) => BackupError::Stream {
                 name: name.to_owned(),
                 reason: io.to_string(),
             },
             ContentError::Packer(p) => p.into(),
         })?;
-        let content_lists = if content.len() > snapshot::INLINE_CONTENT_MAX {
-            let mut lists = Vec::new();
-            for run in snapshot::split_content(&content) {
-                lists.push(
-                    self.session
-                        .store(BlobKind::Tree, &snapshot::encode_content_list(run))?,
-                );
-            }
-            lists
-        } else {
-            Vec::new()
-        };
-        let content = if content_lists.is_empty() { content } else { Vec::new() };
+        let (content, last_run) = ids.builder.finish();
+        let mut content_lists = ids.lists;
+        if let Some(run) = last_run {
+            content_lists.push(
+                self.session
+                    .store(BlobKind::Tree, &snapshot::encode_content_list(&run))?,
+            );
+        }
         Counters::add(&self.session.counters.files, 1);
         self.session.stats.files += 1;
         self.snapshot.streams.push(Stream {

@@ -101,8 +101,9 @@ struct Sealed {
 /// What the pipeline wrote.
 #[derive(Debug, Default, Clone)]
 pub struct PackerSummary {
-    /// Packs stored (all of them are in index files).
-    pub packs: Vec<IndexPack>,
+    /// Packs stored (all of them are in index files). A count, not the packs' blob lists,
+    /// so memory does not grow with the size of the backup.
+    pub packs: u64,
     /// Bytes written to packs.
     pub stored_bytes: u64,
     /// Blobs added.
@@ -349,7 +350,7 @@ fn upload_loop(rx: &Receiver<SpooledPack>, backend: &dyn Backend, keys: &Keys, s
         let batch = {
             let mut s = lock(shared);
             s.summary.stored_bytes += stored_bytes;
-            s.summary.packs.push(entry.clone());
+            s.summary.packs += 1;
             s.unindexed.push(entry);
             if s.unindexed.len() >= INDEX_EVERY {
                 std::mem::take(&mut s.unindexed)

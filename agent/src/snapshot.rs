@@ -50,22 +50,59 @@ pub struct Stream {
     pub content_lists: Vec<Id>,
 }
 
-/// Splits a long list of content blob ids into runs cut by content (see
-/// [`LIST_CUT_DIVISOR`]), each to be stored as one content-list blob. Repeated dumps of a
-/// database with a few changed rows then store only the runs around the changed blobs, not
-/// the whole list again.
-pub fn split_content(content: &[Id]) -> Vec<&[Id]> {
-    let mut runs = Vec::new();
-    let mut start = 0;
-    for (i, id) in content.iter().enumerate() {
-        if id.0[0].is_multiple_of(LIST_CUT_DIVISOR) || i + 1 - start == LIST_MAX_IDS {
-            runs.push(&content[start..=i]);
-            start = i + 1;
+/// Builds a stream's content from its blob ids as they are stored: the ids themselves while
+/// there are at most [`INLINE_CONTENT_MAX`], else runs cut by content (see
+/// [`LIST_CUT_DIVISOR`]), each handed out as soon as it is complete, to be stored as one
+/// content-list blob. Repeated dumps of a database with a few changed rows then store only
+/// the runs around the changed blobs, not the whole list again; and a long stream's ids are
+/// never all held in memory.
+#[derive(Debug, Default)]
+pub struct ContentBuilder {
+    inline: Vec<Id>,
+    run: Vec<Id>,
+    listed: bool,
+}
+
+impl ContentBuilder {
+    /// Adds the next content blob id; returns the runs it completes, in order.
+    pub fn push(&mut self, id: Id) -> Vec<Vec<Id>> {
+        if self.listed {
+            return self.cut(id).into_iter().collect();
+        }
+        self.inline.push(id);
+        if self.inline.len() <= INLINE_CONTENT_MAX {
+            return Vec::new();
+        }
+        self.listed = true;
+        let ids = std::mem::take(&mut self.inline);
+        ids.into_iter().filter_map(|id| self.cut(id)).collect()
+    }
+
+    fn cut(&mut self, id: Id) -> Option<Vec<Id>> {
+        self.run.push(id);
+        let ends = id.0[0].is_multiple_of(LIST_CUT_DIVISOR) || self.run.len() == LIST_MAX_IDS;
+        ends.then(|| std::mem::take(&mut self.run))
+    }
+
+    /// Ends the stream: its inline content (when it has at most [`INLINE_CONTENT_MAX`]
+    /// blobs), or its last run (when it has content lists and one is left).
+    pub fn finish(self) -> (Vec<Id>, Option<Vec<Id>>) {
+        if self.listed {
+            (Vec::new(), (!self.run.is_empty()).then_some(self.run))
+        } else {
+            (self.inline, None)
         }
     }
-    if start < content.len() {
-        runs.push(&content[start..]);
-    }
+}
+
+/// The runs [`ContentBuilder`] cuts a stream's content into when it has content lists.
+pub fn split_content(content: &[Id]) -> Vec<Vec<Id>> {
+    let mut builder = ContentBuilder {
+        listed: true,
+        ..ContentBuilder::default()
+    };
+    let mut runs: Vec<Vec<Id>> = content.iter().filter_map(|&id| builder.cut(id)).collect();
+    runs.extend(builder.finish().1);
     runs
 }
 
@@ -171,10 +208,37 @@ mod tests {
         let mut after = before.clone();
         after[2500] = Id::of_file(b"a changed row");
         after.insert(4000, Id::of_file(b"an inserted row"));
-        let old: std::collections::HashSet<&[Id]> = split_content(&before).into_iter().collect();
+        let old: std::collections::HashSet<Vec<Id>> = split_content(&before).into_iter().collect();
         let new_runs = split_content(&after);
         let changed = new_runs.iter().filter(|r| !old.contains(*r)).count();
         assert!(changed <= 4, "{changed} of {} lists changed", new_runs.len());
+    }
+
+    #[test]
+    fn the_builder_inlines_short_streams_and_lists_long_ones_as_they_arrive() {
+        for n in [0, 1, INLINE_CONTENT_MAX, INLINE_CONTENT_MAX + 1, 1000] {
+            let content = ids(n, "stream");
+            let mut builder = ContentBuilder::default();
+            let mut runs = Vec::new();
+            let mut held_most = 0;
+            for &id in &content {
+                runs.extend(builder.push(id));
+                held_most = held_most.max(builder.inline.len() + builder.run.len());
+            }
+            let (inline, last) = builder.finish();
+            runs.extend(last);
+            if n <= INLINE_CONTENT_MAX {
+                assert_eq!((inline, runs.len()), (content.clone(), 0));
+            } else {
+                assert!(inline.is_empty());
+                assert_eq!(runs, split_content(&content), "the same runs as split_content");
+                assert_eq!(runs.concat(), content);
+                assert!(
+                    held_most <= LIST_MAX_IDS.max(INLINE_CONTENT_MAX + 1),
+                    "held {held_most} ids"
+                );
+            }
+        }
     }
 
     #[test]
