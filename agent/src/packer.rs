@@ -9,7 +9,8 @@
 //! and are reused ([`Recycler`]), so the allocator does not see a large allocation and a
 //! free on another thread for every chunk (glibc kept such freed blocks resident).
 //!
-//! An index file is written after every [`INDEX_EVERY`] uploaded packs and at the end, and
+//! An index file is written after every [`INDEX_EVERY`] uploaded packs (or fewer, once they
+//! list [`INDEX_BLOBS`] blobs) and at the end, and
 //! only lists packs that are already stored, so an interrupted backup leaves a valid
 //! repository (its unindexed packs are garbage for `prune`).
 
@@ -28,6 +29,10 @@ use crate::pack::{self, BlobError, BlobKind, PackWriter, SpooledPack};
 
 /// Packs per intermediate index file.
 pub const INDEX_EVERY: usize = 64;
+/// Blobs per intermediate index file at most (before the pack that passes it): packs of small
+/// stream chunks hold about a thousand blobs each, and an index file is held in memory,
+/// as JSON, while it is written.
+pub const INDEX_BLOBS: usize = 16 * 1024;
 /// Buffers larger than this are freed rather than reused (rare maximal chunks).
 const REUSE_MAX: usize = 1024 * 1024 + 64 * 1024;
 
@@ -117,6 +122,7 @@ struct Shared {
     error: Option<PackerError>,
     summary: PackerSummary,
     unindexed: Vec<IndexPack>,
+    unindexed_blobs: usize,
 }
 
 /// Settings of the write pipeline.
@@ -351,8 +357,10 @@ fn upload_loop(rx: &Receiver<SpooledPack>, backend: &dyn Backend, keys: &Keys, s
             let mut s = lock(shared);
             s.summary.stored_bytes += stored_bytes;
             s.summary.packs += 1;
+            s.unindexed_blobs += entry.blobs.len();
             s.unindexed.push(entry);
-            if s.unindexed.len() >= INDEX_EVERY {
+            if s.unindexed.len() >= INDEX_EVERY || s.unindexed_blobs >= INDEX_BLOBS {
+                s.unindexed_blobs = 0;
                 std::mem::take(&mut s.unindexed)
             } else {
                 Vec::new()

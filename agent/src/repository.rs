@@ -352,25 +352,32 @@ impl Repository {
     pub fn index_files(&self) -> Result<Vec<(String, IndexFile)>, RepositoryError> {
         let mut out = Vec::new();
         for name in self.backend.list(FileKind::Index)? {
-            let file: IndexFile = self.read_sealed(FileKind::Index, index::AAD, &name)?;
-            if file.version != 1 {
-                return Err(RepositoryError::Corrupt {
-                    what: format!("index file {name}"),
-                    reason: format!("unsupported version {}", file.version),
-                });
-            }
+            let file = self.index_file(&name)?;
             out.push((name, file));
         }
         Ok(out)
     }
 
+    /// Reads one index file.
+    fn index_file(&self, name: &str) -> Result<IndexFile, RepositoryError> {
+        let file: IndexFile = self.read_sealed(FileKind::Index, index::AAD, name)?;
+        if file.version != 1 {
+            return Err(RepositoryError::Corrupt {
+                what: format!("index file {name}"),
+                reason: format!("unsupported version {}", file.version),
+            });
+        }
+        Ok(file)
+    }
+
     /// Loads every index file, and the packs condemned by prune markers as readable but not
-    /// for deduplication.
+    /// for deduplication. Index files are read one at a time, so only the in-memory index
+    /// grows with the repository, not a copy of every file's entries.
     pub fn load_index(self) -> Result<IndexedRepository, RepositoryError> {
         let mut index = Index::default();
-        let files = self.index_files()?;
-        for (_, file) in &files {
-            for pack in &file.packs {
+        let names = self.backend.list(FileKind::Index)?;
+        for name in &names {
+            for pack in &self.index_file(name)?.packs {
                 index.add_pack(pack);
             }
         }
@@ -380,7 +387,7 @@ impl Repository {
                 index.add_condemned_pack(pack);
             }
         }
-        debug!(files = files.len(), blobs = index.len(), "index loaded");
+        debug!(files = names.len(), blobs = index.len(), "index loaded");
         Ok(self.with_index(index))
     }
 
