@@ -93,6 +93,14 @@ start_proc() { # name binary args...
   setsid "$bin" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
   local pid=$!
   printf '%s\n%s\n' "$pid" "$bin" >"$PIDS/$name.pid"
+  # Until the forked shell has exec'd, its command line does not name the binary and
+  # is_running would call the process dead: wait for the exec (or the exit).
+  local _
+  for _ in $(seq 1 100); do
+    { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$bin" && break
+    alive "$pid" || break
+    sleep 0.02
+  done
   log "started $name (pid $pid, log $LOGS/$name.log)"
 }
 
