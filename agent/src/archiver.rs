@@ -142,10 +142,26 @@ impl ContentIds for StreamIds {
 
     fn add(&mut self, session: &mut Session<'_>, id: Id) -> Result<(), PackerError> {
         for run in self.builder.push(id) {
-            self.lists
-                .push(session.store(BlobKind::Tree, &snapshot::encode_content_list(&run))?);
+            self.store_run(session, &run)?;
         }
         Ok(())
+    }
+}
+
+impl StreamIds {
+    fn store_run(&mut self, session: &mut Session<'_>, run: &[Id]) -> Result<(), PackerError> {
+        let list = session.store(BlobKind::Tree, &snapshot::encode_content_list(run))?;
+        self.lists.push(list);
+        Ok(())
+    }
+
+    /// Ends the stream: its inline content ids and its content lists (one is empty).
+    fn finish(mut self, session: &mut Session<'_>) -> Result<(Vec<Id>, Vec<Id>), PackerError> {
+        let (content, last_run) = std::mem::take(&mut self.builder).finish();
+        if let Some(run) = last_run {
+            self.store_run(session, &run)?;
+        }
+        Ok((content, self.lists))
     }
 }
 
@@ -190,27 +206,28 @@ impl Session<'_> {
         Ok(id)
     }
 
+    /// The chunker for files or for streams.
+    fn chunker(&mut self, stream: bool) -> &mut Chunker {
+        if stream {
+            &mut self.stream_chunker
+        } else {
+            &mut self.file_chunker
+        }
+    }
+
     /// Chunks `reader` (a file with the file chunker, a stream with the stream chunker),
     /// stores its chunks and hands their ids to `ids`; returns the length read.
     fn store_content(&mut self, reader: impl Read, ids: &mut impl ContentIds) -> Result<u64, ContentError> {
         let stream = ids.is_stream();
-        let slot = if stream {
-            &mut self.stream_chunker
-        } else {
-            &mut self.file_chunker
-        };
-        // Taken out while it runs, so `store` can borrow the session.
-        let mut chunker = std::mem::replace(slot, Chunker::new(ChunkerParams::STREAMS, 0));
+        // Taken out while it runs (an unused placeholder stands in), so `store` can borrow
+        // the session.
+        let mut chunker = std::mem::replace(self.chunker(stream), Chunker::new(ChunkerParams::STREAMS, 0));
         let result = chunker.chunk(reader, |chunk| {
             Counters::add(&self.counters.bytes, chunk.len() as u64);
             let id = self.store(BlobKind::Data, chunk)?;
             ids.add(self, id)
         });
-        *(if stream {
-            &mut self.stream_chunker
-        } else {
-            &mut self.file_chunker
-        }) = chunker;
+        *self.chunker(stream) = chunker;
         let size = result.map_err(|e| match e {
             ChunkError::Read(io) => ContentError::Read(io),
             ChunkError::Consumer(p) => ContentError::Packer(p),
@@ -482,14 +499,7 @@ impl<'a> StreamBackup<'a> {
             },
             ContentError::Packer(p) => p.into(),
         })?;
-        let (content, last_run) = ids.builder.finish();
-        let mut content_lists = ids.lists;
-        if let Some(run) = last_run {
-            content_lists.push(
-                self.session
-                    .store(BlobKind::Tree, &snapshot::encode_content_list(&run))?,
-            );
-        }
+        let (content, content_lists) = ids.finish(&mut self.session)?;
         Counters::add(&self.session.counters.files, 1);
         self.session.stats.files += 1;
         self.snapshot.streams.push(Stream {

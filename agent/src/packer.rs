@@ -10,9 +10,9 @@
 //! free on another thread for every chunk (glibc kept such freed blocks resident).
 //!
 //! An index file is written after every [`INDEX_EVERY`] uploaded packs (or fewer, once they
-//! list [`INDEX_BLOBS`] blobs) and at the end, and
-//! only lists packs that are already stored, so an interrupted backup leaves a valid
-//! repository (its unindexed packs are garbage for `prune`).
+//! list [`INDEX_BLOBS`] blobs) and at the end, and only lists packs that are already stored,
+//! so an interrupted backup leaves a valid repository (its unindexed packs are garbage for
+//! `prune`).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
