@@ -1,17 +1,16 @@
-//! Repository locations as users write them: a path, `file:PATH`, or
-//! `s3://BUCKET/PREFIX` with optional query settings `endpoint=URL`, `region=R`,
-//! `path-style=true|false`, `storage-class=CLASS` and `credentials=PREFIX` (take this
-//! target's keys from `PREFIX_AWS_ACCESS_KEY_ID` and `PREFIX_AWS_SECRET_ACCESS_KEY` instead of
-//! the global ones). Several locations form a storage group.
+//! Opening repository locations (`hort_protocol::Location`: a path, `file:PATH`, or
+//! `s3://BUCKET/PREFIX?settings`) as backends; several locations form a storage group.
 
 use std::sync::Arc;
+
+use hort_protocol::{Location, env};
 
 use crate::backend::group::{StorageGroup, Strategy, Target};
 use crate::backend::local::LocalBackend;
 use crate::backend::s3::{S3Backend, S3Config};
 use crate::backend::{Backend, BackendError};
 
-/// S3 settings that apply to every `s3://` location unless its query overrides them.
+/// S3 settings that apply to every `s3://` location unless it sets its own.
 #[derive(Debug, Clone, Default)]
 pub struct S3Defaults {
     /// Endpoint URL.
@@ -26,72 +25,49 @@ pub struct S3Defaults {
     pub secret_access_key: Option<String>,
 }
 
-fn parse_bool(value: &str) -> Result<bool, BackendError> {
-    match value {
-        "true" | "1" | "yes" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
-        other => Err(BackendError::Config(format!("`{other}` is not a boolean"))),
-    }
-}
-
 /// Opens one location.
 pub fn open_location(spec: &str, s3: &S3Defaults) -> Result<Arc<dyn Backend>, BackendError> {
-    if let Some(rest) = spec.strip_prefix("s3://") {
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
-        if bucket.is_empty() {
-            return Err(BackendError::Config(format!("{spec}: no bucket")));
-        }
-        let mut config = S3Config {
-            bucket: bucket.to_owned(),
-            prefix: prefix.trim_matches('/').to_owned(),
-            endpoint: s3.endpoint.clone(),
-            region: s3.region.clone(),
-            access_key_id: String::new(),
-            secret_access_key: String::new(),
-            force_path_style: s3.path_style,
-            max_attempts: 5,
-            storage_class: None,
-        };
-        let (mut key_id, mut secret) = (s3.access_key_id.clone(), s3.secret_access_key.clone());
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match key {
-                "endpoint" => config.endpoint = Some(value.to_owned()),
-                "region" => config.region = value.to_owned(),
-                "path-style" => config.force_path_style = parse_bool(value)?,
-                "storage-class" => config.storage_class = Some(value.to_owned()),
-                "credentials" => {
-                    let var = |name: &str| std::env::var(format!("{value}_{name}")).ok();
-                    key_id = var("AWS_ACCESS_KEY_ID");
-                    secret = var("AWS_SECRET_ACCESS_KEY");
-                    if key_id.is_none() || secret.is_none() {
-                        return Err(BackendError::Config(format!(
-                            "{spec}: {value}_AWS_ACCESS_KEY_ID and {value}_AWS_SECRET_ACCESS_KEY must be set"
-                        )));
-                    }
-                }
-                other => return Err(BackendError::Config(format!("{spec}: unknown option `{other}`"))),
-            }
-        }
-        match (&key_id, &secret) {
-            (Some(id), Some(secret)) => {
-                config.access_key_id = id.clone();
-                config.secret_access_key = secret.clone();
-            }
-            _ => {
+    let location: Location = spec
+        .parse()
+        .map_err(|e: hort_protocol::location::LocationError| BackendError::Config(e.to_string()))?;
+    let target = match location {
+        Location::Path(path) => return Ok(Arc::new(LocalBackend::new(path))),
+        Location::S3(target) => target,
+    };
+    let (key_id, secret) = match &target.credentials {
+        Some(prefix) => {
+            let var = |name: &str| std::env::var(env::credential_variable(prefix, name)).ok();
+            let (key_id, secret) = (var(env::ACCESS_KEY_ID), var(env::SECRET_ACCESS_KEY));
+            if key_id.is_none() || secret.is_none() {
                 return Err(BackendError::Config(format!(
-                    "{spec}: S3 needs explicit credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+                    "{spec}: {} and {} must be set",
+                    env::credential_variable(prefix, env::ACCESS_KEY_ID),
+                    env::credential_variable(prefix, env::SECRET_ACCESS_KEY)
                 )));
             }
+            (key_id, secret)
         }
-        return Ok(Arc::new(S3Backend::new(config)?));
-    }
-    let path = spec.strip_prefix("file:").unwrap_or(spec);
-    if path.is_empty() || spec.contains("://") {
-        return Err(BackendError::Config(format!("`{spec}` is not a repository location")));
-    }
-    Ok(Arc::new(LocalBackend::new(path)))
+        None => (s3.access_key_id.clone(), s3.secret_access_key.clone()),
+    };
+    let (Some(access_key_id), Some(secret_access_key)) = (key_id, secret) else {
+        return Err(BackendError::Config(format!(
+            "{spec}: S3 needs explicit credentials ({} and {})",
+            env::ACCESS_KEY_ID,
+            env::SECRET_ACCESS_KEY
+        )));
+    };
+    let config = S3Config {
+        bucket: target.bucket,
+        prefix: target.prefix,
+        endpoint: target.endpoint.or_else(|| s3.endpoint.clone()),
+        region: target.region.unwrap_or_else(|| s3.region.clone()),
+        access_key_id,
+        secret_access_key,
+        force_path_style: target.path_style.unwrap_or(s3.path_style),
+        max_attempts: 5,
+        storage_class: target.storage_class,
+    };
+    Ok(Arc::new(S3Backend::new(config)?))
 }
 
 /// Opens one location, or a storage group of several.

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use hort_protocol::ProgressLine;
+use hort_protocol::report::LineKind;
 
 /// Counters shared by the engine and the reporter.
 #[derive(Debug, Default)]
@@ -41,21 +42,6 @@ pub enum Mode {
     Json,
 }
 
-#[derive(Serialize)]
-struct Line<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    operation: &'a str,
-    elapsed_secs: f64,
-    files: u64,
-    bytes: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    bytes_total: Option<u64>,
-    new_bytes: u64,
-    errors: u64,
-    bytes_per_sec: f64,
-}
-
 /// Prints progress until dropped.
 pub struct Reporter {
     stop: Arc<AtomicBool>,
@@ -63,12 +49,12 @@ pub struct Reporter {
     mode: Mode,
 }
 
-fn line<'a>(operation: &'a str, counters: &Counters, start: Instant) -> Line<'a> {
+fn line(operation: &str, counters: &Counters, start: Instant) -> ProgressLine {
     let elapsed = start.elapsed().as_secs_f64();
     let bytes = counters.bytes.load(Ordering::Relaxed);
-    Line {
-        kind: "progress",
-        operation,
+    ProgressLine {
+        kind: LineKind::Progress,
+        operation: operation.to_owned(),
         elapsed_secs: (elapsed * 10.0).round() / 10.0,
         files: counters.files.load(Ordering::Relaxed),
         bytes,

@@ -86,7 +86,7 @@ pub struct RestoreReport {
 }
 
 /// What to do with files that already exist in the target.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Overwrite {
     /// Keep existing files.
     Never,

@@ -8,6 +8,8 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 use std::process::Stdio;
 
+use hort_protocol::report::decode;
+use hort_protocol::{BackupReport, CheckReport};
 use support::{Kind, Repo, describe_tree, dump_text, noise, summary};
 
 /// A tree with nested directories, an empty file, a large file, modes and symlinks.
@@ -456,18 +458,17 @@ fn check_probes_every_target_and_creates_the_repository_once() {
         args.extend_from_slice(extra);
         let out = repo.cmd(&args).env("HORT_TERMINATION_LOG", &log).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_str::<serde_json::Value>(&fs::read_to_string(&log).unwrap()).unwrap()
+        decode::<CheckReport>(&fs::read_to_string(&log).unwrap()).unwrap()
     };
     let first = check(&[]);
-    assert_eq!(first["created"], true, "{first}");
-    assert_eq!(first["targets"].as_array().unwrap().len(), 2);
-    for target in first["targets"].as_array().unwrap() {
-        assert_eq!(target["reachable"], true, "{first}");
-        assert_eq!(target["writable"], true, "{first}");
+    assert!(first.created, "{first:?}");
+    assert_eq!(first.targets.len(), 2);
+    for target in &first.targets {
+        assert!(target.reachable && target.writable, "{first:?}");
     }
     let second = check(&[]);
-    assert_eq!(second["created"], false);
-    assert_eq!(second["repositoryId"], first["repositoryId"]);
+    assert!(!second.created);
+    assert_eq!(second.repository_id, first.repository_id);
     assert!(
         !repo
             .files
@@ -487,12 +488,11 @@ fn check_probes_every_target_and_creates_the_repository_once() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let report: serde_json::Value = serde_json::from_str(&fs::read_to_string(&log).unwrap()).unwrap();
-    assert_eq!(report["files"], 1);
-    assert_eq!(report["bytesRead"], 5);
+    let report: BackupReport = decode(&fs::read_to_string(&log).unwrap()).unwrap();
+    assert_eq!((report.files, report.bytes_read), (1, 5));
     assert_eq!(
-        report["snapshotId"],
-        summary(&String::from_utf8_lossy(&out.stdout))["snapshot"]
+        Some(report.snapshot_id.as_str()),
+        summary(&String::from_utf8_lossy(&out.stdout))["snapshot"].as_str()
     );
 }
 

@@ -2,7 +2,8 @@
 
 mod support;
 
-use serde_json::Value;
+use hort_protocol::report::decode;
+use hort_protocol::{CheckReport, TargetReport};
 use support::{Kind, Repo};
 
 #[test]
@@ -17,22 +18,22 @@ fn check_reports_used_and_free_bytes_of_a_directory_target() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let report: Value = serde_json::from_str(&std::fs::read_to_string(&log).unwrap()).unwrap();
-        report["targets"][0].clone()
+        let report: CheckReport = decode(&std::fs::read_to_string(&log).unwrap()).unwrap();
+        report.targets[0].clone()
     };
-    let empty = check();
-    assert_eq!(empty["writable"], true, "{empty}");
-    assert!(empty["bytesFree"].as_u64().unwrap() > 0, "{empty}");
+    let empty: TargetReport = check();
+    assert!(empty.writable, "{empty:?}");
+    assert!(empty.bytes_free.unwrap() > 0, "{empty:?}");
     let src = work.path().join("src");
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join("data"), support::noise(7, 300_000)).unwrap();
     repo.backup(&src, &[]);
-    let used = check()["bytesUsed"].as_u64().unwrap();
-    assert!(used > 300_000 + empty["bytesUsed"].as_u64().unwrap(), "{used}");
+    let used = check().bytes_used.unwrap();
+    assert!(used > 300_000 + empty.bytes_used.unwrap(), "{used}");
 }
 
 /// Runs `check --init` with `HORT_*` overrides; returns whether it succeeded and its report.
-fn check_with(repo: &Repo, env: &[(&str, &str)]) -> (bool, Value, String) {
+fn check_with(repo: &Repo, env: &[(&str, &str)]) -> (bool, CheckReport, String) {
     let work = tempfile::tempdir().unwrap();
     let log = work.path().join("termination-log");
     let mut cmd = repo.cmd(&["check", "--init", "--kdf-memory-kib", "64", "--kdf-iterations", "1"]);
@@ -41,7 +42,7 @@ fn check_with(repo: &Repo, env: &[(&str, &str)]) -> (bool, Value, String) {
         cmd.env(key, value);
     }
     let out = cmd.output().unwrap();
-    let report = serde_json::from_str(&std::fs::read_to_string(&log).unwrap()).unwrap();
+    let report = decode(&std::fs::read_to_string(&log).unwrap()).unwrap();
     (
         out.status.success(),
         report,
@@ -56,9 +57,9 @@ fn a_failed_check_still_reports_every_target_and_why() {
     assert!(check_with(&repo, &[]).0);
     let (ok, report, stderr) = check_with(&repo, &[("HORT_PASSWORD", "not the password")]);
     assert!(!ok, "a wrong password must fail the check");
-    assert!(report.get("repositoryId").is_none(), "{report}");
-    assert_eq!(report["targets"][0]["writable"], true, "{report}");
-    let error = report["error"].as_str().unwrap();
+    assert!(report.repository_id.is_none(), "{report:?}");
+    assert!(report.targets[0].writable, "{report:?}");
+    let error = report.error.as_deref().unwrap();
     assert!(error.contains("password"), "{error}");
     assert!(stderr.contains(error), "the log says the same: {stderr}");
     assert!(
@@ -70,9 +71,9 @@ fn a_failed_check_still_reports_every_target_and_why() {
     let s3 = Repo::new(Kind::S3);
     let (ok, report, _) = check_with(&s3, &[("HORT_TARGET_0_AWS_SECRET_ACCESS_KEY", "wrong")]);
     assert!(!ok);
-    let target = &report["targets"][0];
-    assert_eq!(target["writable"], false, "{report}");
-    let error = target["error"].as_str().unwrap();
+    let target = &report.targets[0];
+    assert!(!target.writable, "{report:?}");
+    let error = target.error.as_deref().unwrap();
     assert!(
         error.contains("s3://hort/repo") && error.contains("SignatureDoesNotMatch"),
         "{error}"

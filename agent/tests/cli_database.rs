@@ -7,6 +7,8 @@ mod support;
 use std::path::PathBuf;
 use std::process::Output;
 
+use hort_protocol::report::decode;
+use hort_protocol::{BackupReport, RestoreReport};
 use serde_json::Value;
 use support::db::{Server, unique};
 use support::{Kind, Repo};
@@ -80,26 +82,16 @@ impl Agent {
 }
 
 fn assert_backup_report(report: &Value) {
-    for key in [
-        "snapshotId",
-        "bytesRead",
-        "bytesNew",
-        "bytesStored",
-        "files",
-        "durationSeconds",
-    ] {
-        assert!(report.get(key).is_some(), "no `{key}` in {report}");
-    }
-    assert!(report["bytesRead"].as_u64().unwrap() > 0, "{report}");
-    assert!(report["files"].as_u64().unwrap() > 0, "{report}");
+    let typed: BackupReport = decode(&report.to_string()).unwrap_or_else(|e| panic!("{e}: {report}"));
+    assert!(typed.bytes_read > 0, "{report}");
+    assert!(typed.files > 0, "{report}");
 }
 
 fn assert_restore_report(report: &Value, snapshot: &Value) {
-    for key in ["snapshotId", "bytesRestored", "files", "durationSeconds", "rowCounts"] {
-        assert!(report.get(key).is_some(), "no `{key}` in {report}");
-    }
-    assert_eq!(&report["snapshotId"], snapshot);
-    assert!(report["bytesRestored"].as_u64().unwrap() > 0, "{report}");
+    let typed: RestoreReport = decode(&report.to_string()).unwrap_or_else(|e| panic!("{e}: {report}"));
+    assert_eq!(Some(typed.snapshot_id.as_str()), snapshot.as_str());
+    assert!(typed.bytes_restored > 0, "{report}");
+    assert!(!typed.row_counts.is_empty(), "{report}");
 }
 
 #[test]

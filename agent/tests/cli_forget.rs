@@ -5,6 +5,8 @@ mod support;
 
 use std::fs;
 
+use hort_protocol::ForgetReport;
+use hort_protocol::report::decode;
 use serde_json::Value;
 use support::{Kind, Repo};
 
@@ -52,7 +54,7 @@ fn forget_with_tags_keeps_the_newest_of_one_schedule_and_leaves_the_rest() {
         args.extend_from_slice(extra);
         let out = repo.cmd(&args).env("HORT_TERMINATION_LOG", &log).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_str::<Value>(&fs::read_to_string(&log).unwrap()).unwrap()
+        decode::<ForgetReport>(&fs::read_to_string(&log).unwrap()).unwrap()
     };
 
     // A dry run changes nothing and reports nothing.
@@ -66,7 +68,13 @@ fn forget_with_tags_keeps_the_newest_of_one_schedule_and_leaves_the_rest() {
     assert_eq!(snapshot_ids(&repo).len(), 6);
 
     let report = forget(&["--keep-last", "2"]);
-    assert_eq!(report, serde_json::json!({"snapshotsKept": 2, "snapshotsRemoved": 2}));
+    assert_eq!(
+        report,
+        ForgetReport {
+            snapshots_kept: 2,
+            snapshots_removed: 2
+        }
+    );
     let mut left = snapshot_ids(&repo);
     left.sort();
     let mut expected = vec![nightly[2].clone(), nightly[3].clone(), weekly.clone(), other_ns.clone()];
@@ -77,7 +85,13 @@ fn forget_with_tags_keeps_the_newest_of_one_schedule_and_leaves_the_rest() {
     );
 
     let report = forget(&["--keep-last", "2", "--keep-daily", "1"]);
-    assert_eq!(report, serde_json::json!({"snapshotsKept": 2, "snapshotsRemoved": 0}));
+    assert_eq!(
+        report,
+        ForgetReport {
+            snapshots_kept: 2,
+            snapshots_removed: 0
+        }
+    );
 
     // The data of what is left is still there after garbage collection.
     let target = work.path().join("restored");
@@ -95,7 +109,7 @@ fn forget_with_tags_keeps_the_newest_of_one_schedule_and_leaves_the_rest() {
 
     // Without a --keep-* option nothing is forgotten.
     let out = repo.run(&["forget", "--prune", ns]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a usage error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no --keep-* option"));
     assert_eq!(snapshot_ids(&repo).len(), 4);
 }

@@ -43,7 +43,7 @@ fn prune_forgets_by_policy_and_deletes_garbage_only_after_the_grace_period() {
     let b_pack = b_only_in_an_old_snapshot(&repo, &src);
 
     let refused = repo.run(&["prune"]);
-    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(refused.status.code(), Some(2), "a usage error");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("would forget every snapshot"));
 
     let first = summary(&repo.ok(&["prune", "--keep-last", "1", "--grace", "0"]));

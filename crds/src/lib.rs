@@ -1,8 +1,8 @@
 //! The `hort.dev/v1alpha1` API: Rust types of Hort's custom resources.
 //!
 //! These types are the single source of truth for the CRD manifests in `crds/*.yaml`
-//! (written by the `crdgen` binary, used unchanged by the Helm chart) and are shared by the
-//! operator and the agent.
+//! (written by the `crdgen` binary, used unchanged by the Helm chart) and for the operator.
+//! The agent does not know them: what it needs reaches it through `hort-protocol`.
 
 #![allow(
     clippy::duplicated_attributes,

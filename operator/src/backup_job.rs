@@ -6,6 +6,7 @@ use std::sync::Arc;
 use hort_crds::backup_job::{BackupJob, BackupJobStatus};
 use hort_crds::common::Phase;
 use hort_crds::storage_group::StorageGroup;
+use hort_protocol::BackupReport;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -14,17 +15,17 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
-use crate::agent_pod::{self, AgentPod};
-use crate::backup_run::{self, BackupReport};
+use crate::agent::check::human_bytes;
+use crate::agent::pod::{self, AgentPod};
+use crate::agent::{api, backup, outcome};
 use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::events;
 use crate::hooks;
 use crate::schedule;
 use crate::status;
 use crate::storage_group;
-use crate::target_check::human_bytes;
 
 /// Name of the condition that tells whether the job's StorageGroup accepts backups.
 pub const STORAGE_GROUP_READY: &str = "StorageGroupReady";
@@ -61,7 +62,7 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
     };
 
     // Once an attempt has ended (its pod finished or vanished), its post hooks run, once.
-    let attempt_ended = status.agent_pod.is_some() && current.as_ref().is_none_or(agent_pod::finished);
+    let attempt_ended = status.agent_pod.is_some() && current.as_ref().is_none_or(outcome::finished);
     let mut post_hook_failure = None;
     if attempt_ended && status.post_hooks_attempt != Some(status.attempts) {
         post_hook_failure = run_hooks(&ctx, &job, &pods, HookStage::Post).await.err();
@@ -73,41 +74,41 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
     match (&status.agent_pod, &current) {
         // An attempt is running: follow its progress until its pod ends (the pod watch
         // triggers a reconcile then).
-        (Some(name), Some(pod)) if !agent_pod::finished(pod) => {
+        (Some(name), Some(pod)) if !outcome::finished(pod) => {
             status.phase = Phase::Running;
             let attempt = status.attempts;
-            status.message = Some(match agent_pod::waiting(pod) {
+            status.message = Some(match outcome::waiting(pod) {
                 Some(waiting) => format!("attempt {attempt}: agent pod {name:?} waits: {waiting}"),
                 None => format!(
                     "attempt {attempt}: agent pod {name:?} {}",
-                    agent_pod::phase(pod).to_lowercase()
+                    outcome::phase(pod).to_lowercase()
                 ),
             });
-            if agent_pod::phase(pod) == "Running" {
+            if outcome::phase(pod) == "Running" {
                 let tail = LogParams {
                     tail_lines: Some(20),
                     ..LogParams::default()
                 };
                 match pods.logs(name, &tail).await {
-                    Ok(log) => status.progress = backup_run::progress_from_log(&log).or(status.progress.take()),
+                    Ok(log) => status.progress = backup::progress_from_log(&log).or(status.progress.take()),
                     Err(error) => tracing::debug!(%error, pod = %name, "reading the agent's progress failed"),
                 }
             }
             action = Action::requeue(PROGRESS_INTERVAL);
         }
         // The attempt succeeded.
-        (Some(_), Some(pod)) if agent_pod::phase(pod) == "Succeeded" => {
-            match BackupReport::parse(&agent_pod::report(pod)) {
+        (Some(_), Some(pod)) if outcome::phase(pod) == "Succeeded" => {
+            match outcome::decode_report::<BackupReport>(pod) {
                 Ok(report) => {
                     finished = Some(Ok(report));
                 }
-                Err(e) => action = attempt_failed(&ctx, &job, &mut status, Some(pod), e, now).await?,
+                Err(e) => action = attempt_failed(&ctx, &job, &mut status, Some(pod), e.to_string(), now).await?,
             }
         }
         // The attempt failed, or its pod vanished (deleted, node lost).
         (Some(name), pod) => {
             let why = match pod {
-                Some(pod) => agent_pod::tail(&agent_pod::report(pod), 600).to_string(),
+                Some(pod) => outcome::failure(pod, 600),
                 None => format!("agent pod {name:?} disappeared"),
             };
             action = attempt_failed(&ctx, &job, &mut status, pod.as_ref(), why, now).await?;
@@ -133,7 +134,7 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
     if let (Some(Ok(report)), Some(why)) = (&finished, &post_hook_failure) {
         status.phase = Phase::Failed;
         status.snapshot_id = Some(report.snapshot_id.clone());
-        status.stats = Some(report.stats());
+        status.stats = Some(backup::stats(report));
         status.progress = None;
         status.message = Some(format!("snapshot {} was written, but {why}", report.snapshot_id));
         finished = Some(Err("HookFailed"));
@@ -143,7 +144,7 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
         Some(Ok(report)) => {
             status.phase = Phase::Succeeded;
             status.snapshot_id = Some(report.snapshot_id.clone());
-            status.stats = Some(report.stats());
+            status.stats = Some(backup::stats(report));
             status.progress = None;
             status.completion_time = Some(Time(now));
             status.message = Some(format!("snapshot {} written", report.snapshot_id));
@@ -260,6 +261,14 @@ async fn start_attempt(
         return Ok(Started::Waiting);
     };
 
+    let mut access = pod::repository_access(&group.spec);
+    // The API server admits only specs with one source (a CEL rule on spec.source).
+    let command = backup::command(&job.spec, &namespace, &snapshot_tags(job, &namespace), &mut access).ok_or(
+        Error::MissingObjectField {
+            kind: "BackupJob",
+            field: "spec.source (one of postgres, mariadb, volume)",
+        },
+    )?;
     let attempt = status.attempts + 1;
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     if let Err(why) = run_hooks(ctx, job, &pods, HookStage::Pre).await {
@@ -271,14 +280,12 @@ async fn start_attempt(
         status.message = Some(format!("attempt {attempt}: {PRE_HOOK_FAILED}{why}"));
         return Ok(Started::HookFailed);
     }
-    let mut access = agent_pod::repository_access(&group.spec);
-    let args = backup_run::agent_args(&job.spec, &namespace, &snapshot_tags(job, &namespace), &mut access);
     let name = format!("{}-{attempt}", job.name_any());
     let node = match &job.spec.source.volume {
-        Some(volume) => agent_pod::node_mounting(&pods, &volume.claim_name).await?,
+        Some(volume) => api::node_mounting(&pods, &volume.claim_name).await?,
         None => None,
     };
-    let pod = agent_pod::build(
+    let pod = pod::build(
         &ctx.agent,
         AgentPod {
             name: name.clone(),
@@ -286,16 +293,15 @@ async fn start_attempt(
             owner: job
                 .controller_owner_ref(&())
                 .expect("a stored object has a name and uid"),
-            role: "backup",
             labels: [(JOB_LABEL.to_string(), job.name_any())].into(),
-            args,
+            command,
             repository: access,
             overrides: job.spec.agent.as_ref(),
             active_deadline_seconds: job.spec.active_deadline_seconds,
             node,
         },
     );
-    agent_pod::create(&pods, &pod).await?;
+    api::create(&pods, &pod).await?;
     status.attempts = attempt;
     status.agent_pod = Some(name.clone());
     status.phase = Phase::Running;
@@ -324,8 +330,8 @@ async fn attempt_failed(
     }
     let remaining = match pod {
         Some(pod) => {
-            let wait = backup_run::backoff(ctx.agent.retry_backoff, attempt + 1);
-            wait.saturating_sub(now.duration_since(agent_pod::finished_at(pod)).unsigned_abs())
+            let wait = backup::backoff(ctx.agent.retry_backoff, attempt + 1);
+            wait.saturating_sub(now.duration_since(outcome::finished_at(pod)).unsigned_abs())
         }
         // A pod that vanished (deleted, evicted, its node lost) left no end time to count the
         // backoff from: the next attempt starts at once.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
-use crate::agent_pod::AgentSettings;
+use crate::agent::pod::AgentSettings;
 use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::metrics::Metrics;

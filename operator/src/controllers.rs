@@ -13,9 +13,10 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
+use crate::agent::Role;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::{backup_job, cleanup, restore_request, schedule, storage_group};
+use crate::{backup_job, finalizer, restore_request, schedule, storage_group};
 
 /// Which namespaces the operator watches.
 #[derive(Clone, Debug)]
@@ -90,7 +91,7 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
         .run(
             |obj, ctx| {
                 let key = key(&*obj);
-                let reconcile = cleanup::with_finalizer(ctx.clone(), obj, "backup", backup_job::reconcile);
+                let reconcile = finalizer::with_finalizer(ctx.clone(), obj, Role::Backup, backup_job::reconcile);
                 instrumented(key, ctx, reconcile)
             },
             error_policy,
@@ -138,7 +139,7 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
         .run(
             |obj, ctx| {
                 let key = key(&*obj);
-                let reconcile = cleanup::with_finalizer(ctx.clone(), obj, "restore", restore_request::reconcile);
+                let reconcile = finalizer::with_finalizer(ctx.clone(), obj, Role::Restore, restore_request::reconcile);
                 instrumented(key, ctx, reconcile)
             },
             error_policy,

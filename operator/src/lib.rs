@@ -1,11 +1,9 @@
 //! `hort-operator`: kube-runtime controllers that reconcile Hort's custom resources
 //! (`StorageGroup`, `BackupJob`, `Schedule`, `RestoreRequest`) into agent pods.
 
-pub mod agent_pod;
+pub mod agent;
 pub mod backoff;
 pub mod backup_job;
-pub mod backup_run;
-pub mod cleanup;
 pub mod clock;
 pub mod conditions;
 pub mod context;
@@ -13,16 +11,14 @@ pub mod controllers;
 pub mod crd_install;
 pub mod error;
 pub mod events;
+pub mod finalizer;
 pub mod hooks;
 pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod references;
 pub mod restore_request;
-pub mod restore_run;
-pub mod retention;
 pub mod schedule;
 pub mod schedule_plan;
 pub mod status;
 pub mod storage_group;
-pub mod target_check;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use hort_operator::agent_pod::AgentSettings;
+use hort_operator::agent::pod::AgentSettings;
 use hort_operator::clock::Clock;
 use hort_operator::context::Context;
 use hort_operator::controllers::{self, Scope};

@@ -10,6 +10,7 @@ use hort_crds::restore_request::{
     RestoreRequest, RestoreRequestStatus, RestoreSource, RestoreTarget, TargetKind, VolumeRestoreTarget,
 };
 use hort_crds::storage_group::StorageGroup;
+use hort_protocol::RestoreReport;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimSpec, Pod, VolumeResourceRequirements};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -17,13 +18,13 @@ use kube::api::PostParams;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
-use crate::agent_pod::{self, AgentPod};
+use crate::agent::pod::{self, AgentPod};
+use crate::agent::{api, outcome, restore};
 use crate::backup_job::group_readiness;
 use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::events;
-use crate::restore_run::{self, RestoreReport};
 use crate::status;
 
 /// Name of the condition that tells whether the snapshot to restore is known.
@@ -50,11 +51,13 @@ pub async fn reconcile(cached: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result
     status.target_kind = target_kind(&request.spec.target);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
 
-    let outcome = match &status.agent_pod {
+    let ended = match &status.agent_pod {
         Some(name) => match pods.get_opt(name).await? {
-            Some(pod) if !agent_pod::finished(&pod) => None,
-            Some(pod) if agent_pod::phase(&pod) == "Succeeded" => Some(RestoreReport::parse(&agent_pod::report(&pod))),
-            Some(pod) => Some(Err(agent_pod::tail(&agent_pod::report(&pod), 600).to_string())),
+            Some(pod) if !outcome::finished(&pod) => None,
+            Some(pod) if outcome::phase(&pod) == "Succeeded" => {
+                Some(outcome::decode_report::<RestoreReport>(&pod).map_err(|e| e.to_string()))
+            }
+            Some(pod) => Some(Err(outcome::failure(&pod, 600))),
             None => Some(Err(format!("agent pod {name:?} disappeared"))),
         },
         None => {
@@ -62,10 +65,10 @@ pub async fn reconcile(cached: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result
             None
         }
     };
-    match outcome {
+    match ended {
         Some(Ok(report)) => {
             status.phase = Phase::Succeeded;
-            status.stats = Some(report.stats());
+            status.stats = Some(restore::stats(&report));
             status.snapshot_id = Some(report.snapshot_id.clone());
             status.message = Some(format!("snapshot {} restored", report.snapshot_id));
             let done = Observation {
@@ -165,15 +168,20 @@ async fn start(
         return Ok(());
     }
 
-    let mut access = agent_pod::repository_access(&group.spec);
-    let args = restore_run::agent_args(&request.spec, snapshot.as_deref(), &mut access);
+    let mut access = pod::repository_access(&group.spec);
+    // The API server admits only specs with one target (a CEL rule on spec.target).
+    let command =
+        restore::command(&request.spec, snapshot.as_deref(), &mut access).ok_or(Error::MissingObjectField {
+            kind: "RestoreRequest",
+            field: "spec.target (one of postgres, mariadb, volume)",
+        })?;
     let name = format!("{}-restore", request.name_any());
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let node = match &request.spec.target.volume {
-        Some(volume) => agent_pod::node_mounting(&pods, &volume.claim_name).await?,
+        Some(volume) => api::node_mounting(&pods, &volume.claim_name).await?,
         None => None,
     };
-    let pod = agent_pod::build(
+    let pod = pod::build(
         &ctx.agent,
         AgentPod {
             name: name.clone(),
@@ -181,16 +189,15 @@ async fn start(
             owner: request
                 .controller_owner_ref(&())
                 .expect("a stored object has a name and uid"),
-            role: "restore",
             labels: BTreeMap::new(),
-            args,
+            command,
             repository: access,
             overrides: request.spec.agent.as_ref(),
             active_deadline_seconds: request.spec.active_deadline_seconds,
             node,
         },
     );
-    agent_pod::create(&pods, &pod).await?;
+    api::create(&pods, &pod).await?;
     status.phase = Phase::Running;
     status.agent_pod = Some(name.clone());
     status.start_time = Some(Time(now));

@@ -10,6 +10,7 @@ use hort_crds::backup_job::BackupJob;
 use hort_crds::common::{LocalObjectRef, Phase};
 use hort_crds::schedule::{PruneResult, Retention, Schedule, ScheduleStatus};
 use hort_crds::storage_group::StorageGroup;
+use hort_protocol::ForgetReport;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -18,12 +19,12 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
-use crate::agent_pod::{self, AgentPod};
+use crate::agent::pod::{self, AgentPod};
+use crate::agent::{Role, api, outcome, retention};
 use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::Result;
 use crate::events;
-use crate::retention::{self, PruneReport};
 use crate::schedule_plan::{self, CronSchedule, Decision, Facts};
 use crate::status;
 
@@ -221,27 +222,26 @@ async fn prune(
     status: &mut ScheduleStatus,
 ) -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let prunes = agent_pod::owned(&pods, schedule.uid().as_deref(), "prune").await?;
-    for old in prunes.iter().filter(|p| agent_pod::finished(p)).skip(1) {
-        agent_pod::delete(&pods, old).await?;
+    let prunes = api::owned(&pods, schedule.uid().as_deref(), Role::Prune).await?;
+    for old in prunes.iter().filter(|p| outcome::finished(p)).skip(1) {
+        api::delete(&pods, old).await?;
     }
-    if let Some(pod) = prunes.iter().find(|p| agent_pod::finished(p)) {
-        let report = agent_pod::report(pod);
-        let parsed = if agent_pod::phase(pod) == "Succeeded" {
-            PruneReport::parse(&report)
+    if let Some(pod) = prunes.iter().find(|p| outcome::finished(p)) {
+        let parsed = if outcome::phase(pod) == "Succeeded" {
+            outcome::decode_report::<ForgetReport>(pod).map_err(|e| e.to_string())
         } else {
-            Err(agent_pod::tail(&report, 600).to_string())
+            Err(outcome::failure(pod, 600))
         };
         let result = match parsed {
             Ok(r) => PruneResult {
-                time: Some(Time(agent_pod::finished_at(pod))),
+                time: Some(Time(outcome::finished_at(pod))),
                 snapshots_kept: r.snapshots_kept,
                 snapshots_removed: r.snapshots_removed,
                 succeeded: true,
                 message: None,
             },
             Err(why) => PruneResult {
-                time: Some(Time(agent_pod::finished_at(pod))),
+                time: Some(Time(outcome::finished_at(pod))),
                 succeeded: false,
                 message: Some(why),
                 ..PruneResult::default()
@@ -270,8 +270,8 @@ async fn prune(
         }
     }
 
-    let running = prunes.iter().any(|p| !agent_pod::finished(p));
-    let last_started = prunes.first().map(agent_pod::created);
+    let running = prunes.iter().any(|p| !outcome::finished(p));
+    let last_started = prunes.first().map(outcome::created);
     let due = status
         .last_successful_time
         .as_ref()
@@ -285,7 +285,7 @@ async fn prune(
         return Ok(());
     };
     let name = schedule.name_any();
-    let pod = agent_pod::build(
+    let pod = pod::build(
         &ctx.agent,
         AgentPod {
             name: format!("{name}-prune-{}", ctx.clock.now().as_second()),
@@ -293,16 +293,15 @@ async fn prune(
             owner: schedule
                 .controller_owner_ref(&())
                 .expect("a stored object has a name and uid"),
-            role: "prune",
             labels: [(SCHEDULE_LABEL.to_string(), name.clone())].into(),
-            args: retention::agent_args(retention, namespace, &name),
-            repository: agent_pod::repository_access(&group.spec),
+            command: retention::command(retention, namespace, &name),
+            repository: pod::repository_access(&group.spec),
             overrides: template.agent.as_ref(),
             active_deadline_seconds: template.active_deadline_seconds,
             node: None,
         },
     );
-    Ok(agent_pod::create(&pods, &pod).await?)
+    Ok(api::create(&pods, &pod).await?)
 }
 
 /// The scheduled time a job was created for, from its annotation.

@@ -5,20 +5,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hort_crds::storage_group::{StorageGroup, StorageGroupSpec, StorageGroupStatus};
+use hort_protocol::AgentCommand;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
-use crate::agent_pod::{self, AgentPod};
+use crate::agent::pod::{self, AgentPod};
+use crate::agent::{Role, api, check, outcome};
 use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::Result;
 use crate::events;
 use crate::references::{self, Problem, Resolver};
 use crate::status;
-use crate::target_check;
 
 /// Name of the condition that tells whether backups can be written to the group.
 pub const READY: &str = "Ready";
@@ -48,12 +49,12 @@ pub async fn reconcile(cached: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<A
 
     let problems = check_references(&group.spec, &Resolver::new(&ctx.client, &namespace)).await?;
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let checks = agent_pod::owned(&pods, group.uid().as_deref(), "check").await?;
-    let running = checks.iter().find(|p| !agent_pod::finished(p));
-    let newest_finished = checks.iter().find(|p| agent_pod::finished(p));
+    let checks = api::owned(&pods, group.uid().as_deref(), Role::Check).await?;
+    let running = checks.iter().find(|p| !outcome::finished(p));
+    let newest_finished = checks.iter().find(|p| outcome::finished(p));
     // Older finished checks are superseded by the newest one, which stays for `kubectl logs`.
-    for old in checks.iter().filter(|p| agent_pod::finished(p)).skip(1) {
-        agent_pod::delete(&pods, old).await?;
+    for old in checks.iter().filter(|p| outcome::finished(p)).skip(1) {
+        api::delete(&pods, old).await?;
     }
 
     let mut requeue = interval;
@@ -64,13 +65,13 @@ pub async fn reconcile(cached: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<A
             None => true,
             Some(pod) => {
                 pod_generation(pod) != Some(generation)
-                    || now.duration_since(agent_pod::finished_at(pod)).unsigned_abs() >= interval
+                    || now.duration_since(outcome::finished_at(pod)).unsigned_abs() >= interval
             }
         };
         let mut started = None;
         if due && running.is_none() {
             let pod = check_pod(&ctx, &group, &namespace, generation, now);
-            agent_pod::create(&pods, &pod).await?;
+            api::create(&pods, &pod).await?;
             started = pod.metadata.name.clone();
         }
         match newest_finished {
@@ -83,7 +84,7 @@ pub async fn reconcile(cached: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<A
                     "checking the targets and initialising the repository (pod {:?}){}",
                     running.map(|p| p.name_any()).or(started).unwrap_or_default(),
                     running
-                        .and_then(agent_pod::waiting)
+                        .and_then(outcome::waiting)
                         .map(|w| format!("; the pod waits: {w}"))
                         .unwrap_or_default()
                 ),
@@ -120,28 +121,24 @@ fn from_check(group: &StorageGroup, pod: &Pod, status: &mut StorageGroupStatus) 
         reason,
         message,
     };
-    let message = agent_pod::report(pod);
-    let succeeded = agent_pod::phase(pod) == "Succeeded";
-    let report = match (succeeded, target_check::parse_report(&message, &group.spec)) {
+    let message = outcome::message(pod);
+    let succeeded = outcome::phase(pod) == "Succeeded";
+    let report = match (succeeded, check::parse_report(&message, &group.spec)) {
         (true, Ok(report)) => report,
         // A failed check that still reported its targets: say which target failed and why.
         (false, Ok(report)) if report.repository_id.is_none() => report,
         (false, _) => {
             return failed(
                 "CheckFailed",
-                format!(
-                    "check pod {:?} failed: {}",
-                    pod.name_any(),
-                    agent_pod::tail(&message, 600)
-                ),
+                format!("check pod {:?} failed: {}", pod.name_any(), outcome::failure(pod, 600)),
             );
         }
         (true, Err(e)) => return failed("CheckFailed", format!("check pod {:?}: {e}", pod.name_any())),
     };
-    let at = Time(agent_pod::finished_at(pod));
-    status.targets = target_check::target_statuses(&group.spec, &report, &at);
-    status.used_size = target_check::used_size(&status.targets);
-    let observation = target_check::readiness(&group.spec, &status.targets);
+    let at = Time(outcome::finished_at(pod));
+    status.targets = check::target_statuses(&group.spec, &report, &at);
+    status.used_size = check::used_size(&status.targets);
+    let observation = check::readiness(&group.spec, &status.targets);
     match report.repository_id {
         Some(id) => {
             status.repository_id = Some(id);
@@ -177,7 +174,7 @@ fn pod_generation(pod: &Pod) -> Option<i64> {
 /// The pod that checks the group's targets and initialises its repository if absent.
 fn check_pod(ctx: &Context, group: &StorageGroup, namespace: &str, generation: i64, now: Timestamp) -> Pod {
     let name = format!("{}-check-{generation}-{}", group.name_any(), now.as_second());
-    agent_pod::build(
+    pod::build(
         &ctx.agent,
         AgentPod {
             name,
@@ -185,10 +182,9 @@ fn check_pod(ctx: &Context, group: &StorageGroup, namespace: &str, generation: i
             owner: group
                 .controller_owner_ref(&())
                 .expect("a stored object has a name and uid"),
-            role: "check",
             labels: [(GENERATION_LABEL.to_string(), generation.to_string())].into(),
-            args: vec!["check".into(), "--init".into()],
-            repository: agent_pod::repository_access(&group.spec),
+            command: AgentCommand::Check { init: true },
+            repository: pod::repository_access(&group.spec),
             overrides: None,
             active_deadline_seconds: Some(CHECK_DEADLINE_SECONDS),
             node: None,

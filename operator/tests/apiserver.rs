@@ -8,13 +8,15 @@ use std::time::Duration;
 use hort_crds::common::Phase;
 use hort_crds::restore_request::TargetKind;
 use hort_crds::{BackupJob, RestoreRequest, Schedule, StorageGroup};
-use hort_operator::agent_pod::AgentSettings;
+use hort_operator::agent::pod::AgentSettings;
 use hort_operator::clock::Clock;
 use hort_operator::context::Context;
 use hort_operator::controllers::{self, Scope};
 use hort_operator::leader::{Attempt, LeaderElector, LeaseConfig};
 use hort_operator::metrics::Metrics;
 use hort_operator::schedule_plan::{CronSchedule, job_name};
+use hort_protocol::report::encode;
+use hort_protocol::{BackupReport, CheckReport, ForgetReport, RestoreReport, TargetReport};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
@@ -111,6 +113,28 @@ async fn finish_pod(pods: &Api<Pod>, name: &str, exit_code: i32, message: &str) 
     )
     .await
     .unwrap();
+}
+
+/// What an agent reports for a target.
+fn target(reachable: bool, writable: bool, error: Option<&str>) -> TargetReport {
+    TargetReport {
+        reachable,
+        writable,
+        error: error.map(str::to_owned),
+        ..TargetReport::default()
+    }
+}
+
+/// An agent's backup report (as the agent encodes it) of snapshot `id`.
+fn backup_report(id: &str, bytes_read: u64, bytes_new: u64, bytes_stored: u64, files: u64) -> String {
+    encode(&BackupReport {
+        snapshot_id: id.into(),
+        bytes_read,
+        bytes_new,
+        bytes_stored,
+        files,
+        duration_seconds: 2.5,
+    })
 }
 
 /// The names of the check pods in the namespace, waiting until there are `count`.
@@ -349,10 +373,20 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
     assert_eq!(check.owner_references()[0].name, "mirrored");
 
     // The agent found the S3 target unreachable and the disk fine: Mirror keeps working.
-    let report = r#"{"repositoryId": "9f1c", "created": true, "targets": [
-        {"reachable": false, "writable": false, "error": "connection refused"},
-        {"reachable": true, "writable": true, "bytesUsed": 4096, "bytesFree": 1073741824}]}"#;
-    finish_pod(&pods, &check.name_any(), 0, report).await;
+    let report = encode(&CheckReport {
+        repository_id: Some("9f1c".into()),
+        created: true,
+        targets: vec![
+            target(false, false, Some("connection refused")),
+            TargetReport {
+                bytes_used: Some(4096),
+                bytes_free: Some(1073741824),
+                ..target(true, true, None)
+            },
+        ],
+        error: None,
+    });
+    finish_pod(&pods, &check.name_any(), 0, &report).await;
     wait_for(&groups, "mirrored", "Ready=True Degraded from the check", |g| {
         group_ready(g).is_some_and(|(status, reason, message)| {
             status == "True" && reason == "Degraded" && message.contains(r#"target "s3": connection refused"#)
@@ -415,11 +449,16 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
         assert!(tokio::time::Instant::now() < deadline, "no third check pod");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let report = r#"{"targets": [
-        {"reachable": true, "writable": false, "error": "s3://backups/hort: 403 SignatureDoesNotMatch"},
-        {"reachable": false, "writable": false, "error": "/targets/disk: permission denied"}],
-        "error": "no target holds a readable repository"}"#;
-    finish_pod(&pods, &third.name_any(), 1, report).await;
+    let report = encode(&CheckReport {
+        repository_id: None,
+        created: false,
+        targets: vec![
+            target(true, false, Some("s3://backups/hort: 403 SignatureDoesNotMatch")),
+            target(false, false, Some("/targets/disk: permission denied")),
+        ],
+        error: Some("no target holds a readable repository".into()),
+    });
+    finish_pod(&pods, &third.name_any(), 1, &report).await;
     wait_for(&groups, "mirrored", "Ready=False naming each target", |g| {
         group_ready(g).is_some_and(|(status, reason, message)| {
             status == "False"
@@ -749,7 +788,12 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
         &pods,
         &check.name_any(),
         0,
-        r#"{"repositoryId": "r", "targets": [{"reachable": true, "writable": true}]}"#,
+        &encode(&CheckReport {
+            repository_id: Some("r".into()),
+            created: false,
+            targets: vec![target(true, true, None)],
+            error: None,
+        }),
     )
     .await;
     wait_for(&groups, "s3", "the group to be Ready", |g| {
@@ -821,9 +865,8 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
     wait_for(&pods, "files-2", "the retry's agent pod", |_| true).await;
 
     // The second attempt reports its snapshot.
-    let report = r#"{"snapshotId": "c0ffee00", "bytesRead": 4000, "bytesNew": 3000, "bytesStored": 2000,
-                     "files": 12, "durationSeconds": 2.5}"#;
-    finish_pod(&pods, "files-2", 0, report).await;
+    let report = backup_report("c0ffee00", 4000, 3000, 2000, 12);
+    finish_pod(&pods, "files-2", 0, &report).await;
     wait_for(&jobs, "files", "phase Succeeded with the snapshot", |j| {
         j.status.as_ref().is_some_and(|s| {
             s.phase == Phase::Succeeded
@@ -941,8 +984,14 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
             "never"
         ]
     );
-    let report = r#"{"snapshotId": "c0ffee00", "bytesRestored": 1234, "files": 3, "durationSeconds": 0.2}"#;
-    finish_pod(&pods, "files-back-restore", 0, report).await;
+    let report = encode(&RestoreReport {
+        snapshot_id: "c0ffee00".into(),
+        bytes_restored: 1234,
+        files: 3,
+        duration_seconds: 0.2,
+        row_counts: Default::default(),
+    });
+    finish_pod(&pods, "files-back-restore", 0, &report).await;
     wait_for(&restores, "files-back", "the restore to succeed", |r| {
         r.status.as_ref().is_some_and(|s| {
             s.phase == Phase::Succeeded
@@ -984,9 +1033,8 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
         args.windows(2).any(|w| w == ["--tag", "hort.dev/schedule=weekly"]),
         "{args:?}"
     );
-    let backed_up = r#"{"snapshotId": "5ca1ab1e", "bytesRead": 10, "bytesNew": 0, "bytesStored": 0,
-                        "files": 1, "durationSeconds": 0.1}"#;
-    finish_pod(&pods, "weekly-1-1", 0, backed_up).await;
+    let backed_up = backup_report("5ca1ab1e", 10, 0, 0, 1);
+    finish_pod(&pods, "weekly-1-1", 0, &backed_up).await;
     let prune = {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
@@ -1025,7 +1073,10 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
         &pods,
         &prune.name_any(),
         0,
-        r#"{"snapshotsKept": 2, "snapshotsRemoved": 3}"#,
+        &encode(&ForgetReport {
+            snapshots_kept: 2,
+            snapshots_removed: 3,
+        }),
     )
     .await;
     wait_for(&schedules, "weekly", "lastPrune", |s| {

@@ -19,7 +19,7 @@ use super::{Backend, BackendError, FileKind};
 use crate::spool::SpoolFile;
 
 /// How a group distributes files over its targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
     /// Each pack on one target, chosen by weight.
     Spread,

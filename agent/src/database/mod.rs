@@ -21,7 +21,6 @@
 //!   database, taken in an exported snapshot whose row counts are recorded alongside.
 //! - [`mariadb`]: one `mariadb-dump --single-transaction` run for all databases, split into
 //!   one stream per table (and per view, routine set, event set) so a table restores alone.
-//! - [`hooks`]: pre and post commands around a dump with an `onError` policy.
 //!
 //! # Client and server versions
 //! Written and tested against Debian 12's client tools: `postgresql-client-15` (`pg_dump`
@@ -29,7 +28,6 @@
 //! and `mariadb-client` 10.11 (`mariadb-dump`, for MariaDB servers up to 10.11 — newer ones
 //! are refused — and MySQL 5.7/8.0 servers, whose version is not compared).
 
-pub mod hooks;
 pub mod mariadb;
 pub mod postgres;
 mod process;

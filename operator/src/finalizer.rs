@@ -13,7 +13,7 @@ use kube::{Api, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::agent_pod;
+use crate::agent::{Role, api};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::status;
@@ -23,7 +23,7 @@ pub const FINALIZER: &str = "hort.dev/agent-pods";
 
 /// Runs `apply` for a live object; for one being deleted, deletes its agent pods of `role` and
 /// then lets the deletion finish. Adds the finalizer on first sight (kube-runtime's helper).
-pub async fn with_finalizer<K, F, Fut>(ctx: Arc<Context>, obj: Arc<K>, role: &'static str, apply: F) -> Result<Action>
+pub async fn with_finalizer<K, F, Fut>(ctx: Arc<Context>, obj: Arc<K>, role: Role, apply: F) -> Result<Action>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -40,8 +40,8 @@ where
         match event {
             Event::Apply(obj) => apply(obj, ctx.clone()).await,
             Event::Cleanup(obj) => {
-                for pod in agent_pod::owned(&pods, obj.meta().uid.as_deref(), role).await? {
-                    agent_pod::delete(&pods, &pod).await?;
+                for pod in api::owned(&pods, obj.meta().uid.as_deref(), role).await? {
+                    api::delete(&pods, &pod).await?;
                 }
                 Ok(Action::await_change())
             }

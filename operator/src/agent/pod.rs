@@ -1,34 +1,27 @@
-//! Agent pods: the pod spec that runs `hort-agent` against a storage group's repository.
+//! The pod spec that runs `hort-agent` against a storage group's repository (pure).
 //!
-//! The repository is described to the agent through its environment: `HORT_REPOSITORY` lists
-//! one location per target (`s3://bucket/prefix?...` or a path under `/targets/<name>` where
-//! the target's claim is mounted), `HORT_STRATEGY` and `HORT_WEIGHTS` say how they form a
-//! group. Secrets reach the pod only as `secretKeyRef`s: the operator never reads or copies
-//! their values. The agent reports its result in its termination message, which the kubelet
-//! copies into the pod's status, so the agent needs no access to the Kubernetes API and its
-//! ServiceAccount token is not mounted.
+//! The repository is described to the agent through its environment (`hort_protocol::env`):
+//! one location per target (an S3 bucket, or a path under `/targets/<name>` where the target's
+//! claim is mounted), the strategy and the weights. Secrets reach the pod only as
+//! `secretKeyRef`s: the operator never reads or copies their values. The agent reports its
+//! result in its termination message, which the kubelet copies into the pod's status, so the
+//! agent needs no access to the Kubernetes API and its ServiceAccount token is not mounted.
 
 use std::collections::BTreeMap;
 
 use hort_crds::common::AgentPodOverrides;
 use hort_crds::storage_group::{StorageGroupSpec, Strategy};
-use jiff::Timestamp;
+use hort_protocol::{AgentCommand, Location, PROTOCOL_VERSION, S3Location, env};
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, Container, ContainerStateTerminated, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaimVolumeSource, Pod,
-    PodSecurityContext, PodSpec, SecretKeySelector, SecurityContext, ServiceAccount, Volume, VolumeMount,
+    Affinity, Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, NodeAffinity, NodeSelector,
+    NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
+    SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::Api;
-use kube::api::{DeleteParams, PostParams};
 
+use super::{ROLE_LABEL, Role};
 use crate::storage_group::S3_CREDENTIAL_KEYS;
-
-/// Where the agent writes its result for the operator (the kubelet's default path).
-pub const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
-/// Label on every agent pod: what it does (`check`, `backup`, `restore`).
-pub const ROLE_LABEL: &str = "hort.dev/agent-role";
 /// The only capabilities agent containers keep: all are allowed by the Pod Security Standard
 /// "baseline" (`DAC_OVERRIDE` includes reading any file and searching any directory).
 pub const FILE_CAPABILITIES: [&str; 4] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"];
@@ -68,8 +61,8 @@ impl RepositoryAccess {
     /// Passes a database's user and password from keys `username` and `password` of Secret
     /// `secret` as `HORT_DB_USER` and `HORT_DB_PASSWORD` (by reference, never by value).
     pub fn database_credentials(&mut self, secret: &str) {
-        self.env.push(secret_env("HORT_DB_USER", secret, "username"));
-        self.env.push(secret_env("HORT_DB_PASSWORD", secret, "password"));
+        self.env.push(secret_env(env::DB_USER, secret, "username"));
+        self.env.push(secret_env(env::DB_PASSWORD, secret, "password"));
     }
 
     /// Mounts claim `claim` at `path` through a volume named `volume`.
@@ -122,22 +115,26 @@ pub fn repository_access(spec: &StorageGroupSpec) -> RepositoryAccess {
     for (i, target) in spec.targets.iter().enumerate() {
         if let Some(s3) = &target.s3 {
             // Each S3 target reads its own credentials from variables with its own prefix.
-            let prefix = format!("HORT_TARGET_{i}");
-            for key in S3_CREDENTIAL_KEYS {
+            let prefix = env::target_credentials(i);
+            for (key, variable) in S3_CREDENTIAL_KEYS
+                .iter()
+                .zip([env::ACCESS_KEY_ID, env::SECRET_ACCESS_KEY])
+            {
                 access.env.push(secret_env(
-                    &format!("{prefix}_{key}"),
+                    &env::credential_variable(&prefix, variable),
                     &s3.credentials_secret_ref.name,
                     key,
                 ));
             }
-            let mut location = format!(
-                "s3://{}/{}?endpoint={}&region={}&path-style={}&credentials={prefix}",
-                s3.bucket, s3.prefix, s3.endpoint, s3.region, s3.force_path_style
-            );
-            if let Some(class) = &s3.storage_class {
-                location.push_str(&format!("&storage-class={class}"));
-            }
-            locations.push(location);
+            locations.push(Location::S3(S3Location {
+                bucket: s3.bucket.clone(),
+                prefix: s3.prefix.clone(),
+                endpoint: Some(s3.endpoint.clone()),
+                region: Some(s3.region.clone()),
+                path_style: Some(s3.force_path_style),
+                storage_class: s3.storage_class.clone(),
+                credentials: Some(prefix),
+            }));
         }
         if let Some(pvc) = &target.pvc {
             let mount = format!("{TARGETS_DIR}/{}", target.name);
@@ -147,22 +144,23 @@ pub fn repository_access(spec: &StorageGroupSpec) -> RepositoryAccess {
             } else {
                 format!("{mount}/{}", pvc.sub_path.trim_end_matches('/'))
             };
-            locations.push(path);
+            locations.push(Location::Path(path));
         }
     }
     let strategy = match spec.strategy {
-        Strategy::Spread => "spread",
-        Strategy::Mirror => "mirror",
-        Strategy::Failover => "failover",
+        Strategy::Spread => hort_protocol::Strategy::Spread,
+        Strategy::Mirror => hort_protocol::Strategy::Mirror,
+        Strategy::Failover => hort_protocol::Strategy::Failover,
     };
+    let locations: Vec<String> = locations.iter().map(Location::to_string).collect();
     let weights: Vec<String> = spec.targets.iter().map(|t| t.weight.to_string()).collect();
     let key = &spec.encryption.key_secret_ref;
     access.env.extend([
-        value("HORT_REPOSITORY", locations.join(",")),
-        value("HORT_STRATEGY", strategy),
-        value("HORT_WEIGHTS", weights.join(",")),
-        secret_env("HORT_PASSWORD", &key.name, &key.key),
-        value("AWS_EC2_METADATA_DISABLED", "true"),
+        value(env::REPOSITORY, locations.join(",")),
+        value(env::STRATEGY, strategy.as_str()),
+        value(env::WEIGHTS, weights.join(",")),
+        secret_env(env::PASSWORD, &key.name, &key.key),
+        value(env::AWS_EC2_METADATA_DISABLED, "true"),
     ]);
     access
 }
@@ -176,12 +174,10 @@ pub struct AgentPod<'a> {
     pub namespace: String,
     /// The owning Hort object; the pod is deleted with it.
     pub owner: OwnerReference,
-    /// `check`, `backup` or `restore`.
-    pub role: &'static str,
     /// Further labels.
     pub labels: BTreeMap<String, String>,
-    /// Arguments of `hort-agent`.
-    pub args: Vec<String>,
+    /// What the agent runs.
+    pub command: AgentCommand,
     /// Repository access.
     pub repository: RepositoryAccess,
     /// Overrides from the owning object's spec.
@@ -197,14 +193,13 @@ pub fn build(settings: &AgentSettings, agent: AgentPod<'_>) -> Pod {
     let mut labels = agent.labels;
     labels.insert("app.kubernetes.io/name".into(), "hort-agent".into());
     labels.insert("app.kubernetes.io/managed-by".into(), "hort-operator".into());
-    labels.insert(ROLE_LABEL.into(), agent.role.into());
+    labels.insert(ROLE_LABEL.into(), Role::of(&agent.command).as_str().into());
     let overrides = agent.overrides.cloned().unwrap_or_default();
     let mut repository = agent.repository;
-    repository.env.push(EnvVar {
-        name: "HORT_SPOOL_DIR".into(),
-        value: Some(SPOOL_DIR.into()),
-        ..EnvVar::default()
-    });
+    repository.env.extend([
+        value(env::SPOOL_DIR, SPOOL_DIR),
+        value(env::PROTOCOL_VERSION, PROTOCOL_VERSION.to_string()),
+    ]);
     repository.mounts.push(VolumeMount {
         name: "spool".into(),
         mount_path: SPOOL_DIR.into(),
@@ -223,11 +218,11 @@ pub fn build(settings: &AgentSettings, agent: AgentPod<'_>) -> Pod {
         image: Some(settings.image.clone()),
         image_pull_policy: Some(settings.pull_policy.clone()),
         command: Some(vec!["hort-agent".into()]),
-        args: Some(agent.args),
+        args: Some(agent.command.to_args()),
         env: Some(repository.env),
         volume_mounts: Some(repository.mounts),
         resources: overrides.resources,
-        termination_message_path: Some(TERMINATION_MESSAGE_PATH.into()),
+        termination_message_path: Some(env::TERMINATION_MESSAGE_PATH.into()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         // Root without most of root's powers: enough to read any file of a volume and to
         // restore files with their owners and modes.
@@ -294,169 +289,6 @@ fn on_node(name: String) -> Affinity {
     }
 }
 
-/// The node of a running pod in `pods` that mounts claim `claim`, if any: a ReadWriteOnce
-/// volume can only be mounted a second time on that node.
-pub async fn node_mounting(pods: &Api<Pod>, claim: &str) -> kube::Result<Option<String>> {
-    let running = pods
-        .list(&kube::api::ListParams::default().fields("status.phase=Running"))
-        .await?;
-    Ok(running.items.into_iter().find_map(|pod| {
-        let spec = pod.spec?;
-        let mounts_claim = spec.volumes.unwrap_or_default().iter().any(|v| {
-            v.persistent_volume_claim
-                .as_ref()
-                .is_some_and(|c| c.claim_name == claim)
-        });
-        if mounts_claim { spec.node_name } else { None }
-    }))
-}
-
-/// The pod's phase; `Pending` when it has none yet.
-pub fn phase(pod: &Pod) -> &str {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("Pending")
-}
-
-/// Whether the pod has ended (`Succeeded` or `Failed`).
-pub fn finished(pod: &Pod) -> bool {
-    matches!(phase(pod), "Succeeded" | "Failed")
-}
-
-/// When the pod was created.
-pub fn created(pod: &Pod) -> Timestamp {
-    pod.metadata
-        .creation_timestamp
-        .as_ref()
-        .map_or(Timestamp::UNIX_EPOCH, |t| t.0)
-}
-
-/// The terminated state of the agent container, once it ended.
-pub fn terminated(pod: &Pod) -> Option<&ContainerStateTerminated> {
-    pod.status
-        .as_ref()?
-        .container_statuses
-        .as_ref()?
-        .first()?
-        .state
-        .as_ref()?
-        .terminated
-        .as_ref()
-}
-
-/// Why the agent container has not started, e.g. `ErrImagePull: …`, while it waits.
-pub fn waiting(pod: &Pod) -> Option<String> {
-    let waiting = pod
-        .status
-        .as_ref()?
-        .container_statuses
-        .as_ref()?
-        .first()?
-        .state
-        .as_ref()?
-        .waiting
-        .as_ref()?;
-    let reason = waiting.reason.clone()?;
-    Some(match &waiting.message {
-        Some(message) => format!("{reason}: {message}"),
-        None => reason,
-    })
-}
-
-/// What the agent reported: its termination message, or the pod's own status message (e.g.
-/// `DeadlineExceeded`) when the container left none.
-pub fn report(pod: &Pod) -> String {
-    let message = terminated(pod).and_then(|t| t.message.clone()).unwrap_or_default();
-    if !message.trim().is_empty() {
-        return message;
-    }
-    pod.status
-        .as_ref()
-        .and_then(|s| s.message.clone().or(s.reason.clone()))
-        .unwrap_or_else(|| "the agent left no message".into())
-}
-
-/// When the agent container ended; the pod's creation time when unknown.
-pub fn finished_at(pod: &Pod) -> Timestamp {
-    terminated(pod)
-        .and_then(|t| t.finished_at.as_ref())
-        .map_or_else(|| created(pod), |t| t.0)
-}
-
-/// The last `max` characters of `text`, trimmed.
-pub fn tail(text: &str, max: usize) -> &str {
-    let text = text.trim();
-    let start = text.char_indices().rev().nth(max).map_or(0, |(i, _)| i);
-    &text[start..]
-}
-
-/// Creates a pod; one that exists already (created by an earlier reconcile whose status write
-/// was lost) is fine, as pod names are derived from what they do.
-pub async fn create(pods: &Api<Pod>, pod: &Pod) -> kube::Result<()> {
-    ensure_service_account(pods, pod.metadata.namespace.as_deref().unwrap_or_default()).await?;
-    match pods.create(&PostParams::default(), pod).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Creates the agents' ServiceAccount in `namespace` unless it exists (pods naming a missing
-/// ServiceAccount are refused by the API server).
-async fn ensure_service_account(pods: &Api<Pod>, namespace: &str) -> kube::Result<()> {
-    let accounts: Api<ServiceAccount> = Api::namespaced(pods.clone().into_client(), namespace);
-    if accounts.get_opt(SERVICE_ACCOUNT).await?.is_some() {
-        return Ok(());
-    }
-    let account = ServiceAccount {
-        metadata: ObjectMeta {
-            name: Some(SERVICE_ACCOUNT.into()),
-            labels: Some(BTreeMap::from([
-                ("app.kubernetes.io/name".to_string(), "hort-agent".to_string()),
-                ("app.kubernetes.io/managed-by".to_string(), "hort-operator".to_string()),
-            ])),
-            ..ObjectMeta::default()
-        },
-        automount_service_account_token: Some(false),
-        ..ServiceAccount::default()
-    };
-    match accounts.create(&PostParams::default(), &account).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// The pods of `role` owned by the object with `owner_uid`, newest first.
-pub async fn owned(pods: &Api<Pod>, owner_uid: Option<&str>, role: &str) -> kube::Result<Vec<Pod>> {
-    let mut owned: Vec<Pod> = pods
-        .list(&kube::api::ListParams::default().labels(&format!("{ROLE_LABEL}={role}")))
-        .await?
-        .items
-        .into_iter()
-        .filter(|p| {
-            p.metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|o| Some(o.uid.as_str()) == owner_uid)
-        })
-        .collect();
-    owned.sort_by_key(|p| std::cmp::Reverse((created(p), p.metadata.name.clone())));
-    Ok(owned)
-}
-
-/// Deletes a pod; one already gone is fine.
-pub async fn delete(pods: &Api<Pod>, pod: &Pod) -> kube::Result<()> {
-    let name = pod.metadata.name.as_deref().unwrap_or_default();
-    match pods.delete(name, &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,7 +325,7 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
             env(&access, "HORT_REPOSITORY").value.as_deref(),
             Some(
                 "/targets/disk/hort,s3://backups/k8s?endpoint=https://s3.example.com&region=eu-west-1\
-                 &path-style=true&credentials=HORT_TARGET_1&storage-class=STANDARD_IA"
+                 &path-style=true&storage-class=STANDARD_IA&credentials=HORT_TARGET_1"
             )
         );
         assert_eq!(env(&access, "HORT_STRATEGY").value.as_deref(), Some("mirror"));
@@ -538,9 +370,8 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
                 name: "disk-check-1".into(),
                 namespace: "demo".into(),
                 owner: OwnerReference::default(),
-                role: "check",
                 labels: BTreeMap::new(),
-                args: vec!["check".into()],
+                command: AgentCommand::Check { init: true },
                 repository: repository_access(&spec),
                 overrides: Some(&overrides),
                 active_deadline_seconds: Some(600),
@@ -591,7 +422,19 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
             Some(&["node-a".to_string()][..])
         );
         let container = &pod_spec.containers[0];
-        assert_eq!(container.args.as_deref(), Some(&["check".to_string()][..]));
+        assert_eq!(
+            container.args.as_deref(),
+            Some(&["check".to_string(), "--init".into()][..])
+        );
+        assert!(
+            container
+                .env
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|e| e.name == env::PROTOCOL_VERSION && e.value.as_deref() == Some(&*PROTOCOL_VERSION.to_string())),
+            "the agent learns the protocol version"
+        );
         assert!(
             container
                 .resources

@@ -1,62 +1,38 @@
-//! Target checks of a StorageGroup: the result an agent's `check` reports, and the `Ready`
-//! condition and per-target status that follow from it for each strategy.
+//! A StorageGroup's check run: the agent's `check` report, and the `Ready` condition and
+//! per-target status that follow from it for each strategy.
 
 use hort_crds::storage_group::{StorageGroupSpec, Strategy, TargetStatus};
+use hort_protocol::CheckReport;
+use hort_protocol::report::{self, ReportError};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use serde::Deserialize;
 
 use crate::conditions::{Observation, Status};
 use crate::storage_group::READY;
 
-/// What `hort-agent check --init` writes as its termination message: one entry per location
-/// of `HORT_REPOSITORY`, in the same order as the group's targets. An agent that could probe
-/// the targets but not open or create the repository writes it too (without a repository id)
-/// and exits non-zero.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct CheckReport {
-    /// Id of the repository the group holds; absent when it could not be opened.
-    #[serde(default)]
-    pub repository_id: Option<String>,
-    /// Whether this check created the repository.
-    #[serde(default)]
-    pub created: bool,
-    /// Per-target results, in target order.
-    pub targets: Vec<TargetReport>,
-    /// Why the repository could not be opened or created, when it could not.
-    #[serde(default)]
-    pub error: Option<String>,
-}
-
-/// The agent's findings for one target.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct TargetReport {
-    /// The target answered.
-    pub reachable: bool,
-    /// A probe object could be written, read back and deleted.
-    pub writable: bool,
-    /// Bytes of repository data on the target.
-    #[serde(default)]
-    pub bytes_used: Option<u64>,
-    /// Free bytes, where the target can tell.
-    #[serde(default)]
-    pub bytes_free: Option<u64>,
-    /// What failed.
-    #[serde(default)]
-    pub error: Option<String>,
+/// Why a check pod's termination message was not used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CheckReportError {
+    /// Not a check report of this protocol version.
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    /// The report does not cover every target.
+    #[error("the agent reported {reported} targets but spec.targets has {expected}")]
+    Targets {
+        /// Targets in the report.
+        reported: usize,
+        /// Targets in the spec.
+        expected: usize,
+    },
 }
 
 /// Parses a check pod's termination message, checking it covers every target.
-pub fn parse_report(message: &str, spec: &StorageGroupSpec) -> Result<CheckReport, String> {
-    let report: CheckReport =
-        serde_json::from_str(message.trim()).map_err(|e| format!("the agent's check report is not valid ({e})"))?;
+pub fn parse_report(message: &str, spec: &StorageGroupSpec) -> Result<CheckReport, CheckReportError> {
+    let report: CheckReport = report::decode(message)?;
     if report.targets.len() != spec.targets.len() {
-        return Err(format!(
-            "the agent reported {} targets but spec.targets has {}",
-            report.targets.len(),
-            spec.targets.len()
-        ));
+        return Err(CheckReportError::Targets {
+            reported: report.targets.len(),
+            expected: spec.targets.len(),
+        });
     }
     Ok(report)
 }
@@ -170,16 +146,26 @@ mod tests {
     }
 
     fn report(b_ok: bool) -> String {
-        format!(
-            r#"{{"repositoryId": "r1", "targets": [
-                {{"reachable": true, "writable": true, "bytesUsed": 1536}},
-                {{"reachable": {b_ok}, "writable": {b_ok}, "error": {}}}]}}"#,
-            if b_ok {
-                "null".to_string()
-            } else {
-                "\"connection refused\"".to_string()
-            }
-        )
+        let b = hort_protocol::TargetReport {
+            reachable: b_ok,
+            writable: b_ok,
+            error: (!b_ok).then(|| "connection refused".into()),
+            ..Default::default()
+        };
+        report::encode(&CheckReport {
+            repository_id: Some("r1".into()),
+            created: false,
+            targets: vec![
+                hort_protocol::TargetReport {
+                    reachable: true,
+                    writable: true,
+                    bytes_used: Some(1536),
+                    ..Default::default()
+                },
+                b,
+            ],
+            error: None,
+        })
     }
 
     fn now() -> Time {
@@ -214,9 +200,16 @@ mod tests {
     #[test]
     fn malformed_or_short_reports_are_errors() {
         let spec = spec("Mirror");
-        assert!(parse_report("panic: oops", &spec).unwrap_err().contains("not valid"));
-        let short = r#"{"repositoryId": "r", "targets": [{"reachable": true, "writable": true}]}"#;
-        assert!(parse_report(short, &spec).unwrap_err().contains("spec.targets has 2"));
+        let err = parse_report("panic: oops", &spec).unwrap_err().to_string();
+        assert!(err.contains("not valid"), "{err}");
+        let short = report::encode(&CheckReport {
+            repository_id: Some("r".into()),
+            created: false,
+            targets: vec![hort_protocol::TargetReport::default()],
+            error: None,
+        });
+        let err = parse_report(&short, &spec).unwrap_err().to_string();
+        assert!(err.contains("spec.targets has 2"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,306 @@
+//! The arguments of `hort-agent`'s commands. The operator's commands (`hort_protocol::AgentCommand`)
+//! render to these; the tests in `super::protocol_tests` parse every one of them back.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use hort_protocol::{DatabaseKind, Overwrite, Strategy, env};
+
+use super::CliError;
+use crate::database::{Connection, Password};
+use crate::keyfile::KdfParams;
+use crate::retention::{self, Policy};
+
+#[derive(Debug, Args)]
+pub(super) struct GlobalArgs {
+    /// Repository location(s): a path, `s3://bucket/prefix[?endpoint=URL&region=R&path-style=BOOL]`;
+    /// several (comma-separated or repeated) form a storage group.
+    #[arg(
+        long = "repo",
+        short = 'r',
+        env = env::REPOSITORY,
+        value_delimiter = ',',
+        global = true
+    )]
+    pub(super) repo: Vec<String>,
+    /// How a storage group distributes data.
+    #[arg(long, env = env::STRATEGY, value_enum, default_value = "spread", global = true)]
+    pub(super) strategy: Strategy,
+    /// Weights of the group's targets for `spread` (comma-separated, default 1 each).
+    #[arg(long, env = env::WEIGHTS, value_delimiter = ',', global = true)]
+    pub(super) weights: Vec<u32>,
+    /// S3 endpoint URL for S3-compatible servers.
+    #[arg(long, env = "HORT_S3_ENDPOINT", global = true)]
+    pub(super) s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, env = "HORT_S3_REGION", default_value = "us-east-1", global = true)]
+    pub(super) s3_region: String,
+    /// Path-style S3 addressing (`endpoint/bucket/key`).
+    #[arg(long, env = "HORT_S3_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub(super) s3_path_style: bool,
+    /// S3 access key id (never taken from instance metadata).
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true, global = true)]
+    pub(super) s3_access_key_id: Option<String>,
+    /// S3 secret access key.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true, global = true)]
+    pub(super) s3_secret_access_key: Option<String>,
+    /// Repository password (prefer the environment variable or a file).
+    #[arg(long, env = env::PASSWORD, hide_env_values = true, global = true)]
+    pub(super) password: Option<String>,
+    /// File holding the repository password (a trailing newline is ignored).
+    #[arg(long, env = env::PASSWORD_FILE, global = true)]
+    pub(super) password_file: Option<PathBuf>,
+    /// Directory for packs while they fill and upload (a few times the pack size; default
+    /// the system temporary directory, `$TMPDIR` or `/tmp`).
+    #[arg(long, env = env::SPOOL_DIR, global = true)]
+    pub(super) spool_dir: Option<PathBuf>,
+    /// JSON output even on a terminal (the default when stdout is not a terminal).
+    #[arg(long, global = true)]
+    pub(super) json: bool,
+    /// No progress output.
+    #[arg(long, short = 'q', global = true)]
+    pub(super) quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct PruneArgs {
+    /// What to keep.
+    #[command(flatten)]
+    pub(super) keep: KeepArgs,
+    /// Condemned packs are deleted by a later prune once this much time has passed; must be
+    /// longer than any backup runs.
+    #[arg(long, default_value = "24h", value_parser = retention::parse_duration)]
+    pub(super) grace: chrono::Duration,
+    /// Only collect garbage; forget no snapshot.
+    #[arg(long)]
+    pub(super) gc_only: bool,
+    /// Show what would happen; change nothing.
+    #[arg(long)]
+    pub(super) dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ForgetArgs {
+    /// What to keep.
+    #[command(flatten)]
+    pub(super) keep: KeepArgs,
+    /// Consider only snapshots carrying this tag (repeatable: all of them); others are kept.
+    #[arg(long = "tag")]
+    pub(super) tags: Vec<String>,
+    /// Also collect garbage: condemn packs no snapshot needs, delete those condemned earlier.
+    #[arg(long)]
+    pub(super) prune: bool,
+    /// With `--prune`: condemned packs are deleted once this much time has passed.
+    #[arg(long, default_value = "24h", value_parser = retention::parse_duration)]
+    pub(super) grace: chrono::Duration,
+    /// Show what would happen; change nothing.
+    #[arg(long)]
+    pub(super) dry_run: bool,
+}
+
+/// A retention policy on the command line.
+#[derive(Debug, Args)]
+pub(super) struct KeepArgs {
+    /// Keep the newest N snapshots.
+    #[arg(long)]
+    pub(super) keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the last N hours.
+    #[arg(long)]
+    pub(super) keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N days.
+    #[arg(long)]
+    pub(super) keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the last N weeks.
+    #[arg(long)]
+    pub(super) keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N months.
+    #[arg(long)]
+    pub(super) keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N years.
+    #[arg(long)]
+    pub(super) keep_yearly: Option<u32>,
+    /// Keep every snapshot younger than this (e.g. 7d, 12h) relative to the newest one.
+    #[arg(long, value_parser = duration_text)]
+    pub(super) keep_within: Option<String>,
+}
+
+/// A duration argument, checked while parsing and kept as given.
+fn duration_text(text: &str) -> Result<String, String> {
+    retention::parse_duration(text).map(|_| text.to_owned())
+}
+
+impl KeepArgs {
+    pub(super) fn policy(&self) -> Policy {
+        let count = |n: Option<u32>| n.map_or(0, |n| n as usize);
+        Policy {
+            last: count(self.keep_last),
+            hourly: count(self.keep_hourly),
+            daily: count(self.keep_daily),
+            weekly: count(self.keep_weekly),
+            monthly: count(self.keep_monthly),
+            yearly: count(self.keep_yearly),
+            // Checked by `duration_text` while parsing.
+            within: self
+                .keep_within
+                .as_deref()
+                .and_then(|text| retention::parse_duration(text).ok()),
+        }
+    }
+}
+
+/// A database server; the user and password come from the environment only.
+#[derive(Debug, Args)]
+pub(super) struct DbServerArgs {
+    /// Database server: host name or address, or a Unix socket (a path starting with `/`).
+    #[arg(long = "host")]
+    pub(super) host: String,
+    /// Port (default 5432 for PostgreSQL, 3306 for MariaDB).
+    #[arg(long)]
+    pub(super) port: Option<u16>,
+    /// Database user.
+    #[arg(long = "db-user", env = env::DB_USER)]
+    pub(super) user: String,
+    /// File holding the database password (else `HORT_DB_PASSWORD`; neither: no password).
+    #[arg(long = "db-password-file", env = env::DB_PASSWORD_FILE)]
+    pub(super) password_file: Option<PathBuf>,
+}
+
+impl DbServerArgs {
+    pub(super) fn connection(&self, kind: DatabaseKind) -> Result<Connection, CliError> {
+        let password = match &self.password_file {
+            Some(file) => Some(Password::from_file(file).map_err(|e| {
+                CliError::Usage(format!(
+                    "database password file (HORT_DB_PASSWORD_FILE) {}: {e}",
+                    file.display()
+                ))
+            })?),
+            None => std::env::var(env::DB_PASSWORD).ok().map(Password::new),
+        };
+        Ok(Connection {
+            host: self.host.clone(),
+            port: self.port.unwrap_or(kind.default_port()),
+            user: self.user.clone(),
+            password,
+            bin_dir: None,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub(super) struct DbBackupArgs {
+    /// The server.
+    #[command(flatten)]
+    pub(super) server: DbServerArgs,
+    /// Database to back up (repeatable); every database (but templates and system ones) if absent.
+    #[arg(long = "database")]
+    pub(super) databases: Vec<String>,
+    /// Leave out roles (PostgreSQL) or users and grants (MariaDB), e.g. for a user that may
+    /// not read them.
+    #[arg(long)]
+    pub(super) skip_globals: bool,
+    /// Tables to dump in parallel (the BackupJob's `parallelJobs`); the agent dumps one at a
+    /// time (`pg_dump -j` needs a spool directory) and warns when asked for more.
+    #[arg(long)]
+    pub(super) jobs: Option<u32>,
+    /// Tag for the snapshot (repeatable); `hort.dev/source=postgres|mariadb` is always added.
+    #[arg(long = "tag")]
+    pub(super) tags: Vec<String>,
+    /// zstd level (0 = store raw); the repository's default if absent.
+    #[arg(long)]
+    pub(super) compression: Option<i32>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct DbRestoreArgs {
+    /// Snapshot id (or unique prefix) or `latest` (with `--tag`: the newest carrying every tag).
+    pub(super) snapshot: String,
+    /// The server to restore into.
+    #[command(flatten)]
+    pub(super) server: DbServerArgs,
+    /// Database to restore, optionally under a new name (repeatable); all of the backup,
+    /// with roles or users, if absent.
+    #[arg(long = "database", value_name = "FROM[=TO]")]
+    pub(super) databases: Vec<String>,
+    /// Restore only this table (repeatable; PostgreSQL also takes `schema.table`) of the one
+    /// `--database`, into an existing database `TO` (or `FROM`).
+    #[arg(long = "table")]
+    pub(super) tables: Vec<String>,
+    /// Drop what the restore replaces; without it existing objects are an error.
+    #[arg(long)]
+    pub(super) clean: bool,
+    /// With `latest`: the newest snapshot having all these tags (repeatable).
+    #[arg(long = "tag")]
+    pub(super) tags: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct InitArgs {
+    /// Argon2id memory for the key file, KiB.
+    #[arg(long, default_value_t = KdfParams::default().memory_kib)]
+    pub(super) kdf_memory_kib: u32,
+    /// Argon2id passes for the key file.
+    #[arg(long, default_value_t = KdfParams::default().iterations)]
+    pub(super) kdf_iterations: u32,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct BackupArgs {
+    /// Directory to back up.
+    #[arg(required_unless_present_any = ["stdin", "stream_command"], conflicts_with_all = ["stdin", "stream_command"])]
+    pub(super) dir: Option<PathBuf>,
+    /// Back up stdin as one named stream.
+    #[arg(long, requires = "stream_name")]
+    pub(super) stdin: bool,
+    /// Name of the stdin stream.
+    #[arg(long)]
+    pub(super) stream_name: Option<String>,
+    /// A stream from a command's stdout, as `NAME=COMMAND` (run by `sh -c`; repeatable). A
+    /// command that exits non-zero fails the backup.
+    #[arg(long = "stream-command", value_name = "NAME=COMMAND")]
+    pub(super) stream_command: Vec<String>,
+    /// Tag for the snapshot (repeatable).
+    #[arg(long = "tag")]
+    pub(super) tags: Vec<String>,
+    /// Back up only this path below DIR, and what lies below it (repeatable).
+    #[arg(long = "path", requires = "dir")]
+    pub(super) paths: Vec<PathBuf>,
+    /// Leave out entries matching this glob (`*.log`, `cache/**`; repeatable).
+    #[arg(long = "exclude", value_name = "GLOB", requires = "dir")]
+    pub(super) exclude: Vec<String>,
+    /// zstd level (0 = store raw); the repository's default if absent.
+    #[arg(long)]
+    pub(super) compression: Option<i32>,
+    /// Read every file even if it looks unchanged since the parent snapshot.
+    #[arg(long)]
+    pub(super) force: bool,
+    /// Host name to record.
+    #[arg(long)]
+    pub(super) host: Option<String>,
+    /// Worker threads for compression and encryption (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    pub(super) threads: usize,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct RestoreArgs {
+    /// Snapshot id (or unique prefix) or `latest`.
+    pub(super) snapshot: String,
+    /// Directory to restore into.
+    #[arg(long, required_unless_present = "stream", conflicts_with = "stream")]
+    pub(super) target: Option<PathBuf>,
+    /// Restore only this path (relative to the snapshot root; repeatable).
+    #[arg(long = "path")]
+    pub(super) paths: Vec<PathBuf>,
+    /// Leave out entries matching this glob (repeatable).
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub(super) exclude: Vec<String>,
+    /// What to do with files that already exist in the target.
+    #[arg(long, value_enum, default_value = "always")]
+    pub(super) overwrite: Overwrite,
+    /// With `latest`: the newest snapshot having all these tags (repeatable).
+    #[arg(long = "tag")]
+    pub(super) tags: Vec<String>,
+    /// Write this stream to stdout.
+    #[arg(long)]
+    pub(super) stream: Option<String>,
+}

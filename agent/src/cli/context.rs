@@ -1,0 +1,122 @@
+//! What every command shares: the repository opened from the global arguments, where output
+//! goes, and the report for the operator.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hort_protocol::report::{self, Report};
+use hort_protocol::{Strategy, env};
+
+use super::CliError;
+use super::args::GlobalArgs;
+use crate::backend::group;
+use crate::location::{self, S3Defaults};
+use crate::progress::Mode;
+use crate::repository::{IndexedRepository, Repository};
+
+/// The global arguments and the output mode of a run.
+pub(super) struct Context {
+    pub(super) global: GlobalArgs,
+    pub(super) mode: Mode,
+}
+
+impl Context {
+    pub(super) fn json(&self) -> bool {
+        self.global.json || !std::io::stdout().is_terminal()
+    }
+
+    pub(super) fn backend(&self) -> Result<Arc<dyn crate::backend::Backend>, CliError> {
+        Ok(location::open(
+            &self.global.repo,
+            engine_strategy(self.global.strategy),
+            &self.global.weights,
+            &self.s3(),
+        )?)
+    }
+
+    pub(super) fn s3(&self) -> S3Defaults {
+        let g = &self.global;
+        S3Defaults {
+            endpoint: g.s3_endpoint.clone(),
+            region: g.s3_region.clone(),
+            path_style: g.s3_path_style,
+            access_key_id: g.s3_access_key_id.clone(),
+            secret_access_key: g.s3_secret_access_key.clone(),
+        }
+    }
+
+    pub(super) fn password(&self) -> Result<Vec<u8>, CliError> {
+        if let Some(file) = &self.global.password_file {
+            let mut bytes =
+                std::fs::read(file).map_err(|e| CliError::Usage(format!("password file {}: {e}", file.display())))?;
+            if bytes.last() == Some(&b'\n') {
+                bytes.pop();
+                if bytes.last() == Some(&b'\r') {
+                    bytes.pop();
+                }
+            }
+            return Ok(bytes);
+        }
+        match &self.global.password {
+            Some(p) => Ok(p.clone().into_bytes()),
+            None => Err(CliError::Usage(format!(
+                "no password: set {} or {}",
+                env::PASSWORD,
+                env::PASSWORD_FILE
+            ))),
+        }
+    }
+
+    pub(super) fn open(&self) -> Result<Repository, CliError> {
+        Ok(self.spooling(Repository::open(self.backend()?, &self.password()?)?))
+    }
+
+    /// Applies `--spool-dir`.
+    pub(super) fn spooling(&self, repo: Repository) -> Repository {
+        match &self.global.spool_dir {
+            Some(dir) => repo.with_spool_dir(dir.clone()),
+            None => repo,
+        }
+    }
+
+    pub(super) fn open_indexed(&self) -> Result<IndexedRepository, CliError> {
+        Ok(self.open()?.load_index()?)
+    }
+
+    /// Prints one JSON value as a line on stdout.
+    pub(super) fn print_json(&self, value: &impl serde::Serialize) {
+        if let Ok(line) = serde_json::to_string(value) {
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        }
+    }
+}
+
+/// The storage engine's strategy for the protocol's.
+fn engine_strategy(strategy: Strategy) -> group::Strategy {
+    match strategy {
+        Strategy::Spread => group::Strategy::Spread,
+        Strategy::Mirror => group::Strategy::Mirror,
+        Strategy::Failover => group::Strategy::Failover,
+    }
+}
+
+/// Writes a command's report for the operator to the termination log:
+/// `HORT_TERMINATION_LOG` if set, else the kubelet's path if it exists (in a pod).
+pub(super) fn write_report<R: Report>(report: &R) {
+    write_message(&report::encode(report));
+}
+
+/// Writes a termination message made by the protocol crate (see [`write_report`]).
+pub(super) fn write_message(message: &str) {
+    let path = match std::env::var_os(env::TERMINATION_LOG) {
+        Some(path) => PathBuf::from(path),
+        None if std::path::Path::new(env::TERMINATION_MESSAGE_PATH).exists() => {
+            PathBuf::from(env::TERMINATION_MESSAGE_PATH)
+        }
+        None => return,
+    };
+    if let Err(e) = std::fs::write(&path, message) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the report");
+    }
+}

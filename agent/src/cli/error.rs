@@ -1,0 +1,70 @@
+//! A failed command, and the exit code (`hort_protocol::ExitCode`) it ends the agent with.
+
+use hort_protocol::ExitCode;
+
+use crate::archiver::BackupError;
+use crate::backend::BackendError;
+use crate::database::DatabaseError;
+use crate::repository::RepositoryError;
+use crate::restorer::RestoreError;
+
+/// A failed command and its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Repository-level failure.
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+    /// Backend configuration or access failure.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// Backup failure.
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    /// Restore failure.
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+    /// A database backup or restore failed.
+    #[error("{context}: {source}")]
+    Database {
+        /// What was being done (server, snapshot).
+        context: String,
+        /// Why it failed.
+        source: DatabaseError,
+    },
+    /// A usage problem found after parsing.
+    #[error("{0}")]
+    Usage(String),
+    /// The command ran to its end but did not do everything (entries it could not read,
+    /// damage it found).
+    #[error("{message}")]
+    Partial {
+        /// Summary.
+        message: String,
+        /// What it means for the caller.
+        exit: ExitCode,
+    },
+}
+
+impl CliError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> ExitCode {
+        let repo_code = |e: &RepositoryError| match e {
+            RepositoryError::NotInitialized { .. } => ExitCode::NoRepository,
+            RepositoryError::WrongPassword => ExitCode::WrongPassword,
+            RepositoryError::BlobNotInIndex { .. }
+            | RepositoryError::PackMissing { .. }
+            | RepositoryError::BlobCorrupt { .. }
+            | RepositoryError::PackUnreadable { .. }
+            | RepositoryError::Corrupt { .. } => ExitCode::Damaged,
+            _ => ExitCode::Error,
+        };
+        match self {
+            CliError::Repository(e) => repo_code(e),
+            CliError::Backup(BackupError::Repository(e)) => repo_code(e),
+            CliError::Restore(RestoreError::Repository(e) | RestoreError::Stream { source: e, .. }) => repo_code(e),
+            CliError::Partial { exit, .. } => *exit,
+            CliError::Usage(_) => ExitCode::Usage,
+            _ => ExitCode::Error,
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The `hort-agent` command line: parsing, wiring and output. The work is done by the
+//! library modules; the contract with the operator (environment, arguments, reports, exit
+//! codes) is the `hort-protocol` crate.
+//!
+//! - [`args`]: the arguments of every command;
+//! - [`error`]: a failed command and its exit code;
+//! - [`context`]: opening the repository from the global arguments, and printing output;
+//! - one module per group of commands: [`repository_cmds`] (init, check, snapshots, ls,
+//!   verify, stats), [`backup_cmd`], [`restore_cmd`], [`retention_cmd`] (prune, forget),
+//!   [`database_cmd`] (the PostgreSQL and MariaDB backups and restores).
+
+use std::io::IsTerminal;
+
+use clap::{Parser, Subcommand};
+use hort_protocol::{DatabaseKind, ExitCode, env};
+
+mod args;
+mod backup_cmd;
+mod context;
+mod database_cmd;
+mod error;
+mod repository_cmds;
+mod restore_cmd;
+mod retention_cmd;
+
+#[cfg(test)]
+mod protocol_tests;
+
+pub use error::CliError;
+
+use crate::progress::Mode;
+use args::{BackupArgs, DbBackupArgs, DbRestoreArgs, ForgetArgs, GlobalArgs, InitArgs, PruneArgs, RestoreArgs};
+use context::Context;
+
+/// Hort's backup agent: deduplicating, compressing, encrypting backups.
+#[derive(Debug, Parser)]
+#[command(name = "hort-agent", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+enum Commands {
+    /// Create a repository.
+    Init(InitArgs),
+    /// Check every target (reachable, writable); with `--init`, create the repository if
+    /// there is none. Reports per target, in `--repo` order.
+    Check {
+        /// Create the repository if no target holds one.
+        #[arg(long)]
+        init: bool,
+        /// Key derivation costs when creating.
+        #[command(flatten)]
+        kdf: InitArgs,
+    },
+    /// Back up a directory, or named streams from stdin or commands.
+    Backup(BackupArgs),
+    /// List snapshots.
+    Snapshots,
+    /// List the files or streams of a snapshot.
+    Ls {
+        /// Snapshot id (or unique prefix) or `latest`.
+        snapshot: String,
+    },
+    /// Restore a snapshot into a directory, or one stream to stdout.
+    Restore(RestoreArgs),
+    /// Check the repository's structure; with `--read-data` also every byte.
+    Verify {
+        /// Read, decrypt and hash every pack.
+        #[arg(long)]
+        read_data: bool,
+    },
+    /// Forget snapshots by retention policy and collect garbage (two-phase, lock-free).
+    Prune(PruneArgs),
+    /// Forget snapshots by retention policy; with `--tag`, only among those carrying every
+    /// tag, which count as one series whichever host made them. `--prune` also collects garbage.
+    Forget(ForgetArgs),
+    /// Back up PostgreSQL databases (`pg_dump` per database, roles from `pg_dumpall`).
+    BackupPostgres(DbBackupArgs),
+    /// Back up MariaDB/MySQL databases (one consistent `mariadb-dump`, stored per table).
+    BackupMariadb(DbBackupArgs),
+    /// Restore a PostgreSQL backup: the whole server, databases (optionally renamed) or tables.
+    RestorePostgres(DbRestoreArgs),
+    /// Restore a MariaDB backup: the whole server, databases (optionally renamed) or tables.
+    RestoreMariadb(DbRestoreArgs),
+    /// Repository size and deduplication figures.
+    Stats,
+}
+
+/// Ends the process when SIGTERM or SIGINT arrives. In a container the agent is PID 1, which
+/// ignores SIGTERM unless it handles it: without this, `kubectl delete pod`,
+/// `activeDeadlineSeconds` and node drains would have to wait for SIGKILL. Ending at any moment
+/// is safe: a snapshot is written only after all of its data, and an unfinished backup leaves
+/// only packs that the next prune collects.
+fn exit_on_termination_signals() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
+        Ok(mut signals) => {
+            std::thread::spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    let name = if signal == SIGTERM { "SIGTERM" } else { "SIGINT" };
+                    eprintln!("hort-agent: stopped by {name}; nothing of this run is recorded as complete");
+                    std::process::exit(128 + signal);
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot handle termination signals"),
+    }
+}
+
+/// Parses the process arguments, runs the command and returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    // An operator of another release may mean other things by the same arguments: refuse
+    // before touching the repository.
+    if let Ok(asked) = std::env::var(env::PROTOCOL_VERSION)
+        && let Err(why) = hort_protocol::check_version(&asked)
+    {
+        eprintln!("hort-agent: {why}");
+        return ExitCode::ProtocolMismatch.code();
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HORT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Log lines go to stderr: coloured on a terminal, plain in a pod's log, JSON when
+    // HORT_LOG_FORMAT=json.
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    if std::env::var("HORT_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    exit_on_termination_signals();
+    match run(cli) {
+        Ok(()) => ExitCode::Ok.code(),
+        Err(e) => {
+            eprintln!("hort-agent: {e}");
+            e.exit_code().code()
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    let mode = if cli.global.quiet {
+        Mode::Quiet
+    } else if cli.global.json || !std::io::stdout().is_terminal() {
+        Mode::Json
+    } else if std::io::stderr().is_terminal() {
+        Mode::Terminal
+    } else {
+        Mode::Quiet
+    };
+    let ctx = Context {
+        global: cli.global,
+        mode,
+    };
+    match cli.command {
+        Commands::Init(args) => repository_cmds::init(&ctx, &args),
+        Commands::Check { init, kdf } => repository_cmds::check(&ctx, init, &kdf),
+        Commands::Backup(args) => backup_cmd::backup(&ctx, args),
+        Commands::Snapshots => repository_cmds::snapshots(&ctx),
+        Commands::Ls { snapshot } => repository_cmds::ls(&ctx, &snapshot),
+        Commands::Restore(args) => restore_cmd::restore(&ctx, &args),
+        Commands::Verify { read_data } => repository_cmds::verify(&ctx, read_data),
+        Commands::Prune(args) => retention_cmd::prune(&ctx, &args),
+        Commands::Forget(args) => retention_cmd::forget(&ctx, &args),
+        Commands::BackupPostgres(args) => database_cmd::backup(&ctx, DatabaseKind::Postgres, &args),
+        Commands::BackupMariadb(args) => database_cmd::backup(&ctx, DatabaseKind::Mariadb, &args),
+        Commands::RestorePostgres(args) => database_cmd::restore(&ctx, DatabaseKind::Postgres, &args),
+        Commands::RestoreMariadb(args) => database_cmd::restore(&ctx, DatabaseKind::Mariadb, &args),
+        Commands::Stats => repository_cmds::stats(&ctx),
+    }
+}

@@ -1,0 +1,205 @@
+//! The operator's side of the contract meets the agent's parser: every command the operator
+//! can run (`hort_protocol::AgentCommand`) is rendered to arguments, parsed by `hort-agent`'s
+//! own command line, and what the agent understood is turned back into a command that must
+//! equal the original. A flag renamed on either side, or a value the agent would read
+//! differently, fails here.
+
+use clap::Parser;
+use hort_protocol::command::LATEST;
+use hort_protocol::{AgentCommand, DatabaseKind, DatabaseMapping, Keep, Overwrite};
+
+use super::args::KeepArgs;
+use super::database_cmd::database_mapping;
+use super::{Cli, Commands};
+
+fn text(path: Option<std::path::PathBuf>) -> String {
+    path.expect("the argument is given").to_string_lossy().into_owned()
+}
+
+fn keep(args: KeepArgs) -> Keep {
+    Keep {
+        last: args.keep_last,
+        hourly: args.keep_hourly,
+        daily: args.keep_daily,
+        weekly: args.keep_weekly,
+        monthly: args.keep_monthly,
+        yearly: args.keep_yearly,
+        within: args.keep_within,
+    }
+}
+
+/// What the agent understood from `command`'s arguments, as a command.
+fn understood(command: &AgentCommand) -> AgentCommand {
+    let mut argv = vec!["hort-agent".to_owned()];
+    argv.extend(command.to_args());
+    if matches!(
+        command,
+        AgentCommand::BackupDatabase { .. } | AgentCommand::RestoreDatabase { .. }
+    ) {
+        // In a pod the user comes from `env::DB_USER`, this flag's variable, which a test
+        // cannot set safely; the flag stands in for it.
+        argv.extend(["--db-user".into(), "from-the-environment".into()]);
+    }
+    let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    let database = |kind| {
+        move |args: super::args::DbBackupArgs| AgentCommand::BackupDatabase {
+            kind,
+            host: args.server.host,
+            port: args.server.port.expect("the operator always sends the port"),
+            databases: args.databases,
+            jobs: args.jobs,
+            tags: args.tags,
+        }
+    };
+    let restore_database = |kind| {
+        move |args: super::args::DbRestoreArgs| AgentCommand::RestoreDatabase {
+            kind,
+            snapshot: args.snapshot,
+            host: args.server.host,
+            port: args.server.port.expect("the operator always sends the port"),
+            databases: args
+                .databases
+                .iter()
+                .map(|spec| {
+                    let (from, to) = database_mapping(spec).expect("a valid mapping");
+                    DatabaseMapping { from, to }
+                })
+                .collect(),
+            tables: args.tables,
+            clean: args.clean,
+            tags: args.tags,
+        }
+    };
+    match cli.command {
+        Commands::Check { init, .. } => AgentCommand::Check { init },
+        Commands::Backup(args) => AgentCommand::Backup {
+            dir: text(args.dir),
+            paths: args.paths.into_iter().map(|p| text(Some(p))).collect(),
+            excludes: args.exclude,
+            host: args.host.expect("the operator always sends the host"),
+            tags: args.tags,
+        },
+        Commands::BackupPostgres(args) => database(DatabaseKind::Postgres)(args),
+        Commands::BackupMariadb(args) => database(DatabaseKind::Mariadb)(args),
+        Commands::Restore(args) => AgentCommand::Restore {
+            snapshot: args.snapshot,
+            target: text(args.target),
+            paths: args.paths.into_iter().map(|p| text(Some(p))).collect(),
+            overwrite: args.overwrite,
+            tags: args.tags,
+        },
+        Commands::RestorePostgres(args) => restore_database(DatabaseKind::Postgres)(args),
+        Commands::RestoreMariadb(args) => restore_database(DatabaseKind::Mariadb)(args),
+        Commands::Forget(args) => AgentCommand::Forget {
+            tags: args.tags,
+            keep: keep(args.keep),
+            prune: args.prune,
+        },
+        other => panic!("the operator never runs {other:?}"),
+    }
+}
+
+fn tags() -> Vec<String> {
+    vec!["hort.dev/namespace=shop".into(), "nightly run".into()]
+}
+
+#[test]
+fn every_operator_command_means_the_same_to_the_agent() {
+    let commands = [
+        AgentCommand::Check { init: true },
+        AgentCommand::Check { init: false },
+        AgentCommand::Backup {
+            dir: "/source".into(),
+            paths: vec!["media".into(), "db dumps".into()],
+            excludes: vec!["*.tmp".into(), "cache/".into()],
+            host: "shop/data".into(),
+            tags: tags(),
+        },
+        AgentCommand::BackupDatabase {
+            kind: DatabaseKind::Postgres,
+            host: "db.shop.svc".into(),
+            port: 5433,
+            databases: vec!["app".into(), "billing".into()],
+            jobs: Some(4),
+            tags: tags(),
+        },
+        AgentCommand::BackupDatabase {
+            kind: DatabaseKind::Mariadb,
+            host: "maria".into(),
+            port: 3306,
+            databases: vec![],
+            jobs: None,
+            tags: vec![],
+        },
+        AgentCommand::Restore {
+            snapshot: "0123abcd".into(),
+            target: "/target/restored".into(),
+            paths: vec!["media/2026".into()],
+            overwrite: Overwrite::IfNewer,
+            tags: vec![],
+        },
+        AgentCommand::Restore {
+            snapshot: LATEST.into(),
+            target: "/target".into(),
+            paths: vec![],
+            overwrite: Overwrite::Never,
+            tags: tags(),
+        },
+        AgentCommand::RestoreDatabase {
+            kind: DatabaseKind::Postgres,
+            snapshot: LATEST.into(),
+            host: "db".into(),
+            port: 5432,
+            databases: vec![
+                DatabaseMapping {
+                    from: "app".into(),
+                    to: Some("app_restored".into()),
+                },
+                DatabaseMapping {
+                    from: "billing".into(),
+                    to: None,
+                },
+            ],
+            tables: vec![],
+            clean: true,
+            tags: tags(),
+        },
+        AgentCommand::RestoreDatabase {
+            kind: DatabaseKind::Mariadb,
+            snapshot: "c0ffee".into(),
+            host: "maria".into(),
+            port: 3307,
+            databases: vec![DatabaseMapping {
+                from: "shop".into(),
+                to: None,
+            }],
+            tables: vec!["orders".into(), "items".into()],
+            clean: false,
+            tags: vec![],
+        },
+        AgentCommand::Forget {
+            tags: tags(),
+            keep: Keep {
+                last: Some(3),
+                hourly: Some(24),
+                daily: Some(7),
+                weekly: Some(4),
+                monthly: Some(6),
+                yearly: Some(2),
+                within: Some("2d".into()),
+            },
+            prune: true,
+        },
+        AgentCommand::Forget {
+            tags: vec![],
+            keep: Keep {
+                daily: Some(1),
+                ..Keep::default()
+            },
+            prune: false,
+        },
+    ];
+    for command in commands {
+        assert_eq!(understood(&command), command);
+    }
+}

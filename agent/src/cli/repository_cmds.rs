@@ -1,0 +1,277 @@
+//! Commands on the repository as a whole: `init`, `check` (the operator's StorageGroup
+//! check), `snapshots`, `ls`, `verify`, `stats`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use hort_protocol::report::encode;
+use hort_protocol::{CheckReport, ExitCode, TargetReport};
+use serde_json::json;
+
+use super::CliError;
+use super::args::InitArgs;
+use super::context::{Context, write_message};
+use crate::backend::FileKind;
+use crate::filter::Selection;
+use crate::id::Id;
+use crate::keyfile::KdfParams;
+use crate::location::{self, S3Defaults};
+use crate::pack::BlobKind;
+use crate::repository::Repository;
+use crate::snapshot::Source;
+use crate::tree::NodeKind;
+use crate::verify;
+
+/// Probes one target: reachable (listing works) and writable (a probe file can be written,
+/// read back and deleted); for a directory also the bytes its files take and the bytes free
+/// on its file system.
+fn probe_target(spec: &str, s3: &S3Defaults) -> TargetReport {
+    let unreachable = |error: String| TargetReport {
+        error: Some(error),
+        ..TargetReport::default()
+    };
+    let backend = match location::open_location(spec, s3) {
+        Ok(backend) => backend,
+        Err(e) => return unreachable(e.to_string()),
+    };
+    if let Err(e) = backend.list(FileKind::Config) {
+        return unreachable(e.to_string());
+    }
+    let mut name = [0u8; 16];
+    let probe = crate::crypto::random_bytes(&mut name)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            let name = hex::encode(name);
+            let data = b"hort probe";
+            backend.write(FileKind::Probe, &name, data).map_err(|e| e.to_string())?;
+            let back = backend.read(FileKind::Probe, &name).map_err(|e| e.to_string());
+            backend.delete(FileKind::Probe, &name).map_err(|e| e.to_string())?;
+            if back? != data {
+                Err("the probe file read back differs".to_owned())
+            } else {
+                Ok(())
+            }
+        });
+    let mut report = TargetReport {
+        reachable: true,
+        writable: probe.is_ok(),
+        error: probe.err(),
+        ..TargetReport::default()
+    };
+    if !spec.starts_with("s3://") {
+        let dir = std::path::Path::new(spec.strip_prefix("file:").unwrap_or(spec));
+        report.bytes_used = Selection::default().size_below(dir, &std::sync::atomic::AtomicBool::new(false));
+        if let Ok(fs) = rustix::fs::statvfs(dir) {
+            report.bytes_free = Some(fs.f_bavail.saturating_mul(fs.f_frsize));
+        }
+    }
+    report
+}
+
+pub(super) fn check(ctx: &Context, init: bool, kdf: &InitArgs) -> Result<(), CliError> {
+    let s3 = ctx.s3();
+    let targets: Vec<TargetReport> = ctx.global.repo.iter().map(|spec| probe_target(spec, &s3)).collect();
+    let opened = open_or_init(ctx, init, kdf);
+    // The targets' findings are reported even when the repository could not be opened, with
+    // why: the operator shows each target's error instead of only the last log line.
+    let report = match &opened {
+        Ok((repo, created)) => CheckReport {
+            repository_id: Some(repo.config().id.to_hex()),
+            created: *created,
+            targets,
+            error: None,
+        },
+        Err(e) => CheckReport {
+            repository_id: None,
+            created: false,
+            targets,
+            error: Some(e.to_string()),
+        },
+    };
+    let message = encode(&report);
+    write_message(&message);
+    let _ = writeln!(std::io::stdout().lock(), "{message}");
+    opened.map(drop)
+}
+
+/// Opens the repository, or with `init` creates it when no target holds one; says whether it
+/// was created.
+fn open_or_init(ctx: &Context, init: bool, kdf: &InitArgs) -> Result<(Repository, bool), CliError> {
+    let backend = ctx.backend()?;
+    let password = ctx.password()?;
+    let exists = !backend.list(FileKind::Config)?.is_empty();
+    let created = init && !exists;
+    let repo = if created {
+        let params = KdfParams {
+            memory_kib: kdf.kdf_memory_kib,
+            iterations: kdf.kdf_iterations,
+            parallelism: 1,
+        };
+        Repository::init(backend, &password, params)?
+    } else {
+        Repository::open(backend, &password)?
+    };
+    Ok((ctx.spooling(repo), created))
+}
+
+pub(super) fn init(ctx: &Context, args: &InitArgs) -> Result<(), CliError> {
+    let kdf = KdfParams {
+        memory_kib: args.kdf_memory_kib,
+        iterations: args.kdf_iterations,
+        parallelism: 1,
+    };
+    let backend = ctx.backend()?;
+    let location = backend.describe();
+    let repo = Repository::init(backend, &ctx.password()?, kdf)?;
+    if ctx.json() {
+        ctx.print_json(&json!({"type": "init", "repository": location, "id": repo.config().id}));
+    } else {
+        println!("created repository {} at {location}", repo.config().id.short());
+    }
+    Ok(())
+}
+
+pub(super) fn snapshots(ctx: &Context) -> Result<(), CliError> {
+    let repo = ctx.open()?;
+    let list = repo.snapshots()?;
+    if ctx.json() {
+        let items: Vec<_> = list
+            .iter()
+            .map(|(id, s)| {
+                json!({"id": id, "time": s.time, "hostname": s.hostname, "source": s.source, "tags": s.tags,
+                       "streams": s.streams.iter().map(|st| json!({"name": st.name, "size": st.size})).collect::<Vec<_>>(),
+                       "stats": s.stats})
+            })
+            .collect();
+        ctx.print_json(&serde_json::Value::Array(items));
+    } else {
+        println!("{:<10} {:<20} {:<16} {:<30} tags", "id", "time", "host", "source");
+        for (id, s) in &list {
+            let source = match &s.source {
+                Source::Tree { path } => path.clone(),
+                Source::Streams => {
+                    format!(
+                        "streams: {}",
+                        s.streams.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(",")
+                    )
+                }
+            };
+            println!(
+                "{:<10} {:<20} {:<16} {:<30} {}",
+                id.short(),
+                s.time.format("%Y-%m-%d %H:%M:%S"),
+                s.hostname,
+                source,
+                s.tags.join(",")
+            );
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn ls(ctx: &Context, spec: &str) -> Result<(), CliError> {
+    let repo = ctx.open_indexed()?;
+    let (_, snapshot) = repo.find_snapshot(spec)?;
+    let mut out = std::io::stdout().lock();
+    let json = ctx.json();
+    for stream in &snapshot.streams {
+        let line = if json {
+            json!({"type": "stream", "name": stream.name, "size": stream.size}).to_string()
+        } else {
+            format!("stream {} ({} bytes)", stream.name, stream.size)
+        };
+        let _ = writeln!(out, "{line}");
+    }
+    let Some(root) = snapshot.tree else { return Ok(()) };
+    let mut stack = vec![(PathBuf::from("/"), root)];
+    while let Some((dir, id)) = stack.pop() {
+        let tree = repo.load_tree(&id)?;
+        for node in tree.nodes.iter().rev() {
+            let path = dir.join(node.os_name());
+            if let Some(sub) = node.subtree {
+                stack.push((path.clone(), sub));
+            }
+            let line = if json {
+                json!({"type": node.kind, "path": path.to_string_lossy(), "size": node.size, "mode": format!("{:o}", node.mode),
+                       "uid": node.uid, "gid": node.gid, "mtime_ns": node.mtime_ns, "target": node.target})
+                .to_string()
+            } else {
+                let suffix = match (&node.kind, &node.target) {
+                    (NodeKind::Symlink, Some(t)) => format!(" -> {t}"),
+                    _ => String::new(),
+                };
+                format!("{:o} {:>12} {}{suffix}", node.mode, node.size, path.display())
+            };
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn verify(ctx: &Context, read_data: bool) -> Result<(), CliError> {
+    let repo = ctx.open_indexed()?;
+    let report = verify::verify(&repo, read_data)?;
+    if ctx.json() {
+        ctx.print_json(
+            &json!({"type": "verify", "ok": report.is_ok(), "snapshots": report.snapshots,
+                               "packs_read": report.packs_read, "blobs_read": report.blobs_read,
+                               "problems": report.problems, "notes": report.notes}),
+        );
+    } else {
+        for note in &report.notes {
+            println!("note: {note}");
+        }
+        for problem in &report.problems {
+            println!("PROBLEM: {problem}");
+        }
+        println!(
+            "{} snapshots checked, {} packs and {} blobs read: {}",
+            report.snapshots,
+            report.packs_read,
+            report.blobs_read,
+            if report.is_ok() { "no problems" } else { "DAMAGE FOUND" }
+        );
+    }
+    if !report.is_ok() {
+        return Err(CliError::Partial {
+            message: format!("{} problems found", report.problems.len()),
+            exit: ExitCode::Damaged,
+        });
+    }
+    Ok(())
+}
+
+pub(super) fn stats(ctx: &Context) -> Result<(), CliError> {
+    let repo = ctx.open_indexed()?;
+    let snapshots = repo.snapshots()?;
+    let (mut data_blobs, mut tree_blobs, mut raw, mut stored) = (0u64, 0u64, 0u64, 0u64);
+    for l in repo.index().locations() {
+        match l.entry.kind {
+            BlobKind::Data => data_blobs += 1,
+            BlobKind::Tree => tree_blobs += 1,
+        }
+        raw += u64::from(l.entry.raw_length);
+        stored += u64::from(l.entry.length);
+    }
+    let logical: u64 = snapshots.iter().map(|(_, s)| s.stats.bytes).sum();
+    let packs = repo.index().packs().count();
+    let ids: Vec<Id> = snapshots.iter().map(|(id, _)| *id).collect();
+    if ctx.json() {
+        ctx.print_json(
+            &json!({"type": "stats", "snapshots": ids.len(), "packs": packs, "data_blobs": data_blobs,
+                               "tree_blobs": tree_blobs, "raw_bytes": raw, "stored_bytes": stored,
+                               "logical_bytes": logical}),
+        );
+    } else {
+        println!("snapshots:      {}", ids.len());
+        println!("packs:          {packs}");
+        println!("blobs:          {data_blobs} data, {tree_blobs} tree");
+        println!(
+            "logical size:   {:.1} MiB (sum over snapshots)",
+            logical as f64 / 1048576.0
+        );
+        println!("unique data:    {:.1} MiB", raw as f64 / 1048576.0);
+        println!("stored:         {:.1} MiB", stored as f64 / 1048576.0);
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! `restore`: a snapshot's files into a directory, or one stream to stdout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hort_protocol::{ExitCode, Overwrite, RestoreReport};
+use serde_json::json;
+
+use super::CliError;
+use super::args::RestoreArgs;
+use super::context::{Context, write_report};
+use crate::filter::Selection;
+use crate::progress::{Counters, Reporter};
+use crate::restorer::{self, RestoreOptions};
+
+pub(super) fn restore(ctx: &Context, args: &RestoreArgs) -> Result<(), CliError> {
+    let repo = ctx.open_indexed()?;
+    let (id, snapshot) = repo.find_tagged_snapshot(&args.snapshot, &args.tags)?;
+    let counters = Arc::new(Counters::default());
+    if let Some(name) = &args.stream {
+        let mut stdout = std::io::stdout().lock();
+        let started = std::time::Instant::now();
+        let bytes = restorer::restore_stream(&repo, &snapshot, &id, name, &mut stdout, &counters)?;
+        tracing::info!(stream = %name, bytes, "stream restored");
+        write_report(&RestoreReport {
+            snapshot_id: id.to_hex(),
+            bytes_restored: bytes,
+            files: 1,
+            duration_seconds: started.elapsed().as_secs_f64(),
+            row_counts: Default::default(),
+        });
+        return Ok(());
+    }
+    let target = args
+        .target
+        .clone()
+        .ok_or_else(|| CliError::Usage("--target or --stream is required".into()))?;
+    let started = std::time::Instant::now();
+    let reporter = Reporter::start(ctx.mode, "restore", counters.clone(), Duration::from_secs(1));
+    let options = RestoreOptions {
+        selection: Selection::new(&args.paths, &args.exclude),
+        overwrite: engine_overwrite(args.overwrite),
+        threads: 0,
+    };
+    let report = restorer::restore_tree(&repo, &snapshot, &id, &target, &options, counters);
+    drop(reporter);
+    let report = report?;
+    if ctx.json() {
+        let failures: Vec<_> = report
+            .failures
+            .iter()
+            .map(|f| json!({"path": f.path.to_string_lossy(), "error": f.error}))
+            .collect();
+        ctx.print_json(
+            &json!({"type": "summary", "snapshot": id, "files": report.files, "bytes": report.bytes,
+                               "failures": failures, "skipped": report.skipped}),
+        );
+    } else {
+        println!(
+            "restored {} files, {:.1} MiB from snapshot {}",
+            report.files,
+            report.bytes as f64 / 1048576.0,
+            id.short()
+        );
+        for f in &report.failures {
+            println!("NOT restored: {}: {}", f.path.display(), f.error);
+        }
+    }
+    if report.failures.is_empty() {
+        write_report(&RestoreReport {
+            snapshot_id: id.to_hex(),
+            bytes_restored: report.bytes,
+            files: report.files,
+            duration_seconds: started.elapsed().as_secs_f64(),
+            row_counts: Default::default(),
+        });
+    } else {
+        return Err(CliError::Partial {
+            message: format!(
+                "{} entries could not be restored (damaged or missing data)",
+                report.failures.len()
+            ),
+            exit: ExitCode::Damaged,
+        });
+    }
+    Ok(())
+}
+
+/// The engine's overwrite policy for the protocol's.
+fn engine_overwrite(overwrite: Overwrite) -> restorer::Overwrite {
+    match overwrite {
+        Overwrite::Never => restorer::Overwrite::Never,
+        Overwrite::IfNewer => restorer::Overwrite::IfNewer,
+        Overwrite::Always => restorer::Overwrite::Always,
+    }
+}

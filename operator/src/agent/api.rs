@@ -1,0 +1,96 @@
+//! The API calls around agent pods: create them (and the ServiceAccount they run as), find
+//! an object's pods, delete them, and find the node that mounts a claim.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+
+use super::outcome::created;
+use super::pod::SERVICE_ACCOUNT;
+use super::{ROLE_LABEL, Role};
+
+/// The node of a running pod in `pods` that mounts claim `claim`, if any: a ReadWriteOnce
+/// volume can only be mounted a second time on that node.
+pub async fn node_mounting(pods: &Api<Pod>, claim: &str) -> kube::Result<Option<String>> {
+    let running = pods
+        .list(&kube::api::ListParams::default().fields("status.phase=Running"))
+        .await?;
+    Ok(running.items.into_iter().find_map(|pod| {
+        let spec = pod.spec?;
+        let mounts_claim = spec.volumes.unwrap_or_default().iter().any(|v| {
+            v.persistent_volume_claim
+                .as_ref()
+                .is_some_and(|c| c.claim_name == claim)
+        });
+        if mounts_claim { spec.node_name } else { None }
+    }))
+}
+
+/// Creates a pod; one that exists already (created by an earlier reconcile whose status write
+/// was lost) is fine, as pod names are derived from what they do.
+pub async fn create(pods: &Api<Pod>, pod: &Pod) -> kube::Result<()> {
+    ensure_service_account(pods, pod.metadata.namespace.as_deref().unwrap_or_default()).await?;
+    match pods.create(&PostParams::default(), pod).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates the agents' ServiceAccount in `namespace` unless it exists (pods naming a missing
+/// ServiceAccount are refused by the API server).
+async fn ensure_service_account(pods: &Api<Pod>, namespace: &str) -> kube::Result<()> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(pods.clone().into_client(), namespace);
+    if accounts.get_opt(SERVICE_ACCOUNT).await?.is_some() {
+        return Ok(());
+    }
+    let account = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(SERVICE_ACCOUNT.into()),
+            labels: Some(BTreeMap::from([
+                ("app.kubernetes.io/name".to_string(), "hort-agent".to_string()),
+                ("app.kubernetes.io/managed-by".to_string(), "hort-operator".to_string()),
+            ])),
+            ..ObjectMeta::default()
+        },
+        automount_service_account_token: Some(false),
+        ..ServiceAccount::default()
+    };
+    match accounts.create(&PostParams::default(), &account).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The pods of `role` owned by the object with `owner_uid`, newest first.
+pub async fn owned(pods: &Api<Pod>, owner_uid: Option<&str>, role: Role) -> kube::Result<Vec<Pod>> {
+    let mut owned: Vec<Pod> = pods
+        .list(&kube::api::ListParams::default().labels(&format!("{ROLE_LABEL}={}", role.as_str())))
+        .await?
+        .items
+        .into_iter()
+        .filter(|p| {
+            p.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| Some(o.uid.as_str()) == owner_uid)
+        })
+        .collect();
+    owned.sort_by_key(|p| std::cmp::Reverse((created(p), p.metadata.name.clone())));
+    Ok(owned)
+}
+
+/// Deletes a pod; one already gone is fine.
+pub async fn delete(pods: &Api<Pod>, pod: &Pod) -> kube::Result<()> {
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    match pods.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,195 @@
+//! A BackupJob's agent run: the command for its source (and the volumes and credentials the
+//! source needs), the progress it prints, what its report becomes in status, and the backoff
+//! between attempts.
+//!
+//! Volume sources are mounted read-only at [`SOURCE_DIR`] and backed up with the host name
+//! `NAMESPACE/CLAIM`, the same from pod to pod, so the agent finds the claim's previous snapshot
+//! and skips unchanged files. Database sources get their credentials by Secret reference.
+
+use std::time::Duration;
+
+use hort_crds::backup_job::{BackupJobSpec, BackupStats};
+use hort_crds::common::Progress;
+use hort_protocol::{AgentCommand, BackupReport, DatabaseKind, ProgressLine};
+
+use super::check::human_bytes;
+use super::pod::RepositoryAccess;
+
+/// Where a volume source is mounted in the agent pod.
+pub const SOURCE_DIR: &str = "/source";
+/// Longest pause between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The stats shown in the BackupJob's status.
+pub fn stats(report: &BackupReport) -> BackupStats {
+    BackupStats {
+        bytes_read: report.bytes_read,
+        bytes_new: report.bytes_new,
+        bytes_stored: report.bytes_stored,
+        stored_size: human_bytes(report.bytes_stored),
+        files: report.files,
+        dedup_ratio: if report.bytes_stored == 0 {
+            0.0
+        } else {
+            (report.bytes_read as f64 / report.bytes_stored as f64 * 100.0).round() / 100.0
+        },
+        duration_seconds: report.duration_seconds,
+    }
+}
+
+/// The progress shown in the status, from the newest progress line in `log` (the tail of the
+/// agent's output); `None` when it holds none.
+pub fn progress_from_log(log: &str) -> Option<Progress> {
+    let line = ProgressLine::newest_in(log)?;
+    Some(Progress {
+        bytes_done: line.bytes,
+        bytes_total: line.bytes_total,
+        percent: line.percent(),
+    })
+}
+
+/// The command that backs up the source of a job in `namespace`, with `tags`; the volumes,
+/// mounts and credentials its source needs are added to `access`. `None` for a spec without a
+/// source (which the API server refuses).
+pub fn command(
+    spec: &BackupJobSpec,
+    namespace: &str,
+    tags: &[String],
+    access: &mut RepositoryAccess,
+) -> Option<AgentCommand> {
+    let source = &spec.source;
+    if let Some(volume) = &source.volume {
+        access.mount_claim("source", &volume.claim_name, SOURCE_DIR, true);
+        return Some(AgentCommand::Backup {
+            dir: SOURCE_DIR.into(),
+            paths: volume.paths.clone(),
+            excludes: volume.exclude.clone(),
+            host: format!("{namespace}/{}", volume.claim_name),
+            tags: tags.to_vec(),
+        });
+    }
+    let (kind, host, port, databases, credentials, jobs) = match (&source.postgres, &source.mariadb) {
+        (Some(p), _) => (
+            DatabaseKind::Postgres,
+            &p.host,
+            p.port,
+            &p.databases,
+            &p.credentials_secret_ref.name,
+            Some(p.parallel_jobs),
+        ),
+        (None, Some(m)) => (
+            DatabaseKind::Mariadb,
+            &m.host,
+            m.port,
+            &m.databases,
+            &m.credentials_secret_ref.name,
+            None,
+        ),
+        (None, None) => return None,
+    };
+    access.database_credentials(credentials);
+    Some(AgentCommand::BackupDatabase {
+        kind,
+        host: host.clone(),
+        port,
+        databases: databases.clone(),
+        jobs,
+        tags: tags.to_vec(),
+    })
+}
+
+/// The pause before attempt `next` (2, 3, …): `base` doubled per failed attempt, at most five
+/// minutes.
+pub fn backoff(base: Duration, next: u32) -> Duration {
+    let doublings = next.saturating_sub(2).min(16);
+    base.saturating_mul(1 << doublings).min(MAX_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(source: &str) -> BackupJobSpec {
+        serde_yaml::from_str(&format!("storageGroupRef: {{name: s3}}\nsource: {source}")).unwrap()
+    }
+
+    #[test]
+    fn volume_source_is_mounted_read_only() {
+        let mut access = RepositoryAccess::default();
+        let command = command(
+            &spec("{volume: {claimName: data, paths: [media], exclude: ['*.tmp']}}"),
+            "shop",
+            &["manual".into()],
+            &mut access,
+        )
+        .unwrap();
+        assert_eq!(
+            command,
+            AgentCommand::Backup {
+                dir: "/source".into(),
+                paths: vec!["media".into()],
+                excludes: vec!["*.tmp".into()],
+                host: "shop/data".into(),
+                tags: vec!["manual".into()],
+            }
+        );
+        assert_eq!(access.mounts[0].read_only, Some(true));
+        let claim = access.volumes[0].persistent_volume_claim.as_ref().unwrap();
+        assert_eq!((claim.claim_name.as_str(), claim.read_only), ("data", Some(true)));
+    }
+
+    #[test]
+    fn database_credentials_come_from_the_secret_by_reference() {
+        let mut access = RepositoryAccess::default();
+        let command = command(
+            &spec("{postgres: {host: db, databases: [app], credentialsSecretRef: {name: db-creds}, parallelJobs: 2}}"),
+            "shop",
+            &[],
+            &mut access,
+        )
+        .unwrap();
+        assert_eq!(
+            command,
+            AgentCommand::BackupDatabase {
+                kind: DatabaseKind::Postgres,
+                host: "db".into(),
+                port: 5432,
+                databases: vec!["app".into()],
+                jobs: Some(2),
+                tags: vec![],
+            }
+        );
+        assert!(!command.to_args().iter().any(|a| a.contains("password")));
+        let password = access.env.iter().find(|e| e.name == "HORT_DB_PASSWORD").unwrap();
+        assert!(password.value.is_none());
+        let selector = password.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        assert_eq!(
+            (selector.name.as_str(), selector.key.as_str()),
+            ("db-creds", "password")
+        );
+    }
+
+    #[test]
+    fn stats_from_the_report() {
+        let report = BackupReport {
+            snapshot_id: "ab12".into(),
+            bytes_read: 3000,
+            bytes_new: 1500,
+            bytes_stored: 1000,
+            files: 7,
+            duration_seconds: 1.5,
+        };
+        let stats = stats(&report);
+        assert_eq!(stats.dedup_ratio, 3.0);
+        assert_eq!(stats.stored_size, "1000 B");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_five_minutes() {
+        let base = Duration::from_secs(10);
+        assert_eq!(backoff(base, 2), Duration::from_secs(10));
+        assert_eq!(backoff(base, 3), Duration::from_secs(20));
+        assert_eq!(backoff(base, 4), Duration::from_secs(40));
+        assert_eq!(backoff(base, 11), Duration::from_secs(300));
+    }
+}

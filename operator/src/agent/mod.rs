@@ -1,0 +1,57 @@
+//! Agent pods: how the operator runs `hort-agent` and reads what it reports.
+//!
+//! The contract itself (environment, commands, locations, reports, exit codes) is the
+//! `hort-protocol` crate; this module puts it into pods:
+//! - [`pod`]: the pure pod spec (repository access, security, overrides);
+//! - [`outcome`]: the pure reading of a pod's state and of the agent's report;
+//! - [`api`]: the API calls that create, list and delete agent pods;
+//! - per job, the command and what its report becomes in status: [`check`] (StorageGroup),
+//!   [`backup`] (BackupJob), [`restore`] (RestoreRequest), [`retention`] (Schedule).
+
+pub mod api;
+pub mod backup;
+pub mod check;
+pub mod outcome;
+pub mod pod;
+pub mod restore;
+pub mod retention;
+
+use hort_protocol::AgentCommand;
+
+/// What an agent pod does; the value of its [`ROLE_LABEL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Checks a StorageGroup's targets and initialises its repository.
+    Check,
+    /// Backs up a BackupJob's source.
+    Backup,
+    /// Restores for a RestoreRequest.
+    Restore,
+    /// Applies a Schedule's retention.
+    Prune,
+}
+
+/// Label on every agent pod: its [`Role`].
+pub const ROLE_LABEL: &str = "hort.dev/agent-role";
+
+impl Role {
+    /// The role of a pod that runs `command`.
+    pub fn of(command: &AgentCommand) -> Role {
+        match command {
+            AgentCommand::Check { .. } => Role::Check,
+            AgentCommand::Backup { .. } | AgentCommand::BackupDatabase { .. } => Role::Backup,
+            AgentCommand::Restore { .. } | AgentCommand::RestoreDatabase { .. } => Role::Restore,
+            AgentCommand::Forget { .. } => Role::Prune,
+        }
+    }
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Check => "check",
+            Role::Backup => "backup",
+            Role::Restore => "restore",
+            Role::Prune => "prune",
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! A RestoreRequest's agent run: the command for its target (and the claim and credentials
+//! the target needs), and what its report becomes in status.
+//!
+//! Volume targets are mounted read-write at [`TARGET_DIR`]; database targets get their
+//! credentials by Secret reference.
+
+use hort_crds::restore_request::{DatabaseRestoreTarget, OverwritePolicy, RestoreRequestSpec, RestoreStats};
+use hort_protocol::command::LATEST;
+use hort_protocol::{AgentCommand, DatabaseKind, DatabaseMapping, Overwrite, RestoreReport};
+
+use super::pod::RepositoryAccess;
+
+/// Where a volume target is mounted in the restore pod.
+pub const TARGET_DIR: &str = "/target";
+
+/// The stats shown in the RestoreRequest's status.
+pub fn stats(report: &RestoreReport) -> RestoreStats {
+    RestoreStats {
+        bytes_restored: report.bytes_restored,
+        files: report.files,
+        row_counts: report.row_counts.clone(),
+        duration_seconds: report.duration_seconds,
+    }
+}
+
+/// The command that restores `snapshot` (an id, or `None` for the newest snapshot with the
+/// spec's tags), adding the target's volumes and credentials to `access`. `None` for a spec
+/// without a target (which the API server refuses).
+pub fn command(
+    spec: &RestoreRequestSpec,
+    snapshot: Option<&str>,
+    access: &mut RepositoryAccess,
+) -> Option<AgentCommand> {
+    let snapshot = snapshot.unwrap_or(LATEST).to_string();
+    // Tags choose the snapshot only when neither an id nor a BackupJob does.
+    let tags = if spec.source.snapshot_id.is_none() && spec.source.backup_job_ref.is_none() {
+        spec.source.tags.clone()
+    } else {
+        Vec::new()
+    };
+    let target = &spec.target;
+    if let Some(volume) = &target.volume {
+        access.mount_claim("target", &volume.claim_name, TARGET_DIR, false);
+        let dir = if volume.sub_path.is_empty() {
+            TARGET_DIR.to_string()
+        } else {
+            format!("{TARGET_DIR}/{}", volume.sub_path.trim_end_matches('/'))
+        };
+        return Some(AgentCommand::Restore {
+            snapshot,
+            target: dir,
+            paths: volume.paths.clone(),
+            overwrite: match volume.overwrite {
+                OverwritePolicy::Never => Overwrite::Never,
+                OverwritePolicy::IfNewer => Overwrite::IfNewer,
+                OverwritePolicy::Always => Overwrite::Always,
+            },
+            tags,
+        });
+    }
+    let (kind, db) = match (&target.postgres, &target.mariadb) {
+        (Some(p), _) => (DatabaseKind::Postgres, p),
+        (None, Some(m)) => (DatabaseKind::Mariadb, m),
+        (None, None) => return None,
+    };
+    access.database_credentials(&db.credentials_secret_ref.name);
+    Some(database_command(kind, db, snapshot, tags))
+}
+
+fn database_command(
+    kind: DatabaseKind,
+    db: &DatabaseRestoreTarget,
+    snapshot: String,
+    tags: Vec<String>,
+) -> AgentCommand {
+    AgentCommand::RestoreDatabase {
+        kind,
+        snapshot,
+        host: db.host.clone(),
+        port: db.port.unwrap_or(kind.default_port()),
+        databases: db
+            .databases
+            .iter()
+            .map(|m| DatabaseMapping {
+                from: m.from.clone(),
+                to: m.to.clone(),
+            })
+            .collect(),
+        tables: db.tables.clone(),
+        clean: db.clean,
+        tags,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn spec(yaml: &str) -> RestoreRequestSpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn volume_restore_of_chosen_paths_into_a_sub_path() {
+        let spec = spec(
+            "storageGroupRef: {name: g}\nsource: {snapshotId: 0123abcd}\n\
+             target: {volume: {claimName: c, paths: [media/2026], subPath: restored, overwrite: IfNewer}}",
+        );
+        let mut access = RepositoryAccess::default();
+        assert_eq!(
+            command(&spec, Some("0123abcd"), &mut access),
+            Some(AgentCommand::Restore {
+                snapshot: "0123abcd".into(),
+                target: "/target/restored".into(),
+                paths: vec!["media/2026".into()],
+                overwrite: Overwrite::IfNewer,
+                tags: vec![],
+            })
+        );
+        assert_eq!(access.mounts[0].mount_path, "/target");
+        assert_eq!(access.mounts[0].read_only, None);
+    }
+
+    #[test]
+    fn database_restore_with_rename_tables_and_tags() {
+        let spec = spec(
+            "storageGroupRef: {name: g}\nsource: {tags: [nightly]}\n\
+             target: {mariadb: {host: db, credentialsSecretRef: {name: creds}, databases: [{from: shop, to: shop_copy}], \
+             tables: [orders], clean: true}}",
+        );
+        let mut access = RepositoryAccess::default();
+        assert_eq!(
+            command(&spec, None, &mut access),
+            Some(AgentCommand::RestoreDatabase {
+                kind: DatabaseKind::Mariadb,
+                snapshot: "latest".into(),
+                host: "db".into(),
+                port: 3306,
+                databases: vec![DatabaseMapping {
+                    from: "shop".into(),
+                    to: Some("shop_copy".into())
+                }],
+                tables: vec!["orders".into()],
+                clean: true,
+                tags: vec!["nightly".into()],
+            })
+        );
+        assert!(
+            access.env.iter().all(|e| e.value.is_none()),
+            "credentials only by reference"
+        );
+    }
+
+    #[test]
+    fn stats_keep_row_counts() {
+        let report = RestoreReport {
+            snapshot_id: "ab".into(),
+            bytes_restored: 10,
+            files: 1,
+            duration_seconds: 0.5,
+            row_counts: BTreeMap::from([("shop.orders".into(), 42)]),
+        };
+        assert_eq!(stats(&report).row_counts["shop.orders"], 42);
+    }
+}

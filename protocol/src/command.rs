@@ -1,0 +1,372 @@
+//! The commands the operator runs in agent pods, rendered to `hort-agent`'s arguments.
+//!
+//! Only what the operator uses is here; the agent's command line has more for people (e.g.
+//! `--compression`). The agent's tests parse every variant's [`AgentCommand::to_args`] with
+//! its own parser and compare what it understood with the command.
+
+/// How a storage group's targets form one repository ([`crate::env::STRATEGY`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Strategy {
+    /// Each pack on one target, chosen by weight.
+    Spread,
+    /// Every file on every target.
+    Mirror,
+    /// Each pack on the first target that accepts it.
+    Failover,
+}
+
+impl Strategy {
+    /// The value of [`crate::env::STRATEGY`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Spread => "spread",
+            Strategy::Mirror => "mirror",
+            Strategy::Failover => "failover",
+        }
+    }
+}
+
+/// What a volume restore does with files that exist in the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Overwrite {
+    /// Keep existing files.
+    Never,
+    /// Replace files older than the snapshot's copy.
+    IfNewer,
+    /// Replace every existing file.
+    #[default]
+    Always,
+}
+
+impl Overwrite {
+    /// The value of `--overwrite`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overwrite::Never => "never",
+            Overwrite::IfNewer => "if-newer",
+            Overwrite::Always => "always",
+        }
+    }
+}
+
+/// The database servers the agent backs up through their own dump tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    /// PostgreSQL (`pg_dump`, `pg_restore`, `psql`).
+    Postgres,
+    /// MariaDB or MySQL (`mariadb-dump`, `mariadb`).
+    Mariadb,
+}
+
+impl DatabaseKind {
+    /// The server's usual port.
+    pub fn default_port(self) -> u16 {
+        match self {
+            DatabaseKind::Postgres => 5432,
+            DatabaseKind::Mariadb => 3306,
+        }
+    }
+
+    /// The value of the `hort.dev/source` tag the agent adds to the kind's backups.
+    pub fn source_tag(self) -> &'static str {
+        match self {
+            DatabaseKind::Postgres => "postgres",
+            DatabaseKind::Mariadb => "mariadb",
+        }
+    }
+
+    /// The product name, for messages.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            DatabaseKind::Postgres => "PostgreSQL",
+            DatabaseKind::Mariadb => "MariaDB",
+        }
+    }
+}
+
+/// A database to restore, optionally under another name (`--database FROM[=TO]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseMapping {
+    /// Its name in the backup.
+    pub from: String,
+    /// Its name in the target server; `None`: the same.
+    pub to: Option<String>,
+}
+
+/// Retention rules of `forget`: which snapshots to keep (`--keep-*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Keep {
+    /// The newest N snapshots.
+    pub last: Option<u32>,
+    /// The newest snapshot of each of the last N hours.
+    pub hourly: Option<u32>,
+    /// The newest snapshot of each of the last N days.
+    pub daily: Option<u32>,
+    /// The newest snapshot of each of the last N weeks.
+    pub weekly: Option<u32>,
+    /// The newest snapshot of each of the last N months.
+    pub monthly: Option<u32>,
+    /// The newest snapshot of each of the last N years.
+    pub yearly: Option<u32>,
+    /// Every snapshot younger than this duration, relative to the newest.
+    pub within: Option<String>,
+}
+
+/// One agent run, as the operator starts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentCommand {
+    /// `check`: probe every target; with `init`, create the repository if no target has one.
+    Check {
+        /// Create the repository when none exists.
+        init: bool,
+    },
+    /// `backup DIR`: a directory (a mounted volume).
+    Backup {
+        /// The directory.
+        dir: String,
+        /// Only these paths below it.
+        paths: Vec<String>,
+        /// Globs of entries left out.
+        excludes: Vec<String>,
+        /// The host name recorded, the same for every backup of one volume (so that the
+        /// previous snapshot is found and unchanged files are skipped).
+        host: String,
+        /// Tags of the snapshot.
+        tags: Vec<String>,
+    },
+    /// `backup-postgres` / `backup-mariadb`: dumps through the database's own tools.
+    BackupDatabase {
+        /// Which server.
+        kind: DatabaseKind,
+        /// Its host.
+        host: String,
+        /// Its port.
+        port: u16,
+        /// Databases to back up; all when empty.
+        databases: Vec<String>,
+        /// Tables dumped in parallel, when given.
+        jobs: Option<u32>,
+        /// Tags of the snapshot.
+        tags: Vec<String>,
+    },
+    /// `restore SNAPSHOT --target DIR`: files into a directory (a mounted volume).
+    Restore {
+        /// Snapshot id, unique prefix, or `latest` (with `tags`).
+        snapshot: String,
+        /// The directory restored into.
+        target: String,
+        /// Only these paths of the snapshot.
+        paths: Vec<String>,
+        /// What happens to existing files.
+        overwrite: Overwrite,
+        /// With `latest`: the newest snapshot carrying all of these.
+        tags: Vec<String>,
+    },
+    /// `restore-postgres` / `restore-mariadb SNAPSHOT`: databases into a server.
+    RestoreDatabase {
+        /// Which server.
+        kind: DatabaseKind,
+        /// Snapshot id, unique prefix, or `latest` (with `tags`).
+        snapshot: String,
+        /// The target server's host.
+        host: String,
+        /// Its port.
+        port: u16,
+        /// Databases to restore; the whole server when empty.
+        databases: Vec<DatabaseMapping>,
+        /// Only these tables of the one database.
+        tables: Vec<String>,
+        /// Drop what the restore replaces.
+        clean: bool,
+        /// With `latest`: the newest snapshot carrying all of these.
+        tags: Vec<String>,
+    },
+    /// `forget`: retention among the snapshots carrying every tag, with garbage collection
+    /// when `prune`.
+    Forget {
+        /// Only snapshots carrying all of these count (and form one series).
+        tags: Vec<String>,
+        /// What to keep.
+        keep: Keep,
+        /// Also collect garbage.
+        prune: bool,
+    },
+}
+
+/// Snapshot id meaning "the newest snapshot with the given tags".
+pub const LATEST: &str = "latest";
+
+fn repeated(args: &mut Vec<String>, flag: &str, values: &[String]) {
+    for value in values {
+        args.extend([flag.to_owned(), value.clone()]);
+    }
+}
+
+impl AgentCommand {
+    /// The arguments of `hort-agent` that run this command.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = Vec::new();
+        match self {
+            AgentCommand::Check { init } => {
+                args.push("check".into());
+                if *init {
+                    args.push("--init".into());
+                }
+            }
+            AgentCommand::Backup {
+                dir,
+                paths,
+                excludes,
+                host,
+                tags,
+            } => {
+                args.extend(["backup".into(), dir.clone()]);
+                repeated(&mut args, "--path", paths);
+                repeated(&mut args, "--exclude", excludes);
+                args.extend(["--host".into(), host.clone()]);
+                repeated(&mut args, "--tag", tags);
+            }
+            AgentCommand::BackupDatabase {
+                kind,
+                host,
+                port,
+                databases,
+                jobs,
+                tags,
+            } => {
+                args.push(format!("backup-{}", kind.source_tag()));
+                args.extend(["--host".into(), host.clone(), "--port".into(), port.to_string()]);
+                repeated(&mut args, "--database", databases);
+                if let Some(jobs) = jobs {
+                    args.extend(["--jobs".into(), jobs.to_string()]);
+                }
+                repeated(&mut args, "--tag", tags);
+            }
+            AgentCommand::Restore {
+                snapshot,
+                target,
+                paths,
+                overwrite,
+                tags,
+            } => {
+                args.extend(["restore".into(), snapshot.clone(), "--target".into(), target.clone()]);
+                repeated(&mut args, "--path", paths);
+                args.extend(["--overwrite".into(), overwrite.as_str().into()]);
+                repeated(&mut args, "--tag", tags);
+            }
+            AgentCommand::RestoreDatabase {
+                kind,
+                snapshot,
+                host,
+                port,
+                databases,
+                tables,
+                clean,
+                tags,
+            } => {
+                args.extend([format!("restore-{}", kind.source_tag()), snapshot.clone()]);
+                args.extend(["--host".into(), host.clone(), "--port".into(), port.to_string()]);
+                for mapping in databases {
+                    let value = match &mapping.to {
+                        Some(to) => format!("{}={to}", mapping.from),
+                        None => mapping.from.clone(),
+                    };
+                    args.extend(["--database".into(), value]);
+                }
+                repeated(&mut args, "--table", tables);
+                if *clean {
+                    args.push("--clean".into());
+                }
+                repeated(&mut args, "--tag", tags);
+            }
+            AgentCommand::Forget { tags, keep, prune } => {
+                args.push("forget".into());
+                if *prune {
+                    args.push("--prune".into());
+                }
+                repeated(&mut args, "--tag", tags);
+                let counts = [
+                    ("--keep-last", keep.last),
+                    ("--keep-hourly", keep.hourly),
+                    ("--keep-daily", keep.daily),
+                    ("--keep-weekly", keep.weekly),
+                    ("--keep-monthly", keep.monthly),
+                    ("--keep-yearly", keep.yearly),
+                ];
+                for (flag, count) in counts {
+                    if let Some(count) = count {
+                        args.extend([flag.to_owned(), count.to_string()]);
+                    }
+                }
+                if let Some(within) = &keep.within {
+                    args.extend(["--keep-within".into(), within.clone()]);
+                }
+            }
+        }
+        args
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_come_after_their_flags_and_secrets_never_appear() {
+        let command = AgentCommand::RestoreDatabase {
+            kind: DatabaseKind::Mariadb,
+            snapshot: LATEST.into(),
+            host: "db".into(),
+            port: 3306,
+            databases: vec![DatabaseMapping {
+                from: "shop".into(),
+                to: Some("shop_copy".into()),
+            }],
+            tables: vec!["orders".into()],
+            clean: true,
+            tags: vec!["nightly".into()],
+        };
+        assert_eq!(
+            command.to_args(),
+            [
+                "restore-mariadb",
+                "latest",
+                "--host",
+                "db",
+                "--port",
+                "3306",
+                "--database",
+                "shop=shop_copy",
+                "--table",
+                "orders",
+                "--clean",
+                "--tag",
+                "nightly"
+            ]
+        );
+        let forget = AgentCommand::Forget {
+            tags: vec!["hort.dev/schedule=s".into()],
+            keep: Keep {
+                daily: Some(7),
+                within: Some("2d".into()),
+                ..Keep::default()
+            },
+            prune: true,
+        };
+        assert_eq!(
+            forget.to_args(),
+            [
+                "forget",
+                "--prune",
+                "--tag",
+                "hort.dev/schedule=s",
+                "--keep-daily",
+                "7",
+                "--keep-within",
+                "2d"
+            ]
+        );
+    }
+}

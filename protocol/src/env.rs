@@ -1,0 +1,51 @@
+//! The environment of an agent pod: names set by the operator and read by the agent.
+//!
+//! Secrets reach the agent only through these variables (set from Secret references, never
+//! by value and never as arguments).
+
+/// One [`crate::Location`] per target of the storage group, comma-separated, in target order.
+pub const REPOSITORY: &str = "HORT_REPOSITORY";
+/// How the group's targets form one repository: [`crate::Strategy`] as text.
+pub const STRATEGY: &str = "HORT_STRATEGY";
+/// The targets' weights, comma-separated, in target order.
+pub const WEIGHTS: &str = "HORT_WEIGHTS";
+/// The repository password.
+pub const PASSWORD: &str = "HORT_PASSWORD";
+/// A file holding the repository password (the agent's command line; the operator uses
+/// [`PASSWORD`]).
+pub const PASSWORD_FILE: &str = "HORT_PASSWORD_FILE";
+/// Directory where packs are spooled while they fill and upload.
+pub const SPOOL_DIR: &str = "HORT_SPOOL_DIR";
+/// The database user of a database backup or restore.
+pub const DB_USER: &str = "HORT_DB_USER";
+/// The database password.
+pub const DB_PASSWORD: &str = "HORT_DB_PASSWORD";
+/// A file holding the database password.
+pub const DB_PASSWORD_FILE: &str = "HORT_DB_PASSWORD_FILE";
+/// The [`crate::PROTOCOL_VERSION`] the operator speaks.
+pub const PROTOCOL_VERSION: &str = "HORT_PROTOCOL_VERSION";
+/// Where the agent writes its report, instead of [`TERMINATION_MESSAGE_PATH`] (for tests and
+/// runs outside a pod).
+pub const TERMINATION_LOG: &str = "HORT_TERMINATION_LOG";
+/// Where the kubelet reads a container's termination message (its default path).
+pub const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
+/// Set to `true` in every agent pod: S3 credentials never come from instance metadata.
+pub const AWS_EC2_METADATA_DISABLED: &str = "AWS_EC2_METADATA_DISABLED";
+/// Suffix of a target's S3 access key id variable (see [`target_credentials`]).
+pub const ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+/// Suffix of a target's S3 secret access key variable (see [`target_credentials`]).
+pub const SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+
+/// The prefix of the credential variables of target `index`: its keys are in
+/// `<prefix>_AWS_ACCESS_KEY_ID` and `<prefix>_AWS_SECRET_ACCESS_KEY`, so that targets with
+/// different credentials can form one group. Its location names the prefix
+/// ([`crate::S3Location::credentials`]).
+pub fn target_credentials(index: usize) -> String {
+    format!("HORT_TARGET_{index}")
+}
+
+/// The variable holding `key` ([`ACCESS_KEY_ID`] or [`SECRET_ACCESS_KEY`]) for credentials
+/// `prefix`.
+pub fn credential_variable(prefix: &str, key: &str) -> String {
+    format!("{prefix}_{key}")
+}

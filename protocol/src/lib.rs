@@ -1,0 +1,57 @@
+//! The contract between Hort's operator and its agent, in one place both compile against.
+//!
+//! The operator never moves backup data: it starts `hort-agent` in pods and reads what the
+//! agent reports. Everything that crosses that boundary is typed here, so that a renamed flag
+//! or report field fails the build or a unit test instead of an end-to-end run:
+//! - [`env`]: the environment variables an agent pod gets;
+//! - [`location`]: the repository locations in `HORT_REPOSITORY`;
+//! - [`command`]: the commands the operator runs, rendered to the agent's arguments;
+//! - [`report`]: the reports the agent leaves in its termination message, and its progress lines;
+//! - [`exit`]: the agent's exit codes;
+//! - [`PROTOCOL_VERSION`]: checked by both sides.
+//!
+//! This crate has no Kubernetes dependency: it is what an agent binary and an operator binary
+//! of the same release agree on.
+
+pub mod command;
+pub mod env;
+pub mod exit;
+pub mod location;
+pub mod report;
+
+pub use command::{AgentCommand, DatabaseKind, DatabaseMapping, Keep, Overwrite, Strategy};
+pub use exit::ExitCode;
+pub use location::{Location, S3Location};
+pub use report::{BackupReport, CheckReport, ForgetReport, ProgressLine, RestoreReport, TargetReport};
+
+/// Version of this contract. The operator passes it to every agent pod
+/// ([`env::PROTOCOL_VERSION`]) and the agent refuses to run under another one
+/// ([`ExitCode::ProtocolMismatch`]); every report carries it and the operator refuses reports
+/// of another version. Raise it with any change that an agent or operator of the previous
+/// release would misread.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Checks the version the operator asked for (the value of [`env::PROTOCOL_VERSION`]) against
+/// [`PROTOCOL_VERSION`]; the error says which image to run.
+pub fn check_version(asked: &str) -> Result<(), String> {
+    match asked.trim().parse::<u32>() {
+        Ok(PROTOCOL_VERSION) => Ok(()),
+        _ => Err(format!(
+            "the operator speaks agent protocol version {asked:?}, this agent speaks {PROTOCOL_VERSION}: \
+             run the hort-agent image of the operator's release (chart value agent.image)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_same_version_is_accepted() {
+        assert!(check_version(&PROTOCOL_VERSION.to_string()).is_ok());
+        let err = check_version("999").unwrap_err();
+        assert!(err.contains("\"999\"") && err.contains("agent.image"), "{err}");
+        assert!(check_version("one").is_err());
+    }
+}

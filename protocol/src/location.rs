@@ -1,0 +1,235 @@
+//! Repository locations: one per target in [`crate::env::REPOSITORY`], and what users type
+//! after `--repo`.
+//!
+//! - a directory: `/path` or `file:/path`;
+//! - an S3 bucket: `s3://BUCKET/PREFIX?endpoint=URL&region=R&path-style=BOOL&storage-class=C&credentials=P`,
+//!   every query setting optional. `credentials=P` takes the keys from `P_AWS_ACCESS_KEY_ID`
+//!   and `P_AWS_SECRET_ACCESS_KEY` ([`crate::env::target_credentials`]).
+//!
+//! In the prefix and the settings, `%`, `&`, `=`, `?`, `#`, `,`, `+`, spaces and control
+//! characters are written as `%XX` escapes, so that no value can add a setting (a region
+//! `x&endpoint=…`) or a target (a `,`), and [`Location`]'s `Display` and `FromStr` round-trip.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A location that cannot be parsed; the message names the location and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("repository location `{location}`: {problem}")]
+pub struct LocationError {
+    /// The location as given.
+    pub location: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// One repository target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A directory.
+    Path(String),
+    /// An S3 bucket and prefix.
+    S3(S3Location),
+}
+
+/// An S3 target; settings left `None` take the agent's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Location {
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix inside the bucket, without leading or trailing `/`.
+    pub prefix: String,
+    /// Endpoint URL of an S3-compatible server.
+    pub endpoint: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`).
+    pub path_style: Option<bool>,
+    /// Storage class of uploaded objects.
+    pub storage_class: Option<String>,
+    /// Prefix of the variables holding this target's keys.
+    pub credentials: Option<String>,
+}
+
+/// Characters escaped inside values: they separate settings, targets or the query.
+fn must_escape(c: char, in_prefix: bool) -> bool {
+    c.is_control() || c == ' ' || matches!(c, '%' | '?' | '#' | ',' | '+') || (!in_prefix && matches!(c, '&' | '='))
+}
+
+fn escape(value: &str, in_prefix: bool) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if must_escape(c, in_prefix) {
+            let mut buf = [0u8; 4];
+            for byte in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn unescape(value: &str) -> Result<String, String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = value
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("`{value}` has a `%` that is not followed by two hex digits"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("`{value}` decodes to invalid UTF-8"))
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Path(path) => f.write_str(path),
+            Location::S3(s3) => {
+                write!(f, "s3://{}/{}", s3.bucket, escape(&s3.prefix, true))?;
+                let path_style = s3.path_style.map(|b| b.to_string());
+                let settings = [
+                    ("endpoint", s3.endpoint.as_deref()),
+                    ("region", s3.region.as_deref()),
+                    ("path-style", path_style.as_deref()),
+                    ("storage-class", s3.storage_class.as_deref()),
+                    ("credentials", s3.credentials.as_deref()),
+                ];
+                let mut separator = '?';
+                for (key, value) in settings {
+                    if let Some(value) = value {
+                        write!(f, "{separator}{key}={}", escape(value, false))?;
+                        separator = '&';
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        other => Err(format!("path-style `{other}` is not true or false")),
+    }
+}
+
+fn parse_s3(rest: &str) -> Result<S3Location, String> {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+    if bucket.is_empty() {
+        return Err("no bucket".into());
+    }
+    let mut s3 = S3Location {
+        bucket: unescape(bucket)?,
+        prefix: unescape(prefix)?.trim_matches('/').to_owned(),
+        ..S3Location::default()
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = unescape(value)?;
+        match key {
+            "endpoint" => s3.endpoint = Some(value),
+            "region" => s3.region = Some(value),
+            "path-style" => s3.path_style = Some(parse_bool(&value)?),
+            "storage-class" => s3.storage_class = Some(value),
+            "credentials" => s3.credentials = Some(value),
+            other => {
+                return Err(format!(
+                    "unknown setting `{other}` (known: endpoint, region, path-style, storage-class, credentials)"
+                ));
+            }
+        }
+    }
+    Ok(s3)
+}
+
+impl FromStr for Location {
+    type Err = LocationError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let error = |problem: String| LocationError {
+            location: text.to_owned(),
+            problem,
+        };
+        if let Some(rest) = text.strip_prefix("s3://") {
+            return parse_s3(rest).map(Location::S3).map_err(error);
+        }
+        let path = text.strip_prefix("file:").unwrap_or(text);
+        if path.is_empty() || text.contains("://") {
+            return Err(error("not a directory or s3:// location".into()));
+        }
+        Ok(Location::Path(path.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_locations_round_trip_with_every_setting() {
+        let location = Location::S3(S3Location {
+            bucket: "backups".into(),
+            prefix: "k8s/prod".into(),
+            endpoint: Some("https://s3.example.com:9000".into()),
+            region: Some("eu-west-1".into()),
+            path_style: Some(true),
+            storage_class: Some("GLACIER_IR".into()),
+            credentials: Some("HORT_TARGET_1".into()),
+        });
+        let text = location.to_string();
+        assert_eq!(
+            text,
+            "s3://backups/k8s/prod?endpoint=https://s3.example.com:9000&region=eu-west-1\
+             &path-style=true&storage-class=GLACIER_IR&credentials=HORT_TARGET_1"
+        );
+        assert_eq!(text.parse::<Location>().unwrap(), location);
+    }
+
+    #[test]
+    fn hostile_values_cannot_add_settings_or_targets() {
+        let location = Location::S3(S3Location {
+            bucket: "b".into(),
+            prefix: "a,b?c%".into(),
+            region: Some("x&endpoint=http://evil".into()),
+            storage_class: Some("STANDARD,/tmp/other".into()),
+            ..S3Location::default()
+        });
+        let text = location.to_string();
+        assert!(!text.contains(','), "{text}");
+        assert_eq!(text.matches('&').count(), 1, "{text}");
+        let back: Location = text.parse().unwrap();
+        assert_eq!(back, location);
+        let Location::S3(s3) = back else { unreachable!() };
+        assert_eq!(s3.endpoint, None);
+    }
+
+    #[test]
+    fn paths_and_errors() {
+        assert_eq!("/data/repo".parse(), Ok(Location::Path("/data/repo".into())));
+        assert_eq!("file:/data/repo".parse(), Ok(Location::Path("/data/repo".into())));
+        for (bad, problem) in [
+            ("http://x", "not a directory"),
+            ("s3:///prefix", "no bucket"),
+            ("s3://b?colour=red", "unknown setting `colour`"),
+            ("s3://b?path-style=maybe", "path-style `maybe`"),
+            ("s3://b?region=%zz", "two hex digits"),
+        ] {
+            let err = bad.parse::<Location>().unwrap_err().to_string();
+            assert!(err.contains(bad) && err.contains(problem), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! What the agent reports: one JSON object in its termination message when a command ends,
+//! and progress lines on stdout while it works.
+//!
+//! The kubelet copies at most [`MESSAGE_LIMIT`] bytes of the termination message into the pod
+//! status, where the operator reads it; every message carries [`crate::PROTOCOL_VERSION`]
+//! as `protocolVersion`. On failure the agent exits non-zero and writes no report (the kubelet
+//! then shows the end of its log), except `check`, which reports the targets' findings even
+//! when it cannot open the repository.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::PROTOCOL_VERSION;
+
+/// At most this many bytes of a termination message reach the pod status.
+pub const MESSAGE_LIMIT: usize = 4096;
+
+/// A report in a termination message.
+pub trait Report: Serialize + DeserializeOwned {
+    /// Which command's report this is, for messages.
+    const COMMAND: &'static str;
+}
+
+/// A termination message that is not the report the operator expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    /// Not JSON, or not this report's fields.
+    #[error("the agent's {command} report is not valid ({detail})")]
+    Invalid {
+        /// The command.
+        command: &'static str,
+        /// What the parser said.
+        detail: String,
+    },
+    /// Written by an agent of another protocol version.
+    #[error(
+        "the agent's {command} report is of protocol version {found}, the operator's is {PROTOCOL_VERSION}: \
+         run the hort-agent image of the operator's release (chart value agent.image)"
+    )]
+    Version {
+        /// The command.
+        command: &'static str,
+        /// The version in the report (0: none).
+        found: u32,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<T> {
+    #[serde(default)]
+    protocol_version: u32,
+    #[serde(flatten)]
+    report: T,
+}
+
+/// The termination message for `report`.
+pub fn encode<R: Report>(report: &R) -> String {
+    let envelope = Envelope {
+        protocol_version: PROTOCOL_VERSION,
+        report,
+    };
+    serde_json::to_string(&envelope).expect("reports serialize")
+}
+
+/// Reads a termination message written by [`encode`].
+pub fn decode<R: Report>(message: &str) -> Result<R, ReportError> {
+    let envelope: Envelope<R> = serde_json::from_str(message.trim()).map_err(|e| ReportError::Invalid {
+        command: R::COMMAND,
+        detail: e.to_string(),
+    })?;
+    if envelope.protocol_version != PROTOCOL_VERSION {
+        return Err(ReportError::Version {
+            command: R::COMMAND,
+            found: envelope.protocol_version,
+        });
+    }
+    Ok(envelope.report)
+}
+
+/// What `backup`, `backup-postgres` and `backup-mariadb` report on success.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupReport {
+    /// Id of the snapshot written.
+    pub snapshot_id: String,
+    /// Bytes read from the source.
+    pub bytes_read: u64,
+    /// Bytes of chunks new to the repository.
+    pub bytes_new: u64,
+    /// Bytes added to the storage group.
+    pub bytes_stored: u64,
+    /// Files or streams backed up.
+    pub files: u64,
+    /// Seconds the backup took.
+    pub duration_seconds: f64,
+}
+
+impl Report for BackupReport {
+    const COMMAND: &'static str = "backup";
+}
+
+/// What `restore`, `restore-postgres` and `restore-mariadb` report on success.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreReport {
+    /// The snapshot restored.
+    pub snapshot_id: String,
+    /// Bytes written to the target (database restores: bytes of the dumps read).
+    pub bytes_restored: u64,
+    /// Files restored (database restores: streams read).
+    pub files: u64,
+    /// Seconds the restore took.
+    pub duration_seconds: f64,
+    /// Rows per restored table, counted in the target after the restore (PostgreSQL tables
+    /// schema-qualified: `db.public.orders`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub row_counts: BTreeMap<String, u64>,
+}
+
+impl Report for RestoreReport {
+    const COMMAND: &'static str = "restore";
+}
+
+impl RestoreReport {
+    /// The termination message, with as many row counts as fit into [`MESSAGE_LIMIT`] (in
+    /// table order), and how many of them it holds.
+    pub fn encode_within_limit(&self) -> (String, usize) {
+        let mut fitted = RestoreReport {
+            row_counts: BTreeMap::new(),
+            ..self.clone()
+        };
+        // `"rowCounts":{}` and its comma.
+        let mut room = MESSAGE_LIMIT.saturating_sub(encode(&fitted).len() + 15);
+        for (table, rows) in &self.row_counts {
+            // `"table":rows,` (the last entry needs no comma, which leaves a byte to spare).
+            let entry = serde_json::to_string(table).map_or(usize::MAX, |t| t.len()) + rows.to_string().len() + 2;
+            if entry > room {
+                break;
+            }
+            room -= entry;
+            fitted.row_counts.insert(table.clone(), *rows);
+        }
+        (encode(&fitted), fitted.row_counts.len())
+    }
+}
+
+/// What `check` reports: the repository, and one entry per location of
+/// [`crate::env::REPOSITORY`], in target order. Written also when the repository could not be
+/// opened or created (then without `repository_id`, with `error`, and a non-zero exit).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckReport {
+    /// Id of the repository the group holds; absent when it could not be opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_id: Option<String>,
+    /// Whether this check created the repository.
+    #[serde(default)]
+    pub created: bool,
+    /// Per-target findings, in target order.
+    pub targets: Vec<TargetReport>,
+    /// Why the repository could not be opened or created, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Report for CheckReport {
+    const COMMAND: &'static str = "check";
+}
+
+/// The agent's findings for one target.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetReport {
+    /// The target answered (a listing worked).
+    pub reachable: bool,
+    /// A probe object could be written, read back and deleted.
+    pub writable: bool,
+    /// Bytes of the repository's files (directory targets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_used: Option<u64>,
+    /// Free bytes of the target's file system (directory targets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_free: Option<u64>,
+    /// What failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What `forget` reports on success (not with `--dry-run`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForgetReport {
+    /// Snapshots kept by the rules.
+    pub snapshots_kept: u32,
+    /// Snapshots removed.
+    pub snapshots_removed: u32,
+}
+
+impl Report for ForgetReport {
+    const COMMAND: &'static str = "forget";
+}
+
+/// The kind of a JSON line on the agent's stdout that the operator reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LineKind {
+    /// A [`ProgressLine`].
+    Progress,
+}
+
+/// One progress line, printed about once a second while a backup or restore runs (JSON, one
+/// object per line, snake_case keys).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressLine {
+    /// Always [`LineKind::Progress`] (`"type": "progress"`).
+    #[serde(rename = "type")]
+    pub kind: LineKind,
+    /// `backup` or `restore`.
+    pub operation: String,
+    /// Seconds since the operation started.
+    pub elapsed_secs: f64,
+    /// Files (or streams) done.
+    pub files: u64,
+    /// Bytes of content done.
+    pub bytes: u64,
+    /// Bytes of content in all, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_total: Option<u64>,
+    /// Plaintext bytes of new blobs.
+    pub new_bytes: u64,
+    /// Entries that failed.
+    pub errors: u64,
+    /// Bytes per second since the start.
+    pub bytes_per_sec: f64,
+}
+
+impl ProgressLine {
+    /// Percent done, when the total is known.
+    pub fn percent(&self) -> Option<u8> {
+        self.bytes_total
+            .filter(|total| *total > 0)
+            .map(|total| (self.bytes.saturating_mul(100) / total).min(100) as u8)
+    }
+
+    /// The newest progress line in `log` (the tail of the agent's output, which also holds
+    /// other lines).
+    pub fn newest_in(log: &str) -> Option<ProgressLine> {
+        log.lines()
+            .rev()
+            .find_map(|line| serde_json::from_str::<ProgressLine>(line.trim()).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn restore(row_counts: BTreeMap<String, u64>) -> RestoreReport {
+        RestoreReport {
+            snapshot_id: "ab".repeat(32),
+            bytes_restored: 1,
+            files: 2,
+            duration_seconds: 0.5,
+            row_counts,
+        }
+    }
+
+    #[test]
+    fn reports_round_trip_and_carry_the_version() {
+        let report = BackupReport {
+            snapshot_id: "ab12".into(),
+            bytes_read: 3000,
+            bytes_new: 1500,
+            bytes_stored: 1000,
+            files: 7,
+            duration_seconds: 1.5,
+        };
+        let message = encode(&report);
+        assert!(message.contains("\"protocolVersion\":1"), "{message}");
+        assert!(message.contains("\"snapshotId\":\"ab12\""), "{message}");
+        assert_eq!(decode::<BackupReport>(&message), Ok(report));
+        let check = CheckReport {
+            repository_id: None,
+            created: false,
+            targets: vec![TargetReport {
+                reachable: true,
+                error: Some("denied".into()),
+                ..TargetReport::default()
+            }],
+            error: Some("wrong password".into()),
+        };
+        assert_eq!(decode::<CheckReport>(&encode(&check)), Ok(check));
+    }
+
+    #[test]
+    fn other_versions_and_other_text_are_refused() {
+        let old = r#"{"snapshotsKept": 1, "snapshotsRemoved": 2}"#;
+        let err = decode::<ForgetReport>(old).unwrap_err();
+        assert_eq!(
+            err,
+            ReportError::Version {
+                command: "forget",
+                found: 0
+            }
+        );
+        assert!(err.to_string().contains("agent.image"), "{err}");
+        let err = decode::<ForgetReport>("killed").unwrap_err().to_string();
+        assert!(err.contains("forget report is not valid"), "{err}");
+        let wrong_kind = encode(&ForgetReport {
+            snapshots_kept: 1,
+            snapshots_removed: 0,
+        });
+        assert!(decode::<BackupReport>(&wrong_kind).is_err());
+    }
+
+    #[test]
+    fn row_counts_are_cut_to_the_message_limit() {
+        let few = BTreeMap::from([("shop.public.orders".to_owned(), 42)]);
+        let (message, n) = restore(few.clone()).encode_within_limit();
+        assert_eq!(n, 1);
+        assert_eq!(decode::<RestoreReport>(&message).unwrap().row_counts, few);
+        let many: BTreeMap<String, u64> = (0..1000)
+            .map(|i| (format!("shop.public.table_{i:04}"), i * 1000))
+            .collect();
+        let (message, n) = restore(many).encode_within_limit();
+        assert!(n > 50 && n < 1000, "{n}");
+        assert!(
+            message.len() <= MESSAGE_LIMIT && message.len() > MESSAGE_LIMIT - 40,
+            "{}",
+            message.len()
+        );
+        assert_eq!(decode::<RestoreReport>(&message).unwrap().row_counts.len(), n);
+    }
+
+    #[test]
+    fn progress_is_the_newest_progress_line() {
+        let line = |bytes: u64, total: Option<u64>| {
+            serde_json::to_string(&ProgressLine {
+                kind: LineKind::Progress,
+                operation: "backup".into(),
+                elapsed_secs: 1.0,
+                files: 1,
+                bytes,
+                bytes_total: total,
+                new_bytes: 0,
+                errors: 0,
+                bytes_per_sec: 1.0,
+            })
+            .unwrap()
+        };
+        let log = format!(
+            "starting\n{}\n{}\n{{\"type\":\"summary\",\"bytes\":1}}\na warning\n",
+            line(100, Some(400)),
+            line(300, Some(400))
+        );
+        let newest = ProgressLine::newest_in(&log).unwrap();
+        assert_eq!((newest.bytes, newest.percent()), (300, Some(75)));
+        assert!(line(5, None).contains("\"type\":\"progress\""));
+        assert!(!line(5, None).contains("bytes_total"));
+        assert_eq!(ProgressLine::newest_in(&line(5, None)).unwrap().percent(), None);
+        assert!(ProgressLine::newest_in("no json here").is_none());
+    }
+}
