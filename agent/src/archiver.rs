@@ -78,6 +78,8 @@ pub struct BackupOptions {
     pub threads: usize,
     /// Which entries of a directory tree to back up (all by default).
     pub selection: Selection,
+    /// The time recorded as the snapshot's; now when `None` (e.g. to import older backups).
+    pub time: Option<chrono::DateTime<Utc>>,
 }
 
 /// A named stream to back up.
@@ -384,7 +386,7 @@ enum EntryError {
 fn new_snapshot(source: Source, options: &BackupOptions) -> Snapshot {
     Snapshot {
         version: snapshot::SNAPSHOT_VERSION,
-        time: Utc::now(),
+        time: options.time.unwrap_or_else(Utc::now),
         hostname: options.hostname.clone().unwrap_or_else(hostname),
         source,
         tags: options.tags.clone(),

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, Months, Utc};
+use hort_protocol::Period;
 
 use crate::id::Id;
 use crate::snapshot::{Snapshot, Source};
@@ -23,8 +24,9 @@ pub struct Policy {
     pub monthly: usize,
     /// Likewise per year.
     pub yearly: usize,
-    /// Every snapshot younger than this, measured from the group's newest snapshot.
-    pub within: Option<Duration>,
+    /// Every snapshot younger than this period, counted back from the group's newest snapshot
+    /// (years and months in calendar terms).
+    pub within: Option<Period>,
 }
 
 impl Policy {
@@ -77,6 +79,7 @@ pub fn apply(snapshots: &[(Id, Snapshot)], policy: &Policy) -> Vec<Decision> {
     for (_, mut group) in groups {
         group.sort_by(|a, b| b.1.time.cmp(&a.1.time).then(b.0.cmp(&a.0)));
         let newest = group[0].1.time;
+        let within_since = policy.within.map(|period| before(newest, period));
         let mut counts = [0usize; 5];
         let mut last_bucket: [Option<String>; 5] = Default::default();
         for (i, (id, snapshot)) in group.into_iter().map(|e| (e.0, &e.1)).enumerate() {
@@ -94,7 +97,7 @@ pub fn apply(snapshots: &[(Id, Snapshot)], policy: &Policy) -> Vec<Decision> {
                     }
                 }
             }
-            if policy.within.is_some_and(|d| snapshot.time >= newest - d) {
+            if within_since.is_some_and(|since| snapshot.time >= since) {
                 reasons.push("within");
             }
             out.push(Decision {
@@ -107,7 +110,21 @@ pub fn apply(snapshots: &[(Id, Snapshot)], policy: &Policy) -> Vec<Decision> {
     out
 }
 
-/// Parses durations like `30m`, `12h`, `7d`, `2w`, `1y`, `1d12h`, or `0`.
+/// The time `period` before `time`: calendar years and months first (the day clamped to the
+/// month's length), then weeks, days and hours. Before the earliest representable time: that
+/// time.
+pub fn before(time: DateTime<Utc>, period: Period) -> DateTime<Utc> {
+    let months = period.years.saturating_mul(12).saturating_add(period.months);
+    let fixed = Duration::weeks(period.weeks.into())
+        + Duration::days(period.days.into())
+        + Duration::hours(period.hours.into());
+    time.checked_sub_months(Months::new(months))
+        .and_then(|t| t.checked_sub_signed(fixed))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// Parses fixed durations like `30m` (minutes), `12h`, `7d`, `2w`, `1y` (365 days), `1d12h`,
+/// or `0`: the grace period of garbage collection. Retention periods are [`Period`]s.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if text == "0" {
         return Ok(Duration::zero());
@@ -188,11 +205,36 @@ mod tests {
         };
         assert_eq!(kept(&apply(&snapshots, &policy)), vec![5, 6]);
         let policy = Policy {
-            within: Some(parse_duration("1d12h").unwrap()),
+            within: Some("1d12h".parse().unwrap()),
             ..Default::default()
         };
         assert_eq!(kept(&apply(&snapshots, &policy)), vec![3, 4, 5, 6]);
         assert!(Policy::default().is_empty());
+    }
+
+    #[test]
+    fn within_counts_calendar_months_back_from_the_newest() {
+        // Snapshots on the last day of each month, newest 31 August 2026.
+        let snapshots = vec![
+            snap(1, "2026-01-31T12:00:00Z", "a"),
+            snap(2, "2026-02-28T12:00:00Z", "a"),
+            snap(3, "2026-03-31T12:00:00Z", "a"),
+            snap(4, "2026-07-31T12:00:00Z", "a"),
+            snap(5, "2026-08-31T12:00:00Z", "a"),
+        ];
+        let within = |text: &str| Policy {
+            within: Some(text.parse().unwrap()),
+            ..Default::default()
+        };
+        // Six months before 31 August is 28 February (the day clamped), not six minutes.
+        assert_eq!(kept(&apply(&snapshots, &within("6mo"))), vec![2, 3, 4, 5]);
+        assert_eq!(kept(&apply(&snapshots, &within("1mo"))), vec![4, 5]);
+        assert_eq!(kept(&apply(&snapshots, &within("1y"))), vec![1, 2, 3, 4, 5]);
+        assert_eq!(kept(&apply(&snapshots, &within("1h"))), vec![5]);
+        assert_eq!(
+            before("2024-02-29T00:00:00Z".parse().unwrap(), "1y".parse().unwrap()),
+            "2023-02-28T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
     }
 
     #[test]

@@ -113,3 +113,39 @@ fn forget_with_tags_keeps_the_newest_of_one_schedule_and_leaves_the_rest() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no --keep-* option"));
     assert_eq!(snapshot_ids(&repo).len(), 4);
 }
+
+#[test]
+fn keep_within_counts_calendar_months_and_refuses_a_bare_m() {
+    let repo = Repo::new(Kind::Fs);
+    repo.init();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir(&src).unwrap();
+    // One backup at the end of each month, January to August 2026.
+    let mut by_month = Vec::new();
+    for (month, day) in [(1, 31), (2, 28), (3, 31), (4, 30), (5, 31), (6, 30), (7, 31), (8, 31)] {
+        fs::write(src.join("data"), format!("month {month}")).unwrap();
+        let time = format!("2026-{month:02}-{day}T02:30:00Z");
+        let summary = repo.backup(&src, &["--tag=hort.dev/schedule=monthly", "--time", &time]);
+        by_month.push(summary["snapshot"].as_str().unwrap().to_owned());
+    }
+    let tag = "--tag=hort.dev/schedule=monthly";
+
+    // `6m` would have been six minutes, forgetting all but the newest: it is refused instead.
+    let refused = repo.run(&["forget", tag, "--keep-within", "6m"]);
+    assert_eq!(refused.status.code(), Some(2), "a usage error");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("`m` is ambiguous"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(snapshot_ids(&repo).len(), 8);
+
+    // Six calendar months before 31 August 02:30 is 28 February 02:30: February to August stay.
+    repo.ok(&["forget", tag, "--keep-within", "6mo"]);
+    let mut left = snapshot_ids(&repo);
+    left.sort();
+    let mut expected = by_month[1..].to_vec();
+    expected.sort();
+    assert_eq!(left, expected, "January is forgotten, February to August are kept");
+}

@@ -130,10 +130,15 @@ pub struct Retention {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub keep_yearly: Option<u32>,
-    /// Keep every snapshot younger than this duration before the newest one, e.g. `36h`,
-    /// `14d`, `2w`, `1y6m` (units y, m, w, d, h).
+    /// Keep every snapshot younger than this period before the newest one: one or more
+    /// number-unit pairs with units y (years), mo (months), w (weeks), d (days), h (hours),
+    /// each at most once, e.g. `36h`, `14d`, `2w`, `1y6mo`. Years and months are calendar
+    /// units (six months before 31 August is 28 or 29 February). `m` is refused: write `mo`
+    /// for months.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+[ymwdh])+$"))]
+    #[schemars(regex(pattern = hort_protocol::period::PATTERN))]
+    #[x_kube(validation = Rule::new("!self.matches('[0-9]m([^o]|$)')")
+        .message("keepWithin: `m` is ambiguous; write `mo` for months or `h` for hours, e.g. 6mo"))]
     pub keep_within: Option<String>,
 }
 

@@ -279,12 +279,30 @@ async fn prune(
     if !due || running {
         return Ok(());
     }
+    let name = schedule.name_any();
+    let command = match retention::command(retention, namespace, &name) {
+        Ok(command) => command,
+        // Recorded once per successful backup (its time), so reconciles do not repeat the event.
+        Err(why) => {
+            let result = PruneResult {
+                time: status.last_successful_time.clone(),
+                succeeded: false,
+                message: Some(why.clone()),
+                ..PruneResult::default()
+            };
+            if status.last_prune.as_ref() != Some(&result) {
+                let note = format!("pruning by retention failed: {why}");
+                events::publish(ctx, schedule, EventType::Warning, "PruneFailed", note).await;
+                status.last_prune = Some(result);
+            }
+            return Ok(());
+        }
+    };
     let template = &schedule.spec.job_template.spec;
     let groups: Api<StorageGroup> = Api::namespaced(ctx.client.clone(), namespace);
     let Some(group) = groups.get_opt(&template.storage_group_ref.name).await? else {
         return Ok(());
     };
-    let name = schedule.name_any();
     let pod = pod::build(
         &ctx.agent,
         AgentPod {
@@ -294,7 +312,7 @@ async fn prune(
                 .controller_owner_ref(&())
                 .expect("a stored object has a name and uid"),
             labels: [(SCHEDULE_LABEL.to_string(), name.clone())].into(),
-            command: retention::command(retention, namespace, &name),
+            command,
             repository: pod::repository_access(&group.spec),
             overrides: template.agent.as_ref(),
             active_deadline_seconds: template.active_deadline_seconds,

@@ -110,8 +110,8 @@ pub struct Keep {
     pub monthly: Option<u32>,
     /// The newest snapshot of each of the last N years.
     pub yearly: Option<u32>,
-    /// Every snapshot younger than this duration, relative to the newest.
-    pub within: Option<String>,
+    /// Every snapshot younger than this period, counted back from the newest.
+    pub within: Option<crate::Period>,
 }
 
 /// One agent run, as the operator starts it.
@@ -301,7 +301,7 @@ impl AgentCommand {
                     }
                 }
                 if let Some(within) = &keep.within {
-                    args.extend(["--keep-within".into(), within.clone()]);
+                    args.extend(["--keep-within".into(), within.to_string()]);
                 }
             }
         }
@@ -350,7 +350,7 @@ mod tests {
             tags: vec!["hort.dev/schedule=s".into()],
             keep: Keep {
                 daily: Some(7),
-                within: Some("2d".into()),
+                within: Some("2d".parse().unwrap()),
                 ..Keep::default()
             },
             prune: true,

@@ -8,6 +8,7 @@
 //! - [`command`]: the commands the operator runs, rendered to the agent's arguments;
 //! - [`report`]: the reports the agent leaves in its termination message, and its progress lines;
 //! - [`exit`]: the agent's exit codes;
+//! - [`period`]: the calendar periods of retention rules;
 //! - [`PROTOCOL_VERSION`]: checked by both sides.
 //!
 //! This crate has no Kubernetes dependency: it is what an agent binary and an operator binary
@@ -17,11 +18,13 @@ pub mod command;
 pub mod env;
 pub mod exit;
 pub mod location;
+pub mod period;
 pub mod report;
 
 pub use command::{AgentCommand, DatabaseKind, DatabaseMapping, Keep, Overwrite, Strategy};
 pub use exit::ExitCode;
 pub use location::{Location, S3Location};
+pub use period::Period;
 pub use report::{BackupReport, CheckReport, ForgetReport, ProgressLine, RestoreReport, TargetReport};
 
 /// Version of this contract. The operator passes it to every agent pod

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use hort_protocol::{DatabaseKind, Overwrite, Strategy, env};
+use hort_protocol::{DatabaseKind, Overwrite, Period, Strategy, env};
 
 use super::CliError;
 use crate::database::{Connection, Password};
@@ -119,14 +119,10 @@ pub(super) struct KeepArgs {
     /// Keep the newest snapshot of each of the last N years.
     #[arg(long)]
     pub(super) keep_yearly: Option<u32>,
-    /// Keep every snapshot younger than this (e.g. 7d, 12h) relative to the newest one.
-    #[arg(long, value_parser = duration_text)]
-    pub(super) keep_within: Option<String>,
-}
-
-/// A duration argument, checked while parsing and kept as given.
-fn duration_text(text: &str) -> Result<String, String> {
-    retention::parse_duration(text).map(|_| text.to_owned())
+    /// Keep every snapshot younger than this period before the newest one: units y, mo
+    /// (months), w, d, h, e.g. 1y6mo, 14d, 36h.
+    #[arg(long)]
+    pub(super) keep_within: Option<Period>,
 }
 
 impl KeepArgs {
@@ -139,11 +135,7 @@ impl KeepArgs {
             weekly: count(self.keep_weekly),
             monthly: count(self.keep_monthly),
             yearly: count(self.keep_yearly),
-            // Checked by `duration_text` while parsing.
-            within: self
-                .keep_within
-                .as_deref()
-                .and_then(|text| retention::parse_duration(text).ok()),
+            within: self.keep_within,
         }
     }
 }
@@ -276,6 +268,10 @@ pub(super) struct BackupArgs {
     /// Host name to record.
     #[arg(long)]
     pub(super) host: Option<String>,
+    /// Time to record as the snapshot's (RFC 3339, e.g. 2026-05-31T02:30:00Z); now if absent.
+    /// Retention rules count from it.
+    #[arg(long)]
+    pub(super) time: Option<chrono::DateTime<chrono::Utc>>,
     /// Worker threads for compression and encryption (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub(super) threads: usize,

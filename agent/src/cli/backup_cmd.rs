@@ -54,6 +54,7 @@ pub(super) fn backup(ctx: &Context, args: BackupArgs) -> Result<(), CliError> {
         force: args.force,
         threads: args.threads,
         selection: Selection::new(&args.paths, &args.exclude),
+        time: args.time,
     };
     let counters = Arc::new(Counters::default());
     let reporter = Reporter::start(ctx.mode, "backup", counters.clone(), Duration::from_secs(1));

@@ -186,7 +186,7 @@ fn every_operator_command_means_the_same_to_the_agent() {
                 weekly: Some(4),
                 monthly: Some(6),
                 yearly: Some(2),
-                within: Some("2d".into()),
+                within: Some("1y2mo".parse().unwrap()),
             },
             prune: true,
         },

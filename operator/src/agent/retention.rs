@@ -2,12 +2,20 @@
 //! to its own snapshots (and to no others).
 
 use hort_crds::schedule::Retention;
-use hort_protocol::{AgentCommand, Keep};
+use hort_protocol::{AgentCommand, Keep, Period};
 
 /// The command that applies `retention` to the snapshots of schedule `name` in `namespace`:
-/// only snapshots carrying both tags count, and they form one series.
-pub fn command(retention: &Retention, namespace: &str, name: &str) -> AgentCommand {
-    AgentCommand::Forget {
+/// only snapshots carrying both tags count, and they form one series. Fails on a `keepWithin`
+/// that is not a period (stored before the API server checked it as it does now).
+pub fn command(retention: &Retention, namespace: &str, name: &str) -> Result<AgentCommand, String> {
+    let within = match &retention.keep_within {
+        Some(text) => Some(
+            text.parse::<Period>()
+                .map_err(|e| format!("spec.retention.keepWithin: {e}; no snapshot was forgotten"))?,
+        ),
+        None => None,
+    };
+    Ok(AgentCommand::Forget {
         tags: vec![
             format!("hort.dev/namespace={namespace}"),
             format!("hort.dev/schedule={name}"),
@@ -19,10 +27,10 @@ pub fn command(retention: &Retention, namespace: &str, name: &str) -> AgentComma
             weekly: retention.keep_weekly,
             monthly: retention.keep_monthly,
             yearly: retention.keep_yearly,
-            within: retention.keep_within.clone(),
+            within,
         },
         prune: true,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -31,19 +39,34 @@ mod tests {
 
     #[test]
     fn only_this_schedules_snapshots_and_only_the_rules_given() {
-        let retention: Retention = serde_yaml::from_str("{keepDaily: 7, keepMonthly: 6, keepWithin: 2d}").unwrap();
+        let retention: Retention = serde_yaml::from_str("{keepDaily: 7, keepMonthly: 6, keepWithin: 1y6mo}").unwrap();
         assert_eq!(
             command(&retention, "prod", "db-nightly"),
-            AgentCommand::Forget {
+            Ok(AgentCommand::Forget {
                 tags: vec!["hort.dev/namespace=prod".into(), "hort.dev/schedule=db-nightly".into()],
                 keep: Keep {
                     daily: Some(7),
                     monthly: Some(6),
-                    within: Some("2d".into()),
+                    within: Some(Period {
+                        years: 1,
+                        months: 6,
+                        ..Period::default()
+                    }),
                     ..Keep::default()
                 },
                 prune: true,
-            }
+            })
+        );
+    }
+
+    #[test]
+    fn a_keep_within_that_is_not_a_period_forgets_nothing() {
+        // Stored before the API server refused `m`: six minutes or six months?
+        let retention: Retention = serde_yaml::from_str("{keepWithin: 6m}").unwrap();
+        let err = command(&retention, "prod", "db-nightly").unwrap_err();
+        assert!(
+            err.contains("spec.retention.keepWithin") && err.contains("`m` is ambiguous"),
+            "{err}"
         );
     }
 }
