@@ -2,7 +2,7 @@
 # End-to-end tests of Hort in the local cluster, with real agent pods: the chart installed with
 # the locally built images, an S3 server (s3s-fs), PostgreSQL and MariaDB in the cluster.
 #
-#   kind-tests/e2e.sh [--keep] [CASE...]     CASE: a b c d1 d2 e f g h i (default: all)
+#   kind-tests/e2e.sh [--keep] [CASE...]     CASE: one of the names below (default: all)
 #
 # Needs `kind-tests/cluster.sh up` and the images (`cargo build --release -p hort-agent -p
 # hort-operator`, then `kind-tests/images.sh build hort-agent hort-operator test-s3
@@ -12,18 +12,24 @@
 # (--keep leaves them for a look). Prints PASS/FAIL and the duration of every case and exits
 # non-zero when one failed.
 #
-# Cases:
-#   a   StorageGroups on S3 and on a PVC become Ready (a check pod ran `check --init`)
-#   b   wrong S3 credentials: the group is not Ready with a clear message, a BackupJob waits
-#   c   volume backup to S3 (snapshot id, stats), restore into a new claim, files compared
-#   d1  PostgreSQL backup to S3, one database restored under a new name, rows compared
-#   d2  MariaDB backup to a PVC target, one table restored, rows compared
-#   e   agent pod deleted mid-backup: the BackupJob retries and succeeds; `verify` is clean
-#   f   operator pod deleted mid-backup: the job finishes once, with exactly one snapshot
-#   g   Schedule every minute with keepLast 1: two runs, prune ran, the old snapshot is gone
-#   h   invalid specs are rejected by `kubectl apply` with a message naming the field
-#   i   backup hooks run in the application pod (pre before the data is read, post after); a
-#       failing pre hook fails the job before any data is read, and the post hooks still run
+# Cases (each name is also its namespace's suffix):
+#   groups-ready        StorageGroups on S3 and on a PVC become Ready (a check pod ran `check --init`)
+#   wrong-s3-key        wrong S3 credentials: the group is not Ready with a clear message, a
+#                       BackupJob waits
+#   volume-restore      volume backup to S3 (snapshot id, stats), restore into a new claim, files
+#                       compared
+#   postgres-rename     PostgreSQL backup to S3, one database restored under a new name, rows compared
+#   mariadb-table       MariaDB backup to a PVC target, one table restored, rows compared
+#   agent-killed        agent pod deleted mid-backup: the BackupJob retries and succeeds; `verify`
+#                       is clean
+#   operator-restart    operator pod deleted mid-backup: the job finishes once, with exactly one
+#                       snapshot
+#   schedule-retention  Schedule every minute with keepLast 1: two runs, prune ran, the old
+#                       snapshot is gone
+#   invalid-specs       invalid specs are rejected by `kubectl apply` with a message naming the field
+#   hooks               backup hooks run in the application pod (pre before the data is read, post
+#                       after); a failing pre hook fails the job before any data is read, and the
+#                       post hooks still run
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=kind-tests/lib.sh
@@ -31,16 +37,19 @@ source "$HERE/lib.sh"
 KUBECONFIG="${KUBECONFIG:-$("$HERE/cluster.sh" kubeconfig)}"
 export KUBECONFIG
 
+ALL_CASES=(groups-ready wrong-s3-key volume-restore postgres-rename mariadb-table agent-killed operator-restart schedule-retention invalid-specs hooks)
 KEEP=0
 CASES=()
 for a in "$@"; do
   case "$a" in
     --keep) KEEP=1 ;;
-    a | b | c | d1 | d2 | e | f | g | h | i) CASES+=("$a") ;;
-    *) echo "usage: $0 [--keep] [a b c d1 d2 e f g h i]" >&2; exit 2 ;;
+    --*) echo "usage: $0 [--keep] [CASE...] (cases: ${ALL_CASES[*]})" >&2; exit 2 ;;
+    *) printf '%s\n' "${ALL_CASES[@]}" | grep -qx -- "$a" \
+         || { echo "unknown case $a (cases: ${ALL_CASES[*]})" >&2; exit 2; }
+       CASES+=("$a") ;;
   esac
 done
-((${#CASES[@]})) || CASES=(a b c d1 d2 e f g h i)
+((${#CASES[@]})) || CASES=("${ALL_CASES[@]}")
 want() { printf '%s\n' "${CASES[@]}" | grep -qx "$1"; }
 
 INFRA=hort-e2e-infra
@@ -177,8 +186,8 @@ echo "  S3, PostgreSQL and MariaDB running in $INFRA ($(since "$t1")s)"
 echo "setup took $(since "$t0")s"
 
 # ---------------------------------------------------------------------------------------------
-case_a() {
-  local ns=hort-e2e-a
+case_groups-ready() {
+  local ns=hort-e2e-groups-ready
   case_namespace $ns
   s3_group $ns s3 "$S3_ENDPOINT" "$S3_BUCKET" a
   pvc_group $ns disk backup-disk
@@ -195,8 +204,8 @@ case_a() {
   check "check pods ran 'check --init' with $HORT_AGENT_IMAGE" grep -q "$HORT_AGENT_IMAGE.*check.*--init" <<<"$args"
 }
 
-case_b() {
-  local ns=hort-e2e-b
+case_wrong-s3-key() {
+  local ns=hort-e2e-wrong-s3-key
   case_namespace $ns
   kc -n $ns create secret generic wrong-credentials --from-literal=AWS_ACCESS_KEY_ID="$S3_ACCESS" \
     --from-literal=AWS_SECRET_ACCESS_KEY=not-the-secret >/dev/null
@@ -223,8 +232,8 @@ EOF
   check "the message is short (< 400 characters, not an SDK debug dump)" test "${#msg}" -lt 400
 }
 
-case_c() {
-  local ns=hort-e2e-c
+case_volume-restore() {
+  local ns=hort-e2e-volume-restore
   case_namespace $ns
   s3_group $ns s3 "$S3_ENDPOINT" "$S3_BUCKET" c
   fill_claim $ns 1Gi 'mkdir -p docs/deep media; echo "hello hort" > docs/hello.txt; seq 1 20000 > docs/deep/numbers.txt
@@ -262,8 +271,8 @@ EOF
   check "mode 0640 restored" test "$(echo "$back" | tail -n 1)" == 640
 }
 
-case_d1() {
-  local ns=hort-e2e-d1 q='select count(*), sum(id), md5(string_agg(name, $$,$$ order by id)) from items'
+case_postgres-rename() {
+  local ns=hort-e2e-postgres-rename q='select count(*), sum(id), md5(string_agg(name, $$,$$ order by id)) from items'
   case_namespace $ns
   local d
   for d in e2e_app e2e_app_restored e2e_other; do psql_in $INFRA "drop database if exists $d" >/dev/null; done
@@ -316,8 +325,8 @@ EOF
   for d in e2e_app e2e_app_restored e2e_other; do psql_in $INFRA "drop database if exists $d" >/dev/null || true; done
 }
 
-case_d2() {
-  local ns=hort-e2e-d2 q='select count(*), sum(id), md5(group_concat(item order by id)) from orders'
+case_mariadb-table() {
+  local ns=hort-e2e-mariadb-table q='select count(*), sum(id), md5(group_concat(item order by id)) from orders'
   case_namespace $ns
   mariadb_in $INFRA "drop database if exists e2e_shop; create database e2e_shop" >/dev/null
   mariadb_in $INFRA "create table e2e_shop.orders (id int primary key, item varchar(64) not null, qty int);
@@ -390,8 +399,8 @@ retry_pod_exists() { # NS FIRST-POD: a backup pod other than FIRST-POD exists
   kc -n "$1" get pods -l hort.dev/agent-role=backup -o name | grep -v "^pod/$2\$" | grep -q .
 }
 
-case_i() {
-  local ns=hort-e2e-i
+case_hooks() {
+  local ns=hort-e2e-hooks
   case_namespace $ns
   s3_group $ns s3 "$S3_ENDPOINT" "$S3_BUCKET" i
   # An application pod with the volume that is backed up; the hooks run in it.
@@ -463,8 +472,8 @@ EOF
     test "$(kc -n $ns exec app -- cat /tmp/post-hook)" == thawed-after-failure
 }
 
-case_e() {
-  local ns=hort-e2e-e
+case_agent-killed() {
+  local ns=hort-e2e-agent-killed
   case_namespace $ns
   s3_group $ns s3 "$S3_ENDPOINT" "$S3_BUCKET" e
   fill_claim $ns 3Gi 'for i in 1 2 3 4 5 6; do head -c 200000000 /dev/urandom > big-$i.bin; done'
@@ -485,8 +494,8 @@ case_e() {
   check "verify reports ok" grep -q '"ok":true' <<<"$out"
 }
 
-case_f() {
-  local ns=hort-e2e-f
+case_operator-restart() {
+  local ns=hort-e2e-operator-restart
   case_namespace $ns
   s3_group $ns s3 "$S3_ENDPOINT" "$S3_BUCKET" f
   fill_claim $ns 3Gi 'for i in 1 2 3 4 5; do head -c 200000000 /dev/urandom > big-$i.bin; done'
@@ -506,10 +515,10 @@ case_f() {
   check "the BackupJob's snapshot is that one" grep -q "$id" <<<"$list"
 }
 
-# g is started first (it needs two minutes of wall time) and checked last.
+# schedule-retention is started first (it needs two minutes of wall time) and checked last.
 G_STARTED=""
-start_g() {
-  local ns=hort-e2e-g
+start_schedule_retention() {
+  local ns=hort-e2e-schedule-retention
   case_namespace $ns
   s3_group $ns s3 "$S3_ENDPOINT" "$S3_BUCKET" g
   fill_claim $ns 64Mi 'date > stamp; seq 1 1000 > numbers'
@@ -530,8 +539,8 @@ spec:
 EOF
 }
 
-case_g() {
-  local ns=hort-e2e-g
+case_schedule-retention() {
+  local ns=hort-e2e-schedule-retention
   [[ -n "$G_STARTED" ]] || fail "the schedule was not set up"
   note "schedule running for $(since "$G_STARTED")s"
   # two successful runs, then a prune that removed at least one snapshot
@@ -554,8 +563,8 @@ case_g() {
   kc -n $ns patch schedule every-minute --type merge -p '{"spec":{"suspend":true}}' >/dev/null
 }
 
-case_h() {
-  local ns=hort-e2e-h f expects out n=0
+case_invalid-specs() {
+  local ns=hort-e2e-invalid-specs f expects out n=0
   case_namespace $ns
   for f in "$HORT_REPO_DIR"/crds/tests/invalid/*.yaml; do
     expects="$(sed -n 's/^# expect: //p' "$f")"
@@ -573,21 +582,21 @@ case_h() {
 }
 
 # ---------------------------------------------------------------------------------------------
-if want g; then
-  echo "== g: starting the schedule (checked last)"
-  set +e; (set -euo pipefail; start_g); rc=$?; set -e
+if want schedule-retention; then
+  echo "== schedule-retention: starting the schedule (checked last)"
+  set +e; (set -euo pipefail; start_schedule_retention); rc=$?; set -e
   if ((rc == 0)); then G_STARTED=$EPOCHREALTIME; fi
 fi
-run_case h "invalid specs are rejected by kubectl apply with a message naming the field"
-run_case a "StorageGroups on S3 and on a PVC become Ready (check --init)"
-run_case b "wrong S3 credentials: group not Ready with a clear message, BackupJob waits without a pod"
-run_case c "volume backup to S3, restore into a new claim, contents compared"
-run_case d1 "PostgreSQL backup to S3, restore one database under a new name, rows compared"
-run_case d2 "MariaDB backup to a PVC target, restore one table, rows compared"
-run_case e "agent pod deleted mid-backup: retried, Succeeded, verify OK"
-run_case f "operator deleted mid-backup: finishes once, exactly one snapshot"
-run_case i "backup hooks run in the application pod; a failing pre hook fails the job before any data is read"
-run_case g "Schedule every minute, keepLast 1: two runs, prune ran, old snapshot gone"
+run_case invalid-specs "invalid specs are rejected by kubectl apply with a message naming the field"
+run_case groups-ready "StorageGroups on S3 and on a PVC become Ready (check --init)"
+run_case wrong-s3-key "wrong S3 credentials: group not Ready with a clear message, BackupJob waits without a pod"
+run_case volume-restore "volume backup to S3, restore into a new claim, contents compared"
+run_case postgres-rename "PostgreSQL backup to S3, restore one database under a new name, rows compared"
+run_case mariadb-table "MariaDB backup to a PVC target, restore one table, rows compared"
+run_case agent-killed "agent pod deleted mid-backup: retried, Succeeded, verify OK"
+run_case operator-restart "operator deleted mid-backup: finishes once, exactly one snapshot"
+run_case hooks "backup hooks run in the application pod; a failing pre hook fails the job before any data is read"
+run_case schedule-retention "Schedule every minute, keepLast 1: two runs, prune ran, old snapshot gone"
 
 echo
 echo "== summary ($(since "$T_ALL")s in all)"
