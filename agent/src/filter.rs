@@ -32,6 +32,12 @@ impl Selection {
         on_path && !self.excluded(rel)
     }
 
+    /// Whether `rel` is at or below a requested path (every entry when none was requested), as
+    /// opposed to an ancestor walked to reach one. Excludes do not count.
+    pub fn requested(&self, rel: &Path) -> bool {
+        self.paths.is_empty() || self.paths.iter().any(|p| rel.starts_with(p))
+    }
+
     /// The total size of the regular files below `root` that take part (for progress and
     /// usage figures); `None` if `stop` was set first. Unreadable directories count as empty.
     pub fn size_below(&self, root: &Path, stop: &AtomicBool) -> Option<u64> {

@@ -81,8 +81,21 @@ pub struct RestoreReport {
     pub bytes: u64,
     /// Entries that could not be restored (their data is damaged or missing).
     pub failures: Vec<Failure>,
-    /// Existing files left alone because of the overwrite policy.
+    /// Symbolic links restored.
+    pub links: u64,
+    /// Existing files and links left alone because of the overwrite policy.
     pub skipped: u64,
+    /// Entries (of any kind) at or below the requested paths, or all entries when no path was
+    /// requested: zero with paths means none of them is in the snapshot.
+    pub matched: u64,
+}
+
+impl RestoreReport {
+    /// Whether existing entries were kept and nothing was written: the restore did not do
+    /// what was asked.
+    pub fn kept_everything(&self) -> bool {
+        self.files + self.links == 0 && self.skipped > 0
+    }
 }
 
 /// What to do with files that already exist in the target.
@@ -204,8 +217,14 @@ pub fn restore_tree(
                 if !options.selection.includes(&rel) {
                     continue;
                 }
+                if options.selection.requested(&rel) {
+                    report.lock().unwrap_or_else(|p| p.into_inner()).matched += 1;
+                }
                 let dest = target.join(&rel);
-                if node.kind != NodeKind::Dir && keep_existing(&dest, &node, options.overwrite) {
+                // An existing directory the policy keeps keeps its metadata; what is below it
+                // is decided entry by entry.
+                let keep = keep_existing(&dest, &node, options.overwrite);
+                if node.kind != NodeKind::Dir && keep {
                     report.lock().unwrap_or_else(|p| p.into_inner()).skipped += 1;
                     continue;
                 }
@@ -214,7 +233,9 @@ pub fn restore_tree(
                         if let Some(sub) = node.subtree {
                             stack.push((rel.clone(), sub));
                         }
-                        dirs.push((dest, node));
+                        if !keep {
+                            dirs.push((dest, node));
+                        }
                     }),
                     NodeKind::File => {
                         if tx.send((rel.clone(), dest, node)).is_err() {
@@ -222,7 +243,9 @@ pub fn restore_tree(
                         }
                         Ok(())
                     }
-                    NodeKind::Symlink => restore_symlink(&dest, &node, chown),
+                    NodeKind::Symlink => restore_symlink(&dest, &node, chown).map(|()| {
+                        report.lock().unwrap_or_else(|p| p.into_inner()).links += 1;
+                    }),
                     other => {
                         warn!(path = %rel.display(), kind = ?other, "special files are not restored");
                         Ok(())

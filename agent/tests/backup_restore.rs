@@ -525,8 +525,9 @@ fn chosen_paths_excludes_tags_and_overwrite_policies() {
 
     let local = all.join("etc/a.conf");
     fs::write(&local, "local change").unwrap();
+    fs::set_permissions(all.join("etc"), fs::Permissions::from_mode(0o700)).unwrap();
     let restore = |policy: &str| {
-        summary(&repo.ok(&[
+        repo.run(&[
             "restore",
             "latest",
             "--tag",
@@ -535,11 +536,35 @@ fn chosen_paths_excludes_tags_and_overwrite_policies() {
             all.to_str().unwrap(),
             "--overwrite",
             policy,
-        ]))
+        ])
     };
-    assert!(restore("never")["skipped"].as_u64().unwrap() >= 1);
+    let ok = |out: std::process::Output| {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        summary(&String::from_utf8_lossy(&out.stdout))
+    };
+    // Every entry exists: `never` writes nothing, which fails and says why.
+    let kept_all = restore("never");
+    assert_eq!(kept_all.status.code(), Some(2), "nothing restored is a failure");
+    let stderr = String::from_utf8_lossy(&kept_all.stderr);
+    assert!(
+        stderr.contains("nothing restored") && stderr.contains("--overwrite never keeps them"),
+        "{stderr}"
+    );
+    // With one file missing, `never` restores that one and keeps the rest as they are,
+    // directories included.
+    fs::remove_file(all.join("var/x")).unwrap();
+    let partial = ok(restore("never"));
+    assert_eq!(partial["files"], 1, "{partial}");
+    assert!(partial["skipped"].as_u64().unwrap() >= 1, "{partial}");
+    assert_eq!(fs::read_to_string(all.join("var/x")).unwrap(), "x");
     assert_eq!(fs::read_to_string(&local).unwrap(), "local change");
-    restore("if-newer");
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&all.join("etc")), 0o700, "a kept directory keeps its mode");
+    assert_eq!(
+        restore("if-newer").status.code(),
+        Some(2),
+        "every local entry is as new or newer: nothing restored"
+    );
     assert_eq!(
         fs::read_to_string(&local).unwrap(),
         "local change",
@@ -551,15 +576,33 @@ fn chosen_paths_excludes_tags_and_overwrite_policies() {
         .unwrap()
         .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000))
         .unwrap();
-    restore("if-newer");
+    ok(restore("if-newer"));
     assert_eq!(
         fs::read_to_string(&local).unwrap(),
         "a",
         "an older local file is replaced"
     );
     fs::write(&local, "again").unwrap();
-    restore("always");
+    ok(restore("always"));
     assert_eq!(fs::read_to_string(&local).unwrap(), "a");
+    assert_ne!(mode(&all.join("etc")), 0o700, "`always` restores the directory's mode");
+    // Paths that are not in the snapshot: nothing restored, and said so.
+    let missing = repo.run(&[
+        "restore",
+        "latest",
+        "--tag",
+        "t1",
+        "--target",
+        only_var.to_str().unwrap(),
+        "--path",
+        "no/such/dir",
+    ]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("has no entry at --path no/such/dir"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
     assert!(
         !repo
             .run(&["restore", "latest", "--tag", "nope", "--target", "/tmp/x"])

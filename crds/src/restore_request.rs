@@ -164,8 +164,10 @@ pub struct VolumeRestoreTarget {
     #[x_kube(validation = Rule::new("!self.startsWith('/') && !self.matches('(^|/)[.][.](/|$)')")
         .message("volume.subPath must be a relative path without '..'"))]
     pub sub_path: String,
-    /// What happens to a file that already exists: `Never` keeps it, `IfNewer` replaces it
-    /// when the snapshot's copy is newer, `Always` replaces it.
+    /// What happens to a file, link or directory that already exists: `Never` keeps it (a
+    /// directory keeps its owner, mode and time), `IfNewer` replaces it when the snapshot's copy
+    /// is newer, `Always` replaces it. The kept entries are counted in `status.stats.skipped`; a
+    /// restore that kept every entry it was asked for and wrote none fails and says so.
     #[serde(default)]
     pub overwrite: OverwritePolicy,
 }
@@ -241,6 +243,10 @@ pub struct RestoreStats {
     pub bytes_restored: u64,
     /// Files (volume targets) or streams (database targets) restored.
     pub files: u64,
+    /// Existing files and links of a volume target that `spec.target.volume.overwrite` kept as
+    /// they were. A restore that kept every entry it was asked for and wrote none fails.
+    #[serde(default)]
+    pub skipped: u64,
     /// Rows per restored table, counted in the target after the restore (database targets).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub row_counts: BTreeMap<String, u64>,

@@ -70,13 +70,17 @@ pub async fn reconcile(cached: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result
             status.phase = Phase::Succeeded;
             status.stats = Some(restore::stats(&report));
             status.snapshot_id = Some(report.snapshot_id.clone());
-            status.message = Some(format!("snapshot {} restored", report.snapshot_id));
+            let kept = match report.skipped {
+                0 => String::new(),
+                n => format!("; {n} existing entries kept by spec.target.volume.overwrite"),
+            };
+            status.message = Some(format!("snapshot {} restored{kept}", report.snapshot_id));
             let done = Observation {
                 type_: COMPLETE,
                 status: Status::True,
                 reason: "RestoreSucceeded",
                 message: format!(
-                    "snapshot {} restored: {} files or streams, {} bytes, in {:.1}s",
+                    "snapshot {} restored: {} files or streams, {} bytes, in {:.1}s{kept}",
                     report.snapshot_id, report.files, report.bytes_restored, report.duration_seconds
                 ),
             };

@@ -988,6 +988,7 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
         snapshot_id: "c0ffee00".into(),
         bytes_restored: 1234,
         files: 3,
+        skipped: 0,
         duration_seconds: 0.2,
         row_counts: Default::default(),
     });

@@ -112,6 +112,9 @@ pub struct RestoreReport {
     pub bytes_restored: u64,
     /// Files restored (database restores: streams read).
     pub files: u64,
+    /// Existing files and links the overwrite policy kept as they were (volume restores).
+    #[serde(default)]
+    pub skipped: u64,
     /// Seconds the restore took.
     pub duration_seconds: f64,
     /// Rows per restored table, counted in the target after the restore (PostgreSQL tables
@@ -263,6 +266,7 @@ mod tests {
             snapshot_id: "ab".repeat(32),
             bytes_restored: 1,
             files: 2,
+            skipped: 0,
             duration_seconds: 0.5,
             row_counts,
         }

@@ -214,6 +214,7 @@ pub(super) fn restore(ctx: &Context, kind: DatabaseKind, args: &DbRestoreArgs) -
         snapshot_id: id.to_hex(),
         bytes_restored: bytes,
         files: source.opened(),
+        skipped: 0,
         duration_seconds: duration,
         row_counts: row_counts.clone(),
     };

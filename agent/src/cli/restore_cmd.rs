@@ -26,6 +26,7 @@ pub(super) fn restore(ctx: &Context, args: &RestoreArgs) -> Result<(), CliError>
             snapshot_id: id.to_hex(),
             bytes_restored: bytes,
             files: 1,
+            skipped: 0,
             duration_seconds: started.elapsed().as_secs_f64(),
             row_counts: Default::default(),
         });
@@ -52,25 +53,47 @@ pub(super) fn restore(ctx: &Context, args: &RestoreArgs) -> Result<(), CliError>
             .map(|f| json!({"path": f.path.to_string_lossy(), "error": f.error}))
             .collect();
         ctx.print_json(
-            &json!({"type": "summary", "snapshot": id, "files": report.files, "bytes": report.bytes,
-                               "failures": failures, "skipped": report.skipped}),
+            &json!({"type": "summary", "snapshot": id, "files": report.files, "links": report.links,
+                    "bytes": report.bytes, "failures": failures, "skipped": report.skipped}),
         );
     } else {
         println!(
-            "restored {} files, {:.1} MiB from snapshot {}",
+            "restored {} files, {:.1} MiB from snapshot {}; {} existing entries kept (--overwrite {})",
             report.files,
             report.bytes as f64 / 1048576.0,
-            id.short()
+            id.short(),
+            report.skipped,
+            args.overwrite.as_str()
         );
         for f in &report.failures {
             println!("NOT restored: {}: {}", f.path.display(), f.error);
         }
+    }
+    // A restore that wrote nothing of what was asked did not do its job.
+    if !args.paths.is_empty() && report.matched == 0 {
+        let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(CliError::Usage(format!(
+            "nothing restored: snapshot {} has no entry at --path {}",
+            id.short(),
+            paths.join(", ")
+        )));
+    }
+    if report.kept_everything() {
+        return Err(CliError::Usage(format!(
+            "nothing restored: all {} entries of snapshot {} that were asked for exist in {} and \
+             --overwrite {} keeps them (use --overwrite always, or restore into an empty directory)",
+            report.skipped,
+            id.short(),
+            target.display(),
+            args.overwrite.as_str()
+        )));
     }
     if report.failures.is_empty() {
         write_report(&RestoreReport {
             snapshot_id: id.to_hex(),
             bytes_restored: report.bytes,
             files: report.files,
+            skipped: report.skipped,
             duration_seconds: started.elapsed().as_secs_f64(),
             row_counts: Default::default(),
         });

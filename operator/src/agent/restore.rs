@@ -18,6 +18,7 @@ pub fn stats(report: &RestoreReport) -> RestoreStats {
     RestoreStats {
         bytes_restored: report.bytes_restored,
         files: report.files,
+        skipped: report.skipped,
         row_counts: report.row_counts.clone(),
         duration_seconds: report.duration_seconds,
     }
@@ -159,9 +160,11 @@ mod tests {
             snapshot_id: "ab".into(),
             bytes_restored: 10,
             files: 1,
+            skipped: 3,
             duration_seconds: 0.5,
             row_counts: BTreeMap::from([("shop.orders".into(), 42)]),
         };
         assert_eq!(stats(&report).row_counts["shop.orders"], 42);
+        assert_eq!(stats(&report).skipped, 3);
     }
 }
