@@ -253,16 +253,22 @@ impl Session<'_> {
     }
 
     fn archive_dir(&mut self, dir: &Path, parent: Option<&Tree>) -> Result<Id, BackupError> {
-        let mut entries: Vec<(OsString, PathBuf)> = std::fs::read_dir(dir)
-            .and_then(|rd| rd.map(|e| e.map(|e| (e.file_name(), e.path()))).collect())
+        let mut entries: Vec<(OsString, PathBuf, bool)> = std::fs::read_dir(dir)
+            .and_then(|rd| {
+                rd.map(|e| e.map(|e| (e.file_name(), e.path(), e.file_type().is_ok_and(|t| t.is_dir()))))
+                    .collect()
+            })
             .map_err(|source| BackupError::Source {
                 path: dir.to_owned(),
                 source,
             })?;
         entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         let mut tree = Tree::default();
-        for (name, path) in entries {
-            if !self.selection.includes(path.strip_prefix(&self.root).unwrap_or(&path)) {
+        for (name, path, is_dir) in entries {
+            if !self
+                .selection
+                .includes(path.strip_prefix(&self.root).unwrap_or(&path), is_dir)
+            {
                 continue;
             }
             match self.archive_entry(&name, &path, parent) {

@@ -50,7 +50,7 @@ pub fn seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, Cry
     out.extend_from_slice(&nonce);
     out.extend_from_slice(plaintext);
     let tag = cipher
-        .encrypt_inout_detached(&XNonce::from(nonce), aad, out[NONCE_LEN..].as_mut().into())
+        .encrypt_inout_detached(&XNonce::from(nonce), aad, (&mut out[NONCE_LEN..]).into())
         .map_err(|_| CryptoError::Authentication)?;
     out.extend_from_slice(&tag);
     Ok(out)
@@ -68,7 +68,7 @@ pub fn seal_in_place(key: &[u8; 32], aad: &[u8], buf: &mut Vec<u8>) -> Result<()
     buf[..NONCE_LEN].copy_from_slice(&nonce);
     let cipher = XChaCha20Poly1305::new(&(*key).into());
     let tag = cipher
-        .encrypt_inout_detached(&XNonce::from(nonce), aad, buf[NONCE_LEN..].as_mut().into())
+        .encrypt_inout_detached(&XNonce::from(nonce), aad, (&mut buf[NONCE_LEN..]).into())
         .map_err(|_| CryptoError::Authentication)?;
     buf.extend_from_slice(&tag);
     Ok(())

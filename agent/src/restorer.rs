@@ -214,7 +214,7 @@ pub fn restore_tree(
             };
             for node in tree.nodes {
                 let rel = rel_dir.join(node.os_name());
-                if !options.selection.includes(&rel) {
+                if !options.selection.includes(&rel, node.kind == NodeKind::Dir) {
                     continue;
                 }
                 if options.selection.requested(&rel) {

@@ -610,3 +610,59 @@ fn chosen_paths_excludes_tags_and_overwrite_policies() {
             .success()
     );
 }
+
+#[test]
+fn excludes_follow_gitignore_rules_in_the_files_restored() {
+    let repo = Repo::new(Kind::Fs);
+    repo.init();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let files = [
+        "cache/blob",          // `cache/`: a directory at the root
+        "app/cache/blob",      // `cache/`: a directory at any depth
+        "app/cache.txt",       // kept: a file, not the directory `cache`
+        "app/debug.log",       // `*.log` at any depth
+        "app/keep.log",        // `!keep.log` includes it again
+        "tmp/scratch",         // `/tmp`: anchored at the root
+        "app/tmp/scratch",     // kept: `/tmp` is anchored
+        "app/deep/down/x.tmp", // `**/*.tmp`
+        "app/deep/down/x.txt", // kept
+    ];
+    for path in files {
+        fs::create_dir_all(src.join(path).parent().unwrap()).unwrap();
+        fs::write(src.join(path), path).unwrap();
+    }
+    let mut args = vec!["backup", src.to_str().unwrap()];
+    for pattern in ["cache/", "*.log", "!keep.log", "/tmp", "**/*.tmp"] {
+        args.extend(["--exclude", pattern]);
+    }
+    repo.ok(&args);
+    let target = work.path().join("restored");
+    repo.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let present: Vec<&str> = files.iter().copied().filter(|p| target.join(p).exists()).collect();
+    assert_eq!(
+        present,
+        [
+            "app/cache.txt",
+            "app/keep.log",
+            "app/tmp/scratch",
+            "app/deep/down/x.txt"
+        ]
+    );
+    assert!(!target.join("cache").exists() && !target.join("app/cache").exists());
+
+    // The same rules at restore time.
+    let partial = work.path().join("partial");
+    repo.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        partial.to_str().unwrap(),
+        "--exclude",
+        "deep/",
+    ]);
+    assert!(partial.join("app/keep.log").exists() && !partial.join("app/deep").exists());
+    let bad = repo.run(&["backup", src.to_str().unwrap(), "--exclude", "[z-a]"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("exclude pattern `[z-a]`"));
+}

@@ -176,7 +176,12 @@ pub struct VolumeSource {
         .message("volume.paths must be relative to the volume root and must not contain '..'"))]
     #[schemars(length(max = 64), inner(length(min = 1, max = 1024)))]
     pub paths: Vec<String>,
-    /// Glob patterns of files and directories to leave out, e.g. `**/*.tmp` or `cache/`.
+    /// Patterns of files and directories to leave out, with the rules of `.gitignore` files: a
+    /// pattern without a `/` matches a name at any depth (`*.log`, `node_modules`); a trailing
+    /// `/` matches directories only, and so all below them (`cache/`); a `/` at the start or in
+    /// the middle anchors the pattern at the volume root (`/tmp`, `data/cache`); `*` and `?`
+    /// match within a name, `**` any number of directories (`**/*.tmp`, `logs/**`); `!pattern`
+    /// includes again what an earlier pattern left out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(min = 1, max = 1024)))]
     pub exclude: Vec<String>,

@@ -256,7 +256,8 @@ pub(super) struct BackupArgs {
     /// Back up only this path below DIR, and what lies below it (repeatable).
     #[arg(long = "path", requires = "dir")]
     pub(super) paths: Vec<PathBuf>,
-    /// Leave out entries matching this glob (`*.log`, `cache/**`; repeatable).
+    /// Leave out entries matching this pattern, with `.gitignore` rules (`*.log` at any depth,
+    /// `cache/` directories only, `/tmp` anchored at DIR, `**/*.tmp`, `!keep.log`; repeatable).
     #[arg(long = "exclude", value_name = "GLOB", requires = "dir")]
     pub(super) exclude: Vec<String>,
     /// zstd level (0 = store raw); the repository's default if absent.
@@ -287,7 +288,7 @@ pub(super) struct RestoreArgs {
     /// Restore only this path (relative to the snapshot root; repeatable).
     #[arg(long = "path")]
     pub(super) paths: Vec<PathBuf>,
-    /// Leave out entries matching this glob (repeatable).
+    /// Leave out entries matching this pattern, with `.gitignore` rules as for `backup` (repeatable).
     #[arg(long = "exclude", value_name = "GLOB")]
     pub(super) exclude: Vec<String>,
     /// What to do with files that already exist in the target.

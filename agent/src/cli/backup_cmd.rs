@@ -53,7 +53,7 @@ pub(super) fn backup(ctx: &Context, args: BackupArgs) -> Result<(), CliError> {
         parent: None,
         force: args.force,
         threads: args.threads,
-        selection: Selection::new(&args.paths, &args.exclude),
+        selection: Selection::new(&args.paths, &args.exclude).map_err(|e| CliError::Usage(e.to_string()))?,
         time: args.time,
     };
     let counters = Arc::new(Counters::default());

@@ -39,7 +39,7 @@ pub(super) fn restore(ctx: &Context, args: &RestoreArgs) -> Result<(), CliError>
     let started = std::time::Instant::now();
     let reporter = Reporter::start(ctx.mode, "restore", counters.clone(), Duration::from_secs(1));
     let options = RestoreOptions {
-        selection: Selection::new(&args.paths, &args.exclude),
+        selection: Selection::new(&args.paths, &args.exclude).map_err(|e| CliError::Usage(e.to_string()))?,
         overwrite: engine_overwrite(args.overwrite),
         threads: 0,
     };
