@@ -185,12 +185,14 @@ pub struct VolumeSource {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(min = 1, max = 1024)))]
     pub exclude: Vec<String>,
-    /// How a consistent view of the volume is taken: `CSI` takes a VolumeSnapshot and backs up
-    /// from it (fails if the cluster cannot); `Auto` does so when the claim's driver supports
-    /// snapshots and reads the live volume otherwise; `None` always reads the live volume.
+    /// How a consistent view of the volume is taken. This version takes no CSI VolumeSnapshots
+    /// yet: `CSI` fails the job (reason `SnapshotUnsupported`) before any data is read; `Auto`
+    /// and `None` read the live volume, and the job's `VolumeSnapshot` condition (False) and a
+    /// Warning Event say so: files written while the backup runs may be copied torn.
     #[serde(default)]
     pub snapshot: SnapshotMode,
-    /// VolumeSnapshotClass to use; the default class for the claim's driver when unset.
+    /// VolumeSnapshotClass for a CSI snapshot. This version takes no CSI VolumeSnapshots yet,
+    /// so a job that names one fails (reason `SnapshotUnsupported`) before any data is read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_snapshot_class_name: Option<String>,
 }

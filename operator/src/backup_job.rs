@@ -113,9 +113,14 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
             };
             action = attempt_failed(&ctx, &job, &mut status, pod.as_ref(), why, now).await?;
         }
-        // No attempt yet: start one once the group is ready.
+        // No attempt yet: refuse what cannot be done as asked, else start one once the group
+        // is ready.
         (None, _) => {
-            if start_attempt(&ctx, &job, &mut status, now).await? != Started::Waiting {
+            if let Some(why) = job.spec.source.volume.as_ref().and_then(backup::snapshot_refusal) {
+                status.phase = Phase::Failed;
+                status.message = Some(why);
+                finished = Some(Err("SnapshotUnsupported"));
+            } else if start_attempt(&ctx, &job, &mut status, now).await? != Started::Waiting {
                 status.start_time.get_or_insert(Time(now));
             }
         }
@@ -285,6 +290,13 @@ async fn start_attempt(
         Some(volume) => api::node_mounting(&pods, &volume.claim_name).await?,
         None => None,
     };
+    // Until CSI snapshots are taken, a volume is read live: the status and an Event say so.
+    if let Some(volume) = &job.spec.source.volume {
+        let observation = backup::live_read(volume);
+        let before = conditions::find(&status.conditions, backup::VOLUME_SNAPSHOT).cloned();
+        events::on_transition(ctx, job, before.as_ref(), &observation).await;
+        conditions::set(&mut status.conditions, observation, job.metadata.generation, now);
+    }
     let pod = pod::build(
         &ctx.agent,
         AgentPod {

@@ -853,12 +853,16 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
     let account = accounts.get("hort-agent").await.unwrap();
     assert_eq!(account.automount_service_account_token, Some(false));
-    wait_for(&jobs, "files", "phase Running", |j| {
-        j.status
-            .as_ref()
-            .is_some_and(|s| s.phase == Phase::Running && s.attempts == 1)
+    wait_for(&jobs, "files", "phase Running, saying the volume is read live", |j| {
+        j.status.as_ref().is_some_and(|s| {
+            s.phase == Phase::Running
+                && s.attempts == 1
+                && condition(Some(&s.conditions), "VolumeSnapshot")
+                    .is_some_and(|c| c.status == "False" && c.reason == "SnapshotUnavailable")
+        })
     })
     .await;
+    wait_for_event(&client, &ns, "files", "SnapshotUnavailable").await;
 
     // The agent dies: after the backoff a second attempt starts.
     finish_pod(&pods, "files-1", 137, "error: killed").await;
@@ -909,6 +913,25 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
         pods.get_opt("once-2").await.unwrap().is_none(),
         "backoffLimit 0 allows no retry"
     );
+
+    // A CSI snapshot cannot be taken yet: the job fails before any hook or agent pod runs,
+    // instead of reading the live volume behind the user's back.
+    create(
+        &jobs,
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": "csi"},
+               "spec": {"storageGroupRef": {"name": "s3"},
+                        "source": {"volume": {"claimName": "data", "snapshot": "CSI"}}}}),
+    )
+    .await;
+    wait_for(&jobs, "csi", "phase Failed, reason SnapshotUnsupported", |j| {
+        j.status.as_ref().is_some_and(|s| {
+            s.phase == Phase::Failed
+                && s.message.as_deref().is_some_and(|m| m.contains("no data was read"))
+                && condition(Some(&s.conditions), "Failed").is_some_and(|c| c.reason == "SnapshotUnsupported")
+        })
+    })
+    .await;
+    assert!(pods.get_opt("csi-1").await.unwrap().is_none(), "no agent pod ran");
 
     // An agent pod deleted mid-backup (evicted, node lost) counts as a failed attempt and the
     // next attempt starts.

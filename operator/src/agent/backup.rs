@@ -8,17 +8,57 @@
 
 use std::time::Duration;
 
-use hort_crds::backup_job::{BackupJobSpec, BackupStats};
+use hort_crds::backup_job::{BackupJobSpec, BackupStats, SnapshotMode, VolumeSource};
 use hort_crds::common::Progress;
 use hort_protocol::{AgentCommand, BackupReport, DatabaseKind, ProgressLine};
 
 use super::check::human_bytes;
 use super::pod::RepositoryAccess;
+use crate::conditions::{Observation, Status};
 
 /// Where a volume source is mounted in the agent pod.
 pub const SOURCE_DIR: &str = "/source";
 /// Longest pause between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Name of the condition that says whether a volume source is read from a snapshot.
+pub const VOLUME_SNAPSHOT: &str = "VolumeSnapshot";
+
+/// Why a volume source cannot be backed up as asked, if it cannot: this version takes no CSI
+/// VolumeSnapshots, so `snapshot: CSI` and a named VolumeSnapshotClass are refused rather than
+/// silently read live.
+pub fn snapshot_refusal(volume: &VolumeSource) -> Option<String> {
+    const HOW: &str = "this Hort version cannot take CSI VolumeSnapshots yet; no data was read";
+    match (volume.snapshot, &volume.volume_snapshot_class_name) {
+        (SnapshotMode::Csi, _) => Some(format!(
+            "spec.source.volume.snapshot is CSI, but {HOW}: set snapshot to Auto or None to back up the live volume"
+        )),
+        (_, Some(class)) => Some(format!(
+            "spec.source.volume.volumeSnapshotClassName is {class:?}, but {HOW}: remove it to back up the live volume"
+        )),
+        _ => None,
+    }
+}
+
+/// The `VolumeSnapshot` condition of a volume backup that reads the live volume: `False`,
+/// saying that files written during the backup may be copied torn.
+pub fn live_read(volume: &VolumeSource) -> Observation {
+    let (reason, why) = match volume.snapshot {
+        SnapshotMode::None => ("SnapshotDisabled", "snapshot is None"),
+        _ => (
+            "SnapshotUnavailable",
+            "snapshot is Auto and this Hort version cannot take CSI VolumeSnapshots yet",
+        ),
+    };
+    Observation {
+        type_: VOLUME_SNAPSHOT,
+        status: Status::False,
+        reason,
+        message: format!(
+            "claim {:?} is read live ({why}): files written while the backup runs may be copied in a torn state",
+            volume.claim_name
+        ),
+    }
+}
 
 /// The stats shown in the BackupJob's status.
 pub fn stats(report: &BackupReport) -> BackupStats {
@@ -167,6 +207,29 @@ mod tests {
             (selector.name.as_str(), selector.key.as_str()),
             ("db-creds", "password")
         );
+    }
+
+    #[test]
+    fn csi_snapshots_are_refused_and_auto_says_it_reads_live() {
+        let volume = |yaml: &str| -> VolumeSource { serde_yaml::from_str(yaml).unwrap() };
+        let csi = snapshot_refusal(&volume("{claimName: data, snapshot: CSI}")).unwrap();
+        assert!(csi.contains("spec.source.volume.snapshot is CSI") && csi.contains("no data was read"));
+        let class = snapshot_refusal(&volume("{claimName: data, volumeSnapshotClassName: fast}")).unwrap();
+        assert!(class.contains("volumeSnapshotClassName is \"fast\""), "{class}");
+        let auto = volume("{claimName: data}");
+        assert_eq!(snapshot_refusal(&auto), None);
+        let observed = live_read(&auto);
+        assert_eq!(
+            (observed.status, observed.reason),
+            (Status::False, "SnapshotUnavailable")
+        );
+        assert!(
+            observed.message.contains("claim \"data\" is read live"),
+            "{}",
+            observed.message
+        );
+        let none = live_read(&volume("{claimName: data, snapshot: None}"));
+        assert_eq!(none.reason, "SnapshotDisabled");
     }
 
     #[test]
