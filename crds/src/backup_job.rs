@@ -28,7 +28,9 @@ use crate::common::{AgentPodOverrides, DNS_SUBDOMAIN, LocalObjectRef, Phase, Pro
     printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress.percent"),
     printcolumn(name = "Size", type_ = "string", json_path = ".status.stats.storedSize"),
     printcolumn(name = "Snapshot", type_ = "string", json_path = ".status.snapshotId", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.metadata.name.size() <= 63")
+        .message("metadata.name of a BackupJob may have at most 63 characters: it labels the job's agent pods")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BackupJobSpec {

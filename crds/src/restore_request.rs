@@ -29,7 +29,9 @@ use crate::common::{AgentPodOverrides, DNS_SUBDOMAIN, LocalObjectRef, Phase, Pro
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress.percent"),
     printcolumn(name = "Snapshot", type_ = "string", json_path = ".status.snapshotId"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.metadata.name.size() <= 245")
+        .message("metadata.name of a RestoreRequest may have at most 245 characters: its agent pod is named <name>-restore")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreRequestSpec {

@@ -26,7 +26,9 @@ use crate::common::{DNS_SUBDOMAIN, SecretKeyRef, SecretRef};
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(name = "Used", type_ = "string", json_path = ".status.usedSize"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.metadata.name.size() <= 215")
+        .message("metadata.name of a StorageGroup may have at most 215 characters: its check pods are named <name>-check-<generation>-<time>")
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.strategy != 'Mirror' || self.targets.size() >= 2")
@@ -77,8 +79,9 @@ pub enum Strategy {
 #[x_kube(validation = Rule::new("has(self.s3) != has(self.pvc)")
     .message("set exactly one of s3 or pvc"))]
 pub struct Target {
-    /// Name of the target, unique in the group; shown in status and metrics.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    /// Name of the target, unique in the group; shown in status and metrics. At most 56
+    /// characters: agent pods mount a PVC target as volume `target-<name>`, a DNS label.
+    #[schemars(length(min = 1, max = 56), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub name: String,
     /// Relative share of new data this target receives with the `Spread` strategy.
     #[serde(default = "default_weight")]
