@@ -234,17 +234,16 @@ mod tests {
 
     #[test]
     fn stats_from_the_report() {
-        let report = BackupReport {
-            snapshot_id: "ab12".into(),
-            bytes_read: 3000,
-            bytes_new: 1500,
-            bytes_stored: 1000,
-            files: 7,
-            duration_seconds: 1.5,
-        };
-        let stats = stats(&report);
+        let stats = stats(&BackupReport {
+            snapshot_id: "5eed".into(),
+            bytes_read: 900,
+            bytes_new: 600,
+            bytes_stored: 300,
+            files: 2,
+            duration_seconds: 0.5,
+        });
         assert_eq!(stats.dedup_ratio, 3.0);
-        assert_eq!(stats.stored_size, "1000 B");
+        assert_eq!(stats.stored_size, "300 B");
     }
 
     #[test]

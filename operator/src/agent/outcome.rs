@@ -4,7 +4,7 @@
 use hort_protocol::ExitCode;
 use hort_protocol::report::{self, Report, ReportError};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, Pod};
 
 /// The pod's phase; `Pending` when it has none yet.
 pub fn phase(pod: &Pod) -> &str {
@@ -27,31 +27,25 @@ pub fn created(pod: &Pod) -> Timestamp {
         .map_or(Timestamp::UNIX_EPOCH, |t| t.0)
 }
 
-/// The terminated state of the agent container, once it ended.
-pub fn terminated(pod: &Pod) -> Option<&ContainerStateTerminated> {
+/// The state of the agent container (the pod's only one), once the kubelet reported it.
+fn agent_state(pod: &Pod) -> Option<&ContainerState> {
     pod.status
         .as_ref()?
         .container_statuses
         .as_ref()?
         .first()?
         .state
-        .as_ref()?
-        .terminated
         .as_ref()
+}
+
+/// The terminated state of the agent container, once it ended.
+pub fn terminated(pod: &Pod) -> Option<&ContainerStateTerminated> {
+    agent_state(pod)?.terminated.as_ref()
 }
 
 /// Why the agent container has not started, e.g. `ErrImagePull: …`, while it waits.
 pub fn waiting(pod: &Pod) -> Option<String> {
-    let waiting = pod
-        .status
-        .as_ref()?
-        .container_statuses
-        .as_ref()?
-        .first()?
-        .state
-        .as_ref()?
-        .waiting
-        .as_ref()?;
+    let waiting = agent_state(pod)?.waiting.as_ref()?;
     let reason = waiting.reason.clone()?;
     Some(match &waiting.message {
         Some(message) => format!("{reason}: {message}"),
