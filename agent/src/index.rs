@@ -31,7 +31,7 @@ pub struct IndexFile {
 
 /// Where a blob is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Location {
+pub struct BlobLocation {
     /// Pack name.
     pub pack: Id,
     /// Offset, lengths, kind.
@@ -42,7 +42,7 @@ pub struct Location {
 
 /// Where a blob is, as the index keeps it: the pack as a number into [`Index::pack_names`]
 /// and no second copy of the blob's id, so an indexed blob costs 56 bytes of map entry
-/// instead of the 128 a [`Location`] would.
+/// instead of the 128 a [`BlobLocation`] would.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     offset: u64,
@@ -99,8 +99,8 @@ impl Index {
         }
     }
 
-    fn location(&self, id: &Id, slot: &Slot) -> Location {
-        Location {
+    fn location(&self, id: &Id, slot: &Slot) -> BlobLocation {
+        BlobLocation {
             pack: self.pack_names[slot.pack as usize],
             entry: BlobEntry {
                 id: *id,
@@ -114,7 +114,7 @@ impl Index {
     }
 
     /// Where a blob is.
-    pub fn get(&self, id: &Id) -> Option<Location> {
+    pub fn get(&self, id: &Id) -> Option<BlobLocation> {
         self.blobs.get(id).map(|slot| self.location(id, slot))
     }
 
@@ -129,7 +129,7 @@ impl Index {
     }
 
     /// All blob locations.
-    pub fn locations(&self) -> impl Iterator<Item = Location> + '_ {
+    pub fn locations(&self) -> impl Iterator<Item = BlobLocation> + '_ {
         self.blobs.iter().map(|(id, slot)| self.location(id, slot))
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use hort_protocol::{Location, env};
 
-use crate::backend::group::{StorageGroup, Strategy, Target};
+use crate::backend::group::{Strategy, Target, TargetGroup};
 use crate::backend::local::LocalBackend;
 use crate::backend::s3::{S3Backend, S3Config};
 use crate::backend::{Backend, BackendError};
@@ -100,7 +100,7 @@ pub fn open(
                     })
                 })
                 .collect::<Result<Vec<_>, BackendError>>()?;
-            Ok(Arc::new(StorageGroup::new(targets, strategy)?))
+            Ok(Arc::new(TargetGroup::new(targets, strategy)?))
         }
     }
 }

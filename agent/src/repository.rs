@@ -492,7 +492,7 @@ impl IndexedRepository {
     /// to the backend, checking each like [`read_blob`](Self::read_blob). A blob that fails its
     /// check is read again alone, which tries the other copies of a storage group.
     pub fn read_blob_run(&self, ids: &[Id], kind: BlobKind) -> Result<Vec<Vec<u8>>, RepositoryError> {
-        let locations: Option<Vec<index::Location>> = ids
+        let locations: Option<Vec<index::BlobLocation>> = ids
             .iter()
             .map(|id| self.index.get(id).filter(|l| l.entry.kind == kind))
             .collect();

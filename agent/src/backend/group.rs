@@ -1,5 +1,5 @@
-//! Storage groups: several targets behind one [`Backend`], with the strategies of the
-//! `StorageGroup` CRD.
+//! Target groups: several targets behind one [`Backend`], with the strategies of the
+//! operator's StorageGroup kind (named differently here: this is the engine's side of it).
 //!
 //! - `Spread`: each pack goes to one target, chosen by weight from the pack's name (stable,
 //!   so every writer agrees); if that target fails the write, the next one takes it.
@@ -38,12 +38,12 @@ pub struct Target {
 }
 
 /// Several targets combined by a [`Strategy`].
-pub struct StorageGroup {
+pub struct TargetGroup {
     targets: Vec<Target>,
     strategy: Strategy,
 }
 
-impl StorageGroup {
+impl TargetGroup {
     /// A group of `targets` (at least one) using `strategy`.
     pub fn new(targets: Vec<Target>, strategy: Strategy) -> Result<Self, BackendError> {
         if targets.is_empty() {
@@ -84,7 +84,7 @@ impl StorageGroup {
 
     /// Stores a file with `write` on the targets the strategy asks for: metadata and, with
     /// `Mirror`, packs on every target (`Mirror` needs all of them to succeed); otherwise
-    /// packs on the first target, in [`StorageGroup::order`], that accepts them.
+    /// packs on the first target, in [`TargetGroup::order`], that accepts them.
     fn write_with(
         &self,
         kind: FileKind,
@@ -142,7 +142,7 @@ impl StorageGroup {
     }
 }
 
-impl Backend for StorageGroup {
+impl Backend for TargetGroup {
     fn describe(&self) -> String {
         let members: Vec<String> = self.targets.iter().map(|t| t.backend.describe()).collect();
         format!("{:?}[{}]", self.strategy, members.join(", "))
@@ -228,7 +228,7 @@ mod tests {
     use super::*;
     use crate::backend::memory::MemoryBackend;
 
-    fn group(strategy: Strategy, weights: &[u32]) -> (StorageGroup, Vec<Arc<MemoryBackend>>) {
+    fn group(strategy: Strategy, weights: &[u32]) -> (TargetGroup, Vec<Arc<MemoryBackend>>) {
         let members: Vec<Arc<MemoryBackend>> = weights.iter().map(|_| Arc::new(MemoryBackend::new())).collect();
         let targets = members
             .iter()
@@ -238,7 +238,7 @@ mod tests {
                 weight,
             })
             .collect();
-        (StorageGroup::new(targets, strategy).unwrap(), members)
+        (TargetGroup::new(targets, strategy).unwrap(), members)
     }
 
     fn name(i: u32) -> String {
