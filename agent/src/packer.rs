@@ -162,12 +162,8 @@ fn write_index(backend: &dyn Backend, keys: &Keys, packs: Vec<IndexPack>) -> Res
     if packs.is_empty() {
         return Ok(());
     }
-    let json = serde_json::to_vec(&IndexFile { version: 1, packs }).map_err(|e| PackerError::Index(e.to_string()))?;
-    let encoded = crate::codec::encode(3, &json).map_err(|e| PackerError::Index(e.to_string()))?;
-    let sealed = keys
-        .seal(index::AAD, &encoded)
-        .map_err(|e| PackerError::Index(e.to_string()))?;
-    let id = Id::of_file(&sealed);
+    let (id, sealed) =
+        crate::sealed::seal(keys, index::AAD, &IndexFile { version: 1, packs }).map_err(PackerError::Index)?;
     backend
         .write(FileKind::Index, &id.to_hex(), &sealed)
         .map_err(|source| PackerError::Backend {

@@ -18,20 +18,18 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::{Duration, Utc};
+use serde::Serialize;
 use tracing::info;
 
 use crate::backend::FileKind;
 use crate::id::Id;
 use crate::index::{self, Index, IndexFile, IndexPack};
 use crate::pack::{self, BlobEntry, BlobKind, PackBuilder};
+use crate::prune_marker::{AAD, PruneMarker};
 use crate::repository::{IndexedRepository, Repository, RepositoryError};
 use crate::retention::{self, Decision, Policy};
 use crate::tree::NodeKind;
-
-/// Associated data of sealed prune markers.
-pub const AAD: &[u8] = b"hort.v1.prune";
 
 /// Packs per index file when prune rewrites the index: 16 GiB of packs, at most about 40 MB
 /// of JSON with 64 KiB stream chunks, far below what readers accept
@@ -42,17 +40,6 @@ pub const PACKS_PER_INDEX_FILE: usize = 1024;
 /// bytes) is repacked: its referenced blobs are copied into new packs and it is condemned.
 /// At 50 %, repacking a pack frees at least as many bytes as it writes.
 pub const REPACK_BELOW_PERCENT: u64 = 50;
-
-/// Contents of a `prune/<id>` marker.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PruneMarker {
-    /// Marker format version (1).
-    pub version: u32,
-    /// When the packs were condemned.
-    pub time: DateTime<Utc>,
-    /// The condemned packs with their index entries (empty for packs that were in no index).
-    pub packs: Vec<IndexPack>,
-}
 
 /// Settings of garbage collection.
 #[derive(Debug, Clone, Copy)]

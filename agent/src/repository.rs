@@ -24,6 +24,7 @@ use crate::id::Id;
 use crate::index::{self, Index, IndexFile};
 use crate::keyfile::{KdfParams, KeyFile, KeyFileError};
 use crate::pack::{self, BlobError, BlobKind};
+use crate::prune_marker::{self, PruneMarker};
 use crate::snapshot::{self, Snapshot, Stream};
 use crate::tree::Tree;
 
@@ -265,10 +266,7 @@ impl Repository {
             what: format!("new {kind} file"),
             reason,
         };
-        let json = serde_json::to_vec(value).map_err(|e| corrupt(e.to_string()))?;
-        let encoded = codec::encode(3, &json).map_err(|e| corrupt(e.to_string()))?;
-        let sealed = self.keys.seal(aad, &encoded).map_err(|e| corrupt(e.to_string()))?;
-        let id = Id::of_file(&sealed);
+        let (id, sealed) = crate::sealed::seal(&self.keys, aad, value).map_err(corrupt)?;
         self.backend.write(kind, &id.to_hex(), &sealed)?;
         Ok(id)
     }
@@ -382,7 +380,7 @@ impl Repository {
             }
         }
         for name in self.backend.list(FileKind::Prune)? {
-            let marker: crate::prune::PruneMarker = self.read_sealed(FileKind::Prune, crate::prune::AAD, &name)?;
+            let marker: PruneMarker = self.read_sealed(FileKind::Prune, prune_marker::AAD, &name)?;
             for pack in &marker.packs {
                 index.add_condemned_pack(pack);
             }
