@@ -1115,7 +1115,8 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
     let text = metrics.render();
     for expected in [
         format!(r#"hort_backup_total{{namespace="{ns}",result="succeeded",schedule=""}} 1"#),
-        format!(r#"hort_backup_total{{namespace="{ns}",result="failed",schedule=""}} 1"#),
+        // `once` (no retries left) and `csi` (refused).
+        format!(r#"hort_backup_total{{namespace="{ns}",result="failed",schedule=""}} 2"#),
         format!(r#"hort_backup_bytes{{kind="stored",namespace="{ns}",schedule=""}} 2000"#),
         format!(r#"hort_last_successful_backup_timestamp_seconds{{namespace="{ns}",schedule=""}}"#),
         format!(r#"hort_restore_total{{namespace="{ns}",result="succeeded"}} 1"#),
