@@ -396,9 +396,7 @@ fn record_metrics(ctx: &Context, job: &BackupJob, namespace: &str, report: Optio
                 .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
         ctx.metrics
-            .last_successful_backup
-            .with_label_values(&labels)
-            .set(now.as_millisecond() as f64 / 1000.0);
+            .record_success(namespace, &schedule, now.as_millisecond() as f64 / 1000.0);
     }
 }
 

@@ -20,8 +20,12 @@ pub struct Metrics {
     pub backup_duration: HistogramVec,
     /// Bytes of the latest successful backup by namespace, schedule and kind (read, new, stored).
     pub backup_bytes: IntGaugeVec,
-    /// Completion time of the latest successful backup by namespace and schedule.
+    /// Completion time of the latest successful backup by namespace and schedule; set through
+    /// [`Metrics::record_success`].
     pub last_successful_backup: GaugeVec,
+    /// Creation time of every Schedule: a series per Schedule from its first reconcile on, also
+    /// before its first run, so that a Schedule that never succeeds can be alerted on.
+    pub schedule_created: GaugeVec,
     /// Finished RestoreRequests by namespace and result.
     pub restores: IntCounterVec,
 }
@@ -83,6 +87,14 @@ impl Metrics {
             &["namespace", "schedule"],
         )
         .expect("valid metric");
+        let schedule_created = GaugeVec::new(
+            Opts::new(
+                "hort_schedule_created_timestamp_seconds",
+                "Unix time each Schedule was created, by namespace and schedule.",
+            ),
+            &["namespace", "schedule"],
+        )
+        .expect("valid metric");
         let restores = IntCounterVec::new(
             Opts::new(
                 "hort_restore_total",
@@ -99,6 +111,7 @@ impl Metrics {
             Box::new(backup_duration.clone()),
             Box::new(backup_bytes.clone()),
             Box::new(last_successful_backup.clone()),
+            Box::new(schedule_created.clone()),
             Box::new(restores.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
@@ -112,7 +125,19 @@ impl Metrics {
             backup_duration,
             backup_bytes,
             last_successful_backup,
+            schedule_created,
             restores,
+        }
+    }
+
+    /// Records a successful backup of `schedule` (empty for manual jobs) in `namespace` that
+    /// finished at `seconds` (Unix time), unless a later one is recorded already. Called when a
+    /// job succeeds, and from every Schedule's status when the operator starts, so the series
+    /// survives a restart.
+    pub fn record_success(&self, namespace: &str, schedule: &str, seconds: f64) {
+        let gauge = self.last_successful_backup.with_label_values(&[namespace, schedule]);
+        if gauge.get() < seconds {
+            gauge.set(seconds);
         }
     }
 
@@ -145,5 +170,17 @@ mod tests {
         assert!(text.contains("# HELP hort_reconcile_total "));
         assert!(text.contains(r#"hort_reconcile_total{kind="StorageGroup",result="success"} 1"#));
         assert!(text.contains(r#"hort_storage_group_ready{namespace="demo",storage_group="s3"} 1"#));
+    }
+
+    #[test]
+    fn an_older_success_does_not_replace_a_newer_one() {
+        let metrics = Metrics::new();
+        metrics.record_success("demo", "nightly", 2000.0);
+        metrics.record_success("demo", "nightly", 1000.0);
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"hort_last_successful_backup_timestamp_seconds{namespace="demo",schedule="nightly"} 2000"#),
+            "{text}"
+        );
     }
 }

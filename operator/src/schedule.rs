@@ -79,8 +79,17 @@ pub async fn reconcile(cached: Arc<Schedule>, ctx: Arc<Context>) -> Result<Actio
     {
         status.last_successful_time = Some(latest);
     }
-
+    // Rebuilt from the object on every reconcile, so a restarted operator exports them too.
     let created = schedule.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
+    let seconds = |t: Timestamp| t.as_millisecond() as f64 / 1000.0;
+    ctx.metrics
+        .schedule_created
+        .with_label_values(&[&namespace, &name])
+        .set(seconds(created));
+    if let Some(success) = &status.last_successful_time {
+        ctx.metrics.record_success(&namespace, &name, seconds(success.0));
+    }
+
     // The jobs themselves also record their scheduled time, so a lost status write cannot
     // make a time run twice.
     let newest_job = owned.iter().filter_map(scheduled_time).max();

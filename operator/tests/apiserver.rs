@@ -644,6 +644,19 @@ async fn schedule_creates_jobs_on_its_cron_with_an_injected_clock() {
             == Some(second)
     })
     .await;
+    // The metrics come from the Schedule's status (as after an operator restart): a series from
+    // its creation on, and its last success, which no BackupJob reconcile recorded here (the
+    // test finished the job).
+    let text = env.metrics.render();
+    for expected in [
+        format!(r#"hort_schedule_created_timestamp_seconds{{namespace="{ns}",schedule="nightly"}} "#),
+        format!(
+            r#"hort_last_successful_backup_timestamp_seconds{{namespace="{ns}",schedule="nightly"}} {}"#,
+            second.as_second()
+        ),
+    ] {
+        assert!(text.contains(&expected), "missing {expected} in\n{text}");
+    }
 
     // The second job finishes: with historyLimit.successful 1 the first job is deleted.
     finish(&jobs, &job2, second + SignedDuration::from_secs(60)).await;
