@@ -112,7 +112,7 @@ fn postgres_database_restores_under_a_new_name_and_one_table_alone() {
 
     let backup = agent.ok(
         &["backup-postgres"],
-        &["--database", &db, "--jobs", "2", "--tag", "hort.dev/backup-job=nightly"],
+        &["--database", &db, "--tag", "hort.dev/backup-job=nightly"],
     );
     assert_backup_report(&backup);
     let snapshots = agent.snapshots();
@@ -205,7 +205,7 @@ fn postgres_database_restores_under_a_new_name_and_one_table_alone() {
 fn postgres_wrong_password_and_a_dump_failing_half_way_leave_no_snapshot() {
     let pg = Server::Postgres;
     let agent = Agent::new(pg);
-    let err = agent.fails(&["backup-postgres"], &["--jobs", "1"], "not-the-password");
+    let err = agent.fails(&["backup-postgres"], &[], "not-the-password");
     assert!(err.contains("authentication failed"), "{err}");
     assert!(err.contains("no snapshot was written"), "{err}");
     assert!(agent.snapshots().is_empty());

@@ -124,18 +124,10 @@ pub struct PostgresSource {
     pub databases: Vec<String>,
     /// Secret with the keys `username` and `password` (e.g. a `kubernetes.io/basic-auth` Secret).
     pub credentials_secret_ref: SecretRef,
-    /// Number of tables dumped in parallel per database.
-    #[serde(default = "default_parallel_jobs")]
-    #[schemars(range(min = 1, max = 16))]
-    pub parallel_jobs: u32,
 }
 
 fn default_postgres_port() -> u16 {
     5432
-}
-
-fn default_parallel_jobs() -> u32 {
-    1
 }
 
 /// A MariaDB or MySQL server to connect to.

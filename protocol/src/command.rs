@@ -146,8 +146,6 @@ pub enum AgentCommand {
         port: u16,
         /// Databases to back up; all when empty.
         databases: Vec<String>,
-        /// Tables dumped in parallel, when given.
-        jobs: Option<u32>,
         /// Tags of the snapshot.
         tags: Vec<String>,
     },
@@ -233,15 +231,11 @@ impl AgentCommand {
                 host,
                 port,
                 databases,
-                jobs,
                 tags,
             } => {
                 args.push(format!("backup-{}", kind.source_tag()));
                 args.extend(["--host".into(), host.clone(), "--port".into(), port.to_string()]);
                 repeated(&mut args, "--database", databases);
-                if let Some(jobs) = jobs {
-                    args.extend(["--jobs".into(), jobs.to_string()]);
-                }
                 repeated(&mut args, "--tag", tags);
             }
             AgentCommand::Restore {

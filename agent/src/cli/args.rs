@@ -190,10 +190,6 @@ pub(super) struct DbBackupArgs {
     /// not read them.
     #[arg(long)]
     pub(super) skip_globals: bool,
-    /// Tables to dump in parallel (the BackupJob's `parallelJobs`); the agent dumps one at a
-    /// time (`pg_dump -j` needs a spool directory) and warns when asked for more.
-    #[arg(long)]
-    pub(super) jobs: Option<u32>,
     /// Tag for the snapshot (repeatable); `hort.dev/source=postgres|mariadb` is always added.
     #[arg(long = "tag")]
     pub(super) tags: Vec<String>,

@@ -31,12 +31,6 @@ pub(super) fn backup(ctx: &Context, kind: DatabaseKind, args: &DbBackupArgs) -> 
     let repo = ctx.open_indexed()?;
     let mut tags = args.tags.clone();
     tags.push(format!("hort.dev/source={}", kind.source_tag()));
-    if let Some(jobs) = args.jobs.filter(|jobs| *jobs > 1) {
-        tracing::warn!(
-            jobs,
-            "--jobs: parallel dumps are not supported; dumping one table at a time"
-        );
-    }
     let options = BackupOptions {
         tags,
         compression_level: args.compression,

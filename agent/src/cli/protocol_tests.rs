@@ -47,7 +47,6 @@ fn understood(command: &AgentCommand) -> AgentCommand {
             host: args.server.host,
             port: args.server.port.expect("the operator always sends the port"),
             databases: args.databases,
-            jobs: args.jobs,
             tags: args.tags,
         }
     };
@@ -120,7 +119,6 @@ fn every_operator_command_means_the_same_to_the_agent() {
             host: "db.shop.svc".into(),
             port: 5433,
             databases: vec!["app".into(), "billing".into()],
-            jobs: Some(4),
             tags: tags(),
         },
         AgentCommand::BackupDatabase {
@@ -128,7 +126,6 @@ fn every_operator_command_means_the_same_to_the_agent() {
             host: "maria".into(),
             port: 3306,
             databases: vec![],
-            jobs: None,
             tags: vec![],
         },
         AgentCommand::Restore {

@@ -108,14 +108,13 @@ pub fn command(
             tags: tags.to_vec(),
         });
     }
-    let (kind, host, port, databases, credentials, jobs) = match (&source.postgres, &source.mariadb) {
+    let (kind, host, port, databases, credentials) = match (&source.postgres, &source.mariadb) {
         (Some(p), _) => (
             DatabaseKind::Postgres,
             &p.host,
             p.port,
             &p.databases,
             &p.credentials_secret_ref.name,
-            Some(p.parallel_jobs),
         ),
         (None, Some(m)) => (
             DatabaseKind::Mariadb,
@@ -123,7 +122,6 @@ pub fn command(
             m.port,
             &m.databases,
             &m.credentials_secret_ref.name,
-            None,
         ),
         (None, None) => return None,
     };
@@ -133,7 +131,6 @@ pub fn command(
         host: host.clone(),
         port,
         databases: databases.clone(),
-        jobs,
         tags: tags.to_vec(),
     })
 }
@@ -182,7 +179,7 @@ mod tests {
     fn database_credentials_come_from_the_secret_by_reference() {
         let mut access = RepositoryAccess::default();
         let command = command(
-            &spec("{postgres: {host: db, databases: [app], credentialsSecretRef: {name: db-creds}, parallelJobs: 2}}"),
+            &spec("{postgres: {host: db, databases: [app], credentialsSecretRef: {name: db-creds}}}"),
             "shop",
             &[],
             &mut access,
@@ -195,7 +192,6 @@ mod tests {
                 host: "db".into(),
                 port: 5432,
                 databases: vec!["app".into()],
-                jobs: Some(2),
                 tags: vec![],
             }
         );
