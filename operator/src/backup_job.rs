@@ -10,7 +10,6 @@ use hort_protocol::BackupReport;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::LogParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
@@ -37,7 +36,7 @@ pub const FAILED: &str = "Failed";
 /// What the message of a job whose pre hook failed says (no agent pod ran).
 const PRE_HOOK_FAILED: &str = "a pre hook failed, no data was read: ";
 /// How often the progress of a running backup is read from its agent's output.
-const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+pub const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 /// Label on a BackupJob's agent pods: the job's name.
 pub const JOB_LABEL: &str = "hort.dev/backup-job";
 
@@ -85,14 +84,7 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
                 ),
             });
             if outcome::phase(pod) == "Running" {
-                let tail = LogParams {
-                    tail_lines: Some(20),
-                    ..LogParams::default()
-                };
-                match pods.logs(name, &tail).await {
-                    Ok(log) => status.progress = backup::progress_from_log(&log).or(status.progress.take()),
-                    Err(error) => tracing::debug!(%error, pod = %name, "reading the agent's progress failed"),
-                }
+                status.progress = api::progress(&pods, name).await.or(status.progress.take());
             }
             action = Action::requeue(PROGRESS_INTERVAL);
         }

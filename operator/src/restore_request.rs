@@ -20,7 +20,7 @@ use kube::{Api, Resource, ResourceExt};
 
 use crate::agent::pod::{self, AgentPod};
 use crate::agent::{api, outcome, restore};
-use crate::backup_job::group_readiness;
+use crate::backup_job::{PROGRESS_INTERVAL, group_readiness};
 use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -51,9 +51,18 @@ pub async fn reconcile(cached: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result
     status.target_kind = target_kind(&request.spec.target);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
 
+    let mut action = Action::await_change();
     let ended = match &status.agent_pod {
         Some(name) => match pods.get_opt(name).await? {
-            Some(pod) if !outcome::finished(&pod) => None,
+            // Running: show its progress until the pod ends (the pod watch triggers a
+            // reconcile then).
+            Some(pod) if !outcome::finished(&pod) => {
+                if outcome::phase(&pod) == "Running" {
+                    status.progress = api::progress(&pods, name).await.or(status.progress.take());
+                }
+                action = Action::requeue(PROGRESS_INTERVAL);
+                None
+            }
             Some(pod) if outcome::phase(&pod) == "Succeeded" => {
                 Some(outcome::decode_report::<RestoreReport>(&pod).map_err(|e| e.to_string()))
             }
@@ -121,7 +130,7 @@ pub async fn reconcile(cached: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result
         };
         ctx.metrics.restores.with_label_values(&[&namespace, result]).inc();
     }
-    Ok(Action::await_change())
+    Ok(action)
 }
 
 /// Resolves the snapshot and the group; when both are ready (and the target claim exists or

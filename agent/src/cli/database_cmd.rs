@@ -137,6 +137,10 @@ pub(super) fn restore(ctx: &Context, kind: DatabaseKind, args: &DbRestoreArgs) -
         )));
     }
     let counters = Arc::new(Counters::default());
+    // A whole server reads every stream: the progress has a total.
+    if scopes == [database::RestoreScope::Server] {
+        let _ = counters.bytes_total.set(snapshot.stats.bytes);
+    }
     let source = SnapshotStreams::new(repo.clone(), snapshot, id, counters.clone());
     let failed = |source: DatabaseError| CliError::Database {
         context: format!(

@@ -36,6 +36,10 @@ pub(super) fn restore(ctx: &Context, args: &RestoreArgs) -> Result<(), CliError>
         .target
         .clone()
         .ok_or_else(|| CliError::Usage("--target or --stream is required".into()))?;
+    // A whole snapshot restores every byte it recorded: the progress has a total.
+    if args.paths.is_empty() && args.exclude.is_empty() {
+        let _ = counters.bytes_total.set(snapshot.stats.bytes);
+    }
     let started = std::time::Instant::now();
     let reporter = Reporter::start(ctx.mode, "restore", counters.clone(), Duration::from_secs(1));
     let options = RestoreOptions {

@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use hort_crds::common::Progress;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, LogParams, PostParams};
 
-use super::outcome::created;
+use super::outcome::{created, progress_from_log};
 use super::pod::SERVICE_ACCOUNT;
 use super::{ROLE_LABEL, Role};
 
@@ -27,6 +28,23 @@ pub async fn node_mounting(pods: &Api<Pod>, claim: &str) -> kube::Result<Option<
         });
         if mounts_claim { spec.node_name } else { None }
     }))
+}
+
+/// The progress of running agent pod `name`, from the newest progress line in the end of its
+/// log; `None` when there is none yet or the log cannot be read (then the caller keeps what it
+/// showed before).
+pub async fn progress(pods: &Api<Pod>, name: &str) -> Option<Progress> {
+    let tail = LogParams {
+        tail_lines: Some(20),
+        ..LogParams::default()
+    };
+    match pods.logs(name, &tail).await {
+        Ok(log) => progress_from_log(&log),
+        Err(error) => {
+            tracing::debug!(%error, pod = %name, "reading the agent's progress failed");
+            None
+        }
+    }
 }
 
 /// Creates a pod; one that exists already (created by an earlier reconcile whose status write

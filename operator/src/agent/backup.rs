@@ -9,8 +9,7 @@
 use std::time::Duration;
 
 use hort_crds::backup_job::{BackupJobSpec, BackupStats, SnapshotMode, VolumeSource};
-use hort_crds::common::Progress;
-use hort_protocol::{AgentCommand, BackupReport, DatabaseKind, ProgressLine};
+use hort_protocol::{AgentCommand, BackupReport, DatabaseKind};
 
 use super::check::human_bytes;
 use super::pod::RepositoryAccess;
@@ -75,17 +74,6 @@ pub fn stats(report: &BackupReport) -> BackupStats {
         },
         duration_seconds: report.duration_seconds,
     }
-}
-
-/// The progress shown in the status, from the newest progress line in `log` (the tail of the
-/// agent's output); `None` when it holds none.
-pub fn progress_from_log(log: &str) -> Option<Progress> {
-    let line = ProgressLine::newest_in(log)?;
-    Some(Progress {
-        bytes_done: line.bytes,
-        bytes_total: line.bytes_total,
-        percent: line.percent(),
-    })
 }
 
 /// The command that backs up the source of a job in `namespace`, with `tags`; the volumes,

@@ -1,8 +1,9 @@
 //! What became of an agent pod (pure): its phase, why it waits, when it ended, and what the
 //! agent reported or why it failed.
 
-use hort_protocol::ExitCode;
+use hort_crds::common::Progress;
 use hort_protocol::report::{self, Report, ReportError};
+use hort_protocol::{ExitCode, ProgressLine};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, Pod};
 
@@ -81,6 +82,17 @@ pub fn tail(text: &str, max: usize) -> &str {
     &text[start..]
 }
 
+/// The progress shown in the status, from the newest progress line in `log` (the tail of the
+/// agent's output); `None` when it holds none.
+pub fn progress_from_log(log: &str) -> Option<Progress> {
+    let line = ProgressLine::newest_in(log)?;
+    Some(Progress {
+        bytes_done: line.bytes,
+        bytes_total: line.bytes_total,
+        percent: line.percent(),
+    })
+}
+
 /// The agent's report of a pod that succeeded.
 pub fn decode_report<R: Report>(pod: &Pod) -> Result<R, ReportError> {
     report::decode(&message(pod))
@@ -127,6 +139,24 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(failure(&gone, 600), "DeadlineExceeded");
+    }
+
+    #[test]
+    fn progress_comes_from_the_newest_progress_line() {
+        let line = |bytes: u64| {
+            format!(
+                r#"{{"type":"progress","operation":"restore","elapsed_secs":1.0,"files":1,"bytes":{bytes},
+                    "bytes_total":400,"new_bytes":0,"errors":0,"bytes_per_sec":1.0}}"#
+            )
+            .replace('\n', "")
+        };
+        let log = format!("starting\n{}\n{}\na warning\n", line(100), line(300));
+        let progress = progress_from_log(&log).unwrap();
+        assert_eq!(
+            (progress.bytes_done, progress.bytes_total, progress.percent),
+            (300, Some(400), Some(75))
+        );
+        assert!(progress_from_log("no json here").is_none());
     }
 
     #[test]
