@@ -48,7 +48,8 @@ pub struct BackupJobSpec {
         inner(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9][-._:=A-Za-z0-9]*$"))
     )]
     pub tags: Vec<String>,
-    /// Seconds an attempt may run before it is stopped and counted as failed.
+    /// Seconds an attempt may run before it is stopped and counted as failed; when unset, the
+    /// operator's default (chart value `agent.activeDeadlineSeconds`, 6 hours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,

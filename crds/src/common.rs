@@ -55,7 +55,8 @@ fn default_password_key() -> String {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentPodOverrides {
-    /// Compute resources of the agent container. Defaults come from the operator's configuration.
+    /// Compute resources of the agent container; when unset, the operator's defaults (chart
+    /// value `agent.resources`: 100m CPU and 128Mi memory requested, 1Gi memory limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     /// Node labels the agent pod must match. Ignored for volume sources mounted

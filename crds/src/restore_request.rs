@@ -42,7 +42,8 @@ pub struct RestoreRequestSpec {
     pub source: RestoreSource,
     /// Where to restore to: exactly one of `postgres`, `mariadb` or `volume`.
     pub target: RestoreTarget,
-    /// Seconds the restore may run before it is stopped and counted as failed.
+    /// Seconds the restore may run before it is stopped and counted as failed; when unset, the
+    /// operator's default (chart value `agent.activeDeadlineSeconds`, 6 hours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,

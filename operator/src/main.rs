@@ -16,6 +16,7 @@ use hort_operator::controllers::{self, Scope};
 use hort_operator::http::{self, Health};
 use hort_operator::leader::{LeaderElector, LeaseConfig};
 use hort_operator::metrics::Metrics;
+use k8s_openapi::api::core::v1::ResourceRequirements;
 use tracing_subscriber::EnvFilter;
 
 /// Reconciles Hort's custom resources into agent pods.
@@ -40,6 +41,14 @@ struct Args {
     /// Pull policy of the agent image.
     #[arg(long, env = "HORT_AGENT_IMAGE_PULL_POLICY", default_value = "IfNotPresent")]
     agent_image_pull_policy: String,
+    /// Resources of agent containers whose object sets no `agent.resources`, as JSON (a
+    /// Kubernetes ResourceRequirements, e.g. `{"requests":{"cpu":"100m","memory":"128Mi"}}`).
+    #[arg(long, env = "HORT_AGENT_RESOURCES", value_parser = parse_resources)]
+    agent_resources: Option<ResourceRequirements>,
+    /// Seconds an agent pod may run when its object sets no `activeDeadlineSeconds`.
+    #[arg(long, env = "HORT_AGENT_ACTIVE_DEADLINE_SECONDS", default_value_t = 21600,
+          value_parser = clap::value_parser!(i64).range(1..))]
+    agent_active_deadline_seconds: i64,
     /// Run without leader election (only safe with a single replica).
     #[arg(long, env = "HORT_NO_LEADER_ELECTION")]
     no_leader_election: bool,
@@ -54,6 +63,11 @@ struct Args {
     #[arg(long, env = "HORT_MAX_CONCURRENT_RECONCILES", default_value_t = 16,
           value_parser = clap::value_parser!(u16).range(1..))]
     max_concurrent_reconciles: u16,
+}
+
+/// Parses `--agent-resources`.
+fn parse_resources(json: &str) -> Result<ResourceRequirements, String> {
+    serde_json::from_str(json).map_err(|e| format!("not a ResourceRequirements in JSON ({e}): {json}"))
 }
 
 /// How log lines are written.
@@ -104,6 +118,8 @@ async fn main() -> anyhow::Result<()> {
         image: args.agent_image,
         pull_policy: args.agent_image_pull_policy,
         retry_backoff: Duration::from_secs(10),
+        default_resources: args.agent_resources,
+        default_deadline_seconds: Some(args.agent_active_deadline_seconds),
     };
     let elector = LeaderElector::new(
         &client,

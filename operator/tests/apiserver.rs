@@ -94,6 +94,8 @@ fn agent_settings() -> AgentSettings {
         image: "hort-agent:test".into(),
         pull_policy: "Never".into(),
         retry_backoff: Duration::from_millis(300),
+        default_resources: None,
+        default_deadline_seconds: Some(21600),
     }
 }
 

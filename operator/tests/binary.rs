@@ -140,3 +140,17 @@ async fn operator_binary_starts_leads_and_serves_metrics() {
     drop(operator);
     namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
 }
+
+#[test]
+fn agent_defaults_that_are_not_valid_are_refused_at_start() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hort-operator"))
+        .env("HORT_AGENT_RESOURCES", "{\"requests\": 5}")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--agent-resources") && stderr.contains("not a ResourceRequirements"),
+        "{stderr}"
+    );
+}

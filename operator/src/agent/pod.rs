@@ -15,7 +15,7 @@ use hort_protocol::{AgentCommand, Location, PROTOCOL_VERSION, S3Location, env};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, NodeAffinity, NodeSelector,
     NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
-    SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    ResourceRequirements, SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -44,6 +44,10 @@ pub struct AgentSettings {
     pub pull_policy: String,
     /// Pause before the second attempt of a failed backup; doubled for each further one.
     pub retry_backoff: std::time::Duration,
+    /// Resources of agent containers whose object sets no `agent.resources`.
+    pub default_resources: Option<ResourceRequirements>,
+    /// Seconds an agent pod may run when its object sets no `activeDeadlineSeconds`.
+    pub default_deadline_seconds: Option<i64>,
 }
 
 /// The environment, volumes and mounts that give an agent access to a group's repository.
@@ -221,7 +225,7 @@ pub fn build(settings: &AgentSettings, agent: AgentPod<'_>) -> Pod {
         args: Some(agent.command.to_args()),
         env: Some(repository.env),
         volume_mounts: Some(repository.mounts),
-        resources: overrides.resources,
+        resources: overrides.resources.or_else(|| settings.default_resources.clone()),
         termination_message_path: Some(env::TERMINATION_MESSAGE_PATH.into()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         // Root without most of root's powers: enough to read any file of a volume and to
@@ -250,8 +254,11 @@ pub fn build(settings: &AgentSettings, agent: AgentPod<'_>) -> Pod {
             restart_policy: Some("Never".into()),
             service_account_name: Some(SERVICE_ACCOUNT.into()),
             automount_service_account_token: Some(false),
-            active_deadline_seconds: agent.active_deadline_seconds,
-            node_selector: (!overrides.node_selector.is_empty()).then_some(overrides.node_selector),
+            active_deadline_seconds: agent.active_deadline_seconds.or(settings.default_deadline_seconds),
+            // A pod pinned to the node that mounts its ReadWriteOnce volume can run only there:
+            // the node selector, which could contradict it, is left out (as the field says).
+            node_selector: (agent.node.is_none() && !overrides.node_selector.is_empty())
+                .then_some(overrides.node_selector),
             tolerations: (!overrides.tolerations.is_empty()).then_some(overrides.tolerations),
             priority_class_name: overrides.priority_class_name,
             affinity: agent.node.map(on_node),
@@ -365,6 +372,8 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
                 image: "hort-agent:1".into(),
                 pull_policy: "IfNotPresent".into(),
                 retry_backoff: std::time::Duration::from_secs(10),
+                default_resources: None,
+                default_deadline_seconds: Some(3600),
             },
             AgentPod {
                 name: "disk-check-1".into(),
@@ -407,8 +416,15 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
         assert_eq!(pod_spec.restart_policy.as_deref(), Some("Never"));
         assert_eq!(pod_spec.automount_service_account_token, Some(false));
         assert_eq!(pod_spec.service_account_name.as_deref(), Some(SERVICE_ACCOUNT));
-        assert_eq!(pod_spec.active_deadline_seconds, Some(600));
-        assert_eq!(pod_spec.node_selector.unwrap()["disk"], "ssd");
+        assert_eq!(
+            pod_spec.active_deadline_seconds,
+            Some(600),
+            "the object's deadline wins"
+        );
+        assert_eq!(
+            pod_spec.node_selector, None,
+            "pinned to the node that mounts the volume: the node selector is left out"
+        );
         let terms = pod_spec
             .affinity
             .unwrap()
@@ -446,5 +462,50 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
                 .contains_key("memory")
         );
         assert_eq!(pod.metadata.labels.unwrap()[ROLE_LABEL], "check");
+    }
+
+    #[test]
+    fn defaults_apply_where_the_object_sets_nothing_and_node_selectors_where_nothing_pins() {
+        let spec = group("targets: [{name: disk, pvc: {claimName: d}}]\nencryption: {keySecretRef: {name: k}}");
+        let defaults: ResourceRequirements =
+            serde_yaml::from_str("{requests: {cpu: 100m}, limits: {memory: 1Gi}}").unwrap();
+        let settings = AgentSettings {
+            image: "hort-agent:1".into(),
+            pull_policy: "IfNotPresent".into(),
+            retry_backoff: std::time::Duration::from_secs(10),
+            default_resources: Some(defaults.clone()),
+            default_deadline_seconds: Some(3600),
+        };
+        let overrides: AgentPodOverrides = serde_yaml::from_str("nodeSelector: {disk: ssd}").unwrap();
+        let pod = build(
+            &settings,
+            AgentPod {
+                name: "db-1".into(),
+                namespace: "demo".into(),
+                owner: OwnerReference::default(),
+                labels: BTreeMap::new(),
+                command: AgentCommand::Check { init: true },
+                repository: repository_access(&spec),
+                overrides: Some(&overrides),
+                active_deadline_seconds: None,
+                node: None,
+            },
+        );
+        let pod_spec = pod.spec.unwrap();
+        assert_eq!(
+            pod_spec.active_deadline_seconds,
+            Some(3600),
+            "the operator's default deadline"
+        );
+        assert_eq!(
+            pod_spec.containers[0].resources.as_ref(),
+            Some(&defaults),
+            "not BestEffort"
+        );
+        assert_eq!(
+            pod_spec.node_selector.unwrap()["disk"],
+            "ssd",
+            "nothing pins it: the selector applies"
+        );
     }
 }
