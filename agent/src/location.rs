@@ -10,8 +10,9 @@ use crate::backend::local::LocalBackend;
 use crate::backend::s3::{S3Backend, S3Config};
 use crate::backend::{Backend, BackendError};
 
-/// S3 settings that apply to every `s3://` location unless it sets its own.
-#[derive(Debug, Clone, Default)]
+/// S3 settings that apply to every `s3://` location unless it sets its own. Its `Debug`
+/// output leaves out the secret key.
+#[derive(Clone, Default)]
 pub struct S3Defaults {
     /// Endpoint URL.
     pub endpoint: Option<String>,
@@ -23,6 +24,21 @@ pub struct S3Defaults {
     pub access_key_id: Option<String>,
     /// Secret access key.
     pub secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for S3Defaults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Defaults")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 /// Opens one location.
@@ -122,5 +138,10 @@ mod tests {
         assert!(open_location("/tmp/somewhere", &s3).is_ok());
         assert!(open(&[], Strategy::Mirror, &[], &s3).is_err());
         assert!(open(&["/a".into(), "/b".into()], Strategy::Spread, &[1], &s3).is_err());
+        let with_secret = S3Defaults {
+            secret_access_key: Some("hunter2".into()),
+            ..s3
+        };
+        assert!(!format!("{with_secret:?}").contains("hunter2"));
     }
 }

@@ -31,8 +31,8 @@ pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Bytes read from a spool file at a time while its upload streams.
 const STREAM_BUFFER: usize = 256 * 1024;
 
-/// Everything needed to reach a bucket.
-#[derive(Debug, Clone)]
+/// Everything needed to reach a bucket. Its `Debug` output leaves out the secret key.
+#[derive(Clone)]
 pub struct S3Config {
     /// Bucket name.
     pub bucket: String,
@@ -52,6 +52,22 @@ pub struct S3Config {
     pub max_attempts: u32,
     /// Storage class of new objects (e.g. `STANDARD_IA`); the bucket's default if `None`.
     pub storage_class: Option<String>,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("force_path_style", &self.force_path_style)
+            .field("max_attempts", &self.max_attempts)
+            .field("storage_class", &self.storage_class)
+            .finish()
+    }
 }
 
 /// A repository under a prefix of an S3 bucket.
@@ -457,5 +473,27 @@ impl Backend for S3Backend {
                 .map_err(|e| remote(location, e))?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_holds_no_secret_key() {
+        let config = S3Config {
+            bucket: "b".into(),
+            prefix: String::new(),
+            endpoint: None,
+            region: "us-east-1".into(),
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: "hunter2".into(),
+            force_path_style: true,
+            max_attempts: 1,
+            storage_class: None,
+        };
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hunter2") && debug.contains("AKIDEXAMPLE"), "{debug}");
     }
 }

@@ -11,7 +11,8 @@ use crate::database::{Connection, Password};
 use crate::keyfile::KdfParams;
 use crate::retention::{self, Policy};
 
-#[derive(Debug, Args)]
+/// The arguments every command takes. `Debug` leaves out the password and the S3 secret key.
+#[derive(Args)]
 pub(super) struct GlobalArgs {
     /// Repository location(s): a path, `s3://bucket/prefix[?endpoint=URL&region=R&path-style=BOOL]`;
     /// several (comma-separated or repeated) form a storage group.
@@ -60,6 +61,27 @@ pub(super) struct GlobalArgs {
     /// No progress output.
     #[arg(long, short = 'q', global = true)]
     pub(super) quiet: bool,
+}
+
+impl std::fmt::Debug for GlobalArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |set: bool| set.then_some("<redacted>");
+        f.debug_struct("GlobalArgs")
+            .field("repo", &self.repo)
+            .field("strategy", &self.strategy)
+            .field("weights", &self.weights)
+            .field("s3_endpoint", &self.s3_endpoint)
+            .field("s3_region", &self.s3_region)
+            .field("s3_path_style", &self.s3_path_style)
+            .field("s3_access_key_id", &self.s3_access_key_id)
+            .field("s3_secret_access_key", &redacted(self.s3_secret_access_key.is_some()))
+            .field("password", &redacted(self.password.is_some()))
+            .field("password_file", &self.password_file)
+            .field("spool_dir", &self.spool_dir)
+            .field("json", &self.json)
+            .field("quiet", &self.quiet)
+            .finish()
+    }
 }
 
 #[derive(Debug, Args)]
@@ -296,4 +318,29 @@ pub(super) struct RestoreArgs {
     /// Write this stream to stdout.
     #[arg(long)]
     pub(super) stream: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::Cli;
+
+    #[test]
+    fn debug_output_of_the_command_line_holds_no_secret() {
+        let cli = Cli::try_parse_from([
+            "hort-agent",
+            "--password",
+            "hunter2-repository",
+            "--s3-secret-access-key",
+            "hunter2-s3",
+            "--s3-access-key-id",
+            "AKIDEXAMPLE",
+            "snapshots",
+        ])
+        .unwrap();
+        let debug = format!("{cli:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("AKIDEXAMPLE") && debug.contains("<redacted>"), "{debug}");
+    }
 }
