@@ -362,19 +362,25 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
         );
     }
 
-    #[test]
-    fn pod_runs_once_without_api_access_and_applies_overrides() {
+    /// A check pod with `overrides` (YAML), the object's deadline and the node it is pinned to,
+    /// built with the operator's default resources `defaults`.
+    fn check_pod(
+        defaults: Option<ResourceRequirements>,
+        overrides: &str,
+        deadline: Option<i64>,
+        node: Option<&str>,
+    ) -> Pod {
         let spec = group("targets: [{name: disk, pvc: {claimName: d}}]\nencryption: {keySecretRef: {name: k}}");
-        let overrides: AgentPodOverrides =
-            serde_yaml::from_str("nodeSelector: {disk: ssd}\nresources: {limits: {memory: 512Mi}}").unwrap();
-        let pod = build(
-            &AgentSettings {
-                image: "hort-agent:1".into(),
-                pull_policy: "IfNotPresent".into(),
-                retry_backoff: std::time::Duration::from_secs(10),
-                default_resources: None,
-                default_deadline_seconds: Some(3600),
-            },
+        let overrides: AgentPodOverrides = serde_yaml::from_str(overrides).unwrap();
+        let settings = AgentSettings {
+            image: "hort-agent:1".into(),
+            pull_policy: "IfNotPresent".into(),
+            retry_backoff: std::time::Duration::from_secs(10),
+            default_resources: defaults,
+            default_deadline_seconds: Some(3600),
+        };
+        build(
+            &settings,
             AgentPod {
                 name: "disk-check-1".into(),
                 namespace: "demo".into(),
@@ -383,9 +389,19 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
                 command: AgentCommand::Check { init: true },
                 repository: repository_access(&spec),
                 overrides: Some(&overrides),
-                active_deadline_seconds: Some(600),
-                node: Some("node-a".into()),
+                active_deadline_seconds: deadline,
+                node: node.map(str::to_owned),
             },
+        )
+    }
+
+    #[test]
+    fn pod_runs_once_without_api_access_and_applies_overrides() {
+        let pod = check_pod(
+            None,
+            "nodeSelector: {disk: ssd}\nresources: {limits: {memory: 512Mi}}",
+            Some(600),
+            Some("node-a"),
         );
         let pod_spec = pod.spec.unwrap();
         let spool = pod_spec
@@ -466,31 +482,9 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
 
     #[test]
     fn defaults_apply_where_the_object_sets_nothing_and_node_selectors_where_nothing_pins() {
-        let spec = group("targets: [{name: disk, pvc: {claimName: d}}]\nencryption: {keySecretRef: {name: k}}");
         let defaults: ResourceRequirements =
             serde_yaml::from_str("{requests: {cpu: 100m}, limits: {memory: 1Gi}}").unwrap();
-        let settings = AgentSettings {
-            image: "hort-agent:1".into(),
-            pull_policy: "IfNotPresent".into(),
-            retry_backoff: std::time::Duration::from_secs(10),
-            default_resources: Some(defaults.clone()),
-            default_deadline_seconds: Some(3600),
-        };
-        let overrides: AgentPodOverrides = serde_yaml::from_str("nodeSelector: {disk: ssd}").unwrap();
-        let pod = build(
-            &settings,
-            AgentPod {
-                name: "db-1".into(),
-                namespace: "demo".into(),
-                owner: OwnerReference::default(),
-                labels: BTreeMap::new(),
-                command: AgentCommand::Check { init: true },
-                repository: repository_access(&spec),
-                overrides: Some(&overrides),
-                active_deadline_seconds: None,
-                node: None,
-            },
-        );
+        let pod = check_pod(Some(defaults.clone()), "nodeSelector: {disk: ssd}", None, None);
         let pod_spec = pod.spec.unwrap();
         assert_eq!(
             pod_spec.active_deadline_seconds,
