@@ -20,6 +20,7 @@ use chrono::Utc;
 use tracing::{debug, info, warn};
 
 use crate::backend::FileKind;
+use crate::backup_lock::BackupLock;
 use crate::chunker::{ChunkError, Chunker, ChunkerParams};
 use crate::database::StreamSink;
 use crate::filter::Selection;
@@ -59,6 +60,9 @@ pub enum BackupError {
     /// Two streams have the same name.
     #[error("stream name `{0}` given twice")]
     DuplicateStream(String),
+    /// The backup lock was not kept fresh (see [`BackupLock::ensure_held`]).
+    #[error("{0}")]
+    LockLost(String),
 }
 
 /// Settings of one backup.
@@ -95,6 +99,7 @@ pub struct StreamInput {
 
 struct Session<'a> {
     repo: &'a IndexedRepository,
+    lock: &'a BackupLock,
     packer: Packer,
     seen: HashSet<Id>,
     counters: Arc<Counters>,
@@ -168,7 +173,12 @@ impl StreamIds {
 }
 
 impl Session<'_> {
-    fn start<'a>(repo: &'a IndexedRepository, options: &BackupOptions, counters: Arc<Counters>) -> Session<'a> {
+    fn start<'a>(
+        repo: &'a IndexedRepository,
+        lock: &'a BackupLock,
+        options: &BackupOptions,
+        counters: Arc<Counters>,
+    ) -> Session<'a> {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let threads = if options.threads == 0 { cores } else { options.threads };
         let packer = Packer::start(
@@ -184,6 +194,7 @@ impl Session<'_> {
         );
         Session {
             repo,
+            lock,
             packer,
             seen: HashSet::new(),
             counters,
@@ -361,11 +372,13 @@ impl Session<'_> {
     fn finish(self, snapshot: Snapshot, started: Instant) -> Result<(Id, Snapshot), BackupError> {
         let Session {
             repo,
+            lock,
             packer,
             mut stats,
             ..
         } = self;
         let summary = packer.finish()?;
+        lock.ensure_held().map_err(BackupError::LockLost)?;
         stats.stored_bytes = summary.stored_bytes;
         stats.packs = summary.packs;
         stats.duration_secs = started.elapsed().as_secs_f64();
@@ -403,9 +416,11 @@ fn new_snapshot(source: Source, options: &BackupOptions) -> Snapshot {
     }
 }
 
-/// Backs up the directory `root` (its contents become the snapshot's root tree).
+/// Backs up the directory `root` (its contents become the snapshot's root tree). `lock`
+/// must have been taken before `repo` loaded its index.
 pub fn backup_tree(
     repo: &IndexedRepository,
+    lock: &BackupLock,
     root: &Path,
     options: &BackupOptions,
     counters: Arc<Counters>,
@@ -432,7 +447,7 @@ pub fn backup_tree(
         None => None,
     };
     snapshot.parent = parent.map(|(id, _)| id);
-    let mut session = Session::start(repo, options, counters.clone());
+    let mut session = Session::start(repo, lock, options, counters.clone());
     session.root = root.clone();
     // While the backup runs, another thread adds up the sizes for the progress percentage.
     let stop = AtomicBool::new(false);
@@ -450,9 +465,11 @@ pub fn backup_tree(
     session.finish(snapshot, started)
 }
 
-/// Backs up named streams, one after another, into one snapshot.
+/// Backs up named streams, one after another, into one snapshot (`lock` as for
+/// [`backup_tree`]).
 pub fn backup_streams(
     repo: &IndexedRepository,
+    lock: &BackupLock,
     inputs: Vec<StreamInput>,
     options: &BackupOptions,
     counters: Arc<Counters>,
@@ -461,7 +478,7 @@ pub fn backup_streams(
     if let Some(dup) = inputs.iter().find(|i| !names.insert(i.name.clone())) {
         return Err(BackupError::DuplicateStream(dup.name.clone()));
     }
-    let mut backup = StreamBackup::start(repo, options, counters);
+    let mut backup = StreamBackup::start(repo, lock, options, counters);
     for mut input in inputs {
         backup.add(&input.name, &mut input.reader)?;
         if let Some(complete) = input.complete {
@@ -485,10 +502,15 @@ pub struct StreamBackup<'a> {
 }
 
 impl<'a> StreamBackup<'a> {
-    /// Starts the write pipeline for a snapshot of streams.
-    pub fn start(repo: &'a IndexedRepository, options: &BackupOptions, counters: Arc<Counters>) -> Self {
+    /// Starts the write pipeline for a snapshot of streams (`lock` as for [`backup_tree`]).
+    pub fn start(
+        repo: &'a IndexedRepository,
+        lock: &'a BackupLock,
+        options: &BackupOptions,
+        counters: Arc<Counters>,
+    ) -> Self {
         StreamBackup {
-            session: Session::start(repo, options, counters),
+            session: Session::start(repo, lock, options, counters),
             snapshot: new_snapshot(Source::Streams, options),
             started: Instant::now(),
         }

@@ -6,12 +6,13 @@
 //! - [`crypto`], [`keyfile`], [`codec`], [`chunker`], [`pack`], [`index`], [`tree`],
 //!   [`snapshot`], [`config`]: the format's building blocks;
 //! - [`repository`]: keys, config, index and checked blob reads;
-//! - [`packer`], [`archiver`], [`restorer`], [`verify`], [`prune`] (with [`retention`]):
-//!   the operations; [`filter`] selects paths;
+//! - [`packer`], [`archiver`], [`restorer`], [`verify`], [`prune`] (with [`retention`],
+//!   [`prune_marker`] and [`backup_lock`]): the operations; [`filter`] selects paths;
 //! - [`location`], [`progress`], [`cli`]: the `hort-agent` command line.
 
 pub mod archiver;
 pub mod backend;
+pub mod backup_lock;
 pub mod chunker;
 pub mod cli;
 pub mod codec;

@@ -5,16 +5,18 @@
 //!   file, left by interrupted or still-running backups) are *condemned*: listed with the
 //!   time in a sealed `prune/<id>` marker and dropped from a rewritten index, so backups
 //!   starting from now on cannot deduplicate against them.
-//! - **Sweep**, in a later run once the marker is older than the grace period: a condemned
-//!   pack still holding a blob that some snapshot needs and no indexed pack has (a backup that
-//!   loaded the index before the mark used it) is indexed again; the others are deleted.
+//! - **Sweep**, in a later run once the marker is older than the grace period and no running
+//!   backup (see [`crate::backup_lock`]) started before the mark replaced the index: a
+//!   condemned pack still holding a blob that some snapshot needs and no indexed pack has (a
+//!   backup that loaded the index before the mark used it) is indexed again; the others are
+//!   deleted.
 //!
 //! - **Repack**, during the mark: a pack whose referenced blobs make up less than
 //!   [`REPACK_BELOW_PERCENT`] % of its blob bytes has those blobs copied (sealed bytes as
 //!   they are, after checking them) into new packs; the new packs are stored and indexed,
 //!   and the old pack is condemned like an unused one, so it is deleted only by a later sweep.
 //!
-//! Safe as long as no backup runs longer than the grace period (default 24 h).
+//! A backup of any length is safe: its lock holds back every sweep that could take its packs.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -23,6 +25,7 @@ use serde::Serialize;
 use tracing::info;
 
 use crate::backend::FileKind;
+use crate::backup_lock::{LiveBackups, LockTiming};
 use crate::id::Id;
 use crate::index::{self, Index, IndexFile, IndexPack};
 use crate::pack::{self, BlobEntry, BlobKind, PackBuilder};
@@ -59,8 +62,13 @@ pub struct PruneReport {
     pub deleted: Vec<Id>,
     /// Condemned packs indexed again because a snapshot needs them.
     pub reindexed: Vec<Id>,
-    /// Condemned packs still within the grace period.
+    /// Condemned packs still within the grace period or held back by running backups.
     pub pending: usize,
+    /// Prune markers past the grace period whose sweep waits for running backups that
+    /// started before their mark.
+    pub waiting_for_backups: usize,
+    /// Locks of backups that stopped refreshing them (killed); deleted unless a dry run.
+    pub stale_locks: usize,
     /// Packs in use.
     pub live_packs: usize,
     /// Mostly-unused packs whose referenced blobs this run copied into new packs; they are
@@ -112,6 +120,9 @@ fn referenced_blobs(repo: &IndexedRepository) -> Result<HashSet<Id>, RepositoryE
 
 /// Runs one sweep-and-mark round of garbage collection.
 pub fn collect_garbage(repo: Repository, options: PruneOptions) -> Result<PruneReport, RepositoryError> {
+    // Locks first: a backup that is gone by now wrote its snapshot before it removed its
+    // lock, so the snapshots read below include it.
+    let live = LiveBackups::read(&repo, Utc::now(), &LockTiming::default())?;
     let index_files = repo.index_files()?;
     let mut current: BTreeMap<Id, IndexPack> = BTreeMap::new();
     for (_, file) in &index_files {
@@ -142,19 +153,30 @@ pub fn collect_garbage(repo: Repository, options: PruneOptions) -> Result<PruneR
         .filter_map(|n| n.parse().ok())
         .collect();
     let now = Utc::now();
-    let mut report = PruneReport::default();
+    let mut report = PruneReport {
+        stale_locks: live.stale.len(),
+        ..PruneReport::default()
+    };
 
-    // Sweep markers older than the grace period.
+    // Sweep markers older than the grace period that no running backup holds back. A pack
+    // in several markers (an interrupted run's and a later one's) waits for all of them.
     let mut pending = HashSet::new();
-    let mut reindex = Vec::new();
-    let mut swept_markers = Vec::new();
+    let mut due = Vec::new();
     for (name, marker) in &markers {
         if now - marker.time < options.grace {
             pending.extend(marker.packs.iter().map(|p| p.id));
-            continue;
+        } else if live.may_have_seen(marker.index_replaced) {
+            report.waiting_for_backups += 1;
+            pending.extend(marker.packs.iter().map(|p| p.id));
+        } else {
+            due.push((name, marker));
         }
+    }
+    let mut reindex = Vec::new();
+    let mut swept_markers = Vec::new();
+    for (name, marker) in due {
         for pack in &marker.packs {
-            if current.contains_key(&pack.id) {
+            if current.contains_key(&pack.id) || pending.contains(&pack.id) {
                 continue; // indexed again by a backup that finished: the mark below decides
             }
             let needed = pack
@@ -242,17 +264,17 @@ pub fn collect_garbage(repo: Repository, options: PruneOptions) -> Result<PruneR
     report.condemned = condemned.iter().map(|p| p.id).collect();
 
     // Write in an order that leaves a valid repository after a crash at any point.
-    if !condemned.is_empty() {
-        repo.write_sealed(
-            FileKind::Prune,
-            AAD,
-            &PruneMarker {
-                version: 1,
-                time: now,
-                packs: condemned.clone(),
-            },
-        )?;
-    }
+    let mut marker = PruneMarker {
+        version: 1,
+        time: now,
+        index_replaced: None,
+        packs: condemned.clone(),
+    };
+    let first_marker = if condemned.is_empty() {
+        None
+    } else {
+        Some(repo.write_sealed(FileKind::Prune, AAD, &marker)?)
+    };
     let dropped: HashSet<Id> = condemned
         .iter()
         .filter(|p| current.contains_key(&p.id))
@@ -278,12 +300,22 @@ pub fn collect_garbage(repo: Repository, options: PruneOptions) -> Result<PruneR
             repo.backend().delete(FileKind::Index, name)?;
         }
     }
+    // The same marker again, now with the time from which no backup can see its packs.
+    if let Some(first) = first_marker {
+        marker.index_replaced = Some(Utc::now());
+        repo.write_sealed(FileKind::Prune, AAD, &marker)?;
+        repo.backend().delete(FileKind::Prune, &first.to_hex())?;
+    }
     for pack in &report.deleted {
         repo.backend().delete(FileKind::Pack, &pack.to_hex())?;
         info!(%pack, "pack deleted");
     }
     for name in &swept_markers {
         repo.backend().delete(FileKind::Prune, name)?;
+    }
+    for name in &live.stale {
+        repo.backend().delete(FileKind::Lock, name)?;
+        info!(lock = %name, "stale backup lock deleted");
     }
     Ok(report)
 }

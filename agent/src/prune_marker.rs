@@ -17,6 +17,11 @@ pub struct PruneMarker {
     pub version: u32,
     /// When the packs were condemned.
     pub time: DateTime<Utc>,
+    /// When the run that condemned them had replaced the index; a backup that started later
+    /// cannot have seen them. Absent in the first of the two markers a run writes (and in
+    /// the marker an interrupted run leaves): then no time is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_replaced: Option<DateTime<Utc>>,
     /// The condemned packs with their index entries (empty for packs that were in no index).
     pub packs: Vec<IndexPack>,
 }

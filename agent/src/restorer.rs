@@ -428,6 +428,7 @@ mod tests {
     use super::*;
     use crate::archiver::{BackupOptions, StreamInput, backup_streams};
     use crate::backend::memory::MemoryBackend;
+    use crate::backup_lock::BackupLock;
     use crate::keyfile::KdfParams;
     use crate::repository::Repository;
 
@@ -448,10 +449,9 @@ mod tests {
             iterations: 1,
             parallelism: 1,
         };
-        let repo = Repository::init(backend.clone(), b"pw", kdf)
-            .unwrap()
-            .load_index()
-            .unwrap();
+        let repo = Repository::init(backend.clone(), b"pw", kdf).unwrap();
+        let lock = BackupLock::acquire(&repo).unwrap();
+        let repo = repo.load_index().unwrap();
         let data = dump(150_000);
         let input = StreamInput {
             name: "db".into(),
@@ -463,7 +463,7 @@ mod tests {
             threads: 4,
             ..BackupOptions::default()
         };
-        let (id, snapshot) = backup_streams(&repo, vec![input], &options, Arc::default()).unwrap();
+        let (id, snapshot) = backup_streams(&repo, &lock, vec![input], &options, Arc::default()).unwrap();
         let stream = &snapshot.streams[0];
         assert!(
             stream.content.is_empty() && !stream.content_lists.is_empty(),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use chrono::Duration;
 use hort_agent::archiver::{self, BackupOptions};
 use hort_agent::backend::local::LocalBackend;
+use hort_agent::backup_lock::{BackupLock, LockFile, LockTiming};
 use hort_agent::progress::Counters;
 use hort_agent::prune::{self, PruneOptions};
 use hort_agent::repository::Repository;
@@ -94,8 +95,10 @@ fn a_backup_that_loaded_the_index_before_the_mark_keeps_its_data() {
     };
     prune::forget(&open(), &policy, false).unwrap();
 
-    // A backup starts (loads the index) before prune condemns b.bin's pack ...
-    let running_backup = open().load_index().unwrap();
+    // A backup starts (takes its lock, loads the index) before prune condemns b.bin's pack ...
+    let opened = open();
+    let lock = BackupLock::acquire(&opened).unwrap();
+    let running_backup = opened.load_index().unwrap();
     let mark = prune::collect_garbage(
         open(),
         PruneOptions {
@@ -113,7 +116,9 @@ fn a_backup_that_loaded_the_index_before_the_mark_keeps_its_data() {
         force: true,
         ..Default::default()
     };
-    let (_, snapshot) = archiver::backup_tree(&running_backup, &src, &options, Arc::new(Counters::default())).unwrap();
+    let (_, snapshot) =
+        archiver::backup_tree(&running_backup, &lock, &src, &options, Arc::new(Counters::default())).unwrap();
+    drop(lock);
     assert!(
         snapshot.stats.new_bytes < 10_000,
         "deduplicated against the condemned pack: {:?}",
@@ -245,4 +250,129 @@ fn prune_repacks_mostly_unused_packs_and_every_kept_snapshot_still_restores() {
         "no garbage left: {verify}"
     );
     assert_eq!(verify["snapshots"], 2, "{verify}");
+}
+
+fn no_grace() -> PruneOptions {
+    PruneOptions {
+        grace: Duration::zero(),
+        dry_run: false,
+    }
+}
+
+fn lock_files(repo: &Repo) -> usize {
+    fs::read_dir(repo.files.join("locks")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn a_backup_running_through_a_mark_and_a_sweep_keeps_its_data() {
+    let repo = Repo::new(Kind::Fs);
+    repo.init();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let b_pack = b_only_in_an_old_snapshot(&repo, &src);
+    let b_pack_id: hort_agent::id::Id = b_pack.file_name().unwrap().to_str().unwrap().parse().unwrap();
+    let open = || Repository::open(Arc::new(LocalBackend::new(&repo.files)), PASSWORD.as_bytes()).unwrap();
+    let policy = Policy {
+        last: 1,
+        ..Default::default()
+    };
+    prune::forget(&open(), &policy, false).unwrap();
+
+    // A slow backup takes its lock and loads the index; while it runs, a mark and a sweep
+    // pass (grace 0 stands for a backup that outlives any grace period).
+    let opened = open();
+    let lock = BackupLock::acquire(&opened).unwrap();
+    let running_backup = opened.load_index().unwrap();
+    assert_eq!(lock_files(&repo), 1);
+    let mark = prune::collect_garbage(open(), no_grace()).unwrap();
+    assert!(mark.condemned.contains(&b_pack_id), "{mark:?}");
+    let sweep = prune::collect_garbage(open(), no_grace()).unwrap();
+    assert!(sweep.deleted.is_empty(), "{sweep:?}");
+    assert_eq!(sweep.waiting_for_backups, 1, "{sweep:?}");
+    assert!(b_pack.exists(), "the running backup may use it");
+
+    // The backup deduplicates b.bin against the condemned pack and finishes.
+    fs::write(src.join("b.bin"), noise(2, 2 * 1024 * 1024)).unwrap();
+    let options = BackupOptions {
+        force: true,
+        ..Default::default()
+    };
+    let (_, snapshot) =
+        archiver::backup_tree(&running_backup, &lock, &src, &options, Arc::new(Counters::default())).unwrap();
+    assert!(snapshot.stats.new_bytes < 10_000, "deduplicated: {:?}", snapshot.stats);
+    drop(lock);
+    assert_eq!(lock_files(&repo), 0, "a finished backup removes its lock");
+
+    let after = prune::collect_garbage(open(), no_grace()).unwrap();
+    assert!(after.reindexed.contains(&b_pack_id), "{after:?}");
+    let target = work.path().join("restored");
+    repo.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(describe_tree(&target), describe_tree(&src));
+    let verify: serde_json::Value = serde_json::from_str(repo.ok(&["verify", "--read-data"]).trim()).unwrap();
+    assert_eq!(verify["ok"], true, "{verify}");
+}
+
+#[test]
+fn a_backup_whose_lock_went_stale_writes_no_snapshot_and_a_stale_lock_holds_nothing_back() {
+    let repo = Repo::new(Kind::Fs);
+    repo.init();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let b_pack = b_only_in_an_old_snapshot(&repo, &src);
+    let open = || Repository::open(Arc::new(LocalBackend::new(&repo.files)), PASSWORD.as_bytes()).unwrap();
+    let snapshots = || fs::read_dir(repo.files.join("snapshots")).unwrap().count();
+
+    // A lock that is never refreshed within `stale - margin` (1 s here).
+    let opened = open();
+    let timing = LockTiming {
+        refresh: Duration::hours(1),
+        stale: Duration::seconds(2),
+        margin: Duration::seconds(1),
+    };
+    let lock = BackupLock::acquire_with(&opened, timing).unwrap();
+    let running_backup = opened.load_index().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let before = snapshots();
+    let failed = archiver::backup_tree(
+        &running_backup,
+        &lock,
+        &src,
+        &BackupOptions::default(),
+        Arc::new(Counters::default()),
+    )
+    .unwrap_err();
+    assert!(failed.to_string().contains("without a refresh"), "{failed}");
+    assert_eq!(snapshots(), before, "no snapshot written");
+    drop(lock);
+
+    // A lock left by a killed backup, last refreshed an hour ago, holds back no sweep and
+    // is removed.
+    prune::forget(
+        &open(),
+        &Policy {
+            last: 1,
+            ..Default::default()
+        },
+        false,
+    )
+    .unwrap();
+    prune::collect_garbage(open(), no_grace()).unwrap();
+    let now = chrono::Utc::now();
+    open()
+        .write_sealed(
+            hort_agent::backend::FileKind::Lock,
+            hort_agent::backup_lock::AAD,
+            &LockFile {
+                version: 1,
+                hostname: "killed".into(),
+                started: now - Duration::hours(2),
+                refreshed: now - Duration::hours(1),
+            },
+        )
+        .unwrap();
+    let sweep = prune::collect_garbage(open(), no_grace()).unwrap();
+    assert_eq!(sweep.waiting_for_backups, 0, "{sweep:?}");
+    assert_eq!(sweep.stale_locks, 1, "{sweep:?}");
+    assert!(!b_pack.exists(), "swept");
+    assert_eq!(lock_files(&repo), 0);
 }

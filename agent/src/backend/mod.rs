@@ -27,6 +27,8 @@ pub enum FileKind {
     Snapshot,
     /// Prune markers (packs condemned by a prune run) under `prune/`.
     Prune,
+    /// Locks of running backups under `locks/`.
+    Lock,
     /// Transient files written and deleted by `check` to test a target, under `probe/`.
     Probe,
 }
@@ -41,6 +43,7 @@ impl FileKind {
             FileKind::Index => "index",
             FileKind::Snapshot => "snapshots",
             FileKind::Prune => "prune",
+            FileKind::Lock => "locks",
             FileKind::Probe => "probe",
         }
     }
@@ -70,6 +73,7 @@ impl fmt::Display for FileKind {
             FileKind::Index => "index",
             FileKind::Snapshot => "snapshot",
             FileKind::Prune => "prune marker",
+            FileKind::Lock => "backup lock",
             FileKind::Probe => "probe",
         })
     }

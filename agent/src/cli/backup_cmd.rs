@@ -45,7 +45,7 @@ fn stream_from_command(spec: &str) -> Result<StreamInput, CliError> {
 }
 
 pub(super) fn backup(ctx: &Context, args: BackupArgs) -> Result<(), CliError> {
-    let repo = ctx.open_indexed()?;
+    let (repo, lock) = ctx.open_for_backup()?;
     let options = BackupOptions {
         tags: args.tags,
         compression_level: args.compression,
@@ -59,7 +59,7 @@ pub(super) fn backup(ctx: &Context, args: BackupArgs) -> Result<(), CliError> {
     let counters = Arc::new(Counters::default());
     let reporter = Reporter::start(ctx.mode, "backup", counters.clone(), Duration::from_secs(1));
     let result = if let Some(dir) = &args.dir {
-        archiver::backup_tree(&repo, dir, &options, counters)
+        archiver::backup_tree(&repo, &lock, dir, &options, counters)
     } else {
         let mut inputs = Vec::new();
         if args.stdin {
@@ -73,7 +73,7 @@ pub(super) fn backup(ctx: &Context, args: BackupArgs) -> Result<(), CliError> {
         for spec in &args.stream_command {
             inputs.push(stream_from_command(spec)?);
         }
-        archiver::backup_streams(&repo, inputs, &options, counters)
+        archiver::backup_streams(&repo, &lock, inputs, &options, counters)
     };
     drop(reporter);
     let (id, snapshot) = result?;

@@ -11,6 +11,7 @@ use hort_protocol::{Strategy, env};
 use super::CliError;
 use super::args::GlobalArgs;
 use crate::backend::group;
+use crate::backup_lock::BackupLock;
 use crate::location::{self, S3Defaults};
 use crate::progress::Mode;
 use crate::repository::{IndexedRepository, Repository};
@@ -82,6 +83,13 @@ impl Context {
 
     pub(super) fn open_indexed(&self) -> Result<IndexedRepository, CliError> {
         Ok(self.open()?.load_index()?)
+    }
+
+    /// Opens the repository for a backup: takes the backup lock, then loads the index.
+    pub(super) fn open_for_backup(&self) -> Result<(IndexedRepository, BackupLock), CliError> {
+        let repo = self.open()?;
+        let lock = BackupLock::acquire(&repo)?;
+        Ok((repo.load_index()?, lock))
     }
 
     /// Prints one JSON value as a line on stdout.

@@ -28,7 +28,7 @@ fn manifest_stream(kind: DatabaseKind) -> &'static str {
 
 pub(super) fn backup(ctx: &Context, kind: DatabaseKind, args: &DbBackupArgs) -> Result<(), CliError> {
     let conn = args.server.connection(kind)?;
-    let repo = ctx.open_indexed()?;
+    let (repo, lock) = ctx.open_for_backup()?;
     let mut tags = args.tags.clone();
     tags.push(format!("hort.dev/source={}", kind.source_tag()));
     let options = BackupOptions {
@@ -38,7 +38,7 @@ pub(super) fn backup(ctx: &Context, kind: DatabaseKind, args: &DbBackupArgs) -> 
     };
     let counters = Arc::new(Counters::default());
     let reporter = Reporter::start(ctx.mode, "backup", counters.clone(), Duration::from_secs(1));
-    let mut backup = StreamBackup::start(&repo, &options, counters);
+    let mut backup = StreamBackup::start(&repo, &lock, &options, counters);
     let dumped = match kind {
         DatabaseKind::Postgres => postgres::backup(
             &conn,

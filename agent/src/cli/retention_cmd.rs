@@ -63,7 +63,7 @@ fn print_retention(ctx: &Context, decisions: &[retention::Decision], gc: Option<
     if let Some(report) = gc {
         println!(
             "{} packs in use, {} repacked into {} ({} bytes copied), {} condemned now, {} deleted, {} indexed again, \
-             {} waiting for the grace period{}",
+             {} waiting (for the grace period, or in {} markers held back by running backups), {} stale backup locks{}",
             report.live_packs,
             report.repacked.len(),
             report.repack_new_packs.len(),
@@ -72,6 +72,8 @@ fn print_retention(ctx: &Context, decisions: &[retention::Decision], gc: Option<
             report.deleted.len(),
             report.reindexed.len(),
             report.pending,
+            report.waiting_for_backups,
+            report.stale_locks,
             if dry_run { " (dry run: nothing changed)" } else { "" }
         );
     }
