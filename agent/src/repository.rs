@@ -46,6 +46,16 @@ pub enum RepositoryError {
         /// The backend.
         location: String,
     },
+    /// `init` could not make sure that no target holds a repository.
+    #[error(
+        "{location}: not creating a repository while a target cannot be listed ({source}); it may hold the repository already, and creating another would split the group into two"
+    )]
+    InitUnsafe {
+        /// The backend.
+        location: String,
+        /// Why a target could not be listed.
+        source: BackendError,
+    },
     /// The repository has no key files.
     #[error("{location}: no key files under keys/")]
     NoKeys {
@@ -137,10 +147,26 @@ pub struct Repository {
 
 impl Repository {
     /// Creates a repository: a random master key, one key file for `password`, the config.
+    /// Refused unless every target answers and none holds a repository.
     pub fn init(backend: Arc<dyn Backend>, password: &[u8], kdf: KdfParams) -> Result<Self, RepositoryError> {
-        if !backend.list(FileKind::Config)?.is_empty() {
+        let unsafe_init = |source| RepositoryError::InitUnsafe {
+            location: backend.describe(),
+            source,
+        };
+        let existing = backend.list_every_target(FileKind::Config).map_err(unsafe_init)?;
+        if !existing.is_empty() {
             return Err(RepositoryError::AlreadyInitialized {
                 location: backend.describe(),
+            });
+        }
+        if !backend
+            .list_every_target(FileKind::Key)
+            .map_err(unsafe_init)?
+            .is_empty()
+        {
+            return Err(RepositoryError::Corrupt {
+                what: format!("{}: keys/", backend.describe()),
+                reason: "key files but no config: the config was lost, or an init was interrupted; not creating a repository over them (move keys/ away if it is an interrupted init)".into(),
             });
         }
         let mut master = [0u8; MASTER_KEY_LEN];
@@ -160,14 +186,24 @@ impl Repository {
             what: "key file".into(),
             reason: e.to_string(),
         })?;
-        backend.write(FileKind::Key, &Id::of_file(&bytes).to_hex(), &bytes)?;
+        let key_name = Id::of_file(&bytes).to_hex();
         let repo = Self {
             backend,
             keys: Keys::derive(&master),
             config: Config::new(Id(repo_id)),
             spool_dir: std::env::temp_dir(),
         };
-        repo.write_sealed(FileKind::Config, config::AAD, &repo.config)?;
+        let written = repo
+            .backend
+            .write(FileKind::Key, &key_name, &bytes)
+            .map_err(RepositoryError::from)
+            .and_then(|()| repo.write_sealed(FileKind::Config, config::AAD, &repo.config));
+        if let Err(e) = written {
+            // Leave no key of a repository that does not exist on the targets that took it.
+            let _ = repo.backend.delete(FileKind::Config, "config");
+            let _ = repo.backend.delete(FileKind::Key, &key_name);
+            return Err(e);
+        }
         info!(location = %repo.backend.describe(), "repository created");
         Ok(repo)
     }

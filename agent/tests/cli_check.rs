@@ -80,3 +80,88 @@ fn a_failed_check_still_reports_every_target_and_why() {
     );
     assert!(error.len() < 300, "an error a user can read in a condition: {error}");
 }
+
+/// Runs `check` with extra arguments against the targets `spec` (a group with `strategy`).
+fn check_targets(spec: &str, strategy: &str, extra: &[&str]) -> (bool, CheckReport, String) {
+    let mut repo = Repo::new(Kind::Fs);
+    repo.spec = spec.to_owned();
+    repo.strategy = Some(match strategy {
+        "spread" => "spread",
+        "failover" => "failover",
+        _ => "mirror",
+    });
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("termination-log");
+    let mut args = vec!["check", "--kdf-memory-kib", "64", "--kdf-iterations", "1"];
+    args.extend_from_slice(extra);
+    let out = repo.cmd(&args).env("HORT_TERMINATION_LOG", &log).output().unwrap();
+    let report = decode(&std::fs::read_to_string(&log).unwrap()).unwrap();
+    (
+        out.status.success(),
+        report,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_never_splits_a_group_into_two_repositories() {
+    let work = tempfile::tempdir().unwrap();
+    let a = work.path().join("a");
+    let b = work.path().join("b");
+    let (a_spec, b_spec) = (a.display().to_string(), b.display().to_string());
+    let (ok, first, stderr) = check_targets(&a_spec, "failover", &["--init"]);
+    assert!(ok && first.created, "{stderr}");
+    let id = first.repository_id.unwrap();
+
+    for strategy in ["failover", "spread", "mirror"] {
+        // An empty target B joins while A cannot be listed (here: a file where its
+        // directory should be).
+        let hidden = work.path().join("a-away");
+        std::fs::rename(&a, &hidden).unwrap();
+        std::fs::write(&a, b"not a directory").unwrap();
+        let group = format!("{a_spec},{b_spec}");
+        let (ok, report, stderr) = check_targets(&group, strategy, &["--init"]);
+        assert!(!ok, "{strategy}: must not create a repository on B: {report:?}");
+        assert!(
+            !report.created && report.repository_id.is_none(),
+            "{strategy}: {report:?}"
+        );
+        let error = report.error.unwrap();
+        assert!(error.contains("split the group"), "{strategy}: {error}");
+        assert!(stderr.contains("split the group"), "{strategy}: {stderr}");
+        let keys_on_b = std::fs::read_dir(b.join("keys")).map_or(0, |d| d.count());
+        assert!(
+            !b.join("config").exists() && keys_on_b == 0,
+            "{strategy}: nothing of a second repository on B"
+        );
+
+        // With the group's recorded id, the check does not even try to create one.
+        let (ok, report, _) = check_targets(&group, strategy, &["--repository-id", &id]);
+        assert!(!ok && report.repository_id.is_none(), "{strategy}: {report:?}");
+
+        // A is back: the group holds A's repository.
+        std::fs::remove_file(&a).unwrap();
+        std::fs::rename(&hidden, &a).unwrap();
+        let (ok, report, stderr) = check_targets(&group, strategy, &["--init"]);
+        assert!(ok, "{strategy}: {stderr}");
+        assert!(!report.created, "{strategy}: {report:?}");
+        assert_eq!(report.repository_id.as_deref(), Some(id.as_str()), "{strategy}");
+        let (ok, _, stderr) = check_targets(&group, strategy, &["--repository-id", &id]);
+        assert!(ok, "{strategy}: {stderr}");
+    }
+
+    // A group whose targets hold another repository than the recorded one fails, naming both.
+    let other = "00".repeat(32);
+    let (ok, report, _) = check_targets(&a_spec, "mirror", &["--repository-id", &other]);
+    assert!(!ok);
+    let error = report.error.unwrap();
+    assert!(error.contains(&id) && error.contains(&other), "{error}");
+    let mut repo = Repo::new(Kind::Fs);
+    repo.spec = a_spec.clone();
+    let refused = repo.run(&["check", "--init", "--repository-id", &id]);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "--init and --repository-id exclude each other"
+    );
+}

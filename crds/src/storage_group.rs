@@ -165,7 +165,9 @@ pub struct StorageGroupStatus {
     /// The generation of the spec the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Identifier of the repository the group holds, once initialised.
+    /// Identifier of the repository the group holds, once initialised. Recorded once: later
+    /// checks fail (`RepositoryChanged`, or the agent's error) if the targets hold another
+    /// repository or none, and never create a second one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository_id: Option<String>,
     /// Number of targets in the group.

@@ -140,6 +140,15 @@ fn from_check(group: &StorageGroup, pod: &Pod, status: &mut StorageGroupStatus) 
     status.used_size = check::used_size(&status.targets);
     let observation = check::readiness(&group.spec, &status.targets);
     match report.repository_id {
+        // The agent refuses this too; the recorded identity is never replaced.
+        Some(id) if status.repository_id.as_ref().is_some_and(|known| *known != id) => failed(
+            "RepositoryChanged",
+            format!(
+                "check pod {:?} found repository {id}, not {}, the one this group recorded",
+                pod.name_any(),
+                status.repository_id.as_deref().unwrap_or_default()
+            ),
+        ),
         Some(id) => {
             status.repository_id = Some(id);
             observation
@@ -171,6 +180,16 @@ fn pod_generation(pod: &Pod) -> Option<i64> {
     pod.labels().get(GENERATION_LABEL)?.parse().ok()
 }
 
+/// The check of a group: one that has recorded its repository checks that the targets still
+/// hold that one; only a group without one may create it (the agent does so only when every
+/// target answers and none holds a repository), so a check never splits a group.
+fn check_command(recorded: Option<String>) -> AgentCommand {
+    AgentCommand::Check {
+        init: recorded.is_none(),
+        repository_id: recorded,
+    }
+}
+
 /// The pod that checks the group's targets and initialises its repository if absent.
 fn check_pod(ctx: &Context, group: &StorageGroup, namespace: &str, generation: i64, now: Timestamp) -> Pod {
     let name = format!("{}-check-{generation}-{}", group.name_any(), now.as_second());
@@ -183,7 +202,7 @@ fn check_pod(ctx: &Context, group: &StorageGroup, namespace: &str, generation: i
                 .controller_owner_ref(&())
                 .expect("a stored object has a name and uid"),
             labels: [(GENERATION_LABEL.to_string(), generation.to_string())].into(),
-            command: AgentCommand::Check { init: true },
+            command: check_command(group.status.as_ref().and_then(|s| s.repository_id.clone())),
             repository: pod::repository_access(&group.spec),
             overrides: None,
             active_deadline_seconds: Some(CHECK_DEADLINE_SECONDS),
@@ -227,5 +246,26 @@ pub fn refers_to(spec: &StorageGroupSpec, name: &str, claim: bool) -> bool {
                 .targets
                 .iter()
                 .any(|t| t.s3.as_ref().is_some_and(|s| s.credentials_secret_ref.name == name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_group_without_a_recorded_repository_may_create_one() {
+        assert_eq!(
+            check_command(None),
+            AgentCommand::Check {
+                init: true,
+                repository_id: None
+            }
+        );
+        assert_eq!(
+            check_command(Some("ab".into())).to_args(),
+            ["check", "--repository-id", "ab"],
+            "a recorded repository is checked, never created again"
+        );
     }
 }

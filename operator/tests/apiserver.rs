@@ -160,6 +160,24 @@ async fn wait_for_check_pods(pods: &Api<Pod>, count: usize) -> Vec<Pod> {
     }
 }
 
+/// The check pod that has not finished yet, once there is one.
+async fn unfinished_check_pod(pods: &Api<Pod>) -> Pod {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let unfinished = wait_for_check_pods(pods, 1).await.into_iter().find(|p| {
+            !matches!(
+                p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            )
+        });
+        if let Some(pod) = unfinished {
+            return pod;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no unfinished check pod");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn group_ready(group: &StorageGroup) -> Option<(String, String, String)> {
     let c = condition(group.status.as_ref().map(|s| &s.conditions), "Ready")?;
     Some((c.status.clone(), c.reason.clone(), c.message.clone()))
@@ -418,6 +436,11 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
         .into_iter()
         .find(|p| p.name_any() != check.name_any())
         .unwrap();
+    assert_eq!(
+        second.spec.as_ref().unwrap().containers[0].args.as_deref(),
+        Some(&["check".to_string(), "--repository-id".to_string(), "9f1c".to_string()][..]),
+        "a group that recorded its repository never asks for another to be created"
+    );
     finish_pod(&pods, &second.name_any(), 3, "error: the password opens no key file").await;
     wait_for(&groups, "mirrored", "Ready=False CheckFailed", |g| {
         group_ready(g).is_some_and(|(status, reason, message)| {
@@ -437,20 +460,7 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
         )
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let third = loop {
-        let unfinished = wait_for_check_pods(&pods, 1).await.into_iter().find(|p| {
-            !matches!(
-                p.status.as_ref().and_then(|s| s.phase.as_deref()),
-                Some("Succeeded" | "Failed")
-            )
-        });
-        if let Some(pod) = unfinished {
-            break pod;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no third check pod");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let third = unfinished_check_pod(&pods).await;
     let report = encode(&CheckReport {
         repository_id: None,
         created: false,
@@ -470,6 +480,32 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
         })
     })
     .await;
+
+    // A check that finds another repository than the recorded one never replaces it.
+    groups
+        .patch(
+            "mirrored",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"checkIntervalSeconds": 1200}})),
+        )
+        .await
+        .unwrap();
+    let fourth = unfinished_check_pod(&pods).await;
+    let report = encode(&CheckReport {
+        repository_id: Some("77aa".into()),
+        created: false,
+        targets: vec![target(true, true, None), target(true, true, None)],
+        error: None,
+    });
+    finish_pod(&pods, &fourth.name_any(), 0, &report).await;
+    wait_for(&groups, "mirrored", "Ready=False RepositoryChanged", |g| {
+        group_ready(g).is_some_and(|(status, reason, message)| {
+            status == "False" && reason == "RepositoryChanged" && message.contains("77aa") && message.contains("9f1c")
+        })
+    })
+    .await;
+    let status = groups.get("mirrored").await.unwrap().status.unwrap();
+    assert_eq!(status.repository_id.as_deref(), Some("9f1c"));
 
     // A RestoreRequest of the waiting job waits for its snapshot, then resolves it.
     let restores: Api<RestoreRequest> = Api::namespaced(client.clone(), &ns);

@@ -117,10 +117,14 @@ pub struct Keep {
 /// One agent run, as the operator starts it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentCommand {
-    /// `check`: probe every target; with `init`, create the repository if no target has one.
+    /// `check`: probe every target; with `init`, create the repository if every target
+    /// answers and none holds one.
     Check {
-        /// Create the repository when none exists.
+        /// Create the repository when none exists (only for a group that has none recorded).
         init: bool,
+        /// The repository the group is known to hold (`status.repositoryId`): the check
+        /// fails if the targets hold another or none, and never creates one.
+        repository_id: Option<String>,
     },
     /// `backup DIR`: a directory (a mounted volume).
     Backup {
@@ -207,10 +211,13 @@ impl AgentCommand {
     pub fn to_args(&self) -> Vec<String> {
         let mut args: Vec<String> = Vec::new();
         match self {
-            AgentCommand::Check { init } => {
+            AgentCommand::Check { init, repository_id } => {
                 args.push("check".into());
                 if *init {
                     args.push("--init".into());
+                }
+                if let Some(id) = repository_id {
+                    args.extend(["--repository-id".into(), id.clone()]);
                 }
             }
             AgentCommand::Backup {

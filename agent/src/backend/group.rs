@@ -8,8 +8,10 @@
 //!
 //! Metadata (config, keys, index files, snapshots) is small and needed to read anything, so
 //! every strategy writes it to every target; `Spread` and `Failover` need one success, `Mirror`
-//! all. Reads try the targets in order (the chosen one first for `Spread`) until one has the
-//! file, so a restore finds each pack wherever it lives.
+//! all. The repository's identity (config and key files) needs every target under every
+//! strategy: a group never holds a repository on some targets only because others were down
+//! when it was created. Reads try the targets in order (the chosen one first for `Spread`)
+//! until one has the file, so a restore finds each pack wherever it lives.
 
 use std::sync::Arc;
 
@@ -92,7 +94,7 @@ impl TargetGroup {
         write: impl Fn(&dyn Backend) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
         let everywhere = kind.is_metadata() || self.strategy == Strategy::Mirror;
-        let need_all = self.strategy == Strategy::Mirror;
+        let need_all = self.strategy == Strategy::Mirror || matches!(kind, FileKind::Config | FileKind::Key);
         let mut first_error = None;
         let mut written = 0;
         for i in self.order(kind, name) {
@@ -168,6 +170,14 @@ impl Backend for TargetGroup {
             (false, Some(e)) => Err(e),
             _ => Ok(all.into_iter().collect()),
         }
+    }
+
+    fn list_every_target(&self, kind: FileKind) -> Result<Vec<String>, BackendError> {
+        let mut all = std::collections::BTreeSet::new();
+        for target in &self.targets {
+            all.extend(target.backend.list_every_target(kind)?);
+        }
+        Ok(all.into_iter().collect())
     }
 
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
@@ -273,6 +283,21 @@ mod tests {
             g.read(FileKind::Pack, &name(1)).is_err(),
             "neither target can serve it now"
         );
+    }
+
+    #[test]
+    fn the_repository_identity_needs_every_target_under_every_strategy() {
+        for strategy in [Strategy::Spread, Strategy::Mirror, Strategy::Failover] {
+            let (g, members) = group(strategy, &[1, 1]);
+            members[1].set_offline(true);
+            assert!(g.write(FileKind::Config, "config", b"c").is_err(), "{strategy:?}");
+            assert!(g.write(FileKind::Key, "k", b"k").is_err(), "{strategy:?}");
+            assert!(g.list(FileKind::Config).is_ok(), "{strategy:?}: reads go on");
+            assert!(g.list_every_target(FileKind::Config).is_err(), "{strategy:?}");
+            if strategy != Strategy::Mirror {
+                g.write(FileKind::Index, "i", b"i").unwrap();
+            }
+        }
     }
 
     #[test]

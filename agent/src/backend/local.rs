@@ -149,11 +149,13 @@ impl Backend for LocalBackend {
             source: e,
         };
         match kind {
-            FileKind::Config => {
-                if self.full(kind, "config").is_file() {
-                    out.push("config".to_owned());
-                }
-            }
+            // Only "no such file" means there is none: a root that cannot be read is an error.
+            FileKind::Config => match fs::metadata(self.full(kind, "config")) {
+                Ok(meta) if meta.is_file() => out.push("config".to_owned()),
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(io(e)),
+            },
             FileKind::Pack => {
                 let data = self.root.join(kind.dir());
                 let subdirs = match fs::read_dir(&data) {

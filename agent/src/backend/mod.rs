@@ -154,6 +154,13 @@ pub trait Backend: Send + Sync {
     /// Names of all files of `kind` (for `Config`: `["config"]` if it exists).
     fn list(&self, kind: FileKind) -> Result<Vec<String>, BackendError>;
 
+    /// Like [`Backend::list`], but a group fails unless every target answers (where
+    /// [`Backend::list`] lists the targets that do): for decisions that need to know that
+    /// no target holds a file, such as creating a repository.
+    fn list_every_target(&self, kind: FileKind) -> Result<Vec<String>, BackendError> {
+        self.list(kind)
+    }
+
     /// The whole file.
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError>;
 

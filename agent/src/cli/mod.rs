@@ -49,9 +49,12 @@ enum Commands {
     /// Check every target (reachable, writable); with `--init`, create the repository if
     /// there is none. Reports per target, in `--repo` order.
     Check {
-        /// Create the repository if no target holds one.
+        /// Create the repository if every target answers and none holds one.
         #[arg(long)]
         init: bool,
+        /// Fail unless the targets hold the repository with this id (hex); never create one.
+        #[arg(long, conflicts_with = "init", value_name = "ID")]
+        repository_id: Option<String>,
         /// Key derivation costs when creating.
         #[command(flatten)]
         kdf: InitArgs,
@@ -162,7 +165,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     };
     match cli.command {
         Commands::Init(args) => repository_cmds::init(&ctx, &args),
-        Commands::Check { init, kdf } => repository_cmds::check(&ctx, init, &kdf),
+        Commands::Check {
+            init,
+            repository_id,
+            kdf,
+        } => repository_cmds::check(&ctx, init, repository_id.as_deref(), &kdf),
         Commands::Backup(args) => backup_cmd::backup(&ctx, args),
         Commands::Snapshots => repository_cmds::snapshots(&ctx),
         Commands::Ls { snapshot } => repository_cmds::ls(&ctx, &snapshot),

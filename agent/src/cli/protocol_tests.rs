@@ -70,7 +70,9 @@ fn understood(command: &AgentCommand) -> AgentCommand {
         }
     };
     match cli.command {
-        Commands::Check { init, .. } => AgentCommand::Check { init },
+        Commands::Check {
+            init, repository_id, ..
+        } => AgentCommand::Check { init, repository_id },
         Commands::Backup(args) => AgentCommand::Backup {
             dir: text(args.dir),
             paths: args.paths.into_iter().map(|p| text(Some(p))).collect(),
@@ -105,8 +107,14 @@ fn tags() -> Vec<String> {
 #[test]
 fn every_operator_command_means_the_same_to_the_agent() {
     let commands = [
-        AgentCommand::Check { init: true },
-        AgentCommand::Check { init: false },
+        AgentCommand::Check {
+            init: true,
+            repository_id: None,
+        },
+        AgentCommand::Check {
+            init: false,
+            repository_id: Some("ab12".into()),
+        },
         AgentCommand::Backup {
             dir: "/source".into(),
             paths: vec!["media".into(), "db dumps".into()],

@@ -68,10 +68,18 @@ fn probe_target(spec: &str, s3: &S3Defaults) -> TargetReport {
     report
 }
 
-pub(super) fn check(ctx: &Context, init: bool, kdf: &InitArgs) -> Result<(), CliError> {
+pub(super) fn check(ctx: &Context, init: bool, expected: Option<&str>, kdf: &InitArgs) -> Result<(), CliError> {
     let s3 = ctx.s3();
     let targets: Vec<TargetReport> = ctx.global.repo.iter().map(|spec| probe_target(spec, &s3)).collect();
-    let opened = open_or_init(ctx, init, kdf);
+    let opened = open_or_init(ctx, init, kdf).and_then(|(repo, created)| {
+        let found = repo.config().id.to_hex();
+        match expected {
+            Some(id) if id != found => Err(CliError::Usage(format!(
+                "the targets hold repository {found}, not {id}, the one this storage group recorded (status.repositoryId): a target was replaced or points at another repository; fix the targets, or delete the StorageGroup and create it anew to adopt {found}"
+            ))),
+            _ => Ok((repo, created)),
+        }
+    });
     // The targets' findings are reported even when the repository could not be opened, with
     // why: the operator shows each target's error instead of only the last log line.
     let report = match &opened {
@@ -94,8 +102,8 @@ pub(super) fn check(ctx: &Context, init: bool, kdf: &InitArgs) -> Result<(), Cli
     opened.map(drop)
 }
 
-/// Opens the repository, or with `init` creates it when no target holds one; says whether it
-/// was created.
+/// Opens the repository, or with `init` creates it when no target holds one (and every target
+/// answers, see [`Repository::init`]); says whether it was created.
 fn open_or_init(ctx: &Context, init: bool, kdf: &InitArgs) -> Result<(Repository, bool), CliError> {
     let backend = ctx.backend()?;
     let password = ctx.password()?;

@@ -386,7 +386,10 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
                 namespace: "demo".into(),
                 owner: OwnerReference::default(),
                 labels: BTreeMap::new(),
-                command: AgentCommand::Check { init: true },
+                command: AgentCommand::Check {
+                    init: true,
+                    repository_id: None,
+                },
                 repository: repository_access(&spec),
                 overrides: Some(&overrides),
                 active_deadline_seconds: deadline,
