@@ -86,39 +86,49 @@ pub fn open_location(spec: &str, s3: &S3Defaults) -> Result<Arc<dyn Backend>, Ba
     Ok(Arc::new(S3Backend::new(config)?))
 }
 
+/// How a storage group's targets form one repository.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupOptions<'a> {
+    /// The strategy.
+    pub strategy: Strategy,
+    /// Per-target weights (`Spread`); empty: 1 each.
+    pub weights: &'a [u32],
+    /// `Mirror`: how many targets must take each write.
+    pub min_healthy: usize,
+}
+
 /// Opens one location, or a storage group of several.
-pub fn open(
-    specs: &[String],
-    strategy: Strategy,
-    weights: &[u32],
-    s3: &S3Defaults,
-) -> Result<Arc<dyn Backend>, BackendError> {
+pub fn open(specs: &[String], group: GroupOptions<'_>, s3: &S3Defaults) -> Result<Arc<dyn Backend>, BackendError> {
     match specs {
         [] => Err(BackendError::Config(
             "no repository given (--repo or HORT_REPOSITORY)".into(),
         )),
-        [single] => open_location(single, s3),
-        many => {
-            if !weights.is_empty() && weights.len() != many.len() {
-                return Err(BackendError::Config(format!(
-                    "{} weights for {} targets",
-                    weights.len(),
-                    many.len()
-                )));
-            }
-            let targets = many
-                .iter()
-                .enumerate()
-                .map(|(i, spec)| {
-                    Ok(Target {
-                        backend: open_location(spec, s3)?,
-                        weight: weights.get(i).copied().unwrap_or(1),
-                    })
-                })
-                .collect::<Result<Vec<_>, BackendError>>()?;
-            Ok(Arc::new(TargetGroup::new(targets, strategy)?))
-        }
+        [single] if group.min_healthy <= 1 => open_location(single, s3),
+        many => Ok(Arc::new(open_group(many, group, s3)?)),
     }
+}
+
+/// Opens the targets `specs` as one group (also a group of one).
+pub fn open_group(specs: &[String], group: GroupOptions<'_>, s3: &S3Defaults) -> Result<TargetGroup, BackendError> {
+    let weights = group.weights;
+    if !weights.is_empty() && weights.len() != specs.len() {
+        return Err(BackendError::Config(format!(
+            "{} weights for {} targets",
+            weights.len(),
+            specs.len()
+        )));
+    }
+    let targets = specs
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            Ok(Target {
+                backend: open_location(spec, s3)?,
+                weight: weights.get(i).copied().unwrap_or(1),
+            })
+        })
+        .collect::<Result<Vec<_>, BackendError>>()?;
+    TargetGroup::new(targets, group.strategy)?.with_min_healthy(group.min_healthy)
 }
 
 #[cfg(test)]
@@ -136,8 +146,21 @@ mod tests {
         let err = open_location("s3://bucket/p", &s3).err().unwrap().to_string();
         assert!(err.contains("credentials"), "{err}");
         assert!(open_location("/tmp/somewhere", &s3).is_ok());
-        assert!(open(&[], Strategy::Mirror, &[], &s3).is_err());
-        assert!(open(&["/a".into(), "/b".into()], Strategy::Spread, &[1], &s3).is_err());
+        let group = |strategy, weights, min_healthy| GroupOptions {
+            strategy,
+            weights,
+            min_healthy,
+        };
+        assert!(open(&[], group(Strategy::Mirror, &[], 1), &s3).is_err());
+        let two = ["/a".to_owned(), "/b".to_owned()];
+        assert!(open(&two, group(Strategy::Spread, &[1], 1), &s3).is_err());
+        assert!(open(&two, group(Strategy::Mirror, &[], 2), &s3).is_ok());
+        let three = open(&two, group(Strategy::Mirror, &[], 3), &s3)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(three.contains("minimum healthy targets 3"), "{three}");
+        assert!(open(&two[..1], group(Strategy::Mirror, &[], 2), &s3).is_err());
         let with_secret = S3Defaults {
             secret_access_key: Some("hunter2".into()),
             ..s3

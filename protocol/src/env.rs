@@ -9,6 +9,8 @@ pub const REPOSITORY: &str = "HORT_REPOSITORY";
 pub const STRATEGY: &str = "HORT_STRATEGY";
 /// The targets' weights, comma-separated, in target order.
 pub const WEIGHTS: &str = "HORT_WEIGHTS";
+/// `Mirror`: how many targets must take each write, as a decimal number (default 1).
+pub const MIN_HEALTHY_TARGETS: &str = "HORT_MIN_HEALTHY_TARGETS";
 /// The repository password.
 pub const PASSWORD: &str = "HORT_PASSWORD";
 /// A file holding the repository password (the agent's command line; the operator uses

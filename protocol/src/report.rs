@@ -96,6 +96,10 @@ pub struct BackupReport {
     pub files: u64,
     /// Seconds the backup took.
     pub duration_seconds: f64,
+    /// Targets of a `Mirror` group that missed some of this backup's files (down or
+    /// failing): the snapshot is complete on the others, and these need a resync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets_behind: Vec<String>,
 }
 
 impl Report for BackupReport {
@@ -281,6 +285,7 @@ mod tests {
             bytes_stored: 1000,
             files: 7,
             duration_seconds: 1.5,
+            targets_behind: vec!["s3://backups/hort".into()],
         };
         let message = encode(&report);
         assert!(message.contains("\"protocolVersion\":1"), "{message}");

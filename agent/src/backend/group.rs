@@ -2,18 +2,25 @@
 //! operator's StorageGroup kind (named differently here: this is the engine's side of it).
 //!
 //! - `Spread`: each pack goes to one target, chosen by weight from the pack's name (stable,
-//!   so every writer agrees); if that target fails the write, the next one takes it.
-//! - `Mirror`: every file goes to every target; a write succeeds only if all targets took it.
+//!   so every writer agrees); a target short of room for it (it reports less free space than
+//!   twice the pack) is tried last, and if a target fails the write, the next one takes it.
+//! - `Mirror`: every file goes to every target; a write succeeds when at least
+//!   `min_healthy` targets took it (default 1), and the others are behind until a resync
+//!   ([`crate::backend::resync`]).
 //! - `Failover`: each pack goes to the first target (in list order) that accepts it.
 //!
-//! Metadata (config, keys, index files, snapshots) is small and needed to read anything, so
-//! every strategy writes it to every target; `Spread` and `Failover` need one success, `Mirror`
-//! all. The repository's identity (config and key files) needs every target under every
-//! strategy: a group never holds a repository on some targets only because others were down
-//! when it was created. Reads try the targets in order (the chosen one first for `Spread`)
-//! until one has the file, so a restore finds each pack wherever it lives.
+//! A target that fails a write is skipped by the later writes of this process and reported
+//! by [`Backend::missed_writes`]. Metadata (index files, snapshots, markers, locks) is small
+//! and needed to read anything, so every strategy writes it to every target; `Spread` and
+//! `Failover` need one success. The repository's identity (config and key files) needs every
+//! target under every strategy: a group never holds a repository on some targets only
+//! because others were down when it was created. Deleting needs every target too, so a prune
+//! never leaves a forgotten snapshot on a target that is down, for a resync to bring back.
+//! Reads try the targets in order (the chosen one first for `Spread`) until one has the
+//! file, so a restore finds each pack wherever it lives.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::warn;
 
@@ -41,12 +48,18 @@ pub struct Target {
 
 /// Several targets combined by a [`Strategy`].
 pub struct TargetGroup {
-    targets: Vec<Target>,
+    pub(super) targets: Vec<Target>,
     strategy: Strategy,
+    /// `Mirror`: how many targets must take a write.
+    min_healthy: usize,
+    /// Targets that failed a write of this process; later writes skip them.
+    down: Vec<AtomicBool>,
+    /// Targets that did not get every file this process wrote to the group.
+    missed: Vec<AtomicBool>,
 }
 
 impl TargetGroup {
-    /// A group of `targets` (at least one) using `strategy`.
+    /// A group of `targets` (at least one) using `strategy`; `Mirror` writes need one target.
     pub fn new(targets: Vec<Target>, strategy: Strategy) -> Result<Self, BackendError> {
         if targets.is_empty() {
             return Err(BackendError::Config("a storage group needs at least one target".into()));
@@ -54,7 +67,34 @@ impl TargetGroup {
         if targets.iter().any(|t| t.weight == 0) {
             return Err(BackendError::Config("target weights must be at least 1".into()));
         }
-        Ok(Self { targets, strategy })
+        let flags = || targets.iter().map(|_| AtomicBool::new(false)).collect();
+        Ok(Self {
+            down: flags(),
+            missed: flags(),
+            targets,
+            strategy,
+            min_healthy: 1,
+        })
+    }
+
+    /// With `Mirror`, a write succeeds only when at least `n` targets (1 to all) took it.
+    pub fn with_min_healthy(mut self, n: usize) -> Result<Self, BackendError> {
+        if n == 0 || n > self.targets.len() {
+            return Err(BackendError::Config(format!(
+                "minimum healthy targets {n}: must be 1 to {} (the number of targets)",
+                self.targets.len()
+            )));
+        }
+        self.min_healthy = n;
+        Ok(self)
+    }
+
+    /// Whether target `i` may lack room for a file of `size` bytes.
+    fn short_of_space(&self, i: usize, size: u64) -> bool {
+        self.targets[i]
+            .backend
+            .free_bytes()
+            .is_some_and(|free| free < size.saturating_mul(2))
     }
 
     /// Target indices in the order reads and writes should try them for `name`.
@@ -84,21 +124,43 @@ impl TargetGroup {
         order
     }
 
-    /// Stores a file with `write` on the targets the strategy asks for: metadata and, with
-    /// `Mirror`, packs on every target (`Mirror` needs all of them to succeed); otherwise
-    /// packs on the first target, in [`TargetGroup::order`], that accepts them.
+    /// Stores a file of `size` bytes with `write` on the targets the strategy asks for
+    /// (see the module): identity files on every target, metadata and (`Mirror`) packs on
+    /// every target that is not down, other packs on the first target, in
+    /// [`TargetGroup::order`] with targets short of space last, that accepts them.
     fn write_with(
         &self,
         kind: FileKind,
         name: &str,
+        size: u64,
         write: impl Fn(&dyn Backend) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
+        if matches!(kind, FileKind::Config | FileKind::Key) {
+            for target in &self.targets {
+                write(target.backend.as_ref())?;
+            }
+            return Ok(());
+        }
         let everywhere = kind.is_metadata() || self.strategy == Strategy::Mirror;
-        let need_all = self.strategy == Strategy::Mirror || matches!(kind, FileKind::Config | FileKind::Key);
+        let needed = if self.strategy == Strategy::Mirror {
+            self.min_healthy
+        } else {
+            1
+        };
+        let mut order = self.order(kind, name);
+        if self.strategy == Strategy::Spread && !everywhere {
+            order.sort_by_key(|&i| self.short_of_space(i, size));
+        }
         let mut first_error = None;
         let mut written = 0;
-        for i in self.order(kind, name) {
+        for i in order {
             let target = &self.targets[i];
+            if self.down[i].load(Ordering::Relaxed) {
+                if everywhere {
+                    self.missed[i].store(true, Ordering::Relaxed);
+                }
+                continue;
+            }
             match write(target.backend.as_ref()) {
                 Ok(()) => {
                     written += 1;
@@ -107,18 +169,25 @@ impl TargetGroup {
                     }
                 }
                 Err(e) => {
-                    warn!(target_location = %target.backend.describe(), error = %e, "write failed on one target");
-                    if need_all {
-                        return Err(e);
+                    warn!(target_location = %target.backend.describe(), error = %e,
+                          "write failed on one target; this run writes no more to it");
+                    self.down[i].store(true, Ordering::Relaxed);
+                    if everywhere {
+                        self.missed[i].store(true, Ordering::Relaxed);
                     }
                     first_error.get_or_insert(e);
                 }
             }
         }
-        match first_error {
-            Some(e) if written == 0 => Err(e),
-            _ => Ok(()),
+        if written >= needed {
+            return Ok(());
         }
+        Err(first_error.unwrap_or_else(|| BackendError::Remote {
+            location: format!("{}: {}", self.describe(), kind.path(name)),
+            message: format!(
+                "{written} targets took the write, {needed} needed; the others failed earlier writes of this run"
+            ),
+        }))
     }
 
     fn first_success<T>(
@@ -215,11 +284,22 @@ impl Backend for TargetGroup {
     }
 
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
-        self.write_with(kind, name, |backend| backend.write(kind, name, data))
+        self.write_with(kind, name, data.len() as u64, |backend| backend.write(kind, name, data))
     }
 
     fn write_file(&self, kind: FileKind, name: &str, source: &SpoolFile) -> Result<(), BackendError> {
-        self.write_with(kind, name, |backend| backend.write_file(kind, name, source))
+        self.write_with(kind, name, source.size(), |backend| {
+            backend.write_file(kind, name, source)
+        })
+    }
+
+    fn missed_writes(&self) -> Vec<String> {
+        self.targets
+            .iter()
+            .zip(&self.missed)
+            .filter(|(_, missed)| missed.load(Ordering::Relaxed))
+            .map(|(t, _)| t.backend.describe())
+            .collect()
     }
 
     fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
@@ -272,17 +352,54 @@ mod tests {
     }
 
     #[test]
-    fn mirror_survives_losing_one_target_and_needs_all_for_writes() {
-        let (g, members) = group(Strategy::Mirror, &[1, 1]);
+    fn mirror_writes_on_with_a_target_down_and_says_which_one_is_behind() {
+        let (g, members) = group(Strategy::Mirror, &[1, 1, 1]);
         g.write(FileKind::Pack, &name(1), b"data").unwrap();
         members[0].delete(FileKind::Pack, &name(1)).unwrap();
         assert_eq!(g.read(FileKind::Pack, &name(1)).unwrap(), b"data");
+        assert!(g.missed_writes().is_empty());
         members[1].set_offline(true);
-        assert!(g.write(FileKind::Pack, &name(2), b"data").is_err());
-        assert!(
-            g.read(FileKind::Pack, &name(1)).is_err(),
-            "neither target can serve it now"
+        g.write(FileKind::Pack, &name(2), b"data").unwrap();
+        g.write(FileKind::Index, "i", b"index").unwrap();
+        assert_eq!(g.missed_writes(), ["memory"], "the one target that is down");
+        members[1].set_offline(false);
+        g.write(FileKind::Pack, &name(3), b"data").unwrap();
+        assert_eq!(
+            members[1].count(FileKind::Pack),
+            1,
+            "a target that failed is skipped for the run"
         );
+        assert_eq!(
+            (members[0].count(FileKind::Pack), members[2].count(FileKind::Pack)),
+            (2, 3)
+        );
+
+        // With two healthy targets required, losing two of three fails the write.
+        let (g, members) = group(Strategy::Mirror, &[1, 1, 1]);
+        let g = g.with_min_healthy(2).unwrap();
+        members[0].set_offline(true);
+        g.write(FileKind::Pack, &name(1), b"data").unwrap();
+        members[1].set_offline(true);
+        let error = g.write(FileKind::Pack, &name(2), b"data").unwrap_err();
+        assert!(error.to_string().contains("offline"), "{error}");
+        assert!(g.write(FileKind::Index, "j", b"index").is_err());
+        let (g, _) = group(Strategy::Mirror, &[1, 1]);
+        assert!(g.with_min_healthy(3).is_err());
+    }
+
+    #[test]
+    fn spread_puts_new_packs_on_targets_with_room() {
+        let (g, members) = group(Strategy::Spread, &[1, 1]);
+        members[0].set_free_bytes(Some(10));
+        members[1].set_free_bytes(Some(1 << 30));
+        for i in 0..50 {
+            g.write(FileKind::Pack, &name(i), b"0123456789").unwrap();
+        }
+        assert_eq!(members[1].count(FileKind::Pack), 50, "the full target takes none");
+        members[1].set_offline(true);
+        g.write(FileKind::Pack, &name(99), b"0123456789").unwrap();
+        assert_eq!(members[0].count(FileKind::Pack), 1, "a full target is still tried last");
+        assert!(g.missed_writes().is_empty(), "Spread puts a pack on one target");
     }
 
     #[test]

@@ -142,6 +142,13 @@ impl Backend for LocalBackend {
         self.root.display().to_string()
     }
 
+    fn free_bytes(&self) -> Option<u64> {
+        // The root may not exist yet: ask the file system of its nearest existing ancestor.
+        let dir = self.root.ancestors().find(|d| d.is_dir())?;
+        let fs = rustix::fs::statvfs(dir).ok()?;
+        Some(fs.f_bavail.saturating_mul(fs.f_frsize))
+    }
+
     fn list(&self, kind: FileKind) -> Result<Vec<String>, BackendError> {
         let mut out = Vec::new();
         let io = |e| BackendError::Io {

@@ -11,6 +11,7 @@ pub struct MemoryBackend {
     files: Mutex<BTreeMap<String, Vec<u8>>>,
     offline: std::sync::atomic::AtomicBool,
     range_reads: std::sync::atomic::AtomicUsize,
+    free: Mutex<Option<u64>>,
 }
 
 impl MemoryBackend {
@@ -22,6 +23,11 @@ impl MemoryBackend {
     /// Makes every later call fail (or succeed again) as if the target were unreachable.
     pub fn set_offline(&self, offline: bool) {
         self.offline.store(offline, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Makes [`Backend::free_bytes`] answer `free` (default: `None`, cannot tell).
+    pub fn set_free_bytes(&self, free: Option<u64>) {
+        *self.free.lock().unwrap_or_else(|p| p.into_inner()) = free;
     }
 
     /// Number of `read_range` calls so far (what a remote backend answers one request each).
@@ -56,6 +62,10 @@ impl MemoryBackend {
 impl Backend for MemoryBackend {
     fn describe(&self) -> String {
         "memory".to_owned()
+    }
+
+    fn free_bytes(&self) -> Option<u64> {
+        *self.free.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn list(&self, kind: FileKind) -> Result<Vec<String>, BackendError> {

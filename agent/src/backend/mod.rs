@@ -6,6 +6,7 @@
 pub mod group;
 pub mod local;
 pub mod memory;
+pub mod resync;
 pub mod s3;
 
 use std::fmt;
@@ -179,6 +180,19 @@ pub trait Backend: Send + Sync {
     fn write_file(&self, kind: FileKind, name: &str, source: &SpoolFile) -> Result<(), BackendError> {
         let data = source.read_all().map_err(BackendError::from)?;
         self.write(kind, name, &data)
+    }
+
+    /// Bytes free where this backend stores files, if it can tell (a filesystem can; S3
+    /// cannot). A storage group spreading packs skips a target that is nearly full.
+    fn free_bytes(&self) -> Option<u64> {
+        None
+    }
+
+    /// Targets of a storage group that missed writes of this process (down, refused or
+    /// full), described; empty for a single target, which fails the write instead. Each
+    /// needs a resync to be complete again.
+    fn missed_writes(&self) -> Vec<String> {
+        Vec::new()
     }
 
     /// How many independent copies of a file this backend may hold (a storage group: one per

@@ -30,6 +30,9 @@ pub(super) struct GlobalArgs {
     /// Weights of the group's targets for `spread` (comma-separated, default 1 each).
     #[arg(long, env = env::WEIGHTS, value_delimiter = ',', global = true)]
     pub(super) weights: Vec<u32>,
+    /// `mirror`: how many targets must take each write (the others are resynced later).
+    #[arg(long, env = env::MIN_HEALTHY_TARGETS, default_value_t = 1, global = true)]
+    pub(super) min_healthy_targets: usize,
     /// S3 endpoint URL for S3-compatible servers.
     #[arg(long, env = "HORT_S3_ENDPOINT", global = true)]
     pub(super) s3_endpoint: Option<String>,
@@ -70,6 +73,7 @@ impl std::fmt::Debug for GlobalArgs {
             .field("repo", &self.repo)
             .field("strategy", &self.strategy)
             .field("weights", &self.weights)
+            .field("min_healthy_targets", &self.min_healthy_targets)
             .field("s3_endpoint", &self.s3_endpoint)
             .field("s3_region", &self.s3_region)
             .field("s3_path_style", &self.s3_path_style)

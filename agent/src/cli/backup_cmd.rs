@@ -77,11 +77,12 @@ pub(super) fn backup(ctx: &Context, args: BackupArgs) -> Result<(), CliError> {
     };
     drop(reporter);
     let (id, snapshot) = result?;
-    report_backup(ctx, &id, &snapshot)
+    report_backup(ctx, &id, &snapshot, repo.backend().missed_writes())
 }
 
-/// Writes a backup's report and summary; an incomplete backup is an error.
-pub(super) fn report_backup(ctx: &Context, id: &Id, snapshot: &Snapshot) -> Result<(), CliError> {
+/// Writes a backup's report and summary (with the group's targets that missed some of its
+/// files); an incomplete backup is an error.
+pub(super) fn report_backup(ctx: &Context, id: &Id, snapshot: &Snapshot, behind: Vec<String>) -> Result<(), CliError> {
     let s = &snapshot.stats;
     write_report(&BackupReport {
         snapshot_id: id.to_hex(),
@@ -90,9 +91,13 @@ pub(super) fn report_backup(ctx: &Context, id: &Id, snapshot: &Snapshot) -> Resu
         bytes_stored: s.stored_bytes,
         files: s.files,
         duration_seconds: s.duration_secs,
+        targets_behind: behind.clone(),
     });
+    if !behind.is_empty() {
+        tracing::warn!(targets = ?behind, "targets missed some of this backup's files; a resync brings them level");
+    }
     if ctx.json() {
-        ctx.print_json(&json!({"type": "summary", "snapshot": id, "stats": s}));
+        ctx.print_json(&json!({"type": "summary", "snapshot": id, "stats": s, "targets_behind": behind}));
     } else {
         println!(
             "snapshot {} saved: {} files, {} dirs ({} unchanged), {:.1} MiB read, {:.1} MiB new, {:.1} MiB stored, {:.1} s",

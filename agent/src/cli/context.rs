@@ -28,12 +28,24 @@ impl Context {
     }
 
     pub(super) fn backend(&self) -> Result<Arc<dyn crate::backend::Backend>, CliError> {
-        Ok(location::open(
+        Ok(location::open(&self.global.repo, self.group_options(), &self.s3())?)
+    }
+
+    /// The targets as a group, also when there is only one (for `resync`).
+    pub(super) fn group(&self) -> Result<group::TargetGroup, CliError> {
+        Ok(location::open_group(
             &self.global.repo,
-            engine_strategy(self.global.strategy),
-            &self.global.weights,
+            self.group_options(),
             &self.s3(),
         )?)
+    }
+
+    fn group_options(&self) -> location::GroupOptions<'_> {
+        location::GroupOptions {
+            strategy: engine_strategy(self.global.strategy),
+            weights: &self.global.weights,
+            min_healthy: self.global.min_healthy_targets,
+        }
     }
 
     pub(super) fn s3(&self) -> S3Defaults {

@@ -76,7 +76,7 @@ pub(super) fn backup(ctx: &Context, kind: DatabaseKind, args: &DbBackupArgs) -> 
         });
     drop(reporter);
     let (id, snapshot) = result?;
-    report_backup(ctx, &id, &snapshot)
+    report_backup(ctx, &id, &snapshot, repo.backend().missed_writes())
 }
 
 /// Parses `--database FROM[=TO]`.

@@ -70,13 +70,21 @@ enum Commands {
     },
     /// Restore a snapshot into a directory, or one stream to stdout.
     Restore(RestoreArgs),
+    /// Copy to each target of the group what the others hold and it lacks, checking each
+    /// copy, so that each target alone holds the whole repository (`mirror`).
+    Resync {
+        /// Only count what each target lacks.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Check the repository's structure; with `--read-data` also every byte.
     Verify {
         /// Read, decrypt and hash every pack.
         #[arg(long)]
         read_data: bool,
     },
-    /// Forget snapshots by retention policy and collect garbage (two-phase, lock-free).
+    /// Forget snapshots by retention policy and collect garbage (two-phase; never deletes
+    /// what a running backup may use).
     Prune(PruneArgs),
     /// Forget snapshots by retention policy; with `--tag`, only among those carrying every
     /// tag, which count as one series whichever host made them. `--prune` also collects garbage.
@@ -174,6 +182,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Commands::Snapshots => repository_cmds::snapshots(&ctx),
         Commands::Ls { snapshot } => repository_cmds::ls(&ctx, &snapshot),
         Commands::Restore(args) => restore_cmd::restore(&ctx, &args),
+        Commands::Resync { dry_run } => repository_cmds::resync(&ctx, dry_run),
         Commands::Verify { read_data } => repository_cmds::verify(&ctx, read_data),
         Commands::Prune(args) => retention_cmd::prune(&ctx, &args),
         Commands::Forget(args) => retention_cmd::forget(&ctx, &args),

@@ -122,6 +122,35 @@ fn open_or_init(ctx: &Context, init: bool, kdf: &InitArgs) -> Result<(Repository
     Ok((ctx.spooling(repo), created))
 }
 
+pub(super) fn resync(ctx: &Context, dry_run: bool) -> Result<(), CliError> {
+    let lags = ctx.group()?.resync(!dry_run)?;
+    if ctx.json() {
+        ctx.print_json(&json!({"type": "resync", "dry_run": dry_run, "targets": lags}));
+    } else {
+        for lag in &lags {
+            let missing = lag.missing_files.map_or("unknown".to_owned(), |n| n.to_string());
+            println!(
+                "{}: {} files ({} bytes) copied, {missing} missing{}",
+                lag.target,
+                lag.copied_files,
+                lag.copied_bytes,
+                lag.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+            );
+        }
+    }
+    let behind = lags
+        .iter()
+        .filter(|l| l.error.is_some() || l.missing_files != Some(0))
+        .count();
+    if dry_run || behind == 0 {
+        return Ok(());
+    }
+    Err(CliError::Partial {
+        message: format!("{behind} targets are still behind (see above)"),
+        exit: ExitCode::Incomplete,
+    })
+}
+
 pub(super) fn init(ctx: &Context, args: &InitArgs) -> Result<(), CliError> {
     let kdf = KdfParams {
         memory_kib: args.kdf_memory_kib,

@@ -225,6 +225,7 @@ mod tests {
             bytes_stored: 300,
             files: 2,
             duration_seconds: 0.5,
+            targets_behind: Vec::new(),
         });
         assert_eq!(stats.dedup_ratio, 3.0);
         assert_eq!(stats.stored_size, "300 B");

@@ -1,0 +1,136 @@
+//! Storage groups under outage: `Mirror` writes on with targets down, says which are behind,
+//! and `resync` makes every target alone a complete repository again.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use support::{Kind, Repo, describe_tree, noise};
+
+/// A group of directory targets `dirs` with `strategy`.
+fn group(dirs: &[&Path], strategy: &'static str) -> Repo {
+    let mut repo = Repo::new(Kind::Fs);
+    repo.spec = dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    repo.strategy = Some(strategy);
+    repo
+}
+
+/// Makes `dir` unusable (a file where the directory should be) until the guard is dropped.
+struct Down {
+    dir: PathBuf,
+    away: PathBuf,
+}
+
+fn take_down(dir: &Path) -> Down {
+    let away = dir.with_extension("away");
+    fs::rename(dir, &away).unwrap();
+    fs::write(dir, b"down").unwrap();
+    Down {
+        dir: dir.to_owned(),
+        away,
+    }
+}
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        fs::remove_file(&self.dir).unwrap();
+        fs::rename(&self.away, &self.dir).unwrap();
+    }
+}
+
+#[test]
+fn mirror_keeps_backing_up_with_a_target_down_and_resync_makes_each_target_complete() {
+    let work = tempfile::tempdir().unwrap();
+    let [a, b, c, d] = ["a", "b", "c", "d"].map(|n| work.path().join(n));
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("one"), noise(1, 300_000)).unwrap();
+    let mirror = group(&[&a, &b, &c], "mirror");
+    mirror.init();
+    let first = mirror.backup(&src, &[]);
+    assert_eq!(first["targets_behind"], serde_json::json!([]), "{first}");
+    let mut expected = vec![(first["snapshot"].as_str().unwrap().to_owned(), describe_tree(&src))];
+
+    // B is down: the backup succeeds on A and C and names B.
+    fs::write(src.join("two"), noise(2, 300_000)).unwrap();
+    let down = take_down(&b);
+    let second = mirror.backup(&src, &[]);
+    assert_eq!(
+        second["targets_behind"],
+        serde_json::json!([b.display().to_string()]),
+        "{second}"
+    );
+    expected.push((second["snapshot"].as_str().unwrap().to_owned(), describe_tree(&src)));
+
+    // With all three targets required, the same outage fails the backup and writes no snapshot.
+    fs::write(src.join("three"), noise(3, 300_000)).unwrap();
+    let strict = mirror
+        .cmd(&["backup", src.to_str().unwrap()])
+        .env("HORT_MIN_HEALTHY_TARGETS", "3")
+        .output()
+        .unwrap();
+    assert!(!strict.status.success(), "needs three targets, has two");
+    drop(down);
+    let snapshots = |dir: &Path| fs::read_dir(dir.join("snapshots")).map_or(0, |d| d.count());
+    assert_eq!((snapshots(&a), snapshots(&b), snapshots(&c)), (2, 1, 2));
+
+    // B is back and D joins empty: a dry run counts what each lacks, resync copies it.
+    let four = group(&[&a, &b, &c, &d], "mirror");
+    let dry = summary_of(&four.ok(&["resync", "--dry-run"]));
+    let missing = |report: &serde_json::Value, i: usize| report["targets"][i]["missing_files"].as_u64().unwrap();
+    assert_eq!(missing(&dry, 0), 0, "{dry}");
+    assert!(
+        missing(&dry, 1) >= 3,
+        "B lacks the second snapshot, its index and packs: {dry}"
+    );
+    assert!(missing(&dry, 3) > missing(&dry, 1), "D lacks everything: {dry}");
+    let synced = summary_of(&four.ok(&["resync"]));
+    for i in 0..4 {
+        assert_eq!(missing(&synced, i), 0, "{synced}");
+    }
+    assert_eq!(
+        synced["targets"][1]["copied_files"].as_u64(),
+        Some(missing(&dry, 1)),
+        "{synced}"
+    );
+
+    // Each target alone now restores every snapshot.
+    for (n, dir) in [&a, &b, &c, &d].into_iter().enumerate() {
+        let alone = group(&[dir], "mirror");
+        let verify: serde_json::Value = serde_json::from_str(alone.ok(&["verify", "--read-data"]).trim()).unwrap();
+        assert_eq!(verify["ok"], true, "target {n}: {verify}");
+        for (id, tree) in &expected {
+            let target = work.path().join(format!("restore-{n}-{id}"));
+            alone.ok(&["restore", id, "--target", target.to_str().unwrap()]);
+            assert_eq!(&describe_tree(&target), tree, "target {n}, snapshot {id}");
+        }
+    }
+}
+
+/// The resync command's JSON line.
+fn summary_of(stdout: &str) -> serde_json::Value {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["type"] == "resync")
+        .unwrap_or_else(|| panic!("no resync line in {stdout}"))
+}
+
+#[test]
+fn resync_refuses_targets_that_hold_different_repositories() {
+    let work = tempfile::tempdir().unwrap();
+    let [a, b] = ["a", "b"].map(|n| work.path().join(n));
+    group(&[&a], "mirror").init();
+    group(&[&b], "mirror").init();
+    let both = group(&[&a, &b], "mirror");
+    let out = both.run(&["resync"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("hold different repositories"), "{stderr}");
+    assert_eq!(fs::read_dir(a.join("keys")).unwrap().count(), 1, "nothing copied");
+}
