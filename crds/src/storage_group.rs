@@ -34,6 +34,9 @@ use crate::common::{DNS_SUBDOMAIN, SecretKeyRef, SecretRef};
 #[x_kube(validation = Rule::new("self.strategy != 'Mirror' || self.targets.size() >= 2")
     .message("Mirror needs at least two entries in spec.targets; use Spread for a single target")
     .field_path(".strategy"))]
+#[x_kube(validation = Rule::new("!has(self.minHealthyTargets) || (self.strategy == 'Mirror' && self.minHealthyTargets <= self.targets.size())")
+    .message("spec.minHealthyTargets applies to Mirror only and can be at most the number of targets")
+    .field_path(".minHealthyTargets"))]
 #[x_kube(validation = Rule::new("self.targets.all(t, self.targets.exists_one(u, u.name == t.name))")
     .message("every target needs a unique name")
     .field_path(".targets"))]
@@ -43,11 +46,20 @@ pub struct StorageGroupSpec {
     #[schemars(length(min = 1, max = 16))]
     pub targets: Vec<Target>,
     /// How data is distributed over the targets: `Spread` places each pack file on one target,
-    /// chosen by weight and free space; `Mirror` writes every pack to every target, so one
-    /// target may be lost without losing data; `Failover` writes to the first healthy target
-    /// in list order.
+    /// chosen by weight, passing over a target that reports too little free space (PVCs) or
+    /// fails the write; `Mirror` writes every file to every reachable target, so each target
+    /// alone holds the repository once it is level (checks copy what a target that was down
+    /// or added later lacks); `Failover` writes to the first healthy target in list order.
+    /// Metadata (index, snapshots) goes to every target under every strategy. Backups run
+    /// while at least one target is healthy (`Mirror`: `minHealthyTargets`); a restore under
+    /// `Spread` or `Failover` needs the targets that hold its packs.
     #[serde(default)]
     pub strategy: Strategy,
+    /// `Mirror` only: how many targets must take every file for a backup to succeed
+    /// (default 1); the group is Ready while at least this many targets are healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 16))]
+    pub min_healthy_targets: Option<u32>,
     /// Encryption of the repository. Every stored object is encrypted with a key protected by
     /// this password; without it the backups cannot be read, so keep a copy outside the cluster.
     pub encryption: Encryption,
@@ -64,10 +76,10 @@ fn default_check_interval() -> u32 {
 /// How a storage group distributes pack files over its targets.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum Strategy {
-    /// Each pack is stored on one target, chosen by weight and free space.
+    /// Each pack is stored on one target, chosen by weight, skipping full or failing ones.
     #[default]
     Spread,
-    /// Each pack is stored on every target.
+    /// Each file is stored on every reachable target.
     Mirror,
     /// Each pack is stored on the first healthy target in list order.
     Failover,

@@ -54,8 +54,9 @@ pub fn target_statuses(spec: &StorageGroupSpec, report: &CheckReport, at: &Time)
         .collect()
 }
 
-/// The `Ready` condition after a check: `Spread` needs every target (each holds part of the
-/// data), `Mirror` and `Failover` need one, and report the others as degraded.
+/// The `Ready` condition after a check: backups can run while at least one target is
+/// healthy (`Mirror`: `minHealthyTargets`), since the agent writes new files to the healthy
+/// ones; a degraded group says what the unhealthy targets mean for each strategy.
 pub fn readiness(spec: &StorageGroupSpec, statuses: &[TargetStatus]) -> Observation {
     let healthy = |t: &&TargetStatus| t.reachable && t.writable;
     let broken: Vec<String> = statuses
@@ -67,41 +68,48 @@ pub fn readiness(spec: &StorageGroupSpec, statuses: &[TargetStatus]) -> Observat
         })
         .collect();
     let healthy_count = statuses.len() - broken.len();
-    let needs_all = spec.strategy == Strategy::Spread;
-    let ready = if needs_all {
-        broken.is_empty()
-    } else {
-        healthy_count > 0
+    let needed = match spec.strategy {
+        Strategy::Mirror => spec.min_healthy_targets.unwrap_or(1) as usize,
+        Strategy::Spread | Strategy::Failover => 1,
     };
-    let (status, reason, message) = match (ready, broken.is_empty()) {
-        (true, true) => (
+    let (status, reason, message) = if broken.is_empty() {
+        (
             Status::True,
             "TargetsHealthy",
             format!("all {} targets are reachable and writable", statuses.len()),
-        ),
-        (true, false) => (
+        )
+    } else if healthy_count >= needed {
+        let meaning = match spec.strategy {
+            Strategy::Spread => {
+                "new packs go to the healthy targets; restores that need packs on the others fail until they are back"
+            }
+            Strategy::Mirror => {
+                "backups are written to the healthy targets; the others are behind until a check copies what they lack"
+            }
+            Strategy::Failover => {
+                "new packs go to the first healthy target; restores that need packs on the others fail until they are back"
+            }
+        };
+        (
             Status::True,
             "Degraded",
             format!(
-                "{healthy_count} of {} targets healthy; {:?} keeps working: {}",
+                "{healthy_count} of {} targets healthy; {meaning}: {}",
                 statuses.len(),
-                spec.strategy,
                 broken.join("; ")
             ),
-        ),
-        (false, _) => (
+        )
+    } else {
+        (
             Status::False,
             "TargetsUnhealthy",
             format!(
-                "{}{}",
-                if needs_all {
-                    "Spread needs every target: "
-                } else {
-                    "no target is healthy: "
-                },
+                "{healthy_count} of {} targets healthy, {needed} needed{}: {}",
+                statuses.len(),
+                if needed > 1 { " (spec.minHealthyTargets)" } else { "" },
                 broken.join("; ")
             ),
-        ),
+        )
     };
     Observation {
         type_: READY,
@@ -173,17 +181,30 @@ mod tests {
     }
 
     #[test]
-    fn spread_needs_every_target_mirror_one() {
-        for (strategy, ready) in [
-            ("Spread", Status::False),
-            ("Mirror", Status::True),
-            ("Failover", Status::True),
+    fn every_strategy_writes_on_with_one_healthy_target_unless_mirror_needs_more() {
+        let strict = StorageGroupSpec {
+            min_healthy_targets: Some(2),
+            ..spec("Mirror")
+        };
+        for (spec, ready) in [
+            (spec("Spread"), Status::True),
+            (spec("Mirror"), Status::True),
+            (spec("Failover"), Status::True),
+            (strict, Status::False),
         ] {
-            let spec = spec(strategy);
+            let strategy = spec.strategy;
             let parsed = parse_report(&report(false), &spec).unwrap();
             let statuses = target_statuses(&spec, &parsed, &now());
             let observation = readiness(&spec, &statuses);
-            assert_eq!(observation.status, ready, "{strategy}");
+            assert_eq!(observation.status, ready, "{strategy:?}");
+            if ready == Status::False {
+                assert!(
+                    observation.message.contains("2 needed (spec.minHealthyTargets)"),
+                    "{observation:?}"
+                );
+            } else {
+                assert_eq!(observation.reason, "Degraded");
+            }
             assert!(
                 observation.message.contains("target \"b\": connection refused"),
                 "{observation:?}"

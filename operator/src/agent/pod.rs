@@ -166,6 +166,9 @@ pub fn repository_access(spec: &StorageGroupSpec) -> RepositoryAccess {
         secret_env(env::PASSWORD, &key.name, &key.key),
         value(env::AWS_EC2_METADATA_DISABLED, "true"),
     ]);
+    if let Some(n) = spec.min_healthy_targets {
+        access.env.push(value(env::MIN_HEALTHY_TARGETS, n.to_string()));
+    }
     access
 }
 
@@ -337,6 +340,15 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
         );
         assert_eq!(env(&access, "HORT_STRATEGY").value.as_deref(), Some("mirror"));
         assert_eq!(env(&access, "HORT_WEIGHTS").value.as_deref(), Some("1,3"));
+        assert!(
+            access.env.iter().all(|e| e.name != "HORT_MIN_HEALTHY_TARGETS"),
+            "the agent's default, 1"
+        );
+        let strict = repository_access(&StorageGroupSpec {
+            min_healthy_targets: Some(2),
+            ..spec.clone()
+        });
+        assert_eq!(env(&strict, "HORT_MIN_HEALTHY_TARGETS").value.as_deref(), Some("2"));
         // Secrets only by reference, never by value.
         let password = env(&access, "HORT_PASSWORD");
         assert!(password.value.is_none());
