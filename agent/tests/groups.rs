@@ -134,3 +134,40 @@ fn resync_refuses_targets_that_hold_different_repositories() {
     assert!(stderr.contains("hold different repositories"), "{stderr}");
     assert_eq!(fs::read_dir(a.join("keys")).unwrap().count(), 1, "nothing copied");
 }
+
+#[test]
+fn a_mirror_check_fills_a_new_target_and_reports_what_each_lacks() {
+    let work = tempfile::tempdir().unwrap();
+    let [a, b, c] = ["a", "b", "c"].map(|n| work.path().join(n));
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("one"), noise(4, 200_000)).unwrap();
+    let two = group(&[&a, &b], "mirror");
+    two.init();
+    two.backup(&src, &[]);
+    let id = two
+        .ok(&["check"])
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v["repositoryId"].as_str().map(str::to_owned))
+        .expect("the check report names the repository");
+
+    // C joins empty while B is down: C is filled, B cannot be listed.
+    let three = group(&[&a, &b, &c], "mirror");
+    let down = take_down(&b);
+    let log = work.path().join("termination-log");
+    let out = three
+        .cmd(&["check", "--repository-id", &id, "--resync"])
+        .env("HORT_TERMINATION_LOG", &log)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: hort_protocol::CheckReport = hort_protocol::report::decode(&fs::read_to_string(&log).unwrap()).unwrap();
+    let missing: Vec<Option<u64>> = report.targets.iter().map(|t| t.missing_files).collect();
+    assert_eq!(missing, [Some(0), None, Some(0)], "{report:?}");
+    drop(down);
+    let alone = group(&[&c], "mirror");
+    let target = work.path().join("restored");
+    alone.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(describe_tree(&target), describe_tree(&src));
+}

@@ -213,6 +213,10 @@ pub struct TargetStatus {
     /// Free bytes on the target, where the target can tell (PVCs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_free: Option<u64>,
+    /// `Mirror`: files the other targets hold that this one still lacked after the last
+    /// check copied what it could (0: level with the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_files: Option<u64>,
     /// When the target was last checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_check_time: Option<Time>,

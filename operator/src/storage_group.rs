@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hort_crds::storage_group::{StorageGroup, StorageGroupSpec, StorageGroupStatus};
+use hort_crds::storage_group::{StorageGroup, StorageGroupSpec, StorageGroupStatus, Strategy};
 use hort_protocol::AgentCommand;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
@@ -182,10 +182,13 @@ fn pod_generation(pod: &Pod) -> Option<i64> {
 
 /// The check of a group: one that has recorded its repository checks that the targets still
 /// hold that one; only a group without one may create it (the agent does so only when every
-/// target answers and none holds a repository), so a check never splits a group.
-fn check_command(recorded: Option<String>) -> AgentCommand {
+/// target answers and none holds a repository), so a check never splits a group. A `Mirror`
+/// group's check also copies to each target what it lacks (after an outage, or a target
+/// added later).
+fn check_command(recorded: Option<String>, strategy: Strategy) -> AgentCommand {
     AgentCommand::Check {
         init: recorded.is_none(),
+        resync: recorded.is_some() && strategy == Strategy::Mirror,
         repository_id: recorded,
     }
 }
@@ -202,7 +205,10 @@ fn check_pod(ctx: &Context, group: &StorageGroup, namespace: &str, generation: i
                 .controller_owner_ref(&())
                 .expect("a stored object has a name and uid"),
             labels: [(GENERATION_LABEL.to_string(), generation.to_string())].into(),
-            command: check_command(group.status.as_ref().and_then(|s| s.repository_id.clone())),
+            command: check_command(
+                group.status.as_ref().and_then(|s| s.repository_id.clone()),
+                group.spec.strategy,
+            ),
             repository: pod::repository_access(&group.spec),
             overrides: None,
             active_deadline_seconds: Some(CHECK_DEADLINE_SECONDS),
@@ -255,17 +261,25 @@ mod tests {
 
     #[test]
     fn only_a_group_without_a_recorded_repository_may_create_one() {
+        for strategy in [Strategy::Spread, Strategy::Mirror] {
+            assert_eq!(
+                check_command(None, strategy),
+                AgentCommand::Check {
+                    init: true,
+                    repository_id: None,
+                    resync: false,
+                }
+            );
+        }
         assert_eq!(
-            check_command(None),
-            AgentCommand::Check {
-                init: true,
-                repository_id: None
-            }
-        );
-        assert_eq!(
-            check_command(Some("ab".into())).to_args(),
+            check_command(Some("ab".into()), Strategy::Spread).to_args(),
             ["check", "--repository-id", "ab"],
             "a recorded repository is checked, never created again"
+        );
+        assert_eq!(
+            check_command(Some("ab".into()), Strategy::Mirror).to_args(),
+            ["check", "--resync", "--repository-id", "ab"],
+            "a Mirror group brings its targets level"
         );
     }
 }

@@ -439,8 +439,8 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
         .unwrap();
     assert_eq!(
         second.spec.as_ref().unwrap().containers[0].args.as_deref(),
-        Some(&["check".to_string(), "--repository-id".to_string(), "9f1c".to_string()][..]),
-        "a group that recorded its repository never asks for another to be created"
+        Some(&["check", "--resync", "--repository-id", "9f1c"].map(String::from)[..]),
+        "a group that recorded its repository never asks for another to be created; a Mirror group is brought level"
     );
     finish_pod(&pods, &second.name_any(), 3, "error: the password opens no key file").await;
     wait_for(&groups, "mirrored", "Ready=False CheckFailed", |g| {

@@ -125,6 +125,9 @@ pub enum AgentCommand {
         /// The repository the group is known to hold (`status.repositoryId`): the check
         /// fails if the targets hold another or none, and never creates one.
         repository_id: Option<String>,
+        /// Copy to each target what the others hold and it lacks (`Mirror`), within the
+        /// check's time, and report what each still lacks.
+        resync: bool,
     },
     /// `backup DIR`: a directory (a mounted volume).
     Backup {
@@ -211,10 +214,17 @@ impl AgentCommand {
     pub fn to_args(&self) -> Vec<String> {
         let mut args: Vec<String> = Vec::new();
         match self {
-            AgentCommand::Check { init, repository_id } => {
+            AgentCommand::Check {
+                init,
+                repository_id,
+                resync,
+            } => {
                 args.push("check".into());
                 if *init {
                     args.push("--init".into());
+                }
+                if *resync {
+                    args.push("--resync".into());
                 }
                 if let Some(id) = repository_id {
                     args.extend(["--repository-id".into(), id.clone()]);

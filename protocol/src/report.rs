@@ -191,6 +191,10 @@ pub struct TargetReport {
     /// Free bytes of the target's file system (directory targets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_free: Option<u64>,
+    /// With `check --resync`: files the other targets hold that this one still lacks
+    /// after the copy (0: level).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_files: Option<u64>,
     /// What failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

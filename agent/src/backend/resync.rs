@@ -4,6 +4,7 @@
 //! `config`), so a copy is checked against its name before it is written.
 
 use std::collections::BTreeSet;
+use std::time::Instant;
 
 use serde::Serialize;
 use tracing::{info, warn};
@@ -56,9 +57,10 @@ fn intact(kind: FileKind, name: &str, data: &[u8]) -> bool {
 
 impl TargetGroup {
     /// Copies to each target what others hold and it lacks (with `copy == false`, only
-    /// counts it); returns each target's lag. Fails without copying anything if the
-    /// targets hold different repositories (their `config` files differ).
-    pub fn resync(&self, copy: bool) -> Result<Vec<TargetLag>, BackendError> {
+    /// counts it; after `until`, only counts the rest); returns each target's lag. Fails
+    /// without copying anything if the targets hold different repositories (their `config`
+    /// files differ).
+    pub fn resync(&self, copy: bool, until: Option<Instant>) -> Result<Vec<TargetLag>, BackendError> {
         let mut lags: Vec<TargetLag> = self
             .targets
             .iter()
@@ -91,7 +93,7 @@ impl TargetGroup {
                 if lacking.is_empty() {
                     continue;
                 }
-                let data = if copy {
+                let data = if copy && until.is_none_or(|t| Instant::now() < t) {
                     self.read_intact(kind, name, &holders)
                 } else {
                     None

@@ -55,6 +55,10 @@ enum Commands {
         /// Fail unless the targets hold the repository with this id (hex); never create one.
         #[arg(long, conflicts_with = "init", value_name = "ID")]
         repository_id: Option<String>,
+        /// Then copy to each target what the others hold and it lacks (for up to 200 s; a
+        /// later check goes on), and report what each still lacks.
+        #[arg(long)]
+        resync: bool,
         /// Key derivation costs when creating.
         #[command(flatten)]
         kdf: InitArgs,
@@ -176,8 +180,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Commands::Check {
             init,
             repository_id,
+            resync,
             kdf,
-        } => repository_cmds::check(&ctx, init, repository_id.as_deref(), &kdf),
+        } => repository_cmds::check(&ctx, init, repository_id.as_deref(), resync, &kdf),
         Commands::Backup(args) => backup_cmd::backup(&ctx, args),
         Commands::Snapshots => repository_cmds::snapshots(&ctx),
         Commands::Ls { snapshot } => repository_cmds::ls(&ctx, &snapshot),

@@ -71,8 +71,15 @@ fn understood(command: &AgentCommand) -> AgentCommand {
     };
     match cli.command {
         Commands::Check {
-            init, repository_id, ..
-        } => AgentCommand::Check { init, repository_id },
+            init,
+            repository_id,
+            resync,
+            ..
+        } => AgentCommand::Check {
+            init,
+            repository_id,
+            resync,
+        },
         Commands::Backup(args) => AgentCommand::Backup {
             dir: text(args.dir),
             paths: args.paths.into_iter().map(|p| text(Some(p))).collect(),
@@ -110,10 +117,12 @@ fn every_operator_command_means_the_same_to_the_agent() {
         AgentCommand::Check {
             init: true,
             repository_id: None,
+            resync: false,
         },
         AgentCommand::Check {
             init: false,
             repository_id: Some("ab12".into()),
+            resync: true,
         },
         AgentCommand::Backup {
             dir: "/source".into(),

@@ -68,9 +68,18 @@ fn probe_target(spec: &str, s3: &S3Defaults) -> TargetReport {
     report
 }
 
-pub(super) fn check(ctx: &Context, init: bool, expected: Option<&str>, kdf: &InitArgs) -> Result<(), CliError> {
+/// How long `check --resync` copies; check pods may run 300 s.
+const CHECK_RESYNC_SECONDS: u64 = 200;
+
+pub(super) fn check(
+    ctx: &Context,
+    init: bool,
+    expected: Option<&str>,
+    resync: bool,
+    kdf: &InitArgs,
+) -> Result<(), CliError> {
     let s3 = ctx.s3();
-    let targets: Vec<TargetReport> = ctx.global.repo.iter().map(|spec| probe_target(spec, &s3)).collect();
+    let mut targets: Vec<TargetReport> = ctx.global.repo.iter().map(|spec| probe_target(spec, &s3)).collect();
     let opened = open_or_init(ctx, init, kdf).and_then(|(repo, created)| {
         let found = repo.config().id.to_hex();
         match expected {
@@ -80,6 +89,20 @@ pub(super) fn check(ctx: &Context, init: bool, expected: Option<&str>, kdf: &Ini
             _ => Ok((repo, created)),
         }
     });
+    let opened = match opened {
+        Ok(ok) if resync => {
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(CHECK_RESYNC_SECONDS);
+            let lags = ctx.group()?.resync(true, Some(until));
+            lags.map(|lags| {
+                for (target, lag) in targets.iter_mut().zip(lags) {
+                    target.missing_files = lag.missing_files;
+                }
+                ok
+            })
+            .map_err(CliError::from)
+        }
+        other => other,
+    };
     // The targets' findings are reported even when the repository could not be opened, with
     // why: the operator shows each target's error instead of only the last log line.
     let report = match &opened {
@@ -123,7 +146,7 @@ fn open_or_init(ctx: &Context, init: bool, kdf: &InitArgs) -> Result<(Repository
 }
 
 pub(super) fn resync(ctx: &Context, dry_run: bool) -> Result<(), CliError> {
-    let lags = ctx.group()?.resync(!dry_run)?;
+    let lags = ctx.group()?.resync(!dry_run, None)?;
     if ctx.json() {
         ctx.print_json(&json!({"type": "resync", "dry_run": dry_run, "targets": lags}));
     } else {

@@ -48,6 +48,7 @@ pub fn target_statuses(spec: &StorageGroupSpec, report: &CheckReport, at: &Time)
             writable: found.writable,
             bytes_used: found.bytes_used,
             bytes_free: found.bytes_free,
+            missing_files: found.missing_files,
             last_check_time: Some(at.clone()),
             message: found.error.clone(),
         })
@@ -72,12 +73,25 @@ pub fn readiness(spec: &StorageGroupSpec, statuses: &[TargetStatus]) -> Observat
         Strategy::Mirror => spec.min_healthy_targets.unwrap_or(1) as usize,
         Strategy::Spread | Strategy::Failover => 1,
     };
-    let (status, reason, message) = if broken.is_empty() {
+    let behind: Vec<String> = statuses
+        .iter()
+        .filter(|t| healthy(t) && t.missing_files.is_some_and(|n| n > 0))
+        .map(|t| {
+            format!(
+                "target {:?} lacks {} files the others hold (the next check copies more)",
+                t.name,
+                t.missing_files.unwrap_or_default()
+            )
+        })
+        .collect();
+    let (status, reason, message) = if broken.is_empty() && behind.is_empty() {
         (
             Status::True,
             "TargetsHealthy",
             format!("all {} targets are reachable and writable", statuses.len()),
         )
+    } else if broken.is_empty() {
+        (Status::True, "TargetsBehind", behind.join("; "))
     } else if healthy_count >= needed {
         let meaning = match spec.strategy {
             Strategy::Spread => {
@@ -96,7 +110,7 @@ pub fn readiness(spec: &StorageGroupSpec, statuses: &[TargetStatus]) -> Observat
             format!(
                 "{healthy_count} of {} targets healthy; {meaning}: {}",
                 statuses.len(),
-                broken.join("; ")
+                [broken, behind].concat().join("; ")
             ),
         )
     } else {
@@ -216,6 +230,28 @@ mod tests {
         assert_eq!(readiness(&spec, &statuses).reason, "TargetsHealthy");
         assert_eq!(used_size(&statuses).as_deref(), Some("1.5 KiB"));
         assert_eq!(statuses[1].name, "b");
+    }
+
+    #[test]
+    fn a_mirror_target_that_is_still_behind_after_the_check_is_named() {
+        let spec = spec("Mirror");
+        let mut parsed = parse_report(&report(true), &spec).unwrap();
+        parsed.targets[0].missing_files = Some(0);
+        parsed.targets[1].missing_files = Some(5);
+        let statuses = target_statuses(&spec, &parsed, &now());
+        assert_eq!(statuses[1].missing_files, Some(5));
+        let observation = readiness(&spec, &statuses);
+        assert_eq!(
+            (observation.status, observation.reason),
+            (Status::True, "TargetsBehind")
+        );
+        assert!(
+            observation.message.contains("target \"b\" lacks 5 files"),
+            "{observation:?}"
+        );
+        parsed.targets[1].missing_files = Some(0);
+        let statuses = target_statuses(&spec, &parsed, &now());
+        assert_eq!(readiness(&spec, &statuses).reason, "TargetsHealthy");
     }
 
     #[test]

@@ -401,6 +401,7 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
                 command: AgentCommand::Check {
                     init: true,
                     repository_id: None,
+                    resync: false,
                 },
                 repository: repository_access(&spec),
                 overrides: Some(&overrides),
