@@ -10,6 +10,7 @@ use hort_protocol::BackupReport;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
@@ -18,10 +19,10 @@ use crate::agent::check::human_bytes;
 use crate::agent::pod::{self, AgentPod};
 use crate::agent::{api, backup, outcome};
 use crate::conditions::{self, Observation, Status};
-use crate::context::Context;
+use crate::context::{Context, FIELD_MANAGER};
 use crate::error::{Error, Result};
 use crate::events;
-use crate::hooks;
+use crate::hooks::{self, AttemptFacts, HookStep, PodState};
 use crate::schedule;
 use crate::status;
 use crate::storage_group;
@@ -43,7 +44,7 @@ pub const JOB_LABEL: &str = "hort.dev/backup-job";
 /// Reconciles one BackupJob: waits for its StorageGroup, runs agent pods (one per attempt,
 /// retried with backoff up to `backoffLimit`), and records the outcome.
 pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Action> {
-    let Some((namespace, job)) = status::refetch(&ctx.client, &*cached).await? else {
+    let Some((namespace, mut job)) = status::refetch(&ctx.client, &*cached).await? else {
         return Ok(Action::await_change());
     };
     let mut status = job.status.clone().unwrap_or_default();
@@ -60,12 +61,26 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
         None => None,
     };
 
-    // Once an attempt has ended (its pod finished or vanished), its post hooks run, once.
-    let attempt_ended = status.agent_pod.is_some() && current.as_ref().is_none_or(outcome::finished);
+    let step = hooks::next_step(AttemptFacts {
+        attempt: status.attempts,
+        started: status.agent_pod.is_some(),
+        post_hooks_attempt: status.post_hooks_attempt,
+        pod: match &current {
+            None => PodState::Missing,
+            Some(pod) if outcome::finished(pod) => PodState::Finished,
+            Some(_) => PodState::Running,
+        },
+    });
+    // Once an attempt has ended (its pod finished or vanished, or it broke off after its pre
+    // hooks), its post hooks run, once: recorded at once, so that no later failure in this
+    // reconcile makes them run again.
     let mut post_hook_failure = None;
-    if attempt_ended && status.post_hooks_attempt != Some(status.attempts) {
+    if step == HookStep::RunPost {
         post_hook_failure = run_hooks(&ctx, &job, &pods, HookStage::Post).await.err();
         status.post_hooks_attempt = Some(status.attempts);
+        if has_hooks(&job, HookStage::Post) {
+            write(&ctx, &mut job, &status, OnConflict::Rebase).await?;
+        }
     }
 
     let mut action = Action::await_change();
@@ -73,7 +88,7 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
     match (&status.agent_pod, &current) {
         // An attempt is running: follow its progress until its pod ends (the pod watch
         // triggers a reconcile then).
-        (Some(name), Some(pod)) if !outcome::finished(pod) => {
+        (Some(name), Some(pod)) if step == HookStep::Wait => {
             status.phase = Phase::Running;
             let attempt = status.attempts;
             status.message = Some(match outcome::waiting(pod) {
@@ -94,16 +109,17 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
                 Ok(report) => {
                     finished = Some(Ok(report));
                 }
-                Err(e) => action = attempt_failed(&ctx, &job, &mut status, Some(pod), e.to_string(), now).await?,
+                Err(e) => action = attempt_failed(&ctx, &mut job, &mut status, Some(pod), e.to_string(), now).await?,
             }
         }
-        // The attempt failed, or its pod vanished (deleted, node lost).
+        // The attempt failed, or its pod vanished (deleted, node lost) or was never created
+        // (the reconcile that ran the pre hooks broke off).
         (Some(name), pod) => {
             let why = match pod {
                 Some(pod) => outcome::failure(pod, 600),
-                None => format!("agent pod {name:?} disappeared"),
+                None => format!("agent pod {name:?} disappeared or was never created"),
             };
-            action = attempt_failed(&ctx, &job, &mut status, pod.as_ref(), why, now).await?;
+            action = attempt_failed(&ctx, &mut job, &mut status, pod.as_ref(), why, now).await?;
         }
         // No attempt yet: refuse what cannot be done as asked, else start one once the group
         // is ready.
@@ -112,8 +128,8 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
                 status.phase = Phase::Failed;
                 status.message = Some(why);
                 finished = Some(Err("SnapshotUnsupported"));
-            } else if start_attempt(&ctx, &job, &mut status, now).await? != Started::Waiting {
-                status.start_time.get_or_insert(Time(now));
+            } else {
+                start_attempt(&ctx, &mut job, &mut status, now).await?;
             }
         }
     }
@@ -179,7 +195,7 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
     }
 
     if job.status.as_ref() != Some(&status) {
-        status::apply(&ctx.client, &job, &status).await?;
+        write(&ctx, &mut job, &status, OnConflict::Fail).await?;
     }
     if finished.is_some() {
         record_metrics(
@@ -193,17 +209,6 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
     Ok(action)
 }
 
-/// What [`start_attempt`] did.
-#[derive(Debug, PartialEq, Eq)]
-enum Started {
-    /// Nothing: the StorageGroup is not ready.
-    Waiting,
-    /// The attempt's agent pod was created.
-    Pod,
-    /// A pre hook failed, which failed the job.
-    HookFailed,
-}
-
 /// Which hooks of a job to run.
 #[derive(Clone, Copy)]
 enum HookStage {
@@ -211,19 +216,80 @@ enum HookStage {
     Post,
 }
 
+/// The hooks of `stage` that `job` lists.
+fn stage_hooks(job: &BackupJob, stage: HookStage) -> &[hort_crds::backup_job::Hook] {
+    match (&job.spec.hooks, stage) {
+        (None, _) => &[],
+        (Some(spec), HookStage::Pre) => &spec.pre,
+        (Some(spec), HookStage::Post) => &spec.post,
+    }
+}
+
+/// Whether `job` has hooks of `stage`.
+fn has_hooks(job: &BackupJob, stage: HookStage) -> bool {
+    !stage_hooks(job, stage).is_empty()
+}
+
+/// What a status write does when the job changed since it was read (409 Conflict).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnConflict {
+    /// Fails the reconcile, which starts again from a fresh read.
+    Fail,
+    /// Writes again onto the fresh object if its status is still the one this reconcile
+    /// started from (only metadata or spec changed): it records hooks that ran, which must
+    /// not run again.
+    Rebase,
+}
+
+/// Writes `status` as the status of `job`, conditional on its resourceVersion like
+/// [`status::apply`], and replaces `job` with the object written, so that a later write in the
+/// same reconcile is conditional on this one.
+async fn write(ctx: &Context, job: &mut BackupJob, status: &BackupJobStatus, on_conflict: OnConflict) -> Result<()> {
+    let namespace = status::namespace_of(&*job)?;
+    let name = job.metadata.name.clone().ok_or(Error::MissingObjectField {
+        kind: "BackupJob",
+        field: "metadata.name",
+    })?;
+    let api: Api<BackupJob> = Api::namespaced(ctx.client.clone(), &namespace);
+    // A conflict from a status change (another writer) is never rebased; the bound only stops
+    // a loop against an object whose metadata or spec changes without end.
+    let mut rebases_left = 4;
+    loop {
+        let body = serde_json::json!({
+            "apiVersion": BackupJob::api_version(&()),
+            "kind": BackupJob::kind(&()),
+            "metadata": {"resourceVersion": job.metadata.resource_version},
+            "status": status,
+        });
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        match api.patch_status(&name, &params, &Patch::Apply(body)).await {
+            Ok(written) => {
+                *job = written;
+                return Ok(());
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 && on_conflict == OnConflict::Rebase && rebases_left > 0 => {
+                rebases_left -= 1;
+                match api.get_opt(&name).await? {
+                    Some(fresh) if fresh.status == job.status => *job = fresh,
+                    _ => return Err(kube::Error::Api(e).into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Runs the job's pre or post hooks (see [`hooks`]); tolerated failures become Warning events.
 /// Returns the failure that fails the job.
 async fn run_hooks(ctx: &Context, job: &BackupJob, pods: &Api<Pod>, stage: HookStage) -> Result<(), String> {
-    let Some(spec) = &job.spec.hooks else {
-        return Ok(());
-    };
-    let (name, list) = match stage {
-        HookStage::Pre => ("pre", &spec.pre),
-        HookStage::Post => ("post", &spec.post),
-    };
+    let list = stage_hooks(job, stage);
     if list.is_empty() {
         return Ok(());
     }
+    let name = match stage {
+        HookStage::Pre => "pre",
+        HookStage::Post => "post",
+    };
     let outcome = hooks::run(pods, name, list).await;
     let warnings = match &outcome {
         Ok(warnings) => warnings.clone(),
@@ -235,15 +301,15 @@ async fn run_hooks(ctx: &Context, job: &BackupJob, pods: &Api<Pod>, stage: HookS
     outcome.map(drop)
 }
 
-/// Starts the next attempt if the StorageGroup is ready: runs the pre hooks, then creates the
-/// agent pod. Records the group's readiness as a condition either way.
-async fn start_attempt(
-    ctx: &Context,
-    job: &BackupJob,
-    status: &mut BackupJobStatus,
-    now: Timestamp,
-) -> Result<Started> {
-    let namespace = status::namespace_of(job)?;
+/// Starts the next attempt if the StorageGroup is ready: records it in status and runs the
+/// pre hooks (when the job has any), then creates the agent pod. Records the group's readiness
+/// as a condition either way.
+///
+/// If the record cannot be written (e.g. the job changed since it was read), no hook runs. A
+/// pre hook that fails, or an agent pod that cannot be created after the pre hooks ran, ends
+/// the attempt at once: its post hooks run and are recorded.
+async fn start_attempt(ctx: &Context, job: &mut BackupJob, status: &mut BackupJobStatus, now: Timestamp) -> Result<()> {
+    let namespace = status::namespace_of(&*job)?;
     let groups: Api<StorageGroup> = Api::namespaced(ctx.client.clone(), &namespace);
     let group_name = &job.spec.storage_group_ref.name;
     let group = groups.get_opt(group_name).await?;
@@ -255,8 +321,9 @@ async fn start_attempt(
     conditions::set(&mut status.conditions, observation, job.metadata.generation, now);
     let Some(group) = group.filter(|_| ready) else {
         status.phase = Phase::Pending;
-        return Ok(Started::Waiting);
+        return Ok(());
     };
+    status.start_time.get_or_insert(Time(now));
 
     let mut access = pod::repository_access(&group.spec);
     // The API server admits only specs with one source (a CEL rule on spec.source).
@@ -267,17 +334,8 @@ async fn start_attempt(
         },
     )?;
     let attempt = status.attempts + 1;
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    if let Err(why) = run_hooks(ctx, job, &pods, HookStage::Pre).await {
-        // Post hooks undo what the pre hooks before the failing one did.
-        let _ = run_hooks(ctx, job, &pods, HookStage::Post).await;
-        status.attempts = attempt;
-        status.post_hooks_attempt = Some(attempt);
-        status.phase = Phase::Failed;
-        status.message = Some(format!("attempt {attempt}: {PRE_HOOK_FAILED}{why}"));
-        return Ok(Started::HookFailed);
-    }
     let name = format!("{}-{attempt}", job.name_any());
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let node = match &job.spec.source.volume {
         Some(volume) => api::node_mounting(&pods, &volume.claim_name).await?,
         None => None,
@@ -288,6 +346,25 @@ async fn start_attempt(
         let before = conditions::find(&status.conditions, backup::VOLUME_SNAPSHOT).cloned();
         events::on_transition(ctx, job, before.as_ref(), &observation).await;
         conditions::set(&mut status.conditions, observation, job.metadata.generation, now);
+    }
+    let pre_hooks = has_hooks(job, HookStage::Pre);
+    if pre_hooks {
+        // The record comes first: a reconcile that reads it never runs this attempt's pre
+        // hooks again, and runs its post hooks if the attempt breaks off before its pod runs.
+        status.attempts = attempt;
+        status.agent_pod = Some(name.clone());
+        status.phase = Phase::Running;
+        status.message = Some(format!("attempt {attempt}: running pre hooks"));
+        write(ctx, job, status, OnConflict::Fail).await?;
+        if let Err(why) = run_hooks(ctx, job, &pods, HookStage::Pre).await {
+            // Post hooks undo what the pre hooks before the failing one did.
+            let _ = run_hooks(ctx, job, &pods, HookStage::Post).await;
+            status.agent_pod = None;
+            status.post_hooks_attempt = Some(attempt);
+            status.phase = Phase::Failed;
+            status.message = Some(format!("attempt {attempt}: {PRE_HOOK_FAILED}{why}"));
+            return write(ctx, job, status, OnConflict::Rebase).await;
+        }
     }
     let pod = pod::build(
         &ctx.agent,
@@ -305,19 +382,44 @@ async fn start_attempt(
             node,
         },
     );
-    api::create(&pods, &pod).await?;
+    match api::create(&pods, &pod).await {
+        Ok(()) => {}
+        // Without pre hooks there is nothing to undo: the reconcile fails and is retried.
+        Err(e) if !pre_hooks => return Err(e.into()),
+        // The pre hooks ran: the attempt ends here, and its post hooks run now.
+        Err(e) => {
+            let why = format!("creating agent pod {name:?} failed: {e}");
+            let post = run_hooks(ctx, job, &pods, HookStage::Post).await.err();
+            let why = match post {
+                Some(post) => format!("{why}; {post}"),
+                None => why,
+            };
+            status.agent_pod = None;
+            status.post_hooks_attempt = Some(attempt);
+            if attempt > job.spec.backoff_limit {
+                status.phase = Phase::Failed;
+                status.message = Some(format!(
+                    "attempt {attempt} of {} failed: {why}",
+                    job.spec.backoff_limit + 1
+                ));
+            } else {
+                status.message = Some(format!("attempt {attempt} failed: {why}; retrying"));
+            }
+            return write(ctx, job, status, OnConflict::Rebase).await;
+        }
+    }
     status.attempts = attempt;
     status.agent_pod = Some(name.clone());
     status.phase = Phase::Running;
     status.message = Some(format!("attempt {attempt}: agent pod {name:?} started"));
-    Ok(Started::Pod)
+    Ok(())
 }
 
 /// Records a failed attempt: retries after the backoff, or fails the job after
 /// `backoffLimit` retries. Returns when to look again.
 async fn attempt_failed(
     ctx: &Context,
-    job: &BackupJob,
+    job: &mut BackupJob,
     status: &mut BackupJobStatus,
     pod: Option<&Pod>,
     why: String,

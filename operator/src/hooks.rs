@@ -2,8 +2,13 @@
 //! before each backup attempt (`spec.hooks.pre`) and after it (`spec.hooks.post`), e.g. to
 //! flush or pause an application. A hook runs in the pod it names, or in every running pod its
 //! selector matches. A failing or timed-out hook fails the attempt unless its `onError` is
-//! `Continue`, which only records a warning. Post hooks run after every attempt, also a failed
-//! one, so a pre hook that pauses something is always undone.
+//! `Continue`, which only records a warning.
+//!
+//! Pre and post hooks come in pairs, once per attempt: an attempt is recorded in the job's
+//! status before its pre hooks run, so no later reconcile runs them again, and whatever ends
+//! the attempt after that (its pod finished, failed to be created, vanished, or the reconcile
+//! broke off) runs its post hooks once, so a pre hook that pauses something is always undone.
+//! [`next_step`] decides which hooks are due from what the status and the agent pod say.
 
 use std::time::Duration;
 
@@ -12,6 +17,59 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{AttachParams, ListParams};
 use kube::{Api, ResourceExt};
 use tokio::io::AsyncReadExt;
+
+/// What the operator knows about a job's latest attempt when it reconciles the job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttemptFacts {
+    /// The latest attempt recorded in status (`status.attempts`; 0 before the first).
+    pub attempt: u32,
+    /// Whether that attempt is recorded as started (`status.agentPod` is set): its pre hooks
+    /// have run, or may have run when a reconcile broke off while running them.
+    pub started: bool,
+    /// The attempt whose post hooks have run (`status.postHooksAttempt`).
+    pub post_hooks_attempt: Option<u32>,
+    /// The attempt's agent pod.
+    pub pod: PodState,
+}
+
+/// The state of an attempt's agent pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodState {
+    /// No such pod: it was never created (creating it failed, or the reconcile broke off
+    /// before), or it was deleted.
+    Missing,
+    /// The pod exists and has not finished.
+    Running,
+    /// The pod succeeded or failed.
+    Finished,
+}
+
+/// Which hooks are due now, and whether the latest attempt still runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookStep {
+    /// No attempt is under way: the next one may start. Its pre hooks run only after the
+    /// status that records it was written.
+    StartNext,
+    /// The attempt's pod runs; its post hooks wait for its end.
+    Wait,
+    /// The attempt is over, or broke off after its pre hooks may have run, and its post hooks
+    /// have not run: run them now, once.
+    RunPost,
+    /// The attempt is over and its post hooks have run: no hook is due for it.
+    Done,
+}
+
+/// Decides which hooks of a job are due, from the facts about its latest attempt.
+pub fn next_step(facts: AttemptFacts) -> HookStep {
+    if !facts.started {
+        return HookStep::StartNext;
+    }
+    match facts.pod {
+        PodState::Running => HookStep::Wait,
+        PodState::Missing | PodState::Finished if facts.post_hooks_attempt == Some(facts.attempt) => HookStep::Done,
+        PodState::Missing | PodState::Finished => HookStep::RunPost,
+    }
+}
 
 /// At most this much of a failed command's output is kept for the error message.
 const OUTPUT_TAIL: usize = 300;
@@ -115,4 +173,55 @@ async fn exec(pods: &Api<Pod>, pod: &str, hook: &Hook) -> Result<(), String> {
     tokio::time::timeout(timeout, run)
         .await
         .map_err(|_| format!("timed out after {}s", hook.timeout_seconds))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(attempt: u32, started: bool, post_hooks_attempt: Option<u32>, pod: PodState) -> AttemptFacts {
+        AttemptFacts {
+            attempt,
+            started,
+            post_hooks_attempt,
+            pod,
+        }
+    }
+
+    #[test]
+    fn a_job_without_a_started_attempt_starts_the_next() {
+        // A new job.
+        assert_eq!(next_step(facts(0, false, None, PodState::Missing)), HookStep::StartNext);
+        // Attempt 1 failed before its pod was created and its post hooks ran: attempt 2 may start.
+        assert_eq!(
+            next_step(facts(1, false, Some(1), PodState::Missing)),
+            HookStep::StartNext
+        );
+    }
+
+    #[test]
+    fn a_running_attempt_waits_for_its_pod() {
+        assert_eq!(next_step(facts(1, true, None, PodState::Running)), HookStep::Wait);
+        assert_eq!(next_step(facts(3, true, Some(2), PodState::Running)), HookStep::Wait);
+    }
+
+    #[test]
+    fn an_attempt_that_ended_runs_its_post_hooks_once() {
+        assert_eq!(next_step(facts(1, true, None, PodState::Finished)), HookStep::RunPost);
+        assert_eq!(
+            next_step(facts(2, true, Some(1), PodState::Finished)),
+            HookStep::RunPost
+        );
+        assert_eq!(next_step(facts(2, true, Some(2), PodState::Finished)), HookStep::Done);
+    }
+
+    #[test]
+    fn pre_hooks_without_a_pod_are_paired_with_their_post_hooks() {
+        // The status says attempt 2 started (its pre hooks ran or were running), but no pod
+        // exists: the reconcile broke off before creating it, or the pod was deleted.
+        assert_eq!(next_step(facts(2, true, Some(1), PodState::Missing)), HookStep::RunPost);
+        assert_eq!(next_step(facts(2, true, None, PodState::Missing)), HookStep::RunPost);
+        // Once they ran, they do not run again.
+        assert_eq!(next_step(facts(2, true, Some(2), PodState::Missing)), HookStep::Done);
+    }
 }

@@ -1,0 +1,453 @@
+//! Backup hooks against a real kube-apiserver: pre hooks run once per attempt and each is
+//! followed by its post hooks once, also when a status write conflicts, when the agent pod
+//! cannot be created, and when the operator stops while a pre hook runs. Run through
+//! `scripts/test.sh`, which starts the API server.
+//!
+//! The API server runs `pods/exec` by connecting to the kubelet of the pod's node. Each test
+//! registers two Node objects whose kubelet endpoint is a TCP listener of the test: one hosts
+//! the pod the pre hook runs in, the other the pod of the post hook, and each listener counts
+//! the connections it gets, one per hook run. It answers none of them, so every hook run fails;
+//! the hooks have `onError: Continue`, so the backup goes on.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use hort_crds::common::Phase;
+use hort_crds::{BackupJob, StorageGroup};
+use hort_operator::agent::pod::AgentSettings;
+use hort_operator::clock::Clock;
+use hort_operator::context::Context;
+use hort_operator::controllers::{self, Scope};
+use hort_operator::metrics::Metrics;
+use hort_protocol::report::encode;
+use hort_protocol::{BackupReport, CheckReport, TargetReport};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ResourceQuota, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::await_condition;
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn client() -> Client {
+    Client::try_default()
+        .await
+        .unwrap_or_else(|e| panic!("no usable KUBECONFIG ({e}); run scripts/test.sh"))
+}
+
+async fn create<K>(api: &Api<K>, value: serde_json::Value) -> K
+where
+    K: Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let obj: K = serde_json::from_value(value).unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap()
+}
+
+/// Waits until `ready` holds for object `name`, or fails naming `what` and the last state.
+async fn wait_for<K>(api: &Api<K>, name: &str, what: &str, ready: impl Fn(&K) -> bool)
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let cond = move |obj: Option<&K>| obj.is_some_and(&ready);
+    if tokio::time::timeout(WAIT, await_condition(api.clone(), name, cond))
+        .await
+        .is_err()
+    {
+        let last = api.get_opt(name).await.unwrap();
+        panic!("timed out waiting for {what}; last state: {last:#?}");
+    }
+}
+
+fn agent_settings() -> AgentSettings {
+    AgentSettings {
+        image: "hort-agent:test".into(),
+        pull_policy: "Never".into(),
+        retry_backoff: Duration::from_millis(300),
+        default_resources: None,
+        default_deadline_seconds: Some(21600),
+    }
+}
+
+/// Simulates the kubelet: the pod's agent container ended with `exit_code` and `message`.
+async fn finish_pod(pods: &Api<Pod>, name: &str, exit_code: i32, message: &str) {
+    let phase = if exit_code == 0 { "Succeeded" } else { "Failed" };
+    let now = Timestamp::now().to_string();
+    pods.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"status": {"phase": phase, "startTime": now, "containerStatuses": [{
+                "name": "agent", "ready": false, "restartCount": 0, "image": "hort-agent:test", "imageID": "",
+                "state": {"terminated": {"exitCode": exit_code, "message": message, "finishedAt": now}}
+            }]}}),
+        ),
+    )
+    .await
+    .unwrap();
+}
+
+/// An agent's backup report (as the agent encodes it) of snapshot `id`.
+fn backup_report(id: &str) -> String {
+    encode(&BackupReport {
+        snapshot_id: id.into(),
+        bytes_read: 10,
+        bytes_new: 10,
+        bytes_stored: 5,
+        files: 1,
+        duration_seconds: 1.0,
+        targets_behind: Vec::new(),
+    })
+}
+
+/// What the test does when a fake kubelet gets its first connection, before dropping it.
+type OnFirst = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+
+/// A Node whose kubelet endpoint is a listener of this test that counts the connections the
+/// API server makes to it (one per `pods/exec`) and drops each.
+struct FakeKubelet {
+    node: String,
+    connections: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeKubelet {
+    async fn start(client: &Client, node: String, on_first: Option<OnFirst>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let nodes: Api<Node> = Api::all(client.clone());
+        create(&nodes, json!({"metadata": {"name": node}})).await;
+        nodes
+            .patch_status(
+                &node,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {
+                    "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                    "daemonEndpoints": {"kubeletEndpoint": {"Port": port}}}})),
+            )
+            .await
+            .unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        let task = tokio::spawn(async move {
+            let mut on_first = on_first;
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                counted.fetch_add(1, Ordering::SeqCst);
+                if let Some(action) = on_first.take() {
+                    action().await;
+                }
+                drop(stream);
+            }
+        });
+        Self {
+            node,
+            connections,
+            task,
+        }
+    }
+
+    fn runs(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    async fn stop(self, client: &Client) {
+        self.task.abort();
+        Api::<Node>::all(client.clone())
+            .delete(&self.node, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+}
+
+/// A fresh namespace with the controllers running in it, a Ready StorageGroup `s3`, and the
+/// application pods `pre-app` and `post-app` on the nodes of the fake kubelets `pre` and `post`.
+struct TestEnv {
+    client: Client,
+    ns: String,
+    controllers: tokio::task::JoinHandle<()>,
+    pre: FakeKubelet,
+    post: FakeKubelet,
+}
+
+impl TestEnv {
+    async fn start(prefix: &str, on_first_pre_hook: Option<OnFirst>, on_first_post_hook: Option<OnFirst>) -> Self {
+        let client = client().await;
+        hort_operator::crd_install::install(&client).await.unwrap();
+        let ns = format!("{prefix}-{}", std::process::id());
+        create(
+            &Api::<Namespace>::all(client.clone()),
+            json!({"metadata": {"name": ns}}),
+        )
+        .await;
+        let controllers = spawn_controllers(&client, &ns);
+        let pre = FakeKubelet::start(&client, format!("{ns}-pre"), on_first_pre_hook).await;
+        let post = FakeKubelet::start(&client, format!("{ns}-post"), on_first_post_hook).await;
+        let env = Self {
+            client,
+            ns,
+            controllers,
+            pre,
+            post,
+        };
+        env.ready_group().await;
+        let pods: Api<Pod> = env.api();
+        for (app, node) in [("pre-app", &env.pre.node), ("post-app", &env.post.node)] {
+            create(
+                &pods,
+                json!({"metadata": {"name": app},
+                       "spec": {"nodeName": node, "containers": [{"name": "app", "image": "app"}]}}),
+            )
+            .await;
+        }
+        env
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Creates StorageGroup `s3` and answers its check pod: the group becomes Ready.
+    async fn ready_group(&self) {
+        let secrets: Api<Secret> = self.api();
+        let groups: Api<StorageGroup> = self.api();
+        let pods: Api<Pod> = self.api();
+        create(
+            &secrets,
+            json!({"metadata": {"name": "key"}, "stringData": {"password": "pw"}}),
+        )
+        .await;
+        create(
+            &secrets,
+            json!({"metadata": {"name": "s3"}, "stringData": {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}}),
+        )
+        .await;
+        create(
+            &groups,
+            json!({"apiVersion": "hort.dev/v1alpha1", "kind": "StorageGroup", "metadata": {"name": "s3"},
+                   "spec": {"targets": [{"name": "s3", "s3": {"endpoint": "http://127.0.0.1:9", "bucket": "backups",
+                                                              "credentialsSecretRef": {"name": "s3"}}}],
+                            "encryption": {"keySecretRef": {"name": "key"}}}}),
+        )
+        .await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let check = loop {
+            let found = pods
+                .list(&ListParams::default().labels("hort.dev/agent-role=check"))
+                .await
+                .unwrap()
+                .items;
+            if let Some(pod) = found.into_iter().next() {
+                break pod;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no check pod");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let report = CheckReport {
+            repository_id: Some("r".into()),
+            created: false,
+            targets: vec![TargetReport {
+                reachable: true,
+                writable: true,
+                ..TargetReport::default()
+            }],
+            error: None,
+        };
+        finish_pod(&pods, &check.name_any(), 0, &encode(&report)).await;
+        wait_for(&groups, "s3", "the group to be Ready", |g| {
+            g.status
+                .as_ref()
+                .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .await;
+    }
+
+    /// Creates BackupJob `name` with a pre hook in `pre-app` and a post hook in `post-app`.
+    async fn job(&self, name: &str, backoff_limit: u32) {
+        create(
+            &self.api::<BackupJob>(),
+            json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": name},
+                   "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}},
+                            "backoffLimit": backoff_limit,
+                            "hooks": {
+                                "pre": [{"name": "freeze", "pod": "pre-app", "command": ["freeze"], "onError": "Continue"}],
+                                "post": [{"name": "thaw", "pod": "post-app", "command": ["thaw"], "onError": "Continue"}]}}}),
+        )
+        .await;
+    }
+
+    /// Stops the controllers and starts new ones, as an operator restart does.
+    fn restart_controllers(&mut self) {
+        self.controllers.abort();
+        self.controllers = spawn_controllers(&self.client, &self.ns);
+    }
+
+    async fn stop(self) {
+        self.controllers.abort();
+        self.pre.stop(&self.client).await;
+        self.post.stop(&self.client).await;
+        // With the operator gone, nothing would remove its finalizers: the namespace could
+        // never finish deleting.
+        let unfinalize = Patch::Merge(json!({"metadata": {"finalizers": null}}));
+        let jobs: Api<BackupJob> = Api::namespaced(self.client.clone(), &self.ns);
+        for job in jobs.list(&ListParams::default()).await.unwrap() {
+            jobs.patch(&job.name_any(), &PatchParams::default(), &unfinalize)
+                .await
+                .unwrap();
+        }
+        Api::<Namespace>::all(self.client.clone())
+            .delete(&self.ns, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+}
+
+fn spawn_controllers(client: &Client, ns: &str) -> tokio::task::JoinHandle<()> {
+    let ctx = Context::new(client.clone(), Metrics::new(), Clock::System, agent_settings(), None);
+    tokio::spawn(controllers::run(Arc::new(ctx), Scope::Namespace(ns.to_string()), 4))
+}
+
+/// A fake kubelet's action that labels BackupJob `conflict` with `touched: value`, then
+/// reports on `done`.
+fn label_job(value: &'static str, done: oneshot::Sender<()>) -> OnFirst {
+    Box::new(move || {
+        Box::pin(async move {
+            let ns = format!("hort-hooks-conflict-{}", std::process::id());
+            let jobs: Api<BackupJob> = Api::namespaced(client().await, &ns);
+            let label = Patch::Merge(json!({"metadata": {"labels": {"touched": value}}}));
+            jobs.patch("conflict", &PatchParams::default(), &label).await.unwrap();
+            done.send(()).unwrap();
+        })
+    })
+}
+
+fn phase(job: &BackupJob) -> Phase {
+    job.status.as_ref().map(|s| s.phase).unwrap_or_default()
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn status_write_conflicts_do_not_run_hooks_again() {
+    // While the first pre hook and the first post hook run, another writer changes the job:
+    // the operator's next status write, conditional on the resourceVersion it read, conflicts.
+    let (pre_tx, pre_rx) = oneshot::channel();
+    let (post_tx, post_rx) = oneshot::channel();
+    let env = TestEnv::start(
+        "hort-hooks-conflict",
+        Some(label_job("during-pre-hook", pre_tx)),
+        Some(label_job("during-post-hook", post_tx)),
+    )
+    .await;
+    let jobs: Api<BackupJob> = env.api();
+    let pods: Api<Pod> = env.api();
+    env.job("conflict", 1).await;
+    tokio::time::timeout(WAIT, pre_rx)
+        .await
+        .expect("the pre hook never ran")
+        .unwrap();
+    wait_for(&pods, "conflict-1", "the agent pod", |_| true).await;
+    // Reconciles after the conflict find the attempt under way; give them time to (wrongly)
+    // run the pre hook again before the pod ends.
+    wait_for(&jobs, "conflict", "the attempt recorded with its pod", |j| {
+        j.status.as_ref().is_some_and(|s| {
+            s.agent_pod.as_deref() == Some("conflict-1")
+                && s.message.as_deref().is_some_and(|m| m.contains("agent pod"))
+        })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(env.pre.runs(), 1, "the pre hook ran once");
+    assert_eq!(env.post.runs(), 0, "no post hook before the attempt ended");
+
+    finish_pod(&pods, "conflict-1", 0, &backup_report("c0ffee00")).await;
+    tokio::time::timeout(WAIT, post_rx)
+        .await
+        .expect("the post hook never ran")
+        .unwrap();
+    wait_for(&jobs, "conflict", "the job to succeed", |j| {
+        phase(j) == Phase::Succeeded
+    })
+    .await;
+    let status = jobs.get("conflict").await.unwrap().status.unwrap();
+    assert_eq!(status.attempts, 1);
+    assert_eq!(status.post_hooks_attempt, Some(1));
+    assert_eq!((env.pre.runs(), env.post.runs()), (1, 1), "(pre, post) hook runs");
+    env.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn an_agent_pod_that_cannot_be_created_runs_the_post_hooks_once_per_attempt() {
+    let env = TestEnv::start("hort-hooks-quota", None, None).await;
+    let jobs: Api<BackupJob> = env.api();
+    let pods: Api<Pod> = env.api();
+    // From now on the namespace admits no pod: the agent pod is refused after the pre hooks.
+    create(
+        &env.api::<ResourceQuota>(),
+        json!({"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}}),
+    )
+    .await;
+    env.job("quota", 1).await;
+    wait_for(&jobs, "quota", "the job to fail", |j| phase(j) == Phase::Failed).await;
+    // Later reconciles of a failed job run no hook.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = jobs.get("quota").await.unwrap().status.unwrap();
+    assert_eq!(status.attempts, 2, "both attempts of backoffLimit 1 were counted");
+    assert_eq!(status.post_hooks_attempt, Some(2));
+    let message = status.message.unwrap_or_default();
+    assert!(
+        message.starts_with("attempt 2 of 2 failed: creating agent pod \"quota-2\" failed")
+            && message.contains("quota"),
+        "the message names the pod creation error: {message}"
+    );
+    let failed = status.conditions.iter().find(|c| c.type_ == "Failed").unwrap();
+    assert_eq!(failed.reason, "BackoffLimitExceeded");
+    assert_eq!((env.pre.runs(), env.post.runs()), (2, 2), "(pre, post) hook runs");
+    assert!(pods.get_opt("quota-1").await.unwrap().is_none());
+    env.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn an_operator_stopped_during_the_pre_hooks_runs_the_post_hooks_after_its_restart() {
+    // The first pre hook blocks until the test lets it go.
+    let (arrived_tx, arrived_rx) = oneshot::channel();
+    let (release_tx, release_rx) = oneshot::channel::<()>();
+    let block: OnFirst = Box::new(move || {
+        Box::pin(async move {
+            arrived_tx.send(()).unwrap();
+            let _ = release_rx.await;
+        })
+    });
+    let mut env = TestEnv::start("hort-hooks-restart", Some(block), None).await;
+    let jobs: Api<BackupJob> = env.api();
+    let pods: Api<Pod> = env.api();
+    env.job("restart", 1).await;
+    tokio::time::timeout(WAIT, arrived_rx)
+        .await
+        .expect("the pre hook never ran")
+        .unwrap();
+    // The operator stops while the pre hook runs, before it created the agent pod.
+    env.restart_controllers();
+    release_tx.send(()).unwrap();
+
+    // The restarted operator finds attempt 1 begun without a pod: it runs its post hook and
+    // counts it as failed, then attempt 2 runs with its own pre hook.
+    wait_for(&pods, "restart-2", "the second attempt's agent pod", |_| true).await;
+    assert_eq!((env.pre.runs(), env.post.runs()), (2, 1), "(pre, post) hook runs");
+    assert!(pods.get_opt("restart-1").await.unwrap().is_none());
+    finish_pod(&pods, "restart-2", 0, &backup_report("feed0001")).await;
+    wait_for(&jobs, "restart", "the job to succeed", |j| phase(j) == Phase::Succeeded).await;
+    let status = jobs.get("restart").await.unwrap().status.unwrap();
+    assert_eq!(status.attempts, 2);
+    assert_eq!((env.pre.runs(), env.post.runs()), (2, 2), "(pre, post) hook runs");
+    env.stop().await;
+}
