@@ -135,7 +135,11 @@ pub struct S3Target {
     /// self-hosted S3 servers.
     #[serde(default)]
     pub force_path_style: bool,
-    /// Storage class for new objects, e.g. `STANDARD_IA`. The server's default when empty.
+    /// Storage class for new pack files (the bulk of the data), e.g. `STANDARD_IA` or
+    /// `GLACIER_IR`; the server's default when empty. Config, keys, index files and
+    /// snapshots always get the server's default class, so every command can read them.
+    /// Hort does not request restores of archived objects yet: use classes that read
+    /// directly (not `GLACIER` or `DEEP_ARCHIVE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class: Option<String>,
     /// Secret with the keys `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.

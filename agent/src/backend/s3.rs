@@ -291,13 +291,20 @@ impl S3Backend {
         self.retrying(|| {
             self.runtime.block_on(async {
                 let key = self.key(kind, name);
+                // Only packs may go to a cold class: everything else is read by every command.
+                let class = if kind == FileKind::Pack {
+                    self.storage_class.clone()
+                } else {
+                    None
+                };
                 if source.len() > MULTIPART_THRESHOLD as u64 {
-                    return self.put_multipart(key, source, &location).await;
+                    return self.put_multipart(key, class, source, &location).await;
                 }
                 self.client
                     .put_object()
                     .bucket(&self.bucket)
                     .key(key)
+                    .set_storage_class(class)
                     .body(source.part(0, source.len()).stream(&location).await?)
                     .send()
                     .await
@@ -307,13 +314,19 @@ impl S3Backend {
         })
     }
 
-    async fn put_multipart(&self, key: String, source: Source<'_>, location: &str) -> Result<(), BackendError> {
+    async fn put_multipart(
+        &self,
+        key: String,
+        class: Option<StorageClass>,
+        source: Source<'_>,
+        location: &str,
+    ) -> Result<(), BackendError> {
         let created = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(&key)
-            .set_storage_class(self.storage_class.clone())
+            .set_storage_class(class)
             .send()
             .await
             .map_err(|e| remote(location.to_owned(), e))?;
