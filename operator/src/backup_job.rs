@@ -10,7 +10,6 @@ use hort_protocol::BackupReport;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
@@ -19,7 +18,7 @@ use crate::agent::check::human_bytes;
 use crate::agent::pod::{self, AgentPod};
 use crate::agent::{api, backup, outcome};
 use crate::conditions::{self, Observation, Status};
-use crate::context::{Context, FIELD_MANAGER};
+use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::events;
 use crate::hooks::{self, AttemptFacts, HookStep, PodState};
@@ -160,13 +159,14 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
             status.stats = Some(backup::stats(report));
             status.progress = None;
             status.completion_time = Some(Time(now));
-            status.message = Some(format!("snapshot {} written", report.snapshot_id));
+            let behind = backup::targets_behind(report).unwrap_or_default();
+            status.message = Some(format!("snapshot {} written{behind}", report.snapshot_id));
             let done = Observation {
                 type_: COMPLETE,
                 status: Status::True,
                 reason: "BackupSucceeded",
                 message: format!(
-                    "snapshot {} written: {} read, {} stored, in {:.1}s",
+                    "snapshot {} written: {} read, {} stored, in {:.1}s{behind}",
                     report.snapshot_id,
                     human_bytes(report.bytes_read),
                     human_bytes(report.bytes_stored),
@@ -174,6 +174,10 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
                 ),
             };
             events::on_transition(&ctx, &job, None, &done).await;
+            if !behind.is_empty() {
+                let note = format!("snapshot {} written{behind}", report.snapshot_id);
+                events::publish(&ctx, &job, EventType::Warning, "TargetsBehind", note).await;
+            }
             conditions::set(&mut status.conditions, done, generation, now);
         }
         Some(Err(reason)) => {
@@ -245,36 +249,26 @@ enum OnConflict {
 /// [`status::apply`], and replaces `job` with the object written, so that a later write in the
 /// same reconcile is conditional on this one.
 async fn write(ctx: &Context, job: &mut BackupJob, status: &BackupJobStatus, on_conflict: OnConflict) -> Result<()> {
-    let namespace = status::namespace_of(&*job)?;
-    let name = job.metadata.name.clone().ok_or(Error::MissingObjectField {
-        kind: "BackupJob",
-        field: "metadata.name",
-    })?;
-    let api: Api<BackupJob> = Api::namespaced(ctx.client.clone(), &namespace);
     // A conflict from a status change (another writer) is never rebased; the bound only stops
     // a loop against an object whose metadata or spec changes without end.
     let mut rebases_left = 4;
     loop {
-        let body = serde_json::json!({
-            "apiVersion": BackupJob::api_version(&()),
-            "kind": BackupJob::kind(&()),
-            "metadata": {"resourceVersion": job.metadata.resource_version},
-            "status": status,
-        });
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        match api.patch_status(&name, &params, &Patch::Apply(body)).await {
+        match status::apply(&ctx.client, &*job, status).await {
             Ok(written) => {
                 *job = written;
                 return Ok(());
             }
-            Err(kube::Error::Api(e)) if e.code == 409 && on_conflict == OnConflict::Rebase && rebases_left > 0 => {
+            Err(Error::Kube(kube::Error::Api(e)))
+                if e.code == 409 && on_conflict == OnConflict::Rebase && rebases_left > 0 =>
+            {
                 rebases_left -= 1;
-                match api.get_opt(&name).await? {
+                let api: Api<BackupJob> = Api::namespaced(ctx.client.clone(), &status::namespace_of(&*job)?);
+                match api.get_opt(&job.name_any()).await? {
                     Some(fresh) if fresh.status == job.status => *job = fresh,
                     _ => return Err(kube::Error::Api(e).into()),
                 }
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
 }

@@ -45,8 +45,9 @@ pub fn namespace_of<K: Resource<DynamicType = ()>>(obj: &K) -> crate::error::Res
 /// Applies `status` as the whole status of `obj`, sending only `apiVersion`, `kind`, the
 /// object's `resourceVersion` and `status`. The resourceVersion makes the write conditional:
 /// if the object changed since `obj` was read, the API server answers 409 Conflict and the
-/// reconcile is retried from a fresh read instead of overwriting the newer state.
-pub async fn apply<K>(client: &Client, obj: &K, status: &impl Serialize) -> crate::error::Result<()>
+/// reconcile is retried from a fresh read instead of overwriting the newer state. Returns the
+/// object as written.
+pub async fn apply<K>(client: &Client, obj: &K, status: &impl Serialize) -> crate::error::Result<K>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
 {
@@ -62,7 +63,7 @@ where
         "metadata": {"resourceVersion": obj.meta().resource_version},
         "status": status,
     });
-    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
-        .await?;
-    Ok(())
+    Ok(api
+        .patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
+        .await?)
 }

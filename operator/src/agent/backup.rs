@@ -59,6 +59,17 @@ pub fn live_read(volume: &VolumeSource) -> Observation {
     }
 }
 
+/// What a succeeded backup's message adds when a `Mirror` group's targets missed some of
+/// its files: which ones, and what brings them level.
+pub fn targets_behind(report: &BackupReport) -> Option<String> {
+    (!report.targets_behind.is_empty()).then(|| {
+        format!(
+            "; targets behind (the StorageGroup's next check copies what they lack): {}",
+            report.targets_behind.join(", ")
+        )
+    })
+}
+
 /// The stats shown in the BackupJob's status.
 pub fn stats(report: &BackupReport) -> BackupStats {
     BackupStats {
@@ -217,8 +228,8 @@ mod tests {
     }
 
     #[test]
-    fn stats_from_the_report() {
-        let stats = stats(&BackupReport {
+    fn stats_and_targets_behind_from_the_report() {
+        let report = BackupReport {
             snapshot_id: "5eed".into(),
             bytes_read: 900,
             bytes_new: 600,
@@ -226,8 +237,15 @@ mod tests {
             files: 2,
             duration_seconds: 0.5,
             targets_behind: Vec::new(),
-        });
+        };
+        let stats = stats(&report);
         assert_eq!(stats.dedup_ratio, 3.0);
+        assert_eq!(targets_behind(&report), None);
+        let behind = BackupReport {
+            targets_behind: vec!["s3://backups/hort".into()],
+            ..report
+        };
+        assert!(targets_behind(&behind).unwrap().contains("s3://backups/hort"));
         assert_eq!(stats.stored_size, "300 B");
     }
 
