@@ -53,7 +53,8 @@ pub struct BackupJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,
-    /// How many times a failed attempt is retried, with exponential backoff, before the job fails.
+    /// How many times a failed attempt is retried, with exponential backoff, before the job
+    /// fails. A pre hook that fails with `onError: Fail` ends the job at once, without retries.
     #[serde(default = "default_backoff_limit")]
     #[schemars(range(min = 0, max = 10))]
     pub backoff_limit: u32,
@@ -195,13 +196,15 @@ pub struct VolumeSource {
 /// Whether a volume is backed up from a CSI VolumeSnapshot.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum SnapshotMode {
-    /// Use a CSI snapshot when the claim's driver supports it, else read the live volume.
+    /// Read the live volume until this Hort version takes CSI snapshots; the job's
+    /// `VolumeSnapshot` condition and an Event say so.
     #[default]
     Auto,
-    /// Always use a CSI snapshot.
+    /// A CSI snapshot or nothing: this Hort version fails the job (`SnapshotUnsupported`)
+    /// before reading any data.
     #[serde(rename = "CSI")]
     Csi,
-    /// Never use a snapshot.
+    /// Never use a snapshot: read the live volume.
     None,
 }
 
@@ -240,7 +243,8 @@ pub struct Hook {
     /// The command and its arguments, run without a shell.
     #[schemars(length(min = 1))]
     pub command: Vec<String>,
-    /// Seconds the command may take.
+    /// Seconds the operator waits for the command; after that the hook counts as failed
+    /// (timed out). The command itself is not stopped in the pod.
     #[serde(default = "default_hook_timeout")]
     #[schemars(range(min = 1, max = 3600))]
     pub timeout_seconds: u32,

@@ -59,8 +59,9 @@ pub struct AgentPodOverrides {
     /// value `agent.resources`: 100m CPU and 128Mi memory requested, 1Gi memory limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// Node labels the agent pod must match. Ignored for volume sources mounted
-    /// ReadWriteOnce, where the pod must run on the node that mounts the volume.
+    /// Node labels the agent pod must match. Ignored when the job's volume is ReadWriteOnce
+    /// (or ReadWriteOncePod) and a running pod mounts it: the agent pod then runs on that
+    /// pod's node, the only one that can mount the volume.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
     /// Tolerations of the agent pod.

@@ -57,7 +57,8 @@ pub struct ScheduleSpec {
     /// The BackupJob created on each run.
     pub job_template: BackupJobTemplate,
     /// Which snapshots of this schedule to keep; the rest are pruned after each successful
-    /// backup. Nothing is pruned when unset.
+    /// backup. Nothing is pruned when unset. Calendar rules (hourly to yearly) count periods
+    /// in UTC, whatever `timeZone` says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Retention>,
     /// How many finished BackupJobs of this schedule are kept as objects.
@@ -101,6 +102,8 @@ pub struct TemplateMetadata {
 }
 
 /// Which snapshots to keep, as in restic's `forget`: a snapshot is kept when any rule keeps it.
+/// Hours, days, ISO weeks, months and years are counted in UTC, whatever the Schedule's
+/// `timeZone`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.keepLast) || has(self.keepHourly) || has(self.keepDaily) || has(self.keepWeekly) || has(self.keepMonthly) || has(self.keepYearly) || has(self.keepWithin)")

@@ -331,7 +331,14 @@ async fn start_attempt(ctx: &Context, job: &mut BackupJob, status: &mut BackupJo
     let name = format!("{}-{attempt}", job.name_any());
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let node = match &job.spec.source.volume {
-        Some(volume) => api::node_mounting(&pods, &volume.claim_name).await?,
+        Some(volume) => {
+            api::node_mounting(
+                &pods,
+                &Api::namespaced(ctx.client.clone(), &namespace),
+                &volume.claim_name,
+            )
+            .await?
+        }
         None => None,
     };
     // Until CSI snapshots are taken, a volume is read live: the status and an Event say so.

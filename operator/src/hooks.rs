@@ -90,10 +90,21 @@ pub async fn run(pods: &Api<Pod>, stage: &str, hooks: &[Hook]) -> Result<Vec<Str
     Ok(warnings)
 }
 
+/// The container a hook runs in: the one it names, else the pod's first container (the API
+/// server itself picks none in a pod with several).
+fn container(hook: &Hook, pod: &Pod) -> Option<String> {
+    hook.container.clone().or_else(|| {
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .map(|c| c.name.clone())
+    })
+}
+
 /// Runs one hook in each of its pods.
 async fn run_hook(pods: &Api<Pod>, hook: &Hook) -> Result<(), String> {
     let targets = match (&hook.pod, &hook.selector) {
-        (Some(name), _) => vec![name.clone()],
+        (Some(name), _) => vec![pods.get(name).await.map_err(|e| format!("pod {name:?}: {e}"))?],
         (None, Some(selector)) => {
             let labels = selector
                 .iter()
@@ -107,23 +118,25 @@ async fn run_hook(pods: &Api<Pod>, hook: &Hook) -> Result<(), String> {
             if running.items.is_empty() {
                 return Err(format!("no running pod has the labels {labels}"));
             }
-            running.items.iter().map(|p| p.name_any()).collect()
+            running.items
         }
         (None, None) => return Err("names neither a pod nor a selector".into()),
     };
-    for pod in targets {
-        exec(pods, &pod, hook)
+    for pod in &targets {
+        let name = pod.name_any();
+        exec(pods, &name, container(hook, pod), hook)
             .await
-            .map_err(|e| format!("in pod {pod:?}: {e}"))?;
+            .map_err(|e| format!("in pod {name:?}: {e}"))?;
     }
     Ok(())
 }
 
-/// Runs the hook's command in `pod` and waits for it, at most `timeoutSeconds`.
-async fn exec(pods: &Api<Pod>, pod: &str, hook: &Hook) -> Result<(), String> {
+/// Runs the hook's command in `container` of `pod` and waits for it, at most
+/// `timeoutSeconds`.
+async fn exec(pods: &Api<Pod>, pod: &str, container: Option<String>, hook: &Hook) -> Result<(), String> {
     let mut params = AttachParams::default().stdin(false).stdout(true).stderr(true);
-    if let Some(container) = &hook.container {
-        params = params.container(container.clone());
+    if let Some(container) = container {
+        params = params.container(container);
     }
     let timeout = Duration::from_secs(hook.timeout_seconds.into());
     let run = async {
@@ -178,6 +191,22 @@ async fn exec(pods: &Api<Pod>, pod: &str, hook: &Hook) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hook_without_a_container_runs_in_the_pods_first_one() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "db-0"},
+            "spec": {"containers": [{"name": "postgres"}, {"name": "exporter"}]}
+        }))
+        .unwrap();
+        let mut hook: Hook = serde_json::from_value(serde_json::json!({
+            "name": "flush", "pod": "db-0", "command": ["sync"]
+        }))
+        .unwrap();
+        assert_eq!(container(&hook, &pod).as_deref(), Some("postgres"));
+        hook.container = Some("exporter".into());
+        assert_eq!(container(&hook, &pod).as_deref(), Some("exporter"));
+    }
 
     fn facts(attempt: u32, started: bool, post_hooks_attempt: Option<u32>, pod: PodState) -> AttemptFacts {
         AttemptFacts {

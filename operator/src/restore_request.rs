@@ -191,7 +191,14 @@ async fn start(
     let name = format!("{}-restore", request.name_any());
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let node = match &request.spec.target.volume {
-        Some(volume) => api::node_mounting(&pods, &volume.claim_name).await?,
+        Some(volume) => {
+            api::node_mounting(
+                &pods,
+                &Api::namespaced(ctx.client.clone(), &namespace),
+                &volume.claim_name,
+            )
+            .await?
+        }
         None => None,
     };
     let pod = pod::build(

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use hort_crds::common::Progress;
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{DeleteParams, LogParams, PostParams};
@@ -13,9 +13,27 @@ use super::outcome::{created, progress_from_log};
 use super::pod::SERVICE_ACCOUNT;
 use super::{ROLE_LABEL, Role};
 
-/// The node of a running pod in `pods` that mounts claim `claim`, if any: a ReadWriteOnce
-/// volume can only be mounted a second time on that node.
-pub async fn node_mounting(pods: &Api<Pod>, claim: &str) -> kube::Result<Option<String>> {
+/// Whether `claim` can be mounted on one node only (ReadWriteOnce, ReadWriteOncePod).
+fn single_node(claim: &PersistentVolumeClaim) -> bool {
+    let modes = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.access_modes.clone())
+        .unwrap_or_default();
+    !modes.is_empty() && modes.iter().all(|m| m == "ReadWriteOnce" || m == "ReadWriteOncePod")
+}
+
+/// The node of a running pod in `pods` that mounts claim `claim`, if the claim can be mounted
+/// on one node only: the agent pod must run there. `None` for a claim that several nodes can
+/// mount (the agent pod's node selector then applies), or that does not exist yet.
+pub async fn node_mounting(
+    pods: &Api<Pod>,
+    claims: &Api<PersistentVolumeClaim>,
+    claim: &str,
+) -> kube::Result<Option<String>> {
+    if !claims.get_opt(claim).await?.as_ref().is_some_and(single_node) {
+        return Ok(None);
+    }
     let running = pods
         .list(&kube::api::ListParams::default().fields("status.phase=Running"))
         .await?;
@@ -110,5 +128,23 @@ pub async fn delete(pods: &Api<Pod>, pod: &Pod) -> kube::Result<()> {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(modes: &[&str]) -> PersistentVolumeClaim {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "c"}, "spec": {"accessModes": modes}})).unwrap()
+    }
+
+    #[test]
+    fn only_single_node_claims_pin_the_agent_pod() {
+        assert!(single_node(&claim(&["ReadWriteOnce"])));
+        assert!(single_node(&claim(&["ReadWriteOncePod"])));
+        assert!(!single_node(&claim(&["ReadWriteMany"])));
+        assert!(!single_node(&claim(&["ReadWriteOnce", "ReadOnlyMany"])));
+        assert!(!single_node(&claim(&[])), "unknown: no pin");
     }
 }
