@@ -6,8 +6,9 @@
 //! - [`crypto`], [`keyfile`], [`codec`], [`chunker`], [`pack`], [`index`], [`tree`],
 //!   [`snapshot`], [`config`]: the format's building blocks;
 //! - [`repository`]: keys, config, index and checked blob reads;
-//! - [`packer`], [`archiver`], [`restorer`], [`verify`], [`prune`] (with [`retention`],
-//!   [`prune_marker`] and [`backup_lock`]): the operations; [`filter`] selects paths;
+//! - [`packer`], [`archiver`], [`restorer`], [`verify`], [`repair`], [`prune`] (with
+//!   [`retention`], [`prune_marker`] and [`backup_lock`]): the operations; [`filter`] selects
+//!   paths;
 //! - [`location`], [`progress`], [`cli`]: the `hort-agent` command line.
 
 pub mod archiver;
@@ -29,6 +30,7 @@ pub mod packer;
 pub mod progress;
 pub mod prune;
 pub mod prune_marker;
+pub mod repair;
 pub mod repository;
 pub mod restorer;
 pub mod retention;

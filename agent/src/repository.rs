@@ -392,8 +392,8 @@ impl Repository {
         Ok(out)
     }
 
-    /// Reads one index file.
-    fn index_file(&self, name: &str) -> Result<IndexFile, RepositoryError> {
+    /// Reads one index file, refusing versions this agent does not know.
+    pub fn index_file(&self, name: &str) -> Result<IndexFile, RepositoryError> {
         let file: IndexFile = self.read_sealed(FileKind::Index, index::AAD, name)?;
         if file.version != 1 {
             return Err(RepositoryError::Corrupt {

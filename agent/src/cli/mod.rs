@@ -42,6 +42,18 @@ pub struct Cli {
     command: Commands,
 }
 
+/// What `repair` rebuilds.
+#[derive(Debug, Subcommand)]
+enum RepairCommand {
+    /// Rewrite the index from the intact index files and the trailers of the packs none of
+    /// them lists (after index files were lost or damaged); drop packs that are gone.
+    Index {
+        /// Only report what would change.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 enum Commands {
     /// Create a repository.
@@ -81,6 +93,9 @@ enum Commands {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Rebuild what can be rebuilt from the data itself.
+    #[command(subcommand)]
+    Repair(RepairCommand),
     /// Check the repository's structure; with `--read-data` also every byte.
     Verify {
         /// Read, decrypt and hash every pack.
@@ -187,6 +202,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Commands::Snapshots => repository_cmds::snapshots(&ctx),
         Commands::Ls { snapshot } => repository_cmds::ls(&ctx, &snapshot),
         Commands::Restore(args) => restore_cmd::restore(&ctx, &args),
+        Commands::Repair(RepairCommand::Index { dry_run }) => repository_cmds::repair_index(&ctx, dry_run),
         Commands::Resync { dry_run } => repository_cmds::resync(&ctx, dry_run),
         Commands::Verify { read_data } => repository_cmds::verify(&ctx, read_data),
         Commands::Prune(args) => retention_cmd::prune(&ctx, &args),

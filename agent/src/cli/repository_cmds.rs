@@ -174,6 +174,35 @@ pub(super) fn resync(ctx: &Context, dry_run: bool) -> Result<(), CliError> {
     })
 }
 
+pub(super) fn repair_index(ctx: &Context, dry_run: bool) -> Result<(), CliError> {
+    let report = crate::repair::repair_index(&ctx.open()?, dry_run)?;
+    if ctx.json() {
+        ctx.print_json(&json!({"type": "repair-index", "dry_run": dry_run, "report": report}));
+    } else {
+        println!(
+            "{} packs kept, {} indexed from their trailers, {} missing packs dropped, {} damaged index files replaced, {} unreadable packs, {} index files written{}",
+            report.packs_kept,
+            report.packs_from_trailers.len(),
+            report.missing_packs.len(),
+            report.damaged_index_files.len(),
+            report.unreadable_packs.len(),
+            report.index_files_written,
+            if dry_run { " (dry run: nothing changed)" } else { "" }
+        );
+    }
+    if report.unreadable_packs.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::Partial {
+        message: format!(
+            "{} packs have unreadable trailers; their data is not indexed: {}",
+            report.unreadable_packs.len(),
+            report.unreadable_packs.join("; ")
+        ),
+        exit: ExitCode::Damaged,
+    })
+}
+
 pub(super) fn init(ctx: &Context, args: &InitArgs) -> Result<(), CliError> {
     let kdf = KdfParams {
         memory_kib: args.kdf_memory_kib,
