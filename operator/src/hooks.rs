@@ -73,6 +73,27 @@ pub fn next_step(facts: AttemptFacts) -> HookStep {
 
 /// At most this much of a failed command's output is kept for the error message.
 const OUTPUT_TAIL: usize = 300;
+/// Bytes of each output stream kept while a hook runs (the end of it): a hook that prints
+/// without end costs the operator no more memory than this.
+const OUTPUT_KEPT: usize = 4096;
+
+/// Reads `stream` to its end, keeping only its last `keep` bytes.
+async fn read_tail(mut stream: impl tokio::io::AsyncRead + Unpin, keep: usize) -> Vec<u8> {
+    let mut tail = Vec::with_capacity(2 * keep);
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        tail.extend_from_slice(&buf[..n]);
+        if tail.len() > 2 * keep {
+            tail.drain(..tail.len() - keep);
+        }
+    }
+    let excess = tail.len().saturating_sub(keep);
+    tail.drain(..excess);
+    tail
+}
 
 /// Runs `hooks` of `stage` (`pre` or `post`) in order. Returns the messages of tolerated
 /// failures, or the failure that fails the attempt (the remaining hooks are not run).
@@ -149,12 +170,12 @@ async fn exec(pods: &Api<Pod>, pod: &str, container: Option<String>, hook: &Hook
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let read_out = async {
             if let Some(stream) = stdout.as_mut() {
-                let _ = stream.read_to_end(&mut out).await;
+                out = read_tail(stream, OUTPUT_KEPT).await;
             }
         };
         let read_err = async {
             if let Some(stream) = stderr.as_mut() {
-                let _ = stream.read_to_end(&mut err).await;
+                err = read_tail(stream, OUTPUT_KEPT).await;
             }
         };
         tokio::join!(read_out, read_err);
@@ -191,6 +212,16 @@ async fn exec(pods: &Api<Pod>, pod: &str, container: Option<String>, hook: &Hook
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_hook_that_prints_without_end_costs_bounded_memory() {
+        use tokio::io::AsyncReadExt as _;
+        let endless = tokio::io::repeat(b'y').take(64 * 1024 * 1024);
+        let tail = read_tail(endless, OUTPUT_KEPT).await;
+        assert_eq!(tail.len(), OUTPUT_KEPT);
+        let short = read_tail(&b"done\n"[..], OUTPUT_KEPT).await;
+        assert_eq!(short, b"done\n");
+    }
 
     #[test]
     fn a_hook_without_a_container_runs_in_the_pods_first_one() {
