@@ -429,3 +429,61 @@ fn bad_credentials_hosts_databases_and_killed_dumps_are_clear_errors() {
     assert!(matches!(err, DatabaseError::Manifest { .. }), "{err}");
     psql("postgres", &format!("DROP DATABASE {big} WITH (FORCE)"));
 }
+
+#[test]
+#[ignore = "needs PostgreSQL and MariaDB servers: run scripts/test.sh"]
+fn a_database_name_that_looks_like_a_connection_string_stays_a_name() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let source = db::unique_name("hort_hostile_src");
+    // Restored under a name that libpq would read as "connect to another host".
+    let hostile = format!("{}' host=nowhere.invalid dbname=postgres", db::unique_name("x"));
+    fresh_db(&source);
+    psql(
+        &source,
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 7)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut streams = DirStreams::new(dir.path());
+    let options = PgBackupOptions {
+        databases: vec![source.clone()],
+        skip_globals: true,
+        ..Default::default()
+    };
+    postgres::backup(&conn(), &options, &mut streams).unwrap();
+    let report = postgres::restore(
+        &conn(),
+        &streams,
+        &RestoreOptions {
+            scope: RestoreScope::Database {
+                name: source.clone(),
+                rename: Some(hostile.clone()),
+            },
+            clean: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(report.databases, [hostile.as_str()]);
+    let quoted = hostile.replace('\'', "''");
+    assert_eq!(
+        psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{quoted}'")
+        ),
+        "1"
+    );
+    let out = client_cmd("psql", "postgres")
+        .env("PGDATABASE", &hostile)
+        .args(["-X", "-At", "-c", "SELECT count(*) FROM t"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "7",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    psql(
+        "postgres",
+        &format!("DROP DATABASE \"{}\" WITH (FORCE)", hostile.replace('"', "\"\"")),
+    );
+}

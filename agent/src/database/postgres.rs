@@ -128,6 +128,13 @@ fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// A libpq connection string that sets only the database, for the tools' `--dbname`: they
+/// read an argument containing `=` as a connection string, so a database named
+/// `x host=elsewhere` would otherwise send the password to another server.
+fn dbname_conninfo(name: &str) -> String {
+    format!("dbname='{}'", name.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
 fn connect(conn: &Connection, db: &str) -> Result<postgres::Client, DatabaseError> {
     let mut config = postgres::Config::new();
     config
@@ -290,7 +297,7 @@ pub fn backup(
         let mut cmd = tool(conn, "pg_dumpall", maintenance);
         cmd.args(["--globals-only", "--no-sync"])
             .arg("--database")
-            .arg(maintenance);
+            .arg(dbname_conninfo(maintenance));
         process::dump(cmd, "pg_dumpall", GLOBALS_STREAM, |out| {
             sink.put(GLOBALS_STREAM, out).map_err(|source| DatabaseError::Sink {
                 stream: GLOBALS_STREAM.into(),
@@ -738,7 +745,7 @@ fn pg_restore(
 ) -> Result<(), DatabaseError> {
     let mut cmd = tool(conn, "pg_restore", target);
     cmd.args(["--single-transaction", "--exit-on-error", "--no-password", "--dbname"])
-        .arg(target);
+        .arg(dbname_conninfo(target));
     cmd.args(extra);
     let feed = move |w: &mut dyn Write| {
         let mut r = source.open(stream).map_err(|e| DatabaseError::Source {
@@ -797,6 +804,16 @@ fn count_restored<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_names_become_quoted_connection_strings() {
+        assert_eq!(dbname_conninfo("app"), "dbname='app'");
+        assert_eq!(
+            dbname_conninfo(r"x' host=evil \"),
+            r"dbname='x\' host=evil \\'",
+            "quote and backslash escaped: the whole name stays the database name"
+        );
+    }
 
     fn table(name: &str, indexes: &[&str], sequences: &[&str]) -> PgTable {
         PgTable {
