@@ -137,8 +137,11 @@ fn quote_ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
+/// `text` as a string literal that means the same whatever the server's `sql_mode`: a hex
+/// literal converted to utf8mb4 (backslash escapes are plain characters under
+/// `NO_BACKSLASH_ESCAPES`, so `\'` quoting could end the literal early there).
 fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+    format!("CONVERT(X'{}' USING utf8mb4)", hex::encode(text.as_bytes()))
 }
 
 /// A client tool with the connection; the password goes through `MYSQL_PWD`, never argv.
@@ -962,6 +965,16 @@ fn count_rows(
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn string_literals_hold_no_quote_or_backslash_of_the_input() {
+        assert_eq!(quote_literal("app"), "CONVERT(X'617070' USING utf8mb4)");
+        let hostile = quote_literal(r"a\' OR 1=1 -- ");
+        assert!(
+            !hostile.contains('\\') && hostile.matches('\'').count() == 2,
+            "{hostile}"
+        );
+    }
 
     #[derive(Default)]
     struct MemSink(BTreeMap<String, Vec<u8>>);
