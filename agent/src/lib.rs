@@ -38,5 +38,6 @@ pub mod sealed;
 pub mod snapshot;
 pub mod snapshot_streams;
 pub mod spool;
+pub mod target_dir;
 pub mod tree;
 pub mod verify;

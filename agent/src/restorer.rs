@@ -1,11 +1,13 @@
 //! Restores: a snapshot's tree (whole or chosen paths) into a directory, or one stream to a
 //! writer. Every blob is checked (tag and hash) before a byte of it is written; a file whose
 //! data cannot be read is not left behind half-written: it is written under a temporary name
-//! and renamed only when complete.
+//! and renamed only when complete. Everything is written through [`TargetDir`], which never
+//! follows a symlink below the target.
 
-use std::fs::{self, File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,6 +21,7 @@ use crate::pack::BlobKind;
 use crate::progress::Counters;
 use crate::repository::{IndexedRepository, RepositoryError};
 use crate::snapshot::Snapshot;
+use crate::target_dir::{self, TargetDir};
 use crate::tree::{Node, NodeKind};
 
 /// Errors that stop a restore before it starts or while it runs.
@@ -119,6 +122,8 @@ pub struct RestoreOptions {
     pub overwrite: Overwrite,
     /// Parallel file writers; 4 when 0.
     pub threads: usize,
+    /// Restore setuid and setgid bits (otherwise they are cleared).
+    pub keep_setid: bool,
 }
 
 /// Whether an existing entry at `dest` stays, by `policy`.
@@ -167,8 +172,14 @@ pub fn restore_tree(
         path: target.to_owned(),
         source,
     })?;
+    let root_dir = TargetDir::open(target).map_err(|source| RestoreError::Write {
+        path: target.to_owned(),
+        source,
+    })?;
+    let root_dir = &root_dir;
     let report = Mutex::new(RestoreReport::default());
     let chown = is_root();
+    let keep_setid = options.keep_setid;
     let threads = if options.threads == 0 { 4 } else { options.threads };
     let mut dirs: Vec<(PathBuf, Node)> = Vec::new();
     let (tx, rx) = bounded::<(PathBuf, PathBuf, Node)>(threads * 2);
@@ -178,7 +189,7 @@ pub fn restore_tree(
             let (report, counters) = (&report, &counters);
             scope.spawn(move || {
                 for (rel, dest, node) in rx {
-                    match restore_file(repo, &dest, &node, chown, counters) {
+                    match restore_file(repo, root_dir, &rel, &dest, &node, (chown, keep_setid), counters) {
                         Ok(bytes) => {
                             let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
                             r.files += 1;
@@ -229,12 +240,12 @@ pub fn restore_tree(
                     continue;
                 }
                 let result = match node.kind {
-                    NodeKind::Dir => fs::create_dir_all(&dest).map(|()| {
+                    NodeKind::Dir => root_dir.dir(&rel, true).map(|_| {
                         if let Some(sub) = node.subtree {
                             stack.push((rel.clone(), sub));
                         }
                         if !keep {
-                            dirs.push((dest, node));
+                            dirs.push((rel.clone(), node));
                         }
                     }),
                     NodeKind::File => {
@@ -243,7 +254,7 @@ pub fn restore_tree(
                         }
                         Ok(())
                     }
-                    NodeKind::Symlink => restore_symlink(&dest, &node, chown).map(|()| {
+                    NodeKind::Symlink => restore_symlink(root_dir, &rel, &dest, &node, chown).map(|()| {
                         report.lock().unwrap_or_else(|p| p.into_inner()).links += 1;
                     }),
                     other => {
@@ -262,73 +273,71 @@ pub fn restore_tree(
         drop(tx);
     });
     // Directory metadata last, deepest first, so writing files does not change their times.
-    for (dest, node) in dirs.iter().rev() {
-        if let Err(e) = apply_metadata(dest, node, chown) {
-            warn!(path = %dest.display(), error = %e, "directory metadata not restored");
+    for (rel, node) in dirs.iter().rev() {
+        let applied = root_dir
+            .dir(rel, false)
+            .and_then(|fd| apply_file_metadata(&File::from(fd), node, (chown, keep_setid)));
+        if let Err(e) = applied {
+            warn!(path = %rel.display(), error = %e, "directory metadata not restored");
         }
     }
     Ok(report.into_inner().unwrap_or_else(|p| p.into_inner()))
 }
 
-fn restore_symlink(dest: &Path, node: &Node, chown: bool) -> std::io::Result<()> {
+/// The parent directory of `rel` (opened without following symlinks) and its file name.
+fn parent_of<'a>(root: &TargetDir, rel: &'a Path) -> std::io::Result<(std::os::fd::OwnedFd, &'a OsStr)> {
+    let name = rel
+        .file_name()
+        .ok_or_else(|| std::io::Error::other(format!("{}: no file name", rel.display())))?;
+    Ok((root.dir(rel.parent().unwrap_or(Path::new("")), true)?, name))
+}
+
+fn restore_symlink(root: &TargetDir, rel: &Path, dest: &Path, node: &Node, chown: bool) -> std::io::Result<()> {
+    let (parent, name) = parent_of(root, rel)?;
     let target = node.os_target().unwrap_or_default();
-    match fs::symlink_metadata(dest) {
-        Ok(_) => fs::remove_file(dest)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    symlink(target, dest)?;
+    target_dir::symlink(&parent, name, &target, chown.then_some((node.uid, node.gid)))?;
     if let Err(e) = node.write_xattrs(dest) {
         tracing::debug!(path = %dest.display(), error = %e, "symlink extended attributes not restored");
-    }
-    if chown {
-        let _ = std::os::unix::fs::lchown(dest, Some(node.uid), Some(node.gid));
     }
     Ok(())
 }
 
-fn apply_metadata(dest: &Path, node: &Node, chown: bool) -> std::io::Result<()> {
-    if let Err(e) = node.write_xattrs(dest) {
-        warn!(path = %dest.display(), error = %e, "extended attributes not restored");
-    }
-    if chown {
-        std::os::unix::fs::chown(dest, Some(node.uid), Some(node.gid))?;
-    }
-    fs::set_permissions(dest, fs::Permissions::from_mode(node.mode))?;
-    File::open(dest)?.set_modified(time_of(node.mtime_ns))
-}
-
-/// Like [`apply_metadata`], through the restored file's open handle (no path lookups).
-fn apply_file_metadata(file: &File, path: &Path, node: &Node, chown: bool) -> std::io::Result<()> {
-    if let Err(e) = node.write_xattrs(path) {
-        warn!(path = %path.display(), error = %e, "extended attributes not restored");
+/// Applies owner (`chown`), mode and time through an open handle (no path lookups); the
+/// setuid and setgid bits only with `keep_setid`.
+fn apply_file_metadata(file: &File, node: &Node, (chown, keep_setid): (bool, bool)) -> std::io::Result<()> {
+    use xattr::FileExt;
+    for (name, value) in &node.xattrs {
+        let applied = hex::decode(value)
+            .map_err(std::io::Error::other)
+            .and_then(|value| file.set_xattr(name, &value));
+        if let Err(e) = applied {
+            warn!(xattr = %name, error = %e, "extended attribute not restored");
+        }
     }
     if chown {
         std::os::unix::fs::fchown(file, Some(node.uid), Some(node.gid))?;
     }
-    file.set_permissions(fs::Permissions::from_mode(node.mode))?;
+    let mode = if keep_setid { node.mode } else { node.mode & !0o6000 };
+    file.set_permissions(fs::Permissions::from_mode(mode))?;
     file.set_modified(time_of(node.mtime_ns))
 }
 
 fn restore_file(
     repo: &IndexedRepository,
+    root: &TargetDir,
+    rel: &Path,
     dest: &Path,
     node: &Node,
-    chown: bool,
+    metadata: (bool, bool),
     counters: &Counters,
 ) -> Result<u64, String> {
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dest.with_file_name(format!(".{name}.hort-restore"));
+    let (parent, name) = parent_of(root, rel).map_err(|e| format!("{}: {e}", dest.display()))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(".hort-restore");
+    let tmp = dest.with_file_name(&tmp_name);
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let mut file = target_dir::create_file(&parent, &tmp_name).map_err(|e| format!("{}: {e}", tmp.display()))?;
         let mut written = 0u64;
         repo.read_in_order(
             &node.content,
@@ -344,14 +353,14 @@ fn restore_file(
         if written != node.size {
             return Err(format!("restored {written} bytes, the snapshot records {}", node.size));
         }
-        apply_file_metadata(&file, &tmp, node, chown).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        apply_file_metadata(&file, node, metadata).map_err(|e| format!("{}: {e}", tmp.display()))?;
         drop(file);
-        fs::rename(&tmp, dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+        target_dir::rename(&parent, &tmp_name, name).map_err(|e| format!("{}: {e}", dest.display()))?;
         Counters::add(&counters.files, 1);
         Ok(written)
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = rustix::fs::unlinkat(&parent, &tmp_name, rustix::fs::AtFlags::empty());
     }
     result
 }

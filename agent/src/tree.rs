@@ -216,15 +216,20 @@ pub enum TreeError {
     /// A `name_bytes` or `target_bytes` field is not hex.
     #[error("entry {0:?}: exact bytes are not hex")]
     InvalidBytes(String),
+    /// Two entries have the same name (e.g. a symlink and a directory a restore would then
+    /// write through).
+    #[error("entry name {0:?} appears twice")]
+    DuplicateName(String),
 }
 
 impl Tree {
     /// Parses a tree blob's plaintext and checks every entry name: a name must be one path
     /// component (not empty, `.` or `..`, without `/` or NUL), so a damaged or hostile tree
-    /// cannot make a restore write outside its target. Never panics, whatever the bytes; this
-    /// is the entry point the fuzz target `tree` drives.
+    /// cannot make a restore write outside its target, and no name may appear twice. Never
+    /// panics, whatever the bytes; this is the entry point the fuzz target `tree` drives.
     pub fn parse(bytes: &[u8]) -> Result<Self, TreeError> {
         let tree: Self = serde_json::from_slice(bytes).map_err(|e| TreeError::Malformed(e.to_string()))?;
+        let mut seen = std::collections::HashSet::new();
         for node in &tree.nodes {
             for exact in [&node.name_bytes, &node.target_bytes].into_iter().flatten() {
                 if hex::decode(exact).is_err() {
@@ -236,6 +241,9 @@ impl Tree {
             if bytes.is_empty() || bytes == b"." || bytes == b".." || bytes.iter().any(|&b| b == b'/' || b == 0) {
                 return Err(TreeError::InvalidName(node.name.clone()));
             }
+            if !seen.insert(name.clone()) {
+                return Err(TreeError::DuplicateName(node.name.clone()));
+            }
         }
         Ok(tree)
     }
@@ -243,5 +251,25 @@ impl Tree {
     /// The entry called `name`.
     pub fn find(&self, name: &OsStr) -> Option<&Node> {
         self.nodes.iter().find(|n| n.os_name() == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_escape_or_repeat_are_refused() {
+        let tree = |names: &[&str]| {
+            let nodes: Vec<serde_json::Value> = names
+                .iter()
+                .map(|n| serde_json::json!({"name": n, "type": "file", "mode": 420, "uid": 0, "gid": 0, "mtime_ns": 0}))
+                .collect();
+            Tree::parse(serde_json::json!({ "nodes": nodes }).to_string().as_bytes())
+        };
+        assert_eq!(tree(&["a", "b"]).unwrap().nodes.len(), 2);
+        assert!(matches!(tree(&[".."]), Err(TreeError::InvalidName(_))));
+        assert!(matches!(tree(&["a/b"]), Err(TreeError::InvalidName(_))));
+        assert!(matches!(tree(&["link", "link"]), Err(TreeError::DuplicateName(n)) if n == "link"));
     }
 }

@@ -322,6 +322,9 @@ pub(super) struct RestoreArgs {
     /// Write this stream to stdout.
     #[arg(long)]
     pub(super) stream: Option<String>,
+    /// Restore setuid and setgid bits as recorded (by default they are cleared).
+    #[arg(long)]
+    pub(super) keep_setid: bool,
 }
 
 #[cfg(test)]

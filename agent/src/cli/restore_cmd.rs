@@ -46,6 +46,7 @@ pub(super) fn restore(ctx: &Context, args: &RestoreArgs) -> Result<(), CliError>
         selection: Selection::new(&args.paths, &args.exclude).map_err(|e| CliError::Usage(e.to_string()))?,
         overwrite: engine_overwrite(args.overwrite),
         threads: 0,
+        keep_setid: args.keep_setid,
     };
     let report = restorer::restore_tree(&repo, &snapshot, &id, &target, &options, counters);
     drop(reporter);
@@ -104,8 +105,10 @@ pub(super) fn restore(ctx: &Context, args: &RestoreArgs) -> Result<(), CliError>
     } else {
         return Err(CliError::Partial {
             message: format!(
-                "{} entries could not be restored (damaged or missing data)",
-                report.failures.len()
+                "{} entries could not be restored, the first: {}: {}",
+                report.failures.len(),
+                report.failures[0].path.display(),
+                report.failures[0].error
             ),
             exit: ExitCode::Damaged,
         });
