@@ -414,7 +414,7 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: app, labels: {app: hooked}}
+metadata: {name: app, labels: {app: hooked}, annotations: {hort.dev/allow-hooks: "true"}}
 spec:
   terminationGracePeriodSeconds: 1
   containers:

@@ -39,6 +39,8 @@ pub struct BackupJobSpec {
     /// What to back up: exactly one of `postgres`, `mariadb` or `volume`.
     pub source: BackupSource,
     /// Commands run in application pods before and after the backup, e.g. to flush caches.
+    /// Only pods annotated `hort.dev/allow-hooks: "true"` by whoever manages them run hooks;
+    /// a hook aimed at any other pod fails without running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<Hooks>,
     /// Tags stored with the snapshot, used to find it again (e.g. by a RestoreRequest).

@@ -1,8 +1,10 @@
 //! Backup hooks: commands the operator runs, through the `pods/exec` API, in application pods
 //! before each backup attempt (`spec.hooks.pre`) and after it (`spec.hooks.post`), e.g. to
 //! flush or pause an application. A hook runs in the pod it names, or in every running pod its
-//! selector matches. A failing or timed-out hook fails the attempt unless its `onError` is
-//! `Continue`, which only records a warning.
+//! selector matches, and only in pods that allow it ([`ALLOW_HOOKS`]): whoever may create a
+//! BackupJob must not get `pods/exec` into pods whose owner did not agree (docs/security.md).
+//! A failing or timed-out hook fails the attempt unless its `onError` is `Continue`, which only
+//! records a warning.
 //!
 //! Pre and post hooks come in pairs, once per attempt: an attempt is recorded in the job's
 //! status before its pre hooks run, so no later reconcile runs them again, and whatever ends
@@ -69,6 +71,20 @@ pub fn next_step(facts: AttemptFacts) -> HookStep {
         PodState::Missing | PodState::Finished if facts.post_hooks_attempt == Some(facts.attempt) => HookStep::Done,
         PodState::Missing | PodState::Finished => HookStep::RunPost,
     }
+}
+
+/// The annotation a pod's owner sets to `"true"` to let BackupJobs of its namespace run hooks
+/// in it.
+pub const ALLOW_HOOKS: &str = "hort.dev/allow-hooks";
+
+/// Why hooks may not run in `pod`, if they may not.
+fn refusal(pod: &Pod) -> Option<String> {
+    (pod.annotations().get(ALLOW_HOOKS).map(String::as_str) != Some("true")).then(|| {
+        format!(
+            "pod {:?} does not allow hooks: whoever manages it must set the annotation {ALLOW_HOOKS}: \"true\" on it (see docs/security.md); nothing was run",
+            pod.name_any()
+        )
+    })
 }
 
 /// At most this much of a failed command's output is kept for the error message.
@@ -143,6 +159,9 @@ async fn run_hook(pods: &Api<Pod>, hook: &Hook) -> Result<(), String> {
         }
         (None, None) => return Err("names neither a pod nor a selector".into()),
     };
+    if let Some(why) = targets.iter().find_map(refusal) {
+        return Err(why);
+    }
     for pod in &targets {
         let name = pod.name_any();
         exec(pods, &name, container(hook, pod), hook)
@@ -221,6 +240,21 @@ mod tests {
         assert_eq!(tail.len(), OUTPUT_KEPT);
         let short = read_tail(&b"done\n"[..], OUTPUT_KEPT).await;
         assert_eq!(short, b"done\n");
+    }
+
+    #[test]
+    fn hooks_run_only_in_pods_whose_owner_allows_them() {
+        let pod = |annotations: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "db-0", "annotations": annotations}}))
+                .unwrap()
+        };
+        assert_eq!(refusal(&pod(serde_json::json!({ALLOW_HOOKS: "true"}))), None);
+        let refused = refusal(&pod(serde_json::json!({}))).unwrap();
+        assert!(
+            refused.contains("pod \"db-0\" does not allow hooks") && refused.contains(ALLOW_HOOKS),
+            "{refused}"
+        );
+        assert!(refusal(&pod(serde_json::json!({ALLOW_HOOKS: "yes"}))).is_some());
     }
 
     #[test]

@@ -197,10 +197,14 @@ impl TestEnv {
         };
         env.ready_group().await;
         let pods: Api<Pod> = env.api();
-        for (app, node) in [("pre-app", &env.pre.node), ("post-app", &env.post.node)] {
+        for (app, node, allowed) in [
+            ("pre-app", &env.pre.node, "true"),
+            ("post-app", &env.post.node, "true"),
+            ("closed-app", &env.pre.node, "false"),
+        ] {
             create(
                 &pods,
-                json!({"metadata": {"name": app},
+                json!({"metadata": {"name": app, "annotations": {"hort.dev/allow-hooks": allowed}},
                        "spec": {"nodeName": node, "containers": [{"name": "app", "image": "app"}]}}),
             )
             .await;
@@ -412,6 +416,35 @@ async fn an_agent_pod_that_cannot_be_created_runs_the_post_hooks_once_per_attemp
     assert_eq!(failed.reason, "BackoffLimitExceeded");
     assert_eq!((env.pre.runs(), env.post.runs()), (2, 2), "(pre, post) hook runs");
     assert!(pods.get_opt("quota-1").await.unwrap().is_none());
+    env.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn a_pod_that_does_not_allow_hooks_gets_no_exec() {
+    let env = TestEnv::start("hort-hooks-closed", None, None).await;
+    let jobs: Api<BackupJob> = env.api();
+    create(
+        &jobs,
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": "closed"},
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}},
+                        "hooks": {"pre": [{"name": "peek", "pod": "closed-app", "command": ["cat", "/secret"]}]}}}),
+    )
+    .await;
+    wait_for(&jobs, "closed", "the job to fail", |j| phase(j) == Phase::Failed).await;
+    let message = jobs
+        .get("closed")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .message
+        .unwrap_or_default();
+    assert!(
+        message.contains("pod \"closed-app\" does not allow hooks"),
+        "the message says why: {message}"
+    );
+    assert_eq!(env.pre.runs(), 0, "no exec reached the pod's node");
     env.stop().await;
 }
 
