@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{DNS_SUBDOMAIN, SecretKeyRef, SecretRef};
+use crate::common::{AgentPodOverrides, DNS_SUBDOMAIN, SecretKeyRef, SecretRef};
 
 /// A named set of backup targets (S3 buckets, PVCs) that together hold one Hort repository.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -63,6 +63,10 @@ pub struct StorageGroupSpec {
     /// Encryption of the repository. Every stored object is encrypted with a key protected by
     /// this password; without it the backups cannot be read, so keep a copy outside the cluster.
     pub encryption: Encryption,
+    /// Overrides for the group's check pods (resources, node selector, tolerations, priority
+    /// class), as for a BackupJob's agent pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentPodOverrides>,
     /// How often, in seconds, the operator re-checks that every target is reachable and writable.
     #[serde(default = "default_check_interval")]
     #[schemars(range(min = 30, max = 86400))]

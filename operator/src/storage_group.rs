@@ -210,7 +210,7 @@ fn check_pod(ctx: &Context, group: &StorageGroup, namespace: &str, generation: i
                 group.spec.strategy,
             ),
             repository: pod::repository_access(&group.spec),
-            overrides: None,
+            overrides: group.spec.agent.as_ref(),
             active_deadline_seconds: Some(CHECK_DEADLINE_SECONDS),
             node: None,
         },

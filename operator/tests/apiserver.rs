@@ -267,7 +267,8 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
                                           "credentialsSecretRef": {"name": "sg-s3"}}},
                     {"name": "disk", "pvc": {"claimName": "sg-disk"}}
                 ],
-                "encryption": {"keySecretRef": {"name": "sg-key"}}
+                "encryption": {"keySecretRef": {"name": "sg-key"}},
+                "agent": {"nodeSelector": {"hort.dev/test": "checks"}}
             }
         }),
     )
@@ -371,6 +372,11 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
     assert_eq!(
         container.args.as_deref(),
         Some(&["check".to_string(), "--init".to_string()][..])
+    );
+    assert_eq!(
+        check.spec.as_ref().unwrap().node_selector,
+        Some([("hort.dev/test".to_string(), "checks".to_string())].into()),
+        "spec.agent applies to check pods"
     );
     let pod_env = container.env.as_ref().unwrap();
     let password = pod_env.iter().find(|e| e.name == "HORT_PASSWORD").unwrap();
@@ -853,7 +859,14 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
     })
     .await;
 
-    // The application mounts the (ReadWriteOnce) volume on node-a.
+    // The application mounts the ReadWriteOnce volume on node-a.
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    create(
+        &claims,
+        json!({"metadata": {"name": "data"},
+               "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+    )
+    .await;
     create(
         &pods,
         json!({"metadata": {"name": "app"},
