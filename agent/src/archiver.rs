@@ -548,6 +548,10 @@ impl<'a> StreamBackup<'a> {
 }
 
 impl StreamSink for StreamBackup<'_> {
+    fn expect_total(&mut self, bytes: u64) {
+        let _ = self.session.counters.bytes_total.set(bytes);
+    }
+
     fn put(&mut self, name: &str, data: &mut dyn Read) -> std::io::Result<u64> {
         self.add(name, data).map_err(|e| match e {
             BackupError::Stream { reason, .. } => std::io::Error::other(reason),

@@ -433,3 +433,45 @@ fn bad_credentials_hosts_databases_and_killed_dumps_are_clear_errors() {
     );
     sql(&format!("DROP DATABASE {big}"));
 }
+
+/// A sink that keeps the estimate it is given.
+struct Estimating {
+    streams: DirStreams,
+    estimate: Option<u64>,
+}
+
+impl StreamSink for Estimating {
+    fn put(&mut self, name: &str, data: &mut dyn Read) -> io::Result<u64> {
+        self.streams.put(name, data)
+    }
+
+    fn expect_total(&mut self, bytes: u64) {
+        assert!(self.estimate.replace(bytes).is_none(), "one estimate per backup");
+    }
+}
+
+#[test]
+#[ignore = "needs PostgreSQL and MariaDB servers: run scripts/test.sh"]
+fn a_dump_announces_its_estimated_size_for_progress() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let name = db::unique_name("hort_estimate");
+    sql(&format!(
+        "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name};
+         CREATE TABLE {name}.t (id INT PRIMARY KEY, body VARCHAR(250));
+         USE {name}; INSERT INTO t SELECT seq, REPEAT('x', 200) FROM seq_1_to_5000;
+         ANALYZE TABLE t; -- the estimate comes from the server's table statistics"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = Estimating {
+        streams: DirStreams::new(dir.path()),
+        estimate: None,
+    };
+    let options = MariaDbBackupOptions {
+        databases: vec![name.clone()],
+        skip_users: true,
+    };
+    mariadb::backup(&conn(), &options, &mut sink).unwrap();
+    let estimate = sink.estimate.expect("an estimate before the dumps");
+    assert!(estimate > 500_000, "5000 rows of 200 bytes: {estimate}");
+    sql(&format!("DROP DATABASE {name}"));
+}

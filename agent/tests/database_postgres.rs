@@ -487,3 +487,52 @@ fn a_database_name_that_looks_like_a_connection_string_stays_a_name() {
         &format!("DROP DATABASE \"{}\" WITH (FORCE)", hostile.replace('"', "\"\"")),
     );
 }
+
+/// A sink that keeps the estimate it is given and counts the bytes it stores.
+struct Estimating {
+    streams: DirStreams,
+    estimate: Option<u64>,
+    stored: u64,
+}
+
+impl StreamSink for Estimating {
+    fn put(&mut self, name: &str, data: &mut dyn Read) -> io::Result<u64> {
+        let n = self.streams.put(name, data)?;
+        self.stored += n;
+        Ok(n)
+    }
+
+    fn expect_total(&mut self, bytes: u64) {
+        assert!(self.estimate.replace(bytes).is_none(), "one estimate per backup");
+    }
+}
+
+#[test]
+#[ignore = "needs PostgreSQL and MariaDB servers: run scripts/test.sh"]
+fn a_dump_announces_its_estimated_size_for_progress() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let name = db::unique_name("hort_estimate");
+    fresh_db(&name);
+    psql(
+        &name,
+        "CREATE TABLE t AS SELECT g AS id, repeat('x', 200) AS body FROM generate_series(1, 20000) g",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = Estimating {
+        streams: DirStreams::new(dir.path()),
+        estimate: None,
+        stored: 0,
+    };
+    let options = PgBackupOptions {
+        databases: vec![name.clone()],
+        skip_globals: true,
+        ..Default::default()
+    };
+    postgres::backup(&conn(), &options, &mut sink).unwrap();
+    let estimate = sink.estimate.expect("an estimate before the dumps");
+    assert!(
+        estimate >= sink.stored,
+        "the database's size ({estimate}) bounds its dump ({})",
+        sink.stored
+    );
+}

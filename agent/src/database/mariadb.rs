@@ -269,6 +269,22 @@ pub fn backup(
         }
         options.databases.clone()
     };
+    // Data and index bytes estimate the dump's size (the progress total).
+    if !databases.is_empty() {
+        let list: Vec<String> = databases.iter().map(|d| quote_literal(d)).collect();
+        let sql = format!(
+            "SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ({})",
+            list.join(", ")
+        );
+        match query(conn, &sql) {
+            Ok(rows) => {
+                if let Some(total) = rows.first().and_then(|r| r.first()).and_then(|v| v.parse().ok()) {
+                    sink.expect_total(total);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "no size estimate for progress"),
+        }
+    }
 
     if !options.skip_users {
         let mut cmd = tool(conn, "mariadb-dump");

@@ -96,6 +96,12 @@ pub trait StreamSink {
     /// Stores one complete stream named `name`, reading `data` to its end. Names are unique
     /// within one backup.
     fn put(&mut self, name: &str, data: &mut dyn Read) -> io::Result<u64>;
+
+    /// Takes an estimate of the bytes all streams of this backup will hold (from the
+    /// databases' sizes on the server), for progress; called at most once, before the dumps.
+    fn expect_total(&mut self, bytes: u64) {
+        let _ = bytes;
+    }
 }
 
 /// Hands out the streams of a database backup for a restore (implemented by the engine).

@@ -292,6 +292,19 @@ pub fn backup(
         }
         selected
     };
+    // The size on disk estimates the dump's size (the progress total); without it (no
+    // privilege to ask), progress has no total.
+    let names: Vec<String> = selected.iter().map(|d| d.name.clone()).collect();
+    match connect(conn, maintenance).and_then(|mut c| {
+        c.query_one(
+            "SELECT coalesce(sum(pg_database_size(datname)), 0)::bigint FROM pg_database WHERE datname = ANY($1)",
+            &[&names],
+        )
+        .map_err(query_error)
+    }) {
+        Ok(row) => sink.expect_total(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)),
+        Err(e) => tracing::debug!(error = %e, "no size estimate for progress"),
+    }
 
     if !options.skip_globals {
         let mut cmd = tool(conn, "pg_dumpall", maintenance);
