@@ -45,13 +45,10 @@ pub(super) struct GlobalArgs {
     /// S3 access key id (never taken from instance metadata).
     #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true, global = true)]
     pub(super) s3_access_key_id: Option<String>,
-    /// S3 secret access key.
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true, global = true)]
-    pub(super) s3_secret_access_key: Option<String>,
-    /// Repository password (prefer the environment variable or a file).
-    #[arg(long, env = env::PASSWORD, hide_env_values = true, global = true)]
-    pub(super) password: Option<String>,
-    /// File holding the repository password (a trailing newline is ignored).
+    /// File holding the repository password (a trailing newline is ignored); else the
+    /// password is read from `HORT_PASSWORD`. Secrets are never taken from arguments, which
+    /// other users of the machine can read; the S3 secret key comes from
+    /// `AWS_SECRET_ACCESS_KEY` or a target's own variable.
     #[arg(long, env = env::PASSWORD_FILE, global = true)]
     pub(super) password_file: Option<PathBuf>,
     /// Directory for packs while they fill and upload (a few times the pack size; default
@@ -68,7 +65,6 @@ pub(super) struct GlobalArgs {
 
 impl std::fmt::Debug for GlobalArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let redacted = |set: bool| set.then_some("<redacted>");
         f.debug_struct("GlobalArgs")
             .field("repo", &self.repo)
             .field("strategy", &self.strategy)
@@ -78,8 +74,6 @@ impl std::fmt::Debug for GlobalArgs {
             .field("s3_region", &self.s3_region)
             .field("s3_path_style", &self.s3_path_style)
             .field("s3_access_key_id", &self.s3_access_key_id)
-            .field("s3_secret_access_key", &redacted(self.s3_secret_access_key.is_some()))
-            .field("password", &redacted(self.password.is_some()))
             .field("password_file", &self.password_file)
             .field("spool_dir", &self.spool_dir)
             .field("json", &self.json)
@@ -334,20 +328,12 @@ mod tests {
     use super::super::Cli;
 
     #[test]
-    fn debug_output_of_the_command_line_holds_no_secret() {
-        let cli = Cli::try_parse_from([
-            "hort-agent",
-            "--password",
-            "hunter2-repository",
-            "--s3-secret-access-key",
-            "hunter2-s3",
-            "--s3-access-key-id",
-            "AKIDEXAMPLE",
-            "snapshots",
-        ])
-        .unwrap();
-        let debug = format!("{cli:?}");
-        assert!(!debug.contains("hunter2"), "{debug}");
-        assert!(debug.contains("AKIDEXAMPLE") && debug.contains("<redacted>"), "{debug}");
+    fn secrets_are_not_taken_from_arguments() {
+        for flag in ["--password", "--s3-secret-access-key"] {
+            let refused = Cli::try_parse_from(["hort-agent", flag, "hunter2", "snapshots"]);
+            assert!(refused.is_err(), "{flag} must not exist");
+        }
+        let cli = Cli::try_parse_from(["hort-agent", "--s3-access-key-id", "AKIDEXAMPLE", "snapshots"]).unwrap();
+        assert!(format!("{cli:?}").contains("AKIDEXAMPLE"));
     }
 }

@@ -55,7 +55,7 @@ impl Context {
             region: g.s3_region.clone(),
             path_style: g.s3_path_style,
             access_key_id: g.s3_access_key_id.clone(),
-            secret_access_key: g.s3_secret_access_key.clone(),
+            secret_access_key: std::env::var("AWS_SECRET_ACCESS_KEY").ok(),
         }
     }
 
@@ -71,8 +71,8 @@ impl Context {
             }
             return Ok(bytes);
         }
-        match &self.global.password {
-            Some(p) => Ok(p.clone().into_bytes()),
+        match std::env::var_os(env::PASSWORD) {
+            Some(p) => Ok(p.into_encoded_bytes()),
             None => Err(CliError::Usage(format!(
                 "no password: set {} or {}",
                 env::PASSWORD,
