@@ -330,17 +330,8 @@ async fn start_attempt(ctx: &Context, job: &mut BackupJob, status: &mut BackupJo
     let attempt = status.attempts + 1;
     let name = format!("{}-{attempt}", job.name_any());
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let node = match &job.spec.source.volume {
-        Some(volume) => {
-            api::node_mounting(
-                &pods,
-                &Api::namespaced(ctx.client.clone(), &namespace),
-                &volume.claim_name,
-            )
-            .await?
-        }
-        None => None,
-    };
+    let claim = job.spec.source.volume.as_ref().map(|v| v.claim_name.as_str());
+    let node = api::node_mounting(&ctx.client, &namespace, claim).await?;
     // Until CSI snapshots are taken, a volume is read live: the status and an Event say so.
     if let Some(volume) = &job.spec.source.volume {
         let observation = backup::live_read(volume);

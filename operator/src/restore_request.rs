@@ -190,17 +190,8 @@ async fn start(
         })?;
     let name = format!("{}-restore", request.name_any());
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let node = match &request.spec.target.volume {
-        Some(volume) => {
-            api::node_mounting(
-                &pods,
-                &Api::namespaced(ctx.client.clone(), &namespace),
-                &volume.claim_name,
-            )
-            .await?
-        }
-        None => None,
-    };
+    let claim = request.spec.target.volume.as_ref().map(|v| v.claim_name.as_str());
+    let node = api::node_mounting(&ctx.client, &namespace, claim).await?;
     let pod = pod::build(
         &ctx.agent,
         AgentPod {

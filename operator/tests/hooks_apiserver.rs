@@ -16,81 +16,21 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use hort_crds::common::Phase;
 use hort_crds::{BackupJob, StorageGroup};
-use hort_operator::agent::pod::AgentSettings;
 use hort_operator::clock::Clock;
 use hort_operator::context::Context;
 use hort_operator::controllers::{self, Scope};
 use hort_operator::metrics::Metrics;
 use hort_protocol::report::encode;
 use hort_protocol::{BackupReport, CheckReport, TargetReport};
-use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ResourceQuota, Secret};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::wait::await_condition;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-const WAIT: Duration = Duration::from_secs(30);
-
-async fn client() -> Client {
-    Client::try_default()
-        .await
-        .unwrap_or_else(|e| panic!("no usable KUBECONFIG ({e}); run scripts/test.sh"))
-}
-
-async fn create<K>(api: &Api<K>, value: serde_json::Value) -> K
-where
-    K: Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    let obj: K = serde_json::from_value(value).unwrap();
-    api.create(&PostParams::default(), &obj).await.unwrap()
-}
-
-/// Waits until `ready` holds for object `name`, or fails naming `what` and the last state.
-async fn wait_for<K>(api: &Api<K>, name: &str, what: &str, ready: impl Fn(&K) -> bool)
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
-{
-    let cond = move |obj: Option<&K>| obj.is_some_and(&ready);
-    if tokio::time::timeout(WAIT, await_condition(api.clone(), name, cond))
-        .await
-        .is_err()
-    {
-        let last = api.get_opt(name).await.unwrap();
-        panic!("timed out waiting for {what}; last state: {last:#?}");
-    }
-}
-
-fn agent_settings() -> AgentSettings {
-    AgentSettings {
-        image: "hort-agent:test".into(),
-        pull_policy: "Never".into(),
-        retry_backoff: Duration::from_millis(300),
-        default_resources: None,
-        default_deadline_seconds: Some(21600),
-    }
-}
-
-/// Simulates the kubelet: the pod's agent container ended with `exit_code` and `message`.
-async fn finish_pod(pods: &Api<Pod>, name: &str, exit_code: i32, message: &str) {
-    let phase = if exit_code == 0 { "Succeeded" } else { "Failed" };
-    let now = Timestamp::now().to_string();
-    pods.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(
-            json!({"status": {"phase": phase, "startTime": now, "containerStatuses": [{
-                "name": "agent", "ready": false, "restartCount": 0, "image": "hort-agent:test", "imageID": "",
-                "state": {"terminated": {"exitCode": exit_code, "message": message, "finishedAt": now}}
-            }]}}),
-        ),
-    )
-    .await
-    .unwrap();
-}
+mod support;
+use support::{WAIT, agent_settings, client, create, finish_pod, wait_for};
 
 /// An agent's backup report (as the agent encodes it) of snapshot `id`.
 fn backup_report(id: &str) -> String {

@@ -23,17 +23,23 @@ fn single_node(claim: &PersistentVolumeClaim) -> bool {
     !modes.is_empty() && modes.iter().all(|m| m == "ReadWriteOnce" || m == "ReadWriteOncePod")
 }
 
-/// The node of a running pod in `pods` that mounts claim `claim`, if the claim can be mounted
-/// on one node only: the agent pod must run there. `None` for a claim that several nodes can
-/// mount (the agent pod's node selector then applies), or that does not exist yet.
+/// The node of a running pod in `namespace` that mounts claim `claim` (if any), if the claim
+/// can be mounted on one node only: the agent pod must run there. `None` for no claim, a claim
+/// that several nodes can mount (the agent pod's node selector then applies), or one that
+/// does not exist yet.
 pub async fn node_mounting(
-    pods: &Api<Pod>,
-    claims: &Api<PersistentVolumeClaim>,
-    claim: &str,
+    client: &kube::Client,
+    namespace: &str,
+    claim: Option<&str>,
 ) -> kube::Result<Option<String>> {
+    let Some(claim) = claim else {
+        return Ok(None);
+    };
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
     if !claims.get_opt(claim).await?.as_ref().is_some_and(single_node) {
         return Ok(None);
     }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let running = pods
         .list(&kube::api::ListParams::default().fields("status.phase=Running"))
         .await?;
