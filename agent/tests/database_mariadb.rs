@@ -434,22 +434,6 @@ fn bad_credentials_hosts_databases_and_killed_dumps_are_clear_errors() {
     sql(&format!("DROP DATABASE {big}"));
 }
 
-/// A sink that keeps the estimate it is given.
-struct Estimating {
-    streams: DirStreams,
-    estimate: Option<u64>,
-}
-
-impl StreamSink for Estimating {
-    fn put(&mut self, name: &str, data: &mut dyn Read) -> io::Result<u64> {
-        self.streams.put(name, data)
-    }
-
-    fn expect_total(&mut self, bytes: u64) {
-        assert!(self.estimate.replace(bytes).is_none(), "one estimate per backup");
-    }
-}
-
 #[test]
 #[ignore = "needs PostgreSQL and MariaDB servers: run scripts/test.sh"]
 fn a_dump_announces_its_estimated_size_for_progress() {
@@ -462,10 +446,7 @@ fn a_dump_announces_its_estimated_size_for_progress() {
          ANALYZE TABLE t; -- the estimate comes from the server's table statistics"
     ));
     let dir = tempfile::tempdir().unwrap();
-    let mut sink = Estimating {
-        streams: DirStreams::new(dir.path()),
-        estimate: None,
-    };
+    let mut sink = db::Estimating::new(DirStreams::new(dir.path()));
     let options = MariaDbBackupOptions {
         databases: vec![name.clone()],
         skip_users: true,

@@ -488,25 +488,6 @@ fn a_database_name_that_looks_like_a_connection_string_stays_a_name() {
     );
 }
 
-/// A sink that keeps the estimate it is given and counts the bytes it stores.
-struct Estimating {
-    streams: DirStreams,
-    estimate: Option<u64>,
-    stored: u64,
-}
-
-impl StreamSink for Estimating {
-    fn put(&mut self, name: &str, data: &mut dyn Read) -> io::Result<u64> {
-        let n = self.streams.put(name, data)?;
-        self.stored += n;
-        Ok(n)
-    }
-
-    fn expect_total(&mut self, bytes: u64) {
-        assert!(self.estimate.replace(bytes).is_none(), "one estimate per backup");
-    }
-}
-
 #[test]
 #[ignore = "needs PostgreSQL and MariaDB servers: run scripts/test.sh"]
 fn a_dump_announces_its_estimated_size_for_progress() {
@@ -518,11 +499,7 @@ fn a_dump_announces_its_estimated_size_for_progress() {
         "CREATE TABLE t AS SELECT g AS id, repeat('x', 200) AS body FROM generate_series(1, 20000) g",
     );
     let dir = tempfile::tempdir().unwrap();
-    let mut sink = Estimating {
-        streams: DirStreams::new(dir.path()),
-        estimate: None,
-        stored: 0,
-    };
+    let mut sink = db::Estimating::new(DirStreams::new(dir.path()));
     let options = PgBackupOptions {
         databases: vec![name.clone()],
         skip_globals: true,

@@ -163,3 +163,35 @@ pub fn kill_children(comm: &str, secret: &str) -> usize {
     }
     killed
 }
+
+/// A sink that keeps the estimate a backup gives it and counts the bytes it stores.
+pub struct Estimating {
+    streams: hort_agent::database::DirStreams,
+    /// The estimate, once given.
+    pub estimate: Option<u64>,
+    /// Bytes of all streams stored.
+    pub stored: u64,
+}
+
+impl Estimating {
+    /// Stores into `streams`.
+    pub fn new(streams: hort_agent::database::DirStreams) -> Self {
+        Self {
+            streams,
+            estimate: None,
+            stored: 0,
+        }
+    }
+}
+
+impl hort_agent::database::StreamSink for Estimating {
+    fn put(&mut self, name: &str, data: &mut dyn std::io::Read) -> std::io::Result<u64> {
+        let n = self.streams.put(name, data)?;
+        self.stored += n;
+        Ok(n)
+    }
+
+    fn expect_total(&mut self, bytes: u64) {
+        assert!(self.estimate.replace(bytes).is_none(), "one estimate per backup");
+    }
+}
