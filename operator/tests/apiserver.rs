@@ -24,7 +24,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 mod support;
-use support::{WAIT, agent_settings, client, create, finish_pod, wait_for};
+use support::{WAIT, agent_settings, client, create, finish_pod, ready_s3_group, wait_for};
 
 fn condition<'a>(
     conditions: Option<&'a Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>>,
@@ -759,46 +759,11 @@ async fn status_written_from_a_stale_read_is_refused() {
 async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
     let env = TestEnv::start("hort-backup", Clock::System).await;
     let (client, ns, metrics) = (env.client.clone(), env.ns.clone(), env.metrics.clone());
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let groups: Api<StorageGroup> = Api::namespaced(client.clone(), &ns);
+    let _groups: Api<StorageGroup> = Api::namespaced(client.clone(), &ns);
     let jobs: Api<BackupJob> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
 
-    create(
-        &secrets,
-        json!({"metadata": {"name": "key"}, "stringData": {"password": "pw"}}),
-    )
-    .await;
-    create(
-        &secrets,
-        json!({"metadata": {"name": "s3"}, "stringData": {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}}),
-    )
-    .await;
-    create(
-        &groups,
-        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "StorageGroup", "metadata": {"name": "s3"},
-               "spec": {"targets": [{"name": "s3", "s3": {"endpoint": "http://127.0.0.1:9", "bucket": "backups",
-                                                          "credentialsSecretRef": {"name": "s3"}}}],
-                        "encryption": {"keySecretRef": {"name": "key"}}}}),
-    )
-    .await;
-    let check = wait_for_check_pods(&pods, 1).await.remove(0);
-    finish_pod(
-        &pods,
-        &check.name_any(),
-        0,
-        &encode(&CheckReport {
-            repository_id: Some("r".into()),
-            created: false,
-            targets: vec![target(true, true, None)],
-            error: None,
-        }),
-    )
-    .await;
-    wait_for(&groups, "s3", "the group to be Ready", |g| {
-        group_ready(g).is_some_and(|(status, _, _)| status == "True")
-    })
-    .await;
+    ready_s3_group(&client, &ns).await;
 
     // The application mounts the ReadWriteOnce volume on node-a.
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);

@@ -14,15 +14,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use hort_crds::BackupJob;
 use hort_crds::common::Phase;
-use hort_crds::{BackupJob, StorageGroup};
 use hort_operator::clock::Clock;
 use hort_operator::context::Context;
 use hort_operator::controllers::{self, Scope};
 use hort_operator::metrics::Metrics;
+use hort_protocol::BackupReport;
 use hort_protocol::report::encode;
-use hort_protocol::{BackupReport, CheckReport, TargetReport};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ResourceQuota, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ResourceQuota};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 mod support;
-use support::{WAIT, agent_settings, client, create, finish_pod, wait_for};
+use support::{WAIT, agent_settings, client, create, finish_pod, ready_s3_group, wait_for};
 
 /// An agent's backup report (as the agent encodes it) of snapshot `id`.
 fn backup_report(id: &str) -> String {
@@ -135,7 +135,7 @@ impl TestEnv {
             pre,
             post,
         };
-        env.ready_group().await;
+        ready_s3_group(&env.client, &env.ns).await;
         let pods: Api<Pod> = env.api();
         for (app, node, allowed) in [
             ("pre-app", &env.pre.node, "true"),
@@ -157,61 +157,6 @@ impl TestEnv {
         K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
     {
         Api::namespaced(self.client.clone(), &self.ns)
-    }
-
-    /// Creates StorageGroup `s3` and answers its check pod: the group becomes Ready.
-    async fn ready_group(&self) {
-        let secrets: Api<Secret> = self.api();
-        let groups: Api<StorageGroup> = self.api();
-        let pods: Api<Pod> = self.api();
-        create(
-            &secrets,
-            json!({"metadata": {"name": "key"}, "stringData": {"password": "pw"}}),
-        )
-        .await;
-        create(
-            &secrets,
-            json!({"metadata": {"name": "s3"}, "stringData": {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}}),
-        )
-        .await;
-        create(
-            &groups,
-            json!({"apiVersion": "hort.dev/v1alpha1", "kind": "StorageGroup", "metadata": {"name": "s3"},
-                   "spec": {"targets": [{"name": "s3", "s3": {"endpoint": "http://127.0.0.1:9", "bucket": "backups",
-                                                              "credentialsSecretRef": {"name": "s3"}}}],
-                            "encryption": {"keySecretRef": {"name": "key"}}}}),
-        )
-        .await;
-        let deadline = tokio::time::Instant::now() + WAIT;
-        let check = loop {
-            let found = pods
-                .list(&ListParams::default().labels("hort.dev/agent-role=check"))
-                .await
-                .unwrap()
-                .items;
-            if let Some(pod) = found.into_iter().next() {
-                break pod;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "no check pod");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        let report = CheckReport {
-            repository_id: Some("r".into()),
-            created: false,
-            targets: vec![TargetReport {
-                reachable: true,
-                writable: true,
-                ..TargetReport::default()
-            }],
-            error: None,
-        };
-        finish_pod(&pods, &check.name_any(), 0, &encode(&report)).await;
-        wait_for(&groups, "s3", "the group to be Ready", |g| {
-            g.status
-                .as_ref()
-                .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        })
-        .await;
     }
 
     /// Creates BackupJob `name` with a pre hook in `pre-app` and a post hook in `post-app`.

@@ -1,15 +1,18 @@
 //! Helpers shared by the operator's API-server tests: a client from KUBECONFIG, object
-//! creation from JSON, waiting for a condition, the agent settings the tests run with, and
-//! a simulated kubelet that ends an agent pod.
+//! creation from JSON, waiting for a condition, the agent settings the tests run with, a
+//! simulated kubelet that ends an agent pod, and a Ready storage group.
 
 use std::time::Duration;
 
+use hort_crds::StorageGroup;
 use hort_operator::agent::pod::AgentSettings;
+use hort_protocol::report::encode;
+use hort_protocol::{CheckReport, TargetReport};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -74,4 +77,60 @@ pub async fn finish_pod(pods: &Api<Pod>, name: &str, exit_code: i32, message: &s
     )
     .await
     .unwrap();
+}
+
+/// Creates StorageGroup `s3` (one S3 target, its Secrets `key` and `s3`) in `namespace` and
+/// answers its check pod as a healthy target would: the group becomes Ready.
+pub async fn ready_s3_group(client: &Client, namespace: &str) {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let groups: Api<StorageGroup> = Api::namespaced(client.clone(), namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    create(
+        &secrets,
+        json!({"metadata": {"name": "key"}, "stringData": {"password": "pw"}}),
+    )
+    .await;
+    create(
+        &secrets,
+        json!({"metadata": {"name": "s3"}, "stringData": {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}}),
+    )
+    .await;
+    create(
+        &groups,
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "StorageGroup", "metadata": {"name": "s3"},
+               "spec": {"targets": [{"name": "s3", "s3": {"endpoint": "http://127.0.0.1:9", "bucket": "backups",
+                                                          "credentialsSecretRef": {"name": "s3"}}}],
+                        "encryption": {"keySecretRef": {"name": "key"}}}}),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let check = loop {
+        let found = pods
+            .list(&ListParams::default().labels("hort.dev/agent-role=check"))
+            .await
+            .unwrap()
+            .items;
+        if let Some(pod) = found.into_iter().next() {
+            break pod;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no check pod");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let report = CheckReport {
+        repository_id: Some("r".into()),
+        created: false,
+        targets: vec![TargetReport {
+            reachable: true,
+            writable: true,
+            ..TargetReport::default()
+        }],
+        error: None,
+    };
+    finish_pod(&pods, &check.name_any(), 0, &encode(&report)).await;
+    wait_for(&groups, "s3", "the group to be Ready", |g| {
+        g.status
+            .as_ref()
+            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    })
+    .await;
 }
