@@ -1,18 +1,24 @@
 //! Repairs that rebuild what the format promises can always be rebuilt: `repair index`
 //! rewrites the index from the index files that are intact and, for every stored pack none of
-//! them lists, from the pack's own trailer (FORMAT.md §7).
+//! them lists, from the pack's own trailer (FORMAT.md §7); `repair snapshots` rewrites
+//! snapshots without the entries whose data is gone, so everything else stays restorable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
 
 use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::backend::FileKind;
+use crate::backup_lock::BackupLock;
 use crate::id::Id;
 use crate::index::{self, IndexFile, IndexPack};
-use crate::pack;
+use crate::pack::{self, BlobKind};
+use crate::packer::{Packer, PackerError, PackerOptions};
 use crate::prune::PACKS_PER_INDEX_FILE;
-use crate::repository::{Repository, RepositoryError};
+use crate::repository::{IndexedRepository, Repository, RepositoryError};
+use crate::snapshot;
+use crate::tree::NodeKind;
 
 /// Bytes read from a pack's end to find its trailer; more is read when the trailer is longer.
 const TAIL: u64 = 64 * 1024;
@@ -121,4 +127,182 @@ fn read_trailer(repo: &Repository, id: &Id) -> Result<Vec<pack::BlobEntry>, Stri
         tail
     };
     pack::parse_trailer(repo.keys(), &tail, None).map_err(|e| e.to_string())
+}
+
+/// What `repair snapshots` found in one snapshot and did about it.
+#[derive(Debug, Serialize)]
+pub struct SnapshotRepair {
+    /// The damaged snapshot.
+    pub snapshot: Id,
+    /// What it loses: files and directories (paths) and streams whose data is gone.
+    pub lost: Vec<String>,
+    /// The snapshot written without them (tagged `repaired`), unless a dry run.
+    pub repaired: Option<Id>,
+    /// Whether the damaged snapshot was forgotten.
+    pub forgotten: bool,
+}
+
+/// The tag of snapshots written by `repair snapshots`.
+pub const REPAIRED_TAG: &str = "repaired";
+
+/// Which blobs are readable: in the index, in a pack that is stored.
+struct Present<'a> {
+    repo: &'a IndexedRepository,
+    packs: HashSet<Id>,
+}
+
+impl Present<'_> {
+    fn has(&self, id: &Id, kind: BlobKind) -> bool {
+        self.repo.index().contains(id, kind) && self.repo.index().get(id).is_some_and(|l| self.packs.contains(&l.pack))
+    }
+}
+
+/// Rewrites every snapshot that refers to data that is gone (not indexed, or in a pack that
+/// is not stored) without the files, directories and streams that lost data, so everything
+/// else stays restorable; with `forget`, the damaged snapshot is deleted once its repaired
+/// copy is written. Run `repair index` first, so that data the index lost is found again.
+pub fn repair_snapshots(
+    repo: &IndexedRepository,
+    lock: &BackupLock,
+    forget: bool,
+    dry_run: bool,
+) -> Result<Vec<SnapshotRepair>, RepairError> {
+    let present = Present {
+        repo,
+        packs: repo
+            .backend()
+            .list_every_target(FileKind::Pack)?
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect(),
+    };
+    let mut packer = (!dry_run).then(|| {
+        Packer::start(
+            repo.backend().clone(),
+            repo.keys().clone(),
+            PackerOptions {
+                spool_dir: repo.spool_dir().to_path_buf(),
+                pack_size: repo.config().pack_size as usize,
+                compression_level: repo.config().compression_level,
+                encoders: 1,
+                uploaders: 1,
+            },
+        )
+    });
+    let mut repairs = Vec::new();
+    let mut fixed_snapshots = Vec::new();
+    for (id, snapshot) in repo.snapshots()? {
+        let mut lost = Vec::new();
+        let mut fixed = snapshot.clone();
+        if let Some(tree) = snapshot.tree {
+            fixed.tree = rewrite_tree(repo, &present, &mut packer, tree, Path::new(""), &mut lost)?;
+        }
+        fixed.streams.retain(|stream| {
+            let intact = stream.content_lists.iter().all(|l| present.has(l, BlobKind::Data))
+                && repo
+                    .stream_content(stream)
+                    .is_ok_and(|ids| ids.iter().all(|b| present.has(b, BlobKind::Data)));
+            if !intact {
+                lost.push(format!("stream {}", stream.name));
+            }
+            intact
+        });
+        if lost.is_empty() {
+            continue;
+        }
+        warn!(snapshot = %id, lost = lost.len(), "snapshot refers to data that is gone");
+        fixed.tags.push(REPAIRED_TAG.to_owned());
+        fixed_snapshots.push(fixed);
+        repairs.push(SnapshotRepair {
+            snapshot: id,
+            lost,
+            repaired: None,
+            forgotten: false,
+        });
+    }
+    let Some(packer) = packer else {
+        return Ok(repairs);
+    };
+    // The new trees are stored and indexed before any snapshot refers to them.
+    packer.finish()?;
+    for (repair, fixed) in repairs.iter_mut().zip(&fixed_snapshots) {
+        lock.ensure_held().map_err(RepairError::LockLost)?;
+        repair.repaired = Some(repo.write_sealed(FileKind::Snapshot, snapshot::AAD, fixed)?);
+        if forget {
+            repo.backend().delete(FileKind::Snapshot, &repair.snapshot.to_hex())?;
+            repair.forgotten = true;
+        }
+        info!(snapshot = %repair.snapshot, repaired = ?repair.repaired, "snapshot repaired");
+    }
+    Ok(repairs)
+}
+
+/// The tree `id` at `path` without what lost its data (recorded in `lost`): `Some` of its
+/// id (new if it changed), `None` if the tree itself is gone.
+fn rewrite_tree(
+    repo: &IndexedRepository,
+    present: &Present<'_>,
+    packer: &mut Option<Packer>,
+    id: Id,
+    path: &Path,
+    lost: &mut Vec<String>,
+) -> Result<Option<Id>, RepairError> {
+    if !present.has(&id, BlobKind::Tree) {
+        lost.push(format!("{}/ (the whole directory)", path.display()));
+        return Ok(None);
+    }
+    let mut tree = repo.load_tree(&id)?;
+    let before = lost.len();
+    let mut nodes = Vec::with_capacity(tree.nodes.len());
+    for mut node in std::mem::take(&mut tree.nodes) {
+        let node_path = path.join(node.os_name());
+        match node.kind {
+            NodeKind::File if !node.content.iter().all(|b| present.has(b, BlobKind::Data)) => {
+                lost.push(node_path.display().to_string());
+                continue;
+            }
+            NodeKind::Dir => {
+                if let Some(sub) = node.subtree {
+                    match rewrite_tree(repo, present, packer, sub, &node_path, lost)? {
+                        Some(new) => node.subtree = Some(new),
+                        None => continue,
+                    }
+                }
+            }
+            _ => {}
+        }
+        nodes.push(node);
+    }
+    if lost.len() == before {
+        return Ok(Some(id));
+    }
+    tree.nodes = nodes;
+    let json = serde_json::to_vec(&tree).map_err(|e| RepairError::Encode(e.to_string()))?;
+    let new = repo.keys().blob_id(&json);
+    if let Some(packer) = packer
+        && !repo.index().contains(&new, BlobKind::Tree)
+    {
+        packer.add(new, BlobKind::Tree, &json)?;
+    }
+    Ok(Some(new))
+}
+
+/// Why `repair snapshots` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    /// Reading or writing the repository failed.
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+    /// Storing new trees failed.
+    #[error(transparent)]
+    Packer(#[from] PackerError),
+    /// Listing the packs failed.
+    #[error(transparent)]
+    Backend(#[from] crate::backend::BackendError),
+    /// A tree could not be encoded.
+    #[error("cannot encode a tree: {0}")]
+    Encode(String),
+    /// The lock was not kept fresh (see [`BackupLock::ensure_held`]).
+    #[error("{0}")]
+    LockLost(String),
 }

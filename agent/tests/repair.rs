@@ -108,3 +108,73 @@ fn repair_index_refuses_a_group_with_a_target_it_cannot_list() {
     assert!(!out.status.success(), "a target's packs would look missing");
     assert!(String::from_utf8_lossy(&out.stderr).contains("Not a directory"));
 }
+
+#[test]
+fn repair_snapshots_drops_what_lost_its_data_and_keeps_the_rest_restorable() {
+    let repo = Repo::new(Kind::Fs);
+    repo.init();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("a"), noise(1, 2_000_000)).unwrap();
+    fs::write(src.join("sub/c"), b"small").unwrap();
+    let intact = repo.backup(&src, &[])["snapshot"].as_str().unwrap().to_owned();
+    let before = repo.packs();
+    fs::write(src.join("sub/b"), noise(2, 600_000)).unwrap();
+    let damaged = repo.backup(&src, &[])["snapshot"].as_str().unwrap().to_owned();
+    // The pack holding only `sub/b`'s data is lost.
+    let b_data = repo
+        .packs()
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    fs::remove_file(&b_data).unwrap();
+    let broken = repo.run(&["restore", "latest", "--target", work.path().join("x").to_str().unwrap()]);
+    assert!(!broken.status.success(), "the snapshot refers to lost data");
+    repo.ok(&["repair", "index"]); // drops the lost pack from the index, as documented
+
+    let repairs = |args: &[&str]| -> serde_json::Value {
+        repo.ok(args)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["type"] == "repair-snapshots")
+            .unwrap()["snapshots"]
+            .clone()
+    };
+    let dry = repairs(&["repair", "snapshots", "--dry-run"]);
+    assert_eq!(
+        dry.as_array().unwrap().len(),
+        1,
+        "only the second snapshot lost data: {dry}"
+    );
+    assert_eq!(dry[0]["snapshot"], damaged.as_str());
+    assert_eq!(dry[0]["lost"], serde_json::json!(["sub/b"]), "{dry}");
+    assert!(dry[0]["repaired"].is_null(), "a dry run writes nothing");
+    let done = repairs(&["repair", "snapshots", "--forget"]);
+    assert_eq!(done[0]["forgotten"], true, "{done}");
+
+    let target = work.path().join("restored");
+    repo.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(
+        fs::read(target.join("sub/c")).unwrap(),
+        b"small",
+        "what kept its data comes back"
+    );
+    assert_eq!(fs::read(target.join("a")).unwrap(), noise(1, 2_000_000));
+    assert!(!target.join("sub/b").exists());
+    let verify: serde_json::Value = serde_json::from_str(repo.ok(&["verify", "--read-data"]).trim()).unwrap();
+    assert_eq!(verify["ok"], true, "the repaired repository verifies: {verify}");
+    let snapshots: serde_json::Value = serde_json::from_str(repo.ok(&["snapshots", "--json"]).trim()).unwrap();
+    let ids: Vec<&str> = snapshots
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&intact.as_str()) && !ids.contains(&damaged.as_str()),
+        "{snapshots}"
+    );
+    assert!(snapshots.to_string().contains("repaired"), "{snapshots}");
+}

@@ -52,6 +52,16 @@ enum RepairCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Write each snapshot that refers to lost data again without the files, directories and
+    /// streams whose data is gone (tagged `repaired`), so everything else stays restorable.
+    Snapshots {
+        /// Delete each damaged snapshot once its repaired copy is written.
+        #[arg(long)]
+        forget: bool,
+        /// Only report what is lost.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,6 +213,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Commands::Ls { snapshot } => repository_cmds::ls(&ctx, &snapshot),
         Commands::Restore(args) => restore_cmd::restore(&ctx, &args),
         Commands::Repair(RepairCommand::Index { dry_run }) => repository_cmds::repair_index(&ctx, dry_run),
+        Commands::Repair(RepairCommand::Snapshots { forget, dry_run }) => {
+            repository_cmds::repair_snapshots(&ctx, forget, dry_run)
+        }
         Commands::Resync { dry_run } => repository_cmds::resync(&ctx, dry_run),
         Commands::Verify { read_data } => repository_cmds::verify(&ctx, read_data),
         Commands::Prune(args) => retention_cmd::prune(&ctx, &args),

@@ -203,6 +203,33 @@ pub(super) fn repair_index(ctx: &Context, dry_run: bool) -> Result<(), CliError>
     })
 }
 
+pub(super) fn repair_snapshots(ctx: &Context, forget: bool, dry_run: bool) -> Result<(), CliError> {
+    let (repo, lock) = ctx.open_for_backup()?;
+    let repairs = crate::repair::repair_snapshots(&repo, &lock, forget, dry_run).map_err(|e| CliError::Partial {
+        message: e.to_string(),
+        exit: ExitCode::Error,
+    })?;
+    if ctx.json() {
+        ctx.print_json(&json!({"type": "repair-snapshots", "dry_run": dry_run, "snapshots": repairs}));
+    } else {
+        for r in &repairs {
+            println!(
+                "snapshot {} lost {} entries{}: {}",
+                r.snapshot.short(),
+                r.lost.len(),
+                r.repaired
+                    .map(|id| format!(", repaired as {}", id.short()))
+                    .unwrap_or_default(),
+                r.lost.join(", ")
+            );
+        }
+        if repairs.is_empty() {
+            println!("no snapshot refers to lost data");
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn init(ctx: &Context, args: &InitArgs) -> Result<(), CliError> {
     let kdf = KdfParams {
         memory_kib: args.kdf_memory_kib,
