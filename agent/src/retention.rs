@@ -213,6 +213,32 @@ mod tests {
     }
 
     #[test]
+    fn hourly_weekly_and_yearly_keep_the_newest_of_each_period() {
+        let snapshots = vec![
+            snap(1, "2024-06-01T10:00:00Z", "a"),
+            snap(2, "2025-12-28T10:00:00Z", "a"), // Sunday of ISO week 52 of 2025
+            snap(3, "2025-12-29T10:00:00Z", "a"), // Monday: ISO week 1 of 2026
+            snap(4, "2026-01-04T09:05:00Z", "a"), // Sunday of that week
+            snap(5, "2026-01-04T09:40:00Z", "a"),
+            snap(6, "2026-01-04T10:15:00Z", "a"),
+        ];
+        let policy = |hourly, weekly, yearly| Policy {
+            hourly,
+            weekly,
+            yearly,
+            ..Default::default()
+        };
+        // The newest of each of the last two hours that have one.
+        assert_eq!(kept(&apply(&snapshots, &policy(2, 0, 0))), vec![5, 6]);
+        // ISO weeks: 29 December 2025 belongs to 2026's first week, with 4 January.
+        assert_eq!(kept(&apply(&snapshots, &policy(0, 2, 0))), vec![2, 6]);
+        assert_eq!(kept(&apply(&snapshots, &policy(0, 3, 0))), vec![1, 2, 6]);
+        // Years: 2026, 2025 and 2024.
+        assert_eq!(kept(&apply(&snapshots, &policy(0, 0, 2))), vec![3, 6]);
+        assert_eq!(kept(&apply(&snapshots, &policy(0, 0, 5))), vec![1, 3, 6]);
+    }
+
+    #[test]
     fn within_counts_calendar_months_back_from_the_newest() {
         // Snapshots on the last day of each month, newest 31 August 2026.
         let snapshots = vec![
