@@ -155,6 +155,21 @@ mod tests {
     }
 
     #[test]
+    fn postgres_restores_go_to_the_port_given_else_5432() {
+        let port = |target: &str| {
+            let spec = spec(&format!(
+                "storageGroupRef: {{name: g}}\nsource: {{}}\ntarget: {{postgres: {target}}}"
+            ));
+            match command(&spec, Some("ab12"), &mut RepositoryAccess::default()) {
+                Some(AgentCommand::RestoreDatabase { port, .. }) => port,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(port("{host: db, credentialsSecretRef: {name: c}}"), 5432);
+        assert_eq!(port("{host: db, port: 6543, credentialsSecretRef: {name: c}}"), 6543);
+    }
+
+    #[test]
     fn stats_keep_row_counts() {
         let report = RestoreReport {
             snapshot_id: "ab".into(),
