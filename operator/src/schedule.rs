@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hort_crds::backup_job::BackupJob;
 use hort_crds::common::{LocalObjectRef, Phase};
-use hort_crds::schedule::{PruneResult, Retention, Schedule, ScheduleStatus};
+use hort_crds::schedule::{HistoryLimit, PruneResult, Retention, Schedule, ScheduleStatus};
 use hort_crds::storage_group::StorageGroup;
 use hort_protocol::ForgetReport;
 use jiff::Timestamp;
@@ -208,16 +208,23 @@ async fn owned_jobs(jobs: &Api<BackupJob>, schedule: &Schedule, name: &str) -> R
 
 /// Deletes the oldest finished jobs beyond `historyLimit`.
 async fn prune_history(jobs: &Api<BackupJob>, finished: &[&BackupJob], schedule: &Schedule) -> Result<()> {
-    let limits = &schedule.spec.history_limit;
-    for (phase, keep) in [(Phase::Succeeded, limits.successful), (Phase::Failed, limits.failed)] {
-        let mut of_phase: Vec<&BackupJob> = finished.iter().copied().filter(|j| phase_of(j) == phase).collect();
-        // Newest first: by scheduled time (creation times have only whole seconds).
-        of_phase.sort_by_key(|j| std::cmp::Reverse((scheduled_time(j), j.creation_timestamp().map(|t| t.0))));
-        for job in of_phase.into_iter().skip(keep as usize) {
-            delete_job(jobs, job).await?;
-        }
+    for job in beyond_history(finished, &schedule.spec.history_limit) {
+        delete_job(jobs, job).await?;
     }
     Ok(())
+}
+
+/// The finished jobs beyond `limits`: of the succeeded and of the failed ones, all but the
+/// newest `successful` and `failed` (newest by scheduled time; creation times have only
+/// whole seconds).
+fn beyond_history<'a>(finished: &[&'a BackupJob], limits: &HistoryLimit) -> Vec<&'a BackupJob> {
+    let mut beyond = Vec::new();
+    for (phase, keep) in [(Phase::Succeeded, limits.successful), (Phase::Failed, limits.failed)] {
+        let mut of_phase: Vec<&BackupJob> = finished.iter().copied().filter(|j| phase_of(j) == phase).collect();
+        of_phase.sort_by_key(|j| std::cmp::Reverse((scheduled_time(j), j.creation_timestamp().map(|t| t.0))));
+        beyond.extend(of_phase.into_iter().skip(keep as usize));
+    }
+    beyond
 }
 
 /// Applies `retention` after each successful backup: records the newest finished prune pod's
@@ -378,5 +385,59 @@ async fn create_job(jobs: &Api<BackupJob>, schedule: &Schedule, name: &str, sche
         }
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(jobs.get(&job_name).await?),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(name: &str, phase: &str, scheduled: &str) -> BackupJob {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob",
+            "metadata": {"name": name, "annotations": {SCHEDULED_TIME_ANNOTATION: scheduled}},
+            "spec": {"storageGroupRef": {"name": "g"}, "source": {"volume": {"claimName": "c"}}},
+            "status": {"phase": phase}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn history_keeps_the_newest_succeeded_and_failed_jobs_apart() {
+        let jobs = [
+            job("ok-1", "Succeeded", "2026-11-29T01:00:00Z"),
+            job("bad-1", "Failed", "2026-11-29T02:00:00Z"),
+            job("ok-2", "Succeeded", "2026-11-29T03:00:00Z"),
+            job("bad-2", "Failed", "2026-11-29T04:00:00Z"),
+            job("bad-3", "Failed", "2026-11-29T05:00:00Z"),
+        ];
+        let finished: Vec<&BackupJob> = jobs.iter().collect();
+        let names = |limits: HistoryLimit| -> Vec<String> {
+            beyond_history(&finished, &limits)
+                .iter()
+                .map(|j| j.name_any())
+                .collect()
+        };
+        assert_eq!(
+            names(HistoryLimit {
+                successful: 1,
+                failed: 1
+            }),
+            ["ok-1", "bad-2", "bad-1"]
+        );
+        assert_eq!(
+            names(HistoryLimit {
+                successful: 3,
+                failed: 2
+            }),
+            ["bad-1"]
+        );
+        assert_eq!(
+            names(HistoryLimit {
+                successful: 0,
+                failed: 3
+            }),
+            ["ok-2", "ok-1"]
+        );
     }
 }
