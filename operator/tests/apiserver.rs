@@ -961,6 +961,14 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
     let claim = claims.get("restored").await.unwrap().spec.unwrap();
     assert_eq!(claim.storage_class_name.as_deref(), Some("standard"));
+    assert_eq!(
+        claim
+            .resources
+            .and_then(|r| r.requests)
+            .and_then(|r| r.get("storage").cloned()),
+        Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity("1Gi".into())),
+        "the claim requests spec.target.volume.size"
+    );
     let args = pods.get("files-back-restore").await.unwrap().spec.unwrap().containers[0]
         .args
         .clone()
