@@ -171,3 +171,88 @@ fn a_mirror_check_fills_a_new_target_and_reports_what_each_lacks() {
     alone.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
     assert_eq!(describe_tree(&target), describe_tree(&src));
 }
+
+#[test]
+fn a_mirror_of_three_s3_servers_backs_up_through_one_killed_mid_backup() {
+    use support::{ACCESS_KEY, S3Server, SECRET_KEY};
+    let mut servers: Vec<S3Server> = (0..3).map(|_| S3Server::start()).collect();
+    let spec = |indices: &[usize], servers: &[S3Server]| -> String {
+        indices
+            .iter()
+            .map(|&i| {
+                format!(
+                    "s3://hort/repo?endpoint={}&credentials=HORT_TARGET_{i}",
+                    servers[i].endpoint
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let with_keys = |mut cmd: std::process::Command| {
+        for i in 0..3 {
+            cmd.env(format!("HORT_TARGET_{i}_AWS_ACCESS_KEY_ID"), ACCESS_KEY)
+                .env(format!("HORT_TARGET_{i}_AWS_SECRET_ACCESS_KEY"), SECRET_KEY);
+        }
+        cmd
+    };
+    let mut repo = Repo::new(Kind::Fs);
+    repo.spec = spec(&[0, 1, 2], &servers);
+    repo.strategy = Some("mirror");
+    let run = |repo: &Repo, args: &[&str]| with_keys(repo.cmd(args)).output().unwrap();
+    let init = run(&repo, &["init", "--kdf-memory-kib", "64", "--kdf-iterations", "1"]);
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    // Two packs (they close at 16 MiB): the second server dies after the first.
+    for i in 0..3 {
+        fs::write(src.join(format!("f{i}")), noise(10 + i, 7 * 1024 * 1024)).unwrap();
+    }
+    let backup = with_keys(repo.cmd(&["backup", src.to_str().unwrap(), "--compression", "0"]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the second server once it holds the first pack.
+    let packs_on = |server: &S3Server| -> usize { walk(&server.root.path().join("hort/repo/data")) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while packs_on(&servers[1]) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no pack reached the second server"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    servers[1].kill();
+    let out = backup.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary = support::summary(&stdout);
+    let behind = summary["targets_behind"].to_string();
+    assert!(behind.contains(&servers[1].endpoint), "{summary}");
+    assert!(packs_on(&servers[0]) >= 2 && packs_on(&servers[0]) == packs_on(&servers[2]));
+
+    // Each surviving server alone restores the snapshot.
+    for alone in [0, 2] {
+        let mut single = Repo::new(Kind::Fs);
+        single.spec = spec(&[alone], &servers);
+        let target = work.path().join(format!("restored-{alone}"));
+        let restored = run(&single, &["restore", "latest", "--target", target.to_str().unwrap()]);
+        assert!(
+            restored.status.success(),
+            "{}",
+            String::from_utf8_lossy(&restored.stderr)
+        );
+        assert_eq!(describe_tree(&target), describe_tree(&src), "server {alone} alone");
+    }
+}
+
+/// Files below `dir`, at any depth (0 if it does not exist).
+fn walk(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
+        .sum()
+}

@@ -77,6 +77,9 @@ pub struct S3Backend {
     bucket: String,
     prefix: String,
     storage_class: Option<StorageClass>,
+    /// The endpoint, when not the provider's default: it tells targets in one bucket and
+    /// prefix on different servers apart in messages.
+    endpoint: Option<String>,
 }
 
 /// A failed request as a short error: the service's status, code and message (not the SDK's
@@ -206,7 +209,7 @@ impl S3Backend {
                     .with_initial_backoff(Duration::from_millis(200))
                     .with_max_backoff(Duration::from_secs(20)),
             );
-        if let Some(endpoint) = config.endpoint {
+        if let Some(endpoint) = &config.endpoint {
             builder = builder.endpoint_url(endpoint);
         }
         let client = Client::from_conf(builder.build());
@@ -216,6 +219,7 @@ impl S3Backend {
             bucket: config.bucket,
             prefix: config.prefix.trim_matches('/').to_owned(),
             storage_class: config.storage_class.as_deref().map(StorageClass::from),
+            endpoint: config.endpoint,
         })
     }
 
@@ -396,7 +400,8 @@ impl S3Backend {
 
 impl Backend for S3Backend {
     fn describe(&self) -> String {
-        format!("s3://{}/{}", self.bucket, self.prefix)
+        let at = self.endpoint.as_ref().map(|e| format!(" at {e}")).unwrap_or_default();
+        format!("s3://{}/{}{at}", self.bucket, self.prefix)
     }
 
     fn list(&self, kind: FileKind) -> Result<Vec<String>, BackendError> {

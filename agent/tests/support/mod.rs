@@ -14,8 +14,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub const PASSWORD: &str = "correct horse battery staple";
-const ACCESS_KEY: &str = "hort-test-access";
-const SECRET_KEY: &str = "hort-test-secret-key";
+/// The S3 test servers' access key id.
+pub const ACCESS_KEY: &str = "hort-test-access";
+/// The S3 test servers' secret key.
+pub const SECRET_KEY: &str = "hort-test-secret-key";
 
 /// Where a test repository lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +54,12 @@ fn s3s_fs_binary() -> &'static Path {
 }
 
 impl S3Server {
+    /// Stops the server at once, as a crash or a network cut would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Starts s3s-fs on a free loopback port with one bucket, `hort`.
     pub fn start() -> Self {
         let root = tempfile::tempdir().unwrap();
