@@ -274,6 +274,8 @@ EOF
 case_postgres-rename() {
   local ns=hort-e2e-postgres-rename q='select count(*), sum(id), md5(string_agg(name, $$,$$ order by id)) from items'
   case_namespace $ns
+  # Database, check and restore pods of an S3 group mount no claim: they pass "restricted".
+  kc label ns $ns pod-security.kubernetes.io/enforce=restricted >/dev/null
   local d
   for d in e2e_app e2e_app_restored e2e_other; do psql_in $INFRA "drop database if exists $d" >/dev/null; done
   psql_in $INFRA 'create database e2e_app' >/dev/null
@@ -299,6 +301,8 @@ spec:
   tags: [e2e, pg]
 EOF
   wait_phase $ns backupjob/pg Succeeded 300
+  check "the backup pod ran as non-root in a restricted namespace" \
+    test "$(jp $ns pod/pg-1 '{.spec.containers[0].securityContext.runAsUser}')" == 65532
   note "snapshot $(jp $ns backupjob/pg '{.status.snapshotId}'), stats $(jp $ns backupjob/pg '{.status.stats}')"
   kc -n $ns apply -f - >/dev/null <<EOF
 apiVersion: hort.dev/v1alpha1

@@ -22,9 +22,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 
 use super::{ROLE_LABEL, Role};
 use crate::storage_group::S3_CREDENTIAL_KEYS;
-/// The only capabilities agent containers keep: all are allowed by the Pod Security Standard
-/// "baseline" (`DAC_OVERRIDE` includes reading any file and searching any directory).
+/// The only capabilities agent containers that mount a claim keep: all are allowed by the Pod
+/// Security Standard "baseline" (`DAC_OVERRIDE` includes reading any file and searching any
+/// directory).
+///
+/// Agent pods that mount no claim (database backups and restores, checks and prunes of S3
+/// groups) need none of root's powers: they run as [`NON_ROOT_USER`] with no capabilities
+/// and a read-only root file system, and pass the Pod Security Standard "restricted".
 pub const FILE_CAPABILITIES: [&str; 4] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"];
+/// The user (and group) agent pods that mount no claim run as.
+pub const NON_ROOT_USER: i64 = 65532;
 /// Directory under which target claims are mounted in agent pods.
 pub const TARGETS_DIR: &str = "/targets";
 /// Where agent pods spool packs while they fill and upload (an `emptyDir`).
@@ -195,6 +202,34 @@ pub struct AgentPod<'a> {
     pub node: Option<String>,
 }
 
+/// The agent container's security context: with a claim mounted, root without most of root's
+/// powers (enough to read any file of a volume and to restore files with their owners and
+/// modes); without, "restricted" (see [`FILE_CAPABILITIES`]).
+fn container_security(mounts_claim: bool) -> SecurityContext {
+    let drop_all = |add: Option<Vec<String>>| Capabilities {
+        drop: Some(vec!["ALL".into()]),
+        add,
+    };
+    if mounts_claim {
+        return SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(drop_all(Some(
+                FILE_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+            ))),
+            ..SecurityContext::default()
+        };
+    }
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(drop_all(None)),
+        run_as_non_root: Some(true),
+        run_as_user: Some(NON_ROOT_USER),
+        run_as_group: Some(NON_ROOT_USER),
+        read_only_root_filesystem: Some(true),
+        ..SecurityContext::default()
+    }
+}
+
 /// The pod that runs `hort-agent` as described.
 pub fn build(settings: &AgentSettings, agent: AgentPod<'_>) -> Pod {
     let mut labels = agent.labels;
@@ -206,7 +241,11 @@ pub fn build(settings: &AgentSettings, agent: AgentPod<'_>) -> Pod {
     repository.env.extend([
         value(env::SPOOL_DIR, SPOOL_DIR),
         value(env::PROTOCOL_VERSION, PROTOCOL_VERSION.to_string()),
+        // Temporary files (e.g. a restore's table list) go to the spool volume: the root file
+        // system may be read-only.
+        value("TMPDIR", SPOOL_DIR),
     ]);
+    let mounts_claim = repository.volumes.iter().any(|v| v.persistent_volume_claim.is_some());
     repository.mounts.push(VolumeMount {
         name: "spool".into(),
         mount_path: SPOOL_DIR.into(),
@@ -231,16 +270,7 @@ pub fn build(settings: &AgentSettings, agent: AgentPod<'_>) -> Pod {
         resources: overrides.resources.or_else(|| settings.default_resources.clone()),
         termination_message_path: Some(env::TERMINATION_MESSAGE_PATH.into()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
-        // Root without most of root's powers: enough to read any file of a volume and to
-        // restore files with their owners and modes.
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: Some(FILE_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
-            }),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(container_security(mounts_claim)),
         ..Container::default()
     };
     Pod {
@@ -409,6 +439,67 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
                 node: node.map(str::to_owned),
             },
         )
+    }
+
+    #[test]
+    fn pods_without_a_claim_pass_restricted_and_pods_with_one_keep_file_capabilities() {
+        let s3_only = group(
+            "targets: [{name: s3, s3: {endpoint: \"http://s3:9000\", bucket: b, credentialsSecretRef: {name: c}}}]\n\
+             encryption: {keySecretRef: {name: k}}",
+        );
+        let settings = AgentSettings {
+            image: "hort-agent:1".into(),
+            pull_policy: "IfNotPresent".into(),
+            retry_backoff: std::time::Duration::from_secs(10),
+            default_resources: None,
+            default_deadline_seconds: None,
+        };
+        let pod = build(
+            &settings,
+            AgentPod {
+                name: "db-1".into(),
+                namespace: "demo".into(),
+                owner: OwnerReference::default(),
+                labels: BTreeMap::new(),
+                command: AgentCommand::Check {
+                    init: true,
+                    repository_id: None,
+                    resync: false,
+                },
+                repository: repository_access(&s3_only),
+                overrides: None,
+                active_deadline_seconds: None,
+                node: None,
+            },
+        );
+        let spec = pod.spec.unwrap();
+        let restricted = spec.containers[0].security_context.clone().unwrap();
+        assert_eq!(restricted.run_as_non_root, Some(true));
+        assert_eq!(restricted.run_as_user, Some(NON_ROOT_USER));
+        assert_eq!(restricted.read_only_root_filesystem, Some(true));
+        assert_eq!(restricted.allow_privilege_escalation, Some(false));
+        let caps = restricted.capabilities.unwrap();
+        assert_eq!((caps.drop.as_deref(), caps.add), (Some(&["ALL".to_string()][..]), None));
+        assert_eq!(
+            spec.security_context.unwrap().seccomp_profile.unwrap().type_,
+            "RuntimeDefault"
+        );
+        let env = spec.containers[0].env.clone().unwrap();
+        assert!(
+            env.iter()
+                .any(|e| e.name == "TMPDIR" && e.value.as_deref() == Some(SPOOL_DIR))
+        );
+
+        // A PVC target: root with the file capabilities only.
+        let with_claim = check_pod(None, "{}", None, None).spec.unwrap().containers[0]
+            .security_context
+            .clone()
+            .unwrap();
+        assert_eq!(with_claim.run_as_non_root, None);
+        assert_eq!(
+            with_claim.capabilities.unwrap().add.unwrap().len(),
+            FILE_CAPABILITIES.len()
+        );
     }
 
     #[test]
