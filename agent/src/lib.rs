@@ -24,6 +24,7 @@ pub mod filter;
 pub mod id;
 pub mod index;
 pub mod keyfile;
+pub mod keyring;
 pub mod location;
 pub mod pack;
 pub mod packer;

@@ -215,34 +215,7 @@ impl Repository {
                 location: backend.describe(),
             });
         }
-        let names = backend.list(FileKind::Key)?;
-        if names.is_empty() {
-            return Err(RepositoryError::NoKeys {
-                location: backend.describe(),
-            });
-        }
-        let mut master = None;
-        for name in &names {
-            let bytes = backend.read(FileKind::Key, name)?;
-            let keyfile = KeyFile::parse(&bytes).map_err(|source| RepositoryError::KeyFile {
-                name: name.clone(),
-                source,
-            })?;
-            match keyfile.unlock(password) {
-                Ok(key) => {
-                    master = Some(key);
-                    break;
-                }
-                Err(KeyFileError::WrongPassword) => debug!(key = %name, "password does not open this key file"),
-                Err(source) => {
-                    return Err(RepositoryError::KeyFile {
-                        name: name.clone(),
-                        source,
-                    });
-                }
-            }
-        }
-        let master = master.ok_or(RepositoryError::WrongPassword)?;
+        let (master, _) = crate::keyring::unlock(backend.as_ref(), password)?;
         let keys = Keys::derive(&master);
         let sealed = backend.read(FileKind::Config, "config")?;
         let config: Config = open_sealed(&keys, config::AAD, &sealed, "config")?;

@@ -19,6 +19,7 @@ mod backup_cmd;
 mod context;
 mod database_cmd;
 mod error;
+mod key_cmd;
 mod repository_cmds;
 mod restore_cmd;
 mod retention_cmd;
@@ -106,6 +107,9 @@ enum Commands {
     /// Rebuild what can be rebuilt from the data itself.
     #[command(subcommand)]
     Repair(RepairCommand),
+    /// Manage the repository's passwords (key files): rotate by `add`, then `remove`.
+    #[command(subcommand)]
+    Key(key_cmd::KeyCommand),
     /// Check the repository's structure; with `--read-data` also every byte.
     Verify {
         /// Read, decrypt and hash every pack.
@@ -216,6 +220,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Commands::Repair(RepairCommand::Snapshots { forget, dry_run }) => {
             repository_cmds::repair_snapshots(&ctx, forget, dry_run)
         }
+        Commands::Key(command) => key_cmd::run(&ctx, &command),
         Commands::Resync { dry_run } => repository_cmds::resync(&ctx, dry_run),
         Commands::Verify { read_data } => repository_cmds::verify(&ctx, read_data),
         Commands::Prune(args) => retention_cmd::prune(&ctx, &args),

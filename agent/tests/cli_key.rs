@@ -1,0 +1,69 @@
+//! Password rotation: add a key file for a new password, then remove the old one; the data is
+//! untouched and only the new password opens the repository.
+
+mod support;
+
+use support::{Kind, PASSWORD, Repo};
+
+fn keys(repo: &Repo, password: &str) -> serde_json::Value {
+    let out = repo
+        .cmd(&["key", "list", "--json"])
+        .env("HORT_PASSWORD", password)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_password_is_rotated_by_adding_a_key_and_removing_the_old_one() {
+    let repo = Repo::new(Kind::Fs);
+    repo.init();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("f"), b"data").unwrap();
+    repo.backup(work.path(), &[]);
+    let new = "a new and much longer passphrase";
+
+    let no_new = repo.run(&["key", "add"]);
+    assert_eq!(no_new.status.code(), Some(2), "the new password must be given");
+    let added = repo
+        .cmd(&["key", "add", "--kdf-memory-kib", "64", "--kdf-iterations", "1"])
+        .env("HORT_NEW_PASSWORD", new)
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let listed = keys(&repo, PASSWORD);
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let old_id = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["current"] == true)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The old password may not remove its own key; the new one may.
+    let refused = repo.run(&["key", "remove", &old_id[..8]]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("the one your password opens"));
+    let removed = repo
+        .cmd(&["key", "remove", &old_id[..8]])
+        .env("HORT_PASSWORD", new)
+        .output()
+        .unwrap();
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+
+    let old = repo.run(&["snapshots"]);
+    assert_eq!(old.status.code(), Some(12), "the old password opens nothing now");
+    let with_new = repo
+        .cmd(&["snapshots", "--json"])
+        .env("HORT_PASSWORD", new)
+        .output()
+        .unwrap();
+    assert!(with_new.status.success());
+    let snapshots: serde_json::Value = serde_json::from_slice(&with_new.stdout).unwrap();
+    assert_eq!(snapshots.as_array().unwrap().len(), 1, "the data is untouched");
+    assert_eq!(keys(&repo, new).as_array().unwrap().len(), 1);
+}
