@@ -256,3 +256,17 @@ fn walk(dir: &Path) -> usize {
         .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
         .sum()
 }
+
+#[test]
+fn resync_is_refused_for_groups_that_spread_or_fail_over() {
+    let work = tempfile::tempdir().unwrap();
+    let [a, b] = ["a", "b"].map(|n| work.path().join(n));
+    for strategy in ["spread", "failover"] {
+        let out = group(&[&a, &b], strategy).run(&["resync"]);
+        assert_eq!(out.status.code(), Some(2), "{strategy}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("only --strategy mirror"),
+            "{strategy}"
+        );
+    }
+}

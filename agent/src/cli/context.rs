@@ -31,8 +31,15 @@ impl Context {
         Ok(location::open(&self.global.repo, self.group_options(), &self.s3())?)
     }
 
-    /// The targets as a group, also when there is only one (for `resync`).
+    /// The targets as a `mirror` group, also when there is only one (for `resync`, which
+    /// copies every file to every target: under another strategy that would defeat it).
     pub(super) fn group(&self) -> Result<group::TargetGroup, CliError> {
+        if self.global.strategy != Strategy::Mirror {
+            return Err(CliError::Usage(format!(
+                "resync copies every file to every target, which only --strategy mirror asks for (this group is {})",
+                self.global.strategy.as_str()
+            )));
+        }
         Ok(location::open_group(
             &self.global.repo,
             self.group_options(),
