@@ -20,6 +20,7 @@ mod context;
 mod database_cmd;
 mod error;
 mod key_cmd;
+mod repair_cmd;
 mod repository_cmds;
 mod restore_cmd;
 mod retention_cmd;
@@ -41,28 +42,6 @@ pub struct Cli {
     global: GlobalArgs,
     #[command(subcommand)]
     command: Commands,
-}
-
-/// What `repair` rebuilds.
-#[derive(Debug, Subcommand)]
-enum RepairCommand {
-    /// Rewrite the index from the intact index files and the trailers of the packs none of
-    /// them lists (after index files were lost or damaged); drop packs that are gone.
-    Index {
-        /// Only report what would change.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Write each snapshot that refers to lost data again without the files, directories and
-    /// streams whose data is gone (tagged `repaired`), so everything else stays restorable.
-    Snapshots {
-        /// Delete each damaged snapshot once its repaired copy is written.
-        #[arg(long)]
-        forget: bool,
-        /// Only report what is lost.
-        #[arg(long)]
-        dry_run: bool,
-    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,7 +85,7 @@ enum Commands {
     },
     /// Rebuild what can be rebuilt from the data itself.
     #[command(subcommand)]
-    Repair(RepairCommand),
+    Repair(repair_cmd::RepairCommand),
     /// Manage the repository's passwords (key files): rotate by `add`, then `remove`.
     #[command(subcommand)]
     Key(key_cmd::KeyCommand),
@@ -216,10 +195,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Commands::Snapshots => repository_cmds::snapshots(&ctx),
         Commands::Ls { snapshot } => repository_cmds::ls(&ctx, &snapshot),
         Commands::Restore(args) => restore_cmd::restore(&ctx, &args),
-        Commands::Repair(RepairCommand::Index { dry_run }) => repository_cmds::repair_index(&ctx, dry_run),
-        Commands::Repair(RepairCommand::Snapshots { forget, dry_run }) => {
-            repository_cmds::repair_snapshots(&ctx, forget, dry_run)
-        }
+        Commands::Repair(command) => repair_cmd::run(&ctx, &command),
         Commands::Key(command) => key_cmd::run(&ctx, &command),
         Commands::Resync { dry_run } => repository_cmds::resync(&ctx, dry_run),
         Commands::Verify { read_data } => repository_cmds::verify(&ctx, read_data),

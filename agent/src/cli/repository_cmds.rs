@@ -1,5 +1,5 @@
 //! Commands on the repository as a whole: `init`, `check` (the operator's StorageGroup
-//! check), `snapshots`, `ls`, `verify`, `stats`.
+//! check), `resync`, `snapshots`, `ls`, `verify`, `stats`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -172,62 +172,6 @@ pub(super) fn resync(ctx: &Context, dry_run: bool) -> Result<(), CliError> {
         message: format!("{behind} targets are still behind (see above)"),
         exit: ExitCode::Incomplete,
     })
-}
-
-pub(super) fn repair_index(ctx: &Context, dry_run: bool) -> Result<(), CliError> {
-    let report = crate::repair::repair_index(&ctx.open()?, dry_run)?;
-    if ctx.json() {
-        ctx.print_json(&json!({"type": "repair-index", "dry_run": dry_run, "report": report}));
-    } else {
-        println!(
-            "{} packs kept, {} indexed from their trailers, {} missing packs dropped, {} damaged index files replaced, {} unreadable packs, {} index files written{}",
-            report.packs_kept,
-            report.packs_from_trailers.len(),
-            report.missing_packs.len(),
-            report.damaged_index_files.len(),
-            report.unreadable_packs.len(),
-            report.index_files_written,
-            if dry_run { " (dry run: nothing changed)" } else { "" }
-        );
-    }
-    if report.unreadable_packs.is_empty() {
-        return Ok(());
-    }
-    Err(CliError::Partial {
-        message: format!(
-            "{} packs have unreadable trailers; their data is not indexed: {}",
-            report.unreadable_packs.len(),
-            report.unreadable_packs.join("; ")
-        ),
-        exit: ExitCode::Damaged,
-    })
-}
-
-pub(super) fn repair_snapshots(ctx: &Context, forget: bool, dry_run: bool) -> Result<(), CliError> {
-    let (repo, lock) = ctx.open_for_backup()?;
-    let repairs = crate::repair::repair_snapshots(&repo, &lock, forget, dry_run).map_err(|e| CliError::Partial {
-        message: e.to_string(),
-        exit: ExitCode::Error,
-    })?;
-    if ctx.json() {
-        ctx.print_json(&json!({"type": "repair-snapshots", "dry_run": dry_run, "snapshots": repairs}));
-    } else {
-        for r in &repairs {
-            println!(
-                "snapshot {} lost {} entries{}: {}",
-                r.snapshot.short(),
-                r.lost.len(),
-                r.repaired
-                    .map(|id| format!(", repaired as {}", id.short()))
-                    .unwrap_or_default(),
-                r.lost.join(", ")
-            );
-        }
-        if repairs.is_empty() {
-            println!("no snapshot refers to lost data");
-        }
-    }
-    Ok(())
 }
 
 pub(super) fn init(ctx: &Context, args: &InitArgs) -> Result<(), CliError> {
