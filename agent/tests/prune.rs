@@ -88,12 +88,8 @@ fn a_backup_that_loaded_the_index_before_the_mark_keeps_its_data() {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     let b_pack = b_only_in_an_old_snapshot(&repo, &src);
-    let open = || Repository::open(Arc::new(LocalBackend::new(&repo.files)), PASSWORD.as_bytes()).unwrap();
-    let policy = Policy {
-        last: 1,
-        ..Default::default()
-    };
-    prune::forget(&open(), &policy, false).unwrap();
+    let open = || open_repository(&repo);
+    forget_all_but_the_newest(&repo);
 
     // A backup starts (takes its lock, loads the index) before prune condemns b.bin's pack ...
     let opened = open();
@@ -252,6 +248,19 @@ fn prune_repacks_mostly_unused_packs_and_every_kept_snapshot_still_restores() {
     assert_eq!(verify["snapshots"], 2, "{verify}");
 }
 
+fn open_repository(repo: &Repo) -> Repository {
+    Repository::open(Arc::new(LocalBackend::new(&repo.files)), PASSWORD.as_bytes()).unwrap()
+}
+
+/// Forgets every snapshot but the newest (b.bin's pack becomes garbage).
+fn forget_all_but_the_newest(repo: &Repo) {
+    let policy = Policy {
+        last: 1,
+        ..Default::default()
+    };
+    prune::forget(&open_repository(repo), &policy, false).unwrap();
+}
+
 fn no_grace() -> PruneOptions {
     PruneOptions {
         grace: Duration::zero(),
@@ -271,12 +280,8 @@ fn a_backup_running_through_a_mark_and_a_sweep_keeps_its_data() {
     let src = work.path().join("src");
     let b_pack = b_only_in_an_old_snapshot(&repo, &src);
     let b_pack_id: hort_agent::id::Id = b_pack.file_name().unwrap().to_str().unwrap().parse().unwrap();
-    let open = || Repository::open(Arc::new(LocalBackend::new(&repo.files)), PASSWORD.as_bytes()).unwrap();
-    let policy = Policy {
-        last: 1,
-        ..Default::default()
-    };
-    prune::forget(&open(), &policy, false).unwrap();
+    let open = || open_repository(&repo);
+    forget_all_but_the_newest(&repo);
 
     // A slow backup takes its lock and loads the index; while it runs, a mark and a sweep
     // pass (grace 0 stands for a backup that outlives any grace period).
@@ -319,7 +324,7 @@ fn a_backup_whose_lock_went_stale_writes_no_snapshot_and_a_stale_lock_holds_noth
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     let b_pack = b_only_in_an_old_snapshot(&repo, &src);
-    let open = || Repository::open(Arc::new(LocalBackend::new(&repo.files)), PASSWORD.as_bytes()).unwrap();
+    let open = || open_repository(&repo);
     let snapshots = || fs::read_dir(repo.files.join("snapshots")).unwrap().count();
 
     // A lock that is never refreshed within `stale - margin` (1 s here).
@@ -347,15 +352,7 @@ fn a_backup_whose_lock_went_stale_writes_no_snapshot_and_a_stale_lock_holds_noth
 
     // A lock left by a killed backup, last refreshed an hour ago, holds back no sweep and
     // is removed.
-    prune::forget(
-        &open(),
-        &Policy {
-            last: 1,
-            ..Default::default()
-        },
-        false,
-    )
-    .unwrap();
+    forget_all_but_the_newest(&repo);
     prune::collect_garbage(open(), no_grace()).unwrap();
     let now = chrono::Utc::now();
     open()

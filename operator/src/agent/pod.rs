@@ -404,6 +404,17 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
         );
     }
 
+    /// The operator's agent settings in these tests, with default resources `defaults`.
+    fn test_settings(defaults: Option<ResourceRequirements>) -> AgentSettings {
+        AgentSettings {
+            image: "hort-agent:1".into(),
+            pull_policy: "IfNotPresent".into(),
+            retry_backoff: std::time::Duration::from_secs(10),
+            default_resources: defaults,
+            default_deadline_seconds: None,
+        }
+    }
+
     /// A check pod with `overrides` (YAML), the object's deadline and the node it is pinned to,
     /// built with the operator's default resources `defaults`.
     fn check_pod(
@@ -414,15 +425,11 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
     ) -> Pod {
         let spec = group("targets: [{name: disk, pvc: {claimName: d}}]\nencryption: {keySecretRef: {name: k}}");
         let overrides: AgentPodOverrides = serde_yaml::from_str(overrides).unwrap();
-        let settings = AgentSettings {
-            image: "hort-agent:1".into(),
-            pull_policy: "IfNotPresent".into(),
-            retry_backoff: std::time::Duration::from_secs(10),
-            default_resources: defaults,
-            default_deadline_seconds: Some(3600),
-        };
         build(
-            &settings,
+            &AgentSettings {
+                default_deadline_seconds: Some(3600),
+                ..test_settings(defaults)
+            },
             AgentPod {
                 name: "disk-check-1".into(),
                 namespace: "demo".into(),
@@ -447,15 +454,8 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
             "targets: [{name: s3, s3: {endpoint: \"http://s3:9000\", bucket: b, credentialsSecretRef: {name: c}}}]\n\
              encryption: {keySecretRef: {name: k}}",
         );
-        let settings = AgentSettings {
-            image: "hort-agent:1".into(),
-            pull_policy: "IfNotPresent".into(),
-            retry_backoff: std::time::Duration::from_secs(10),
-            default_resources: None,
-            default_deadline_seconds: None,
-        };
         let pod = build(
-            &settings,
+            &test_settings(None),
             AgentPod {
                 name: "db-1".into(),
                 namespace: "demo".into(),
