@@ -244,18 +244,10 @@ impl LiveBackups {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::memory::MemoryBackend;
-    use crate::keyfile::KdfParams;
 
     #[test]
     fn the_lock_is_rewritten_while_held_and_removed_when_dropped() {
-        let backend = Arc::new(MemoryBackend::new());
-        let kdf = KdfParams {
-            memory_kib: 8,
-            iterations: 1,
-            parallelism: 1,
-        };
-        let repo = Repository::init(backend.clone(), b"pw", kdf).unwrap();
+        let (repo, backend) = crate::repository::in_memory();
         let timing = LockTiming {
             refresh: Duration::milliseconds(50),
             ..LockTiming::default()

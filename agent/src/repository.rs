@@ -696,3 +696,19 @@ impl IndexedRepository {
         })
     }
 }
+
+/// A repository in memory with cheap key derivation, for the engine's unit tests; also returns
+/// its backend.
+#[cfg(test)]
+pub(crate) fn in_memory() -> (Repository, Arc<crate::backend::memory::MemoryBackend>) {
+    let backend = Arc::new(crate::backend::memory::MemoryBackend::new());
+    let kdf = KdfParams {
+        memory_kib: 8,
+        iterations: 1,
+        parallelism: 1,
+    };
+    (
+        Repository::init(backend.clone(), b"pw", kdf).expect("init in memory"),
+        backend,
+    )
+}

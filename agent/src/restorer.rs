@@ -436,9 +436,7 @@ mod tests {
 
     use super::*;
     use crate::archiver::{BackupOptions, StreamInput, backup_streams};
-    use crate::backend::memory::MemoryBackend;
     use crate::backup_lock::BackupLock;
-    use crate::keyfile::KdfParams;
     use crate::repository::Repository;
 
     /// A dump-like stream: rows that differ, so it is cut into many small chunks.
@@ -452,13 +450,7 @@ mod tests {
 
     #[test]
     fn a_long_stream_restores_exactly_with_few_requests() {
-        let backend = Arc::new(MemoryBackend::new());
-        let kdf = KdfParams {
-            memory_kib: 8,
-            iterations: 1,
-            parallelism: 1,
-        };
-        let repo = Repository::init(backend.clone(), b"pw", kdf).unwrap();
+        let (repo, backend) = crate::repository::in_memory();
         let lock = BackupLock::acquire(&repo).unwrap();
         let repo = repo.load_index().unwrap();
         let data = dump(150_000);

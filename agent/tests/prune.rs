@@ -12,8 +12,9 @@ use hort_agent::backend::local::LocalBackend;
 use hort_agent::backup_lock::{BackupLock, LockFile, LockTiming};
 use hort_agent::progress::Counters;
 use hort_agent::prune::{self, PruneOptions};
-use hort_agent::repository::Repository;
+use hort_agent::repository::{IndexedRepository, Repository};
 use hort_agent::retention::Policy;
+use hort_agent::snapshot::Snapshot;
 use support::{Kind, PASSWORD, Repo, describe_tree, noise, summary};
 
 /// Backs up `a.bin` and `b.bin`, then only `a.bin`; returns the pack holding `b.bin`'s data.
@@ -107,13 +108,7 @@ fn a_backup_that_loaded_the_index_before_the_mark_keeps_its_data() {
     assert!(mark.condemned.contains(&b_pack_id));
 
     // ... and deduplicates b.bin against it, finishing after the mark.
-    fs::write(src.join("b.bin"), noise(2, 2 * 1024 * 1024)).unwrap();
-    let options = BackupOptions {
-        force: true,
-        ..Default::default()
-    };
-    let (_, snapshot) =
-        archiver::backup_tree(&running_backup, &lock, &src, &options, Arc::new(Counters::default())).unwrap();
+    let snapshot = back_up_b_again(&running_backup, &lock, &src);
     drop(lock);
     assert!(
         snapshot.stats.new_bytes < 10_000,
@@ -248,6 +243,18 @@ fn prune_repacks_mostly_unused_packs_and_every_kept_snapshot_still_restores() {
     assert_eq!(verify["snapshots"], 2, "{verify}");
 }
 
+/// Writes `b.bin` again and backs `src` up with a backup that loaded its index earlier.
+fn back_up_b_again(running: &IndexedRepository, lock: &BackupLock, src: &Path) -> Snapshot {
+    fs::write(src.join("b.bin"), noise(2, 2 * 1024 * 1024)).unwrap();
+    let options = BackupOptions {
+        force: true,
+        ..Default::default()
+    };
+    archiver::backup_tree(running, lock, src, &options, Arc::new(Counters::default()))
+        .unwrap()
+        .1
+}
+
 fn open_repository(repo: &Repo) -> Repository {
     Repository::open(Arc::new(LocalBackend::new(&repo.files)), PASSWORD.as_bytes()).unwrap()
 }
@@ -297,13 +304,7 @@ fn a_backup_running_through_a_mark_and_a_sweep_keeps_its_data() {
     assert!(b_pack.exists(), "the running backup may use it");
 
     // The backup deduplicates b.bin against the condemned pack and finishes.
-    fs::write(src.join("b.bin"), noise(2, 2 * 1024 * 1024)).unwrap();
-    let options = BackupOptions {
-        force: true,
-        ..Default::default()
-    };
-    let (_, snapshot) =
-        archiver::backup_tree(&running_backup, &lock, &src, &options, Arc::new(Counters::default())).unwrap();
+    let snapshot = back_up_b_again(&running_backup, &lock, &src);
     assert!(snapshot.stats.new_bytes < 10_000, "deduplicated: {:?}", snapshot.stats);
     drop(lock);
     assert_eq!(lock_files(&repo), 0, "a finished backup removes its lock");

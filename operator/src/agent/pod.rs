@@ -425,11 +425,23 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
     ) -> Pod {
         let spec = group("targets: [{name: disk, pvc: {claimName: d}}]\nencryption: {keySecretRef: {name: k}}");
         let overrides: AgentPodOverrides = serde_yaml::from_str(overrides).unwrap();
+        let settings = AgentSettings {
+            default_deadline_seconds: Some(3600),
+            ..test_settings(defaults)
+        };
+        check_pod_of(&settings, &spec, Some(&overrides), deadline, node)
+    }
+
+    /// The check pod of group `spec`, as the operator builds it with `settings`.
+    fn check_pod_of(
+        settings: &AgentSettings,
+        spec: &StorageGroupSpec,
+        overrides: Option<&AgentPodOverrides>,
+        deadline: Option<i64>,
+        node: Option<&str>,
+    ) -> Pod {
         build(
-            &AgentSettings {
-                default_deadline_seconds: Some(3600),
-                ..test_settings(defaults)
-            },
+            settings,
             AgentPod {
                 name: "disk-check-1".into(),
                 namespace: "demo".into(),
@@ -440,8 +452,8 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
                     repository_id: None,
                     resync: false,
                 },
-                repository: repository_access(&spec),
-                overrides: Some(&overrides),
+                repository: repository_access(spec),
+                overrides,
                 active_deadline_seconds: deadline,
                 node: node.map(str::to_owned),
             },
@@ -454,24 +466,7 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
             "targets: [{name: s3, s3: {endpoint: \"http://s3:9000\", bucket: b, credentialsSecretRef: {name: c}}}]\n\
              encryption: {keySecretRef: {name: k}}",
         );
-        let pod = build(
-            &test_settings(None),
-            AgentPod {
-                name: "db-1".into(),
-                namespace: "demo".into(),
-                owner: OwnerReference::default(),
-                labels: BTreeMap::new(),
-                command: AgentCommand::Check {
-                    init: true,
-                    repository_id: None,
-                    resync: false,
-                },
-                repository: repository_access(&s3_only),
-                overrides: None,
-                active_deadline_seconds: None,
-                node: None,
-            },
-        );
+        let pod = check_pod_of(&test_settings(None), &s3_only, None, None, None);
         let spec = pod.spec.unwrap();
         let restricted = spec.containers[0].security_context.clone().unwrap();
         assert_eq!(restricted.run_as_non_root, Some(true));
