@@ -125,18 +125,16 @@ run_case() {
 case_namespace() {
   new_namespace "$1"
   repository_secrets "$1" "$S3_ACCESS" "$S3_SECRET"
-  kc -n "$1" create secret generic db-credentials --from-literal=username=postgres \
-    --from-literal=password="$DB_PASSWORD" >/dev/null
-  kc -n "$1" create secret generic mariadb-credentials --from-literal=username=root \
-    --from-literal=password="$DB_PASSWORD" >/dev/null
+  usable_secret "$1" db-credentials --from-literal=username=postgres --from-literal=password="$DB_PASSWORD"
+  usable_secret "$1" mariadb-credentials --from-literal=username=root --from-literal=password="$DB_PASSWORD"
 }
 
-# A claim "data" filled by a pod: SCRIPT runs in /data.
+# A claim "data" (marked usable by Hort) filled by a pod: SCRIPT runs in /data.
 fill_claim() { # NS SIZE SCRIPT
   kc -n "$1" apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: PersistentVolumeClaim
-metadata: {name: data}
+metadata: {name: data, labels: {hort.dev/usable: "true"}}
 spec:
   accessModes: [ReadWriteOnce]
   resources: {requests: {storage: $2}}
@@ -207,8 +205,8 @@ case_groups-ready() {
 case_wrong-s3-key() {
   local ns=hort-e2e-wrong-s3-key
   case_namespace $ns
-  kc -n $ns create secret generic wrong-credentials --from-literal=AWS_ACCESS_KEY_ID="$S3_ACCESS" \
-    --from-literal=AWS_SECRET_ACCESS_KEY=not-the-secret >/dev/null
+  usable_secret $ns wrong-credentials --from-literal=AWS_ACCESS_KEY_ID="$S3_ACCESS" \
+    --from-literal=AWS_SECRET_ACCESS_KEY=not-the-secret
   s3_group $ns wrong "$S3_ENDPOINT" "$S3_BUCKET" b wrong-credentials
   wait_until 180 "Ready=False on the group with wrong credentials" not_ready $ns storagegroup/wrong
   kc -n $ns apply -f - >/dev/null <<EOF
@@ -411,7 +409,7 @@ case_hooks() {
   kc -n $ns apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: PersistentVolumeClaim
-metadata: {name: data}
+metadata: {name: data, labels: {hort.dev/usable: "true"}}
 spec:
   accessModes: [ReadWriteOnce]
   resources: {requests: {storage: 1Gi}}

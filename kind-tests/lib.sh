@@ -209,14 +209,20 @@ mariadb_in() { kc -n "$1" exec -i deploy/mariadb -- sh -c 'mariadb -uroot -p"$MA
 
 # ---- Hort objects
 
+# usable_secret NS NAME [FROM-LITERAL ARGS...]: a generic Secret (created or updated) that its
+# owner marks usable by Hort (label hort.dev/usable=true); Hort refuses unmarked ones.
+usable_secret() {
+  local ns="$1" name="$2"; shift 2
+  kc -n "$ns" create secret generic "$name" "$@" --dry-run=client -o yaml \
+    | kc label --local -f - hort.dev/usable=true -o yaml | kc apply -f - >/dev/null
+}
+
 # repository_secrets NS S3-ACCESS S3-SECRET: Secrets hort-repository-password (key password) and
-# s3-credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+# s3-credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), marked usable.
 repository_secrets() {
   local ns="$1"
-  kc -n "$ns" create secret generic hort-repository-password --from-literal=password="e2e-$ns-password" \
-    --dry-run=client -o yaml | kc apply -f - >/dev/null
-  kc -n "$ns" create secret generic s3-credentials --from-literal=AWS_ACCESS_KEY_ID="$2" \
-    --from-literal=AWS_SECRET_ACCESS_KEY="$3" --dry-run=client -o yaml | kc apply -f - >/dev/null
+  usable_secret "$ns" hort-repository-password --from-literal=password="e2e-$ns-password"
+  usable_secret "$ns" s3-credentials --from-literal=AWS_ACCESS_KEY_ID="$2" --from-literal=AWS_SECRET_ACCESS_KEY="$3"
 }
 
 # s3_group NS NAME ENDPOINT BUCKET PREFIX [CREDENTIALS-SECRET]: a StorageGroup with one S3 target.
@@ -240,12 +246,12 @@ spec:
 EOF
 }
 
-# pvc_group NS NAME CLAIM: a claim and a StorageGroup with it as the only target.
+# pvc_group NS NAME CLAIM: a claim (marked usable) and a StorageGroup with it as the only target.
 pvc_group() {
   kc -n "$1" apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: PersistentVolumeClaim
-metadata: {name: $3}
+metadata: {name: $3, labels: {hort.dev/usable: "true"}}
 spec:
   accessModes: [ReadWriteOnce]
   resources: {requests: {storage: 1Gi}}

@@ -127,6 +127,7 @@ pub struct PostgresSource {
     #[schemars(length(max = 256), inner(length(min = 1, max = 63)))]
     pub databases: Vec<String>,
     /// Secret with the keys `username` and `password` (e.g. a `kubernetes.io/basic-auth` Secret).
+    /// Its owner allows Hort to use it with the label `hort.dev/usable: "true"`; without it the job fails (reason `InvalidReference`) before any data is read.
     pub credentials_secret_ref: SecretRef,
 }
 
@@ -150,7 +151,8 @@ pub struct MariadbSource {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256), inner(length(min = 1, max = 64)))]
     pub databases: Vec<String>,
-    /// Secret with the keys `username` and `password`.
+    /// Secret with the keys `username` and `password`. Its owner allows Hort to use it with the label `hort.dev/usable: "true"`;
+    /// without it the job fails (reason `InvalidReference`) before any data is read.
     pub credentials_secret_ref: SecretRef,
 }
 
@@ -165,7 +167,8 @@ fn default_mariadb_port() -> u16 {
     .message("volume.volumeSnapshotClassName is set but volume.snapshot is None; remove the class or set snapshot to Auto or CSI")
     .field_path(".volumeSnapshotClassName"))]
 pub struct VolumeSource {
-    /// Name of the claim, in this namespace.
+    /// Name of the claim, in this namespace. Its owner allows Hort to use it with the label `hort.dev/usable: "true"`;
+    /// without it the job fails (reason `InvalidReference`) before any data is read.
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
     pub claim_name: String,
     /// Paths inside the volume to back up, relative to its root; the whole volume when empty.

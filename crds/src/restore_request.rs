@@ -104,6 +104,7 @@ pub struct DatabaseRestoreTarget {
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<u16>,
     /// Secret with the keys `username` and `password` of a user allowed to create databases.
+    /// Its owner allows Hort to use it with the label `hort.dev/usable: "true"`; without it the request fails (reason `InvalidReference`) before anything is written.
     pub credentials_secret_ref: SecretRef,
     /// Databases to restore, each optionally under a new name; every database in the
     /// snapshot (and the roles or users) when empty.
@@ -146,7 +147,10 @@ pub struct DatabaseMapping {
     .message("volume.storageClassName and volume.size go together: set both to create the claim when it is missing, or neither to require an existing claim")
     .field_path(".size"))]
 pub struct VolumeRestoreTarget {
-    /// Name of the claim, in this namespace.
+    /// Name of the claim, in this namespace. An existing claim is written to only when its
+    /// owner allows it with the label `hort.dev/usable: "true"`; otherwise the request fails
+    /// (reason `InvalidReference`) before anything is written. A claim Hort creates gets the
+    /// label.
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
     pub claim_name: String,
     /// StorageClass of the claim created when it does not exist.

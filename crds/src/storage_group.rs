@@ -146,7 +146,8 @@ pub struct S3Target {
     /// directly (not `GLACIER` or `DEEP_ARCHIVE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class: Option<String>,
-    /// Secret with the keys `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    /// Secret with the keys `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`. Its owner allows Hort to use it with the label `hort.dev/usable: "true"`;
+    /// without it the group is not Ready and says so.
     pub credentials_secret_ref: SecretRef,
 }
 
@@ -159,7 +160,8 @@ fn default_region() -> String {
 #[serde(rename_all = "camelCase")]
 pub struct PvcTarget {
     /// Name of the claim, in the group's namespace. It must be ReadWriteMany when backups
-    /// may run on several nodes at once.
+    /// may run on several nodes at once. Its owner allows Hort to use it with the label `hort.dev/usable: "true"`;
+    /// without it the group is not Ready and says so.
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
     pub claim_name: String,
     /// Directory inside the volume that holds the repository.
@@ -174,7 +176,9 @@ pub struct PvcTarget {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Encryption {
-    /// Secret key that holds the repository password (key `password` unless set).
+    /// Secret key that holds the repository password (key `password` unless set). The
+    /// Secret's owner allows Hort to use it with the label `hort.dev/usable: "true"`; without
+    /// it the group is not Ready and says so.
     pub key_secret_ref: SecretKeyRef,
 }
 

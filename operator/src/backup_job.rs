@@ -22,6 +22,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::events;
 use crate::hooks::{self, AttemptFacts, HookStep, PodState};
+use crate::references::{self, Resolver};
 use crate::schedule;
 use crate::status;
 use crate::storage_group;
@@ -128,7 +129,11 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
                 status.message = Some(why);
                 finished = Some(Err("SnapshotUnsupported"));
             } else {
-                start_attempt(&ctx, &mut job, &mut status, now).await?;
+                match start_attempt(&ctx, &mut job, &mut status, now).await? {
+                    Begin::Started | Begin::WaitingForGroup => {}
+                    Begin::WaitingForReference => action = Action::requeue(references::RECHECK_INTERVAL),
+                    Begin::Refused => finished = Some(Err("InvalidReference")),
+                }
             }
         }
     }
@@ -295,14 +300,33 @@ async fn run_hooks(ctx: &Context, job: &BackupJob, pods: &Api<Pod>, stage: HookS
     outcome.map(drop)
 }
 
-/// Starts the next attempt if the StorageGroup is ready: records it in status and runs the
-/// pre hooks (when the job has any), then creates the agent pod. Records the group's readiness
-/// as a condition either way.
+/// What [`start_attempt`] did.
+enum Begin {
+    /// The attempt began (or ended at once, as its status says).
+    Started,
+    /// The StorageGroup is missing or not ready; its watch triggers the next look.
+    WaitingForGroup,
+    /// A referenced Secret or claim does not exist yet; nothing watches Secrets, so look again
+    /// after [`references::RECHECK_INTERVAL`].
+    WaitingForReference,
+    /// A referenced Secret or claim cannot be used as it is (not marked usable, a key missing):
+    /// the job failed before any data was read.
+    Refused,
+}
+
+/// Starts the next attempt if the StorageGroup is ready and the Secret or claim of the source
+/// is usable: records it in status and runs the pre hooks (when the job has any), then creates
+/// the agent pod. Records the group's readiness as a condition either way.
 ///
 /// If the record cannot be written (e.g. the job changed since it was read), no hook runs. A
 /// pre hook that fails, or an agent pod that cannot be created after the pre hooks ran, ends
 /// the attempt at once: its post hooks run and are recorded.
-async fn start_attempt(ctx: &Context, job: &mut BackupJob, status: &mut BackupJobStatus, now: Timestamp) -> Result<()> {
+async fn start_attempt(
+    ctx: &Context,
+    job: &mut BackupJob,
+    status: &mut BackupJobStatus,
+    now: Timestamp,
+) -> Result<Begin> {
     let namespace = status::namespace_of(&*job)?;
     let groups: Api<StorageGroup> = Api::namespaced(ctx.client.clone(), &namespace);
     let group_name = &job.spec.storage_group_ref.name;
@@ -315,8 +339,21 @@ async fn start_attempt(ctx: &Context, job: &mut BackupJob, status: &mut BackupJo
     conditions::set(&mut status.conditions, observation, job.metadata.generation, now);
     let Some(group) = group.filter(|_| ready) else {
         status.phase = Phase::Pending;
-        return Ok(());
+        return Ok(Begin::WaitingForGroup);
     };
+    let problems = Resolver::new(&ctx.client, &namespace)
+        .check(&backup::references(&job.spec))
+        .await?;
+    if problems.iter().any(|p| !p.may_resolve_itself()) {
+        status.phase = Phase::Failed;
+        status.message = Some(format!("no data was read: {}", references::describe(&problems)));
+        return Ok(Begin::Refused);
+    }
+    if !problems.is_empty() {
+        status.phase = Phase::Pending;
+        status.message = Some(format!("waiting: {}", references::describe(&problems)));
+        return Ok(Begin::WaitingForReference);
+    }
     status.start_time.get_or_insert(Time(now));
 
     let mut access = pod::repository_access(&group.spec);
@@ -355,7 +392,8 @@ async fn start_attempt(ctx: &Context, job: &mut BackupJob, status: &mut BackupJo
             status.post_hooks_attempt = Some(attempt);
             status.phase = Phase::Failed;
             status.message = Some(format!("attempt {attempt}: {PRE_HOOK_FAILED}{why}"));
-            return write(ctx, job, status, OnConflict::Rebase).await;
+            write(ctx, job, status, OnConflict::Rebase).await?;
+            return Ok(Begin::Started);
         }
     }
     let pod = pod::build(
@@ -397,14 +435,15 @@ async fn start_attempt(ctx: &Context, job: &mut BackupJob, status: &mut BackupJo
             } else {
                 status.message = Some(format!("attempt {attempt} failed: {why}; retrying"));
             }
-            return write(ctx, job, status, OnConflict::Rebase).await;
+            write(ctx, job, status, OnConflict::Rebase).await?;
+            return Ok(Begin::Started);
         }
     }
     status.attempts = attempt;
     status.agent_pod = Some(name.clone());
     status.phase = Phase::Running;
     status.message = Some(format!("attempt {attempt}: agent pod {name:?} started"));
-    Ok(())
+    Ok(Begin::Started)
 }
 
 /// Records a failed attempt: retries after the backoff, or fails the job after

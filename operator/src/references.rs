@@ -1,10 +1,20 @@
-//! Resolution of the objects a Hort resource refers to (Secrets, claims, storage groups),
-//! with problems reported by object name and the spec field that refers to it.
+//! Resolution of the objects a Hort resource refers to (Secrets, claims), with problems
+//! reported by object name and the spec field that refers to it.
+//!
+//! Whoever may create Hort objects in a namespace must not get through Hort what their own
+//! RBAC withholds: the operator uses a Secret or a claim on their behalf only when the owner of
+//! that object marked it with [`USABLE_LABEL`] (see `docs/security.md`).
 
 use std::fmt;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Api, Client};
+
+/// Label by which the owner of a Secret or claim allows Hort to use it (value `"true"`): to pass
+/// the Secret's values to agent pods, or to mount the claim in them.
+pub const USABLE_LABEL: &str = "hort.dev/usable";
 
 /// A reference that does not resolve.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +37,15 @@ pub enum Problem {
         /// The spec field that refers to it.
         field: String,
     },
+    /// The referenced object exists but its owner has not marked it with [`USABLE_LABEL`].
+    NotUsable {
+        /// Kind of the referenced object.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// The spec field that refers to it.
+        field: String,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -34,13 +53,82 @@ impl fmt::Display for Problem {
         match self {
             Problem::NotFound { kind, name, field } => write!(f, "{kind} {name:?} ({field}) not found"),
             Problem::MissingKey { name, key, field } => write!(f, "Secret {name:?} ({field}) has no key {key:?}"),
+            Problem::NotUsable { kind, name, field } => write!(
+                f,
+                "{kind} {name:?} ({field}) is not marked for use by Hort; its owner allows it with \
+                 `kubectl label {} {name} {USABLE_LABEL}=true`",
+                kind.to_lowercase()
+            ),
         }
     }
+}
+
+impl Reference {
+    /// A Secret that must hold `keys`.
+    pub fn secret(name: &str, keys: &[&str], field: impl Into<String>) -> Self {
+        Reference::Secret {
+            name: name.into(),
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            field: field.into(),
+        }
+    }
+
+    /// A claim.
+    pub fn claim(name: &str, field: impl Into<String>) -> Self {
+        Reference::Claim {
+            name: name.into(),
+            field: field.into(),
+        }
+    }
+}
+
+impl Problem {
+    /// Whether waiting may resolve the problem (the object may yet be created, e.g. by a GitOps
+    /// tool applying in another order); a missing key or mark needs its owner to act.
+    pub fn may_resolve_itself(&self) -> bool {
+        matches!(self, Problem::NotFound { .. })
+    }
+}
+
+/// How soon an object that waits for a missing Secret or claim looks again: Secrets are not
+/// watched (that would need the right to list every Secret's values), so creating one
+/// triggers nothing.
+pub const RECHECK_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Keys a database credentials Secret must hold.
+pub const DATABASE_CREDENTIAL_KEYS: [&str; 2] = ["username", "password"];
+
+/// One object a spec refers to, with the field that refers to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reference {
+    /// A Secret that must hold `keys`.
+    Secret {
+        /// Its name.
+        name: String,
+        /// Keys the Secret must hold.
+        keys: Vec<String>,
+        /// The spec field that refers to it.
+        field: String,
+    },
+    /// A PersistentVolumeClaim.
+    Claim {
+        /// Its name.
+        name: String,
+        /// The spec field that refers to it.
+        field: String,
+    },
 }
 
 /// Joins problems into one condition message.
 pub fn describe(problems: &[Problem]) -> String {
     problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+/// Whether the owner of the object with `meta` allows Hort to use it.
+pub fn usable(meta: &ObjectMeta) -> bool {
+    meta.labels
+        .as_ref()
+        .is_some_and(|labels| labels.get(USABLE_LABEL).is_some_and(|v| v == "true"))
 }
 
 /// Looks references up in one namespace.
@@ -58,8 +146,23 @@ impl Resolver {
         }
     }
 
-    /// Checks that Secret `name` exists and holds every key of `keys`. Only key names are
-    /// read; values never leave the API server's answer.
+    /// Checks every reference of `references`; returns their problems in order.
+    pub async fn check(&self, references: &[Reference]) -> kube::Result<Vec<Problem>> {
+        let mut problems = vec![];
+        for reference in references {
+            problems.extend(match reference {
+                Reference::Secret { name, keys, field } => {
+                    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                    self.secret_keys(name, &keys, field).await?
+                }
+                Reference::Claim { name, field } => self.claim(name, field).await?,
+            });
+        }
+        Ok(problems)
+    }
+
+    /// Checks that Secret `name` exists, is marked usable and holds every key of `keys`. Only
+    /// key names are read; values never leave the API server's answer.
     pub async fn secret_keys(&self, name: &str, keys: &[&str], field: &str) -> kube::Result<Vec<Problem>> {
         let Some(secret) = self.secrets.get_opt(name).await? else {
             return Ok(vec![Problem::NotFound {
@@ -68,6 +171,13 @@ impl Resolver {
                 field: field.into(),
             }]);
         };
+        if !usable(&secret.metadata) {
+            return Ok(vec![Problem::NotUsable {
+                kind: "Secret",
+                name: name.into(),
+                field: field.into(),
+            }]);
+        }
         let has = |key: &str| {
             secret.data.as_ref().is_some_and(|d| d.contains_key(key))
                 || secret.string_data.as_ref().is_some_and(|d| d.contains_key(key))
@@ -83,10 +193,15 @@ impl Resolver {
             .collect())
     }
 
-    /// Checks that PersistentVolumeClaim `name` exists.
+    /// Checks that PersistentVolumeClaim `name` exists and is marked usable.
     pub async fn claim(&self, name: &str, field: &str) -> kube::Result<Vec<Problem>> {
-        Ok(match self.claims.get_opt(name).await? {
-            Some(_) => vec![],
+        Ok(match self.claims.get_metadata_opt(name).await? {
+            Some(claim) if usable(&claim.metadata) => vec![],
+            Some(_) => vec![Problem::NotUsable {
+                kind: "PersistentVolumeClaim",
+                name: name.into(),
+                field: field.into(),
+            }],
             None => vec![Problem::NotFound {
                 kind: "PersistentVolumeClaim",
                 name: name.into(),
@@ -113,11 +228,31 @@ mod tests {
                 key: "password".into(),
                 field: "spec.encryption.keySecretRef".into(),
             },
+            Problem::NotUsable {
+                kind: "PersistentVolumeClaim",
+                name: "data".into(),
+                field: "spec.source.volume.claimName".into(),
+            },
         ];
         assert_eq!(
             describe(&problems),
             "Secret \"s3-credentials\" (spec.targets[0].s3.credentialsSecretRef) not found; \
-             Secret \"key\" (spec.encryption.keySecretRef) has no key \"password\""
+             Secret \"key\" (spec.encryption.keySecretRef) has no key \"password\"; \
+             PersistentVolumeClaim \"data\" (spec.source.volume.claimName) is not marked for use by Hort; \
+             its owner allows it with `kubectl label persistentvolumeclaim data hort.dev/usable=true`"
         );
+    }
+
+    #[test]
+    fn only_the_value_true_of_the_label_marks_an_object_usable() {
+        let meta = |labels: &[(&str, &str)]| ObjectMeta {
+            labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            ..ObjectMeta::default()
+        };
+        assert!(usable(&meta(&[(USABLE_LABEL, "true")])));
+        assert!(!usable(&meta(&[(USABLE_LABEL, "false")])));
+        assert!(!usable(&meta(&[(USABLE_LABEL, "")])));
+        assert!(!usable(&meta(&[("hort.dev/usable-not", "true")])));
+        assert!(!usable(&ObjectMeta::default()));
     }
 }

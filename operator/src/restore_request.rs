@@ -25,6 +25,7 @@ use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::events;
+use crate::references::{self, Resolver};
 use crate::status;
 
 /// Name of the condition that tells whether the snapshot to restore is known.
@@ -34,6 +35,8 @@ pub const SNAPSHOT_RESOLVED: &str = "SnapshotResolved";
 pub const COMPLETE: &str = "Complete";
 /// Name of the condition set when the restore failed.
 pub const FAILED: &str = "Failed";
+/// Reason of a restore that ran and failed.
+const RESTORE_FAILED: &str = "RestoreFailed";
 
 /// Reconciles one RestoreRequest: resolves the snapshot, waits for the StorageGroup, creates
 /// the target claim when asked, runs one restore pod and records its outcome.
@@ -64,15 +67,19 @@ pub async fn reconcile(cached: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result
                 None
             }
             Some(pod) if outcome::phase(&pod) == "Succeeded" => {
-                Some(outcome::decode_report::<RestoreReport>(&pod).map_err(|e| e.to_string()))
+                Some(outcome::decode_report::<RestoreReport>(&pod).map_err(|e| (RESTORE_FAILED, e.to_string())))
             }
-            Some(pod) => Some(Err(outcome::failure(&pod, 600))),
-            None => Some(Err(format!("agent pod {name:?} disappeared"))),
+            Some(pod) => Some(Err((RESTORE_FAILED, outcome::failure(&pod, 600)))),
+            None => Some(Err((RESTORE_FAILED, format!("agent pod {name:?} disappeared")))),
         },
-        None => {
-            start(&ctx, &request, &mut status, now).await?;
-            None
-        }
+        None => match start(&ctx, &request, &mut status, now).await? {
+            Start::Started => None,
+            Start::Waiting => {
+                action = Action::requeue(references::RECHECK_INTERVAL);
+                None
+            }
+            Start::Refused(why) => Some(Err(("InvalidReference", format!("nothing was written: {why}")))),
+        },
     };
     match ended {
         Some(Ok(report)) => {
@@ -96,13 +103,13 @@ pub async fn reconcile(cached: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result
             events::on_transition(&ctx, &request, None, &done).await;
             conditions::set(&mut status.conditions, done, generation, now);
         }
-        Some(Err(why)) => {
+        Some(Err((reason, why))) => {
             status.phase = Phase::Failed;
             status.message = Some(format!("restore failed: {why}"));
             let failed = Observation {
                 type_: FAILED,
                 status: Status::True,
-                reason: "RestoreFailed",
+                reason,
                 message: why,
             };
             let event = Observation {
@@ -133,14 +140,25 @@ pub async fn reconcile(cached: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result
     Ok(action)
 }
 
-/// Resolves the snapshot and the group; when both are ready (and the target claim exists or
-/// was created), starts the restore pod.
+/// What [`start`] did.
+enum Start {
+    /// The restore pod was created.
+    Started,
+    /// The restore waits (for the snapshot, the group, a Secret or the target claim).
+    Waiting,
+    /// A referenced Secret or claim cannot be used as it is (not marked usable, a key
+    /// missing): the request fails, saying why.
+    Refused(String),
+}
+
+/// Resolves the snapshot, the group and the referenced Secret; when all are ready (and the
+/// target claim exists and is usable, or was created), starts the restore pod.
 async fn start(
     ctx: &Context,
     request: &RestoreRequest,
     status: &mut RestoreRequestStatus,
     now: Timestamp,
-) -> Result<()> {
+) -> Result<Start> {
     let namespace = status::namespace_of(request)?;
     let generation = request.metadata.generation;
     let job = match &request.spec.source.backup_job_ref {
@@ -172,13 +190,23 @@ async fn start(
         conditions::set(&mut status.conditions, observation, generation, now);
     }
     let Some(group) = group.filter(|_| can_start) else {
-        return Ok(());
+        return Ok(Start::Waiting);
     };
-    if let Some(volume) = &request.spec.target.volume
-        && let Some(problem) = ensure_claim(ctx, &namespace, volume).await?
-    {
-        status.message = Some(problem);
-        return Ok(());
+    let problems = Resolver::new(&ctx.client, &namespace)
+        .check(&restore::references(&request.spec))
+        .await?;
+    if problems.iter().any(|p| !p.may_resolve_itself()) {
+        return Ok(Start::Refused(references::describe(&problems)));
+    }
+    if !problems.is_empty() {
+        status.message = Some(format!("waiting: {}", references::describe(&problems)));
+        return Ok(Start::Waiting);
+    }
+    if let Some(volume) = &request.spec.target.volume {
+        match ensure_claim(ctx, &namespace, volume, status).await? {
+            Start::Started => {}
+            waiting_or_refused => return Ok(waiting_or_refused),
+        }
     }
 
     let mut access = pod::repository_access(&group.spec);
@@ -213,26 +241,44 @@ async fn start(
     status.agent_pod = Some(name.clone());
     status.start_time = Some(Time(now));
     status.message = Some(format!("agent pod {name:?} restores the snapshot"));
-    Ok(())
+    Ok(Start::Started)
 }
 
-/// Makes sure the target claim exists, creating it from `storageClassName` and `size` when
-/// given. Returns why the restore cannot start, if it cannot.
-async fn ensure_claim(ctx: &Context, namespace: &str, volume: &VolumeRestoreTarget) -> Result<Option<String>> {
+/// Makes sure the target claim exists and is marked usable, creating it (marked) from
+/// `storageClassName` and `size` when given: `Started` when the restore may write to it,
+/// `Waiting` (and why, in `status`) when it is missing and cannot be created, `Refused` when
+/// its owner has not marked it usable.
+async fn ensure_claim(
+    ctx: &Context,
+    namespace: &str,
+    volume: &VolumeRestoreTarget,
+    status: &mut RestoreRequestStatus,
+) -> Result<Start> {
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), namespace);
-    if claims.get_opt(&volume.claim_name).await?.is_some() {
-        return Ok(None);
+    let field = "spec.target.volume.claimName";
+    match Resolver::new(&ctx.client, namespace)
+        .claim(&volume.claim_name, field)
+        .await?[..]
+    {
+        [] => return Ok(Start::Started),
+        [ref problem] if !problem.may_resolve_itself() => return Ok(Start::Refused(problem.to_string())),
+        _ => {}
     }
     let (Some(class), Some(size)) = (&volume.storage_class_name, &volume.size) else {
-        return Ok(Some(format!(
-            "PersistentVolumeClaim {:?} (spec.target.volume.claimName) not found; set storageClassName and size to create it",
+        status.message = Some(format!(
+            "waiting: PersistentVolumeClaim {:?} ({field}) not found; set storageClassName and size to create it",
             volume.claim_name
-        )));
+        ));
+        return Ok(Start::Waiting);
     };
+    let labels = [
+        ("app.kubernetes.io/created-by".to_string(), "hort-operator".to_string()),
+        (references::USABLE_LABEL.to_string(), "true".to_string()),
+    ];
     let claim = PersistentVolumeClaim {
         metadata: ObjectMeta {
             name: Some(volume.claim_name.clone()),
-            labels: Some([("app.kubernetes.io/created-by".to_string(), "hort-operator".to_string())].into()),
+            labels: Some(labels.into()),
             ..ObjectMeta::default()
         },
         spec: Some(PersistentVolumeClaimSpec {
@@ -247,8 +293,15 @@ async fn ensure_claim(ctx: &Context, namespace: &str, volume: &VolumeRestoreTarg
         status: None,
     };
     match claims.create(&PostParams::default(), &claim).await {
-        Ok(_) => Ok(None),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(None),
+        Ok(_) => Ok(Start::Started),
+        // Created meanwhile by someone else: look again whether its owner marked it.
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            status.message = Some(format!(
+                "waiting: PersistentVolumeClaim {:?} ({field}) appeared",
+                volume.claim_name
+            ));
+            Ok(Start::Waiting)
+        }
         Err(e) => Err(e.into()),
     }
 }

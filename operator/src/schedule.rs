@@ -25,8 +25,10 @@ use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::Result;
 use crate::events;
+use crate::references::Resolver;
 use crate::schedule_plan::{self, CronSchedule, Decision, Facts};
 use crate::status;
+use crate::storage_group;
 
 /// Label on every BackupJob a Schedule creates: the Schedule's name.
 pub const SCHEDULE_LABEL: &str = "hort.dev/schedule";
@@ -319,6 +321,14 @@ async fn prune(
     let Some(group) = groups.get_opt(&template.storage_group_ref.name).await? else {
         return Ok(());
     };
+    // The group's Secrets and claims may have been unmarked since the backup: then no pod
+    // uses them, and the prune waits (the group says why it is not Ready).
+    let problems = Resolver::new(&ctx.client, namespace)
+        .check(&storage_group::references(&group.spec))
+        .await?;
+    if !problems.is_empty() {
+        return Ok(());
+    }
     let pod = pod::build(
         &ctx.agent,
         AgentPod {

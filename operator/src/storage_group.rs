@@ -18,7 +18,7 @@ use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::Result;
 use crate::events;
-use crate::references::{self, Problem, Resolver};
+use crate::references::{self, Problem, Reference, Resolver};
 use crate::status;
 
 /// Name of the condition that tells whether backups can be written to the group.
@@ -47,7 +47,9 @@ pub async fn reconcile(cached: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<A
     status.observed_generation = group.metadata.generation;
     status.target_count = Some(group.spec.targets.len() as u32);
 
-    let problems = check_references(&group.spec, &Resolver::new(&ctx.client, &namespace)).await?;
+    let problems = Resolver::new(&ctx.client, &namespace)
+        .check(&references(&group.spec))
+        .await?;
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let checks = api::owned(&pods, group.uid().as_deref(), Role::Check).await?;
     let running = checks.iter().find(|p| !outcome::finished(p));
@@ -171,7 +173,11 @@ fn references_missing(problems: &[Problem]) -> Observation {
     Observation {
         type_: READY,
         status: Status::False,
-        reason: "ReferenceNotFound",
+        reason: if problems.iter().any(|p| matches!(p, Problem::NotUsable { .. })) {
+            "ReferenceNotUsable"
+        } else {
+            "ReferenceNotFound"
+        },
         message: references::describe(problems),
     }
 }
@@ -217,27 +223,32 @@ fn check_pod(ctx: &Context, group: &StorageGroup, namespace: &str, generation: i
     )
 }
 
-/// Every Secret and claim the spec refers to that does not resolve.
-async fn check_references(spec: &StorageGroupSpec, resolver: &Resolver) -> Result<Vec<Problem>> {
+/// The Secrets and claims the agent pods of a group use: each must exist and be marked usable
+/// by its owner.
+pub fn references(spec: &StorageGroupSpec) -> Vec<Reference> {
     let key = &spec.encryption.key_secret_ref;
-    let mut problems = resolver
-        .secret_keys(&key.name, &[key.key.as_str()], "spec.encryption.keySecretRef")
-        .await?;
+    let mut references = vec![Reference::secret(
+        &key.name,
+        &[key.key.as_str()],
+        "spec.encryption.keySecretRef",
+    )];
     for (i, target) in spec.targets.iter().enumerate() {
         if let Some(s3) = &target.s3 {
             let field = format!("spec.targets[{i}].s3.credentialsSecretRef");
-            problems.extend(
-                resolver
-                    .secret_keys(&s3.credentials_secret_ref.name, &S3_CREDENTIAL_KEYS, &field)
-                    .await?,
-            );
+            references.push(Reference::secret(
+                &s3.credentials_secret_ref.name,
+                &S3_CREDENTIAL_KEYS,
+                field,
+            ));
         }
         if let Some(pvc) = &target.pvc {
-            let field = format!("spec.targets[{i}].pvc.claimName");
-            problems.extend(resolver.claim(&pvc.claim_name, &field).await?);
+            references.push(Reference::claim(
+                &pvc.claim_name,
+                format!("spec.targets[{i}].pvc.claimName"),
+            ));
         }
     }
-    Ok(problems)
+    references
 }
 
 /// Whether the group's spec refers to the Secret (`claim == false`) or claim named `name`.

@@ -2,17 +2,13 @@
 //! references are missing and recovers when they appear; a BackupJob waits for its group and
 //! says why. Run through `scripts/test.sh`, which starts the API server.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use hort_crds::common::Phase;
 use hort_crds::restore_request::TargetKind;
 use hort_crds::{BackupJob, RestoreRequest, Schedule, StorageGroup};
 use hort_operator::clock::Clock;
-use hort_operator::context::Context;
-use hort_operator::controllers::{self, Scope};
 use hort_operator::leader::{Attempt, LeaderElector, LeaseConfig};
-use hort_operator::metrics::Metrics;
 use hort_operator::schedule_plan::{CronSchedule, job_name};
 use hort_protocol::report::encode;
 use hort_protocol::{BackupReport, CheckReport, ForgetReport, RestoreReport, TargetReport};
@@ -20,11 +16,11 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 
 mod support;
-use support::{WAIT, agent_settings, client, create, finish_pod, ready_s3_group, wait_for};
+use support::{TestEnv, WAIT, client, create, finish_pod, ready_s3_group, usable_claim, wait_for};
 
 fn condition<'a>(
     conditions: Option<&'a Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>>,
@@ -125,67 +121,6 @@ fn group_ready(group: &StorageGroup) -> Option<(String, String, String)> {
     Some((c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
-/// A fresh namespace with the CRDs installed and the controllers running in it.
-struct TestEnv {
-    client: Client,
-    ns: String,
-    metrics: Metrics,
-    controllers: tokio::task::JoinHandle<()>,
-}
-
-impl TestEnv {
-    async fn start(prefix: &str, clock: Clock) -> Self {
-        let client = client().await;
-        hort_operator::crd_install::install(&client).await.unwrap();
-        let ns = format!("{prefix}-{}", std::process::id());
-        create(
-            &Api::<Namespace>::all(client.clone()),
-            json!({"metadata": {"name": ns}}),
-        )
-        .await;
-        let metrics = Metrics::new();
-        let ctx = Context::new(client.clone(), metrics.clone(), clock, agent_settings(), None);
-        let controllers = tokio::spawn(controllers::run(Arc::new(ctx), Scope::Namespace(ns.clone()), 4));
-        Self {
-            client,
-            ns,
-            metrics,
-            controllers,
-        }
-    }
-
-    fn api<K>(&self) -> Api<K>
-    where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
-    {
-        Api::namespaced(self.client.clone(), &self.ns)
-    }
-
-    async fn stop(self) {
-        self.controllers.abort();
-        // With the operator gone, nothing would remove its finalizers: the namespace could
-        // never finish deleting.
-        let unfinalize = Patch::Merge(json!({"metadata": {"finalizers": null}}));
-        let jobs: Api<BackupJob> = Api::namespaced(self.client.clone(), &self.ns);
-        for job in jobs.list(&ListParams::default()).await.unwrap() {
-            jobs.patch(&job.name_any(), &PatchParams::default(), &unfinalize)
-                .await
-                .unwrap();
-        }
-        let restores: Api<RestoreRequest> = Api::namespaced(self.client.clone(), &self.ns);
-        for restore in restores.list(&ListParams::default()).await.unwrap() {
-            restores
-                .patch(&restore.name_any(), &PatchParams::default(), &unfinalize)
-                .await
-                .unwrap();
-        }
-        Api::<Namespace>::all(self.client.clone())
-            .delete(&self.ns, &DeleteParams::default())
-            .await
-            .unwrap();
-    }
-}
-
 #[tokio::test]
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn storage_group_and_backup_job_report_what_they_wait_for() {
@@ -263,12 +198,33 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
     })
     .await;
 
-    // A Secret without one of the keys is named with the key; Secret values are never needed.
+    // A Secret its owner has not marked usable is not used, whatever it holds.
     create(
         &secrets,
         json!({"metadata": {"name": "sg-s3"}, "stringData": {"AWS_ACCESS_KEY_ID": "id"}}),
     )
     .await;
+    wait_for(&groups, "mirrored", "the unmarked Secret to be refused", |g| {
+        group_ready(g).is_some_and(|(status, reason, message)| {
+            status == "False"
+                && reason == "ReferenceNotUsable"
+                && message.contains(
+                    r#"Secret "sg-s3" (spec.targets[0].s3.credentialsSecretRef) is not marked for use by Hort; its owner allows it with `kubectl label secret sg-s3 hort.dev/usable=true`"#,
+                )
+        })
+    })
+    .await;
+
+    // A marked Secret without one of the keys is named with the key; Secret values are never
+    // needed.
+    secrets
+        .patch(
+            "sg-s3",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"hort.dev/usable": "true"}}})),
+        )
+        .await
+        .unwrap();
     wait_for(&groups, "mirrored", "the missing key to be named", |g| {
         group_ready(g).is_some_and(|(_, _, message)| {
             message.contains(
@@ -283,21 +239,20 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
         .patch(
             "sg-s3",
             &PatchParams::apply("hort-test"),
-            &Patch::Apply(
-                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sg-s3"},
-                                 "stringData": {"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret"}}),
-            ),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "Secret",
+                       "metadata": {"name": "sg-s3", "labels": {"hort.dev/usable": "true"}},
+                       "stringData": {"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret"}})),
         )
         .await
         .unwrap();
     create(
         &secrets,
-        json!({"metadata": {"name": "sg-key"}, "stringData": {"password": "pw"}}),
+        json!({"metadata": {"name": "sg-key", "labels": {"hort.dev/usable": "true"}}, "stringData": {"password": "pw"}}),
     )
     .await;
     create(
         &claims,
-        json!({"metadata": {"name": "sg-disk"},
+        json!({"metadata": {"name": "sg-disk", "labels": {"hort.dev/usable": "true"}},
                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
     )
     .await;
@@ -766,13 +721,7 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
     ready_s3_group(&client, &ns).await;
 
     // The application mounts the ReadWriteOnce volume on node-a.
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
-    create(
-        &claims,
-        json!({"metadata": {"name": "data"},
-               "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
-    )
-    .await;
+    usable_claim(&client, &ns, "data").await;
     create(
         &pods,
         json!({"metadata": {"name": "app"},

@@ -19,18 +19,17 @@ use hort_crds::common::Phase;
 use hort_operator::clock::Clock;
 use hort_operator::context::Context;
 use hort_operator::controllers::{self, Scope};
-use hort_operator::metrics::Metrics;
 use hort_protocol::BackupReport;
 use hort_protocol::report::encode;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ResourceQuota};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::{Client, Resource, ResourceExt};
+use k8s_openapi::api::core::v1::{Node, Pod, ResourceQuota};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::{Client, Resource};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 mod support;
-use support::{WAIT, agent_settings, client, create, finish_pod, ready_s3_group, wait_for};
+use support::{WAIT, agent_settings, client, create, finish_pod, ready_s3_group, usable_claim, wait_for};
 
 /// An agent's backup report (as the agent encodes it) of snapshot `id`.
 fn backup_report(id: &str) -> String {
@@ -105,42 +104,28 @@ impl FakeKubelet {
     }
 }
 
-/// A fresh namespace with the controllers running in it, a Ready StorageGroup `s3`, and the
-/// application pods `pre-app` and `post-app` on the nodes of the fake kubelets `pre` and `post`.
+/// A fresh namespace with the controllers running in it, a Ready StorageGroup `s3`, a usable
+/// claim `data`, and the application pods `pre-app` and `post-app` on the nodes of the fake
+/// kubelets `pre` and `post`.
 struct TestEnv {
-    client: Client,
-    ns: String,
-    controllers: tokio::task::JoinHandle<()>,
+    base: support::TestEnv,
     pre: FakeKubelet,
     post: FakeKubelet,
 }
 
 impl TestEnv {
     async fn start(prefix: &str, on_first_pre_hook: Option<OnFirst>, on_first_post_hook: Option<OnFirst>) -> Self {
-        let client = client().await;
-        hort_operator::crd_install::install(&client).await.unwrap();
-        let ns = format!("{prefix}-{}", std::process::id());
-        create(
-            &Api::<Namespace>::all(client.clone()),
-            json!({"metadata": {"name": ns}}),
-        )
-        .await;
-        let controllers = spawn_controllers(&client, &ns);
-        let pre = FakeKubelet::start(&client, format!("{ns}-pre"), on_first_pre_hook).await;
-        let post = FakeKubelet::start(&client, format!("{ns}-post"), on_first_post_hook).await;
-        let env = Self {
-            client,
-            ns,
-            controllers,
-            pre,
-            post,
-        };
-        ready_s3_group(&env.client, &env.ns).await;
-        let pods: Api<Pod> = env.api();
+        let base = support::TestEnv::start(prefix, Clock::System).await;
+        let (client, ns) = (&base.client, &base.ns);
+        let pre = FakeKubelet::start(client, format!("{ns}-pre"), on_first_pre_hook).await;
+        let post = FakeKubelet::start(client, format!("{ns}-post"), on_first_post_hook).await;
+        ready_s3_group(client, ns).await;
+        usable_claim(client, ns, "data").await;
+        let pods: Api<Pod> = base.api();
         for (app, node, allowed) in [
-            ("pre-app", &env.pre.node, "true"),
-            ("post-app", &env.post.node, "true"),
-            ("closed-app", &env.pre.node, "false"),
+            ("pre-app", &pre.node, "true"),
+            ("post-app", &post.node, "true"),
+            ("closed-app", &pre.node, "false"),
         ] {
             create(
                 &pods,
@@ -149,14 +134,14 @@ impl TestEnv {
             )
             .await;
         }
-        env
+        Self { base, pre, post }
     }
 
     fn api<K>(&self) -> Api<K>
     where
         K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
     {
-        Api::namespaced(self.client.clone(), &self.ns)
+        self.base.api()
     }
 
     /// Creates BackupJob `name` with a pre hook in `pre-app` and a post hook in `post-app`.
@@ -175,33 +160,18 @@ impl TestEnv {
 
     /// Stops the controllers and starts new ones, as an operator restart does.
     fn restart_controllers(&mut self) {
-        self.controllers.abort();
-        self.controllers = spawn_controllers(&self.client, &self.ns);
+        self.base.controllers.abort();
+        let metrics = self.base.metrics.clone();
+        let ctx = Context::new(self.base.client.clone(), metrics, Clock::System, agent_settings(), None);
+        let scope = Scope::Namespace(self.base.ns.clone());
+        self.base.controllers = tokio::spawn(controllers::run(Arc::new(ctx), scope, 4));
     }
 
     async fn stop(self) {
-        self.controllers.abort();
-        self.pre.stop(&self.client).await;
-        self.post.stop(&self.client).await;
-        // With the operator gone, nothing would remove its finalizers: the namespace could
-        // never finish deleting.
-        let unfinalize = Patch::Merge(json!({"metadata": {"finalizers": null}}));
-        let jobs: Api<BackupJob> = Api::namespaced(self.client.clone(), &self.ns);
-        for job in jobs.list(&ListParams::default()).await.unwrap() {
-            jobs.patch(&job.name_any(), &PatchParams::default(), &unfinalize)
-                .await
-                .unwrap();
-        }
-        Api::<Namespace>::all(self.client.clone())
-            .delete(&self.ns, &DeleteParams::default())
-            .await
-            .unwrap();
+        self.pre.stop(&self.base.client).await;
+        self.post.stop(&self.base.client).await;
+        self.base.stop().await;
     }
-}
-
-fn spawn_controllers(client: &Client, ns: &str) -> tokio::task::JoinHandle<()> {
-    let ctx = Context::new(client.clone(), Metrics::new(), Clock::System, agent_settings(), None);
-    tokio::spawn(controllers::run(Arc::new(ctx), Scope::Namespace(ns.to_string()), 4))
 }
 
 /// A fake kubelet's action that labels BackupJob `conflict` with `touched: value`, then

@@ -14,6 +14,7 @@ use hort_protocol::{AgentCommand, BackupReport, DatabaseKind};
 use super::check::human_bytes;
 use super::pod::RepositoryAccess;
 use crate::conditions::{Observation, Status};
+use crate::references::{DATABASE_CREDENTIAL_KEYS, Reference};
 
 /// Where a volume source is mounted in the agent pod.
 pub const SOURCE_DIR: &str = "/source";
@@ -21,6 +22,33 @@ pub const SOURCE_DIR: &str = "/source";
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Name of the condition that says whether a volume source is read from a snapshot.
 pub const VOLUME_SNAPSHOT: &str = "VolumeSnapshot";
+
+/// The Secret or claim the job's agent pod would use: each must exist and be marked usable by
+/// its owner before the pod is made.
+pub fn references(spec: &BackupJobSpec) -> Vec<Reference> {
+    let source = &spec.source;
+    let mut references = vec![];
+    if let Some(postgres) = &source.postgres {
+        let field = "spec.source.postgres.credentialsSecretRef";
+        references.push(Reference::secret(
+            &postgres.credentials_secret_ref.name,
+            &DATABASE_CREDENTIAL_KEYS,
+            field,
+        ));
+    }
+    if let Some(mariadb) = &source.mariadb {
+        let field = "spec.source.mariadb.credentialsSecretRef";
+        references.push(Reference::secret(
+            &mariadb.credentials_secret_ref.name,
+            &DATABASE_CREDENTIAL_KEYS,
+            field,
+        ));
+    }
+    if let Some(volume) = &source.volume {
+        references.push(Reference::claim(&volume.claim_name, "spec.source.volume.claimName"));
+    }
+    references
+}
 
 /// Why a volume source cannot be backed up as asked, if it cannot: this version takes no CSI
 /// VolumeSnapshots, so `snapshot: CSI` and a named VolumeSnapshotClass are refused rather than
@@ -147,6 +175,27 @@ mod tests {
 
     fn spec(source: &str) -> BackupJobSpec {
         serde_yaml::from_str(&format!("storageGroupRef: {{name: s3}}\nsource: {source}")).unwrap()
+    }
+
+    #[test]
+    fn each_source_names_the_secret_or_claim_its_pod_uses() {
+        let postgres = spec("{postgres: {host: db, credentialsSecretRef: {name: pg-creds}}}");
+        let field = "spec.source.postgres.credentialsSecretRef";
+        assert_eq!(
+            references(&postgres),
+            [Reference::secret("pg-creds", &["username", "password"], field)]
+        );
+        let mariadb = spec("{mariadb: {host: db, credentialsSecretRef: {name: maria}}}");
+        let field = "spec.source.mariadb.credentialsSecretRef";
+        assert_eq!(
+            references(&mariadb),
+            [Reference::secret("maria", &["username", "password"], field)]
+        );
+        let volume = spec("{volume: {claimName: data}}");
+        assert_eq!(
+            references(&volume),
+            [Reference::claim("data", "spec.source.volume.claimName")]
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use hort_protocol::command::LATEST;
 use hort_protocol::{AgentCommand, DatabaseKind, DatabaseMapping, Overwrite, RestoreReport};
 
 use super::pod::RepositoryAccess;
+use crate::references::{DATABASE_CREDENTIAL_KEYS, Reference};
 
 /// Where a volume target is mounted in the restore pod.
 pub const TARGET_DIR: &str = "/target";
@@ -22,6 +23,25 @@ pub fn stats(report: &RestoreReport) -> RestoreStats {
         row_counts: report.row_counts.clone(),
         duration_seconds: report.duration_seconds,
     }
+}
+
+/// The database credentials Secret the restore pod would use: it must exist and be marked
+/// usable by its owner before the pod is made. (A target claim is checked where it is found or
+/// created.)
+pub fn references(spec: &RestoreRequestSpec) -> Vec<Reference> {
+    let target = &spec.target;
+    let databases = [
+        (&target.postgres, "spec.target.postgres.credentialsSecretRef"),
+        (&target.mariadb, "spec.target.mariadb.credentialsSecretRef"),
+    ];
+    databases
+        .into_iter()
+        .filter_map(|(database, field)| {
+            database
+                .as_ref()
+                .map(|d| Reference::secret(&d.credentials_secret_ref.name, &DATABASE_CREDENTIAL_KEYS, field))
+        })
+        .collect()
 }
 
 /// The command that restores `snapshot` (an id, or `None` for the newest snapshot with the
@@ -101,6 +121,22 @@ mod tests {
 
     fn spec(yaml: &str) -> RestoreRequestSpec {
         serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn a_database_target_names_its_credentials_secret_and_a_volume_target_none() {
+        let mariadb = spec(
+            "storageGroupRef: {name: g}\nsource: {snapshotId: 0123abcd}\n\
+             target: {mariadb: {host: db, credentialsSecretRef: {name: maria-admin}}}",
+        );
+        let field = "spec.target.mariadb.credentialsSecretRef";
+        assert_eq!(
+            references(&mariadb),
+            [Reference::secret("maria-admin", &["username", "password"], field)]
+        );
+        let volume =
+            spec("storageGroupRef: {name: g}\nsource: {snapshotId: 0123abcd}\ntarget: {volume: {claimName: c}}");
+        assert_eq!(references(&volume), []);
     }
 
     #[test]

@@ -1,16 +1,22 @@
 //! Helpers shared by the operator's API-server tests: a client from KUBECONFIG, object
 //! creation from JSON, waiting for a condition, the agent settings the tests run with, a
-//! simulated kubelet that ends an agent pod, and a Ready storage group.
+//! simulated kubelet that ends an agent pod, a Ready storage group, a usable claim, and a
+//! namespace with the controllers running in it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use hort_crds::StorageGroup;
+use hort_crds::{BackupJob, RestoreRequest, StorageGroup};
 use hort_operator::agent::pod::AgentSettings;
+use hort_operator::clock::Clock;
+use hort_operator::context::Context;
+use hort_operator::controllers::{self, Scope};
+use hort_operator::metrics::Metrics;
 use hort_protocol::report::encode;
 use hort_protocol::{CheckReport, TargetReport};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -79,6 +85,18 @@ pub async fn finish_pod(pods: &Api<Pod>, name: &str, exit_code: i32, message: &s
     .unwrap();
 }
 
+/// Creates PersistentVolumeClaim `name` in `namespace`, marked usable by Hort (label
+/// `hort.dev/usable: "true"`) as its owner would.
+pub async fn usable_claim(client: &Client, namespace: &str, name: &str) {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    create(
+        &claims,
+        json!({"metadata": {"name": name, "labels": {"hort.dev/usable": "true"}},
+               "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+    )
+    .await;
+}
+
 /// Creates StorageGroup `s3` (one S3 target, its Secrets `key` and `s3`) in `namespace` and
 /// answers its check pod as a healthy target would: the group becomes Ready.
 pub async fn ready_s3_group(client: &Client, namespace: &str) {
@@ -87,12 +105,13 @@ pub async fn ready_s3_group(client: &Client, namespace: &str) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     create(
         &secrets,
-        json!({"metadata": {"name": "key"}, "stringData": {"password": "pw"}}),
+        json!({"metadata": {"name": "key", "labels": {"hort.dev/usable": "true"}}, "stringData": {"password": "pw"}}),
     )
     .await;
     create(
         &secrets,
-        json!({"metadata": {"name": "s3"}, "stringData": {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}}),
+        json!({"metadata": {"name": "s3", "labels": {"hort.dev/usable": "true"}},
+               "stringData": {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}}),
     )
     .await;
     create(
@@ -133,4 +152,73 @@ pub async fn ready_s3_group(client: &Client, namespace: &str) {
             .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
     })
     .await;
+}
+
+/// A fresh namespace with the CRDs installed and the controllers running in it.
+pub struct TestEnv {
+    /// A client of the API server.
+    pub client: Client,
+    /// The namespace.
+    pub ns: String,
+    /// The operator's metrics.
+    pub metrics: Metrics,
+    /// The controllers' task.
+    pub controllers: tokio::task::JoinHandle<()>,
+}
+
+impl TestEnv {
+    /// Creates namespace `PREFIX-PID` and runs the controllers in it with `clock`.
+    pub async fn start(prefix: &str, clock: Clock) -> Self {
+        let client = client().await;
+        hort_operator::crd_install::install(&client).await.unwrap();
+        let ns = format!("{prefix}-{}", std::process::id());
+        create(
+            &Api::<Namespace>::all(client.clone()),
+            json!({"metadata": {"name": ns}}),
+        )
+        .await;
+        let metrics = Metrics::new();
+        let ctx = Context::new(client.clone(), metrics.clone(), clock, agent_settings(), None);
+        let controllers = tokio::spawn(controllers::run(Arc::new(ctx), Scope::Namespace(ns.clone()), 4));
+        Self {
+            client,
+            ns,
+            metrics,
+            controllers,
+        }
+    }
+
+    /// An API of kind `K` in the namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Stops the controllers, removes the finalizers they would remove, and deletes the
+    /// namespace.
+    pub async fn stop(self) {
+        self.controllers.abort();
+        // With the operator gone, nothing would remove its finalizers: the namespace could
+        // never finish deleting.
+        let unfinalize = Patch::Merge(json!({"metadata": {"finalizers": null}}));
+        let jobs: Api<BackupJob> = Api::namespaced(self.client.clone(), &self.ns);
+        for job in jobs.list(&ListParams::default()).await.unwrap() {
+            jobs.patch(&job.name_any(), &PatchParams::default(), &unfinalize)
+                .await
+                .unwrap();
+        }
+        let restores: Api<RestoreRequest> = Api::namespaced(self.client.clone(), &self.ns);
+        for restore in restores.list(&ListParams::default()).await.unwrap() {
+            restores
+                .patch(&restore.name_any(), &PatchParams::default(), &unfinalize)
+                .await
+                .unwrap();
+        }
+        Api::<Namespace>::all(self.client.clone())
+            .delete(&self.ns, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
 }

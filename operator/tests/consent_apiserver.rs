@@ -1,0 +1,212 @@
+//! No confused deputy, against a real kube-apiserver: whoever may create BackupJobs and
+//! RestoreRequests gets through the operator no Secret and no claim whose owner has not marked
+//! it with `hort.dev/usable: "true"`. Each refusal fails the object before any agent pod
+//! exists; a marked object is used. Run through `scripts/test.sh`, which starts the API server.
+
+use hort_crds::common::Phase;
+use hort_crds::{BackupJob, RestoreRequest};
+use hort_operator::clock::Clock;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+
+mod support;
+use support::{TestEnv, create, ready_s3_group, usable_claim, wait_for};
+
+const MARK: &str = "hort.dev/usable";
+
+fn backup(name: &str, source: serde_json::Value) -> serde_json::Value {
+    json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": name},
+           "spec": {"storageGroupRef": {"name": "s3"}, "source": source}})
+}
+
+fn restore(name: &str, target: serde_json::Value) -> serde_json::Value {
+    json!({"apiVersion": "hort.dev/v1alpha1", "kind": "RestoreRequest", "metadata": {"name": name},
+           "spec": {"storageGroupRef": {"name": "s3"}, "source": {"snapshotId": "0123abcd"}, "target": target}})
+}
+
+fn postgres(secret: &str) -> serde_json::Value {
+    json!({"postgres": {"host": "db", "credentialsSecretRef": {"name": secret}}})
+}
+
+/// The reason of a Failed condition, if the object has one.
+fn failed_reason(conditions: Option<&Vec<Condition>>) -> Option<String> {
+    conditions?
+        .iter()
+        .find(|c| c.type_ == "Failed")
+        .map(|c| c.reason.clone())
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn secrets_and_claims_are_used_only_when_their_owner_marked_them() {
+    let env = TestEnv::start("hort-consent", Clock::System).await;
+    let (client, ns) = (&env.client, &env.ns);
+    ready_s3_group(client, ns).await;
+    let secrets: Api<Secret> = env.api();
+    let claims: Api<PersistentVolumeClaim> = env.api();
+    let jobs: Api<BackupJob> = env.api();
+    let restores: Api<RestoreRequest> = env.api();
+    let pods: Api<Pod> = env.api();
+
+    // An application's Secret and claim, not marked for Hort.
+    create(
+        &secrets,
+        json!({"metadata": {"name": "app-db"}, "stringData": {"username": "app", "password": "pw"}}),
+    )
+    .await;
+    create(
+        &claims,
+        json!({"metadata": {"name": "app-data"},
+               "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+    )
+    .await;
+
+    // Reading them (backups) and writing them (restores) is refused before any pod exists.
+    let refusals = [
+        (
+            "read-db",
+            r#"Secret "app-db" (spec.source.postgres.credentialsSecretRef) is not marked for use by Hort"#,
+        ),
+        (
+            "read-files",
+            r#"PersistentVolumeClaim "app-data" (spec.source.volume.claimName) is not marked for use by Hort"#,
+        ),
+    ];
+    create(&jobs, backup("read-db", postgres("app-db"))).await;
+    create(
+        &jobs,
+        backup("read-files", json!({"volume": {"claimName": "app-data"}})),
+    )
+    .await;
+    for (name, says) in refusals {
+        wait_for(&jobs, name, "the job to fail naming the unmarked object", |j| {
+            let status = j.status.as_ref();
+            status.is_some_and(|s| s.phase == Phase::Failed)
+                && failed_reason(status.map(|s| &s.conditions)).as_deref() == Some("InvalidReference")
+                && status
+                    .and_then(|s| s.message.as_deref())
+                    .is_some_and(|m| m.contains(says))
+        })
+        .await;
+        assert!(
+            pods.get_opt(&format!("{name}-1")).await.unwrap().is_none(),
+            "{name}: no agent pod"
+        );
+    }
+    let refusals = [
+        (
+            "write-db",
+            r#"Secret "app-db" (spec.target.postgres.credentialsSecretRef) is not marked for use by Hort"#,
+        ),
+        (
+            "write-files",
+            r#"PersistentVolumeClaim "app-data" (spec.target.volume.claimName) is not marked for use by Hort"#,
+        ),
+    ];
+    create(&restores, restore("write-db", postgres("app-db"))).await;
+    create(
+        &restores,
+        restore("write-files", json!({"volume": {"claimName": "app-data"}})),
+    )
+    .await;
+    for (name, says) in refusals {
+        wait_for(&restores, name, "the restore to fail naming the unmarked object", |r| {
+            let status = r.status.as_ref();
+            status.is_some_and(|s| s.phase == Phase::Failed)
+                && failed_reason(status.map(|s| &s.conditions)).as_deref() == Some("InvalidReference")
+                && status
+                    .and_then(|s| s.message.as_deref())
+                    .is_some_and(|m| m.contains(says))
+        })
+        .await;
+        let pod = format!("{name}-restore");
+        assert!(pods.get_opt(&pod).await.unwrap().is_none(), "{name}: no agent pod");
+    }
+
+    // Refusals count as failures, so the alerts on failed backups and restores fire.
+    let failed_backups = env
+        .metrics
+        .backups
+        .with_label_values(&[ns.as_str(), "", "failed"])
+        .get();
+    let failed_restores = env.metrics.restores.with_label_values(&[ns.as_str(), "failed"]).get();
+    assert_eq!((failed_backups, failed_restores), (2, 2));
+
+    // A Secret that does not exist yet is waited for; once it exists, marked, the job runs.
+    create(&jobs, backup("later", postgres("later-db"))).await;
+    wait_for(&jobs, "later", "the job to wait for its Secret", |j| {
+        j.status.as_ref().is_some_and(|s| {
+            s.phase == Phase::Pending
+                && s.message.as_deref().is_some_and(|m| {
+                    m.contains(r#"Secret "later-db" (spec.source.postgres.credentialsSecretRef) not found"#)
+                })
+        })
+    })
+    .await;
+    create(
+        &secrets,
+        json!({"metadata": {"name": "later-db", "labels": {MARK: "true"}},
+               "stringData": {"username": "app", "password": "pw"}}),
+    )
+    .await;
+    wait_for(&pods, "later-1", "the agent pod once the Secret exists", |_| true).await;
+
+    // Once the owner marks the claim, a new job reads it.
+    claims
+        .patch(
+            "app-data",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {MARK: "true"}}})),
+        )
+        .await
+        .unwrap();
+    create(
+        &jobs,
+        backup("read-files-again", json!({"volume": {"claimName": "app-data"}})),
+    )
+    .await;
+    wait_for(&pods, "read-files-again-1", "the agent pod of the marked claim", |_| {
+        true
+    })
+    .await;
+
+    // A claim the operator creates for a restore is marked by it, and written to.
+    create(
+        &restores,
+        restore(
+            "into-new",
+            json!({"volume": {"claimName": "fresh", "storageClassName": "standard", "size": "1Gi"}}),
+        ),
+    )
+    .await;
+    wait_for(
+        &pods,
+        "into-new-restore",
+        "the restore pod of the created claim",
+        |_| true,
+    )
+    .await;
+    let fresh = claims.get("fresh").await.unwrap();
+    assert_eq!(
+        fresh.metadata.labels.unwrap().get(MARK).map(String::as_str),
+        Some("true")
+    );
+
+    // A marked claim of the tenant's own is written to as well.
+    usable_claim(client, ns, "scratch").await;
+    create(
+        &restores,
+        restore("into-scratch", json!({"volume": {"claimName": "scratch"}})),
+    )
+    .await;
+    wait_for(
+        &pods,
+        "into-scratch-restore",
+        "the restore pod of the marked claim",
+        |_| true,
+    )
+    .await;
+    env.stop().await;
+}
