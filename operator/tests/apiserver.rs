@@ -15,43 +15,18 @@ use hort_protocol::{BackupReport, CheckReport, ForgetReport, RestoreReport, Targ
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::{Client, ResourceExt};
 use serde_json::json;
 
 mod support;
-use support::{TestEnv, WAIT, client, create, finish_pod, ready_s3_group, usable_claim, wait_for};
+use support::{TestEnv, WAIT, client, create, finish_pod, ready_s3_group, usable_claim, wait_for, wait_for_event};
 
 fn condition<'a>(
     conditions: Option<&'a Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>>,
     type_: &str,
 ) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
     conditions.and_then(|c| c.iter().find(|c| c.type_ == type_))
-}
-
-/// Reasons of the Events about object `name` in `ns`, waiting until `reason` is among them.
-async fn wait_for_event(client: &Client, ns: &str, name: &str, reason: &str) -> Vec<String> {
-    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let reasons: Vec<String> = api
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-            .filter_map(|e| e.reason)
-            .collect();
-        if reasons.iter().any(|r| r == reason) {
-            return reasons;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no {reason} event for {name}; events: {reasons:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// What an agent reports for a target.
@@ -519,7 +494,7 @@ async fn schedule_creates_jobs_on_its_cron_with_an_injected_clock() {
                 "schedule": "*/5 * * * *",
                 "historyLimit": {"successful": 1, "failed": 1},
                 "jobTemplate": {
-                    "metadata": {"labels": {"app": "db"}},
+                    "metadata": {"labels": {"app": "db"}, "annotations": {"team": "payments"}},
                     "spec": {"storageGroupRef": {"name": "s3"},
                              "source": {"volume": {"claimName": "data"}}}
                 }
@@ -553,6 +528,7 @@ async fn schedule_creates_jobs_on_its_cron_with_an_injected_clock() {
     wait_for_event(&client, &ns, "nightly", "BackupJobCreated").await;
     let j = jobs.get(&job1).await.unwrap();
     assert_eq!(j.labels().get("app").map(String::as_str), Some("db"));
+    assert_eq!(j.annotations().get("team").map(String::as_str), Some("payments"));
     assert_eq!(j.labels().get("hort.dev/schedule").map(String::as_str), Some("nightly"));
     wait_for(&schedules, "nightly", "lastScheduleTime and active", |s| {
         s.status.as_ref().is_some_and(|st| {

@@ -12,7 +12,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 mod support;
-use support::{TestEnv, create, ready_s3_group, usable_claim, wait_for};
+use support::{TestEnv, create, ready_s3_group, usable_claim, wait_for, wait_for_event};
 
 const MARK: &str = "hort.dev/usable";
 
@@ -93,6 +93,11 @@ async fn secrets_and_claims_are_used_only_when_their_owner_marked_them() {
         assert!(
             pods.get_opt(&format!("{name}-1")).await.unwrap().is_none(),
             "{name}: no agent pod"
+        );
+        let events = wait_for_event(client, ns, name, "InvalidReference").await;
+        assert!(
+            events.iter().any(|e| e.contains(says)),
+            "{name}: the Event says why: {events:?}"
         );
     }
     let refusals = [

@@ -7,7 +7,8 @@
 //! registers two Node objects whose kubelet endpoint is a TCP listener of the test: one hosts
 //! the pod the pre hook runs in, the other the pod of the post hook, and each listener counts
 //! the connections it gets, one per hook run. It answers none of them, so every hook run fails;
-//! the hooks have `onError: Continue`, so the backup goes on.
+//! the hooks have `onError: Continue`, so the backup goes on. One test holds the connection
+//! instead, so that its hook times out, and fails its post hook with `onError: Fail`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,7 +30,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 mod support;
-use support::{WAIT, agent_settings, client, create, finish_pod, ready_s3_group, usable_claim, wait_for};
+use support::{
+    WAIT, agent_settings, client, create, finish_pod, ready_s3_group, usable_claim, wait_for, wait_for_event,
+};
 
 /// An agent's backup report (as the agent encodes it) of snapshot `id`.
 fn backup_report(id: &str) -> String {
@@ -337,5 +340,78 @@ async fn an_operator_stopped_during_the_pre_hooks_runs_the_post_hooks_after_its_
     let status = jobs.get("restart").await.unwrap().status.unwrap();
     assert_eq!(status.attempts, 2);
     assert_eq!((env.pre.runs(), env.post.runs()), (2, 2), "(pre, post) hook runs");
+    env.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn a_timed_out_pre_hook_may_continue_and_a_failing_post_hook_fails_the_job_but_keeps_the_snapshot() {
+    // The pre hook's exec hangs: its kubelet holds the connection without answering.
+    let hang: OnFirst = Box::new(|| Box::pin(tokio::time::sleep(Duration::from_secs(5))));
+    let env = TestEnv::start("hort-hooks-policies", Some(hang), None).await;
+    let (jobs, pods): (Api<BackupJob>, Api<Pod>) = (env.api(), env.api());
+    // The post hook finds its pod by label among the running pods.
+    pods.patch(
+        "post-app",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"role": "resumer"}}})),
+    )
+    .await
+    .unwrap();
+    pods.patch_status(
+        "post-app",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Running"}})),
+    )
+    .await
+    .unwrap();
+    create(
+        &jobs,
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": "policies"},
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}},
+                        "backoffLimit": 0,
+                        "hooks": {
+                            "pre": [{"name": "slow", "pod": "pre-app", "command": ["freeze"],
+                                     "timeoutSeconds": 1, "onError": "Continue"}],
+                            "post": [{"name": "resume", "selector": {"role": "resumer"}, "command": ["thaw"],
+                                      "onError": "Fail"}]}}}),
+    )
+    .await;
+
+    // timeoutSeconds: 1 ends the wait long before the exec would (5 s); Continue makes the
+    // failure a Warning and the backup runs.
+    wait_for(
+        &pods,
+        "policies-1",
+        "the agent pod after the timed-out pre hook",
+        |_| true,
+    )
+    .await;
+    let warnings = wait_for_event(&env.base.client, &env.base.ns, "policies", "HookFailed").await;
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains(r#"pre hook "slow": in pod "pre-app": timed out after 1s"#)),
+        "{warnings:?}"
+    );
+    assert_eq!(env.pre.runs(), 1);
+
+    // The post hook runs in the pod its selector finds; it fails with onError: Fail, so the
+    // job fails, and says that its snapshot was written and is kept.
+    finish_pod(&pods, "policies-1", 0, &backup_report("5eed0001")).await;
+    wait_for(&jobs, "policies", "the job to fail after its post hook", |j| {
+        phase(j) == Phase::Failed
+    })
+    .await;
+    let status = jobs.get("policies").await.unwrap().status.unwrap();
+    assert_eq!(env.post.runs(), 1, "the selector led the post hook to post-app's node");
+    assert_eq!(status.snapshot_id.as_deref(), Some("5eed0001"));
+    let message = status.message.unwrap_or_default();
+    assert!(
+        message.starts_with("snapshot 5eed0001 was written, but post hook \"resume\""),
+        "{message}"
+    );
+    let failed = status.conditions.iter().find(|c| c.type_ == "Failed").unwrap();
+    assert_eq!(failed.reason, "HookFailed");
     env.stop().await;
 }

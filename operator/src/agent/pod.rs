@@ -501,11 +501,31 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
     fn pod_runs_once_without_api_access_and_applies_overrides() {
         let pod = check_pod(
             None,
-            "nodeSelector: {disk: ssd}\nresources: {limits: {memory: 512Mi}}",
+            "nodeSelector: {disk: ssd}\nresources: {limits: {memory: 512Mi}}\n\
+             tolerations: [{key: dedicated, operator: Equal, value: backup, effect: NoSchedule, tolerationSeconds: 60}]\n\
+             priorityClassName: backup-low",
             Some(600),
             Some("node-a"),
         );
         let pod_spec = pod.spec.unwrap();
+        let toleration = &pod_spec.tolerations.as_ref().unwrap()[0];
+        assert_eq!(
+            (
+                toleration.key.as_deref(),
+                toleration.operator.as_deref(),
+                toleration.value.as_deref(),
+                toleration.effect.as_deref(),
+                toleration.toleration_seconds
+            ),
+            (
+                Some("dedicated"),
+                Some("Equal"),
+                Some("backup"),
+                Some("NoSchedule"),
+                Some(60)
+            )
+        );
+        assert_eq!(pod_spec.priority_class_name.as_deref(), Some("backup-low"));
         let spool = pod_spec
             .volumes
             .as_ref()

@@ -85,6 +85,37 @@ pub async fn finish_pod(pods: &Api<Pod>, name: &str, exit_code: i32, message: &s
     .unwrap();
 }
 
+/// The notes of the Events with `reason` about object `name` in `ns`, waiting until there is
+/// one.
+pub async fn wait_for_event(client: &Client, ns: &str, name: &str, reason: &str) -> Vec<String> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let about: Vec<_> = api
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .collect();
+        let notes: Vec<String> = about
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .map(|e| e.note.clone().unwrap_or_default())
+            .collect();
+        if !notes.is_empty() {
+            return notes;
+        }
+        let reasons: Vec<_> = about.iter().filter_map(|e| e.reason.as_deref()).collect();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {reason} event for {name}; events: {reasons:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Creates PersistentVolumeClaim `name` in `namespace`, marked usable by Hort (label
 /// `hort.dev/usable: "true"`) as its owner would.
 pub async fn usable_claim(client: &Client, namespace: &str, name: &str) {
