@@ -1030,3 +1030,38 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
 
     env.stop().await;
 }
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn a_group_is_checked_again_once_its_check_interval_has_passed() {
+    let clock = Clock::manual(Timestamp::now());
+    let env = TestEnv::start("hort-check-interval", clock.clone()).await;
+    ready_s3_group(&env.client, &env.ns).await;
+    let (groups, pods): (Api<StorageGroup>, Api<Pod>) = (env.api(), env.api());
+    let interval = i64::from(groups.get("s3").await.unwrap().spec.check_interval_seconds);
+    let first = wait_for_check_pods(&pods, 1).await;
+    assert_eq!(first.len(), 1);
+    let ended = hort_operator::agent::outcome::finished_at(&first[0]);
+    // A metadata change makes the operator look at the group (no new generation).
+    let look = |n: u32| {
+        let poke = Patch::Merge(json!({"metadata": {"annotations": {"hort.dev/test-poke": n.to_string()}}}));
+        let groups = groups.clone();
+        async move { groups.patch("s3", &PatchParams::default(), &poke).await.unwrap() }
+    };
+
+    // Five seconds before the interval ends, a look starts no check.
+    clock.set(ended + SignedDuration::from_secs(interval - 5));
+    look(1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        wait_for_check_pods(&pods, 1).await.len(),
+        1,
+        "checked before the interval passed"
+    );
+
+    // Once it has passed, the next look starts one.
+    clock.set(ended + SignedDuration::from_secs(interval + 1));
+    look(2).await;
+    wait_for_check_pods(&pods, 2).await;
+    env.stop().await;
+}
