@@ -40,7 +40,9 @@ pub struct BackupJobSpec {
     pub source: BackupSource,
     /// Commands run in application pods before and after the backup, e.g. to flush caches.
     /// Only pods annotated `hort.dev/allow-hooks: "true"` by whoever manages them run hooks;
-    /// a hook aimed at any other pod fails without running.
+    /// a hook aimed at any other pod fails without running. The hooks of one namespace's jobs
+    /// run at most two at a time; the others wait their turn (the job's message says "running
+    /// pre hooks" or "running post hooks" meanwhile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<Hooks>,
     /// Tags stored with the snapshot, used to find it again (e.g. by a RestoreRequest).

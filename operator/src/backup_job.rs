@@ -17,10 +17,12 @@ use kube::{Api, Resource, ResourceExt};
 use crate::agent::check::human_bytes;
 use crate::agent::pod::{self, AgentPod};
 use crate::agent::{api, backup, outcome};
+use crate::backup_hooks::{self, HookRun, HookStage, Outcome, has_hooks, run_key};
 use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::events;
+use crate::hook_runs::Poll;
 use crate::hooks::{self, AttemptFacts, HookStep, PodState};
 use crate::references::{self, Resolver};
 use crate::schedule;
@@ -34,6 +36,8 @@ pub const STORAGE_GROUP_READY: &str = "StorageGroupReady";
 pub const COMPLETE: &str = "Complete";
 /// Name of the condition set when the job failed for good.
 pub const FAILED: &str = "Failed";
+/// How often a job whose hooks run in the background is looked at again.
+pub const HOOK_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 /// What the message of a job whose pre hook failed says (no agent pod ran).
 const PRE_HOOK_FAILED: &str = "a pre hook failed, no data was read: ";
 /// How often the progress of a running backup is read from its agent's output.
@@ -56,10 +60,30 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
     status.observed_generation = generation;
     status.source_kind = job.spec.source.kind();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let current = match &status.agent_pod {
+    let mut current = match &status.agent_pod {
         Some(name) => pods.get_opt(name).await?,
         None => None,
     };
+
+    // An attempt whose prologue (pre hooks, then its pod) runs in the background: wait for
+    // it, or take in how it ended (its pod may exist already: its creation triggers this).
+    if let Some(name) = status.agent_pod.clone() {
+        let key = run_key(&job, status.attempts, HookStage::Pre);
+        match ctx.hook_runs.poll(&key) {
+            Poll::Running if current.is_none() => return Ok(Action::requeue(HOOK_POLL)),
+            Poll::Unknown | Poll::Running => {}
+            Poll::Done(run) => {
+                publish_failures(&ctx, &job, &run).await;
+                if run.outcome != Outcome::Done {
+                    prologue_failed(&job, &mut status, run.outcome);
+                    write(&ctx, &mut job, &status, OnConflict::Rebase).await?;
+                } else if current.is_none() {
+                    current = pods.get_opt(&name).await?;
+                }
+                ctx.hook_runs.forget(&key);
+            }
+        }
+    }
 
     let step = hooks::next_step(AttemptFacts {
         attempt: status.attempts,
@@ -71,15 +95,37 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
             Some(_) => PodState::Running,
         },
     });
-    // Once an attempt has ended (its pod finished or vanished, or it broke off after its pre
-    // hooks), its post hooks run, once: recorded at once, so that no later failure in this
-    // reconcile makes them run again.
+    // Once an attempt has ended (its pod finished or vanished, or it broke off during its
+    // prologue), its epilogue runs its post hooks, once: recorded as soon as it ended, so that
+    // no later failure makes them run again.
     let mut post_hook_failure = None;
     if step == HookStep::RunPost {
-        post_hook_failure = run_hooks(&ctx, &job, &pods, HookStage::Post).await.err();
-        status.post_hooks_attempt = Some(status.attempts);
         if has_hooks(&job, HookStage::Post) {
-            write(&ctx, &mut job, &status, OnConflict::Rebase).await?;
+            let key = run_key(&job, status.attempts, HookStage::Post);
+            match ctx.hook_runs.poll(&key) {
+                Poll::Done(run) => {
+                    publish_failures(&ctx, &job, &run).await;
+                    if let Outcome::PostHookFailed(why) = run.outcome {
+                        post_hook_failure = Some(why);
+                    }
+                    status.post_hooks_attempt = Some(status.attempts);
+                    write(&ctx, &mut job, &status, OnConflict::Rebase).await?;
+                    ctx.hook_runs.forget(&key);
+                }
+                poll => {
+                    if poll == Poll::Unknown {
+                        ctx.hook_runs
+                            .start(key, &namespace, backup_hooks::epilogue(pods.clone(), &job));
+                    }
+                    status.message = Some(format!("attempt {}: running post hooks", status.attempts));
+                    if job.status.as_ref() != Some(&status) {
+                        write(&ctx, &mut job, &status, OnConflict::Fail).await?;
+                    }
+                    return Ok(Action::requeue(HOOK_POLL));
+                }
+            }
+        } else {
+            status.post_hooks_attempt = Some(status.attempts);
         }
     }
 
@@ -123,6 +169,8 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
         }
         // No attempt yet: refuse what cannot be done as asked, else start one once the group
         // is ready.
+        // A prologue that failed ended the job.
+        (None, _) if status.phase == Phase::Failed => {}
         (None, _) => {
             if let Some(why) = job.spec.source.volume.as_ref().and_then(backup::snapshot_refusal) {
                 status.phase = Phase::Failed;
@@ -131,6 +179,7 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
             } else {
                 match start_attempt(&ctx, &mut job, &mut status, now).await? {
                     Begin::Started | Begin::WaitingForGroup => {}
+                    Begin::HooksRunning => action = Action::requeue(HOOK_POLL),
                     Begin::WaitingForReference => action = Action::requeue(references::RECHECK_INTERVAL),
                     Begin::Refused => finished = Some(Err("InvalidReference")),
                 }
@@ -218,27 +267,6 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
     Ok(action)
 }
 
-/// Which hooks of a job to run.
-#[derive(Clone, Copy)]
-enum HookStage {
-    Pre,
-    Post,
-}
-
-/// The hooks of `stage` that `job` lists.
-fn stage_hooks(job: &BackupJob, stage: HookStage) -> &[hort_crds::backup_job::Hook] {
-    match (&job.spec.hooks, stage) {
-        (None, _) => &[],
-        (Some(spec), HookStage::Pre) => &spec.pre,
-        (Some(spec), HookStage::Post) => &spec.post,
-    }
-}
-
-/// Whether `job` has hooks of `stage`.
-fn has_hooks(job: &BackupJob, stage: HookStage) -> bool {
-    !stage_hooks(job, stage).is_empty()
-}
-
 /// What a status write does when the job changed since it was read (409 Conflict).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum OnConflict {
@@ -278,32 +306,45 @@ async fn write(ctx: &Context, job: &mut BackupJob, status: &BackupJobStatus, on_
     }
 }
 
-/// Runs the job's pre or post hooks (see [`hooks`]); tolerated failures become Warning events.
-/// Returns the failure that fails the job.
-async fn run_hooks(ctx: &Context, job: &BackupJob, pods: &Api<Pod>, stage: HookStage) -> Result<(), String> {
-    let list = stage_hooks(job, stage);
-    if list.is_empty() {
-        return Ok(());
+/// Publishes each hook failure of `run` as a Warning event.
+async fn publish_failures(ctx: &Context, job: &BackupJob, run: &HookRun) {
+    for failure in &run.failures {
+        events::publish(ctx, job, EventType::Warning, "HookFailed", failure.clone()).await;
     }
-    let name = match stage {
-        HookStage::Pre => "pre",
-        HookStage::Post => "post",
-    };
-    let outcome = hooks::run(pods, name, list).await;
-    let warnings = match &outcome {
-        Ok(warnings) => warnings.clone(),
-        Err(failure) => vec![failure.clone()],
-    };
-    for warning in warnings {
-        events::publish(ctx, job, EventType::Warning, "HookFailed", warning).await;
+}
+
+/// Ends an attempt whose prologue failed (its post hooks ran): the job fails when a pre hook
+/// failed, and retries or fails, by `backoffLimit`, when the agent pod could not be created.
+fn prologue_failed(job: &BackupJob, status: &mut BackupJobStatus, outcome: Outcome) {
+    let attempt = status.attempts;
+    status.agent_pod = None;
+    status.post_hooks_attempt = Some(attempt);
+    match outcome {
+        Outcome::PreHookFailed(why) => {
+            status.phase = Phase::Failed;
+            status.message = Some(format!("attempt {attempt}: {PRE_HOOK_FAILED}{why}"));
+        }
+        Outcome::PodNotCreated(why) if attempt > job.spec.backoff_limit => {
+            status.phase = Phase::Failed;
+            status.message = Some(format!(
+                "attempt {attempt} of {} failed: {why}",
+                job.spec.backoff_limit + 1
+            ));
+        }
+        Outcome::PodNotCreated(why) => {
+            status.message = Some(format!("attempt {attempt} failed: {why}; retrying"));
+        }
+        Outcome::Done | Outcome::PostHookFailed(_) => {}
     }
-    outcome.map(drop)
 }
 
 /// What [`start_attempt`] did.
 enum Begin {
-    /// The attempt began (or ended at once, as its status says).
+    /// The attempt's agent pod was created.
     Started,
+    /// The attempt was recorded and its prologue (pre hooks, then the pod) runs in the
+    /// background: look again after [`HOOK_POLL`].
+    HooksRunning,
     /// The StorageGroup is missing or not ready; its watch triggers the next look.
     WaitingForGroup,
     /// A referenced Secret or claim does not exist yet; nothing watches Secrets, so look again
@@ -315,12 +356,11 @@ enum Begin {
 }
 
 /// Starts the next attempt if the StorageGroup is ready and the Secret or claim of the source
-/// is usable: records it in status and runs the pre hooks (when the job has any), then creates
-/// the agent pod. Records the group's readiness as a condition either way.
+/// is usable: creates the agent pod, or, when the job has pre hooks, records the attempt in
+/// status and starts its prologue (see [`backup_hooks`]). Records the group's readiness as a
+/// condition either way.
 ///
-/// If the record cannot be written (e.g. the job changed since it was read), no hook runs. A
-/// pre hook that fails, or an agent pod that cannot be created after the pre hooks ran, ends
-/// the attempt at once: its post hooks run and are recorded.
+/// If the record cannot be written (e.g. the job changed since it was read), no hook runs.
 async fn start_attempt(
     ctx: &Context,
     job: &mut BackupJob,
@@ -376,26 +416,6 @@ async fn start_attempt(
         events::on_transition(ctx, job, before.as_ref(), &observation).await;
         conditions::set(&mut status.conditions, observation, job.metadata.generation, now);
     }
-    let pre_hooks = has_hooks(job, HookStage::Pre);
-    if pre_hooks {
-        // The record comes first: a reconcile that reads it never runs this attempt's pre
-        // hooks again, and runs its post hooks if the attempt breaks off before its pod runs.
-        status.attempts = attempt;
-        status.agent_pod = Some(name.clone());
-        status.phase = Phase::Running;
-        status.message = Some(format!("attempt {attempt}: running pre hooks"));
-        write(ctx, job, status, OnConflict::Fail).await?;
-        if let Err(why) = run_hooks(ctx, job, &pods, HookStage::Pre).await {
-            // Post hooks undo what the pre hooks before the failing one did.
-            let _ = run_hooks(ctx, job, &pods, HookStage::Post).await;
-            status.agent_pod = None;
-            status.post_hooks_attempt = Some(attempt);
-            status.phase = Phase::Failed;
-            status.message = Some(format!("attempt {attempt}: {PRE_HOOK_FAILED}{why}"));
-            write(ctx, job, status, OnConflict::Rebase).await?;
-            return Ok(Begin::Started);
-        }
-    }
     let pod = pod::build(
         &ctx.agent,
         AgentPod {
@@ -412,33 +432,23 @@ async fn start_attempt(
             node,
         },
     );
-    match api::create(&pods, &pod).await {
-        Ok(()) => {}
-        // Without pre hooks there is nothing to undo: the reconcile fails and is retried.
-        Err(e) if !pre_hooks => return Err(e.into()),
-        // The pre hooks ran: the attempt ends here, and its post hooks run now.
-        Err(e) => {
-            let why = format!("creating agent pod {name:?} failed: {e}");
-            let post = run_hooks(ctx, job, &pods, HookStage::Post).await.err();
-            let why = match post {
-                Some(post) => format!("{why}; {post}"),
-                None => why,
-            };
-            status.agent_pod = None;
-            status.post_hooks_attempt = Some(attempt);
-            if attempt > job.spec.backoff_limit {
-                status.phase = Phase::Failed;
-                status.message = Some(format!(
-                    "attempt {attempt} of {} failed: {why}",
-                    job.spec.backoff_limit + 1
-                ));
-            } else {
-                status.message = Some(format!("attempt {attempt} failed: {why}; retrying"));
-            }
-            write(ctx, job, status, OnConflict::Rebase).await?;
-            return Ok(Begin::Started);
-        }
+    if has_hooks(job, HookStage::Pre) {
+        // The record comes first: a reconcile that reads it never starts this attempt's
+        // prologue again, and runs its post hooks if the prologue breaks off (the operator
+        // stopped) before the pod exists.
+        status.attempts = attempt;
+        status.agent_pod = Some(name.clone());
+        status.phase = Phase::Running;
+        status.message = Some(format!("attempt {attempt}: running pre hooks"));
+        write(ctx, job, status, OnConflict::Fail).await?;
+        let key = run_key(job, attempt, HookStage::Pre);
+        ctx.hook_runs
+            .start(key, &namespace, backup_hooks::prologue(pods, job, pod));
+        return Ok(Begin::HooksRunning);
     }
+    // Without pre hooks there is nothing to undo if the pod cannot be created: the reconcile
+    // fails and is retried.
+    api::create(&pods, &pod).await?;
     status.attempts = attempt;
     status.agent_pod = Some(name.clone());
     status.phase = Phase::Running;

@@ -7,7 +7,9 @@ use kube::runtime::events::{Recorder, Reporter};
 
 use crate::agent::pod::AgentSettings;
 use crate::backoff::Backoff;
+use crate::backup_hooks::BackupHookRuns;
 use crate::clock::Clock;
+use crate::hook_runs::{RUNS_IN_ALL, RUNS_PER_NAMESPACE};
 use crate::metrics::Metrics;
 
 /// Field manager of every object and status the operator writes.
@@ -28,6 +30,9 @@ pub struct Context {
     pub agent: AgentSettings,
     /// Retry delays of objects whose reconciles fail.
     pub backoff: Arc<Backoff>,
+    /// BackupJob hooks running outside the reconcile loop; they end when the last clone of
+    /// this context is dropped.
+    pub hook_runs: Arc<BackupHookRuns>,
 }
 
 impl Context {
@@ -44,6 +49,7 @@ impl Context {
             clock,
             agent,
             backoff: Arc::default(),
+            hook_runs: Arc::new(BackupHookRuns::new(RUNS_PER_NAMESPACE, RUNS_IN_ALL)),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod backoff;
+pub mod backup_hooks;
 pub mod backup_job;
 pub mod clock;
 pub mod conditions;
@@ -12,6 +13,7 @@ pub mod crd_install;
 pub mod error;
 pub mod events;
 pub mod finalizer;
+pub mod hook_runs;
 pub mod hooks;
 pub mod http;
 pub mod leader;

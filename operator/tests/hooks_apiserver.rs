@@ -20,6 +20,7 @@ use hort_crds::common::Phase;
 use hort_operator::clock::Clock;
 use hort_operator::context::Context;
 use hort_operator::controllers::{self, Scope};
+use hort_operator::hook_runs::RUNS_PER_NAMESPACE;
 use hort_protocol::BackupReport;
 use hort_protocol::report::encode;
 use k8s_openapi::api::core::v1::{Node, Pod, ResourceQuota};
@@ -51,7 +52,8 @@ fn backup_report(id: &str) -> String {
 type OnFirst = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 
 /// A Node whose kubelet endpoint is a listener of this test that counts the connections the
-/// API server makes to it (one per `pods/exec`) and drops each.
+/// API server makes to it (one per `pods/exec`) and drops each, after holding it (unanswered)
+/// for `hold`.
 struct FakeKubelet {
     node: String,
     connections: Arc<AtomicUsize>,
@@ -59,7 +61,7 @@ struct FakeKubelet {
 }
 
 impl FakeKubelet {
-    async fn start(client: &Client, node: String, on_first: Option<OnFirst>) -> Self {
+    async fn start(client: &Client, node: String, on_first: Option<OnFirst>, hold: Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let nodes: Api<Node> = Api::all(client.clone());
@@ -84,7 +86,10 @@ impl FakeKubelet {
                 if let Some(action) = on_first.take() {
                     action().await;
                 }
-                drop(stream);
+                tokio::spawn(async move {
+                    tokio::time::sleep(hold).await;
+                    drop(stream);
+                });
             }
         });
         Self {
@@ -109,7 +114,7 @@ impl FakeKubelet {
 
 /// A fresh namespace with the controllers running in it, a Ready StorageGroup `s3`, a usable
 /// claim `data`, and the application pods `pre-app` and `post-app` on the nodes of the fake
-/// kubelets `pre` and `post`.
+/// kubelets `pre` and `post` (`pre` holds each exec for `pre_hold` before it drops it).
 struct TestEnv {
     base: support::TestEnv,
     pre: FakeKubelet,
@@ -117,11 +122,16 @@ struct TestEnv {
 }
 
 impl TestEnv {
-    async fn start(prefix: &str, on_first_pre_hook: Option<OnFirst>, on_first_post_hook: Option<OnFirst>) -> Self {
+    async fn start(
+        prefix: &str,
+        on_first_pre_hook: Option<OnFirst>,
+        on_first_post_hook: Option<OnFirst>,
+        pre_hold: Duration,
+    ) -> Self {
         let base = support::TestEnv::start(prefix, Clock::System).await;
         let (client, ns) = (&base.client, &base.ns);
-        let pre = FakeKubelet::start(client, format!("{ns}-pre"), on_first_pre_hook).await;
-        let post = FakeKubelet::start(client, format!("{ns}-post"), on_first_post_hook).await;
+        let pre = FakeKubelet::start(client, format!("{ns}-pre"), on_first_pre_hook, pre_hold).await;
+        let post = FakeKubelet::start(client, format!("{ns}-post"), on_first_post_hook, Duration::ZERO).await;
         ready_s3_group(client, ns).await;
         usable_claim(client, ns, "data").await;
         let pods: Api<Pod> = base.api();
@@ -206,6 +216,7 @@ async fn status_write_conflicts_do_not_run_hooks_again() {
         "hort-hooks-conflict",
         Some(label_job("during-pre-hook", pre_tx)),
         Some(label_job("during-post-hook", post_tx)),
+        Duration::ZERO,
     )
     .await;
     let jobs: Api<BackupJob> = env.api();
@@ -248,7 +259,7 @@ async fn status_write_conflicts_do_not_run_hooks_again() {
 #[tokio::test]
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn an_agent_pod_that_cannot_be_created_runs_the_post_hooks_once_per_attempt() {
-    let env = TestEnv::start("hort-hooks-quota", None, None).await;
+    let env = TestEnv::start("hort-hooks-quota", None, None, Duration::ZERO).await;
     let jobs: Api<BackupJob> = env.api();
     let pods: Api<Pod> = env.api();
     // From now on the namespace admits no pod: the agent pod is refused after the pre hooks.
@@ -280,7 +291,7 @@ async fn an_agent_pod_that_cannot_be_created_runs_the_post_hooks_once_per_attemp
 #[tokio::test]
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn a_pod_that_does_not_allow_hooks_gets_no_exec() {
-    let env = TestEnv::start("hort-hooks-closed", None, None).await;
+    let env = TestEnv::start("hort-hooks-closed", None, None, Duration::ZERO).await;
     let jobs: Api<BackupJob> = env.api();
     create(
         &jobs,
@@ -318,7 +329,7 @@ async fn an_operator_stopped_during_the_pre_hooks_runs_the_post_hooks_after_its_
             let _ = release_rx.await;
         })
     });
-    let mut env = TestEnv::start("hort-hooks-restart", Some(block), None).await;
+    let mut env = TestEnv::start("hort-hooks-restart", Some(block), None, Duration::ZERO).await;
     let jobs: Api<BackupJob> = env.api();
     let pods: Api<Pod> = env.api();
     env.job("restart", 1).await;
@@ -347,8 +358,7 @@ async fn an_operator_stopped_during_the_pre_hooks_runs_the_post_hooks_after_its_
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn a_timed_out_pre_hook_may_continue_and_a_failing_post_hook_fails_the_job_but_keeps_the_snapshot() {
     // The pre hook's exec hangs: its kubelet holds the connection without answering.
-    let hang: OnFirst = Box::new(|| Box::pin(tokio::time::sleep(Duration::from_secs(5))));
-    let env = TestEnv::start("hort-hooks-policies", Some(hang), None).await;
+    let env = TestEnv::start("hort-hooks-policies", None, None, Duration::from_secs(5)).await;
     let (jobs, pods): (Api<BackupJob>, Api<Pod>) = (env.api(), env.api());
     // The post hook finds its pod by label among the running pods.
     pods.patch(
@@ -413,5 +423,54 @@ async fn a_timed_out_pre_hook_may_continue_and_a_failing_post_hook_fails_the_job
     );
     let failed = status.conditions.iter().find(|c| c.type_ == "Failed").unwrap();
     assert_eq!(failed.reason, "HookFailed");
+    env.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn hooks_that_hang_hold_up_no_other_job() {
+    // Every pre hook exec hangs for two minutes, far longer than the test waits.
+    let env = TestEnv::start("hort-hooks-hung", None, None, Duration::from_secs(120)).await;
+    let (jobs, pods): (Api<BackupJob>, Api<Pod>) = (env.api(), env.api());
+    // More jobs with hung pre hooks than the test operator reconciles at a time (4).
+    for i in 0..6 {
+        create(
+            &jobs,
+            json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": format!("hung-{i}")},
+                   "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}},
+                            "hooks": {"pre": [{"name": "stall", "pod": "pre-app", "command": ["stall"],
+                                               "timeoutSeconds": 600}]}}}),
+        )
+        .await;
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while env.pre.runs() < RUNS_PER_NAMESPACE {
+        assert!(tokio::time::Instant::now() < deadline, "the hung hooks never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A job without hooks gets its agent pod at once, and the namespace's other hooks wait
+    // for its share of turns instead of piling up execs.
+    create(
+        &jobs,
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": "plain"},
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}}}}),
+    )
+    .await;
+    wait_for(&pods, "plain-1", "the agent pod of the job without hooks", |_| true).await;
+    assert_eq!(
+        env.pre.runs(),
+        RUNS_PER_NAMESPACE,
+        "hook execs at once in one namespace"
+    );
+    for i in 0..6 {
+        wait_for(
+            &jobs,
+            &format!("hung-{i}"),
+            "the job to say it runs its pre hooks",
+            |j| j.status.as_ref().and_then(|s| s.message.as_deref()) == Some("attempt 1: running pre hooks"),
+        )
+        .await;
+    }
     env.stop().await;
 }

@@ -1,0 +1,133 @@
+//! The hooks of a BackupJob's attempts, run outside the reconcile loop ([`crate::hook_runs`]).
+//!
+//! An attempt with pre hooks begins with its *prologue*: the pre hooks, then the agent pod;
+//! when a pre hook fails or the pod cannot be created, the post hooks run at once (they undo
+//! what the pre hooks did) and the prologue says why the attempt ended. An attempt that ended
+//! any other way (its pod finished or vanished, or the operator stopped during its prologue)
+//! has its post hooks run by its *epilogue*. Which of them is due is decided by
+//! [`crate::hooks::next_step`] from the job's status; the reconcile starts the run and picks up
+//! its [`HookRun`] on a later pass.
+
+use hort_crds::backup_job::{BackupJob, Hook};
+use k8s_openapi::api::core::v1::Pod;
+use kube::{Api, ResourceExt};
+
+use crate::agent::api;
+use crate::hook_runs::Runs;
+use crate::hooks;
+
+/// Which hooks of a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HookStage {
+    /// `spec.hooks.pre`, run by the prologue.
+    Pre,
+    /// `spec.hooks.post`, run by the epilogue (or by a prologue that failed).
+    Post,
+}
+
+/// A run of one job's attempt: the job's uid, the attempt, and the prologue (`Pre`) or the
+/// epilogue (`Post`).
+pub type RunKey = (String, u32, HookStage);
+
+/// The runs of every BackupJob's prologues and epilogues.
+pub type BackupHookRuns = Runs<RunKey, HookRun>;
+
+/// The key of `job`'s run of `stage` in `attempt`.
+pub fn run_key(job: &BackupJob, attempt: u32, stage: HookStage) -> RunKey {
+    (job.uid().unwrap_or_default(), attempt, stage)
+}
+
+/// How a prologue or an epilogue ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookRun {
+    /// Every hook failure, tolerated or not, for Warning events.
+    pub failures: Vec<String>,
+    /// What the run means for the attempt.
+    pub outcome: Outcome,
+}
+
+/// What a run means for its attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A prologue created the agent pod; an epilogue's hooks passed (or failed with `Continue`).
+    Done,
+    /// A pre hook failed (`onError: Fail`); the post hooks ran.
+    PreHookFailed(String),
+    /// The agent pod could not be created after the pre hooks; the post hooks ran. Says why,
+    /// and how a failing post hook failed.
+    PodNotCreated(String),
+    /// A post hook failed (`onError: Fail`).
+    PostHookFailed(String),
+}
+
+/// The hooks of `stage` that `job` lists.
+pub fn stage_hooks(job: &BackupJob, stage: HookStage) -> &[Hook] {
+    match (&job.spec.hooks, stage) {
+        (None, _) => &[],
+        (Some(spec), HookStage::Pre) => &spec.pre,
+        (Some(spec), HookStage::Post) => &spec.post,
+    }
+}
+
+/// Whether `job` has hooks of `stage`.
+pub fn has_hooks(job: &BackupJob, stage: HookStage) -> bool {
+    !stage_hooks(job, stage).is_empty()
+}
+
+/// Runs `hooks` (the `stage` hooks) and adds their failures to `failures`; returns the one
+/// that fails the attempt.
+async fn run_stage(pods: &Api<Pod>, name: &str, list: &[Hook], failures: &mut Vec<String>) -> Option<String> {
+    if list.is_empty() {
+        return None;
+    }
+    match hooks::run(pods, name, list).await {
+        Ok(tolerated) => {
+            failures.extend(tolerated);
+            None
+        }
+        Err(failure) => {
+            failures.push(failure.clone());
+            Some(failure)
+        }
+    }
+}
+
+/// The prologue of an attempt of `job`: its pre hooks, then `pod` (the attempt's agent pod).
+pub fn prologue(pods: Api<Pod>, job: &BackupJob, pod: Pod) -> impl Future<Output = HookRun> + Send + 'static {
+    let pre = stage_hooks(job, HookStage::Pre).to_vec();
+    let post = stage_hooks(job, HookStage::Post).to_vec();
+    async move {
+        let mut failures = Vec::new();
+        if let Some(why) = run_stage(&pods, "pre", &pre, &mut failures).await {
+            run_stage(&pods, "post", &post, &mut failures).await;
+            return HookRun {
+                failures,
+                outcome: Outcome::PreHookFailed(why),
+            };
+        }
+        let outcome = match api::create(&pods, &pod).await {
+            Ok(()) => Outcome::Done,
+            Err(e) => {
+                let why = format!("creating agent pod {:?} failed: {e}", pod.name_any());
+                match run_stage(&pods, "post", &post, &mut failures).await {
+                    Some(post) => Outcome::PodNotCreated(format!("{why}; {post}")),
+                    None => Outcome::PodNotCreated(why),
+                }
+            }
+        };
+        HookRun { failures, outcome }
+    }
+}
+
+/// The epilogue of an attempt of `job`: its post hooks.
+pub fn epilogue(pods: Api<Pod>, job: &BackupJob) -> impl Future<Output = HookRun> + Send + 'static {
+    let post = stage_hooks(job, HookStage::Post).to_vec();
+    async move {
+        let mut failures = Vec::new();
+        let outcome = match run_stage(&pods, "post", &post, &mut failures).await {
+            Some(why) => Outcome::PostHookFailed(why),
+            None => Outcome::Done,
+        };
+        HookRun { failures, outcome }
+    }
+}
