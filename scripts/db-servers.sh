@@ -7,7 +7,9 @@
 #   scripts/db-servers.sh stop    # stop both servers and delete their data
 #
 # Data lives under $HORT_DB_DIR (default /var/tmp/hort-db-servers), never in the repository;
-# the servers listen on 127.0.0.1 only. PostgreSQL refuses to run as root, so it runs as the
+# the servers listen on 127.0.0.1 only, and over TCP accept TLS connections only (certificate
+# for 127.0.0.1 and localhost, signed by a CA made here: HORT_TEST_DB_CA), so every test also
+# shows that Hort's connections are encrypted. PostgreSQL refuses to run as root, so it runs as the
 # `postgres` system user; MariaDB drops to the `mysql` user. Needs root (apt-get, su).
 set -euo pipefail
 export AWS_EC2_METADATA_DISABLED=true
@@ -26,7 +28,7 @@ log() { printf 'db-servers: %s\n' "$*" >&2; }
 install_packages() {
   local missing=()
   local pkg
-  for pkg in postgresql-15 postgresql-client-15 postgresql-contrib mariadb-server mariadb-client; do
+  for pkg in postgresql-15 postgresql-client-15 postgresql-contrib mariadb-server mariadb-client openssl; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
   if ((${#missing[@]})); then
@@ -49,6 +51,33 @@ password() {
   cat "$file"
 }
 
+# make_tls: a CA, a server certificate it signs (127.0.0.1, localhost) and a second CA that
+# signs nothing (for tests of a wrong CA), under $DIR/tls; a copy of the key for each server user.
+make_tls() {
+  local tls="$DIR/tls"
+  [[ -s "$tls/server.crt" ]] && return
+  mkdir -p "$tls"
+  (
+    cd "$tls"
+    for ca in ca other-ca; do
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -subj "/CN=hort test database $ca" -keyout "$ca.key" -out "$ca.crt" 2>/dev/null
+    done
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+      -keyout server.key -out server.csr 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+      -extfile server.ext -out server.crt 2>/dev/null
+    rm -f ca.key other-ca.key server.csr server.ext
+    chmod 0644 ca.crt other-ca.crt server.crt
+    for user in postgres mysql; do
+      install -m 0600 -o "$user" server.key "server-$user.key"
+    done
+    rm -f server.key
+  )
+  chmod 0755 "$tls"
+}
+
 start_pg() {
   local name="$1" PG_PORT="$2"
   local PG_DATA="$DIR/$name/data"
@@ -66,8 +95,10 @@ start_pg() {
     su postgres -s /bin/sh -c "$PG_BIN/initdb -D '$PG_DATA' -U postgres --auth=scram-sha-256 --pwfile='$pwfile' -E UTF8 --locale=C.UTF-8" >"$DIR/$name/initdb.log" 2>&1 \
       || { cat "$DIR/$name/initdb.log" >&2; exit 1; }
     rm -f "$pwfile"
+    # Over TCP only TLS connections: a client that does not encrypt is refused.
+    sed -i 's/^host /hostssl /' "$PG_DATA/pg_hba.conf"
   fi
-  su postgres -s /bin/sh -c "$PG_BIN/pg_ctl -D '$PG_DATA' -l '$DIR/$name/server.log' -w -t 60 start -o \"-p $PG_PORT -k '$DIR/$name' -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200\"" >/dev/null \
+  su postgres -s /bin/sh -c "$PG_BIN/pg_ctl -D '$PG_DATA' -l '$DIR/$name/server.log' -w -t 60 start -o \"-p $PG_PORT -k '$DIR/$name' -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 -c ssl=on -c ssl_cert_file='$DIR/tls/server.crt' -c ssl_key_file='$DIR/tls/server-postgres.key'\"" >/dev/null \
     || { tail -n 30 "$DIR/$name/server.log" >&2; exit 1; }
   log "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT"
 }
@@ -92,6 +123,7 @@ start_mariadb() {
   setsid mariadbd --no-defaults --user=mysql --datadir="$MARIADB_DATA" --skip-networking=0 \
     --bind-address=127.0.0.1 --port="$MARIADB_PORT" --socket="$MARIADB_SOCK" --pid-file="$MARIADB_PID" \
     --log-error="$DIR/$name/server.log" --innodb-flush-log-at-trx-commit=0 --max-connections=200 \
+    --ssl-cert="$DIR/tls/server.crt" --ssl-key="$DIR/tls/server-mysql.key" --require-secure-transport=ON \
     </dev/null >/dev/null 2>&1 &
   for _ in $(seq 1 120); do
     mariadb-admin --no-defaults --socket="$MARIADB_SOCK" -uroot ping >/dev/null 2>&1 && break
@@ -140,6 +172,8 @@ export HORT_TEST_MARIADB_PORT=$MARIADB_PORT
 export HORT_TEST_MARIADB_USER=hort
 export HORT_TEST_MARIADB_PASSWORD=$pw
 export HORT_TEST_MARIADB_TARGET_PORT=$MARIADB_TARGET_PORT
+export HORT_TEST_DB_CA=$DIR/tls/ca.crt
+export HORT_TEST_DB_OTHER_CA=$DIR/tls/other-ca.crt
 EOF
 }
 
@@ -148,6 +182,7 @@ case "${1:-}" in
     install_packages
     mkdir -p "$DIR"
     chmod 0755 "$DIR"
+    make_tls
     start_pg pg "$PG_PORT"
     start_pg pg-target "$PG_TARGET_PORT"
     start_mariadb mariadb "$MARIADB_PORT"

@@ -357,3 +357,52 @@ fn dump_tools_get_the_database_password_only_and_never_in_their_arguments() {
     }
     assert!(agent.snapshots().is_empty());
 }
+
+/// `--database DB --tls-mode MODE [--tls-ca CA]`.
+fn tls_args<'a>(db: &'a str, mode: &'a str, ca: Option<&'a str>) -> Vec<&'a str> {
+    let mut args = vec!["--database", db, "--tls-mode", mode];
+    args.extend(ca.iter().flat_map(|ca| ["--tls-ca", *ca]));
+    args
+}
+
+#[test]
+#[ignore = "needs PostgreSQL and MariaDB servers: run scripts/test.sh"]
+fn tls_verify_full_connects_only_to_a_server_whose_certificate_chains_to_the_ca() {
+    // The test servers take TLS connections only; their certificate is signed by
+    // HORT_TEST_DB_CA and names 127.0.0.1.
+    let ca = support::db::env("HORT_TEST_DB_CA");
+    let other_ca = support::db::env("HORT_TEST_DB_OTHER_CA");
+    for (server, backup) in [
+        (Server::Postgres, "backup-postgres"),
+        (Server::MariaDb, "backup-mariadb"),
+    ] {
+        let db = unique("cli_tls");
+        server.fresh_db(&db);
+        server.sql(
+            Some(&db),
+            "CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1);",
+        );
+        let agent = Agent::new(server);
+        let password = server.password();
+        let verified = tls_args(&db, "verify-full", Some(&ca));
+        assert_backup_report(&agent.ok(&[backup], &verified));
+
+        let wrong_ca = tls_args(&db, "verify-full", Some(&other_ca));
+        let err = agent.fails(&[backup], &wrong_ca, &password);
+        assert!(
+            err.to_lowercase().contains("certificate"),
+            "{server:?}: a server whose certificate the CA did not sign is refused, and the message says so: {err}"
+        );
+
+        agent.fails(&[backup], &tls_args(&db, "disable", None), &password);
+
+        let err = agent.fails(&[backup], &tls_args(&db, "verify-full", None), &password);
+        assert!(err.contains("--tls-ca"), "{server:?}: {err}");
+        assert_eq!(
+            agent.snapshots().len(),
+            1,
+            "{server:?}: only the verified backup wrote a snapshot"
+        );
+        server.drop_db(&db);
+    }
+}

@@ -36,6 +36,7 @@ fn conn() -> Connection {
         user: env("HORT_TEST_MARIADB_USER"),
         password: Some(Password::new(env("HORT_TEST_MARIADB_PASSWORD"))),
         bin_dir: None,
+        tls: Default::default(),
     }
 }
 
@@ -47,7 +48,7 @@ fn client() -> Command {
         .arg(format!("--host={}", c.host))
         .arg(format!("--port={}", c.port))
         .arg(format!("--user={}", c.user))
-        .args(["--batch", "--skip-column-names"])
+        .args(["--ssl", "--batch", "--skip-column-names"])
         .env("MYSQL_PWD", c.password.as_ref().unwrap().expose())
         .env("AWS_EC2_METADATA_DISABLED", "true");
     cmd

@@ -35,6 +35,7 @@ fn conn() -> Connection {
         user: env("HORT_TEST_PG_USER"),
         password: Some(Password::new(env("HORT_TEST_PG_PASSWORD"))),
         bin_dir: None,
+        tls: Default::default(),
     }
 }
 

@@ -7,7 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{AgentPodOverrides, DNS_SUBDOMAIN, LocalObjectRef, Phase, Progress, SecretRef};
+use crate::common::{AgentPodOverrides, DNS_SUBDOMAIN, DatabaseTls, LocalObjectRef, Phase, Progress, SecretRef};
 
 /// One backup run: what to back up (`source`), where to (`storageGroupRef`), and how the agent
 /// pod runs.
@@ -131,6 +131,9 @@ pub struct PostgresSource {
     /// Secret with the keys `username` and `password` (e.g. a `kubernetes.io/basic-auth` Secret).
     /// Its owner allows Hort to use it with the label `hort.dev/usable: "true"`; without it the job fails (reason `InvalidReference`) before any data is read.
     pub credentials_secret_ref: SecretRef,
+    /// TLS of the connections; `Prefer` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<DatabaseTls>,
 }
 
 fn default_postgres_port() -> u16 {
@@ -156,6 +159,9 @@ pub struct MariadbSource {
     /// Secret with the keys `username` and `password`. Its owner allows Hort to use it with the label `hort.dev/usable: "true"`;
     /// without it the job fails (reason `InvalidReference`) before any data is read.
     pub credentials_secret_ref: SecretRef,
+    /// TLS of the connections; `Prefer` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<DatabaseTls>,
 }
 
 fn default_mariadb_port() -> u16 {

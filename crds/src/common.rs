@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -70,6 +71,38 @@ pub struct AgentPodOverrides {
     /// PriorityClass of the agent pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority_class_name: Option<String>,
+}
+
+/// TLS of the agent's connections to a database server.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.caSecretRef) == (self.mode == 'VerifyFull')")
+    .message("tls.caSecretRef goes with tls.mode VerifyFull: set both (a Secret with key ca.crt, the CA that signed the server's certificate) or neither")
+    .field_path(".caSecretRef"))]
+pub struct DatabaseTls {
+    /// `Prefer`: TLS when the server offers it, its certificate not checked (safe from
+    /// eavesdroppers, not from a server that impersonates the real one); plain otherwise.
+    /// `VerifyFull`: TLS or no connection, and the server's certificate must chain to the CA
+    /// of `caSecretRef` and name `host`. `Disable`: never TLS.
+    #[serde(default)]
+    pub mode: TlsMode,
+    /// Secret with the key `ca.crt`: the PEM certificate of the CA that signed the server's
+    /// certificate (only with `VerifyFull`). Its owner allows Hort to use it with the label
+    /// `hort.dev/usable: "true"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretRef>,
+}
+
+/// Whether the agent's database connections use TLS, and how the server is checked.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum TlsMode {
+    /// Never TLS.
+    Disable,
+    /// TLS when the server offers it, its certificate not checked.
+    #[default]
+    Prefer,
+    /// TLS or no connection; the certificate must chain to the given CA and name the host.
+    VerifyFull,
 }
 
 /// Lifecycle phase of a run-once object (BackupJob, RestoreRequest).

@@ -10,7 +10,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{AgentPodOverrides, DNS_SUBDOMAIN, LocalObjectRef, Phase, Progress, SecretRef};
+use crate::common::{AgentPodOverrides, DNS_SUBDOMAIN, DatabaseTls, LocalObjectRef, Phase, Progress, SecretRef};
 
 /// Restores one snapshot of a StorageGroup, or part of it, into a database server or a volume.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -106,6 +106,9 @@ pub struct DatabaseRestoreTarget {
     /// Secret with the keys `username` and `password` of a user allowed to create databases.
     /// Its owner allows Hort to use it with the label `hort.dev/usable: "true"`; without it the request fails (reason `InvalidReference`) before anything is written.
     pub credentials_secret_ref: SecretRef,
+    /// TLS of the connections; `Prefer` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<DatabaseTls>,
     /// Databases to restore, each optionally under a new name; every database in the
     /// snapshot (and the roles or users) when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

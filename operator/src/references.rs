@@ -8,6 +8,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use hort_crds::common::{DatabaseTls, SecretRef};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Api, Client};
@@ -97,6 +98,24 @@ pub const RECHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Keys a database credentials Secret must hold.
 pub const DATABASE_CREDENTIAL_KEYS: [&str; 2] = ["username", "password"];
+
+/// The Secrets of a database connection at spec path `field` (e.g. `spec.source.postgres`):
+/// its credentials and, with `VerifyFull`, its CA.
+pub fn database_references(credentials: &SecretRef, tls: Option<&DatabaseTls>, field: &str) -> Vec<Reference> {
+    let mut references = vec![Reference::secret(
+        &credentials.name,
+        &DATABASE_CREDENTIAL_KEYS,
+        format!("{field}.credentialsSecretRef"),
+    )];
+    if let Some(ca) = tls.and_then(|t| t.ca_secret_ref.as_ref()) {
+        references.push(Reference::secret(
+            &ca.name,
+            &["ca.crt"],
+            format!("{field}.tls.caSecretRef"),
+        ));
+    }
+    references
+}
 
 /// One object a spec refers to, with the field that refers to it.
 #[derive(Clone, Debug, PartialEq, Eq)]

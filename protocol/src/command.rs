@@ -51,6 +51,44 @@ impl Overwrite {
     }
 }
 
+/// How the agent's connections to a database server are protected (`--tls-mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum TlsMode {
+    /// Never TLS.
+    Disable,
+    /// TLS when the server offers it, without checking its certificate; plain otherwise.
+    #[default]
+    Prefer,
+    /// TLS or no connection; the server's certificate must chain to the CA of `--tls-ca` and
+    /// name the host connected to.
+    VerifyFull,
+}
+
+impl TlsMode {
+    /// The value of `--tls-mode`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "disable",
+            TlsMode::Prefer => "prefer",
+            TlsMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// TLS of the agent's connections to a database server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DatabaseTls {
+    /// Whether TLS is used, and how the server is checked.
+    pub mode: TlsMode,
+    /// PEM file of the CA that signed the server's certificate (`--tls-ca`).
+    pub ca_file: Option<String>,
+}
+
+/// Where the operator mounts the CA certificate of a database server (key `ca.crt` of the
+/// Secret a spec's `tls.caSecretRef` names).
+pub const DATABASE_CA_FILE: &str = "/etc/hort/database-ca/ca.crt";
+
 /// The database servers the agent backs up through their own dump tools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DatabaseKind {
@@ -151,6 +189,8 @@ pub enum AgentCommand {
         host: String,
         /// Its port.
         port: u16,
+        /// TLS of the connections.
+        tls: DatabaseTls,
         /// Databases to back up; all when empty.
         databases: Vec<String>,
         /// Tags of the snapshot.
@@ -179,6 +219,8 @@ pub enum AgentCommand {
         host: String,
         /// Its port.
         port: u16,
+        /// TLS of the connections.
+        tls: DatabaseTls,
         /// Databases to restore; the whole server when empty.
         databases: Vec<DatabaseMapping>,
         /// Only these tables of the one database.
@@ -202,6 +244,14 @@ pub enum AgentCommand {
 
 /// Snapshot id meaning "the newest snapshot with the given tags".
 pub const LATEST: &str = "latest";
+
+/// `--tls-mode MODE`, and `--tls-ca FILE` when a CA is given.
+fn tls_args(args: &mut Vec<String>, tls: &DatabaseTls) {
+    args.extend(["--tls-mode".into(), tls.mode.as_str().into()]);
+    if let Some(ca) = &tls.ca_file {
+        args.extend(["--tls-ca".into(), ca.clone()]);
+    }
+}
 
 fn repeated(args: &mut Vec<String>, flag: &str, values: &[String]) {
     for value in values {
@@ -247,11 +297,13 @@ impl AgentCommand {
                 kind,
                 host,
                 port,
+                tls,
                 databases,
                 tags,
             } => {
                 args.push(format!("backup-{}", kind.source_tag()));
                 args.extend(["--host".into(), host.clone(), "--port".into(), port.to_string()]);
+                tls_args(&mut args, tls);
                 repeated(&mut args, "--database", databases);
                 repeated(&mut args, "--tag", tags);
             }
@@ -272,6 +324,7 @@ impl AgentCommand {
                 snapshot,
                 host,
                 port,
+                tls,
                 databases,
                 tables,
                 clean,
@@ -279,6 +332,7 @@ impl AgentCommand {
             } => {
                 args.extend([format!("restore-{}", kind.source_tag()), snapshot.clone()]);
                 args.extend(["--host".into(), host.clone(), "--port".into(), port.to_string()]);
+                tls_args(&mut args, tls);
                 for mapping in databases {
                     let value = match &mapping.to {
                         Some(to) => format!("{}={to}", mapping.from),
@@ -331,6 +385,10 @@ mod tests {
             snapshot: LATEST.into(),
             host: "db".into(),
             port: 3306,
+            tls: DatabaseTls {
+                mode: TlsMode::VerifyFull,
+                ca_file: Some(DATABASE_CA_FILE.into()),
+            },
             databases: vec![DatabaseMapping {
                 from: "shop".into(),
                 to: Some("shop_copy".into()),
@@ -348,6 +406,10 @@ mod tests {
                 "db",
                 "--port",
                 "3306",
+                "--tls-mode",
+                "verify-full",
+                "--tls-ca",
+                "/etc/hort/database-ca/ca.crt",
                 "--database",
                 "shop=shop_copy",
                 "--table",

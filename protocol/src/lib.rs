@@ -21,7 +21,7 @@ pub mod location;
 pub mod period;
 pub mod report;
 
-pub use command::{AgentCommand, DatabaseKind, DatabaseMapping, Keep, Overwrite, Strategy};
+pub use command::{AgentCommand, DatabaseKind, DatabaseMapping, DatabaseTls, Keep, Overwrite, Strategy, TlsMode};
 pub use exit::ExitCode;
 pub use location::{Location, S3Location};
 pub use period::Period;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use hort_protocol::{DatabaseKind, Overwrite, Period, Strategy, env};
+use hort_protocol::{DatabaseKind, DatabaseTls, Overwrite, Period, Strategy, TlsMode, env};
 
 use super::CliError;
 use crate::database::{Connection, Password};
@@ -175,6 +175,13 @@ pub(super) struct DbServerArgs {
     /// File holding the database password (else `HORT_DB_PASSWORD`; neither: no password).
     #[arg(long = "db-password-file", env = env::DB_PASSWORD_FILE)]
     pub(super) password_file: Option<PathBuf>,
+    /// TLS: `disable`, `prefer` (TLS when the server offers it, certificate unchecked) or
+    /// `verify-full` (TLS or nothing; the certificate must chain to --tls-ca and name --host).
+    #[arg(long = "tls-mode", value_enum, default_value_t = TlsMode::Prefer)]
+    pub(super) tls_mode: TlsMode,
+    /// PEM file of the CA that signed the server's certificate (needed by `verify-full`).
+    #[arg(long = "tls-ca")]
+    pub(super) tls_ca: Option<PathBuf>,
 }
 
 impl DbServerArgs {
@@ -188,12 +195,25 @@ impl DbServerArgs {
             })?),
             None => std::env::var(env::DB_PASSWORD).ok().map(Password::new),
         };
+        if self.tls_mode == TlsMode::VerifyFull && self.tls_ca.is_none() {
+            return Err(CliError::Usage(
+                "--tls-mode verify-full needs --tls-ca FILE: the PEM file of the CA that signed the server's certificate"
+                    .into(),
+            ));
+        }
+        if let Some(ca) = self.tls_ca.as_ref().filter(|ca| !ca.is_file()) {
+            return Err(CliError::Usage(format!("--tls-ca {}: no such file", ca.display())));
+        }
         Ok(Connection {
             host: self.host.clone(),
             port: self.port.unwrap_or(kind.default_port()),
             user: self.user.clone(),
             password,
             bin_dir: None,
+            tls: DatabaseTls {
+                mode: self.tls_mode,
+                ca_file: self.tls_ca.as_ref().map(|ca| ca.to_string_lossy().into_owned()),
+            },
         })
     }
 }

@@ -5,8 +5,9 @@
 //! differently, fails here.
 
 use clap::Parser;
+use hort_protocol::command::DATABASE_CA_FILE;
 use hort_protocol::command::LATEST;
-use hort_protocol::{AgentCommand, DatabaseKind, DatabaseMapping, Keep, Overwrite};
+use hort_protocol::{AgentCommand, DatabaseKind, DatabaseMapping, DatabaseTls, Keep, Overwrite, TlsMode};
 
 use super::args::KeepArgs;
 use super::database_cmd::database_mapping;
@@ -14,6 +15,13 @@ use super::{Cli, Commands};
 
 fn text(path: Option<std::path::PathBuf>) -> String {
     path.expect("the argument is given").to_string_lossy().into_owned()
+}
+
+fn tls(server: &super::args::DbServerArgs) -> DatabaseTls {
+    DatabaseTls {
+        mode: server.tls_mode,
+        ca_file: server.tls_ca.clone().map(|ca| text(Some(ca))),
+    }
 }
 
 fn keep(args: KeepArgs) -> Keep {
@@ -44,6 +52,7 @@ fn understood(command: &AgentCommand) -> AgentCommand {
     let database = |kind| {
         move |args: super::args::DbBackupArgs| AgentCommand::BackupDatabase {
             kind,
+            tls: tls(&args.server),
             host: args.server.host,
             port: args.server.port.expect("the operator always sends the port"),
             databases: args.databases,
@@ -54,6 +63,7 @@ fn understood(command: &AgentCommand) -> AgentCommand {
         move |args: super::args::DbRestoreArgs| AgentCommand::RestoreDatabase {
             kind,
             snapshot: args.snapshot,
+            tls: tls(&args.server),
             host: args.server.host,
             port: args.server.port.expect("the operator always sends the port"),
             databases: args
@@ -135,6 +145,10 @@ fn every_operator_command_means_the_same_to_the_agent() {
             kind: DatabaseKind::Postgres,
             host: "db.shop.svc".into(),
             port: 5433,
+            tls: DatabaseTls {
+                mode: TlsMode::VerifyFull,
+                ca_file: Some(DATABASE_CA_FILE.into()),
+            },
             databases: vec!["app".into(), "billing".into()],
             tags: tags(),
         },
@@ -142,6 +156,10 @@ fn every_operator_command_means_the_same_to_the_agent() {
             kind: DatabaseKind::Mariadb,
             host: "maria".into(),
             port: 3306,
+            tls: DatabaseTls {
+                mode: TlsMode::Disable,
+                ca_file: None,
+            },
             databases: vec![],
             tags: vec![],
         },
@@ -164,6 +182,7 @@ fn every_operator_command_means_the_same_to_the_agent() {
             snapshot: LATEST.into(),
             host: "db".into(),
             port: 5432,
+            tls: DatabaseTls::default(),
             databases: vec![
                 DatabaseMapping {
                     from: "app".into(),
@@ -183,6 +202,7 @@ fn every_operator_command_means_the_same_to_the_agent() {
             snapshot: "c0ffee".into(),
             host: "maria".into(),
             port: 3307,
+            tls: DatabaseTls::default(),
             databases: vec![DatabaseMapping {
                 from: "shop".into(),
                 to: None,

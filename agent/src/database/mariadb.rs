@@ -41,6 +41,7 @@ use std::process::Command;
 use serde::{Deserialize, Serialize};
 
 use super::process::{self, Feed};
+use super::tls;
 use super::{
     Connection, DatabaseError, RestoreOptions, RestoreReport, RestoreScope, StreamSink, StreamSource, TableRows,
     encode_name, list, major_minor, read_manifest, write_manifest,
@@ -156,6 +157,7 @@ fn tool(conn: &Connection, name: &str) -> Command {
             .arg(format!("--port={}", conn.port));
     }
     cmd.arg(format!("--user={}", conn.user));
+    cmd.args(tls::mariadb_args(&conn.tls));
     match &conn.password {
         Some(p) => cmd.env("MYSQL_PWD", p.expose()),
         None => cmd.env_remove("MYSQL_PWD"),
@@ -1124,6 +1126,7 @@ GRANT ALL PRIVILEGES ON *.* TO `hort`@`127.0.0.1`;
             user: "u".into(),
             password: None,
             bin_dir: None,
+            tls: Default::default(),
         };
         let auth = classify(&conn, "ERROR 1045 (28000): Access denied".into(), None);
         assert!(matches!(auth, DatabaseError::Authentication { .. }));

@@ -31,6 +31,7 @@
 pub mod mariadb;
 pub mod postgres;
 mod process;
+mod tls;
 
 use std::fmt;
 use std::fs;
@@ -80,6 +81,8 @@ pub struct Connection {
     pub password: Option<Password>,
     /// Directory holding the client tools (`pg_dump`, `mariadb-dump`, …); `PATH` when `None`.
     pub bin_dir: Option<PathBuf>,
+    /// TLS of every connection to the server (see [`tls`]).
+    pub tls: hort_protocol::DatabaseTls,
 }
 
 impl Connection {
@@ -207,6 +210,14 @@ pub enum DatabaseError {
         /// Port.
         port: u16,
         /// What the client said.
+        reason: String,
+    },
+    /// TLS could not be set up as asked (e.g. the CA file is unreadable).
+    #[error("TLS to the database server: CA file `{ca_file}`: {reason}")]
+    Tls {
+        /// The CA file.
+        ca_file: String,
+        /// Why.
         reason: String,
     },
     /// The server rejected the user or password.
@@ -426,6 +437,7 @@ mod tests {
             user: "u".into(),
             password: Some(p),
             bin_dir: None,
+            tls: Default::default(),
         };
         assert!(!format!("{c:?}").contains("hunter2"));
     }

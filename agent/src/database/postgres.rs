@@ -38,6 +38,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::process::{self, RunError};
+use super::tls;
 use super::{
     Connection, DatabaseError, RestoreOptions, RestoreReport, RestoreScope, StreamSink, StreamSource, TableRows,
     encode_name, list, major_minor, read_manifest, write_manifest,
@@ -147,7 +148,9 @@ fn connect(conn: &Connection, db: &str) -> Result<postgres::Client, DatabaseErro
     if let Some(password) = &conn.password {
         config.password(password.expose());
     }
-    config.connect(postgres::NoTls).map_err(|e| connect_error(conn, db, &e))
+    let (mode, connector) = tls::postgres_connector(&conn.tls)?;
+    config.ssl_mode(mode);
+    config.connect(connector).map_err(|e| connect_error(conn, db, &e))
 }
 
 fn error_text(e: &postgres::Error) -> String {
@@ -198,6 +201,7 @@ fn tool(conn: &Connection, name: &str, db: &str) -> Command {
         .env("PGAPPNAME", "hort-agent")
         .env("PGCONNECT_TIMEOUT", "15")
         .env_remove("PGSERVICE");
+    tls::postgres_env(&conn.tls, &mut cmd);
     match &conn.password {
         Some(p) => cmd.env("PGPASSWORD", p.expose()),
         None => cmd.env_remove("PGPASSWORD"),

@@ -63,11 +63,18 @@ impl Server {
             }
             Server::MariaDb => {
                 let mut cmd = Command::new("mariadb");
-                cmd.args(["--no-defaults", "--protocol=TCP", "--batch", "--skip-column-names"])
-                    .arg(format!("--host={}", self.host()))
-                    .arg(format!("--port={}", self.port()))
-                    .arg(format!("--user={}", self.user()))
-                    .env("MYSQL_PWD", self.password());
+                // The test servers take TLS connections only.
+                cmd.args([
+                    "--no-defaults",
+                    "--protocol=TCP",
+                    "--ssl",
+                    "--batch",
+                    "--skip-column-names",
+                ])
+                .arg(format!("--host={}", self.host()))
+                .arg(format!("--port={}", self.port()))
+                .arg(format!("--user={}", self.user()))
+                .env("MYSQL_PWD", self.password());
                 if let Some(db) = db {
                     cmd.arg(format!("--database={db}"));
                 }

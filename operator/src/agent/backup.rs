@@ -14,7 +14,7 @@ use hort_protocol::{AgentCommand, BackupReport, DatabaseKind};
 use super::check::human_bytes;
 use super::pod::RepositoryAccess;
 use crate::conditions::{Observation, Status};
-use crate::references::{DATABASE_CREDENTIAL_KEYS, Reference};
+use crate::references::{Reference, database_references};
 
 /// Where a volume source is mounted in the agent pod.
 pub const SOURCE_DIR: &str = "/source";
@@ -28,20 +28,18 @@ pub const VOLUME_SNAPSHOT: &str = "VolumeSnapshot";
 pub fn references(spec: &BackupJobSpec) -> Vec<Reference> {
     let source = &spec.source;
     let mut references = vec![];
-    if let Some(postgres) = &source.postgres {
-        let field = "spec.source.postgres.credentialsSecretRef";
-        references.push(Reference::secret(
-            &postgres.credentials_secret_ref.name,
-            &DATABASE_CREDENTIAL_KEYS,
-            field,
+    if let Some(p) = &source.postgres {
+        references.extend(database_references(
+            &p.credentials_secret_ref,
+            p.tls.as_ref(),
+            "spec.source.postgres",
         ));
     }
-    if let Some(mariadb) = &source.mariadb {
-        let field = "spec.source.mariadb.credentialsSecretRef";
-        references.push(Reference::secret(
-            &mariadb.credentials_secret_ref.name,
-            &DATABASE_CREDENTIAL_KEYS,
-            field,
+    if let Some(m) = &source.mariadb {
+        references.extend(database_references(
+            &m.credentials_secret_ref,
+            m.tls.as_ref(),
+            "spec.source.mariadb",
         ));
     }
     if let Some(volume) = &source.volume {
@@ -135,13 +133,14 @@ pub fn command(
             tags: tags.to_vec(),
         });
     }
-    let (kind, host, port, databases, credentials) = match (&source.postgres, &source.mariadb) {
+    let (kind, host, port, databases, credentials, tls) = match (&source.postgres, &source.mariadb) {
         (Some(p), _) => (
             DatabaseKind::Postgres,
             &p.host,
             p.port,
             &p.databases,
             &p.credentials_secret_ref.name,
+            &p.tls,
         ),
         (None, Some(m)) => (
             DatabaseKind::Mariadb,
@@ -149,6 +148,7 @@ pub fn command(
             m.port,
             &m.databases,
             &m.credentials_secret_ref.name,
+            &m.tls,
         ),
         (None, None) => return None,
     };
@@ -157,6 +157,7 @@ pub fn command(
         kind,
         host: host.clone(),
         port,
+        tls: access.database_tls(tls.as_ref()),
         databases: databases.clone(),
         tags: tags.to_vec(),
     })
@@ -179,11 +180,20 @@ mod tests {
 
     #[test]
     fn each_source_names_the_secret_or_claim_its_pod_uses() {
-        let postgres = spec("{postgres: {host: db, credentialsSecretRef: {name: pg-creds}}}");
-        let field = "spec.source.postgres.credentialsSecretRef";
+        let postgres = spec(
+            "{postgres: {host: db, credentialsSecretRef: {name: pg-creds}, \
+             tls: {mode: VerifyFull, caSecretRef: {name: pg-ca}}}}",
+        );
         assert_eq!(
             references(&postgres),
-            [Reference::secret("pg-creds", &["username", "password"], field)]
+            [
+                Reference::secret(
+                    "pg-creds",
+                    &["username", "password"],
+                    "spec.source.postgres.credentialsSecretRef"
+                ),
+                Reference::secret("pg-ca", &["ca.crt"], "spec.source.postgres.tls.caSecretRef")
+            ]
         );
         let mariadb = spec("{mariadb: {host: db, credentialsSecretRef: {name: maria}}}");
         let field = "spec.source.mariadb.credentialsSecretRef";
@@ -227,7 +237,10 @@ mod tests {
     fn database_credentials_come_from_the_secret_by_reference() {
         let mut access = RepositoryAccess::default();
         let command = command(
-            &spec("{postgres: {host: db, databases: [app], credentialsSecretRef: {name: db-creds}}}"),
+            &spec(
+                "{postgres: {host: db, databases: [app], credentialsSecretRef: {name: db-creds}, \
+                 tls: {mode: VerifyFull, caSecretRef: {name: db-ca}}}}",
+            ),
             "shop",
             &[],
             &mut access,
@@ -239,9 +252,23 @@ mod tests {
                 kind: DatabaseKind::Postgres,
                 host: "db".into(),
                 port: 5432,
+                tls: hort_protocol::DatabaseTls {
+                    mode: hort_protocol::TlsMode::VerifyFull,
+                    ca_file: Some(hort_protocol::command::DATABASE_CA_FILE.into()),
+                },
                 databases: vec!["app".into()],
                 tags: vec![],
             }
+        );
+        // The CA reaches the agent as a read-only file from the Secret's key ca.crt.
+        let ca = access.volumes.iter().find(|v| v.name == "database-ca").unwrap();
+        let source = ca.secret.as_ref().unwrap();
+        assert_eq!(source.secret_name.as_deref(), Some("db-ca"));
+        assert_eq!(source.items.as_ref().unwrap()[0].key, "ca.crt");
+        let mount = access.mounts.iter().find(|m| m.name == "database-ca").unwrap();
+        assert_eq!(
+            (mount.mount_path.as_str(), mount.read_only),
+            ("/etc/hort/database-ca", Some(true))
         );
         assert!(!command.to_args().iter().any(|a| a.contains("password")));
         let password = access.env.iter().find(|e| e.name == "HORT_DB_PASSWORD").unwrap();

@@ -9,13 +9,15 @@
 
 use std::collections::BTreeMap;
 
-use hort_crds::common::AgentPodOverrides;
+use hort_crds::common::{AgentPodOverrides, DatabaseTls, TlsMode};
 use hort_crds::storage_group::{StorageGroupSpec, Strategy};
+use hort_protocol::command::DATABASE_CA_FILE;
 use hort_protocol::{AgentCommand, Location, PROTOCOL_VERSION, S3Location, env};
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, NodeAffinity, NodeSelector,
-    NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
-    ResourceRequirements, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    Affinity, Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath, NodeAffinity,
+    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaimVolumeSource, Pod,
+    PodSecurityContext, PodSpec, ResourceRequirements, SecretKeySelector, SecretVolumeSource, SecurityContext, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -74,6 +76,41 @@ impl RepositoryAccess {
     pub fn database_credentials(&mut self, secret: &str) {
         self.env.push(secret_env(env::DB_USER, secret, "username"));
         self.env.push(secret_env(env::DB_PASSWORD, secret, "password"));
+    }
+
+    /// The TLS settings of a database connection as the agent takes them; with a CA, key
+    /// `ca.crt` of the Secret is mounted read-only at [`DATABASE_CA_FILE`].
+    pub fn database_tls(&mut self, tls: Option<&DatabaseTls>) -> hort_protocol::DatabaseTls {
+        let tls = tls.cloned().unwrap_or_default();
+        let mode = match tls.mode {
+            TlsMode::Disable => hort_protocol::TlsMode::Disable,
+            TlsMode::Prefer => hort_protocol::TlsMode::Prefer,
+            TlsMode::VerifyFull => hort_protocol::TlsMode::VerifyFull,
+        };
+        let ca_file = tls.ca_secret_ref.map(|secret| {
+            let (dir, file) = DATABASE_CA_FILE.rsplit_once('/').expect("an absolute path");
+            self.volumes.push(Volume {
+                name: "database-ca".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(secret.name),
+                    items: Some(vec![KeyToPath {
+                        key: "ca.crt".into(),
+                        path: file.into(),
+                        mode: None,
+                    }]),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+            self.mounts.push(VolumeMount {
+                name: "database-ca".into(),
+                mount_path: dir.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            });
+            DATABASE_CA_FILE.to_string()
+        });
+        hort_protocol::DatabaseTls { mode, ca_file }
     }
 
     /// Mounts claim `claim` at `path` through a volume named `volume`.

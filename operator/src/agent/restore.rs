@@ -6,10 +6,10 @@
 
 use hort_crds::restore_request::{DatabaseRestoreTarget, OverwritePolicy, RestoreRequestSpec, RestoreStats};
 use hort_protocol::command::LATEST;
-use hort_protocol::{AgentCommand, DatabaseKind, DatabaseMapping, Overwrite, RestoreReport};
+use hort_protocol::{AgentCommand, DatabaseKind, DatabaseMapping, DatabaseTls, Overwrite, RestoreReport};
 
 use super::pod::RepositoryAccess;
-use crate::references::{DATABASE_CREDENTIAL_KEYS, Reference};
+use crate::references::{Reference, database_references};
 
 /// Where a volume target is mounted in the restore pod.
 pub const TARGET_DIR: &str = "/target";
@@ -31,16 +31,17 @@ pub fn stats(report: &RestoreReport) -> RestoreStats {
 pub fn references(spec: &RestoreRequestSpec) -> Vec<Reference> {
     let target = &spec.target;
     let databases = [
-        (&target.postgres, "spec.target.postgres.credentialsSecretRef"),
-        (&target.mariadb, "spec.target.mariadb.credentialsSecretRef"),
+        (&target.postgres, "spec.target.postgres"),
+        (&target.mariadb, "spec.target.mariadb"),
     ];
     databases
         .into_iter()
         .filter_map(|(database, field)| {
             database
                 .as_ref()
-                .map(|d| Reference::secret(&d.credentials_secret_ref.name, &DATABASE_CREDENTIAL_KEYS, field))
+                .map(|d| database_references(&d.credentials_secret_ref, d.tls.as_ref(), field))
         })
+        .flatten()
         .collect()
 }
 
@@ -85,12 +86,14 @@ pub fn command(
         (None, None) => return None,
     };
     access.database_credentials(&db.credentials_secret_ref.name);
-    Some(database_command(kind, db, snapshot, tags))
+    let tls = access.database_tls(db.tls.as_ref());
+    Some(database_command(kind, db, tls, snapshot, tags))
 }
 
 fn database_command(
     kind: DatabaseKind,
     db: &DatabaseRestoreTarget,
+    tls: DatabaseTls,
     snapshot: String,
     tags: Vec<String>,
 ) -> AgentCommand {
@@ -99,6 +102,7 @@ fn database_command(
         snapshot,
         host: db.host.clone(),
         port: db.port.unwrap_or(kind.default_port()),
+        tls,
         databases: db
             .databases
             .iter()
@@ -165,7 +169,7 @@ mod tests {
         let spec = spec(
             "storageGroupRef: {name: g}\nsource: {tags: [nightly]}\n\
              target: {mariadb: {host: db, credentialsSecretRef: {name: creds}, databases: [{from: shop, to: shop_copy}], \
-             tables: [orders], clean: true}}",
+             tables: [orders], clean: true, tls: {mode: Disable}}}",
         );
         let mut access = RepositoryAccess::default();
         assert_eq!(
@@ -175,6 +179,10 @@ mod tests {
                 snapshot: "latest".into(),
                 host: "db".into(),
                 port: 3306,
+                tls: DatabaseTls {
+                    mode: hort_protocol::TlsMode::Disable,
+                    ca_file: None,
+                },
                 databases: vec![DatabaseMapping {
                     from: "shop".into(),
                     to: Some("shop_copy".into())
