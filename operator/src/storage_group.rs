@@ -31,6 +31,11 @@ pub const S3_CREDENTIAL_KEYS: [&str; 2] = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCE
 pub const GENERATION_LABEL: &str = "hort.dev/generation";
 /// Seconds a check pod may run.
 const CHECK_DEADLINE_SECONDS: i64 = 300;
+/// How soon a group whose Secrets or claims do not resolve looks again. The operator does not
+/// watch Secrets: a watch (even of metadata) needs `list` and `watch` on every Secret in its
+/// scope, and `list` returns their values. So a Secret created after its group is noticed by
+/// this requeue, within this interval; claims are still watched and noticed at once.
+pub const UNRESOLVED_RETRY: Duration = Duration::from_secs(10);
 
 /// Reconciles one StorageGroup: resolves its references, runs a check pod (which also
 /// initialises the repository) when the last check is older than `checkIntervalSeconds` or
@@ -59,6 +64,7 @@ pub async fn reconcile(cached: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<A
 
     let mut requeue = interval;
     let observation = if !problems.is_empty() {
+        requeue = requeue.min(UNRESOLVED_RETRY);
         references_missing(&problems)
     } else {
         let due = match newest_finished {
@@ -240,19 +246,11 @@ async fn check_references(spec: &StorageGroupSpec, resolver: &Resolver) -> Resul
     Ok(problems)
 }
 
-/// Whether the group's spec refers to the Secret (`claim == false`) or claim named `name`.
-pub fn refers_to(spec: &StorageGroupSpec, name: &str, claim: bool) -> bool {
-    if claim {
-        spec.targets
-            .iter()
-            .any(|t| t.pvc.as_ref().is_some_and(|p| p.claim_name == name))
-    } else {
-        spec.encryption.key_secret_ref.name == name
-            || spec
-                .targets
-                .iter()
-                .any(|t| t.s3.as_ref().is_some_and(|s| s.credentials_secret_ref.name == name))
-    }
+/// Whether one of the group's targets is the claim named `name`.
+pub fn refers_to_claim(spec: &StorageGroupSpec, name: &str) -> bool {
+    spec.targets
+        .iter()
+        .any(|t| t.pvc.as_ref().is_some_and(|p| p.claim_name == name))
 }
 
 #[cfg(test)]
