@@ -5,6 +5,7 @@
 #   kind-tests/cluster.sh down                        stop what `up` started, remove its state
 #   kind-tests/cluster.sh status                      show components and node
 #   kind-tests/cluster.sh kubeconfig                  print the admin kubeconfig path
+#   kind-tests/cluster.sh audit-log                   print the API server's audit log path
 #
 # If `kind` and a working Docker engine are present, `kind` is used instead (cluster "hort").
 # Otherwise the components built by build.sh run as plain processes on this host. All state,
@@ -35,6 +36,7 @@ LOGS="$STATE/logs"
 PIDS="$STATE/pids"
 KC="$STATE/kubeconfigs"
 ADMIN_KUBECONFIG="$STATE/admin.kubeconfig"
+AUDIT_LOG="$LOGS/audit.log"
 
 NODE_NAME="${HORT_NODE_NAME:-hort-node}"
 APISERVER_PORT="${HORT_APISERVER_PORT:-6443}"
@@ -262,9 +264,32 @@ start_etcd() {
 
 etcd_healthy() { curl -fsS "http://127.0.0.1:$ETCD_CLIENT_PORT/health" | grep -q '"health":"true"'; }
 
+# The audit policy: requests made by service accounts outside kube-system (Hort's operator, the
+# local-path provisioner) at level Metadata (who, verb, resource, namespace, response code; never
+# a request or response body, so no Secret value), nothing else. The controller-manager's
+# controllers run as kube-system service accounts and would fill the log. kind-tests/e2e.sh
+# compares the operator's requests in it with the chart's RBAC (kind-tests/rbac-audit).
+write_audit_policy() {
+  cat >"$STATE/audit-policy.yaml" <<EOF
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    userGroups: ["system:serviceaccounts:kube-system"]
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+  - level: None
+EOF
+}
+
 start_apiserver() {
+  write_audit_policy
   # Binds all addresses: kubectl and the host components use 127.0.0.1; pods reach it through
   # the kubernetes Service, which kube-proxy maps to the host's own address.
+  # OwnerReferencesPermissionEnforcement (as on OpenShift): setting blockOwnerDeletion on an
+  # owner reference needs `update` on the owner's finalizers subresource, which the chart grants.
+  # The audit log keeps at most 200 MB and one rotated file.
   start_proc kube-apiserver "$BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_CLIENT_PORT" \
     --bind-address 0.0.0.0 \
@@ -282,7 +307,10 @@ start_apiserver() {
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-cluster-ip-range "$SERVICE_CIDR" \
     --authorization-mode Node,RBAC \
-    --enable-admission-plugins NodeRestriction \
+    --enable-admission-plugins NodeRestriction,OwnerReferencesPermissionEnforcement \
+    --audit-policy-file "$STATE/audit-policy.yaml" \
+    --audit-log-path "$AUDIT_LOG" \
+    --audit-log-maxsize 200 --audit-log-maxbackup 1 \
     --allow-privileged=true \
     --requestheader-client-ca-file "$PKI/front-proxy-ca.crt" \
     --requestheader-allowed-names front-proxy-client \
@@ -448,6 +476,14 @@ cmd_status() {
   return $rc
 }
 
+# The audit log of the plain-process cluster. The kind mode sets up no audit log (kind's API
+# server would need the policy file mounted into its node), so there the path is empty and
+# callers skip what needs it.
+cmd_audit_log() {
+  if use_kind; then echo ""; return 0; fi
+  echo "$AUDIT_LOG"
+}
+
 cmd_kubeconfig() {
   if use_kind; then echo "$CACHE/kind-$KIND_CLUSTER.kubeconfig"; return 0; fi
   echo "$ADMIN_KUBECONFIG"
@@ -465,5 +501,6 @@ case "${1:-}" in
   down) lock; cmd_down ;;
   status) cmd_status ;;
   kubeconfig) cmd_kubeconfig ;;
-  *) echo "usage: $0 up [--control-plane-only] | down | status | kubeconfig" >&2; exit 2 ;;
+  audit-log) cmd_audit_log ;;
+  *) echo "usage: $0 up [--control-plane-only] | down | status | kubeconfig | audit-log" >&2; exit 2 ;;
 esac

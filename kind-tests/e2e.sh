@@ -25,11 +25,17 @@
 #   operator-restart    operator pod deleted mid-backup: the job finishes once, with exactly one
 #                       snapshot
 #   schedule-retention  Schedule every minute with keepLast 1: two runs, prune ran, the old
-#                       snapshot is gone
+#                       snapshot is gone; historyLimit lowered to 1 deletes the older jobs
 #   invalid-specs       invalid specs are rejected by `kubectl apply` with a message naming the field
 #   hooks               backup hooks run in the application pod (pre before the data is read, post
 #                       after); a failing pre hook fails the job before any data is read, and the
 #                       post hooks still run
+#   namespaced          (runs first, before the cluster-wide install) a second release with
+#                       operator.watchNamespace: only Roles; a PVC group, a volume backup with a
+#                       hook and a restore work; none of its requests was forbidden
+#   rbac-audit          (runs last) the chart's RBAC against the API server's audit log: every
+#                       verb granted was used (or is allowlisted with a reason), no request was
+#                       forbidden (kind-tests/rbac-audit; skipped when the cluster has no audit log)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=kind-tests/lib.sh
@@ -37,7 +43,7 @@ source "$HERE/lib.sh"
 KUBECONFIG="${KUBECONFIG:-$("$HERE/cluster.sh" kubeconfig)}"
 export KUBECONFIG
 
-ALL_CASES=(groups-ready wrong-s3-key volume-restore postgres-rename mariadb-table agent-killed operator-restart schedule-retention invalid-specs hooks)
+ALL_CASES=(namespaced groups-ready wrong-s3-key volume-restore postgres-rename mariadb-table agent-killed operator-restart schedule-retention invalid-specs hooks rbac-audit)
 KEEP=0
 CASES=()
 for a in "$@"; do
@@ -64,6 +70,12 @@ MARIA_HOST="mariadb.$INFRA.svc"
 s3_location() { echo "s3://$S3_BUCKET/$1?endpoint=$S3_ENDPOINT&region=us-east-1&path-style=true"; }
 
 T_ALL=$EPOCHREALTIME
+# Requests older than this in the audit log are from earlier runs.
+AUDIT_SINCE="$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)"
+# The namespaced case's release and the namespace its operator runs in (not hort-e2e-*: it must
+# outlive the case namespaces at cleanup, to remove their finalizers).
+NS_RELEASE=hort-ns
+NS_RELEASE_NAMESPACE=hort-ns-system
 RESULTS=()
 FAILED=0
 
@@ -80,6 +92,8 @@ cleanup() {
       kc wait --for=delete "namespace/$ns" --timeout=180s >/dev/null 2>&1 || true
     done
     uninstall_hort
+    HORT_RELEASE=$NS_RELEASE HORT_NAMESPACE=$NS_RELEASE_NAMESPACE uninstall_hort
+    kc delete namespace "$NS_RELEASE_NAMESPACE" --ignore-not-found --wait=false >/dev/null 2>&1 || true
     # the chart's namespace too, unless another release lives there (the CRDs stay)
     if [[ -z "$("$HELM" list --namespace "$HORT_NAMESPACE" -q 2>/dev/null)" ]]; then
       kc delete namespace "$HORT_NAMESPACE" --ignore-not-found --wait=false >/dev/null 2>&1 || true
@@ -117,7 +131,7 @@ run_case() {
     echo "FAIL $id ($took s): $title"
     RESULTS+=("FAIL $id ${took}s  $title")
     FAILED=$((FAILED + 1))
-    dump_namespace "hort-e2e-$id"
+    if kc get namespace "hort-e2e-$id" >/dev/null 2>&1; then dump_namespace "hort-e2e-$id"; fi
   fi
 }
 
@@ -171,9 +185,6 @@ if [[ "${HORT_E2E_SKIP_IMPORT:-}" != 1 ]]; then
   "$HERE/images.sh" import hort-operator hort-agent test-s3 test-postgres test-mariadb 2>&1 | sed 's/^/  /'
 fi
 echo "  images imported ($(since "$t0")s)"
-t1=$EPOCHREALTIME
-install_hort
-echo "  chart installed, operator available ($(since "$t1")s)"
 t1=$EPOCHREALTIME
 new_namespace "$INFRA"
 deploy_s3 "$INFRA" "$S3_ACCESS" "$S3_SECRET" "$S3_BUCKET"
@@ -507,7 +518,7 @@ case_operator-restart() {
   op="$(operator_pod)"
   note "deleting operator pod $op while agent pod $pod runs"
   kc -n "$HORT_NAMESPACE" delete pod "$op" --wait=false >/dev/null
-  kc -n "$HORT_NAMESPACE" rollout status "deployment/$HORT_OPERATOR_DEPLOYMENT" --timeout=180s >/dev/null
+  kc -n "$HORT_NAMESPACE" rollout status "deployment/$(operator_name)" --timeout=180s >/dev/null
   wait_phase $ns backupjob/once Succeeded 600
   local attempts id; attempts="$(jp $ns backupjob/once '{.status.attempts}')"; id="$(jp $ns backupjob/once '{.status.snapshotId}')"
   note "Succeeded, attempts $attempts, snapshot $id, agent pod $(jp $ns backupjob/once '{.status.agentPod}')"
@@ -562,7 +573,13 @@ case_schedule-retention() {
   # runs may continue meanwhile: every prune keeps exactly one, a running backup may add one
   check "at most 2 snapshots of the schedule remain" test "$(count_tagged "$list" hort.dev/schedule=every-minute)" -le 2
   check "the first run's snapshot $first is gone" not_in "$first" "$list"
-  kc -n $ns patch schedule every-minute --type merge -p '{"spec":{"suspend":true}}' >/dev/null
+  # A lower history limit deletes the older finished jobs (suspended: no new run meanwhile).
+  kc -n $ns patch schedule every-minute --type merge -p '{"spec":{"suspend":true,"historyLimit":{"successful":1}}}' >/dev/null
+  wait_until 60 "one succeeded BackupJob left after historyLimit.successful=1" one_succeeded_job $ns every-minute
+}
+
+one_succeeded_job() { # NS SCHEDULE
+  test "$(kc -n "$1" get backupjobs -l "hort.dev/schedule=$2" -o jsonpath='{range .items[?(@.status.phase=="Succeeded")]}{.metadata.name}{"\n"}{end}' | grep -c .)" == 1
 }
 
 case_invalid-specs() {
@@ -583,7 +600,124 @@ case_invalid-specs() {
   check "at least 20 invalid specs tried" test "$n" -ge 20
 }
 
+# ---- RBAC against the audit log (kind-tests/rbac-audit)
+
+# rbac_tool ARGS...: runs hort-rbac-audit (built by cargo if needed).
+rbac_tool() {
+  cargo run --quiet --release --locked --manifest-path "$HORT_REPO_DIR/Cargo.toml" -p hort-rbac-audit -- "$@"
+}
+
+# rbac_check [ARGS...]: the installed manifest of release $HORT_RELEASE against the requests its
+# operator made since this run started, in the audit log and its rotated files.
+rbac_check() {
+  local log manifest f
+  log="$("$HERE/cluster.sh" audit-log)"
+  local logs=(--audit-log "$log")
+  for f in "${log%.log}"-*.log; do [[ -f "$f" ]] && logs+=(--audit-log "$f"); done
+  manifest="$("$HELM" get manifest "$HORT_RELEASE" --namespace "$HORT_NAMESPACE")"
+  rbac_tool check --rbac - "${logs[@]}" --service-account "$HORT_NAMESPACE/$(operator_name)" \
+    --since "$AUDIT_SINCE" "$@" <<<"$manifest" | sed 's/^/    /'
+}
+
+# Whether the cluster keeps an audit log (not in kind mode, nor a cluster started before
+# cluster.sh enabled it).
+have_audit_log() {
+  local log; log="$("$HERE/cluster.sh" audit-log)"
+  [[ -n "$log" && -s "$log" ]]
+}
+
 # ---------------------------------------------------------------------------------------------
+# A second release that watches one namespace and holds only Roles there; run before the
+# cluster-wide release is installed (which would reconcile the same objects).
+case_namespaced() {
+  local ns=hort-e2e-namespaced
+  local HORT_RELEASE=$NS_RELEASE HORT_NAMESPACE=$NS_RELEASE_NAMESPACE
+  case_namespace $ns
+  install_hort --set operator.watchNamespace=$ns --set operator.installCRDs=false
+  local manifest; manifest="$("$HELM" get manifest "$HORT_RELEASE" --namespace "$HORT_NAMESPACE")"
+  note "release $HORT_RELEASE in $HORT_NAMESPACE watches $ns; RBAC objects: $(sed -n 's/^kind: \(.*Role.*\)/\1/p' <<<"$manifest" | sort | uniq -c | xargs)"
+  check "the release holds no ClusterRole or ClusterRoleBinding" rbac_tool no-cluster-rbac - <<<"$manifest"
+  # A PVC group, an application pod with a pre hook, a volume backup, a restore to a new claim.
+  pvc_group $ns disk backup-disk
+  kc -n $ns apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, labels: {hort.dev/usable: "true"}}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: app, labels: {app: hooked}, annotations: {hort.dev/allow-hooks: "true"}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: app
+      image: hort.local/busybox:stable
+      imagePullPolicy: IfNotPresent
+      command: [sh, -c, "echo data > /data/file; sleep 3600"]
+      volumeMounts: [{name: data, mountPath: /data}]
+  volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
+EOF
+  kc -n $ns wait --for=condition=Ready pod/app --timeout=120s >/dev/null
+  wait_ready $ns storagegroup/disk 180
+  kc -n $ns apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: BackupJob
+metadata: {name: vol}
+spec:
+  storageGroupRef: {name: disk}
+  source:
+    volume: {claimName: data}
+  hooks:
+    pre:
+      - {name: mark, pod: app, command: [sh, -c, "echo marked > /data/pre-hook"]}
+---
+apiVersion: hort.dev/v1alpha1
+kind: RestoreRequest
+metadata: {name: vol}
+spec:
+  storageGroupRef: {name: disk}
+  source:
+    backupJobRef: {name: vol}
+  target:
+    volume: {claimName: restored, storageClassName: local-path, size: 1Gi}
+EOF
+  wait_phase $ns backupjob/vol Succeeded 300
+  check "the pre hook ran (its file is in the snapshot)" test "$(jp $ns backupjob/vol '{.status.stats.files}')" == 2
+  wait_phase $ns restorerequest/vol Succeeded 300
+  local back; back="$(run_pod $ns verify hort.local/busybox:stable 'cat /data/file /data/pre-hook' restored /data)"
+  check "the restored claim holds both files" test "$(echo $back)" == "data marked"
+  # The operator removes its finalizers; then it goes, leaving nothing cluster-wide.
+  kc -n $ns delete backupjob/vol restorerequest/vol --wait=true --timeout=60s >/dev/null
+  if have_audit_log; then
+    rbac_check --forbidden-only || fail "a request of the namespaced operator was forbidden (or none was logged)"
+  else
+    note "no audit log: not checked for forbidden requests"
+  fi
+  uninstall_hort
+}
+
+case_rbac-audit() {
+  if ! have_audit_log; then
+    note "SKIPPED: the cluster keeps no audit log (kind mode, or started before cluster.sh enabled it: down, then up)"
+    return 0
+  fi
+  local c args=()
+  for c in "${ALL_CASES[@]}"; do
+    [[ "$c" == namespaced || "$c" == rbac-audit ]] && continue
+    want "$c" || { args=(--forbidden-only); note "case $c did not run: only forbidden requests are checked"; break; }
+  done
+  rbac_check "${args[@]}" || fail "the chart's RBAC does not match the operator's requests (FAIL lines above)"
+}
+
+# ---------------------------------------------------------------------------------------------
+run_case namespaced "namespaced install (operator.watchNamespace): Roles only, PVC group, backup with hook, restore"
+t1=$EPOCHREALTIME
+install_hort
+echo "== chart installed, operator available ($(since "$t1")s)"
+
 if want schedule-retention; then
   echo "== schedule-retention: starting the schedule (checked last)"
   set +e; (set -euo pipefail; start_schedule_retention); rc=$?; set -e
@@ -599,6 +733,7 @@ run_case agent-killed "agent pod deleted mid-backup: retried, Succeeded, verify 
 run_case operator-restart "operator deleted mid-backup: finishes once, exactly one snapshot"
 run_case hooks "backup hooks run in the application pod; a failing pre hook fails the job before any data is read"
 run_case schedule-retention "Schedule every minute, keepLast 1: two runs, prune ran, old snapshot gone"
+run_case rbac-audit "the chart's RBAC against the audit log: every verb granted was used, none forbidden"
 
 echo
 echo "== summary ($(since "$T_ALL")s in all)"

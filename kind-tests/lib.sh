@@ -23,9 +23,11 @@ HORT_IMAGE_TAG="${HORT_IMAGE_TAG:-dev}"
 # shellcheck disable=SC2034 # used by scripts/quickstart.sh
 HORT_OPERATOR_IMAGE="hort.local/hort-operator:$HORT_IMAGE_TAG"
 HORT_AGENT_IMAGE="hort.local/hort-agent:$HORT_IMAGE_TAG"
-# The chart's Deployment: <release>-hort unless the release name contains "hort".
-if [[ "$HORT_RELEASE" == *hort* ]]; then HORT_OPERATOR_DEPLOYMENT="$HORT_RELEASE-operator"
-else HORT_OPERATOR_DEPLOYMENT="$HORT_RELEASE-hort-operator"; fi
+# The chart's operator Deployment and ServiceAccount of release $HORT_RELEASE:
+# <release>-operator when the release name contains "hort", else <release>-hort-operator.
+operator_name() {
+  if [[ "$HORT_RELEASE" == *hort* ]]; then echo "$HORT_RELEASE-operator"; else echo "$HORT_RELEASE-hort-operator"; fi
+}
 
 kc() { "$KUBECTL" "$@"; }
 
@@ -132,7 +134,7 @@ install_hort() {
     --set-string "operator.podAnnotations.hort\\.dev/image-archive=$stamp" \
     "$@" --wait --timeout 180s 2>&1 >/dev/null | { grep -v 'found symbolic link in path' || true; } >&2
   ((PIPESTATUS[0] == 0)) || return 1
-  kc -n "$HORT_NAMESPACE" rollout status "deployment/$HORT_OPERATOR_DEPLOYMENT" --timeout=120s >/dev/null
+  kc -n "$HORT_NAMESPACE" rollout status "deployment/$(operator_name)" --timeout=120s >/dev/null
   wait_until 60 "the CRDs" kc get crd storagegroups.hort.dev backupjobs.hort.dev schedules.hort.dev restorerequests.hort.dev
 }
 

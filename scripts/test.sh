@@ -44,6 +44,18 @@ KUBECTL="$(dirname "$HELM")/kubectl"
 "$KUBECTL" create namespace hort-system --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
 "$HELM" template hort charts/hort --namespace hort-system --include-crds \
   | "$KUBECTL" apply --dry-run=server --validate=strict -f - >/dev/null
+# The namespaced install (operator.watchNamespace) renders Roles only, no ClusterRole or
+# ClusterRoleBinding, and is accepted too; asking it to install CRDs fails with a message.
+NS_VALUES=(--set operator.watchNamespace=hort-apps --set operator.installCRDs=false)
+"$HELM" lint --strict charts/hort "${NS_VALUES[@]}" 2>&1 | grep -v "found symbolic link"
+NS_RENDER="$("$HELM" template hort charts/hort --namespace hort-system "${NS_VALUES[@]}")"
+cargo run --quiet --locked -p hort-rbac-audit -- no-cluster-rbac - <<<"$NS_RENDER"
+"$KUBECTL" create namespace hort-apps --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
+"$KUBECTL" apply --dry-run=server --validate=strict -f - <<<"$NS_RENDER" >/dev/null
+if NS_ERROR="$("$HELM" template hort charts/hort --set operator.watchNamespace=hort-apps 2>&1)"; then
+  echo "the chart rendered operator.watchNamespace with installCRDs=true" >&2; exit 1
+fi
+grep -q "set operator.installCRDs=false" <<<"$NS_ERROR" || { echo "unexpected error: $NS_ERROR" >&2; exit 1; }
 
 step "database servers"
 scripts/db-servers.sh start

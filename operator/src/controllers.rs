@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use hort_crds::{BackupJob, RestoreRequest, Schedule, StorageGroup};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -47,24 +47,20 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
     let limits = || controller::Config::default().concurrency(concurrency);
 
     let groups = Controller::new(scope.api::<StorageGroup>(&client), config()).with_config(limits());
-    let (by_secret, by_claim) = (groups.store(), groups.store());
+    let by_claim = groups.store();
     let groups = groups
         // Only agent pods: the operator never sees other pods.
         .owns(
             scope.api::<Pod>(&client),
             config().labels("app.kubernetes.io/managed-by=hort-operator"),
         )
-        // Secrets and claims are watched by metadata only: their contents are never cached.
-        .watches_stream(
-            watcher(scope.api::<PartialObjectMeta<Secret>>(&client), config()).touched_objects(),
-            referrers(by_secret, |g: &StorageGroup, name| {
-                storage_group::refers_to(&g.spec, name, false)
-            }),
-        )
+        // Claims are watched by metadata only. Secrets are not watched at all (that would need
+        // `list` on every Secret): a group waiting for one looks again after
+        // `references::RECHECK_INTERVAL`.
         .watches_stream(
             watcher(scope.api::<PartialObjectMeta<PersistentVolumeClaim>>(&client), config()).touched_objects(),
             referrers(by_claim, |g: &StorageGroup, name| {
-                storage_group::refers_to(&g.spec, name, true)
+                storage_group::refers_to_claim(&g.spec, name)
             }),
         )
         .shutdown_on_signal()

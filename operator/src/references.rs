@@ -91,9 +91,10 @@ impl Problem {
     }
 }
 
-/// How soon an object that waits for a missing Secret or claim looks again: Secrets are not
-/// watched (that would need the right to list every Secret's values), so creating one
-/// triggers nothing.
+/// How soon an object that waits for a missing Secret or claim looks again. The operator does
+/// not watch Secrets: a watch (even of metadata) needs `list` and `watch` on every Secret in
+/// its scope, and `list` returns their values. So a Secret created after the object that
+/// refers to it is noticed by this requeue.
 pub const RECHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Keys a database credentials Secret must hold.

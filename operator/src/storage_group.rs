@@ -61,6 +61,7 @@ pub async fn reconcile(cached: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<A
 
     let mut requeue = interval;
     let observation = if !problems.is_empty() {
+        requeue = requeue.min(references::RECHECK_INTERVAL);
         references_missing(&problems)
     } else {
         let due = match newest_finished {
@@ -251,19 +252,11 @@ pub fn references(spec: &StorageGroupSpec) -> Vec<Reference> {
     references
 }
 
-/// Whether the group's spec refers to the Secret (`claim == false`) or claim named `name`.
-pub fn refers_to(spec: &StorageGroupSpec, name: &str, claim: bool) -> bool {
-    if claim {
-        spec.targets
-            .iter()
-            .any(|t| t.pvc.as_ref().is_some_and(|p| p.claim_name == name))
-    } else {
-        spec.encryption.key_secret_ref.name == name
-            || spec
-                .targets
-                .iter()
-                .any(|t| t.s3.as_ref().is_some_and(|s| s.credentials_secret_ref.name == name))
-    }
+/// Whether one of the group's targets is the claim named `name`.
+pub fn refers_to_claim(spec: &StorageGroupSpec, name: &str) -> bool {
+    spec.targets
+        .iter()
+        .any(|t| t.pvc.as_ref().is_some_and(|p| p.claim_name == name))
 }
 
 #[cfg(test)]
