@@ -412,12 +412,10 @@ retry_pod_exists() { # NS FIRST-POD: a backup pod other than FIRST-POD exists
   kc -n "$1" get pods -l hort.dev/agent-role=backup -o name | grep -v "^pod/$2\$" | grep -q .
 }
 
-case_hooks() {
-  local ns=hort-e2e-hooks
-  case_namespace $ns
-  s3_group $ns s3 "$S3_ENDPOINT" "$S3_BUCKET" i
-  # An application pod with the volume that is backed up; the hooks run in it.
-  kc -n $ns apply -f - >/dev/null <<EOF
+# An application pod "app" (label app=hooked) that allows hooks, with claim "data" (marked
+# usable by Hort) mounted at /data and holding /data/file; waits until it runs.
+hooked_app() { # NS
+  kc -n "$1" apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: PersistentVolumeClaim
 metadata: {name: data, labels: {hort.dev/usable: "true"}}
@@ -438,7 +436,15 @@ spec:
       volumeMounts: [{name: data, mountPath: /data}]
   volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
 EOF
-  kc -n $ns wait --for=condition=Ready pod/app --timeout=120s >/dev/null
+  kc -n "$1" wait --for=condition=Ready pod/app --timeout=120s >/dev/null
+}
+
+case_hooks() {
+  local ns=hort-e2e-hooks
+  case_namespace $ns
+  s3_group $ns s3 "$S3_ENDPOINT" "$S3_BUCKET" i
+  # An application pod with the volume that is backed up; the hooks run in it.
+  hooked_app $ns
   wait_ready $ns storagegroup/s3 180
   kc -n $ns apply -f - >/dev/null <<EOF
 apiVersion: hort.dev/v1alpha1
@@ -639,28 +645,7 @@ case_namespaced() {
   check "the release holds no ClusterRole or ClusterRoleBinding" rbac_tool no-cluster-rbac - <<<"$manifest"
   # A PVC group, an application pod with a pre hook, a volume backup, a restore to a new claim.
   pvc_group $ns disk backup-disk
-  kc -n $ns apply -f - >/dev/null <<EOF
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: data, labels: {hort.dev/usable: "true"}}
-spec:
-  accessModes: [ReadWriteOnce]
-  resources: {requests: {storage: 1Gi}}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: app, labels: {app: hooked}, annotations: {hort.dev/allow-hooks: "true"}}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-    - name: app
-      image: hort.local/busybox:stable
-      imagePullPolicy: IfNotPresent
-      command: [sh, -c, "echo data > /data/file; sleep 3600"]
-      volumeMounts: [{name: data, mountPath: /data}]
-  volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
-EOF
-  kc -n $ns wait --for=condition=Ready pod/app --timeout=120s >/dev/null
+  hooked_app $ns
   wait_ready $ns storagegroup/disk 180
   kc -n $ns apply -f - >/dev/null <<EOF
 apiVersion: hort.dev/v1alpha1

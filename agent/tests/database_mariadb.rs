@@ -457,3 +457,38 @@ fn a_dump_announces_its_estimated_size_for_progress() {
     assert!(estimate > 500_000, "5000 rows of 200 bytes: {estimate}");
     sql(&format!("DROP DATABASE {name}"));
 }
+
+#[test]
+#[ignore = "needs PostgreSQL and MariaDB servers: run scripts/test.sh"]
+fn replayed_streams_run_no_client_command() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let db = db::unique_name("hort_meta");
+    sql(&format!(
+        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY);"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let mut streams = DirStreams::new(dir.path());
+    let options = MariaDbBackupOptions {
+        databases: vec![db.clone()],
+        ..Default::default()
+    };
+    mariadb::backup(&conn(), &options, &mut streams).unwrap();
+    // A snapshot whose users stream Hort did not write: the client would run `\!` and `system`
+    // as shell commands.
+    let marker = dir.path().join("shell-command-ran");
+    let users = dir.path().join(mariadb::USERS_STREAM);
+    // First, before the line by which mariadb-dump itself turns the sandbox on.
+    let text = std::fs::read_to_string(&users).unwrap();
+    let hostile = format!("\\! touch {0}\nsystem touch {0}\n{text}", marker.display());
+    std::fs::write(&users, hostile).unwrap();
+    let mut target = conn();
+    target.port = env("HORT_TEST_MARIADB_TARGET_PORT").parse().unwrap();
+    let restore = RestoreOptions {
+        scope: RestoreScope::Server,
+        clean: true,
+    };
+    let err = mariadb::restore(&target, &streams, &restore).unwrap_err();
+    assert!(!marker.exists(), "a client command ran");
+    assert!(matches!(err, DatabaseError::RestoreFailed { .. }), "{err}");
+    sql(&format!("DROP DATABASE {db};"));
+}

@@ -514,3 +514,34 @@ fn a_dump_announces_its_estimated_size_for_progress() {
         sink.stored
     );
 }
+
+#[test]
+#[ignore = "needs PostgreSQL and MariaDB servers: run scripts/test.sh"]
+fn replayed_roles_run_no_psql_backslash_command() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let source = db::unique_name("hort_meta_src");
+    fresh_db(&source);
+    let dir = tempfile::tempdir().unwrap();
+    let mut streams = DirStreams::new(dir.path());
+    let options = PgBackupOptions {
+        databases: vec![source.clone()],
+        ..Default::default()
+    };
+    postgres::backup(&conn(), &options, &mut streams).unwrap();
+    // A snapshot whose roles stream Hort did not write: psql would run `\!` as a shell command.
+    let marker = dir.path().join("shell-command-ran");
+    let globals = dir.path().join("postgres/globals.sql");
+    let mut text = std::fs::read_to_string(&globals).unwrap();
+    text.push_str(&format!("SELECT 1; \\! touch {}\n", marker.display()));
+    std::fs::write(&globals, text).unwrap();
+    let mut target = conn();
+    target.port = env("HORT_TEST_PG_TARGET_PORT").parse().unwrap();
+    let restore = RestoreOptions {
+        scope: RestoreScope::Server,
+        clean: true,
+    };
+    let err = postgres::restore(&target, &streams, &restore).unwrap_err();
+    assert!(!marker.exists(), "the backslash command ran");
+    assert!(err.to_string().contains("restricted"), "{err}");
+    psql("postgres", &format!("DROP DATABASE {source}"));
+}

@@ -7,7 +7,6 @@ use hort_crds::common::Phase;
 use hort_crds::{BackupJob, RestoreRequest};
 use hort_operator::clock::Clock;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
@@ -30,12 +29,29 @@ fn postgres(secret: &str) -> serde_json::Value {
     json!({"postgres": {"host": "db", "credentialsSecretRef": {"name": secret}}})
 }
 
-/// The reason of a Failed condition, if the object has one.
-fn failed_reason(conditions: Option<&Vec<Condition>>) -> Option<String> {
-    conditions?
-        .iter()
-        .find(|c| c.type_ == "Failed")
-        .map(|c| c.reason.clone())
+/// Waits until `name` failed with reason `InvalidReference` and a message that `says` why, and
+/// checks that its agent pod `pod` was never made and that an Event says why too.
+async fn assert_refused<K>(env: &TestEnv, api: &Api<K>, name: &str, pod: &str, says: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug + Send + 'static,
+{
+    wait_for(api, name, "the object to fail naming the unmarked object", |obj| {
+        let status = &serde_json::to_value(obj).unwrap()["status"];
+        let refused = status["conditions"].as_array().is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c["type"] == "Failed" && c["reason"] == "InvalidReference")
+        });
+        refused && status["phase"] == "Failed" && status["message"].as_str().is_some_and(|m| m.contains(says))
+    })
+    .await;
+    let pods: Api<Pod> = env.api();
+    assert!(pods.get_opt(pod).await.unwrap().is_none(), "{name}: no agent pod");
+    let events = wait_for_event(&env.client, &env.ns, name, "InvalidReference").await;
+    assert!(
+        events.iter().any(|e| e.contains(says)),
+        "{name}: the Event says why: {events:?}"
+    );
 }
 
 #[tokio::test]
@@ -64,71 +80,18 @@ async fn secrets_and_claims_are_used_only_when_their_owner_marked_them() {
     .await;
 
     // Reading them (backups) and writing them (restores) is refused before any pod exists.
-    let refusals = [
-        (
-            "read-db",
-            r#"Secret "app-db" (spec.source.postgres.credentialsSecretRef) is not marked for use by Hort"#,
-        ),
-        (
-            "read-files",
-            r#"PersistentVolumeClaim "app-data" (spec.source.volume.claimName) is not marked for use by Hort"#,
-        ),
-    ];
-    create(&jobs, backup("read-db", postgres("app-db"))).await;
-    create(
-        &jobs,
-        backup("read-files", json!({"volume": {"claimName": "app-data"}})),
-    )
-    .await;
-    for (name, says) in refusals {
-        wait_for(&jobs, name, "the job to fail naming the unmarked object", |j| {
-            let status = j.status.as_ref();
-            status.is_some_and(|s| s.phase == Phase::Failed)
-                && failed_reason(status.map(|s| &s.conditions)).as_deref() == Some("InvalidReference")
-                && status
-                    .and_then(|s| s.message.as_deref())
-                    .is_some_and(|m| m.contains(says))
-        })
-        .await;
-        assert!(
-            pods.get_opt(&format!("{name}-1")).await.unwrap().is_none(),
-            "{name}: no agent pod"
-        );
-        let events = wait_for_event(client, ns, name, "InvalidReference").await;
-        assert!(
-            events.iter().any(|e| e.contains(says)),
-            "{name}: the Event says why: {events:?}"
-        );
-    }
-    let refusals = [
-        (
-            "write-db",
-            r#"Secret "app-db" (spec.target.postgres.credentialsSecretRef) is not marked for use by Hort"#,
-        ),
-        (
-            "write-files",
-            r#"PersistentVolumeClaim "app-data" (spec.target.volume.claimName) is not marked for use by Hort"#,
-        ),
-    ];
-    create(&restores, restore("write-db", postgres("app-db"))).await;
-    create(
-        &restores,
-        restore("write-files", json!({"volume": {"claimName": "app-data"}})),
-    )
-    .await;
-    for (name, says) in refusals {
-        wait_for(&restores, name, "the restore to fail naming the unmarked object", |r| {
-            let status = r.status.as_ref();
-            status.is_some_and(|s| s.phase == Phase::Failed)
-                && failed_reason(status.map(|s| &s.conditions)).as_deref() == Some("InvalidReference")
-                && status
-                    .and_then(|s| s.message.as_deref())
-                    .is_some_and(|m| m.contains(says))
-        })
-        .await;
-        let pod = format!("{name}-restore");
-        assert!(pods.get_opt(&pod).await.unwrap().is_none(), "{name}: no agent pod");
-    }
+    let (db, files) = (postgres("app-db"), json!({"volume": {"claimName": "app-data"}}));
+    create(&jobs, backup("read-db", db.clone())).await;
+    create(&jobs, backup("read-files", files.clone())).await;
+    create(&restores, restore("write-db", db)).await;
+    create(&restores, restore("write-files", files)).await;
+    let secret = r#"Secret "app-db" (spec.source.postgres.credentialsSecretRef) is not marked for use by Hort"#;
+    let claim = r#"PersistentVolumeClaim "app-data" (spec.source.volume.claimName) is not marked for use by Hort"#;
+    assert_refused(&env, &jobs, "read-db", "read-db-1", secret).await;
+    assert_refused(&env, &jobs, "read-files", "read-files-1", claim).await;
+    let (secret, claim) = (secret.replace("source", "target"), claim.replace("source", "target"));
+    assert_refused(&env, &restores, "write-db", "write-db-restore", &secret).await;
+    assert_refused(&env, &restores, "write-files", "write-files-restore", &claim).await;
 
     // Refusals count as failures, so the alerts on failed backups and restores fire.
     let failed_backups = env

@@ -905,7 +905,10 @@ fn run_restore(
         }
         Ok(())
     });
-    let cmd = tool(conn, "mariadb");
+    let mut cmd = tool(conn, "mariadb");
+    // The client runs its own commands (`\!` and `system` run a shell command, `source` reads
+    // a file) from what it is fed: stored streams are SQL only, so none is honoured.
+    cmd.args(["--binary-mode", "--sandbox"]);
     process::run(cmd, "mariadb", Some(feed)).map_err(|e| {
         e.into_error(|reason| {
             // `ERROR … at line N`: a statement failed, not the connection.

@@ -559,7 +559,16 @@ fn restore_globals(conn: &Connection, source: &dyn StreamSource) -> Result<(), D
             stream: GLOBALS_STREAM.into(),
             reason: e.to_string(),
         })?;
-    let sql = adapt_globals(&text, &conn.user);
+    // psql runs backslash commands (`\!` runs a shell command) wherever they appear outside
+    // quotes. A dump of roles needs none, so the replay runs in psql's restricted mode, left
+    // only with a random key the content cannot know: any backslash command in the stream
+    // fails the restore before it runs.
+    let mut key = [0u8; 16];
+    getrandom::fill(&mut key).map_err(|e| DatabaseError::Tool {
+        tool: "psql".into(),
+        reason: format!("no random key for restricted mode: {e}"),
+    })?;
+    let sql = format!("\\restrict {}\n{}", hex::encode(key), adapt_globals(&text, &conn.user));
     let mut cmd = tool(conn, "psql", "postgres");
     cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"]);
     process::run(
@@ -578,7 +587,8 @@ fn restore_globals(conn: &Connection, source: &dyn StreamSource) -> Result<(), D
 
 /// Makes `pg_dumpall --globals-only` output re-runnable on a server that has some of the roles:
 /// `CREATE ROLE` of an existing role is skipped, and the restoring user's own role is not
-/// altered (its password and attributes on the target stay as they are).
+/// altered (its password and attributes on the target stay as they are). The dump's own
+/// `\restrict`/`\unrestrict` lines go: the replay brings its own.
 fn adapt_globals(text: &str, user: &str) -> String {
     let own = [
         format!("ALTER ROLE {user} "),
@@ -591,7 +601,10 @@ fn adapt_globals(text: &str, user: &str) -> String {
                 out,
                 "DO $hort$BEGIN CREATE ROLE {role}; EXCEPTION WHEN duplicate_object THEN NULL; END$hort$;"
             );
-        } else if own.iter().any(|p| line.starts_with(p.as_str())) {
+        } else if own.iter().any(|p| line.starts_with(p.as_str()))
+            || line.starts_with("\\restrict ")
+            || line.starts_with("\\unrestrict ")
+        {
             continue;
         } else {
             out.push_str(line);
@@ -877,5 +890,7 @@ mod tests {
         assert!(out.contains("BEGIN CREATE ROLE app; EXCEPTION WHEN duplicate_object"));
         assert!(out.contains("ALTER ROLE app WITH LOGIN"));
         assert!(!out.contains("ALTER ROLE postgres"));
+        let restricted = "\\restrict k3y\nCREATE ROLE app;\n\\unrestrict k3y\n";
+        assert!(!adapt_globals(restricted, "postgres").contains("restrict"));
     }
 }
