@@ -132,7 +132,7 @@ HORT="$(cd "$HERE/.." && cargo metadata --format-version 1 --no-deps | python3 -
     printf 'exec env AWS_EC2_METADATA_DISABLED=true AWS_ACCESS_KEY_ID=%q AWS_SECRET_ACCESS_KEY=%q' "$ACCESS_KEY" "$SECRET_KEY"
     # shellcheck disable=SC2016
     printf ' HORT_REPOSITORY="s3://hort/$repo?endpoint=http://127.0.0.1:%s&path-style=true"' "$S3_PORT"
-    printf ' HORT_PASSWORD=bench HORT_DB_USER=postgres HORT_DB_PASSWORD=%q HORT_LOG=warn %q "$@"\n' "$PG_PASSWORD" "$HORT"
+    printf ' HORT_PASSWORD=bench-password HORT_DB_USER=postgres HORT_DB_PASSWORD=%q HORT_LOG=warn %q "$@"\n' "$PG_PASSWORD" "$HORT"
 } >"$WORK/hort"
 chmod 0700 "$WORK/hort"
 hort() { "$WORK/hort" "$@"; }

@@ -13,7 +13,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 WORK="${1:-$HOME/.cache/hort/growth}"
 HORT="${2:-}"
-export HORT_PASSWORD=bench AWS_EC2_METADATA_DISABLED=true
+export HORT_PASSWORD=bench-password AWS_EC2_METADATA_DISABLED=true
 mkdir -p "$WORK"
 if [[ -z "$HORT" ]]; then
     (cd "$HERE/.." && cargo build --release -p hort-agent >&2)

@@ -21,7 +21,7 @@ shift 2 2>/dev/null || shift $#
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/hort"
 KOPIA_VERSION=v0.21.1
 export AWS_EC2_METADATA_DISABLED=true
-export HORT_PASSWORD=bench RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench KOPIA_PASSWORD=bench
+export HORT_PASSWORD=bench-password RESTIC_PASSWORD=bench-password BORG_PASSPHRASE=bench-password KOPIA_PASSWORD=bench-password
 export BORG_BASE_DIR="$WORK/borg-base" BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 export KOPIA_CHECK_FOR_UPDATES=false KOPIA_CONFIG_PATH="$WORK/kopia/repository.config"
 export KOPIA_CACHE_DIRECTORY="$WORK/kopia/cache" KOPIA_LOG_DIR="$WORK/kopia/logs"

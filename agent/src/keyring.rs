@@ -68,13 +68,15 @@ pub fn list(backend: &dyn Backend, password: &[u8]) -> Result<Vec<KeyInfo>, Repo
     Ok(keys)
 }
 
-/// Adds a key file for `new_password`, unlocked with `password`; returns its name.
+/// Adds a key file for `new_password` (at least [`crate::repository::MIN_PASSWORD_CHARS`]
+/// characters), unlocked with `password`; returns its name.
 pub fn add(
     backend: &dyn Backend,
     password: &[u8],
     new_password: &[u8],
     kdf: KdfParams,
 ) -> Result<String, RepositoryError> {
+    crate::repository::check_new_password(new_password)?;
     let (master, _) = unlock(backend, password)?;
     let file = KeyFile::create(&master, new_password, kdf, hostname()).map_err(|source| RepositoryError::KeyFile {
         name: "new".into(),

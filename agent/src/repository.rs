@@ -28,6 +28,19 @@ use crate::prune_marker::{self, PruneMarker};
 use crate::snapshot::{self, Snapshot, Stream};
 use crate::tree::Tree;
 
+/// Fewest characters a new repository password may have. Key files stretch it with Argon2id,
+/// which slows each guess but cannot save a password that is short enough to try them all.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+/// Refuses a new password shorter than [`MIN_PASSWORD_CHARS`] characters.
+pub fn check_new_password(password: &[u8]) -> Result<(), RepositoryError> {
+    let chars = String::from_utf8_lossy(password).chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(RepositoryError::WeakPassword { chars });
+    }
+    Ok(())
+}
+
 /// Errors of repository operations. Each names the file, pack or blob concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum RepositoryError {
@@ -65,6 +78,14 @@ pub enum RepositoryError {
     /// No key file opens with the password.
     #[error("wrong password: no key file of the repository opens with it")]
     WrongPassword,
+    /// A new password (of `init` or `key add`) is shorter than [`MIN_PASSWORD_CHARS`].
+    #[error(
+        "the new repository password has {chars} characters, fewer than {MIN_PASSWORD_CHARS}: choose a longer one (a passphrase of several words is easy to keep and hard to guess); nothing was written"
+    )]
+    WeakPassword {
+        /// Characters it has.
+        chars: usize,
+    },
     /// A key file could not be used.
     #[error("key file {name}: {source}")]
     KeyFile {
@@ -147,8 +168,10 @@ pub struct Repository {
 
 impl Repository {
     /// Creates a repository: a random master key, one key file for `password`, the config.
-    /// Refused unless every target answers and none holds a repository.
+    /// Refused unless every target answers and none holds a repository, and for a password
+    /// shorter than [`MIN_PASSWORD_CHARS`].
     pub fn init(backend: Arc<dyn Backend>, password: &[u8], kdf: KdfParams) -> Result<Self, RepositoryError> {
+        check_new_password(password)?;
         let unsafe_init = |source| RepositoryError::InitUnsafe {
             location: backend.describe(),
             source,
@@ -708,7 +731,7 @@ pub(crate) fn in_memory() -> (Repository, Arc<crate::backend::memory::MemoryBack
         parallelism: 1,
     };
     (
-        Repository::init(backend.clone(), b"pw", kdf).expect("init in memory"),
+        Repository::init(backend.clone(), b"unit-test password", kdf).expect("init in memory"),
         backend,
     )
 }

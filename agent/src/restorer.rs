@@ -471,7 +471,10 @@ mod tests {
             "{stream:?}"
         );
 
-        let repo = Repository::open(backend.clone(), b"pw").unwrap().load_index().unwrap();
+        let repo = Repository::open(backend.clone(), b"unit-test password")
+            .unwrap()
+            .load_index()
+            .unwrap();
         let blobs = repo.stream_content(stream).unwrap().len();
         assert!(blobs > 200, "{blobs} blobs");
         let before = backend.range_reads();

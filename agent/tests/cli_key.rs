@@ -67,3 +67,34 @@ fn a_password_is_rotated_by_adding_a_key_and_removing_the_old_one() {
     assert_eq!(snapshots.as_array().unwrap().len(), 1, "the data is untouched");
     assert_eq!(keys(&repo, new).as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn a_new_password_shorter_than_twelve_characters_is_refused() {
+    let repo = Repo::new(Kind::Fs);
+    let short = repo
+        .cmd(&["init"])
+        .env("HORT_PASSWORD", "hunter2-abc")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&short.stderr);
+    assert_eq!(short.status.code(), Some(2), "a usage error: {stderr}");
+    assert!(stderr.contains("11 characters, fewer than 12"), "{stderr}");
+    let none = repo.run(&["snapshots"]);
+    assert!(!none.status.success(), "no repository was created");
+
+    repo.init();
+    let weak = repo
+        .cmd(&["key", "add"])
+        .env("HORT_NEW_PASSWORD", "short")
+        .output()
+        .unwrap();
+    assert_eq!(weak.status.code(), Some(2), "{}", String::from_utf8_lossy(&weak.stderr));
+    assert_eq!(keys(&repo, PASSWORD).as_array().unwrap().len(), 1, "no key was added");
+    // Characters count, not bytes: twelve letters of any script are enough.
+    let unicode = repo
+        .cmd(&["key", "add", "--kdf-memory-kib", "64", "--kdf-iterations", "1"])
+        .env("HORT_NEW_PASSWORD", "ÄÖÜäöüßéèêëï")
+        .output()
+        .unwrap();
+    assert!(unicode.status.success(), "{}", String::from_utf8_lossy(&unicode.stderr));
+}

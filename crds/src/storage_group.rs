@@ -176,7 +176,8 @@ pub struct PvcTarget {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Encryption {
-    /// Secret key that holds the repository password (key `password` unless set). The
+    /// Secret key that holds the repository password (key `password` unless set), at least
+    /// 12 characters: a shorter one creates no repository, and the group says so. The
     /// Secret's owner allows Hort to use it with the label `hort.dev/usable: "true"`; without
     /// it the group is not Ready and says so.
     pub key_secret_ref: SecretKeyRef,

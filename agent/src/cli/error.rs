@@ -51,6 +51,7 @@ impl CliError {
         let repo_code = |e: &RepositoryError| match e {
             RepositoryError::NotInitialized { .. } => ExitCode::NoRepository,
             RepositoryError::WrongPassword => ExitCode::WrongPassword,
+            RepositoryError::WeakPassword { .. } => ExitCode::Usage,
             RepositoryError::BlobNotInIndex { .. }
             | RepositoryError::PackMissing { .. }
             | RepositoryError::BlobCorrupt { .. }
