@@ -68,6 +68,24 @@ pub fn list(backend: &dyn Backend, password: &[u8]) -> Result<Vec<KeyInfo>, Repo
     Ok(keys)
 }
 
+/// A new key file that opens `master` with `password`: its name (the hash of its bytes) and
+/// its bytes.
+pub(crate) fn new_key_file(
+    master: &[u8; MASTER_KEY_LEN],
+    password: &[u8],
+    kdf: KdfParams,
+) -> Result<(String, Vec<u8>), RepositoryError> {
+    let file = KeyFile::create(master, password, kdf, hostname()).map_err(|source| RepositoryError::KeyFile {
+        name: "new".into(),
+        source,
+    })?;
+    let bytes = serde_json::to_vec_pretty(&file).map_err(|e| RepositoryError::Corrupt {
+        what: "new key file".into(),
+        reason: e.to_string(),
+    })?;
+    Ok((Id::of_file(&bytes).to_hex(), bytes))
+}
+
 /// Adds a key file for `new_password` (at least [`crate::repository::MIN_PASSWORD_CHARS`]
 /// characters), unlocked with `password`; returns its name.
 pub fn add(
@@ -78,15 +96,7 @@ pub fn add(
 ) -> Result<String, RepositoryError> {
     crate::repository::check_new_password(new_password)?;
     let (master, _) = unlock(backend, password)?;
-    let file = KeyFile::create(&master, new_password, kdf, hostname()).map_err(|source| RepositoryError::KeyFile {
-        name: "new".into(),
-        source,
-    })?;
-    let bytes = serde_json::to_vec_pretty(&file).map_err(|e| RepositoryError::Corrupt {
-        what: "new key file".into(),
-        reason: e.to_string(),
-    })?;
-    let name = Id::of_file(&bytes).to_hex();
+    let (name, bytes) = new_key_file(&master, new_password, kdf)?;
     backend.write(FileKind::Key, &name, &bytes)?;
     info!(key = %name, "key file added");
     Ok(name)

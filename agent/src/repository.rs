@@ -22,7 +22,7 @@ use crate::config::{self, Config, FORMAT_VERSION};
 use crate::crypto::{self, Keys, MASTER_KEY_LEN};
 use crate::id::Id;
 use crate::index::{self, Index, IndexFile};
-use crate::keyfile::{KdfParams, KeyFile, KeyFileError};
+use crate::keyfile::{KdfParams, KeyFileError};
 use crate::pack::{self, BlobError, BlobKind};
 use crate::prune_marker::{self, PruneMarker};
 use crate::snapshot::{self, Snapshot, Stream};
@@ -200,16 +200,7 @@ impl Repository {
         };
         crypto::random_bytes(&mut master).map_err(crypto_err)?;
         crypto::random_bytes(&mut repo_id).map_err(crypto_err)?;
-        let keyfile =
-            KeyFile::create(&master, password, kdf, hostname()).map_err(|source| RepositoryError::KeyFile {
-                name: "new".into(),
-                source,
-            })?;
-        let bytes = serde_json::to_vec_pretty(&keyfile).map_err(|e| RepositoryError::Corrupt {
-            what: "key file".into(),
-            reason: e.to_string(),
-        })?;
-        let key_name = Id::of_file(&bytes).to_hex();
+        let (key_name, bytes) = crate::keyring::new_key_file(&master, password, kdf)?;
         let repo = Self {
             backend,
             keys: Keys::derive(&master),
