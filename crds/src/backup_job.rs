@@ -194,14 +194,19 @@ pub struct VolumeSource {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(min = 1, max = 1024)))]
     pub exclude: Vec<String>,
-    /// How a consistent view of the volume is taken. This version takes no CSI VolumeSnapshots
-    /// yet: `CSI` fails the job (reason `SnapshotUnsupported`) before any data is read; `Auto`
-    /// and `None` read the live volume, and the job's `VolumeSnapshot` condition (False) and a
-    /// Warning Event say so: files written while the backup runs may be copied torn.
+    /// How a consistent view of the volume is taken. `CSI`: each attempt runs the pre hooks,
+    /// creates a VolumeSnapshot of the claim, runs the post hooks as soon as it is ready to use
+    /// (waiting at most 5 minutes), provisions a temporary claim from it and backs that up
+    /// read-only; the snapshot and the temporary claim are deleted when the attempt ends. A
+    /// snapshot that fails fails the attempt (retried by `backoffLimit`). `Auto`: the same, but
+    /// when the cluster cannot snapshot the claim (no VolumeSnapshot API, no class for its
+    /// driver, not a CSI volume) the live volume is read, with the hooks around the whole
+    /// backup, and the job's `VolumeSnapshot` condition (False) and a Warning Event say why.
+    /// `None`: the live volume is read. A live read may copy files written meanwhile torn.
     #[serde(default)]
     pub snapshot: SnapshotMode,
-    /// VolumeSnapshotClass for a CSI snapshot. This version takes no CSI VolumeSnapshots yet,
-    /// so a job that names one fails (reason `SnapshotUnsupported`) before any data is read.
+    /// VolumeSnapshotClass of the snapshots (`Auto` and `CSI`); when unset, the cluster's default
+    /// class for the claim's CSI driver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_snapshot_class_name: Option<String>,
 }
@@ -209,12 +214,11 @@ pub struct VolumeSource {
 /// Whether a volume is backed up from a CSI VolumeSnapshot.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum SnapshotMode {
-    /// Read the live volume until this Hort version takes CSI snapshots; the job's
-    /// `VolumeSnapshot` condition and an Event say so.
+    /// A CSI VolumeSnapshot when the cluster can take one of the claim, else the live volume
+    /// (the job's `VolumeSnapshot` condition and a Warning Event say so).
     #[default]
     Auto,
-    /// A CSI snapshot or nothing: this Hort version fails the job (`SnapshotUnsupported`)
-    /// before reading any data.
+    /// A CSI VolumeSnapshot or no backup: an attempt whose snapshot fails fails.
     #[serde(rename = "CSI")]
     Csi,
     /// Never use a snapshot: read the live volume.
@@ -225,11 +229,12 @@ pub enum SnapshotMode {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Hooks {
-    /// Run before the data is read, in order.
+    /// Run before the data is read (before the VolumeSnapshot is taken), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub pre: Vec<Hook>,
-    /// Run after the data was read (also when the backup failed), in order.
+    /// Run after the data was read (also when the backup failed), in order; with a volume
+    /// snapshot, as soon as it is ready to use (or has failed), before the data is read from it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub post: Vec<Hook>,
@@ -294,7 +299,7 @@ pub struct BackupJobStatus {
     /// The kind of source: postgres, mariadb or volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_kind: Option<SourceKind>,
-    /// Conditions: `StorageGroupReady`, `Complete`, `Failed`.
+    /// Conditions: `StorageGroupReady`, `VolumeSnapshot` (volume sources), `Complete`, `Failed`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// When the first attempt started.
@@ -312,6 +317,9 @@ pub struct BackupJobStatus {
     /// Name of the agent pod of the current or last attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_pod: Option<String>,
+    /// The VolumeSnapshot of the current or last attempt of a volume source, if one was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_snapshot: Option<VolumeSnapshotRecord>,
     /// Id of the snapshot written, once succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<String>,
@@ -324,6 +332,27 @@ pub struct BackupJobStatus {
     /// Human-readable summary of the current state or the last error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// The CSI VolumeSnapshot an attempt backs up. The snapshot and the temporary claim are
+/// deleted when the attempt ends; this record stays.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSnapshotRecord {
+    /// The attempt that took it.
+    pub attempt: u32,
+    /// Name of the VolumeSnapshot, in the job's namespace.
+    pub name: String,
+    /// Name of the temporary claim provisioned from it, which the agent pod reads.
+    pub claim_name: String,
+    /// When the snapshot was cut (the VolumeSnapshot's `status.creationTime`): the point in
+    /// time the backup shows. Unset until the snapshot is ready to use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_time: Option<Time>,
+    /// Seconds from the end of the pre hooks to the end of the post hooks: how long the
+    /// application was held for the snapshot. Unset for a job without hooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks_pause_seconds: Option<f64>,
 }
 
 /// Totals of a finished backup.

@@ -9,12 +9,15 @@
 //! its [`HookRun`] on a later pass.
 
 use hort_crds::backup_job::{BackupJob, Hook};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 
 use crate::agent::api;
 use crate::hook_runs::Runs;
 use crate::hooks;
+use crate::volume_snapshot::{self, SnapshotFailure, SnapshotPlan};
 
 /// Which hooks of a job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -38,12 +41,49 @@ pub fn run_key(job: &BackupJob, attempt: u32, stage: HookStage) -> RunKey {
 }
 
 /// How a prologue or an epilogue ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct HookRun {
     /// Every hook failure, tolerated or not, for Warning events.
     pub failures: Vec<String>,
     /// What the run means for the attempt.
     pub outcome: Outcome,
+    /// How a prologue with a snapshot plan read the volume.
+    pub snapshot: Option<SnapshotOutcome>,
+}
+
+/// How a prologue with a snapshot plan read the volume.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SnapshotOutcome {
+    /// The snapshot was cut (at this time) and the post hooks ran; the agent pod reads the
+    /// temporary claim. `pause` is the time from the end of the pre hooks to the end of the
+    /// post hooks, when the job has hooks.
+    Taken {
+        /// When the snapshot was cut.
+        cut: Option<Time>,
+        /// Seconds the hooks held the application.
+        pause: Option<f64>,
+    },
+    /// The cluster cannot snapshot the claim (this says why): the agent pod reads the live
+    /// volume (`Auto`), and the post hooks run after it.
+    ReadLive(String),
+}
+
+/// What a prologue starts after the pre hooks.
+#[derive(Clone, Debug)]
+pub enum AgentStart {
+    /// This agent pod.
+    Pod(Box<Pod>),
+    /// The snapshot of the plan, then the post hooks, then the temporary claim and the pod
+    /// `from_snapshot` that reads it; or, when the cluster cannot snapshot the claim and the
+    /// plan allows it, the pod `live`.
+    Snapshot {
+        /// The snapshot and the temporary claim.
+        plan: Box<SnapshotPlan>,
+        /// The agent pod that reads the temporary claim.
+        from_snapshot: Box<Pod>,
+        /// The agent pod that reads the live claim (`Auto` only).
+        live: Option<Box<Pod>>,
+    },
 }
 
 /// What a run means for its attempt.
@@ -58,6 +98,8 @@ pub enum Outcome {
     PodNotCreated(String),
     /// A post hook failed (`onError: Fail`).
     PostHookFailed(String),
+    /// The attempt's snapshot could not be taken or used; the post hooks ran. Says why.
+    SnapshotFailed(String),
 }
 
 /// The hooks of `stage` that `job` lists.
@@ -92,8 +134,9 @@ async fn run_stage(pods: &Api<Pod>, name: &str, list: &[Hook], failures: &mut Ve
     }
 }
 
-/// The prologue of an attempt of `job`: its pre hooks, then `pod` (the attempt's agent pod).
-pub fn prologue(pods: Api<Pod>, job: &BackupJob, pod: Pod) -> impl Future<Output = HookRun> + Send + 'static {
+/// The prologue of an attempt of `job`: its pre hooks, then `start` (the attempt's agent pod,
+/// or its snapshot and then its pod).
+pub fn prologue(pods: Api<Pod>, job: &BackupJob, start: AgentStart) -> impl Future<Output = HookRun> + Send + 'static {
     let pre = stage_hooks(job, HookStage::Pre).to_vec();
     let post = stage_hooks(job, HookStage::Post).to_vec();
     async move {
@@ -103,8 +146,53 @@ pub fn prologue(pods: Api<Pod>, job: &BackupJob, pod: Pod) -> impl Future<Output
             return HookRun {
                 failures,
                 outcome: Outcome::PreHookFailed(why),
+                snapshot: None,
             };
         }
+        let (pod, snapshot) = match start {
+            AgentStart::Pod(pod) => (*pod, None),
+            AgentStart::Snapshot {
+                plan,
+                from_snapshot,
+                live,
+            } => {
+                let held = tokio::time::Instant::now();
+                let snapshots = volume_snapshot::api(
+                    &pods.clone().into_client(),
+                    &plan.snapshot.namespace().unwrap_or_default(),
+                );
+                match (volume_snapshot::take(&snapshots, &plan).await, live) {
+                    (Ok(cut), _) => {
+                        let post_failed = run_stage(&pods, "post", &post, &mut failures).await;
+                        let pause = (!pre.is_empty() || !post.is_empty()).then(|| held.elapsed().as_secs_f64());
+                        let snapshot = Some(SnapshotOutcome::Taken { cut, pause });
+                        let outcome = match post_failed {
+                            Some(why) => Outcome::PostHookFailed(why),
+                            None => create_from_snapshot(&pods, &plan, &from_snapshot).await,
+                        };
+                        return HookRun {
+                            failures,
+                            outcome,
+                            snapshot,
+                        };
+                    }
+                    (Err(SnapshotFailure::Unavailable(why)), Some(live)) => {
+                        (*live, Some(SnapshotOutcome::ReadLive(why)))
+                    }
+                    (Err(SnapshotFailure::Unavailable(why) | SnapshotFailure::Failed(why)), _) => {
+                        let outcome = match run_stage(&pods, "post", &post, &mut failures).await {
+                            Some(post) => Outcome::SnapshotFailed(format!("{why}; {post}")),
+                            None => Outcome::SnapshotFailed(why),
+                        };
+                        return HookRun {
+                            failures,
+                            outcome,
+                            snapshot: None,
+                        };
+                    }
+                }
+            }
+        };
         let outcome = match api::create(&pods, &pod).await {
             Ok(()) => Outcome::Done,
             Err(e) => {
@@ -115,7 +203,32 @@ pub fn prologue(pods: Api<Pod>, job: &BackupJob, pod: Pod) -> impl Future<Output
                 }
             }
         };
-        HookRun { failures, outcome }
+        HookRun {
+            failures,
+            outcome,
+            snapshot,
+        }
+    }
+}
+
+/// Creates the temporary claim of `plan` and then `pod`, which reads it (the post hooks ran
+/// already).
+async fn create_from_snapshot(pods: &Api<Pod>, plan: &SnapshotPlan, pod: &Pod) -> Outcome {
+    let claims: Api<PersistentVolumeClaim> =
+        Api::namespaced(pods.clone().into_client(), &plan.claim.namespace().unwrap_or_default());
+    match claims.create(&PostParams::default(), &plan.claim).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => {
+            return Outcome::PodNotCreated(format!(
+                "creating claim {:?} from the snapshot failed: {e}",
+                plan.claim.name_any()
+            ));
+        }
+    }
+    match api::create(pods, pod).await {
+        Ok(()) => Outcome::Done,
+        Err(e) => Outcome::PodNotCreated(format!("creating agent pod {:?} failed: {e}", pod.name_any())),
     }
 }
 
@@ -128,6 +241,10 @@ pub fn epilogue(pods: Api<Pod>, job: &BackupJob) -> impl Future<Output = HookRun
             Some(why) => Outcome::PostHookFailed(why),
             None => Outcome::Done,
         };
-        HookRun { failures, outcome }
+        HookRun {
+            failures,
+            outcome,
+            snapshot: None,
+        }
     }
 }

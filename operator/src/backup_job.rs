@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use hort_crds::backup_job::{BackupJob, BackupJobStatus};
+use hort_crds::backup_job::{BackupJob, BackupJobStatus, SnapshotMode, VolumeSnapshotRecord};
 use hort_crds::common::Phase;
 use hort_crds::storage_group::StorageGroup;
 use hort_protocol::BackupReport;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -17,7 +17,7 @@ use kube::{Api, Resource, ResourceExt};
 use crate::agent::check::human_bytes;
 use crate::agent::pod::{self, AgentPod};
 use crate::agent::{api, backup, outcome};
-use crate::backup_hooks::{self, HookRun, HookStage, Outcome, has_hooks, run_key};
+use crate::backup_hooks::{self, AgentStart, HookRun, HookStage, Outcome, SnapshotOutcome, has_hooks, run_key};
 use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -28,6 +28,7 @@ use crate::references::{self, Resolver};
 use crate::schedule;
 use crate::status;
 use crate::storage_group;
+use crate::volume_snapshot;
 
 /// Name of the condition that tells whether the job's StorageGroup accepts backups.
 pub const STORAGE_GROUP_READY: &str = "StorageGroupReady";
@@ -40,6 +41,10 @@ pub const FAILED: &str = "Failed";
 pub const HOOK_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 /// What the message of a job whose pre hook failed says (no agent pod ran).
 const PRE_HOOK_FAILED: &str = "a pre hook failed, no data was read: ";
+/// What the message of a job says whose post hook failed right after its snapshot was taken.
+const POST_HOOK_FAILED: &str = "a post hook failed after the snapshot was taken, no data was read: ";
+/// What the message of a job whose last attempt's snapshot failed says.
+const SNAPSHOT_FAILED: &str = "the volume snapshot failed, no data was read: ";
 /// How often the progress of a running backup is read from its agent's output.
 pub const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 /// Label on a BackupJob's agent pods: the job's name.
@@ -74,15 +79,30 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
             Poll::Unknown | Poll::Running => {}
             Poll::Done(run) => {
                 publish_failures(&ctx, &job, &run).await;
+                record_snapshot(&ctx, &job, &mut status, run.snapshot.as_ref(), now).await?;
                 if run.outcome != Outcome::Done {
+                    release_snapshot(&ctx, &namespace, &status).await?;
                     prologue_failed(&job, &mut status, run.outcome);
                     write(&ctx, &mut job, &status, OnConflict::Rebase).await?;
-                } else if current.is_none() {
-                    current = pods.get_opt(&name).await?;
+                } else {
+                    if run.snapshot.is_some() {
+                        write(&ctx, &mut job, &status, OnConflict::Rebase).await?;
+                    }
+                    if current.is_none() {
+                        current = pods.get_opt(&name).await?;
+                    }
                 }
                 ctx.hook_runs.forget(&key);
             }
         }
+    }
+    // An agent pod that reads the attempt's snapshot was created after the post hooks ran
+    // (also when the operator restarted before it took in how the prologue ended).
+    if let (Some(record), Some(pod)) = (&status.volume_snapshot, &current)
+        && record.attempt == status.attempts
+        && outcome::reads_claim(pod, &record.claim_name)
+    {
+        status.post_hooks_attempt = Some(status.attempts);
     }
 
     let step = hooks::next_step(AttemptFacts {
@@ -151,6 +171,7 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
         }
         // The attempt succeeded.
         (Some(_), Some(pod)) if outcome::phase(pod) == "Succeeded" => {
+            release_snapshot(&ctx, &namespace, &status).await?;
             match outcome::decode_report::<BackupReport>(pod) {
                 Ok(report) => {
                     finished = Some(Ok(report));
@@ -161,6 +182,7 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
         // The attempt failed, or its pod vanished (deleted, node lost) or was never created
         // (the reconcile that ran the pre hooks broke off).
         (Some(name), pod) => {
+            release_snapshot(&ctx, &namespace, &status).await?;
             let why = match pod {
                 Some(pod) => outcome::failure(pod, 600),
                 None => format!("agent pod {name:?} disappeared or was never created"),
@@ -171,25 +193,20 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
         // is ready.
         // A prologue that failed ended the job.
         (None, _) if status.phase == Phase::Failed => {}
-        (None, _) => {
-            if let Some(why) = job.spec.source.volume.as_ref().and_then(backup::snapshot_refusal) {
-                status.phase = Phase::Failed;
-                status.message = Some(why);
-                finished = Some(Err("SnapshotUnsupported"));
-            } else {
-                match start_attempt(&ctx, &mut job, &mut status, now).await? {
-                    Begin::Started | Begin::WaitingForGroup => {}
-                    Begin::HooksRunning => action = Action::requeue(HOOK_POLL),
-                    Begin::WaitingForReference => action = Action::requeue(references::RECHECK_INTERVAL),
-                    Begin::Refused => finished = Some(Err("InvalidReference")),
-                }
-            }
-        }
+        (None, _) => match start_attempt(&ctx, &mut job, &mut status, now).await? {
+            Begin::Started | Begin::WaitingForGroup => {}
+            Begin::HooksRunning => action = Action::requeue(HOOK_POLL),
+            Begin::WaitingForReference => action = Action::requeue(references::RECHECK_INTERVAL),
+            Begin::Refused => finished = Some(Err("InvalidReference")),
+        },
     }
     if status.phase == Phase::Failed && finished.is_none() {
+        let message = status.message.as_deref().unwrap_or_default();
         finished = Some(Err(
-            if status.message.as_deref().is_some_and(|m| m.contains(PRE_HOOK_FAILED)) {
+            if message.contains(PRE_HOOK_FAILED) || message.contains(POST_HOOK_FAILED) {
                 "HookFailed"
+            } else if message.contains(SNAPSHOT_FAILED) {
+                "SnapshotFailed"
             } else {
                 "BackoffLimitExceeded"
             },
@@ -306,6 +323,54 @@ async fn write(ctx: &Context, job: &mut BackupJob, status: &BackupJobStatus, on_
     }
 }
 
+/// Takes in how a prologue read the volume: the snapshot's cut time and the pause in the
+/// job's record and its `VolumeSnapshot` condition; or, for a live read, the condition that
+/// says why, after deleting the snapshot that could not be taken.
+async fn record_snapshot(
+    ctx: &Context,
+    job: &BackupJob,
+    status: &mut BackupJobStatus,
+    snapshot: Option<&SnapshotOutcome>,
+    now: Timestamp,
+) -> Result<()> {
+    let (Some(snapshot), Some(volume)) = (snapshot, &job.spec.source.volume) else {
+        return Ok(());
+    };
+    let observation = match snapshot {
+        SnapshotOutcome::Taken { cut, pause } => {
+            let Some(record) = status.volume_snapshot.as_mut() else {
+                return Ok(());
+            };
+            record.creation_time = cut.clone();
+            record.hooks_pause_seconds = *pause;
+            status.post_hooks_attempt = Some(status.attempts);
+            let cut = cut.as_ref().map_or("an unknown time".to_string(), |t| t.0.to_string());
+            backup::snapshot_taken(volume, &record.name, &cut, *pause)
+        }
+        SnapshotOutcome::ReadLive(why) => {
+            release_snapshot(ctx, &status::namespace_of(job)?, status).await?;
+            status.volume_snapshot = None;
+            backup::live_read(
+                volume,
+                &format!("snapshot is Auto and the cluster cannot snapshot it: {why}"),
+            )
+        }
+    };
+    let before = conditions::find(&status.conditions, backup::VOLUME_SNAPSHOT).cloned();
+    events::on_transition(ctx, job, before.as_ref(), &observation).await;
+    conditions::set(&mut status.conditions, observation, job.metadata.generation, now);
+    Ok(())
+}
+
+/// Deletes the VolumeSnapshot and the temporary claim of the job's current attempt, if it took
+/// one (once its agent pod ended or was never made).
+async fn release_snapshot(ctx: &Context, namespace: &str, status: &BackupJobStatus) -> Result<()> {
+    if let Some(record) = &status.volume_snapshot {
+        volume_snapshot::release(&ctx.client, namespace, &record.name).await?;
+    }
+    Ok(())
+}
+
 /// Publishes each hook failure of `run` as a Warning event.
 async fn publish_failures(ctx: &Context, job: &BackupJob, run: &HookRun) {
     for failure in &run.failures {
@@ -324,6 +389,20 @@ fn prologue_failed(job: &BackupJob, status: &mut BackupJobStatus, outcome: Outco
             status.phase = Phase::Failed;
             status.message = Some(format!("attempt {attempt}: {PRE_HOOK_FAILED}{why}"));
         }
+        Outcome::PostHookFailed(why) => {
+            status.phase = Phase::Failed;
+            status.message = Some(format!("attempt {attempt}: {POST_HOOK_FAILED}{why}"));
+        }
+        Outcome::SnapshotFailed(why) if attempt > job.spec.backoff_limit => {
+            status.phase = Phase::Failed;
+            status.message = Some(format!(
+                "attempt {attempt} of {}: {SNAPSHOT_FAILED}{why}",
+                job.spec.backoff_limit + 1
+            ));
+        }
+        Outcome::SnapshotFailed(why) => {
+            status.message = Some(format!("attempt {attempt}: {SNAPSHOT_FAILED}{why}; retrying"));
+        }
         Outcome::PodNotCreated(why) if attempt > job.spec.backoff_limit => {
             status.phase = Phase::Failed;
             status.message = Some(format!(
@@ -334,7 +413,7 @@ fn prologue_failed(job: &BackupJob, status: &mut BackupJobStatus, outcome: Outco
         Outcome::PodNotCreated(why) => {
             status.message = Some(format!("attempt {attempt} failed: {why}; retrying"));
         }
-        Outcome::Done | Outcome::PostHookFailed(_) => {}
+        Outcome::Done => {}
     }
 }
 
@@ -396,56 +475,100 @@ async fn start_attempt(
     }
     status.start_time.get_or_insert(Time(now));
 
-    let mut access = pod::repository_access(&group.spec);
-    // The API server admits only specs with one source (a CEL rule on spec.source).
-    let command = backup::command(&job.spec, &namespace, &snapshot_tags(job, &namespace), &mut access).ok_or(
-        Error::MissingObjectField {
-            kind: "BackupJob",
-            field: "spec.source (one of postgres, mariadb, volume)",
-        },
-    )?;
     let attempt = status.attempts + 1;
     let name = format!("{}-{attempt}", job.name_any());
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let tags = snapshot_tags(job, &namespace);
+    let owner = job
+        .controller_owner_ref(&())
+        .expect("a stored object has a name and uid");
+    let agent_pod = |read_claim: Option<&str>, node: Option<String>| -> Result<Pod> {
+        let mut access = pod::repository_access(&group.spec);
+        // The API server admits only specs with one source (a CEL rule on spec.source).
+        let command = backup::command(&job.spec, &namespace, &tags, &mut access, read_claim).ok_or(
+            Error::MissingObjectField {
+                kind: "BackupJob",
+                field: "spec.source (one of postgres, mariadb, volume)",
+            },
+        )?;
+        Ok(pod::build(
+            &ctx.agent,
+            AgentPod {
+                name: name.clone(),
+                namespace: namespace.clone(),
+                owner: owner.clone(),
+                labels: [(JOB_LABEL.to_string(), job.name_any())].into(),
+                command,
+                repository: access,
+                overrides: job.spec.agent.as_ref(),
+                active_deadline_seconds: job.spec.active_deadline_seconds,
+                node,
+            },
+        ))
+    };
     let claim = job.spec.source.volume.as_ref().map(|v| v.claim_name.as_str());
     let node = api::node_mounting(&ctx.client, &namespace, claim).await?;
-    // Until CSI snapshots are taken, a volume is read live: the status and an Event say so.
-    if let Some(volume) = &job.spec.source.volume {
-        let observation = backup::live_read(volume);
-        let before = conditions::find(&status.conditions, backup::VOLUME_SNAPSHOT).cloned();
-        events::on_transition(ctx, job, before.as_ref(), &observation).await;
-        conditions::set(&mut status.conditions, observation, job.metadata.generation, now);
-    }
-    let pod = pod::build(
-        &ctx.agent,
-        AgentPod {
-            name: name.clone(),
-            namespace: namespace.clone(),
-            owner: job
-                .controller_owner_ref(&())
-                .expect("a stored object has a name and uid"),
-            labels: [(JOB_LABEL.to_string(), job.name_any())].into(),
-            command,
-            repository: access,
-            overrides: job.spec.agent.as_ref(),
-            active_deadline_seconds: job.spec.active_deadline_seconds,
-            node,
-        },
-    );
-    if has_hooks(job, HookStage::Pre) {
-        // The record comes first: a reconcile that reads it never starts this attempt's
-        // prologue again, and runs its post hooks if the prologue breaks off (the operator
-        // stopped) before the pod exists.
-        status.attempts = attempt;
-        status.agent_pod = Some(name.clone());
-        status.phase = Phase::Running;
-        status.message = Some(format!("attempt {attempt}: running pre hooks"));
-        write(ctx, job, status, OnConflict::Fail).await?;
-        let key = run_key(job, attempt, HookStage::Pre);
-        ctx.hook_runs
-            .start(key, &namespace, backup_hooks::prologue(pods, job, pod));
-        return Ok(Begin::HooksRunning);
-    }
+    let start = match &job.spec.source.volume {
+        // A volume read from a snapshot: the prologue takes it, and tells how the volume was
+        // read; the record comes first, so that whatever it leaves is found and deleted.
+        Some(volume) if volume.snapshot != SnapshotMode::None => {
+            let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
+            let source = claims.get(&volume.claim_name).await?;
+            let auto = volume.snapshot == SnapshotMode::Auto;
+            let plan = volume_snapshot::plan(
+                &name,
+                &namespace,
+                &source,
+                volume.volume_snapshot_class_name.as_deref(),
+                owner.clone(),
+                auto,
+            );
+            status.volume_snapshot = Some(VolumeSnapshotRecord {
+                attempt,
+                name: name.clone(),
+                claim_name: plan.claim.name_any(),
+                ..VolumeSnapshotRecord::default()
+            });
+            AgentStart::Snapshot {
+                from_snapshot: Box::new(agent_pod(Some(&plan.claim.name_any()), None)?),
+                live: if auto {
+                    Some(Box::new(agent_pod(None, node)?))
+                } else {
+                    None
+                },
+                plan: Box::new(plan),
+            }
+        }
+        Some(volume) => {
+            let observation = backup::live_read(volume, "snapshot is None");
+            let before = conditions::find(&status.conditions, backup::VOLUME_SNAPSHOT).cloned();
+            events::on_transition(ctx, job, before.as_ref(), &observation).await;
+            conditions::set(&mut status.conditions, observation, job.metadata.generation, now);
+            AgentStart::Pod(Box::new(agent_pod(None, node)?))
+        }
+        None => AgentStart::Pod(Box::new(agent_pod(None, node)?)),
+    };
+    let pod = match start {
+        AgentStart::Pod(pod) if !has_hooks(job, HookStage::Pre) => *pod,
+        start => {
+            // The record comes first: a reconcile that reads it never starts this attempt's
+            // prologue again, and runs its post hooks if the prologue breaks off (the operator
+            // stopped) before the pod exists.
+            status.attempts = attempt;
+            status.agent_pod = Some(name.clone());
+            status.phase = Phase::Running;
+            status.message = Some(if has_hooks(job, HookStage::Pre) {
+                format!("attempt {attempt}: running pre hooks")
+            } else {
+                format!("attempt {attempt}: taking VolumeSnapshot {name:?}")
+            });
+            write(ctx, job, status, OnConflict::Fail).await?;
+            let key = run_key(job, attempt, HookStage::Pre);
+            ctx.hook_runs
+                .start(key, &namespace, backup_hooks::prologue(pods, job, start));
+            return Ok(Begin::HooksRunning);
+        }
+    };
     // Without pre hooks there is nothing to undo if the pod cannot be created: the reconcile
     // fails and is retried.
     api::create(&pods, &pod).await?;

@@ -24,3 +24,4 @@ pub mod schedule;
 pub mod schedule_plan;
 pub mod status;
 pub mod storage_group;
+pub mod volume_snapshot;

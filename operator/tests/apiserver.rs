@@ -496,7 +496,7 @@ async fn schedule_creates_jobs_on_its_cron_with_an_injected_clock() {
                 "jobTemplate": {
                     "metadata": {"labels": {"app": "db"}, "annotations": {"team": "payments"}},
                     "spec": {"storageGroupRef": {"name": "s3"},
-                             "source": {"volume": {"claimName": "data"}}}
+                             "source": {"volume": {"claimName": "data", "snapshot": "None"}}}
                 }
             }
         }),
@@ -663,7 +663,7 @@ async fn status_written_from_a_stale_read_is_refused() {
     let stale: BackupJob = create(
         &jobs,
         json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": "j"},
-               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}}}}),
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data", "snapshot": "None"}}}}),
     )
     .await;
     // Someone else records a result after our read...
@@ -717,7 +717,7 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
     create(
         &jobs,
         json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": "files"},
-               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}},
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data", "snapshot": "None"}},
                         "tags": ["manual"], "backoffLimit": 1}}),
     )
     .await;
@@ -754,11 +754,11 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
             s.phase == Phase::Running
                 && s.attempts == 1
                 && condition(Some(&s.conditions), "VolumeSnapshot")
-                    .is_some_and(|c| c.status == "False" && c.reason == "SnapshotUnavailable")
+                    .is_some_and(|c| c.status == "False" && c.reason == "SnapshotDisabled")
         })
     })
     .await;
-    wait_for_event(&client, &ns, "files", "SnapshotUnavailable").await;
+    wait_for_event(&client, &ns, "files", "SnapshotDisabled").await;
 
     // The agent dies: after the backoff a second attempt starts.
     finish_pod(&pods, "files-1", 137, "error: killed").await;
@@ -785,7 +785,7 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
     create(
         &jobs,
         json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": "once"},
-               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}},
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data", "snapshot": "None"}},
                         "backoffLimit": 0}}),
     )
     .await;
@@ -810,31 +810,12 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
         "backoffLimit 0 allows no retry"
     );
 
-    // A CSI snapshot cannot be taken yet: the job fails before any hook or agent pod runs,
-    // instead of reading the live volume behind the user's back.
-    create(
-        &jobs,
-        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": "csi"},
-               "spec": {"storageGroupRef": {"name": "s3"},
-                        "source": {"volume": {"claimName": "data", "snapshot": "CSI"}}}}),
-    )
-    .await;
-    wait_for(&jobs, "csi", "phase Failed, reason SnapshotUnsupported", |j| {
-        j.status.as_ref().is_some_and(|s| {
-            s.phase == Phase::Failed
-                && s.message.as_deref().is_some_and(|m| m.contains("no data was read"))
-                && condition(Some(&s.conditions), "Failed").is_some_and(|c| c.reason == "SnapshotUnsupported")
-        })
-    })
-    .await;
-    assert!(pods.get_opt("csi-1").await.unwrap().is_none(), "no agent pod ran");
-
     // An agent pod deleted mid-backup (evicted, node lost) counts as a failed attempt and the
     // next attempt starts.
     create(
         &jobs,
         json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": "evicted"},
-               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}},
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data", "snapshot": "None"}},
                         "backoffLimit": 1}}),
     )
     .await;
@@ -853,7 +834,7 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
     create(
         &jobs,
         json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": "doomed"},
-               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}}}}),
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data", "snapshot": "None"}}}}),
     )
     .await;
     wait_for(&pods, "doomed-1", "the agent pod", |_| true).await;
@@ -938,7 +919,7 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
         json!({"apiVersion": "hort.dev/v1alpha1", "kind": "Schedule", "metadata": {"name": "weekly"},
                "spec": {"schedule": "@yearly", "retention": {"keepLast": 2, "keepWeekly": 4},
                         "jobTemplate": {"spec": {"storageGroupRef": {"name": "s3"},
-                                                 "source": {"volume": {"claimName": "data"}}}}}}),
+                                                 "source": {"volume": {"claimName": "data", "snapshot": "None"}}}}}}),
     )
     .await;
     // A job of this schedule (as the schedule would create it) succeeds.
@@ -949,7 +930,7 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
                             "ownerReferences": [{"apiVersion": "hort.dev/v1alpha1", "kind": "Schedule",
                                                  "name": "weekly", "uid": schedule.uid().unwrap(),
                                                  "controller": true}]},
-               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}}}}),
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data", "snapshot": "None"}}}}),
     )
     .await;
     wait_for(&pods, "weekly-1-1", "the scheduled job's agent pod", |_| true).await;
@@ -1019,8 +1000,8 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
     let text = metrics.render();
     for expected in [
         format!(r#"hort_backup_total{{namespace="{ns}",result="succeeded",schedule=""}} 1"#),
-        // `once` (no retries left) and `csi` (refused).
-        format!(r#"hort_backup_total{{namespace="{ns}",result="failed",schedule=""}} 2"#),
+        // `once` (no retries left).
+        format!(r#"hort_backup_total{{namespace="{ns}",result="failed",schedule=""}} 1"#),
         format!(r#"hort_backup_bytes{{kind="stored",namespace="{ns}",schedule=""}} 2000"#),
         format!(r#"hort_last_successful_backup_timestamp_seconds{{namespace="{ns}",schedule=""}}"#),
         format!(r#"hort_restore_total{{namespace="{ns}",result="succeeded"}} 1"#),

@@ -80,7 +80,10 @@ async fn secrets_and_claims_are_used_only_when_their_owner_marked_them() {
     .await;
 
     // Reading them (backups) and writing them (restores) is refused before any pod exists.
-    let (db, files) = (postgres("app-db"), json!({"volume": {"claimName": "app-data"}}));
+    let (db, files) = (
+        postgres("app-db"),
+        json!({"volume": {"claimName": "app-data", "snapshot": "None"}}),
+    );
     create(&jobs, backup("read-db", db.clone())).await;
     create(&jobs, backup("read-files", files.clone())).await;
     create(&restores, restore("write-db", db)).await;
@@ -132,7 +135,10 @@ async fn secrets_and_claims_are_used_only_when_their_owner_marked_them() {
         .unwrap();
     create(
         &jobs,
-        backup("read-files-again", json!({"volume": {"claimName": "app-data"}})),
+        backup(
+            "read-files-again",
+            json!({"volume": {"claimName": "app-data", "snapshot": "None"}}),
+        ),
     )
     .await;
     wait_for(&pods, "read-files-again-1", "the agent pod of the marked claim", |_| {

@@ -162,7 +162,7 @@ impl TestEnv {
         create(
             &self.api::<BackupJob>(),
             json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": name},
-                   "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}},
+                   "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data", "snapshot": "None"}},
                             "backoffLimit": backoff_limit,
                             "hooks": {
                                 "pre": [{"name": "freeze", "pod": "pre-app", "command": ["freeze"], "onError": "Continue"}],
@@ -296,7 +296,7 @@ async fn a_pod_that_does_not_allow_hooks_gets_no_exec() {
     create(
         &jobs,
         json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": "closed"},
-               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}},
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data", "snapshot": "None"}},
                         "hooks": {"pre": [{"name": "peek", "pod": "closed-app", "command": ["cat", "/secret"]}]}}}),
     )
     .await;
@@ -378,7 +378,7 @@ async fn a_timed_out_pre_hook_may_continue_and_a_failing_post_hook_fails_the_job
     create(
         &jobs,
         json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": "policies"},
-               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}},
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data", "snapshot": "None"}},
                         "backoffLimit": 0,
                         "hooks": {
                             "pre": [{"name": "slow", "pod": "pre-app", "command": ["freeze"],
@@ -437,7 +437,7 @@ async fn hooks_that_hang_hold_up_no_other_job() {
         create(
             &jobs,
             json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": format!("hung-{i}")},
-                   "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}},
+                   "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data", "snapshot": "None"}},
                             "hooks": {"pre": [{"name": "stall", "pod": "pre-app", "command": ["stall"],
                                                "timeoutSeconds": 600}]}}}),
         )
@@ -454,7 +454,7 @@ async fn hooks_that_hang_hold_up_no_other_job() {
     create(
         &jobs,
         json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": "plain"},
-               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}}}}),
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data", "snapshot": "None"}}}}),
     )
     .await;
     wait_for(&pods, "plain-1", "the agent pod of the job without hooks", |_| true).await;

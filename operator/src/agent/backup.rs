@@ -48,38 +48,36 @@ pub fn references(spec: &BackupJobSpec) -> Vec<Reference> {
     references
 }
 
-/// Why a volume source cannot be backed up as asked, if it cannot: this version takes no CSI
-/// VolumeSnapshots, so `snapshot: CSI` and a named VolumeSnapshotClass are refused rather than
-/// silently read live.
-pub fn snapshot_refusal(volume: &VolumeSource) -> Option<String> {
-    const HOW: &str = "this Hort version cannot take CSI VolumeSnapshots yet; no data was read";
-    match (volume.snapshot, &volume.volume_snapshot_class_name) {
-        (SnapshotMode::Csi, _) => Some(format!(
-            "spec.source.volume.snapshot is CSI, but {HOW}: set snapshot to Auto or None to back up the live volume"
-        )),
-        (_, Some(class)) => Some(format!(
-            "spec.source.volume.volumeSnapshotClassName is {class:?}, but {HOW}: remove it to back up the live volume"
-        )),
-        _ => None,
-    }
-}
-
 /// The `VolumeSnapshot` condition of a volume backup that reads the live volume: `False`,
-/// saying that files written during the backup may be copied torn.
-pub fn live_read(volume: &VolumeSource) -> Observation {
-    let (reason, why) = match volume.snapshot {
-        SnapshotMode::None => ("SnapshotDisabled", "snapshot is None"),
-        _ => (
-            "SnapshotUnavailable",
-            "snapshot is Auto and this Hort version cannot take CSI VolumeSnapshots yet",
-        ),
+/// saying why (`because`) and that files written during the backup may be copied torn.
+pub fn live_read(volume: &VolumeSource, because: &str) -> Observation {
+    let reason = match volume.snapshot {
+        SnapshotMode::None => "SnapshotDisabled",
+        _ => "SnapshotUnavailable",
     };
     Observation {
         type_: VOLUME_SNAPSHOT,
         status: Status::False,
         reason,
         message: format!(
-            "claim {:?} is read live ({why}): files written while the backup runs may be copied in a torn state",
+            "claim {:?} is read live ({because}): files written while the backup runs may be copied in a torn state",
+            volume.claim_name
+        ),
+    }
+}
+
+/// The `VolumeSnapshot` condition of an attempt that reads the claim from `snapshot`, cut at
+/// `cut`: `True`.
+pub fn snapshot_taken(volume: &VolumeSource, snapshot: &str, cut: &str, pause: Option<f64>) -> Observation {
+    let held = pause.map_or(String::new(), |s| {
+        format!("; the hooks held the application for {s:.1}s")
+    });
+    Observation {
+        type_: VOLUME_SNAPSHOT,
+        status: Status::True,
+        reason: "SnapshotTaken",
+        message: format!(
+            "claim {:?} is read from VolumeSnapshot {snapshot:?}, cut at {cut}{held}",
             volume.claim_name
         ),
     }
@@ -114,17 +112,19 @@ pub fn stats(report: &BackupReport) -> BackupStats {
 }
 
 /// The command that backs up the source of a job in `namespace`, with `tags`; the volumes,
-/// mounts and credentials its source needs are added to `access`. `None` for a spec without a
-/// source (which the API server refuses).
+/// mounts and credentials its source needs are added to `access`. A volume source is read
+/// from `read_claim` when given (the temporary claim of a snapshot), else from its own claim.
+/// `None` for a spec without a source (which the API server refuses).
 pub fn command(
     spec: &BackupJobSpec,
     namespace: &str,
     tags: &[String],
     access: &mut RepositoryAccess,
+    read_claim: Option<&str>,
 ) -> Option<AgentCommand> {
     let source = &spec.source;
     if let Some(volume) = &source.volume {
-        access.mount_claim("source", &volume.claim_name, SOURCE_DIR, true);
+        access.mount_claim("source", read_claim.unwrap_or(&volume.claim_name), SOURCE_DIR, true);
         return Some(AgentCommand::Backup {
             dir: SOURCE_DIR.into(),
             paths: volume.paths.clone(),
@@ -216,6 +216,7 @@ mod tests {
             "shop",
             &["manual".into()],
             &mut access,
+            None,
         )
         .unwrap();
         assert_eq!(
@@ -231,6 +232,14 @@ mod tests {
         assert_eq!(access.mounts[0].read_only, Some(true));
         let claim = access.volumes[0].persistent_volume_claim.as_ref().unwrap();
         assert_eq!((claim.claim_name.as_str(), claim.read_only), ("data", Some(true)));
+        // From a snapshot, the temporary claim is read, under the source claim's host name (so
+        // the agent finds the claim's previous snapshot).
+        let mut access = RepositoryAccess::default();
+        let spec = spec("{volume: {claimName: data}}");
+        let from_snapshot = super::command(&spec, "shop", &[], &mut access, Some("job-1")).unwrap();
+        assert!(matches!(from_snapshot, AgentCommand::Backup { host, .. } if host == "shop/data"));
+        let claim = access.volumes[0].persistent_volume_claim.as_ref().unwrap();
+        assert_eq!((claim.claim_name.as_str(), claim.read_only), ("job-1", Some(true)));
     }
 
     #[test]
@@ -244,6 +253,7 @@ mod tests {
             "shop",
             &[],
             &mut access,
+            None,
         )
         .unwrap();
         assert_eq!(
@@ -281,26 +291,29 @@ mod tests {
     }
 
     #[test]
-    fn csi_snapshots_are_refused_and_auto_says_it_reads_live() {
+    fn the_volume_snapshot_condition_says_how_the_claim_was_read() {
         let volume = |yaml: &str| -> VolumeSource { serde_yaml::from_str(yaml).unwrap() };
-        let csi = snapshot_refusal(&volume("{claimName: data, snapshot: CSI}")).unwrap();
-        assert!(csi.contains("spec.source.volume.snapshot is CSI") && csi.contains("no data was read"));
-        let class = snapshot_refusal(&volume("{claimName: data, volumeSnapshotClassName: fast}")).unwrap();
-        assert!(class.contains("volumeSnapshotClassName is \"fast\""), "{class}");
-        let auto = volume("{claimName: data}");
-        assert_eq!(snapshot_refusal(&auto), None);
-        let observed = live_read(&auto);
-        assert_eq!(
-            (observed.status, observed.reason),
-            (Status::False, "SnapshotUnavailable")
-        );
+        let auto = live_read(&volume("{claimName: data}"), "no snapshot controller answered");
+        assert_eq!((auto.status, auto.reason), (Status::False, "SnapshotUnavailable"));
         assert!(
-            observed.message.contains("claim \"data\" is read live"),
+            auto.message
+                .contains("claim \"data\" is read live (no snapshot controller answered)"),
             "{}",
-            observed.message
+            auto.message
         );
-        let none = live_read(&volume("{claimName: data, snapshot: None}"));
+        let none = live_read(&volume("{claimName: data, snapshot: None}"), "snapshot is None");
         assert_eq!(none.reason, "SnapshotDisabled");
+        let taken = snapshot_taken(
+            &volume("{claimName: data, snapshot: CSI}"),
+            "job-1",
+            "2026-11-30T05:00:00Z",
+            Some(0.25),
+        );
+        assert_eq!((taken.status, taken.reason), (Status::True, "SnapshotTaken"));
+        assert_eq!(
+            taken.message,
+            "claim \"data\" is read from VolumeSnapshot \"job-1\", cut at 2026-11-30T05:00:00Z; the hooks held the application for 0.2s"
+        );
     }
 
     #[test]

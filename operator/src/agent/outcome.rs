@@ -7,6 +7,17 @@ use hort_protocol::{ExitCode, ProgressLine};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, Pod};
 
+/// Whether `pod` mounts claim `claim`.
+pub fn reads_claim(pod: &Pod, claim: &str) -> bool {
+    pod.spec.as_ref().is_some_and(|spec| {
+        spec.volumes.iter().flatten().any(|v| {
+            v.persistent_volume_claim
+                .as_ref()
+                .is_some_and(|c| c.claim_name == claim)
+        })
+    })
+}
+
 /// The pod's phase; `Pending` when it has none yet.
 pub fn phase(pod: &Pod) -> &str {
     pod.status
