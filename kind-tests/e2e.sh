@@ -30,6 +30,10 @@
 #   hooks               backup hooks run in the application pod (pre before the data is read, post
 #                       after); a failing pre hook fails the job before any data is read, and the
 #                       post hooks still run
+#   csi-snapshot        a writer appends checksummed records to two files; a CSI backup (snapshot
+#                       between hooks that hold the writer) restores whole records of one point
+#                       in time, and the snapshot and its temporary claim are gone; `snapshot:
+#                       None` reads live and says so
 #   namespaced          (runs first, before the cluster-wide install) a second release with
 #                       operator.watchNamespace: only Roles; a PVC group, a volume backup with a
 #                       hook and a restore work; none of its requests was forbidden
@@ -43,7 +47,7 @@ source "$HERE/lib.sh"
 KUBECONFIG="${KUBECONFIG:-$("$HERE/cluster.sh" kubeconfig)}"
 export KUBECONFIG
 
-ALL_CASES=(namespaced groups-ready wrong-s3-key volume-restore postgres-rename mariadb-table agent-killed operator-restart schedule-retention invalid-specs hooks rbac-audit)
+ALL_CASES=(namespaced groups-ready wrong-s3-key volume-restore postgres-rename mariadb-table agent-killed operator-restart schedule-retention invalid-specs hooks csi-snapshot rbac-audit)
 KEEP=0
 CASES=()
 for a in "$@"; do
@@ -491,6 +495,119 @@ EOF
     test "$(kc -n $ns exec app -- cat /tmp/post-hook)" == thawed-after-failure
 }
 
+# The records a writer appends to /data/a.log and then /data/b.log, as fast as it can: 23 bytes
+# each, "R" + sequence number + a checksum of it. While /data/.pause exists it writes nothing
+# and says so with /data/.paused (the hooks of the csi-snapshot case hold it that way).
+WRITER='i=0; while :; do
+  if [ -e /data/.pause ]; then touch /data/.paused; sleep 0.02; continue; fi
+  i=$((i + 1)); c=$(( (i * 2654435761) % 4294967296 ))
+  printf "R%010d %010d\n" $i $c >> /data/a.log; printf "R%010d %010d\n" $i $c >> /data/b.log
+done'
+# Prints "ok N M" when a.log and b.log under /data hold N and M whole, valid, consecutive records
+# from 1 with N = M or N = M + 1 (a prefix of what the writer wrote at one point in time),
+# else what is wrong.
+CHECK_RECORDS='cd /data; for f in a.log b.log; do
+  [ -z "$(tail -c 1 $f)" ] || { echo "$f ends in a torn record"; exit 0; }
+  awk -v f=$f "{ s = substr(\$1, 2); c = \$2; sub(/^0+/, \"\", s); sub(/^0+/, \"\", c) }
+    length(\$0) != 22 || s + 0 != NR || c + 0 != (NR * 2654435761) % 4294967296 { print f, \"record\", NR, \"is not valid:\", \$0; bad = 1; exit }
+    END { if (!bad) print f, NR }" $f
+done | awk "NF != 2 { print; bad = 1; exit } { n[NR] = \$2 }
+  END { if (bad) exit; if (n[1] > 0 && (n[1] == n[2] || n[1] == n[2] + 1)) print \"ok\", n[1], n[2]; else print \"a.log has\", n[1], \"records and b.log\", n[2] }"'
+
+# A BackupJob of claim "data" with SNAPSHOT mode; with hooks that hold the writer (PAUSE=1).
+snapshot_job() { # NS NAME SNAPSHOT PAUSE
+  local hooks=""
+  ((${4})) && hooks="  hooks:
+    pre:
+      - {name: hold, pod: app, command: [sh, -c, 'rm -f /data/.paused; touch /data/.pause; n=0; until [ -e /data/.paused ]; do sleep 0.02; n=\$((n + 1)); [ \$n -lt 500 ] || exit 1; done; sync']}
+    post:
+      - {name: release, pod: app, command: [sh, -c, 'rm -f /data/.pause']}"
+  kc -n "$1" apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: BackupJob
+metadata: {name: $2}
+spec:
+  storageGroupRef: {name: s3}
+  source:
+    volume: {claimName: data, snapshot: $3$([[ $3 == CSI ]] && echo ", volumeSnapshotClassName: hort-csi")}
+  backoffLimit: 0
+$hooks
+EOF
+}
+
+# Restores BackupJob JOB's snapshot into a new claim JOB-restored and prints what CHECK_RECORDS
+# finds there.
+restored_records() { # NS JOB
+  kc -n "$1" apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: RestoreRequest
+metadata: {name: $2}
+spec:
+  storageGroupRef: {name: s3}
+  source: {backupJobRef: {name: $2}}
+  target:
+    volume: {claimName: $2-restored, storageClassName: local-path, size: 1Gi}
+EOF
+  wait_phase "$1" "restorerequest/$2" Succeeded 300 >&2
+  run_pod "$1" "check-$2" hort.local/busybox:stable "$CHECK_RECORDS" "$2-restored" /data
+}
+
+case_csi-snapshot() {
+  local ns=hort-e2e-csi-snapshot
+  case_namespace $ns
+  s3_group $ns s3 "$S3_ENDPOINT" "$S3_BUCKET" csi
+  kc -n $ns apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, labels: {hort.dev/usable: "true"}}
+spec:
+  storageClassName: hort-csi
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: app, annotations: {hort.dev/allow-hooks: "true"}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: app
+      image: hort.local/busybox:stable
+      imagePullPolicy: IfNotPresent
+      command: [sh, -c, $(printf 'head -c 30000000 /dev/urandom > /data/bulk.bin; %s' "$WRITER" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')]
+      volumeMounts: [{name: data, mountPath: /data}]
+  volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
+EOF
+  kc -n $ns wait --for=condition=Ready pod/app --timeout=120s >/dev/null
+  wait_ready $ns storagegroup/s3 180
+  sleep 2
+  # CSI: the hooks hold the writer only until the snapshot is ready; the restored files are
+  # one point in time.
+  snapshot_job $ns csi CSI 1
+  wait_phase $ns backupjob/csi Succeeded 300
+  local pause cut
+  pause="$(jp $ns backupjob/csi '{.status.volumeSnapshot.hooksPauseSeconds}')"
+  cut="$(jp $ns backupjob/csi '{.status.volumeSnapshot.creationTime}')"
+  note "CSI: snapshot cut at $cut, the writer was held ${pause}s; backup took $(jp $ns backupjob/csi '{.status.stats.durationSeconds}')s"
+  note "CSI: $(condition_message $ns backupjob/csi VolumeSnapshot)"
+  check "the job read a snapshot" test "$(condition $ns backupjob/csi VolumeSnapshot)" == True
+  check "the pause is recorded" test -n "$pause"
+  wait_until 120 "the snapshot and its temporary claim deleted" \
+    test -z "$(kc -n $ns get volumesnapshot,pvc csi-1 --ignore-not-found -o name)"
+  local records; records="$(restored_records $ns csi)"
+  note "CSI restore: $records"
+  check "the restored files are whole, valid records of one point in time" grep -q '^ok ' <<<"$records"
+  # None, no hooks: the live volume is read while the writer writes; the check may fail, and
+  # the job says it read live.
+  snapshot_job $ns live None 0
+  wait_phase $ns backupjob/live Succeeded 300
+  note "None: $(condition_message $ns backupjob/live VolumeSnapshot)"
+  check "the job says it read the volume live" test "$(condition $ns backupjob/live VolumeSnapshot)" == False
+  note "live restore (may be torn): $(restored_records $ns live)"
+  check "no VolumeSnapshotContent is left" \
+    test -z "$(kc get volumesnapshotcontents -o jsonpath="{.items[?(@.spec.volumeSnapshotRef.namespace==\"$ns\")].metadata.name}")"
+}
+
 case_agent-killed() {
   local ns=hort-e2e-agent-killed
   case_namespace $ns
@@ -717,6 +834,7 @@ run_case mariadb-table "MariaDB backup to a PVC target, restore one table, rows 
 run_case agent-killed "agent pod deleted mid-backup: retried, Succeeded, verify OK"
 run_case operator-restart "operator deleted mid-backup: finishes once, exactly one snapshot"
 run_case hooks "backup hooks run in the application pod; a failing pre hook fails the job before any data is read"
+run_case csi-snapshot "CSI snapshot between hooks: restored records are one point in time; None reads live and says so"
 run_case schedule-retention "Schedule every minute, keepLast 1: two runs, prune ran, old snapshot gone"
 run_case rbac-audit "the chart's RBAC against the audit log: every verb granted was used, none forbidden"
 
