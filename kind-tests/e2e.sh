@@ -20,8 +20,8 @@
 #                       compared
 #   postgres-rename     PostgreSQL backup to S3, one database restored under a new name, rows compared
 #   mariadb-table       MariaDB backup to a PVC target, one table restored, rows compared
-#   agent-killed        agent pod deleted mid-backup: the BackupJob retries and succeeds; `verify`
-#                       is clean
+#   agent-killed        agent pod deleted mid-backup (its progress showed first): the BackupJob
+#                       retries and succeeds; `verify` is clean; the restore shows its progress
 #   operator-restart    operator pod deleted mid-backup: the job finishes once, with exactly one
 #                       snapshot
 #   schedule-retention  Schedule every minute with keepLast 1: two runs, prune ran, the old
@@ -412,6 +412,12 @@ running_agent_pod() { # NS JOB SECS
   echo "$pod"
 }
 
+# Whether OBJ's status shows progress with bytes done, the total and a percent.
+has_progress() { # NS OBJ
+  [[ "$(jp "$1" "$2" '{.status.progress.bytesDone}')" -gt 0 && -n "$(jp "$1" "$2" '{.status.progress.bytesTotal}')" \
+     && -n "$(jp "$1" "$2" '{.status.progress.percent}')" ]] 2>/dev/null
+}
+
 retry_pod_exists() { # NS FIRST-POD: a backup pod other than FIRST-POD exists
   kc -n "$1" get pods -l hort.dev/agent-role=backup -o name | grep -v "^pod/$2\$" | grep -q .
 }
@@ -616,6 +622,8 @@ case_agent-killed() {
   wait_ready $ns storagegroup/s3 180
   volume_job $ns big s3 2
   local pod; pod="$(running_agent_pod $ns big 3)"
+  wait_until 30 "the running backup's progress in status (bytes done, total, percent)" \
+    has_progress $ns backupjob/big
   note "deleting agent pod $pod while it runs (progress: $(jp $ns backupjob/big '{.status.progress}'))"
   # the agent is PID 1 and ignores SIGTERM, so with the default grace period it would finish
   kc -n $ns delete pod "$pod" --grace-period=1 --wait=false >/dev/null
@@ -628,6 +636,25 @@ case_agent-killed() {
   local out; out="$(agent_cmd $ns verify "$(s3_location e)" verify --json)" || { echo "$out" >&2; fail "hort-agent verify"; }
   note "verify: $(echo "$out" | tail -n 1 | cut -c1-200)"
   check "verify reports ok" grep -q '"ok":true' <<<"$out"
+  # The restore of the 1.2 GB shows its progress while it runs.
+  kc -n $ns apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: RestoreRequest
+metadata: {name: big}
+spec:
+  storageGroupRef: {name: s3}
+  source: {backupJobRef: {name: big}}
+  target:
+    volume: {claimName: big-restored, storageClassName: local-path, size: 3Gi}
+EOF
+  local seen="" deadline=$((SECONDS + 300))
+  while [[ "$(jp $ns restorerequest/big '{.status.phase}')" != Succeeded ]] && ((SECONDS < deadline)); do
+    has_progress $ns restorerequest/big && seen="$(jp $ns restorerequest/big '{.status.progress}')"
+    sleep 0.5
+  done
+  wait_phase $ns restorerequest/big Succeeded 10
+  note "restore progress seen while running: ${seen:-none}"
+  check "the running restore showed its progress (bytes done, total, percent)" test -n "$seen"
 }
 
 case_operator-restart() {
@@ -831,7 +858,7 @@ run_case wrong-s3-key "wrong S3 credentials: group not Ready with a clear messag
 run_case volume-restore "volume backup to S3, restore into a new claim, contents compared"
 run_case postgres-rename "PostgreSQL backup to S3, restore one database under a new name, rows compared"
 run_case mariadb-table "MariaDB backup to a PVC target, restore one table, rows compared"
-run_case agent-killed "agent pod deleted mid-backup: retried, Succeeded, verify OK"
+run_case agent-killed "agent pod deleted mid-backup (progress shown first): retried, Succeeded, verify OK; restore progress shown"
 run_case operator-restart "operator deleted mid-backup: finishes once, exactly one snapshot"
 run_case hooks "backup hooks run in the application pod; a failing pre hook fails the job before any data is read"
 run_case csi-snapshot "CSI snapshot between hooks: restored records are one point in time; None reads live and says so"

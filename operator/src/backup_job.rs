@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use hort_crds::backup_job::{BackupJob, BackupJobStatus, SnapshotMode, VolumeSnapshotRecord};
-use hort_crds::common::Phase;
+use hort_crds::common::{Phase, Progress};
 use hort_crds::storage_group::StorageGroup;
 use hort_protocol::BackupReport;
 use jiff::Timestamp;
@@ -45,8 +45,20 @@ const PRE_HOOK_FAILED: &str = "a pre hook failed, no data was read: ";
 const POST_HOOK_FAILED: &str = "a post hook failed after the snapshot was taken, no data was read: ";
 /// What the message of a job whose last attempt's snapshot failed says.
 const SNAPSHOT_FAILED: &str = "the volume snapshot failed, no data was read: ";
-/// How often the progress of a running backup is read from its agent's output.
+/// How often the progress of a running backup or restore is read from its agent's output.
 pub const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often it is read until it first shows, so that a short run shows it too.
+const FIRST_PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// When to read the progress of a running agent pod again: soon while none has shown, then
+/// every [`PROGRESS_INTERVAL`].
+pub fn next_progress_read(shown: Option<&Progress>) -> std::time::Duration {
+    if shown.is_some() {
+        PROGRESS_INTERVAL
+    } else {
+        FIRST_PROGRESS_INTERVAL
+    }
+}
 /// Label on a BackupJob's agent pods: the job's name.
 pub const JOB_LABEL: &str = "hort.dev/backup-job";
 
@@ -167,7 +179,7 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
             if outcome::phase(pod) == "Running" {
                 status.progress = api::progress(&pods, name).await.or(status.progress.take());
             }
-            action = Action::requeue(PROGRESS_INTERVAL);
+            action = Action::requeue(next_progress_read(status.progress.as_ref()));
         }
         // The attempt succeeded.
         (Some(_), Some(pod)) if outcome::phase(pod) == "Succeeded" => {

@@ -20,7 +20,7 @@ use kube::{Api, Resource, ResourceExt};
 
 use crate::agent::pod::{self, AgentPod};
 use crate::agent::{api, outcome, restore};
-use crate::backup_job::{PROGRESS_INTERVAL, group_readiness};
+use crate::backup_job::{group_readiness, next_progress_read};
 use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -63,7 +63,7 @@ pub async fn reconcile(cached: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result
                 if outcome::phase(&pod) == "Running" {
                     status.progress = api::progress(&pods, name).await.or(status.progress.take());
                 }
-                action = Action::requeue(PROGRESS_INTERVAL);
+                action = Action::requeue(next_progress_read(status.progress.as_ref()));
                 None
             }
             Some(pod) if outcome::phase(&pod) == "Succeeded" => {
