@@ -150,6 +150,22 @@ build_local_path() {
   stamp local-path-provisioner "$LOCAL_PATH_VERSION"
 }
 
+# The snapshot CRDs (VolumeSnapshot*, VolumeGroupSnapshot*) of external-snapshotter's client
+# module, copied to crds/external-snapshotter-<version>/ (cluster.sh applies them).
+fetch_snapshot_crds() {
+  local out="$CACHE/crds/external-snapshotter-$SNAPSHOTTER_VERSION"
+  [[ -f "$out/.ready" ]] && return 0
+  local mod=github.com/kubernetes-csi/external-snapshotter/client/v8 dir
+  dir="$(cd "$SRC" && GOFLAGS=-mod=mod go mod download -json "$mod@$SNAPSHOTTER_VERSION" \
+          | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')"
+  [[ -d "$dir/config/crd" ]] || die "could not download $mod@$SNAPSHOTTER_VERSION (or it has no config/crd)"
+  mkdir -p "$out"
+  cp "$dir"/config/crd/*storage.k8s.io_*.yaml "$out/"
+  chmod 644 "$out"/*.yaml
+  touch "$out/.ready"
+  log "snapshot CRDs $SNAPSHOTTER_VERSION in $out"
+}
+
 build_pause() {
   have_all pause && return 0
   command -v gcc >/dev/null || die "gcc is needed for the pause binary"
@@ -172,7 +188,7 @@ build_s3s_fs() {
 CONTROL_PLANE=(kube-apiserver kube-controller-manager kubectl)
 NODE=(kube-scheduler kubelet kube-proxy)
 
-group_control_plane() { build_etcd; build_k8s "${CONTROL_PLANE[@]}"; }
+group_control_plane() { build_etcd; build_k8s "${CONTROL_PLANE[@]}"; fetch_snapshot_crds; }
 group_node() { build_k8s "${NODE[@]}"; build_pause; }
 group_addons() { build_coredns; build_local_path; build_helm; }
 
