@@ -422,6 +422,8 @@ control_plane_wait() {
 # ------------------------------------------------------------------ node
 # shellcheck source=node.sh
 source "$HERE/node.sh"
+# shellcheck source=csi.sh
+source "$HERE/csi.sh"
 
 # ------------------------------------------------------------------ kind
 kind_up() {
@@ -434,6 +436,8 @@ kind_up() {
   [[ -f "$SNAPSHOT_CRDS/.ready" && -x "$BIN/kubectl" ]] || "$HERE/build.sh" control-plane
   "$BIN/kubectl" --kubeconfig "$kc" apply --server-side --force-conflicts --field-manager hort-kind-tests \
     -f "$SNAPSHOT_CRDS/" >/dev/null || die "applying the snapshot CRDs failed"
+  log "kind: the snapshot CRDs are installed, but not the CSI test driver, its classes or the snapshot" \
+      "controller and sidecars (they run as host processes in the plain-process cluster only)"
 }
 
 # ------------------------------------------------------------------ commands
@@ -481,7 +485,7 @@ cmd_status() {
   if [[ ! -d "$STATE" ]]; then echo "down"; return 3; fi
   echo "state: $STATE (mode: $(cat "$STATE/mode" 2>/dev/null || echo unknown))"
   local n rc=0
-  for n in etcd kube-apiserver kube-controller-manager containerd kube-scheduler kubelet kube-proxy; do
+  for n in etcd kube-apiserver kube-controller-manager containerd kube-scheduler kubelet kube-proxy "${CSI_PROCS[@]}"; do
     [[ -f "$PIDS/$n.pid" ]] || continue
     if is_running "$n"; then echo "  $n: running (pid $(pid_of "$n"))"; else echo "  $n: NOT RUNNING"; rc=1; fi
   done
