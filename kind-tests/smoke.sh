@@ -5,7 +5,8 @@
 #   3. a PVC is provisioned, written by one pod and read by a second
 #   4. CSI (the test driver): a VolumeSnapshot of a claim becomes ready; a claim restored from it
 #      holds the data of snapshot time (mounted read-only); a clone of a claim holds its data;
-#      after deleting them no PV, VolumeSnapshotContent or driver directory is left
+#      after deleting them no PV, VolumeSnapshotContent or driver directory is left; a
+#      VolumeGroupSnapshot of two claims has a ready member snapshot of each, and leaves nothing
 #   with --images (after `kind-tests/images.sh build`): the PostgreSQL, MariaDB and S3 test images
 #   are imported, start in the cluster and answer a client
 # Prints "N passed, N failed" and exits non-zero on any failure.
@@ -168,7 +169,7 @@ kind: PersistentVolumeClaim
 metadata:
   name: $1
 spec:
-  storageClassName: hort-csi
+  storageClassName: ${CSI_CLASS:-hort-csi}
   accessModes: [ReadWriteOnce]
   resources: {requests: {storage: 64Mi}}
   ${2:-}
@@ -249,9 +250,61 @@ EOF
     fail "CSI: driver directories left in $state:${left:- (no PVs were seen)}"
   fi
 }
+# A VolumeGroupSnapshot of two claims (selected by label): one ready member snapshot per claim;
+# deleting it leaves no VolumeSnapshotContent, VolumeGroupSnapshotContent or driver directory.
+group_ready() { [[ "$(k get volumegroupsnapshot "$1" -o jsonpath='{.status.readyToUse}')" == true ]]; }
+ns_group_contents() {
+  "$KUBECTL" get volumegroupsnapshotcontent -o jsonpath="{range .items[?(@.spec.volumeGroupSnapshotRef.namespace==\"$NS\")]}{.metadata.name}{'\n'}{end}"
+}
+no_ns_group_objects() { [[ -z "$(ns_csi_objects)$(ns_group_contents)" ]]; }
+
+csi_group_case() {
+  local c members state="${HORT_CLUSTER_DIR:-$CACHE/cluster}/csi" t_group ids group id left=""
+  for c in grp-a grp-b; do
+    CSI_CLASS=hort-csi-immediate csi_pvc "$c"
+    k label pvc "$c" hort-smoke-group=yes >/dev/null
+  done
+  t_group=$SECONDS
+  k apply -f - >/dev/null <<EOF
+apiVersion: groupsnapshot.storage.k8s.io/v1
+kind: VolumeGroupSnapshot
+metadata:
+  name: grp
+spec:
+  volumeGroupSnapshotClassName: hort-csi
+  source: {selector: {matchLabels: {hort-smoke-group: "yes"}}}
+EOF
+  if until_ok 60 group_ready grp; then
+    members="$(k get volumesnapshot -o jsonpath='{range .items[?(@.status.readyToUse==true)]}{.spec.source.persistentVolumeClaimName}{" "}{end}')"
+    if [[ "$members" == *grp-a* && "$members" == *grp-b* ]]; then
+      ok "CSI: VolumeGroupSnapshot of two claims ready in $((SECONDS - t_group))s with a ready member snapshot of each"
+    else
+      fail "CSI: VolumeGroupSnapshot members: '$members'"
+    fi
+  else
+    k describe volumegroupsnapshot grp | tail -n 15 >&2; fail "CSI: VolumeGroupSnapshot readyToUse"
+  fi
+  ids="$(ns_pvs) $("$KUBECTL" get volumesnapshotcontent -o jsonpath="{range .items[?(@.spec.volumeSnapshotRef.namespace==\"$NS\")]}{.status.snapshotHandle}{' '}{end}")"
+  group="$("$KUBECTL" get volumegroupsnapshotcontent -o jsonpath="{range .items[?(@.spec.volumeGroupSnapshotRef.namespace==\"$NS\")]}{.status.volumeGroupSnapshotHandle}{end}")"
+  k delete volumegroupsnapshot grp --wait=true --timeout=60s >/dev/null
+  k delete pvc grp-a grp-b --wait=true --timeout=60s >/dev/null
+  if until_ok 60 no_ns_group_objects; then
+    for id in $ids; do [[ -e "$state/volumes/$id" || -e "$state/snapshots/$id" ]] && left+=" $id"; done
+    [[ -n "$group" && -e "$state/groups/$group.json" ]] && left+=" group $group"
+    if [[ -z "$left" && -n "$group" ]]; then
+      ok "CSI: after deleting the group snapshot and claims no content object or driver directory is left"
+    else
+      fail "CSI: left in $state:${left:- (no group snapshot handle was seen)}"
+    fi
+  else
+    fail "CSI: left after deleting the group snapshot: $(ns_csi_objects) $(ns_group_contents)"
+  fi
+}
+
 if "$KUBECTL" get storageclass hort-csi >/dev/null 2>&1; then
   t_csi=$SECONDS
   csi_case
+  csi_group_case
   echo "CSI case took $((SECONDS - t_csi))s"
 else
   echo "SKIP: CSI (no StorageClass hort-csi: the kind path installs no CSI test driver)"
