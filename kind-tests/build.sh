@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the Kubernetes components Hort's cluster tests need, once, from Go modules.
 #
-#   kind-tests/build.sh [GROUP...]     GROUP: control-plane | node | addons | all (default: all)
+#   kind-tests/build.sh [GROUP...]     GROUP: control-plane | node | addons | csi | all (default: all)
 #                                      | test-tools (s3s-fs for the S3 test image, with cargo)
 #
 # Everything is cached under ${HORT_CACHE:-~/.cache/hort}; nothing is written into the repo.
@@ -67,12 +67,15 @@ k8s_wrapper() {
 }
 
 # Simple wrapper module for a single Go module that has a main package.
+# Further arguments are extra go.mod lines (e.g. a replace the module's own go.mod has, since
+# replace directives of a dependency are ignored).
 mod_wrapper() {
-  local name="$1" module="$2" version="$3"
+  local name="$1" module="$2" version="$3"; shift 3
   local dir="$SRC/$name-$version"
   mkdir -p "$dir"
   if [[ ! -f "$dir/go.mod" ]]; then
-    printf 'module hort.local/%s-build\n\ngo 1.24\n\nrequire %s %s\n' "$name" "$module" "$version" >"$dir/go.mod"
+    { printf 'module hort.local/%s-build\n\ngo 1.24\n\nrequire %s %s\n' "$name" "$module" "$version"
+      local l; for l in "$@"; do printf '\n%s\n' "$l"; done; } >"$dir/go.mod"
   fi
   echo "$dir"
 }
@@ -150,6 +153,76 @@ build_local_path() {
   stamp local-path-provisioner "$LOCAL_PATH_VERSION"
 }
 
+module_dir() { # module version: the directory of its source (downloaded if needed)
+  (cd "$SRC" && GOFLAGS=-mod=mod go mod download -json "$1@$2" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')
+}
+
+# The snapshot CRDs (VolumeSnapshot*, VolumeGroupSnapshot*) of external-snapshotter's client
+# module, copied to crds/external-snapshotter-<version>/ (cluster.sh applies them).
+fetch_snapshot_crds() {
+  local out="$CACHE/crds/external-snapshotter-$SNAPSHOTTER_VERSION"
+  [[ -f "$out/.ready" ]] && return 0
+  local mod=github.com/kubernetes-csi/external-snapshotter/client/v8 dir
+  dir="$(module_dir "$mod" "$SNAPSHOTTER_VERSION")"
+  [[ -d "$dir/config/crd" ]] || die "could not download $mod@$SNAPSHOTTER_VERSION (or it has no config/crd)"
+  mkdir -p "$out"
+  cp "$dir"/config/crd/*storage.k8s.io_*.yaml "$out/"
+  chmod 644 "$out"/*.yaml
+  touch "$out/.ready"
+  log "snapshot CRDs $SNAPSHOTTER_VERSION in $out"
+}
+
+# external-snapshotter's go.mod replaces its client module with ./client (the same release);
+# the wrapper module pins the published client module of that release instead.
+build_snapshotter() { # binary: snapshot-controller | csi-snapshotter
+  local b="$1" mod=github.com/kubernetes-csi/external-snapshotter
+  have_at "$b" "$SNAPSHOTTER_VERSION" && return 0
+  local dir; dir="$(mod_wrapper external-snapshotter "$mod/v8" "$SNAPSHOTTER_VERSION" \
+    "replace $mod/client/v8 => $mod/client/v8 $SNAPSHOTTER_VERSION")"
+  timed_build "$b" "$LOGS/build-$b.log" \
+    bash -c 'cd "$1" && go build -mod=mod -ldflags "-s -w -X main.version=$3" -o "$2.tmp" "$4" && mv -f "$2.tmp" "$2"' \
+    _ "$dir" "$BIN/$b" "$SNAPSHOTTER_VERSION" "$mod/v8/cmd/$b"
+  stamp "$b" "$SNAPSHOTTER_VERSION"
+}
+
+build_provisioner() {
+  have_at csi-provisioner "$PROVISIONER_VERSION" && return 0
+  local mod=github.com/kubernetes-csi/external-provisioner/v5
+  local dir; dir="$(mod_wrapper external-provisioner "$mod" "$PROVISIONER_VERSION")"
+  timed_build csi-provisioner "$LOGS/build-csi-provisioner.log" \
+    bash -c 'cd "$1" && go build -mod=mod -ldflags "-s -w -X main.version=$3" -o "$2.tmp" "$4" && mv -f "$2.tmp" "$2"' \
+    _ "$dir" "$BIN/csi-provisioner" "$PROVISIONER_VERSION" "$mod/cmd/csi-provisioner"
+  stamp csi-provisioner "$PROVISIONER_VERSION"
+}
+
+# The RBAC that upstream's deploy manifests give the three sidecars (cluster.sh applies their
+# ClusterRoles), from the same module releases.
+fetch_csi_rbac() {
+  local out="$CACHE/csi-rbac/snapshotter-$SNAPSHOTTER_VERSION-provisioner-$PROVISIONER_VERSION"
+  [[ -f "$out/.ready" ]] && return 0
+  local snap prov
+  snap="$(module_dir github.com/kubernetes-csi/external-snapshotter/v8 "$SNAPSHOTTER_VERSION")"
+  prov="$(module_dir github.com/kubernetes-csi/external-provisioner/v5 "$PROVISIONER_VERSION")"
+  mkdir -p "$out"
+  cp "$snap/deploy/kubernetes/snapshot-controller/rbac-snapshot-controller.yaml" \
+     "$snap/deploy/kubernetes/csi-snapshotter/rbac-csi-snapshotter.yaml" "$out/" \
+    && cp "$prov/deploy/kubernetes/rbac.yaml" "$out/rbac-csi-provisioner.yaml" \
+    || die "upstream RBAC manifests not found in $snap or $prov"
+  chmod 644 "$out"/*.yaml
+  touch "$out/.ready"
+}
+
+
+# Our test-only CSI driver (kind-tests/csi-driver): rebuilt when its sources change.
+build_csi_driver() {
+  local src="$HERE/csi-driver" sum
+  sum="$(cd "$src" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-16)"
+  have_at hort-csi-driver "$sum" && return 0
+  timed_build hort-csi-driver "$LOGS/build-hort-csi-driver.log" \
+    bash -c 'cd "$1" && go build -ldflags "-s -w" -o "$2.tmp" . && mv -f "$2.tmp" "$2"' _ "$src" "$BIN/hort-csi-driver"
+  stamp hort-csi-driver "$sum"
+}
+
 build_pause() {
   have_all pause && return 0
   command -v gcc >/dev/null || die "gcc is needed for the pause binary"
@@ -172,9 +245,10 @@ build_s3s_fs() {
 CONTROL_PLANE=(kube-apiserver kube-controller-manager kubectl)
 NODE=(kube-scheduler kubelet kube-proxy)
 
-group_control_plane() { build_etcd; build_k8s "${CONTROL_PLANE[@]}"; }
+group_control_plane() { build_etcd; build_k8s "${CONTROL_PLANE[@]}"; fetch_snapshot_crds; }
 group_node() { build_k8s "${NODE[@]}"; build_pause; }
 group_addons() { build_coredns; build_local_path; build_helm; }
+group_csi() { build_snapshotter snapshot-controller; build_snapshotter csi-snapshotter; build_provisioner; build_csi_driver; fetch_csi_rbac; }
 
 groups=("$@"); [[ ${#groups[@]} -eq 0 ]] && groups=(all)
 # one build at a time (cluster.sh and images.sh may call this too)
@@ -187,8 +261,9 @@ for g in "${groups[@]}"; do
     node) group_node ;;
     addons) group_addons ;;
     test-tools) build_s3s_fs ;;
-    all) group_control_plane; group_node; group_addons ;;
-    *) die "unknown group '$g' (control-plane | node | addons | all | test-tools)" ;;
+    csi) group_csi ;;
+    all) group_control_plane; group_node; group_addons; group_csi ;;
+    *) die "unknown group '$g' (control-plane | node | addons | csi | all | test-tools)" ;;
   esac
 done
 log "binaries in $BIN (total ${SECONDS}s this run, $((SECONDS - t_start))s building)"

@@ -37,6 +37,7 @@ PIDS="$STATE/pids"
 KC="$STATE/kubeconfigs"
 ADMIN_KUBECONFIG="$STATE/admin.kubeconfig"
 AUDIT_LOG="$LOGS/audit.log"
+SNAPSHOT_CRDS="$CACHE/crds/external-snapshotter-$SNAPSHOTTER_VERSION"
 
 NODE_NAME="${HORT_NODE_NAME:-hort-node}"
 APISERVER_PORT="${HORT_APISERVER_PORT:-6443}"
@@ -375,8 +376,8 @@ scheduler_healthy() {
 }
 
 control_plane_up() {
-  [[ -x "$BIN/etcd" && -x "$BIN/kube-apiserver" && -x "$BIN/kube-controller-manager" && -x "$BIN/kubectl" ]] \
-    || "$HERE/build.sh" control-plane
+  [[ -x "$BIN/etcd" && -x "$BIN/kube-apiserver" && -x "$BIN/kube-controller-manager" && -x "$BIN/kubectl" \
+     && -f "$SNAPSHOT_CRDS/.ready" ]] || "$HERE/build.sh" control-plane
   local need=() c
   for c in openssl curl ss; do command -v "$c" >/dev/null || need+=("$c"); done
   if ((${#need[@]})); then
@@ -396,6 +397,20 @@ control_plane_up() {
   done
   log "kube-apiserver ready"
   start_controller_manager
+  install_snapshot_crds
+}
+
+# The CSI snapshot CRDs (snapshot.storage.k8s.io: VolumeSnapshot, VolumeSnapshotContent,
+# VolumeSnapshotClass; groupsnapshot.storage.k8s.io: VolumeGroupSnapshot*), as external-snapshotter
+# publishes them, in every cluster including --control-plane-only (the operator's tests need the
+# API). Server-side apply: idempotent, and no last-applied annotation on these large objects.
+install_snapshot_crds() {
+  kubectl apply --server-side --force-conflicts --field-manager hort-kind-tests -f "$SNAPSHOT_CRDS/" \
+    >"$LOGS/snapshot-crds-apply.log" 2>&1 \
+    || { cat "$LOGS/snapshot-crds-apply.log" >&2; die "applying the snapshot CRDs failed"; }
+  kubectl wait --for condition=Established --timeout 60s -f "$SNAPSHOT_CRDS/" >/dev/null \
+    || die "the snapshot CRDs did not become Established"
+  log "snapshot CRDs $SNAPSHOTTER_VERSION installed"
 }
 
 control_plane_wait() {
@@ -407,6 +422,8 @@ control_plane_wait() {
 # ------------------------------------------------------------------ node
 # shellcheck source=node.sh
 source "$HERE/node.sh"
+# shellcheck source=csi.sh
+source "$HERE/csi.sh"
 
 # ------------------------------------------------------------------ kind
 kind_up() {
@@ -416,6 +433,11 @@ kind_up() {
     kind create cluster --name "$KIND_CLUSTER" --image "kindest/node:$K8S_VERSION" --wait 120s --kubeconfig "$kc"
   fi
   kind get kubeconfig --name "$KIND_CLUSTER" >"$kc"
+  [[ -f "$SNAPSHOT_CRDS/.ready" && -x "$BIN/kubectl" ]] || "$HERE/build.sh" control-plane
+  "$BIN/kubectl" --kubeconfig "$kc" apply --server-side --force-conflicts --field-manager hort-kind-tests \
+    -f "$SNAPSHOT_CRDS/" >/dev/null || die "applying the snapshot CRDs failed"
+  log "kind: the snapshot CRDs are installed, but not the CSI test driver, its classes or the snapshot" \
+      "controller and sidecars (they run as host processes in the plain-process cluster only)"
 }
 
 # ------------------------------------------------------------------ commands
@@ -463,7 +485,7 @@ cmd_status() {
   if [[ ! -d "$STATE" ]]; then echo "down"; return 3; fi
   echo "state: $STATE (mode: $(cat "$STATE/mode" 2>/dev/null || echo unknown))"
   local n rc=0
-  for n in etcd kube-apiserver kube-controller-manager containerd kube-scheduler kubelet kube-proxy; do
+  for n in etcd kube-apiserver kube-controller-manager containerd kube-scheduler kubelet kube-proxy "${CSI_PROCS[@]}"; do
     [[ -f "$PIDS/$n.pid" ]] || continue
     if is_running "$n"; then echo "  $n: running (pid $(pid_of "$n"))"; else echo "  $n: NOT RUNNING"; rc=1; fi
   done

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # The node half of cluster.sh (sourced by it): containerd, kubelet, kube-proxy, kube-scheduler,
-# CoreDNS and the local-path provisioner. Uses the variables and helpers defined in cluster.sh.
+# CoreDNS, the local-path provisioner and (csi.sh) the CSI test driver with its sidecars. Uses
+# the variables and helpers defined in cluster.sh.
 
 CTRD="$STATE/containerd"
 CTRD_SOCK="$CTRD/containerd.sock"
@@ -315,6 +316,7 @@ node_up() {
   log "CoreDNS answers on $DNS_SVC_IP"
   kubectl -n local-path-storage rollout status deployment/local-path-provisioner --timeout=120s >/dev/null \
     || die "local-path-provisioner did not become available"
+  csi_up
 }
 
 # ------------------------------------------------------------------ teardown
@@ -352,6 +354,7 @@ kill_shims() {
 }
 
 node_down() {
+  csi_down
   stop_proc kubelet
   stop_proc kube-proxy
   stop_proc kube-scheduler
@@ -359,6 +362,7 @@ node_down() {
   stop_proc containerd
   kill_shims
   unmount_below "$STATE"
+  csi_remove_state
   ip link del "$BRIDGE" 2>/dev/null || true
   if [[ -x "$BIN/kube-proxy" ]] && [[ "$(cat "$STATE/mode" 2>/dev/null)" == full ]]; then
     "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true

@@ -3,6 +3,10 @@
 #   1. a pod runs to completion and its logs are read
 #   2. a Deployment behind a Service is reached by DNS name from another pod
 #   3. a PVC is provisioned, written by one pod and read by a second
+#   4. CSI (the test driver): a VolumeSnapshot of a claim becomes ready; a claim restored from it
+#      holds the data of snapshot time (mounted read-only); a clone of a claim holds its data;
+#      after deleting them no PV, VolumeSnapshotContent or driver directory is left; a
+#      VolumeGroupSnapshot of two claims has a ready member snapshot of each, and leaves nothing
 #   with --images (after `kind-tests/images.sh build`): the PostgreSQL, MariaDB and S3 test images
 #   are imported, start in the cluster and answer a client
 # Prints "N passed, N failed" and exits non-zero on any failure.
@@ -152,7 +156,161 @@ else
   debug_pod writer; k describe pvc data | tail -n 10 >&2 || true; fail "PVC provisioned and written"
 fi
 
-# ---- 4. test images: server Deployment + Service, and a client pod
+# ---- 4. CSI: a snapshot of a claim holds the data of snapshot time; restore and clone
+# (the CSI test driver, StorageClass and VolumeSnapshotClass hort-csi; plain-process cluster only)
+until_ok() { # timeout command...: runs command every 0.5 s until it succeeds
+  local deadline=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do ((SECONDS < deadline)) || return 1; sleep 0.5; done
+}
+csi_pvc() { # name [dataSource yaml]
+  k apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: $1
+spec:
+  storageClassName: ${CSI_CLASS:-hort-csi}
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 64Mi}}
+  ${2:-}
+EOF
+}
+csi_vols() { # claim [readOnly]
+  printf '  volumes:\n  - name: data\n    persistentVolumeClaim: {claimName: %s, readOnly: %s}\n' "$1" "${2:-false}"
+}
+snapshot_ready() { [[ "$(k get volumesnapshot "$1" -o jsonpath='{.status.readyToUse}')" == true ]]; }
+ns_pvs() { # this namespace's PVs of the CSI test driver
+  "$KUBECTL" get pv -o jsonpath="{range .items[?(@.spec.claimRef.namespace==\"$NS\")]}{.spec.csi.driver} {.metadata.name}{'\n'}{end}" \
+    | awk '$1 == "csi.hort.test" {print $2}'
+}
+ns_csi_objects() { # PVs and VolumeSnapshotContents of this namespace's claims and snapshots
+  ns_pvs
+  "$KUBECTL" get volumesnapshotcontent -o jsonpath="{range .items[?(@.spec.volumeSnapshotRef.namespace==\"$NS\")]}{.metadata.name}{'\n'}{end}"
+}
+no_ns_csi_objects() { [[ -z "$(ns_csi_objects)" ]]; }
+
+csi_case() {
+  local t1="before-$RANDOM" t2="after-$RANDOM" t_snap snap_s content handle vols v left=""
+  local state="${HORT_CLUSTER_DIR:-$CACHE/cluster}/csi"
+  csi_pvc csi-src
+  run_pod csi-writer "echo $t1 > /data/file && sync" "$(csi_vols csi-src)" "$MOUNTS"
+  if ! wait_phase csi-writer Succeeded 120; then
+    debug_pod csi-writer; k describe pvc csi-src | tail -n 10 >&2; fail "CSI: a pod writes to a hort-csi claim"; return
+  fi
+  t_snap=$SECONDS
+  k apply -f - >/dev/null <<EOF
+apiVersion: snapshot.storage.k8s.io/v1
+kind: VolumeSnapshot
+metadata:
+  name: csi-snap
+spec:
+  volumeSnapshotClassName: hort-csi
+  source: {persistentVolumeClaimName: csi-src}
+EOF
+  if ! until_ok 60 snapshot_ready csi-snap; then
+    k describe volumesnapshot csi-snap | tail -n 15 >&2; fail "CSI: VolumeSnapshot readyToUse"; return
+  fi
+  snap_s=$((SECONDS - t_snap))
+  content="$(k get volumesnapshot csi-snap -o jsonpath='{.status.boundVolumeSnapshotContentName}')"
+  handle="$("$KUBECTL" get volumesnapshotcontent "$content" -o jsonpath='{.status.snapshotHandle}')"
+  run_pod csi-changer "echo $t2 > /data/file && sync" "$(csi_vols csi-src)" "$MOUNTS"
+  if ! wait_phase csi-changer Succeeded 120; then
+    debug_pod csi-changer; fail "CSI: the source claim changed after the snapshot"; return
+  fi
+  # restored from the snapshot, mounted read-only: the data of snapshot time, and no writes
+  csi_pvc csi-restored 'dataSource: {apiGroup: snapshot.storage.k8s.io, kind: VolumeSnapshot, name: csi-snap}'
+  run_pod csi-reader 'cat /data/file; if touch /data/x 2>/dev/null; then echo writable; else echo read-only; fi' \
+    "$(csi_vols csi-restored true)" "$MOUNTS"
+  if wait_phase csi-reader Succeeded 120 && [[ "$(k logs csi-reader)" == "$t1"$'\n'read-only ]]; then
+    ok "CSI: VolumeSnapshot ready in ${snap_s}s; a claim restored from it holds the data of snapshot time (read-only mount)"
+  else
+    debug_pod csi-reader; k describe pvc csi-restored | tail -n 10 >&2; fail "CSI: a claim restored from a VolumeSnapshot"
+  fi
+  # cloned from the source claim: its current data
+  csi_pvc csi-clone 'dataSource: {kind: PersistentVolumeClaim, name: csi-src}'
+  run_pod csi-clone-reader 'cat /data/file' "$(csi_vols csi-clone)" "$MOUNTS"
+  if wait_phase csi-clone-reader Succeeded 120 && [[ "$(k logs csi-clone-reader)" == "$t2" ]]; then
+    ok "CSI: a claim cloned from a claim holds its current data"
+  else
+    debug_pod csi-clone-reader; fail "CSI: a claim cloned from a claim"
+  fi
+  # everything deleted: no PV, VolumeSnapshotContent or driver directory is left
+  vols="$(ns_pvs)"
+  k delete pod csi-writer csi-changer csi-reader csi-clone-reader --wait=true >/dev/null
+  k delete volumesnapshot csi-snap --wait=true --timeout=60s >/dev/null
+  k delete pvc csi-src csi-restored csi-clone --wait=true --timeout=60s >/dev/null
+  if ! until_ok 60 no_ns_csi_objects; then
+    fail "CSI: left after deleting the snapshot and claims: $(ns_csi_objects | tr '\n' ' ')"; return
+  fi
+  for v in $vols; do [[ -e "$state/volumes/$v" ]] && left+=" volume $v"; done
+  [[ -n "$handle" && -e "$state/snapshots/$handle" ]] && left+=" snapshot $handle"
+  if [[ -z "$left" && -n "$vols" ]]; then
+    ok "CSI: after deleting snapshot and claims no PV, VolumeSnapshotContent or driver directory is left"
+  else
+    fail "CSI: driver directories left in $state:${left:- (no PVs were seen)}"
+  fi
+}
+# A VolumeGroupSnapshot of two claims (selected by label): one ready member snapshot per claim;
+# deleting it leaves no VolumeSnapshotContent, VolumeGroupSnapshotContent or driver directory.
+group_ready() { [[ "$(k get volumegroupsnapshot "$1" -o jsonpath='{.status.readyToUse}')" == true ]]; }
+ns_group_contents() {
+  "$KUBECTL" get volumegroupsnapshotcontent -o jsonpath="{range .items[?(@.spec.volumeGroupSnapshotRef.namespace==\"$NS\")]}{.metadata.name}{'\n'}{end}"
+}
+no_ns_group_objects() { [[ -z "$(ns_csi_objects)$(ns_group_contents)" ]]; }
+
+csi_group_case() {
+  local c members state="${HORT_CLUSTER_DIR:-$CACHE/cluster}/csi" t_group ids group id left=""
+  for c in grp-a grp-b; do
+    CSI_CLASS=hort-csi-immediate csi_pvc "$c"
+    k label pvc "$c" hort-smoke-group=yes >/dev/null
+  done
+  t_group=$SECONDS
+  k apply -f - >/dev/null <<EOF
+apiVersion: groupsnapshot.storage.k8s.io/v1
+kind: VolumeGroupSnapshot
+metadata:
+  name: grp
+spec:
+  volumeGroupSnapshotClassName: hort-csi
+  source: {selector: {matchLabels: {hort-smoke-group: "yes"}}}
+EOF
+  if until_ok 60 group_ready grp; then
+    members="$(k get volumesnapshot -o jsonpath='{range .items[?(@.status.readyToUse==true)]}{.spec.source.persistentVolumeClaimName}{" "}{end}')"
+    if [[ "$members" == *grp-a* && "$members" == *grp-b* ]]; then
+      ok "CSI: VolumeGroupSnapshot of two claims ready in $((SECONDS - t_group))s with a ready member snapshot of each"
+    else
+      fail "CSI: VolumeGroupSnapshot members: '$members'"
+    fi
+  else
+    k describe volumegroupsnapshot grp | tail -n 15 >&2; fail "CSI: VolumeGroupSnapshot readyToUse"
+  fi
+  ids="$(ns_pvs) $("$KUBECTL" get volumesnapshotcontent -o jsonpath="{range .items[?(@.spec.volumeSnapshotRef.namespace==\"$NS\")]}{.status.snapshotHandle}{' '}{end}")"
+  group="$("$KUBECTL" get volumegroupsnapshotcontent -o jsonpath="{range .items[?(@.spec.volumeGroupSnapshotRef.namespace==\"$NS\")]}{.status.volumeGroupSnapshotHandle}{end}")"
+  k delete volumegroupsnapshot grp --wait=true --timeout=60s >/dev/null
+  k delete pvc grp-a grp-b --wait=true --timeout=60s >/dev/null
+  if until_ok 60 no_ns_group_objects; then
+    for id in $ids; do [[ -e "$state/volumes/$id" || -e "$state/snapshots/$id" ]] && left+=" $id"; done
+    [[ -n "$group" && -e "$state/groups/$group.json" ]] && left+=" group $group"
+    if [[ -z "$left" && -n "$group" ]]; then
+      ok "CSI: after deleting the group snapshot and claims no content object or driver directory is left"
+    else
+      fail "CSI: left in $state:${left:- (no group snapshot handle was seen)}"
+    fi
+  else
+    fail "CSI: left after deleting the group snapshot: $(ns_csi_objects) $(ns_group_contents)"
+  fi
+}
+
+if "$KUBECTL" get storageclass hort-csi >/dev/null 2>&1; then
+  t_csi=$SECONDS
+  csi_case
+  csi_group_case
+  echo "CSI case took $((SECONDS - t_csi))s"
+else
+  echo "SKIP: CSI (no StorageClass hort-csi: the kind path installs no CSI test driver)"
+fi
+
+# ---- 5. test images: server Deployment + Service, and a client pod
 server() { # name image port env-yaml
   k apply -f - >/dev/null <<EOF
 apiVersion: apps/v1
