@@ -354,6 +354,8 @@ dump_namespace() {
     kc -n "$ns" get storagegroups,backupjobs,schedules,restorerequests -o yaml 2>&1 | sed -n '1,400p'
     echo "----- pods in $ns"
     kc -n "$ns" get pods -o wide 2>&1
+    echo "----- claims and VolumeSnapshots in $ns"
+    kc -n "$ns" get pvc,volumesnapshots -o custom-columns='KIND:.kind,NAME:.metadata.name,DELETING:.metadata.deletionTimestamp,FINALIZERS:.metadata.finalizers,STATUS:.status.phase,READY:.status.readyToUse' 2>&1
     echo "----- events in $ns"
     kc -n "$ns" get events --sort-by=.lastTimestamp 2>&1 | tail -n 40
     for pod in $(kc -n "$ns" get pods -l app.kubernetes.io/name=hort-agent -o jsonpath='{.items[*].metadata.name}' 2>/dev/null); do

@@ -197,7 +197,8 @@ pub struct VolumeSource {
     /// How a consistent view of the volume is taken. `CSI`: each attempt runs the pre hooks,
     /// creates a VolumeSnapshot of the claim, runs the post hooks as soon as it is ready to use
     /// (waiting at most 5 minutes), provisions a temporary claim from it and backs that up
-    /// read-only; the snapshot and the temporary claim are deleted when the attempt ends. A
+    /// read-only; the snapshot, the temporary claim and the agent pod that read it are deleted
+    /// when the attempt ends (its outcome is in status). A
     /// snapshot that fails fails the attempt (retried by `backoffLimit`). `Auto`: the same, but
     /// when the cluster cannot snapshot the claim (no VolumeSnapshot API, no class for its
     /// driver, not a CSI volume) the live volume is read, with the hooks around the whole
@@ -334,8 +335,8 @@ pub struct BackupJobStatus {
     pub message: Option<String>,
 }
 
-/// The CSI VolumeSnapshot an attempt backs up. The snapshot and the temporary claim are
-/// deleted when the attempt ends; this record stays.
+/// The CSI VolumeSnapshot an attempt backs up. The snapshot, the temporary claim and the
+/// attempt's agent pod are deleted when the attempt ends; this record stays.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSnapshotRecord {

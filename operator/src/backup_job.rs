@@ -70,6 +70,8 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
     };
     let mut status = job.status.clone().unwrap_or_default();
     if status.phase.is_terminal() {
+        // What the last attempt's snapshot left (if deleting it failed when the job ended).
+        release_snapshot(&ctx, &namespace, status.volume_snapshot.as_ref()).await?;
         return Ok(Action::await_change());
     }
     let now = ctx.clock.now();
@@ -93,7 +95,7 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
                 publish_failures(&ctx, &job, &run).await;
                 record_snapshot(&ctx, &job, &mut status, run.snapshot.as_ref(), now).await?;
                 if run.outcome != Outcome::Done {
-                    release_snapshot(&ctx, &namespace, &status).await?;
+                    release_snapshot(&ctx, &namespace, status.volume_snapshot.as_ref()).await?;
                     prologue_failed(&job, &mut status, run.outcome);
                     write(&ctx, &mut job, &status, OnConflict::Rebase).await?;
                 } else {
@@ -163,6 +165,10 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
 
     let mut action = Action::await_change();
     let mut finished: Option<Result<BackupReport, &'static str>> = None;
+    // The snapshot of an attempt that ended, deleted once the status that records how the
+    // attempt ended is written (its agent pod goes with it, which the status must not need
+    // any more).
+    let mut ended_snapshot = None;
     match (&status.agent_pod, &current) {
         // An attempt is running: follow its progress until its pod ends (the pod watch
         // triggers a reconcile then).
@@ -183,7 +189,7 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
         }
         // The attempt succeeded.
         (Some(_), Some(pod)) if outcome::phase(pod) == "Succeeded" => {
-            release_snapshot(&ctx, &namespace, &status).await?;
+            ended_snapshot = status.volume_snapshot.clone();
             match outcome::decode_report::<BackupReport>(pod) {
                 Ok(report) => {
                     finished = Some(Ok(report));
@@ -194,7 +200,7 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
         // The attempt failed, or its pod vanished (deleted, node lost) or was never created
         // (the reconcile that ran the pre hooks broke off).
         (Some(name), pod) => {
-            release_snapshot(&ctx, &namespace, &status).await?;
+            ended_snapshot = status.volume_snapshot.clone();
             let why = match pod {
                 Some(pod) => outcome::failure(pod, 600),
                 None => format!("agent pod {name:?} disappeared or was never created"),
@@ -284,6 +290,7 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
     if job.status.as_ref() != Some(&status) {
         write(&ctx, &mut job, &status, OnConflict::Fail).await?;
     }
+    release_snapshot(&ctx, &namespace, ended_snapshot.as_ref()).await?;
     if finished.is_some() {
         record_metrics(
             &ctx,
@@ -360,8 +367,10 @@ async fn record_snapshot(
             backup::snapshot_taken(volume, &record.name, &cut, *pause)
         }
         SnapshotOutcome::ReadLive(why) => {
-            release_snapshot(ctx, &status::namespace_of(job)?, status).await?;
-            status.volume_snapshot = None;
+            // The live read's agent pod has the snapshot's name: only the snapshot goes.
+            if let Some(record) = status.volume_snapshot.take() {
+                volume_snapshot::release(&ctx.client, &status::namespace_of(job)?, &record.name).await?;
+            }
             backup::live_read(
                 volume,
                 &format!("snapshot is Auto and the cluster cannot snapshot it: {why}"),
@@ -374,10 +383,14 @@ async fn record_snapshot(
     Ok(())
 }
 
-/// Deletes the VolumeSnapshot and the temporary claim of the job's current attempt, if it took
-/// one (once its agent pod ended or was never made).
-async fn release_snapshot(ctx: &Context, namespace: &str, status: &BackupJobStatus) -> Result<()> {
-    if let Some(record) = &status.volume_snapshot {
+/// Deletes what the attempt of `record` took: its VolumeSnapshot, the temporary claim and the
+/// agent pod that read it (which would keep the claim).
+async fn release_snapshot(ctx: &Context, namespace: &str, record: Option<&VolumeSnapshotRecord>) -> Result<()> {
+    if let Some(record) = record {
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+        if let Some(pod) = pods.get_opt(&record.name).await? {
+            api::delete(&pods, &pod).await?;
+        }
         volume_snapshot::release(&ctx.client, namespace, &record.name).await?;
     }
     Ok(())

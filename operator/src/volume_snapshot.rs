@@ -3,8 +3,8 @@
 //! provisioned from it, waiting until it is ready to use, and deleting both.
 //!
 //! Each attempt of a job with a snapshot takes its own, named after the attempt's agent pod
-//! (`JOB-ATTEMPT`), owned by the job (so the garbage collector removes what an ended attempt or
-//! a deleted job left behind), and deleted as soon as the attempt ends.
+//! (`JOB-ATTEMPT`), owned by the job (so the garbage collector removes what a deleted job left
+//! behind), and deleted with that pod as soon as the attempt ends.
 
 use std::time::Duration;
 
@@ -251,8 +251,9 @@ pub async fn take(snapshots: &Api<VolumeSnapshot>, plan: &SnapshotPlan) -> Resul
     }
 }
 
-/// Deletes the VolumeSnapshot and the temporary claim named `name` in `namespace`, if they
-/// exist: the claim first, then the snapshot it was provisioned from.
+/// Deletes the temporary claim and the VolumeSnapshot named `name` in `namespace`, those
+/// that exist, in this order (a snapshot is not deleted while a claim is provisioned from it).
+/// A claim is not deleted while a pod mounts it, even one that ended: delete that first.
 pub async fn release(client: &kube::Client, namespace: &str, name: &str) -> kube::Result<()> {
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
     ignore_missing(claims.delete(name, &DeleteParams::background()).await.map(|_| ()))?;

@@ -150,7 +150,8 @@ async fn a_csi_snapshot_is_taken_backed_up_from_a_temporary_claim_and_deleted() 
     .await;
     wait_for_event(&env.client, &env.ns, "csi", "SnapshotTaken").await;
 
-    // The backup succeeds: the snapshot and the temporary claim go, the record stays.
+    // The backup succeeds: the snapshot, the temporary claim and the pod that read it (which
+    // would keep the claim) go; the record stays.
     let report = encode(&BackupReport {
         snapshot_id: "5eed".into(),
         bytes_read: 10,
@@ -166,6 +167,10 @@ async fn a_csi_snapshot_is_taken_backed_up_from_a_temporary_claim_and_deleted() 
     })
     .await;
     wait_until_released(&snapshots, &claims, "csi-1").await;
+    assert!(
+        gone(&pods, "csi-1").await,
+        "the agent pod that read the claim is deleted"
+    );
     let job = jobs.get("csi").await.unwrap();
     assert_eq!(
         job.status.unwrap().volume_snapshot.map(|r| r.name),
