@@ -6,11 +6,13 @@
 //! - [`crypto`], [`keyfile`], [`codec`], [`chunker`], [`pack`], [`index`], [`tree`],
 //!   [`snapshot`], [`config`]: the format's building blocks;
 //! - [`repository`]: keys, config, index and checked blob reads;
-//! - [`packer`], [`archiver`], [`restorer`], [`verify`], [`repair`], [`prune`] (with
+//! - [`packer`], [`archiver`], [`restorer`] (with [`archive`]: packs in archive storage
+//!   classes), [`verify`], [`repair`], [`prune`] (with
 //!   [`retention`], [`prune_marker`] and [`backup_lock`]): the operations; [`filter`] selects
 //!   paths;
 //! - [`location`], [`progress`], [`cli`]: the `hort-agent` command line.
 
+pub mod archive;
 pub mod archiver;
 pub mod backend;
 pub mod backup_lock;

@@ -82,6 +82,7 @@ pub fn open_location(spec: &str, s3: &S3Defaults) -> Result<Arc<dyn Backend>, Ba
         force_path_style: target.path_style.unwrap_or(s3.path_style),
         max_attempts: 5,
         storage_class: target.storage_class,
+        object_lock: target.object_lock,
     };
     Ok(Arc::new(S3Backend::new(config)?))
 }

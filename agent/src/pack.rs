@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::FileKind;
 use crate::codec::{self, CodecError};
 use crate::crypto::{CryptoError, Keys};
 use crate::id::Id;
@@ -248,6 +249,16 @@ impl PackWriter {
             file,
             blobs: self.blobs,
         })
+    }
+}
+
+/// The file kind a pack of `blobs` is written as: [`FileKind::TreePack`] when it holds tree
+/// blobs (kept out of archive storage classes), else [`FileKind::Pack`].
+pub fn file_kind(blobs: &[BlobEntry]) -> FileKind {
+    if blobs.iter().any(|b| b.kind == BlobKind::Tree) {
+        FileKind::TreePack
+    } else {
+        FileKind::Pack
     }
 }
 

@@ -24,7 +24,7 @@ use chrono::{Duration, Utc};
 use serde::Serialize;
 use tracing::info;
 
-use crate::backend::FileKind;
+use crate::backend::{BackendError, FileKind};
 use crate::backup_lock::{LiveBackups, LockTiming};
 use crate::id::Id;
 use crate::index::{self, Index, IndexFile, IndexPack};
@@ -60,6 +60,9 @@ pub struct PruneReport {
     pub condemned: Vec<Id>,
     /// Packs deleted by this run (condemned by an earlier one).
     pub deleted: Vec<Id>,
+    /// Packs the sweep would have deleted but kept: under S3 Object Lock retention. They
+    /// are condemned again by the next run and deleted by a sweep after the retention.
+    pub retained: Vec<Id>,
     /// Condemned packs indexed again because a snapshot needs them.
     pub reindexed: Vec<Id>,
     /// Condemned packs still within the grace period or held back by running backups.
@@ -83,14 +86,38 @@ pub struct PruneReport {
 /// Forgets (deletes) the snapshots `policy` does not keep; returns every decision.
 pub fn forget(repo: &Repository, policy: &Policy, dry_run: bool) -> Result<Vec<Decision>, RepositoryError> {
     let snapshots = repo.snapshots()?;
-    let decisions = retention::apply(&snapshots, policy);
-    if !dry_run {
-        for d in decisions.iter().filter(|d| !d.keep) {
-            repo.backend().delete(FileKind::Snapshot, &d.id.to_hex())?;
-            info!(snapshot = %d.id, "snapshot forgotten");
+    let mut decisions = retention::apply(&snapshots, policy);
+    forget_decided(repo, &mut decisions, dry_run)?;
+    Ok(decisions)
+}
+
+/// The reason a snapshot is kept while its S3 Object Lock retention runs.
+pub const KEPT_BY_OBJECT_LOCK: &str = "object lock";
+
+/// Deletes the snapshots `decisions` forget (unless `dry_run`), except those still under
+/// S3 Object Lock retention: they are kept for [`KEPT_BY_OBJECT_LOCK`], and a later run
+/// forgets them once the retention has expired.
+pub fn forget_decided(repo: &Repository, decisions: &mut [Decision], dry_run: bool) -> Result<(), RepositoryError> {
+    for d in decisions.iter_mut().filter(|d| !d.keep) {
+        let name = d.id.to_hex();
+        let outcome = match repo.backend().retained_until(FileKind::Snapshot, &name)? {
+            Some(until) => Err(until),
+            None if dry_run => Ok(()),
+            None => match repo.backend().delete(FileKind::Snapshot, &name) {
+                Err(BackendError::Retained { until, .. }) => Err(until),
+                other => Ok(other?),
+            },
+        };
+        match outcome {
+            Ok(()) => info!(snapshot = %d.id, dry_run, "snapshot forgotten"),
+            Err(until) => {
+                info!(snapshot = %d.id, %until, "snapshot kept: under Object Lock retention");
+                d.keep = true;
+                d.reasons.push(KEPT_BY_OBJECT_LOCK);
+            }
         }
     }
-    Ok(decisions)
+    Ok(())
 }
 
 /// Every blob (data and tree) some snapshot refers to.
@@ -234,6 +261,7 @@ pub fn collect_garbage(repo: Repository, options: PruneOptions) -> Result<PruneR
     }
 
     // Repack: store the new packs before anything refers to them or condemns the old ones.
+    let mut archived = HashSet::new();
     let new_packs = if repack.is_empty() {
         Vec::new()
     } else {
@@ -253,11 +281,17 @@ pub fn collect_garbage(repo: Repository, options: PruneOptions) -> Result<PruneR
                 .filter(|b| used.contains(&b.id) && have.insert(b.id))
                 .copied()
                 .collect();
-            copier.copy(pack.id, &wanted)?;
+            if !copier.copy(pack.id, &wanted)? {
+                archived.insert(pack.id);
+            }
         }
         report.repacked_bytes = copier.copied_bytes;
         copier.finish()?
     };
+    // A pack in an archive storage class cannot be read now: it stays as it is.
+    repack.retain(|p| !archived.contains(&p.id));
+    report.live_packs += archived.len();
+    report.repacked = repack.iter().map(|p| p.id).collect();
     report.repack_new_packs = new_packs.iter().map(|p| p.id).collect();
     report.live_packs += new_packs.len();
     condemned.extend(repack);
@@ -297,27 +331,54 @@ pub fn collect_garbage(repo: Repository, options: PruneOptions) -> Result<PruneR
             repo.write_sealed(FileKind::Index, index::AAD, &file)?;
         }
         for (name, _) in &index_files {
-            repo.backend().delete(FileKind::Index, name)?;
+            // A bucket's default retention may lock index files too: an old one that stays
+            // only keeps its packs indexed (never deleted) until a run after it expired.
+            unless_retained(repo.backend().delete(FileKind::Index, name))?;
         }
     }
     // The same marker again, now with the time from which no backup can see its packs.
     if let Some(first) = first_marker {
         marker.index_replaced = Some(Utc::now());
         repo.write_sealed(FileKind::Prune, AAD, &marker)?;
-        repo.backend().delete(FileKind::Prune, &first.to_hex())?;
+        unless_retained(repo.backend().delete(FileKind::Prune, &first.to_hex()))?;
     }
-    for pack in &report.deleted {
-        repo.backend().delete(FileKind::Pack, &pack.to_hex())?;
-        info!(%pack, "pack deleted");
+    // A pack under Object Lock retention stays: in no index and no marker now, the next
+    // mark condemns it again, and a sweep after its retention has expired deletes it.
+    let mut deleted = Vec::new();
+    for pack in std::mem::take(&mut report.deleted) {
+        match repo.backend().delete(FileKind::Pack, &pack.to_hex()) {
+            Ok(()) => {
+                info!(%pack, "pack deleted");
+                deleted.push(pack);
+            }
+            Err(BackendError::Retained { until, .. }) => {
+                info!(%pack, %until, "unused pack kept: under Object Lock retention");
+                report.retained.push(pack);
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
+    report.deleted = deleted;
     for name in &swept_markers {
-        repo.backend().delete(FileKind::Prune, name)?;
+        unless_retained(repo.backend().delete(FileKind::Prune, name))?;
     }
     for name in &live.stale {
-        repo.backend().delete(FileKind::Lock, name)?;
+        unless_retained(repo.backend().delete(FileKind::Lock, name))?;
         info!(lock = %name, "stale backup lock deleted");
     }
     Ok(report)
+}
+
+/// A delete's outcome, with a file kept by Object Lock retention counted as done: such a
+/// marker, lock or index file is read again by later runs, which is harmless.
+fn unless_retained(deleted: Result<(), BackendError>) -> Result<(), RepositoryError> {
+    match deleted {
+        Err(e) if e.is_retained() => {
+            info!(error = %e, "file kept: under Object Lock retention");
+            Ok(())
+        }
+        other => Ok(other?),
+    }
 }
 
 /// Copies checked sealed blobs of old packs into new packs (data and trees apart, like the
@@ -346,10 +407,11 @@ impl<'a> Copier<'a> {
     /// Copies the blobs `wanted` of pack `pack_id`. The pack is read whole (one request);
     /// every blob is opened and hash-checked before it is copied, and a blob that is damaged
     /// here is read through the index instead (other copies in a storage group), decoded
-    /// and sealed again, so damage is never copied.
-    fn copy(&mut self, pack_id: Id, wanted: &[BlobEntry]) -> Result<(), RepositoryError> {
+    /// and sealed again, so damage is never copied. Returns `false`, copying nothing, for a
+    /// pack in an archive storage class (not readable now).
+    fn copy(&mut self, pack_id: Id, wanted: &[BlobEntry]) -> Result<bool, RepositoryError> {
         if wanted.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let repo = self.repo;
         let name = pack_id.to_hex();
@@ -361,6 +423,10 @@ impl<'a> Copier<'a> {
                     what: format!("pack {pack_id}"),
                     reason: "missing, but the index lists it and snapshots need its blobs".into(),
                 });
+            }
+            Err(e @ BackendError::Archived { .. }) => {
+                info!(pack = %pack_id, error = %e, "pack not repacked: in an archive storage class");
+                return Ok(false);
             }
             Err(e) => return Err(e.into()),
         };
@@ -399,7 +465,7 @@ impl<'a> Copier<'a> {
                 self.store(full)?;
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     fn store(&mut self, builder: PackBuilder) -> Result<(), RepositoryError> {
@@ -409,7 +475,7 @@ impl<'a> Copier<'a> {
         })?;
         self.repo
             .backend()
-            .write(FileKind::Pack, &pack.id.to_hex(), &pack.data)?;
+            .write(pack::file_kind(&pack.blobs), &pack.id.to_hex(), &pack.data)?;
         info!(pack = %pack.id, blobs = pack.blobs.len(), bytes = pack.data.len(), "pack written by repacking");
         self.stored.push(IndexPack {
             id: pack.id,

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use crate::backend::FileKind;
+use crate::backend::{BackendError, FileKind};
 use crate::id::Id;
 use crate::pack::{self, BlobKind};
 use crate::repository::{IndexedRepository, RepositoryError};
@@ -26,6 +26,9 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
     /// Harmless findings (e.g. packs left by an interrupted backup).
     pub notes: Vec<String>,
+    /// Packs not readable now because they are in an archive storage class (restore them
+    /// from the archive to read them): not damage, and not checked.
+    pub archived: Vec<String>,
 }
 
 impl VerifyReport {
@@ -58,9 +61,10 @@ pub fn verify(repo: &IndexedRepository, read_data: bool) -> Result<VerifyReport,
         }
     }
     if read_data {
-        let (read, blobs, damaged) = read_packs(repo, stored.iter().copied().collect());
+        let (read, blobs, damaged, archived) = read_packs(repo, stored.iter().copied().collect());
         report.packs_read = read;
         report.blobs_read = blobs;
+        report.archived = archived;
         bad_packs.extend(damaged);
     }
     let mut problems: BTreeSet<String> = bad_packs.values().cloned().collect();
@@ -148,10 +152,13 @@ fn check_snapshot(
     }
 }
 
-/// Reads every pack in parallel; returns packs read, blobs read and the damaged packs.
-fn read_packs(repo: &IndexedRepository, packs: Vec<Id>) -> (usize, usize, HashMap<Id, String>) {
+/// What [`read_packs`] found: packs read, blobs read, damaged packs, archived packs.
+type ReadOutcome = (usize, usize, HashMap<Id, String>, Vec<String>);
+
+/// Reads every pack in parallel; packs in an archive storage class are listed apart.
+fn read_packs(repo: &IndexedRepository, packs: Vec<Id>) -> ReadOutcome {
     let queue = Mutex::new(packs);
-    let results = Mutex::new((0usize, 0usize, HashMap::new()));
+    let results = Mutex::new((0usize, 0usize, HashMap::new(), Vec::new()));
     std::thread::scope(|scope| {
         for _ in 0..4 {
             scope.spawn(|| {
@@ -161,10 +168,14 @@ fn read_packs(repo: &IndexedRepository, packs: Vec<Id>) -> (usize, usize, HashMa
                     };
                     let outcome = check_pack(repo, &pack);
                     let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
-                    r.0 += 1;
                     match outcome {
-                        Ok(blobs) => r.1 += blobs,
-                        Err(why) => {
+                        Ok(blobs) => {
+                            r.0 += 1;
+                            r.1 += blobs;
+                        }
+                        Err(PackProblem::Archived(why)) => r.3.push(format!("pack {pack} is not readable now: {why}")),
+                        Err(PackProblem::Damaged(why)) => {
+                            r.0 += 1;
                             r.2.insert(pack, format!("pack {pack} is damaged: {why}"));
                         }
                     }
@@ -172,16 +183,35 @@ fn read_packs(repo: &IndexedRepository, packs: Vec<Id>) -> (usize, usize, HashMa
             });
         }
     });
-    results.into_inner().unwrap_or_else(|p| p.into_inner())
+    let mut outcome = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    outcome.3.sort();
+    outcome
 }
 
-fn check_pack(repo: &IndexedRepository, pack: &Id) -> Result<usize, String> {
+/// Why a pack could not be checked.
+enum PackProblem {
+    /// In an archive storage class.
+    Archived(String),
+    /// Missing, unreadable or wrong.
+    Damaged(String),
+}
+
+impl From<String> for PackProblem {
+    fn from(why: String) -> Self {
+        PackProblem::Damaged(why)
+    }
+}
+
+fn check_pack(repo: &IndexedRepository, pack: &Id) -> Result<usize, PackProblem> {
     let data = repo
         .backend()
         .read(FileKind::Pack, &pack.to_hex())
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| match e {
+            BackendError::Archived { .. } => PackProblem::Archived(e.to_string()),
+            e => PackProblem::Damaged(e.to_string()),
+        })?;
     if Id::of_file(&data) != *pack {
-        return Err("content does not match its name".into());
+        return Err(PackProblem::Damaged("content does not match its name".into()));
     }
     let entries = pack::parse_trailer(repo.keys(), &data, Some(data.len() as u64)).map_err(|e| e.to_string())?;
     for entry in &entries {
@@ -190,7 +220,7 @@ fn check_pack(repo: &IndexedRepository, pack: &Id) -> Result<usize, String> {
         if let Some(l) = repo.index().get(&entry.id).filter(|l| l.pack == *pack)
             && l.entry != *entry
         {
-            return Err(format!("blob {} differs from its index entry", entry.id));
+            return Err(format!("blob {} differs from its index entry", entry.id).into());
         }
     }
     Ok(entries.len())

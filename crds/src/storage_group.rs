@@ -142,13 +142,55 @@ pub struct S3Target {
     /// Storage class for new pack files (the bulk of the data), e.g. `STANDARD_IA` or
     /// `GLACIER_IR`; the server's default when empty. Config, keys, index files and
     /// snapshots always get the server's default class, so every command can read them.
-    /// Hort does not request restores of archived objects yet: use classes that read
-    /// directly (not `GLACIER` or `DEEP_ARCHIVE`).
+    /// Packs of tree blobs stay in the default class too, so listing, prune and restore
+    /// planning never wait for an archive. Archive classes (`GLACIER`, `DEEP_ARCHIVE`) cost
+    /// least but are not readable until restored: a restore that needs such packs first
+    /// requests the restore (RestoreObject, 7 days) of all of them and then fails naming
+    /// the objects and the class (`hort-agent restore --archive-wait 12h` waits instead);
+    /// run it again once the archive has restored them. Prune and verify go on (verify lists
+    /// them as not readable now, not as damage). A cheap long-retention copy is a `Mirror`
+    /// group whose first target is in a readable class and whose last target has an archive
+    /// class (and `objectLock`): restores read the first target and need the archive only
+    /// when it is lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class: Option<String>,
+    /// S3 Object Lock: every pack, snapshot, key file and the config the agent writes here
+    /// carries this retention, so nobody (`Compliance`) or nobody without the bypass
+    /// permission (`Governance`) can delete or overwrite it for `retentionDays` days after it
+    /// was written. Index files, prune markers and backup locks are not locked (they are
+    /// rewritten or deleted as part of normal work, and the index can be rebuilt from the
+    /// packs with `hort-agent repair index`). Prune never deletes an object whose retention
+    /// has not expired (forget keeps such snapshots, unused packs wait) and deletes it in a
+    /// later run once it has. The bucket must have been created with Object Lock enabled:
+    /// the check reports it, and a target whose bucket lacks it is not writable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLock>,
     /// Secret with the keys `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`. Its owner allows Hort to use it with the label `hort.dev/usable: "true"`;
     /// without it the group is not Ready and says so.
     pub credentials_secret_ref: SecretRef,
+}
+
+/// S3 Object Lock retention for the objects of one target.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectLock {
+    /// `Governance`: users with `s3:BypassGovernanceRetention` may still delete early;
+    /// `Compliance`: nobody can, not even the account's root user, until the date passes.
+    pub mode: ObjectLockMode,
+    /// Days each object stays locked after it was written, 1 to 36500. Snapshots stay (and
+    /// are not forgotten by retention rules) for at least this long.
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 36500")
+        .message("spec.targets[].s3.objectLock.retentionDays must be 1 to 36500 days (100 years)"))]
+    pub retention_days: u32,
+}
+
+/// The S3 Object Lock retention mode.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ObjectLockMode {
+    /// Deletable early by users with the bypass-governance permission.
+    Governance,
+    /// Deletable by nobody until the retention date.
+    Compliance,
 }
 
 fn default_region() -> String {
@@ -230,6 +272,10 @@ pub struct TargetStatus {
     /// check copied what it could (0: level with the others).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_files: Option<u64>,
+    /// S3 targets: whether the bucket has Object Lock enabled (a target whose
+    /// `objectLock` asks for retention in a bucket without it is not writable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock_enabled: Option<bool>,
     /// When the target was last checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_check_time: Option<Time>,

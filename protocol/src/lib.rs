@@ -23,7 +23,7 @@ pub mod report;
 
 pub use command::{AgentCommand, DatabaseKind, DatabaseMapping, DatabaseTls, Keep, Overwrite, Strategy, TlsMode};
 pub use exit::ExitCode;
-pub use location::{Location, S3Location};
+pub use location::{Location, LockMode, ObjectLock, S3Location};
 pub use period::Period;
 pub use report::{BackupReport, CheckReport, ForgetReport, ProgressLine, RestoreReport, TargetReport};
 

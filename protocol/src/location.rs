@@ -2,9 +2,10 @@
 //! after `--repo`.
 //!
 //! - a directory: `/path` or `file:/path`;
-//! - an S3 bucket: `s3://BUCKET/PREFIX?endpoint=URL&region=R&path-style=BOOL&storage-class=C&credentials=P`,
+//! - an S3 bucket: `s3://BUCKET/PREFIX?endpoint=URL&region=R&path-style=BOOL&storage-class=C&object-lock=MODE:DAYS&credentials=P`,
 //!   every query setting optional. `credentials=P` takes the keys from `P_AWS_ACCESS_KEY_ID`
-//!   and `P_AWS_SECRET_ACCESS_KEY` ([`crate::env::target_credentials`]).
+//!   and `P_AWS_SECRET_ACCESS_KEY` ([`crate::env::target_credentials`]). `object-lock` is
+//!   an [`ObjectLock`], e.g. `governance:30`.
 //!
 //! In the prefix and the settings, `%`, `&`, `=`, `?`, `#`, `,`, `+`, spaces and control
 //! characters are written as `%XX` escapes, so that no value can add a setting (a region
@@ -47,8 +48,59 @@ pub struct S3Location {
     pub path_style: Option<bool>,
     /// Storage class of uploaded objects.
     pub storage_class: Option<String>,
+    /// S3 Object Lock retention for the objects the agent writes.
+    pub object_lock: Option<ObjectLock>,
     /// Prefix of the variables holding this target's keys.
     pub credentials: Option<String>,
+}
+
+/// The S3 Object Lock retention mode of [`ObjectLock`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Users with the `s3:BypassGovernanceRetention` permission may still delete or shorten.
+    Governance,
+    /// Nobody, not even the account's root user, may delete before the date.
+    Compliance,
+}
+
+/// S3 Object Lock retention put on the objects a target stores: each object may not be
+/// deleted or overwritten for `days` days after it was written. Written `MODE:DAYS` in a
+/// location, e.g. `governance:30`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectLock {
+    /// Governance or compliance.
+    pub mode: LockMode,
+    /// Days each object is retained after it is written (at least 1).
+    pub days: u32,
+}
+
+impl fmt::Display for ObjectLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = match self.mode {
+            LockMode::Governance => "governance",
+            LockMode::Compliance => "compliance",
+        };
+        write!(f, "{mode}:{}", self.days)
+    }
+}
+
+impl FromStr for ObjectLock {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let wrong = || format!("object-lock `{text}` is not MODE:DAYS (e.g. governance:30 or compliance:365)");
+        let (mode, days) = text.split_once(':').ok_or_else(wrong)?;
+        let mode = match mode {
+            "governance" => LockMode::Governance,
+            "compliance" => LockMode::Compliance,
+            _ => return Err(wrong()),
+        };
+        let days: u32 = days.parse().map_err(|_| wrong())?;
+        if days == 0 {
+            return Err(format!("object-lock `{text}`: retention needs at least 1 day"));
+        }
+        Ok(Self { mode, days })
+    }
 }
 
 /// Characters escaped inside values: they separate settings, targets or the query.
@@ -98,11 +150,13 @@ impl fmt::Display for Location {
             Location::S3(s3) => {
                 write!(f, "s3://{}/{}", s3.bucket, escape(&s3.prefix, true))?;
                 let path_style = s3.path_style.map(|b| b.to_string());
+                let object_lock = s3.object_lock.map(|l| l.to_string());
                 let settings = [
                     ("endpoint", s3.endpoint.as_deref()),
                     ("region", s3.region.as_deref()),
                     ("path-style", path_style.as_deref()),
                     ("storage-class", s3.storage_class.as_deref()),
+                    ("object-lock", object_lock.as_deref()),
                     ("credentials", s3.credentials.as_deref()),
                 ];
                 let mut separator = '?';
@@ -145,10 +199,11 @@ fn parse_s3(rest: &str) -> Result<S3Location, String> {
             "region" => s3.region = Some(value),
             "path-style" => s3.path_style = Some(parse_bool(&value)?),
             "storage-class" => s3.storage_class = Some(value),
+            "object-lock" => s3.object_lock = Some(value.parse()?),
             "credentials" => s3.credentials = Some(value),
             other => {
                 return Err(format!(
-                    "unknown setting `{other}` (known: endpoint, region, path-style, storage-class, credentials)"
+                    "unknown setting `{other}` (known: endpoint, region, path-style, storage-class, object-lock, credentials)"
                 ));
             }
         }
@@ -188,13 +243,17 @@ mod tests {
             region: Some("eu-west-1".into()),
             path_style: Some(true),
             storage_class: Some("GLACIER_IR".into()),
+            object_lock: Some(ObjectLock {
+                mode: LockMode::Compliance,
+                days: 365,
+            }),
             credentials: Some("HORT_TARGET_1".into()),
         });
         let text = location.to_string();
         assert_eq!(
             text,
             "s3://backups/k8s/prod?endpoint=https://s3.example.com:9000&region=eu-west-1\
-             &path-style=true&storage-class=GLACIER_IR&credentials=HORT_TARGET_1"
+             &path-style=true&storage-class=GLACIER_IR&object-lock=compliance:365&credentials=HORT_TARGET_1"
         );
         assert_eq!(text.parse::<Location>().unwrap(), location);
     }
@@ -227,6 +286,9 @@ mod tests {
             ("s3://b?colour=red", "unknown setting `colour`"),
             ("s3://b?path-style=maybe", "path-style `maybe`"),
             ("s3://b?region=%zz", "two hex digits"),
+            ("s3://b?object-lock=forever:30", "not MODE:DAYS"),
+            ("s3://b?object-lock=governance:0", "at least 1 day"),
+            ("s3://b?object-lock=governance", "not MODE:DAYS"),
         ] {
             let err = bad.parse::<Location>().unwrap_err().to_string();
             assert!(err.contains(bad) && err.contains(problem), "{bad}: {err}");

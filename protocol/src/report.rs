@@ -195,6 +195,10 @@ pub struct TargetReport {
     /// after the copy (0: level).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_files: Option<u64>,
+    /// S3 targets: whether the bucket has Object Lock enabled (`None`: not S3, or the
+    /// server does not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock_enabled: Option<bool>,
     /// What failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -100,7 +100,7 @@ impl TargetGroup {
     /// Target indices in the order reads and writes should try them for `name`.
     fn order(&self, kind: FileKind, name: &str) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.targets.len()).collect();
-        if self.strategy == Strategy::Spread && kind == FileKind::Pack {
+        if self.strategy == Strategy::Spread && kind.is_pack() {
             let total: u64 = self.targets.iter().map(|t| u64::from(t.weight)).sum();
             let hash = blake3::hash(name.as_bytes());
             let mut first8 = [0u8; 8];
@@ -302,7 +302,52 @@ impl Backend for TargetGroup {
             .collect()
     }
 
+    fn retained_until(
+        &self,
+        kind: FileKind,
+        name: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, BackendError> {
+        let mut latest = None;
+        for target in &self.targets {
+            latest = latest.max(target.backend.retained_until(kind, name)?);
+        }
+        Ok(latest)
+    }
+
+    fn archives(&self) -> bool {
+        self.targets.iter().any(|t| t.backend.archives())
+    }
+
+    /// Only packs that no target outside an archive class lists are restored from the
+    /// archive targets, each on the first archive target (in list order) that holds it.
+    fn make_readable(&self, names: &[String], wait: std::time::Duration) -> Result<Vec<String>, BackendError> {
+        if !self.archives() {
+            return Ok(Vec::new());
+        }
+        let mut left: Vec<String> = names.to_vec();
+        for target in self.targets.iter().filter(|t| !t.backend.archives()) {
+            if let Ok(listed) = target.backend.list(FileKind::Pack) {
+                let listed: std::collections::HashSet<String> = listed.into_iter().collect();
+                left.retain(|n| !listed.contains(n));
+            }
+        }
+        let mut restored = Vec::new();
+        for target in self.targets.iter().filter(|t| t.backend.archives()) {
+            let held = target.backend.make_readable(&left, wait)?;
+            left.retain(|n| !held.contains(n));
+            restored.extend(held);
+        }
+        Ok(restored)
+    }
+
+    /// Deletes on every target, or on none while a target still retains the file.
     fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
+        if let Some(until) = self.retained_until(kind, name)? {
+            return Err(BackendError::Retained {
+                location: format!("{}: {}", self.describe(), kind.path(name)),
+                until,
+            });
+        }
         let mut first_error = None;
         for target in &self.targets {
             if let Err(e) = target.backend.delete(kind, name) {

@@ -22,6 +22,10 @@ pub enum FileKind {
     Key,
     /// Pack files under `data/<first two hex digits>/`.
     Pack,
+    /// A pack of tree blobs, written with this kind so that backends keep it readable (no
+    /// archive storage class: every command walks trees). Stored, listed and read exactly
+    /// as a [`FileKind::Pack`]: only writes use this kind.
+    TreePack,
     /// Index files under `index/`.
     Index,
     /// Snapshot manifests under `snapshots/`.
@@ -40,7 +44,7 @@ impl FileKind {
         match self {
             FileKind::Config => "",
             FileKind::Key => "keys",
-            FileKind::Pack => "data",
+            FileKind::Pack | FileKind::TreePack => "data",
             FileKind::Index => "index",
             FileKind::Snapshot => "snapshots",
             FileKind::Prune => "prune",
@@ -53,7 +57,7 @@ impl FileKind {
     pub fn path(self, name: &str) -> String {
         match self {
             FileKind::Config => "config".to_owned(),
-            FileKind::Pack => format!("data/{}/{name}", name.get(..2).unwrap_or("00")),
+            FileKind::Pack | FileKind::TreePack => format!("data/{}/{name}", name.get(..2).unwrap_or("00")),
             other => format!("{}/{name}", other.dir()),
         }
     }
@@ -61,7 +65,23 @@ impl FileKind {
     /// Whether files of this kind are metadata (small, needed to read anything) rather than
     /// data packs. Storage groups keep metadata on every target.
     pub fn is_metadata(self) -> bool {
-        self != FileKind::Pack
+        !self.is_pack()
+    }
+
+    /// Whether files of this kind are packs (of data or of trees).
+    pub fn is_pack(self) -> bool {
+        matches!(self, FileKind::Pack | FileKind::TreePack)
+    }
+
+    /// Whether a target with S3 Object Lock puts its retention on files of this kind: the
+    /// repository's content (config, keys, packs, snapshots). Index files (rebuilt from the
+    /// packs by `repair index`), prune markers, backup locks and probes are rewritten or
+    /// deleted by normal work and stay unlocked.
+    pub fn is_locked(self) -> bool {
+        matches!(
+            self,
+            FileKind::Config | FileKind::Key | FileKind::Pack | FileKind::TreePack | FileKind::Snapshot
+        )
     }
 }
 
@@ -71,6 +91,7 @@ impl fmt::Display for FileKind {
             FileKind::Config => "config",
             FileKind::Key => "key",
             FileKind::Pack => "pack",
+            FileKind::TreePack => "tree pack",
             FileKind::Index => "index",
             FileKind::Snapshot => "snapshot",
             FileKind::Prune => "prune marker",
@@ -117,6 +138,23 @@ pub enum BackendError {
         /// What the service said.
         message: String,
     },
+    /// The file is under S3 Object Lock retention: it cannot be deleted before `until`.
+    #[error("{location}: under S3 Object Lock retention until {until}; it can be deleted after that")]
+    Retained {
+        /// Backend and path.
+        location: String,
+        /// When the retention ends.
+        until: chrono::DateTime<chrono::Utc>,
+    },
+    /// The file is in an archive storage class (S3 `GLACIER`, `DEEP_ARCHIVE`) and cannot be
+    /// read until its restore was requested and has completed.
+    #[error("{location}: in storage class {class}, not readable until restored from the archive")]
+    Archived {
+        /// Backend and path.
+        location: String,
+        /// The storage class.
+        class: String,
+    },
     /// The service refused the request (wrong keys, no permission, no such bucket): trying
     /// again cannot help.
     #[error("{location}: {message}")]
@@ -144,6 +182,11 @@ impl BackendError {
     /// Whether the error means the file is absent.
     pub fn is_not_found(&self) -> bool {
         matches!(self, BackendError::NotFound { .. })
+    }
+
+    /// Whether the error means the file is under Object Lock retention.
+    pub fn is_retained(&self) -> bool {
+        matches!(self, BackendError::Retained { .. })
     }
 }
 
@@ -214,6 +257,41 @@ pub trait Backend: Send + Sync {
         self.read_range(kind, name, offset, length)
     }
 
-    /// Removes a file; removing an absent file is not an error.
+    /// When the file's S3 Object Lock retention ends, if it is still under one (a group: the
+    /// latest over its targets); `None` for backends without Object Lock. Deleting it before
+    /// then fails with [`BackendError::Retained`].
+    fn retained_until(
+        &self,
+        kind: FileKind,
+        name: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, BackendError> {
+        let _ = (kind, name);
+        Ok(None)
+    }
+
+    /// Whether the place has S3 Object Lock enabled: `Some` for S3 buckets whose server
+    /// answers the question, `None` for other backends.
+    fn object_lock_enabled(&self) -> Result<Option<bool>, BackendError> {
+        Ok(None)
+    }
+
+    /// Whether packs written here may be in an archive storage class (S3 `GLACIER`,
+    /// `DEEP_ARCHIVE`), which must be restored before they can be read.
+    fn archives(&self) -> bool {
+        false
+    }
+
+    /// Makes the packs `names` readable where this backend holds them in an archive storage
+    /// class: requests their restore and waits up to `wait` for it to complete (a group: on
+    /// its archive targets, for the packs no other target holds). Returns the names it held
+    /// archived, now readable; fails with [`BackendError::Archived`], naming the objects,
+    /// when some are still archived after `wait`. Backends without archive classes do nothing.
+    fn make_readable(&self, names: &[String], wait: std::time::Duration) -> Result<Vec<String>, BackendError> {
+        let _ = (names, wait);
+        Ok(Vec::new())
+    }
+
+    /// Removes a file; removing an absent file is not an error. A file under S3 Object Lock
+    /// retention is not deleted: [`BackendError::Retained`].
     fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError>;
 }

@@ -55,6 +55,11 @@ pub(super) struct GlobalArgs {
     /// the system temporary directory, `$TMPDIR` or `/tmp`).
     #[arg(long, env = env::SPOOL_DIR, global = true)]
     pub(super) spool_dir: Option<PathBuf>,
+    /// How long a restore waits for packs in an archive storage class (S3 `GLACIER`,
+    /// `DEEP_ARCHIVE`) whose restore it requested, e.g. `12h`; `0` (the default) requests
+    /// their restore and fails at once, naming them.
+    #[arg(long, env = "HORT_ARCHIVE_WAIT", default_value = "0", value_parser = crate::retention::parse_duration, global = true)]
+    pub(super) archive_wait: chrono::Duration,
     /// JSON output even on a terminal (the default when stdout is not a terminal).
     #[arg(long, global = true)]
     pub(super) json: bool,
@@ -76,6 +81,7 @@ impl std::fmt::Debug for GlobalArgs {
             .field("s3_access_key_id", &self.s3_access_key_id)
             .field("password_file", &self.password_file)
             .field("spool_dir", &self.spool_dir)
+            .field("archive_wait", &self.archive_wait)
             .field("json", &self.json)
             .field("quiet", &self.quiet)
             .finish()

@@ -100,6 +100,11 @@ impl Context {
         }
     }
 
+    /// `--archive-wait`: how long a restore waits for packs restored from an archive class.
+    pub(super) fn archive_wait(&self) -> std::time::Duration {
+        self.global.archive_wait.to_std().unwrap_or_default()
+    }
+
     pub(super) fn open_indexed(&self) -> Result<IndexedRepository, CliError> {
         Ok(self.open()?.load_index()?)
     }

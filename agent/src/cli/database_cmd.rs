@@ -128,6 +128,7 @@ pub(super) fn restore(ctx: &Context, kind: DatabaseKind, args: &DbRestoreArgs) -
     let scopes = restore_scopes(args)?;
     let repo = Arc::new(ctx.open_indexed()?);
     let (id, snapshot) = repo.find_tagged_snapshot(&args.snapshot, &args.tags)?;
+    crate::archive::make_snapshot_readable(&repo, &snapshot, ctx.archive_wait())?;
     let manifest = manifest_stream(kind);
     if !snapshot.streams.iter().any(|s| s.name == manifest) {
         return Err(CliError::Usage(format!(

@@ -58,7 +58,25 @@ fn probe_target(spec: &str, s3: &S3Defaults) -> TargetReport {
         error: probe.err(),
         ..TargetReport::default()
     };
-    if !spec.starts_with("s3://") {
+    if let Ok(hort_protocol::Location::S3(s3)) = spec.parse::<hort_protocol::Location>() {
+        let enabled = backend.object_lock_enabled();
+        report.object_lock_enabled = enabled.as_ref().ok().copied().flatten();
+        if let Some(lock) = s3.object_lock
+            && report.writable
+            && report.object_lock_enabled != Some(true)
+        {
+            let why = match enabled {
+                Ok(Some(_)) => "the bucket does not have Object Lock enabled (it can only be enabled on a versioned bucket, usually when it is created)".to_owned(),
+                Ok(None) => "the server does not tell whether the bucket has Object Lock".to_owned(),
+                Err(e) => format!("cannot read the bucket's Object Lock configuration: {e}"),
+            };
+            report.writable = false;
+            report.error = Some(format!(
+                "bucket {}: the target asks for Object Lock ({lock}) but {why}: use a bucket created with Object Lock, or remove objectLock from the target",
+                s3.bucket
+            ));
+        }
+    } else {
         let dir = std::path::Path::new(spec.strip_prefix("file:").unwrap_or(spec));
         report.bytes_used = Selection::default().size_below(dir, &std::sync::atomic::AtomicBool::new(false));
         if let Ok(fs) = rustix::fs::statvfs(dir) {
@@ -275,20 +293,25 @@ pub(super) fn verify(ctx: &Context, read_data: bool) -> Result<(), CliError> {
         ctx.print_json(
             &json!({"type": "verify", "ok": report.is_ok(), "snapshots": report.snapshots,
                                "packs_read": report.packs_read, "blobs_read": report.blobs_read,
-                               "problems": report.problems, "notes": report.notes}),
+                               "problems": report.problems, "notes": report.notes,
+                               "archived": report.archived}),
         );
     } else {
         for note in &report.notes {
             println!("note: {note}");
         }
+        for archived in &report.archived {
+            println!("archived: {archived}");
+        }
         for problem in &report.problems {
             println!("PROBLEM: {problem}");
         }
         println!(
-            "{} snapshots checked, {} packs and {} blobs read: {}",
+            "{} snapshots checked, {} packs and {} blobs read, {} packs archived (not read): {}",
             report.snapshots,
             report.packs_read,
             report.blobs_read,
+            report.archived.len(),
             if report.is_ok() { "no problems" } else { "DAMAGE FOUND" }
         );
     }

@@ -16,6 +16,7 @@ use crate::restorer::{self, RestoreOptions};
 pub(super) fn restore(ctx: &Context, args: &RestoreArgs) -> Result<(), CliError> {
     let repo = ctx.open_indexed()?;
     let (id, snapshot) = repo.find_tagged_snapshot(&args.snapshot, &args.tags)?;
+    crate::archive::make_snapshot_readable(&repo, &snapshot, ctx.archive_wait())?;
     let counters = Arc::new(Counters::default());
     if let Some(name) = &args.stream {
         let mut stdout = std::io::stdout().lock();

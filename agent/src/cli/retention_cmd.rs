@@ -6,7 +6,6 @@ use serde_json::json;
 use super::CliError;
 use super::args::{ForgetArgs, PruneArgs};
 use super::context::{Context, write_report};
-use crate::backend::FileKind;
 use crate::id::Id;
 use crate::prune::{self, PruneOptions, PruneReport};
 use crate::retention;
@@ -112,13 +111,9 @@ pub(super) fn forget(ctx: &Context, args: &ForgetArgs) -> Result<(), CliError> {
             .collect();
         retention::apply(&series, &policy)
     };
+    let mut decisions = decisions;
+    prune::forget_decided(&repo, &mut decisions, args.dry_run)?;
     let removed: Vec<&retention::Decision> = decisions.iter().filter(|d| !d.keep).collect();
-    if !args.dry_run {
-        for d in &removed {
-            repo.backend().delete(FileKind::Snapshot, &d.id.to_hex())?;
-            tracing::info!(snapshot = %d.id, "snapshot forgotten");
-        }
-    }
     let kept = decisions.len() - removed.len();
     let gc = if args.prune {
         Some(prune::collect_garbage(

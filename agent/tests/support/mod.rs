@@ -4,7 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod archive_server;
 pub mod db;
+pub mod versity;
 
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -128,6 +130,20 @@ impl Repo {
                     server: Some(server),
                 }
             }
+        }
+    }
+
+    /// A repository at `spec` (with `credentials=HORT_TARGET_0`) on an S3 server the test
+    /// started at `endpoint`.
+    pub fn on_server(spec: String, endpoint: &str) -> Self {
+        Self {
+            kind: Kind::S3,
+            spec,
+            files: PathBuf::new(),
+            strategy: None,
+            endpoint: Some(endpoint.to_owned()),
+            _dir: None,
+            server: None,
         }
     }
 

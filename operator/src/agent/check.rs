@@ -49,6 +49,7 @@ pub fn target_statuses(spec: &StorageGroupSpec, report: &CheckReport, at: &Time)
             bytes_used: found.bytes_used,
             bytes_free: found.bytes_free,
             missing_files: found.missing_files,
+            object_lock_enabled: found.object_lock_enabled,
             last_check_time: Some(at.clone()),
             message: found.error.clone(),
         })
@@ -252,6 +253,33 @@ mod tests {
         parsed.targets[1].missing_files = Some(0);
         let statuses = target_statuses(&spec, &parsed, &now());
         assert_eq!(readiness(&spec, &statuses).reason, "TargetsHealthy");
+    }
+
+    #[test]
+    fn a_target_whose_bucket_lacks_the_object_lock_it_asks_for_is_named() {
+        let spec = spec("Mirror");
+        let mut parsed = parse_report(&report(true), &spec).unwrap();
+        parsed.targets[0].object_lock_enabled = Some(true);
+        parsed.targets[1] = hort_protocol::TargetReport {
+            reachable: true,
+            writable: false,
+            object_lock_enabled: Some(false),
+            error: Some("bucket plain: the target asks for Object Lock (compliance:7) but the bucket does not have Object Lock enabled".into()),
+            ..Default::default()
+        };
+        let statuses = target_statuses(&spec, &parsed, &now());
+        assert_eq!(
+            (statuses[0].object_lock_enabled, statuses[1].object_lock_enabled),
+            (Some(true), Some(false))
+        );
+        let observation = readiness(&spec, &statuses);
+        assert_eq!(observation.reason, "Degraded");
+        assert!(
+            observation
+                .message
+                .contains("target \"b\": bucket plain: the target asks for Object Lock"),
+            "{observation:?}"
+        );
     }
 
     #[test]

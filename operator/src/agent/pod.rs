@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use hort_crds::common::{AgentPodOverrides, DatabaseTls, TlsMode};
-use hort_crds::storage_group::{StorageGroupSpec, Strategy};
+use hort_crds::storage_group::{ObjectLock, ObjectLockMode, StorageGroupSpec, Strategy};
 use hort_protocol::command::DATABASE_CA_FILE;
 use hort_protocol::{AgentCommand, Location, PROTOCOL_VERSION, S3Location, env};
 use k8s_openapi::api::core::v1::{
@@ -156,6 +156,17 @@ pub fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
     }
 }
 
+/// A target's Object Lock as the agent reads it in its location.
+fn object_lock(lock: &ObjectLock) -> hort_protocol::ObjectLock {
+    hort_protocol::ObjectLock {
+        mode: match lock.mode {
+            ObjectLockMode::Governance => hort_protocol::LockMode::Governance,
+            ObjectLockMode::Compliance => hort_protocol::LockMode::Compliance,
+        },
+        days: lock.retention_days,
+    }
+}
+
 /// How the agent reaches the repository of the group with `spec`.
 pub fn repository_access(spec: &StorageGroupSpec) -> RepositoryAccess {
     let mut access = RepositoryAccess::default();
@@ -181,6 +192,7 @@ pub fn repository_access(spec: &StorageGroupSpec) -> RepositoryAccess {
                 region: Some(s3.region.clone()),
                 path_style: Some(s3.force_path_style),
                 storage_class: s3.storage_class.clone(),
+                object_lock: s3.object_lock.as_ref().map(object_lock),
                 credentials: Some(prefix),
             }));
         }
@@ -393,7 +405,8 @@ targets:
   - name: offsite
     weight: 3
     s3: {endpoint: "https://s3.example.com", bucket: backups, prefix: k8s, region: eu-west-1,
-         forcePathStyle: true, storageClass: STANDARD_IA, credentialsSecretRef: {name: offsite}}
+         forcePathStyle: true, storageClass: STANDARD_IA, credentialsSecretRef: {name: offsite},
+         objectLock: {mode: Compliance, retentionDays: 30}}
 encryption: {keySecretRef: {name: repo-key, key: pw}}
 "#,
         );
@@ -402,7 +415,7 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
             env(&access, "HORT_REPOSITORY").value.as_deref(),
             Some(
                 "/targets/disk/hort,s3://backups/k8s?endpoint=https://s3.example.com&region=eu-west-1\
-                 &path-style=true&storage-class=STANDARD_IA&credentials=HORT_TARGET_1"
+                 &path-style=true&storage-class=STANDARD_IA&object-lock=compliance:30&credentials=HORT_TARGET_1"
             )
         );
         assert_eq!(env(&access, "HORT_STRATEGY").value.as_deref(), Some("mirror"));

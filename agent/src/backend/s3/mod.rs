@@ -4,6 +4,10 @@
 //! SDK's standard retry mode (exponential backoff with jitter) for transient failures.
 //!
 //! The engine is synchronous; this backend owns a small Tokio runtime and blocks on it.
+//! Object Lock retention is in [`lock`], archive storage classes in [`archive`].
+
+mod archive;
+mod lock;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,8 +19,10 @@ use aws_sdk_s3::config::{
     StalledStreamProtectionConfig,
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, StorageClass};
+use hort_protocol::ObjectLock;
 use tracing::{debug, warn};
 
 use super::{Backend, BackendError, FileKind};
@@ -52,6 +58,8 @@ pub struct S3Config {
     pub max_attempts: u32,
     /// Storage class of new objects (e.g. `STANDARD_IA`); the bucket's default if `None`.
     pub storage_class: Option<String>,
+    /// Object Lock retention put on the objects of [`FileKind::is_locked`] kinds.
+    pub object_lock: Option<ObjectLock>,
 }
 
 impl std::fmt::Debug for S3Config {
@@ -66,6 +74,7 @@ impl std::fmt::Debug for S3Config {
             .field("force_path_style", &self.force_path_style)
             .field("max_attempts", &self.max_attempts)
             .field("storage_class", &self.storage_class)
+            .field("object_lock", &self.object_lock)
             .finish()
     }
 }
@@ -77,6 +86,7 @@ pub struct S3Backend {
     bucket: String,
     prefix: String,
     storage_class: Option<StorageClass>,
+    object_lock: Option<ObjectLock>,
     /// The endpoint, when not the provider's default: it tells targets in one bucket and
     /// prefix on different servers apart in messages.
     endpoint: Option<String>,
@@ -219,6 +229,7 @@ impl S3Backend {
             bucket: config.bucket,
             prefix: config.prefix.trim_matches('/').to_owned(),
             storage_class: config.storage_class.as_deref().map(StorageClass::from),
+            object_lock: config.object_lock,
             endpoint: config.endpoint,
         })
     }
@@ -272,6 +283,23 @@ impl S3Backend {
                     Some(404) => BackendError::NotFound {
                         location: location.clone(),
                     },
+                    Some(403)
+                        if e.as_service_error()
+                            .is_some_and(GetObjectError::is_invalid_object_state) =>
+                    {
+                        let class = match e.as_service_error() {
+                            Some(GetObjectError::InvalidObjectState(state)) => {
+                                state.storage_class().map(|c| c.to_string())
+                            }
+                            _ => None,
+                        };
+                        BackendError::Archived {
+                            location: location.clone(),
+                            class: class
+                                .or_else(|| self.storage_class.as_ref().map(|c| c.to_string()))
+                                .unwrap_or_else(|| "unknown".into()),
+                        }
+                    }
                     Some(416) => BackendError::Truncated {
                         location: location.clone(),
                         offset: 0,
@@ -301,15 +329,21 @@ impl S3Backend {
                 } else {
                     None
                 };
+                let (mode, until) = self.lock_for(kind);
                 if source.len() > MULTIPART_THRESHOLD as u64 {
-                    return self.put_multipart(key, class, source, &location).await;
+                    return self.put_multipart(key, kind, class, source, &location).await;
                 }
                 self.client
                     .put_object()
                     .bucket(&self.bucket)
                     .key(key)
                     .set_storage_class(class)
+                    .set_object_lock_mode(mode)
+                    .set_object_lock_retain_until_date(until)
+                    .set_checksum_algorithm(self.checksum(kind))
                     .body(source.part(0, source.len()).stream(&location).await?)
+                    .customize()
+                    .config_override(self.checksum_config(kind))
                     .send()
                     .await
                     .map_err(|e| remote(location.clone(), e))?;
@@ -321,16 +355,22 @@ impl S3Backend {
     async fn put_multipart(
         &self,
         key: String,
+        kind: FileKind,
         class: Option<StorageClass>,
         source: Source<'_>,
         location: &str,
     ) -> Result<(), BackendError> {
+        let (mode, until) = self.lock_for(kind);
+        let checksum = self.checksum(kind);
         let created = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(&key)
             .set_storage_class(class)
+            .set_object_lock_mode(mode)
+            .set_object_lock_retain_until_date(until)
+            .set_checksum_algorithm(checksum.clone())
             .send()
             .await
             .map_err(|e| remote(location.to_owned(), e))?;
@@ -353,24 +393,35 @@ impl S3Backend {
                     .bucket(&self.bucket)
                     .key(&key)
                     .upload_id(&upload_id)
-                    .part_number(number);
+                    .part_number(number)
+                    .set_checksum_algorithm(checksum.clone());
+                let config = self.checksum_config(kind);
                 let location = location.to_owned();
                 async move {
                     let out = request
                         .body(body.stream(&location).await?)
+                        .customize()
+                        .config_override(config)
                         .send()
                         .await
                         .map_err(|e| remote(location, e))?;
-                    Ok::<_, BackendError>((number, out.e_tag().map(str::to_owned)))
+                    let crc = out.checksum_crc32().map(str::to_owned);
+                    Ok::<_, BackendError>((number, out.e_tag().map(str::to_owned), crc))
                 }
             });
             let mut parts = Vec::new();
             for upload in uploads.map(tokio::spawn).collect::<Vec<_>>() {
-                let (number, etag) = upload.await.map_err(|e| BackendError::Remote {
+                let (number, etag, crc) = upload.await.map_err(|e| BackendError::Remote {
                     location: location.to_owned(),
                     message: e.to_string(),
                 })??;
-                parts.push(CompletedPart::builder().part_number(number).set_e_tag(etag).build());
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(etag)
+                        .set_checksum_crc32(crc)
+                        .build(),
+                );
             }
             self.client
                 .complete_multipart_upload()
@@ -480,17 +531,33 @@ impl Backend for S3Backend {
     }
 
     fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
-        let location = self.location(kind, name);
-        self.runtime.block_on(async {
-            self.client
-                .delete_object()
-                .bucket(&self.bucket)
-                .key(self.key(kind, name))
-                .send()
-                .await
-                .map_err(|e| remote(location, e))?;
-            Ok(())
-        })
+        self.delete_unless_retained(kind, name)
+    }
+
+    fn retained_until(
+        &self,
+        kind: FileKind,
+        name: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, BackendError> {
+        if self.object_lock.is_none() {
+            return Ok(None);
+        }
+        Ok(self.retention(kind, name)?.until)
+    }
+
+    fn object_lock_enabled(&self) -> Result<Option<bool>, BackendError> {
+        self.lock_configuration()
+    }
+
+    fn archives(&self) -> bool {
+        self.storage_class.as_ref().is_some_and(archive::is_archive_class)
+    }
+
+    fn make_readable(&self, names: &[String], wait: Duration) -> Result<Vec<String>, BackendError> {
+        if !self.archives() {
+            return Ok(Vec::new());
+        }
+        self.restore_archived(names, wait)
     }
 }
 
@@ -510,6 +577,7 @@ mod tests {
             force_path_style: true,
             max_attempts: 1,
             storage_class: None,
+            object_lock: None,
         };
         let debug = format!("{config:?}");
         assert!(!debug.contains("hunter2") && debug.contains("AKIDEXAMPLE"), "{debug}");

@@ -1,0 +1,105 @@
+//! A target with an archive storage class (`DEEP_ARCHIVE`), against an in-process S3 server
+//! that refuses to read archived objects until their restore was requested and completed
+//! (`support::archive_server`): only data packs are archived (tree packs, index and
+//! snapshots stay readable), verify and prune go on and say what is archived, and a restore
+//! requests the restore of every pack it needs, then fails naming them or, with
+//! `--archive-wait`, waits and restores.
+
+mod support;
+
+use std::fs;
+use std::sync::atomic::Ordering;
+
+use support::{Repo, archive_server, noise, summary};
+
+#[test]
+fn archived_packs_are_restored_on_request_and_verify_and_prune_go_on() {
+    let (endpoint, seen, _root) = archive_server::start();
+    let repo = Repo::on_server(
+        "s3://hort/repo?credentials=HORT_TARGET_0&storage-class=DEEP_ARCHIVE".into(),
+        &endpoint,
+    );
+    repo.init();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("dir")).unwrap();
+    fs::write(src.join("a"), noise(1, 300_000)).unwrap();
+    fs::write(src.join("dir/b"), noise(2, 200_000)).unwrap();
+    repo.backup(&src, &[]);
+    fs::write(src.join("a"), noise(3, 300_000)).unwrap();
+    repo.backup(&src, &[]);
+
+    // Data packs only: the tree packs, like the index and snapshots, stay readable.
+    let archived = seen.archived_keys();
+    assert!(!archived.is_empty());
+    assert!(archived.iter().all(|k| k.starts_with("repo/data/")), "{archived:?}");
+    let listing = repo.ok(&["ls", "latest"]);
+    assert!(listing.contains("dir/b"), "{listing}");
+
+    // verify reads what it can and lists the archived packs apart: not damage.
+    let out = repo.ok(&["verify", "--read-data"]);
+    let report: serde_json::Value = out.lines().find_map(|l| serde_json::from_str(l).ok()).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["archived"].as_array().unwrap().len(), archived.len(), "{report}");
+    assert!(
+        report["archived"][0].as_str().unwrap().contains("DEEP_ARCHIVE"),
+        "{report}"
+    );
+
+    // prune walks the trees and deletes an unused archived pack (file `a` of the first backup).
+    repo.ok(&["prune", "--keep-last", "1", "--grace", "0"]);
+    let swept = summary(&repo.ok(&["prune", "--keep-last", "1", "--grace", "0"]));
+    assert_eq!(swept["gc"]["deleted"].as_array().unwrap().len(), 1, "{swept}");
+    let archived = seen.archived_keys();
+
+    // A restore without a wait requests every pack's restore and fails, naming them.
+    let target = work.path().join("restored");
+    let out = repo.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("DEEP_ARCHIVE") && stderr.contains("RestoreObject") && stderr.contains(&archived[0]),
+        "{stderr}"
+    );
+    assert_eq!(seen.restore_requests.load(Ordering::SeqCst), archived.len());
+    assert!(
+        !target.join("a").exists(),
+        "nothing is written before the packs are readable"
+    );
+
+    // With a wait, the restore waits for them (requested once, not again) and restores.
+    repo.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--archive-wait",
+        "1m",
+    ]);
+    assert_eq!(seen.restore_requests.load(Ordering::SeqCst), archived.len());
+    assert_eq!(fs::read(target.join("a")).unwrap(), noise(3, 300_000));
+    assert_eq!(fs::read(target.join("dir/b")).unwrap(), noise(2, 200_000));
+}
+
+#[test]
+fn a_mirror_with_a_readable_target_restores_without_touching_the_archive() {
+    let (endpoint, seen, _root) = archive_server::start();
+    let disk = tempfile::tempdir().unwrap();
+    let mut repo = Repo::on_server(
+        format!(
+            "{},s3://hort/repo?credentials=HORT_TARGET_0&storage-class=GLACIER",
+            disk.path().join("repo").display()
+        ),
+        &endpoint,
+    );
+    repo.strategy = Some("mirror");
+    repo.init();
+    let work = tempfile::tempdir().unwrap();
+    fs::write(work.path().join("f"), noise(4, 100_000)).unwrap();
+    repo.backup(work.path(), &[]);
+    assert!(!seen.archived_keys().is_empty());
+    let target = work.path().join("restored");
+    repo.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(fs::read(target.join("f")).unwrap(), noise(4, 100_000));
+    assert_eq!(seen.restore_requests.load(Ordering::SeqCst), 0);
+}
