@@ -30,6 +30,10 @@
 #   hooks               backup hooks run in the application pod (pre before the data is read, post
 #                       after); a failing pre hook fails the job before any data is read, and the
 #                       post hooks still run
+#   mirror-outage       a Mirror group of an S3 server and a PVC: with the S3 server scaled to 0
+#                       a backup succeeds and names the target behind, the group stays Ready
+#                       (Degraded); back up, the group's check copies what it missed; with the PVC
+#                       target's data deleted, a restore of the backup made during the outage matches
 #   csi-snapshot        a writer appends checksummed records to two files; a CSI backup (snapshot
 #                       between hooks that hold the writer) restores whole records of one point
 #                       in time, and the snapshot and its temporary claim are gone; `snapshot:
@@ -47,7 +51,7 @@ source "$HERE/lib.sh"
 KUBECONFIG="${KUBECONFIG:-$("$HERE/cluster.sh" kubeconfig)}"
 export KUBECONFIG
 
-ALL_CASES=(namespaced groups-ready wrong-s3-key volume-restore postgres-rename mariadb-table agent-killed operator-restart schedule-retention invalid-specs hooks csi-snapshot rbac-audit)
+ALL_CASES=(namespaced groups-ready wrong-s3-key volume-restore postgres-rename mariadb-table agent-killed operator-restart schedule-retention invalid-specs hooks mirror-outage csi-snapshot rbac-audit)
 KEEP=0
 CASES=()
 for a in "$@"; do
@@ -614,6 +618,77 @@ EOF
     test -z "$(kc get volumesnapshotcontents -o jsonpath="{.items[?(@.spec.volumeSnapshotRef.namespace==\"$ns\")].metadata.name}")"
 }
 
+case_mirror-outage() {
+  local ns=hort-e2e-mirror-outage
+  case_namespace $ns
+  # An S3 server of this case's own: taking it down touches no other case.
+  deploy_s3 $ns "$S3_ACCESS" "$S3_SECRET" mirror
+  wait_servers $ns s3
+  fill_claim $ns 1Gi 'mkdir -p docs; seq 1 50000 > docs/numbers.txt; head -c 5000000 /dev/urandom > blob.bin'
+  kc -n $ns apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: backup-disk, labels: {hort.dev/usable: "true"}}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: hort.dev/v1alpha1
+kind: StorageGroup
+metadata: {name: mirror}
+spec:
+  strategy: Mirror
+  targets:
+    - name: s3
+      s3: {endpoint: "http://s3.$ns.svc:9000", bucket: mirror, prefix: m, forcePathStyle: true,
+           credentialsSecretRef: {name: s3-credentials}}
+    - name: disk
+      pvc: {claimName: backup-disk, subPath: hort}
+  encryption:
+    keySecretRef: {name: hort-repository-password}
+  checkIntervalSeconds: 30
+EOF
+  wait_ready $ns storagegroup/mirror 180
+  volume_job $ns before mirror
+  wait_phase $ns backupjob/before Succeeded 300
+  # The S3 target goes down; new data is backed up to the disk alone.
+  kc -n $ns scale deployment/s3 --replicas=0 >/dev/null
+  kc -n $ns wait --for=delete pod -l app=s3 --timeout=60s >/dev/null
+  run_pod $ns more hort.local/busybox:stable 'head -c 3000000 /dev/urandom > /data/more.bin; sync' data /data >/dev/null
+  local sums; sums="$(run_pod $ns sums hort.local/busybox:stable 'cd /data && find . -type f | sort | xargs md5sum' data /data)"
+  volume_job $ns during mirror
+  wait_phase $ns backupjob/during Succeeded 300
+  local message; message="$(jp $ns backupjob/during '{.status.message}')"
+  note "during the outage: $message"
+  check "the backup says which target is behind" grep -q 'targets behind.*s3' <<<"$message"
+  wait_until 120 "the group's check finds the S3 target unreachable" \
+    test "$(jp $ns storagegroup/mirror '{.status.targets[?(@.name=="s3")].reachable}')" == false
+  note "group: $(condition_message $ns storagegroup/mirror Ready)"
+  check "the group stays Ready (Degraded) with one target down" is_ready $ns storagegroup/mirror
+  # It comes back, empty (the test server keeps its data in its pod), as a target added later
+  # would: the group's check copies everything it lacks.
+  kc -n $ns scale deployment/s3 --replicas=1 >/dev/null
+  wait_servers $ns s3
+  wait_until 180 "the S3 target reachable and level again (missingFiles 0)" \
+    test "$(jp $ns storagegroup/mirror '{.status.targets[?(@.name=="s3")].reachable}/{.status.targets[?(@.name=="s3")].missingFiles}')" == true/0
+  note "after resync: $(jp $ns storagegroup/mirror '{.status.targets}')"
+  # The disk target's data is lost: the S3 target alone restores the backup made without it.
+  run_pod $ns wipe hort.local/busybox:stable 'rm -rf /disk/hort; ls -la /disk' backup-disk /disk >/dev/null
+  kc -n $ns apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: RestoreRequest
+metadata: {name: during}
+spec:
+  storageGroupRef: {name: mirror}
+  source: {backupJobRef: {name: during}}
+  target:
+    volume: {claimName: restored, storageClassName: local-path, size: 1Gi}
+EOF
+  wait_phase $ns restorerequest/during Succeeded 300
+  local back; back="$(run_pod $ns back hort.local/busybox:stable 'cd /data && find . -type f | sort | xargs md5sum' restored /data)"
+  check "the restore from the resynced S3 target matches the data backed up during the outage" test "$back" == "$sums"
+}
+
 case_agent-killed() {
   local ns=hort-e2e-agent-killed
   case_namespace $ns
@@ -861,6 +936,7 @@ run_case mariadb-table "MariaDB backup to a PVC target, restore one table, rows 
 run_case agent-killed "agent pod deleted mid-backup (progress shown first): retried, Succeeded, verify OK; restore progress shown"
 run_case operator-restart "operator deleted mid-backup: finishes once, exactly one snapshot"
 run_case hooks "backup hooks run in the application pod; a failing pre hook fails the job before any data is read"
+run_case mirror-outage "Mirror group: S3 target down, backups go on (Degraded), resync levels it, the other target lost, restore matches"
 run_case csi-snapshot "CSI snapshot between hooks: restored records are one point in time; None reads live and says so"
 run_case schedule-retention "Schedule every minute, keepLast 1: two runs, prune ran, old snapshot gone"
 run_case rbac-audit "the chart's RBAC against the audit log: every verb granted was used, none forbidden"
