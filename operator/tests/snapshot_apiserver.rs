@@ -252,3 +252,49 @@ async fn auto_reads_live_when_the_cluster_cannot_snapshot_and_csi_fails() {
     assert!(env.metrics.render().contains(&expected), "missing {expected}");
     env.stop().await;
 }
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn nothing_is_left_when_the_backup_fails_or_the_job_is_deleted() {
+    let env = TestEnv::start("hort-snapshot-leak", Clock::System).await;
+    let (jobs, pods, claims) = (
+        env.api::<BackupJob>(),
+        env.api::<Pod>(),
+        env.api::<PersistentVolumeClaim>(),
+    );
+    let snapshots = volume_snapshot::api(&env.client, &env.ns);
+    ready_s3_group(&env.client, &env.ns).await;
+    usable_claim(&env.client, &env.ns, "data").await;
+    let ready = json!({"boundVolumeSnapshotContentName": "c", "creationTime": "2026-11-30T05:00:00Z",
+                       "readyToUse": true});
+    for name in ["fails", "deleted"] {
+        create(
+            &jobs,
+            json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": name},
+                   "spec": {"storageGroupRef": {"name": "s3"}, "backoffLimit": 0,
+                            "source": {"volume": {"claimName": "data", "snapshot": "CSI"}}}}),
+        )
+        .await;
+        let attempt = format!("{name}-1");
+        wait_for(&snapshots, &attempt, "the attempt's VolumeSnapshot", |_| true).await;
+        controller_says(&snapshots, &attempt, ready.clone()).await;
+        wait_for(&pods, &attempt, "the agent pod", |_| true).await;
+        assert!(claims.get_opt(&attempt).await.unwrap().is_some());
+    }
+
+    // The agent fails: the job fails and its snapshot, claim and pod go.
+    finish_pod(&pods, "fails-1", 2, "error: no space left on device").await;
+    wait_for(&jobs, "fails", "phase Failed", |j| {
+        j.status.as_ref().is_some_and(|s| s.phase == Phase::Failed)
+    })
+    .await;
+    wait_until_released(&snapshots, &claims, "fails-1").await;
+    assert!(gone(&pods, "fails-1").await, "the failed agent pod is deleted");
+
+    // The job is deleted while its agent runs: the finalizer stops the pod, the garbage
+    // collector removes what the job owned.
+    jobs.delete("deleted", &Default::default()).await.unwrap();
+    wait_until_released(&snapshots, &claims, "deleted-1").await;
+    assert!(gone(&pods, "deleted-1").await, "the agent pod is deleted with its job");
+    env.stop().await;
+}
