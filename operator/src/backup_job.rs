@@ -574,10 +574,16 @@ async fn start_attempt(
     let selected: Vec<PersistentVolumeClaim> =
         match job.spec.source.volume.as_ref().and_then(|v| v.claim_selector.as_ref()) {
             Some(labels) => {
-                Resolver::new(&ctx.client, &namespace)
+                let (selected, problems) = Resolver::new(&ctx.client, &namespace)
                     .selected_claims(labels, "spec.source.volume.claimSelector")
-                    .await?
-                    .0
+                    .await?;
+                // The claims changed since the check above: the next look checks them again.
+                if !problems.is_empty() {
+                    status.phase = Phase::Pending;
+                    status.message = Some(format!("waiting: {}", references::describe(&problems)));
+                    return Ok(Begin::WaitingForReference);
+                }
+                selected
             }
             None => vec![],
         };

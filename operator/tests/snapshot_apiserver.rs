@@ -642,3 +642,67 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn auto_reads_the_selected_claims_live_when_the_cluster_cannot_snapshot_them() {
+    let env = TestEnv::start("hort-group-auto", Clock::System).await;
+    let (jobs, pods, claims) = (
+        env.api::<BackupJob>(),
+        env.api::<Pod>(),
+        env.api::<PersistentVolumeClaim>(),
+    );
+    let snapshots = volume_snapshot::api(&env.client, &env.ns);
+    let groups = group_snapshot::api(&env.client, &env.ns);
+    ready_s3_group(&env.client, &env.ns).await;
+    labelled_claim(&claims, "db", json!({"app": "shop"}), true).await;
+    labelled_claim(&claims, "wal", json!({"app": "shop"}), true).await;
+    create(
+        &jobs,
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": "auto"},
+               "spec": {"storageGroupRef": {"name": "s3"}, "backoffLimit": 0,
+                        "source": {"volume": {"claimSelector": {"app": "shop"}, "snapshot": "Auto"}}}}),
+    )
+    .await;
+    wait_for(&groups, "auto-1", "the attempt's VolumeGroupSnapshot", |_| true).await;
+    groups
+        .patch_status(
+            "auto-1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"error": {"message": "cannot find default group snapshot class"}}})),
+        )
+        .await
+        .unwrap();
+    // Nor can the claims be snapshotted one by one: the live claims are read.
+    let no_class = json!({"readyToUse": false,
+                          "error": {"message": "cannot find default snapshot class for driver local-path"}});
+    for name in ["auto-1-0", "auto-1-1"] {
+        wait_for(&snapshots, name, "a VolumeSnapshot per claim", |_| true).await;
+        controller_says(&snapshots, name, no_class.clone()).await;
+    }
+    wait_for(&pods, "auto-1", "the agent pod", |_| true).await;
+    let pod = pods.get("auto-1").await.unwrap();
+    assert_eq!(
+        source_mounts(&pod),
+        [
+            ("/source/db".to_string(), "db".to_string()),
+            ("/source/wal".to_string(), "wal".to_string())
+        ]
+    );
+    wait_for(&jobs, "auto", "the condition saying the claims are read live", |j| {
+        condition(j, "VolumeSnapshot").is_some_and(|c| {
+            c.status == "False"
+                && c.reason == "SnapshotUnavailable"
+                && c.message.starts_with("the claims with labels app=shop are read live")
+                && c.message.contains("cannot find default snapshot class")
+        }) && j.status.as_ref().is_some_and(|s| s.volume_snapshot.is_none())
+    })
+    .await;
+    // What the attempt could not use is gone already, while the live read runs.
+    for name in ["auto-1-0", "auto-1-1"] {
+        wait_until_released(&snapshots, &claims, name).await;
+    }
+    wait_until_gone(&groups, "auto-1").await;
+    assert!(!gone(&pods, "auto-1").await, "the live read's pod stays");
+    env.stop().await;
+}
