@@ -168,17 +168,38 @@ fn default_mariadb_port() -> u16 {
     3306
 }
 
-/// The files of a PersistentVolumeClaim.
+/// The files of a PersistentVolumeClaim, or of several claims of one application selected by
+/// their labels.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.claimName) != has(self.claimSelector)")
+    .message("set exactly one of volume.claimName (one claim) or volume.claimSelector (every claim with these labels); remove the other"))]
 #[x_kube(validation = Rule::new("self.snapshot != 'None' || !has(self.volumeSnapshotClassName)")
     .message("volume.volumeSnapshotClassName is set but volume.snapshot is None; remove the class or set snapshot to Auto or CSI")
     .field_path(".volumeSnapshotClassName"))]
+#[x_kube(validation = Rule::new("!has(self.volumeGroupSnapshotClassName) || (has(self.claimSelector) && self.snapshot != 'None')")
+    .message("volume.volumeGroupSnapshotClassName needs volume.claimSelector and snapshot Auto or CSI; remove the class or select the claims with claimSelector")
+    .field_path(".volumeGroupSnapshotClassName"))]
 pub struct VolumeSource {
     /// Name of the claim, in this namespace. Its owner allows Hort to use it with the label `hort.dev/usable: "true"`;
-    /// without it the job fails (reason `InvalidReference`) before any data is read.
+    /// without it the job fails (reason `InvalidReference`) before any data is read. The claim
+    /// is mounted at the root of the backup (`/source`). Exactly one of `claimName` and
+    /// `claimSelector` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
-    pub claim_name: String,
+    pub claim_name: Option<String>,
+    /// Labels that select the claims to back up, like a pod's `nodeSelector`: every claim in
+    /// this namespace that has all of them is backed up in one snapshot, at one point in time
+    /// (one VolumeGroupSnapshot where the cluster serves them, else one VolumeSnapshot per claim,
+    /// all between the same pre and post hooks). Each claim is mounted at `/source/CLAIM`, so
+    /// `paths` and `exclude` start with the claim's name (`paths: [db]` is claim `db`). Every
+    /// selected claim must be marked `hort.dev/usable: "true"` by its owner, else the job fails
+    /// (reason `InvalidReference`) naming the claim; while no claim matches, the job waits
+    /// (Pending). The backup's host name is `NAMESPACE/` and the labels as `k=v` sorted and
+    /// joined by `,`, the same from run to run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.size() > 0").message("volume.claimSelector needs at least one label"))]
+    pub claim_selector: Option<BTreeMap<String, String>>,
     /// Paths inside the volume to back up, relative to its root; the whole volume when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self.all(p, !p.startsWith('/') && !p.matches('(^|/)[.][.](/|$)'))")
@@ -207,9 +228,16 @@ pub struct VolumeSource {
     #[serde(default)]
     pub snapshot: SnapshotMode,
     /// VolumeSnapshotClass of the snapshots (`Auto` and `CSI`); when unset, the cluster's default
-    /// class for the claim's CSI driver.
+    /// class for the claim's CSI driver. With `claimSelector` it is the class of the
+    /// VolumeSnapshots taken one per claim where no VolumeGroupSnapshot can be taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_snapshot_class_name: Option<String>,
+    /// VolumeGroupSnapshotClass of the group snapshot of a `claimSelector` (`Auto` and `CSI`);
+    /// when unset, the cluster's default group class for the claims' CSI driver. Where no class
+    /// applies (or the cluster serves no `groupsnapshot.storage.k8s.io/v1`), the claims are
+    /// snapshotted one by one between the same hooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_group_snapshot_class_name: Option<String>,
 }
 
 /// Whether a volume is backed up from a CSI VolumeSnapshot.
@@ -335,25 +363,52 @@ pub struct BackupJobStatus {
     pub message: Option<String>,
 }
 
-/// The CSI VolumeSnapshot an attempt backs up. The snapshot, the temporary claim and the
+/// The CSI VolumeSnapshot an attempt backs up (or, for a `claimSelector`, its
+/// VolumeGroupSnapshot or its VolumeSnapshots). The snapshots, the temporary claims and the
 /// attempt's agent pod are deleted when the attempt ends; this record stays.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSnapshotRecord {
     /// The attempt that took it.
     pub attempt: u32,
-    /// Name of the VolumeSnapshot, in the job's namespace.
+    /// Name of the VolumeSnapshot, in the job's namespace (`claimName`); for a
+    /// `claimSelector`, the attempt's name, which its agent pod and VolumeGroupSnapshot carry.
     pub name: String,
-    /// Name of the temporary claim provisioned from it, which the agent pod reads.
+    /// Name of the temporary claim provisioned from it, which the agent pod reads
+    /// (`claimName` only).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub claim_name: String,
-    /// When the snapshot was cut (the VolumeSnapshot's `status.creationTime`): the point in
-    /// time the backup shows. Unset until the snapshot is ready to use.
+    /// Name of the VolumeGroupSnapshot the claims of a `claimSelector` were taken with; unset
+    /// when they were taken one VolumeSnapshot per claim (or for a `claimName`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// For a `claimSelector`: each selected claim, the VolumeSnapshot of it (a member of
+    /// `group`, or its own), and the temporary claim provisioned from that, which the agent
+    /// pod mounts at `/source/CLAIM`. The snapshot names are filled in once they are taken.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<ClaimSnapshot>,
+    /// When the snapshot was cut (the VolumeSnapshot's or the VolumeGroupSnapshot's
+    /// `status.creationTime`; of several VolumeSnapshots, the last one's): the point in time
+    /// the backup shows. Unset until the snapshot is ready to use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creation_time: Option<Time>,
     /// Seconds from the end of the pre hooks to the end of the post hooks: how long the
     /// application was held for the snapshot. Unset for a job without hooks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks_pause_seconds: Option<f64>,
+}
+
+/// One claim of a `claimSelector` snapshot.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimSnapshot {
+    /// The selected claim.
+    pub claim_name: String,
+    /// The VolumeSnapshot of it; empty until it is taken.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub snapshot: String,
+    /// The temporary claim provisioned from the snapshot.
+    pub temporary_claim: String,
 }
 
 /// Totals of a finished backup.

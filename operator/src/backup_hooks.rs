@@ -15,6 +15,7 @@ use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 
 use crate::agent::api;
+use crate::group_snapshot::{self, ClaimsPlan, ClaimsTaken};
 use crate::hook_runs::Runs;
 use crate::hooks;
 use crate::volume_snapshot::{self, SnapshotFailure, SnapshotPlan};
@@ -63,6 +64,14 @@ pub enum SnapshotOutcome {
         /// Seconds the hooks held the application.
         pause: Option<f64>,
     },
+    /// The claims of a selector were snapshotted (one group, or one VolumeSnapshot each) and
+    /// the post hooks ran; the agent pod reads the temporary claims.
+    ClaimsTaken {
+        /// What was taken.
+        taken: ClaimsTaken,
+        /// Seconds the hooks held the application.
+        pause: Option<f64>,
+    },
     /// The cluster cannot snapshot the claim (this says why): the agent pod reads the live
     /// volume (`Auto`), and the post hooks run after it.
     ReadLive(String),
@@ -82,6 +91,17 @@ pub enum AgentStart {
         /// The agent pod that reads the temporary claim.
         from_snapshot: Box<Pod>,
         /// The agent pod that reads the live claim (`Auto` only).
+        live: Option<Box<Pod>>,
+    },
+    /// The snapshots of a selector's claims (a group, or one each), then the post hooks, then
+    /// the temporary claims and the pod `from_snapshot` that reads them; or, when the cluster
+    /// cannot snapshot them and the plan allows it, the pod `live`.
+    Claims {
+        /// The snapshots and the temporary claims.
+        plan: Box<ClaimsPlan>,
+        /// The agent pod that reads the temporary claims.
+        from_snapshot: Box<Pod>,
+        /// The agent pod that reads the live claims (`Auto` only).
         live: Option<Box<Pod>>,
     },
 }
@@ -192,6 +212,45 @@ pub fn prologue(pods: Api<Pod>, job: &BackupJob, start: AgentStart) -> impl Futu
                     }
                 }
             }
+            AgentStart::Claims {
+                plan,
+                from_snapshot,
+                live,
+            } => {
+                let held = tokio::time::Instant::now();
+                match (group_snapshot::take(&pods.clone().into_client(), &plan).await, live) {
+                    (Ok(taken), _) => {
+                        // Post hooks only once every snapshot is ready.
+                        let post_failed = run_stage(&pods, "post", &post, &mut failures).await;
+                        let pause = (!pre.is_empty() || !post.is_empty()).then(|| held.elapsed().as_secs_f64());
+                        let claims = group_snapshot::temporary_claims(&plan, &taken);
+                        let snapshot = Some(SnapshotOutcome::ClaimsTaken { taken, pause });
+                        let outcome = match post_failed {
+                            Some(why) => Outcome::PostHookFailed(why),
+                            None => create_claims_and_pod(&pods, &claims, &from_snapshot).await,
+                        };
+                        return HookRun {
+                            failures,
+                            outcome,
+                            snapshot,
+                        };
+                    }
+                    (Err(SnapshotFailure::Unavailable(why)), Some(live)) => {
+                        (*live, Some(SnapshotOutcome::ReadLive(why)))
+                    }
+                    (Err(SnapshotFailure::Unavailable(why) | SnapshotFailure::Failed(why)), _) => {
+                        let outcome = match run_stage(&pods, "post", &post, &mut failures).await {
+                            Some(post) => Outcome::SnapshotFailed(format!("{why}; {post}")),
+                            None => Outcome::SnapshotFailed(why),
+                        };
+                        return HookRun {
+                            failures,
+                            outcome,
+                            snapshot: None,
+                        };
+                    }
+                }
+            }
         };
         let outcome = match api::create(&pods, &pod).await {
             Ok(()) => Outcome::Done,
@@ -214,16 +273,24 @@ pub fn prologue(pods: Api<Pod>, job: &BackupJob, start: AgentStart) -> impl Futu
 /// Creates the temporary claim of `plan` and then `pod`, which reads it (the post hooks ran
 /// already).
 async fn create_from_snapshot(pods: &Api<Pod>, plan: &SnapshotPlan, pod: &Pod) -> Outcome {
-    let claims: Api<PersistentVolumeClaim> =
-        Api::namespaced(pods.clone().into_client(), &plan.claim.namespace().unwrap_or_default());
-    match claims.create(&PostParams::default(), &plan.claim).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => {
-            return Outcome::PodNotCreated(format!(
-                "creating claim {:?} from the snapshot failed: {e}",
-                plan.claim.name_any()
-            ));
+    create_claims_and_pod(pods, std::slice::from_ref(&plan.claim), pod).await
+}
+
+/// Creates the temporary claims `temporary` and then `pod`, which reads them (the post hooks
+/// ran already).
+async fn create_claims_and_pod(pods: &Api<Pod>, temporary: &[PersistentVolumeClaim], pod: &Pod) -> Outcome {
+    for claim in temporary {
+        let claims: Api<PersistentVolumeClaim> =
+            Api::namespaced(pods.clone().into_client(), &claim.namespace().unwrap_or_default());
+        match claims.create(&PostParams::default(), claim).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => {
+                return Outcome::PodNotCreated(format!(
+                    "creating claim {:?} from the snapshot failed: {e}",
+                    claim.name_any()
+                ));
+            }
         }
     }
     match api::create(pods, pod).await {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use hort_crds::backup_job::{BackupJob, BackupJobStatus, SnapshotMode, VolumeSnapshotRecord};
+use hort_crds::backup_job::{BackupJob, BackupJobStatus, ClaimSnapshot, SnapshotMode, VolumeSnapshotRecord};
 use hort_crds::common::{Phase, Progress};
 use hort_crds::storage_group::StorageGroup;
 use hort_protocol::BackupReport;
@@ -14,6 +14,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
+use crate::agent::backup::SourceClaim;
 use crate::agent::check::human_bytes;
 use crate::agent::pod::{self, AgentPod};
 use crate::agent::{api, backup, outcome};
@@ -22,6 +23,7 @@ use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::events;
+use crate::group_snapshot;
 use crate::hook_runs::Poll;
 use crate::hooks::{self, AttemptFacts, HookStep, PodState};
 use crate::references::{self, Resolver};
@@ -114,7 +116,7 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
     // (also when the operator restarted before it took in how the prologue ended).
     if let (Some(record), Some(pod)) = (&status.volume_snapshot, &current)
         && record.attempt == status.attempts
-        && outcome::reads_claim(pod, &record.claim_name)
+        && temporary_claims(record).any(|claim| outcome::reads_claim(pod, claim))
     {
         status.post_hooks_attempt = Some(status.attempts);
     }
@@ -366,10 +368,31 @@ async fn record_snapshot(
             let cut = cut.as_ref().map_or("an unknown time".to_string(), |t| t.0.to_string());
             backup::snapshot_taken(volume, &record.name, &cut, *pause)
         }
+        SnapshotOutcome::ClaimsTaken { taken, pause } => {
+            let Some(record) = status.volume_snapshot.as_mut() else {
+                return Ok(());
+            };
+            record.creation_time = taken.cut.clone();
+            record.hooks_pause_seconds = *pause;
+            record.group = taken.group.clone();
+            record.claims = taken.claims.clone();
+            status.post_hooks_attempt = Some(status.attempts);
+            let cut = taken
+                .cut
+                .as_ref()
+                .map_or("an unknown time".to_string(), |t| t.0.to_string());
+            backup::claims_taken(
+                &taken.claims,
+                taken.group.as_deref(),
+                taken.fallback.as_deref(),
+                &cut,
+                *pause,
+            )
+        }
         SnapshotOutcome::ReadLive(why) => {
-            // The live read's agent pod has the snapshot's name: only the snapshot goes.
+            // The live read's agent pod has the snapshot's name: only the snapshots go.
             if let Some(record) = status.volume_snapshot.take() {
-                volume_snapshot::release(&ctx.client, &status::namespace_of(job)?, &record.name).await?;
+                release_snapshots(ctx, &status::namespace_of(job)?, &record).await?;
             }
             backup::live_read(
                 volume,
@@ -391,9 +414,26 @@ async fn release_snapshot(ctx: &Context, namespace: &str, record: Option<&Volume
         if let Some(pod) = pods.get_opt(&record.name).await? {
             api::delete(&pods, &pod).await?;
         }
-        volume_snapshot::release(&ctx.client, namespace, &record.name).await?;
+        release_snapshots(ctx, namespace, record).await?;
     }
     Ok(())
+}
+
+/// Deletes the temporary claims and the snapshots of `record` (not its agent pod).
+async fn release_snapshots(ctx: &Context, namespace: &str, record: &VolumeSnapshotRecord) -> Result<()> {
+    if record.claims.is_empty() {
+        volume_snapshot::release(&ctx.client, namespace, &record.name).await?;
+    } else {
+        group_snapshot::release(&ctx.client, namespace, &record.name, record.claims.len()).await?;
+    }
+    Ok(())
+}
+
+/// The temporary claims the agent pod of `record`'s attempt reads.
+fn temporary_claims(record: &VolumeSnapshotRecord) -> impl Iterator<Item = &str> {
+    std::iter::once(record.claim_name.as_str())
+        .filter(|c| !c.is_empty())
+        .chain(record.claims.iter().map(|c| c.temporary_claim.as_str()))
 }
 
 /// Publishes each hook failure of `run` as a Warning event.
@@ -507,15 +547,14 @@ async fn start_attempt(
     let owner = job
         .controller_owner_ref(&())
         .expect("a stored object has a name and uid");
-    let agent_pod = |read_claim: Option<&str>, node: Option<String>| -> Result<Pod> {
+    let agent_pod = |read: &[SourceClaim], node: Option<String>| -> Result<Pod> {
         let mut access = pod::repository_access(&group.spec);
         // The API server admits only specs with one source (a CEL rule on spec.source).
-        let command = backup::command(&job.spec, &namespace, &tags, &mut access, read_claim).ok_or(
-            Error::MissingObjectField {
+        let command =
+            backup::command(&job.spec, &namespace, &tags, &mut access, read).ok_or(Error::MissingObjectField {
                 kind: "BackupJob",
                 field: "spec.source (one of postgres, mariadb, volume)",
-            },
-        )?;
+            })?;
         Ok(pod::build(
             &ctx.agent,
             AgentPod {
@@ -531,14 +570,87 @@ async fn start_attempt(
             },
         ))
     };
-    let claim = job.spec.source.volume.as_ref().map(|v| v.claim_name.as_str());
-    let node = api::node_mounting(&ctx.client, &namespace, claim).await?;
+    // The claims of a selector, sorted by name (the references check found them usable).
+    let selected: Vec<PersistentVolumeClaim> =
+        match job.spec.source.volume.as_ref().and_then(|v| v.claim_selector.as_ref()) {
+            Some(labels) => {
+                let (selected, problems) = Resolver::new(&ctx.client, &namespace)
+                    .selected_claims(labels, "spec.source.volume.claimSelector")
+                    .await?;
+                // The claims changed since the check above: the next look checks them again.
+                if !problems.is_empty() {
+                    status.phase = Phase::Pending;
+                    status.message = Some(format!("waiting: {}", references::describe(&problems)));
+                    return Ok(Begin::WaitingForReference);
+                }
+                selected
+            }
+            None => vec![],
+        };
+    let live: Vec<SourceClaim> = selected.iter().map(|c| SourceClaim::live(&c.name_any())).collect();
+    let mut node = None;
+    let named = job.spec.source.volume.as_ref().and_then(|v| v.claim_name.clone());
+    for claim in named.iter().chain(live.iter().map(|c| &c.claim)) {
+        node = api::node_mounting(&ctx.client, &namespace, Some(claim)).await?;
+        if node.is_some() {
+            break;
+        }
+    }
     let start = match &job.spec.source.volume {
+        // The claims of a selector read from snapshots: the prologue takes them (a group, or
+        // one each), and tells how they were read; the record comes first, so that whatever it
+        // leaves is found and deleted.
+        Some(volume) if volume.snapshot != SnapshotMode::None && volume.claim_selector.is_some() => {
+            let auto = volume.snapshot == SnapshotMode::Auto;
+            let plan = group_snapshot::plan(
+                &name,
+                &namespace,
+                volume.claim_selector.as_ref().expect("matched"),
+                &selected,
+                volume.volume_snapshot_class_name.as_deref(),
+                volume.volume_group_snapshot_class_name.as_deref(),
+                owner.clone(),
+                auto,
+            );
+            let claims: Vec<ClaimSnapshot> = plan
+                .sources
+                .iter()
+                .zip(&plan.each)
+                .map(|(claim, each)| ClaimSnapshot {
+                    claim_name: claim.clone(),
+                    snapshot: String::new(),
+                    temporary_claim: each.claim.name_any(),
+                })
+                .collect();
+            let read: Vec<SourceClaim> = claims
+                .iter()
+                .map(|c| SourceClaim {
+                    claim: c.claim_name.clone(),
+                    read: c.temporary_claim.clone(),
+                })
+                .collect();
+            status.volume_snapshot = Some(VolumeSnapshotRecord {
+                attempt,
+                name: name.clone(),
+                claims,
+                ..VolumeSnapshotRecord::default()
+            });
+            AgentStart::Claims {
+                from_snapshot: Box::new(agent_pod(&read, None)?),
+                live: if auto {
+                    Some(Box::new(agent_pod(&live, node)?))
+                } else {
+                    None
+                },
+                plan: Box::new(plan),
+            }
+        }
         // A volume read from a snapshot: the prologue takes it, and tells how the volume was
         // read; the record comes first, so that whatever it leaves is found and deleted.
         Some(volume) if volume.snapshot != SnapshotMode::None => {
             let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
-            let source = claims.get(&volume.claim_name).await?;
+            let source_name = volume.claim_name.clone().unwrap_or_default();
+            let source = claims.get(&source_name).await?;
             let auto = volume.snapshot == SnapshotMode::Auto;
             let plan = volume_snapshot::plan(
                 &name,
@@ -554,10 +666,14 @@ async fn start_attempt(
                 claim_name: plan.claim.name_any(),
                 ..VolumeSnapshotRecord::default()
             });
+            let read = [SourceClaim {
+                claim: source_name,
+                read: plan.claim.name_any(),
+            }];
             AgentStart::Snapshot {
-                from_snapshot: Box::new(agent_pod(Some(&plan.claim.name_any()), None)?),
+                from_snapshot: Box::new(agent_pod(&read, None)?),
                 live: if auto {
-                    Some(Box::new(agent_pod(None, node)?))
+                    Some(Box::new(agent_pod(&live, node)?))
                 } else {
                     None
                 },
@@ -569,9 +685,9 @@ async fn start_attempt(
             let before = conditions::find(&status.conditions, backup::VOLUME_SNAPSHOT).cloned();
             events::on_transition(ctx, job, before.as_ref(), &observation).await;
             conditions::set(&mut status.conditions, observation, job.metadata.generation, now);
-            AgentStart::Pod(Box::new(agent_pod(None, node)?))
+            AgentStart::Pod(Box::new(agent_pod(&live, node)?))
         }
-        None => AgentStart::Pod(Box::new(agent_pod(None, node)?)),
+        None => AgentStart::Pod(Box::new(agent_pod(&[], node)?)),
     };
     let pod = match start {
         AgentStart::Pod(pod) if !has_hooks(job, HookStage::Pre) => *pod,
@@ -584,6 +700,8 @@ async fn start_attempt(
             status.phase = Phase::Running;
             status.message = Some(if has_hooks(job, HookStage::Pre) {
                 format!("attempt {attempt}: running pre hooks")
+            } else if matches!(start, AgentStart::Claims { .. }) {
+                format!("attempt {attempt}: taking the snapshots of the selected claims")
             } else {
                 format!("attempt {attempt}: taking VolumeSnapshot {name:?}")
             });

@@ -5,12 +5,14 @@
 //! RBAC withholds: the operator uses a Secret or a claim on their behalf only when the owner of
 //! that object marked it with [`USABLE_LABEL`] (see `docs/security.md`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use hort_crds::common::{DatabaseTls, SecretRef};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::ListParams;
 use kube::{Api, Client};
 
 /// Label by which the owner of a Secret or claim allows Hort to use it (value `"true"`): to pass
@@ -38,6 +40,13 @@ pub enum Problem {
         /// The spec field that refers to it.
         field: String,
     },
+    /// No claim has the labels of a claim selector.
+    NoneSelected {
+        /// The selector as `k=v,…`.
+        selector: String,
+        /// The spec field that holds it.
+        field: String,
+    },
     /// The referenced object exists but its owner has not marked it with [`USABLE_LABEL`].
     NotUsable {
         /// Kind of the referenced object.
@@ -53,6 +62,10 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Problem::NotFound { kind, name, field } => write!(f, "{kind} {name:?} ({field}) not found"),
+            Problem::NoneSelected { selector, field } => write!(
+                f,
+                "no PersistentVolumeClaim in the namespace has the labels {selector} ({field})"
+            ),
             Problem::MissingKey { name, key, field } => write!(f, "Secret {name:?} ({field}) has no key {key:?}"),
             Problem::NotUsable { kind, name, field } => write!(
                 f,
@@ -87,7 +100,7 @@ impl Problem {
     /// Whether waiting may resolve the problem (the object may yet be created, e.g. by a GitOps
     /// tool applying in another order); a missing key or mark needs its owner to act.
     pub fn may_resolve_itself(&self) -> bool {
-        matches!(self, Problem::NotFound { .. })
+        matches!(self, Problem::NotFound { .. } | Problem::NoneSelected { .. })
     }
 }
 
@@ -137,6 +150,13 @@ pub enum Reference {
         /// The spec field that refers to it.
         field: String,
     },
+    /// Every PersistentVolumeClaim with these labels (at least one must exist).
+    ClaimSelector {
+        /// The labels.
+        labels: BTreeMap<String, String>,
+        /// The spec field that holds them.
+        field: String,
+    },
 }
 
 /// Joins problems into one condition message.
@@ -176,6 +196,7 @@ impl Resolver {
                     self.secret_keys(name, &keys, field).await?
                 }
                 Reference::Claim { name, field } => self.claim(name, field).await?,
+                Reference::ClaimSelector { labels, field } => self.selected_claims(labels, field).await?.1,
             });
         }
         Ok(problems)
@@ -231,6 +252,46 @@ impl Resolver {
     }
 }
 
+/// `labels` as a label selector (`k=v,…`, sorted by key).
+pub fn selector(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Resolver {
+    /// The claims with all of `labels`, sorted by name, and the problems: none selected, or
+    /// each one not marked usable.
+    pub async fn selected_claims(
+        &self,
+        labels: &BTreeMap<String, String>,
+        field: &str,
+    ) -> kube::Result<(Vec<PersistentVolumeClaim>, Vec<Problem>)> {
+        let selector = selector(labels);
+        let mut claims = self.claims.list(&ListParams::default().labels(&selector)).await?.items;
+        claims.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let problems = if claims.is_empty() {
+            vec![Problem::NoneSelected {
+                selector,
+                field: field.into(),
+            }]
+        } else {
+            claims
+                .iter()
+                .filter(|c| !usable(&c.metadata))
+                .map(|c| Problem::NotUsable {
+                    kind: "PersistentVolumeClaim",
+                    name: c.metadata.name.clone().unwrap_or_default(),
+                    field: field.into(),
+                })
+                .collect()
+        };
+        Ok((claims, problems))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +321,21 @@ mod tests {
              Secret \"key\" (spec.encryption.keySecretRef) has no key \"password\"; \
              PersistentVolumeClaim \"data\" (spec.source.volume.claimName) is not marked for use by Hort; \
              its owner allows it with `kubectl label persistentvolumeclaim data hort.dev/usable=true`"
+        );
+    }
+
+    #[test]
+    fn a_selector_that_selects_nothing_is_waited_for_and_named() {
+        let labels: BTreeMap<String, String> = [("tier".into(), "db".into()), ("app".into(), "shop".into())].into();
+        let problem = Problem::NoneSelected {
+            selector: selector(&labels),
+            field: "spec.source.volume.claimSelector".into(),
+        };
+        assert!(problem.may_resolve_itself());
+        assert_eq!(
+            problem.to_string(),
+            "no PersistentVolumeClaim in the namespace has the labels app=shop,tier=db \
+             (spec.source.volume.claimSelector)"
         );
     }
 

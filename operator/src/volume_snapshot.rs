@@ -23,7 +23,7 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(300);
 /// concludes that the cluster cannot snapshot the claim.
 pub const UNANSWERED_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a VolumeSnapshot is read while it is not ready.
-const POLL: Duration = Duration::from_millis(500);
+pub const POLL: Duration = Duration::from_millis(500);
 
 /// The spec of a VolumeSnapshot.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -198,32 +198,36 @@ pub fn readiness(snapshot: &VolumeSnapshot) -> Readiness {
 /// Creates the plan's VolumeSnapshot and waits until it is ready to use; returns when it was
 /// cut. One that exists already (an earlier try of the same attempt) is waited for.
 pub async fn take(snapshots: &Api<VolumeSnapshot>, plan: &SnapshotPlan) -> Result<Option<Time>, SnapshotFailure> {
-    let name = plan.snapshot.name_any();
-    match snapshots.create(&PostParams::default(), &plan.snapshot).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(kube::Error::Api(e)) if e.code == 404 => {
-            return Err(SnapshotFailure::Unavailable(format!(
-                "the cluster serves no VolumeSnapshot API ({GROUP}/v1): {}",
-                e.message
-            )));
-        }
-        Err(kube::Error::Api(e)) if e.code == 403 => {
-            return Err(SnapshotFailure::Unavailable(format!(
-                "the operator may not create VolumeSnapshots (its RBAC): {}",
-                e.message
-            )));
-        }
-        Err(e) => {
-            return Err(SnapshotFailure::Failed(format!(
-                "creating VolumeSnapshot {name:?} failed: {e}"
-            )));
-        }
+    create(snapshots, &plan.snapshot).await?;
+    wait_ready(snapshots, &plan.snapshot.name_any()).await
+}
+
+/// Creates `snapshot`; one that exists already (an earlier try of the same attempt) is fine.
+pub async fn create(snapshots: &Api<VolumeSnapshot>, snapshot: &VolumeSnapshot) -> Result<(), SnapshotFailure> {
+    let name = snapshot.name_any();
+    match snapshots.create(&PostParams::default(), snapshot).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Err(SnapshotFailure::Unavailable(format!(
+            "the cluster serves no VolumeSnapshot API ({GROUP}/v1): {}",
+            e.message
+        ))),
+        Err(kube::Error::Api(e)) if e.code == 403 => Err(SnapshotFailure::Unavailable(format!(
+            "the operator may not create VolumeSnapshots (its RBAC): {}",
+            e.message
+        ))),
+        Err(e) => Err(SnapshotFailure::Failed(format!(
+            "creating VolumeSnapshot {name:?} failed: {e}"
+        ))),
     }
+}
+
+/// Waits until VolumeSnapshot `name` is ready to use; returns when it was cut.
+pub async fn wait_ready(snapshots: &Api<VolumeSnapshot>, name: &str) -> Result<Option<Time>, SnapshotFailure> {
     let started = tokio::time::Instant::now();
     loop {
         let current = snapshots
-            .get(&name)
+            .get(name)
             .await
             .map_err(|e| SnapshotFailure::Failed(format!("reading VolumeSnapshot {name:?} failed: {e}")))?;
         let waited = started.elapsed();
@@ -266,7 +270,7 @@ pub async fn release(client: &kube::Client, namespace: &str, name: &str) -> kube
 }
 
 /// `Ok` for a result that failed only because the object (or its API) does not exist.
-fn ignore_missing(result: kube::Result<()>) -> kube::Result<()> {
+pub fn ignore_missing(result: kube::Result<()>) -> kube::Result<()> {
     match result {
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         other => other,

@@ -2,19 +2,21 @@
 //! source needs), the progress it prints, what its report becomes in status, and the backoff
 //! between attempts.
 //!
-//! Volume sources are mounted read-only at [`SOURCE_DIR`] and backed up with the host name
-//! `NAMESPACE/CLAIM`, the same from pod to pod, so the agent finds the claim's previous snapshot
-//! and skips unchanged files. Database sources get their credentials by Secret reference.
+//! Volume sources are mounted read-only at [`SOURCE_DIR`] (a `claimSelector`'s claims each at
+//! `SOURCE_DIR/CLAIM`) and backed up with the host name `NAMESPACE/CLAIM` (or
+//! `NAMESPACE/k=v,…` for a selector), the same from pod to pod, so the agent finds the previous
+//! snapshot and skips unchanged files. Database sources get their credentials by Secret
+//! reference.
 
 use std::time::Duration;
 
-use hort_crds::backup_job::{BackupJobSpec, BackupStats, SnapshotMode, VolumeSource};
+use hort_crds::backup_job::{BackupJobSpec, BackupStats, ClaimSnapshot, SnapshotMode, VolumeSource};
 use hort_protocol::{AgentCommand, BackupReport, DatabaseKind};
 
 use super::check::human_bytes;
 use super::pod::RepositoryAccess;
 use crate::conditions::{Observation, Status};
-use crate::references::{Reference, database_references};
+use crate::references::{self, Reference, database_references};
 
 /// Where a volume source is mounted in the agent pod.
 pub const SOURCE_DIR: &str = "/source";
@@ -43,9 +45,56 @@ pub fn references(spec: &BackupJobSpec) -> Vec<Reference> {
         ));
     }
     if let Some(volume) = &source.volume {
-        references.push(Reference::claim(&volume.claim_name, "spec.source.volume.claimName"));
+        match (&volume.claim_name, &volume.claim_selector) {
+            (Some(name), _) => references.push(Reference::claim(name, "spec.source.volume.claimName")),
+            (None, Some(labels)) => references.push(Reference::ClaimSelector {
+                labels: labels.clone(),
+                field: "spec.source.volume.claimSelector".into(),
+            }),
+            (None, None) => {}
+        }
     }
     references
+}
+
+/// The backup's host name for a volume source in `namespace`: `NAMESPACE/CLAIM`, or for a
+/// selector `NAMESPACE/` and its labels as `k=v` sorted by key and joined by `,` (so the agent
+/// finds the previous snapshot of the same claims).
+pub fn volume_host(namespace: &str, volume: &VolumeSource) -> String {
+    match (&volume.claim_name, &volume.claim_selector) {
+        (Some(name), _) => format!("{namespace}/{name}"),
+        (None, Some(labels)) => format!("{namespace}/{}", references::selector(labels)),
+        (None, None) => namespace.to_string(),
+    }
+}
+
+/// What a volume source reads, for messages: `claim "data"`, or `the claims with labels app=shop`.
+pub fn describe(volume: &VolumeSource) -> String {
+    match (&volume.claim_name, &volume.claim_selector) {
+        (Some(name), _) => format!("claim {name:?}"),
+        (None, Some(labels)) => format!("the claims with labels {}", references::selector(labels)),
+        (None, None) => "no claim".into(),
+    }
+}
+
+/// A claim the agent pod of a volume backup mounts: the claim backed up, and the claim
+/// mounted for it (the same, or the temporary claim provisioned from its snapshot).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceClaim {
+    /// The claim backed up (its name is its directory under [`SOURCE_DIR`] for a selector).
+    pub claim: String,
+    /// The claim mounted.
+    pub read: String,
+}
+
+impl SourceClaim {
+    /// `claim` read as it is (live).
+    pub fn live(claim: &str) -> Self {
+        SourceClaim {
+            claim: claim.into(),
+            read: claim.into(),
+        }
+    }
 }
 
 /// The `VolumeSnapshot` condition of a volume backup that reads the live volume: `False`,
@@ -60,8 +109,9 @@ pub fn live_read(volume: &VolumeSource, because: &str) -> Observation {
         status: Status::False,
         reason,
         message: format!(
-            "claim {:?} is read live ({because}): files written while the backup runs may be copied in a torn state",
-            volume.claim_name
+            "{} {} read live ({because}): files written while the backup runs may be copied in a torn state",
+            describe(volume),
+            if volume.claim_name.is_some() { "is" } else { "are" },
         ),
     }
 }
@@ -77,9 +127,45 @@ pub fn snapshot_taken(volume: &VolumeSource, snapshot: &str, cut: &str, pause: O
         status: Status::True,
         reason: "SnapshotTaken",
         message: format!(
-            "claim {:?} is read from VolumeSnapshot {snapshot:?}, cut at {cut}{held}",
-            volume.claim_name
+            "{} is read from VolumeSnapshot {snapshot:?}, cut at {cut}{held}",
+            describe(volume)
         ),
+    }
+}
+
+/// The `VolumeSnapshot` condition of an attempt that reads the claims of a selector from
+/// their snapshots: one VolumeGroupSnapshot (`group`), or one VolumeSnapshot per claim between
+/// the same hooks (`fallback` says why no group snapshot was taken); `True`.
+pub fn claims_taken(
+    claims: &[ClaimSnapshot],
+    group: Option<&str>,
+    fallback: Option<&str>,
+    cut: &str,
+    pause: Option<f64>,
+) -> Observation {
+    let held = pause.map_or(String::new(), |s| {
+        format!("; the hooks held the application for {s:.1}s")
+    });
+    let names = claims
+        .iter()
+        .map(|c| c.claim_name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let message = match group {
+        Some(group) => format!("VolumeGroupSnapshot {group:?} of claims {names}, cut at {cut}{held}"),
+        None => {
+            let why = fallback.map_or(String::new(), |why| format!(" (no VolumeGroupSnapshot: {why})"));
+            format!(
+                "{} VolumeSnapshots between the same hooks of claims {names}{why}, the last cut at {cut}{held}",
+                claims.len()
+            )
+        }
+    };
+    Observation {
+        type_: VOLUME_SNAPSHOT,
+        status: Status::True,
+        reason: "SnapshotTaken",
+        message,
     }
 }
 
@@ -112,24 +198,36 @@ pub fn stats(report: &BackupReport) -> BackupStats {
 }
 
 /// The command that backs up the source of a job in `namespace`, with `tags`; the volumes,
-/// mounts and credentials its source needs are added to `access`. A volume source is read
-/// from `read_claim` when given (the temporary claim of a snapshot), else from its own claim.
-/// `None` for a spec without a source (which the API server refuses).
+/// mounts and credentials its source needs are added to `access`. A volume source mounts
+/// `claims`, read-only: a `claimName`'s claim (the first of `claims`, else the claim itself) at
+/// [`SOURCE_DIR`], a selector's each at `SOURCE_DIR/CLAIM`. `None` for a spec without a source
+/// (which the API server refuses).
 pub fn command(
     spec: &BackupJobSpec,
     namespace: &str,
     tags: &[String],
     access: &mut RepositoryAccess,
-    read_claim: Option<&str>,
+    claims: &[SourceClaim],
 ) -> Option<AgentCommand> {
     let source = &spec.source;
     if let Some(volume) = &source.volume {
-        access.mount_claim("source", read_claim.unwrap_or(&volume.claim_name), SOURCE_DIR, true);
+        match &volume.claim_name {
+            Some(name) => {
+                let read = claims.first().map_or(name.as_str(), |c| c.read.as_str());
+                access.mount_claim("source", read, SOURCE_DIR, true);
+            }
+            None => {
+                for (i, claim) in claims.iter().enumerate() {
+                    let dir = format!("{SOURCE_DIR}/{}", claim.claim);
+                    access.mount_claim(&format!("source-{i}"), &claim.read, &dir, true);
+                }
+            }
+        }
         return Some(AgentCommand::Backup {
             dir: SOURCE_DIR.into(),
             paths: volume.paths.clone(),
             excludes: volume.exclude.clone(),
-            host: format!("{namespace}/{}", volume.claim_name),
+            host: volume_host(namespace, volume),
             tags: tags.to_vec(),
         });
     }
@@ -216,7 +314,7 @@ mod tests {
             "shop",
             &["manual".into()],
             &mut access,
-            None,
+            &[],
         )
         .unwrap();
         assert_eq!(
@@ -236,10 +334,70 @@ mod tests {
         // the agent finds the claim's previous snapshot).
         let mut access = RepositoryAccess::default();
         let spec = spec("{volume: {claimName: data}}");
-        let from_snapshot = super::command(&spec, "shop", &[], &mut access, Some("job-1")).unwrap();
+        let read = [SourceClaim {
+            claim: "data".into(),
+            read: "job-1".into(),
+        }];
+        let from_snapshot = super::command(&spec, "shop", &[], &mut access, &read).unwrap();
         assert!(matches!(from_snapshot, AgentCommand::Backup { host, .. } if host == "shop/data"));
         let claim = access.volumes[0].persistent_volume_claim.as_ref().unwrap();
         assert_eq!((claim.claim_name.as_str(), claim.read_only), ("job-1", Some(true)));
+    }
+
+    #[test]
+    fn a_selectors_claims_are_mounted_each_under_its_name_with_a_stable_host() {
+        let spec = spec("{volume: {claimSelector: {tier: db, app: shop}, paths: [db], snapshot: CSI}}");
+        assert_eq!(
+            references(&spec),
+            [Reference::ClaimSelector {
+                labels: [("app".into(), "shop".into()), ("tier".into(), "db".into())].into(),
+                field: "spec.source.volume.claimSelector".into(),
+            }]
+        );
+        let mut access = RepositoryAccess::default();
+        let read = [
+            SourceClaim {
+                claim: "db".into(),
+                read: "job-1-0".into(),
+            },
+            SourceClaim::live("wal"),
+        ];
+        let command = command(&spec, "shop", &[], &mut access, &read).unwrap();
+        assert_eq!(
+            command,
+            AgentCommand::Backup {
+                dir: "/source".into(),
+                paths: vec!["db".into()],
+                excludes: vec![],
+                host: "shop/app=shop,tier=db".into(),
+                tags: vec![],
+            }
+        );
+        let mounted: Vec<_> = access
+            .mounts
+            .iter()
+            .map(|m| (m.name.as_str(), m.mount_path.as_str(), m.read_only))
+            .collect();
+        assert_eq!(
+            mounted,
+            [
+                ("source-0", "/source/db", Some(true)),
+                ("source-1", "/source/wal", Some(true))
+            ]
+        );
+        let claims: Vec<_> = access
+            .volumes
+            .iter()
+            .map(|v| v.persistent_volume_claim.as_ref().unwrap().claim_name.as_str())
+            .collect();
+        assert_eq!(claims, ["job-1-0", "wal"]);
+        // The host name does not depend on the order the labels were written in.
+        let same = spec_volume("{claimSelector: {app: shop, tier: db}}");
+        assert_eq!(volume_host("shop", &same), "shop/app=shop,tier=db");
+    }
+
+    fn spec_volume(yaml: &str) -> VolumeSource {
+        serde_yaml::from_str(yaml).unwrap()
     }
 
     #[test]
@@ -253,7 +411,7 @@ mod tests {
             "shop",
             &[],
             &mut access,
-            None,
+            &[],
         )
         .unwrap();
         assert_eq!(
@@ -313,6 +471,38 @@ mod tests {
         assert_eq!(
             taken.message,
             "claim \"data\" is read from VolumeSnapshot \"job-1\", cut at 2026-11-30T05:00:00Z; the hooks held the application for 0.2s"
+        );
+        let selected = spec_volume("{claimSelector: {app: shop}}");
+        let live = live_read(&selected, "no snapshot controller answered");
+        assert!(
+            live.message
+                .starts_with("the claims with labels app=shop are read live (no snapshot controller answered)"),
+            "{}",
+            live.message
+        );
+        let claims = [
+            ClaimSnapshot {
+                claim_name: "db".into(),
+                snapshot: "snapshot-1a".into(),
+                temporary_claim: "job-1-0".into(),
+            },
+            ClaimSnapshot {
+                claim_name: "wal".into(),
+                snapshot: "snapshot-2b".into(),
+                temporary_claim: "job-1-1".into(),
+            },
+        ];
+        let group = claims_taken(&claims, Some("job-1"), None, "2026-11-30T05:00:00Z", None);
+        assert_eq!((group.status, group.reason), (Status::True, "SnapshotTaken"));
+        assert_eq!(
+            group.message,
+            "VolumeGroupSnapshot \"job-1\" of claims db, wal, cut at 2026-11-30T05:00:00Z"
+        );
+        let each = claims_taken(&claims, None, Some("no group class"), "2026-11-30T05:00:01Z", Some(1.0));
+        assert_eq!(
+            each.message,
+            "2 VolumeSnapshots between the same hooks of claims db, wal (no VolumeGroupSnapshot: no group class), \
+             the last cut at 2026-11-30T05:00:01Z; the hooks held the application for 1.0s"
         );
     }
 
