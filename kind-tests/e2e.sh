@@ -34,10 +34,11 @@
 #                       a backup succeeds and names the target behind, the group stays Ready
 #                       (Degraded); back up, the group's check copies what it missed; with the PVC
 #                       target's data deleted, a restore of the backup made during the outage matches
-#   csi-snapshot        a writer appends checksummed records to two files; a CSI backup (snapshot
-#                       between hooks that hold the writer) restores whole records of one point
-#                       in time, and the snapshot and its temporary claim are gone; `snapshot:
-#                       None` reads live and says so
+#   csi-snapshot        a writer appends checksummed records to three files on two claims; a CSI
+#                       backup of one claim (snapshot between hooks that hold the writer) and one
+#                       of both claims (claimSelector, one VolumeGroupSnapshot) restore whole
+#                       records of one point in time; `snapshot: None` reads live and says so;
+#                       no snapshot, group snapshot, content, temporary claim or pod is left
 #   namespaced          (runs first, before the cluster-wide install) a second release with
 #                       operator.watchNamespace: only Roles; a PVC group, a volume backup with a
 #                       hook and a restore work; none of its requests was forbidden
@@ -505,29 +506,31 @@ EOF
     test "$(kc -n $ns exec app -- cat /tmp/post-hook)" == thawed-after-failure
 }
 
-# The records a writer appends to /data/a.log and then /data/b.log, as fast as it can: 23 bytes
-# each, "R" + sequence number + a checksum of it. While /data/.pause exists it writes nothing
-# and says so with /data/.paused (the hooks of the csi-snapshot case hold it that way).
+# The records a writer appends to /data/a.log, /data/b.log and /data2/c.log in turn, as fast as
+# it can: 23 bytes each, "R" + sequence number + a checksum of it. While /data/.pause exists it
+# writes nothing and says so with /data/.paused (the hooks of the csi-snapshot case hold it so).
 WRITER='i=0; while :; do
   if [ -e /data/.pause ]; then touch /data/.paused; sleep 0.02; continue; fi
   i=$((i + 1)); c=$(( (i * 2654435761) % 4294967296 ))
   printf "R%010d %010d\n" $i $c >> /data/a.log; printf "R%010d %010d\n" $i $c >> /data/b.log
+  printf "R%010d %010d\n" $i $c >> /data2/c.log
 done'
-# Prints "ok N M" when a.log and b.log under /data hold N and M whole, valid, consecutive records
-# from 1 with N = M or N = M + 1 (a prefix of what the writer wrote at one point in time),
-# else what is wrong.
-CHECK_RECORDS='cd /data; for f in a.log b.log; do
+# With FILES (paths under /data, in the order the writer writes them): prints "ok N…" when each
+# holds whole, valid, consecutive records from 1 and the counts fall by at most one from the
+# first to the last file (what the writer wrote up to one point in time), else what is wrong.
+CHECK_RECORDS='cd /data; for f in $FILES; do
   [ -z "$(tail -c 1 $f)" ] || { echo "$f ends in a torn record"; exit 0; }
   awk -v f=$f "{ s = substr(\$1, 2); c = \$2; sub(/^0+/, \"\", s); sub(/^0+/, \"\", c) }
     length(\$0) != 22 || s + 0 != NR || c + 0 != (NR * 2654435761) % 4294967296 { print f, \"record\", NR, \"is not valid:\", \$0; bad = 1; exit }
     END { if (!bad) print f, NR }" $f
-done | awk "NF != 2 { print; bad = 1; exit } { n[NR] = \$2 }
-  END { if (bad) exit; if (n[1] > 0 && (n[1] == n[2] || n[1] == n[2] + 1)) print \"ok\", n[1], n[2]; else print \"a.log has\", n[1], \"records and b.log\", n[2] }"'
+done | awk "NF != 2 { print; bad = 1; exit } { f[NR] = \$1; n[NR] = \$2 }
+  END { if (bad) exit; ok = n[1] > 0 && n[1] - n[NR] <= 1; for (i = 2; i <= NR; i++) if (n[i] > n[i - 1]) ok = 0
+        printf ok ? \"ok\" : \"not one point in time:\"; for (i = 1; i <= NR; i++) printf \" %s=%s\", f[i], n[i]; print \"\" }"'
 
-# A BackupJob of claim "data" with SNAPSHOT mode; with hooks that hold the writer (PAUSE=1).
-snapshot_job() { # NS NAME SNAPSHOT PAUSE
+# A BackupJob of SOURCE (the volume source's fields), with hooks that hold the writer (PAUSE=1).
+snapshot_job() { # NS NAME SOURCE PAUSE
   local hooks=""
-  ((${4})) && hooks="  hooks:
+  (($4)) && hooks="  hooks:
     pre:
       - {name: hold, pod: app, command: [sh, -c, 'rm -f /data/.paused; touch /data/.pause; n=0; until [ -e /data/.paused ]; do sleep 0.02; n=\$((n + 1)); [ \$n -lt 500 ] || exit 1; done; sync']}
     post:
@@ -539,15 +542,15 @@ metadata: {name: $2}
 spec:
   storageGroupRef: {name: s3}
   source:
-    volume: {claimName: data, snapshot: $3$([[ $3 == CSI ]] && echo ", volumeSnapshotClassName: hort-csi")}
+    volume: {$3}
   backoffLimit: 0
 $hooks
 EOF
 }
 
 # Restores BackupJob JOB's snapshot into a new claim JOB-restored and prints what CHECK_RECORDS
-# finds there.
-restored_records() { # NS JOB
+# finds there for FILES.
+restored_records() { # NS JOB FILES
   kc -n "$1" apply -f - >/dev/null <<EOF
 apiVersion: hort.dev/v1alpha1
 kind: RestoreRequest
@@ -559,22 +562,25 @@ spec:
     volume: {claimName: $2-restored, storageClassName: local-path, size: 1Gi}
 EOF
   wait_phase "$1" "restorerequest/$2" Succeeded 300 >&2
-  run_pod "$1" "check-$2" hort.local/busybox:stable "$CHECK_RECORDS" "$2-restored" /data
+  run_pod "$1" "check-$2" hort.local/busybox:stable "FILES='$3'; $CHECK_RECORDS" "$2-restored" /data
 }
 
 case_csi-snapshot() {
-  local ns=hort-e2e-csi-snapshot
+  local ns=hort-e2e-csi-snapshot claim
   case_namespace $ns
   s3_group $ns s3 "$S3_ENDPOINT" "$S3_BUCKET" csi
-  kc -n $ns apply -f - >/dev/null <<EOF
+  for claim in data data2; do
+    kc -n $ns apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: PersistentVolumeClaim
-metadata: {name: data, labels: {hort.dev/usable: "true"}}
+metadata: {name: $claim, labels: {hort.dev/usable: "true", app: records}}
 spec:
   storageClassName: hort-csi
   accessModes: [ReadWriteOnce]
   resources: {requests: {storage: 1Gi}}
----
+EOF
+  done
+  kc -n $ns apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Pod
 metadata: {name: app, annotations: {hort.dev/allow-hooks: "true"}}
@@ -585,15 +591,17 @@ spec:
       image: hort.local/busybox:stable
       imagePullPolicy: IfNotPresent
       command: [sh, -c, $(printf 'head -c 30000000 /dev/urandom > /data/bulk.bin; %s' "$WRITER" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')]
-      volumeMounts: [{name: data, mountPath: /data}]
-  volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
+      volumeMounts: [{name: data, mountPath: /data}, {name: data2, mountPath: /data2}]
+  volumes:
+    - {name: data, persistentVolumeClaim: {claimName: data}}
+    - {name: data2, persistentVolumeClaim: {claimName: data2}}
 EOF
   kc -n $ns wait --for=condition=Ready pod/app --timeout=120s >/dev/null
   wait_ready $ns storagegroup/s3 180
   sleep 2
   # CSI: the hooks hold the writer only until the snapshot is ready; the restored files are
   # one point in time.
-  snapshot_job $ns csi CSI 1
+  snapshot_job $ns csi "claimName: data, snapshot: CSI, volumeSnapshotClassName: hort-csi" 1
   wait_phase $ns backupjob/csi Succeeded 300
   local pause cut
   pause="$(jp $ns backupjob/csi '{.status.volumeSnapshot.hooksPauseSeconds}')"
@@ -602,20 +610,35 @@ EOF
   note "CSI: $(condition_message $ns backupjob/csi VolumeSnapshot)"
   check "the job read a snapshot" test "$(condition $ns backupjob/csi VolumeSnapshot)" == True
   check "the pause is recorded" test -n "$pause"
-  wait_until 120 "the snapshot and its temporary claim deleted" \
-    test -z "$(kc -n $ns get volumesnapshot,pvc csi-1 --ignore-not-found -o name)"
-  local records; records="$(restored_records $ns csi)"
+  wait_until 120 "the snapshot, its temporary claim and the agent pod deleted" \
+    test -z "$(kc -n $ns get volumesnapshot,pvc,pod csi-1 --ignore-not-found -o name)"
+  local records; records="$(restored_records $ns csi 'a.log b.log')"
   note "CSI restore: $records"
   check "the restored files are whole, valid records of one point in time" grep -q '^ok ' <<<"$records"
+  # Both claims at one point in time: one VolumeGroupSnapshot between the same hooks.
+  snapshot_job $ns group "claimSelector: {app: records}, snapshot: CSI, volumeGroupSnapshotClassName: hort-csi" 1
+  wait_phase $ns backupjob/group Succeeded 300
+  note "group: $(condition_message $ns backupjob/group VolumeSnapshot); held $(jp $ns backupjob/group '{.status.volumeSnapshot.hooksPauseSeconds}')s"
+  check "one VolumeGroupSnapshot was used" \
+    grep -q 'SnapshotTaken: VolumeGroupSnapshot' <<<"$(condition_message $ns backupjob/group VolumeSnapshot)"
+  records="$(restored_records $ns group 'data/a.log data/b.log data2/c.log')"
+  note "group restore: $records"
+  check "the files of both claims are one point in time" grep -q '^ok ' <<<"$records"
   # None, no hooks: the live volume is read while the writer writes; the check may fail, and
   # the job says it read live.
-  snapshot_job $ns live None 0
+  snapshot_job $ns live "claimName: data, snapshot: None" 0
   wait_phase $ns backupjob/live Succeeded 300
   note "None: $(condition_message $ns backupjob/live VolumeSnapshot)"
   check "the job says it read the volume live" test "$(condition $ns backupjob/live VolumeSnapshot)" == False
-  note "live restore (may be torn): $(restored_records $ns live)"
-  check "no VolumeSnapshotContent is left" \
-    test -z "$(kc get volumesnapshotcontents -o jsonpath="{.items[?(@.spec.volumeSnapshotRef.namespace==\"$ns\")].metadata.name}")"
+  note "live restore (may be torn): $(restored_records $ns live 'a.log b.log')"
+  wait_until 120 "no VolumeSnapshot, VolumeGroupSnapshot or their contents left" no_snapshots_left $ns
+}
+
+# Whether NS holds no VolumeSnapshot or VolumeGroupSnapshot, and no content refers to one of NS.
+no_snapshots_left() { # NS
+  [[ -z "$(kc -n "$1" get volumesnapshots,volumegroupsnapshots -o name)" ]] \
+    && [[ -z "$(kc get volumesnapshotcontents -o jsonpath="{.items[?(@.spec.volumeSnapshotRef.namespace==\"$1\")].metadata.name}")" ]] \
+    && [[ -z "$(kc get volumegroupsnapshotcontents -o jsonpath="{.items[?(@.spec.volumeGroupSnapshotRef.namespace==\"$1\")].metadata.name}")" ]]
 }
 
 case_mirror-outage() {
@@ -937,7 +960,7 @@ run_case agent-killed "agent pod deleted mid-backup (progress shown first): retr
 run_case operator-restart "operator deleted mid-backup: finishes once, exactly one snapshot"
 run_case hooks "backup hooks run in the application pod; a failing pre hook fails the job before any data is read"
 run_case mirror-outage "Mirror group: S3 target down, backups go on (Degraded), resync levels it, the other target lost, restore matches"
-run_case csi-snapshot "CSI snapshot between hooks: restored records are one point in time; None reads live and says so"
+run_case csi-snapshot "CSI snapshot and VolumeGroupSnapshot between hooks: restored records are one point in time; None reads live"
 run_case schedule-retention "Schedule every minute, keepLast 1: two runs, prune ran, old snapshot gone"
 run_case rbac-audit "the chart's RBAC against the audit log: every verb granted was used, none forbidden"
 
