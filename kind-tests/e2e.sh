@@ -610,8 +610,7 @@ EOF
   note "CSI: $(condition_message $ns backupjob/csi VolumeSnapshot)"
   check "the job read a snapshot" test "$(condition $ns backupjob/csi VolumeSnapshot)" == True
   check "the pause is recorded" test -n "$pause"
-  wait_until 120 "the snapshot, its temporary claim and the agent pod deleted" \
-    test -z "$(kc -n $ns get volumesnapshot,pvc,pod csi-1 --ignore-not-found -o name)"
+  wait_until 120 "the snapshot, its temporary claim and the agent pod deleted" none_named $ns csi-1 volumesnapshot,pvc,pod
   local records; records="$(restored_records $ns csi 'a.log b.log')"
   note "CSI restore: $records"
   check "the restored files are whole, valid records of one point in time" grep -q '^ok ' <<<"$records"
@@ -639,6 +638,17 @@ no_snapshots_left() { # NS
   [[ -z "$(kc -n "$1" get volumesnapshots,volumegroupsnapshots -o name)" ]] \
     && [[ -z "$(kc get volumesnapshotcontents -o jsonpath="{.items[?(@.spec.volumeSnapshotRef.namespace==\"$1\")].metadata.name}")" ]] \
     && [[ -z "$(kc get volumegroupsnapshotcontents -o jsonpath="{.items[?(@.spec.volumeGroupSnapshotRef.namespace==\"$1\")].metadata.name}")" ]]
+}
+
+# Whether StorageGroup GROUP's TARGET shows REACHABLE/MISSING-FILES (e.g. true/0, false/).
+target_is() { # NS GROUP TARGET STATE
+  local at="{.status.targets[?(@.name==\"$3\")]"
+  [[ "$(jp "$1" "storagegroup/$2" "$at.reachable}/$at.missingFiles}")" == "$4" ]]
+}
+
+# Whether no object of KINDS (comma-separated) named NAME exists in NS.
+none_named() { # NS NAME KINDS
+  [[ -z "$(kc -n "$1" get "$3" "$2" --ignore-not-found -o name)" ]]
 }
 
 case_mirror-outage() {
@@ -684,16 +694,16 @@ EOF
   local message; message="$(jp $ns backupjob/during '{.status.message}')"
   note "during the outage: $message"
   check "the backup says which target is behind" grep -q 'targets behind.*s3' <<<"$message"
-  wait_until 120 "the group's check finds the S3 target unreachable" \
-    test "$(jp $ns storagegroup/mirror '{.status.targets[?(@.name=="s3")].reachable}')" == false
+  # (a check retries an unreachable target for about a minute before it says so)
+  wait_until 240 "the group's check finds the S3 target unreachable" \
+    target_is $ns mirror s3 false/
   note "group: $(condition_message $ns storagegroup/mirror Ready)"
   check "the group stays Ready (Degraded) with one target down" is_ready $ns storagegroup/mirror
   # It comes back, empty (the test server keeps its data in its pod), as a target added later
   # would: the group's check copies everything it lacks.
   kc -n $ns scale deployment/s3 --replicas=1 >/dev/null
   wait_servers $ns s3
-  wait_until 180 "the S3 target reachable and level again (missingFiles 0)" \
-    test "$(jp $ns storagegroup/mirror '{.status.targets[?(@.name=="s3")].reachable}/{.status.targets[?(@.name=="s3")].missingFiles}')" == true/0
+  wait_until 180 "the S3 target reachable and level again (missingFiles 0)" target_is $ns mirror s3 true/0
   note "after resync: $(jp $ns storagegroup/mirror '{.status.targets}')"
   # The disk target's data is lost: the S3 target alone restores the backup made without it.
   run_pod $ns wipe hort.local/busybox:stable 'rm -rf /disk/hort; ls -la /disk' backup-disk /disk >/dev/null
