@@ -35,8 +35,6 @@ pub const SNAPSHOT_RESOLVED: &str = "SnapshotResolved";
 pub const COMPLETE: &str = "Complete";
 /// Name of the condition set when the restore failed.
 pub const FAILED: &str = "Failed";
-/// Reason of a restore that ran and failed.
-const RESTORE_FAILED: &str = "RestoreFailed";
 
 /// Reconciles one RestoreRequest: resolves the snapshot, waits for the StorageGroup, creates
 /// the target claim when asked, runs one restore pod and records its outcome.
@@ -55,61 +53,59 @@ pub async fn reconcile(cached: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
 
     let mut action = Action::await_change();
-    let ended = match &status.agent_pod {
+    let state = match &status.agent_pod {
         Some(name) => match pods.get_opt(name).await? {
-            // Running: show its progress until the pod ends (the pod watch triggers a
-            // reconcile then).
-            Some(pod) if !outcome::finished(&pod) => {
-                if outcome::phase(&pod) == "Running" {
-                    status.progress = api::progress(&pods, name).await.or(status.progress.take());
-                }
-                action = Action::requeue(next_progress_read(status.progress.as_ref()));
-                None
-            }
-            Some(pod) if outcome::phase(&pod) == "Succeeded" => {
-                Some(outcome::decode_report::<RestoreReport>(&pod).map_err(|e| (RESTORE_FAILED, e.to_string())))
-            }
-            Some(pod) => Some(Err((RESTORE_FAILED, outcome::failure(&pod, 600)))),
-            None => Some(Err((RESTORE_FAILED, format!("agent pod {name:?} disappeared")))),
+            Some(pod) if !outcome::finished(&pod) => RestoreState::Running(Box::new(pod)),
+            Some(pod) if outcome::phase(&pod) == "Succeeded" => match outcome::decode_report::<RestoreReport>(&pod) {
+                Ok(report) => RestoreState::Succeeded(report),
+                Err(e) => RestoreState::Failed(e.to_string()),
+            },
+            Some(pod) => RestoreState::Failed(outcome::failure(&pod, 600)),
+            None => RestoreState::Failed(format!("agent pod {name:?} disappeared")),
         },
-        None => match start(&ctx, &request, &mut status, now).await? {
+        None => RestoreState::NotStarted,
+    };
+    let step = match decide(state) {
+        RestoreStep::Start => match start(&ctx, &request, &mut status, now).await? {
             Start::Started => None,
             Start::Waiting => {
                 action = Action::requeue(references::RECHECK_INTERVAL);
                 None
             }
-            Start::Refused(why) => Some(Err(("InvalidReference", format!("nothing was written: {why}")))),
+            Start::Refused(why) => Some(RestoreStep::Fail {
+                reason: RestoreFailure::InvalidReference,
+                why: format!("nothing was written: {why}"),
+            }),
         },
+        // Running: show its progress until the pod ends (the pod watch triggers a reconcile
+        // then).
+        RestoreStep::Follow(pod) => {
+            if outcome::phase(&pod) == "Running" {
+                let name = pod.name_any();
+                status.progress = api::progress(&pods, &name).await.or(status.progress.take());
+            }
+            action = Action::requeue(next_progress_read(status.progress.as_ref()));
+            None
+        }
+        ended => Some(ended),
     };
-    match ended {
-        Some(Ok(report)) => {
+    match step {
+        Some(RestoreStep::Succeed(report)) => {
             status.phase = Phase::Succeeded;
             status.stats = Some(restore::stats(&report));
             status.snapshot_id = Some(report.snapshot_id.clone());
-            let kept = match report.skipped {
-                0 => String::new(),
-                n => format!("; {n} existing entries kept by spec.target.volume.overwrite"),
-            };
-            status.message = Some(format!("snapshot {} restored{kept}", report.snapshot_id));
-            let done = Observation {
-                type_: COMPLETE,
-                status: Status::True,
-                reason: "RestoreSucceeded",
-                message: format!(
-                    "snapshot {} restored: {} files or streams, {} bytes, in {:.1}s{kept}",
-                    report.snapshot_id, report.files, report.bytes_restored, report.duration_seconds
-                ),
-            };
+            let (message, done) = succeeded(&report);
+            status.message = Some(message);
             events::on_transition(&ctx, &request, None, &done).await;
             conditions::set(&mut status.conditions, done, generation, now);
         }
-        Some(Err((reason, why))) => {
+        Some(RestoreStep::Fail { reason, why }) => {
             status.phase = Phase::Failed;
             status.message = Some(format!("restore failed: {why}"));
             let failed = Observation {
                 type_: FAILED,
                 status: Status::True,
-                reason,
+                reason: reason.as_str(),
                 message: why,
             };
             let event = Observation {
@@ -119,7 +115,7 @@ pub async fn reconcile(cached: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result
             events::on_transition(&ctx, &request, None, &event).await;
             conditions::set(&mut status.conditions, failed, generation, now);
         }
-        None => {}
+        _ => {}
     }
     if status.phase.is_terminal() {
         status.completion_time = Some(Time(now));
@@ -138,6 +134,88 @@ pub async fn reconcile(cached: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result
         ctx.metrics.restores.with_label_values(&[&namespace, result]).inc();
     }
     Ok(action)
+}
+
+/// Why a restore failed: the reason of its `Failed` condition and Event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestoreFailure {
+    /// The restore ran and failed (or its pod vanished, or its report could not be read).
+    RestoreFailed,
+    /// A referenced Secret or claim cannot be used as it is.
+    InvalidReference,
+}
+
+impl RestoreFailure {
+    /// The condition and Event reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestoreFailure::RestoreFailed => "RestoreFailed",
+            RestoreFailure::InvalidReference => "InvalidReference",
+        }
+    }
+}
+
+/// Where a restore stands, as the reconciler found it.
+#[derive(Debug)]
+pub enum RestoreState {
+    /// No agent pod was started yet.
+    NotStarted,
+    /// The agent pod has not finished.
+    Running(Box<Pod>),
+    /// The agent pod succeeded with this report.
+    Succeeded(RestoreReport),
+    /// The agent pod failed, vanished, or left no readable report: why.
+    Failed(String),
+}
+
+/// What the reconciler does next with a restore.
+#[derive(Debug, PartialEq)]
+pub enum RestoreStep {
+    /// Resolve the snapshot and start the agent pod when everything is ready.
+    Start,
+    /// Follow the running pod's progress.
+    Follow(Box<Pod>),
+    /// The restore succeeded.
+    Succeed(RestoreReport),
+    /// The restore failed.
+    Fail {
+        /// Why, as a condition reason.
+        reason: RestoreFailure,
+        /// What went wrong.
+        why: String,
+    },
+}
+
+/// Decides the next step of a restore from where it stands.
+pub fn decide(state: RestoreState) -> RestoreStep {
+    match state {
+        RestoreState::NotStarted => RestoreStep::Start,
+        RestoreState::Running(pod) => RestoreStep::Follow(pod),
+        RestoreState::Succeeded(report) => RestoreStep::Succeed(report),
+        RestoreState::Failed(why) => RestoreStep::Fail {
+            reason: RestoreFailure::RestoreFailed,
+            why,
+        },
+    }
+}
+
+/// The status message and `Complete` condition of a restore that reported `report`.
+pub fn succeeded(report: &RestoreReport) -> (String, Observation) {
+    let kept = match report.skipped {
+        0 => String::new(),
+        n => format!("; {n} existing entries kept by spec.target.volume.overwrite"),
+    };
+    let message = format!("snapshot {} restored{kept}", report.snapshot_id);
+    let done = Observation {
+        type_: COMPLETE,
+        status: Status::True,
+        reason: "RestoreSucceeded",
+        message: format!(
+            "snapshot {} restored: {} files or streams, {} bytes, in {:.1}s{kept}",
+            report.snapshot_id, report.files, report.bytes_restored, report.duration_seconds
+        ),
+    };
+    (message, done)
 }
 
 /// What [`start`] did.
@@ -385,6 +463,53 @@ mod tests {
             ..BackupJobStatus::default()
         });
         job
+    }
+
+    fn report(skipped: u64) -> RestoreReport {
+        RestoreReport {
+            snapshot_id: "ab12cd34".into(),
+            bytes_restored: 2048,
+            files: 3,
+            skipped,
+            duration_seconds: 0.5,
+            row_counts: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn decide_maps_each_state_to_its_step() {
+        assert_eq!(decide(RestoreState::NotStarted), RestoreStep::Start);
+        let pod = Box::new(Pod::default());
+        assert_eq!(decide(RestoreState::Running(pod.clone())), RestoreStep::Follow(pod));
+        assert_eq!(
+            decide(RestoreState::Succeeded(report(0))),
+            RestoreStep::Succeed(report(0))
+        );
+        assert_eq!(
+            decide(RestoreState::Failed("exit 1".into())),
+            RestoreStep::Fail {
+                reason: RestoreFailure::RestoreFailed,
+                why: "exit 1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_success_says_how_many_existing_entries_were_kept() {
+        let (message, done) = succeeded(&report(0));
+        assert_eq!(message, "snapshot ab12cd34 restored");
+        assert_eq!((done.reason, done.status), ("RestoreSucceeded", Status::True));
+        assert!(
+            done.message.contains("3 files or streams, 2048 bytes"),
+            "{}",
+            done.message
+        );
+        let (message, done) = succeeded(&report(2));
+        assert_eq!(
+            message,
+            "snapshot ab12cd34 restored; 2 existing entries kept by spec.target.volume.overwrite"
+        );
+        assert!(done.message.ends_with("kept by spec.target.volume.overwrite"));
     }
 
     #[test]

@@ -172,7 +172,10 @@ pub fn decide(facts: Facts) -> Step {
     if attempt > facts.backoff_limit {
         return Step::Fail {
             reason: FailureReason::BackoffLimitExceeded,
-            message: Some(format!("attempt {attempt} of {} failed: {why}", facts.backoff_limit + 1)),
+            message: Some(format!(
+                "attempt {attempt} of {} failed: {why}",
+                facts.backoff_limit + 1
+            )),
         };
     }
     // A pod that vanished (deleted, evicted, its node lost) left no end time to count the
@@ -311,12 +314,18 @@ mod tests {
     fn snapshots_and_pods_that_could_not_be_made_are_retried_up_to_the_limit() {
         let end = prologue_ended(1, 1, &Outcome::SnapshotFailed("class missing".into()));
         assert_eq!(end.failed, None);
-        assert_eq!(end.message, format!("attempt 1: {SNAPSHOT_FAILED}class missing; retrying"));
+        assert_eq!(
+            end.message,
+            format!("attempt 1: {SNAPSHOT_FAILED}class missing; retrying")
+        );
         let end = prologue_ended(2, 1, &Outcome::SnapshotFailed("class missing".into()));
         assert_eq!(end.failed, Some(FailureReason::SnapshotFailed));
         assert_eq!(end.message, format!("attempt 2 of 2: {SNAPSHOT_FAILED}class missing"));
         let end = prologue_ended(1, 1, &Outcome::PodNotCreated("quota".into()));
-        assert_eq!((end.failed, end.message.as_str()), (None, "attempt 1 failed: quota; retrying"));
+        assert_eq!(
+            (end.failed, end.message.as_str()),
+            (None, "attempt 1 failed: quota; retrying")
+        );
         let end = prologue_ended(2, 1, &Outcome::PodNotCreated("quota".into()));
         assert_eq!(end.failed, Some(FailureReason::BackoffLimitExceeded));
         assert_eq!(end.message, "attempt 2 of 2 failed: quota");

@@ -173,7 +173,8 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
 
     let state = match (&status.agent_pod, &current) {
         (Some(_), Some(_)) if step == HookStep::Wait => AttemptState::Running,
-        (Some(_), Some(pod)) if outcome::phase(pod) == "Succeeded" => match outcome::decode_report::<BackupReport>(pod) {
+        (Some(_), Some(pod)) if outcome::phase(pod) == "Succeeded" => match outcome::decode_report::<BackupReport>(pod)
+        {
             Ok(report) => AttemptState::Succeeded(report),
             Err(e) => AttemptState::Failed {
                 why: e.to_string(),

@@ -81,7 +81,11 @@ pub(super) async fn record_snapshot(
 
 /// Deletes what the attempt of `record` took: its VolumeSnapshot, the temporary claim and the
 /// agent pod that read it (which would keep the claim).
-pub(super) async fn release_snapshot(ctx: &Context, namespace: &str, record: Option<&VolumeSnapshotRecord>) -> Result<()> {
+pub(super) async fn release_snapshot(
+    ctx: &Context,
+    namespace: &str,
+    record: Option<&VolumeSnapshotRecord>,
+) -> Result<()> {
     if let Some(record) = record {
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
         if let Some(pod) = pods.get_opt(&record.name).await? {
