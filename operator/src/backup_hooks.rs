@@ -82,28 +82,46 @@ pub enum SnapshotOutcome {
 pub enum AgentStart {
     /// This agent pod.
     Pod(Box<Pod>),
-    /// The snapshot of the plan, then the post hooks, then the temporary claim and the pod
-    /// `from_snapshot` that reads it; or, when the cluster cannot snapshot the claim and the
+    /// The snapshots of the plan, then the post hooks, then the temporary claims and the pod
+    /// `from_snapshot` that reads them; or, when the cluster cannot take the snapshots and the
     /// plan allows it, the pod `live`.
-    Snapshot {
-        /// The snapshot and the temporary claim.
-        plan: Box<SnapshotPlan>,
-        /// The agent pod that reads the temporary claim.
-        from_snapshot: Box<Pod>,
-        /// The agent pod that reads the live claim (`Auto` only).
-        live: Option<Box<Pod>>,
-    },
-    /// The snapshots of a selector's claims (a group, or one each), then the post hooks, then
-    /// the temporary claims and the pod `from_snapshot` that reads them; or, when the cluster
-    /// cannot snapshot them and the plan allows it, the pod `live`.
-    Claims {
+    Snapshots {
         /// The snapshots and the temporary claims.
-        plan: Box<ClaimsPlan>,
+        plan: SnapshotsPlan,
         /// The agent pod that reads the temporary claims.
         from_snapshot: Box<Pod>,
         /// The agent pod that reads the live claims (`Auto` only).
         live: Option<Box<Pod>>,
     },
+}
+
+/// The snapshots a prologue takes.
+#[derive(Clone, Debug)]
+pub enum SnapshotsPlan {
+    /// One claim's VolumeSnapshot and its temporary claim.
+    One(Box<SnapshotPlan>),
+    /// The snapshots of a selector's claims (a group, or one each) and their temporary claims.
+    Claims(Box<ClaimsPlan>),
+}
+
+impl SnapshotsPlan {
+    /// Takes the snapshots and waits until they are ready to use: how they were taken (with
+    /// `pause` left to fill in) and the temporary claims to create from them.
+    async fn take(&self, pods: &Api<Pod>) -> Result<(SnapshotOutcome, Vec<PersistentVolumeClaim>), SnapshotFailure> {
+        let client = pods.clone().into_client();
+        match self {
+            SnapshotsPlan::One(plan) => {
+                let snapshots = volume_snapshot::api(&client, &plan.snapshot.namespace().unwrap_or_default());
+                let cut = volume_snapshot::take(&snapshots, plan).await?;
+                Ok((SnapshotOutcome::Taken { cut, pause: None }, vec![plan.claim.clone()]))
+            }
+            SnapshotsPlan::Claims(plan) => {
+                let taken = group_snapshot::take(&client, plan).await?;
+                let claims = group_snapshot::temporary_claims(plan, &taken);
+                Ok((SnapshotOutcome::ClaimsTaken { taken, pause: None }, claims))
+            }
+        }
+    }
 }
 
 /// What a run means for its attempt.
@@ -171,60 +189,22 @@ pub fn prologue(pods: Api<Pod>, job: &BackupJob, start: AgentStart) -> impl Futu
         }
         let (pod, snapshot) = match start {
             AgentStart::Pod(pod) => (*pod, None),
-            AgentStart::Snapshot {
+            AgentStart::Snapshots {
                 plan,
                 from_snapshot,
                 live,
             } => {
                 let held = tokio::time::Instant::now();
-                let snapshots = volume_snapshot::api(
-                    &pods.clone().into_client(),
-                    &plan.snapshot.namespace().unwrap_or_default(),
-                );
-                match (volume_snapshot::take(&snapshots, &plan).await, live) {
-                    (Ok(cut), _) => {
-                        let post_failed = run_stage(&pods, "post", &post, &mut failures).await;
-                        let pause = (!pre.is_empty() || !post.is_empty()).then(|| held.elapsed().as_secs_f64());
-                        let snapshot = Some(SnapshotOutcome::Taken { cut, pause });
-                        let outcome = match post_failed {
-                            Some(why) => Outcome::PostHookFailed(why),
-                            None => create_from_snapshot(&pods, &plan, &from_snapshot).await,
-                        };
-                        return HookRun {
-                            failures,
-                            outcome,
-                            snapshot,
-                        };
-                    }
-                    (Err(SnapshotFailure::Unavailable(why)), Some(live)) => {
-                        (*live, Some(SnapshotOutcome::ReadLive(why)))
-                    }
-                    (Err(SnapshotFailure::Unavailable(why) | SnapshotFailure::Failed(why)), _) => {
-                        let outcome = match run_stage(&pods, "post", &post, &mut failures).await {
-                            Some(post) => Outcome::SnapshotFailed(format!("{why}; {post}")),
-                            None => Outcome::SnapshotFailed(why),
-                        };
-                        return HookRun {
-                            failures,
-                            outcome,
-                            snapshot: None,
-                        };
-                    }
-                }
-            }
-            AgentStart::Claims {
-                plan,
-                from_snapshot,
-                live,
-            } => {
-                let held = tokio::time::Instant::now();
-                match (group_snapshot::take(&pods.clone().into_client(), &plan).await, live) {
-                    (Ok(taken), _) => {
+                match (plan.take(&pods).await, live) {
+                    (Ok((mut snapshot, claims)), _) => {
                         // Post hooks only once every snapshot is ready.
                         let post_failed = run_stage(&pods, "post", &post, &mut failures).await;
-                        let pause = (!pre.is_empty() || !post.is_empty()).then(|| held.elapsed().as_secs_f64());
-                        let claims = group_snapshot::temporary_claims(&plan, &taken);
-                        let snapshot = Some(SnapshotOutcome::ClaimsTaken { taken, pause });
+                        let held = (!pre.is_empty() || !post.is_empty()).then(|| held.elapsed().as_secs_f64());
+                        if let SnapshotOutcome::Taken { pause, .. } | SnapshotOutcome::ClaimsTaken { pause, .. } =
+                            &mut snapshot
+                        {
+                            *pause = held;
+                        }
                         let outcome = match post_failed {
                             Some(why) => Outcome::PostHookFailed(why),
                             None => create_claims_and_pod(&pods, &claims, &from_snapshot).await,
@@ -232,7 +212,7 @@ pub fn prologue(pods: Api<Pod>, job: &BackupJob, start: AgentStart) -> impl Futu
                         return HookRun {
                             failures,
                             outcome,
-                            snapshot,
+                            snapshot: Some(snapshot),
                         };
                     }
                     (Err(SnapshotFailure::Unavailable(why)), Some(live)) => {
@@ -268,12 +248,6 @@ pub fn prologue(pods: Api<Pod>, job: &BackupJob, start: AgentStart) -> impl Futu
             snapshot,
         }
     }
-}
-
-/// Creates the temporary claim of `plan` and then `pod`, which reads it (the post hooks ran
-/// already).
-async fn create_from_snapshot(pods: &Api<Pod>, plan: &SnapshotPlan, pod: &Pod) -> Outcome {
-    create_claims_and_pod(pods, std::slice::from_ref(&plan.claim), pod).await
 }
 
 /// Creates the temporary claims `temporary` and then `pod`, which reads them (the post hooks

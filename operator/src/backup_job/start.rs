@@ -14,7 +14,7 @@ use super::{JOB_LABEL, OnConflict, STORAGE_GROUP_READY, group_readiness, write};
 use crate::agent::backup::SourceClaim;
 use crate::agent::pod::{self, AgentPod};
 use crate::agent::{api, backup};
-use crate::backup_hooks::{self, AgentStart, HookStage, has_hooks, run_key};
+use crate::backup_hooks::{self, AgentStart, HookStage, SnapshotsPlan, has_hooks, run_key};
 use crate::conditions::{self, Status};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -178,14 +178,14 @@ pub(super) async fn attempt(
                 claims,
                 ..VolumeSnapshotRecord::default()
             });
-            AgentStart::Claims {
+            AgentStart::Snapshots {
                 from_snapshot: Box::new(agent_pod(&read, None)?),
                 live: if auto {
                     Some(Box::new(agent_pod(&live, node)?))
                 } else {
                     None
                 },
-                plan: Box::new(plan),
+                plan: SnapshotsPlan::Claims(Box::new(plan)),
             }
         }
         // A volume read from a snapshot: the prologue takes it, and tells how the volume was
@@ -213,14 +213,14 @@ pub(super) async fn attempt(
                 claim: source_name,
                 read: plan.claim.name_any(),
             }];
-            AgentStart::Snapshot {
+            AgentStart::Snapshots {
                 from_snapshot: Box::new(agent_pod(&read, None)?),
                 live: if auto {
                     Some(Box::new(agent_pod(&live, node)?))
                 } else {
                     None
                 },
-                plan: Box::new(plan),
+                plan: SnapshotsPlan::One(Box::new(plan)),
             }
         }
         Some(volume) => {
@@ -243,7 +243,13 @@ pub(super) async fn attempt(
             status.phase = Phase::Running;
             status.message = Some(if has_hooks(job, HookStage::Pre) {
                 format!("attempt {attempt}: running pre hooks")
-            } else if matches!(start, AgentStart::Claims { .. }) {
+            } else if matches!(
+                start,
+                AgentStart::Snapshots {
+                    plan: SnapshotsPlan::Claims(_),
+                    ..
+                }
+            ) {
                 format!("attempt {attempt}: taking the snapshots of the selected claims")
             } else {
                 format!("attempt {attempt}: taking VolumeSnapshot {name:?}")
