@@ -20,6 +20,32 @@ use serde_json::json;
 mod support;
 use support::{TestEnv, create, finish_pod, ready_s3_group, usable_claim, wait_for, wait_for_event};
 
+/// One scenario's namespace, with a Ready S3 StorageGroup, and the APIs it uses.
+struct Scenario {
+    env: TestEnv,
+    jobs: Api<BackupJob>,
+    pods: Api<Pod>,
+    claims: Api<PersistentVolumeClaim>,
+    snapshots: Api<VolumeSnapshot>,
+    groups: Api<group_snapshot::VolumeGroupSnapshot>,
+}
+
+impl Scenario {
+    /// Starts the operator on a fresh namespace named after `name`, with a Ready group `s3`.
+    async fn start(name: &str) -> Self {
+        let env = TestEnv::start(name, Clock::System).await;
+        ready_s3_group(&env.client, &env.ns).await;
+        Scenario {
+            jobs: env.api(),
+            pods: env.api(),
+            claims: env.api(),
+            snapshots: volume_snapshot::api(&env.client, &env.ns),
+            groups: group_snapshot::api(&env.client, &env.ns),
+            env,
+        }
+    }
+}
+
 /// Writes the status of VolumeSnapshot `name` as a snapshot controller would.
 async fn controller_says(snapshots: &Api<VolumeSnapshot>, name: &str, status: serde_json::Value) {
     snapshots
@@ -61,14 +87,14 @@ fn condition<'a>(
 #[tokio::test]
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn a_csi_snapshot_is_taken_backed_up_from_a_temporary_claim_and_deleted() {
-    let env = TestEnv::start("hort-snapshot", Clock::System).await;
-    let (jobs, pods, claims) = (
-        env.api::<BackupJob>(),
-        env.api::<Pod>(),
-        env.api::<PersistentVolumeClaim>(),
-    );
-    let snapshots = volume_snapshot::api(&env.client, &env.ns);
-    ready_s3_group(&env.client, &env.ns).await;
+    let Scenario {
+        env,
+        jobs,
+        pods,
+        claims,
+        snapshots,
+        ..
+    } = Scenario::start("hort-snapshot").await;
     usable_claim(&env.client, &env.ns, "data").await;
 
     create(
@@ -190,14 +216,14 @@ async fn a_csi_snapshot_is_taken_backed_up_from_a_temporary_claim_and_deleted() 
 #[tokio::test]
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn auto_reads_live_when_the_cluster_cannot_snapshot_and_csi_fails() {
-    let env = TestEnv::start("hort-snapshot-fail", Clock::System).await;
-    let (jobs, pods, claims) = (
-        env.api::<BackupJob>(),
-        env.api::<Pod>(),
-        env.api::<PersistentVolumeClaim>(),
-    );
-    let snapshots = volume_snapshot::api(&env.client, &env.ns);
-    ready_s3_group(&env.client, &env.ns).await;
+    let Scenario {
+        env,
+        jobs,
+        pods,
+        claims,
+        snapshots,
+        ..
+    } = Scenario::start("hort-snapshot-fail").await;
     usable_claim(&env.client, &env.ns, "data").await;
     let job = |name: &str, mode: &str| {
         json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": name},
@@ -316,15 +342,14 @@ fn success() -> String {
 #[tokio::test]
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn a_group_snapshot_of_the_selected_claims_is_read_from_one_temporary_claim_each() {
-    let env = TestEnv::start("hort-group-snapshot", Clock::System).await;
-    let (jobs, pods, claims) = (
-        env.api::<BackupJob>(),
-        env.api::<Pod>(),
-        env.api::<PersistentVolumeClaim>(),
-    );
-    let snapshots = volume_snapshot::api(&env.client, &env.ns);
-    let groups = group_snapshot::api(&env.client, &env.ns);
-    ready_s3_group(&env.client, &env.ns).await;
+    let Scenario {
+        env,
+        jobs,
+        pods,
+        claims,
+        snapshots,
+        groups,
+    } = Scenario::start("hort-group-snapshot").await;
     labelled_claim(&claims, "db", json!({"app": "shop"}), true).await;
     labelled_claim(&claims, "wal", json!({"app": "shop", "tier": "log"}), true).await;
     // Another application's claim, not marked: not selected, so not in the way.
@@ -461,15 +486,14 @@ async fn a_group_snapshot_of_the_selected_claims_is_read_from_one_temporary_clai
 #[tokio::test]
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn when_the_driver_cannot_group_each_claim_gets_its_own_snapshot_and_all_are_released() {
-    let env = TestEnv::start("hort-group-fallback", Clock::System).await;
-    let (jobs, pods, claims) = (
-        env.api::<BackupJob>(),
-        env.api::<Pod>(),
-        env.api::<PersistentVolumeClaim>(),
-    );
-    let snapshots = volume_snapshot::api(&env.client, &env.ns);
-    let groups = group_snapshot::api(&env.client, &env.ns);
-    ready_s3_group(&env.client, &env.ns).await;
+    let Scenario {
+        env,
+        jobs,
+        pods,
+        claims,
+        snapshots,
+        groups,
+    } = Scenario::start("hort-group-fallback").await;
     labelled_claim(&claims, "db", json!({"app": "shop"}), true).await;
     labelled_claim(&claims, "wal", json!({"app": "shop"}), true).await;
     create(
@@ -566,13 +590,13 @@ async fn when_the_driver_cannot_group_each_claim_gets_its_own_snapshot_and_all_a
 #[tokio::test]
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn a_selector_waits_for_a_claim_refuses_an_unmarked_one_and_reads_live_claims() {
-    let env = TestEnv::start("hort-selector", Clock::System).await;
-    let (jobs, pods, claims) = (
-        env.api::<BackupJob>(),
-        env.api::<Pod>(),
-        env.api::<PersistentVolumeClaim>(),
-    );
-    ready_s3_group(&env.client, &env.ns).await;
+    let Scenario {
+        env,
+        jobs,
+        pods,
+        claims,
+        ..
+    } = Scenario::start("hort-selector").await;
     let job = |name: &str, app: &str| {
         json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": name},
                "spec": {"storageGroupRef": {"name": "s3"}, "backoffLimit": 0,
@@ -646,15 +670,14 @@ where
 #[tokio::test]
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn auto_reads_the_selected_claims_live_when_the_cluster_cannot_snapshot_them() {
-    let env = TestEnv::start("hort-group-auto", Clock::System).await;
-    let (jobs, pods, claims) = (
-        env.api::<BackupJob>(),
-        env.api::<Pod>(),
-        env.api::<PersistentVolumeClaim>(),
-    );
-    let snapshots = volume_snapshot::api(&env.client, &env.ns);
-    let groups = group_snapshot::api(&env.client, &env.ns);
-    ready_s3_group(&env.client, &env.ns).await;
+    let Scenario {
+        env,
+        jobs,
+        pods,
+        claims,
+        snapshots,
+        groups,
+    } = Scenario::start("hort-group-auto").await;
     labelled_claim(&claims, "db", json!({"app": "shop"}), true).await;
     labelled_claim(&claims, "wal", json!({"app": "shop"}), true).await;
     create(
@@ -710,14 +733,14 @@ async fn auto_reads_the_selected_claims_live_when_the_cluster_cannot_snapshot_th
 #[tokio::test]
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn nothing_is_left_when_the_backup_fails_or_the_job_is_deleted() {
-    let env = TestEnv::start("hort-snapshot-leak", Clock::System).await;
-    let (jobs, pods, claims) = (
-        env.api::<BackupJob>(),
-        env.api::<Pod>(),
-        env.api::<PersistentVolumeClaim>(),
-    );
-    let snapshots = volume_snapshot::api(&env.client, &env.ns);
-    ready_s3_group(&env.client, &env.ns).await;
+    let Scenario {
+        env,
+        jobs,
+        pods,
+        claims,
+        snapshots,
+        ..
+    } = Scenario::start("hort-snapshot-leak").await;
     usable_claim(&env.client, &env.ns, "data").await;
     let ready = json!({"boundVolumeSnapshotContentName": "c", "creationTime": "2026-11-30T05:00:00Z",
                        "readyToUse": true});

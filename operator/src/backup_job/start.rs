@@ -139,98 +139,92 @@ pub(super) async fn attempt(
             break;
         }
     }
-    let start = match &job.spec.source.volume {
-        // The claims of a selector read from snapshots: the prologue takes them (a group, or
-        // one each), and tells how they were read; the record comes first, so that whatever it
-        // leaves is found and deleted.
-        Some(volume) if volume.snapshot != SnapshotMode::None && volume.claim_selector.is_some() => {
-            let auto = volume.snapshot == SnapshotMode::Auto;
-            let plan = group_snapshot::plan(
-                &name,
-                &namespace,
-                volume.claim_selector.as_ref().expect("matched"),
-                &selected,
-                volume.volume_snapshot_class_name.as_deref(),
-                volume.volume_group_snapshot_class_name.as_deref(),
-                owner.clone(),
-                auto,
-            );
-            let claims: Vec<ClaimSnapshot> = plan
-                .sources
-                .iter()
-                .zip(&plan.each)
-                .map(|(claim, each)| ClaimSnapshot {
-                    claim_name: claim.clone(),
-                    snapshot: String::new(),
-                    temporary_claim: each.claim.name_any(),
-                })
-                .collect();
-            let read: Vec<SourceClaim> = claims
-                .iter()
-                .map(|c| SourceClaim {
-                    claim: c.claim_name.clone(),
-                    read: c.temporary_claim.clone(),
-                })
-                .collect();
-            status.volume_snapshot = Some(VolumeSnapshotRecord {
-                attempt,
-                name: name.clone(),
-                claims,
-                ..VolumeSnapshotRecord::default()
-            });
-            AgentStart::Snapshots {
-                from_snapshot: Box::new(agent_pod(&read, None)?),
-                live: if auto {
-                    Some(Box::new(agent_pod(&live, node)?))
-                } else {
-                    None
-                },
-                plan: SnapshotsPlan::Claims(Box::new(plan)),
-            }
-        }
-        // A volume read from a snapshot: the prologue takes it, and tells how the volume was
-        // read; the record comes first, so that whatever it leaves is found and deleted.
+    // A volume read from snapshots (a selector's claims: a group, or one each): the prologue
+    // takes them, and tells how the volume was read; the record comes first, so that whatever
+    // it leaves is found and deleted.
+    let snapshots = match &job.spec.source.volume {
         Some(volume) if volume.snapshot != SnapshotMode::None => {
-            let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
-            let source_name = volume.claim_name.clone().unwrap_or_default();
-            let source = claims.get(&source_name).await?;
             let auto = volume.snapshot == SnapshotMode::Auto;
-            let plan = volume_snapshot::plan(
-                &name,
-                &namespace,
-                &source,
-                volume.volume_snapshot_class_name.as_deref(),
-                owner.clone(),
-                auto,
-            );
-            status.volume_snapshot = Some(VolumeSnapshotRecord {
+            let mut record = VolumeSnapshotRecord {
                 attempt,
                 name: name.clone(),
-                claim_name: plan.claim.name_any(),
                 ..VolumeSnapshotRecord::default()
-            });
-            let read = [SourceClaim {
-                claim: source_name,
-                read: plan.claim.name_any(),
-            }];
-            AgentStart::Snapshots {
-                from_snapshot: Box::new(agent_pod(&read, None)?),
-                live: if auto {
-                    Some(Box::new(agent_pod(&live, node)?))
-                } else {
-                    None
-                },
-                plan: SnapshotsPlan::One(Box::new(plan)),
-            }
+            };
+            let (plan, read) = match &volume.claim_selector {
+                Some(labels) => {
+                    let plan = group_snapshot::plan(
+                        &name,
+                        &namespace,
+                        labels,
+                        &selected,
+                        volume.volume_snapshot_class_name.as_deref(),
+                        volume.volume_group_snapshot_class_name.as_deref(),
+                        owner.clone(),
+                        auto,
+                    );
+                    record.claims = plan
+                        .sources
+                        .iter()
+                        .zip(&plan.each)
+                        .map(|(claim, each)| ClaimSnapshot {
+                            claim_name: claim.clone(),
+                            snapshot: String::new(),
+                            temporary_claim: each.claim.name_any(),
+                        })
+                        .collect();
+                    let read: Vec<SourceClaim> = record
+                        .claims
+                        .iter()
+                        .map(|c| SourceClaim {
+                            claim: c.claim_name.clone(),
+                            read: c.temporary_claim.clone(),
+                        })
+                        .collect();
+                    (SnapshotsPlan::Claims(Box::new(plan)), read)
+                }
+                None => {
+                    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
+                    let source_name = volume.claim_name.clone().unwrap_or_default();
+                    let source = claims.get(&source_name).await?;
+                    let plan = volume_snapshot::plan(
+                        &name,
+                        &namespace,
+                        &source,
+                        volume.volume_snapshot_class_name.as_deref(),
+                        owner.clone(),
+                        auto,
+                    );
+                    record.claim_name = plan.claim.name_any();
+                    let read = vec![SourceClaim {
+                        claim: source_name,
+                        read: plan.claim.name_any(),
+                    }];
+                    (SnapshotsPlan::One(Box::new(plan)), read)
+                }
+            };
+            status.volume_snapshot = Some(record);
+            Some((plan, read, auto))
         }
-        Some(volume) => {
+        _ => None,
+    };
+    let start = match (&job.spec.source.volume, snapshots) {
+        (_, Some((plan, read, auto))) => AgentStart::Snapshots {
+            from_snapshot: Box::new(agent_pod(&read, None)?),
+            live: if auto {
+                Some(Box::new(agent_pod(&live, node)?))
+            } else {
+                None
+            },
+            plan,
+        },
+        (Some(volume), None) => {
             let observation = backup::live_read(volume, "snapshot is None");
             let before = conditions::find(&status.conditions, backup::VOLUME_SNAPSHOT).cloned();
             events::on_transition(ctx, job, before.as_ref(), &observation).await;
             conditions::set(&mut status.conditions, observation, job.metadata.generation, now);
             AgentStart::Pod(Box::new(agent_pod(&live, node)?))
         }
-        None => AgentStart::Pod(Box::new(agent_pod(&[], node)?)),
+        (None, None) => AgentStart::Pod(Box::new(agent_pod(&[], node)?)),
     };
     let pod = match start {
         AgentStart::Pod(pod) if !has_hooks(job, HookStage::Pre) => *pod,
