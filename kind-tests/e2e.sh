@@ -468,7 +468,7 @@ metadata: {name: hooked}
 spec:
   storageGroupRef: {name: s3}
   source:
-    volume: {claimName: data}
+    volume: {claimName: data, snapshot: None}
   hooks:
     pre:
       - {name: freeze, selector: {app: hooked}, command: [sh, -c, "echo frozen > /data/pre-hook"]}
@@ -476,7 +476,11 @@ spec:
       - {name: thaw, pod: app, container: app, command: [sh, -c, "echo thawed > /tmp/post-hook"]}
   backoffLimit: 0
 EOF
+  # Read live (snapshot: None): the agent pod is created before the pre hooks, held back by a
+  # scheduling gate, and let go once they passed.
   wait_phase $ns backupjob/hooked Succeeded 300
+  check "the agent pod was let go to run" \
+    test "$(jp $ns pod/hooked-1 '{.status.phase}/{.spec.schedulingGates}')" == Succeeded/
   check "the pre hook ran before the data was read (its file is in the snapshot)" \
     test "$(jp $ns backupjob/hooked '{.status.stats.files}')" == 2
   check "the post hook ran" test "$(kc -n $ns exec app -- cat /tmp/post-hook)" == thawed
@@ -488,7 +492,7 @@ metadata: {name: refused}
 spec:
   storageGroupRef: {name: s3}
   source:
-    volume: {claimName: data}
+    volume: {claimName: data, snapshot: None}
   hooks:
     pre:
       - {name: refuse, pod: app, command: [sh, -c, "echo cannot freeze >&2; exit 3"]}
@@ -501,7 +505,7 @@ EOF
   check "the job failed because of its hook" \
     test "$(jp $ns backupjob/refused '{.status.conditions[?(@.type=="Failed")].reason}')" == HookFailed
   check "the message names the hook and its error" grep -q 'pre hook "refuse".*cannot freeze' <<<"$message"
-  check "no agent pod ran" test -z "$(kc -n $ns get pod refused-1 --ignore-not-found -o name)"
+  check "no agent pod ran (the held one was deleted)" test -z "$(kc -n $ns get pod refused-1 --ignore-not-found -o name)"
   check "the post hook ran after the failure" \
     test "$(kc -n $ns exec app -- cat /tmp/post-hook)" == thawed-after-failure
 }

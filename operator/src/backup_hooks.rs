@@ -179,8 +179,31 @@ pub fn prologue(pods: Api<Pod>, job: &BackupJob, start: AgentStart) -> impl Futu
     let post = stage_hooks(job, HookStage::Post).to_vec();
     async move {
         let mut failures = Vec::new();
+        // An agent pod that reads no snapshot is created before the pre hooks, held back from
+        // scheduling: a pod the namespace refuses (a quota, an admission check) ends the
+        // attempt before any hook paused the application.
+        let gated = match &start {
+            AgentStart::Pod(pod) => {
+                let gated = api::gated((**pod).clone());
+                if let Err(e) = api::create(&pods, &gated).await {
+                    let why = format!("creating agent pod {:?} failed: {e}", gated.name_any());
+                    return HookRun {
+                        failures,
+                        outcome: Outcome::PodNotCreated(why),
+                        snapshot: None,
+                    };
+                }
+                Some(gated)
+            }
+            AgentStart::Snapshots { .. } => None,
+        };
         if let Some(why) = run_stage(&pods, "pre", &pre, &mut failures).await {
             run_stage(&pods, "post", &post, &mut failures).await;
+            if let Some(pod) = &gated
+                && let Err(error) = api::delete(&pods, pod).await
+            {
+                tracing::warn!(%error, pod = %pod.name_any(), "deleting the held agent pod failed");
+            }
             return HookRun {
                 failures,
                 outcome: Outcome::PreHookFailed(why),
@@ -188,7 +211,20 @@ pub fn prologue(pods: Api<Pod>, job: &BackupJob, start: AgentStart) -> impl Futu
             };
         }
         let (pod, snapshot) = match start {
-            AgentStart::Pod(pod) => (*pod, None),
+            AgentStart::Pod(pod) => {
+                let outcome = match api::release(&pods, &pod.name_any()).await {
+                    Ok(()) => Outcome::Done,
+                    Err(e) => {
+                        let why = format!("letting agent pod {:?} be scheduled failed: {e}", pod.name_any());
+                        not_created(&pods, &post, &mut failures, why).await
+                    }
+                };
+                return HookRun {
+                    failures,
+                    outcome,
+                    snapshot: None,
+                };
+            }
             AgentStart::Snapshots {
                 plan,
                 from_snapshot,
@@ -232,14 +268,12 @@ pub fn prologue(pods: Api<Pod>, job: &BackupJob, start: AgentStart) -> impl Futu
                 }
             }
         };
+        // The live read of `Auto`: its post hooks run once it ends.
         let outcome = match api::create(&pods, &pod).await {
             Ok(()) => Outcome::Done,
             Err(e) => {
                 let why = format!("creating agent pod {:?} failed: {e}", pod.name_any());
-                match run_stage(&pods, "post", &post, &mut failures).await {
-                    Some(post) => Outcome::PodNotCreated(format!("{why}; {post}")),
-                    None => Outcome::PodNotCreated(why),
-                }
+                not_created(&pods, &post, &mut failures, why).await
             }
         };
         HookRun {
@@ -247,6 +281,15 @@ pub fn prologue(pods: Api<Pod>, job: &BackupJob, start: AgentStart) -> impl Futu
             outcome,
             snapshot,
         }
+    }
+}
+
+/// Ends a prologue whose agent pod could not be made to run after the pre hooks (`why`): runs
+/// the post hooks, which undo them.
+async fn not_created(pods: &Api<Pod>, post: &[Hook], failures: &mut Vec<String>, why: String) -> Outcome {
+    match run_stage(pods, "post", post, failures).await {
+        Some(post) => Outcome::PodNotCreated(format!("{why}; {post}")),
+        None => Outcome::PodNotCreated(why),
     }
 }
 

@@ -205,6 +205,12 @@ fn phase(job: &BackupJob) -> Phase {
     job.status.as_ref().map(|s| s.phase).unwrap_or_default()
 }
 
+/// The names of `pod`'s scheduling gates.
+fn gates(pod: &Pod) -> Vec<String> {
+    let gates = pod.spec.as_ref().and_then(|s| s.scheduling_gates.clone());
+    gates.into_iter().flatten().map(|g| g.name).collect()
+}
+
 #[tokio::test]
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn status_write_conflicts_do_not_run_hooks_again() {
@@ -258,11 +264,12 @@ async fn status_write_conflicts_do_not_run_hooks_again() {
 
 #[tokio::test]
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
-async fn an_agent_pod_that_cannot_be_created_runs_the_post_hooks_once_per_attempt() {
+async fn an_agent_pod_the_namespace_refuses_ends_each_attempt_before_any_hook_runs() {
     let env = TestEnv::start("hort-hooks-quota", None, None, Duration::ZERO).await;
     let jobs: Api<BackupJob> = env.api();
     let pods: Api<Pod> = env.api();
-    // From now on the namespace admits no pod: the agent pod is refused after the pre hooks.
+    // From now on the namespace admits no pod: the agent pod, created before the pre hooks,
+    // is refused.
     create(
         &env.api::<ResourceQuota>(),
         json!({"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}}),
@@ -283,7 +290,11 @@ async fn an_agent_pod_that_cannot_be_created_runs_the_post_hooks_once_per_attemp
     );
     let failed = status.conditions.iter().find(|c| c.type_ == "Failed").unwrap();
     assert_eq!(failed.reason, "BackoffLimitExceeded");
-    assert_eq!((env.pre.runs(), env.post.runs()), (2, 2), "(pre, post) hook runs");
+    assert_eq!(
+        (env.pre.runs(), env.post.runs()),
+        (0, 0),
+        "no hook paused the application for a pod that could not run"
+    );
     assert!(pods.get_opt("quota-1").await.unwrap().is_none());
     env.stop().await;
 }
@@ -337,13 +348,20 @@ async fn an_operator_stopped_during_the_pre_hooks_runs_the_post_hooks_after_its_
         .await
         .expect("the pre hook never ran")
         .unwrap();
-    // The operator stops while the pre hook runs, before it created the agent pod.
+    // The agent pod exists already, held back from scheduling while the pre hook runs.
+    let held = pods.get("restart-1").await.unwrap();
+    assert_eq!(gates(&held), ["hort.dev/pre-hooks"]);
+    // The operator stops while the pre hook runs.
     env.restart_controllers();
     release_tx.send(()).unwrap();
 
-    // The restarted operator finds attempt 1 begun without a pod: it runs its post hook and
-    // counts it as failed, then attempt 2 runs with its own pre hook.
-    wait_for(&pods, "restart-2", "the second attempt's agent pod", |_| true).await;
+    // The restarted operator finds attempt 1 begun and its pod held back by a prologue that no
+    // longer runs: it deletes the pod, runs the post hook and counts the attempt as failed;
+    // attempt 2 runs with its own pre hook, and its pod is let go once that passed.
+    wait_for(&pods, "restart-2", "the second attempt's agent pod, let go", |p| {
+        gates(p).is_empty()
+    })
+    .await;
     assert_eq!((env.pre.runs(), env.post.runs()), (2, 1), "(pre, post) hook runs");
     assert!(pods.get_opt("restart-1").await.unwrap().is_none());
     finish_pod(&pods, "restart-2", 0, &backup_report("feed0001")).await;

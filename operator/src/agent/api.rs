@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use hort_crds::common::Progress;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, PodSchedulingGate, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
-use kube::api::{DeleteParams, LogParams, PostParams};
+use kube::api::{DeleteParams, LogParams, Patch, PatchParams, PostParams};
 
 use super::outcome::{created, progress_from_log};
 use super::pod::SERVICE_ACCOUNT;
@@ -80,6 +80,35 @@ pub async fn create(pods: &Api<Pod>, pod: &Pod) -> kube::Result<()> {
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// The scheduling gate that holds a BackupJob's agent pod back while the job's pre hooks run.
+pub const PRE_HOOKS_GATE: &str = "hort.dev/pre-hooks";
+
+/// `pod`, held back from scheduling by [`PRE_HOOKS_GATE`] until [`release`]d.
+pub fn gated(mut pod: Pod) -> Pod {
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.scheduling_gates = Some(vec![PodSchedulingGate {
+            name: PRE_HOOKS_GATE.into(),
+        }]);
+    }
+    pod
+}
+
+/// Whether `pod` is held back by [`PRE_HOOKS_GATE`].
+pub fn is_gated(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.scheduling_gates.as_ref())
+        .is_some_and(|gates| gates.iter().any(|g| g.name == PRE_HOOKS_GATE))
+}
+
+/// Lets the [`gated`] pod `name` be scheduled.
+pub async fn release(pods: &Api<Pod>, name: &str) -> kube::Result<()> {
+    let remove = serde_json::json!({"spec": {"schedulingGates": null}});
+    pods.patch(name, &PatchParams::default(), &Patch::Merge(remove))
+        .await
+        .map(|_| ())
 }
 
 /// Creates the agents' ServiceAccount in `namespace` unless it exists (pods naming a missing

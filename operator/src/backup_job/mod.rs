@@ -90,7 +90,15 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
     if let Some(name) = status.agent_pod.clone() {
         let key = run_key(&job, status.attempts, HookStage::Pre);
         match ctx.hook_runs.poll(&key) {
-            Poll::Running if current.is_none() => return Ok(Action::requeue(HOOK_POLL)),
+            // Its pod does not exist yet, or is held back until the pre hooks pass.
+            Poll::Running if current.as_ref().is_none_or(api::is_gated) => return Ok(Action::requeue(HOOK_POLL)),
+            // A pod held back by a prologue that no longer runs (the operator stopped during
+            // the pre hooks): it never runs; the attempt ended, and its post hooks run below.
+            Poll::Unknown if current.as_ref().is_some_and(api::is_gated) => {
+                if let Some(pod) = current.take() {
+                    api::delete(&pods, &pod).await?;
+                }
+            }
             Poll::Unknown | Poll::Running => {}
             Poll::Done(run) => {
                 publish_failures(&ctx, &job, &run).await;
