@@ -58,6 +58,9 @@ if NS_ERROR="$("$HELM" template hort charts/hort --set operator.watchNamespace=h
   echo "the chart rendered operator.watchNamespace with installCRDs=true" >&2; exit 1
 fi
 grep -q "set operator.installCRDs=false" <<<"$NS_ERROR" || { echo "unexpected error: $NS_ERROR" >&2; exit 1; }
+# The values schema, the example values files, the generated chart README and Artifact Hub
+# annotations, NOTES.txt per install mode, and the users' aggregated roles on the API server.
+HELM="$HELM" KUBECTL="$KUBECTL" scripts/chart-test.sh
 
 step "database servers"
 scripts/db-servers.sh start
