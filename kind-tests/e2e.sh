@@ -4,8 +4,8 @@
 #
 #   kind-tests/e2e.sh [--keep] [CASE...]     CASE: one of the names below (default: all)
 #
-# Needs `kind-tests/cluster.sh up` and the images (`cargo build --release -p hort-agent -p
-# hort-operator`, then `kind-tests/images.sh build hort-agent hort-operator test-s3
+# Needs `kind-tests/cluster.sh up` and the images (`scripts/build-hort.sh`, then
+# `kind-tests/images.sh build hort-agent hort-operator test-s3
 # test-postgres test-mariadb`); imports them into the cluster itself
 # (HORT_E2E_SKIP_IMPORT=1 skips that). Each case runs in its own namespace hort-e2e-<case>;
 # the servers live in hort-e2e-infra. At exit the namespaces and the release are removed
