@@ -23,6 +23,14 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "test tools"
 HORT_PROMTOOL="$(scripts/install-promtool.sh)"
 export HORT_PROMTOOL
+# The generators of docs/reference/ and of the chart's README read YAML.
+python3 -c 'import yaml' 2>/dev/null \
+  || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-yaml >/dev/null
+MDBOOK="$(scripts/install-mdbook.sh)"
+
+step "book (docs/): the API reference is current and the book builds"
+python3 scripts/api-reference.py --check
+"$MDBOOK" build docs
 
 step "kube-apiserver and etcd"
 # A fresh control plane without a node: the operator tests simulate the kubelet by patching pod
