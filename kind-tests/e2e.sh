@@ -938,6 +938,8 @@ EOF
   uninstall_hort
 }
 
+no_operator_pod() { [[ -z "$(operator_pod)" ]]; }
+
 # `helm test` of the current release: its pod (the agent image's bash) gets 200 from the
 # operator's /readyz and /metrics; with the operator scaled to 0 the test fails and its log
 # names what did not answer. Leaves the operator at 0 replicas.
@@ -949,8 +951,7 @@ helm_test_answers_and_fails_without_an_operator() {
   check "helm test asked /readyz and /metrics: $out" grep -q "/metrics: HTTP/1.[01] 200" <<<"$out"
   note "helm test: $(grep -o 'GET [^ ]*: HTTP/1.[01] 200' <<<"$out" | paste -sd ';')"
   kc -n "$HORT_NAMESPACE" scale "deployment/$(operator_name)" --replicas=0 >/dev/null
-  kc -n "$HORT_NAMESPACE" wait --for=delete pod --timeout=60s \
-    -l "app.kubernetes.io/instance=$HORT_RELEASE,app.kubernetes.io/component=operator" >/dev/null
+  wait_until 90 "no operator pod of $HORT_RELEASE" no_operator_pod
   if out="$("$HELM" test "$HORT_RELEASE" --namespace "$HORT_NAMESPACE" --timeout 120s 2>&1)"; then
     fail "helm test passed with no operator running: $out"
   fi
