@@ -4,8 +4,8 @@
 #
 #   kind-tests/e2e.sh [--keep] [CASE...]     CASE: one of the names below (default: all)
 #
-# Needs `kind-tests/cluster.sh up` and the images (`cargo build --release -p hort-agent -p
-# hort-operator`, then `kind-tests/images.sh build hort-agent hort-operator test-s3
+# Needs `kind-tests/cluster.sh up` and the images (`scripts/build-hort.sh`, then
+# `kind-tests/images.sh build hort-agent hort-operator test-s3
 # test-postgres test-mariadb`); imports them into the cluster itself
 # (HORT_E2E_SKIP_IMPORT=1 skips that). Each case runs in its own namespace hort-e2e-<case>;
 # the servers live in hort-e2e-infra. At exit the namespaces and the release are removed
@@ -41,7 +41,8 @@
 #                       no snapshot, group snapshot, content, temporary claim or pod is left
 #   namespaced          (runs first, before the cluster-wide install) a second release with
 #                       operator.watchNamespace: only Roles; a PVC group, a volume backup with a
-#                       hook and a restore work; none of its requests was forbidden
+#                       hook and a restore work; none of its requests was forbidden; `helm test`
+#                       passes, and fails once the operator is scaled to 0
 #   rbac-audit          (runs last) the chart's RBAC against the API server's audit log: every
 #                       verb granted was used (or is allowlisted with a reason), no request was
 #                       forbidden (kind-tests/rbac-audit; skipped when the cluster has no audit log)
@@ -937,7 +938,31 @@ EOF
   else
     note "no audit log: not checked for forbidden requests"
   fi
+  helm_test_answers_and_fails_without_an_operator
   uninstall_hort
+}
+
+no_operator_pod() { [[ -z "$(operator_pod)" ]]; }
+
+# `helm test` of the current release: its pod (the agent image's bash) gets 200 from the
+# operator's /readyz and /metrics; with the operator scaled to 0 the test fails and its log
+# names what did not answer. Leaves the operator at 0 replicas.
+helm_test_answers_and_fails_without_an_operator() {
+  local out pod="${HORT_RELEASE}-test-operator"
+  [[ "$HORT_RELEASE" == *hort* ]] || pod="${HORT_RELEASE}-hort-test-operator"
+  out="$("$HELM" test "$HORT_RELEASE" --namespace "$HORT_NAMESPACE" --logs --timeout 120s 2>&1)" \
+    || fail "helm test: $out"
+  check "helm test asked /readyz and /metrics: $out" grep -q "/metrics: HTTP/1.[01] 200" <<<"$out"
+  note "helm test: $(grep -o 'GET [^ ]*: HTTP/1.[01] 200' <<<"$out" | paste -sd ';')"
+  kc -n "$HORT_NAMESPACE" scale "deployment/$(operator_name)" --replicas=0 >/dev/null
+  wait_until 90 "no operator pod of $HORT_RELEASE" no_operator_pod
+  if out="$("$HELM" test "$HORT_RELEASE" --namespace "$HORT_NAMESPACE" --timeout 120s 2>&1)"; then
+    fail "helm test passed with no operator running: $out"
+  fi
+  out="$(kc -n "$HORT_NAMESPACE" logs "$pod" 2>&1 || true)"
+  check "the failed test's log names /readyz: $out" grep -q "/readyz: want 200" <<<"$out"
+  note "helm test without an operator fails: $(grep -m1 -o 'GET [^,]*' <<<"$out")"
+  kc -n "$HORT_NAMESPACE" delete pod "$pod" --ignore-not-found >/dev/null
 }
 
 case_rbac-audit() {

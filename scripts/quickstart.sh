@@ -5,8 +5,9 @@
 #
 # 1. builds the local cluster's binaries (kind-tests/build.sh; cached, ~16 min cold) and brings
 #    up a single-node cluster (kind-tests/cluster.sh up);
-# 2. builds hort-agent and hort-operator (cargo, release) and their images, and the S3 and
-#    PostgreSQL test images, without a registry, and imports them into the cluster;
+# 2. builds hort-agent and hort-operator (cargo, release; scripts/build-hort.sh, in the cargo
+#    target directory scripts/test.sh uses too, ~/.cache/hort/cargo-target) and their images,
+#    and the S3 and PostgreSQL test images, without a registry, and imports them into the cluster;
 # 3. installs the Helm chart (charts/hort) in hort-system;
 # 4. deploys the sample of examples/quickstart/ in namespace hort-quickstart (recreated on
 #    every run): an S3 server, PostgreSQL with a seeded table `orders` in database `shop`, a
@@ -50,7 +51,7 @@ trap on_exit EXIT
 
 build_cluster_binaries() { kind-tests/build.sh; }
 cluster_up() { kind-tests/cluster.sh up; }
-build_hort() { cargo build --release --locked -p hort-agent -p hort-operator; }
+build_hort() { scripts/build-hort.sh; }
 build_images() { kind-tests/images.sh build hort-agent hort-operator test-s3 test-postgres; }
 import_images() { kind-tests/images.sh import hort-agent hort-operator test-s3 test-postgres; }
 install_chart() {
@@ -97,7 +98,7 @@ step "cluster up (kind-tests/cluster.sh up)" cluster_up
 KUBECONFIG="$(kind-tests/cluster.sh kubeconfig)"
 export KUBECONFIG
 if [[ "${HORT_QUICKSTART_SKIP_BUILD:-}" != 1 ]]; then
-  step "hort-agent and hort-operator (cargo build --release)" build_hort
+  step "hort-agent and hort-operator (scripts/build-hort.sh: cargo build --release)" build_hort
   step "images (kind-tests/images.sh build)" build_images
 fi
 step "images into the cluster (kind-tests/images.sh import)" import_images

@@ -23,6 +23,14 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "test tools"
 HORT_PROMTOOL="$(scripts/install-promtool.sh)"
 export HORT_PROMTOOL
+# The generators of docs/reference/ and of the chart's README read YAML.
+python3 -c 'import yaml' 2>/dev/null \
+  || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-yaml >/dev/null
+MDBOOK="$(scripts/install-mdbook.sh)"
+
+step "book (docs/): the API reference is current and the book builds"
+python3 scripts/api-reference.py --check
+"$MDBOOK" build docs
 
 step "kube-apiserver and etcd"
 # A fresh control plane without a node: the operator tests simulate the kubelet by patching pod
@@ -58,6 +66,9 @@ if NS_ERROR="$("$HELM" template hort charts/hort --set operator.watchNamespace=h
   echo "the chart rendered operator.watchNamespace with installCRDs=true" >&2; exit 1
 fi
 grep -q "set operator.installCRDs=false" <<<"$NS_ERROR" || { echo "unexpected error: $NS_ERROR" >&2; exit 1; }
+# The values schema, the example values files, the generated chart README and Artifact Hub
+# annotations, NOTES.txt per install mode, and the users' aggregated roles on the API server.
+HELM="$HELM" KUBECTL="$KUBECTL" scripts/chart-test.sh
 
 step "database servers"
 scripts/db-servers.sh start
@@ -76,11 +87,7 @@ kind-tests/smoke.sh --images
 step "hort-agent and hort-operator images, end-to-end tests"
 # Real agent pods: the chart installed with these images, S3/PostgreSQL/MariaDB in the cluster
 # (kind-tests/README.md lists the cases).
-cargo build --release --locked -p hort-agent -p hort-operator
-# The Dockerfiles take the binaries from target/release in the build context (the repository).
-if [[ "$(realpath -m "$CARGO_TARGET_DIR")" != "$(realpath -m target)" ]]; then
-  mkdir -p target/release
-  cp "$CARGO_TARGET_DIR/release/hort-agent" "$CARGO_TARGET_DIR/release/hort-operator" target/release/
-fi
+# Built as the quick start builds them (scripts/build-hort.sh): after it, nothing to compile.
+scripts/build-hort.sh
 kind-tests/images.sh build hort-agent hort-operator
 kind-tests/e2e.sh

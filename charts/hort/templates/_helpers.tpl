@@ -22,3 +22,12 @@ app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end -}}
+
+{{/* "true" when the users' aggregated ClusterRoles are rendered (rbac.aggregatedRoles; auto:
+unless operator.watchNamespace is set), else empty. */}}
+{{- define "hort.aggregatedRoles" -}}
+{{- $set := .Values.rbac.aggregatedRoles -}}
+{{- if eq (toString $set) "auto" -}}
+{{- if not .Values.operator.watchNamespace }}true{{ end -}}
+{{- else if $set }}true{{ end -}}
+{{- end -}}

@@ -304,6 +304,28 @@ subjects: [{kind: ServiceAccount, name: other, namespace: hort-system}]
     }
 
     #[test]
+    fn roles_bound_to_nobody_grant_the_operator_nothing() {
+        // The chart's users' roles (templates/user-roles.yaml): aggregated into the cluster's
+        // view, edit and admin roles, never bound by the chart.
+        let chart = format!(
+            "{CHART}\n---\n{}",
+            r#"
+kind: ClusterRole
+metadata:
+  name: hort-edit
+  labels: {rbac.authorization.k8s.io/aggregate-to-edit: "true"}
+rules:
+  - apiGroups: [hort.dev]
+    resources: [backupjobs]
+    verbs: [create, delete]
+"#
+        );
+        let grants = grants(&chart, "hort-system", "hort-operator").unwrap();
+        assert!(grants.iter().all(|g| g.role != "ClusterRole/hort-edit"), "{grants:?}");
+        assert_eq!(grants.len(), 3);
+    }
+
+    #[test]
     fn a_binding_of_a_role_the_chart_lacks_is_an_error() {
         let err = grants(CHART, "hort-system", "other").unwrap_err();
         assert!(err.to_string().contains("Role/missing"), "{err}");
