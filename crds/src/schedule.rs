@@ -47,7 +47,7 @@ pub struct ScheduleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z][-+_/A-Za-z0-9]*$"))]
     pub time_zone: Option<String>,
-    /// Stop creating new BackupJobs; running ones continue.
+    /// Stop creating new BackupJobs and Verifications; running ones continue.
     #[serde(default)]
     pub suspend: bool,
     /// What happens when a run is due while the previous one is still running: `Forbid`
@@ -76,13 +76,15 @@ pub struct ScheduleSpec {
     pub verification: Option<VerificationPolicy>,
 }
 
-/// When and how a Schedule verifies its snapshots.
+/// When and how a Schedule verifies its snapshots. Each Verification runs with the
+/// jobTemplate's StorageGroup, `activeDeadlineSeconds` and `agent` overrides.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerificationPolicy {
     /// Cron expression of the verification runs, read in the Schedule's `timeZone`, e.g.
     /// `0 6 * * 0` (Sundays at 06:00). A run that is due while the previous verification still
-    /// runs is skipped; after an operator outage only the latest missed run happens.
+    /// runs starts when it ends; after an operator outage only the latest missed run happens;
+    /// `suspend` stops verifications too.
     #[schemars(regex(
         pattern = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+\s+\S+\s+\S+\s+\S+\s+\S+)$"
     ))]
@@ -90,7 +92,8 @@ pub struct VerificationPolicy {
     /// Which snapshot each run verifies: `Latest`, the newest snapshot of this schedule (by
     /// its tags, looked up in the repository when the run starts), or `Random`, one picked at
     /// random by the operator among the snapshots of the succeeded BackupJobs this schedule
-    /// still keeps as objects (`historyLimit.successful`), so older snapshots get proven too.
+    /// still keeps as objects (`historyLimit.successful`), so older snapshots get proven too
+    /// (the newest when it keeps none).
     #[serde(default)]
     pub snapshot: SnapshotChoice,
     /// Restore into a throwaway database server; for a postgres or mariadb source, when
