@@ -54,11 +54,18 @@ pub async fn reconcile(
     }
     let latest_success = finished
         .iter()
-        .filter(|v| v.status.as_ref().is_some_and(|s| s.phase == hort_crds::common::Phase::Succeeded))
+        .filter(|v| {
+            v.status
+                .as_ref()
+                .is_some_and(|s| s.phase == hort_crds::common::Phase::Succeeded)
+        })
         .filter_map(|v| v.status.as_ref()?.completion_time.clone())
         .max_by_key(|t| t.0);
     if let Some(latest) = latest_success
-        && status.last_successful_verification_time.as_ref().is_none_or(|t| t.0 < latest.0)
+        && status
+            .last_successful_verification_time
+            .as_ref()
+            .is_none_or(|t| t.0 < latest.0)
     {
         status.last_successful_verification_time = Some(latest);
     }
@@ -74,11 +81,12 @@ pub async fn reconcile(
     let decision = verification_plan::decide(cron, now, last_scheduled, schedule.spec.suspend, active.len());
     if let Decision::Run { scheduled, .. } = decision {
         let snapshots = verification_plan::snapshots_of(jobs);
-        let spec = verification_plan::spec(&schedule.spec, policy, namespace, &name, &snapshots, random()?)
-            .ok_or(Error::MissingObjectField {
+        let spec = verification_plan::spec(&schedule.spec, policy, namespace, &name, &snapshots, random()?).ok_or(
+            Error::MissingObjectField {
                 kind: "Schedule",
                 field: "spec.verification.volume (required for a volume source)",
-            })?;
+            },
+        )?;
         let verification_name = verification_plan::name(&name, scheduled);
         let verification = Verification {
             metadata: ObjectMeta {
@@ -105,7 +113,10 @@ pub async fn reconcile(
         }
         status.last_verification_schedule_time = Some(Time(scheduled));
     }
-    let last = status.last_verification_schedule_time.as_ref().map_or(last_scheduled, |t| t.0);
+    let last = status
+        .last_verification_schedule_time
+        .as_ref()
+        .map_or(last_scheduled, |t| t.0);
     Ok(cron.next_after(now.max(last)).filter(|_| !schedule.spec.suspend))
 }
 

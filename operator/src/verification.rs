@@ -231,7 +231,14 @@ async fn start(
         None => "into a temporary claim".to_string(),
     };
     status.message = Some(format!("agent pod {name:?} restores the snapshot {what} and checks it"));
-    publish(ctx, verification, EventType::Normal, "VerificationStarted", status.message.clone().unwrap_or_default()).await;
+    publish(
+        ctx,
+        verification,
+        EventType::Normal,
+        "VerificationStarted",
+        status.message.clone().unwrap_or_default(),
+    )
+    .await;
     Ok(Some(()))
 }
 
@@ -256,7 +263,10 @@ async fn create_secret(
         data: Some(
             [
                 (verify::SECRET_KEYS[0].to_string(), ByteString(user.as_bytes().to_vec())),
-                (verify::SECRET_KEYS[1].to_string(), ByteString(random_password()?.into_bytes())),
+                (
+                    verify::SECRET_KEYS[1].to_string(),
+                    ByteString(random_password()?.into_bytes()),
+                ),
             ]
             .into(),
         ),

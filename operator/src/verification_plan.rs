@@ -5,7 +5,9 @@
 use hort_crds::backup_job::{BackupJob, SourceKind};
 use hort_crds::common::{LocalObjectRef, Phase};
 use hort_crds::restore_request::RestoreSource;
-use hort_crds::schedule::{ConcurrencyPolicy, HistoryLimit, ScheduleSpec, SnapshotChoice, VerificationPolicy, VerificationRecord};
+use hort_crds::schedule::{
+    ConcurrencyPolicy, HistoryLimit, ScheduleSpec, SnapshotChoice, VerificationPolicy, VerificationRecord,
+};
 use hort_crds::verification::{DatabaseKind, DatabaseVerification, Verification, VerificationSpec};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -26,7 +28,13 @@ pub fn parse(policy: &VerificationPolicy, time_zone: Option<&str>) -> Result<Cro
 
 /// Whether a verification is due: as for BackupJobs, only the latest missed time runs, and a
 /// due run waits while another verification of the schedule has not finished.
-pub fn decide(cron: &CronSchedule, now: Timestamp, last_scheduled: Timestamp, suspend: bool, active: usize) -> Decision {
+pub fn decide(
+    cron: &CronSchedule,
+    now: Timestamp,
+    last_scheduled: Timestamp,
+    suspend: bool,
+    active: usize,
+) -> Decision {
     crate::schedule_plan::decide(
         cron,
         &Facts {
@@ -52,7 +60,10 @@ pub fn snapshots_of(jobs: &[&BackupJob]) -> Vec<String> {
         .iter()
         .filter_map(|j| {
             let status = j.status.as_ref()?;
-            let id = status.snapshot_id.clone().filter(|_| status.phase == Phase::Succeeded)?;
+            let id = status
+                .snapshot_id
+                .clone()
+                .filter(|_| status.phase == Phase::Succeeded)?;
             Some((status.completion_time.as_ref().map(|t| t.0), id))
         })
         .collect();
@@ -168,7 +179,14 @@ mod tests {
     }
 
     fn spec_from(spec: &ScheduleSpec, snapshots: &[String], random: u64) -> Option<VerificationSpec> {
-        super::spec(spec, spec.verification.as_ref().unwrap(), "prod", "nightly", snapshots, random)
+        super::spec(
+            spec,
+            spec.verification.as_ref().unwrap(),
+            "prod",
+            "nightly",
+            snapshots,
+            random,
+        )
     }
 
     fn t(s: &str) -> Timestamp {
@@ -177,7 +195,10 @@ mod tests {
 
     #[test]
     fn a_database_source_is_verified_in_a_server_of_its_kind_from_the_newest_snapshot_by_tags() {
-        let spec = schedule("{postgres: {host: db, credentialsSecretRef: {name: c}}}", "{schedule: '@weekly'}");
+        let spec = schedule(
+            "{postgres: {host: db, credentialsSecretRef: {name: c}}}",
+            "{schedule: '@weekly'}",
+        );
         let planned = plan(&spec, &["aaaa1111"], 0).unwrap();
         assert_eq!(planned.database.as_ref().unwrap().kind, DatabaseKind::Postgres);
         assert!(planned.volume.is_none());
@@ -189,8 +210,14 @@ mod tests {
         assert_eq!(planned.storage_group_ref.name, "s3");
         assert_eq!(planned.active_deadline_seconds, Some(600));
         assert_eq!(planned.agent.unwrap().node_selector["disk"], "ssd");
-        let maria = schedule("{mariadb: {host: db, credentialsSecretRef: {name: c}}}", "{schedule: '@weekly'}");
-        assert_eq!(plan(&maria, &[], 0).unwrap().database.unwrap().kind, DatabaseKind::Mariadb);
+        let maria = schedule(
+            "{mariadb: {host: db, credentialsSecretRef: {name: c}}}",
+            "{schedule: '@weekly'}",
+        );
+        assert_eq!(
+            plan(&maria, &[], 0).unwrap().database.unwrap().kind,
+            DatabaseKind::Mariadb
+        );
     }
 
     #[test]
@@ -231,8 +258,15 @@ mod tests {
                 replace_active: false
             }
         );
-        assert_eq!(decide(&cron, now, last, false, 1), Decision::WaitForActive { scheduled });
-        assert_eq!(decide(&cron, now, last, true, 0), Decision::Idle, "suspend stops verifications too");
+        assert_eq!(
+            decide(&cron, now, last, false, 1),
+            Decision::WaitForActive { scheduled }
+        );
+        assert_eq!(
+            decide(&cron, now, last, true, 0),
+            Decision::Idle,
+            "suspend stops verifications too"
+        );
         assert_eq!(decide(&cron, now, scheduled, false, 0), Decision::Idle);
         let bad: VerificationPolicy = serde_yaml::from_str("{schedule: '61 * * * *'}").unwrap();
         assert_eq!(parse(&bad, None).unwrap_err().field, "spec.verification.schedule");
@@ -270,7 +304,12 @@ mod tests {
         assert_eq!(names, ["v-1", "v-2"]);
         let shown = record(&all[2]);
         assert_eq!(
-            (shown.name.as_str(), shown.result, shown.snapshot_id.as_deref(), shown.restore_duration_seconds),
+            (
+                shown.name.as_str(),
+                shown.result,
+                shown.snapshot_id.as_deref(),
+                shown.restore_duration_seconds
+            ),
             ("v-3", Phase::Succeeded, Some("abcd1234"), Some(3.5))
         );
         assert_eq!(shown.time, Some(Time(t("2026-03-01T03:00:00Z"))));

@@ -17,8 +17,8 @@ use hort_protocol::command::LATEST;
 use hort_protocol::{AgentCommand, DatabaseKind, SqlAssertion, VerificationReport};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EmptyDirVolumeSource, EphemeralVolumeSource, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimTemplate, Pod, PodSecurityContext, ResourceRequirements, SecurityContext, Volume,
-    VolumeMount, VolumeResourceRequirements,
+    PersistentVolumeClaimTemplate, Pod, PodSecurityContext, ResourceRequirements, SecurityContext, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -338,7 +338,14 @@ mod tests {
         let agent = &pod_spec.containers[0];
         assert_eq!(
             agent.args.as_deref().unwrap()[..6],
-            ["verify-restore-postgres", "ab12cd34", "--host", "127.0.0.1", "--port", "5432"]
+            [
+                "verify-restore-postgres",
+                "ab12cd34",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "5432"
+            ]
         );
         assert!(agent.args.as_ref().unwrap().iter().any(|a| a.contains("\"balanced\"")));
         let server = &pod_spec.init_containers.as_ref().unwrap()[0];
@@ -375,7 +382,10 @@ mod tests {
             assert_eq!(security.run_as_non_root, Some(true), "{}", container.name);
             assert_eq!(security.allow_privilege_escalation, Some(false));
             let caps = security.capabilities.as_ref().unwrap();
-            assert_eq!((caps.drop.as_deref(), caps.add.as_ref()), (Some(&["ALL".to_string()][..]), None));
+            assert_eq!(
+                (caps.drop.as_deref(), caps.add.as_ref()),
+                (Some(&["ALL".to_string()][..]), None)
+            );
         }
         let pod_security = pod_spec.security_context.unwrap();
         assert_eq!(pod_security.fs_group, Some(SERVER_USER));
@@ -402,14 +412,26 @@ mod tests {
         assert_eq!(server.image.as_deref(), Some("mariadb:10.11"));
         assert_eq!(server.args.as_deref().unwrap(), ["--bind-address=127.0.0.1"]);
         assert!(
-            server.env.as_ref().unwrap().iter().any(|e| e.name == "MARIADB_ROOT_PASSWORD")
+            server
+                .env
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|e| e.name == "MARIADB_ROOT_PASSWORD")
         );
         let limits = server.resources.as_ref().unwrap().limits.as_ref().unwrap();
         assert_eq!(limits["memory"].0, "2Gi");
         assert!(!limits.contains_key("cpu"), "the spec's resources replace the defaults");
         assert_eq!(
             pod_spec.containers[0].args.as_deref().unwrap()[..6],
-            ["verify-restore-mariadb", "ab12cd34", "--host", "127.0.0.1", "--port", "3306"]
+            [
+                "verify-restore-mariadb",
+                "ab12cd34",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "3306"
+            ]
         );
     }
 
@@ -431,25 +453,36 @@ mod tests {
         assert!(access.env.is_empty(), "no database credentials");
         let pod = pod_of(&spec);
         let pod_spec = pod.spec.unwrap();
-        let scratch = pod_spec.volumes.as_ref().unwrap().iter().find(|v| v.name == "scratch").unwrap();
-        let template = scratch.ephemeral.as_ref().unwrap().volume_claim_template.as_ref().unwrap();
+        let scratch = pod_spec
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == "scratch")
+            .unwrap();
+        let template = scratch
+            .ephemeral
+            .as_ref()
+            .unwrap()
+            .volume_claim_template
+            .as_ref()
+            .unwrap();
         assert_eq!(template.spec.storage_class_name.as_deref(), Some("fast"));
         assert_eq!(
             template.spec.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0,
             "5Gi"
         );
-        assert!(pod_spec.containers[0]
-            .volume_mounts
-            .as_ref()
-            .unwrap()
-            .iter()
-            .any(|m| m.name == "scratch" && m.mount_path == SCRATCH_DIR));
+        assert!(
+            pod_spec.containers[0]
+                .volume_mounts
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|m| m.name == "scratch" && m.mount_path == SCRATCH_DIR)
+        );
         assert!(pod_spec.init_containers.is_none(), "no server");
         assert_eq!(pod_spec.active_deadline_seconds, Some(900));
-        assert_eq!(
-            pod.metadata.labels.unwrap()[crate::agent::ROLE_LABEL],
-            "verify"
-        );
+        assert_eq!(pod.metadata.labels.unwrap()[crate::agent::ROLE_LABEL], "verify");
     }
 
     fn report(ok: bool, failures: &[(&str, &str)], total: u64) -> VerificationReport {
@@ -485,13 +518,19 @@ mod tests {
         );
 
         let mut status = VerificationStatus::default();
-        let failed = report(false, &[("table shop.orders", "1199 rows, 1200 at backup"), ("x", "y")], 7);
+        let failed = report(
+            false,
+            &[("table shop.orders", "1199 rows, 1200 at backup"), ("x", "y")],
+            7,
+        );
         assert!(!record(&failed, &mut status));
         assert_eq!(status.failures_total, 7);
         assert_eq!(status.failures[0].subject, "table shop.orders");
         assert_eq!(
             status.message.as_deref(),
-            Some("snapshot ab12cd34 failed verification: table shop.orders: 1199 rows, 1200 at backup (and 6 more failures)")
+            Some(
+                "snapshot ab12cd34 failed verification: table shop.orders: 1199 rows, 1200 at backup (and 6 more failures)"
+            )
         );
         // A report that says not ok fails even without named failures.
         assert!(!record(&report(false, &[], 0), &mut VerificationStatus::default()));
