@@ -260,6 +260,9 @@ pub struct ScheduleStatus {
     /// When the last Verification was created for a scheduled time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_verification_schedule_time: Option<Time>,
+    /// When the next Verification is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_verification_time: Option<Time>,
     /// When the latest Verification of this schedule succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_successful_verification_time: Option<Time>,

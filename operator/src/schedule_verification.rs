@@ -117,7 +117,9 @@ pub async fn reconcile(
         .last_verification_schedule_time
         .as_ref()
         .map_or(last_scheduled, |t| t.0);
-    Ok(cron.next_after(now.max(last)).filter(|_| !schedule.spec.suspend))
+    let next = cron.next_after(now.max(last)).filter(|_| !schedule.spec.suspend);
+    status.next_verification_time = next.map(Time);
+    Ok(next)
 }
 
 /// The scheduled time a Verification was created for, from its annotation.
