@@ -27,6 +27,9 @@ use super::pod::{RepositoryAccess, secret_env};
 
 /// Where the temporary claim of a volume verification is mounted in the agent pod.
 pub const SCRATCH_DIR: &str = "/scratch";
+/// The directory the snapshot is restored into: below the mount, as the agent wants an empty
+/// or absent directory and a fresh file system may hold `lost+found`.
+pub const RESTORE_DIR: &str = "/scratch/restore";
 /// The user (and group) the official PostgreSQL and MariaDB images run their server as.
 pub const SERVER_USER: i64 = 999;
 /// Name of the throwaway server's container.
@@ -107,7 +110,7 @@ pub fn command(
     Some(AgentCommand::VerifyRestore {
         snapshot,
         tags,
-        scratch: SCRATCH_DIR.into(),
+        scratch: RESTORE_DIR.into(),
     })
 }
 
@@ -447,7 +450,7 @@ mod tests {
             Some(AgentCommand::VerifyRestore {
                 snapshot: "latest".into(),
                 tags: vec!["a".into(), "b".into()],
-                scratch: SCRATCH_DIR.into(),
+                scratch: RESTORE_DIR.into(),
             })
         );
         assert!(access.env.is_empty(), "no database credentials");
@@ -481,6 +484,12 @@ mod tests {
                 .any(|m| m.name == "scratch" && m.mount_path == SCRATCH_DIR)
         );
         assert!(pod_spec.init_containers.is_none(), "no server");
+        // Like a volume restore: root with the file capabilities only, to write the snapshot's
+        // owners and modes into the fresh claim.
+        let security = pod_spec.containers[0].security_context.as_ref().unwrap();
+        assert_eq!(security.run_as_non_root, None);
+        let added = security.capabilities.as_ref().unwrap().add.clone().unwrap();
+        assert_eq!(added, crate::agent::pod::FILE_CAPABILITIES.map(String::from));
         assert_eq!(pod_spec.active_deadline_seconds, Some(900));
         assert_eq!(pod.metadata.labels.unwrap()[crate::agent::ROLE_LABEL], "verify");
     }
