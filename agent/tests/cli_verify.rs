@@ -135,6 +135,33 @@ fn a_database_snapshot_is_refused_naming_its_command() {
 }
 
 #[test]
+fn a_volume_snapshot_is_refused_by_the_database_verification() {
+    let repo = Repo::new(Kind::Fs);
+    repo.init();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("f"), b"x").unwrap();
+    repo.backup(work.path(), &[]);
+    let out = repo
+        .cmd(&[
+            "verify-restore-postgres",
+            "latest",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "1",
+        ])
+        .env("HORT_DB_USER", "postgres")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("a volume's backup: verify it with verify-restore"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn a_damaged_pack_fails_verification_naming_the_file() {
     let repo = Repo::new(Kind::Fs);
     repo.init();

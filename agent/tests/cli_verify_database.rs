@@ -372,3 +372,55 @@ fn a_server_that_never_answers_ends_without_a_report() {
     );
     assert!(stderr(&out).contains(&format!("127.0.0.1:{port}")), "{}", stderr(&out));
 }
+
+/// Forwards connections to `127.0.0.1:port` to `upstream`, from `delay` on: a server that
+/// starts late, as the throwaway server beside the agent does.
+fn late_server(port: u16, upstream: String, delay: std::time::Duration) {
+    use std::net::{TcpListener, TcpStream};
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        for client in listener.incoming() {
+            let client = client.unwrap();
+            let server = TcpStream::connect(&upstream).unwrap();
+            let (mut client_in, mut server_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || std::io::copy(&mut client_in, &mut server_out));
+            let (mut server_in, mut client_out) = (server, client);
+            std::thread::spawn(move || std::io::copy(&mut server_in, &mut client_out));
+        }
+    });
+}
+
+#[test]
+#[ignore = "needs PostgreSQL and MariaDB servers: run scripts/test.sh"]
+fn the_verification_waits_for_a_server_that_starts_late() {
+    let server = Server::Postgres;
+    let db = unique("verify_late");
+    let agent = Agent::new(server);
+    ledger(server, &db, false);
+    agent.backup(&db, "t");
+    server.drop_db(&db);
+    agent.drop_restored(&db);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let delay = std::time::Duration::from_secs(3);
+    late_server(port, format!("{}:{}", server.host(), agent.target_port()), delay);
+    let started = std::time::Instant::now();
+    let port = port.to_string();
+    let out = agent.run(&[
+        "verify-restore-postgres",
+        "latest",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--server-wait",
+        "1m",
+    ]);
+    agent.drop_restored(&db);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(started.elapsed() >= delay, "{:?}", started.elapsed());
+    let report: VerificationReport = decode(&std::fs::read_to_string(agent.log.path()).unwrap()).unwrap();
+    assert!(report.ok && report.tables == 2, "{report:?}");
+}
