@@ -44,15 +44,22 @@ pub(super) fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// Writes the report (within the message limit), prints it, and fails with `Damaged` when
-/// a check failed.
-pub(super) fn finish(ctx: &Context, mut report: VerificationReport) -> Result<(), CliError> {
+/// Writes the report (within the message limit), prints it (as JSON with the fields of
+/// `details` added), and fails with `Damaged` when a check failed.
+pub(super) fn finish(
+    ctx: &Context,
+    mut report: VerificationReport,
+    details: serde_json::Value,
+) -> Result<(), CliError> {
     report.failures_total = report.failures.len() as u64;
     report.ok = report.failures.is_empty();
     write_message(&report.encode_within_limit());
     if ctx.json() {
         let mut line = serde_json::to_value(&report).unwrap_or_default();
         line["type"] = "verification".into();
+        if let (Some(line), serde_json::Value::Object(details)) = (line.as_object_mut(), details) {
+            line.extend(details);
+        }
         ctx.print_json(&line);
     } else {
         for line in &report.checked {
@@ -102,6 +109,9 @@ pub(super) fn verify(ctx: &Context, read: PacksToRead) -> Result<(), CliError> {
     }
     checked.extend(found.notes.iter().map(|note| format!("note: {note}")));
     checked.extend(found.archived.iter().map(|a| format!("not read (archived): {a}")));
+    let details = serde_json::json!({"snapshots": found.snapshots, "packs_read": found.packs_read,
+                                     "blobs_read": found.blobs_read, "notes": found.notes,
+                                     "archived": found.archived});
     let report = VerificationReport {
         snapshot_id: None,
         ok: found.is_ok(),
@@ -121,7 +131,7 @@ pub(super) fn verify(ctx: &Context, read: PacksToRead) -> Result<(), CliError> {
         bytes: 0,
         tables: 0,
     };
-    finish(ctx, report)
+    finish(ctx, report, details)
 }
 
 /// Refuses a snapshot that holds streams: it is verified by the command of its database.
@@ -237,5 +247,5 @@ pub(super) fn verify_restore(ctx: &Context, args: &VerifyRestoreArgs) -> Result<
     if let Err(e) = restore_check::remove_contents(&args.scratch) {
         tracing::warn!(scratch = %args.scratch.display(), error = %e, "cannot empty the scratch directory");
     }
-    finish(ctx, result?)
+    finish(ctx, result?, serde_json::Value::Null)
 }

@@ -92,5 +92,6 @@ pub(super) fn verify(ctx: &Context, kind: DatabaseKind, args: &DbVerifyArgs) -> 
             bytes: counters.bytes.load(std::sync::atomic::Ordering::Relaxed),
             tables: checked.tables,
         },
+        serde_json::Value::Null,
     )
 }
