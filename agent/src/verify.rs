@@ -34,12 +34,6 @@ pub struct Problem {
     pub detail: String,
 }
 
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.subject, self.detail)
-    }
-}
-
 /// Result of a verification.
 #[derive(Debug, Default)]
 pub struct VerifyReport {

@@ -13,6 +13,7 @@ use hort_protocol::{DatabaseKind, ExitCode};
 use super::CliError;
 use super::args::VerifyRestoreArgs;
 use super::context::{Context, write_message};
+use crate::id::Id;
 use crate::progress::{Counters, Reporter};
 use crate::restore_check;
 use crate::restorer::{self, RestoreOptions};
@@ -134,10 +135,11 @@ pub(super) fn verify(ctx: &Context, read: PacksToRead) -> Result<(), CliError> {
     finish(ctx, report, details)
 }
 
-/// Refuses a snapshot that holds streams: it is verified by the command of its database.
-fn refuse_streams(snapshot: &Snapshot, short: &str) -> Result<(), CliError> {
-    if snapshot.tree.is_some() {
-        return Ok(());
+/// The root tree of a volume snapshot; a snapshot of streams is refused, naming the command
+/// that verifies it.
+fn volume_tree(snapshot: &Snapshot, short: &str) -> Result<Id, CliError> {
+    if let Some(root) = snapshot.tree {
+        return Ok(root);
     }
     let kind = [DatabaseKind::Postgres, DatabaseKind::Mariadb]
         .into_iter()
@@ -179,7 +181,7 @@ fn check_scratch(scratch: &Path) -> Result<(), CliError> {
 pub(super) fn verify_restore(ctx: &Context, args: &VerifyRestoreArgs) -> Result<(), CliError> {
     let repo = ctx.open_indexed()?;
     let (id, snapshot) = repo.find_tagged_snapshot(&args.snapshot, &args.tags)?;
-    refuse_streams(&snapshot, &id.short())?;
+    let root = volume_tree(&snapshot, &id.short())?;
     check_scratch(&args.scratch)?;
     crate::archive::make_snapshot_readable(&repo, &snapshot, ctx.archive_wait())?;
     let counters = Arc::new(Counters::default());
@@ -199,7 +201,6 @@ pub(super) fn verify_restore(ctx: &Context, args: &VerifyRestoreArgs) -> Result<
     let result = restored.map_err(CliError::from).map(|restored| {
         let checking = Instant::now();
         let failed: HashSet<_> = restored.failures.iter().map(|f| f.path.clone()).collect();
-        let root = snapshot.tree.expect("refuse_streams let only trees through");
         let check = restore_check::compare_tree(&repo, root, &args.scratch, &failed);
         let mut failures: Vec<VerificationFailure> = restored
             .failures
@@ -244,7 +245,9 @@ pub(super) fn verify_restore(ctx: &Context, args: &VerifyRestoreArgs) -> Result<
         }
     });
     // Scratch: what this run restored goes, whatever happened.
-    if let Err(e) = restore_check::remove_contents(&args.scratch) {
+    if let Err(e) = restore_check::remove_contents(&args.scratch)
+        && args.scratch.exists()
+    {
         tracing::warn!(scratch = %args.scratch.display(), error = %e, "cannot empty the scratch directory");
     }
     finish(ctx, result?, serde_json::Value::Null)
