@@ -173,7 +173,7 @@ async fn a_failed_check_fails_the_verification_naming_it_and_the_scratch_claim_g
             "verify-restore",
             "latest",
             "--scratch",
-            "/scratch",
+            "/scratch/restore",
             "--tag",
             "hort.dev/schedule=files"
         ]
