@@ -1,6 +1,7 @@
 //! Reconciler of `Schedule`: creates BackupJobs on the cron schedule in its time zone, honours
 //! `suspend`, `concurrencyPolicy` and `startingDeadlineSeconds`, keeps `historyLimit` finished
-//! jobs, and reports last and next times.
+//! jobs, and reports last and next times; with `spec.verification`, also creates Verifications
+//! on their own cron (`schedule_verification`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
