@@ -7,9 +7,9 @@
 //!   [`snapshot`], [`config`]: the format's building blocks;
 //! - [`repository`]: keys, config, index and checked blob reads;
 //! - [`packer`], [`archiver`], [`restorer`] (with [`archive`]: packs in archive storage
-//!   classes), [`verify`], [`repair`], [`prune`] (with
-//!   [`retention`], [`prune_marker`] and [`backup_lock`]): the operations; [`filter`] selects
-//!   paths;
+//!   classes), [`verify`], [`restore_check`] (a restore compared with its snapshot),
+//!   [`repair`], [`prune`] (with [`retention`], [`prune_marker`] and [`backup_lock`]): the
+//!   operations; [`filter`] selects paths;
 //! - [`location`], [`progress`], [`cli`]: the `hort-agent` command line.
 
 pub mod archive;
@@ -35,6 +35,7 @@ pub mod prune;
 pub mod prune_marker;
 pub mod repair;
 pub mod repository;
+pub mod restore_check;
 pub mod restorer;
 pub mod retention;
 pub mod sealed;

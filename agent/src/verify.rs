@@ -1,6 +1,6 @@
 //! Verification: that every snapshot's trees and blobs are indexed and every indexed pack
-//! exists, and with `read_data` that every pack's bytes, trailer and blobs are intact.
-//! Problems name the pack and the snapshot files or streams they affect.
+//! exists, and for the packs read (all, a random share, or none) that their bytes, trailer
+//! and blobs are intact. Problems name the pack and the snapshot files or streams they affect.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
@@ -13,17 +13,40 @@ use crate::repository::{IndexedRepository, RepositoryError};
 use crate::snapshot::Snapshot;
 use crate::tree::NodeKind;
 
+/// Which packs a verification reads and checks byte by byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacksToRead {
+    /// None: only the structure is checked.
+    None,
+    /// A random share, in percent (1–100), at least one pack.
+    Share(u8),
+    /// Every pack.
+    All,
+}
+
+/// One piece of damage.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Problem {
+    /// What is damaged: `pack ID`, or a snapshot's file, directory or stream
+    /// (`snapshot 1a2b3c4d: file /data/x`).
+    pub subject: String,
+    /// How.
+    pub detail: String,
+}
+
 /// Result of a verification.
 #[derive(Debug, Default)]
 pub struct VerifyReport {
     /// Snapshots walked.
     pub snapshots: usize,
+    /// Packs stored.
+    pub packs_stored: usize,
     /// Packs whose data was read.
     pub packs_read: usize,
     /// Blobs decrypted and hashed.
     pub blobs_read: usize,
     /// Damage found; empty when the repository is sound.
-    pub problems: Vec<String>,
+    pub problems: Vec<Problem>,
     /// Harmless findings (e.g. packs left by an interrupted backup).
     pub notes: Vec<String>,
     /// Packs not readable now because they are in an archive storage class (restore them
@@ -38,8 +61,8 @@ impl VerifyReport {
     }
 }
 
-/// Checks the repository; with `read_data`, reads and checks every pack.
-pub fn verify(repo: &IndexedRepository, read_data: bool) -> Result<VerifyReport, RepositoryError> {
+/// Checks the repository, and reads and checks the packs `read` asks for.
+pub fn verify(repo: &IndexedRepository, read: PacksToRead) -> Result<VerifyReport, RepositoryError> {
     let mut report = VerifyReport::default();
     let stored: HashSet<Id> = repo
         .backend()
@@ -47,10 +70,11 @@ pub fn verify(repo: &IndexedRepository, read_data: bool) -> Result<VerifyReport,
         .iter()
         .filter_map(|n| n.parse().ok())
         .collect();
+    report.packs_stored = stored.len();
     let mut bad_packs: HashMap<Id, String> = HashMap::new();
     for pack in repo.index().packs() {
         if !stored.contains(pack) {
-            bad_packs.insert(*pack, format!("pack {pack} is missing"));
+            bad_packs.insert(*pack, "missing".to_owned());
         }
     }
     for pack in &stored {
@@ -60,14 +84,21 @@ pub fn verify(repo: &IndexedRepository, read_data: bool) -> Result<VerifyReport,
             ));
         }
     }
-    if read_data {
-        let (read, blobs, damaged, archived) = read_packs(repo, stored.iter().copied().collect());
+    let to_read = chosen(stored.iter().copied().collect(), read);
+    if !to_read.is_empty() {
+        let (read, blobs, damaged, archived) = read_packs(repo, to_read);
         report.packs_read = read;
         report.blobs_read = blobs;
         report.archived = archived;
         bad_packs.extend(damaged);
     }
-    let mut problems: BTreeSet<String> = bad_packs.values().cloned().collect();
+    let mut problems: BTreeSet<Problem> = bad_packs
+        .iter()
+        .map(|(pack, why)| Problem {
+            subject: format!("pack {pack}"),
+            detail: why.clone(),
+        })
+        .collect();
     let snapshots = repo.snapshots()?;
     report.snapshots = snapshots.len();
     for (id, snapshot) in &snapshots {
@@ -75,6 +106,29 @@ pub fn verify(repo: &IndexedRepository, read_data: bool) -> Result<VerifyReport,
     }
     report.problems = problems.into_iter().collect();
     Ok(report)
+}
+
+/// The packs `read` asks for, of `packs`: a random share is at least one pack.
+fn chosen(packs: Vec<Id>, read: PacksToRead) -> Vec<Id> {
+    let percent = match read {
+        PacksToRead::None => return Vec::new(),
+        PacksToRead::All => return packs,
+        PacksToRead::Share(percent) => usize::from(percent.clamp(1, 100)),
+    };
+    let count = (packs.len() * percent).div_ceil(100).max(1).min(packs.len());
+    // A random order: packs sorted by their id hashed under a random key (the clock's if the
+    // system has no randomness to give).
+    let mut key = [0u8; 32];
+    if crate::crypto::random_bytes(&mut key).is_err() {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        key = *blake3::hash(&now.unwrap_or_default().as_nanos().to_le_bytes()).as_bytes();
+    }
+    let mut keyed: Vec<([u8; 32], Id)> = packs
+        .into_iter()
+        .map(|pack| (*blake3::keyed_hash(&key, &pack.0).as_bytes(), pack))
+        .collect();
+    keyed.sort_unstable();
+    keyed.into_iter().take(count).map(|(_, pack)| pack).collect()
 }
 
 fn affected(repo: &IndexedRepository, blob: &Id, kind: BlobKind, bad: &HashMap<Id, String>) -> Option<String> {
@@ -91,27 +145,31 @@ fn check_snapshot(
     id: &Id,
     snapshot: &Snapshot,
     bad: &HashMap<Id, String>,
-    problems: &mut BTreeSet<String>,
+    problems: &mut BTreeSet<Problem>,
 ) {
     let short = id.short();
+    let damaged = |what: String, why: String| Problem {
+        subject: format!("snapshot {short}: {what}"),
+        detail: format!("damaged ({why})"),
+    };
     for stream in &snapshot.streams {
-        let damaged = |why: String| format!("snapshot {short}: stream `{}` is damaged ({why})", stream.name);
+        let stream_name = || format!("stream `{}`", stream.name);
         if let Some(why) = stream
             .content_lists
             .iter()
             .find_map(|b| affected(repo, b, BlobKind::Tree, bad))
         {
-            problems.insert(damaged(format!("content list: {why}")));
+            problems.insert(damaged(stream_name(), format!("content list: {why}")));
             continue;
         }
         match repo.stream_content(stream) {
             Ok(content) => {
                 if let Some(why) = content.iter().find_map(|b| affected(repo, b, BlobKind::Data, bad)) {
-                    problems.insert(damaged(why));
+                    problems.insert(damaged(stream_name(), why));
                 }
             }
             Err(e) => {
-                problems.insert(damaged(e.to_string()));
+                problems.insert(damaged(stream_name(), e.to_string()));
             }
         }
     }
@@ -120,16 +178,13 @@ fn check_snapshot(
     let mut visited = HashSet::new();
     while let Some((dir, tree_id)) = stack.pop() {
         if let Some(why) = affected(repo, &tree_id, BlobKind::Tree, bad) {
-            problems.insert(format!(
-                "snapshot {short}: directory {} is damaged ({why})",
-                dir.display()
-            ));
+            problems.insert(damaged(format!("directory {}", dir.display()), why));
             continue;
         }
         let tree = match repo.load_tree(&tree_id) {
             Ok(tree) => tree,
             Err(e) => {
-                problems.insert(format!("snapshot {short}: directory {}: {e}", dir.display()));
+                problems.insert(damaged(format!("directory {}", dir.display()), e.to_string()));
                 continue;
             }
         };
@@ -143,7 +198,7 @@ fn check_snapshot(
                 }
                 NodeKind::File => {
                     if let Some(why) = node.content.iter().find_map(|b| affected(repo, b, BlobKind::Data, bad)) {
-                        problems.insert(format!("snapshot {short}: file {} is damaged ({why})", path.display()));
+                        problems.insert(damaged(format!("file {}", path.display()), why));
                     }
                 }
                 _ => {}
@@ -176,7 +231,7 @@ fn read_packs(repo: &IndexedRepository, packs: Vec<Id>) -> ReadOutcome {
                         Err(PackProblem::Archived(why)) => r.3.push(format!("pack {pack} is not readable now: {why}")),
                         Err(PackProblem::Damaged(why)) => {
                             r.0 += 1;
-                            r.2.insert(pack, format!("pack {pack} is damaged: {why}"));
+                            r.2.insert(pack, format!("damaged: {why}"));
                         }
                     }
                 }

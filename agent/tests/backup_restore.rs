@@ -304,10 +304,30 @@ fn flipped_bit(kind: Kind) {
     let out = repo.run(&["verify", "--read-data"]);
     assert_eq!(out.status.code(), Some(4));
     let verify: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let problems = verify["problems"].to_string();
-    assert!(problems.contains(&format!("pack {pack_name} is damaged")), "{problems}");
-    assert!(problems.contains("file /b.bin is damaged"), "{problems}");
+    let problems = verify_failures(&verify);
+    assert!(
+        problems.contains(&format!("pack {pack_name}: damaged: content does not match its name")),
+        "{problems}"
+    );
+    assert!(
+        problems.contains(&format!("file /b.bin: damaged (pack {pack_name})")),
+        "{problems}"
+    );
     assert!(!problems.contains("a.bin"), "{problems}");
+}
+
+/// The failures of a `verify` line, one `subject: detail` per line.
+fn verify_failures(verify: &serde_json::Value) -> String {
+    let failures = verify["failures"].as_array().unwrap().iter();
+    failures
+        .map(|f| {
+            format!(
+                "{}: {}\n",
+                f["subject"].as_str().unwrap(),
+                f["detail"].as_str().unwrap()
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -348,9 +368,12 @@ fn missing_and_truncated_pack(kind: Kind) {
 
     let out = repo.run(&["verify"]);
     assert_eq!(out.status.code(), Some(4));
-    let problems = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(problems.contains(&format!("pack {pack_name} is missing")), "{problems}");
-    assert!(problems.contains("file /b.bin is damaged"), "{problems}");
+    let problems = verify_failures(&serde_json::from_slice(&out.stdout).unwrap());
+    assert!(problems.contains(&format!("pack {pack_name}: missing")), "{problems}");
+    assert!(
+        problems.contains(&format!("file /b.bin: damaged (pack {pack_name})")),
+        "{problems}"
+    );
 }
 
 #[test]

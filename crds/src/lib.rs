@@ -14,6 +14,7 @@ pub mod common;
 pub mod restore_request;
 pub mod schedule;
 pub mod storage_group;
+pub mod verification;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -23,6 +24,7 @@ pub use common::{GROUP, VERSION};
 pub use restore_request::{RestoreRequest, RestoreRequestSpec, RestoreRequestStatus};
 pub use schedule::{Schedule, ScheduleSpec, ScheduleStatus};
 pub use storage_group::{StorageGroup, StorageGroupSpec, StorageGroupStatus};
+pub use verification::{Verification, VerificationSpec, VerificationStatus};
 
 /// The CustomResourceDefinitions of every Hort kind, in the order they are documented.
 pub fn crds() -> Vec<CustomResourceDefinition> {
@@ -31,6 +33,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         BackupJob::crd(),
         Schedule::crd(),
         RestoreRequest::crd(),
+        Verification::crd(),
     ]
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup_job::BackupJobSpec;
 use crate::common::LocalObjectRef;
+use crate::verification::{DatabaseVerification, VolumeVerification};
 
 /// Creates BackupJobs from `jobTemplate` on a cron schedule and prunes old snapshots by
 /// `retention` after each successful backup.
@@ -28,7 +29,11 @@ use crate::common::LocalObjectRef;
     printcolumn(name = "Next Run", type_ = "string", json_path = ".status.nextScheduleTime"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("self.metadata.name.size() <= 52")
-        .message("metadata.name of a Schedule may have at most 52 characters: its BackupJobs are named <schedule>-<minutes>")
+        .message("metadata.name of a Schedule may have at most 52 characters: its BackupJobs are named <schedule>-<minutes>"),
+    validation = Rule::new("!has(self.spec.verification) || (has(self.spec.jobTemplate.spec.source.volume) ? !has(self.spec.verification.database) && has(self.spec.verification.volume) : !has(self.spec.verification.volume))")
+        .message("spec.verification must match the jobTemplate's source: a volume source needs verification.volume (with the size of the temporary claim), a database source takes no verification.volume"),
+    validation = Rule::new("!has(self.spec.verification) || !has(self.spec.verification.database) || (has(self.spec.jobTemplate.spec.source.postgres) ? self.spec.verification.database.kind == 'Postgres' : self.spec.verification.database.kind == 'Mariadb')")
+        .message("spec.verification.database.kind must match the jobTemplate's source: Postgres for a postgres source, Mariadb for a mariadb source")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleSpec {
@@ -42,7 +47,7 @@ pub struct ScheduleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z][-+_/A-Za-z0-9]*$"))]
     pub time_zone: Option<String>,
-    /// Stop creating new BackupJobs; running ones continue.
+    /// Stop creating new BackupJobs and Verifications; running ones continue.
     #[serde(default)]
     pub suspend: bool,
     /// What happens when a run is due while the previous one is still running: `Forbid`
@@ -64,6 +69,54 @@ pub struct ScheduleSpec {
     /// How many finished BackupJobs of this schedule are kept as objects.
     #[serde(default)]
     pub history_limit: HistoryLimit,
+    /// Proves this schedule's snapshots restorable on a cron schedule of its own: each run
+    /// creates a Verification (named `<schedule>-verify-<unix time>`) and its result is shown
+    /// in `status.lastVerification`. No verification when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationPolicy>,
+}
+
+/// When and how a Schedule verifies its snapshots. Each Verification runs with the
+/// jobTemplate's StorageGroup, `activeDeadlineSeconds` and `agent` overrides.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationPolicy {
+    /// Cron expression of the verification runs, read in the Schedule's `timeZone`, e.g.
+    /// `0 6 * * 0` (Sundays at 06:00). A run that is due while the previous verification still
+    /// runs starts when it ends; after an operator outage only the latest missed run happens;
+    /// `suspend` stops verifications too.
+    #[schemars(regex(
+        pattern = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+\s+\S+\s+\S+\s+\S+\s+\S+)$"
+    ))]
+    pub schedule: String,
+    /// Which snapshot each run verifies: `Latest`, the newest snapshot of this schedule (by
+    /// its tags, looked up in the repository when the run starts), or `Random`, one picked at
+    /// random by the operator among the snapshots of the succeeded BackupJobs this schedule
+    /// still keeps as objects (`historyLimit.successful`), so older snapshots get proven too
+    /// (the newest when it keeps none).
+    #[serde(default)]
+    pub snapshot: SnapshotChoice,
+    /// Restore into a throwaway database server; for a postgres or mariadb source, when
+    /// neither this nor `volume` is set, a server of the source's kind with the default image
+    /// and resources and no assertions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseVerification>,
+    /// Restore into a temporary claim of this size; required for a volume source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<VolumeVerification>,
+    /// How many finished Verifications of this schedule are kept as objects.
+    #[serde(default)]
+    pub history_limit: HistoryLimit,
+}
+
+/// Which snapshot a scheduled verification checks.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum SnapshotChoice {
+    /// The newest snapshot of the schedule.
+    #[default]
+    Latest,
+    /// A random one of the schedule's snapshots whose BackupJobs are still kept.
+    Random,
 }
 
 /// What to do when a run is due while another one still runs.
@@ -145,15 +198,15 @@ pub struct Retention {
     pub keep_within: Option<String>,
 }
 
-/// How many finished BackupJobs to keep as objects.
+/// How many finished objects (BackupJobs, Verifications) to keep.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryLimit {
-    /// Succeeded BackupJobs kept.
+    /// Succeeded ones kept.
     #[serde(default = "default_successful")]
     #[schemars(range(min = 0, max = 1000))]
     pub successful: u32,
-    /// Failed BackupJobs kept.
+    /// Failed ones kept.
     #[serde(default = "default_failed")]
     #[schemars(range(min = 0, max = 1000))]
     pub failed: u32,
@@ -201,6 +254,37 @@ pub struct ScheduleStatus {
     /// Conditions: `Ready` (the spec is valid and the schedule is running).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The newest Verification of this schedule and its result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verification: Option<VerificationRecord>,
+    /// When the last Verification was created for a scheduled time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verification_schedule_time: Option<Time>,
+    /// When the next Verification is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_verification_time: Option<Time>,
+    /// When the latest Verification of this schedule succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_verification_time: Option<Time>,
+}
+
+/// A Verification of a schedule and its result.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationRecord {
+    /// Name of the Verification.
+    pub name: String,
+    /// When it finished; when it was created while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+    /// Its phase: Pending, Running, Succeeded or Failed.
+    pub result: crate::common::Phase,
+    /// The snapshot it verified, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<String>,
+    /// Seconds its restore took (the measured recovery time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_duration_seconds: Option<f64>,
 }
 
 /// Outcome of a prune run.

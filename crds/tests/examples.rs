@@ -1,10 +1,11 @@
 //! Every file in `examples/` parses into Hort's Rust types, and together the examples cover
-//! every kind, every backup source, every restore target and every storage target type.
+//! every kind, every backup source, every restore target, every storage target type and both
+//! kinds of verification.
 //! (`apiserver.rs` additionally submits them to a real kube-apiserver.)
 
 mod support;
 
-use hort_crds::{BackupJob, RestoreRequest, Schedule, StorageGroup};
+use hort_crds::{BackupJob, RestoreRequest, Schedule, StorageGroup, Verification};
 use std::collections::BTreeSet;
 
 #[test]
@@ -58,6 +59,17 @@ fn every_example_parses_into_the_typed_api() {
                         }
                     }
                 }
+                "Verification" => {
+                    let v: Verification = serde_json::from_value(value).unwrap_or_else(|e| panic!("{at}: {e}"));
+                    covered.insert(format!(
+                        "verify:{}",
+                        if v.spec.database.is_some() {
+                            "Database"
+                        } else {
+                            "Volume"
+                        }
+                    ));
+                }
                 "Secret" | "PersistentVolumeClaim" => {}
                 other => panic!("{at}: unexpected kind {other:?} in examples/"),
             }
@@ -76,6 +88,8 @@ fn every_example_parses_into_the_typed_api() {
         "target:Mariadb",
         "target:Postgres",
         "target:Volume",
+        "verify:Database",
+        "verify:Volume",
     ];
     let missing: Vec<_> = wanted.iter().filter(|w| !covered.contains(**w)).collect();
     assert!(missing.is_empty(), "examples/ has no example for {missing:?}");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use hort_crds::{BackupJob, RestoreRequest, Schedule, StorageGroup};
+use hort_crds::{BackupJob, RestoreRequest, Schedule, StorageGroup, Verification};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
@@ -16,7 +16,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use crate::agent::Role;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::{backup_job, finalizer, restore_request, schedule, storage_group};
+use crate::{backup_job, finalizer, restore_request, schedule, storage_group, verification};
 
 /// Which namespaces the operator watches.
 #[derive(Clone, Debug)]
@@ -98,6 +98,7 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
     let schedules = Controller::new(scope.api::<Schedule>(&client), config())
         .with_config(limits())
         .owns(scope.api::<BackupJob>(&client), config())
+        .owns(scope.api::<Verification>(&client), config())
         .owns(
             scope.api::<Pod>(&client),
             config().labels("app.kubernetes.io/managed-by=hort-operator"),
@@ -143,7 +144,38 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
         )
         .for_each(|_| async {});
 
-    tokio::join!(groups, jobs, schedules, restores);
+    let verifications = Controller::new(scope.api::<Verification>(&client), config()).with_config(limits());
+    let (by_job, by_group) = (verifications.store(), verifications.store());
+    let verifications = verifications
+        .owns(
+            scope.api::<Pod>(&client),
+            config().labels("app.kubernetes.io/managed-by=hort-operator"),
+        )
+        .watches(
+            scope.api::<BackupJob>(&client),
+            config(),
+            referrers(by_job, |v: &Verification, name| {
+                v.spec.source.backup_job_ref.as_ref().is_some_and(|j| j.name == name)
+            }),
+        )
+        .watches(
+            scope.api::<StorageGroup>(&client),
+            config(),
+            referrers(by_group, |v: &Verification, name| v.spec.storage_group_ref.name == name),
+        )
+        .shutdown_on_signal()
+        .run(
+            |obj, ctx| {
+                let key = key(&*obj);
+                let reconcile = finalizer::with_finalizer(ctx.clone(), obj, Role::Verify, verification::reconcile);
+                instrumented(key, ctx, reconcile)
+            },
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+
+    tokio::join!(groups, jobs, schedules, restores, verifications);
 }
 
 /// A watch mapper: when an object changes, the objects in `store` of its namespace for which

@@ -18,6 +18,9 @@ pub enum Error {
     /// name is malformed).
     #[error("finalizer hort.dev/agent-pods: {0}")]
     Finalizer(String),
+    /// The operating system's random generator failed (a Verification's server password).
+    #[error("the operating system's random number generator failed: {0}")]
+    Random(String),
 }
 
 impl Error {
@@ -27,6 +30,7 @@ impl Error {
             Error::Kube(kube::Error::Api(e)) if e.code == 409 => "conflict",
             Error::Kube(_) => "kube_api",
             Error::MissingObjectField { .. } | Error::Finalizer(_) => "malformed_object",
+            Error::Random(_) => "random",
         }
     }
 }

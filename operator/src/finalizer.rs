@@ -1,4 +1,4 @@
-//! The finalizer of objects that run agent pods (BackupJob, RestoreRequest): when such an object
+//! The finalizer of objects that run agent pods (BackupJob, RestoreRequest, Verification): when such an object
 //! is deleted, its agent pods are deleted first, so a running backup or restore stops with its
 //! object instead of running on unowned until the garbage collector gets to it, and an object
 //! recreated under the same name never meets the old object's pods.
@@ -18,7 +18,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::status;
 
-/// The finalizer Hort puts on BackupJobs and RestoreRequests.
+/// The finalizer Hort puts on BackupJobs, RestoreRequests and Verifications.
 pub const FINALIZER: &str = "hort.dev/agent-pods";
 
 /// Runs `apply` for a live object; for one being deleted, deletes its agent pods of `role` and

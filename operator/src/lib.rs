@@ -1,5 +1,5 @@
 //! `hort-operator`: kube-runtime controllers that reconcile Hort's custom resources
-//! (`StorageGroup`, `BackupJob`, `Schedule`, `RestoreRequest`) into agent pods.
+//! (`StorageGroup`, `BackupJob`, `Schedule`, `RestoreRequest`, `Verification`) into agent pods.
 
 pub mod agent;
 pub mod backoff;
@@ -23,6 +23,9 @@ pub mod references;
 pub mod restore_request;
 pub mod schedule;
 pub mod schedule_plan;
+pub mod schedule_verification;
 pub mod status;
 pub mod storage_group;
+pub mod verification;
+pub mod verification_plan;
 pub mod volume_snapshot;

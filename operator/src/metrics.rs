@@ -28,6 +28,14 @@ pub struct Metrics {
     pub schedule_created: GaugeVec,
     /// Finished RestoreRequests by namespace and result.
     pub restores: IntCounterVec,
+    /// Finished Verifications by namespace and result.
+    pub verifications: IntCounterVec,
+    /// Restore durations measured by the agent, of RestoreRequests and Verifications, by
+    /// namespace and kind of data (`postgres`, `mariadb`, `volume`).
+    pub restore_duration: HistogramVec,
+    /// Completion time of the latest successful Verification by namespace and schedule (empty
+    /// for Verifications created by hand); set through [`Metrics::record_verified`].
+    pub last_verified: GaugeVec,
 }
 
 impl Metrics {
@@ -103,6 +111,33 @@ impl Metrics {
             &["namespace", "result"],
         )
         .expect("valid metric");
+        let verifications = IntCounterVec::new(
+            Opts::new(
+                "hort_verify_total",
+                "Finished Verifications by namespace and result (succeeded: every check passed).",
+            ),
+            &["namespace", "result"],
+        )
+        .expect("valid metric");
+        let restore_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "hort_restore_duration_seconds",
+                "Restore durations measured by the agent, of RestoreRequests and Verifications, by kind of data.",
+            )
+            .buckets(vec![
+                1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0,
+            ]),
+            &["namespace", "kind"],
+        )
+        .expect("valid metric");
+        let last_verified = GaugeVec::new(
+            Opts::new(
+                "hort_last_verified_timestamp_seconds",
+                "Unix time the latest successful Verification finished, by namespace and schedule.",
+            ),
+            &["namespace", "schedule"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_duration.clone()),
@@ -113,6 +148,9 @@ impl Metrics {
             Box::new(last_successful_backup.clone()),
             Box::new(schedule_created.clone()),
             Box::new(restores.clone()),
+            Box::new(verifications.clone()),
+            Box::new(restore_duration.clone()),
+            Box::new(last_verified.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -127,6 +165,20 @@ impl Metrics {
             last_successful_backup,
             schedule_created,
             restores,
+            verifications,
+            restore_duration,
+            last_verified,
+        }
+    }
+
+    /// Records a successful Verification of `schedule` (empty for one made by hand) in
+    /// `namespace` that finished at `seconds` (Unix time), unless a later one is recorded
+    /// already. Called when a Verification succeeds, and from every Schedule's status, so the
+    /// series survives an operator restart.
+    pub fn record_verified(&self, namespace: &str, schedule: &str, seconds: f64) {
+        let gauge = self.last_verified.with_label_values(&[namespace, schedule]);
+        if gauge.get() < seconds {
+            gauge.set(seconds);
         }
     }
 

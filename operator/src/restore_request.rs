@@ -93,6 +93,15 @@ pub async fn reconcile(cached: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result
         Some(RestoreStep::Succeed(report)) => {
             status.phase = Phase::Succeeded;
             status.stats = Some(restore::stats(&report));
+            let kind = match status.target_kind {
+                Some(TargetKind::Postgres) => "postgres",
+                Some(TargetKind::Mariadb) => "mariadb",
+                _ => "volume",
+            };
+            ctx.metrics
+                .restore_duration
+                .with_label_values(&[&namespace, kind])
+                .observe(report.duration_seconds);
             status.snapshot_id = Some(report.snapshot_id.clone());
             let (message, done) = succeeded(&report);
             status.message = Some(message);

@@ -1,6 +1,7 @@
 //! Reconciler of `Schedule`: creates BackupJobs on the cron schedule in its time zone, honours
 //! `suspend`, `concurrencyPolicy` and `startingDeadlineSeconds`, keeps `historyLimit` finished
-//! jobs, and reports last and next times.
+//! jobs, and reports last and next times; with `spec.verification`, also creates Verifications
+//! on their own cron (`schedule_verification`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use crate::references::Resolver;
 use crate::schedule_plan::{self, CronSchedule, Decision, Facts};
 use crate::status;
 use crate::storage_group;
+use crate::{schedule_verification, verification_plan};
 
 /// Label on every BackupJob a Schedule creates: the Schedule's name.
 pub const SCHEDULE_LABEL: &str = "hort.dev/schedule";
@@ -48,8 +50,16 @@ pub async fn reconcile(cached: Arc<Schedule>, ctx: Arc<Context>) -> Result<Actio
     let mut status = schedule.status.clone().unwrap_or_default();
     status.observed_generation = generation;
 
-    let cron = match CronSchedule::parse(&schedule.spec.schedule, schedule.spec.time_zone.as_deref()) {
-        Ok(cron) => cron,
+    let time_zone = schedule.spec.time_zone.as_deref();
+    let parsed = CronSchedule::parse(&schedule.spec.schedule, time_zone).and_then(|cron| {
+        let verification = match &schedule.spec.verification {
+            Some(policy) => Some((policy, verification_plan::parse(policy, time_zone)?)),
+            None => None,
+        };
+        Ok((cron, verification))
+    });
+    let (cron, verification) = match parsed {
+        Ok(parsed) => parsed,
         Err(invalid) => {
             let observation = Observation {
                 type_: READY,
@@ -173,8 +183,18 @@ pub async fn reconcile(cached: Arc<Schedule>, ctx: Arc<Context>) -> Result<Actio
     if let Some(retention) = &schedule.spec.retention {
         prune(&ctx, &schedule, &namespace, retention, &mut status).await?;
     }
+    let next_verification = match &verification {
+        Some((policy, cron)) => {
+            schedule_verification::reconcile(&ctx, &schedule, &namespace, policy, cron, &finished, &mut status).await?
+        }
+        None => None,
+    };
     write_status(&ctx, &schedule, status).await?;
 
+    let next = match (next, next_verification) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     Ok(match next {
         Some(next) if !schedule.spec.suspend => {
             let wait = now.duration_until(next).as_secs().max(1);

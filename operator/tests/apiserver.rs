@@ -1005,6 +1005,8 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
         format!(r#"hort_backup_bytes{{kind="stored",namespace="{ns}",schedule=""}} 2000"#),
         format!(r#"hort_last_successful_backup_timestamp_seconds{{namespace="{ns}",schedule=""}}"#),
         format!(r#"hort_restore_total{{namespace="{ns}",result="succeeded"}} 1"#),
+        // The measured restore time of the volume restore (0.2 s), beside the verifications'.
+        format!(r#"hort_restore_duration_seconds_sum{{kind="volume",namespace="{ns}"}} 0.2"#),
     ] {
         assert!(text.contains(&expected), "missing {expected} in\n{text}");
     }

@@ -133,6 +133,34 @@ pub struct DatabaseMapping {
     pub to: Option<String>,
 }
 
+/// A user's SQL assertion of a database verification: a query that must return exactly one
+/// row of one column that is true (`--assertion JSON`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SqlAssertion {
+    /// Its name, in the report's checked lines and failures.
+    pub name: String,
+    /// The database (its name in the backup) the query runs in.
+    pub database: String,
+    /// The query.
+    pub sql: String,
+}
+
+/// How much of the packs' data `verify` reads and checks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReadData {
+    /// None: only the structure (every blob of every snapshot indexed, every indexed pack present).
+    #[default]
+    No,
+    /// A random share of the packs, at least one (`--read-data-subset N%`).
+    Subset {
+        /// Percent of the packs, 1..=100.
+        percent: u8,
+    },
+    /// Every pack (`--read-data`).
+    All,
+}
+
 /// Retention rules of `forget`: which snapshots to keep (`--keep-*`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Keep {
@@ -239,6 +267,39 @@ pub enum AgentCommand {
         keep: Keep,
         /// Also collect garbage.
         prune: bool,
+    },
+    /// `verify-restore SNAPSHOT --scratch DIR`: restore a volume snapshot into an empty scratch
+    /// directory, compare every file with the snapshot, then empty the directory.
+    VerifyRestore {
+        /// Snapshot id, unique prefix, or `latest` (with `tags`).
+        snapshot: String,
+        /// With `latest`: the newest snapshot carrying all of these.
+        tags: Vec<String>,
+        /// The scratch directory (empty or absent).
+        scratch: String,
+    },
+    /// `verify-restore-postgres` / `verify-restore-mariadb SNAPSHOT`: restore every database
+    /// of a snapshot into a throwaway server, check databases, tables and row counts, and run
+    /// the assertions. The user and password come from [`crate::env::DB_USER`] and
+    /// [`crate::env::DB_PASSWORD`]; no TLS (the server runs beside the agent, on localhost).
+    VerifyRestoreDatabase {
+        /// Which server.
+        kind: DatabaseKind,
+        /// Snapshot id, unique prefix, or `latest` (with `tags`).
+        snapshot: String,
+        /// With `latest`: the newest snapshot carrying all of these.
+        tags: Vec<String>,
+        /// The throwaway server's host.
+        host: String,
+        /// Its port.
+        port: u16,
+        /// Queries that must return true after the restore.
+        assertions: Vec<SqlAssertion>,
+    },
+    /// `verify`: check the repository's structure, and read some or all of its packs.
+    Verify {
+        /// How much data to read.
+        read_data: ReadData,
     },
 }
 
@@ -369,6 +430,45 @@ impl AgentCommand {
                     args.extend(["--keep-within".into(), within.to_string()]);
                 }
             }
+            AgentCommand::VerifyRestore {
+                snapshot,
+                tags,
+                scratch,
+            } => {
+                args.extend([
+                    "verify-restore".into(),
+                    snapshot.clone(),
+                    "--scratch".into(),
+                    scratch.clone(),
+                ]);
+                repeated(&mut args, "--tag", tags);
+            }
+            AgentCommand::VerifyRestoreDatabase {
+                kind,
+                snapshot,
+                tags,
+                host,
+                port,
+                assertions,
+            } => {
+                args.extend([format!("verify-restore-{}", kind.source_tag()), snapshot.clone()]);
+                args.extend(["--host".into(), host.clone(), "--port".into(), port.to_string()]);
+                repeated(&mut args, "--tag", tags);
+                for assertion in assertions {
+                    let json = serde_json::to_string(assertion).expect("assertions serialize");
+                    args.extend(["--assertion".into(), json]);
+                }
+            }
+            AgentCommand::Verify { read_data } => {
+                args.push("verify".into());
+                match read_data {
+                    ReadData::No => {}
+                    ReadData::Subset { percent } => {
+                        args.extend(["--read-data-subset".into(), format!("{percent}%")]);
+                    }
+                    ReadData::All => args.push("--read-data".into()),
+                }
+            }
         }
         args
     }
@@ -441,5 +541,61 @@ mod tests {
                 "2d"
             ]
         );
+    }
+
+    #[test]
+    fn verification_commands_render_their_flags() {
+        let volume = AgentCommand::VerifyRestore {
+            snapshot: LATEST.into(),
+            tags: vec!["hort.dev/schedule=s".into()],
+            scratch: "/scratch".into(),
+        };
+        assert_eq!(
+            volume.to_args(),
+            [
+                "verify-restore",
+                "latest",
+                "--scratch",
+                "/scratch",
+                "--tag",
+                "hort.dev/schedule=s"
+            ]
+        );
+        let assertion = SqlAssertion {
+            name: "balance".into(),
+            database: "shop".into(),
+            sql: "select sum(amount) = 0 from ledger".into(),
+        };
+        let database = AgentCommand::VerifyRestoreDatabase {
+            kind: DatabaseKind::Postgres,
+            snapshot: "ab12".into(),
+            tags: vec![],
+            host: "127.0.0.1".into(),
+            port: 5432,
+            assertions: vec![assertion.clone()],
+        };
+        let args = database.to_args();
+        assert_eq!(
+            args[..6],
+            [
+                "verify-restore-postgres",
+                "ab12",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "5432"
+            ]
+        );
+        assert_eq!(args[6], "--assertion");
+        assert!(args[7].contains("\"database\":\"shop\""), "{}", args[7]);
+        assert_eq!(serde_json::from_str::<SqlAssertion>(&args[7]).unwrap(), assertion);
+        assert_eq!(args.len(), 8);
+        let read = |read_data| AgentCommand::Verify { read_data }.to_args();
+        assert_eq!(read(ReadData::No), ["verify"]);
+        assert_eq!(
+            read(ReadData::Subset { percent: 10 }),
+            ["verify", "--read-data-subset", "10%"]
+        );
+        assert_eq!(read(ReadData::All), ["verify", "--read-data"]);
     }
 }

@@ -11,7 +11,8 @@ pub enum ExitCode {
     Usage,
     /// A backup finished but some entries could not be read; the snapshot lacks them.
     Incomplete,
-    /// Damaged or missing data was found.
+    /// Damaged or missing data was found; a verification also ends so when any of its checks
+    /// failed, after writing its report.
     Damaged,
     /// There is no repository at the location.
     NoRepository,

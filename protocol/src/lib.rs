@@ -21,11 +21,17 @@ pub mod location;
 pub mod period;
 pub mod report;
 
-pub use command::{AgentCommand, DatabaseKind, DatabaseMapping, DatabaseTls, Keep, Overwrite, Strategy, TlsMode};
+pub use command::{
+    AgentCommand, DatabaseKind, DatabaseMapping, DatabaseTls, Keep, Overwrite, ReadData, SqlAssertion, Strategy,
+    TlsMode,
+};
 pub use exit::ExitCode;
 pub use location::{Location, LockMode, ObjectLock, S3Location};
 pub use period::Period;
-pub use report::{BackupReport, CheckReport, ForgetReport, ProgressLine, RestoreReport, TargetReport};
+pub use report::{
+    BackupReport, CheckReport, ForgetReport, ProgressLine, RestoreReport, TargetReport, VerificationFailure,
+    VerificationReport,
+};
 
 /// Version of this contract. The operator passes it to every agent pod
 /// ([`env::PROTOCOL_VERSION`]) and the agent refuses to run under another one

@@ -4,8 +4,14 @@
 //! The kubelet copies at most [`MESSAGE_LIMIT`] bytes of the termination message into the pod
 //! status, where the operator reads it; every message carries [`crate::PROTOCOL_VERSION`]
 //! as `protocolVersion`. On failure the agent exits non-zero and writes no report (the kubelet
-//! then shows the end of its log), except `check`, which reports the targets' findings even
-//! when it cannot open the repository.
+//! then shows the end of its log), except:
+//! - `check`, which reports the targets' findings even when it cannot open the repository;
+//! - the verifications (`verify-restore`, `verify-restore-postgres`, `verify-restore-mariadb`,
+//!   `verify`), which write a [`VerificationReport`] whenever they could run their checks: exit
+//!   [`crate::ExitCode::Ok`] when every check passed, [`crate::ExitCode::Damaged`] when any
+//!   failed (the report names what). Errors that keep the checks from running (no repository,
+//!   wrong password, an unreachable server, a usage error) exit as for any other command,
+//!   without a report.
 
 use std::collections::BTreeMap;
 
@@ -218,6 +224,103 @@ impl Report for ForgetReport {
     const COMMAND: &'static str = "forget";
 }
 
+/// What a verification reports (`verify-restore`, `verify-restore-postgres`,
+/// `verify-restore-mariadb`, `verify`), also when a check failed (see the module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationReport {
+    /// The snapshot verified (none for the repository's `verify`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<String>,
+    /// Whether every check passed.
+    pub ok: bool,
+    /// Seconds the restore itself took: the measured recovery time (0 for `verify`).
+    pub restore_seconds: f64,
+    /// Seconds the checks took after the restore.
+    pub check_seconds: f64,
+    /// What was checked, one human line each (e.g. `database shop: 4 tables, row counts
+    /// match the backup`, `assertion balance (shop): true`, `packs: 37 of 370 read (10%)`).
+    pub checked: Vec<String>,
+    /// What failed, in the order found; cut to fit the message (see [`Self::failures_total`]).
+    pub failures: Vec<VerificationFailure>,
+    /// How many failures were found, also those cut from [`Self::failures`].
+    pub failures_total: u64,
+    /// Files compared (volume snapshots).
+    pub files: u64,
+    /// Bytes of the files compared (volume snapshots) or of the dumps restored (databases).
+    pub bytes: u64,
+    /// Tables checked (database snapshots).
+    pub tables: u64,
+}
+
+/// One failed check of a verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationFailure {
+    /// What failed: a file path, a table, an assertion's name, a pack id.
+    pub subject: String,
+    /// How it failed.
+    pub detail: String,
+}
+
+impl Report for VerificationReport {
+    const COMMAND: &'static str = "verify";
+}
+
+/// Longest subject or detail of a failure in a termination message, in bytes.
+const FAILURE_TEXT_LIMIT: usize = 300;
+
+/// `text` cut to at most `limit` bytes at a character boundary, marked with `…` when cut.
+fn shortened(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_owned();
+    }
+    let mut end = limit.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+impl VerificationReport {
+    /// The termination message, within [`MESSAGE_LIMIT`]: each failure's subject and detail
+    /// cut to 300 bytes, then failures dropped from the end, then checked lines, as needed.
+    /// [`Self::failures_total`] keeps the true count.
+    pub fn encode_within_limit(&self) -> String {
+        let mut fitted = self.clone();
+        for failure in &mut fitted.failures {
+            failure.subject = shortened(&failure.subject, FAILURE_TEXT_LIMIT);
+            failure.detail = shortened(&failure.detail, FAILURE_TEXT_LIMIT);
+        }
+        let failures = std::mem::take(&mut fitted.failures);
+        let checked = std::mem::take(&mut fitted.checked);
+        // The longest prefix of `items` that fits, found by bisection (the message grows with it).
+        fn longest_fit<T: Clone>(
+            report: &mut VerificationReport,
+            items: &[T],
+            set: fn(&mut VerificationReport, Vec<T>),
+        ) -> usize {
+            let (mut fits, mut too_many) = (0, items.len() + 1);
+            while too_many - fits > 1 {
+                let mid = (fits + too_many) / 2;
+                set(report, items[..mid].to_vec());
+                if encode(report).len() <= MESSAGE_LIMIT {
+                    fits = mid;
+                } else {
+                    too_many = mid;
+                }
+            }
+            set(report, items[..fits].to_vec());
+            fits
+        }
+        let kept = longest_fit(&mut fitted, &failures, |r, f| r.failures = f);
+        if kept == failures.len() {
+            longest_fit(&mut fitted, &checked, |r, c| r.checked = c);
+        }
+        encode(&fitted)
+    }
+}
+
 /// The kind of a JSON line on the agent's stdout that the operator reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -350,6 +453,76 @@ mod tests {
             message.len()
         );
         assert_eq!(decode::<RestoreReport>(&message).unwrap().row_counts.len(), n);
+    }
+
+    fn verification(failures: usize, checked: usize) -> VerificationReport {
+        VerificationReport {
+            snapshot_id: Some("cd".repeat(32)),
+            ok: failures == 0,
+            restore_seconds: 12.5,
+            check_seconds: 3.25,
+            checked: (0..checked)
+                .map(|i| format!("database db_{i}: 4 tables, row counts match the backup"))
+                .collect(),
+            failures: (0..failures)
+                .map(|i| VerificationFailure {
+                    subject: format!("/data/dir/file_{i:05}.bin"),
+                    detail: "content differs from the snapshot (chunk 3 of 7)".into(),
+                })
+                .collect(),
+            failures_total: failures as u64,
+            files: 1204,
+            bytes: 3 << 30,
+            tables: 4,
+        }
+    }
+
+    #[test]
+    fn verification_reports_round_trip_and_fit_the_message() {
+        let small = verification(2, 3);
+        let message = small.encode_within_limit();
+        assert!(message.contains("\"restoreSeconds\":12.5"), "{message}");
+        assert!(message.contains("\"failuresTotal\":2"), "{message}");
+        assert_eq!(decode::<VerificationReport>(&message), Ok(small.clone()));
+        assert_eq!(decode::<VerificationReport>(&encode(&small)), Ok(small));
+        let repository = VerificationReport {
+            snapshot_id: None,
+            ..verification(0, 1)
+        };
+        assert!(!encode(&repository).contains("snapshotId"));
+        assert_eq!(decode::<VerificationReport>(&encode(&repository)), Ok(repository));
+
+        // Thousands of failures: the first ones stay, the count stays true, checked lines go.
+        let many = verification(5000, 40);
+        let message = many.encode_within_limit();
+        assert!(message.len() <= MESSAGE_LIMIT, "{}", message.len());
+        let fitted = decode::<VerificationReport>(&message).unwrap();
+        assert_eq!(fitted.failures_total, 5000);
+        assert!(!fitted.ok);
+        assert!(
+            fitted.failures.len() > 20 && fitted.failures.len() < 5000,
+            "{}",
+            fitted.failures.len()
+        );
+        assert_eq!(fitted.failures[..], many.failures[..fitted.failures.len()]);
+        assert!(fitted.checked.is_empty());
+        assert!(message.len() > MESSAGE_LIMIT - 150, "{}", message.len());
+
+        // Many checked lines and no failure: the checked lines are cut instead.
+        let fitted = decode::<VerificationReport>(&verification(0, 500).encode_within_limit()).unwrap();
+        assert!(
+            fitted.checked.len() > 10 && fitted.checked.len() < 500,
+            "{}",
+            fitted.checked.len()
+        );
+
+        // One enormous failure (an SQL error) is shortened, not dropped.
+        let mut huge = verification(1, 1);
+        huge.failures[0].detail = "é".repeat(10_000);
+        let fitted = decode::<VerificationReport>(&huge.encode_within_limit()).unwrap();
+        assert_eq!(fitted.failures.len(), 1);
+        assert!(fitted.failures[0].detail.len() <= 300 && fitted.failures[0].detail.ends_with('…'));
+        assert_eq!(fitted.checked.len(), 1);
     }
 
     #[test]

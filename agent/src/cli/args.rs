@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use hort_protocol::{DatabaseKind, DatabaseTls, Overwrite, Period, Strategy, TlsMode, env};
+use hort_protocol::{DatabaseKind, DatabaseTls, Overwrite, Period, SqlAssertion, Strategy, TlsMode, env};
 
 use super::CliError;
 use crate::database::{Connection, Password};
@@ -265,6 +265,52 @@ pub(super) struct DbRestoreArgs {
     /// With `latest`: the newest snapshot having all these tags (repeatable).
     #[arg(long = "tag")]
     pub(super) tags: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct VerifyRestoreArgs {
+    /// Snapshot id (or unique prefix) or `latest` (with `--tag`: the newest carrying every tag).
+    pub(super) snapshot: String,
+    /// Empty (or absent) directory to restore into; emptied again at the end.
+    #[arg(long)]
+    pub(super) scratch: PathBuf,
+    /// With `latest`: the newest snapshot having all these tags (repeatable).
+    #[arg(long = "tag")]
+    pub(super) tags: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct DbVerifyArgs {
+    /// Snapshot id (or unique prefix) or `latest` (with `--tag`: the newest carrying every tag).
+    pub(super) snapshot: String,
+    /// The throwaway server to restore into (empty: it must hold none of the backup's tables).
+    #[command(flatten)]
+    pub(super) server: DbServerArgs,
+    /// With `latest`: the newest snapshot having all these tags (repeatable).
+    #[arg(long = "tag")]
+    pub(super) tags: Vec<String>,
+    /// A query that must return one row of one true value after the restore, as JSON
+    /// `{"name": "...", "database": "...", "sql": "..."}` (repeatable).
+    #[arg(long = "assertion", value_name = "JSON", value_parser = parse_assertion)]
+    pub(super) assertions: Vec<SqlAssertion>,
+    /// How long to wait for the server to accept connections (it may still be starting), e.g.
+    /// `2m`; `0`: try once.
+    #[arg(long, default_value = "2m", value_parser = retention::parse_duration)]
+    pub(super) server_wait: chrono::Duration,
+}
+
+/// Parses `--assertion JSON`.
+fn parse_assertion(text: &str) -> Result<SqlAssertion, String> {
+    serde_json::from_str(text).map_err(|e| format!("expected {{\"name\": ..., \"database\": ..., \"sql\": ...}}: {e}"))
+}
+
+/// Parses the `N%` of `--read-data-subset`: a whole percentage from 1 to 100.
+pub(super) fn parse_percent(text: &str) -> Result<u8, String> {
+    let number = text.strip_suffix('%').unwrap_or(text);
+    match number.parse::<u8>() {
+        Ok(percent @ 1..=100) => Ok(percent),
+        _ => Err(format!("`{text}`: expected a percentage from 1% to 100%, e.g. 10%")),
+    }
 }
 
 #[derive(Debug, Args)]

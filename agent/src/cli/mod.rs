@@ -6,8 +6,10 @@
 //! - [`error`]: a failed command and its exit code;
 //! - [`context`]: opening the repository from the global arguments, and printing output;
 //! - one module per group of commands: [`repository_cmds`] (init, check, snapshots, ls,
-//!   verify, stats), [`backup_cmd`], [`restore_cmd`], [`retention_cmd`] (prune, forget),
-//!   [`database_cmd`] (the PostgreSQL and MariaDB backups and restores).
+//!   stats), [`backup_cmd`], [`restore_cmd`], [`retention_cmd`] (prune, forget),
+//!   [`database_cmd`] (the PostgreSQL and MariaDB backups and restores), [`verify_cmds`]
+//!   (`verify`, `verify-restore`) and [`verify_database_cmd`] (`verify-restore-postgres|mariadb`):
+//!   the verifications, which report also when a check failed.
 
 use std::io::IsTerminal;
 
@@ -24,6 +26,8 @@ mod repair_cmd;
 mod repository_cmds;
 mod restore_cmd;
 mod retention_cmd;
+mod verify_cmds;
+mod verify_database_cmd;
 
 #[cfg(test)]
 mod protocol_tests;
@@ -31,7 +35,10 @@ mod protocol_tests;
 pub use error::CliError;
 
 use crate::progress::Mode;
-use args::{BackupArgs, DbBackupArgs, DbRestoreArgs, ForgetArgs, GlobalArgs, InitArgs, PruneArgs, RestoreArgs};
+use args::{
+    BackupArgs, DbBackupArgs, DbRestoreArgs, DbVerifyArgs, ForgetArgs, GlobalArgs, InitArgs, PruneArgs, RestoreArgs,
+    VerifyRestoreArgs,
+};
 use context::Context;
 
 /// Hort's backup agent: deduplicating, compressing, encrypting backups.
@@ -89,12 +96,25 @@ enum Commands {
     /// Manage the repository's passwords (key files): rotate by `add`, then `remove`.
     #[command(subcommand)]
     Key(key_cmd::KeyCommand),
-    /// Check the repository's structure; with `--read-data` also every byte.
+    /// Check the repository's structure; with `--read-data` also every byte, with
+    /// `--read-data-subset N%` the bytes of a random N% of the packs.
     Verify {
         /// Read, decrypt and hash every pack.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "read_data_subset")]
         read_data: bool,
+        /// Read, decrypt and hash a random N% of the packs (at least one), e.g. `10%`.
+        #[arg(long, value_name = "N%", value_parser = args::parse_percent)]
+        read_data_subset: Option<u8>,
     },
+    /// Restore a volume snapshot into an empty scratch directory, compare every entry with the
+    /// snapshot (types, permissions, sizes, content hashes, link targets), then empty it.
+    VerifyRestore(VerifyRestoreArgs),
+    /// Restore every database of a PostgreSQL backup into a throwaway server, check that every
+    /// database and table exists with the rows recorded at backup time, run the assertions.
+    VerifyRestorePostgres(DbVerifyArgs),
+    /// Restore every database of a MariaDB backup into a throwaway server, check that every
+    /// database and table exists with the rows recorded at backup time, run the assertions.
+    VerifyRestoreMariadb(DbVerifyArgs),
     /// Forget snapshots by retention policy and collect garbage (two-phase; never deletes
     /// what a running backup may use).
     Prune(PruneArgs),
@@ -198,7 +218,13 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Commands::Repair(command) => repair_cmd::run(&ctx, &command),
         Commands::Key(command) => key_cmd::run(&ctx, &command),
         Commands::Resync { dry_run } => repository_cmds::resync(&ctx, dry_run),
-        Commands::Verify { read_data } => repository_cmds::verify(&ctx, read_data),
+        Commands::Verify {
+            read_data,
+            read_data_subset,
+        } => verify_cmds::verify(&ctx, verify_cmds::packs_to_read(read_data, read_data_subset)),
+        Commands::VerifyRestore(args) => verify_cmds::verify_restore(&ctx, &args),
+        Commands::VerifyRestorePostgres(args) => verify_database_cmd::verify(&ctx, DatabaseKind::Postgres, &args),
+        Commands::VerifyRestoreMariadb(args) => verify_database_cmd::verify(&ctx, DatabaseKind::Mariadb, &args),
         Commands::Prune(args) => retention_cmd::prune(&ctx, &args),
         Commands::Forget(args) => retention_cmd::forget(&ctx, &args),
         Commands::BackupPostgres(args) => database_cmd::backup(&ctx, DatabaseKind::Postgres, &args),

@@ -7,7 +7,9 @@
 use clap::Parser;
 use hort_protocol::command::DATABASE_CA_FILE;
 use hort_protocol::command::LATEST;
-use hort_protocol::{AgentCommand, DatabaseKind, DatabaseMapping, DatabaseTls, Keep, Overwrite, TlsMode};
+use hort_protocol::{
+    AgentCommand, DatabaseKind, DatabaseMapping, DatabaseTls, Keep, Overwrite, ReadData, SqlAssertion, TlsMode,
+};
 
 use super::args::KeepArgs;
 use super::database_cmd::database_mapping;
@@ -42,7 +44,9 @@ fn understood(command: &AgentCommand) -> AgentCommand {
     argv.extend(command.to_args());
     if matches!(
         command,
-        AgentCommand::BackupDatabase { .. } | AgentCommand::RestoreDatabase { .. }
+        AgentCommand::BackupDatabase { .. }
+            | AgentCommand::RestoreDatabase { .. }
+            | AgentCommand::VerifyRestoreDatabase { .. }
     ) {
         // In a pod the user comes from `env::DB_USER`, this flag's variable, which a test
         // cannot set safely; the flag stands in for it.
@@ -79,6 +83,19 @@ fn understood(command: &AgentCommand) -> AgentCommand {
             tags: args.tags,
         }
     };
+    let verify_database = |kind| {
+        move |args: super::args::DbVerifyArgs| {
+            assert_eq!(args.server.tls_mode, TlsMode::Prefer, "no TLS flags");
+            AgentCommand::VerifyRestoreDatabase {
+                kind,
+                snapshot: args.snapshot,
+                tags: args.tags,
+                host: args.server.host,
+                port: args.server.port.expect("the operator always sends the port"),
+                assertions: args.assertions,
+            }
+        }
+    };
     match cli.command {
         Commands::Check {
             init,
@@ -112,6 +129,24 @@ fn understood(command: &AgentCommand) -> AgentCommand {
             tags: args.tags,
             keep: keep(args.keep),
             prune: args.prune,
+        },
+        Commands::VerifyRestore(args) => AgentCommand::VerifyRestore {
+            snapshot: args.snapshot,
+            tags: args.tags,
+            scratch: text(Some(args.scratch)),
+        },
+        Commands::VerifyRestorePostgres(args) => verify_database(DatabaseKind::Postgres)(args),
+        Commands::VerifyRestoreMariadb(args) => verify_database(DatabaseKind::Mariadb)(args),
+        Commands::Verify {
+            read_data,
+            read_data_subset,
+        } => AgentCommand::Verify {
+            read_data: match (read_data, read_data_subset) {
+                (true, None) => ReadData::All,
+                (false, Some(percent)) => ReadData::Subset { percent },
+                (false, None) => ReadData::No,
+                (true, Some(_)) => panic!("both --read-data and --read-data-subset"),
+            },
         },
         other => panic!("the operator never runs {other:?}"),
     }
@@ -231,6 +266,55 @@ fn every_operator_command_means_the_same_to_the_agent() {
                 ..Keep::default()
             },
             prune: false,
+        },
+        AgentCommand::VerifyRestore {
+            snapshot: LATEST.into(),
+            tags: tags(),
+            scratch: "/scratch/restore".into(),
+        },
+        AgentCommand::VerifyRestore {
+            snapshot: "ab12cd".into(),
+            tags: vec![],
+            scratch: "/scratch".into(),
+        },
+        AgentCommand::VerifyRestoreDatabase {
+            kind: DatabaseKind::Postgres,
+            snapshot: LATEST.into(),
+            tags: tags(),
+            host: "127.0.0.1".into(),
+            port: 5432,
+            assertions: vec![
+                SqlAssertion {
+                    name: "balance".into(),
+                    database: "shop".into(),
+                    sql: "SELECT sum(amount) = 0 FROM ledger WHERE note <> 'it''s \"odd\"'".into(),
+                },
+                SqlAssertion {
+                    name: "--tag".into(),
+                    database: "billing db".into(),
+                    sql: "select true;\nselect 1".into(),
+                },
+            ],
+        },
+        AgentCommand::VerifyRestoreDatabase {
+            kind: DatabaseKind::Mariadb,
+            snapshot: "c0ffee".into(),
+            tags: vec![],
+            host: "localhost".into(),
+            port: 3307,
+            assertions: vec![],
+        },
+        AgentCommand::Verify {
+            read_data: ReadData::No,
+        },
+        AgentCommand::Verify {
+            read_data: ReadData::Subset { percent: 10 },
+        },
+        AgentCommand::Verify {
+            read_data: ReadData::Subset { percent: 100 },
+        },
+        AgentCommand::Verify {
+            read_data: ReadData::All,
         },
     ];
     for command in commands {

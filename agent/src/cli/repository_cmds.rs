@@ -1,5 +1,5 @@
 //! Commands on the repository as a whole: `init`, `check` (the operator's StorageGroup
-//! check), `resync`, `snapshots`, `ls`, `verify`, `stats`.
+//! check), `resync`, `snapshots`, `ls`, `stats`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -20,7 +20,6 @@ use crate::pack::BlobKind;
 use crate::repository::Repository;
 use crate::snapshot::Source;
 use crate::tree::NodeKind;
-use crate::verify;
 
 /// Probes one target: reachable (listing works) and writable (a probe file can be written,
 /// read back and deleted); for a directory also the bytes its files take and the bytes free
@@ -282,44 +281,6 @@ pub(super) fn ls(ctx: &Context, spec: &str) -> Result<(), CliError> {
             };
             let _ = writeln!(out, "{line}");
         }
-    }
-    Ok(())
-}
-
-pub(super) fn verify(ctx: &Context, read_data: bool) -> Result<(), CliError> {
-    let repo = ctx.open_indexed()?;
-    let report = verify::verify(&repo, read_data)?;
-    if ctx.json() {
-        ctx.print_json(
-            &json!({"type": "verify", "ok": report.is_ok(), "snapshots": report.snapshots,
-                               "packs_read": report.packs_read, "blobs_read": report.blobs_read,
-                               "problems": report.problems, "notes": report.notes,
-                               "archived": report.archived}),
-        );
-    } else {
-        for note in &report.notes {
-            println!("note: {note}");
-        }
-        for archived in &report.archived {
-            println!("archived: {archived}");
-        }
-        for problem in &report.problems {
-            println!("PROBLEM: {problem}");
-        }
-        println!(
-            "{} snapshots checked, {} packs and {} blobs read, {} packs archived (not read): {}",
-            report.snapshots,
-            report.packs_read,
-            report.blobs_read,
-            report.archived.len(),
-            if report.is_ok() { "no problems" } else { "DAMAGE FOUND" }
-        );
-    }
-    if !report.is_ok() {
-        return Err(CliError::Partial {
-            message: format!("{} problems found", report.problems.len()),
-            exit: ExitCode::Damaged,
-        });
     }
     Ok(())
 }

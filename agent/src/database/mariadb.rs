@@ -134,14 +134,14 @@ pub struct Part {
     pub object: Option<String>,
 }
 
-fn quote_ident(name: &str) -> String {
+pub(super) fn quote_ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
 /// `text` as a string literal that means the same whatever the server's `sql_mode`: a hex
 /// literal converted to utf8mb4 (backslash escapes are plain characters under
 /// `NO_BACKSLASH_ESCAPES`, so `\'` quoting could end the literal early there).
-fn quote_literal(text: &str) -> String {
+pub(super) fn quote_literal(text: &str) -> String {
     format!("CONVERT(X'{}' USING utf8mb4)", hex::encode(text.as_bytes()))
 }
 
@@ -192,16 +192,29 @@ fn classify(conn: &Connection, message: String, database: Option<&str>) -> Datab
 }
 
 /// Runs `sql` (through stdin) and returns the rows.
-fn query(conn: &Connection, sql: &str) -> Result<Vec<Vec<String>>, DatabaseError> {
+pub(super) fn query(conn: &Connection, sql: &str) -> Result<Vec<Vec<String>>, DatabaseError> {
+    query_in(conn, None, sql)
+}
+
+/// Runs `sql` (through stdin) in `database` and returns the rows (`NULL` for a null), with
+/// the client's own commands (`\!`, `source`) refused.
+pub(super) fn query_in(
+    conn: &Connection,
+    database: Option<&str>,
+    sql: &str,
+) -> Result<Vec<Vec<String>>, DatabaseError> {
     let mut cmd = tool(conn, "mariadb");
-    cmd.args(["--batch", "--skip-column-names"]);
+    cmd.args(["--batch", "--skip-column-names", "--sandbox"]);
+    if let Some(database) = database {
+        cmd.arg(format!("--database={database}"));
+    }
     let sql = sql.to_string();
     let out = process::run(
         cmd,
         "mariadb",
         Some(Box::new(move |w: &mut dyn Write| Ok(w.write_all(sql.as_bytes())?))),
     )
-    .map_err(|e| e.into_error(|m| classify(conn, m, None)))?;
+    .map_err(|e| e.into_error(|m| classify(conn, m, database)))?;
     Ok(String::from_utf8_lossy(&out)
         .lines()
         .map(|line| line.split('\t').map(unescape_batch).collect())

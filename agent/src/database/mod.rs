@@ -21,6 +21,7 @@
 //!   database, taken in an exported snapshot whose row counts are recorded alongside.
 //! - [`mariadb`]: one `mariadb-dump --single-transaction` run for all databases, split into
 //!   one stream per table (and per view, routine set, event set) so a table restores alone.
+//! - [`verification`]: a backup restored into a throwaway server and checked.
 //!
 //! # Client and server versions
 //! Written and tested against Debian 12's client tools: `postgresql-client-15` (`pg_dump`
@@ -32,6 +33,7 @@ pub mod mariadb;
 pub mod postgres;
 mod process;
 mod tls;
+pub mod verification;
 
 use std::fmt;
 use std::fs;

@@ -121,7 +121,7 @@ impl PgTable {
     }
 }
 
-fn quote_ident(name: &str) -> String {
+pub(super) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -136,7 +136,7 @@ fn dbname_conninfo(name: &str) -> String {
     format!("dbname='{}'", name.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-fn connect(conn: &Connection, db: &str) -> Result<postgres::Client, DatabaseError> {
+pub(super) fn connect(conn: &Connection, db: &str) -> Result<postgres::Client, DatabaseError> {
     let mut config = postgres::Config::new();
     config
         .host(&conn.host)
@@ -153,7 +153,7 @@ fn connect(conn: &Connection, db: &str) -> Result<postgres::Client, DatabaseErro
     config.connect(connector).map_err(|e| connect_error(conn, db, &e))
 }
 
-fn error_text(e: &postgres::Error) -> String {
+pub(super) fn error_text(e: &postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return db.message().to_string();
     }

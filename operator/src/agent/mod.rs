@@ -6,7 +6,8 @@
 //! - [`outcome`]: the pure reading of a pod's state and of the agent's report;
 //! - [`api`]: the API calls that create, list and delete agent pods;
 //! - per job, the command and what its report becomes in status: [`check`] (StorageGroup),
-//!   [`backup`] (BackupJob), [`restore`] (RestoreRequest), [`retention`] (Schedule).
+//!   [`backup`] (BackupJob), [`restore`] (RestoreRequest), [`retention`] (Schedule),
+//!   [`verify`] (Verification).
 
 pub mod api;
 pub mod backup;
@@ -15,6 +16,7 @@ pub mod outcome;
 pub mod pod;
 pub mod restore;
 pub mod retention;
+pub mod verify;
 
 use hort_protocol::AgentCommand;
 
@@ -29,6 +31,8 @@ pub enum Role {
     Restore,
     /// Applies a Schedule's retention.
     Prune,
+    /// Restores a snapshot into scratch space and checks it, for a Verification.
+    Verify,
 }
 
 /// Label on every agent pod: its [`Role`].
@@ -42,6 +46,9 @@ impl Role {
             AgentCommand::Backup { .. } | AgentCommand::BackupDatabase { .. } => Role::Backup,
             AgentCommand::Restore { .. } | AgentCommand::RestoreDatabase { .. } => Role::Restore,
             AgentCommand::Forget { .. } => Role::Prune,
+            AgentCommand::VerifyRestore { .. }
+            | AgentCommand::VerifyRestoreDatabase { .. }
+            | AgentCommand::Verify { .. } => Role::Verify,
         }
     }
 
@@ -52,6 +59,7 @@ impl Role {
             Role::Backup => "backup",
             Role::Restore => "restore",
             Role::Prune => "prune",
+            Role::Verify => "verify",
         }
     }
 }

@@ -294,7 +294,11 @@ pub fn build(settings: &AgentSettings, agent: AgentPod<'_>) -> Pod {
         // system may be read-only.
         value("TMPDIR", SPOOL_DIR),
     ]);
-    let mounts_claim = repository.volumes.iter().any(|v| v.persistent_volume_claim.is_some());
+    // A claim, or the temporary claim of an ephemeral volume (a verification's scratch space).
+    let mounts_claim = repository
+        .volumes
+        .iter()
+        .any(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
     repository.mounts.push(VolumeMount {
         name: "spool".into(),
         mount_path: SPOOL_DIR.into(),

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hort_crds::{BackupJob, RestoreRequest, StorageGroup};
+use hort_crds::{BackupJob, RestoreRequest, StorageGroup, Verification};
 use hort_operator::agent::pod::AgentSettings;
 use hort_operator::clock::Clock;
 use hort_operator::context::Context;
@@ -244,6 +244,13 @@ impl TestEnv {
         for restore in restores.list(&ListParams::default()).await.unwrap() {
             restores
                 .patch(&restore.name_any(), &PatchParams::default(), &unfinalize)
+                .await
+                .unwrap();
+        }
+        let verifications: Api<Verification> = Api::namespaced(self.client.clone(), &self.ns);
+        for verification in verifications.list(&ListParams::default()).await.unwrap() {
+            verifications
+                .patch(&verification.name_any(), &PatchParams::default(), &unfinalize)
                 .await
                 .unwrap();
         }

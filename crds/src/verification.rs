@@ -1,0 +1,193 @@
+//! `Verification`: one run that proves a snapshot restorable, by restoring it into a throwaway
+//! database server or a temporary volume and checking what arrived.
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::{
+    api::resource::Quantity,
+    apis::meta::v1::{Condition, Time},
+};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{AgentPodOverrides, LocalObjectRef, Phase};
+use crate::restore_request::RestoreSource;
+
+/// Restores one snapshot into scratch space that exists only for the run and checks it; the
+/// measured restore time is the recovery time objective (RTO) actually achieved.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "hort.dev",
+    version = "v1alpha1",
+    kind = "Verification",
+    doc = "Proves a snapshot restorable: restores it into a throwaway database server or a temporary volume, checks it, and records what was checked and how long the restore took.",
+    namespaced,
+    status = "VerificationStatus",
+    shortname = "hver",
+    shortname = "hverify",
+    category = "hort",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Snapshot", type_ = "string", json_path = ".status.snapshotId"),
+    printcolumn(name = "Result", type_ = "string", json_path = ".status.message"),
+    printcolumn(name = "RTO", type_ = "number", json_path = ".status.restoreDurationSeconds"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.metadata.name.size() <= 246")
+        .message("metadata.name of a Verification may have at most 246 characters: its agent pod is named <name>-verify")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.database) != has(self.volume)")
+    .message("set exactly one of spec.database (the snapshot holds PostgreSQL or MariaDB dumps) or spec.volume (it holds files)"))]
+pub struct VerificationSpec {
+    /// The StorageGroup, in this namespace, that holds the snapshot.
+    pub storage_group_ref: LocalObjectRef,
+    /// Which snapshot to verify: exactly one of `backupJobRef`, `snapshotId` or `tags`.
+    pub source: RestoreSource,
+    /// Verify database dumps by restoring them into a throwaway server started in the agent
+    /// pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseVerification>,
+    /// Verify files by restoring them into a temporary claim and comparing every file's
+    /// content with the snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<VolumeVerification>,
+    /// Seconds the run may take before it is stopped and counted as failed; when unset, the
+    /// operator's default (chart value `agent.activeDeadlineSeconds`, 6 hours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub active_deadline_seconds: Option<i64>,
+    /// Overrides for the agent pod (the agent container; the database server has its own
+    /// `database.resources`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentPodOverrides>,
+}
+
+/// How a snapshot of database dumps is verified.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseVerification {
+    /// The server the dumps are restored into: `Postgres` or `Mariadb`; it must match the
+    /// dumps in the snapshot.
+    pub kind: DatabaseKind,
+    /// Image of the throwaway server, started as a sidecar of the agent pod and listening on
+    /// 127.0.0.1 only; when unset `postgres:17` (Postgres) or `mariadb:11` (Mariadb). Any
+    /// image that reads the official images' `POSTGRES_PASSWORD` / `MARIADB_ROOT_PASSWORD`
+    /// works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+    /// Compute resources of the throwaway server; when unset 250m CPU and 256Mi memory
+    /// requested, 1 CPU and 1Gi memory at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// The user's own checks, run after the restore: each query must return one row with one
+    /// column that is true, e.g. `SELECT sum(amount) = 0 FROM ledger`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub assertions: Vec<SqlAssertion>,
+}
+
+/// The kind of throwaway database server.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum DatabaseKind {
+    /// PostgreSQL.
+    Postgres,
+    /// MariaDB (also for MySQL dumps).
+    Mariadb,
+}
+
+/// A query that must return true on the restored data.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SqlAssertion {
+    /// Name of the check, shown in `status.checked` and `status.failures`.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// The restored database the query runs in.
+    #[schemars(length(min = 1, max = 63))]
+    pub database: String,
+    /// The query; it passes when it returns exactly one row of one column that is true.
+    #[schemars(length(min = 1, max = 4096))]
+    pub sql: String,
+}
+
+/// The temporary claim a snapshot of files is restored into.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeVerification {
+    /// StorageClass of the temporary claim; the cluster's default class when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub storage_class_name: Option<String>,
+    /// Size of the temporary claim, e.g. `10Gi`: at least the size of the snapshot's files.
+    pub size: Quantity,
+}
+
+/// Observed state of a Verification.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationStatus {
+    /// Pending, Running, Succeeded (every check passed) or Failed.
+    #[serde(default)]
+    pub phase: Phase,
+    /// The generation of the spec the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Conditions: `SnapshotResolved`, `Complete`, `Failed`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The snapshot verified, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<String>,
+    /// Name of the agent pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_pod: Option<String>,
+    /// When the agent pod was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the run reached a terminal phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// Seconds the restore took, measured by the agent: the recovery time achieved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_duration_seconds: Option<f64>,
+    /// Seconds the checks after the restore took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_duration_seconds: Option<f64>,
+    /// What was restored: files, bytes and tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<RestoredTotals>,
+    /// What was checked, e.g. `table shop.orders: 1200 rows` or `assertion balanced`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checked: Vec<String>,
+    /// The checks that failed (the first ones, when there are many).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<VerificationFailure>,
+    /// How many checks failed in all.
+    #[serde(default)]
+    pub failures_total: u64,
+    /// Human-readable summary of the current state or of the result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Totals of what a verification restored.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoredTotals {
+    /// Files (volumes) or dump streams (databases).
+    pub files: u64,
+    /// Bytes.
+    pub bytes: u64,
+    /// Tables (databases).
+    pub tables: u64,
+}
+
+/// One check that failed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationFailure {
+    /// What failed: a file, a table, a database or an assertion.
+    pub subject: String,
+    /// How it failed.
+    pub detail: String,
+}

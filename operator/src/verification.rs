@@ -1,0 +1,316 @@
+//! Reconciler of `Verification`: resolves the snapshot, waits for the StorageGroup, runs the
+//! agent pod (with a throwaway database server, or a temporary claim), records what was
+//! checked, and removes the scratch resources (pod, claim, password Secret) when the run ends.
+
+use std::sync::Arc;
+
+use hort_crds::backup_job::BackupJob;
+use hort_crds::common::Phase;
+use hort_crds::storage_group::StorageGroup;
+use hort_crds::verification::{Verification, VerificationStatus};
+use hort_protocol::{ExitCode, VerificationReport};
+use jiff::Timestamp;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{DeleteParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt};
+
+use crate::agent::pod::{self, AgentPod};
+use crate::agent::{api, outcome, verify};
+use crate::backup_job::group_readiness;
+use crate::conditions::{self, Observation, Status};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::events;
+use crate::references;
+use crate::restore_request::{COMPLETE, FAILED, resolve_snapshot};
+use crate::schedule::SCHEDULE_LABEL;
+use crate::status;
+
+/// Reason of a run whose checks ran and found a failure.
+const CHECK_FAILED: &str = "CheckFailed";
+/// Reason of a run that could not check (the pod failed without a report).
+const VERIFY_FAILED: &str = "VerificationFailed";
+
+/// Reconciles one Verification.
+pub async fn reconcile(cached: Arc<Verification>, ctx: Arc<Context>) -> Result<Action> {
+    let Some((namespace, verification)) = status::refetch(&ctx.client, &*cached).await? else {
+        return Ok(Action::await_change());
+    };
+    let mut status = verification.status.clone().unwrap_or_default();
+    if status.phase.is_terminal() {
+        // Also after a restart between the status write and the cleanup.
+        remove_scratch(&ctx, &namespace, &verification).await?;
+        return Ok(Action::await_change());
+    }
+    let generation = verification.metadata.generation;
+    let now = ctx.clock.now();
+    status.observed_generation = generation;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+
+    let mut action = Action::await_change();
+    let ended = match &status.agent_pod {
+        Some(name) => match pods.get_opt(name).await? {
+            Some(pod) if !outcome::finished(&pod) => None,
+            Some(pod) => Some(ended(&pod)),
+            None => Some(Err((VERIFY_FAILED, format!("agent pod {name:?} disappeared")))),
+        },
+        None => match start(&ctx, &verification, &mut status, now).await? {
+            Some(()) => None,
+            None => {
+                action = Action::requeue(references::RECHECK_INTERVAL);
+                None
+            }
+        },
+    };
+    let kind = verify::data_kind(&verification.spec);
+    let passed = match ended {
+        Some(Ok(report)) => {
+            let passed = verify::record(&report, &mut status);
+            ctx.metrics
+                .restore_duration
+                .with_label_values(&[&namespace, kind])
+                .observe(report.restore_seconds);
+            Some(passed)
+        }
+        Some(Err((reason, why))) => {
+            status.message = Some(format!("verification failed before its checks ran: {why}"));
+            let failed = Observation {
+                type_: FAILED,
+                status: Status::True,
+                reason,
+                message: why,
+            };
+            publish(&ctx, &verification, EventType::Warning, reason, failed.message.clone()).await;
+            conditions::set(&mut status.conditions, failed, generation, now);
+            status.phase = Phase::Failed;
+            None
+        }
+        None => None,
+    };
+    if let Some(passed) = passed {
+        let message = status.message.clone().unwrap_or_default();
+        let (type_, reason, phase, event) = if passed {
+            (COMPLETE, "Verified", Phase::Succeeded, EventType::Normal)
+        } else {
+            (FAILED, CHECK_FAILED, Phase::Failed, EventType::Warning)
+        };
+        publish(&ctx, &verification, event, reason, message.clone()).await;
+        let observation = Observation {
+            type_,
+            status: Status::True,
+            reason,
+            message,
+        };
+        conditions::set(&mut status.conditions, observation, generation, now);
+        status.phase = phase;
+    }
+    if status.phase.is_terminal() {
+        status.completion_time = Some(Time(now));
+    }
+    if verification.status.as_ref() != Some(&status) {
+        status::apply(&ctx.client, &verification, &status).await?;
+    }
+    if status.phase.is_terminal() {
+        let result = if status.phase == Phase::Succeeded {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        ctx.metrics.verifications.with_label_values(&[&namespace, result]).inc();
+        if status.phase == Phase::Succeeded {
+            let schedule = verification.labels().get(SCHEDULE_LABEL).cloned().unwrap_or_default();
+            ctx.metrics
+                .record_verified(&namespace, &schedule, now.as_millisecond() as f64 / 1000.0);
+        }
+        remove_scratch(&ctx, &namespace, &verification).await?;
+    }
+    Ok(action)
+}
+
+/// What a finished agent pod says: its report when the checks ran (the agent exits Ok when
+/// they passed and Damaged when one failed, writing the report both times), else why the run
+/// failed.
+fn ended(pod: &Pod) -> std::result::Result<VerificationReport, (&'static str, String)> {
+    let damaged = outcome::terminated(pod).is_some_and(|t| t.exit_code == ExitCode::Damaged.code());
+    if outcome::phase(pod) == "Succeeded" || damaged {
+        return outcome::decode_report::<VerificationReport>(pod).map_err(|e| (VERIFY_FAILED, e.to_string()));
+    }
+    Err((VERIFY_FAILED, outcome::failure(pod, 600)))
+}
+
+async fn publish(ctx: &Context, verification: &Verification, type_: EventType, reason: &str, note: String) {
+    events::publish(ctx, verification, type_, reason, note).await;
+}
+
+/// Resolves the snapshot and the group; when both are ready, creates the password Secret (for
+/// a database) and the agent pod. `None` while it waits (and why, in `status`).
+async fn start(
+    ctx: &Context,
+    verification: &Verification,
+    status: &mut VerificationStatus,
+    now: Timestamp,
+) -> Result<Option<()>> {
+    let namespace = status::namespace_of(verification)?;
+    let generation = verification.metadata.generation;
+    let spec = &verification.spec;
+    let job = match &spec.source.backup_job_ref {
+        Some(r) => {
+            Api::<BackupJob>::namespaced(ctx.client.clone(), &namespace)
+                .get_opt(&r.name)
+                .await?
+        }
+        None => None,
+    };
+    let (snapshot, resolved) = resolve_snapshot(&spec.source, job.as_ref());
+    let group_name = &spec.storage_group_ref.name;
+    let group = Api::<StorageGroup>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(group_name)
+        .await?;
+    let group_ready = group_readiness(group_name, &namespace, group.as_ref());
+    let can_start = resolved.status != Status::False && group_ready.status == Status::True;
+    status.phase = Phase::Pending;
+    status.snapshot_id = snapshot.clone();
+    status.message = Some(if resolved.status == Status::False {
+        resolved.message.clone()
+    } else {
+        group_ready.message.clone()
+    });
+    for observation in [resolved, group_ready] {
+        let before = conditions::find(&status.conditions, observation.type_).cloned();
+        events::on_transition(ctx, verification, before.as_ref(), &observation).await;
+        conditions::set(&mut status.conditions, observation, generation, now);
+    }
+    let Some(group) = group.filter(|_| can_start) else {
+        return Ok(None);
+    };
+    // The group's own Secrets and claims are checked by the group (it would not be Ready).
+    let name = verify::pod_name(&verification.name_any());
+    let owner = verification
+        .controller_owner_ref(&())
+        .expect("a stored object has a name and uid");
+    let mut access = pod::repository_access(&group.spec);
+    let command = verify::command(spec, snapshot.as_deref(), &name, &mut access).ok_or(Error::MissingObjectField {
+        kind: "Verification",
+        field: "spec.database or spec.volume",
+    })?;
+    if let Some(db) = &spec.database {
+        create_secret(ctx, &namespace, &name, verify::superuser(db), owner.clone()).await?;
+    }
+    let mut agent_pod = pod::build(
+        &ctx.agent,
+        AgentPod {
+            name: name.clone(),
+            namespace: namespace.clone(),
+            owner,
+            labels: verification
+                .labels()
+                .get(SCHEDULE_LABEL)
+                .map(|s| [(SCHEDULE_LABEL.to_string(), s.clone())].into())
+                .unwrap_or_default(),
+            command,
+            repository: access,
+            overrides: spec.agent.as_ref(),
+            active_deadline_seconds: spec.active_deadline_seconds,
+            node: None,
+        },
+    );
+    if let Some(db) = &spec.database {
+        verify::add_server(&mut agent_pod, db, &name);
+    }
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    api::create(&pods, &agent_pod).await?;
+    status.phase = Phase::Running;
+    status.agent_pod = Some(name.clone());
+    status.start_time = Some(Time(now));
+    let what = match &spec.database {
+        Some(db) => format!("into a throwaway {} server", verify::kind(db).display_name()),
+        None => "into a temporary claim".to_string(),
+    };
+    status.message = Some(format!("agent pod {name:?} restores the snapshot {what} and checks it"));
+    publish(
+        ctx,
+        verification,
+        EventType::Normal,
+        "VerificationStarted",
+        status.message.clone().unwrap_or_default(),
+    )
+    .await;
+    Ok(Some(()))
+}
+
+/// Creates the Secret with the throwaway server's superuser and a fresh random password,
+/// owned by the Verification. One that exists (from an earlier reconcile whose status write
+/// was lost) is kept: the server may already run with its password.
+async fn create_secret(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    user: &str,
+    owner: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+) -> Result<()> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            owner_references: Some(vec![owner]),
+            labels: Some([("app.kubernetes.io/managed-by".to_string(), "hort-operator".to_string())].into()),
+            ..ObjectMeta::default()
+        },
+        data: Some(
+            [
+                (verify::SECRET_KEYS[0].to_string(), ByteString(user.as_bytes().to_vec())),
+                (
+                    verify::SECRET_KEYS[1].to_string(),
+                    ByteString(random_password()?.into_bytes()),
+                ),
+            ]
+            .into(),
+        ),
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    };
+    match secrets.create(&PostParams::default(), &secret).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// 32 random hexadecimal digits from the operating system's generator.
+fn random_password() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Deletes the run's agent pod (its ephemeral claim goes with it) and password Secret; ones
+/// already gone are fine.
+async fn remove_scratch(ctx: &Context, namespace: &str, verification: &Verification) -> Result<()> {
+    let name = verify::pod_name(&verification.name_any());
+    delete_named::<Pod>(ctx, namespace, &name).await?;
+    if verification.spec.database.is_some() {
+        delete_named::<Secret>(ctx, namespace, &name).await?;
+    }
+    Ok(())
+}
+
+async fn delete_named<K>(ctx: &Context, namespace: &str, name: &str) -> Result<()>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    match Api::<K>::namespaced(ctx.client.clone(), namespace)
+        .delete(name, &DeleteParams::default())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

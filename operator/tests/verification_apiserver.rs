@@ -1,0 +1,339 @@
+//! Verifications against a real kube-apiserver: the agent pod with its throwaway server and
+//! password Secret, or its ephemeral scratch claim; the agent's report in status, Events and
+//! metrics; the scratch resources removed when the run ends; a Schedule creating
+//! Verifications on its own cron. Run through `scripts/test.sh`, which starts the API server.
+
+use std::time::Duration;
+
+use hort_crds::common::Phase;
+use hort_crds::{Schedule, Verification};
+use hort_operator::clock::Clock;
+use hort_operator::schedule_plan::CronSchedule;
+use hort_operator::verification_plan;
+use hort_protocol::report::encode;
+use hort_protocol::{VerificationFailure, VerificationReport};
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+
+mod support;
+use support::{TestEnv, WAIT, client, create, finish_pod, ready_s3_group, usable_claim, wait_for, wait_for_event};
+
+/// Waits until object `name` of `api` is gone.
+async fn wait_gone<K>(api: &Api<K>, name: &str, what: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while api.get_opt(name).await.unwrap().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} {name:?} was not removed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until pod `name` exists and returns it.
+async fn wait_for_pod(pods: &Api<Pod>, name: &str) -> Pod {
+    wait_for(pods, name, "the agent pod", |_| true).await;
+    pods.get(name).await.unwrap()
+}
+
+fn report(ok: bool, failures: &[(&str, &str)]) -> String {
+    encode(&VerificationReport {
+        snapshot_id: Some("ab12cd34ef".into()),
+        ok,
+        restore_seconds: 42.5,
+        check_seconds: 1.5,
+        checked: vec![
+            "database shop: 2 tables, row counts match the backup".into(),
+            "assertion balanced (shop): true".into(),
+        ],
+        failures: failures
+            .iter()
+            .map(|(subject, detail)| VerificationFailure {
+                subject: (*subject).into(),
+                detail: (*detail).into(),
+            })
+            .collect(),
+        failures_total: failures.len() as u64,
+        files: 2,
+        bytes: 4096,
+        tables: 2,
+    })
+}
+
+fn phase(v: &Verification) -> Phase {
+    v.status.as_ref().map(|s| s.phase).unwrap_or_default()
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn a_database_verification_runs_a_throwaway_server_and_records_what_was_checked() {
+    let env = TestEnv::start("hort-verify-db", Clock::System).await;
+    let (client, ns) = (env.client.clone(), env.ns.clone());
+    let verifications: Api<Verification> = env.api();
+    let pods: Api<Pod> = env.api();
+    let secrets: Api<Secret> = env.api();
+    ready_s3_group(&client, &ns).await;
+
+    create(
+        &verifications,
+        json!({
+            "apiVersion": "hort.dev/v1alpha1", "kind": "Verification", "metadata": {"name": "shop"},
+            "spec": {"storageGroupRef": {"name": "s3"}, "source": {"snapshotId": "ab12cd34"},
+                     "database": {"kind": "Postgres", "image": "postgres:16",
+                                  "assertions": [{"name": "balanced", "database": "shop",
+                                                  "sql": "select sum(amount) = 0 from ledger"}]}}
+        }),
+    )
+    .await;
+    let pod = wait_for_pod(&pods, "shop-verify").await;
+    wait_for(&verifications, "shop", "Running", |v| phase(v) == Phase::Running).await;
+    wait_for_event(&client, &ns, "shop", "VerificationStarted").await;
+
+    // The server is a native sidecar, its password a generated Secret owned by the run.
+    let spec = pod.spec.clone().unwrap();
+    let server = &spec.init_containers.as_ref().unwrap()[0];
+    assert_eq!(
+        (server.image.as_deref(), server.restart_policy.as_deref()),
+        (Some("postgres:16"), Some("Always"))
+    );
+    let args = spec.containers[0].args.clone().unwrap();
+    assert_eq!(args[..2], ["verify-restore-postgres", "ab12cd34"]);
+    assert!(args.iter().any(|a| a.contains("sum(amount) = 0")));
+    let secret = secrets.get("shop-verify").await.unwrap();
+    let owner = &secret.owner_references()[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Verification", "shop"));
+    let data = secret.data.clone().unwrap();
+    assert_eq!(data["username"].0, b"postgres");
+    let password = String::from_utf8(data["password"].0.clone()).unwrap();
+    assert_eq!(password.len(), 32, "a fresh random password");
+    // The password is in no pod spec, status or Event: only referenced.
+    let pod_json = serde_json::to_string(&pod).unwrap();
+    assert!(!pod_json.contains(&password), "the password leaked into the pod spec");
+
+    // The agent reports every check passed: Succeeded, the report in status, metrics.
+    finish_pod(&pods, "shop-verify", 0, &report(true, &[])).await;
+    wait_for(&verifications, "shop", "Succeeded", |v| phase(v) == Phase::Succeeded).await;
+    let status = verifications.get("shop").await.unwrap().status.unwrap();
+    assert_eq!(status.snapshot_id.as_deref(), Some("ab12cd34ef"));
+    assert_eq!(status.restore_duration_seconds, Some(42.5));
+    assert_eq!(status.checked.len(), 2);
+    assert_eq!((status.failures_total, status.restored.unwrap().tables), (0, 2));
+    assert!(status.completion_time.is_some());
+    let notes = wait_for_event(&client, &ns, "shop", "Verified").await;
+    assert!(notes[0].contains("2 checks passed"), "{notes:?}");
+    let status_json = serde_json::to_string(&verifications.get("shop").await.unwrap()).unwrap();
+    assert!(!status_json.contains(&password));
+    let text = env.metrics.render();
+    for expected in [
+        format!(r#"hort_verify_total{{namespace="{ns}",result="succeeded"}} 1"#),
+        format!(r#"hort_restore_duration_seconds_count{{kind="postgres",namespace="{ns}"}} 1"#),
+        format!(r#"hort_last_verified_timestamp_seconds{{namespace="{ns}",schedule=""}} "#),
+    ] {
+        assert!(text.contains(&expected), "missing {expected} in\n{text}");
+    }
+
+    // The scratch resources are gone once the run has ended.
+    wait_gone(&pods, "shop-verify", "the agent pod").await;
+    wait_gone(&secrets, "shop-verify", "the password Secret").await;
+
+    env.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn a_failed_check_fails_the_verification_naming_it_and_the_scratch_claim_goes_with_the_pod() {
+    let env = TestEnv::start("hort-verify-vol", Clock::System).await;
+    let (client, ns) = (env.client.clone(), env.ns.clone());
+    let verifications: Api<Verification> = env.api();
+    let pods: Api<Pod> = env.api();
+    let claims: Api<PersistentVolumeClaim> = env.api();
+    ready_s3_group(&client, &ns).await;
+    // A claim of the user's: never touched by a verification.
+    usable_claim(&client, &ns, "data").await;
+
+    let volume = |name: &str| {
+        json!({
+            "apiVersion": "hort.dev/v1alpha1", "kind": "Verification", "metadata": {"name": name},
+            "spec": {"storageGroupRef": {"name": "s3"}, "source": {"tags": ["hort.dev/schedule=files"]},
+                     "volume": {"storageClassName": "standard", "size": "2Gi"}}
+        })
+    };
+    create(&verifications, volume("files")).await;
+    let pod = wait_for_pod(&pods, "files-verify").await;
+    let spec = pod.spec.clone().unwrap();
+    assert_eq!(
+        spec.containers[0].args.as_deref().unwrap(),
+        [
+            "verify-restore",
+            "latest",
+            "--scratch",
+            "/scratch/restore",
+            "--tag",
+            "hort.dev/schedule=files"
+        ]
+    );
+    assert!(spec.init_containers.is_none(), "no database server for files");
+    // The ephemeral volume controller creates the scratch claim, owned by the pod.
+    wait_for(&claims, "files-verify-scratch", "the scratch claim", |c| {
+        c.owner_references()
+            .iter()
+            .any(|o| o.kind == "Pod" && o.name == "files-verify")
+            && c.spec.as_ref().and_then(|s| s.storage_class_name.as_deref()) == Some("standard")
+    })
+    .await;
+
+    // A file differs: the agent exits Damaged with its report; the run fails naming the file.
+    let failures = [
+        ("media/a.jpg", "content differs from the snapshot"),
+        ("media/b.jpg", "missing"),
+    ];
+    finish_pod(&pods, "files-verify", 4, &report(false, &failures)).await;
+    wait_for(&verifications, "files", "Failed", |v| phase(v) == Phase::Failed).await;
+    let status = verifications.get("files").await.unwrap().status.unwrap();
+    assert_eq!(status.failures_total, 2);
+    assert_eq!(status.failures[0].subject, "media/a.jpg");
+    assert_eq!(
+        status.message.as_deref(),
+        Some(
+            "snapshot ab12cd34ef failed verification: media/a.jpg: content differs from the snapshot (and 1 more failures)"
+        )
+    );
+    let notes = wait_for_event(&client, &ns, "files", "CheckFailed").await;
+    assert!(notes[0].contains("media/a.jpg"), "{notes:?}");
+    wait_gone(&pods, "files-verify", "the agent pod").await;
+    wait_gone(&claims, "files-verify-scratch", "the scratch claim").await;
+    assert!(claims.get_opt("data").await.unwrap().is_some());
+
+    // A run that could not check (no report) fails saying why.
+    create(&verifications, volume("broken")).await;
+    wait_for_pod(&pods, "broken-verify").await;
+    finish_pod(&pods, "broken-verify", 12, "hort-agent: wrong password").await;
+    wait_for(&verifications, "broken", "Failed without a report", |v| {
+        v.status
+            .as_ref()
+            .and_then(|s| s.message.as_deref())
+            .is_some_and(|m| m.starts_with("verification failed before its checks ran") && m.contains("wrong password"))
+    })
+    .await;
+    let text = env.metrics.render();
+    let failed = format!(r#"hort_verify_total{{namespace="{ns}",result="failed"}} 2"#);
+    assert!(text.contains(&failed), "missing {failed} in\n{text}");
+    wait_gone(&pods, "broken-verify", "the agent pod").await;
+
+    env.stop().await;
+}
+
+/// Triggers a reconcile of the schedule (the manual clock moving is not an event).
+async fn poke(schedules: &Api<Schedule>, name: &str, n: u32) {
+    let patch = json!({"metadata": {"annotations": {"hort.dev/test-poke": n.to_string()}}});
+    schedules
+        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn a_schedule_creates_verifications_on_its_own_cron_and_records_the_newest() {
+    let clock = Clock::manual(Timestamp::now());
+    let env = TestEnv::start("hort-verify-sched", clock.clone()).await;
+    let ns = env.ns.clone();
+    let client = client().await;
+    let schedules: Api<Schedule> = env.api();
+    let verifications: Api<Verification> = Api::namespaced(client.clone(), &ns);
+
+    let created = create(
+        &schedules,
+        json!({
+            "apiVersion": "hort.dev/v1alpha1", "kind": "Schedule", "metadata": {"name": "nightly"},
+            "spec": {
+                "schedule": "0 0 1 1 *",
+                "jobTemplate": {"spec": {"storageGroupRef": {"name": "s3"}, "activeDeadlineSeconds": 900,
+                                         "source": {"mariadb": {"host": "db", "credentialsSecretRef": {"name": "db"}}}}},
+                "verification": {"schedule": "*/5 * * * *", "historyLimit": {"successful": 1, "failed": 1}}
+            }
+        }),
+    )
+    .await;
+    let created = created.metadata.creation_timestamp.unwrap().0;
+    clock.set(created);
+    let cron = CronSchedule::parse("*/5 * * * *", None).unwrap();
+    let first = cron.next_after(created).unwrap();
+    let second = cron.next_after(first).unwrap();
+    wait_for(&schedules, "nightly", "nextVerificationTime", |s| {
+        s.status
+            .as_ref()
+            .and_then(|s| s.next_verification_time.as_ref())
+            .map(|t| t.0)
+            == Some(first)
+    })
+    .await;
+    assert!(verifications.list(&Default::default()).await.unwrap().items.is_empty());
+
+    // Due: one Verification, named after the time, of the source's kind, owned and labelled.
+    clock.set(first + SignedDuration::from_secs(10));
+    poke(&schedules, "nightly", 1).await;
+    let name1 = verification_plan::name("nightly", first);
+    wait_for(&verifications, &name1, "the first Verification", |_| true).await;
+    wait_for_event(&client, &ns, "nightly", "VerificationCreated").await;
+    let v = verifications.get(&name1).await.unwrap();
+    assert_eq!(v.labels()["hort.dev/schedule"], "nightly");
+    assert_eq!(v.owner_references()[0].kind, "Schedule");
+    assert_eq!(
+        v.spec.database.as_ref().map(|d| d.kind),
+        Some(hort_crds::verification::DatabaseKind::Mariadb)
+    );
+    assert_eq!(
+        v.spec.source.tags,
+        [format!("hort.dev/namespace={ns}"), "hort.dev/schedule=nightly".into()]
+    );
+    assert_eq!(v.spec.active_deadline_seconds, Some(900));
+
+    // It succeeds: the Schedule records it and the metric shows the time.
+    wait_for(&verifications, &name1, "its first status", |v| v.status.is_some()).await;
+    let done = first + SignedDuration::from_secs(100);
+    let finished = json!({"status": {"phase": "Succeeded", "completionTime": done.to_string(),
+                                     "snapshotId": "ab12cd34", "restoreDurationSeconds": 12.0}});
+    verifications
+        .patch_status(&name1, &PatchParams::default(), &Patch::Merge(finished.clone()))
+        .await
+        .unwrap();
+    poke(&schedules, "nightly", 2).await;
+    wait_for(&schedules, "nightly", "lastVerification Succeeded", |s| {
+        s.status
+            .as_ref()
+            .and_then(|s| s.last_verification.as_ref())
+            .is_some_and(|r| {
+                r.name == name1 && r.result == Phase::Succeeded && r.restore_duration_seconds == Some(12.0)
+            })
+    })
+    .await;
+    let text = env.metrics.render();
+    let expected = format!(
+        r#"hort_last_verified_timestamp_seconds{{namespace="{ns}",schedule="nightly"}} {}"#,
+        done.as_second()
+    );
+    assert!(text.contains(&expected), "missing {expected} in\n{text}");
+
+    // The next run: a second Verification; once it finished too, the first is beyond the
+    // history (one success kept) and deleted.
+    clock.set(second + SignedDuration::from_secs(10));
+    poke(&schedules, "nightly", 3).await;
+    let name2 = verification_plan::name("nightly", second);
+    wait_for(&verifications, &name2, "the second Verification", |_| true).await;
+    wait_for(&verifications, &name2, "its first status", |v| v.status.is_some()).await;
+    verifications
+        .patch_status(&name2, &PatchParams::default(), &Patch::Merge(finished))
+        .await
+        .unwrap();
+    poke(&schedules, "nightly", 4).await;
+    wait_gone(&verifications, &name1, "the older Verification").await;
+
+    env.stop().await;
+}
