@@ -19,13 +19,18 @@
 #   volume-restore      volume backup to S3 (snapshot id, stats), restore into a new claim, files
 #                       compared
 #   postgres-rename     PostgreSQL backup to S3, one database restored under a new name, rows compared
+#   verification        two Verifications of a PostgreSQL backup in a restricted namespace, each in
+#                       a throwaway server beside its agent: a true assertion passes with its
+#                       restore time, a false one fails naming it; no pod or password Secret left
 #   mariadb-table       MariaDB backup to a PVC target, one table restored, rows compared
 #   agent-killed        agent pod deleted mid-backup (its progress showed first): the BackupJob
 #                       retries and succeeds; `verify` is clean; the restore shows its progress
 #   operator-restart    operator pod deleted mid-backup: the job finishes once, with exactly one
 #                       snapshot
 #   schedule-retention  Schedule every minute with keepLast 1: two runs, prune ran, the old
-#                       snapshot is gone; historyLimit lowered to 1 deletes the older jobs
+#                       snapshot is gone; historyLimit lowered to 1 deletes the older jobs; the
+#                       schedule's verifications restore into a temporary claim and check every
+#                       file, and only the newest succeeded one is kept
 #   invalid-specs       invalid specs are rejected by `kubectl apply` with a message naming the field
 #   hooks               backup hooks run in the application pod (pre before the data is read, post
 #                       after); a failing pre hook fails the job before any data is read, and the
@@ -53,7 +58,7 @@ source "$HERE/lib.sh"
 KUBECONFIG="${KUBECONFIG:-$("$HERE/cluster.sh" kubeconfig)}"
 export KUBECONFIG
 
-ALL_CASES=(namespaced groups-ready wrong-s3-key volume-restore postgres-rename mariadb-table agent-killed operator-restart schedule-retention invalid-specs hooks mirror-outage csi-snapshot rbac-audit)
+ALL_CASES=(namespaced groups-ready wrong-s3-key volume-restore postgres-rename verification mariadb-table agent-killed operator-restart schedule-retention invalid-specs hooks mirror-outage csi-snapshot rbac-audit)
 KEEP=0
 CASES=()
 for a in "$@"; do
@@ -806,6 +811,10 @@ spec:
   schedule: "*/1 * * * *"
   retention: {keepLast: 1}
   historyLimit: {successful: 5, failed: 5}
+  verification:
+    schedule: "*/1 * * * *"
+    volume: {storageClassName: local-path, size: 64Mi}
+    historyLimit: {successful: 1, failed: 1}
   jobTemplate:
     spec:
       storageGroupRef: {name: s3}
@@ -836,13 +845,89 @@ case_schedule-retention() {
   # runs may continue meanwhile: every prune keeps exactly one, a running backup may add one
   check "at most 2 snapshots of the schedule remain" test "$(count_tagged "$list" hort.dev/schedule=every-minute)" -le 2
   check "the first run's snapshot $first is gone" not_in "$first" "$list"
+  # The schedule's verifications restore its newest snapshot into a temporary claim and check
+  # every file; only the newest succeeded one is kept.
+  wait_until 240 "two verifications of the schedule succeeded, the older one deleted" verified_twice $ns every-minute
+  note "last verification: $(jp $ns schedule/every-minute '{.status.lastVerification}')"
+  check "the measured restore time is recorded" \
+    test -n "$(jp $ns schedule/every-minute '{.status.lastVerification.restoreDurationSeconds}')"
   # A lower history limit deletes the older finished jobs (suspended: no new run meanwhile).
   kc -n $ns patch schedule every-minute --type merge -p '{"spec":{"suspend":true,"historyLimit":{"successful":1}}}' >/dev/null
   wait_until 60 "one succeeded BackupJob left after historyLimit.successful=1" one_succeeded_job $ns every-minute
 }
 
+# Whether SCHEDULE's last verification succeeded, it is not the first one (its name's time is
+# later than the schedule's first run), and only one succeeded Verification of it is left.
+verified_twice() { # NS SCHEDULE
+  local last first
+  [[ "$(jp "$1" "schedule/$2" '{.status.lastVerification.result}')" == Succeeded ]] || return 1
+  last="$(jp "$1" "schedule/$2" '{.status.lastVerification.name}')"
+  [[ -z "$VERIFIED_FIRST" ]] && VERIFIED_FIRST="$last"
+  [[ "$last" != "$VERIFIED_FIRST" ]] || return 1
+  first="$(kc -n "$1" get verifications -l "hort.dev/schedule=$2" -o jsonpath='{range .items[?(@.status.phase=="Succeeded")]}{.metadata.name}{"\n"}{end}')"
+  [[ "$first" == "$last" ]]
+}
+VERIFIED_FIRST=""
+
 one_succeeded_job() { # NS SCHEDULE
   test "$(kc -n "$1" get backupjobs -l "hort.dev/schedule=$2" -o jsonpath='{range .items[?(@.status.phase=="Succeeded")]}{.metadata.name}{"\n"}{end}' | grep -c .)" == 1
+}
+
+case_verification() {
+  local ns=hort-e2e-verification d=e2e_ledger
+  case_namespace $ns
+  # The throwaway servers run in the agent pods of a restricted namespace.
+  kc label ns $ns pod-security.kubernetes.io/enforce=restricted >/dev/null
+  psql_in $INFRA "drop database if exists $d" >/dev/null
+  psql_in $INFRA "create database $d" >/dev/null
+  psql_in $INFRA "create table ledger (id int primary key, amount int not null);
+    insert into ledger select g, case when g % 2 = 0 then 7 else -7 end from generate_series(1, 2000) g" $d >/dev/null
+  s3_group $ns s3 "$S3_ENDPOINT" "$S3_BUCKET" v
+  wait_ready $ns storagegroup/s3 180
+  kc -n $ns apply -f - >/dev/null <<EOT
+apiVersion: hort.dev/v1alpha1
+kind: BackupJob
+metadata: {name: pg}
+spec:
+  storageGroupRef: {name: s3}
+  source:
+    postgres:
+      host: $PG_HOST
+      databases: [$d]
+      credentialsSecretRef: {name: db-credentials}
+EOT
+  wait_phase $ns backupjob/pg Succeeded 300
+  # One verification whose assertion holds, one whose assertion the data breaks.
+  local name sql
+  for name in balanced broken; do
+    sql='select sum(amount) = 0 from ledger'
+    [[ $name == broken ]] && sql='select count(*) = 1999 from ledger'
+    kc -n $ns apply -f - >/dev/null <<EOT
+apiVersion: hort.dev/v1alpha1
+kind: Verification
+metadata: {name: $name}
+spec:
+  storageGroupRef: {name: s3}
+  source:
+    backupJobRef: {name: pg}
+  database:
+    kind: Postgres
+    image: hort.local/test-postgres:dev
+    assertions:
+      - {name: $name, database: $d, sql: "$sql"}
+EOT
+  done
+  wait_phase $ns verification/balanced Succeeded 300
+  note "balanced: RTO $(jp $ns verification/balanced '{.status.restoreDurationSeconds}')s, checked $(jp $ns verification/balanced '{.status.checked}')"
+  check "the measured restore time is recorded" test -n "$(jp $ns verification/balanced '{.status.restoreDurationSeconds}')"
+  check "the assertion is listed as checked" grep -q balanced <<<"$(jp $ns verification/balanced '{.status.checked}')"
+  wait_phase $ns verification/broken Failed 300
+  note "broken: $(jp $ns verification/broken '{.status.message}')"
+  check "the failure names the assertion" test "$(jp $ns verification/broken '{.status.failures[0].subject}')" == broken
+  # Scratch is removed: no pod, no password Secret of either run.
+  wait_until 60 "the pod of the passed run is gone" none_named $ns balanced-verify pods
+  wait_until 60 "the pod of the failed run is gone" none_named $ns broken-verify pods
+  psql_in $INFRA "drop database if exists $d" >/dev/null || true
 }
 
 case_invalid-specs() {
@@ -994,13 +1079,14 @@ run_case groups-ready "StorageGroups on S3 and on a PVC become Ready (check --in
 run_case wrong-s3-key "wrong S3 credentials: group not Ready with a clear message, BackupJob waits without a pod"
 run_case volume-restore "volume backup to S3, restore into a new claim, contents compared"
 run_case postgres-rename "PostgreSQL backup to S3, restore one database under a new name, rows compared"
+run_case verification "Verifications of a PostgreSQL backup in a throwaway server: a true assertion passes, a false one fails naming it, nothing left"
 run_case mariadb-table "MariaDB backup to a PVC target, restore one table, rows compared"
 run_case agent-killed "agent pod deleted mid-backup (progress shown first): retried, Succeeded, verify OK; restore progress shown"
 run_case operator-restart "operator deleted mid-backup: finishes once, exactly one snapshot"
 run_case hooks "backup hooks run in the application pod; a failing pre hook fails the job before any data is read"
 run_case mirror-outage "Mirror group: S3 target down, backups go on (Degraded), resync levels it, the other target lost, restore matches"
 run_case csi-snapshot "CSI snapshot and VolumeGroupSnapshot between hooks: restored records are one point in time; None reads live"
-run_case schedule-retention "Schedule every minute, keepLast 1: two runs, prune ran, old snapshot gone"
+run_case schedule-retention "Schedule every minute, keepLast 1: two runs, prune ran, old snapshot gone; its verifications restore into a temporary claim, only the newest kept"
 run_case rbac-audit "the chart's RBAC against the audit log: every verb granted was used, none forbidden"
 
 echo

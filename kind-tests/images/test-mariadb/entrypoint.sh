@@ -1,6 +1,7 @@
 #!/bin/sh
 # Initialise the data directory on first start (root password from MARIADB_ROOT_PASSWORD, default
 # "hort"; optional MARIADB_DATABASE), then run mariadbd in the foreground on all addresses.
+# Arguments are passed to mariadbd after the defaults (`--bind-address=127.0.0.1` overrides them).
 set -eu
 : "${MARIADB_ROOT_PASSWORD:=hort}"
 datadir=/var/lib/mysql
@@ -19,6 +20,6 @@ if [ ! -d "$datadir/mysql" ]; then
     [ -n "${MARIADB_DATABASE:-}" ] && echo "CREATE DATABASE IF NOT EXISTS \`$MARIADB_DATABASE\`;"
     echo "FLUSH PRIVILEGES;"
   } >"$init"
-  exec mariadbd --datadir="$datadir" --bind-address=0.0.0.0 --skip-name-resolve --init-file="$init"
+  exec mariadbd --datadir="$datadir" --bind-address=0.0.0.0 --skip-name-resolve --init-file="$init" "$@"
 fi
-exec mariadbd --datadir="$datadir" --bind-address=0.0.0.0 --skip-name-resolve
+exec mariadbd --datadir="$datadir" --bind-address=0.0.0.0 --skip-name-resolve "$@"

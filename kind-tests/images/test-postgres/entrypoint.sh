@@ -1,6 +1,7 @@
 #!/bin/sh
 # Initialise PGDATA on first start (password from POSTGRES_PASSWORD, default "hort"), then run
-# PostgreSQL in the foreground, listening on all addresses with password authentication.
+# PostgreSQL in the foreground, listening on all addresses with password authentication. Arguments
+# are passed to postgres after the defaults, so `-c listen_addresses=127.0.0.1` overrides them.
 set -eu
 : "${POSTGRES_PASSWORD:=hort}"
 : "${POSTGRES_USER:=postgres}"
@@ -16,4 +17,4 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
   fi
 fi
-exec postgres -D "$PGDATA" -c listen_addresses='*'
+exec postgres -D "$PGDATA" -c listen_addresses='*' "$@"
