@@ -179,12 +179,12 @@ spec:
 EOF
 }
 
-# Snapshots of a repository (JSON array) through an agent pod.
+# Snapshots of a repository (the agent's SnapshotList report) through an agent pod.
 snapshots_json() { # NS POD LOCATION
-  agent_cmd "$1" "$2" "$3" snapshots --json | grep '^\['
+  agent_cmd "$1" "$2" "$3" snapshots --json | grep '^{"protocolVersion"'
 }
 count_tagged() { # JSON TAG: snapshots carrying TAG
-  python3 -c 'import json,sys; print(sum(1 for s in json.loads(sys.argv[1]) if sys.argv[2] in s["tags"]))' "$1" "$2"
+  python3 -c 'import json,sys; print(sum(1 for s in json.loads(sys.argv[1])["snapshots"] if sys.argv[2] in s["tags"]))' "$1" "$2"
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -25,7 +25,10 @@ pub use command::{AgentCommand, DatabaseKind, DatabaseMapping, DatabaseTls, Keep
 pub use exit::ExitCode;
 pub use location::{Location, LockMode, ObjectLock, S3Location};
 pub use period::Period;
-pub use report::{BackupReport, CheckReport, ForgetReport, ProgressLine, RestoreReport, TargetReport};
+pub use report::{
+    BackupReport, CheckReport, EntryKind, ForgetReport, ListedEntry, ListedStream, Listing, ProgressLine,
+    RestoreReport, SnapshotList, SnapshotSummary, TargetReport,
+};
 
 /// Version of this contract. The operator passes it to every agent pod
 /// ([`env::PROTOCOL_VERSION`]) and the agent refuses to run under another one

@@ -113,6 +113,9 @@ fn understood(command: &AgentCommand) -> AgentCommand {
             keep: keep(args.keep),
             prune: args.prune,
         },
+        Commands::Snapshots { tags } => AgentCommand::Snapshots { tags },
+        Commands::Ls { snapshot, path } => AgentCommand::Ls { snapshot, path },
+        Commands::Cat { snapshot, path } => AgentCommand::Cat { snapshot, path },
         other => panic!("the operator never runs {other:?}"),
     }
 }
@@ -231,6 +234,20 @@ fn every_operator_command_means_the_same_to_the_agent() {
                 ..Keep::default()
             },
             prune: false,
+        },
+        AgentCommand::Snapshots { tags: tags() },
+        AgentCommand::Snapshots { tags: vec![] },
+        AgentCommand::Ls {
+            snapshot: "0123abcd".into(),
+            path: Some("media/a b".into()),
+        },
+        AgentCommand::Ls {
+            snapshot: LATEST.into(),
+            path: None,
+        },
+        AgentCommand::Cat {
+            snapshot: LATEST.into(),
+            path: "postgres/shop.dump".into(),
         },
     ];
     for command in commands {

@@ -29,6 +29,8 @@ pub enum Role {
     Restore,
     /// Applies a Schedule's retention.
     Prune,
+    /// Reads the repository for `kubectl hort` (snapshots, ls, cat); started by the plugin.
+    Browse,
 }
 
 /// Label on every agent pod: its [`Role`].
@@ -42,6 +44,7 @@ impl Role {
             AgentCommand::Backup { .. } | AgentCommand::BackupDatabase { .. } => Role::Backup,
             AgentCommand::Restore { .. } | AgentCommand::RestoreDatabase { .. } => Role::Restore,
             AgentCommand::Forget { .. } => Role::Prune,
+            AgentCommand::Snapshots { .. } | AgentCommand::Ls { .. } | AgentCommand::Cat { .. } => Role::Browse,
         }
     }
 
@@ -52,6 +55,7 @@ impl Role {
             Role::Backup => "backup",
             Role::Restore => "restore",
             Role::Prune => "prune",
+            Role::Browse => "browse",
         }
     }
 }
