@@ -392,3 +392,78 @@ async fn logs_and_repository_reads_name_what_is_missing() {
     );
     drop_namespace(&client, &ns).await;
 }
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn the_agent_pod_is_deleted_when_it_cannot_start_and_on_ctrl_c() {
+    let (client, ns) = namespace("browse").await;
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    accounts
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "hort-agent"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let groups: Api<StorageGroup> = Api::namespaced(client.clone(), &ns);
+    create_with_status(&groups, group("s3")).await;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &ns);
+    let browse_pods = || async {
+        pods.list(&ListParams::default().labels("hort.dev/agent-role=browse"))
+            .await
+            .unwrap()
+            .items
+    };
+
+    // No node runs it here: the pod never starts, and is deleted after --start-timeout.
+    let (code, _, err) = run(
+        &ns,
+        &[
+            "ls",
+            "s3",
+            "latest",
+            "--agent-image",
+            "hort-agent:test",
+            "--start-timeout",
+            "2",
+        ],
+    )
+    .await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("did not start within 2 s"), "{err}");
+    assert!(browse_pods().await.is_empty(), "the pod was deleted");
+
+    // Ctrl-C while it waits: the pod is deleted too.
+    let child = plugin(&ns, &["snapshots", "s3", "--agent-image", "hort-agent:test"])
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        seen = browse_pods().await;
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pod = seen.first().expect("the plugin created its agent pod");
+    assert!(pod.name_any().starts_with("s3-browse-"));
+    let owner = &pod.owner_references()[0];
+    assert_eq!((owner.kind.as_str(), owner.controller), ("StorageGroup", None));
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let output = child.wait_with_output().await.unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(browse_pods().await.is_empty(), "the pod was deleted after Ctrl-C");
+    drop_namespace(&client, &ns).await;
+}
