@@ -76,11 +76,13 @@ kind-tests/smoke.sh --images
 step "hort-agent and hort-operator images, end-to-end tests"
 # Real agent pods: the chart installed with these images, S3/PostgreSQL/MariaDB in the cluster
 # (kind-tests/README.md lists the cases).
-cargo build --release --locked -p hort-agent -p hort-operator
+# kubectl-hort too: the e2e case `plugin` runs it against the cluster.
+cargo build --release --locked -p hort-agent -p hort-operator -p kubectl-hort
 # The Dockerfiles take the binaries from target/release in the build context (the repository).
 if [[ "$(realpath -m "$CARGO_TARGET_DIR")" != "$(realpath -m target)" ]]; then
   mkdir -p target/release
-  cp "$CARGO_TARGET_DIR/release/hort-agent" "$CARGO_TARGET_DIR/release/hort-operator" target/release/
+  cp "$CARGO_TARGET_DIR/release/hort-agent" "$CARGO_TARGET_DIR/release/hort-operator" \
+    "$CARGO_TARGET_DIR/release/kubectl-hort" target/release/
 fi
 kind-tests/images.sh build hort-agent hort-operator
 kind-tests/e2e.sh
