@@ -310,7 +310,7 @@ pub struct SnapshotSummary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListedStream {
-    /// Its name, e.g. `postgres/shop.dump`.
+    /// Its name, e.g. `postgres/db/shop.dump`.
     pub name: String,
     /// Its length in bytes.
     pub size: u64,
