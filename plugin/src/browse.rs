@@ -437,4 +437,33 @@ mod tests {
         );
         assert_eq!(suffix().len(), 5);
     }
+
+    #[test]
+    fn a_pod_that_cannot_start_says_why() {
+        let pod = |status: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({"status": status})).unwrap()
+        };
+        let pulling = pod(
+            serde_json::json!({"phase": "Pending", "containerStatuses": [{"name": "agent", "image": "x",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ImagePullBackOff", "message": "pull access denied for x"}}}]}),
+        );
+        assert_eq!(
+            stuck(&pulling).as_deref(),
+            Some("ImagePullBackOff: pull access denied for x")
+        );
+        let secret = pod(
+            serde_json::json!({"phase": "Pending", "containerStatuses": [{"name": "agent", "image": "x",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "CreateContainerConfigError", "message": "secret \"s3\" not found"}}}]}),
+        );
+        assert!(stuck(&secret).unwrap().contains("secret \"s3\" not found"));
+        let creating = pod(
+            serde_json::json!({"phase": "Pending", "containerStatuses": [{"name": "agent", "image": "x",
+            "imageID": "", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
+        );
+        assert_eq!(stuck(&creating), None, "still starting");
+        let ended = pod(serde_json::json!({"phase": "Failed", "message": "deadline exceeded"}));
+        assert_eq!(stuck(&ended).as_deref(), Some("it ended (Failed): deadline exceeded"));
+    }
 }
