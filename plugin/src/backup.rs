@@ -12,7 +12,7 @@ use kube::{Api, Client, ResourceExt};
 use crate::cli::{BackupNow, FollowFlags};
 use crate::error::{PluginError, Result, is_not_found};
 use crate::follow::{Followed, follow};
-use crate::output::{Format, structured};
+use crate::output::{Format, emit, structured};
 use crate::status::SCHEDULE_LABEL;
 
 /// Label on BackupJobs the plugin creates: `true`.
@@ -130,16 +130,19 @@ pub async fn created_then_follow<T: Followed>(
         )
         .await?;
         if format == Format::Table {
-            println!("{} {namespace}/{name} succeeded: {}", T::KIND, done.outcome());
+            emit(&format!(
+                "{} {namespace}/{name} succeeded: {}\n",
+                T::KIND,
+                done.outcome()
+            ))?;
         }
         done
     };
     match structured(format, &last)? {
-        Some(text) => print!("{text}"),
-        None if flags.no_wait => println!("{name}"),
-        None => {}
+        Some(text) => emit(&text),
+        None if flags.no_wait => emit(&format!("{name}\n")),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]

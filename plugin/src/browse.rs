@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::browse_pod::{AgentImage, DEFAULT_IMAGE, browse_pod, image_of_operator, pod_name};
 use crate::cli::AgentFlags;
 use crate::error::{PluginError, Result, is_not_found};
-use crate::output::{Format, bytes, structured, table};
+use crate::output::{Format, bytes, emit, structured, table};
 
 /// Where the agent image comes from: the flag, the operator's Deployment, or the default.
 async fn agent_image(client: &Client, flags: &AgentFlags) -> AgentImage {
@@ -161,10 +161,14 @@ async fn exec(pods: &Api<Pod>, name: &str, command: &AgentCommand, sink: &mut (i
             return Err(PluginError::Agent(said));
         }
     }
-    copied.map(drop).map_err(|source| PluginError::Io {
-        what: "copying the agent's output".into(),
-        source,
-    })
+    match copied {
+        // A reader that stopped reading (`cat … | head`) is not an error.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(PluginError::Io {
+            what: "copying the agent's output".into(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Reads `group`, starts a browse pod for it, hands it to `work`, and deletes it afterwards
@@ -279,14 +283,6 @@ pub fn listing_table(listing: &Listing) -> String {
     table(&["KIND", "MODE", "SIZE", "MODIFIED", "PATH"], &rows)
 }
 
-fn print(text: &str) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    std::io::Write::write_all(&mut out, text.as_bytes()).map_err(|source| PluginError::Io {
-        what: "writing to stdout".into(),
-        source,
-    })
-}
-
 /// `snapshots GROUP`.
 pub async fn snapshots(
     client: &Client,
@@ -304,7 +300,7 @@ pub async fn snapshots(
         AgentCommand::Snapshots { tags: tags.to_vec() },
     )
     .await?;
-    print(&structured(format, &list)?.unwrap_or_else(|| snapshots_table(&list)))
+    emit(&structured(format, &list)?.unwrap_or_else(|| snapshots_table(&list)))
 }
 
 /// `ls GROUP SNAPSHOT [PATH]`.
@@ -322,7 +318,7 @@ pub async fn ls(
         path: path.map(str::to_owned),
     };
     let listing: Listing = report(client, namespace, group, flags, command).await?;
-    print(&structured(format, &listing)?.unwrap_or_else(|| listing_table(&listing)))
+    emit(&structured(format, &listing)?.unwrap_or_else(|| listing_table(&listing)))
 }
 
 /// `cat GROUP SNAPSHOT PATH`, or with `file` `download … -O FILE` (written to `FILE.part`

@@ -27,8 +27,9 @@ use error::Result;
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
     if let Command::Completion { shell } = cli.command {
-        clap_complete::generate(shell, &mut Cli::command(), "kubectl-hort", &mut std::io::stdout());
-        return Ok(());
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "kubectl-hort", &mut script);
+        return output::emit(&String::from_utf8_lossy(&script));
     }
     let (client, namespace) = client::connect(&cli.global).await?;
     let format = cli.global.output;
@@ -37,11 +38,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Status => {
             let view = status::view(ns, &status::fetch(&client, ns).await?);
             let text = output::structured(format, &view)?;
-            print!(
-                "{}",
-                text.unwrap_or_else(|| status::render(&view, jiff::Timestamp::now()))
-            );
-            Ok(())
+            output::emit(&text.unwrap_or_else(|| status::render(&view, jiff::Timestamp::now())))
         }
         Command::Backup(BackupCommand::Now(args)) => backup::now(&client, ns, args, format).await,
         Command::Restore(flags) => restore::run(&client, ns, flags, format).await,

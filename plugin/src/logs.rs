@@ -85,10 +85,7 @@ pub async fn run(client: &Client, namespace: &str, name: &str) -> Result<()> {
         ..LogParams::default()
     };
     match pods.logs(&pod, &params).await {
-        Ok(log) => {
-            print!("{log}");
-            Ok(())
-        }
+        Ok(log) => crate::output::emit(&log),
         Err(e) if is_not_found(&e) => Err(PluginError::Agent(no_pod_message(namespace, name, &of, true))),
         Err(e) => Err(PluginError::api(format!("reading the log of pod {namespace}/{pod}"), e)),
     }

@@ -30,6 +30,19 @@ pub fn structured<T: Serialize>(format: Format, value: &T) -> Result<Option<Stri
         .map_err(|e| PluginError::Usage(format!("cannot render the output: {e}")))
 }
 
+/// Writes `text` to stdout; a reader that stopped reading (`| head`) is not an error.
+pub fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(PluginError::Io {
+            what: "writing to stdout".into(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Rows under headers, each column as wide as its widest cell, separated by three spaces.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();

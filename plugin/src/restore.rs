@@ -15,7 +15,7 @@ use kube::{Api, Client};
 use crate::backup::created_then_follow;
 use crate::cli::FollowFlags;
 use crate::error::{PluginError, Result};
-use crate::output::{Format, structured};
+use crate::output::{Format, emit, structured};
 
 /// `--dry-run`: as kubectl's.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -210,8 +210,7 @@ pub async fn run(client: &Client, namespace: &str, flags: &RestoreFlags, format:
     let request = build(flags, namespace)?;
     if flags.dry_run == DryRun::Client {
         let format = if format == Format::Table { Format::Yaml } else { format };
-        print!("{}", structured(format, &request)?.unwrap_or_default());
-        return Ok(());
+        return emit(&structured(format, &request)?.unwrap_or_default());
     }
     let api: Api<RestoreRequest> = Api::namespaced(client.clone(), namespace);
     let params = PostParams {
@@ -229,8 +228,7 @@ pub async fn run(client: &Client, namespace: &str, flags: &RestoreFlags, format:
     })?;
     if flags.dry_run == DryRun::Server {
         let format = if format == Format::Table { Format::Yaml } else { format };
-        print!("{}", structured(format, &created)?.unwrap_or_default());
-        return Ok(());
+        return emit(&structured(format, &created)?.unwrap_or_default());
     }
     created_then_follow(&api, namespace, created, &flags.follow, format).await
 }
