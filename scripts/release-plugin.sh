@@ -26,10 +26,12 @@ done
 [[ "$(uname -s)/$(uname -m)" == Linux/x86_64 ]] || { echo "builds the linux/amd64 archive only: run it on Linux x86_64" >&2; exit 1; }
 
 cargo build --release --locked -p kubectl-hort
+# Where cargo put it (its own answer, whatever sets the target directory).
+target_dir="$(cargo metadata --format-version 1 --no-deps --locked | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 name="kubectl-hort-v$version-linux-amd64"
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
-install -m 0755 "$CARGO_TARGET_DIR/release/kubectl-hort" "$stage/kubectl-hort"
+install -m 0755 "$target_dir/release/kubectl-hort" "$stage/kubectl-hort"
 install -m 0644 LICENSE "$stage/LICENSE"
 mkdir -p dist
 epoch="$(git log -1 --format=%ct)"
