@@ -44,6 +44,10 @@
 #                       of both claims (claimSelector, one VolumeGroupSnapshot) restore whole
 #                       records of one point in time; `snapshot: None` reads live and says so;
 #                       no snapshot, group snapshot, content, temporary claim or pod is left
+#   plugin              `kubectl hort` (the release binary kubectl-hort, or $HORT_PLUGIN) after a
+#                       real volume backup: status, snapshots, ls, cat and download through an
+#                       agent pod (the bytes equal the original's), backup now --from-job; an
+#                       unknown group fails naming it; no agent pod is left
 #   namespaced          (runs first, before the cluster-wide install) a second release with
 #                       operator.watchNamespace: only Roles; a PVC group, a volume backup with a
 #                       hook and a restore work; none of its requests was forbidden; `helm test`
@@ -58,7 +62,7 @@ source "$HERE/lib.sh"
 KUBECONFIG="${KUBECONFIG:-$("$HERE/cluster.sh" kubeconfig)}"
 export KUBECONFIG
 
-ALL_CASES=(namespaced groups-ready wrong-s3-key volume-restore postgres-rename verification mariadb-table agent-killed operator-restart schedule-retention invalid-specs hooks mirror-outage csi-snapshot rbac-audit)
+ALL_CASES=(namespaced groups-ready wrong-s3-key volume-restore postgres-rename verification mariadb-table agent-killed operator-restart schedule-retention invalid-specs hooks mirror-outage csi-snapshot plugin rbac-audit)
 KEEP=0
 CASES=()
 for a in "$@"; do
@@ -185,12 +189,12 @@ spec:
 EOF
 }
 
-# Snapshots of a repository (JSON array) through an agent pod.
+# Snapshots of a repository (the agent's SnapshotList report) through an agent pod.
 snapshots_json() { # NS POD LOCATION
-  agent_cmd "$1" "$2" "$3" snapshots --json | grep '^\['
+  agent_cmd "$1" "$2" "$3" snapshots --json | grep '^{"protocolVersion"'
 }
 count_tagged() { # JSON TAG: snapshots carrying TAG
-  python3 -c 'import json,sys; print(sum(1 for s in json.loads(sys.argv[1]) if sys.argv[2] in s["tags"]))' "$1" "$2"
+  python3 -c 'import json,sys; print(sum(1 for s in json.loads(sys.argv[1])["snapshots"] if sys.argv[2] in s["tags"]))' "$1" "$2"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -1050,6 +1054,72 @@ helm_test_answers_and_fails_without_an_operator() {
   kc -n "$HORT_NAMESPACE" delete pod "$pod" --ignore-not-found >/dev/null
 }
 
+# The kubectl plugin: $HORT_PLUGIN, else the release build in the repository or in
+# $CARGO_TARGET_DIR (scripts/test.sh builds it with the images' binaries).
+plugin_bin() {
+  local c
+  for c in "${HORT_PLUGIN:-}" "$HORT_REPO_DIR/target/release/kubectl-hort" \
+    "${CARGO_TARGET_DIR:-$HOME/.cache/hort/cargo-target}/release/kubectl-hort"; do
+    [[ -n "$c" && -x "$c" ]] && { echo "$c"; return 0; }
+  done
+  return 1
+}
+no_browse_pods() { [[ -z "$(kc -n "$1" get pods -l hort.dev/agent-role=browse -o name)" ]]; }
+
+case_plugin() {
+  local ns=hort-e2e-plugin plugin tmp
+  plugin="$(plugin_bin)" || fail "no kubectl-hort binary: cargo build --release -p kubectl-hort, or set HORT_PLUGIN"
+  hort() { "$plugin" -n $ns "$@"; }
+  local op=(--operator-namespace "$HORT_NAMESPACE")
+  case_namespace $ns
+  s3_group $ns s3 "$S3_ENDPOINT" "$S3_BUCKET" plugin
+  # Bytes a text transport would change: CR LF, NUL, invalid UTF-8, no final newline.
+  fill_claim $ns 1Gi 'mkdir -p media; head -c 5000000 /dev/urandom > media/random.bin; printf "a\r\nb\000c\377" > media/odd.txt'
+  local sums; sums="$(run_pod $ns sums hort.local/busybox:stable 'cd /data && md5sum media/random.bin media/odd.txt' data /data)"
+  wait_ready $ns storagegroup/s3 180
+  volume_job $ns vol s3
+  wait_phase $ns backupjob/vol Succeeded 300
+  local id; id="$(jp $ns backupjob/vol '{.status.snapshotId}')"
+
+  local status; status="$(hort status)"
+  note "status: $(grep -E '^s3 |BackupJob/' <<<"$status" | tr -s ' ' | tr '\n' ';')"
+  check "status shows the group Ready" grep -Eq '^s3 +Ready' <<<"$status"
+
+  local t0=$EPOCHREALTIME list err; err="$(mktemp)"
+  list="$(hort snapshots s3 "${op[@]}" -o json 2>"$err")" || fail "snapshots failed: $(cat "$err")"
+  note "snapshots (agent pod started, exec, deleted) took $(since "$t0")s"
+  check "snapshots lists the BackupJob's snapshot $id" grep -q "$id" <<<"$list"
+  check "the agent image came from the operator's Deployment (no fallback note)" not_in "note:" "$(cat "$err")"
+  local ls; ls="$(hort ls s3 "${id:0:8}" media "${op[@]}")"
+  note "ls: $(tr -s ' ' <<<"$ls" | tr '\n' ';')"
+  check "ls shows media/random.bin with its size" grep -Eq '^file +[0-7]+ +5000000 .* media/random.bin$' <<<"$ls"
+
+  tmp="$(mktemp -d)"
+  t0=$EPOCHREALTIME
+  hort download s3 "$id" media/random.bin -O "$tmp/random.bin" "${op[@]}" 2>/dev/null || fail "download failed"
+  note "download of 5 MB took $(since "$t0")s"
+  hort cat s3 latest media/odd.txt "${op[@]}" >"$tmp/odd.txt" || fail "cat failed"
+  local got; got="$(cd "$tmp" && md5sum random.bin odd.txt | sed 's/  /  media\//')"
+  note "original: $(tr '\n' ' ' <<<"$sums"); downloaded: $(tr '\n' ' ' <<<"$got")"
+  rm -rf "$tmp"
+  check "downloaded and cat bytes equal the originals" test "$got" == "$sums"
+
+  local out rc=0
+  out="$(hort snapshots nope 2>&1)" || rc=$?
+  note "unknown group: exit $rc: $out"
+  check "an unknown group exits 2" test "$rc" == 2
+  check "the error names the group and the fix" grep -q "StorageGroup $ns/nope not found: list them with .kubectl hort status -n $ns." <<<"$out"
+  rc=0; out="$(hort cat s3 "$id" media/none "${op[@]}" 2>&1)" || rc=$?
+  note "missing path: exit $rc: $out"
+  check "a missing path fails naming it" grep -q 'no entry "media/none"' <<<"$out"
+
+  rc=0; out="$(hort backup now --from-job vol 2>&1)" || rc=$?
+  note "backup now --from-job vol: exit $rc: $(tail -n 1 <<<"$out")"
+  check "backup now --from-job succeeds (exit 0)" test "$rc" == 0
+  check "it says the snapshot" grep -q "succeeded: snapshot" <<<"$out"
+  wait_until 60 "no agent pod of the plugin left" no_browse_pods $ns
+}
+
 case_rbac-audit() {
   if ! have_audit_log; then
     note "SKIPPED: the cluster keeps no audit log (kind mode, or started before cluster.sh enabled it: down, then up)"
@@ -1087,6 +1157,7 @@ run_case hooks "backup hooks run in the application pod; a failing pre hook fail
 run_case mirror-outage "Mirror group: S3 target down, backups go on (Degraded), resync levels it, the other target lost, restore matches"
 run_case csi-snapshot "CSI snapshot and VolumeGroupSnapshot between hooks: restored records are one point in time; None reads live"
 run_case schedule-retention "Schedule every minute, keepLast 1: two runs, prune ran, old snapshot gone; its verifications restore into a temporary claim, only the newest kept"
+run_case plugin "kubectl hort: status, snapshots, ls, cat and download (bytes equal), backup now; unknown group named"
 run_case rbac-audit "the chart's RBAC against the audit log: every verb granted was used, none forbidden"
 
 echo

@@ -88,6 +88,7 @@ step "hort-agent and hort-operator images, end-to-end tests"
 # Real agent pods: the chart installed with these images, S3/PostgreSQL/MariaDB in the cluster
 # (kind-tests/README.md lists the cases).
 # Built as the quick start builds them (scripts/build-hort.sh): after it, nothing to compile.
+# kubectl-hort too: the e2e case `plugin` runs it against the cluster.
 scripts/build-hort.sh
 kind-tests/images.sh build hort-agent hort-operator
 kind-tests/e2e.sh

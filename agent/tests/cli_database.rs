@@ -73,8 +73,7 @@ impl Agent {
     }
 
     fn snapshots(&self) -> Vec<Value> {
-        serde_json::from_str::<Value>(&self.repo.ok(&["snapshots", "--json"]))
-            .unwrap()
+        serde_json::from_str::<Value>(&self.repo.ok(&["snapshots", "--json"])).unwrap()["snapshots"]
             .as_array()
             .unwrap()
             .clone()

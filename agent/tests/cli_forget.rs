@@ -12,7 +12,8 @@ use support::{Kind, Repo};
 
 fn snapshot_ids(repo: &Repo) -> Vec<String> {
     let list: Value = serde_json::from_str(&repo.ok(&["snapshots", "--json"])).unwrap();
-    list.as_array()
+    list["snapshots"]
+        .as_array()
         .unwrap()
         .iter()
         .map(|s| s["id"].as_str().unwrap().to_owned())

@@ -64,7 +64,11 @@ fn a_password_is_rotated_by_adding_a_key_and_removing_the_old_one() {
         .unwrap();
     assert!(with_new.status.success());
     let snapshots: serde_json::Value = serde_json::from_slice(&with_new.stdout).unwrap();
-    assert_eq!(snapshots.as_array().unwrap().len(), 1, "the data is untouched");
+    assert_eq!(
+        snapshots["snapshots"].as_array().unwrap().len(),
+        1,
+        "the data is untouched"
+    );
     assert_eq!(keys(&repo, new).as_array().unwrap().len(), 1);
 }
 

@@ -166,7 +166,7 @@ fn repair_snapshots_drops_what_lost_its_data_and_keeps_the_rest_restorable() {
     let verify: serde_json::Value = serde_json::from_str(repo.ok(&["verify", "--read-data"]).trim()).unwrap();
     assert_eq!(verify["ok"], true, "the repaired repository verifies: {verify}");
     let snapshots: serde_json::Value = serde_json::from_str(repo.ok(&["snapshots", "--json"]).trim()).unwrap();
-    let ids: Vec<&str> = snapshots
+    let ids: Vec<&str> = snapshots["snapshots"]
         .as_array()
         .unwrap()
         .iter()

@@ -301,6 +301,28 @@ pub enum AgentCommand {
         /// How much data to read.
         read_data: ReadData,
     },
+    /// `snapshots --json`: the snapshots carrying every tag, as a [`crate::report::SnapshotList`]
+    /// on stdout (read by `kubectl hort snapshots`).
+    Snapshots {
+        /// Only snapshots carrying all of these.
+        tags: Vec<String>,
+    },
+    /// `ls --json SNAPSHOT [PATH]`: the entries of a snapshot (below `path`), or its streams,
+    /// as a [`crate::report::Listing`] on stdout (read by `kubectl hort ls`).
+    Ls {
+        /// Snapshot id, unique prefix, or `latest`.
+        snapshot: String,
+        /// Only this directory (or file) and what is below it; the whole snapshot when unset.
+        path: Option<String>,
+    },
+    /// `cat SNAPSHOT PATH`: the exact bytes of one file, or of one stream (a database dump),
+    /// on stdout (read by `kubectl hort cat` and `download`).
+    Cat {
+        /// Snapshot id, unique prefix, or `latest`.
+        snapshot: String,
+        /// Path of the file below the snapshot root, or the stream's name.
+        path: String,
+    },
 }
 
 /// Snapshot id meaning "the newest snapshot with the given tags".
@@ -469,6 +491,17 @@ impl AgentCommand {
                     ReadData::All => args.push("--read-data".into()),
                 }
             }
+            AgentCommand::Snapshots { tags } => {
+                args.extend(["snapshots".into(), "--json".into()]);
+                repeated(&mut args, "--tag", tags);
+            }
+            AgentCommand::Ls { snapshot, path } => {
+                args.extend(["ls".into(), "--json".into(), snapshot.clone()]);
+                args.extend(path.iter().cloned());
+            }
+            AgentCommand::Cat { snapshot, path } => {
+                args.extend(["cat".into(), snapshot.clone(), path.clone()]);
+            }
         }
         args
     }
@@ -597,5 +630,31 @@ mod tests {
             ["verify", "--read-data-subset", "10%"]
         );
         assert_eq!(read(ReadData::All), ["verify", "--read-data"]);
+    }
+
+    #[test]
+    fn repository_reads_render_to_json_listings_and_raw_bytes() {
+        let snapshots = AgentCommand::Snapshots {
+            tags: vec!["hort.dev/schedule=nightly".into()],
+        };
+        assert_eq!(
+            snapshots.to_args(),
+            ["snapshots", "--json", "--tag", "hort.dev/schedule=nightly"]
+        );
+        let ls = AgentCommand::Ls {
+            snapshot: "ab12cd34".into(),
+            path: Some("media/2026".into()),
+        };
+        assert_eq!(ls.to_args(), ["ls", "--json", "ab12cd34", "media/2026"]);
+        let whole = AgentCommand::Ls {
+            snapshot: LATEST.into(),
+            path: None,
+        };
+        assert_eq!(whole.to_args(), ["ls", "--json", "latest"]);
+        let cat = AgentCommand::Cat {
+            snapshot: "ab12cd34".into(),
+            path: "media/a b.jpg".into(),
+        };
+        assert_eq!(cat.to_args(), ["cat", "ab12cd34", "media/a b.jpg"]);
     }
 }

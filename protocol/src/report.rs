@@ -372,6 +372,104 @@ impl ProgressLine {
     }
 }
 
+/// What `snapshots --json` prints on stdout: the repository's snapshots, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotList {
+    /// One entry per snapshot (those carrying every tag asked for).
+    pub snapshots: Vec<SnapshotSummary>,
+}
+
+impl Report for SnapshotList {
+    const COMMAND: &'static str = "snapshots";
+}
+
+/// One snapshot in a [`SnapshotList`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotSummary {
+    /// Its id (hex).
+    pub id: String,
+    /// When the backup started (RFC 3339, UTC).
+    pub time: String,
+    /// The host name recorded (for volumes: `namespace/claim`).
+    pub hostname: String,
+    /// The directory backed up; unset for a snapshot of streams (database dumps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The streams of a database backup, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<ListedStream>,
+    /// Its tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Bytes of content it holds (files and streams).
+    pub bytes: u64,
+    /// Files it holds (tree snapshots).
+    pub files: u64,
+}
+
+/// One stream of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListedStream {
+    /// Its name, e.g. `postgres/db/shop.dump`.
+    pub name: String,
+    /// Its length in bytes.
+    pub size: u64,
+}
+
+/// What `ls --json` prints on stdout: the entries of one snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listing {
+    /// The snapshot listed (full id).
+    pub snapshot_id: String,
+    /// Its entries in depth-first order (directories before what they hold), or its streams.
+    pub entries: Vec<ListedEntry>,
+}
+
+impl Report for Listing {
+    const COMMAND: &'static str = "ls";
+}
+
+/// The kind of a listed entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+    /// A named stream (a database dump).
+    Stream,
+    /// A pipe, device or socket.
+    Other,
+}
+
+/// One entry of a [`Listing`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListedEntry {
+    /// Path below the snapshot root (`/`-separated, no leading `/`), or the stream's name.
+    pub path: String,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Size in bytes (files and streams; 0 otherwise).
+    pub size: u64,
+    /// Permission bits, octal (e.g. `644`); empty for streams.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mode: String,
+    /// Modification time (RFC 3339, UTC); unset for streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<String>,
+    /// Target of a symbolic link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -552,5 +650,41 @@ mod tests {
         assert!(!line(5, None).contains("bytes_total"));
         assert_eq!(ProgressLine::newest_in(&line(5, None)).unwrap().percent(), None);
         assert!(ProgressLine::newest_in("no json here").is_none());
+    }
+
+    #[test]
+    fn listings_round_trip_with_the_version() {
+        let list = SnapshotList {
+            snapshots: vec![SnapshotSummary {
+                id: "ab".repeat(32),
+                time: "2026-11-30T02:30:00Z".into(),
+                hostname: "shop/data".into(),
+                path: None,
+                streams: vec![ListedStream {
+                    name: "postgres/shop.dump".into(),
+                    size: 42,
+                }],
+                tags: vec!["nightly".into()],
+                bytes: 42,
+                files: 0,
+            }],
+        };
+        let message = encode(&list);
+        assert!(message.contains("\"protocolVersion\":1"), "{message}");
+        assert_eq!(decode::<SnapshotList>(&message), Ok(list));
+        let listing = Listing {
+            snapshot_id: "cd".repeat(32),
+            entries: vec![ListedEntry {
+                path: "media/a.jpg".into(),
+                kind: EntryKind::File,
+                size: 7,
+                mode: "644".into(),
+                mtime: Some("2026-11-30T02:30:00Z".into()),
+                target: None,
+            }],
+        };
+        let message = encode(&listing);
+        assert!(message.contains("\"kind\":\"file\""), "{message}");
+        assert_eq!(decode::<Listing>(&message), Ok(listing));
     }
 }

@@ -5,11 +5,11 @@
 //! - [`args`]: the arguments of every command;
 //! - [`error`]: a failed command and its exit code;
 //! - [`context`]: opening the repository from the global arguments, and printing output;
-//! - one module per group of commands: [`repository_cmds`] (init, check, snapshots, ls,
-//!   stats), [`backup_cmd`], [`restore_cmd`], [`retention_cmd`] (prune, forget),
-//!   [`database_cmd`] (the PostgreSQL and MariaDB backups and restores), [`verify_cmds`]
-//!   (`verify`, `verify-restore`) and [`verify_database_cmd`] (`verify-restore-postgres|mariadb`):
-//!   the verifications, which report also when a check failed.
+//! - one module per group of commands: [`repository_cmds`] (init, check, resync, stats),
+//!   [`browse_cmds`] (snapshots, ls, cat), [`backup_cmd`], [`restore_cmd`], [`retention_cmd`]
+//!   (prune, forget), [`database_cmd`] (the PostgreSQL and MariaDB backups and restores),
+//!   [`verify_cmds`] (`verify`, `verify-restore`) and [`verify_database_cmd`]
+//!   (`verify-restore-postgres|mariadb`): the verifications, which report also when a check failed.
 
 use std::io::IsTerminal;
 
@@ -18,6 +18,7 @@ use hort_protocol::{DatabaseKind, ExitCode, env};
 
 mod args;
 mod backup_cmd;
+mod browse_cmds;
 mod context;
 mod database_cmd;
 mod error;
@@ -74,12 +75,26 @@ enum Commands {
     },
     /// Back up a directory, or named streams from stdin or commands.
     Backup(BackupArgs),
-    /// List snapshots.
-    Snapshots,
-    /// List the files or streams of a snapshot.
+    /// List snapshots (with `--json`: a `hort_protocol::SnapshotList`).
+    Snapshots {
+        /// Only snapshots carrying all of these tags (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// List the files or streams of a snapshot (with `--json`: a `hort_protocol::Listing`).
     Ls {
         /// Snapshot id (or unique prefix) or `latest`.
         snapshot: String,
+        /// Only this directory or file and what is below it (relative to the snapshot root),
+        /// or the streams with this name or prefix.
+        path: Option<String>,
+    },
+    /// Write one file of a snapshot, or one stream (a database dump), to stdout, byte for byte.
+    Cat {
+        /// Snapshot id (or unique prefix) or `latest`.
+        snapshot: String,
+        /// Path of the file below the snapshot root, or the stream's name.
+        path: String,
     },
     /// Restore a snapshot into a directory, or one stream to stdout.
     Restore(RestoreArgs),
@@ -212,8 +227,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             kdf,
         } => repository_cmds::check(&ctx, init, repository_id.as_deref(), resync, &kdf),
         Commands::Backup(args) => backup_cmd::backup(&ctx, args),
-        Commands::Snapshots => repository_cmds::snapshots(&ctx),
-        Commands::Ls { snapshot } => repository_cmds::ls(&ctx, &snapshot),
+        Commands::Snapshots { tags } => browse_cmds::snapshots(&ctx, &tags),
+        Commands::Ls { snapshot, path } => browse_cmds::ls(&ctx, &snapshot, path.as_deref()),
+        Commands::Cat { snapshot, path } => browse_cmds::cat(&ctx, &snapshot, &path),
         Commands::Restore(args) => restore_cmd::restore(&ctx, &args),
         Commands::Repair(command) => repair_cmd::run(&ctx, &command),
         Commands::Key(command) => key_cmd::run(&ctx, &command),

@@ -148,6 +148,9 @@ fn understood(command: &AgentCommand) -> AgentCommand {
                 (true, Some(_)) => panic!("both --read-data and --read-data-subset"),
             },
         },
+        Commands::Snapshots { tags } => AgentCommand::Snapshots { tags },
+        Commands::Ls { snapshot, path } => AgentCommand::Ls { snapshot, path },
+        Commands::Cat { snapshot, path } => AgentCommand::Cat { snapshot, path },
         other => panic!("the operator never runs {other:?}"),
     }
 }
@@ -315,6 +318,20 @@ fn every_operator_command_means_the_same_to_the_agent() {
         },
         AgentCommand::Verify {
             read_data: ReadData::All,
+        },
+        AgentCommand::Snapshots { tags: tags() },
+        AgentCommand::Snapshots { tags: vec![] },
+        AgentCommand::Ls {
+            snapshot: "0123abcd".into(),
+            path: Some("media/a b".into()),
+        },
+        AgentCommand::Ls {
+            snapshot: LATEST.into(),
+            path: None,
+        },
+        AgentCommand::Cat {
+            snapshot: LATEST.into(),
+            path: "postgres/shop.dump".into(),
         },
     ];
     for command in commands {

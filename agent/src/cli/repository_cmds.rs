@@ -1,8 +1,7 @@
 //! Commands on the repository as a whole: `init`, `check` (the operator's StorageGroup
-//! check), `resync`, `snapshots`, `ls`, `stats`.
+//! check), `resync`, `stats`.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use hort_protocol::report::encode;
 use hort_protocol::{CheckReport, ExitCode, TargetReport};
@@ -18,8 +17,6 @@ use crate::keyfile::KdfParams;
 use crate::location::{self, S3Defaults};
 use crate::pack::BlobKind;
 use crate::repository::Repository;
-use crate::snapshot::Source;
-use crate::tree::NodeKind;
 
 /// Probes one target: reachable (listing works) and writable (a probe file can be written,
 /// read back and deleted); for a directory also the bytes its files take and the bytes free
@@ -204,83 +201,6 @@ pub(super) fn init(ctx: &Context, args: &InitArgs) -> Result<(), CliError> {
         ctx.print_json(&json!({"type": "init", "repository": location, "id": repo.config().id}));
     } else {
         println!("created repository {} at {location}", repo.config().id.short());
-    }
-    Ok(())
-}
-
-pub(super) fn snapshots(ctx: &Context) -> Result<(), CliError> {
-    let repo = ctx.open()?;
-    let list = repo.snapshots()?;
-    if ctx.json() {
-        let items: Vec<_> = list
-            .iter()
-            .map(|(id, s)| {
-                json!({"id": id, "time": s.time, "hostname": s.hostname, "source": s.source, "tags": s.tags,
-                       "streams": s.streams.iter().map(|st| json!({"name": st.name, "size": st.size})).collect::<Vec<_>>(),
-                       "stats": s.stats})
-            })
-            .collect();
-        ctx.print_json(&serde_json::Value::Array(items));
-    } else {
-        println!("{:<10} {:<20} {:<16} {:<30} tags", "id", "time", "host", "source");
-        for (id, s) in &list {
-            let source = match &s.source {
-                Source::Tree { path } => path.clone(),
-                Source::Streams => {
-                    format!(
-                        "streams: {}",
-                        s.streams.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(",")
-                    )
-                }
-            };
-            println!(
-                "{:<10} {:<20} {:<16} {:<30} {}",
-                id.short(),
-                s.time.format("%Y-%m-%d %H:%M:%S"),
-                s.hostname,
-                source,
-                s.tags.join(",")
-            );
-        }
-    }
-    Ok(())
-}
-
-pub(super) fn ls(ctx: &Context, spec: &str) -> Result<(), CliError> {
-    let repo = ctx.open_indexed()?;
-    let (_, snapshot) = repo.find_snapshot(spec)?;
-    let mut out = std::io::stdout().lock();
-    let json = ctx.json();
-    for stream in &snapshot.streams {
-        let line = if json {
-            json!({"type": "stream", "name": stream.name, "size": stream.size}).to_string()
-        } else {
-            format!("stream {} ({} bytes)", stream.name, stream.size)
-        };
-        let _ = writeln!(out, "{line}");
-    }
-    let Some(root) = snapshot.tree else { return Ok(()) };
-    let mut stack = vec![(PathBuf::from("/"), root)];
-    while let Some((dir, id)) = stack.pop() {
-        let tree = repo.load_tree(&id)?;
-        for node in tree.nodes.iter().rev() {
-            let path = dir.join(node.os_name());
-            if let Some(sub) = node.subtree {
-                stack.push((path.clone(), sub));
-            }
-            let line = if json {
-                json!({"type": node.kind, "path": path.to_string_lossy(), "size": node.size, "mode": format!("{:o}", node.mode),
-                       "uid": node.uid, "gid": node.gid, "mtime_ns": node.mtime_ns, "target": node.target})
-                .to_string()
-            } else {
-                let suffix = match (&node.kind, &node.target) {
-                    (NodeKind::Symlink, Some(t)) => format!(" -> {t}"),
-                    _ => String::new(),
-                };
-                format!("{:o} {:>12} {}{suffix}", node.mode, node.size, path.display())
-            };
-            let _ = writeln!(out, "{line}");
-        }
     }
     Ok(())
 }

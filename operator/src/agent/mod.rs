@@ -33,6 +33,8 @@ pub enum Role {
     Prune,
     /// Restores a snapshot into scratch space and checks it, for a Verification.
     Verify,
+    /// Reads the repository for `kubectl hort` (snapshots, ls, cat); started by the plugin.
+    Browse,
 }
 
 /// Label on every agent pod: its [`Role`].
@@ -49,6 +51,7 @@ impl Role {
             AgentCommand::VerifyRestore { .. }
             | AgentCommand::VerifyRestoreDatabase { .. }
             | AgentCommand::Verify { .. } => Role::Verify,
+            AgentCommand::Snapshots { .. } | AgentCommand::Ls { .. } | AgentCommand::Cat { .. } => Role::Browse,
         }
     }
 
@@ -60,6 +63,7 @@ impl Role {
             Role::Restore => "restore",
             Role::Prune => "prune",
             Role::Verify => "verify",
+            Role::Browse => "browse",
         }
     }
 }

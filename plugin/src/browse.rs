@@ -1,0 +1,465 @@
+//! `snapshots`, `ls`, `cat` and `download`: the agent runs them in a short-lived pod in the
+//! namespace (see [`crate::browse_pod`]); the plugin execs `hort-agent` in it and reads its
+//! stdout over the API server's exec stream, which carries bytes unchanged (unlike a pod's
+//! log, which the container runtime splits into lines). The pod is deleted afterwards, also
+//! after an error or Ctrl-C.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hort_crds::StorageGroup;
+use hort_protocol::report::{Report, decode};
+use hort_protocol::{AgentCommand, EntryKind, Listing, SnapshotList};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{AttachParams, DeleteParams, ListParams, PostParams};
+use kube::{Api, Client};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::browse_pod::{AgentImage, DEFAULT_IMAGE, browse_pod, image_of_operator, pod_name};
+use crate::cli::AgentFlags;
+use crate::error::{PluginError, Result, is_not_found};
+use crate::output::{Format, bytes, emit, structured, table};
+
+/// Where the agent image comes from: the flag, the operator's Deployment, or the default.
+async fn agent_image(client: &Client, flags: &AgentFlags) -> AgentImage {
+    if let Some(image) = &flags.agent_image {
+        return AgentImage {
+            image: image.clone(),
+            pull_policy: "IfNotPresent".into(),
+        };
+    }
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &flags.operator_namespace);
+    let listed = deployments
+        .list(&ListParams::default().labels("app.kubernetes.io/component=operator"))
+        .await;
+    match listed.map(|l| image_of_operator(&l.items)) {
+        Ok(Some(image)) => image,
+        other => {
+            let why = match other {
+                Err(e) => e.to_string(),
+                _ => "no Hort operator Deployment there".into(),
+            };
+            eprintln!(
+                "note: the agent image is {DEFAULT_IMAGE}: the operator's Deployment in namespace {} does not name one ({why}); \
+                 choose with --agent-image or --operator-namespace",
+                flags.operator_namespace
+            );
+            AgentImage {
+                image: DEFAULT_IMAGE.into(),
+                pull_policy: "IfNotPresent".into(),
+            }
+        }
+    }
+}
+
+/// Five characters that make a pod name unique enough for one user's runs.
+fn suffix() -> String {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+        ^ u128::from(std::process::id()) << 64;
+    let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut n = seed;
+    (0..5)
+        .map(|_| {
+            let c = alphabet[(n % alphabet.len() as u128) as usize] as char;
+            n /= alphabet.len() as u128;
+            c
+        })
+        .collect()
+}
+
+/// Why a pod that is not running yet will not start, if it will not.
+fn stuck(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    if matches!(status.phase.as_deref(), Some("Failed" | "Succeeded")) {
+        return Some(format!(
+            "it ended ({}){}",
+            status.phase.as_deref().unwrap_or_default(),
+            status.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+        ));
+    }
+    status.container_statuses.iter().flatten().find_map(|c| {
+        let waiting = c.state.as_ref()?.waiting.as_ref()?;
+        let reason = waiting.reason.as_deref()?;
+        [
+            "ErrImagePull",
+            "ImagePullBackOff",
+            "InvalidImageName",
+            "CreateContainerConfigError",
+            "CreateContainerError",
+        ]
+        .contains(&reason)
+        .then(|| format!("{reason}: {}", waiting.message.as_deref().unwrap_or_default()))
+    })
+}
+
+/// Waits until the pod's container runs.
+async fn wait_running(pods: &Api<Pod>, name: &str, namespace: &str, timeout: Duration) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let pod = pods
+            .get(name)
+            .await
+            .map_err(|e| PluginError::api(format!("reading pod {namespace}/{name}"), e))?;
+        if pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
+            return Ok(());
+        }
+        if let Some(why) = stuck(&pod) {
+            return Err(PluginError::Agent(format!(
+                "the agent pod {namespace}/{name} cannot start: {why} (the image is set with --agent-image; \
+                 a missing Secret of the StorageGroup shows in `kubectl hort status -n {namespace}`)"
+            )));
+        }
+        if started.elapsed() > timeout {
+            return Err(PluginError::Agent(format!(
+                "the agent pod {namespace}/{name} did not start within {} s: see `kubectl describe pod {name} -n {namespace}` \
+                 (it is deleted now), or wait longer with --start-timeout",
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Runs `command` in the pod, copying its stdout to `sink`; the agent's error when it fails.
+async fn exec(pods: &Api<Pod>, name: &str, command: &AgentCommand, sink: &mut (impl AsyncWrite + Unpin)) -> Result<()> {
+    let mut argv = vec!["hort-agent".to_string()];
+    argv.extend(command.to_args());
+    let params = AttachParams::default()
+        .container("agent")
+        .stdin(false)
+        .stdout(true)
+        .stderr(true);
+    let mut attached = pods
+        .exec(name, argv, &params)
+        .await
+        .map_err(|e| PluginError::api(format!("running hort-agent in pod {name} (exec)"), e))?;
+    let mut stdout = attached.stdout().expect("stdout was asked for");
+    let mut stderr = attached.stderr().expect("stderr was asked for");
+    let status = attached.take_status().expect("the status is taken once");
+    let copy = async {
+        let copied = tokio::io::copy(&mut stdout, sink).await;
+        sink.flush().await.and(copied)
+    };
+    let mut errors = Vec::new();
+    let (copied, _) = tokio::join!(copy, stderr.read_to_end(&mut errors));
+    let status = status.await;
+    let _ = attached.join().await;
+    let errors = String::from_utf8_lossy(&errors);
+    match status {
+        Some(s) if s.status.as_deref() == Some("Success") => {}
+        other => {
+            let said = errors
+                .lines()
+                .rev()
+                .find(|l| l.starts_with("hort-agent:"))
+                .map(str::to_owned)
+                .or_else(|| other.and_then(|s| s.message))
+                .unwrap_or_else(|| "no message".into());
+            return Err(PluginError::Agent(said));
+        }
+    }
+    match copied {
+        // A reader that stopped reading (`cat … | head`) is not an error.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(PluginError::Io {
+            what: "copying the agent's output".into(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Reads `group`, starts a browse pod for it, hands it to `work`, and deletes it afterwards
+/// (also on error or Ctrl-C).
+async fn with_pod<T>(
+    client: &Client,
+    namespace: &str,
+    group: &str,
+    flags: &AgentFlags,
+    command: AgentCommand,
+    work: impl AsyncFnOnce(&Api<Pod>, &str) -> Result<T>,
+) -> Result<T> {
+    let groups: Api<StorageGroup> = Api::namespaced(client.clone(), namespace);
+    let group = groups.get(group).await.map_err(|e| match is_not_found(&e) {
+        true => PluginError::NotFound {
+            kind: "StorageGroup",
+            namespace: namespace.into(),
+            name: group.into(),
+            hint: format!("list them with `kubectl hort status -n {namespace}`"),
+        },
+        false => PluginError::api(format!("reading StorageGroup {namespace}/{group}"), e),
+    })?;
+    let image = agent_image(client, flags).await;
+    let name = pod_name(&group.metadata.name.clone().unwrap_or_default(), &suffix());
+    let pod = browse_pod(&group, &image, &name, command);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .map_err(|e| PluginError::api(format!("creating agent pod {namespace}/{name}"), e))?;
+    let result = tokio::select! {
+        result = async {
+            wait_running(&pods, &name, namespace, Duration::from_secs(flags.start_timeout)).await?;
+            work(&pods, &name).await
+        } => result,
+        _ = tokio::signal::ctrl_c() => Err(PluginError::Interrupted),
+    };
+    let now = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..DeleteParams::default()
+    };
+    if let Err(e) = pods.delete(&name, &now).await
+        && !is_not_found(&e)
+    {
+        eprintln!("warning: could not delete agent pod {namespace}/{name}: {e}; it ends by itself within an hour");
+    }
+    result
+}
+
+/// Runs a listing command and reads its report.
+async fn report<R: Report>(
+    client: &Client,
+    namespace: &str,
+    group: &str,
+    flags: &AgentFlags,
+    command: AgentCommand,
+) -> Result<R> {
+    let run = command.clone();
+    let out = with_pod(client, namespace, group, flags, command, async |pods, name| {
+        let mut out = Vec::new();
+        exec(pods, name, &run, &mut out).await?;
+        Ok(out)
+    })
+    .await?;
+    let text = String::from_utf8_lossy(&out);
+    decode(&text).map_err(|e| PluginError::Agent(format!("{e} (agent image of another release? set --agent-image)")))
+}
+
+/// The snapshot list as a table.
+pub fn snapshots_table(list: &SnapshotList) -> String {
+    let rows: Vec<Vec<String>> = list
+        .snapshots
+        .iter()
+        .map(|s| {
+            let source = s.path.clone().unwrap_or_else(|| {
+                let names: Vec<&str> = s.streams.iter().map(|st| st.name.as_str()).collect();
+                names.join(",")
+            });
+            vec![
+                s.id.chars().take(8).collect(),
+                s.time.clone(),
+                s.hostname.clone(),
+                source,
+                bytes(s.bytes),
+                s.tags.join(","),
+            ]
+        })
+        .collect();
+    table(&["ID", "TIME", "HOST", "SOURCE", "SIZE", "TAGS"], &rows)
+}
+
+/// The listing as a table.
+pub fn listing_table(listing: &Listing) -> String {
+    let rows: Vec<Vec<String>> = listing
+        .entries
+        .iter()
+        .map(|e| {
+            let path = match (e.kind, &e.target) {
+                (EntryKind::Dir, _) => format!("{}/", e.path),
+                (EntryKind::Symlink, Some(t)) => format!("{} -> {t}", e.path),
+                _ => e.path.clone(),
+            };
+            let kind = format!("{:?}", e.kind).to_lowercase();
+            vec![
+                kind,
+                e.mode.clone(),
+                e.size.to_string(),
+                e.mtime.clone().unwrap_or_default(),
+                path,
+            ]
+        })
+        .collect();
+    table(&["KIND", "MODE", "SIZE", "MODIFIED", "PATH"], &rows)
+}
+
+/// `snapshots GROUP`.
+pub async fn snapshots(
+    client: &Client,
+    namespace: &str,
+    group: &str,
+    tags: &[String],
+    flags: &AgentFlags,
+    format: Format,
+) -> Result<()> {
+    let list: SnapshotList = report(
+        client,
+        namespace,
+        group,
+        flags,
+        AgentCommand::Snapshots { tags: tags.to_vec() },
+    )
+    .await?;
+    emit(&structured(format, &list)?.unwrap_or_else(|| snapshots_table(&list)))
+}
+
+/// `ls GROUP SNAPSHOT [PATH]`.
+pub async fn ls(
+    client: &Client,
+    namespace: &str,
+    group: &str,
+    snapshot: &str,
+    path: Option<&str>,
+    flags: &AgentFlags,
+    format: Format,
+) -> Result<()> {
+    let command = AgentCommand::Ls {
+        snapshot: snapshot.into(),
+        path: path.map(str::to_owned),
+    };
+    let listing: Listing = report(client, namespace, group, flags, command).await?;
+    emit(&structured(format, &listing)?.unwrap_or_else(|| listing_table(&listing)))
+}
+
+/// `cat GROUP SNAPSHOT PATH`, or with `file` `download … -O FILE` (written to `FILE.part`
+/// and renamed once complete).
+pub async fn cat(
+    client: &Client,
+    namespace: &str,
+    group: &str,
+    snapshot: &str,
+    path: &str,
+    file: Option<&Path>,
+    flags: &AgentFlags,
+) -> Result<()> {
+    let command = AgentCommand::Cat {
+        snapshot: snapshot.into(),
+        path: path.into(),
+    };
+    let run = command.clone();
+    with_pod(
+        client,
+        namespace,
+        group,
+        flags,
+        command,
+        async |pods, name| match file {
+            None => exec(pods, name, &run, &mut tokio::io::stdout()).await,
+            Some(file) => {
+                let part = file.with_extension(match file.extension() {
+                    Some(ext) => format!("{}.part", ext.to_string_lossy()),
+                    None => "part".into(),
+                });
+                let io = |what: String| move |source| PluginError::Io { what, source };
+                let mut out = tokio::fs::File::create(&part)
+                    .await
+                    .map_err(io(format!("creating {}", part.display())))?;
+                let copied = exec(pods, name, &run, &mut out).await;
+                if copied.is_err() {
+                    let _ = tokio::fs::remove_file(&part).await;
+                    return copied;
+                }
+                out.sync_all()
+                    .await
+                    .map_err(io(format!("writing {}", part.display())))?;
+                tokio::fs::rename(&part, file).await.map_err(io(format!(
+                    "renaming {} to {}",
+                    part.display(),
+                    file.display()
+                )))?;
+                let size = tokio::fs::metadata(file).await.map(|m| m.len()).unwrap_or_default();
+                eprintln!("{} ({}) written", file.display(), bytes(size));
+                Ok(())
+            }
+        },
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use hort_protocol::{ListedEntry, ListedStream, SnapshotSummary};
+
+    use super::*;
+
+    #[test]
+    fn listings_render_as_tables() {
+        let list = SnapshotList {
+            snapshots: vec![SnapshotSummary {
+                id: "0123456789abcdef".into(),
+                time: "2026-11-30T02:30:00Z".into(),
+                hostname: "demo/data".into(),
+                path: None,
+                streams: vec![ListedStream {
+                    name: "postgres/shop.dump".into(),
+                    size: 2048,
+                }],
+                tags: vec!["nightly".into(), "hort.dev/schedule=nightly".into()],
+                bytes: 2048,
+                files: 0,
+            }],
+        };
+        assert_eq!(
+            snapshots_table(&list),
+            "ID         TIME                   HOST        SOURCE               SIZE      TAGS\n\
+             01234567   2026-11-30T02:30:00Z   demo/data   postgres/shop.dump   2.0 KiB   nightly,hort.dev/schedule=nightly\n"
+        );
+        let listing = Listing {
+            snapshot_id: "ab".into(),
+            entries: vec![
+                ListedEntry {
+                    path: "media".into(),
+                    kind: EntryKind::Dir,
+                    size: 0,
+                    mode: "755".into(),
+                    mtime: Some("2026-11-30T02:30:00Z".into()),
+                    target: None,
+                },
+                ListedEntry {
+                    path: "link".into(),
+                    kind: EntryKind::Symlink,
+                    size: 0,
+                    mode: "777".into(),
+                    mtime: None,
+                    target: Some("media".into()),
+                },
+            ],
+        };
+        assert_eq!(
+            listing_table(&listing),
+            "KIND      MODE   SIZE   MODIFIED               PATH\n\
+             dir       755    0      2026-11-30T02:30:00Z   media/\n\
+             symlink   777    0                             link -> media\n"
+        );
+        assert_eq!(suffix().len(), 5);
+    }
+
+    #[test]
+    fn a_pod_that_cannot_start_says_why() {
+        let pod = |status: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({"status": status})).unwrap()
+        };
+        let pulling = pod(
+            serde_json::json!({"phase": "Pending", "containerStatuses": [{"name": "agent", "image": "x",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ImagePullBackOff", "message": "pull access denied for x"}}}]}),
+        );
+        assert_eq!(
+            stuck(&pulling).as_deref(),
+            Some("ImagePullBackOff: pull access denied for x")
+        );
+        let secret = pod(
+            serde_json::json!({"phase": "Pending", "containerStatuses": [{"name": "agent", "image": "x",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "CreateContainerConfigError", "message": "secret \"s3\" not found"}}}]}),
+        );
+        assert!(stuck(&secret).unwrap().contains("secret \"s3\" not found"));
+        let creating = pod(
+            serde_json::json!({"phase": "Pending", "containerStatuses": [{"name": "agent", "image": "x",
+            "imageID": "", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
+        );
+        assert_eq!(stuck(&creating), None, "still starting");
+        let ended = pod(serde_json::json!({"phase": "Failed", "message": "deadline exceeded"}));
+        assert_eq!(stuck(&ended).as_deref(), Some("it ended (Failed): deadline exceeded"));
+    }
+}
