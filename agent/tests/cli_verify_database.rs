@@ -278,12 +278,15 @@ fn mariadb_verification_names_the_tables_whose_rows_are_missing() {
     server.drop_db(&db);
 
     let work = tempfile::tempdir().unwrap();
-    let listing = agent.repo.ok(&["ls", "latest", "--json"]);
-    let names: Vec<String> = listing
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .map(|v| v["name"].as_str().unwrap().to_owned())
+    // `ls --json` of a database snapshot: one listing whose entries are its streams.
+    let listing: serde_json::Value = serde_json::from_str(&agent.repo.ok(&["ls", "latest", "--json"])).unwrap();
+    let names: Vec<String> = listing["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().to_owned())
         .collect();
+    assert!(!names.is_empty(), "{listing}");
     let mut specs = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let out = agent.repo.run(&["restore", "latest", "--stream", name]);
