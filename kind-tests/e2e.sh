@@ -927,7 +927,7 @@ EOT
   check "the assertion is listed as checked" grep -q balanced <<<"$(jp $ns verification/balanced '{.status.checked}')"
   wait_phase $ns verification/broken Failed 300
   note "broken: $(jp $ns verification/broken '{.status.message}')"
-  check "the failure names the assertion" test "$(jp $ns verification/broken '{.status.failures[0].subject}')" == broken
+  check "the failure names the assertion" test "$(jp $ns verification/broken '{.status.failures[0].subject}')" == "assertion broken"
   # Scratch is removed: no pod, no password Secret of either run.
   wait_until 60 "the pod of the passed run is gone" none_named $ns balanced-verify pods
   wait_until 60 "the pod of the failed run is gone" none_named $ns broken-verify pods
