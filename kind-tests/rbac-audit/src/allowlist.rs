@@ -43,9 +43,11 @@ pub const ALLOWED: &[Allowed] = &[
             "backupjobs/finalizers",
             "schedules/finalizers",
             "restorerequests/finalizers",
+            "verifications/finalizers",
         ],
         verb: "update",
-        reason: "agent pods and scheduled BackupJobs carry a controller owner reference with \
+        reason: "agent pods, scheduled BackupJobs and Verifications, and a Verification's \
+                 password Secret carry a controller owner reference with \
                  blockOwnerDeletion; the admission plugin OwnerReferencesPermissionEnforcement \
                  (on in kind-tests/cluster.sh, and on OpenShift) then checks update on the \
                  owner's finalizers inside the create request. A missing grant shows as a 403 \
