@@ -13,8 +13,11 @@ get() { # PATH: prints the HTTP/1.0 response to GET PATH, header and body
 expect() { # PATH PATTERN: the response to GET PATH is 200 and matches the extended regex PATTERN
   local response status
   response="$(get "$1")" || true
-  status="${response%%$'\r'*}"
-  if [[ "$status" != "HTTP/1."[01]" 200"* ]] || ! printf '%s' "$response" | tr -d '\r' | grep -Eiq "$2"; then
+  response="${response//$'\r'/}"
+  status="${response%%$'\n'*}"
+  # A here-string, not a pipe: grep -q stops at the first match, and under pipefail a writer
+  # still feeding it (the /metrics body) would die of SIGPIPE and fail the check.
+  if [[ "$status" != "HTTP/1."[01]" 200"* ]] || ! grep -Eiq "$2" <<<"$response"; then
     echo "GET http://$OPERATOR$1: want 200 and /$2/, got: ${response:0:300}"
     return 1
   fi
