@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use hort_crds::restore_request::RestoreSource;
 use hort_crds::{BackupJob, RestoreRequest, Schedule, StorageGroup, Verification};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::core::PartialObjectMeta;
@@ -12,11 +13,16 @@ use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::agent::Role;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::{backup_job, finalizer, restore_request, schedule, storage_group, verification};
+
+/// The label selector of the agent pods the operator creates: it never sees other pods.
+const AGENT_PODS: &str = "app.kubernetes.io/managed-by=hort-operator";
 
 /// Which namespaces the operator watches.
 #[derive(Clone, Debug)]
@@ -49,11 +55,7 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
     let groups = Controller::new(scope.api::<StorageGroup>(&client), config()).with_config(limits());
     let by_claim = groups.store();
     let groups = groups
-        // Only agent pods: the operator never sees other pods.
-        .owns(
-            scope.api::<Pod>(&client),
-            config().labels("app.kubernetes.io/managed-by=hort-operator"),
-        )
+        .owns(scope.api::<Pod>(&client), config().labels(AGENT_PODS))
         // Claims are watched by metadata only. Secrets are not watched at all (that would need
         // `list` on every Secret): a group waiting for one looks again after
         // `references::RECHECK_INTERVAL`.
@@ -74,10 +76,7 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
     let jobs = Controller::new(scope.api::<BackupJob>(&client), config()).with_config(limits());
     let by_group = jobs.store();
     let jobs = jobs
-        .owns(
-            scope.api::<Pod>(&client),
-            config().labels("app.kubernetes.io/managed-by=hort-operator"),
-        )
+        .owns(scope.api::<Pod>(&client), config().labels(AGENT_PODS))
         .watches(
             scope.api::<StorageGroup>(&client),
             config(),
@@ -99,10 +98,7 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
         .with_config(limits())
         .owns(scope.api::<BackupJob>(&client), config())
         .owns(scope.api::<Verification>(&client), config())
-        .owns(
-            scope.api::<Pod>(&client),
-            config().labels("app.kubernetes.io/managed-by=hort-operator"),
-        )
+        .owns(scope.api::<Pod>(&client), config().labels(AGENT_PODS))
         .shutdown_on_signal()
         .run(
             |obj, ctx| instrumented(key(&*obj), ctx.clone(), schedule::reconcile(obj, ctx)),
@@ -111,71 +107,85 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
         )
         .for_each(|_| async {});
 
-    let restores = Controller::new(scope.api::<RestoreRequest>(&client), config()).with_config(limits());
-    let (by_job, by_group) = (restores.store(), restores.store());
-    let restores = restores
-        .owns(
-            scope.api::<Pod>(&client),
-            config().labels("app.kubernetes.io/managed-by=hort-operator"),
-        )
-        .watches(
-            scope.api::<BackupJob>(&client),
-            config(),
-            referrers(by_job, |r: &RestoreRequest, name| {
-                r.spec.source.backup_job_ref.as_ref().is_some_and(|j| j.name == name)
-            }),
-        )
-        .watches(
-            scope.api::<StorageGroup>(&client),
-            config(),
-            referrers(by_group, |r: &RestoreRequest, name| {
-                r.spec.storage_group_ref.name == name
-            }),
-        )
-        .shutdown_on_signal()
-        .run(
-            |obj, ctx| {
-                let key = key(&*obj);
-                let reconcile = finalizer::with_finalizer(ctx.clone(), obj, Role::Restore, restore_request::reconcile);
-                instrumented(key, ctx, reconcile)
-            },
-            error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
-
-    let verifications = Controller::new(scope.api::<Verification>(&client), config()).with_config(limits());
-    let (by_job, by_group) = (verifications.store(), verifications.store());
-    let verifications = verifications
-        .owns(
-            scope.api::<Pod>(&client),
-            config().labels("app.kubernetes.io/managed-by=hort-operator"),
-        )
-        .watches(
-            scope.api::<BackupJob>(&client),
-            config(),
-            referrers(by_job, |v: &Verification, name| {
-                v.spec.source.backup_job_ref.as_ref().is_some_and(|j| j.name == name)
-            }),
-        )
-        .watches(
-            scope.api::<StorageGroup>(&client),
-            config(),
-            referrers(by_group, |v: &Verification, name| v.spec.storage_group_ref.name == name),
-        )
-        .shutdown_on_signal()
-        .run(
-            |obj, ctx| {
-                let key = key(&*obj);
-                let reconcile = finalizer::with_finalizer(ctx.clone(), obj, Role::Verify, verification::reconcile);
-                instrumented(key, ctx, reconcile)
-            },
-            error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
+    let restores = snapshot_readers(&scope, &ctx, concurrency, Role::Restore, restore_request::reconcile);
+    let verifications = snapshot_readers(&scope, &ctx, concurrency, Role::Verify, verification::reconcile);
 
     tokio::join!(groups, jobs, schedules, restores, verifications);
+}
+
+/// A kind that reads a snapshot of a group: RestoreRequest and Verification.
+trait ReadsSnapshot:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// Which snapshot it reads.
+    fn source(&self) -> &RestoreSource;
+    /// The name of the StorageGroup it reads from.
+    fn group(&self) -> &str;
+}
+
+impl ReadsSnapshot for RestoreRequest {
+    fn source(&self) -> &RestoreSource {
+        &self.spec.source
+    }
+    fn group(&self) -> &str {
+        &self.spec.storage_group_ref.name
+    }
+}
+
+impl ReadsSnapshot for Verification {
+    fn source(&self) -> &RestoreSource {
+        &self.spec.source
+    }
+    fn group(&self) -> &str {
+        &self.spec.storage_group_ref.name
+    }
+}
+
+/// The controller of a kind that reads snapshots: its agent pods, and the BackupJob and
+/// StorageGroup each object names, trigger its reconcile, which runs behind the kind's finalizer.
+async fn snapshot_readers<K, F, Fut>(scope: &Scope, ctx: &Arc<Context>, concurrency: u16, role: Role, reconcile: F)
+where
+    K: ReadsSnapshot,
+    F: Fn(Arc<K>, Arc<Context>) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Result<Action>> + Send + 'static,
+{
+    let client = &ctx.client;
+    let config = watcher::Config::default;
+    let controller = Controller::new(scope.api::<K>(client), config())
+        .with_config(controller::Config::default().concurrency(concurrency));
+    let (by_job, by_group) = (controller.store(), controller.store());
+    controller
+        .owns(scope.api::<Pod>(client), config().labels(AGENT_PODS))
+        .watches(
+            scope.api::<BackupJob>(client),
+            config(),
+            referrers(by_job, |o: &K, name| {
+                o.source().backup_job_ref.as_ref().is_some_and(|j| j.name == name)
+            }),
+        )
+        .watches(
+            scope.api::<StorageGroup>(client),
+            config(),
+            referrers(by_group, |o: &K, name| o.group() == name),
+        )
+        .shutdown_on_signal()
+        .run(
+            move |obj, ctx| {
+                let key = key(&*obj);
+                instrumented(key, ctx.clone(), finalizer::with_finalizer(ctx, obj, role, reconcile))
+            },
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {})
+        .await
 }
 
 /// A watch mapper: when an object changes, the objects in `store` of its namespace for which

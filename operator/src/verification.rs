@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use hort_crds::backup_job::BackupJob;
 use hort_crds::common::Phase;
-use hort_crds::storage_group::StorageGroup;
 use hort_crds::verification::{Verification, VerificationStatus};
 use hort_protocol::{ExitCode, VerificationReport};
 use jiff::Timestamp;
@@ -20,14 +18,14 @@ use kube::{Api, Resource, ResourceExt};
 
 use crate::agent::pod::{self, AgentPod};
 use crate::agent::{api, outcome, verify};
-use crate::backup_job::group_readiness;
 use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::events;
 use crate::references;
-use crate::restore_request::{COMPLETE, FAILED, resolve_snapshot};
+use crate::restore_request::{COMPLETE, FAILED};
 use crate::schedule::SCHEDULE_LABEL;
+use crate::snapshot_source::{self, SourceStatus};
 use crate::status;
 
 /// Reason of a run whose checks ran and found a failure.
@@ -155,38 +153,26 @@ async fn start(
     now: Timestamp,
 ) -> Result<Option<()>> {
     let namespace = status::namespace_of(verification)?;
-    let generation = verification.metadata.generation;
     let spec = &verification.spec;
-    let job = match &spec.source.backup_job_ref {
-        Some(r) => {
-            Api::<BackupJob>::namespaced(ctx.client.clone(), &namespace)
-                .get_opt(&r.name)
-                .await?
-        }
-        None => None,
+    let source_status = SourceStatus {
+        phase: &mut status.phase,
+        snapshot_id: &mut status.snapshot_id,
+        message: &mut status.message,
+        conditions: &mut status.conditions,
     };
-    let (snapshot, resolved) = resolve_snapshot(&spec.source, job.as_ref());
-    let group_name = &spec.storage_group_ref.name;
-    let group = Api::<StorageGroup>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(group_name)
-        .await?;
-    let group_ready = group_readiness(group_name, &namespace, group.as_ref());
-    let can_start = resolved.status != Status::False && group_ready.status == Status::True;
-    status.phase = Phase::Pending;
-    status.snapshot_id = snapshot.clone();
-    status.message = Some(if resolved.status == Status::False {
-        resolved.message.clone()
-    } else {
-        group_ready.message.clone()
-    });
-    for observation in [resolved, group_ready] {
-        let before = conditions::find(&status.conditions, observation.type_).cloned();
-        events::on_transition(ctx, verification, before.as_ref(), &observation).await;
-        conditions::set(&mut status.conditions, observation, generation, now);
-    }
-    let Some(group) = group.filter(|_| can_start) else {
+    let resolved = snapshot_source::resolve(
+        ctx,
+        verification,
+        &namespace,
+        &spec.source,
+        &spec.storage_group_ref,
+        source_status,
+        now,
+    );
+    let Some(group) = resolved.await? else {
         return Ok(None);
     };
+    let snapshot = status.snapshot_id.clone();
     // The group's own Secrets and claims are checked by the group (it would not be Ready).
     let name = verify::pod_name(&verification.name_any());
     let owner = verification

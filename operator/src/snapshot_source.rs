@@ -1,0 +1,178 @@
+//! The snapshot a RestoreRequest or a Verification reads, and its StorageGroup: both looked up,
+//! recorded as conditions (with an Event on each change), and handed back once usable.
+
+use hort_crds::backup_job::BackupJob;
+use hort_crds::common::{LocalObjectRef, Phase};
+use hort_crds::restore_request::RestoreSource;
+use hort_crds::storage_group::StorageGroup;
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{Api, Resource};
+
+use crate::backup_job::group_readiness;
+use crate::conditions::{self, Observation, Status};
+use crate::context::Context;
+use crate::error::Result;
+use crate::events;
+
+/// Name of the condition that tells whether the snapshot to read is known.
+pub const SNAPSHOT_RESOLVED: &str = "SnapshotResolved";
+
+/// The fields of a restore's or verification's status that resolving its source writes.
+pub struct SourceStatus<'a> {
+    /// Set to Pending.
+    pub phase: &'a mut Phase,
+    /// The snapshot id, when known.
+    pub snapshot_id: &'a mut Option<String>,
+    /// Why it waits, or which snapshot it reads.
+    pub message: &'a mut Option<String>,
+    /// `SnapshotResolved` and `StorageGroupReady` are set here.
+    pub conditions: &'a mut Vec<Condition>,
+}
+
+/// Looks up the snapshot `source` names (its BackupJob, when it names one) and the group
+/// `group_ref` in `namespace`, and records both in `status`, with an Event on `obj` for each
+/// condition that changes. Returns the group when it is Ready and the snapshot is known or is
+/// found by tags when the pod starts; `None` while either waits or is missing.
+pub async fn resolve<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    namespace: &str,
+    source: &RestoreSource,
+    group_ref: &LocalObjectRef,
+    status: SourceStatus<'_>,
+    now: Timestamp,
+) -> Result<Option<StorageGroup>> {
+    let job = match &source.backup_job_ref {
+        Some(r) => {
+            Api::<BackupJob>::namespaced(ctx.client.clone(), namespace)
+                .get_opt(&r.name)
+                .await?
+        }
+        None => None,
+    };
+    let (snapshot, resolved) = resolve_snapshot(source, job.as_ref());
+    let group = Api::<StorageGroup>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(&group_ref.name)
+        .await?;
+    let group_ready = group_readiness(&group_ref.name, namespace, group.as_ref());
+    let can_start = resolved.status != Status::False && group_ready.status == Status::True;
+
+    *status.phase = Phase::Pending;
+    *status.snapshot_id = snapshot;
+    *status.message = Some(if resolved.status == Status::False {
+        resolved.message.clone()
+    } else {
+        group_ready.message.clone()
+    });
+    let generation = obj.meta().generation;
+    for observation in [resolved, group_ready] {
+        let before = conditions::find(status.conditions, observation.type_).cloned();
+        events::on_transition(ctx, obj, before.as_ref(), &observation).await;
+        conditions::set(status.conditions, observation, generation, now);
+    }
+    Ok(group.filter(|_| can_start))
+}
+
+/// The snapshot id, when known, and the `SnapshotResolved` condition. `job` is the BackupJob
+/// named by `source.backupJobRef`, if it exists.
+fn resolve_snapshot(source: &RestoreSource, job: Option<&BackupJob>) -> (Option<String>, Observation) {
+    let observation = |status, reason, message: String| Observation {
+        type_: SNAPSHOT_RESOLVED,
+        status,
+        reason,
+        message,
+    };
+    if let Some(id) = &source.snapshot_id {
+        let message = format!("snapshot {id} (spec.source.snapshotId)");
+        return (Some(id.clone()), observation(Status::True, "SnapshotId", message));
+    }
+    if let Some(r) = &source.backup_job_ref {
+        let name = &r.name;
+        let Some(job) = job else {
+            let message = format!("BackupJob {name:?} (spec.source.backupJobRef) not found");
+            return (None, observation(Status::False, "BackupJobNotFound", message));
+        };
+        let job_status = job.status.clone().unwrap_or_default();
+        return match (job_status.phase, job_status.snapshot_id) {
+            (Phase::Succeeded, Some(id)) => {
+                let message = format!("snapshot {id} written by BackupJob {name:?}");
+                (Some(id), observation(Status::True, "FromBackupJob", message))
+            }
+            (Phase::Failed, _) => {
+                let message = format!("BackupJob {name:?} (spec.source.backupJobRef) failed and wrote no snapshot");
+                (None, observation(Status::False, "BackupJobFailed", message))
+            }
+            (phase, _) => {
+                let message = format!("waiting for BackupJob {name:?} to succeed (it is {phase:?})");
+                (None, observation(Status::False, "BackupJobNotFinished", message))
+            }
+        };
+    }
+    let message = format!(
+        "the newest snapshot tagged {:?} is looked up in the repository when the restore starts",
+        source.tags
+    );
+    (None, observation(Status::Unknown, "ByTags", message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hort_crds::backup_job::BackupJobStatus;
+
+    fn by_job(name: &str) -> RestoreSource {
+        RestoreSource {
+            backup_job_ref: Some(LocalObjectRef { name: name.into() }),
+            snapshot_id: None,
+            tags: vec![],
+        }
+    }
+
+    fn job(phase: Phase, snapshot: Option<&str>) -> BackupJob {
+        let mut job: BackupJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob",
+            "metadata": {"name": "nightly"},
+            "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}}}
+        }))
+        .unwrap();
+        job.status = Some(BackupJobStatus {
+            phase,
+            snapshot_id: snapshot.map(Into::into),
+            ..BackupJobStatus::default()
+        });
+        job
+    }
+
+    #[test]
+    fn snapshot_of_a_succeeded_job() {
+        let (id, c) = resolve_snapshot(&by_job("nightly"), Some(&job(Phase::Succeeded, Some("ab12cd34"))));
+        assert_eq!(id.as_deref(), Some("ab12cd34"));
+        assert_eq!(c.status, Status::True);
+    }
+
+    #[test]
+    fn unfinished_failed_and_missing_jobs_are_named() {
+        let (id, c) = resolve_snapshot(&by_job("nightly"), Some(&job(Phase::Running, None)));
+        assert!(id.is_none());
+        assert_eq!(c.reason, "BackupJobNotFinished");
+        assert!(c.message.contains("\"nightly\"") && c.message.contains("Running"));
+        let (_, c) = resolve_snapshot(&by_job("nightly"), Some(&job(Phase::Failed, None)));
+        assert_eq!(c.reason, "BackupJobFailed");
+        let (_, c) = resolve_snapshot(&by_job("gone"), None);
+        assert_eq!(c.reason, "BackupJobNotFound");
+        assert!(c.message.contains("spec.source.backupJobRef"));
+    }
+
+    #[test]
+    fn explicit_id_needs_no_lookup() {
+        let source = RestoreSource {
+            backup_job_ref: None,
+            snapshot_id: Some("0123abcd".into()),
+            tags: vec![],
+        };
+        let (id, c) = resolve_snapshot(&source, None);
+        assert_eq!(id.as_deref(), Some("0123abcd"));
+        assert_eq!(c.status, Status::True);
+    }
+}
