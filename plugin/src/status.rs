@@ -254,98 +254,82 @@ fn or_dash(value: Option<String>) -> String {
 /// The view as text: one section per kind, times relative to `now`.
 pub fn render(view: &StatusView, now: Timestamp) -> String {
     let when = |t: Option<Timestamp>| or_dash(t.map(|t| relative(t, now)));
-    let mut out = format!("Namespace {}\n\n", view.namespace);
-    if view.groups.is_empty() {
-        out.push_str("Storage groups: none (create one: see examples/storagegroup-s3.yaml)\n");
-    } else {
-        out.push_str("Storage groups\n");
-        let rows: Vec<Vec<String>> = view
-            .groups
-            .iter()
-            .map(|g| {
-                vec![
-                    g.name.clone(),
-                    g.state.clone(),
-                    g.targets.clone(),
-                    or_dash(g.used.clone()),
-                    or_dash(g.repository_id.as_ref().map(|id| id.chars().take(12).collect())),
-                    g.message.clone().unwrap_or_default(),
-                ]
-            })
-            .collect();
-        out.push_str(&table(
+    let groups = view.groups.iter().map(|g| {
+        vec![
+            g.name.clone(),
+            g.state.clone(),
+            g.targets.clone(),
+            or_dash(g.used.clone()),
+            or_dash(g.repository_id.as_ref().map(|id| id.chars().take(12).collect())),
+            g.message.clone().unwrap_or_default(),
+        ]
+    });
+    let schedules = view.schedules.iter().map(|s| {
+        vec![
+            s.name.clone(),
+            s.schedule.clone(),
+            when(s.last_run),
+            when(s.next_run),
+            or_dash(s.last_result.clone()),
+        ]
+    });
+    let active = view.active.iter().map(|r| {
+        vec![
+            format!("{}/{}", r.kind, r.name),
+            r.group.clone(),
+            r.phase.clone(),
+            or_dash(r.progress.clone()),
+            when(r.time),
+            r.message.clone().unwrap_or_default(),
+        ]
+    });
+    let failures = view.failures.iter().map(|r| {
+        vec![
+            format!("{}/{}", r.kind, r.name),
+            r.group.clone(),
+            or_dash(r.reason.clone()),
+            when(r.time),
+            r.message.clone().unwrap_or_default(),
+        ]
+    });
+    [
+        format!("Namespace {}\n", view.namespace),
+        section(
+            "Storage groups",
+            "none (create one: see examples/storagegroup-s3.yaml)",
             &["NAME", "STATE", "TARGETS OK", "USED", "REPOSITORY", "MESSAGE"],
-            &rows,
-        ));
-    }
-    out.push('\n');
-    if view.schedules.is_empty() {
-        out.push_str("Schedules: none\n");
-    } else {
-        out.push_str("Schedules\n");
-        let rows: Vec<Vec<String>> = view
-            .schedules
-            .iter()
-            .map(|s| {
-                vec![
-                    s.name.clone(),
-                    s.schedule.clone(),
-                    when(s.last_run),
-                    when(s.next_run),
-                    or_dash(s.last_result.clone()),
-                ]
-            })
-            .collect();
-        out.push_str(&table(
+            groups,
+        ),
+        section(
+            "Schedules",
+            "none",
             &["NAME", "SCHEDULE", "LAST RUN", "NEXT RUN", "LAST RESULT"],
-            &rows,
-        ));
-    }
-    out.push('\n');
-    if view.active.is_empty() {
-        out.push_str("Running: nothing\n");
-    } else {
-        out.push_str("Running\n");
-        let rows: Vec<Vec<String>> = view
-            .active
-            .iter()
-            .map(|r| {
-                vec![
-                    format!("{}/{}", r.kind, r.name),
-                    r.group.clone(),
-                    r.phase.clone(),
-                    or_dash(r.progress.clone()),
-                    when(r.time),
-                    r.message.clone().unwrap_or_default(),
-                ]
-            })
-            .collect();
-        out.push_str(&table(
+            schedules,
+        ),
+        section(
+            "Running",
+            "nothing",
             &["OBJECT", "GROUP", "PHASE", "PROGRESS", "STARTED", "MESSAGE"],
-            &rows,
-        ));
-    }
-    out.push('\n');
-    if view.failures.is_empty() {
-        out.push_str("Failures: none\n");
+            active,
+        ),
+        section(
+            "Failures",
+            "none",
+            &["OBJECT", "GROUP", "REASON", "STARTED", "MESSAGE"],
+            failures,
+        ),
+    ]
+    .join("\n")
+}
+
+/// One section of the screen: `TITLE: EMPTY` without rows, else the title and a table.
+fn section(title: &str, empty: &str, headers: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    let rows: Vec<Vec<String>> = rows.collect();
+    if rows.is_empty() {
+        format!("{title}: {empty}\n")
     } else {
-        out.push_str("Failures\n");
-        let rows: Vec<Vec<String>> = view
-            .failures
-            .iter()
-            .map(|r| {
-                vec![
-                    format!("{}/{}", r.kind, r.name),
-                    r.group.clone(),
-                    or_dash(r.reason.clone()),
-                    when(r.time),
-                    r.message.clone().unwrap_or_default(),
-                ]
-            })
-            .collect();
-        out.push_str(&table(&["OBJECT", "GROUP", "REASON", "STARTED", "MESSAGE"], &rows));
+        format!("{title}\n{}", table(headers, &rows))
     }
-    out
 }
 
 /// Lists the Hort objects of `namespace`.
