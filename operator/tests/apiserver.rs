@@ -1076,12 +1076,15 @@ async fn the_backup_pod_gets_the_namespace_catalog_without_secret_values() {
         "s3"
     );
     assert_eq!(catalog.schedules[0].name, "nightly");
-    assert_eq!(catalog.schedules[0].spec["jobTemplate"]["spec"]["source"], source);
-    assert!(
-        catalog
-            .backup_jobs
-            .iter()
-            .any(|b| b.name == "db-manual" && b.spec["source"] == source)
+    let postgres = &catalog.schedules[0].spec["jobTemplate"]["spec"]["source"]["postgres"];
+    assert_eq!(
+        (&postgres["host"], &postgres["port"]),
+        (&json!("db.shop.svc"), &json!(5432))
+    );
+    let job = catalog.backup_jobs.iter().find(|b| b.name == "db-manual").unwrap();
+    assert_eq!(
+        job.spec["source"]["postgres"]["credentialsSecretRef"]["name"],
+        "db-credentials"
     );
     // Secrets are named, never copied: neither the value nor its base64 is anywhere in it.
     assert!(text.contains("db-credentials"));
