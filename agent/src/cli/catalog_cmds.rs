@@ -91,11 +91,9 @@ fn parse(text: &str) -> Result<Catalog, CliError> {
 /// returned unchanged: its snapshot is saved whatever becomes of the catalog, so a catalog
 /// that cannot be stored is logged as a warning, not a failed backup.
 pub(super) fn after_backup(ctx: &Context, result: Result<(), CliError>) -> Result<(), CliError> {
-    if result.is_err() {
-        return result;
-    }
+    result?;
     let Ok(text) = std::env::var(env::CATALOG) else {
-        return result;
+        return Ok(());
     };
     let stored = parse(&text).and_then(|mut catalog| {
         let repo = ctx.open()?;
@@ -117,7 +115,7 @@ pub(super) fn after_backup(ctx: &Context, result: Result<(), CliError>) -> Resul
     if let Err(e) = stored {
         tracing::warn!(error = %e, "the backup is saved, but Hort's catalog could not be stored in the repository");
     }
-    result
+    Ok(())
 }
 
 /// The catalog snapshots of the repository, by namespace, oldest first.
