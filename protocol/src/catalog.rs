@@ -29,6 +29,11 @@ pub const VERSION: u32 = 1;
 /// BackupJobs kept in a catalog per schedule (or, for jobs of no schedule, per source): the
 /// newest ones.
 pub const JOBS_PER_SERIES: usize = 10;
+/// The most bytes a catalog's JSON may have in an agent pod's environment: Linux refuses to
+/// start a program with an environment entry over 128 KiB (`MAX_ARG_STRLEN`), so the operator
+/// keeps fewer BackupJobs per series until the catalog fits, and gives none when even one per
+/// series does not.
+pub const MAX_BYTES: usize = 96 * 1024;
 /// Catalog snapshots the agent keeps per namespace (the newest); older ones are forgotten.
 pub const KEPT_PER_NAMESPACE: usize = 10;
 

@@ -24,18 +24,37 @@ fn json(spec: &impl serde::Serialize) -> serde_json::Value {
     serde_json::to_value(spec).unwrap_or_default()
 }
 
+/// The objects a catalog is made of.
+pub struct Objects {
+    /// The namespace's StorageGroups.
+    pub groups: Vec<StorageGroup>,
+    /// Its Schedules.
+    pub schedules: Vec<Schedule>,
+    /// Its BackupJobs.
+    pub jobs: Vec<BackupJob>,
+}
+
+/// The catalog's JSON for `job`'s pod, of at most [`catalog::MAX_BYTES`]: with the newest
+/// [`catalog::JOBS_PER_SERIES`] BackupJobs of each series, or fewer if that is too long;
+/// `None` when even one per series is.
+pub fn fitted(namespace: &str, group: &str, job: &str, now: Timestamp, objects: &Objects) -> Option<String> {
+    (1..=catalog::JOBS_PER_SERIES).rev().find_map(|per_series| {
+        let c = build(namespace, group, job, now, objects, per_series);
+        serde_json::to_string(&c)
+            .ok()
+            .filter(|text| text.len() <= catalog::MAX_BYTES)
+    })
+}
+
 /// The catalog of `namespace` written by job `job` through group `group` (pure): every
-/// StorageGroup and Schedule, and of the BackupJobs the newest [`catalog::JOBS_PER_SERIES`] of
-/// each schedule (jobs of no schedule: of each source), oldest first.
-pub fn build(
-    namespace: &str,
-    group: &str,
-    job: &str,
-    now: Timestamp,
-    groups: &[StorageGroup],
-    schedules: &[Schedule],
-    jobs: &[BackupJob],
-) -> Catalog {
+/// StorageGroup and Schedule, and of the BackupJobs the newest `per_series` of each schedule
+/// (jobs of no schedule: of each source), oldest first.
+pub fn build(namespace: &str, group: &str, job: &str, now: Timestamp, objects: &Objects, per_series: usize) -> Catalog {
+    let Objects {
+        groups,
+        schedules,
+        jobs,
+    } = objects;
     let object = |name: String, labels: &BTreeMap<String, String>, spec: serde_json::Value| CatalogObject {
         name,
         labels: labels.clone(),
@@ -54,7 +73,7 @@ pub fn build(
         .into_values()
         .flat_map(|mut list| {
             list.sort_by_key(|j| (created(j), j.name_any()));
-            let skip = list.len().saturating_sub(catalog::JOBS_PER_SERIES);
+            let skip = list.len().saturating_sub(per_series);
             list.into_iter().skip(skip)
         })
         .collect();
@@ -92,8 +111,9 @@ pub fn build(
     }
 }
 
-/// The variable that gives `job`'s agent pod the catalog of its namespace, read now.
-pub async fn variable(ctx: &Context, namespace: &str, job: &BackupJob, now: Timestamp) -> Result<EnvVar> {
+/// The variable that gives `job`'s agent pod the catalog of its namespace, read now; `None`
+/// (and a warning) when the catalog does not fit in [`catalog::MAX_BYTES`].
+pub async fn variable(ctx: &Context, namespace: &str, job: &BackupJob, now: Timestamp) -> Result<Option<EnvVar>> {
     let all = ListParams::default();
     let groups = Api::<StorageGroup>::namespaced(ctx.client.clone(), namespace)
         .list(&all)
@@ -107,20 +127,27 @@ pub async fn variable(ctx: &Context, namespace: &str, job: &BackupJob, now: Time
         .list(&all)
         .await?
         .items;
-    let catalog = build(
-        namespace,
-        &job.spec.storage_group_ref.name,
-        &job.name_any(),
-        now,
-        &groups,
-        &schedules,
-        &jobs,
-    );
-    Ok(EnvVar {
+    let objects = Objects {
+        groups,
+        schedules,
+        jobs,
+    };
+    let name = job.name_any();
+    let Some(text) = fitted(namespace, &job.spec.storage_group_ref.name, &name, now, &objects) else {
+        tracing::warn!(
+            namespace,
+            job = %name,
+            limit = catalog::MAX_BYTES,
+            "the namespace's catalog does not fit in an agent pod's environment even with one BackupJob per series: \
+             this backup stores no catalog"
+        );
+        return Ok(None);
+    };
+    Ok(Some(EnvVar {
         name: env::CATALOG.into(),
-        value: Some(serde_json::to_string(&catalog).unwrap_or_default()),
+        value: Some(text),
         value_from: None,
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -160,7 +187,19 @@ mod tests {
             .map(|i| job(&format!("nightly-{i}"), Some("nightly"), i, Some("abcd1234")))
             .collect();
         jobs.push(job("manual", None, 3, None));
-        let c = build("shop", "s3", "nightly-14", Timestamp::UNIX_EPOCH, &[], &[], &jobs);
+        let objects = Objects {
+            groups: vec![],
+            schedules: vec![],
+            jobs,
+        };
+        let c = build(
+            "shop",
+            "s3",
+            "nightly-14",
+            Timestamp::UNIX_EPOCH,
+            &objects,
+            catalog::JOBS_PER_SERIES,
+        );
         assert_eq!(c.backup_jobs.len(), catalog::JOBS_PER_SERIES + 1);
         let names: Vec<&str> = c.backup_jobs.iter().map(|b| b.name.as_str()).collect();
         assert_eq!(names[0], "manual");
@@ -173,5 +212,43 @@ mod tests {
         assert_eq!(c.backup_jobs[0].phase, "Failed");
         assert_eq!(c.backup_jobs[0].spec["source"]["postgres"]["host"], "db");
         assert_eq!((c.written_by.as_str(), c.storage_group.as_str()), ("nightly-14", "s3"));
+    }
+
+    #[test]
+    fn a_long_catalog_keeps_fewer_jobs_until_it_fits_the_environment() {
+        let long = |name: &str, i: i64| {
+            let mut j = job(name, Some(&format!("s{}", i % 20)), i, Some("abcd1234"));
+            j.status.as_mut().unwrap().message = Some("x".repeat(2000));
+            j
+        };
+        let objects = Objects {
+            groups: vec![],
+            schedules: vec![],
+            jobs: (0..200).map(|i| long(&format!("j-{i}"), i)).collect(),
+        };
+        let full = serde_json::to_string(&build("shop", "s3", "j-0", Timestamp::UNIX_EPOCH, &objects, 10)).unwrap();
+        assert!(
+            full.len() > catalog::MAX_BYTES,
+            "the test needs a catalog that is too long"
+        );
+        let text = fitted("shop", "s3", "j-0", Timestamp::UNIX_EPOCH, &objects).unwrap();
+        assert!(text.len() <= catalog::MAX_BYTES);
+        let c: Catalog = serde_json::from_str(&text).unwrap();
+        assert!(
+            c.backup_jobs.len() >= 20 && c.backup_jobs.len() < 200,
+            "{}",
+            c.backup_jobs.len()
+        );
+        let huge = Objects {
+            jobs: (0..100)
+                .map(|i| {
+                    let mut j = long(&format!("h-{i}"), i);
+                    j.metadata.labels = Some([(SCHEDULE_LABEL.to_string(), format!("h{i}"))].into());
+                    j
+                })
+                .collect(),
+            ..objects
+        };
+        assert_eq!(fitted("shop", "s3", "h-0", Timestamp::UNIX_EPOCH, &huge), None);
     }
 }

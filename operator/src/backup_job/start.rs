@@ -94,7 +94,7 @@ pub(super) async fn attempt(
     let catalog = super::catalog::variable(ctx, &namespace, job, now).await?;
     let agent_pod = |read: &[SourceClaim], node: Option<String>| -> Result<Pod> {
         let mut access = pod::repository_access(&group.spec);
-        access.env.push(catalog.clone());
+        access.env.extend(catalog.clone());
         // The API server admits only specs with one source (a CEL rule on spec.source).
         let command =
             backup::command(&job.spec, &namespace, &tags, &mut access, read).ok_or(Error::MissingObjectField {
