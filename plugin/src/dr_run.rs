@@ -13,7 +13,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 
 use crate::browse::report;
-use crate::cli::DrFlags;
+use crate::cli::{DrFlags, FollowFlags};
 use crate::dr::{DrOptions, DrPlan, namespace_map, plan};
 use crate::error::{PluginError, Result};
 use crate::follow::{Followed, follow};
@@ -176,7 +176,7 @@ where
 
 /// Creates the RestoreRequest (an existing one of the same name, from an earlier run, is
 /// followed instead) and follows it unless `--no-wait`.
-async fn restore(client: &Client, request: &RestoreRequest, flags: &DrFlags) -> Done {
+async fn restore(client: &Client, request: &RestoreRequest, flags: &FollowFlags) -> Done {
     let namespace = request.namespace().unwrap_or_default();
     let name = request.name_any();
     let api: Api<RestoreRequest> = Api::namespaced(client.clone(), &namespace);
@@ -185,15 +185,31 @@ async fn restore(client: &Client, request: &RestoreRequest, flags: &DrFlags) -> 
         Err(kube::Error::Api(s)) if s.code == 409 => "exists",
         Err(e) => return Done::of(request, "failed", why("RestoreRequest", &namespace, &name, &e)),
     };
-    if flags.follow.no_wait {
+    if flags.no_wait {
         return Done::of(request, created, "not followed (--no-wait)".into());
     }
-    let timeout = Duration::from_secs(flags.follow.timeout);
+    let timeout = Duration::from_secs(flags.timeout);
     match follow(&api, &namespace, &name, timeout, Duration::from_millis(500)).await {
         Ok(done) => Done::of(request, "succeeded", done.outcome()),
         Err(PluginError::Failed { message, .. }) => Done::of(request, "failed", message),
         Err(e) => Done::of(request, "unknown", e.to_string()),
     }
+}
+
+/// `--apply`: applies the plan's StorageGroups and Schedules, then creates its RestoreRequests
+/// and follows them one after the other (unless `follow.no_wait`); what happened to each.
+pub async fn execute(client: &Client, plan: &DrPlan, follow: &FollowFlags) -> Vec<Done> {
+    let mut done = Vec::new();
+    for g in &plan.storage_groups {
+        done.push(apply::<StorageGroup>(client, g).await);
+    }
+    for s in &plan.schedules {
+        done.push(apply::<Schedule>(client, s).await);
+    }
+    for r in &plan.restores {
+        done.push(restore(client, r, follow).await);
+    }
+    done
 }
 
 /// Runs `dr`.
@@ -227,16 +243,7 @@ pub async fn run(client: &Client, namespace: &str, flags: &DrFlags, format: Form
     if !flags.apply {
         return emit(&structured(format, &plan)?.unwrap_or_else(|| list_table(&plan)));
     }
-    let mut done = Vec::new();
-    for g in &plan.storage_groups {
-        done.push(apply::<StorageGroup>(client, g).await);
-    }
-    for s in &plan.schedules {
-        done.push(apply::<Schedule>(client, s).await);
-    }
-    for r in &plan.restores {
-        done.push(restore(client, r, flags).await);
-    }
+    let done = execute(client, &plan, &flags.follow).await;
     emit(&structured(format, &done)?.unwrap_or_else(|| done_table(&done)))?;
     match done
         .iter()
