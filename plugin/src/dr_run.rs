@@ -225,8 +225,9 @@ pub async fn run(client: &Client, namespace: &str, flags: &DrFlags, format: Form
     let catalogs: CatalogList = report(client, namespace, &flags.group, &flags.agent, command).await?;
     if catalogs.catalogs.is_empty() {
         return Err(PluginError::Agent(format!(
-            "the repository of StorageGroup {namespace}/{} holds no Hort catalog{}: it is written after each backup by \
-             Hort 0.1 and later; restore older backups by tags (docs/disaster-recovery.md)",
+            "the repository of StorageGroup {namespace}/{} holds no Hort catalog{}: operators that write one store it \
+             after each successful backup; backups from before hold none, restore them by tags \
+             (docs/disaster-recovery.md, \"With a fresh cluster, by hand\")",
             flags.group,
             flags
                 .from_namespace
