@@ -137,7 +137,7 @@ fn catalogs(repo: &IndexedRepository) -> Result<BTreeMap<String, Vec<(Id, Snapsh
 }
 
 /// Stores `catalog` as a snapshot and forgets the older catalogs of its namespace beyond
-/// [`catalog::KEPT_PER_NAMESPACE`].
+/// [`catalog::KEPT_PER_NAMESPACE`] (a failure to forget them is a warning).
 fn put(ctx: &Context, catalog: Catalog) -> Result<Id, CliError> {
     let json = serde_json::to_vec(&catalog).map_err(|e| CliError::Usage(format!("encoding the catalog: {e}")))?;
     let (repo, lock) = ctx.open_for_backup()?;
@@ -170,7 +170,11 @@ fn put(ctx: &Context, catalog: Catalog) -> Result<Id, CliError> {
             reasons: vec![],
         })
         .collect();
-    crate::prune::forget_decided(&repo, &mut old, false)?;
+    // The catalog is stored; older ones that cannot be forgotten now (e.g. under an object
+    // lock) are forgotten by a later put.
+    if let Err(e) = crate::prune::forget_decided(&repo, &mut old, false) {
+        tracing::warn!(namespace = %catalog.namespace, error = %e, "older catalog snapshots could not be forgotten");
+    }
     Ok(id)
 }
 
