@@ -1016,6 +1016,94 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
 
 #[tokio::test]
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn the_backup_pod_gets_the_namespace_catalog_without_secret_values() {
+    let env = TestEnv::start("hort-catalog", Clock::System).await;
+    let (client, ns) = (env.client.clone(), env.ns.clone());
+    let jobs: Api<BackupJob> = env.api();
+    let pods: Api<Pod> = env.api();
+    let secrets: Api<Secret> = env.api();
+    ready_s3_group(&client, &ns).await;
+    let password = "catalog-must-not-hold-this-7d1e";
+    create(
+        &secrets,
+        json!({"metadata": {"name": "db-credentials", "labels": {"hort.dev/usable": "true"}},
+               "stringData": {"username": "postgres", "password": password}}),
+    )
+    .await;
+    let source = json!({"postgres": {"host": "db.shop.svc", "databases": ["shop"],
+                                     "credentialsSecretRef": {"name": "db-credentials"}}});
+    create(
+        &env.api::<Schedule>(),
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "Schedule", "metadata": {"name": "nightly"},
+               "spec": {"schedule": "@yearly", "suspend": true,
+                        "jobTemplate": {"spec": {"storageGroupRef": {"name": "s3"}, "source": source}}}}),
+    )
+    .await;
+    create(
+        &jobs,
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": "db-manual"},
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": source}}),
+    )
+    .await;
+    wait_for(&pods, "db-manual-1", "the agent pod", |_| true).await;
+    let container = pods
+        .get("db-manual-1")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .containers
+        .remove(0);
+    let variable = container
+        .env
+        .unwrap_or_default()
+        .into_iter()
+        .find(|e| e.name == hort_protocol::env::CATALOG)
+        .expect("the backup pod gets the catalog");
+    let text = variable.value.expect("the catalog is a value, not a reference");
+    let catalog: hort_protocol::Catalog = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (
+            catalog.namespace.as_str(),
+            catalog.storage_group.as_str(),
+            catalog.written_by.as_str()
+        ),
+        (ns.as_str(), "s3", "db-manual")
+    );
+    assert_eq!(catalog.storage_groups.len(), 1);
+    assert_eq!(
+        catalog.storage_groups[0].spec["targets"][0]["s3"]["credentialsSecretRef"]["name"],
+        "s3"
+    );
+    assert_eq!(catalog.schedules[0].name, "nightly");
+    let postgres = &catalog.schedules[0].spec["jobTemplate"]["spec"]["source"]["postgres"];
+    assert_eq!(
+        (&postgres["host"], &postgres["port"]),
+        (&json!("db.shop.svc"), &json!(5432))
+    );
+    let job = catalog.backup_jobs.iter().find(|b| b.name == "db-manual").unwrap();
+    assert_eq!(
+        job.spec["source"]["postgres"]["credentialsSecretRef"]["name"],
+        "db-credentials"
+    );
+    // Secrets are named, never copied: neither the value nor its base64 is anywhere in it.
+    assert!(text.contains("db-credentials"));
+    for secret in [
+        password.to_string(),
+        "Y2F0YWxvZy1tdXN0LW5vdC1ob2xkLXRoaXMtN2QxZQ".to_string(),
+    ] {
+        assert!(!text.contains(&secret), "the catalog holds a Secret's value: {text}");
+    }
+    let args = container.args.unwrap_or_default().join(" ");
+    assert!(
+        !args.contains("storageGroups"),
+        "the catalog is never an argument: {args}"
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn a_group_is_checked_again_once_its_check_interval_has_passed() {
     let clock = Clock::manual(Timestamp::now());
     let env = TestEnv::start("hort-check-interval", clock.clone()).await;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use hort_crds::StorageGroup;
 use hort_protocol::report::{Report, decode};
-use hort_protocol::{AgentCommand, EntryKind, Listing, SnapshotList};
+use hort_protocol::{AgentCommand, EntryKind, Listing, SnapshotList, catalog};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{AttachParams, DeleteParams, ListParams, PostParams};
@@ -217,8 +217,8 @@ async fn with_pod<T>(
     result
 }
 
-/// Runs a listing command and reads its report.
-async fn report<R: Report>(
+/// Runs a listing command in a browse pod of `group` and reads its report.
+pub(crate) async fn report<R: Report>(
     client: &Client,
     namespace: &str,
     group: &str,
@@ -283,12 +283,26 @@ pub fn listing_table(listing: &Listing) -> String {
     table(&["KIND", "MODE", "SIZE", "MODIFIED", "PATH"], &rows)
 }
 
-/// `snapshots GROUP`.
+/// The user's backups of `list`: without Hort's own catalog snapshots unless `all` or a tag
+/// asked for them (`tags`).
+pub fn user_backups(mut list: SnapshotList, tags: &[String], all: bool) -> SnapshotList {
+    if !all
+        && !tags
+            .iter()
+            .any(|t| t == catalog::TAG || t.starts_with(&catalog::namespace_tag("")))
+    {
+        list.snapshots.retain(|s| !s.tags.iter().any(|t| t == catalog::TAG));
+    }
+    list
+}
+
+/// `snapshots GROUP` (`all`: with the catalog snapshots).
 pub async fn snapshots(
     client: &Client,
     namespace: &str,
     group: &str,
     tags: &[String],
+    all: bool,
     flags: &AgentFlags,
     format: Format,
 ) -> Result<()> {
@@ -300,6 +314,7 @@ pub async fn snapshots(
         AgentCommand::Snapshots { tags: tags.to_vec() },
     )
     .await?;
+    let list = user_backups(list, tags, all);
     emit(&structured(format, &list)?.unwrap_or_else(|| snapshots_table(&list)))
 }
 
@@ -432,6 +447,31 @@ mod tests {
              symlink   777    0                             link -> media\n"
         );
         assert_eq!(suffix().len(), 5);
+    }
+
+    #[test]
+    fn catalog_snapshots_are_hidden_unless_asked_for() {
+        let snapshot = |id: &str, tags: &[&str]| SnapshotSummary {
+            id: id.into(),
+            time: String::new(),
+            hostname: String::new(),
+            path: None,
+            streams: vec![],
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            bytes: 0,
+            files: 0,
+        };
+        let list = SnapshotList {
+            snapshots: vec![
+                snapshot("user", &["hort.dev/namespace=shop"]),
+                snapshot("catalog", &[catalog::TAG, "hort.dev/catalog-namespace=shop"]),
+            ],
+        };
+        let ids = |l: SnapshotList| l.snapshots.into_iter().map(|s| s.id).collect::<Vec<_>>();
+        assert_eq!(ids(user_backups(list.clone(), &[], false)), ["user"]);
+        assert_eq!(ids(user_backups(list.clone(), &[], true)), ["user", "catalog"]);
+        let asked = [catalog::namespace_tag("shop")];
+        assert_eq!(ids(user_backups(list, &asked, false)), ["user", "catalog"]);
     }
 
     #[test]

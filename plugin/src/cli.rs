@@ -60,6 +60,10 @@ pub enum Command {
         /// Only snapshots carrying all of these tags (repeatable).
         #[arg(long = "tag")]
         tags: Vec<String>,
+        /// Also Hort's own catalog snapshots (tag `hort.dev/catalog`), which are hidden
+        /// otherwise unless a --tag asks for them.
+        #[arg(long)]
+        all: bool,
         /// How the agent pod runs.
         #[command(flatten)]
         agent: AgentFlags,
@@ -103,6 +107,10 @@ pub enum Command {
         #[command(flatten)]
         agent: AgentFlags,
     },
+    /// Disaster recovery: read Hort's catalogs from GROUP's repository, list them, and with
+    /// --apply recreate the StorageGroups and Schedules and restore the latest backup of every
+    /// database and volume.
+    Dr(Box<DrFlags>),
     /// Print a shell completion script (e.g. `kubectl-hort completion bash > /etc/bash_completion.d/kubectl-hort`).
     Completion {
         /// The shell.
@@ -130,6 +138,44 @@ pub struct BackupNow {
     /// Following the created object.
     #[command(flatten)]
     pub follow: FollowFlags,
+}
+
+/// `dr`.
+#[derive(Debug, Args)]
+pub struct DrFlags {
+    /// The StorageGroup (in --namespace) whose repository holds the catalogs: create it, with
+    /// its Secrets, as before the disaster.
+    pub group: String,
+    /// List what the catalogs hold and what --apply would do (the default).
+    #[arg(long, conflicts_with = "apply")]
+    pub list: bool,
+    /// Apply the StorageGroups and Schedules, create a RestoreRequest of the latest backup of
+    /// every database and volume, follow them, and report.
+    #[arg(long)]
+    pub apply: bool,
+    /// `client`: print the objects --apply would send (YAML, or -o json), without sending them.
+    #[arg(long, value_parser = ["client"], num_args = 0..=1, require_equals = true, default_missing_value = "client")]
+    pub dry_run: Option<String>,
+    /// Only the catalog of this namespace (of the old cluster); every namespace's when unset.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub from_namespace: Option<String>,
+    /// Rebuild namespace FROM's objects in namespace TO (repeatable), e.g. `shop=shop-restored`.
+    #[arg(long = "namespace-map", value_name = "FROM=TO")]
+    pub namespace_map: Vec<String>,
+    /// Only restore these backups: a Schedule's name or a BackupJob's name, or
+    /// `NAMESPACE/NAME` (repeatable); every one when unset.
+    #[arg(long, value_name = "NAME")]
+    pub only: Vec<String>,
+    /// Database restores drop the databases and tables they replace (restoring over an
+    /// existing database fails otherwise).
+    #[arg(long)]
+    pub clean: bool,
+    /// Following the RestoreRequests.
+    #[command(flatten)]
+    pub follow: FollowFlags,
+    /// How the agent pod that reads the catalogs runs.
+    #[command(flatten)]
+    pub agent: AgentFlags,
 }
 
 /// How a created object is followed.

@@ -5,6 +5,8 @@
 //!   from flags; [`follow`]: following a job or restore to its end; [`logs`]: agent pod logs;
 //! - [`browse_pod`] and [`browse`]: reading a repository through a short-lived agent pod
 //!   (`snapshots`, `ls`, `cat`, `download`);
+//! - [`dr`] and [`dr_run`]: `dr`, rebuilding a namespace's protection from the catalogs in a
+//!   repository;
 //! - [`error`]: errors and exit codes; [`run`]: dispatching a parsed command line.
 
 pub mod backup;
@@ -12,6 +14,8 @@ pub mod browse;
 pub mod browse_pod;
 pub mod cli;
 pub mod client;
+pub mod dr;
+pub mod dr_run;
 pub mod error;
 pub mod follow;
 pub mod logs;
@@ -43,7 +47,13 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Backup(BackupCommand::Now(args)) => backup::now(&client, ns, args, format).await,
         Command::Restore(flags) => restore::run(&client, ns, flags, format).await,
         Command::Logs { name } => logs::run(&client, ns, name).await,
-        Command::Snapshots { group, tags, agent } => browse::snapshots(&client, ns, group, tags, agent, format).await,
+        Command::Snapshots {
+            group,
+            tags,
+            all,
+            agent,
+        } => browse::snapshots(&client, ns, group, tags, *all, agent, format).await,
+        Command::Dr(flags) => dr_run::run(&client, ns, flags, format).await,
         Command::Ls {
             group,
             snapshot,

@@ -279,6 +279,132 @@ async fn backup_now_follows_the_job_and_exits_with_its_result() {
 
 #[tokio::test]
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn dr_applies_the_catalog_and_restores_the_latest_backups() {
+    use hort_protocol::catalog::{self, Catalog, CatalogBackup, CatalogObject};
+    use kubectl_hort::cli::FollowFlags;
+    use kubectl_hort::dr::{DrOptions, namespace_map, plan};
+    use kubectl_hort::dr_run::{FIELD_MANAGER, execute};
+
+    let (client, ns) = namespace("dr").await;
+    let pg = json!({"postgres": {"host": "db.shop.svc", "credentialsSecretRef": {"name": "db-credentials"}}});
+    let job = |name: &str, snapshot: &str, source: &Value| CatalogBackup {
+        name: name.into(),
+        schedule: None,
+        spec: json!({"storageGroupRef": {"name": "s3"}, "source": source}),
+        phase: "Succeeded".into(),
+        snapshot_id: Some(snapshot.into()),
+        created: None,
+        completion_time: None,
+        message: None,
+    };
+    let stored = hort_protocol::StoredCatalog {
+        snapshot_id: "ab".repeat(32),
+        time: "2026-11-30T03:00:00Z".into(),
+        catalog: Catalog {
+            version: catalog::VERSION,
+            namespace: "shop".into(),
+            storage_group: "s3".into(),
+            written_by: "files".into(),
+            time: "2026-11-30T03:00:00Z".into(),
+            storage_groups: vec![CatalogObject {
+                name: "s3".into(),
+                labels: Default::default(),
+                spec: group("s3")["spec"].clone(),
+            }],
+            schedules: vec![CatalogObject {
+                name: "nightly".into(),
+                labels: Default::default(),
+                spec: schedule("nightly")["spec"].clone(),
+            }],
+            backup_jobs: vec![
+                job("db", "0123456789abcdef", &pg),
+                job("files", "fedcba9876543210", &json!({"volume": {"claimName": "data"}})),
+            ],
+        },
+    };
+    let options = DrOptions {
+        namespace_map: namespace_map(&[format!("shop={ns}")]).unwrap(),
+        ..DrOptions::default()
+    };
+    let plan = plan(&[stored], &options).unwrap();
+    let no_wait = FollowFlags {
+        no_wait: true,
+        timeout: 60,
+    };
+    let done = execute(&client, &plan, &no_wait).await;
+    let results: Vec<(&str, &str, &str)> = done
+        .iter()
+        .map(|d| (d.kind.as_str(), d.name.as_str(), d.result.as_str()))
+        .collect();
+    assert_eq!(
+        results,
+        [
+            ("StorageGroup", "s3", "applied"),
+            ("Schedule", "nightly", "applied"),
+            ("RestoreRequest", "dr-db-01234567", "created"),
+            ("RestoreRequest", "dr-files-fedcba98", "created"),
+        ],
+        "{done:?}"
+    );
+    let groups: Api<StorageGroup> = Api::namespaced(client.clone(), &ns);
+    let applied = groups.get("s3").await.unwrap();
+    let managers: Vec<String> = applied
+        .managed_fields()
+        .iter()
+        .filter_map(|f| f.manager.clone())
+        .collect();
+    assert_eq!(managers, [FIELD_MANAGER]);
+    assert_eq!(applied.spec.targets[0].s3.as_ref().unwrap().bucket, "bkt");
+    let schedules: Api<Schedule> = Api::namespaced(client.clone(), &ns);
+    assert_eq!(schedules.get("nightly").await.unwrap().spec.schedule, "30 2 * * *");
+    let restores: Api<RestoreRequest> = Api::namespaced(client.clone(), &ns);
+    let db = restores.get("dr-db-01234567").await.unwrap();
+    assert_eq!(db.spec.source.snapshot_id.as_deref(), Some("0123456789abcdef"));
+    assert_eq!(
+        db.spec.target.postgres.as_ref().unwrap().credentials_secret_ref.name,
+        "db-credentials"
+    );
+
+    // Again, followed: the same objects are applied, the restores made before are followed.
+    let followed = FollowFlags {
+        no_wait: false,
+        timeout: 60,
+    };
+    let play = async {
+        for (name, phase) in [("dr-db-01234567", "Succeeded"), ("dr-files-fedcba98", "Failed")] {
+            set_status(&restores, name, json!({"phase": phase, "message": "played"})).await;
+        }
+    };
+    let (done, ()) = tokio::join!(execute(&client, &plan, &followed), play);
+    let results: Vec<&str> = done.iter().map(|d| d.result.as_str()).collect();
+    assert_eq!(results, ["applied", "applied", "succeeded", "failed"], "{done:?}");
+    assert_eq!(done[3].message, "played");
+
+    // A group that exists with other values is kept, and the row says what to do.
+    let mut other = group("s3");
+    other["spec"]["targets"][0]["s3"]["bucket"] = json!("another");
+    groups.delete("s3", &DeleteParams::default()).await.unwrap();
+    create_with_status(&groups, other).await;
+    let done = execute(&client, &plan, &no_wait).await;
+    assert_eq!(done[0].result, "failed");
+    assert!(
+        done[0].message.contains("exists with other values") && done[0].message.contains("delete it"),
+        "{}",
+        done[0].message
+    );
+    assert_eq!(
+        groups.get("s3").await.unwrap().spec.targets[0]
+            .s3
+            .as_ref()
+            .unwrap()
+            .bucket,
+        "another"
+    );
+    drop_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn restore_prints_with_dry_run_and_creates_otherwise() {
     let (client, ns) = namespace("restore").await;
     let flags = [

@@ -323,6 +323,12 @@ pub enum AgentCommand {
         /// Path of the file below the snapshot root, or the stream's name.
         path: String,
     },
+    /// `catalog show --json [--namespace NS]`: the newest catalog of each namespace (or of
+    /// `namespace`), as a [`crate::CatalogList`] on stdout (read by `kubectl hort dr`).
+    CatalogShow {
+        /// Only this namespace's catalog.
+        namespace: Option<String>,
+    },
 }
 
 /// Snapshot id meaning "the newest snapshot with the given tags".
@@ -501,6 +507,10 @@ impl AgentCommand {
             }
             AgentCommand::Cat { snapshot, path } => {
                 args.extend(["cat".into(), snapshot.clone(), path.clone()]);
+            }
+            AgentCommand::CatalogShow { namespace } => {
+                args.extend(["catalog".into(), "show".into(), "--json".into()]);
+                repeated(&mut args, "--namespace", namespace.as_slice());
             }
         }
         args

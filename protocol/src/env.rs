@@ -24,6 +24,9 @@ pub const DB_USER: &str = "HORT_DB_USER";
 pub const DB_PASSWORD: &str = "HORT_DB_PASSWORD";
 /// A file holding the database password.
 pub const DB_PASSWORD_FILE: &str = "HORT_DB_PASSWORD_FILE";
+/// A backup pod's [`crate::Catalog`] as JSON: after a successful backup the agent stores it in
+/// the repository (`crate::catalog`). It names Secrets, never holds their values.
+pub const CATALOG: &str = "HORT_CATALOG";
 /// The [`crate::PROTOCOL_VERSION`] the operator speaks.
 pub const PROTOCOL_VERSION: &str = "HORT_PROTOCOL_VERSION";
 /// Where the agent writes its report, instead of [`TERMINATION_MESSAGE_PATH`] (for tests and

@@ -4,6 +4,7 @@
 //! agent reports. Everything that crosses that boundary is typed here, so that a renamed flag
 //! or report field fails the build or a unit test instead of an end-to-end run:
 //! - [`env`]: the environment variables an agent pod gets;
+//! - [`catalog`]: Hort's own catalog, which the agent stores after each backup;
 //! - [`location`]: the repository locations in `HORT_REPOSITORY`;
 //! - [`command`]: the commands the operator runs, rendered to the agent's arguments;
 //! - [`report`]: the reports the agent leaves in its termination message, and its progress lines;
@@ -14,6 +15,7 @@
 //! This crate has no Kubernetes dependency: it is what an agent binary and an operator binary
 //! of the same release agree on.
 
+pub mod catalog;
 pub mod command;
 pub mod env;
 pub mod exit;
@@ -21,6 +23,7 @@ pub mod location;
 pub mod period;
 pub mod report;
 
+pub use catalog::{Catalog, CatalogBackup, CatalogList, CatalogObject, StoredCatalog};
 pub use command::{
     AgentCommand, DatabaseKind, DatabaseMapping, DatabaseTls, Keep, Overwrite, ReadData, SqlAssertion, Strategy,
     TlsMode,

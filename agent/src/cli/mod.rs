@@ -19,6 +19,7 @@ use hort_protocol::{DatabaseKind, ExitCode, env};
 mod args;
 mod backup_cmd;
 mod browse_cmds;
+mod catalog_cmds;
 mod context;
 mod database_cmd;
 mod error;
@@ -146,6 +147,9 @@ enum Commands {
     RestoreMariadb(DbRestoreArgs),
     /// Repository size and deduplication figures.
     Stats,
+    /// Hort's own catalog in the repository: store one, show the newest of each namespace.
+    #[command(subcommand)]
+    Catalog(catalog_cmds::CatalogCommand),
 }
 
 /// Ends the process when SIGTERM or SIGINT arrives. In a container the agent is PID 1, which
@@ -218,7 +222,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         global: cli.global,
         mode,
     };
-    match cli.command {
+    let backs_up = matches!(
+        cli.command,
+        Commands::Backup(_) | Commands::BackupPostgres(_) | Commands::BackupMariadb(_)
+    );
+    let result = match cli.command {
         Commands::Init(args) => repository_cmds::init(&ctx, &args),
         Commands::Check {
             init,
@@ -248,5 +256,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Commands::RestorePostgres(args) => database_cmd::restore(&ctx, DatabaseKind::Postgres, &args),
         Commands::RestoreMariadb(args) => database_cmd::restore(&ctx, DatabaseKind::Mariadb, &args),
         Commands::Stats => repository_cmds::stats(&ctx),
+        Commands::Catalog(command) => catalog_cmds::run(&ctx, &command),
+    };
+    if backs_up {
+        return catalog_cmds::after_backup(&ctx, result);
     }
+    result
 }

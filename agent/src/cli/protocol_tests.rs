@@ -151,6 +151,9 @@ fn understood(command: &AgentCommand) -> AgentCommand {
         Commands::Snapshots { tags } => AgentCommand::Snapshots { tags },
         Commands::Ls { snapshot, path } => AgentCommand::Ls { snapshot, path },
         Commands::Cat { snapshot, path } => AgentCommand::Cat { snapshot, path },
+        Commands::Catalog(super::catalog_cmds::CatalogCommand::Show { namespace }) => {
+            AgentCommand::CatalogShow { namespace }
+        }
         other => panic!("the operator never runs {other:?}"),
     }
 }
@@ -332,6 +335,10 @@ fn every_operator_command_means_the_same_to_the_agent() {
         AgentCommand::Cat {
             snapshot: LATEST.into(),
             path: "postgres/shop.dump".into(),
+        },
+        AgentCommand::CatalogShow { namespace: None },
+        AgentCommand::CatalogShow {
+            namespace: Some("shop".into()),
         },
     ];
     for command in commands {

@@ -51,7 +51,10 @@ impl Role {
             AgentCommand::VerifyRestore { .. }
             | AgentCommand::VerifyRestoreDatabase { .. }
             | AgentCommand::Verify { .. } => Role::Verify,
-            AgentCommand::Snapshots { .. } | AgentCommand::Ls { .. } | AgentCommand::Cat { .. } => Role::Browse,
+            AgentCommand::Snapshots { .. }
+            | AgentCommand::Ls { .. }
+            | AgentCommand::Cat { .. }
+            | AgentCommand::CatalogShow { .. } => Role::Browse,
         }
     }
 

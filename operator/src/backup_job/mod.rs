@@ -1,6 +1,7 @@
 //! Reconciler of `BackupJob`: waits for the job's StorageGroup, runs the backup in agent
 //! pods with retries, and records the snapshot, stats, conditions, events and metrics.
 
+mod catalog;
 mod decide;
 mod snapshot_record;
 mod start;

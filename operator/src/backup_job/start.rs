@@ -90,8 +90,11 @@ pub(super) async fn attempt(
     let owner = job
         .controller_owner_ref(&())
         .expect("a stored object has a name and uid");
+    // The namespace's catalog, which the agent stores after a successful backup.
+    let catalog = super::catalog::variable(ctx, &namespace, job, now).await?;
     let agent_pod = |read: &[SourceClaim], node: Option<String>| -> Result<Pod> {
         let mut access = pod::repository_access(&group.spec);
+        access.env.extend(catalog.clone());
         // The API server admits only specs with one source (a CEL rule on spec.source).
         let command =
             backup::command(&job.spec, &namespace, &tags, &mut access, read).ok_or(Error::MissingObjectField {
