@@ -24,6 +24,7 @@ pub mod restore_request;
 pub mod schedule;
 pub mod schedule_plan;
 pub mod schedule_verification;
+pub mod schedule_window;
 pub mod status;
 pub mod storage_group;
 pub mod verification;

@@ -1048,3 +1048,213 @@ async fn a_group_is_checked_again_once_its_check_interval_has_passed() {
     wait_for_check_pods(&pods, 2).await;
     env.stop().await;
 }
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn max_concurrent_jobs_holds_a_second_job_until_the_first_ends() {
+    let env = TestEnv::start("hort-slots", Clock::System).await;
+    let (client, ns) = (env.client.clone(), env.ns.clone());
+    let groups: Api<StorageGroup> = env.api();
+    let jobs: Api<BackupJob> = env.api();
+    let pods: Api<Pod> = env.api();
+    ready_s3_group(&client, &ns).await;
+    usable_claim(&client, &ns, "data").await;
+    groups
+        .patch(
+            "s3",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"maxConcurrentJobs": 1}})),
+        )
+        .await
+        .unwrap();
+    let job = |name: &str| {
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": name},
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data", "snapshot": "None"}},
+                        "backoffLimit": 0}})
+    };
+
+    // The first job takes the group's one slot and runs its agent pod.
+    create(&jobs, job("first")).await;
+    wait_for(&pods, "first-1", "the first job's agent pod", |_| true).await;
+    // The second waits, visibly, while the first one's pod runs.
+    create(&jobs, job("second")).await;
+    wait_for(&jobs, "second", "the second job to wait for a slot", |j| {
+        j.status.as_ref().is_some_and(|s| {
+            s.phase == Phase::Pending
+                && s.attempts == 0
+                && condition(Some(&s.conditions), "GroupSlot").is_some_and(|c| {
+                    c.status == "False"
+                        && c.reason == "WaitingForGroupSlot"
+                        && c.message
+                            .contains("StorageGroup \"s3\": 1 of its 1 (spec.maxConcurrentJobs)")
+                })
+        })
+    })
+    .await;
+    let notes = wait_for_event(&client, &ns, "second", "WaitingForGroupSlot").await;
+    assert!(notes[0].contains("StorageGroup \"s3\""), "{notes:?}");
+    // It keeps waiting: several looks later (every 3 s) it has still no pod.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(pods.get_opt("second-1").await.unwrap().is_none(), "no slot was free");
+
+    // The first job ends: the second starts.
+    finish_pod(&pods, "first-1", 0, &backup_report("aa11bb22", 10, 10, 10, 1)).await;
+    wait_for(&jobs, "first", "the first job to succeed", |j| {
+        j.status.as_ref().is_some_and(|s| s.phase == Phase::Succeeded)
+    })
+    .await;
+    wait_for(
+        &pods,
+        "second-1",
+        "the second job's agent pod once the slot freed",
+        |_| true,
+    )
+    .await;
+    wait_for(&jobs, "second", "the second job to hold the slot", |j| {
+        j.status.as_ref().is_some_and(|s| {
+            s.attempts == 1
+                && condition(Some(&s.conditions), "GroupSlot")
+                    .is_some_and(|c| c.status == "True" && c.reason == "GroupSlotTaken")
+        })
+    })
+    .await;
+
+    // Zero is refused by the API server, naming the field.
+    let err = groups
+        .patch(
+            "s3",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"maxConcurrentJobs": 0}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("spec.maxConcurrentJobs"), "{err}");
+    env.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn schedule_windows_hold_or_skip_runs_due_outside_them() {
+    let clock = Clock::manual(Timestamp::now());
+    let env = TestEnv::start("hort-windows", clock.clone()).await;
+    let (client, ns) = (env.client.clone(), env.ns.clone());
+    let schedules: Api<Schedule> = env.api();
+    let jobs: Api<BackupJob> = env.api();
+
+    // Hourly; one window 01:00-02:00 in Tokyo (16:00-17:00 UTC the day before).
+    let schedule = |name: &str, outside: &str| {
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "Schedule", "metadata": {"name": name},
+               "spec": {"schedule": "0 * * * *", "timeZone": "Asia/Tokyo", "concurrencyPolicy": "Allow",
+                        "windows": [{"start": "01:00", "end": "02:00"}], "outsideWindow": outside,
+                        "jobTemplate": {"spec": {"storageGroupRef": {"name": "s3"},
+                                                 "source": {"volume": {"claimName": "data", "snapshot": "None"}}}}}})
+    };
+    let created = create(&schedules, schedule("held", "Wait")).await;
+    create(&schedules, schedule("skipped", "Skip")).await;
+    let created = created.metadata.creation_timestamp.unwrap().0;
+    let cron = CronSchedule::parse("0 * * * *", Some("Asia/Tokyo")).unwrap();
+    // The first hourly time that is not 16:00 UTC, i.e. outside the window.
+    let mut due = cron.next_after(created).unwrap();
+    while due.to_zoned(jiff::tz::TimeZone::UTC).hour() == 16 {
+        due = cron.next_after(due).unwrap();
+    }
+    let day = due.to_zoned(jiff::tz::TimeZone::UTC).date();
+    let mut opens = day
+        .at(16, 0, 0, 0)
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .unwrap()
+        .timestamp();
+    if opens <= due {
+        opens = day
+            .tomorrow()
+            .unwrap()
+            .at(16, 0, 0, 0)
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .unwrap()
+            .timestamp();
+    }
+
+    // Due outside the window: Wait holds the run and says until when; Skip skips it.
+    clock.set(due + SignedDuration::from_secs(10));
+    poke(&schedules, "held", 1).await;
+    poke(&schedules, "skipped", 1).await;
+    wait_for(&schedules, "held", "the run to wait for the window", |s| {
+        schedule_ready_message(s).contains(&format!(
+            "waits: every backup window (spec.windows) is closed; the next opens at {opens}"
+        ))
+    })
+    .await;
+    wait_for_event(&client, &ns, "held", "WaitingForWindow").await;
+    wait_for(&schedules, "skipped", "the run to be skipped", |s| {
+        s.status
+            .as_ref()
+            .and_then(|s| s.last_skipped_time.as_ref())
+            .map(|t| t.0)
+            == Some(due)
+            && schedule_ready_message(s).contains("was skipped")
+    })
+    .await;
+    wait_for_event(&client, &ns, "skipped", "SkippedOutsideWindow").await;
+    assert!(jobs.list(&Default::default()).await.unwrap().items.is_empty());
+
+    // The window opens: the waiting schedule creates one job, for its latest due time; the
+    // skipping one creates the job of the time inside the window, not the skipped one.
+    clock.set(opens + SignedDuration::from_secs(10));
+    poke(&schedules, "held", 2).await;
+    poke(&schedules, "skipped", 2).await;
+    wait_for(
+        &jobs,
+        &job_name("held", opens),
+        "the held run's job once the window opened",
+        |_| true,
+    )
+    .await;
+    wait_for(
+        &jobs,
+        &job_name("skipped", opens),
+        "the next run inside the window",
+        |_| true,
+    )
+    .await;
+    let names: Vec<String> = jobs
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|j| j.name_any())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(!names.contains(&job_name("skipped", due)), "{names:?}");
+
+    // Validation names the field.
+    let err = schedules
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"windows": [{"start": "1:00", "end": "02:00"}]}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("spec.windows[0].start"), "{err}");
+    let err = schedules
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"windows": [{"start": "02:00", "end": "02:00"}]}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("start and end must differ"), "{err}");
+    let mut no_windows = schedule("nowin", "Skip");
+    no_windows["spec"].as_object_mut().unwrap().remove("windows");
+    let err = schedules
+        .create(&Default::default(), &serde_json::from_value(no_windows).unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("spec.outsideWindow: Skip needs spec.windows"),
+        "{err}"
+    );
+    env.stop().await;
+}
