@@ -1258,3 +1258,117 @@ async fn schedule_windows_hold_or_skip_runs_due_outside_them() {
     );
     env.stop().await;
 }
+
+/// The node slot gate and node-affinity exclusions of pod `name`.
+async fn slot_state(pods: &Api<Pod>, name: &str) -> (bool, Vec<String>) {
+    let pod = pods.get(name).await.unwrap();
+    let spec = pod.spec.unwrap();
+    let gated = spec
+        .scheduling_gates
+        .iter()
+        .flatten()
+        .any(|g| g.name == hort_operator::node_slots::NODE_SLOT_GATE);
+    let excluded = spec
+        .affinity
+        .and_then(|a| a.node_affinity)
+        .and_then(|n| n.required_during_scheduling_ignored_during_execution)
+        .map(|s| s.node_selector_terms)
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|t| t.match_fields.unwrap_or_default())
+        .filter(|r| r.operator == "NotIn")
+        .flat_map(|r| r.values.unwrap_or_default())
+        .collect();
+    (gated, excluded)
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn max_jobs_per_node_releases_agent_pods_only_where_a_slot_is_free() {
+    let env = TestEnv::start("hort-nodeslots", Clock::System).await;
+    let (client, ns) = (env.client.clone(), env.ns.clone());
+    let pods: Api<Pod> = env.api();
+    let slots = tokio::spawn(hort_operator::node_slots::run(
+        client.clone(),
+        hort_operator::controllers::Scope::Namespace(ns.clone()),
+        1,
+    ));
+    // Agent pods as the operator creates them with a limit: gated; `pin` as for a claim that
+    // one node mounts.
+    let agent = |name: &str, pin: Option<&str>| {
+        let mut pod = json!({"metadata": {"name": name, "labels": {"hort.dev/agent-role": "backup"}},
+                             "spec": {"containers": [{"name": "agent", "image": "hort-agent:test"}],
+                                      "schedulingGates": [{"name": "hort.dev/node-slot"}]}});
+        if let Some(node) = pin {
+            pod["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]}}});
+        }
+        pod
+    };
+    // What the scheduler does: binds the pod to a node.
+    let bind = |name: &'static str, node: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+                                 "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+            pods.create_subresource::<serde_json::Value, serde_json::Value>(
+                "binding",
+                name,
+                &Default::default(),
+                &binding,
+            )
+            .await
+            .unwrap();
+        }
+    };
+    let released = |name: &'static str| {
+        let pods = pods.clone();
+        async move {
+            wait_for(
+                &pods,
+                name,
+                "the pod to be released from its node-slot gate",
+                |p: &Pod| {
+                    !p.spec
+                        .as_ref()
+                        .and_then(|s| s.scheduling_gates.as_ref())
+                        .is_some_and(|g| g.iter().any(|g| g.name == "hort.dev/node-slot"))
+                },
+            )
+            .await;
+        }
+    };
+
+    // Nothing runs: a is released as it is, and the scheduler puts it on node-1.
+    create(&pods, agent("a", None)).await;
+    released("a").await;
+    assert_eq!(slot_state(&pods, "a").await, (false, vec![]));
+    bind("a", "node-1").await;
+    // node-1 is at the limit: b is released kept off it.
+    create(&pods, agent("b", None)).await;
+    released("b").await;
+    assert_eq!(slot_state(&pods, "b").await, (false, vec!["node-1".to_string()]));
+    // b is not bound yet and may go to any other node: c waits; d may only go to node-1,
+    // which is full: it waits too.
+    create(&pods, agent("c", None)).await;
+    create(&pods, agent("d", Some("node-1"))).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        slot_state(&pods, "c").await.0,
+        "c must wait while b may still land anywhere"
+    );
+    assert!(slot_state(&pods, "d").await.0, "d must wait while node-1 is full");
+    // a ends: node-1 has a slot for d.
+    finish_pod(&pods, "a", 0, "done").await;
+    released("d").await;
+    assert!(slot_state(&pods, "c").await.0, "c still waits for b");
+    // b lands on node-2: c is released kept off node-2 (b) and node-1 (d, not bound yet).
+    bind("b", "node-2").await;
+    released("c").await;
+    assert_eq!(
+        slot_state(&pods, "c").await,
+        (false, vec!["node-1".to_string(), "node-2".to_string()])
+    );
+    slots.abort();
+    env.stop().await;
+}
