@@ -60,6 +60,11 @@ rejects "misspelled key in a values file" "at '/metrics/serviceMonitor': additio
 rejects "wrong type" "at '/tests/enabled': got string, want boolean" --set tests.enabled=yes
 rejects "value outside the enum" "at '/operator/logFormat': value must be one of" --set operator.logFormat=xml
 rejects "value outside the range" "at '/operator/maxConcurrentReconciles': minimum" --set operator.maxConcurrentReconciles=0
+rejects "value outside the range" "at '/operator/maxJobsPerNode': minimum" --set operator.maxJobsPerNode=-1
+says "operator.maxJobsPerNode reaches the operator" "$(helm_quiet template hort "$CHART" --set operator.maxJobsPerNode=3)" \
+  "name: HORT_MAX_JOBS_PER_NODE" 'value: "3"'
+! grep -q HORT_MAX_JOBS_PER_NODE <<<"$(helm_quiet template hort "$CHART")" || fail "maxJobsPerNode 0 must set no limit"
+pass "operator.maxJobsPerNode 0 sets no limit"
 rejects "not a quantity" "at '/agent/resources/limits/memory'" --set agent.resources.limits.memory=lots
 rejects "not a namespace name" "at '/operator/watchNamespace'" --set operator.watchNamespace=Team_A
 rejects "rbac.aggregatedRoles neither auto nor a boolean" "at '/rbac/aggregatedRoles'" --set rbac.aggregatedRoles=maybe

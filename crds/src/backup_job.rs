@@ -331,7 +331,9 @@ pub struct BackupJobStatus {
     /// The kind of source: postgres, mariadb or volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_kind: Option<SourceKind>,
-    /// Conditions: `StorageGroupReady`, `VolumeSnapshot` (volume sources), `Complete`, `Failed`.
+    /// Conditions: `StorageGroupReady`, `GroupSlot` (when the group sets `maxConcurrentJobs`:
+    /// False with reason `WaitingForGroupSlot` while the job waits for a slot), `VolumeSnapshot`
+    /// (volume sources), `Complete`, `Failed`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// When the first attempt started.

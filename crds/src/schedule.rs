@@ -33,7 +33,9 @@ use crate::verification::{DatabaseVerification, VolumeVerification};
     validation = Rule::new("!has(self.spec.verification) || (has(self.spec.jobTemplate.spec.source.volume) ? !has(self.spec.verification.database) && has(self.spec.verification.volume) : !has(self.spec.verification.volume))")
         .message("spec.verification must match the jobTemplate's source: a volume source needs verification.volume (with the size of the temporary claim), a database source takes no verification.volume"),
     validation = Rule::new("!has(self.spec.verification) || !has(self.spec.verification.database) || (has(self.spec.jobTemplate.spec.source.postgres) ? self.spec.verification.database.kind == 'Postgres' : self.spec.verification.database.kind == 'Mariadb')")
-        .message("spec.verification.database.kind must match the jobTemplate's source: Postgres for a postgres source, Mariadb for a mariadb source")
+        .message("spec.verification.database.kind must match the jobTemplate's source: Postgres for a postgres source, Mariadb for a mariadb source"),
+    validation = Rule::new("!has(self.spec.outsideWindow) || self.spec.outsideWindow != 'Skip' || (has(self.spec.windows) && self.spec.windows.size() > 0)")
+        .message("spec.outsideWindow: Skip needs spec.windows (the windows outside which runs are skipped)")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleSpec {
@@ -74,6 +76,73 @@ pub struct ScheduleSpec {
     /// in `status.lastVerification`. No verification when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<VerificationPolicy>,
+    /// Backup windows, read in `timeZone`: a BackupJob is created only while one of them is
+    /// open. A run due while every window is closed waits for the next window to open, or is
+    /// skipped (`outsideWindow`). No windows (the default): runs start when they are due.
+    /// Verifications and retention are not held by windows. `startingDeadlineSeconds` still
+    /// counts from the scheduled time, so a run that waits longer than it is skipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub windows: Vec<BackupWindow>,
+    /// What happens to a run that is due while every window in `windows` is closed: `Wait`
+    /// (the default) creates its BackupJob as soon as a window opens (at most once, however
+    /// many runs fell due meanwhile); `Skip` skips it, with an Event and
+    /// `status.lastSkippedTime`. `Skip` needs `windows`.
+    #[serde(default)]
+    pub outside_window: OutsideWindow,
+}
+
+/// A time of day, read in the Schedule's `timeZone`, during which backups may start.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.start != self.end")
+    .message("spec.windows[]: start and end must differ; for a window open all day leave windows unset"))]
+pub struct BackupWindow {
+    /// Days on which the window opens, e.g. `[Sat, Sun]`; every day when empty. A window over
+    /// midnight belongs to the day it opens: `{days: [Fri], start: "22:00", end: "04:00"}`
+    /// is open from Friday 22:00 to Saturday 04:00.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 7))]
+    pub days: Vec<Weekday>,
+    /// When the window opens, `HH:MM` (24 hours) local time. A time the clock skips
+    /// (daylight saving) is read with the offset before the jump: `02:30` on a day that skips
+    /// 02:00-03:00 is 03:30; a time the clock passes twice is the first of them. The same
+    /// holds for `end`.
+    #[schemars(length(min = 5, max = 5), regex(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
+    pub start: String,
+    /// When the window closes, `HH:MM` (24 hours) local time; earlier than `start` for a
+    /// window over midnight, which closes on the next day.
+    #[schemars(length(min = 5, max = 5), regex(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
+    pub end: String,
+}
+
+/// A day of the week.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Weekday {
+    /// Monday.
+    Mon,
+    /// Tuesday.
+    Tue,
+    /// Wednesday.
+    Wed,
+    /// Thursday.
+    Thu,
+    /// Friday.
+    Fri,
+    /// Saturday.
+    Sat,
+    /// Sunday.
+    Sun,
+}
+
+/// What happens to a run that is due while every backup window is closed.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum OutsideWindow {
+    /// Create its BackupJob when the next window opens.
+    #[default]
+    Wait,
+    /// Skip it.
+    Skip,
 }
 
 /// When and how a Schedule verifies its snapshots. Each Verification runs with the
@@ -245,6 +314,10 @@ pub struct ScheduleStatus {
     /// When the next BackupJob is due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_schedule_time: Option<Time>,
+    /// The scheduled time of the latest run skipped because every window was closed
+    /// (`outsideWindow: Skip`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_skipped_time: Option<Time>,
     /// BackupJobs of this schedule that are not finished.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub active: Vec<LocalObjectRef>,

@@ -71,6 +71,15 @@ pub struct StorageGroupSpec {
     #[serde(default = "default_check_interval")]
     #[schemars(range(min = 30, max = 86400))]
     pub check_interval_seconds: u32,
+    /// At most this many BackupJobs of this group run at once (1 to 1000; no limit when
+    /// unset). A job holds a slot from the start of its first attempt until it succeeds or
+    /// fails for good (its retries keep it). A job beyond the limit stays `Pending` with
+    /// condition `GroupSlot` False, reason `WaitingForGroupSlot` (and an Event), and starts
+    /// when a slot frees, oldest job (by creation time) first. RestoreRequests, Verifications
+    /// and the group's own checks are not counted and never wait for a slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_concurrent_jobs: Option<u32>,
 }
 
 fn default_check_interval() -> u32 {

@@ -110,7 +110,17 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
     let restores = snapshot_readers(&scope, &ctx, concurrency, Role::Restore, restore_request::reconcile);
     let verifications = snapshot_readers(&scope, &ctx, concurrency, Role::Verify, verification::reconcile);
 
-    tokio::join!(groups, jobs, schedules, restores, verifications);
+    // Releases agent pods for their node slots while the controllers run (it never ends).
+    let node_slots = async {
+        match ctx.agent.max_pods_per_node {
+            Some(limit) => crate::node_slots::run(client.clone(), scope.clone(), limit).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = async { tokio::join!(groups, jobs, schedules, restores, verifications) } => {}
+        () = node_slots => {}
+    }
 }
 
 /// A kind that reads a snapshot of a group: RestoreRequest and Verification.

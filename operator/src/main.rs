@@ -63,6 +63,12 @@ struct Args {
     #[arg(long, env = "HORT_MAX_CONCURRENT_RECONCILES", default_value_t = 16,
           value_parser = clap::value_parser!(u16).range(1..))]
     max_concurrent_reconciles: u16,
+    /// At most this many agent pods (checks, backups, restores, prunes, verifications) run on
+    /// one node at once; no limit when unset. Each agent pod is created held back by the
+    /// scheduling gate `hort.dev/node-slot` and released, oldest first, with a node affinity
+    /// that keeps it off the nodes at the limit.
+    #[arg(long, env = "HORT_MAX_JOBS_PER_NODE", value_parser = clap::value_parser!(u32).range(1..))]
+    max_jobs_per_node: Option<u32>,
 }
 
 /// Parses `--agent-resources`.
@@ -120,6 +126,7 @@ async fn main() -> anyhow::Result<()> {
         retry_backoff: Duration::from_secs(10),
         default_resources: args.agent_resources,
         default_deadline_seconds: Some(args.agent_active_deadline_seconds),
+        max_pods_per_node: args.max_jobs_per_node,
     };
     let elector = LeaderElector::new(
         &client,

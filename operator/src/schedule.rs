@@ -28,6 +28,7 @@ use crate::error::Result;
 use crate::events;
 use crate::references::Resolver;
 use crate::schedule_plan::{self, CronSchedule, Decision, Facts};
+use crate::schedule_window::Windows;
 use crate::status;
 use crate::storage_group;
 use crate::{schedule_verification, verification_plan};
@@ -56,9 +57,10 @@ pub async fn reconcile(cached: Arc<Schedule>, ctx: Arc<Context>) -> Result<Actio
             Some(policy) => Some((policy, verification_plan::parse(policy, time_zone)?)),
             None => None,
         };
-        Ok((cron, verification))
+        let windows = Windows::parse(&schedule.spec.windows, cron.zone())?;
+        Ok((cron, verification, windows))
     });
-    let (cron, verification) = match parsed {
+    let (cron, verification, windows) = match parsed {
         Ok(parsed) => parsed,
         Err(invalid) => {
             let observation = Observation {
@@ -109,7 +111,14 @@ pub async fn reconcile(cached: Arc<Schedule>, ctx: Arc<Context>) -> Result<Actio
     if let Some(newest) = newest_job.max(recorded) {
         status.last_schedule_time = Some(Time(newest));
     }
-    let last_scheduled = status.last_schedule_time.as_ref().map_or(created, |t| t.0);
+    // A run skipped outside every window is done with, as one that ran.
+    let skipped = status.last_skipped_time.as_ref().map(|t| t.0);
+    let last_scheduled = status
+        .last_schedule_time
+        .as_ref()
+        .map(|t| t.0)
+        .max(skipped)
+        .unwrap_or(created);
     let facts = Facts {
         now,
         last_scheduled,
@@ -117,9 +126,12 @@ pub async fn reconcile(cached: Arc<Schedule>, ctx: Arc<Context>) -> Result<Actio
         starting_deadline_seconds: schedule.spec.starting_deadline_seconds,
         concurrency_policy: schedule.spec.concurrency_policy,
         active_jobs: active.len(),
+        windows,
+        outside_window: schedule.spec.outside_window,
     };
     let decision = schedule_plan::decide(&cron, &facts);
     let mut new_job = None;
+    let mut window_opens = None;
     let (reason, message) = match decision {
         Decision::Idle if schedule.spec.suspend => {
             ("Suspended", "suspended: no new BackupJobs are created".to_string())
@@ -148,6 +160,35 @@ pub async fn reconcile(cached: Arc<Schedule>, ctx: Arc<Context>) -> Result<Actio
                 active.first().map(|j| j.name_any()).unwrap_or_default()
             ),
         ),
+        Decision::WaitForWindow { scheduled, opens } => {
+            window_opens = opens;
+            (
+                "WaitingForWindow",
+                match opens {
+                    Some(opens) => format!(
+                        "the run for {scheduled} waits: every backup window (spec.windows) is closed; the next opens at {opens}"
+                    ),
+                    None => format!(
+                        "the run for {scheduled} waits: every backup window (spec.windows) is closed, and none opens within a week"
+                    ),
+                },
+            )
+        }
+        Decision::SkipOutsideWindow { scheduled } => {
+            status.last_skipped_time = Some(Time(scheduled));
+            let message = format!(
+                "the run for {scheduled} was skipped: every backup window (spec.windows) was closed and outsideWindow is Skip"
+            );
+            events::publish(
+                &ctx,
+                &schedule,
+                EventType::Warning,
+                "SkippedOutsideWindow",
+                message.clone(),
+            )
+            .await;
+            ("SkippedOutsideWindow", message)
+        }
         Decision::MissedDeadline { scheduled } => (
             "MissedStartingDeadline",
             format!(
@@ -176,7 +217,7 @@ pub async fn reconcile(cached: Arc<Schedule>, ctx: Arc<Context>) -> Result<Actio
         message,
     };
     let before = conditions::find(&status.conditions, READY).cloned();
-    if reason != "Scheduled" {
+    if reason != "Scheduled" && reason != "SkippedOutsideWindow" {
         events::on_transition(&ctx, &schedule, before.as_ref(), &observation).await;
     }
     conditions::set(&mut status.conditions, observation, generation, now);
@@ -191,10 +232,7 @@ pub async fn reconcile(cached: Arc<Schedule>, ctx: Arc<Context>) -> Result<Actio
     };
     write_status(&ctx, &schedule, status).await?;
 
-    let next = match (next, next_verification) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let next = [next, next_verification, window_opens].into_iter().flatten().min();
     Ok(match next {
         Some(next) if !schedule.spec.suspend => {
             let wait = now.duration_until(next).as_secs().max(1);

@@ -5,9 +5,11 @@ use std::str::FromStr;
 
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
-use hort_crds::schedule::ConcurrencyPolicy;
+use hort_crds::schedule::{ConcurrencyPolicy, OutsideWindow};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
+
+use crate::schedule_window::Windows;
 
 /// A spec field that cannot be used, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +63,11 @@ impl CronSchedule {
             .map(|z| z.timestamp())
     }
 
+    /// The time zone the schedule is read in.
+    pub fn zone(&self) -> &TimeZone {
+        &self.zone
+    }
+
     /// The latest scheduled time in `(after, now]`, if any.
     pub fn latest_between(&self, after: Timestamp, now: Timestamp) -> Option<Timestamp> {
         let zoned = now.to_zoned(self.zone.clone());
@@ -85,6 +92,10 @@ pub struct Facts {
     pub concurrency_policy: ConcurrencyPolicy,
     /// Jobs of this schedule that have not finished.
     pub active_jobs: usize,
+    /// `spec.windows`; `None`: always open.
+    pub windows: Option<Windows>,
+    /// `spec.outsideWindow`.
+    pub outside_window: OutsideWindow,
 }
 
 /// What to do now.
@@ -109,6 +120,19 @@ pub enum Decision {
         /// The scheduled time that is skipped.
         scheduled: Timestamp,
     },
+    /// The run for `scheduled` is due, but every window is closed: it waits (`Wait`) until
+    /// `opens`.
+    WaitForWindow {
+        /// The scheduled time that waits.
+        scheduled: Timestamp,
+        /// When the next window opens (`None`: none opens within a week).
+        opens: Option<Timestamp>,
+    },
+    /// The run for `scheduled` is due while every window is closed, and `Skip` skips it.
+    SkipOutsideWindow {
+        /// The scheduled time that is skipped.
+        scheduled: Timestamp,
+    },
 }
 
 /// Decides what is due now. Of several missed times only the latest is considered, so an
@@ -124,6 +148,19 @@ pub fn decide(cron: &CronSchedule, facts: &Facts) -> Decision {
         && facts.now.duration_since(scheduled) > SignedDuration::from_secs(deadline)
     {
         return Decision::MissedDeadline { scheduled };
+    }
+    // Runs start only inside a window: checked at the time the run would start, so a run
+    // that waited for another job (Forbid) until its window closed waits or is skipped too.
+    if let Some(windows) = &facts.windows
+        && !windows.is_open(facts.now)
+    {
+        return match facts.outside_window {
+            OutsideWindow::Wait => Decision::WaitForWindow {
+                scheduled,
+                opens: windows.next_open(facts.now),
+            },
+            OutsideWindow::Skip => Decision::SkipOutsideWindow { scheduled },
+        };
     }
     match (facts.active_jobs, facts.concurrency_policy) {
         (0, _) | (_, ConcurrencyPolicy::Allow) => Decision::Run {
@@ -168,7 +205,76 @@ mod tests {
             starting_deadline_seconds: None,
             concurrency_policy: ConcurrencyPolicy::Forbid,
             active_jobs: 0,
+            windows: None,
+            outside_window: OutsideWindow::Wait,
         }
+    }
+
+    fn windows(zone: &str, json: &str) -> Option<Windows> {
+        let spec: Vec<hort_crds::schedule::BackupWindow> = serde_json::from_str(json).unwrap();
+        Windows::parse(&spec, &TimeZone::get(zone).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_run_due_outside_every_window_waits_for_the_next_one() {
+        // Hourly, window 01:00-03:00 in Berlin (00:00-02:00 UTC in winter).
+        let cron: CronSchedule = "0 * * * *".parse().unwrap();
+        let mut f = facts("2026-01-10T12:00:10Z", "2026-01-10T02:00:00Z");
+        f.windows = windows("Europe/Berlin", r#"[{"start": "01:00", "end": "03:00"}]"#);
+        assert_eq!(
+            decide(&cron, &f),
+            Decision::WaitForWindow {
+                scheduled: t("2026-01-10T12:00:00Z"),
+                opens: Some(t("2026-01-11T00:00:00Z"))
+            }
+        );
+        // The window opens: only the latest due run starts, once.
+        f.now = t("2026-01-11T00:00:05Z");
+        assert_eq!(
+            decide(&cron, &f),
+            Decision::Run {
+                scheduled: t("2026-01-11T00:00:00Z"),
+                replace_active: false
+            }
+        );
+        // Skip: the run due outside is skipped instead.
+        f.now = t("2026-01-10T12:00:10Z");
+        f.outside_window = OutsideWindow::Skip;
+        assert_eq!(
+            decide(&cron, &f),
+            Decision::SkipOutsideWindow {
+                scheduled: t("2026-01-10T12:00:00Z")
+            }
+        );
+        // Inside the window, both policies run.
+        f.now = t("2026-01-11T01:00:10Z");
+        f.last_scheduled = t("2026-01-11T00:00:00Z");
+        assert!(matches!(decide(&cron, &f), Decision::Run { .. }));
+    }
+
+    #[test]
+    fn windows_over_midnight_on_a_daylight_saving_day() {
+        // Daily at 22:30 New York time, window 23:00-02:00 there; 2026-03-08 skips 02:00-03:00.
+        let cron = CronSchedule::parse("30 22 * * *", Some("America/New_York")).unwrap();
+        let mut f = facts("2026-03-08T02:30:10Z", "2026-03-07T03:30:00Z");
+        f.windows = windows("America/New_York", r#"[{"start": "23:00", "end": "02:00"}]"#);
+        // 21:30 EST on 7 March: the 22:30 run of 7 March is not due yet; at 22:30 EST it waits
+        // for 23:00 EST (04:00 UTC).
+        assert_eq!(decide(&cron, &f), Decision::Idle);
+        f.now = t("2026-03-08T03:30:10Z");
+        assert_eq!(
+            decide(&cron, &f),
+            Decision::WaitForWindow {
+                scheduled: t("2026-03-08T03:30:00Z"),
+                opens: Some(t("2026-03-08T04:00:00Z"))
+            }
+        );
+        // 01:59 EST after midnight (06:59 UTC): still open; 02:00 EST does not exist that
+        // night, so the window closes at 03:00 EDT = 07:00 UTC.
+        f.now = t("2026-03-08T06:59:00Z");
+        assert!(matches!(decide(&cron, &f), Decision::Run { .. }));
+        f.now = t("2026-03-08T07:00:00Z");
+        assert!(matches!(decide(&cron, &f), Decision::WaitForWindow { .. }));
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub fn decide(
             starting_deadline_seconds: None,
             concurrency_policy: ConcurrencyPolicy::Forbid,
             active_jobs: active,
+            // Backup windows hold backups only.
+            windows: None,
+            outside_window: Default::default(),
         },
     )
 }

@@ -1136,3 +1136,327 @@ async fn a_group_is_checked_again_once_its_check_interval_has_passed() {
     wait_for_check_pods(&pods, 2).await;
     env.stop().await;
 }
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn max_concurrent_jobs_holds_a_second_job_until_the_first_ends() {
+    let env = TestEnv::start("hort-slots", Clock::System).await;
+    let (client, ns) = (env.client.clone(), env.ns.clone());
+    let groups: Api<StorageGroup> = env.api();
+    let jobs: Api<BackupJob> = env.api();
+    let pods: Api<Pod> = env.api();
+    ready_s3_group(&client, &ns).await;
+    usable_claim(&client, &ns, "data").await;
+    groups
+        .patch(
+            "s3",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"maxConcurrentJobs": 1}})),
+        )
+        .await
+        .unwrap();
+    let job = |name: &str| {
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": name},
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data", "snapshot": "None"}},
+                        "backoffLimit": 0}})
+    };
+
+    // The first job takes the group's one slot and runs its agent pod.
+    create(&jobs, job("first")).await;
+    wait_for(&pods, "first-1", "the first job's agent pod", |_| true).await;
+    // The second waits, visibly, while the first one's pod runs.
+    create(&jobs, job("second")).await;
+    wait_for(&jobs, "second", "the second job to wait for a slot", |j| {
+        j.status.as_ref().is_some_and(|s| {
+            s.phase == Phase::Pending
+                && s.attempts == 0
+                && condition(Some(&s.conditions), "GroupSlot").is_some_and(|c| {
+                    c.status == "False"
+                        && c.reason == "WaitingForGroupSlot"
+                        && c.message
+                            .contains("StorageGroup \"s3\": 1 of its 1 (spec.maxConcurrentJobs)")
+                })
+        })
+    })
+    .await;
+    let notes = wait_for_event(&client, &ns, "second", "WaitingForGroupSlot").await;
+    assert!(notes[0].contains("StorageGroup \"s3\""), "{notes:?}");
+    // It keeps waiting: several looks later (every 3 s) it has still no pod.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(pods.get_opt("second-1").await.unwrap().is_none(), "no slot was free");
+
+    // The first job ends: the second starts.
+    finish_pod(&pods, "first-1", 0, &backup_report("aa11bb22", 10, 10, 10, 1)).await;
+    wait_for(&jobs, "first", "the first job to succeed", |j| {
+        j.status.as_ref().is_some_and(|s| s.phase == Phase::Succeeded)
+    })
+    .await;
+    wait_for(
+        &pods,
+        "second-1",
+        "the second job's agent pod once the slot freed",
+        |_| true,
+    )
+    .await;
+    wait_for(&jobs, "second", "the second job to hold the slot", |j| {
+        j.status.as_ref().is_some_and(|s| {
+            s.attempts == 1
+                && condition(Some(&s.conditions), "GroupSlot")
+                    .is_some_and(|c| c.status == "True" && c.reason == "GroupSlotTaken")
+        })
+    })
+    .await;
+
+    // Zero is refused by the API server, naming the field.
+    let err = groups
+        .patch(
+            "s3",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"maxConcurrentJobs": 0}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("spec.maxConcurrentJobs"), "{err}");
+    env.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn schedule_windows_hold_or_skip_runs_due_outside_them() {
+    let clock = Clock::manual(Timestamp::now());
+    let env = TestEnv::start("hort-windows", clock.clone()).await;
+    let (client, ns) = (env.client.clone(), env.ns.clone());
+    let schedules: Api<Schedule> = env.api();
+    let jobs: Api<BackupJob> = env.api();
+
+    // Hourly; one window 01:00-02:00 in Tokyo (16:00-17:00 UTC the day before).
+    let schedule = |name: &str, outside: &str| {
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "Schedule", "metadata": {"name": name},
+               "spec": {"schedule": "0 * * * *", "timeZone": "Asia/Tokyo", "concurrencyPolicy": "Allow",
+                        "windows": [{"start": "01:00", "end": "02:00"}], "outsideWindow": outside,
+                        "jobTemplate": {"spec": {"storageGroupRef": {"name": "s3"},
+                                                 "source": {"volume": {"claimName": "data", "snapshot": "None"}}}}}})
+    };
+    let created = create(&schedules, schedule("held", "Wait")).await;
+    create(&schedules, schedule("skipped", "Skip")).await;
+    let created = created.metadata.creation_timestamp.unwrap().0;
+    let cron = CronSchedule::parse("0 * * * *", Some("Asia/Tokyo")).unwrap();
+    // The first hourly time that is not 16:00 UTC, i.e. outside the window.
+    let mut due = cron.next_after(created).unwrap();
+    while due.to_zoned(jiff::tz::TimeZone::UTC).hour() == 16 {
+        due = cron.next_after(due).unwrap();
+    }
+    let day = due.to_zoned(jiff::tz::TimeZone::UTC).date();
+    let mut opens = day
+        .at(16, 0, 0, 0)
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .unwrap()
+        .timestamp();
+    if opens <= due {
+        opens = day
+            .tomorrow()
+            .unwrap()
+            .at(16, 0, 0, 0)
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .unwrap()
+            .timestamp();
+    }
+
+    // Due outside the window: Wait holds the run and says until when; Skip skips it.
+    clock.set(due + SignedDuration::from_secs(10));
+    poke(&schedules, "held", 1).await;
+    poke(&schedules, "skipped", 1).await;
+    wait_for(&schedules, "held", "the run to wait for the window", |s| {
+        schedule_ready_message(s).contains(&format!(
+            "waits: every backup window (spec.windows) is closed; the next opens at {opens}"
+        ))
+    })
+    .await;
+    wait_for_event(&client, &ns, "held", "WaitingForWindow").await;
+    wait_for(&schedules, "skipped", "the run to be skipped", |s| {
+        s.status
+            .as_ref()
+            .and_then(|s| s.last_skipped_time.as_ref())
+            .map(|t| t.0)
+            == Some(due)
+            && schedule_ready_message(s).contains("was skipped")
+    })
+    .await;
+    wait_for_event(&client, &ns, "skipped", "SkippedOutsideWindow").await;
+    assert!(jobs.list(&Default::default()).await.unwrap().items.is_empty());
+
+    // The window opens: the waiting schedule creates one job, for its latest due time; the
+    // skipping one creates the job of the time inside the window, not the skipped one.
+    clock.set(opens + SignedDuration::from_secs(10));
+    poke(&schedules, "held", 2).await;
+    poke(&schedules, "skipped", 2).await;
+    wait_for(
+        &jobs,
+        &job_name("held", opens),
+        "the held run's job once the window opened",
+        |_| true,
+    )
+    .await;
+    wait_for(
+        &jobs,
+        &job_name("skipped", opens),
+        "the next run inside the window",
+        |_| true,
+    )
+    .await;
+    let names: Vec<String> = jobs
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|j| j.name_any())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(!names.contains(&job_name("skipped", due)), "{names:?}");
+
+    // Validation names the field.
+    let err = schedules
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"windows": [{"start": "1:00", "end": "02:00"}]}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("spec.windows[0].start"), "{err}");
+    let err = schedules
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"windows": [{"start": "02:00", "end": "02:00"}]}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("start and end must differ"), "{err}");
+    let mut no_windows = schedule("nowin", "Skip");
+    no_windows["spec"].as_object_mut().unwrap().remove("windows");
+    let err = schedules
+        .create(&Default::default(), &serde_json::from_value(no_windows).unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("spec.outsideWindow: Skip needs spec.windows"),
+        "{err}"
+    );
+    env.stop().await;
+}
+
+/// The node slot gate and node-affinity exclusions of pod `name`.
+async fn slot_state(pods: &Api<Pod>, name: &str) -> (bool, Vec<String>) {
+    let pod = pods.get(name).await.unwrap();
+    let spec = pod.spec.unwrap();
+    let gated = spec
+        .scheduling_gates
+        .iter()
+        .flatten()
+        .any(|g| g.name == hort_operator::node_slots::NODE_SLOT_GATE);
+    let excluded = spec
+        .affinity
+        .and_then(|a| a.node_affinity)
+        .and_then(|n| n.required_during_scheduling_ignored_during_execution)
+        .map(|s| s.node_selector_terms)
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|t| t.match_fields.unwrap_or_default())
+        .filter(|r| r.operator == "NotIn")
+        .flat_map(|r| r.values.unwrap_or_default())
+        .collect();
+    (gated, excluded)
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn max_jobs_per_node_releases_agent_pods_only_where_a_slot_is_free() {
+    let env = TestEnv::start("hort-nodeslots", Clock::System).await;
+    let (client, ns) = (env.client.clone(), env.ns.clone());
+    let pods: Api<Pod> = env.api();
+    let slots = tokio::spawn(hort_operator::node_slots::run(
+        client.clone(),
+        hort_operator::controllers::Scope::Namespace(ns.clone()),
+        1,
+    ));
+    // Agent pods as the operator creates them with a limit: gated; `pin` as for a claim that
+    // one node mounts.
+    let agent = |name: &str, pin: Option<&str>| {
+        let mut pod = json!({"metadata": {"name": name, "labels": {"hort.dev/agent-role": "backup"}},
+                             "spec": {"containers": [{"name": "agent", "image": "hort-agent:test"}],
+                                      "schedulingGates": [{"name": "hort.dev/node-slot"}]}});
+        if let Some(node) = pin {
+            pod["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]}}});
+        }
+        pod
+    };
+    // What the scheduler does: binds the pod to a node.
+    let bind = |name: &'static str, node: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+                                 "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+            pods.create_subresource::<serde_json::Value, serde_json::Value>(
+                "binding",
+                name,
+                &Default::default(),
+                &binding,
+            )
+            .await
+            .unwrap();
+        }
+    };
+    let released = |name: &'static str| {
+        let pods = pods.clone();
+        async move {
+            wait_for(
+                &pods,
+                name,
+                "the pod to be released from its node-slot gate",
+                |p: &Pod| {
+                    !p.spec
+                        .as_ref()
+                        .and_then(|s| s.scheduling_gates.as_ref())
+                        .is_some_and(|g| g.iter().any(|g| g.name == "hort.dev/node-slot"))
+                },
+            )
+            .await;
+        }
+    };
+
+    // Nothing runs: a is released as it is, and the scheduler puts it on node-1.
+    create(&pods, agent("a", None)).await;
+    released("a").await;
+    assert_eq!(slot_state(&pods, "a").await, (false, vec![]));
+    bind("a", "node-1").await;
+    // node-1 is at the limit: b is released kept off it.
+    create(&pods, agent("b", None)).await;
+    released("b").await;
+    assert_eq!(slot_state(&pods, "b").await, (false, vec!["node-1".to_string()]));
+    // b is not bound yet and may go to any other node: c waits; d may only go to node-1,
+    // which is full: it waits too.
+    create(&pods, agent("c", None)).await;
+    create(&pods, agent("d", Some("node-1"))).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        slot_state(&pods, "c").await.0,
+        "c must wait while b may still land anywhere"
+    );
+    assert!(slot_state(&pods, "d").await.0, "d must wait while node-1 is full");
+    // a ends: node-1 has a slot for d.
+    finish_pod(&pods, "a", 0, "done").await;
+    released("d").await;
+    assert!(slot_state(&pods, "c").await.0, "c still waits for b");
+    // b lands on node-2: c is released kept off node-2 (b) and node-1 (d, not bound yet).
+    bind("b", "node-2").await;
+    released("c").await;
+    assert_eq!(
+        slot_state(&pods, "c").await,
+        (false, vec!["node-1".to_string(), "node-2".to_string()])
+    );
+    slots.abort();
+    env.stop().await;
+}

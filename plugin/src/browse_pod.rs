@@ -70,6 +70,8 @@ pub fn browse_pod(group: &StorageGroup, image: &AgentImage, name: &str, command:
         retry_backoff: std::time::Duration::ZERO,
         default_resources: None,
         default_deadline_seconds: Some(IDLE_SECONDS),
+        // Browse pods are not held for a node slot: they are counted once bound.
+        max_pods_per_node: None,
     };
     let owner = OwnerReference {
         api_version: StorageGroup::api_version(&()).into_owned(),

@@ -88,9 +88,12 @@ pub const PRE_HOOKS_GATE: &str = "hort.dev/pre-hooks";
 /// `pod`, held back from scheduling by [`PRE_HOOKS_GATE`] until [`release`]d.
 pub fn gated(mut pod: Pod) -> Pod {
     if let Some(spec) = pod.spec.as_mut() {
-        spec.scheduling_gates = Some(vec![PodSchedulingGate {
-            name: PRE_HOOKS_GATE.into(),
-        }]);
+        // Beside the node-slot gate, if the pod has it (crate::node_slots).
+        spec.scheduling_gates
+            .get_or_insert_with(Vec::new)
+            .push(PodSchedulingGate {
+                name: PRE_HOOKS_GATE.into(),
+            });
     }
     pod
 }
@@ -103,10 +106,11 @@ pub fn is_gated(pod: &Pod) -> bool {
         .is_some_and(|gates| gates.iter().any(|g| g.name == PRE_HOOKS_GATE))
 }
 
-/// Lets the [`gated`] pod `name` be scheduled.
+/// Lets the [`gated`] pod `name` be scheduled (removes only [`PRE_HOOKS_GATE`]: a node-slot
+/// gate stays until `node_slots` releases it).
 pub async fn release(pods: &Api<Pod>, name: &str) -> kube::Result<()> {
-    let remove = serde_json::json!({"spec": {"schedulingGates": null}});
-    pods.patch(name, &PatchParams::default(), &Patch::Merge(remove))
+    let remove = serde_json::json!({"spec": {"schedulingGates": [{"$patch": "delete", "name": PRE_HOOKS_GATE}]}});
+    pods.patch(name, &PatchParams::default(), &Patch::Strategic(remove))
         .await
         .map(|_| ())
 }

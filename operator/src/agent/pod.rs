@@ -23,6 +23,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::{ROLE_LABEL, Role};
+use crate::node_slots::NODE_SLOT_GATE;
 use crate::storage_group::S3_CREDENTIAL_KEYS;
 /// The only capabilities agent containers that mount a claim keep: all are allowed by the Pod
 /// Security Standard "baseline" (`DAC_OVERRIDE` includes reading any file and searching any
@@ -57,6 +58,9 @@ pub struct AgentSettings {
     pub default_resources: Option<ResourceRequirements>,
     /// Seconds an agent pod may run when its object sets no `activeDeadlineSeconds`.
     pub default_deadline_seconds: Option<i64>,
+    /// At most this many agent pods on one node: each pod is created held back by
+    /// [`NODE_SLOT_GATE`] until [`crate::node_slots`] releases it. No limit when `None`.
+    pub max_pods_per_node: Option<u32>,
 }
 
 /// The environment, volumes and mounts that give an agent access to a group's repository.
@@ -348,6 +352,11 @@ pub fn build(settings: &AgentSettings, agent: AgentPod<'_>) -> Pod {
             tolerations: (!overrides.tolerations.is_empty()).then_some(overrides.tolerations),
             priority_class_name: overrides.priority_class_name,
             affinity: agent.node.map(on_node),
+            scheduling_gates: settings.max_pods_per_node.map(|_| {
+                vec![k8s_openapi::api::core::v1::PodSchedulingGate {
+                    name: NODE_SLOT_GATE.into(),
+                }]
+            }),
             security_context: Some(PodSecurityContext {
                 seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
                     type_: "RuntimeDefault".into(),
@@ -466,6 +475,7 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
             retry_backoff: std::time::Duration::from_secs(10),
             default_resources: defaults,
             default_deadline_seconds: None,
+            max_pods_per_node: None,
         }
     }
 
@@ -484,6 +494,36 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
             ..test_settings(defaults)
         };
         check_pod_of(&settings, &spec, Some(&overrides), deadline, node)
+    }
+
+    #[test]
+    fn with_a_node_limit_every_agent_pod_is_created_gated() {
+        let spec = group("targets: [{name: disk, pvc: {claimName: d}}]\nencryption: {keySecretRef: {name: k}}");
+        let gates = |settings: &AgentSettings| {
+            check_pod_of(settings, &spec, None, None, None)
+                .spec
+                .unwrap()
+                .scheduling_gates
+        };
+        assert_eq!(gates(&test_settings(None)), None);
+        let limited = AgentSettings {
+            max_pods_per_node: Some(2),
+            ..test_settings(None)
+        };
+        let gates = gates(&limited).unwrap();
+        assert_eq!(gates.len(), 1);
+        assert_eq!(gates[0].name, NODE_SLOT_GATE);
+        // The pre-hooks gate goes beside it, not over it.
+        let both = crate::agent::api::gated(check_pod_of(&limited, &spec, None, None, None));
+        let names: Vec<String> = both
+            .spec
+            .unwrap()
+            .scheduling_gates
+            .unwrap()
+            .into_iter()
+            .map(|g| g.name)
+            .collect();
+        assert_eq!(names, [NODE_SLOT_GATE, crate::agent::api::PRE_HOOKS_GATE]);
     }
 
     /// The check pod of group `spec`, as the operator builds it with `settings`.

@@ -303,6 +303,7 @@ mod tests {
             retry_backoff: std::time::Duration::from_secs(1),
             default_resources: None,
             default_deadline_seconds: None,
+            max_pods_per_node: None,
         }
     }
 

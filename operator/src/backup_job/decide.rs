@@ -105,6 +105,84 @@ pub enum AttemptState {
     },
 }
 
+/// Whether a job that has not started may take a slot of its group (`maxConcurrentJobs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// It may start: the group has no limit, or a slot is free and no older job waits for it.
+    Free,
+    /// It waits: `running` jobs of the group hold slots and `ahead` older jobs wait before it.
+    Wait {
+        /// The StorageGroup's name.
+        group: String,
+        /// `maxConcurrentJobs`.
+        limit: u32,
+        /// Jobs of the group that hold a slot.
+        running: u32,
+        /// Older jobs of the group that wait for a slot too.
+        ahead: u32,
+    },
+}
+
+impl Slot {
+    /// The status message and Event note of a job that waits; empty for [`Slot::Free`].
+    pub fn message(&self) -> String {
+        match self {
+            Slot::Free => String::new(),
+            Slot::Wait {
+                group,
+                limit,
+                running,
+                ahead,
+            } => format!(
+                "waiting for a slot of StorageGroup {group:?}: {running} of its {limit} (spec.maxConcurrentJobs) \
+                 BackupJobs run, {ahead} older job(s) wait before this one"
+            ),
+        }
+    }
+}
+
+/// A BackupJob of the same StorageGroup that has not finished, as slot counting sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupJob {
+    /// Its name.
+    pub name: String,
+    /// Its creation time.
+    pub created: Timestamp,
+    /// It holds a slot: its first attempt started (recorded in status, or its agent pod exists).
+    pub started: bool,
+    /// It has not started and waits for a slot or has not been looked at yet; a job that got a
+    /// slot but waits for something else (a Secret that does not exist yet) is not in line.
+    pub in_line: bool,
+}
+
+/// The slot of job `me` (not started) in group `group` with `limit` (`None`: no limit), given
+/// the group's unfinished jobs `others` (`me` among them or not). Oldest first: a job starts
+/// only when the jobs holding slots and the older jobs in line leave a slot free.
+pub fn slot(group: &str, limit: Option<u32>, me: &GroupJob, others: &[GroupJob]) -> Slot {
+    let Some(limit) = limit else {
+        return Slot::Free;
+    };
+    let others = others.iter().filter(|j| j.name != me.name);
+    let (mut running, mut ahead) = (0u32, 0u32);
+    for job in others {
+        if job.started {
+            running += 1;
+        } else if job.in_line && (&job.created, &job.name) < (&me.created, &me.name) {
+            ahead += 1;
+        }
+    }
+    if running + ahead < limit {
+        Slot::Free
+    } else {
+        Slot::Wait {
+            group: group.into(),
+            limit,
+            running,
+            ahead,
+        }
+    }
+}
+
 /// What the reconciler knows when it decides.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Facts {
@@ -118,6 +196,9 @@ pub struct Facts {
     pub post_hook_failure: Option<String>,
     /// The retry backoff of the second attempt (doubling from there).
     pub retry_backoff: Duration,
+    /// The job's slot in its group; looked at only before its first attempt (a started job
+    /// keeps its slot through its retries).
+    pub slot: Slot,
     /// Now.
     pub now: Timestamp,
 }
@@ -127,6 +208,8 @@ pub struct Facts {
 pub enum Step {
     /// Start the next attempt (when the group and references allow).
     Start,
+    /// Wait for a slot of the group (`maxConcurrentJobs`); the first attempt has not started.
+    WaitForSlot(Slot),
     /// Follow the running attempt's progress.
     Follow,
     /// The job succeeded with this snapshot.
@@ -158,6 +241,7 @@ pub enum Step {
 pub fn decide(facts: Facts) -> Step {
     let attempt = facts.attempt;
     let (why, finished_at) = match facts.state {
+        AttemptState::Idle if attempt == 0 && facts.slot != Slot::Free => return Step::WaitForSlot(facts.slot),
         AttemptState::Idle => return Step::Start,
         AttemptState::PrologueFailed(reason) => return Step::Fail { reason, message: None },
         AttemptState::Running => return Step::Follow,
@@ -215,8 +299,81 @@ mod tests {
             state,
             post_hook_failure: None,
             retry_backoff: Duration::from_secs(10),
+            slot: Slot::Free,
             now: at(100),
         }
+    }
+
+    fn job(name: &str, created: i64, started: bool) -> GroupJob {
+        GroupJob {
+            name: name.into(),
+            created: at(created),
+            started,
+            in_line: !started,
+        }
+    }
+
+    #[test]
+    fn a_job_beyond_max_concurrent_jobs_waits_and_its_retries_keep_the_slot() {
+        let full = slot(
+            "s3",
+            Some(1),
+            &job("b", 2, false),
+            &[job("a", 1, true), job("b", 2, false)],
+        );
+        assert_eq!(
+            full,
+            Slot::Wait {
+                group: "s3".into(),
+                limit: 1,
+                running: 1,
+                ahead: 0
+            }
+        );
+        assert_eq!(
+            full.message(),
+            "waiting for a slot of StorageGroup \"s3\": 1 of its 1 (spec.maxConcurrentJobs) BackupJobs run, \
+             0 older job(s) wait before this one"
+        );
+        let mut waiting = facts(0, AttemptState::Idle);
+        waiting.slot = full.clone();
+        assert_eq!(decide(waiting), Step::WaitForSlot(full.clone()));
+        // An attempt that broke off during its prologue holds its slot: the retry starts.
+        let mut retry = facts(1, AttemptState::Idle);
+        retry.slot = full;
+        assert_eq!(decide(retry), Step::Start);
+        // The first job finished (it is no longer among the unfinished ones): a slot is free.
+        assert_eq!(
+            slot("s3", Some(1), &job("b", 2, false), &[job("b", 2, false)]),
+            Slot::Free
+        );
+        assert_eq!(slot("s3", None, &job("b", 2, false), &[job("a", 1, true)]), Slot::Free);
+    }
+
+    #[test]
+    fn slots_go_to_the_oldest_waiting_job_first() {
+        let jobs = [job("old", 1, false), job("new", 5, false), job("run", 0, true)];
+        // Two slots, one held: the oldest waiting job takes the other, the newer one waits.
+        assert_eq!(slot("g", Some(2), &jobs[0], &jobs), Slot::Free);
+        assert!(matches!(
+            slot("g", Some(2), &jobs[1], &jobs),
+            Slot::Wait {
+                running: 1,
+                ahead: 1,
+                ..
+            }
+        ));
+        // Same creation time: by name.
+        let same = [job("a", 3, false), job("b", 3, false)];
+        assert_eq!(slot("g", Some(1), &same[0], &same), Slot::Free);
+        assert!(matches!(
+            slot("g", Some(1), &same[1], &same),
+            Slot::Wait { ahead: 1, .. }
+        ));
+        // An older job that got a slot but waits for a Secret does not hold the line.
+        let mut blocked = job("old", 1, false);
+        blocked.in_line = false;
+        assert_eq!(slot("g", Some(1), &jobs[1], &[blocked, jobs[1].clone()]), Slot::Free);
     }
 
     fn failed(why: &str, finished_at: Option<Timestamp>) -> AttemptState {

@@ -3,6 +3,7 @@
 
 mod catalog;
 mod decide;
+mod slots;
 mod snapshot_record;
 mod start;
 
@@ -32,7 +33,8 @@ use crate::references;
 use crate::schedule;
 use crate::status;
 use crate::storage_group;
-use decide::{AttemptState, Facts, FailureReason, Step};
+use decide::{AttemptState, Facts, FailureReason, Slot, Step};
+pub use slots::GROUP_SLOT;
 use snapshot_record::{record_snapshot, release_snapshot, temporary_claims};
 use start::Begin;
 
@@ -212,12 +214,20 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
         AttemptState::Succeeded(_) | AttemptState::Failed { .. } => status.volume_snapshot.clone(),
         _ => None,
     };
+    // Before the first attempt: the job's slot in its group (`maxConcurrentJobs`), counted
+    // under a lock held until this reconcile has recorded the start.
+    let looked = match &state {
+        AttemptState::Idle if status.attempts == 0 => Some(slots::look(&ctx.client, &namespace, &job).await?),
+        _ => None,
+    };
+    let slot = looked.as_ref().map_or(Slot::Free, |l| l.slot.clone());
     let step = decide::decide(Facts {
         attempt: status.attempts,
         backoff_limit: job.spec.backoff_limit,
         state,
         post_hook_failure,
         retry_backoff: ctx.agent.retry_backoff,
+        slot,
         now,
     });
     let mut action = Action::await_change();
@@ -241,6 +251,20 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
             }
             action = Action::requeue(next_progress_read(status.progress.as_ref()));
         }
+        Step::WaitForSlot(slot) => {
+            status.phase = Phase::Pending;
+            status.message = Some(slot.message());
+            let waiting = Observation {
+                type_: GROUP_SLOT,
+                status: Status::False,
+                reason: "WaitingForGroupSlot",
+                message: slot.message(),
+            };
+            let before = conditions::find(&status.conditions, GROUP_SLOT).cloned();
+            events::on_transition(&ctx, &job, before.as_ref(), &waiting).await;
+            conditions::set(&mut status.conditions, waiting, generation, now);
+            action = Action::requeue(slots::SLOT_POLL);
+        }
         Step::Succeed(report) => finished = Some(Ok(report)),
         // The data is safe, but a post hook that must not fail did (e.g. resuming the
         // application): the job fails and keeps its snapshot.
@@ -263,12 +287,28 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
         }
         // No attempt under way, or the last one failed and the next is due: refuse what
         // cannot be done as asked, else start one once the group is ready.
-        Step::Start | Step::Retry { .. } => match start::attempt(&ctx, &mut job, &mut status, now).await? {
-            Begin::Started | Begin::WaitingForGroup => {}
-            Begin::HooksRunning => action = Action::requeue(HOOK_POLL),
-            Begin::WaitingForReference => action = Action::requeue(references::RECHECK_INTERVAL),
-            Begin::Refused => finished = Some(Err(FailureReason::InvalidReference)),
-        },
+        Step::Start | Step::Retry { .. } => {
+            if let Some(limit) = looked.as_ref().and_then(|l| l.limit) {
+                let group = &job.spec.storage_group_ref.name;
+                let granted = Observation {
+                    type_: GROUP_SLOT,
+                    status: Status::True,
+                    reason: "GroupSlotTaken",
+                    message: format!(
+                        "took one of the {limit} slots of StorageGroup {group:?} (spec.maxConcurrentJobs)"
+                    ),
+                };
+                let before = conditions::find(&status.conditions, GROUP_SLOT).cloned();
+                events::on_transition(&ctx, &job, before.as_ref(), &granted).await;
+                conditions::set(&mut status.conditions, granted, generation, now);
+            }
+            match start::attempt(&ctx, &mut job, &mut status, now).await? {
+                Begin::Started | Begin::WaitingForGroup => {}
+                Begin::HooksRunning => action = Action::requeue(HOOK_POLL),
+                Begin::WaitingForReference => action = Action::requeue(references::RECHECK_INTERVAL),
+                Begin::Refused => finished = Some(Err(FailureReason::InvalidReference)),
+            }
+        }
         Step::Fail { reason, message } => {
             status.phase = Phase::Failed;
             if let Some(message) = message {
@@ -327,6 +367,8 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
     if job.status.as_ref() != Some(&status) {
         write(&ctx, &mut job, &status, OnConflict::Fail).await?;
     }
+    // The start (or the wait) is recorded: the next job of the group may count the slots.
+    drop(looked);
     release_snapshot(&ctx, &namespace, ended_snapshot.as_ref()).await?;
     if finished.is_some() {
         record_metrics(

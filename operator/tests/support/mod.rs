@@ -64,6 +64,7 @@ pub fn agent_settings() -> AgentSettings {
         retry_backoff: Duration::from_millis(300),
         default_resources: None,
         default_deadline_seconds: Some(21600),
+        max_pods_per_node: None,
     }
 }
 
