@@ -1054,16 +1054,6 @@ helm_test_answers_and_fails_without_an_operator() {
   kc -n "$HORT_NAMESPACE" delete pod "$pod" --ignore-not-found >/dev/null
 }
 
-# The kubectl plugin: $HORT_PLUGIN, else the release build in the repository or in
-# $CARGO_TARGET_DIR (scripts/test.sh builds it with the images' binaries).
-plugin_bin() {
-  local c
-  for c in "${HORT_PLUGIN:-}" "$HORT_REPO_DIR/target/release/kubectl-hort" \
-    "${CARGO_TARGET_DIR:-$HOME/.cache/hort/cargo-target}/release/kubectl-hort"; do
-    [[ -n "$c" && -x "$c" ]] && { echo "$c"; return 0; }
-  done
-  return 1
-}
 no_browse_pods() { [[ -z "$(kc -n "$1" get pods -l hort.dev/agent-role=browse -o name)" ]]; }
 
 case_plugin() {

@@ -147,6 +147,17 @@ operator_pod() {
     -o jsonpath='{.items[0].metadata.name}' 2>/dev/null
 }
 
+# The kubectl plugin: $HORT_PLUGIN, else the release build in the repository or in
+# $CARGO_TARGET_DIR (scripts/test.sh builds it with the images' binaries).
+plugin_bin() {
+  local c
+  for c in "${HORT_PLUGIN:-}" "$HORT_REPO_DIR/target/release/kubectl-hort" \
+    "${CARGO_TARGET_DIR:-$HOME/.cache/hort/cargo-target}/release/kubectl-hort"; do
+    [[ -n "$c" && -x "$c" ]] && { echo "$c"; return 0; }
+  done
+  return 1
+}
+
 # ---- test servers (the kind-tests/images test images)
 
 # deploy_server NS NAME IMAGE PORT ENV-JSON: a one-replica Deployment and a Service NAME:PORT.

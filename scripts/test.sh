@@ -92,3 +92,6 @@ step "hort-agent and hort-operator images, end-to-end tests"
 scripts/build-hort.sh
 kind-tests/images.sh build hort-agent hort-operator
 kind-tests/e2e.sh
+
+step "disaster-recovery drill: the cluster torn down, Hort and the data rebuilt from S3 alone"
+kind-tests/dr-drill.sh
