@@ -19,6 +19,7 @@ pub mod hooks;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod overview;
 pub mod references;
 pub mod restore_request;
 pub mod schedule;
