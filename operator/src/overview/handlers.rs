@@ -192,7 +192,9 @@ fn html(status: StatusCode, body: String) -> Response {
                 "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
             ),
             (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (axum::http::header::REFERRER_POLICY, "no-referrer"),
+            // `same-origin`, not `no-referrer`: with the latter a browser sends `Origin: null` with
+            // the login form, which [`same_site`] would refuse.
+            (axum::http::header::REFERRER_POLICY, "same-origin"),
         ],
         body,
     )
