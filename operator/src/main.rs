@@ -119,11 +119,18 @@ async fn main() -> anyhow::Result<()> {
         Some(address) => {
             let source = overview::Source {
                 client: client.clone(),
-                base_config: kube::Config::infer().await.context("reading the Kubernetes configuration again")?,
+                base_config: kube::Config::infer()
+                    .await
+                    .context("reading the Kubernetes configuration again")?,
                 namespace: args.watch_namespace.clone(),
             };
-            let page = overview::Overview::new(source, metrics.registry()).context("registering the overview's metrics")?;
-            tokio::spawn(async move { overview::serve(address, page).await.with_context(|| format!("serving the overview page on {address}")) })
+            let page =
+                overview::Overview::new(source, metrics.registry()).context("registering the overview's metrics")?;
+            tokio::spawn(async move {
+                overview::serve(address, page)
+                    .await
+                    .with_context(|| format!("serving the overview page on {address}"))
+            })
         }
         None => tokio::spawn(std::future::pending()),
     };

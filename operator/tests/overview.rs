@@ -50,11 +50,22 @@ impl Fixture {
         let a = format!("{prefix}-a-{}", std::process::id());
         let b = format!("{prefix}-b-{}", std::process::id());
         for ns in [&a, &b] {
-            create(&Api::<Namespace>::all(client.clone()), json!({"metadata": {"name": ns}})).await;
+            create(
+                &Api::<Namespace>::all(client.clone()),
+                json!({"metadata": {"name": ns}}),
+            )
+            .await;
             objects(&client, ns).await;
         }
         let b_job = format!("{b}-secret-job");
-        job(&client, &b, &b_job, None, json!({"phase": "Succeeded", "snapshotId": "bbbbbbbbbbbbbbbb"})).await;
+        job(
+            &client,
+            &b,
+            &b_job,
+            None,
+            json!({"phase": "Succeeded", "snapshotId": "bbbbbbbbbbbbbbbb"}),
+        )
+        .await;
         let viewer = service_account_token(&client, &a, "viewer").await;
         let nobody = service_account_token(&client, &a, "nobody").await;
         create(
@@ -90,7 +101,13 @@ impl Fixture {
     }
 
     /// `GET path` with `headers`: the status, the `Set-Cookie` header and the body.
-    async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (StatusCode, String, String) {
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, String, String) {
         let mut request = Request::builder().method(method).uri(path);
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -212,21 +229,42 @@ async fn objects(client: &Client, ns: &str) {
             "lastVerification": {"name": "nightly-verify-1", "time": now, "result": "Succeeded", "snapshotId": "5e1f0c2ab33d9f70"}}})))
         .await
         .unwrap();
-    job(client, ns, "nightly-ok", Some("nightly"), json!({
+    job(
+        client,
+        ns,
+        "nightly-ok",
+        Some("nightly"),
+        json!({
         "phase": "Succeeded", "startTime": earlier, "completionTime": now, "snapshotId": "5e1f0c2ab33d9f70",
         "attempts": 1, "agentPod": "nightly-ok-agent-1",
         "stats": {"bytesRead": 1_288_490_188u64, "bytesNew": 214_748_364u64, "bytesStored": 96_636_764u64,
                   "storedSize": "92.2 MiB", "files": 3, "dedupRatio": 6.0, "durationSeconds": 71.4},
         "conditions": [{"type": "Complete", "status": "True", "reason": "Succeeded",
-                        "message": "snapshot 5e1f0c2a written", "lastTransitionTime": now}]})).await;
-    job(client, ns, "nightly-running", Some("nightly"), json!({
+                        "message": "snapshot 5e1f0c2a written", "lastTransitionTime": now}]}),
+    )
+    .await;
+    job(
+        client,
+        ns,
+        "nightly-running",
+        Some("nightly"),
+        json!({
         "phase": "Running", "startTime": now, "attempts": 1,
-        "progress": {"bytesDone": 450_000_000u64, "bytesTotal": 1_000_000_000u64, "percent": 45}})).await;
-    job(client, ns, "manual-failed", None, json!({
+        "progress": {"bytesDone": 450_000_000u64, "bytesTotal": 1_000_000_000u64, "percent": 45}}),
+    )
+    .await;
+    job(
+        client,
+        ns,
+        "manual-failed",
+        None,
+        json!({
         "phase": "Failed", "startTime": earlier, "completionTime": now, "attempts": 3,
         "message": "agent pod exited with 4: password authentication failed for user \"app\"",
         "conditions": [{"type": "Failed", "status": "True", "reason": "AgentFailed",
-                        "message": "agent pod exited with 4", "lastTransitionTime": now}]})).await;
+                        "message": "agent pod exited with 4", "lastTransitionTime": now}]}),
+    )
+    .await;
     create(
         &Api::<Event>::namespaced(client.clone(), ns),
         json!({"metadata": {"name": "nightly-ok.created"}, "type": "Normal", "reason": "AgentPodCreated",
@@ -241,11 +279,19 @@ async fn objects(client: &Client, ns: &str) {
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn without_a_valid_token_the_page_serves_nothing_but_the_login_form() {
     let f = Fixture::start("hort-ov-auth").await;
-    let paths = ["/".to_string(), "/schedules".into(), "/groups".into(), format!("/jobs/{}/nightly-ok", f.a)];
+    let paths = [
+        "/".to_string(),
+        "/schedules".into(),
+        "/groups".into(),
+        format!("/jobs/{}/nightly-ok", f.a),
+    ];
     for path in &paths {
         let (status, _, body) = f.request("GET", path, &[], "").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} without a token");
-        assert!(body.contains(r#"<label for="token">Kubernetes token</label>"#), "{path}: {body}");
+        assert!(
+            body.contains(r#"<label for="token">Kubernetes token</label>"#),
+            "{path}: {body}"
+        );
         for secret in [f.a.as_str(), f.b.as_str(), "nightly", "s3"] {
             assert!(!body.contains(secret), "{path} without a token shows {secret}");
         }
@@ -256,7 +302,10 @@ async fn without_a_valid_token_the_page_serves_nothing_but_the_login_form() {
             let (status, _, body) = f.request("GET", path, &bad, "").await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} with {bad:?}");
             assert!(body.contains("did not accept this token"), "{body}");
-            assert!(!body.contains(&f.a) && !body.contains("nightly"), "{path} with a bad token: {body}");
+            assert!(
+                !body.contains(&f.a) && !body.contains("nightly"),
+                "{path} with a bad token: {body}"
+            );
         }
     }
     // A bad token in the form is refused and no cookie is set; a good one sets the cookie,
@@ -273,7 +322,9 @@ async fn without_a_valid_token_the_page_serves_nothing_but_the_login_form() {
     assert!(body.contains("nightly-ok"));
     // A login form posted from another site is refused.
     let cross = [form[0], ("origin", "https://evil.example"), ("host", "127.0.0.1:8090")];
-    let (status, cookie, _) = f.request("POST", "/login", &cross, &format!("token={}", f.viewer)).await;
+    let (status, cookie, _) = f
+        .request("POST", "/login", &cross, &format!("token={}", f.viewer))
+        .await;
     assert_eq!((status, cookie.as_str()), (StatusCode::FORBIDDEN, ""));
     f.stop().await;
 }
@@ -285,28 +336,46 @@ async fn a_user_sees_the_jobs_of_the_namespaces_they_may_list_and_nothing_else()
     let (a, b) = (&f.a, &f.b);
     let (status, body) = f.get("/", &f.viewer).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(body.contains(&format!("Signed in as <strong>system:serviceaccount:{a}:viewer</strong>")));
-    for (job, state) in [("nightly-ok", "succeeded"), ("nightly-running", "running"), ("manual-failed", "failed")] {
+    assert!(body.contains(&format!(
+        "Signed in as <strong>system:serviceaccount:{a}:viewer</strong>"
+    )));
+    for (job, state) in [
+        ("nightly-ok", "succeeded"),
+        ("nightly-running", "running"),
+        ("manual-failed", "failed"),
+    ] {
         let row = body
             .split("<tr class=")
             .find(|r| r.contains(&format!(">{job}</a>")))
             .unwrap_or_else(|| panic!("{job} is listed: {body}"));
         let label = format!("{}{}", &state[..1].to_uppercase(), &state[1..]);
         assert!(row.starts_with(&format!("\"row-{state}\"")), "{job}: {row}");
-        assert!(row.contains(&format!(r#"<span class="state state-{state}">{label}</span>"#)), "{job}: {row}");
+        assert!(
+            row.contains(&format!(r#"<span class="state state-{state}">{label}</span>"#)),
+            "{job}: {row}"
+        );
     }
-    assert!(body.contains("45 % (429.2 MiB of 953.7 MiB)"), "the running job's progress");
+    assert!(
+        body.contains("45 % (429.2 MiB of 953.7 MiB)"),
+        "the running job's progress"
+    );
     assert!(body.contains("password authentication failed for user &quot;app&quot;"));
     assert!(!body.contains(b.as_str()), "nothing of namespace {b}: {body}");
 
     // Filters: by state, and a namespace the user may not list is refused.
     let (_, failed) = f.get("/?state=failed", &f.viewer).await;
-    assert!(failed.contains("manual-failed") && !failed.contains(">nightly-ok<"), "{failed}");
+    assert!(
+        failed.contains("manual-failed") && !failed.contains(">nightly-ok<"),
+        "{failed}"
+    );
     let (_, by_schedule) = f.get(&format!("/?namespace={a}&schedule=nightly"), &f.viewer).await;
     assert!(by_schedule.contains(">nightly-ok<") && !by_schedule.contains(">manual-failed<"));
     let (status, body) = f.get(&format!("/?namespace={b}"), &f.viewer).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert!(body.contains(&format!("you may not list backupjobs.hort.dev in namespace {b}")), "{body}");
+    assert!(
+        body.contains(&format!("you may not list backupjobs.hort.dev in namespace {b}")),
+        "{body}"
+    );
     assert!(!body.contains("secret-job"));
     let (status, _) = f.get(&format!("/jobs/{b}/{b}-secret-job"), &f.viewer).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -317,8 +386,14 @@ async fn a_user_sees_the_jobs_of_the_namespaces_they_may_list_and_nothing_else()
     let (status, detail) = f.get(&format!("/jobs/{a}/nightly-ok"), &f.viewer).await;
     assert_eq!(status, StatusCode::OK, "{detail}");
     assert!(detail.contains("<code>5e1f0c2ab33d9f70</code>"));
-    assert!(detail.contains("<td>1.2 GiB</td><td>204.8 MiB</td><td>92.2 MiB</td><td>3</td><td>6.00 : 1</td><td>71.4 s</td>"));
-    assert!(detail.contains("Complete=True") && detail.contains("agent pod nightly-ok-agent-1 created"), "{detail}");
+    assert!(
+        detail
+            .contains("<td>1.2 GiB</td><td>204.8 MiB</td><td>92.2 MiB</td><td>3</td><td>6.00 : 1</td><td>71.4 s</td>")
+    );
+    assert!(
+        detail.contains("Complete=True") && detail.contains("agent pod nightly-ok-agent-1 created"),
+        "{detail}"
+    );
     let (status, _) = f.get(&format!("/jobs/{a}/gone"), &f.viewer).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
@@ -340,8 +415,13 @@ async fn a_user_sees_the_jobs_of_the_namespaces_they_may_list_and_nothing_else()
     assert!(!body.contains("nightly"));
 
     // The request counter passes promtool.
-    let text = prometheus::TextEncoder::new().encode_to_string(&f.registry.gather()).unwrap();
-    assert!(text.contains(r#"hort_overview_requests_total{code="403",view="jobs"} 1"#), "{text}");
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&f.registry.gather())
+        .unwrap();
+    assert!(
+        text.contains(r#"hort_overview_requests_total{code="403",view="jobs"} 1"#),
+        "{text}"
+    );
     promtool_check(&text);
     f.stop().await;
 }
@@ -359,8 +439,15 @@ fn promtool_check(text: &str) {
         .unwrap_or_else(|e| panic!("cannot run {promtool} ({e}); install it with scripts/install-promtool.sh"));
     child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && report.trim().is_empty(), "promtool: {report}\n{text}");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool: {report}\n{text}"
+    );
 }
 
 #[tokio::test]
@@ -383,8 +470,16 @@ async fn a_browser_logs_in_sees_the_jobs_by_colour_and_text_and_filters_them() {
     browser.eval_and_wait(&login).await;
     let page = browser.eval("document.body.innerText").await;
     assert_eq!(browser.eval("document.title").await, "Jobs · Hort", "{page}");
-    assert_eq!(browser.eval("document.cookie").await, "", "scripts cannot read the token");
-    assert_eq!(browser.eval("location.href").await, format!("{base}/"), "no token in the URL");
+    assert_eq!(
+        browser.eval("document.cookie").await,
+        "",
+        "scripts cannot read the token"
+    );
+    assert_eq!(
+        browser.eval("location.href").await,
+        format!("{base}/"),
+        "no token in the URL"
+    );
 
     // Each job's state: its text, its badge colour, and the row's marker colour.
     let states = browser
@@ -403,22 +498,58 @@ async fn a_browser_logs_in_sees_the_jobs_by_colour_and_text_and_filters_them() {
             .unwrap_or_else(|| panic!("{job} shown: {states}"))
             .clone()
     };
-    assert_eq!(row("nightly-ok"), json!(["nightly-ok", "Succeeded", "rgb(226, 244, 229)", "rgb(26, 107, 45)", "rgb(26, 107, 45)"]));
-    assert_eq!(row("nightly-running"), json!(["nightly-running", "Running", "rgb(225, 238, 252)", "rgb(11, 79, 148)", "rgb(11, 79, 148)"]));
-    assert_eq!(row("manual-failed"), json!(["manual-failed", "Failed", "rgb(253, 228, 226)", "rgb(163, 20, 15)", "rgb(163, 20, 15)"]));
+    assert_eq!(
+        row("nightly-ok"),
+        json!([
+            "nightly-ok",
+            "Succeeded",
+            "rgb(226, 244, 229)",
+            "rgb(26, 107, 45)",
+            "rgb(26, 107, 45)"
+        ])
+    );
+    assert_eq!(
+        row("nightly-running"),
+        json!([
+            "nightly-running",
+            "Running",
+            "rgb(225, 238, 252)",
+            "rgb(11, 79, 148)",
+            "rgb(11, 79, 148)"
+        ])
+    );
+    assert_eq!(
+        row("manual-failed"),
+        json!([
+            "manual-failed",
+            "Failed",
+            "rgb(253, 228, 226)",
+            "rgb(163, 20, 15)",
+            "rgb(163, 20, 15)"
+        ])
+    );
     let text = browser.eval("document.body.innerText").await;
     assert!(!text.as_str().unwrap().contains(&f.b), "nothing of {}", f.b);
     save(&shots, "overview-jobs.png", browser.screenshot().await);
 
     // The filter form narrows to the failed job, and the URL says so.
     browser
-        .eval_and_wait("document.getElementById('f-state').value = 'failed'; document.querySelector('form.filter').submit()")
+        .eval_and_wait(
+            "document.getElementById('f-state').value = 'failed'; document.querySelector('form.filter').submit()",
+        )
         .await;
     let shown = browser
         .eval("Array.from(document.querySelectorAll('tbody tr a:first-child')).map(a => a.textContent)")
         .await;
     assert_eq!(shown, json!(["manual-failed"]));
-    assert!(browser.eval("location.search").await.as_str().unwrap().contains("state=failed"));
+    assert!(
+        browser
+            .eval("location.search")
+            .await
+            .as_str()
+            .unwrap()
+            .contains("state=failed")
+    );
 
     // A job's detail, the schedules and the groups.
     browser.goto(&format!("{base}/jobs/{}/nightly-ok", f.a)).await;
@@ -426,7 +557,14 @@ async fn a_browser_logs_in_sees_the_jobs_by_colour_and_text_and_filters_them() {
     assert!(detail.as_str().unwrap().contains("5e1f0c2ab33d9f70"), "{detail}");
     save(&shots, "overview-job.png", browser.screenshot().await);
     browser.goto(&format!("{base}/schedules")).await;
-    assert!(browser.eval("document.body.innerText").await.as_str().unwrap().contains("7 daily, 4 weekly"));
+    assert!(
+        browser
+            .eval("document.body.innerText")
+            .await
+            .as_str()
+            .unwrap()
+            .contains("7 daily, 4 weekly")
+    );
     save(&shots, "overview-schedules.png", browser.screenshot().await);
     browser.goto(&format!("{base}/groups")).await;
     let groups = browser.eval("document.body.innerText").await;
@@ -434,7 +572,9 @@ async fn a_browser_logs_in_sees_the_jobs_by_colour_and_text_and_filters_them() {
     save(&shots, "overview-groups.png", browser.screenshot().await);
 
     // Logging out removes the cookie: the page asks for a token again.
-    browser.eval_and_wait("document.querySelector('form.who').submit()").await;
+    browser
+        .eval_and_wait("document.querySelector('form.who').submit()")
+        .await;
     assert_eq!(browser.eval("document.title").await, "Log in · Hort");
     browser.goto(&base).await;
     assert_eq!(browser.eval("document.title").await, "Log in · Hort");
@@ -446,7 +586,10 @@ async fn a_browser_logs_in_sees_the_jobs_by_colour_and_text_and_filters_them() {
 
 /// Checks `png` is a PNG and saves it as `name` in `dir`, when a directory is given.
 fn save(dir: &Option<std::path::PathBuf>, name: &str, png: Vec<u8>) {
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "{name}: a screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "{name}: a screenshot"
+    );
     if let Some(dir) = dir {
         std::fs::write(dir.join(name), png).unwrap();
     }

@@ -113,7 +113,9 @@ pub async fn authenticate(client: &Client, token: Token) -> Result<User, Error> 
             extra: info.extra.unwrap_or_default(),
             token,
         }),
-        _ => Err(Error::BadToken(status.error.map(|e| format!(" ({e})")).unwrap_or_default())),
+        _ => Err(Error::BadToken(
+            status.error.map(|e| format!(" ({e})")).unwrap_or_default(),
+        )),
     }
 }
 

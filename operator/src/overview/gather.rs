@@ -57,7 +57,8 @@ impl Source {
         let all = self.api::<K>().list(&ListParams::default()).await?.items;
         let candidates: BTreeSet<String> = all.iter().filter_map(|o| o.namespace()).collect();
         let permission = list(resource);
-        let allowed = auth::allowed_namespaces(&self.client, user, permission, candidates.into_iter().collect()).await?;
+        let allowed =
+            auth::allowed_namespaces(&self.client, user, permission, candidates.into_iter().collect()).await?;
         let visible = all
             .into_iter()
             .filter(|o| o.namespace().is_some_and(|ns| allowed.contains(&ns)))

@@ -26,7 +26,14 @@ pub async fn jobs(
         let user = user(&o, &headers).await?;
         let filter = filter(&query)?;
         let page = o.source.jobs(&user, &filter).await?;
-        Ok(render::jobs(Timestamp::now(), &user.name, &filter, &page.namespaces, &page.schedules, &page.rows))
+        Ok(render::jobs(
+            Timestamp::now(),
+            &user.name,
+            &filter,
+            &page.namespaces,
+            &page.schedules,
+            &page.rows,
+        ))
     })
     .await
 }
@@ -103,9 +110,10 @@ pub async fn login(State(o): State<Overview>, headers: HeaderMap, Form(form): Fo
 pub async fn logout(State(o): State<Overview>) -> Response {
     o.count("logout", 303);
     let mut response = (StatusCode::SEE_OTHER, [(LOCATION, "/login")]).into_response();
-    response
-        .headers_mut()
-        .insert(SET_COOKIE, HeaderValue::from_str(&auth::logout_cookie()).expect("a valid header"));
+    response.headers_mut().insert(
+        SET_COOKIE,
+        HeaderValue::from_str(&auth::logout_cookie()).expect("a valid header"),
+    );
     response
 }
 
@@ -140,7 +148,11 @@ fn same_site(headers: &HeaderMap) -> Result<(), Error> {
     match (origin, host) {
         (Some(origin), Some(host)) => {
             let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-            if origin_host == host { Ok(()) } else { Err(Error::CrossSite(origin.into())) }
+            if origin_host == host {
+                Ok(())
+            } else {
+                Err(Error::CrossSite(origin.into()))
+            }
         }
         _ => Ok(()),
     }
@@ -173,9 +185,10 @@ fn failure(o: &Overview, view: &'static str, e: Error) -> Response {
     };
     let mut response = html(status, body);
     if status == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert("www-authenticate", HeaderValue::from_static(r#"Bearer realm="hort-overview""#));
+        response.headers_mut().insert(
+            "www-authenticate",
+            HeaderValue::from_static(r#"Bearer realm="hort-overview""#),
+        );
     }
     response
 }
@@ -207,13 +220,19 @@ mod tests {
 
     #[test]
     fn the_state_parameter_names_its_choices() {
-        let query = HashMap::from([("state".to_string(), "done".to_string()), ("namespace".into(), "".into())]);
+        let query = HashMap::from([
+            ("state".to_string(), "done".to_string()),
+            ("namespace".into(), "".into()),
+        ]);
         let e = filter(&query).unwrap_err();
         assert_eq!(
             e.to_string(),
             "query parameter state=done is not valid: use one of running, succeeded, failed, pending"
         );
-        let query = HashMap::from([("state".to_string(), "failed".to_string()), ("namespace".into(), "".into())]);
+        let query = HashMap::from([
+            ("state".to_string(), "failed".to_string()),
+            ("namespace".into(), "".into()),
+        ]);
         let f = filter(&query).unwrap();
         assert_eq!(f.state, Some(JobState::Failed));
         assert_eq!(f.namespace, None);

@@ -27,7 +27,12 @@ pub enum JobState {
 
 impl JobState {
     /// Every state, in the order of the filter's choices.
-    pub const ALL: [JobState; 4] = [JobState::Running, JobState::Succeeded, JobState::Failed, JobState::Pending];
+    pub const ALL: [JobState; 4] = [
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Pending,
+    ];
 
     /// The word in a query parameter and a CSS class: `running`, `succeeded`, …
     pub fn key(self) -> &'static str {
@@ -299,7 +304,11 @@ impl ScheduleRow {
             next_run: time(status.next_schedule_time),
             last_run: time(status.last_schedule_time),
             last_success: time(status.last_successful_time),
-            retention: schedule.spec.retention.as_ref().map_or_else(|| "keep all".into(), retention_text),
+            retention: schedule
+                .spec
+                .retention
+                .as_ref()
+                .map_or_else(|| "keep all".into(), retention_text),
             last_verification: status.last_verification.map(|v| VerificationSummary {
                 name: v.name,
                 time: time(v.time),
@@ -322,12 +331,24 @@ pub fn retention_text(r: &Retention) -> String {
     ];
     let mut parts: Vec<String> = counts
         .iter()
-        .filter_map(|(what, n)| n.map(|n| if *what == "last" { format!("last {n}") } else { format!("{n} {what}") }))
+        .filter_map(|(what, n)| {
+            n.map(|n| {
+                if *what == "last" {
+                    format!("last {n}")
+                } else {
+                    format!("{n} {what}")
+                }
+            })
+        })
         .collect();
     if let Some(within) = &r.keep_within {
         parts.push(format!("within {within}"));
     }
-    if parts.is_empty() { "keep all".into() } else { parts.join(", ") }
+    if parts.is_empty() {
+        "keep all".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// The health of one target of a storage group.

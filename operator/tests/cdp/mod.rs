@@ -75,11 +75,17 @@ impl Browser {
         let base = browser_url.split("/devtools/").next().unwrap().to_string();
         // The page chromium opened with about:blank.
         browser
-            .send(Message::text(json!({"id": 1, "method": "Target.getTargets"}).to_string()))
+            .send(Message::text(
+                json!({"id": 1, "method": "Target.getTargets"}).to_string(),
+            ))
             .await
             .unwrap();
         let target = loop {
-            let msg = tokio::time::timeout(STEP, browser.next()).await.unwrap().unwrap().unwrap();
+            let msg = tokio::time::timeout(STEP, browser.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
             let value: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
             if value["id"] == 1 {
                 let infos = value["result"]["targetInfos"].as_array().unwrap().clone();
@@ -159,7 +165,11 @@ impl Browser {
         let result = self
             .call("Runtime.evaluate", json!({"expression": script, "returnByValue": true}))
             .await;
-        assert!(result["exceptionDetails"].is_null(), "{script}: {}", result["exceptionDetails"]);
+        assert!(
+            result["exceptionDetails"].is_null(),
+            "{script}: {}",
+            result["exceptionDetails"]
+        );
         result["result"]["value"].clone()
     }
 

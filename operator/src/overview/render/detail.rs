@@ -102,7 +102,12 @@ pub fn job_detail(now: Timestamp, user: &str, job: &JobDetail) -> String {
         body.push_str("</tbody></table>");
     }
     body.push_str("</section>");
-    page(&format!("BackupJob {}/{}", row.namespace, row.name), Some(View::Jobs), Some(user), &body)
+    page(
+        &format!("BackupJob {}/{}", row.namespace, row.name),
+        Some(View::Jobs),
+        Some(user),
+        &body,
+    )
 }
 
 #[cfg(test)]
@@ -161,7 +166,9 @@ mod tests {
         let html = job_detail(now, "u", &detail(EventsView::Shown(vec![event])));
         assert!(html.contains("<h1>BackupJob shop/db-&lt;1&gt;</h1>"));
         assert!(html.contains("<code>0123456789abcdef</code>"));
-        assert!(html.contains("<td>2.0 KiB</td><td>1.0 KiB</td><td>512 B</td><td>2</td><td>2.00 : 1</td><td>55.0 s</td>"));
+        assert!(
+            html.contains("<td>2.0 KiB</td><td>1.0 KiB</td><td>512 B</td><td>2</td><td>2.00 : 1</td><td>55.0 s</td>")
+        );
         let event_at = html.find("AgentPodCreated").unwrap();
         let condition_at = html.find("Complete=True").unwrap();
         assert!(event_at < condition_at, "oldest first");
@@ -171,7 +178,11 @@ mod tests {
     #[test]
     fn hidden_events_say_why() {
         let now = "2026-11-30T10:00:00Z".parse().unwrap();
-        let html = job_detail(now, "u", &detail(EventsView::Hidden("you may not list events in shop".into())));
+        let html = job_detail(
+            now,
+            "u",
+            &detail(EventsView::Hidden("you may not list events in shop".into())),
+        );
         assert!(html.contains("Events not shown: you may not list events in shop"));
         assert!(html.contains("Complete=True"));
     }

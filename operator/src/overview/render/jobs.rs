@@ -69,7 +69,11 @@ fn job_row(now: Timestamp, row: &JobRow) -> String {
         progress = progress(row),
         created = when(now, row.created),
         finished = when(now, row.finished),
-        snapshot = row.snapshot_id.as_deref().map(|s| format!("<code>{}</code>", escape(short(s)))).unwrap_or_default(),
+        snapshot = row
+            .snapshot_id
+            .as_deref()
+            .map(|s| format!("<code>{}</code>", escape(short(s))))
+            .unwrap_or_default(),
         message = row.message.as_deref().map(escape).unwrap_or_default(),
     )
 }
@@ -157,7 +161,14 @@ mod tests {
         });
         let mut failed = row("a", "bad", JobState::Failed);
         failed.message = Some("agent exited with 3: <repository locked>".into());
-        let html = jobs(now, "alice", &JobFilter::default(), &["a".into()], &[], &[running, failed]);
+        let html = jobs(
+            now,
+            "alice",
+            &JobFilter::default(),
+            &["a".into()],
+            &[],
+            &[running, failed],
+        );
         assert!(html.contains(r#"<tr class="row-running">"#));
         assert!(html.contains(r#"<span class="state state-running">Running</span>"#));
         assert!(html.contains(r#"<progress max="100" value="50""#) && html.contains("50 % (512.0 MiB of 1.0 GiB)"));
@@ -173,7 +184,14 @@ mod tests {
         let mut evil = row("ns", "x", JobState::Succeeded);
         evil.schedule = Some("\"><script>alert(1)</script>".into());
         evil.snapshot_id = Some("<img src=x onerror=alert(1)>".into());
-        let html = jobs(now, "u", &JobFilter::default(), &["ns".into()], &["<s>".into()], &[evil]);
+        let html = jobs(
+            now,
+            "u",
+            &JobFilter::default(),
+            &["ns".into()],
+            &["<s>".into()],
+            &[evil],
+        );
         assert!(!html.contains("<script>alert"), "{html}");
         assert!(!html.contains("<img"), "{html}");
         assert!(html.contains("schedule=%22%3E%3Cscript%3Ealert%281%29%3C%2Fscript%3E"));

@@ -78,16 +78,16 @@ fn relative(delta: SignedDuration) -> String {
         3600..172_800 => format!("{} h", secs / 3600),
         _ => format!("{} days", secs / 86_400),
     };
-    if delta.is_negative() { format!("in {amount}") } else { format!("{amount} ago") }
+    if delta.is_negative() {
+        format!("in {amount}")
+    } else {
+        format!("{amount} ago")
+    }
 }
 
 /// A state marked by colour and by its text: `<span class="state state-failed">Failed</span>`.
 pub fn state_badge(state: JobState) -> String {
-    format!(
-        r#"<span class="state state-{}">{}</span>"#,
-        state.key(),
-        state.label()
-    )
+    format!(r#"<span class="state state-{}">{}</span>"#, state.key(), state.label())
 }
 
 /// A page: the landmarks, the navigation with `view` marked current, who is logged in, and
@@ -145,7 +145,10 @@ The token is kept in a cookie of this site that scripts cannot read, and is sent
 
 /// A page that tells what went wrong (already a sentence naming the fix).
 pub fn problem(title: &str, user: Option<&str>, message: &str) -> String {
-    let body = format!(r#"<p class="problem" role="alert">{}</p><p><a href="/">Back to the jobs</a></p>"#, escape(message));
+    let body = format!(
+        r#"<p class="problem" role="alert">{}</p><p><a href="/">Back to the jobs</a></p>"#,
+        escape(message)
+    );
     page(title, None, user, &body)
 }
 
@@ -206,7 +209,10 @@ mod tests {
         assert!(html.contains(r#"<a href="/" aria-current="page">Jobs</a>"#));
         assert!(html.contains("Signed in as <strong>alice&lt;b&gt;</strong>"));
         assert!(!html.contains("<script"));
-        assert!(!html.contains("http://") && !html.contains("https://"), "no external resources");
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "no external resources"
+        );
     }
 
     #[test]

@@ -158,7 +158,10 @@ mod tests {
             strategy: "Mirror".into(),
             ready: Some((false, "TargetUnreachable".into(), "target b: connection refused".into())),
             used_size: Some("3.0 MiB".into()),
-            targets: vec![target("a", Some(true), None), target("b", Some(false), Some("connection refused"))],
+            targets: vec![
+                target("a", Some(true), None),
+                target("b", Some(false), Some("connection refused")),
+            ],
         };
         let html = groups(now, "u", &[group]);
         assert!(html.contains(r#"<h2 id="g-shop-&lt;g&gt;">shop/&lt;g&gt;</h2>"#));
