@@ -235,7 +235,7 @@ async fn objects(client: &Client, ns: &str) {
         "nightly-ok",
         Some("nightly"),
         json!({
-        "phase": "Succeeded", "startTime": earlier, "completionTime": now, "snapshotId": "5e1f0c2ab33d9f70",
+        "phase": "Succeeded", "startTime": now, "completionTime": now, "snapshotId": "5e1f0c2ab33d9f70",
         "attempts": 1, "agentPod": "nightly-ok-agent-1",
         "stats": {"bytesRead": 1_288_490_188u64, "bytesNew": 214_748_364u64, "bytesStored": 96_636_764u64,
                   "storedSize": "92.2 MiB", "files": 3, "dedupRatio": 6.0, "durationSeconds": 71.4},
@@ -259,7 +259,7 @@ async fn objects(client: &Client, ns: &str) {
         "manual-failed",
         None,
         json!({
-        "phase": "Failed", "startTime": earlier, "completionTime": now, "attempts": 3,
+        "phase": "Failed", "startTime": now, "completionTime": now, "attempts": 3,
         "message": "agent pod exited with 4: password authentication failed for user \"app\"",
         "conditions": [{"type": "Failed", "status": "True", "reason": "AgentFailed",
                         "message": "agent pod exited with 4", "lastTransitionTime": now}]}),
@@ -268,7 +268,7 @@ async fn objects(client: &Client, ns: &str) {
     create(
         &Api::<Event>::namespaced(client.clone(), ns),
         json!({"metadata": {"name": "nightly-ok.created"}, "type": "Normal", "reason": "AgentPodCreated",
-               "message": "agent pod nightly-ok-agent-1 created", "firstTimestamp": earlier, "lastTimestamp": earlier,
+               "message": "agent pod nightly-ok-agent-1 created", "firstTimestamp": now, "lastTimestamp": now,
                "involvedObject": {"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "name": "nightly-ok", "namespace": ns},
                "source": {"component": "hort-operator"}}),
     )
