@@ -451,3 +451,102 @@ impl fmt::Display for Bytes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(value: serde_json::Value) -> BackupJob {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_job_row_takes_its_schedule_from_the_label_and_its_state_from_the_phase() {
+        let scheduled = job(serde_json::json!({
+            "apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob",
+            "metadata": {"name": "n-1", "namespace": "shop", "labels": {"hort.dev/schedule": "nightly"},
+                         "creationTimestamp": "2026-11-30T09:00:00Z"},
+            "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}}},
+            "status": {"phase": "Running", "progress": {"bytesDone": 5}}}));
+        let row = JobRow::of(&scheduled);
+        assert_eq!(row.schedule.as_deref(), Some("nightly"));
+        assert_eq!(row.state, JobState::Running);
+        assert_eq!(row.progress.unwrap().bytes_done, 5);
+        let manual = job(serde_json::json!({
+            "apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob",
+            "metadata": {"name": "m", "namespace": "shop"},
+            "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}}}}));
+        let row = JobRow::of(&manual);
+        assert_eq!((row.schedule, row.state), (None, JobState::Pending));
+        assert_eq!(JobDetail::of(&manual, EventsView::Shown(vec![])).source_kind, "volume");
+    }
+
+    #[test]
+    fn the_filter_and_the_order() {
+        let row = |name: &str, created: &str, state: JobState, schedule: Option<&str>| JobRow {
+            namespace: "shop".into(),
+            name: name.into(),
+            schedule: schedule.map(Into::into),
+            state,
+            created: Some(created.parse().unwrap()),
+            started: None,
+            finished: None,
+            progress: None,
+            snapshot_id: None,
+            message: None,
+            storage_group: "s3".into(),
+        };
+        let mut rows = vec![
+            row("old", "2026-11-29T00:00:00Z", JobState::Failed, None),
+            row("new", "2026-11-30T00:00:00Z", JobState::Succeeded, Some("nightly")),
+        ];
+        newest_first(&mut rows);
+        assert_eq!(rows[0].name, "new");
+        let failed = JobFilter {
+            state: Some(JobState::Failed),
+            ..JobFilter::default()
+        };
+        assert!(failed.admits(&rows[1]) && !failed.admits(&rows[0]));
+        let nightly = JobFilter {
+            schedule: Some("nightly".into()),
+            namespace: Some("shop".into()),
+            ..JobFilter::default()
+        };
+        assert!(nightly.admits(&rows[0]) && !nightly.admits(&rows[1]));
+        let other = JobFilter {
+            namespace: Some("other".into()),
+            ..JobFilter::default()
+        };
+        assert!(!other.admits(&rows[0]));
+    }
+
+    #[test]
+    fn retention_and_sizes_in_words() {
+        let retention = Retention {
+            keep_last: Some(3),
+            keep_daily: Some(7),
+            keep_within: Some("30d".into()),
+            ..Default::default()
+        };
+        assert_eq!(retention_text(&retention), "last 3, 7 daily, within 30d");
+        assert_eq!(retention_text(&Retention::default()), "keep all");
+        assert_eq!(Bytes(512).to_string(), "512 B");
+        assert_eq!(Bytes(1536).to_string(), "1.5 KiB");
+        assert_eq!(Bytes(3 * 1024 * 1024 * 1024).to_string(), "3.0 GiB");
+    }
+
+    #[test]
+    fn a_target_not_checked_yet_has_no_health() {
+        let group: StorageGroup = serde_json::from_value(serde_json::json!({
+            "apiVersion": "hort.dev/v1alpha1", "kind": "StorageGroup",
+            "metadata": {"name": "g", "namespace": "shop"},
+            "spec": {"targets": [{"name": "disk", "pvc": {"claimName": "backups"}}],
+                     "encryption": {"keySecretRef": {"name": "key"}}}}))
+        .unwrap();
+        let row = GroupRow::of(&group);
+        assert_eq!(row.targets[0].location, "claim backups");
+        assert_eq!(row.targets[0].reachable, None);
+        assert_eq!(row.ready, None);
+        assert_eq!(row.strategy, "Spread");
+    }
+}
