@@ -78,9 +78,10 @@ pub async fn login_form(State(o): State<Overview>) -> Response {
     html(StatusCode::OK, render::login(None))
 }
 
-/// The login form's field.
+/// The login form's field (empty when missing: refused as no token, with the form again).
 #[derive(serde::Deserialize)]
 pub struct LoginForm {
+    #[serde(default)]
     token: String,
 }
 
