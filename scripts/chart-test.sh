@@ -67,6 +67,7 @@ says "operator.maxJobsPerNode reaches the operator" "$(helm_quiet template hort 
 pass "operator.maxJobsPerNode 0 sets no limit"
 rejects "not a quantity" "at '/agent/resources/limits/memory'" --set agent.resources.limits.memory=lots
 rejects "not a namespace name" "at '/operator/watchNamespace'" --set operator.watchNamespace=Team_A
+rejects "misspelled overview key" "at '/overview': additional properties 'enable' not allowed" --set overview.enable=true
 rejects "rbac.aggregatedRoles neither auto nor a boolean" "at '/rbac/aggregatedRoles'" --set rbac.aggregatedRoles=maybe
 for values in "$CHART"/ci/*.yaml; do
   helm_quiet lint --strict "$CHART" -f "$values" >/dev/null || fail "helm lint --strict -f $values: $(helm_quiet lint --strict "$CHART" -f "$values")"
@@ -105,6 +106,16 @@ R="$(renders --set tests.enabled=false)"
 ! grep -q '^Pod/' <<<"$R" || fail "tests.enabled=false renders a pod: $R"
 pass "tests.enabled false: no test pod"
 rejects "tests without the metrics Service" "set tests.enabled=false too" --set metrics.service.enabled=false
+# The overview page: off by default, and its rights (tokenreviews, subjectaccessreviews) only
+# with it.
+R="$(helm_quiet template hort "$CHART")"
+! grep -Eq 'tokenreviews|subjectaccessreviews|HORT_OVERVIEW_ADDRESS' <<<"$R" || fail "overview off by default, yet rendered"
+pass "overview off by default: no address, no tokenreviews or subjectaccessreviews"
+R="$(helm_quiet template hort "$CHART" --set overview.enabled=true)"
+for needle in "resources: [tokenreviews]" "resources: [subjectaccessreviews]" 'value: "0.0.0.0:8090"' "name: hort-overview"; do
+  grep -qF -- "$needle" <<<"$R" || fail "overview.enabled=true: no '$needle'"
+done
+pass "overview.enabled: the address, its Service, tokenreviews and subjectaccessreviews create"
 
 says "NOTES, cluster-wide" "$(notes)" \
   "helm test hort -n hort-system" "kubectl hort status" "kubectl apply -n NAMESPACE -f examples/storagegroup-s3.yaml" \
@@ -116,6 +127,8 @@ says "NOTES, minimal" "$(notes -f "$CHART/ci/minimal-values.yaml")" \
   "port-forward deployment/hort-operator 8080" "no aggregated roles (rbac.aggregatedRoles=false)"
 ! notes -f "$CHART/ci/minimal-values.yaml" | grep -q "helm test" || fail "NOTES name helm test with tests.enabled=false"
 pass "NOTES, minimal: no helm test"
+says "NOTES, overview" "$(notes --set overview.enabled=true)" \
+  "port-forward service/hort-overview 8090" "http://localhost:8090/" "kubectl create token"
 
 # ---- the users' roles on the API server
 RELEASE=hort-chart-test

@@ -75,6 +75,8 @@ scripts/db-servers.sh start
 eval "$(scripts/db-servers.sh env)"
 
 step "tests"
+# The overview page's browser test (operator/tests/overview.rs) drives Debian's chromium.
+scripts/install-chromium.sh
 # --include-ignored runs the tests marked as needing the API server or the database servers
 # started above.
 cargo test --workspace --locked -- --include-ignored

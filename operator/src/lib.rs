@@ -20,6 +20,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod node_slots;
+pub mod overview;
 pub mod references;
 pub mod restore_request;
 pub mod schedule;

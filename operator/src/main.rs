@@ -16,6 +16,7 @@ use hort_operator::controllers::{self, Scope};
 use hort_operator::http::{self, Health};
 use hort_operator::leader::{LeaderElector, LeaseConfig};
 use hort_operator::metrics::Metrics;
+use hort_operator::overview;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use tracing_subscriber::EnvFilter;
 
@@ -26,6 +27,11 @@ struct Args {
     /// Address of the /metrics, /healthz and /readyz endpoints.
     #[arg(long, env = "HORT_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     metrics_address: SocketAddr,
+    /// Serve the read-only job overview page on this address (e.g. `0.0.0.0:8090`); off when
+    /// unset. Users log in with a Kubernetes token; the operator then needs RBAC to create
+    /// tokenreviews and subjectaccessreviews (the chart's `overview.enabled`).
+    #[arg(long, env = "HORT_OVERVIEW_ADDRESS")]
+    overview_address: Option<SocketAddr>,
     /// Log format.
     #[arg(long, env = "HORT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -115,6 +121,26 @@ async fn main() -> anyhow::Result<()> {
     let address = args.metrics_address;
     let server = tokio::spawn(async move { http::serve(address, health).await });
 
+    let overview = match args.overview_address {
+        Some(address) => {
+            let source = overview::Source {
+                client: client.clone(),
+                base_config: kube::Config::infer()
+                    .await
+                    .context("reading the Kubernetes configuration again")?,
+                namespace: args.watch_namespace.clone(),
+            };
+            let page =
+                overview::Overview::new(source, metrics.registry()).context("registering the overview's metrics")?;
+            tokio::spawn(async move {
+                overview::serve(address, page)
+                    .await
+                    .with_context(|| format!("serving the overview page on {address}"))
+            })
+        }
+        None => tokio::spawn(std::future::pending()),
+    };
+
     let scope = match args.watch_namespace {
         Some(ns) => Scope::Namespace(ns),
         None => Scope::Cluster,
@@ -156,6 +182,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::select! {
         () = controllers::run(ctx, scope, args.max_concurrent_reconciles) => tracing::info!("controllers stopped"),
         () = keep_leading => anyhow::bail!("lost leadership; exiting so that only one replica reconciles"),
+        served = overview => served.context("overview server task")??,
         served = server => served.context("metrics server task")?.with_context(|| format!("serving on {address}"))?,
     }
     Ok(())

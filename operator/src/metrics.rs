@@ -193,6 +193,11 @@ impl Metrics {
         }
     }
 
+    /// The registry, for metrics of optional parts (the overview page's) to join.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The metrics in Prometheus' text exposition format.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();

@@ -1,5 +1,6 @@
 //! The `hort-operator` binary against a real kube-apiserver: it installs the CRDs, takes the
-//! leader lease, serves /healthz, /readyz and /metrics, logs JSON when asked, and reconciles.
+//! leader lease, serves /healthz, /readyz and /metrics, logs JSON when asked, and reconciles;
+//! with `--overview-address` it serves the overview page on that port (401 without a token).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -59,8 +60,11 @@ async fn operator_binary_starts_leads_and_serves_metrics() {
     namespaces.create(&PostParams::default(), &namespace).await.unwrap();
 
     let port = free_port();
+    let overview_port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_hort-operator"))
         .args([
+            "--overview-address",
+            &format!("127.0.0.1:{overview_port}"),
             "--metrics-address",
             &format!("127.0.0.1:{port}"),
             "--log-format",
@@ -112,6 +116,19 @@ async fn operator_binary_starts_leads_and_serves_metrics() {
 
     assert_eq!(get(port, "/healthz").map(|(c, _)| c), Some(200));
     assert_eq!(get(port, "/readyz").map(|(c, _)| c), Some(200));
+
+    // The overview page, on its own port: the login form with 401 without a token; the
+    // metrics stay on theirs and count the request.
+    let (code, page) = get(overview_port, "/").unwrap();
+    assert_eq!(code, 401, "{page}");
+    assert!(page.contains("Kubernetes token") && !page.contains(&ns), "{page}");
+    assert_eq!(get(overview_port, "/metrics").map(|(c, _)| c), Some(404));
+    assert_eq!(get(port, "/").map(|(c, _)| c), Some(404));
+    let (_, metrics) = get(port, "/metrics").unwrap();
+    assert!(
+        metrics.contains(r#"hort_overview_requests_total{code="401",view="jobs"} 1"#),
+        "{metrics}"
+    );
 
     // It reconciles: a StorageGroup shows up in the metrics.
     let groups: Api<StorageGroup> = Api::namespaced(client.clone(), &ns);
