@@ -127,6 +127,7 @@ step "the cluster torn down (etcd, node, volumes)"
 T_EMPTY=$EPOCHREALTIME
 step "a new cluster"
 "$HERE/cluster.sh" up >/dev/null
+"$HERE/dr-s3.sh" allow
 t_cluster="$(since "$T_EMPTY")"
 t0=$EPOCHREALTIME
 "$HERE/images.sh" import >/dev/null

@@ -3,13 +3,16 @@
 # repository while the cluster is torn down and built anew. Test infrastructure only.
 #
 #   kind-tests/dr-s3.sh up     starts s3s-fs with empty buckets in a network namespace of its own
+#   kind-tests/dr-s3.sh allow  lets the running cluster's pods reach it (again after `cluster.sh up`)
 #   kind-tests/dr-s3.sh env    prints DR_S3_ENDPOINT, DR_S3_ACCESS_KEY, DR_S3_SECRET_KEY, DR_S3_BUCKET
-#   kind-tests/dr-s3.sh down   stops it and removes the namespace and its data
+#   kind-tests/dr-s3.sh down   stops it and removes the namespace, its data and the rule
 #
 # The server listens only inside network namespace `hort-dr-s3` (10.99.0.2:9000), joined to the
 # host by a veth pair (host side 10.99.0.1/30). Pods reach it through the host, which routes
-# between the pod bridge and the pair (the cluster enables forwarding); nothing outside this
-# machine can reach it, and it reaches nothing.
+# between the pod bridge and the pair; the cluster's egress guard (chain HORT-EGRESS of
+# node.sh, which drops what pods send beyond the cluster) gets one exception for this address,
+# made by `up` and `allow`. Nothing outside this machine can reach the server, and it reaches
+# nothing.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=kind-tests/versions.sh
@@ -29,7 +32,15 @@ env_lines() {
     "$SERVER_IP" "$PORT" "$ACCESS_KEY" "$SECRET_KEY" "$BUCKET"
 }
 
+# The exception in the cluster's egress guard, when the cluster runs (node.sh makes the chain).
+allow() {
+  iptables -w -L HORT-EGRESS -n >/dev/null 2>&1 || return 0
+  iptables -w -C HORT-EGRESS -d "$SERVER_IP/32" -j RETURN 2>/dev/null \
+    || iptables -w -I HORT-EGRESS 1 -d "$SERVER_IP/32" -j RETURN
+}
+
 down() {
+  iptables -w -D HORT-EGRESS -d "$SERVER_IP/32" -j RETURN 2>/dev/null || true
   if [[ -f "$STATE/pid" ]]; then
     kill "$(cat "$STATE/pid")" 2>/dev/null || true
     rm -f "$STATE/pid"
@@ -65,7 +76,7 @@ up() {
   echo $! >"$STATE/pid"
   local _
   for _ in $(seq 50); do
-    answers && { log "S3 at http://$SERVER_IP:$PORT (bucket $BUCKET), log $STATE/s3.log"; return 0; }
+    answers && { allow; log "S3 at http://$SERVER_IP:$PORT (bucket $BUCKET), log $STATE/s3.log"; return 0; }
     sleep 0.2
   done
   die "s3s-fs did not answer on $SERVER_IP:$PORT (log: $STATE/s3.log)"
@@ -73,7 +84,8 @@ up() {
 
 case "${1:-}" in
   up) up ;;
+  allow) allow ;;
   down) down ;;
   env) env_lines ;;
-  *) die "usage: dr-s3.sh up|down|env" ;;
+  *) die "usage: dr-s3.sh up|allow|down|env" ;;
 esac
