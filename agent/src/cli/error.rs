@@ -2,11 +2,11 @@
 
 use hort_protocol::ExitCode;
 
-use crate::archiver::BackupError;
-use crate::backend::BackendError;
 use crate::database::DatabaseError;
-use crate::repository::RepositoryError;
-use crate::restorer::RestoreError;
+use hort_engine::archiver::BackupError;
+use hort_engine::backend::BackendError;
+use hort_engine::repository::RepositoryError;
+use hort_engine::restorer::RestoreError;
 
 /// A failed command and its exit code.
 #[derive(Debug, thiserror::Error)]

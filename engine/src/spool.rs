@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
+use crate::backend::LocalFile;
 use crate::id::Id;
 
 /// Bytes buffered before a write to the spool file.
@@ -94,6 +95,14 @@ pub struct SpoolFile {
 }
 
 impl SpoolFile {
+    /// The file as the storage layer takes it ([`Backend::write_file`](crate::backend::Backend::write_file)).
+    pub fn local(&self) -> LocalFile<'_> {
+        LocalFile {
+            path: self.path(),
+            size: self.len,
+        }
+    }
+
     /// Where it is; open it anew for an independent read position.
     pub fn path(&self) -> &Path {
         self.file.path()

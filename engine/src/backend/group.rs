@@ -24,8 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::warn;
 
-use super::{Backend, BackendError, FileKind};
-use crate::spool::SpoolFile;
+use super::{Backend, BackendError, FileKind, LocalFile};
 
 /// How a group distributes files over its targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,8 +286,8 @@ impl Backend for TargetGroup {
         self.write_with(kind, name, data.len() as u64, |backend| backend.write(kind, name, data))
     }
 
-    fn write_file(&self, kind: FileKind, name: &str, source: &SpoolFile) -> Result<(), BackendError> {
-        self.write_with(kind, name, source.size(), |backend| {
+    fn write_file(&self, kind: FileKind, name: &str, source: LocalFile<'_>) -> Result<(), BackendError> {
+        self.write_with(kind, name, source.size, |backend| {
             backend.write_file(kind, name, source)
         })
     }

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use crate::database::StreamSource;
 use crate::id::Id;
 use crate::progress::Counters;
 use crate::repository::IndexedRepository;
 use crate::restorer;
 use crate::snapshot::Snapshot;
+use crate::streams::StreamSource;
 
 /// Chunks buffered between the restoring thread and the reader.
 const QUEUE: usize = 4;

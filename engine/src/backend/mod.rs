@@ -10,8 +10,9 @@ pub mod resync;
 pub mod s3;
 
 use std::fmt;
-
-use crate::spool::{SpoolError, SpoolFile};
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
 
 /// The kinds of repository files, each in its own directory (see `FORMAT.md`, "Layout").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -169,12 +170,34 @@ pub enum BackendError {
     Config(String),
 }
 
-impl From<SpoolError> for BackendError {
-    fn from(e: SpoolError) -> Self {
+/// A finished file on local disk to be stored whole (the packer's spool files): where it is
+/// and its size. The caller keeps the file until the write returns.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalFile<'a> {
+    /// Where it is.
+    pub path: &'a Path,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+impl LocalFile<'_> {
+    fn error(&self, source: std::io::Error) -> BackendError {
         BackendError::Io {
-            location: format!("spool file {}", e.path.display()),
-            source: e.source,
+            location: format!("local file {}", self.path.display()),
+            source,
         }
+    }
+
+    /// Opens it for reading from the start; the error names the file.
+    pub fn open(&self) -> Result<File, BackendError> {
+        File::open(self.path).map_err(|e| self.error(e))
+    }
+
+    /// The whole content (for backends that keep files in memory).
+    pub fn read_all(&self) -> Result<Vec<u8>, BackendError> {
+        let mut data = Vec::with_capacity(usize::try_from(self.size).unwrap_or(0));
+        self.open()?.read_to_end(&mut data).map_err(|e| self.error(e))?;
+        Ok(data)
     }
 }
 
@@ -217,11 +240,11 @@ pub trait Backend: Send + Sync {
     /// Stores a file atomically (whole or not at all) and durably.
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError>;
 
-    /// Like [`Backend::write`], with the content of a spool file. Backends that keep files
-    /// on disk or send them over the network read it from disk as they go; the default reads
-    /// it into memory.
-    fn write_file(&self, kind: FileKind, name: &str, source: &SpoolFile) -> Result<(), BackendError> {
-        let data = source.read_all().map_err(BackendError::from)?;
+    /// Like [`Backend::write`], with the content of a file on local disk. Backends that keep
+    /// files on disk or send them over the network read it from disk as they go; the default
+    /// reads it into memory.
+    fn write_file(&self, kind: FileKind, name: &str, source: LocalFile<'_>) -> Result<(), BackendError> {
+        let data = source.read_all()?;
         self.write(kind, name, &data)
     }
 

@@ -22,7 +22,6 @@ use tracing::{debug, info, warn};
 use crate::backend::FileKind;
 use crate::backup_lock::BackupLock;
 use crate::chunker::{ChunkError, Chunker, ChunkerParams};
-use crate::database::StreamSink;
 use crate::filter::Selection;
 use crate::id::Id;
 use crate::pack::BlobKind;
@@ -30,6 +29,7 @@ use crate::packer::{Packer, PackerError, PackerOptions};
 use crate::progress::Counters;
 use crate::repository::{IndexedRepository, RepositoryError, hostname};
 use crate::snapshot::{self, ContentBuilder, Snapshot, Source, Stats, Stream};
+use crate::streams::StreamSink;
 use crate::tree::{Node, NodeKind, Tree};
 
 /// Errors that stop a backup (unreadable single entries only warn and count as errors).

@@ -333,7 +333,7 @@ fn pack_loop(
 
 fn upload_loop(rx: &Receiver<SpooledPack>, backend: &dyn Backend, keys: &Keys, shared: &Mutex<Shared>) {
     for pack in rx {
-        if let Err(source) = backend.write_file(pack::file_kind(&pack.blobs), &pack.id.to_hex(), &pack.file) {
+        if let Err(source) = backend.write_file(pack::file_kind(&pack.blobs), &pack.id.to_hex(), pack.file.local()) {
             return fail(
                 shared,
                 PackerError::Backend {

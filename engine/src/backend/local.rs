@@ -8,8 +8,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::{Backend, BackendError, FileKind};
-use crate::spool::SpoolFile;
+use super::{Backend, BackendError, FileKind, LocalFile};
 
 /// Open pack files kept for range reads (a restore reads many blobs from each pack).
 const OPEN_PACKS: usize = 32;
@@ -215,7 +214,7 @@ impl Backend for LocalBackend {
         self.store(kind, name, |file| file.write_all(data))
     }
 
-    fn write_file(&self, kind: FileKind, name: &str, source: &SpoolFile) -> Result<(), BackendError> {
+    fn write_file(&self, kind: FileKind, name: &str, source: LocalFile<'_>) -> Result<(), BackendError> {
         let mut from = source.open()?;
         // File to file: the standard library copies in the kernel (copy_file_range).
         self.store(kind, name, |file| std::io::copy(&mut from, file).map(drop))

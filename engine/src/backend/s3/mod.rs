@@ -25,8 +25,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, StorageClass};
 use hort_protocol::ObjectLock;
 use tracing::{debug, warn};
 
-use super::{Backend, BackendError, FileKind};
-use crate::spool::SpoolFile;
+use super::{Backend, BackendError, FileKind, LocalFile};
 
 /// Files larger than this are uploaded in parts.
 pub const MULTIPART_THRESHOLD: usize = 16 * 1024 * 1024;
@@ -34,7 +33,7 @@ pub const MULTIPART_THRESHOLD: usize = 16 * 1024 * 1024;
 const OUTER_ATTEMPTS: u32 = 3;
 /// Size of each part of a multipart upload (the last one may be smaller).
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
-/// Bytes read from a spool file at a time while its upload streams.
+/// Bytes read from a local file at a time while its upload streams.
 const STREAM_BUFFER: usize = 256 * 1024;
 
 /// Everything needed to reach a bucket. Its `Debug` output leaves out the secret key.
@@ -127,7 +126,7 @@ fn status<E>(err: &SdkError<E>) -> Option<u16> {
     err.raw_response().map(|r| r.status().as_u16())
 }
 
-/// What an upload reads: bytes in memory, or a spool file of a given length on disk.
+/// What an upload reads: bytes in memory, or a local file of a given length on disk.
 #[derive(Clone, Copy)]
 enum Source<'a> {
     Memory(&'a [u8]),
@@ -178,7 +177,7 @@ impl Part {
                 .build()
                 .await
                 .map_err(|e| BackendError::Io {
-                    location: format!("{location} (from spool file {})", path.display()),
+                    location: format!("{location} (from local file {})", path.display()),
                     source: std::io::Error::other(e),
                 }),
         }
@@ -526,8 +525,8 @@ impl Backend for S3Backend {
         self.put(kind, name, Source::Memory(data))
     }
 
-    fn write_file(&self, kind: FileKind, name: &str, source: &SpoolFile) -> Result<(), BackendError> {
-        self.put(kind, name, Source::File(source.path(), source.size()))
+    fn write_file(&self, kind: FileKind, name: &str, source: LocalFile<'_>) -> Result<(), BackendError> {
+        self.put(kind, name, Source::File(source.path, source.size))
     }
 
     fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
