@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 use crate::backend::FileKind;
 use crate::backup_lock::BackupLock;
 use crate::chunker::{ChunkError, Chunker, ChunkerParams};
+use crate::error_kind::ErrorKind;
 use crate::filter::Selection;
 use crate::id::Id;
 use crate::pack::BlobKind;
@@ -63,6 +64,16 @@ pub enum BackupError {
     /// The backup lock was not kept fresh (see [`BackupLock::ensure_held`]).
     #[error("{0}")]
     LockLost(String),
+}
+
+impl BackupError {
+    /// What kind of failure this is (that of the repository's error, if it is one).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            BackupError::Repository(e) => e.kind(),
+            _ => ErrorKind::Other,
+        }
+    }
 }
 
 /// Settings of one backup.

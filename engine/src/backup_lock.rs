@@ -97,12 +97,9 @@ pub struct BackupLock {
 }
 
 fn write_lock(backend: &dyn Backend, keys: &Keys, file: &LockFile) -> Result<String, RepositoryError> {
-    let (id, sealed) = crate::sealed::seal(keys, AAD, file).map_err(|reason| RepositoryError::Corrupt {
-        what: "new backup lock".into(),
-        reason,
-    })?;
-    backend.write(FileKind::Lock, &id.to_hex(), &sealed)?;
-    Ok(id.to_hex())
+    crate::sealed::write(backend, keys, FileKind::Lock, AAD, file)
+        .map(|id| id.to_hex())
+        .map_err(|e| RepositoryError::from_sealed_write(e, "new backup lock"))
 }
 
 fn lock_of(held: &Mutex<Held>) -> std::sync::MutexGuard<'_, Held> {

@@ -12,7 +12,8 @@
 //!   snapshot), [`repair`], [`prune`] (with [`retention`] and [`backup_lock`]): the
 //!   operations; [`filter`] selects paths; [`spool`] holds packs on local disk while they fill;
 //! - [`streams`] and [`snapshot_streams`]: named streams to and from database dumps;
-//!   [`progress`]: counters the operations update; [`location`]: repository locations.
+//!   [`progress`]: counters the operations update; [`location`]: repository locations;
+//!   [`error_kind`]: what kind of failure an error is.
 
 pub mod archive;
 pub mod archiver;
@@ -22,6 +23,7 @@ pub mod chunker;
 pub mod codec;
 pub mod config;
 pub mod crypto;
+pub mod error_kind;
 pub mod filter;
 pub mod id;
 pub mod index;

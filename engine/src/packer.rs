@@ -26,6 +26,7 @@ use crate::crypto::Keys;
 use crate::id::Id;
 use crate::index::{self, IndexFile, IndexPack};
 use crate::pack::{self, BlobError, BlobKind, PackWriter, SpooledPack};
+use crate::sealed::WriteError;
 
 /// Packs per intermediate index file.
 pub const INDEX_EVERY: usize = 64;
@@ -84,7 +85,7 @@ pub enum PackerError {
     },
     /// Serializing an index file failed.
     #[error("writing an index file: {0}")]
-    Index(String),
+    Index(#[from] crate::sealed::SealError),
     /// A pipeline thread stopped unexpectedly.
     #[error("the write pipeline stopped unexpectedly")]
     Stopped,
@@ -162,14 +163,20 @@ fn write_index(backend: &dyn Backend, keys: &Keys, packs: Vec<IndexPack>) -> Res
     if packs.is_empty() {
         return Ok(());
     }
-    let (id, sealed) =
-        crate::sealed::seal(keys, index::AAD, &IndexFile { version: 1, packs }).map_err(PackerError::Index)?;
-    backend
-        .write(FileKind::Index, &id.to_hex(), &sealed)
-        .map_err(|source| PackerError::Backend {
+    let id = crate::sealed::write(
+        backend,
+        keys,
+        FileKind::Index,
+        index::AAD,
+        &IndexFile { version: 1, packs },
+    )
+    .map_err(|e| match e {
+        WriteError::Seal(e) => PackerError::Index(e),
+        WriteError::Backend { id, source } => PackerError::Backend {
             what: format!("index file {id}"),
             source,
-        })?;
+        },
+    })?;
     debug!(index = %id, "index file written");
     Ok(())
 }

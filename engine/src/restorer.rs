@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::bounded;
 use tracing::warn;
 
+use crate::error_kind::ErrorKind;
 use crate::filter::Selection;
 use crate::id::Id;
 use crate::pack::BlobKind;
@@ -64,6 +65,16 @@ pub enum RestoreError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+impl RestoreError {
+    /// What kind of failure this is (that of the repository's error, if it is one).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RestoreError::Repository(e) | RestoreError::Stream { source: e, .. } => e.kind(),
+            _ => ErrorKind::Other,
+        }
+    }
 }
 
 /// One entry that could not be restored.

@@ -1,9 +1,11 @@
 //! Errors of repository operations.
 
 use crate::backend::BackendError;
+use crate::error_kind::ErrorKind;
 use crate::id::Id;
 use crate::keyfile::KeyFileError;
 use crate::pack::{BlobError, BlobKind};
+use crate::sealed::WriteError;
 
 use super::MIN_PASSWORD_CHARS;
 
@@ -112,4 +114,33 @@ pub enum RepositoryError {
     /// Several snapshots match an id prefix.
     #[error("`{0}` matches several snapshots; give more digits")]
     AmbiguousSnapshot(String),
+}
+
+impl RepositoryError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RepositoryError::NotInitialized { .. } => ErrorKind::NoRepository,
+            RepositoryError::WrongPassword => ErrorKind::WrongPassword,
+            RepositoryError::WeakPassword { .. } => ErrorKind::Usage,
+            RepositoryError::BlobNotInIndex { .. }
+            | RepositoryError::PackMissing { .. }
+            | RepositoryError::BlobCorrupt { .. }
+            | RepositoryError::PackUnreadable { .. }
+            | RepositoryError::Corrupt { .. } => ErrorKind::Corrupt,
+            _ => ErrorKind::Other,
+        }
+    }
+
+    /// A failed [`crate::sealed::write`] of the new file `what`: the storage's error as it is,
+    /// a failure to seal as [`RepositoryError::Corrupt`].
+    pub(crate) fn from_sealed_write(error: WriteError, what: &str) -> Self {
+        match error {
+            WriteError::Backend { source, .. } => RepositoryError::Backend(source),
+            WriteError::Seal(e) => RepositoryError::Corrupt {
+                what: what.to_owned(),
+                reason: e.to_string(),
+            },
+        }
+    }
 }

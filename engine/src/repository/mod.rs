@@ -178,13 +178,8 @@ impl Repository {
 
     /// Seals a JSON document and stores it under the hash of the sealed bytes.
     pub fn write_sealed<T: Serialize>(&self, kind: FileKind, aad: &[u8], value: &T) -> Result<Id, RepositoryError> {
-        let corrupt = |reason: String| RepositoryError::Corrupt {
-            what: format!("new {kind} file"),
-            reason,
-        };
-        let (id, sealed) = crate::sealed::seal(&self.keys, aad, value).map_err(corrupt)?;
-        self.backend.write(kind, &id.to_hex(), &sealed)?;
-        Ok(id)
+        crate::sealed::write(self.backend.as_ref(), &self.keys, kind, aad, value)
+            .map_err(|e| RepositoryError::from_sealed_write(e, &format!("new {kind} file")))
     }
 
     /// Reads, checks and opens a sealed JSON document.

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::database::process::{self};
+use crate::database::process;
 use crate::database::{Connection, DatabaseError, StreamSink, major_minor, write_manifest};
 
 use super::split::split_dump;

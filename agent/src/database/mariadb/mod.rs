@@ -32,6 +32,9 @@
 //! old one, as with any `mariadb-dump` restore; views are dumped without the database name.
 //! A whole-server restore leaves out the accounts every server has (`root`, `mariadb.sys`,
 //! `mysql` at `localhost`), `PROXY` grants and the restoring user itself.
+//!
+//! Files: this one holds the streams' names, the manifest and the client helpers; `dump.rs`
+//! the backup, `split.rs` the splitting of the dump, `restore.rs` the restore.
 
 use std::io::Write;
 use std::process::Command;

@@ -1,4 +1,5 @@
-//! Restore of the whole server, one database (optionally renamed) or chosen tables through the `mariadb` client.
+//! Restore of the whole server, one database (optionally renamed) or chosen tables through the
+//! `mariadb` client.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;

@@ -1,4 +1,5 @@
-//! Splitting one `mariadb-dump` output into per-object streams at its section comments, counting each table's rows on the way.
+//! Splitting one `mariadb-dump` output into per-object streams at its section comments,
+//! counting each table's rows on the way.
 
 use std::io::{self, BufRead, BufReader, Read};
 

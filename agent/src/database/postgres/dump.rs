@@ -1,13 +1,14 @@
-//! Backup: globals, one `pg_dump` per database in an exported snapshot while a second session counts the rows, then the manifest.
+//! Backup: globals, one `pg_dump` per database in an exported snapshot while a second session
+//! counts the rows, then the manifest.
 
 use std::collections::BTreeMap;
 
-use crate::database::process::{self};
+use crate::database::process;
 use crate::database::{Connection, DatabaseError, StreamSink, major_minor, write_manifest};
 
 use super::{
     GLOBALS_STREAM, MANIFEST_STREAM, PgBackupOptions, PgDatabase, PgManifest, PgTable, client_version, connect,
-    database_stream, dbname_conninfo, query_error, quote_ident, quote_literal, server_major, tool,
+    count_rows_of, database_stream, dbname_conninfo, query_error, quote_literal, server_major, tool,
 };
 
 /// Backs up the server into `sink`: globals, one dump per database, then the manifest.
@@ -190,18 +191,7 @@ pub(super) fn count_rows(
         ))
         .map_err(query_error)?;
     for table in tables.iter_mut() {
-        let count: i64 = client
-            .query_one(
-                &format!(
-                    "SELECT count(*) FROM ONLY {}.{}",
-                    quote_ident(&table.schema),
-                    quote_ident(&table.name)
-                ),
-                &[],
-            )
-            .map_err(query_error)?
-            .get(0);
-        table.rows = count as u64;
+        table.rows = count_rows_of(&mut client, table)?;
     }
     client.batch_execute("COMMIT").map_err(query_error)
 }

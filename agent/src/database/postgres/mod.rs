@@ -28,6 +28,9 @@
 //! A table restore needs the table's schema to exist in the target. Without `clean`, objects
 //! that exist already are an error naming them, checked before anything is changed; with
 //! `clean` a restored database is dropped and re-created, restored tables are dropped first.
+//!
+//! Files: this one holds the streams' names, the manifest and the connection helpers;
+//! `dump.rs` the backup, `restore.rs` the restore, `toc.rs` the table restores.
 
 use std::fmt::Write as _;
 use std::process::Command;
@@ -235,6 +238,22 @@ fn server_major(client: &mut postgres::Client) -> Result<(String, u32), Database
     let version: String = row.get(0);
     let num: i32 = row.get(1);
     Ok((version, (num / 10000) as u32))
+}
+
+/// The rows of `table` (not of its partitions or children) as `client` sees them.
+fn count_rows_of(client: &mut postgres::Client, table: &PgTable) -> Result<u64, DatabaseError> {
+    let count: i64 = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM ONLY {}.{}",
+                quote_ident(&table.schema),
+                quote_ident(&table.name)
+            ),
+            &[],
+        )
+        .map_err(query_error)?
+        .get(0);
+    Ok(count as u64)
 }
 
 /// Reads the manifest of a PostgreSQL backup from `source` (e.g. to check names before a restore).

@@ -1,4 +1,5 @@
-//! Restore of the whole server, one database (optionally renamed) or chosen tables with `pg_restore`, and the row counts compared after it.
+//! Restore of the whole server, one database (optionally renamed) or chosen tables with
+//! `pg_restore`, and the row counts compared after it.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -11,8 +12,8 @@ use crate::database::{
 
 use super::toc::restore_tables;
 use super::{
-    GLOBALS_STREAM, MANIFEST_STREAM, PgDatabase, PgManifest, PgTable, connect, dbname_conninfo, query_error,
-    quote_ident, quote_literal, tool,
+    GLOBALS_STREAM, MANIFEST_STREAM, PgDatabase, PgManifest, PgTable, connect, count_rows_of, dbname_conninfo,
+    query_error, quote_ident, quote_literal, tool,
 };
 
 /// Restores from `source` as `options` say; returns the row counts (all of which matched).
@@ -286,22 +287,12 @@ pub(super) fn count_restored<'a>(
 ) -> Result<(), DatabaseError> {
     let mut client = connect(conn, target)?;
     for t in tables {
-        let count: i64 = client
-            .query_one(
-                &format!(
-                    "SELECT count(*) FROM ONLY {}.{}",
-                    quote_ident(&t.schema),
-                    quote_ident(&t.name)
-                ),
-                &[],
-            )
-            .map_err(query_error)?
-            .get(0);
+        let restored = count_rows_of(&mut client, t)?;
         report.tables.push(TableRows {
             database: target.to_string(),
             table: t.qualified(),
             expected: t.rows,
-            restored: count as u64,
+            restored,
         });
     }
     Ok(())

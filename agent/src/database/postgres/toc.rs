@@ -1,9 +1,10 @@
-//! Table restores: the entries of `pg_restore --list` that belong to the chosen tables, restored with that list.
+//! Table restores: the entries of `pg_restore --list` that belong to the chosen tables,
+//! restored with that list.
 
 use std::io::Write;
 use std::process::Command;
 
-use crate::database::process::{self};
+use crate::database::process;
 use crate::database::{Connection, DatabaseError, RestoreReport, StreamSource};
 
 use super::restore::{count_restored, existing_tables, pg_restore};
