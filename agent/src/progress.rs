@@ -1,35 +1,14 @@
-//! Progress of long operations: counters updated by the engine, and a reporter thread that
-//! prints them once a second, as a status line on a terminal or as JSON lines otherwise.
+//! Progress of long operations: a reporter thread that prints the engine's
+//! [`Counters`] once a second, as a status line on a terminal or as JSON lines otherwise.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use hort_engine::progress::Counters;
 use hort_protocol::ProgressLine;
 use hort_protocol::report::LineKind;
-
-/// Counters shared by the engine and the reporter.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Files (or streams) processed.
-    pub files: AtomicU64,
-    /// Bytes of content processed.
-    pub bytes: AtomicU64,
-    /// Plaintext bytes of new blobs.
-    pub new_bytes: AtomicU64,
-    /// Entries that failed.
-    pub errors: AtomicU64,
-    /// Bytes of content the operation will process in all, once known.
-    pub bytes_total: OnceLock<u64>,
-}
-
-impl Counters {
-    /// Adds to a counter.
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-}
 
 /// Where progress goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::Duration;
-use hort_agent::archiver::{self, BackupOptions};
-use hort_agent::backend::local::LocalBackend;
-use hort_agent::backup_lock::{BackupLock, LockFile, LockTiming};
-use hort_agent::progress::Counters;
-use hort_agent::prune::{self, PruneOptions};
-use hort_agent::repository::{IndexedRepository, Repository};
-use hort_agent::retention::Policy;
-use hort_agent::snapshot::Snapshot;
+use hort_engine::archiver::{self, BackupOptions};
+use hort_engine::backend::local::LocalBackend;
+use hort_engine::backup_lock::{BackupLock, LockFile, LockTiming};
+use hort_engine::progress::Counters;
+use hort_engine::prune::{self, PruneOptions};
+use hort_engine::repository::{IndexedRepository, Repository};
+use hort_engine::retention::Policy;
+use hort_engine::snapshot::Snapshot;
 use support::{Kind, PASSWORD, Repo, describe_tree, noise, summary};
 
 /// Backs up `a.bin` and `b.bin`, then only `a.bin`; returns the pack holding `b.bin`'s data.
@@ -104,7 +104,7 @@ fn a_backup_that_loaded_the_index_before_the_mark_keeps_its_data() {
         },
     )
     .unwrap();
-    let b_pack_id: hort_agent::id::Id = b_pack.file_name().unwrap().to_str().unwrap().parse().unwrap();
+    let b_pack_id: hort_engine::id::Id = b_pack.file_name().unwrap().to_str().unwrap().parse().unwrap();
     assert!(mark.condemned.contains(&b_pack_id));
 
     // ... and deduplicates b.bin against it, finishing after the mark.
@@ -286,7 +286,7 @@ fn a_backup_running_through_a_mark_and_a_sweep_keeps_its_data() {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     let b_pack = b_only_in_an_old_snapshot(&repo, &src);
-    let b_pack_id: hort_agent::id::Id = b_pack.file_name().unwrap().to_str().unwrap().parse().unwrap();
+    let b_pack_id: hort_engine::id::Id = b_pack.file_name().unwrap().to_str().unwrap().parse().unwrap();
     let open = || open_repository(&repo);
     forget_all_but_the_newest(&repo);
 
@@ -358,8 +358,8 @@ fn a_backup_whose_lock_went_stale_writes_no_snapshot_and_a_stale_lock_holds_noth
     let now = chrono::Utc::now();
     open()
         .write_sealed(
-            hort_agent::backend::FileKind::Lock,
-            hort_agent::backup_lock::AAD,
+            hort_engine::backend::FileKind::Lock,
+            hort_engine::backup_lock::AAD,
             &LockFile {
                 version: 1,
                 hostname: "killed".into(),

@@ -2,7 +2,7 @@
 //! are tried as a sealed blob and as an opened one (codec byte, raw or zstd body).
 #![no_main]
 
-use hort_agent::pack::{self, BlobEntry, BlobKind};
+use hort_engine::pack::{self, BlobEntry, BlobKind};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! The repository config: sealed JSON and its chunker parameter checks.
 #![no_main]
 
-use hort_agent::config::{self, Config};
+use hort_engine::config::{self, Config};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! Content-list blobs (snapshot version 2): concatenated 32-byte blob ids.
 #![no_main]
 
-use hort_agent::snapshot;
+use hort_engine::snapshot;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

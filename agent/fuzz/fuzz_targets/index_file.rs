@@ -1,7 +1,7 @@
 //! Index files: sealed JSON, then loaded into the in-memory index.
 #![no_main]
 
-use hort_agent::index::{self, Index, IndexFile};
+use hort_engine::index::{self, Index, IndexFile};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! Key files: plain JSON with Argon2 parameters, and unwrapping the master key.
 #![no_main]
 
-use hort_agent::keyfile::KeyFile;
+use hort_engine::keyfile::KeyFile;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

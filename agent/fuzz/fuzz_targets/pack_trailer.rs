@@ -1,7 +1,7 @@
 //! Pack footer and trailer: the stored tail of a pack, and an opened trailer plaintext.
 #![no_main]
 
-use hort_agent::pack;
+use hort_engine::pack;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! Prune markers: sealed JSON listing condemned packs.
 #![no_main]
 
-use hort_agent::prune::{self, PruneMarker};
+use hort_engine::prune::{self, PruneMarker};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! Snapshot manifests: sealed JSON.
 #![no_main]
 
-use hort_agent::snapshot::{self, Snapshot};
+use hort_engine::snapshot::{self, Snapshot};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

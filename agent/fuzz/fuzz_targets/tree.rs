@@ -4,7 +4,7 @@
 
 use std::os::unix::ffi::OsStrExt;
 
-use hort_agent::tree::Tree;
+use hort_engine::tree::Tree;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

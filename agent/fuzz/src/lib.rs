@@ -1,8 +1,8 @@
 //! Helpers shared by the fuzz targets: the fixed test key and the two ways every sealed
 //! document is fed to its parser.
 
-use hort_agent::crypto::{Keys, MASTER_KEY_LEN};
-use hort_agent::repository::open_sealed;
+use hort_engine::crypto::{Keys, MASTER_KEY_LEN};
+use hort_engine::repository::open_sealed;
 use serde::de::DeserializeOwned;
 
 /// The keys every target uses (a fixed master key: the fuzzer explores the formats, not the

@@ -8,8 +8,8 @@ use hort_protocol::{DatabaseKind, DatabaseTls, Overwrite, Period, SqlAssertion, 
 
 use super::CliError;
 use crate::database::{Connection, Password};
-use crate::keyfile::KdfParams;
-use crate::retention::{self, Policy};
+use hort_engine::keyfile::KdfParams;
+use hort_engine::retention::{self, Policy};
 
 /// The arguments every command takes. `Debug` leaves out the password and the S3 secret key.
 #[derive(Args)]
@@ -58,7 +58,7 @@ pub(super) struct GlobalArgs {
     /// How long a restore waits for packs in an archive storage class (S3 `GLACIER`,
     /// `DEEP_ARCHIVE`) whose restore it requested, e.g. `12h`; `0` (the default) requests
     /// their restore and fails at once, naming them.
-    #[arg(long, env = "HORT_ARCHIVE_WAIT", default_value = "0", value_parser = crate::retention::parse_duration, global = true)]
+    #[arg(long, env = "HORT_ARCHIVE_WAIT", default_value = "0", value_parser = hort_engine::retention::parse_duration, global = true)]
     pub(super) archive_wait: chrono::Duration,
     /// JSON output even on a terminal (the default when stdout is not a terminal).
     #[arg(long, global = true)]

@@ -11,11 +11,12 @@ use serde_json::json;
 use super::CliError;
 use super::args::BackupArgs;
 use super::context::{Context, write_report};
-use crate::archiver::{self, BackupOptions, StreamInput};
-use crate::filter::Selection;
-use crate::id::Id;
-use crate::progress::{Counters, Reporter};
-use crate::snapshot::Snapshot;
+use crate::progress::Reporter;
+use hort_engine::archiver::{self, BackupOptions, StreamInput};
+use hort_engine::filter::Selection;
+use hort_engine::id::Id;
+use hort_engine::progress::Counters;
+use hort_engine::snapshot::Snapshot;
 
 fn stream_from_command(spec: &str) -> Result<StreamInput, CliError> {
     let (name, command) = spec

@@ -12,11 +12,11 @@ use hort_protocol::{EntryKind, ListedEntry, ListedStream, Listing, SnapshotList,
 
 use super::CliError;
 use super::context::Context;
-use crate::id::Id;
-use crate::pack::BlobKind;
-use crate::repository::IndexedRepository;
-use crate::snapshot::{Snapshot, Source};
-use crate::tree::{Node, NodeKind};
+use hort_engine::id::Id;
+use hort_engine::pack::BlobKind;
+use hort_engine::repository::IndexedRepository;
+use hort_engine::snapshot::{Snapshot, Source};
+use hort_engine::tree::{Node, NodeKind};
 
 fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -224,8 +224,8 @@ pub(super) fn cat(ctx: &Context, spec: &str, path: &str) -> Result<(), CliError>
     let (id, snapshot) = repo.find_snapshot(spec)?;
     let mut out = std::io::stdout().lock();
     if !snapshot.streams.is_empty() {
-        let counters = crate::progress::Counters::default();
-        crate::restorer::restore_stream(&repo, &snapshot, &id, path, &mut out, &counters)?;
+        let counters = hort_engine::progress::Counters::default();
+        hort_engine::restorer::restore_stream(&repo, &snapshot, &id, path, &mut out, &counters)?;
         return Ok(());
     }
     let node = find_node(&repo, &id, &snapshot, path)?;

@@ -10,11 +10,11 @@ use hort_protocol::{Strategy, env};
 
 use super::CliError;
 use super::args::GlobalArgs;
-use crate::backend::group;
-use crate::backup_lock::BackupLock;
-use crate::location::{self, S3Defaults};
 use crate::progress::Mode;
-use crate::repository::{IndexedRepository, Repository};
+use hort_engine::backend::group;
+use hort_engine::backup_lock::BackupLock;
+use hort_engine::location::{self, S3Defaults};
+use hort_engine::repository::{IndexedRepository, Repository};
 
 /// The global arguments and the output mode of a run.
 pub(super) struct Context {
@@ -27,7 +27,7 @@ impl Context {
         self.global.json || !std::io::stdout().is_terminal()
     }
 
-    pub(super) fn backend(&self) -> Result<Arc<dyn crate::backend::Backend>, CliError> {
+    pub(super) fn backend(&self) -> Result<Arc<dyn hort_engine::backend::Backend>, CliError> {
         Ok(location::open(&self.global.repo, self.group_options(), &self.s3())?)
     }
 

@@ -13,10 +13,11 @@ use super::CliError;
 use super::args::{DbBackupArgs, DbRestoreArgs};
 use super::backup_cmd::report_backup;
 use super::context::{Context, write_message};
-use crate::archiver::{BackupOptions, StreamBackup};
 use crate::database::{self, DatabaseError, mariadb, postgres};
-use crate::progress::{Counters, Reporter};
-use crate::snapshot_streams::SnapshotStreams;
+use crate::progress::Reporter;
+use hort_engine::archiver::{BackupOptions, StreamBackup};
+use hort_engine::progress::Counters;
+use hort_engine::snapshot_streams::SnapshotStreams;
 
 /// The stream that lists what a backup of `kind` holds.
 fn manifest_stream(kind: DatabaseKind) -> &'static str {
@@ -128,7 +129,7 @@ pub(super) fn restore(ctx: &Context, kind: DatabaseKind, args: &DbRestoreArgs) -
     let scopes = restore_scopes(args)?;
     let repo = Arc::new(ctx.open_indexed()?);
     let (id, snapshot) = repo.find_tagged_snapshot(&args.snapshot, &args.tags)?;
-    crate::archive::make_snapshot_readable(&repo, &snapshot, ctx.archive_wait())?;
+    hort_engine::archive::make_snapshot_readable(&repo, &snapshot, ctx.archive_wait())?;
     let manifest = manifest_stream(kind);
     if !snapshot.streams.iter().any(|s| s.name == manifest) {
         return Err(CliError::Usage(format!(

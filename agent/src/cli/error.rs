@@ -1,12 +1,14 @@
-//! A failed command, and the exit code (`hort_protocol::ExitCode`) it ends the agent with.
+//! A failed command, and the exit code (`hort_protocol::ExitCode`) it ends the agent with,
+//! derived from the engine's [`ErrorKind`] of the failure.
 
 use hort_protocol::ExitCode;
 
-use crate::archiver::BackupError;
-use crate::backend::BackendError;
 use crate::database::DatabaseError;
-use crate::repository::RepositoryError;
-use crate::restorer::RestoreError;
+use hort_engine::archiver::BackupError;
+use hort_engine::backend::BackendError;
+use hort_engine::error_kind::ErrorKind;
+use hort_engine::repository::RepositoryError;
+use hort_engine::restorer::RestoreError;
 
 /// A failed command and its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -48,24 +50,20 @@ pub enum CliError {
 impl CliError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> ExitCode {
-        let repo_code = |e: &RepositoryError| match e {
-            RepositoryError::NotInitialized { .. } => ExitCode::NoRepository,
-            RepositoryError::WrongPassword => ExitCode::WrongPassword,
-            RepositoryError::WeakPassword { .. } => ExitCode::Usage,
-            RepositoryError::BlobNotInIndex { .. }
-            | RepositoryError::PackMissing { .. }
-            | RepositoryError::BlobCorrupt { .. }
-            | RepositoryError::PackUnreadable { .. }
-            | RepositoryError::Corrupt { .. } => ExitCode::Damaged,
-            _ => ExitCode::Error,
+        let of_kind = |kind: ErrorKind| match kind {
+            ErrorKind::NoRepository => ExitCode::NoRepository,
+            ErrorKind::WrongPassword => ExitCode::WrongPassword,
+            ErrorKind::Usage => ExitCode::Usage,
+            ErrorKind::Corrupt => ExitCode::Damaged,
+            ErrorKind::Other => ExitCode::Error,
         };
         match self {
-            CliError::Repository(e) => repo_code(e),
-            CliError::Backup(BackupError::Repository(e)) => repo_code(e),
-            CliError::Restore(RestoreError::Repository(e) | RestoreError::Stream { source: e, .. }) => repo_code(e),
+            CliError::Repository(e) => of_kind(e.kind()),
+            CliError::Backup(e) => of_kind(e.kind()),
+            CliError::Restore(e) => of_kind(e.kind()),
             CliError::Partial { exit, .. } => *exit,
             CliError::Usage(_) => ExitCode::Usage,
-            _ => ExitCode::Error,
+            CliError::Backend(_) | CliError::Database { .. } => ExitCode::Error,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `key list|add|remove`: the repository's passwords (see [`crate::keyring`]).
+//! `key list|add|remove`: the repository's passwords (see [`hort_engine::keyring`]).
 
 use std::path::PathBuf;
 
@@ -9,8 +9,8 @@ use serde_json::json;
 use super::CliError;
 use super::args::InitArgs;
 use super::context::Context;
-use crate::keyfile::KdfParams;
-use crate::keyring::{self, RemoveError};
+use hort_engine::keyfile::KdfParams;
+use hort_engine::keyring::{self, RemoveError};
 
 /// The variable `key add` reads the new password from.
 const NEW_PASSWORD: &str = "HORT_NEW_PASSWORD";

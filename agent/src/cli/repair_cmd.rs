@@ -1,5 +1,5 @@
 //! `repair index|snapshots`: rebuild what can be rebuilt from the data itself (see
-//! [`crate::repair`]).
+//! [`hort_engine::repair`]).
 
 use clap::Subcommand;
 use hort_protocol::ExitCode;
@@ -38,7 +38,7 @@ pub(super) fn run(ctx: &Context, command: &RepairCommand) -> Result<(), CliError
 }
 
 fn index(ctx: &Context, dry_run: bool) -> Result<(), CliError> {
-    let report = crate::repair::repair_index(&ctx.open()?, dry_run)?;
+    let report = hort_engine::repair::repair_index(&ctx.open()?, dry_run)?;
     if ctx.json() {
         ctx.print_json(&json!({"type": "repair-index", "dry_run": dry_run, "report": report}));
     } else {
@@ -68,10 +68,11 @@ fn index(ctx: &Context, dry_run: bool) -> Result<(), CliError> {
 
 fn snapshots(ctx: &Context, forget: bool, dry_run: bool) -> Result<(), CliError> {
     let (repo, lock) = ctx.open_for_backup()?;
-    let repairs = crate::repair::repair_snapshots(&repo, &lock, forget, dry_run).map_err(|e| CliError::Partial {
-        message: e.to_string(),
-        exit: ExitCode::Error,
-    })?;
+    let repairs =
+        hort_engine::repair::repair_snapshots(&repo, &lock, forget, dry_run).map_err(|e| CliError::Partial {
+            message: e.to_string(),
+            exit: ExitCode::Error,
+        })?;
     if ctx.json() {
         ctx.print_json(&json!({"type": "repair-snapshots", "dry_run": dry_run, "snapshots": repairs}));
     } else {

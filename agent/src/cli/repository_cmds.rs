@@ -10,13 +10,13 @@ use serde_json::json;
 use super::CliError;
 use super::args::InitArgs;
 use super::context::{Context, write_message};
-use crate::backend::FileKind;
-use crate::filter::Selection;
-use crate::id::Id;
-use crate::keyfile::KdfParams;
-use crate::location::{self, S3Defaults};
-use crate::pack::BlobKind;
-use crate::repository::Repository;
+use hort_engine::backend::FileKind;
+use hort_engine::filter::Selection;
+use hort_engine::id::Id;
+use hort_engine::keyfile::KdfParams;
+use hort_engine::location::{self, S3Defaults};
+use hort_engine::pack::BlobKind;
+use hort_engine::repository::Repository;
 
 /// Probes one target: reachable (listing works) and writable (a probe file can be written,
 /// read back and deleted); for a directory also the bytes its files take and the bytes free
@@ -34,7 +34,7 @@ fn probe_target(spec: &str, s3: &S3Defaults) -> TargetReport {
         return unreachable(e.to_string());
     }
     let mut name = [0u8; 16];
-    let probe = crate::crypto::random_bytes(&mut name)
+    let probe = hort_engine::crypto::random_bytes(&mut name)
         .map_err(|e| e.to_string())
         .and_then(|()| {
             let name = hex::encode(name);

@@ -9,14 +9,15 @@ use serde_json::json;
 use super::CliError;
 use super::args::RestoreArgs;
 use super::context::{Context, write_report};
-use crate::filter::Selection;
-use crate::progress::{Counters, Reporter};
-use crate::restorer::{self, RestoreOptions};
+use crate::progress::Reporter;
+use hort_engine::filter::Selection;
+use hort_engine::progress::Counters;
+use hort_engine::restorer::{self, RestoreOptions};
 
 pub(super) fn restore(ctx: &Context, args: &RestoreArgs) -> Result<(), CliError> {
     let repo = ctx.open_indexed()?;
     let (id, snapshot) = repo.find_tagged_snapshot(&args.snapshot, &args.tags)?;
-    crate::archive::make_snapshot_readable(&repo, &snapshot, ctx.archive_wait())?;
+    hort_engine::archive::make_snapshot_readable(&repo, &snapshot, ctx.archive_wait())?;
     let counters = Arc::new(Counters::default());
     if let Some(name) = &args.stream {
         let mut stdout = std::io::stdout().lock();

@@ -6,10 +6,10 @@ use serde_json::json;
 use super::CliError;
 use super::args::{ForgetArgs, PruneArgs};
 use super::context::{Context, write_report};
-use crate::id::Id;
-use crate::prune::{self, PruneOptions, PruneReport};
-use crate::retention;
-use crate::snapshot::{Snapshot, Source};
+use hort_engine::id::Id;
+use hort_engine::prune::{self, PruneOptions, PruneReport};
+use hort_engine::retention;
+use hort_engine::snapshot::{Snapshot, Source};
 
 pub(super) fn prune(ctx: &Context, args: &PruneArgs) -> Result<(), CliError> {
     let policy = args.keep.policy();

@@ -13,12 +13,13 @@ use hort_protocol::{DatabaseKind, ExitCode};
 use super::CliError;
 use super::args::VerifyRestoreArgs;
 use super::context::{Context, write_message};
-use crate::id::Id;
-use crate::progress::{Counters, Reporter};
-use crate::restore_check;
-use crate::restorer::{self, RestoreOptions};
-use crate::snapshot::Snapshot;
-use crate::verify::{self, PacksToRead};
+use crate::progress::Reporter;
+use hort_engine::id::Id;
+use hort_engine::progress::Counters;
+use hort_engine::restore_check;
+use hort_engine::restorer::{self, RestoreOptions};
+use hort_engine::snapshot::Snapshot;
+use hort_engine::verify::{self, PacksToRead};
 
 /// The packs `verify --read-data` or `--read-data-subset N%` asks to read.
 pub(super) fn packs_to_read(read_data: bool, subset: Option<u8>) -> PacksToRead {
@@ -183,7 +184,7 @@ pub(super) fn verify_restore(ctx: &Context, args: &VerifyRestoreArgs) -> Result<
     let (id, snapshot) = repo.find_tagged_snapshot(&args.snapshot, &args.tags)?;
     let root = volume_tree(&snapshot, &id.short())?;
     check_scratch(&args.scratch)?;
-    crate::archive::make_snapshot_readable(&repo, &snapshot, ctx.archive_wait())?;
+    hort_engine::archive::make_snapshot_readable(&repo, &snapshot, ctx.archive_wait())?;
     let counters = Arc::new(Counters::default());
     let _ = counters.bytes_total.set(snapshot.stats.bytes);
     let started = Instant::now();

@@ -13,8 +13,9 @@ use super::args::DbVerifyArgs;
 use super::context::Context;
 use super::verify_cmds::finish;
 use crate::database::verification::{self, Finding, Restored};
-use crate::progress::{Counters, Reporter};
-use crate::snapshot_streams::SnapshotStreams;
+use crate::progress::Reporter;
+use hort_engine::progress::Counters;
+use hort_engine::snapshot_streams::SnapshotStreams;
 
 fn failure(finding: Finding) -> VerificationFailure {
     VerificationFailure {
@@ -39,7 +40,7 @@ pub(super) fn verify(ctx: &Context, kind: DatabaseKind, args: &DbVerifyArgs) -> 
         };
         return Err(CliError::Usage(format!("snapshot {} is {what}", id.short())));
     }
-    crate::archive::make_snapshot_readable(&repo, &snapshot, ctx.archive_wait())?;
+    hort_engine::archive::make_snapshot_readable(&repo, &snapshot, ctx.archive_wait())?;
     let server = format!("{} at {}:{}", kind.display_name(), conn.host, conn.port);
     let failed = |what: &str| {
         let context = format!("verification of snapshot {}: {what} {server}", id.short());

@@ -40,6 +40,8 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+pub use hort_engine::streams::{StreamSink, StreamSource};
+
 /// A password that never shows up in `Debug` output or logs.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Password(String);
@@ -94,25 +96,6 @@ impl Connection {
             None => PathBuf::from(name),
         }
     }
-}
-
-/// Receives the streams of a database backup (implemented by the repository engine).
-pub trait StreamSink {
-    /// Stores one complete stream named `name`, reading `data` to its end. Names are unique
-    /// within one backup.
-    fn put(&mut self, name: &str, data: &mut dyn Read) -> io::Result<u64>;
-
-    /// Takes an estimate of the bytes all streams of this backup will hold (from the
-    /// databases' sizes on the server), for progress; called at most once, before the dumps.
-    fn expect_total(&mut self, bytes: u64) {
-        let _ = bytes;
-    }
-}
-
-/// Hands out the streams of a database backup for a restore (implemented by the engine).
-pub trait StreamSource: Sync {
-    /// Opens the stream `name` from its beginning; may be called more than once per name.
-    fn open(&self, name: &str) -> io::Result<Box<dyn Read + Send + '_>>;
 }
 
 /// Streams stored as files in a directory (`a/b.sql` → `<root>/a/b.sql`): a sink and a source
