@@ -75,6 +75,10 @@ fn a_backup_stores_the_catalog_with_its_snapshot_and_show_reads_the_newest() {
     assert_eq!(all.snapshots[0].hostname, "hort-catalog/shop");
     assert_eq!(all.snapshots[0].id, stored.snapshot_id);
 
+    // `latest` is the newest backup, never the catalog stored after it.
+    let latest = repo.ok(&["cat", "latest", "a"]);
+    assert_eq!(latest, "data", "cat latest reads the user's backup");
+
     // Retention of the user's series, by its tags, neither counts nor forgets catalogs.
     repo.ok(&["forget", "--tag", "hort.dev/namespace=shop", "--keep-last", "1"]);
     assert_eq!(show(&repo).catalogs.len(), 1);

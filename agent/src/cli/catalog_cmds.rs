@@ -12,19 +12,19 @@ use std::sync::Arc;
 
 use chrono::SecondsFormat;
 use clap::Subcommand;
+use hort_engine::archiver::{self, BackupOptions, StreamInput};
+use hort_engine::filter::Selection;
+use hort_engine::id::Id;
+use hort_engine::progress::Counters;
+use hort_engine::repository::IndexedRepository;
+use hort_engine::retention::Decision;
+use hort_engine::snapshot::Snapshot;
 use hort_protocol::catalog::{self, Catalog, CatalogList, StoredCatalog};
 use hort_protocol::env;
 use hort_protocol::report::encode;
 
 use super::CliError;
 use super::context::Context;
-use crate::archiver::{self, BackupOptions, StreamInput};
-use crate::filter::Selection;
-use crate::id::Id;
-use crate::progress::Counters;
-use crate::repository::IndexedRepository;
-use crate::retention::Decision;
-use crate::snapshot::Snapshot;
 
 /// The `catalog` commands.
 #[derive(Debug, Subcommand)]
@@ -172,7 +172,7 @@ fn put(ctx: &Context, catalog: Catalog) -> Result<Id, CliError> {
         .collect();
     // The catalog is stored; older ones that cannot be forgotten now (e.g. under an object
     // lock) are forgotten by a later put.
-    if let Err(e) = crate::prune::forget_decided(&repo, &mut old, false) {
+    if let Err(e) = hort_engine::prune::forget_decided(&repo, &mut old, false) {
         tracing::warn!(namespace = %catalog.namespace, error = %e, "older catalog snapshots could not be forgotten");
     }
     Ok(id)
@@ -187,7 +187,7 @@ fn show(ctx: &Context, namespace: Option<&str>) -> Result<(), CliError> {
         }
         let Some((id, s)) = snapshots.last() else { continue };
         let mut bytes = Vec::new();
-        crate::restorer::restore_stream(&repo, s, id, catalog::STREAM, &mut bytes, &Counters::default())?;
+        hort_engine::restorer::restore_stream(&repo, s, id, catalog::STREAM, &mut bytes, &Counters::default())?;
         let catalog: Catalog = serde_json::from_slice(&bytes).map_err(|e| {
             CliError::Usage(format!(
                 "catalog snapshot {} of namespace {ns:?} is not a Hort catalog ({e}): an agent of another release wrote it",

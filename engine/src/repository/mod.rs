@@ -234,13 +234,16 @@ impl Repository {
     }
 
     /// Like [`Repository::find_snapshot`], with `latest` meaning the newest snapshot that has
-    /// every tag in `tags`.
+    /// every tag in `tags`. Hort's own catalog snapshots (tag `hort.dev/catalog`) are never
+    /// `latest` unless `tags` asks for that tag: `latest` means the newest backup.
     pub fn find_tagged_snapshot(&self, spec: &str, tags: &[String]) -> Result<(Id, Snapshot), RepositoryError> {
         if spec == "latest" {
+            let catalogs_asked = tags.iter().any(|t| t == hort_protocol::catalog::TAG);
             return self
                 .snapshots()?
                 .into_iter()
                 .rev()
+                .filter(|(_, s)| catalogs_asked || !s.tags.iter().any(|t| t == hort_protocol::catalog::TAG))
                 .find(|(_, s)| tags.iter().all(|t| s.tags.contains(t)))
                 .ok_or_else(|| RepositoryError::SnapshotNotFound(format!("latest (tags {tags:?})")));
         }
