@@ -25,7 +25,7 @@ eval "$("$HERE/dr-s3.sh" env)"
 
 SHOP=hort-dr-shop BILLING=hort-dr-billing GROUP=offsite DB_PASSWORD=dr-db-password
 PLUGIN="$(plugin_bin)" || { echo "dr-drill.sh: no kubectl-hort binary (scripts/build-hort.sh builds it)" >&2; exit 1; }
-hort() { "$PLUGIN" --operator-namespace "$HORT_NAMESPACE" "$@"; }
+hort() { "$PLUGIN" "$@"; }
 fail() { echo "dr-drill.sh: FAILED CHECK: $*" >&2; exit 1; }
 step() { printf '== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)" >&2; }
 trap '"$HERE/dr-s3.sh" down' EXIT
@@ -103,7 +103,8 @@ group_and_secrets "$BILLING"
 applications
 psql_in "$SHOP" "create database shop" >/dev/null
 psql_in "$SHOP" "create table orders (id int primary key, amount numeric); insert into orders select i, i * 1.25 from generate_series(1, 5000) i" shop >/dev/null
-mariadb_in "$BILLING" "create database billing; create table billing.invoices (id int primary key, total decimal(10,2)); insert into billing.invoices select seq, seq * 2.5 from seq_1_to_3000" >/dev/null
+mariadb_in "$BILLING" "create database billing" >/dev/null
+mariadb_in "$BILLING" "create table invoices (id int primary key, total decimal(10,2)); insert into invoices select seq, seq * 2.5 from seq_1_to_3000" billing >/dev/null
 run_pod "$SHOP" writer hort.local/busybox:stable \
   'set -e; cd /media; mkdir -p a/b; head -c 3000000 /dev/urandom > a/b/photo.bin; echo hello > a/note.txt; sync' media /media >/dev/null
 schedule "$SHOP" shop-db "postgres: {host: postgres.$SHOP.svc, credentialsSecretRef: {name: db-credentials}, databases: [shop]}"
@@ -145,9 +146,9 @@ t_user="$(since "$t0")"
 t0=$EPOCHREALTIME
 step "kubectl hort dr $GROUP --apply, in each namespace"
 for ns in "$SHOP" "$BILLING"; do
-  out="$(hort -n "$ns" dr "$GROUP" --list 2>&1)" || fail "dr --list in $ns: $out"
+  out="$(hort -n "$ns" dr "$GROUP" --list --operator-namespace "$HORT_NAMESPACE" 2>&1)" || fail "dr --list in $ns: $out"
   note "dr --list in $ns: $(tr -s ' ' <<<"$out" | tr '\n' ';' | cut -c1-400)"
-  out="$(hort -n "$ns" dr "$GROUP" --apply --timeout 600 2>&1)" || fail "dr --apply in $ns: $out"
+  out="$(hort -n "$ns" dr "$GROUP" --apply --timeout 600 --operator-namespace "$HORT_NAMESPACE" 2>&1)" || fail "dr --apply in $ns: $out"
   note "dr --apply in $ns: $(tr -s ' ' <<<"$out" | tr '\n' ';' | cut -c1-400)"
 done
 t_dr="$(since "$t0")"
