@@ -4,6 +4,7 @@
 //! log, which the container runtime splits into lines). The pod is deleted afterwards, also
 //! after an error or Ctrl-C.
 
+use hort_protocol::units::Bytes;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::browse_pod::{AgentImage, DEFAULT_IMAGE, browse_pod, image_of_operator, pod_name};
 use crate::cli::AgentFlags;
 use crate::error::{PluginError, Result, is_not_found};
-use crate::output::{Format, bytes, emit, structured, table};
+use crate::output::{Format, emit, structured, table};
 
 /// Where the agent image comes from: the flag, the operator's Deployment, or the default.
 async fn agent_image(client: &Client, flags: &AgentFlags) -> AgentImage {
@@ -251,7 +252,7 @@ pub fn snapshots_table(list: &SnapshotList) -> String {
                 s.time.clone(),
                 s.hostname.clone(),
                 source,
-                bytes(s.bytes),
+                Bytes(s.bytes).to_string(),
                 s.tags.join(","),
             ]
         })
@@ -383,7 +384,7 @@ pub async fn cat(
                     file.display()
                 )))?;
                 let size = tokio::fs::metadata(file).await.map(|m| m.len()).unwrap_or_default();
-                eprintln!("{} ({}) written", file.display(), bytes(size));
+                eprintln!("{} ({}) written", file.display(), Bytes(size));
                 Ok(())
             }
         },

@@ -1,6 +1,7 @@
 //! Following a BackupJob or RestoreRequest to its end: a progress bar on a terminal, plain
 //! lines otherwise, and the outcome as the result.
 
+use hort_protocol::units::Bytes;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{PluginError, Result};
-use crate::output::bytes;
 
 /// A run-once Hort object that can be followed.
 pub trait Followed: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug {
@@ -45,7 +45,7 @@ impl Followed for BackupJob {
         if let Some(stats) = status.stats {
             text.push_str(&format!(
                 ", {} read, {} stored, {:.0} s",
-                bytes(stats.bytes_read),
+                Bytes(stats.bytes_read),
                 stats.stored_size,
                 stats.duration_seconds
             ));
@@ -72,7 +72,7 @@ impl Followed for RestoreRequest {
             text.push_str(&format!(
                 ", {} files, {} written, {} kept, {:.0} s",
                 stats.files,
-                bytes(stats.bytes_restored),
+                Bytes(stats.bytes_restored),
                 stats.skipped,
                 stats.duration_seconds
             ));
@@ -93,9 +93,9 @@ pub fn plain_line<T: Followed>(object: &T) -> String {
     if let Some(p) = object.progress() {
         match (p.percent, p.bytes_total) {
             (Some(percent), Some(total)) => {
-                line.push_str(&format!(" {percent}% ({} of {})", bytes(p.bytes_done), bytes(total)))
+                line.push_str(&format!(" {percent}% ({} of {})", Bytes(p.bytes_done), Bytes(total)))
             }
-            _ => line.push_str(&format!(" {} done", bytes(p.bytes_done))),
+            _ => line.push_str(&format!(" {} done", Bytes(p.bytes_done))),
         }
     }
     if let Some(message) = object.message() {

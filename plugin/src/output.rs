@@ -86,22 +86,6 @@ pub fn relative(then: Timestamp, now: Timestamp) -> String {
     }
 }
 
-/// Bytes, human readable (`1.5 MiB`).
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,8 +101,6 @@ mod tests {
         assert_eq!(relative("2026-11-30T11:55:00Z".parse().unwrap(), now), "5m ago");
         assert_eq!(relative("2026-11-30T15:00:00Z".parse().unwrap(), now), "in 3h");
         assert_eq!(relative("2026-11-20T12:00:00Z".parse().unwrap(), now), "10d ago");
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(3 * 1024 * 1024 / 2), "1.5 MiB");
         assert!(structured(Format::Table, &1).unwrap().is_none());
         assert_eq!(structured(Format::Json, &[1]).unwrap().unwrap(), "[\n  1\n]\n");
     }

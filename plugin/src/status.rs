@@ -4,13 +4,14 @@
 
 use hort_crds::common::{Phase, Progress};
 use hort_crds::{BackupJob, RestoreRequest, Schedule, StorageGroup};
+use hort_protocol::units::Bytes;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{Api, Client, ResourceExt, api::ListParams};
 use serde::Serialize;
 
 use crate::error::{PluginError, Result};
-use crate::output::{bytes, relative, table};
+use crate::output::{relative, table};
 
 /// Label the operator puts on the BackupJobs of a Schedule (and the plugin on manual ones).
 pub const SCHEDULE_LABEL: &str = "hort.dev/schedule";
@@ -107,7 +108,7 @@ fn condition<'a>(conditions: &'a [Condition], kind: &str) -> Option<&'a Conditio
 fn progress_text(progress: Option<&Progress>) -> Option<String> {
     progress.map(|p| match p.percent {
         Some(percent) => format!("{percent}%"),
-        None => bytes(p.bytes_done),
+        None => Bytes(p.bytes_done).to_string(),
     })
 }
 

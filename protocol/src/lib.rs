@@ -10,6 +10,7 @@
 //! - [`report`]: the reports the agent leaves in its termination message, and its progress lines;
 //! - [`exit`]: the agent's exit codes;
 //! - [`period`]: the calendar periods of retention rules;
+//! - [`units`]: how sizes are shown to people;
 //! - [`PROTOCOL_VERSION`]: checked by both sides.
 //!
 //! This crate has no Kubernetes dependency: it is what an agent binary and an operator binary
@@ -22,6 +23,7 @@ pub mod exit;
 pub mod location;
 pub mod period;
 pub mod report;
+pub mod units;
 
 pub use catalog::{Catalog, CatalogBackup, CatalogList, CatalogObject, StoredCatalog};
 pub use command::{

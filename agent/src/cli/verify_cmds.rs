@@ -2,6 +2,7 @@
 //! (`verify`), and what every verification shares: its report is written also when a check
 //! failed, and the exit code is then `Damaged`.
 
+use hort_protocol::units::Bytes;
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
@@ -27,22 +28,6 @@ pub(super) fn packs_to_read(read_data: bool, subset: Option<u8>) -> PacksToRead 
         (true, _) => PacksToRead::All,
         (false, Some(percent)) => PacksToRead::Share(percent),
         (false, None) => PacksToRead::None,
-    }
-}
-
-/// `bytes` for people: `3.1 GiB`.
-pub(super) fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} bytes")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 
@@ -219,7 +204,7 @@ pub(super) fn verify_restore(ctx: &Context, args: &VerifyRestoreArgs) -> Result<
             format!(
                 "{} files, {}: sizes, permissions and content hashes compared with the snapshot",
                 check.files,
-                human_bytes(check.bytes)
+                Bytes(check.bytes)
             ),
             format!(
                 "{} directories and {} symbolic links: types, permissions and link targets compared, nothing extra restored",

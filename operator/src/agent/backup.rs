@@ -13,10 +13,10 @@ use std::time::Duration;
 use hort_crds::backup_job::{BackupJobSpec, BackupStats, ClaimSnapshot, SnapshotMode, VolumeSource};
 use hort_protocol::{AgentCommand, BackupReport, DatabaseKind};
 
-use super::check::human_bytes;
 use super::pod::RepositoryAccess;
 use crate::conditions::{Observation, Status};
 use crate::references::{self, Reference, database_references};
+use hort_protocol::units::Bytes;
 
 /// Where a volume source is mounted in the agent pod.
 pub const SOURCE_DIR: &str = "/source";
@@ -186,7 +186,7 @@ pub fn stats(report: &BackupReport) -> BackupStats {
         bytes_read: report.bytes_read,
         bytes_new: report.bytes_new,
         bytes_stored: report.bytes_stored,
-        stored_size: human_bytes(report.bytes_stored),
+        stored_size: Bytes(report.bytes_stored).to_string(),
         files: report.files,
         dedup_ratio: if report.bytes_stored == 0 {
             0.0

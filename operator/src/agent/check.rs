@@ -4,6 +4,7 @@
 use hort_crds::storage_group::{StorageGroupSpec, Strategy, TargetStatus};
 use hort_protocol::CheckReport;
 use hort_protocol::report::{self, ReportError};
+use hort_protocol::units::Bytes;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::conditions::{Observation, Status};
@@ -137,23 +138,7 @@ pub fn readiness(spec: &StorageGroupSpec, statuses: &[TargetStatus]) -> Observat
 /// Total bytes used on all targets, human readable, when any target reported it.
 pub fn used_size(statuses: &[TargetStatus]) -> Option<String> {
     let reported: Vec<u64> = statuses.iter().filter_map(|t| t.bytes_used).collect();
-    (!reported.is_empty()).then(|| human_bytes(reported.iter().sum()))
-}
-
-/// `bytes` in binary units with one decimal, e.g. `1.5 GiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    (!reported.is_empty()).then(|| Bytes(reported.iter().sum()).to_string())
 }
 
 #[cfg(test)]
@@ -295,11 +280,5 @@ mod tests {
         });
         let err = parse_report(&short, &spec).unwrap_err().to_string();
         assert!(err.contains("spec.targets has 2"), "{err}");
-    }
-
-    #[test]
-    fn human_sizes() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
     }
 }

@@ -20,7 +20,6 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 
-use crate::agent::check::human_bytes;
 use crate::agent::{api, backup, outcome};
 use crate::backup_hooks::{self, HookRun, HookStage, Outcome, has_hooks, run_key};
 use crate::conditions::{self, Observation, Status};
@@ -34,6 +33,7 @@ use crate::schedule;
 use crate::status;
 use crate::storage_group;
 use decide::{AttemptState, Facts, FailureReason, Slot, Step};
+use hort_protocol::units::Bytes;
 pub use slots::GROUP_SLOT;
 use snapshot_record::{record_snapshot, release_snapshot, temporary_claims};
 use start::Begin;
@@ -334,8 +334,8 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
                 message: format!(
                     "snapshot {} written: {} read, {} stored, in {:.1}s{behind}",
                     report.snapshot_id,
-                    human_bytes(report.bytes_read),
-                    human_bytes(report.bytes_stored),
+                    Bytes(report.bytes_read),
+                    Bytes(report.bytes_stored),
                     report.duration_seconds
                 ),
             };

@@ -1,8 +1,6 @@
 //! The typed data the overview page shows, made from Hort's objects by pure functions: job
 //! rows and details, schedules, storage groups.
 
-use std::fmt;
-
 use hort_crds::common::{Phase, Progress};
 use hort_crds::schedule::Retention;
 use hort_crds::{BackupJob, Schedule, StorageGroup};
@@ -432,26 +430,6 @@ impl GroupRow {
     }
 }
 
-/// A byte count in binary units: `512 B`, `1.5 KiB`, `3.0 GiB`.
-pub struct Bytes(pub u64);
-
-impl fmt::Display for Bytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-        let mut value = self.0 as f64;
-        let mut unit = 0;
-        while value >= 1024.0 && unit + 1 < UNITS.len() {
-            value /= 1024.0;
-            unit += 1;
-        }
-        if unit == 0 {
-            write!(f, "{} B", self.0)
-        } else {
-            write!(f, "{value:.1} {}", UNITS[unit])
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,7 +499,7 @@ mod tests {
     }
 
     #[test]
-    fn retention_and_sizes_in_words() {
+    fn retention_in_words() {
         let retention = Retention {
             keep_last: Some(3),
             keep_daily: Some(7),
@@ -530,9 +508,6 @@ mod tests {
         };
         assert_eq!(retention_text(&retention), "last 3, 7 daily, within 30d");
         assert_eq!(retention_text(&Retention::default()), "keep all");
-        assert_eq!(Bytes(512).to_string(), "512 B");
-        assert_eq!(Bytes(1536).to_string(), "1.5 KiB");
-        assert_eq!(Bytes(3 * 1024 * 1024 * 1024).to_string(), "3.0 GiB");
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! A job's detail: its facts, statistics and the timeline of its conditions and Events.
 
+use hort_protocol::units::Bytes;
 use std::fmt::Write as _;
 
 use k8s_openapi::jiff::Timestamp;
 
 use super::jobs::progress;
 use super::{View, escape, page, state_badge, url_component, when};
-use crate::overview::model::{Bytes, EventsView, JobDetail, TimelineEntry};
+use crate::overview::model::{EventsView, JobDetail, TimelineEntry};
 
 /// The page of one BackupJob.
 pub fn job_detail(now: Timestamp, user: &str, job: &JobDetail) -> String {

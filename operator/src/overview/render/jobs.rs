@@ -1,11 +1,12 @@
 //! The jobs list: a filter form, then one table per namespace, newest first.
 
+use hort_protocol::units::Bytes;
 use std::fmt::Write as _;
 
 use k8s_openapi::jiff::Timestamp;
 
 use super::{View, escape, page, state_badge, url_component, when};
-use crate::overview::model::{Bytes, JobFilter, JobRow, JobState};
+use crate::overview::model::{JobFilter, JobRow, JobState};
 
 /// The jobs page: `rows` (already filtered, newest first) grouped by namespace; `namespaces`
 /// and `schedules` are the filter's choices.

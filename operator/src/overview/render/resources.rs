@@ -1,12 +1,13 @@
 //! The schedules and the storage groups.
 
+use hort_protocol::units::Bytes;
 use std::fmt::Write as _;
 
 use k8s_openapi::jiff::Timestamp;
 
 use super::jobs::short;
 use super::{View, escape, page, state_badge, url_component, when};
-use crate::overview::model::{Bytes, GroupRow, ScheduleRow};
+use crate::overview::model::{GroupRow, ScheduleRow};
 
 /// The schedules page.
 pub fn schedules(now: Timestamp, user: &str, rows: &[ScheduleRow]) -> String {
