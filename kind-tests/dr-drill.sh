@@ -94,9 +94,18 @@ specs() {
   done
 }
 
+# Hort's namespace is absent or active: e2e.sh's cleanup deletes it without waiting, and helm
+# cannot install into a namespace being deleted.
+hort_namespace_usable() {
+  local phase
+  phase="$(kc get namespace "$HORT_NAMESPACE" -o jsonpath='{.status.phase}' 2>/dev/null)" || return 0
+  [[ "$phase" != Terminating ]]
+}
+
 # ---- 1. the cluster before the disaster
 step "S3 outside the cluster, Hort, two namespaces with data and Schedules"
 "$HERE/dr-s3.sh" up
+wait_until 180 "namespace $HORT_NAMESPACE deleted by the e2e cleanup" hort_namespace_usable
 install_hort
 group_and_secrets "$SHOP"
 group_and_secrets "$BILLING"
