@@ -332,6 +332,12 @@ EOF
   check "the backup pod ran as non-root in a restricted namespace" \
     test "$(jp $ns pod/pg-1 '{.spec.containers[0].securityContext.runAsUser}')" == 65532
   note "snapshot $(jp $ns backupjob/pg '{.status.snapshotId}'), stats $(jp $ns backupjob/pg '{.status.stats}')"
+  local plugin tables; plugin="$(plugin_bin)" || fail "no kubectl-hort binary: cargo build --release -p kubectl-hort, or set HORT_PLUGIN"
+  tables="$("$plugin" -n $ns ls s3 latest --operator-namespace "$HORT_NAMESPACE")" || fail "kubectl hort ls failed"
+  note "ls tables: $(grep -A9 '^DATABASE' <<<"$tables" | tr -s ' ' | tr '\n' ';')"
+  check "kubectl hort ls shows each table with the rows it had at backup time" \
+    grep -Eq '^e2e_app +public.items +5000$' <<<"$tables"
+  check "... of every database" grep -Eq '^e2e_other +public.other +1$' <<<"$tables"
   kc -n $ns apply -f - >/dev/null <<EOF
 apiVersion: hort.dev/v1alpha1
 kind: RestoreRequest
@@ -1103,10 +1109,16 @@ case_plugin() {
   note "missing path: exit $rc: $out"
   check "a missing path fails naming it" grep -q 'no entry "media/none"' <<<"$out"
 
+  run_pod $ns change hort.local/busybox:stable 'cd /data && printf changed! > media/odd.txt && echo new > media/new.txt' data /data >/dev/null
   rc=0; out="$(hort backup now --from-job vol 2>&1)" || rc=$?
   note "backup now --from-job vol: exit $rc: $(tail -n 1 <<<"$out")"
   check "backup now --from-job succeeds (exit 0)" test "$rc" == 0
   check "it says the snapshot" grep -q "succeeded: snapshot" <<<"$out"
+  local diff; diff="$(hort diff s3 "$id" latest media "${op[@]}")" || fail "diff failed"
+  note "diff: $(tr -s ' ' <<<"$diff" | tr '\n' ';')"
+  check "diff shows the changed file" grep -Eq '^M +media/odd.txt +size 7 → 8$' <<<"$diff"
+  check "diff shows the added file" grep -Eq '^\+ +media/new.txt' <<<"$diff"
+  check "diff leaves out the unchanged file" not_in "random.bin" "$diff"
   wait_until 60 "no agent pod of the plugin left" no_browse_pods $ns
 }
 

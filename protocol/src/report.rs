@@ -427,6 +427,22 @@ pub struct Listing {
     pub snapshot_id: String,
     /// Its entries in depth-first order (directories before what they hold), or its streams.
     pub entries: Vec<ListedEntry>,
+    /// The tables of a database backup with the rows each held when it was dumped (from the
+    /// backup's manifest); empty for files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<ListedTable>,
+}
+
+/// One table of a database backup, as its manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListedTable {
+    /// The database.
+    pub database: String,
+    /// The table, `schema.name` for PostgreSQL.
+    pub table: String,
+    /// Rows in the dump.
+    pub rows: u64,
 }
 
 impl Report for Listing {
@@ -468,6 +484,10 @@ pub struct ListedEntry {
     /// Target of a symbolic link.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// A digest of a file's content (of its chunks' ids, so no data is read): equal digests
+    /// mean equal bytes, within one repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 #[cfg(test)]
@@ -681,6 +701,12 @@ mod tests {
                 mode: "644".into(),
                 mtime: Some("2026-11-30T02:30:00Z".into()),
                 target: None,
+                content: Some("0f".repeat(16)),
+            }],
+            tables: vec![ListedTable {
+                database: "shop".into(),
+                table: "public.orders".into(),
+                rows: 1200,
             }],
         };
         let message = encode(&listing);
