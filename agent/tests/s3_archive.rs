@@ -132,14 +132,13 @@ fn a_resync_into_an_archive_target_archives_data_packs_only() {
     repo = Repo::on_server(archive.into(), &endpoint);
     let listing = repo.ok(&["ls", "latest"]);
     assert!(listing.contains("dir/b"), "{listing}");
+    // The wait as the operator passes it (spec.archiveWaitMinutes).
     let target = work.path().join("restored");
-    repo.ok(&[
-        "restore",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-        "--archive-wait",
-        "1m",
-    ]);
+    let out = repo
+        .cmd(&["restore", "latest", "--target", target.to_str().unwrap()])
+        .env(hort_protocol::env::ARCHIVE_WAIT, "1m")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(fs::read(target.join("dir/b")).unwrap(), noise(5, 200_000));
 }

@@ -185,6 +185,10 @@ pub struct DrFlags {
     /// existing database fails otherwise).
     #[arg(long)]
     pub clean: bool,
+    /// Minutes each restore waits for packs in an archive storage class, whose restore the
+    /// agent requests; without it such a restore fails at once naming them.
+    #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(1..=20160))]
+    pub archive_wait: Option<u32>,
     /// Following the RestoreRequests.
     #[command(flatten)]
     pub follow: FollowFlags,
