@@ -36,7 +36,7 @@
 #                       after); a failing pre hook fails the job before any data is read, and the
 #                       post hooks still run
 #   mirror-outage       a Mirror group of an S3 server and a PVC: with the S3 server scaled to 0
-#                       a backup succeeds and names the target behind, the group stays Ready
+#                       a Schedule's run succeeds and names the target behind, the group stays Ready
 #                       (Degraded); back up, the group's check copies what it missed; with the PVC
 #                       target's data deleted, a restore of the backup made during the outage matches
 #   csi-snapshot        a writer appends checksummed records to three files on two claims; a CSI
@@ -174,6 +174,12 @@ spec:
 EOF
   run_pod "$1" writer hort.local/busybox:stable "set -e; cd /data; $3; sync" data /data >/dev/null
 }
+
+# The first BackupJob of Schedule NAME in NS (empty until there is one).
+scheduled_job() { # NS NAME
+  kc -n "$1" get backupjob -l "hort.dev/schedule=$2" -o jsonpath='{.items[0].metadata.name}' 2>/dev/null
+}
+has_scheduled_job() { [[ -n "$(scheduled_job "$1" "$2")" ]]; }
 
 volume_job() { # NS NAME GROUP [BACKOFF-LIMIT]
   kc -n "$1" apply -f - >/dev/null <<EOF
@@ -709,11 +715,26 @@ EOF
   kc -n $ns wait --for=delete pod -l app=s3 --timeout=60s >/dev/null
   run_pod $ns more hort.local/busybox:stable 'head -c 3000000 /dev/urandom > /data/more.bin; sync' data /data >/dev/null
   local sums; sums="$(run_pod $ns sums hort.local/busybox:stable 'cd /data && find . -type f | sort | xargs md5sum' data /data)"
-  volume_job $ns during mirror
-  wait_phase $ns backupjob/during Succeeded 300
-  local message; message="$(jp $ns backupjob/during '{.status.message}')"
-  note "during the outage: $message"
-  check "the backup says which target is behind" grep -q 'targets behind.*s3' <<<"$message"
+  # A Schedule's run (every minute; suspended once it made one) backs up during the outage.
+  kc -n $ns apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: Schedule
+metadata: {name: during}
+spec:
+  schedule: "* * * * *"
+  jobTemplate:
+    spec:
+      storageGroupRef: {name: mirror}
+      source: {volume: {claimName: data}}
+      tags: [e2e]
+EOF
+  wait_until 90 "the Schedule's first run" has_scheduled_job $ns during
+  kc -n $ns patch schedule during --type merge -p '{"spec":{"suspend":true}}' >/dev/null
+  local during; during="$(scheduled_job $ns during)"
+  wait_phase $ns backupjob/$during Succeeded 300
+  local message; message="$(jp $ns backupjob/$during '{.status.message}')"
+  note "during the outage, the Schedule's run $during: $message"
+  check "the Schedule's run says which target is behind" grep -q 'targets behind.*s3' <<<"$message"
   # (a check retries an unreachable target for about a minute before it says so)
   wait_until 240 "the group's check finds the S3 target unreachable" \
     target_is $ns mirror s3 false/
@@ -733,7 +754,7 @@ kind: RestoreRequest
 metadata: {name: during}
 spec:
   storageGroupRef: {name: mirror}
-  source: {backupJobRef: {name: during}}
+  source: {backupJobRef: {name: $during}}
   target:
     volume: {claimName: restored, storageClassName: local-path, size: 1Gi}
 EOF
