@@ -341,7 +341,8 @@ pub struct ScheduleStatus {
     pub last_successful_verification_time: Option<Time>,
 }
 
-/// A Verification of a schedule and its result.
+/// A Verification created on a cron schedule (of a Schedule, or a StorageGroup's repository
+/// verification) and its result.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerificationRecord {

@@ -1,7 +1,7 @@
 //! Reconciler of `Schedule`: creates BackupJobs on the cron schedule in its time zone, honours
 //! `suspend`, `concurrencyPolicy` and `startingDeadlineSeconds`, keeps `historyLimit` finished
 //! jobs, and reports last and next times; with `spec.verification`, also creates Verifications
-//! on their own cron (`schedule_verification`).
+//! on their own cron (`scheduled_verifications`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ use crate::schedule_plan::{self, CronSchedule, Decision, Facts};
 use crate::schedule_window::Windows;
 use crate::status;
 use crate::storage_group;
-use crate::{schedule_verification, verification_plan};
+use crate::{scheduled_verifications, verification_plan};
 
 /// Label on every BackupJob a Schedule creates: the Schedule's name.
 pub const SCHEDULE_LABEL: &str = "hort.dev/schedule";
@@ -54,7 +54,10 @@ pub async fn reconcile(cached: Arc<Schedule>, ctx: Arc<Context>) -> Result<Actio
     let time_zone = schedule.spec.time_zone.as_deref();
     let parsed = CronSchedule::parse(&schedule.spec.schedule, time_zone).and_then(|cron| {
         let verification = match &schedule.spec.verification {
-            Some(policy) => Some((policy, verification_plan::parse(policy, time_zone)?)),
+            Some(policy) => Some((
+                policy,
+                verification_plan::parse(&policy.schedule, time_zone, "spec.timeZone")?,
+            )),
             None => None,
         };
         let windows = Windows::parse(&schedule.spec.windows, cron.zone())?;
@@ -226,7 +229,16 @@ pub async fn reconcile(cached: Arc<Schedule>, ctx: Arc<Context>) -> Result<Actio
     }
     let next_verification = match &verification {
         Some((policy, cron)) => {
-            schedule_verification::reconcile(&ctx, &schedule, &namespace, policy, cron, &finished, &mut status).await?
+            scheduled_verifications::reconcile_schedule(
+                &ctx,
+                &schedule,
+                &namespace,
+                policy,
+                cron,
+                &finished,
+                &mut status,
+            )
+            .await?
         }
         None => None,
     };

@@ -34,7 +34,7 @@ pub use exit::ExitCode;
 pub use location::{Location, LockMode, ObjectLock, S3Location};
 pub use period::Period;
 pub use report::{
-    BackupReport, CheckReport, EntryKind, ForgetReport, ListedEntry, ListedStream, Listing, ProgressLine,
+    BackupReport, CheckReport, EntryKind, ForgetReport, ListedEntry, ListedStream, Listing, PacksRead, ProgressLine,
     RestoreReport, SnapshotList, SnapshotSummary, TargetReport, VerificationFailure, VerificationReport,
 };
 
