@@ -5,8 +5,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{AgentPodOverrides, DNS_SUBDOMAIN, SecretKeyRef, SecretRef};
-use crate::schedule::{HistoryLimit, VerificationRecord};
+use crate::common::{AgentPodOverrides, CRON, DNS_SUBDOMAIN, SecretKeyRef, SecretRef, TIME_ZONE};
+use crate::schedule::{HistoryLimit, VerificationRuns};
 
 /// A named set of backup targets (S3 buckets, PVCs) that together hold one Hort repository.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -102,13 +102,11 @@ pub struct RepositoryVerificationPolicy {
     /// 04:00), or one of `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`. A run that is
     /// due while the previous one still runs starts when it ends; after an operator outage
     /// only the latest missed run happens.
-    #[schemars(regex(
-        pattern = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+\s+\S+\s+\S+\s+\S+\s+\S+)$"
-    ))]
+    #[schemars(regex(pattern = CRON))]
     pub schedule: String,
     /// IANA time zone the schedule is read in, e.g. `Europe/Berlin`; UTC when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z][-+_/A-Za-z0-9]*$"))]
+    #[schemars(length(min = 1, max = 64), regex(pattern = TIME_ZONE))]
     pub time_zone: Option<String>,
     /// Percent of the packs each run reads and checks byte by byte, 1 to 100 (a random share
     /// picked anew on each run; `100`: every pack).
@@ -297,18 +295,9 @@ pub struct StorageGroupStatus {
     /// False, naming the field, while its schedule or time zone is invalid.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-    /// The newest repository Verification of this group (`spec.verification`) and its result.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_verification: Option<VerificationRecord>,
-    /// When the last repository Verification was created for a scheduled time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_verification_schedule_time: Option<Time>,
-    /// When the next repository Verification is due.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_verification_time: Option<Time>,
-    /// When the latest repository Verification of this group succeeded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_successful_verification_time: Option<Time>,
+    /// The repository Verifications of `spec.verification`.
+    #[serde(flatten)]
+    pub verification_runs: VerificationRuns,
 }
 
 /// Observed health of one target.

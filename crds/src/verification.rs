@@ -230,6 +230,6 @@ pub struct RepositoryTotals {
     pub packs_stored: u64,
     /// Packs read, decrypted and hashed.
     pub packs_read: u64,
-    /// Bytes of the packs read.
+    /// Bytes of the packs read and found intact.
     pub bytes_read: u64,
 }

@@ -45,7 +45,7 @@ pub struct VerifyReport {
     pub packs_read: usize,
     /// Blobs decrypted and hashed.
     pub blobs_read: usize,
-    /// Bytes of the packs read.
+    /// Bytes of the packs read and found intact.
     pub bytes_read: u64,
     /// Damage found; empty when the repository is sound.
     pub problems: Vec<Problem>,

@@ -146,7 +146,7 @@ pub async fn reconcile(cached: Arc<Schedule>, ctx: Arc<Context>) -> Result<Actio
         } => {
             if replace_active {
                 for job in active.drain(..) {
-                    delete_job(&jobs, job).await?;
+                    delete_in_background(&jobs, job).await?;
                 }
             }
             let job = create_job(&jobs, &schedule, &name, scheduled).await?;
@@ -236,7 +236,7 @@ pub async fn reconcile(cached: Arc<Schedule>, ctx: Arc<Context>) -> Result<Actio
                 policy,
                 cron,
                 &finished,
-                &mut status,
+                &mut status.verification_runs,
             )
             .await?
         }
@@ -281,7 +281,7 @@ async fn owned_jobs(jobs: &Api<BackupJob>, schedule: &Schedule, name: &str) -> R
 /// Deletes the oldest finished jobs beyond `historyLimit`.
 async fn prune_history(jobs: &Api<BackupJob>, finished: &[&BackupJob], schedule: &Schedule) -> Result<()> {
     for job in beyond_history(finished, &schedule.spec.history_limit) {
-        delete_job(jobs, job).await?;
+        delete_in_background(jobs, job).await?;
     }
     Ok(())
 }
@@ -423,12 +423,17 @@ fn scheduled_time(job: &BackupJob) -> Option<Timestamp> {
     job.annotations().get(SCHEDULED_TIME_ANNOTATION)?.parse().ok()
 }
 
-async fn delete_job(jobs: &Api<BackupJob>, job: &BackupJob) -> Result<()> {
+/// Deletes `obj` (a BackupJob or Verification beyond the history) with its dependents in the
+/// background; one already gone is fine.
+pub(crate) async fn delete_in_background<K>(api: &Api<K>, obj: &K) -> Result<()>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     let params = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
         ..DeleteParams::default()
     };
-    match jobs.delete(&job.name_any(), &params).await {
+    match api.delete(&obj.name_any(), &params).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e.into()),

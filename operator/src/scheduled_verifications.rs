@@ -7,19 +7,19 @@ use std::collections::BTreeMap;
 
 use hort_crds::backup_job::BackupJob;
 use hort_crds::common::Phase;
-use hort_crds::schedule::{HistoryLimit, Schedule, ScheduleStatus, VerificationPolicy, VerificationRecord};
-use hort_crds::storage_group::{RepositoryVerificationPolicy, StorageGroup, StorageGroupStatus};
+use hort_crds::schedule::{HistoryLimit, Schedule, VerificationPolicy, VerificationRuns};
+use hort_crds::storage_group::{RepositoryVerificationPolicy, StorageGroup};
 use hort_crds::verification::{Verification, VerificationSpec};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
+use kube::api::{ListParams, PostParams};
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::events;
-use crate::schedule::{SCHEDULE_LABEL, SCHEDULED_TIME_ANNOTATION};
+use crate::schedule::{SCHEDULE_LABEL, SCHEDULED_TIME_ANNOTATION, delete_in_background};
 use crate::schedule_plan::{CronSchedule, Decision};
 use crate::storage_group::STORAGE_GROUP_LABEL;
 use crate::verification_plan;
@@ -34,7 +34,7 @@ pub async fn reconcile_schedule(
     policy: &VerificationPolicy,
     cron: &CronSchedule,
     jobs: &[&BackupJob],
-    status: &mut ScheduleStatus,
+    runs: &mut VerificationRuns,
 ) -> Result<Option<Timestamp>> {
     let name = schedule.name_any();
     let owner = Owner {
@@ -42,12 +42,6 @@ pub async fn reconcile_schedule(
         label: SCHEDULE_LABEL,
         history: &policy.history_limit,
         suspend: schedule.spec.suspend,
-    };
-    let runs = Runs {
-        last: &mut status.last_verification,
-        last_scheduled: &mut status.last_verification_schedule_time,
-        next: &mut status.next_verification_time,
-        last_success: &mut status.last_successful_verification_time,
     };
     let plan = || {
         let snapshots = verification_plan::snapshots_of(jobs);
@@ -59,7 +53,7 @@ pub async fn reconcile_schedule(
         )
     };
     let next = reconcile(ctx, owner, namespace, cron, runs, plan).await?;
-    if let Some(success) = &status.last_successful_verification_time {
+    if let Some(success) = &runs.last_successful_verification_time {
         ctx.metrics.record_verified(namespace, &name, seconds(success.0));
     }
     Ok(next)
@@ -73,7 +67,7 @@ pub async fn reconcile_group(
     namespace: &str,
     policy: &RepositoryVerificationPolicy,
     cron: &CronSchedule,
-    status: &mut StorageGroupStatus,
+    runs: &mut VerificationRuns,
 ) -> Result<Option<Timestamp>> {
     let name = group.name_any();
     let owner = Owner {
@@ -82,15 +76,9 @@ pub async fn reconcile_group(
         history: &policy.history_limit,
         suspend: false,
     };
-    let runs = Runs {
-        last: &mut status.last_verification,
-        last_scheduled: &mut status.last_verification_schedule_time,
-        next: &mut status.next_verification_time,
-        last_success: &mut status.last_successful_verification_time,
-    };
     let plan = || Ok(verification_plan::repository_spec(&name, &group.spec, policy));
     let next = reconcile(ctx, owner, namespace, cron, runs, plan).await?;
-    if let Some(success) = &status.last_successful_verification_time {
+    if let Some(success) = &runs.last_successful_verification_time {
         ctx.metrics
             .record_repository_verified(namespace, &name, seconds(success.0));
     }
@@ -107,22 +95,14 @@ struct Owner<'a, K> {
     suspend: bool,
 }
 
-/// The owner's status fields about its Verifications.
-struct Runs<'a> {
-    last: &'a mut Option<VerificationRecord>,
-    last_scheduled: &'a mut Option<Time>,
-    next: &'a mut Option<Time>,
-    last_success: &'a mut Option<Time>,
-}
-
 /// Creates the Verification `plan` gives when one is due, deletes finished ones beyond the
-/// history and records the newest in `runs`. Returns when the next one is due.
+/// history and records the newest in `runs` (the owner's status). Returns when the next one is due.
 async fn reconcile<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     owner: Owner<'_, K>,
     namespace: &str,
     cron: &CronSchedule,
-    runs: Runs<'_>,
+    runs: &mut VerificationRuns,
     plan: impl FnOnce() -> Result<VerificationSpec>,
 ) -> Result<Option<Timestamp>> {
     let name = owner.object.name_any();
@@ -139,12 +119,12 @@ async fn reconcile<K: Resource<DynamicType = ()>>(
     let is_finished = |v: &&Verification| v.status.as_ref().is_some_and(|s| s.phase.is_terminal());
     let (finished, active): (Vec<&Verification>, Vec<&Verification>) = owned.iter().partition(is_finished);
     for old in verification_plan::beyond_history(&finished, owner.history, scheduled_time) {
-        delete(&api, old).await?;
+        delete_in_background(&api, old).await?;
     }
 
     // The newest by scheduled time, and the newest success, for status and the metric.
     if let Some(newest) = owned.iter().max_by_key(|v| scheduled_time(v)) {
-        *runs.last = Some(verification_plan::record(newest));
+        runs.last_verification = Some(verification_plan::record(newest));
     }
     let latest_success = finished
         .iter()
@@ -152,14 +132,17 @@ async fn reconcile<K: Resource<DynamicType = ()>>(
         .filter_map(|v| v.status.as_ref()?.completion_time.clone())
         .max_by_key(|t| t.0);
     if let Some(latest) = latest_success
-        && runs.last_success.as_ref().is_none_or(|t| t.0 < latest.0)
+        && runs
+            .last_successful_verification_time
+            .as_ref()
+            .is_none_or(|t| t.0 < latest.0)
     {
-        *runs.last_success = Some(latest);
+        runs.last_successful_verification_time = Some(latest);
     }
 
     let created = owner.object.meta().creation_timestamp.as_ref().map_or(now, |t| t.0);
     let newest_scheduled = owned.iter().filter_map(scheduled_time).max();
-    let recorded = runs.last_scheduled.as_ref().map(|t| t.0);
+    let recorded = runs.last_verification_schedule_time.as_ref().map(|t| t.0);
     let last_scheduled = newest_scheduled.max(recorded).unwrap_or(created);
     let decision = verification_plan::decide(cron, now, last_scheduled, owner.suspend, active.len());
     if let Decision::Run { scheduled, .. } = decision {
@@ -180,18 +163,21 @@ async fn reconcile<K: Resource<DynamicType = ()>>(
         };
         match api.create(&PostParams::default(), &verification).await {
             Ok(created) => {
-                *runs.last = Some(verification_plan::record(&created));
+                runs.last_verification = Some(verification_plan::record(&created));
                 let note = format!("created Verification {verification_name:?} for {scheduled}");
                 events::publish(ctx, owner.object, EventType::Normal, "VerificationCreated", note).await;
             }
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => return Err(e.into()),
         }
-        *runs.last_scheduled = Some(Time(scheduled));
+        runs.last_verification_schedule_time = Some(Time(scheduled));
     }
-    let last = runs.last_scheduled.as_ref().map_or(last_scheduled, |t| t.0);
+    let last = runs
+        .last_verification_schedule_time
+        .as_ref()
+        .map_or(last_scheduled, |t| t.0);
     let next = cron.next_after(now.max(last)).filter(|_| !owner.suspend);
-    *runs.next = next.map(Time);
+    runs.next_verification_time = next.map(Time);
     Ok(next)
 }
 
@@ -209,16 +195,4 @@ fn random() -> Result<u64> {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
     Ok(u64::from_le_bytes(bytes))
-}
-
-async fn delete(api: &Api<Verification>, v: &Verification) -> Result<()> {
-    let params = DeleteParams {
-        propagation_policy: Some(PropagationPolicy::Background),
-        ..DeleteParams::default()
-    };
-    match api.delete(&v.name_any(), &params).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }

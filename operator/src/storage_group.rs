@@ -137,7 +137,7 @@ async fn verifications(
 ) -> Result<Option<Timestamp>> {
     let Some(policy) = &group.spec.verification else {
         status.conditions.retain(|c| c.type_ != VERIFICATION_SCHEDULED);
-        status.next_verification_time = None;
+        status.verification_runs.next_verification_time = None;
         return Ok(None);
     };
     let parsed = verification_plan::parse(
@@ -147,7 +147,8 @@ async fn verifications(
     );
     let (next, observation) = match parsed {
         Ok(cron) => {
-            let next = scheduled_verifications::reconcile_group(ctx, group, namespace, policy, &cron, status).await?;
+            let runs = &mut status.verification_runs;
+            let next = scheduled_verifications::reconcile_group(ctx, group, namespace, policy, &cron, runs).await?;
             let message = match next {
                 Some(next) => format!(
                     "the next repository verification (reading {}% of the packs) is due at {next}",
@@ -164,7 +165,7 @@ async fn verifications(
             (next, observation)
         }
         Err(invalid) => {
-            status.next_verification_time = None;
+            status.verification_runs.next_verification_time = None;
             let observation = Observation {
                 type_: VERIFICATION_SCHEDULED,
                 status: Status::False,

@@ -353,6 +353,36 @@ mod tests {
     }
 
     #[test]
+    fn a_groups_repository_verification_reads_its_share_with_the_groups_agent_overrides() {
+        let group: StorageGroupSpec = serde_yaml::from_str(
+            "targets: [{name: disk, pvc: {claimName: backups}}]\nencryption: {keySecretRef: {name: key}}\n\
+             agent: {nodeSelector: {disk: ssd}}\n\
+             verification: {schedule: '@weekly', timeZone: Europe/Berlin, readDataPercent: 25}",
+        )
+        .unwrap();
+        let policy = group.verification.clone().unwrap();
+        let planned = repository_spec("offsite", &group, &policy);
+        assert_eq!(planned.storage_group_ref.name, "offsite");
+        assert_eq!(planned.repository.map(|r| r.read_data_percent), Some(25));
+        assert!(planned.source.is_none() && planned.database.is_none() && planned.volume.is_none());
+        assert_eq!(planned.agent.unwrap().node_selector["disk"], "ssd");
+        assert_eq!(planned.active_deadline_seconds, None, "the operator's default deadline");
+        assert_eq!(
+            policy.history_limit,
+            HistoryLimit::default(),
+            "3 successes and 1 failure kept"
+        );
+        // The group's time zone is its own field, named when wrong.
+        let cron = parse(
+            &policy.schedule,
+            policy.time_zone.as_deref(),
+            "spec.verification.timeZone",
+        )
+        .unwrap();
+        assert_eq!(cron.zone().iana_name(), Some("Europe/Berlin"));
+    }
+
+    #[test]
     fn snapshots_come_from_succeeded_jobs_only() {
         let job = |phase: &str, id: Option<&str>, done: &str| -> BackupJob {
             serde_json::from_value(serde_json::json!({

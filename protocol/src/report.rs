@@ -267,7 +267,7 @@ pub struct PacksRead {
     pub stored: u64,
     /// Packs read, decrypted and hashed.
     pub read: u64,
-    /// Bytes of the packs read.
+    /// Bytes of the packs read and found intact.
     pub bytes_read: u64,
 }
 
