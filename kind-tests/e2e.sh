@@ -956,12 +956,8 @@ EOT
 # repository_verification NS NAME: a Verification of group s3's repository, every pack read.
 repository_verification() {
   kc -n "$1" apply -f - >/dev/null <<EOT
-apiVersion: hort.dev/v1alpha1
-kind: Verification
-metadata: {name: $2}
-spec:
-  storageGroupRef: {name: s3}
-  repository: {readDataPercent: 100}
+{apiVersion: hort.dev/v1alpha1, kind: Verification, metadata: {name: $2},
+ spec: {storageGroupRef: {name: s3}, repository: {readDataPercent: 100}}}
 EOT
 }
 

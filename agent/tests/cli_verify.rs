@@ -232,7 +232,7 @@ fn a_damaged_pack_fails_verification_naming_the_file() {
         report
             .checked
             .iter()
-            .any(|c| c.starts_with(&format!("packs: {packs} of {packs} read (all)"))),
+            .any(|c| c.starts_with(&format!("packs: {packs} of {packs} read (all, "))),
         "{:?}",
         report.checked
     );
