@@ -21,7 +21,9 @@
 #   postgres-rename     PostgreSQL backup to S3, one database restored under a new name, rows compared
 #   verification        two Verifications of a PostgreSQL backup in a restricted namespace, each in
 #                       a throwaway server beside its agent: a true assertion passes with its
-#                       restore time, a false one fails naming it; no pod or password Secret left
+#                       restore time, a false one fails naming it; no pod or password Secret left;
+#                       a Verification of the repository reads every pack and passes, and after
+#                       one pack is damaged on the S3 server fails naming it
 #   mariadb-table       MariaDB backup to a PVC target, one table restored, rows compared
 #   agent-killed        agent pod deleted mid-backup (its progress showed first): the BackupJob
 #                       retries and succeeds; `verify` is clean; the restore shows its progress
@@ -958,7 +960,32 @@ EOT
   # Scratch is removed: no pod, no password Secret of either run.
   wait_until 60 "the pod of the passed run is gone" none_named $ns balanced-verify pods
   wait_until 60 "the pod of the failed run is gone" none_named $ns broken-verify pods
+  # The repository itself: every pack read and found intact; then one pack damaged on the S3
+  # server (the largest file under the group's prefix) and named by the next run.
+  repository_verification $ns repo-clean
+  wait_phase $ns verification/repo-clean Succeeded 300
+  note "repo-clean: $(jp $ns verification/repo-clean '{.status.message}')"
+  check "every pack was read" test "$(jp $ns verification/repo-clean '{.status.repository.packsRead}')" \
+    == "$(jp $ns verification/repo-clean '{.status.repository.packsStored}')"
+  local pack
+  pack="$(kc -n $INFRA exec deploy/s3 -- sh -c "ls -S \$(find /data/$S3_BUCKET/v/data -type f) | head -n 1")"
+  check "a pack of the group was found on the S3 server" test -n "$pack"
+  kc -n $INFRA exec deploy/s3 -- sh -c "printf damaged | dd of='$pack' bs=1 seek=100 conv=notrunc 2>/dev/null"
+  repository_verification $ns repo-damaged
+  wait_phase $ns verification/repo-damaged Failed 300
+  note "repo-damaged: $(jp $ns verification/repo-damaged '{.status.message}')"
+  check "the failure names the damaged pack" \
+    grep -qF "pack $(basename "$pack")" <<<"$(jp $ns verification/repo-damaged '{.status.failures[*].subject}')"
+  wait_until 60 "the pod of the repository check is gone" none_named $ns repo-damaged-verify pods
   psql_in $INFRA "drop database if exists $d" >/dev/null || true
+}
+
+# repository_verification NS NAME: a Verification of group s3's repository, every pack read.
+repository_verification() {
+  kc -n "$1" apply -f - >/dev/null <<EOT
+{apiVersion: hort.dev/v1alpha1, kind: Verification, metadata: {name: $2},
+ spec: {storageGroupRef: {name: s3}, repository: {readDataPercent: 100}}}
+EOT
 }
 
 case_invalid-specs() {
@@ -1172,7 +1199,7 @@ run_case groups-ready "StorageGroups on S3 and on a PVC become Ready (check --in
 run_case wrong-s3-key "wrong S3 credentials: group not Ready with a clear message, BackupJob waits without a pod"
 run_case volume-restore "volume backup to S3, restore into a new claim, contents compared"
 run_case postgres-rename "PostgreSQL backup to S3, restore one database under a new name, rows compared"
-run_case verification "Verifications of a PostgreSQL backup in a throwaway server: a true assertion passes, a false one fails naming it, nothing left"
+run_case verification "Verifications of a PostgreSQL backup in a throwaway server: a true assertion passes, a false one fails naming it, nothing left; the repository's packs read, a damaged one named"
 run_case mariadb-table "MariaDB backup to a PVC target, restore one table, rows compared"
 run_case agent-killed "agent pod deleted mid-backup (progress shown first): retried, Succeeded, verify OK; restore progress shown"
 run_case operator-restart "operator deleted mid-backup: finishes once, exactly one snapshot"

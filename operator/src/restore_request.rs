@@ -254,7 +254,7 @@ async fn start(
         ctx,
         request,
         &namespace,
-        &spec.source,
+        Some(&spec.source),
         &spec.storage_group_ref,
         source_status,
         now,

@@ -251,6 +251,24 @@ pub struct VerificationReport {
     pub bytes: u64,
     /// Tables checked (database snapshots).
     pub tables: u64,
+    /// What the repository's `verify` read (none for the other verifications, and from an
+    /// agent older than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packs: Option<PacksRead>,
+}
+
+/// What the repository's `verify` walked and read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PacksRead {
+    /// Snapshots walked (their trees and blobs checked against the index).
+    pub snapshots: u64,
+    /// Packs the repository stores.
+    pub stored: u64,
+    /// Packs read, decrypted and hashed.
+    pub read: u64,
+    /// Bytes of the packs read and found intact.
+    pub bytes_read: u64,
 }
 
 /// One failed check of a verification.
@@ -592,6 +610,7 @@ mod tests {
             files: 1204,
             bytes: 3 << 30,
             tables: 4,
+            packs: None,
         }
     }
 
@@ -602,13 +621,32 @@ mod tests {
         assert!(message.contains("\"restoreSeconds\":12.5"), "{message}");
         assert!(message.contains("\"failuresTotal\":2"), "{message}");
         assert_eq!(decode::<VerificationReport>(&message), Ok(small.clone()));
+        assert!(
+            !encode(&small).contains("packs"),
+            "only the repository's verify reports packs"
+        );
         assert_eq!(decode::<VerificationReport>(&encode(&small)), Ok(small));
         let repository = VerificationReport {
             snapshot_id: None,
+            packs: Some(PacksRead {
+                snapshots: 12,
+                stored: 4120,
+                read: 412,
+                bytes_read: 7 << 30,
+            }),
             ..verification(0, 1)
         };
-        assert!(!encode(&repository).contains("snapshotId"));
-        assert_eq!(decode::<VerificationReport>(&encode(&repository)), Ok(repository));
+        let message = encode(&repository);
+        assert!(!message.contains("snapshotId"));
+        assert!(
+            message.contains(r#""packs":{"snapshots":12,"stored":4120,"read":412,"bytesRead":7516192768}"#),
+            "{message}"
+        );
+        assert_eq!(decode::<VerificationReport>(&message), Ok(repository.clone()));
+        assert_eq!(
+            decode::<VerificationReport>(&repository.encode_within_limit()),
+            Ok(repository)
+        );
 
         // Thousands of failures: the first ones stay, the count stays true, checked lines go.
         let many = verification(5000, 40);
