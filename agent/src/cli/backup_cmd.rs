@@ -93,6 +93,7 @@ pub(super) fn report_backup(ctx: &Context, id: &Id, snapshot: &Snapshot, behind:
         files: s.files,
         duration_seconds: s.duration_secs,
         targets_behind: behind.clone(),
+        catalog_error: None,
     });
     if !behind.is_empty() {
         tracing::warn!(targets = ?behind, "targets missed some of this backup's files; a resync brings them level");
