@@ -18,26 +18,8 @@ use hort_agent::database::{RestoreOptions, RestoreScope};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: start the servers with `scripts/db-servers.sh start` and load their \
-             settings with `eval \"$(scripts/db-servers.sh env)\"` (scripts/test.sh does both)"
-        )
-    })
-}
-
 fn conn() -> Connection {
-    Connection {
-        host: env("HORT_TEST_MARIADB_HOST"),
-        port: env("HORT_TEST_MARIADB_PORT")
-            .parse()
-            .expect("HORT_TEST_MARIADB_PORT is a port number"),
-        user: env("HORT_TEST_MARIADB_USER"),
-        password: Some(Password::new(env("HORT_TEST_MARIADB_PASSWORD"))),
-        bin_dir: None,
-        tls: Default::default(),
-    }
+    db::Server::MariaDb.connection()
 }
 
 fn client() -> Command {
@@ -220,7 +202,7 @@ fn backup_under_transfer_load_keeps_the_total_exactly() {
 
     // The whole backup into a fresh server: users, both databases, the same total.
     let mut target = conn();
-    target.port = env("HORT_TEST_MARIADB_TARGET_PORT").parse().unwrap();
+    target.port = db::Server::MariaDb.target_port();
     let report = mariadb::restore(
         &target,
         &streams,
@@ -482,7 +464,7 @@ fn replayed_streams_run_no_client_command() {
     let hostile = format!("\\! touch {0}\nsystem touch {0}\n{text}", marker.display());
     std::fs::write(&users, hostile).unwrap();
     let mut target = conn();
-    target.port = env("HORT_TEST_MARIADB_TARGET_PORT").parse().unwrap();
+    target.port = db::Server::MariaDb.target_port();
     let restore = RestoreOptions {
         scope: RestoreScope::Server,
         clean: true,

@@ -17,26 +17,8 @@ use hort_agent::database::{RestoreOptions, RestoreScope};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: start the servers with `scripts/db-servers.sh start` and load their \
-             settings with `eval \"$(scripts/db-servers.sh env)\"` (scripts/test.sh does both)"
-        )
-    })
-}
-
 fn conn() -> Connection {
-    Connection {
-        host: env("HORT_TEST_PG_HOST"),
-        port: env("HORT_TEST_PG_PORT")
-            .parse()
-            .expect("HORT_TEST_PG_PORT is a port number"),
-        user: env("HORT_TEST_PG_USER"),
-        password: Some(Password::new(env("HORT_TEST_PG_PASSWORD"))),
-        bin_dir: None,
-        tls: Default::default(),
-    }
+    db::Server::Postgres.connection()
 }
 
 fn client_cmd(tool: &str, db: &str) -> Command {
@@ -211,7 +193,7 @@ fn backup_under_pgbench_load_restores_with_exact_invariants() {
 
     // The whole backup into a fresh server: roles, both databases, the same invariants.
     let mut target = conn();
-    target.port = env("HORT_TEST_PG_TARGET_PORT").parse().unwrap();
+    target.port = db::Server::Postgres.target_port();
     let report = postgres::restore(
         &target,
         &streams,
@@ -535,7 +517,7 @@ fn replayed_roles_run_no_psql_backslash_command() {
     text.push_str(&format!("SELECT 1; \\! touch {}\n", marker.display()));
     std::fs::write(&globals, text).unwrap();
     let mut target = conn();
-    target.port = env("HORT_TEST_PG_TARGET_PORT").parse().unwrap();
+    target.port = db::Server::Postgres.target_port();
     let restore = RestoreOptions {
         scope: RestoreScope::Server,
         clean: true,

@@ -47,6 +47,25 @@ impl Server {
         self.var("PASSWORD")
     }
 
+    /// The port of the second server, the target of restores into another server.
+    pub fn target_port(self) -> u16 {
+        self.var("TARGET_PORT")
+            .parse()
+            .expect("the target port is a port number")
+    }
+
+    /// The agent's connection to the server.
+    pub fn connection(self) -> hort_agent::database::Connection {
+        hort_agent::database::Connection {
+            host: self.host(),
+            port: self.port().parse().expect("the port is a port number"),
+            user: self.user(),
+            password: Some(hort_agent::database::Password::new(self.password())),
+            bin_dir: None,
+            tls: Default::default(),
+        }
+    }
+
     /// Runs SQL statements (from stdin) in `db` (`None`: no database for MariaDB, `postgres`
     /// for PostgreSQL); returns the unaligned, tab-separated output.
     pub fn sql(self, db: Option<&str>, statements: &str) -> String {
