@@ -1167,6 +1167,10 @@ case_plugin() {
   check "diff shows the changed file" grep -Eq '^M +media/odd.txt +size 7 → 8$' <<<"$diff"
   check "diff shows the added file" grep -Eq '^\+ +media/new.txt' <<<"$diff"
   check "diff leaves out the unchanged file" not_in "random.bin" "$diff"
+  rc=0; out="$(hort verify s3 --repository 100 2>&1)" || rc=$?
+  note "verify s3 --repository 100: exit $rc: $(tail -n 1 <<<"$out")"
+  check "verify of the repository succeeds (exit 0)" test "$rc" == 0
+  check "it says what passed" grep -q "the repository: [1-9][0-9]* checks passed" <<<"$out"
   wait_until 60 "no agent pod of the plugin left" no_browse_pods $ns
 }
 

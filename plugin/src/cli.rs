@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::output::Format;
 use crate::restore::RestoreFlags;
+use crate::verify::VerifyFlags;
 
 /// kubectl plugin for Hort: status, backups, restores, logs, and the snapshots in a storage
 /// group. It uses only your kubeconfig and your RBAC; repositories are read by short-lived
@@ -48,6 +49,9 @@ pub enum Command {
     Backup(BackupCommand),
     /// Restore a snapshot (or part of it) into a claim or a database server.
     Restore(Box<RestoreFlags>),
+    /// Prove a snapshot restorable (or check the repository): create a Verification and
+    /// follow it; the exit code is 0 when every check passed and 1 when one failed.
+    Verify(Box<VerifyFlags>),
     /// The log of the agent pod of a BackupJob or RestoreRequest.
     Logs {
         /// Name of the BackupJob or RestoreRequest.

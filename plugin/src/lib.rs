@@ -23,6 +23,7 @@ pub mod logs;
 pub mod output;
 pub mod restore;
 pub mod status;
+pub mod verify;
 
 use clap::CommandFactory;
 
@@ -47,6 +48,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Backup(BackupCommand::Now(args)) => backup::now(&client, ns, args, format).await,
         Command::Restore(flags) => restore::run(&client, ns, flags, format).await,
+        Command::Verify(flags) => verify::run(&client, ns, flags, format).await,
         Command::Logs { name } => logs::run(&client, ns, name).await,
         Command::Snapshots {
             group,
