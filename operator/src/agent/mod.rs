@@ -7,7 +7,8 @@
 //! - [`api`]: the API calls that create, list and delete agent pods;
 //! - per job, the command and what its report becomes in status: [`check`] (StorageGroup),
 //!   [`backup`] (BackupJob), [`restore`] (RestoreRequest), [`retention`] (Schedule),
-//!   [`verify`] (Verification).
+//!   [`verify`] (Verification), and [`verify_command`], the user's command over a volume
+//!   verification's restored files.
 
 pub mod api;
 pub mod backup;
@@ -17,6 +18,7 @@ pub mod pod;
 pub mod restore;
 pub mod retention;
 pub mod verify;
+pub mod verify_command;
 
 use hort_protocol::AgentCommand;
 
