@@ -232,11 +232,12 @@ async fn start(
         Some(db) => format!("into a throwaway {} server", verify::kind(db).display_name()),
         None => "into a temporary claim".to_string(),
     };
-    let what = match command {
-        Some(command) => format!("{what}, then runs the command of image {}", command.image),
-        None => what,
-    };
-    status.message = Some(format!("agent pod {name:?} restores the snapshot {what} and checks it"));
+    let then = command
+        .map(|c| format!(", then runs the command of image {}", c.image))
+        .unwrap_or_default();
+    status.message = Some(format!(
+        "agent pod {name:?} restores the snapshot {what} and checks it{then}"
+    ));
     publish(
         ctx,
         verification,

@@ -522,8 +522,8 @@ mod tests {
 
     #[test]
     fn a_command_past_its_timeout_or_the_runs_deadline_fails_saying_so() {
-        let spec = spec("{image: 'alpine:3.20', command: [sleep, '3600'], timeoutSeconds: 60}");
-        let command = command_of(&spec);
+        let slow = spec("{image: 'alpine:3.20', command: [sleep, '3600'], timeoutSeconds: 60}");
+        let command = command_of(&slow);
         let good = encode(&verification_report(true));
         let running = ended_pod(
             "Running",
