@@ -291,7 +291,10 @@ async fn the_users_command_runs_after_the_agent_over_the_files_and_its_exit_code
     let spec = pod.spec.clone().unwrap();
     let init = spec.init_containers.as_ref().unwrap();
     assert_eq!(init[0].name, "agent");
-    assert_eq!(init[0].args.as_deref().unwrap()[..2], ["verify-restore", "ab12cd34"]);
+    assert_eq!(
+        init[0].args.as_deref().unwrap(),
+        ["verify-restore", "ab12cd34", "--scratch", "/scratch/restore", "--keep"]
+    );
     let command = &spec.containers[0];
     assert_eq!(command.name, "command");
     assert_eq!(command.args, None);

@@ -111,6 +111,8 @@ pub fn command(
         snapshot,
         tags,
         scratch: RESTORE_DIR.into(),
+        // The user's command reads the files after the agent.
+        keep: volume.command.is_some(),
     })
 }
 
@@ -452,6 +454,7 @@ mod tests {
                 snapshot: "latest".into(),
                 tags: vec!["a".into(), "b".into()],
                 scratch: RESTORE_DIR.into(),
+                keep: false,
             })
         );
         assert!(access.env.is_empty(), "no database credentials");

@@ -299,7 +299,11 @@ mod tests {
         let agent = &init[0];
         assert_eq!(agent.name, AGENT_CONTAINER);
         assert_eq!(agent.restart_policy, None, "not a sidecar: it runs to its end first");
-        assert_eq!(agent.args.as_deref().unwrap()[..2], ["verify-restore", "ab12cd34"]);
+        assert_eq!(
+            agent.args.as_deref().unwrap(),
+            ["verify-restore", "ab12cd34", "--scratch", RESTORE_DIR, "--keep"],
+            "the agent leaves the files for the command"
+        );
         // The repository's credentials are the agent's only (by reference).
         let agent_secrets: Vec<&str> = agent
             .env
