@@ -335,21 +335,27 @@ async fn the_users_command_runs_after_the_agent_over_the_files_and_its_exit_code
     // The command exited 3: Failed, naming the command, with its exit code and output.
     create(&verifications, with_command("bad", "test -f /restore/missing", None)).await;
     wait_for_pod(&pods, "bad-verify").await;
-    let output = json!({"terminated": {"exitCode": 3, "message": "checking /restore\n/restore/missing: not found\n"}});
+    // Longer than an Event's note may be: the status keeps 2048 bytes, the Event its ends.
+    let long = format!("{}\nchecking /restore\n/restore/missing: not found\n", "-".repeat(3000));
+    let output = json!({"terminated": {"exitCode": 3, "message": long}});
     end_with_command(&pods, "bad-verify", "Failed", 0, &files_ok(), output).await;
     wait_for(&verifications, "bad", "Failed", |v| phase(v) == Phase::Failed).await;
     let status = verifications.get("bad").await.unwrap().status.unwrap();
     assert_eq!(status.failures_total, 1);
     assert_eq!(status.failures[0].subject, "command hort.local/busybox:stable");
-    assert_eq!(
-        status.failures[0].detail,
-        "exit code 3; output ends: checking /restore\n/restore/missing: not found"
+    let detail = &status.failures[0].detail;
+    assert!(detail.starts_with("exit code 3; output ends: ---"), "{detail}");
+    assert!(
+        detail.ends_with("---\nchecking /restore\n/restore/missing: not found"),
+        "{detail}"
     );
+    assert_eq!(detail.len(), "exit code 3; output ends: ".len() + 2048);
     let notes = wait_for_event(&client, &ns, "bad", "CheckFailed").await;
     assert!(
         notes[0].contains("command hort.local/busybox:stable: exit code 3"),
         "{notes:?}"
     );
+    assert!(notes[0].ends_with("/restore/missing: not found"), "{notes:?}");
     wait_gone(&pods, "bad-verify", "the agent pod").await;
 
     // A command still running at its timeout fails the run, and its pod is removed.
