@@ -22,7 +22,9 @@
 #   verification        two Verifications of a PostgreSQL backup in a restricted namespace, each in
 #                       a throwaway server beside its agent: a true assertion passes with its
 #                       restore time, a false one fails naming it; no pod or password Secret left;
-#                       then two of a volume backup with a command of the user's over the
+#                       a Verification of the repository reads every pack and passes, and after
+#                       one pack is damaged on the S3 server fails naming it; two of a
+#                       volume backup with a command of the user's over the
 #                       restored files (read-only, non-root): exit 0 passes, exit 1 fails with
 #                       its exit code and output
 #   mariadb-table       MariaDB backup to a PVC target, one table restored, rows compared
@@ -39,7 +41,7 @@
 #                       after); a failing pre hook fails the job before any data is read, and the
 #                       post hooks still run
 #   mirror-outage       a Mirror group of an S3 server and a PVC: with the S3 server scaled to 0
-#                       a backup succeeds and names the target behind, the group stays Ready
+#                       a Schedule's run succeeds and names the target behind, the group stays Ready
 #                       (Degraded); back up, the group's check copies what it missed; with the PVC
 #                       target's data deleted, a restore of the backup made during the outage matches
 #   csi-snapshot        a writer appends checksummed records to three files on two claims; a CSI
@@ -177,6 +179,12 @@ spec:
 EOF
   run_pod "$1" writer hort.local/busybox:stable "set -e; cd /data; $3; sync" data /data >/dev/null
 }
+
+# The first BackupJob of Schedule NAME in NS (empty until there is one).
+scheduled_job() { # NS NAME
+  kc -n "$1" get backupjob -l "hort.dev/schedule=$2" -o jsonpath='{.items[0].metadata.name}' 2>/dev/null
+}
+has_scheduled_job() { [[ -n "$(scheduled_job "$1" "$2")" ]]; }
 
 volume_job() { # NS NAME GROUP [BACKOFF-LIMIT]
   kc -n "$1" apply -f - >/dev/null <<EOF
@@ -335,6 +343,12 @@ EOF
   check "the backup pod ran as non-root in a restricted namespace" \
     test "$(jp $ns pod/pg-1 '{.spec.containers[0].securityContext.runAsUser}')" == 65532
   note "snapshot $(jp $ns backupjob/pg '{.status.snapshotId}'), stats $(jp $ns backupjob/pg '{.status.stats}')"
+  local plugin tables; plugin="$(plugin_bin)" || fail "no kubectl-hort binary: cargo build --release -p kubectl-hort, or set HORT_PLUGIN"
+  tables="$("$plugin" -n $ns ls s3 latest --operator-namespace "$HORT_NAMESPACE")" || fail "kubectl hort ls failed"
+  note "ls tables: $(grep -A9 '^DATABASE' <<<"$tables" | tr -s ' ' | tr '\n' ';')"
+  check "kubectl hort ls shows each table with the rows it had at backup time" \
+    grep -Eq '^e2e_app +public.items +5000$' <<<"$tables"
+  check "... of every database" grep -Eq '^e2e_other +public.other +1$' <<<"$tables"
   kc -n $ns apply -f - >/dev/null <<EOF
 apiVersion: hort.dev/v1alpha1
 kind: RestoreRequest
@@ -706,11 +720,26 @@ EOF
   kc -n $ns wait --for=delete pod -l app=s3 --timeout=60s >/dev/null
   run_pod $ns more hort.local/busybox:stable 'head -c 3000000 /dev/urandom > /data/more.bin; sync' data /data >/dev/null
   local sums; sums="$(run_pod $ns sums hort.local/busybox:stable 'cd /data && find . -type f | sort | xargs md5sum' data /data)"
-  volume_job $ns during mirror
-  wait_phase $ns backupjob/during Succeeded 300
-  local message; message="$(jp $ns backupjob/during '{.status.message}')"
-  note "during the outage: $message"
-  check "the backup says which target is behind" grep -q 'targets behind.*s3' <<<"$message"
+  # A Schedule's run (every minute; suspended once it made one) backs up during the outage.
+  kc -n $ns apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: Schedule
+metadata: {name: during}
+spec:
+  schedule: "* * * * *"
+  jobTemplate:
+    spec:
+      storageGroupRef: {name: mirror}
+      source: {volume: {claimName: data}}
+      tags: [e2e]
+EOF
+  wait_until 90 "the Schedule's first run" has_scheduled_job $ns during
+  kc -n $ns patch schedule during --type merge -p '{"spec":{"suspend":true}}' >/dev/null
+  local during; during="$(scheduled_job $ns during)"
+  wait_phase $ns backupjob/$during Succeeded 300
+  local message; message="$(jp $ns backupjob/$during '{.status.message}')"
+  note "during the outage, the Schedule's run $during: $message"
+  check "the Schedule's run says which target is behind" grep -q 'targets behind.*s3' <<<"$message"
   # (a check retries an unreachable target for about a minute before it says so)
   wait_until 240 "the group's check finds the S3 target unreachable" \
     target_is $ns mirror s3 false/
@@ -730,7 +759,7 @@ kind: RestoreRequest
 metadata: {name: during}
 spec:
   storageGroupRef: {name: mirror}
-  source: {backupJobRef: {name: during}}
+  source: {backupJobRef: {name: $during}}
   target:
     volume: {claimName: restored, storageClassName: local-path, size: 1Gi}
 EOF
@@ -934,6 +963,23 @@ EOT
   # Scratch is removed: no pod, no password Secret of either run.
   wait_until 60 "the pod of the passed run is gone" none_named $ns balanced-verify pods
   wait_until 60 "the pod of the failed run is gone" none_named $ns broken-verify pods
+  # The repository itself: every pack read and found intact; then one pack damaged on the S3
+  # server (the largest file under the group's prefix) and named by the next run.
+  repository_verification $ns repo-clean
+  wait_phase $ns verification/repo-clean Succeeded 300
+  note "repo-clean: $(jp $ns verification/repo-clean '{.status.message}')"
+  check "every pack was read" test "$(jp $ns verification/repo-clean '{.status.repository.packsRead}')" \
+    == "$(jp $ns verification/repo-clean '{.status.repository.packsStored}')"
+  local pack
+  pack="$(kc -n $INFRA exec deploy/s3 -- sh -c "ls -S \$(find /data/$S3_BUCKET/v/data -type f) | head -n 1")"
+  check "a pack of the group was found on the S3 server" test -n "$pack"
+  kc -n $INFRA exec deploy/s3 -- sh -c "printf damaged | dd of='$pack' bs=1 seek=100 conv=notrunc 2>/dev/null"
+  repository_verification $ns repo-damaged
+  wait_phase $ns verification/repo-damaged Failed 300
+  note "repo-damaged: $(jp $ns verification/repo-damaged '{.status.message}')"
+  check "the failure names the damaged pack" \
+    grep -qF "pack $(basename "$pack")" <<<"$(jp $ns verification/repo-damaged '{.status.failures[*].subject}')"
+  wait_until 60 "the pod of the repository check is gone" none_named $ns repo-damaged-verify pods
   psql_in $INFRA "drop database if exists $d" >/dev/null || true
   verify_files_with_commands
 }
@@ -982,6 +1028,14 @@ EOT
     grep -q 'exit code 1; output ends: looking for /restore/missing' <<<"$(jp $ns verification/files-missing '{.status.failures[0].detail}')"
   wait_until 60 "the pod of the passed run is gone" none_named $ns files-ok-verify pods
   wait_until 60 "the pod of the failed run is gone" none_named $ns files-missing-verify pods
+}
+
+# repository_verification NS NAME: a Verification of group s3's repository, every pack read.
+repository_verification() {
+  kc -n "$1" apply -f - >/dev/null <<EOT
+{apiVersion: hort.dev/v1alpha1, kind: Verification, metadata: {name: $2},
+ spec: {storageGroupRef: {name: s3}, repository: {readDataPercent: 100}}}
+EOT
 }
 
 case_invalid-specs() {
@@ -1153,10 +1207,16 @@ case_plugin() {
   note "missing path: exit $rc: $out"
   check "a missing path fails naming it" grep -q 'no entry "media/none"' <<<"$out"
 
+  run_pod $ns change hort.local/busybox:stable 'cd /data && printf changed! > media/odd.txt && echo new > media/new.txt' data /data >/dev/null
   rc=0; out="$(hort backup now --from-job vol 2>&1)" || rc=$?
   note "backup now --from-job vol: exit $rc: $(tail -n 1 <<<"$out")"
   check "backup now --from-job succeeds (exit 0)" test "$rc" == 0
   check "it says the snapshot" grep -q "succeeded: snapshot" <<<"$out"
+  local diff; diff="$(hort diff s3 "$id" latest media "${op[@]}")" || fail "diff failed"
+  note "diff: $(tr -s ' ' <<<"$diff" | tr '\n' ';')"
+  check "diff shows the changed file" grep -Eq '^M +media/odd.txt +size 7 → 8$' <<<"$diff"
+  check "diff shows the added file" grep -Eq '^\+ +media/new.txt' <<<"$diff"
+  check "diff leaves out the unchanged file" not_in "random.bin" "$diff"
   wait_until 60 "no agent pod of the plugin left" no_browse_pods $ns
 }
 
@@ -1189,7 +1249,7 @@ run_case groups-ready "StorageGroups on S3 and on a PVC become Ready (check --in
 run_case wrong-s3-key "wrong S3 credentials: group not Ready with a clear message, BackupJob waits without a pod"
 run_case volume-restore "volume backup to S3, restore into a new claim, contents compared"
 run_case postgres-rename "PostgreSQL backup to S3, restore one database under a new name, rows compared"
-run_case verification "Verifications of a PostgreSQL backup in a throwaway server: a true assertion passes, a false one fails naming it, nothing left; of a volume backup with a command of the user's: exit 0 passes, exit 1 fails with its output"
+run_case verification "Verifications of a PostgreSQL backup in a throwaway server: a true assertion passes, a false one fails naming it, nothing left; the repository's packs read, a damaged one named; of a volume backup with a command of the user's: exit 0 passes, exit 1 fails with its output"
 run_case mariadb-table "MariaDB backup to a PVC target, restore one table, rows compared"
 run_case agent-killed "agent pod deleted mid-backup (progress shown first): retried, Succeeded, verify OK; restore progress shown"
 run_case operator-restart "operator deleted mid-backup: finishes once, exactly one snapshot"

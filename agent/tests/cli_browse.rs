@@ -67,6 +67,27 @@ fn listings_are_typed_and_cat_writes_the_exact_bytes() {
     assert_eq!(below.entries[1].size, binary.len() as u64);
     let streams: Listing = decode(&repo.ok(&["ls", &db.snapshots[0].id])).unwrap();
     assert_eq!(streams.entries[0].kind, EntryKind::Stream);
+    assert!(
+        streams.tables.is_empty(),
+        "a stream without a database manifest has no tables"
+    );
+
+    // Content digests (what `kubectl hort diff` compares): equal for unchanged files, other
+    // for a changed one, none for directories.
+    fs::write(src.join("readme"), b"hello again\n").unwrap();
+    repo.backup(&src, &["--tag", "files"]);
+    let digests = |id: &str| -> Vec<(String, Option<String>)> {
+        let listing: Listing = decode(&repo.ok(&["ls", "--json", id])).unwrap();
+        listing.entries.into_iter().map(|e| (e.path, e.content)).collect()
+    };
+    let (before, after) = (digests(&files.id), digests("latest"));
+    assert_eq!(before[0], ("media".into(), None));
+    assert_eq!(before[2].0, "media/2026/photo.bin");
+    assert_eq!(before[2], after[2], "the unchanged file has the same digest");
+    assert!(
+        before[3].1.is_some() && before[3].1 != after[3].1,
+        "{before:?} {after:?}"
+    );
 
     let out = repo.run(&["cat", &files.id, "media/2026/photo.bin"]);
     assert!(out.status.success());

@@ -239,11 +239,19 @@ fn a_damaged_pack_fails_verification_naming_the_file() {
     );
     assert!(!subjects.iter().any(|s| s.contains("good.txt")), "{subjects:?}");
     let packs = repo.packs().len();
+    let stored_bytes: u64 = repo.packs().iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+    let damaged_bytes = std::fs::metadata(&data_pack).unwrap().len();
+    let read = report.packs.expect("the repository's verify reports what it read");
+    assert_eq!(
+        (read.snapshots, read.stored, read.read, read.bytes_read),
+        (2, packs as u64, packs as u64, stored_bytes - damaged_bytes),
+        "every pack read, the bytes of the intact ones counted"
+    );
     assert!(
         report
             .checked
             .iter()
-            .any(|c| c.starts_with(&format!("packs: {packs} of {packs} read (all)"))),
+            .any(|c| c.starts_with(&format!("packs: {packs} of {packs} read (all, "))),
         "{:?}",
         report.checked
     );
@@ -258,10 +266,11 @@ fn a_damaged_pack_fails_verification_naming_the_file() {
         report
             .checked
             .iter()
-            .any(|c| c.starts_with(&format!("packs: 1 of {packs} read (1%)"))),
+            .any(|c| c.starts_with(&format!("packs: 1 of {packs} read (1%, "))),
         "{:?}",
         report.checked
     );
+    assert_eq!(report.packs.map(|p| p.read), Some(1));
     let (out, _) = run(&repo, &["verify", "--read-data-subset", "0%"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }

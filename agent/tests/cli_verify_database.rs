@@ -287,6 +287,21 @@ fn mariadb_verification_names_the_tables_whose_rows_are_missing() {
         .map(|e| e["path"].as_str().unwrap().to_owned())
         .collect();
     assert!(!names.is_empty(), "{listing}");
+    // ... and the tables its manifest records, with their rows at backup time.
+    let tables: Vec<(String, String, u64)> = listing["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let text = |k: &str| t[k].as_str().unwrap().to_owned();
+            (text("database"), text("table"), t["rows"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        tables,
+        [(db.clone(), "notes".into(), 1), (db.clone(), "orders".into(), 3)],
+        "{listing}"
+    );
     let mut specs = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let out = agent.repo.run(&["restore", "latest", "--stream", name]);

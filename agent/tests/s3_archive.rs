@@ -103,3 +103,42 @@ fn a_mirror_with_a_readable_target_restores_without_touching_the_archive() {
     assert_eq!(fs::read(target.join("f")).unwrap(), noise(4, 100_000));
     assert_eq!(seen.restore_requests.load(Ordering::SeqCst), 0);
 }
+
+/// A target with an archive class added to a group later and filled by `resync` (what a
+/// StorageGroup's check does): only data packs are archived there, so the new target alone
+/// can list a snapshot, and the data packs wait for a restore like any archived pack.
+#[test]
+fn a_resync_into_an_archive_target_archives_data_packs_only() {
+    let (endpoint, seen, _root) = archive_server::start();
+    let archive = "s3://hort/repo?credentials=HORT_TARGET_0&storage-class=DEEP_ARCHIVE";
+    let mut repo = Repo::new(support::Kind::Fs);
+    repo.init();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("dir")).unwrap();
+    fs::write(src.join("a"), noise(4, 300_000)).unwrap();
+    fs::write(src.join("dir/b"), noise(5, 200_000)).unwrap();
+    repo.backup(&src, &[]);
+
+    let mut group = Repo::on_server(format!("{},{archive}", repo.spec), &endpoint);
+    group.strategy = Some("mirror");
+    let out = group.ok(&["resync"]);
+    assert!(out.contains("copied"), "{out}");
+    let archived = seen.archived_keys();
+    assert!(!archived.is_empty(), "the data packs are archived");
+    assert!(archived.iter().all(|k| k.starts_with("repo/data/")), "{archived:?}");
+
+    // The archive target alone: the trees are readable, the data waits for a restore.
+    repo = Repo::on_server(archive.into(), &endpoint);
+    let listing = repo.ok(&["ls", "latest"]);
+    assert!(listing.contains("dir/b"), "{listing}");
+    // The wait as the operator passes it (spec.archiveWaitMinutes).
+    let target = work.path().join("restored");
+    let out = repo
+        .cmd(&["restore", "latest", "--target", target.to_str().unwrap()])
+        .env(hort_protocol::env::ARCHIVE_WAIT, "1m")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(fs::read(target.join("dir/b")).unwrap(), noise(5, 200_000));
+}

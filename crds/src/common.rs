@@ -12,6 +12,11 @@ pub const GROUP: &str = "hort.dev";
 /// The API version of every Hort kind.
 pub const VERSION: &str = "v1alpha1";
 
+/// Pattern of a cron expression: five fields, or one of the `@` macros.
+pub(crate) const CRON: &str =
+    r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+\s+\S+\s+\S+\s+\S+\s+\S+)$";
+/// Pattern of an IANA time zone name, e.g. `Europe/Berlin`.
+pub(crate) const TIME_ZONE: &str = r"^[A-Za-z][-+_/A-Za-z0-9]*$";
 /// Pattern of a Kubernetes object name (RFC 1123 subdomain).
 pub(crate) const DNS_SUBDOMAIN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 /// Pattern of a Secret data key.

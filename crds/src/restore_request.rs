@@ -31,7 +31,9 @@ use crate::common::{AgentPodOverrides, DNS_SUBDOMAIN, DatabaseTls, LocalObjectRe
     printcolumn(name = "Snapshot", type_ = "string", json_path = ".status.snapshotId"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("self.metadata.name.size() <= 245")
-        .message("metadata.name of a RestoreRequest may have at most 245 characters: its agent pod is named <name>-restore")
+        .message("metadata.name of a RestoreRequest may have at most 245 characters: its agent pod is named <name>-restore"),
+    validation = Rule::new("!has(self.spec.archiveWaitMinutes) || !has(self.spec.activeDeadlineSeconds) || self.spec.activeDeadlineSeconds > self.spec.archiveWaitMinutes * 60")
+        .message("spec.activeDeadlineSeconds must be longer than spec.archiveWaitMinutes (in seconds), or the pod is stopped while it waits for the archive: raise it, or leave it unset to get the default plus the wait")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreRequestSpec {
@@ -47,6 +49,15 @@ pub struct RestoreRequestSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,
+    /// Minutes the restore waits for packs in an S3 target's archive storage class (`GLACIER`,
+    /// `DEEP_ARCHIVE`): the agent requests their restore, then waits up to this long before it
+    /// reads them. Unset: it requests their restore and fails at once, naming the objects (run
+    /// the restore again once they are readable). Without `activeDeadlineSeconds` the pod's
+    /// deadline becomes the operator's default plus this wait; with it, the deadline must be
+    /// longer than the wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 20160))]
+    pub archive_wait_minutes: Option<u32>,
     /// Overrides for the agent pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentPodOverrides>,

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::backup_job::BackupJobSpec;
-use crate::common::LocalObjectRef;
+use crate::common::{CRON, LocalObjectRef, TIME_ZONE};
 use crate::verification::{DatabaseVerification, VolumeVerification};
 
 /// Creates BackupJobs from `jobTemplate` on a cron schedule and prunes old snapshots by
@@ -41,13 +41,11 @@ use crate::verification::{DatabaseVerification, VolumeVerification};
 pub struct ScheduleSpec {
     /// Cron expression with five fields (minute hour day-of-month month day-of-week), e.g.
     /// `30 2 * * *`, or one of `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`.
-    #[schemars(regex(
-        pattern = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+\s+\S+\s+\S+\s+\S+\s+\S+)$"
-    ))]
+    #[schemars(regex(pattern = CRON))]
     pub schedule: String,
     /// IANA time zone the schedule is read in, e.g. `Europe/Berlin`; UTC when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z][-+_/A-Za-z0-9]*$"))]
+    #[schemars(length(min = 1, max = 64), regex(pattern = TIME_ZONE))]
     pub time_zone: Option<String>,
     /// Stop creating new BackupJobs and Verifications; running ones continue.
     #[serde(default)]
@@ -154,9 +152,7 @@ pub struct VerificationPolicy {
     /// `0 6 * * 0` (Sundays at 06:00). A run that is due while the previous verification still
     /// runs starts when it ends; after an operator outage only the latest missed run happens;
     /// `suspend` stops verifications too.
-    #[schemars(regex(
-        pattern = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+\s+\S+\s+\S+\s+\S+\s+\S+)$"
-    ))]
+    #[schemars(regex(pattern = CRON))]
     pub schedule: String,
     /// Which snapshot each run verifies: `Latest`, the newest snapshot of this schedule (by
     /// its tags, looked up in the repository when the run starts), or `Random`, one picked at
@@ -327,21 +323,32 @@ pub struct ScheduleStatus {
     /// Conditions: `Ready` (the spec is valid and the schedule is running).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-    /// The newest Verification of this schedule and its result.
+    /// The Verifications of `spec.verification`.
+    #[serde(flatten)]
+    pub verification_runs: VerificationRuns,
+}
+
+/// What a Schedule's or a StorageGroup's status shows of the Verifications it creates on the
+/// cron schedule of its `spec.verification`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationRuns {
+    /// The newest Verification of `spec.verification` and its result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_verification: Option<VerificationRecord>,
-    /// When the last Verification was created for a scheduled time.
+    /// When the last Verification of `spec.verification` was created for a scheduled time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_verification_schedule_time: Option<Time>,
-    /// When the next Verification is due.
+    /// When the next Verification of `spec.verification` is due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_verification_time: Option<Time>,
-    /// When the latest Verification of this schedule succeeded.
+    /// When the latest Verification of `spec.verification` succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_successful_verification_time: Option<Time>,
 }
 
-/// A Verification of a schedule and its result.
+/// A Verification created on a cron schedule (of a Schedule, or a StorageGroup's repository
+/// verification) and its result.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerificationRecord {

@@ -5,7 +5,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{AgentPodOverrides, DNS_SUBDOMAIN, SecretKeyRef, SecretRef};
+use crate::common::{AgentPodOverrides, CRON, DNS_SUBDOMAIN, SecretKeyRef, SecretRef, TIME_ZONE};
+use crate::schedule::{HistoryLimit, VerificationRuns};
 
 /// A named set of backup targets (S3 buckets, PVCs) that together hold one Hort repository.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -28,7 +29,9 @@ use crate::common::{AgentPodOverrides, DNS_SUBDOMAIN, SecretKeyRef, SecretRef};
     printcolumn(name = "Used", type_ = "string", json_path = ".status.usedSize"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("self.metadata.name.size() <= 215")
-        .message("metadata.name of a StorageGroup may have at most 215 characters: its check pods are named <name>-check-<generation>-<time>")
+        .message("metadata.name of a StorageGroup may have at most 215 characters: its check pods are named <name>-check-<generation>-<time>"),
+    validation = Rule::new("!has(self.spec.verification) || self.metadata.name.size() <= 63")
+        .message("metadata.name of a StorageGroup with spec.verification may have at most 63 characters: it is the value of the label hort.dev/storage-group on the group's Verifications; shorten the name or remove spec.verification")
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.strategy != 'Mirror' || self.targets.size() >= 2")
@@ -63,8 +66,9 @@ pub struct StorageGroupSpec {
     /// Encryption of the repository. Every stored object is encrypted with a key protected by
     /// this password; without it the backups cannot be read, so keep a copy outside the cluster.
     pub encryption: Encryption,
-    /// Overrides for the group's check pods (resources, node selector, tolerations, priority
-    /// class), as for a BackupJob's agent pods.
+    /// Overrides for the group's check pods and the agent pods of its repository
+    /// verifications (`verification`): resources, node selector, tolerations, priority class,
+    /// as for a BackupJob's agent pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentPodOverrides>,
     /// How often, in seconds, the operator re-checks that every target is reachable and writable.
@@ -76,10 +80,41 @@ pub struct StorageGroupSpec {
     /// fails for good (its retries keep it). A job beyond the limit stays `Pending` with
     /// condition `GroupSlot` False, reason `WaitingForGroupSlot` (and an Event), and starts
     /// when a slot frees, oldest job (by creation time) first. RestoreRequests, Verifications
-    /// and the group's own checks are not counted and never wait for a slot.
+    /// (also the repository verifications of `verification`) and the group's own checks are
+    /// not counted and never wait for a slot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_concurrent_jobs: Option<u32>,
+    /// Verifies the repository itself on a cron schedule of its own: each run creates a
+    /// Verification named `<group>-verify-<unix time>`, owned by the group and labelled
+    /// `hort.dev/storage-group: <group>`, that reads `readDataPercent` of the packs (see
+    /// Verification `spec.repository`); the newest is shown in `status.lastVerification`. No
+    /// repository verification when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<RepositoryVerificationPolicy>,
+}
+
+/// When and how much of a StorageGroup's repository is verified.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryVerificationPolicy {
+    /// Cron expression of the runs, read in `timeZone`, e.g. `0 4 * * 6` (Saturdays at
+    /// 04:00), or one of `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`. A run that is
+    /// due while the previous one still runs starts when it ends; after an operator outage
+    /// only the latest missed run happens.
+    #[schemars(regex(pattern = CRON))]
+    pub schedule: String,
+    /// IANA time zone the schedule is read in, e.g. `Europe/Berlin`; UTC when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = TIME_ZONE))]
+    pub time_zone: Option<String>,
+    /// Percent of the packs each run reads and checks byte by byte, 1 to 100 (a random share
+    /// picked anew on each run; `100`: every pack).
+    #[schemars(range(min = 1, max = 100))]
+    pub read_data_percent: u8,
+    /// How many finished Verifications of this group are kept as objects.
+    #[serde(default)]
+    pub history_limit: HistoryLimit,
 }
 
 fn default_check_interval() -> u32 {
@@ -256,9 +291,13 @@ pub struct StorageGroupStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<TargetStatus>,
     /// `Ready` is True when the repository is initialised and enough targets are healthy for
-    /// the strategy to accept backups.
+    /// the strategy to accept backups. `VerificationScheduled` (with `spec.verification`) is
+    /// False, naming the field, while its schedule or time zone is invalid.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The repository Verifications of `spec.verification`.
+    #[serde(flatten)]
+    pub verification_runs: VerificationRuns,
 }
 
 /// Observed health of one target.

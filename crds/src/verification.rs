@@ -13,14 +13,15 @@ use serde::{Deserialize, Serialize};
 use crate::common::{AgentPodOverrides, LocalObjectRef, Phase};
 use crate::restore_request::RestoreSource;
 
-/// Restores one snapshot into scratch space that exists only for the run and checks it; the
-/// measured restore time is the recovery time objective (RTO) actually achieved.
+/// Restores one snapshot into scratch space that exists only for the run and checks it (the
+/// measured restore time is the recovery time objective (RTO) actually achieved), or reads
+/// the repository's packs and checks them.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "hort.dev",
     version = "v1alpha1",
     kind = "Verification",
-    doc = "Proves a snapshot restorable: restores it into a throwaway database server or a temporary volume, checks it, and records what was checked and how long the restore took.",
+    doc = "Proves a snapshot restorable: restores it into a throwaway database server or a temporary volume, checks it, and records what was checked and how long the restore took; or checks the repository itself by reading a share of its packs.",
     namespaced,
     status = "VerificationStatus",
     shortname = "hver",
@@ -35,13 +36,18 @@ use crate::restore_request::RestoreSource;
         .message("metadata.name of a Verification may have at most 246 characters: its agent pod is named <name>-verify")
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.database) != has(self.volume)")
-    .message("set exactly one of spec.database (the snapshot holds PostgreSQL or MariaDB dumps) or spec.volume (it holds files)"))]
+#[x_kube(validation = Rule::new("(has(self.database) ? 1 : 0) + (has(self.volume) ? 1 : 0) + (has(self.repository) ? 1 : 0) == 1")
+    .message("set exactly one of spec.database (the snapshot holds PostgreSQL or MariaDB dumps), spec.volume (it holds files) or spec.repository (read the repository's packs)"))]
+#[x_kube(validation = Rule::new("has(self.source) != has(self.repository)")
+    .message("spec.source names the snapshot that spec.database or spec.volume restores and is required with them; spec.repository verifies the whole repository and takes no spec.source: remove it"))]
 pub struct VerificationSpec {
     /// The StorageGroup, in this namespace, that holds the snapshot.
     pub storage_group_ref: LocalObjectRef,
     /// Which snapshot to verify: exactly one of `backupJobRef`, `snapshotId` or `tags`.
-    pub source: RestoreSource,
+    /// Required with `database` or `volume`; not allowed with `repository`, which checks
+    /// every snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<RestoreSource>,
     /// Verify database dumps by restoring them into a throwaway server started in the agent
     /// pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,6 +56,10 @@ pub struct VerificationSpec {
     /// content with the snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume: Option<VolumeVerification>,
+    /// Verify the repository itself instead of one snapshot: its index and every snapshot's
+    /// trees and blobs, and a share of its packs read byte by byte. Nothing is restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<RepositoryVerification>,
     /// Seconds the run may take before it is stopped and counted as failed; when unset, the
     /// operator's default (chart value `agent.activeDeadlineSeconds`, 6 hours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -161,6 +171,20 @@ pub struct VerificationCommand {
     pub run_as_user: Option<i64>,
 }
 
+/// A check of the whole repository (`hort-agent verify`): every snapshot's trees and data
+/// blobs are indexed, every indexed pack exists, and a share of the packs is read, decrypted
+/// and hashed blob by blob. The run fails naming each damaged pack and the snapshot files or
+/// streams that lose data with it. Nothing is restored.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryVerification {
+    /// Percent of the packs read and checked byte by byte, 1 to 100: a random share (at least
+    /// one pack) picked anew on each run, so repeated runs cover the repository over time;
+    /// `100` reads every pack. Reading costs one download of each pack read.
+    #[schemars(range(min = 1, max = 100))]
+    pub read_data_percent: u8,
+}
+
 /// Observed state of a Verification.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -195,6 +219,10 @@ pub struct VerificationStatus {
     /// What was restored: files, bytes and tables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restored: Option<RestoredTotals>,
+    /// What a repository verification read: snapshots walked, packs stored and read, bytes
+    /// read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<RepositoryTotals>,
     /// What was checked, e.g. `table shop.orders: 1200 rows` or `assertion balanced`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checked: Vec<String>,
@@ -229,4 +257,18 @@ pub struct VerificationFailure {
     pub subject: String,
     /// How it failed.
     pub detail: String,
+}
+
+/// What a repository verification read.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryTotals {
+    /// Snapshots whose trees and blobs were checked against the index.
+    pub snapshots: u64,
+    /// Packs the repository stores.
+    pub packs_stored: u64,
+    /// Packs read, decrypted and hashed.
+    pub packs_read: u64,
+    /// Bytes of the packs read and found intact.
+    pub bytes_read: u64,
 }

@@ -1,6 +1,6 @@
 //! Every file in `examples/` parses into Hort's Rust types, and together the examples cover
-//! every kind, every backup source, every restore target, every storage target type and both
-//! kinds of verification.
+//! every kind, every backup source, every restore target, every storage target type and every
+//! kind of verification (database, volume, repository).
 //! (`apiserver.rs` additionally submits them to a real kube-apiserver.)
 
 mod support;
@@ -63,10 +63,10 @@ fn every_example_parses_into_the_typed_api() {
                     let v: Verification = serde_json::from_value(value).unwrap_or_else(|e| panic!("{at}: {e}"));
                     covered.insert(format!(
                         "verify:{}",
-                        if v.spec.database.is_some() {
-                            "Database"
-                        } else {
-                            "Volume"
+                        match (&v.spec.database, &v.spec.repository) {
+                            (Some(_), _) => "Database",
+                            (None, Some(_)) => "Repository",
+                            (None, None) => "Volume",
                         }
                     ));
                 }
@@ -89,6 +89,7 @@ fn every_example_parses_into_the_typed_api() {
         "target:Postgres",
         "target:Volume",
         "verify:Database",
+        "verify:Repository",
         "verify:Volume",
     ];
     let missing: Vec<_> = wanted.iter().filter(|w| !covered.contains(**w)).collect();

@@ -262,6 +262,16 @@ pub fn file_kind(blobs: &[BlobEntry]) -> FileKind {
     }
 }
 
+/// The file kind of the whole pack `data`, as [`file_kind`] chose it when the pack was
+/// written; a pack whose trailer cannot be read counts as a [`FileKind::TreePack`], which no
+/// storage class archives, so a copy never makes trees unreadable.
+pub fn kind_of_pack(keys: &Keys, data: &[u8]) -> FileKind {
+    match parse_trailer(keys, data, Some(data.len() as u64)) {
+        Ok(blobs) => file_kind(&blobs),
+        Err(_) => FileKind::TreePack,
+    }
+}
+
 /// Reads the trailer length from a pack's last bytes (`tail`, at least the footer).
 pub fn trailer_length(tail: &[u8]) -> Result<u64, BlobError> {
     if tail.len() < FOOTER_LEN as usize || &tail[tail.len() - 4..] != MAGIC {

@@ -45,6 +45,8 @@ pub struct VerifyReport {
     pub packs_read: usize,
     /// Blobs decrypted and hashed.
     pub blobs_read: usize,
+    /// Bytes of the packs read and found intact.
+    pub bytes_read: u64,
     /// Damage found; empty when the repository is sound.
     pub problems: Vec<Problem>,
     /// Harmless findings (e.g. packs left by an interrupted backup).
@@ -86,9 +88,10 @@ pub fn verify(repo: &IndexedRepository, read: PacksToRead) -> Result<VerifyRepor
     }
     let to_read = chosen(stored.iter().copied().collect(), read);
     if !to_read.is_empty() {
-        let (read, blobs, damaged, archived) = read_packs(repo, to_read);
+        let (read, blobs, bytes, damaged, archived) = read_packs(repo, to_read);
         report.packs_read = read;
         report.blobs_read = blobs;
+        report.bytes_read = bytes;
         report.archived = archived;
         bad_packs.extend(damaged);
     }
@@ -207,13 +210,13 @@ fn check_snapshot(
     }
 }
 
-/// What [`read_packs`] found: packs read, blobs read, damaged packs, archived packs.
-type ReadOutcome = (usize, usize, HashMap<Id, String>, Vec<String>);
+/// What [`read_packs`] found: packs read, blobs read, bytes read, damaged packs, archived packs.
+type ReadOutcome = (usize, usize, u64, HashMap<Id, String>, Vec<String>);
 
 /// Reads every pack in parallel; packs in an archive storage class are listed apart.
 fn read_packs(repo: &IndexedRepository, packs: Vec<Id>) -> ReadOutcome {
     let queue = Mutex::new(packs);
-    let results = Mutex::new((0usize, 0usize, HashMap::new(), Vec::new()));
+    let results = Mutex::new((0usize, 0usize, 0u64, HashMap::new(), Vec::new()));
     std::thread::scope(|scope| {
         for _ in 0..4 {
             scope.spawn(|| {
@@ -224,14 +227,15 @@ fn read_packs(repo: &IndexedRepository, packs: Vec<Id>) -> ReadOutcome {
                     let outcome = check_pack(repo, &pack);
                     let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
                     match outcome {
-                        Ok(blobs) => {
+                        Ok((blobs, bytes)) => {
                             r.0 += 1;
                             r.1 += blobs;
+                            r.2 += bytes;
                         }
-                        Err(PackProblem::Archived(why)) => r.3.push(format!("pack {pack} is not readable now: {why}")),
+                        Err(PackProblem::Archived(why)) => r.4.push(format!("pack {pack} is not readable now: {why}")),
                         Err(PackProblem::Damaged(why)) => {
                             r.0 += 1;
-                            r.2.insert(pack, format!("damaged: {why}"));
+                            r.3.insert(pack, format!("damaged: {why}"));
                         }
                     }
                 }
@@ -239,7 +243,7 @@ fn read_packs(repo: &IndexedRepository, packs: Vec<Id>) -> ReadOutcome {
         }
     });
     let mut outcome = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    outcome.3.sort();
+    outcome.4.sort();
     outcome
 }
 
@@ -257,7 +261,8 @@ impl From<String> for PackProblem {
     }
 }
 
-fn check_pack(repo: &IndexedRepository, pack: &Id) -> Result<usize, PackProblem> {
+/// Reads and checks one pack: its blobs and bytes when it is intact.
+fn check_pack(repo: &IndexedRepository, pack: &Id) -> Result<(usize, u64), PackProblem> {
     let data = repo
         .backend()
         .read(FileKind::Pack, &pack.to_hex())
@@ -278,5 +283,5 @@ fn check_pack(repo: &IndexedRepository, pack: &Id) -> Result<usize, PackProblem>
             return Err(format!("blob {} differs from its index entry", entry.id).into());
         }
     }
-    Ok(entries.len())
+    Ok((entries.len(), data.len() as u64))
 }

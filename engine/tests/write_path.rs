@@ -2,57 +2,20 @@
 //! repository that a fresh open with the password reads back byte for byte, a second backup of
 //! the same data stores no new pack, and a backup that is not finished leaves no snapshot.
 
+mod support;
+
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::sync::Arc;
 
 use hort_engine::archiver::{self, BackupOptions, StreamBackup};
-use hort_engine::backend::memory::MemoryBackend;
 use hort_engine::backend::{Backend, FileKind};
-use hort_engine::backup_lock::BackupLock;
-use hort_engine::keyfile::KdfParams;
 use hort_engine::progress::Counters;
-use hort_engine::repository::{IndexedRepository, Repository, RepositoryError};
+use hort_engine::repository::{Repository, RepositoryError};
 use hort_engine::restorer::{self, RestoreOptions};
 use hort_engine::verify::{self, PacksToRead};
-
-const PASSWORD: &[u8] = b"write-path test password";
-
-/// Cheap key derivation: these tests are about the write path, not Argon2's cost.
-const KDF: KdfParams = KdfParams {
-    memory_kib: 8,
-    iterations: 1,
-    parallelism: 1,
-};
-
-/// Deterministic incompressible bytes.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
-/// A new repository in memory.
-fn init() -> Arc<MemoryBackend> {
-    let backend = Arc::new(MemoryBackend::new());
-    Repository::init(backend.clone(), PASSWORD, KDF).unwrap();
-    backend
-}
-
-/// Opens the repository on `backend` anew (nothing cached from the writer), takes a backup
-/// lock and loads the index.
-fn open(backend: &Arc<MemoryBackend>) -> (IndexedRepository, BackupLock) {
-    let repo = Repository::open(backend.clone(), PASSWORD).unwrap();
-    let lock = BackupLock::acquire(&repo).unwrap();
-    (repo.load_index().unwrap(), lock)
-}
+use support::{init, noise, open};
 
 /// A small tree: files of several sizes (one spanning many chunks), an empty file, a nested
 /// directory and a symlink.

@@ -56,6 +56,8 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
     let by_claim = groups.store();
     let groups = groups
         .owns(scope.api::<Pod>(&client), config().labels(AGENT_PODS))
+        // Its repository Verifications (`spec.verification`).
+        .owns(scope.api::<Verification>(&client), config())
         // Claims are watched by metadata only. Secrets are not watched at all (that would need
         // `list` on every Secret): a group waiting for one looks again after
         // `references::RECHECK_INTERVAL`.
@@ -134,15 +136,15 @@ trait ReadsSnapshot:
     + Sync
     + 'static
 {
-    /// Which snapshot it reads.
-    fn source(&self) -> &RestoreSource;
+    /// Which snapshot it reads (none for a Verification of the whole repository).
+    fn source(&self) -> Option<&RestoreSource>;
     /// The name of the StorageGroup it reads from.
     fn group(&self) -> &str;
 }
 
 impl ReadsSnapshot for RestoreRequest {
-    fn source(&self) -> &RestoreSource {
-        &self.spec.source
+    fn source(&self) -> Option<&RestoreSource> {
+        Some(&self.spec.source)
     }
     fn group(&self) -> &str {
         &self.spec.storage_group_ref.name
@@ -150,8 +152,8 @@ impl ReadsSnapshot for RestoreRequest {
 }
 
 impl ReadsSnapshot for Verification {
-    fn source(&self) -> &RestoreSource {
-        &self.spec.source
+    fn source(&self) -> Option<&RestoreSource> {
+        self.spec.source.as_ref()
     }
     fn group(&self) -> &str {
         &self.spec.storage_group_ref.name
@@ -177,7 +179,9 @@ where
             scope.api::<BackupJob>(client),
             config(),
             referrers(by_job, |o: &K, name| {
-                o.source().backup_job_ref.as_ref().is_some_and(|j| j.name == name)
+                o.source()
+                    .and_then(|s| s.backup_job_ref.as_ref())
+                    .is_some_and(|j| j.name == name)
             }),
         )
         .watches(

@@ -36,6 +36,9 @@ pub struct Metrics {
     /// Completion time of the latest successful Verification by namespace and schedule (empty
     /// for Verifications created by hand); set through [`Metrics::record_verified`].
     pub last_verified: GaugeVec,
+    /// Completion time of the latest successful repository Verification by namespace and
+    /// StorageGroup; set through [`Metrics::record_repository_verified`].
+    pub last_repository_verified: GaugeVec,
 }
 
 impl Metrics {
@@ -138,6 +141,14 @@ impl Metrics {
             &["namespace", "schedule"],
         )
         .expect("valid metric");
+        let last_repository_verified = GaugeVec::new(
+            Opts::new(
+                "hort_last_repository_verified_timestamp_seconds",
+                "Unix time the latest successful repository Verification finished, by namespace and storage group.",
+            ),
+            &["namespace", "storage_group"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_duration.clone()),
@@ -151,6 +162,7 @@ impl Metrics {
             Box::new(verifications.clone()),
             Box::new(restore_duration.clone()),
             Box::new(last_verified.clone()),
+            Box::new(last_repository_verified.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -168,6 +180,7 @@ impl Metrics {
             verifications,
             restore_duration,
             last_verified,
+            last_repository_verified,
         }
     }
 
@@ -177,6 +190,17 @@ impl Metrics {
     /// series survives an operator restart.
     pub fn record_verified(&self, namespace: &str, schedule: &str, seconds: f64) {
         let gauge = self.last_verified.with_label_values(&[namespace, schedule]);
+        if gauge.get() < seconds {
+            gauge.set(seconds);
+        }
+    }
+
+    /// Records a successful repository Verification of StorageGroup `group` in `namespace`
+    /// that finished at `seconds` (Unix time), unless a later one is recorded already. Called
+    /// when one succeeds, and from every StorageGroup's status, so the series survives an
+    /// operator restart.
+    pub fn record_repository_verified(&self, namespace: &str, group: &str, seconds: f64) {
+        let gauge = self.last_repository_verified.with_label_values(&[namespace, group]);
         if gauge.get() < seconds {
             gauge.set(seconds);
         }

@@ -254,7 +254,7 @@ async fn start(
         ctx,
         request,
         &namespace,
-        &spec.source,
+        Some(&spec.source),
         &spec.storage_group_ref,
         source_status,
         now,
@@ -303,7 +303,7 @@ async fn start(
             command,
             repository: access,
             overrides: request.spec.agent.as_ref(),
-            active_deadline_seconds: request.spec.active_deadline_seconds,
+            active_deadline_seconds: restore::deadline(&request.spec, ctx.agent.default_deadline_seconds),
             node,
         },
     );

@@ -1,7 +1,7 @@
 //! Reconciler of `Schedule`: creates BackupJobs on the cron schedule in its time zone, honours
 //! `suspend`, `concurrencyPolicy` and `startingDeadlineSeconds`, keeps `historyLimit` finished
 //! jobs, and reports last and next times; with `spec.verification`, also creates Verifications
-//! on their own cron (`schedule_verification`).
+//! on their own cron (`scheduled_verifications`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ use crate::schedule_plan::{self, CronSchedule, Decision, Facts};
 use crate::schedule_window::Windows;
 use crate::status;
 use crate::storage_group;
-use crate::{schedule_verification, verification_plan};
+use crate::{scheduled_verifications, verification_plan};
 
 /// Label on every BackupJob a Schedule creates: the Schedule's name.
 pub const SCHEDULE_LABEL: &str = "hort.dev/schedule";
@@ -54,7 +54,10 @@ pub async fn reconcile(cached: Arc<Schedule>, ctx: Arc<Context>) -> Result<Actio
     let time_zone = schedule.spec.time_zone.as_deref();
     let parsed = CronSchedule::parse(&schedule.spec.schedule, time_zone).and_then(|cron| {
         let verification = match &schedule.spec.verification {
-            Some(policy) => Some((policy, verification_plan::parse(policy, time_zone)?)),
+            Some(policy) => Some((
+                policy,
+                verification_plan::parse(&policy.schedule, time_zone, "spec.timeZone")?,
+            )),
             None => None,
         };
         let windows = Windows::parse(&schedule.spec.windows, cron.zone())?;
@@ -143,7 +146,7 @@ pub async fn reconcile(cached: Arc<Schedule>, ctx: Arc<Context>) -> Result<Actio
         } => {
             if replace_active {
                 for job in active.drain(..) {
-                    delete_job(&jobs, job).await?;
+                    delete_in_background(&jobs, job).await?;
                 }
             }
             let job = create_job(&jobs, &schedule, &name, scheduled).await?;
@@ -226,7 +229,16 @@ pub async fn reconcile(cached: Arc<Schedule>, ctx: Arc<Context>) -> Result<Actio
     }
     let next_verification = match &verification {
         Some((policy, cron)) => {
-            schedule_verification::reconcile(&ctx, &schedule, &namespace, policy, cron, &finished, &mut status).await?
+            scheduled_verifications::reconcile_schedule(
+                &ctx,
+                &schedule,
+                &namespace,
+                policy,
+                cron,
+                &finished,
+                &mut status.verification_runs,
+            )
+            .await?
         }
         None => None,
     };
@@ -269,7 +281,7 @@ async fn owned_jobs(jobs: &Api<BackupJob>, schedule: &Schedule, name: &str) -> R
 /// Deletes the oldest finished jobs beyond `historyLimit`.
 async fn prune_history(jobs: &Api<BackupJob>, finished: &[&BackupJob], schedule: &Schedule) -> Result<()> {
     for job in beyond_history(finished, &schedule.spec.history_limit) {
-        delete_job(jobs, job).await?;
+        delete_in_background(jobs, job).await?;
     }
     Ok(())
 }
@@ -411,12 +423,17 @@ fn scheduled_time(job: &BackupJob) -> Option<Timestamp> {
     job.annotations().get(SCHEDULED_TIME_ANNOTATION)?.parse().ok()
 }
 
-async fn delete_job(jobs: &Api<BackupJob>, job: &BackupJob) -> Result<()> {
+/// Deletes `obj` (a BackupJob or Verification beyond the history) with its dependents in the
+/// background; one already gone is fine.
+pub(crate) async fn delete_in_background<K>(api: &Api<K>, obj: &K) -> Result<()>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     let params = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
         ..DeleteParams::default()
     };
-    match jobs.delete(&job.name_any(), &params).await {
+    match api.delete(&obj.name_any(), &params).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e.into()),

@@ -30,20 +30,21 @@ pub struct SourceStatus<'a> {
     pub conditions: &'a mut Vec<Condition>,
 }
 
-/// Looks up the snapshot `source` names (its BackupJob, when it names one) and the group
-/// `group_ref` in `namespace`, and records both in `status`, with an Event on `obj` for each
-/// condition that changes. Returns the group when it is Ready and the snapshot is known or is
-/// found by tags when the pod starts; `None` while either waits or is missing.
+/// Looks up the snapshot `source` names (its BackupJob, when it names one; nothing for a
+/// verification of the whole repository, which has no source) and the group `group_ref` in
+/// `namespace`, and records both in `status`, with an Event on `obj` for each condition that
+/// changes. Returns the group when it is Ready and the snapshot is known or is found by tags
+/// when the pod starts; `None` while either waits or is missing.
 pub async fn resolve<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     obj: &K,
     namespace: &str,
-    source: &RestoreSource,
+    source: Option<&RestoreSource>,
     group_ref: &LocalObjectRef,
     status: SourceStatus<'_>,
     now: Timestamp,
 ) -> Result<Option<StorageGroup>> {
-    let job = match &source.backup_job_ref {
+    let job = match source.and_then(|s| s.backup_job_ref.as_ref()) {
         Some(r) => {
             Api::<BackupJob>::namespaced(ctx.client.clone(), namespace)
                 .get_opt(&r.name)
@@ -51,22 +52,25 @@ pub async fn resolve<K: Resource<DynamicType = ()>>(
         }
         None => None,
     };
-    let (snapshot, resolved) = resolve_snapshot(source, job.as_ref());
+    let (snapshot, resolved) = match source {
+        Some(source) => {
+            let (snapshot, resolved) = resolve_snapshot(source, job.as_ref());
+            (snapshot, Some(resolved))
+        }
+        None => (None, None),
+    };
     let group = Api::<StorageGroup>::namespaced(ctx.client.clone(), namespace)
         .get_opt(&group_ref.name)
         .await?;
     let group_ready = group_readiness(&group_ref.name, namespace, group.as_ref());
-    let can_start = resolved.status != Status::False && group_ready.status == Status::True;
+    let unresolved = resolved.as_ref().filter(|r| r.status == Status::False);
+    let can_start = unresolved.is_none() && group_ready.status == Status::True;
 
     *status.phase = Phase::Pending;
     *status.snapshot_id = snapshot;
-    *status.message = Some(if resolved.status == Status::False {
-        resolved.message.clone()
-    } else {
-        group_ready.message.clone()
-    });
+    *status.message = Some(unresolved.unwrap_or(&group_ready).message.clone());
     let generation = obj.meta().generation;
-    for observation in [resolved, group_ready] {
+    for observation in resolved.into_iter().chain([group_ready]) {
         let before = conditions::find(status.conditions, observation.type_).cloned();
         events::on_transition(ctx, obj, before.as_ref(), &observation).await;
         conditions::set(status.conditions, observation, generation, now);

@@ -1,5 +1,7 @@
 //! Reconciler of `StorageGroup`: resolves the Secrets and claims a group refers to, checks
-//! its targets through agent pods, and keeps its status (`Ready`, per-target health) current.
+//! its targets through agent pods, and keeps its status (`Ready`, per-target health) current;
+//! with `spec.verification`, also creates Verifications of its repository on their own cron
+//! (`scheduled_verifications`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,10 +21,14 @@ use crate::context::Context;
 use crate::error::Result;
 use crate::events;
 use crate::references::{self, Problem, Reference, Resolver};
-use crate::status;
+use crate::{scheduled_verifications, status, verification_plan};
 
 /// Name of the condition that tells whether backups can be written to the group.
 pub const READY: &str = "Ready";
+/// Name of the condition that tells whether `spec.verification` is valid and scheduled.
+pub const VERIFICATION_SCHEDULED: &str = "VerificationScheduled";
+/// Label on the Verifications a group creates (`spec.verification`): the group's name.
+pub const STORAGE_GROUP_LABEL: &str = "hort.dev/storage-group";
 
 /// Keys a target's S3 credentials Secret must hold.
 pub const S3_CREDENTIAL_KEYS: [&str; 2] = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"];
@@ -106,6 +112,10 @@ pub async fn reconcile(cached: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<A
         now,
     );
     events::on_transition(&ctx, &group, before.as_ref(), &observation).await;
+    if let Some(next) = verifications(&ctx, &group, &namespace, &mut status).await? {
+        let until = next.duration_since(now).unsigned_abs();
+        requeue = requeue.min(until.max(Duration::from_secs(1)));
+    }
     if group.status.as_ref() != Some(&status) {
         status::apply(&ctx.client, &group, &status).await?;
     }
@@ -114,6 +124,64 @@ pub async fn reconcile(cached: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<A
         .with_label_values(&[&namespace, &name])
         .set(i64::from(ready));
     Ok(Action::requeue(requeue))
+}
+
+/// The repository verifications of `spec.verification`: runs them when due and records the
+/// `VerificationScheduled` condition (False naming the field when the schedule or time zone is
+/// invalid; removed when unset). Returns when the next one is due.
+async fn verifications(
+    ctx: &Context,
+    group: &StorageGroup,
+    namespace: &str,
+    status: &mut StorageGroupStatus,
+) -> Result<Option<Timestamp>> {
+    let Some(policy) = &group.spec.verification else {
+        status.conditions.retain(|c| c.type_ != VERIFICATION_SCHEDULED);
+        status.verification_runs.next_verification_time = None;
+        return Ok(None);
+    };
+    let parsed = verification_plan::parse(
+        &policy.schedule,
+        policy.time_zone.as_deref(),
+        "spec.verification.timeZone",
+    );
+    let (next, observation) = match parsed {
+        Ok(cron) => {
+            let runs = &mut status.verification_runs;
+            let next = scheduled_verifications::reconcile_group(ctx, group, namespace, policy, &cron, runs).await?;
+            let message = match next {
+                Some(next) => format!(
+                    "the next repository verification (reading {}% of the packs) is due at {next}",
+                    policy.read_data_percent
+                ),
+                None => "the schedule has no further time".into(),
+            };
+            let observation = Observation {
+                type_: VERIFICATION_SCHEDULED,
+                status: Status::True,
+                reason: "Scheduled",
+                message,
+            };
+            (next, observation)
+        }
+        Err(invalid) => {
+            status.verification_runs.next_verification_time = None;
+            let observation = Observation {
+                type_: VERIFICATION_SCHEDULED,
+                status: Status::False,
+                reason: "InvalidSchedule",
+                message: format!("{invalid}; no repository verification runs until it is fixed"),
+            };
+            (None, observation)
+        }
+    };
+    let before = conditions::find(&status.conditions, VERIFICATION_SCHEDULED).cloned();
+    if observation.status == Status::False {
+        events::on_transition(ctx, group, before.as_ref(), &observation).await;
+    }
+    let now = ctx.clock.now();
+    conditions::set(&mut status.conditions, observation, group.metadata.generation, now);
+    Ok(next)
 }
 
 /// The `Ready` condition and target status from a finished check pod.

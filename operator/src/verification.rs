@@ -1,6 +1,7 @@
 //! Reconciler of `Verification`: resolves the snapshot, waits for the StorageGroup, runs the
 //! agent pod (with a throwaway database server, or a temporary claim and the user's command
-//! over it), records what was checked, and removes the scratch resources (pod, claim, password Secret) when the run ends.
+//! over it; or, for the repository, reading its packs), records what was checked, and
+//! removes the scratch resources (pod, claim, password Secret) when the run ends.
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
 use crate::agent::pod::{self, AgentPod};
-use crate::agent::{api, outcome, verify, verify_command};
+use crate::agent::{api, outcome, verify, verify_command, verify_repository};
 use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -27,6 +28,7 @@ use crate::restore_request::{COMPLETE, FAILED};
 use crate::schedule::SCHEDULE_LABEL;
 use crate::snapshot_source::{self, SourceStatus};
 use crate::status;
+use crate::storage_group::STORAGE_GROUP_LABEL;
 
 /// Reason of a run whose checks ran and found a failure.
 const CHECK_FAILED: &str = "CheckFailed";
@@ -79,10 +81,13 @@ pub async fn reconcile(cached: Arc<Verification>, ctx: Arc<Context>) -> Result<A
             }
         },
     };
-    let kind = verify::data_kind(&verification.spec);
     let passed = match ended {
+        Some(Ok(report)) if verification.spec.repository.is_some() => {
+            Some(verify_repository::record(&report, &mut status))
+        }
         Some(Ok(report)) => {
             let passed = verify::record(&report, &mut status);
+            let kind = verify::data_kind(&verification.spec);
             ctx.metrics
                 .restore_duration
                 .with_label_values(&[&namespace, kind])
@@ -135,9 +140,14 @@ pub async fn reconcile(cached: Arc<Verification>, ctx: Arc<Context>) -> Result<A
         };
         ctx.metrics.verifications.with_label_values(&[&namespace, result]).inc();
         if status.phase == Phase::Succeeded {
-            let schedule = verification.labels().get(SCHEDULE_LABEL).cloned().unwrap_or_default();
-            ctx.metrics
-                .record_verified(&namespace, &schedule, now.as_millisecond() as f64 / 1000.0);
+            let seconds = now.as_millisecond() as f64 / 1000.0;
+            if verification.spec.repository.is_some() {
+                let group = &verification.spec.storage_group_ref.name;
+                ctx.metrics.record_repository_verified(&namespace, group, seconds);
+            } else {
+                let schedule = verification.labels().get(SCHEDULE_LABEL).cloned().unwrap_or_default();
+                ctx.metrics.record_verified(&namespace, &schedule, seconds);
+            }
         }
         remove_scratch(&ctx, &namespace, &verification).await?;
     }
@@ -176,7 +186,7 @@ async fn start(
         ctx,
         verification,
         &namespace,
-        &spec.source,
+        spec.source.as_ref(),
         &spec.storage_group_ref,
         source_status,
         now,
@@ -191,9 +201,13 @@ async fn start(
         .controller_owner_ref(&())
         .expect("a stored object has a name and uid");
     let mut access = pod::repository_access(&group.spec);
-    let command = verify::command(spec, snapshot.as_deref(), &name, &mut access).ok_or(Error::MissingObjectField {
+    let command = match &spec.repository {
+        Some(repository) => Some(verify_repository::command(repository)),
+        None => verify::command(spec, snapshot.as_deref(), &name, &mut access),
+    };
+    let command = command.ok_or(Error::MissingObjectField {
         kind: "Verification",
-        field: "spec.database or spec.volume",
+        field: "spec.database, spec.volume or spec.repository",
     })?;
     if let Some(db) = &spec.database {
         create_secret(ctx, &namespace, &name, verify::superuser(db), owner.clone()).await?;
@@ -204,11 +218,10 @@ async fn start(
             name: name.clone(),
             namespace: namespace.clone(),
             owner,
-            labels: verification
-                .labels()
-                .get(SCHEDULE_LABEL)
-                .map(|s| [(SCHEDULE_LABEL.to_string(), s.clone())].into())
-                .unwrap_or_default(),
+            labels: [SCHEDULE_LABEL, STORAGE_GROUP_LABEL]
+                .into_iter()
+                .filter_map(|label| Some((label.to_string(), verification.labels().get(label)?.clone())))
+                .collect(),
             command,
             repository: access,
             overrides: spec.agent.as_ref(),
@@ -228,16 +241,22 @@ async fn start(
     status.phase = Phase::Running;
     status.agent_pod = Some(name.clone());
     status.start_time = Some(Time(now));
-    let what = match &spec.database {
-        Some(db) => format!("into a throwaway {} server", verify::kind(db).display_name()),
-        None => "into a temporary claim".to_string(),
-    };
     let then = command
         .map(|c| format!(", then runs the command of image {}", c.image))
         .unwrap_or_default();
-    status.message = Some(format!(
-        "agent pod {name:?} restores the snapshot {what} and checks it{then}"
-    ));
+    status.message = Some(match (&spec.database, &spec.repository) {
+        (Some(db), _) => format!(
+            "agent pod {name:?} restores the snapshot into a throwaway {} server and checks it",
+            verify::kind(db).display_name()
+        ),
+        (None, Some(repository)) => format!(
+            "agent pod {name:?} checks the repository's index and snapshots and reads {}% of its packs",
+            repository.read_data_percent
+        ),
+        (None, None) => {
+            format!("agent pod {name:?} restores the snapshot into a temporary claim and checks it{then}")
+        }
+    });
     publish(
         ctx,
         verification,

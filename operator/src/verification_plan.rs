@@ -1,6 +1,7 @@
-//! The pure part of a Schedule's verifications: when one is due, which snapshot it checks,
-//! the Verification it creates, which finished ones are beyond the history, and what the
-//! Schedule's status shows of the newest.
+//! The pure part of the Verifications created on a cron schedule, by a Schedule (of its
+//! snapshots) or a StorageGroup (of its repository): when one is due, which snapshot it
+//! checks, the Verification it creates, which finished ones are beyond the history, and what
+//! the owner's status shows of the newest.
 
 use hort_crds::backup_job::{BackupJob, SourceKind};
 use hort_crds::common::{LocalObjectRef, Phase};
@@ -8,26 +9,34 @@ use hort_crds::restore_request::RestoreSource;
 use hort_crds::schedule::{
     ConcurrencyPolicy, HistoryLimit, ScheduleSpec, SnapshotChoice, VerificationPolicy, VerificationRecord,
 };
-use hort_crds::verification::{DatabaseKind, DatabaseVerification, Verification, VerificationSpec};
+use hort_crds::storage_group::{RepositoryVerificationPolicy, StorageGroupSpec};
+use hort_crds::verification::{
+    DatabaseKind, DatabaseVerification, RepositoryVerification, Verification, VerificationSpec,
+};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::schedule_plan::{CronSchedule, Decision, Facts, InvalidSchedule};
 
-/// Parses `spec.verification.schedule` in the Schedule's time zone.
-pub fn parse(policy: &VerificationPolicy, time_zone: Option<&str>) -> Result<CronSchedule, InvalidSchedule> {
-    CronSchedule::parse(&policy.schedule, time_zone).map_err(|e| InvalidSchedule {
+/// Parses `spec.verification.schedule` in `time_zone`, the value of field `time_zone_field`
+/// (a Schedule's `spec.timeZone`, a StorageGroup's `spec.verification.timeZone`).
+pub fn parse(
+    schedule: &str,
+    time_zone: Option<&str>,
+    time_zone_field: &'static str,
+) -> Result<CronSchedule, InvalidSchedule> {
+    CronSchedule::parse(schedule, time_zone).map_err(|e| InvalidSchedule {
         field: if e.field == "spec.schedule" {
             "spec.verification.schedule"
         } else {
-            e.field
+            time_zone_field
         },
         ..e
     })
 }
 
 /// Whether a verification is due: as for BackupJobs, only the latest missed time runs, and a
-/// due run waits while another verification of the schedule has not finished.
+/// due run waits while another verification of the same owner has not finished.
 pub fn decide(
     cron: &CronSchedule,
     now: Timestamp,
@@ -51,10 +60,30 @@ pub fn decide(
     )
 }
 
-/// Name of the Verification a schedule creates for `scheduled`: stable per scheduled time, so
-/// creating it twice is harmless.
-pub fn name(schedule: &str, scheduled: Timestamp) -> String {
-    format!("{schedule}-verify-{}", scheduled.as_second())
+/// Name of the Verification a Schedule or StorageGroup named `owner` creates for
+/// `scheduled`: stable per scheduled time, so creating it twice is harmless.
+pub fn name(owner: &str, scheduled: Timestamp) -> String {
+    format!("{owner}-verify-{}", scheduled.as_second())
+}
+
+/// The spec of the repository Verification of StorageGroup `group`: the policy's share of
+/// the packs, with the group's agent overrides and the operator's default deadline.
+pub fn repository_spec(
+    group: &str,
+    spec: &StorageGroupSpec,
+    policy: &RepositoryVerificationPolicy,
+) -> VerificationSpec {
+    VerificationSpec {
+        storage_group_ref: LocalObjectRef { name: group.into() },
+        source: None,
+        database: None,
+        volume: None,
+        repository: Some(RepositoryVerification {
+            read_data_percent: policy.read_data_percent,
+        }),
+        active_deadline_seconds: None,
+        agent: spec.agent.clone(),
+    }
 }
 
 /// The snapshots of the succeeded jobs among `jobs`, oldest first.
@@ -121,9 +150,10 @@ pub fn spec(
         storage_group_ref: LocalObjectRef {
             name: template.storage_group_ref.name.clone(),
         },
-        source,
+        source: Some(source),
         database,
         volume,
+        repository: None,
         active_deadline_seconds: template.active_deadline_seconds,
         agent: template.agent.clone(),
     })
@@ -149,7 +179,7 @@ pub fn beyond_history<'a>(
     beyond
 }
 
-/// What the Schedule's status shows of Verification `v`.
+/// What the owner's status shows of Verification `v`.
 pub fn record(v: &Verification) -> VerificationRecord {
     let status = v.status.clone().unwrap_or_default();
     VerificationRecord {
@@ -206,7 +236,7 @@ mod tests {
         assert_eq!(planned.database.as_ref().unwrap().kind, DatabaseKind::Postgres);
         assert!(planned.volume.is_none());
         assert_eq!(
-            planned.source.tags,
+            planned.source.as_ref().unwrap().tags,
             ["hort.dev/namespace=prod", "hort.dev/schedule=nightly"],
             "Latest: the newest snapshot of this schedule, looked up by its tags"
         );
@@ -231,12 +261,13 @@ mod tests {
         );
         let snapshots = ["aaaa1111", "bbbb2222", "cccc3333"];
         let picked: Vec<String> = (0..3)
-            .map(|r| plan(&spec, &snapshots, r).unwrap().source.snapshot_id.unwrap())
+            .map(|r| plan(&spec, &snapshots, r).unwrap().source.unwrap().snapshot_id.unwrap())
             .collect();
         assert_eq!(picked, snapshots, "every kept snapshot can be picked");
         let planned = plan(&spec, &[], 7).unwrap();
-        assert!(planned.source.snapshot_id.is_none());
-        assert_eq!(planned.source.tags.len(), 2, "no job kept: the newest by tags");
+        let source = planned.source.as_ref().unwrap();
+        assert!(source.snapshot_id.is_none());
+        assert_eq!(source.tags.len(), 2, "no job kept: the newest by tags");
         let volume = planned.volume.unwrap();
         assert_eq!(volume.size.0, "2Gi");
         assert_eq!(volume.command.unwrap().image, "alpine", "the user's command goes along");
@@ -250,8 +281,7 @@ mod tests {
 
     #[test]
     fn the_verification_schedule_is_its_own_and_waits_for_a_running_verification() {
-        let policy: VerificationPolicy = serde_yaml::from_str("{schedule: '0 6 * * 0'}").unwrap();
-        let cron = parse(&policy, Some("Europe/Berlin")).unwrap();
+        let cron = parse("0 6 * * 0", Some("Europe/Berlin"), "spec.timeZone").unwrap();
         // Sunday 2026-03-01 06:00 in Berlin is 05:00 UTC.
         let scheduled = t("2026-03-01T05:00:00Z");
         let now = t("2026-03-01T05:00:30Z");
@@ -273,8 +303,12 @@ mod tests {
             "suspend stops verifications too"
         );
         assert_eq!(decide(&cron, now, scheduled, false, 0), Decision::Idle);
-        let bad: VerificationPolicy = serde_yaml::from_str("{schedule: '61 * * * *'}").unwrap();
-        assert_eq!(parse(&bad, None).unwrap_err().field, "spec.verification.schedule");
+        assert_eq!(
+            parse("61 * * * *", None, "spec.timeZone").unwrap_err().field,
+            "spec.verification.schedule"
+        );
+        let zone = parse("@daily", Some("Mars/Olympus"), "spec.verification.timeZone").unwrap_err();
+        assert_eq!(zone.field, "spec.verification.timeZone", "the owner names its field");
         assert_eq!(name("nightly", scheduled), "nightly-verify-1772341200");
     }
 
@@ -318,6 +352,36 @@ mod tests {
             ("v-3", Phase::Succeeded, Some("abcd1234"), Some(3.5))
         );
         assert_eq!(shown.time, Some(Time(t("2026-03-01T03:00:00Z"))));
+    }
+
+    #[test]
+    fn a_groups_repository_verification_reads_its_share_with_the_groups_agent_overrides() {
+        let group: StorageGroupSpec = serde_yaml::from_str(
+            "targets: [{name: disk, pvc: {claimName: backups}}]\nencryption: {keySecretRef: {name: key}}\n\
+             agent: {nodeSelector: {disk: ssd}}\n\
+             verification: {schedule: '@weekly', timeZone: Europe/Berlin, readDataPercent: 25}",
+        )
+        .unwrap();
+        let policy = group.verification.clone().unwrap();
+        let planned = repository_spec("offsite", &group, &policy);
+        assert_eq!(planned.storage_group_ref.name, "offsite");
+        assert_eq!(planned.repository.map(|r| r.read_data_percent), Some(25));
+        assert!(planned.source.is_none() && planned.database.is_none() && planned.volume.is_none());
+        assert_eq!(planned.agent.unwrap().node_selector["disk"], "ssd");
+        assert_eq!(planned.active_deadline_seconds, None, "the operator's default deadline");
+        assert_eq!(
+            policy.history_limit,
+            HistoryLimit::default(),
+            "3 successes and 1 failure kept"
+        );
+        // The group's time zone is its own field, named when wrong.
+        let cron = parse(
+            &policy.schedule,
+            policy.time_zone.as_deref(),
+            "spec.verification.timeZone",
+        )
+        .unwrap();
+        assert_eq!(cron.zone().iana_name(), Some("Europe/Berlin"));
     }
 
     #[test]

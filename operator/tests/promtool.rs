@@ -43,6 +43,7 @@ fn sample_metrics() -> Metrics {
         .with_label_values(&["demo", "postgres"])
         .observe(42.0);
     metrics.record_verified("demo", "nightly", 1.8e9);
+    metrics.record_repository_verified("demo", "s3", 1.8e9);
     metrics
 }
 
@@ -93,11 +94,12 @@ fn promtool(args: &[&str]) -> String {
 #[ignore = "needs promtool: run scripts/test.sh, which installs it"]
 fn alerts_are_valid_and_fire_when_they_should() {
     let checked = promtool(&["check", "rules", "charts/hort/files/alerts.yaml"]);
-    assert!(checked.contains("7 rules found"), "{checked}");
+    assert!(checked.contains("8 rules found"), "{checked}");
     // The cases: no backup for 26 h fires only for the schedule that missed its night; a
     // failed backup and a StorageGroup not Ready for 15 min fire, with their labels; no
-    // successful verification for 8 days fires only for the schedule not verified since, and
-    // a failed verification fires.
+    // successful verification for 8 days fires only for the schedule not verified since (and
+    // no repository verification for the group not verified since), and a failed
+    // verification fires.
     promtool(&["test", "rules", "operator/tests/alerts.test.yaml"]);
 }
 

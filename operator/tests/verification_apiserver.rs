@@ -1,17 +1,18 @@
 //! Verifications against a real kube-apiserver: the agent pod with its throwaway server and
 //! password Secret, or its ephemeral scratch claim; the agent's report in status, Events and
 //! metrics; the scratch resources removed when the run ends; a Schedule creating
-//! Verifications on its own cron. Run through `scripts/test.sh`, which starts the API server.
+//! Verifications on its own cron; a Verification of the repository (its packs read) and a
+//! StorageGroup creating those on its own cron. Run through `scripts/test.sh`, which starts the API server.
 
 use std::time::Duration;
 
 use hort_crds::common::Phase;
-use hort_crds::{Schedule, Verification};
+use hort_crds::{Schedule, StorageGroup, Verification};
 use hort_operator::clock::Clock;
 use hort_operator::schedule_plan::CronSchedule;
 use hort_operator::verification_plan;
 use hort_protocol::report::encode;
-use hort_protocol::{VerificationFailure, VerificationReport};
+use hort_protocol::{PacksRead, VerificationFailure, VerificationReport};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
 use kube::ResourceExt;
@@ -42,10 +43,11 @@ async fn wait_for_pod(pods: &Api<Pod>, name: &str) -> Pod {
     pods.get(name).await.unwrap()
 }
 
-fn report(ok: bool, failures: &[(&str, &str)]) -> String {
-    encode(&VerificationReport {
+/// The agent's report of a snapshot verification with `failures`.
+fn agent_report(failures: &[(&str, &str)]) -> VerificationReport {
+    VerificationReport {
         snapshot_id: Some("ab12cd34ef".into()),
-        ok,
+        ok: failures.is_empty(),
         restore_seconds: 42.5,
         check_seconds: 1.5,
         checked: vec![
@@ -63,7 +65,12 @@ fn report(ok: bool, failures: &[(&str, &str)]) -> String {
         files: 2,
         bytes: 4096,
         tables: 2,
-    })
+        packs: None,
+    }
+}
+
+fn report(failures: &[(&str, &str)]) -> String {
+    encode(&agent_report(failures))
 }
 
 fn phase(v: &Verification) -> Phase {
@@ -117,7 +124,7 @@ async fn a_database_verification_runs_a_throwaway_server_and_records_what_was_ch
     assert!(!pod_json.contains(&password), "the password leaked into the pod spec");
 
     // The agent reports every check passed: Succeeded, the report in status, metrics.
-    finish_pod(&pods, "shop-verify", 0, &report(true, &[])).await;
+    finish_pod(&pods, "shop-verify", 0, &report(&[])).await;
     wait_for(&verifications, "shop", "Succeeded", |v| phase(v) == Phase::Succeeded).await;
     let status = verifications.get("shop").await.unwrap().status.unwrap();
     assert_eq!(status.snapshot_id.as_deref(), Some("ab12cd34ef"));
@@ -193,7 +200,7 @@ async fn a_failed_check_fails_the_verification_naming_it_and_the_scratch_claim_g
         ("media/a.jpg", "content differs from the snapshot"),
         ("media/b.jpg", "missing"),
     ];
-    finish_pod(&pods, "files-verify", 4, &report(false, &failures)).await;
+    finish_pod(&pods, "files-verify", 4, &report(&failures)).await;
     wait_for(&verifications, "files", "Failed", |v| phase(v) == Phase::Failed).await;
     let status = verifications.get("files").await.unwrap().status.unwrap();
     assert_eq!(status.failures_total, 2);
@@ -264,6 +271,7 @@ fn files_ok() -> String {
         files: 2,
         bytes: 4096,
         tables: 0,
+        packs: None,
     })
 }
 
@@ -420,7 +428,7 @@ async fn a_schedule_creates_verifications_on_its_own_cron_and_records_the_newest
     wait_for(&schedules, "nightly", "nextVerificationTime", |s| {
         s.status
             .as_ref()
-            .and_then(|s| s.next_verification_time.as_ref())
+            .and_then(|s| s.verification_runs.next_verification_time.as_ref())
             .map(|t| t.0)
             == Some(first)
     })
@@ -441,7 +449,7 @@ async fn a_schedule_creates_verifications_on_its_own_cron_and_records_the_newest
         Some(hort_crds::verification::DatabaseKind::Mariadb)
     );
     assert_eq!(
-        v.spec.source.tags,
+        v.spec.source.unwrap().tags,
         [format!("hort.dev/namespace={ns}"), "hort.dev/schedule=nightly".into()]
     );
     assert_eq!(v.spec.active_deadline_seconds, Some(900));
@@ -459,7 +467,7 @@ async fn a_schedule_creates_verifications_on_its_own_cron_and_records_the_newest
     wait_for(&schedules, "nightly", "lastVerification Succeeded", |s| {
         s.status
             .as_ref()
-            .and_then(|s| s.last_verification.as_ref())
+            .and_then(|s| s.verification_runs.last_verification.as_ref())
             .is_some_and(|r| {
                 r.name == name1 && r.result == Phase::Succeeded && r.restore_duration_seconds == Some(12.0)
             })
@@ -485,6 +493,285 @@ async fn a_schedule_creates_verifications_on_its_own_cron_and_records_the_newest
         .unwrap();
     poke(&schedules, "nightly", 4).await;
     wait_gone(&verifications, &name1, "the older Verification").await;
+
+    env.stop().await;
+}
+
+/// The agent's report of a repository `verify`: 412 of 4120 packs (1 GiB) read in 12
+/// snapshots, with `failures`.
+fn repository_report(failures: &[(&str, &str)]) -> String {
+    VerificationReport {
+        snapshot_id: None,
+        restore_seconds: 0.0,
+        checked: vec![
+            "snapshots: 12 walked, every tree and content blob indexed, every indexed pack present".into(),
+            "packs: 412 of 4120 read (10%, 1.0 GiB), 9000 blobs decrypted and hashed".into(),
+        ],
+        files: 0,
+        bytes: 0,
+        tables: 0,
+        packs: Some(PacksRead {
+            snapshots: 12,
+            stored: 4120,
+            read: 412,
+            bytes_read: 1 << 30,
+        }),
+        ..agent_report(failures)
+    }
+    .encode_within_limit()
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn a_repository_verification_succeeds_on_a_clean_report_and_fails_naming_the_damaged_pack() {
+    let env = TestEnv::start("hort-verify-repo", Clock::System).await;
+    let (client, ns) = (env.client.clone(), env.ns.clone());
+    let verifications: Api<Verification> = env.api();
+    let pods: Api<Pod> = env.api();
+    ready_s3_group(&client, &ns).await;
+
+    let repository = |name: &str, percent: u8| {
+        json!({
+            "apiVersion": "hort.dev/v1alpha1", "kind": "Verification", "metadata": {"name": name},
+            "spec": {"storageGroupRef": {"name": "s3"}, "repository": {"readDataPercent": percent}}
+        })
+    };
+    // A share: `verify --read-data-subset`, in a pod with the group's access and nothing else.
+    create(&verifications, repository("sample", 10)).await;
+    let pod = wait_for_pod(&pods, "sample-verify").await;
+    let spec = pod.spec.clone().unwrap();
+    assert_eq!(
+        spec.containers[0].args.as_deref().unwrap(),
+        ["verify", "--read-data-subset", "10%"]
+    );
+    assert!(spec.init_containers.is_none(), "no database server");
+    assert!(
+        spec.volumes.iter().flatten().all(|v| v.ephemeral.is_none()),
+        "no scratch claim"
+    );
+    wait_for(&verifications, "sample", "Running", |v| phase(v) == Phase::Running).await;
+    let started = wait_for_event(&client, &ns, "sample", "VerificationStarted").await;
+    assert!(started[0].contains("reads 10% of its packs"), "{started:?}");
+    let status = verifications.get("sample").await.unwrap().status.unwrap();
+    assert!(
+        status.conditions.iter().all(|c| c.type_ != "SnapshotResolved"),
+        "no snapshot to resolve: {:?}",
+        status.conditions
+    );
+
+    // Nothing damaged: Succeeded, what was read in status, the group's metric.
+    finish_pod(&pods, "sample-verify", 0, &repository_report(&[])).await;
+    wait_for(&verifications, "sample", "Succeeded", |v| phase(v) == Phase::Succeeded).await;
+    let status = verifications.get("sample").await.unwrap().status.unwrap();
+    assert_eq!(
+        status.message.as_deref(),
+        Some("repository verified: 412 of 4120 packs read (1.0 GiB) in 12 snapshots, nothing damaged")
+    );
+    let read = status.repository.unwrap();
+    assert_eq!(
+        (read.packs_read, read.packs_stored, read.bytes_read),
+        (412, 4120, 1 << 30)
+    );
+    assert_eq!(status.checked.len(), 2);
+    assert_eq!((status.restore_duration_seconds, status.snapshot_id), (None, None));
+    wait_for_event(&client, &ns, "sample", "Verified").await;
+    let text = env.metrics.render();
+    for expected in [
+        format!(r#"hort_verify_total{{namespace="{ns}",result="succeeded"}} 1"#),
+        format!(r#"hort_last_repository_verified_timestamp_seconds{{namespace="{ns}",storage_group="s3"}} "#),
+    ] {
+        assert!(text.contains(&expected), "missing {expected} in\n{text}");
+    }
+    for absent in [
+        "hort_restore_duration_seconds_count",
+        "hort_last_verified_timestamp_seconds{",
+    ] {
+        assert!(
+            !text.lines().any(|l| l.starts_with(absent) && l.contains(&ns)),
+            "a repository verification restores nothing and proves no schedule: {absent} in\n{text}"
+        );
+    }
+    wait_gone(&pods, "sample-verify", "the agent pod").await;
+
+    // Every pack (`--read-data`), one damaged: Failed, naming the pack and the file it held.
+    create(&verifications, repository("all", 100)).await;
+    let pod = wait_for_pod(&pods, "all-verify").await;
+    assert_eq!(
+        pod.spec.unwrap().containers[0].args.as_deref().unwrap(),
+        ["verify", "--read-data"]
+    );
+    let pack = format!("pack {}", "9f".repeat(32));
+    let file_detail = format!("damaged ({pack})");
+    let failures = [
+        (pack.as_str(), "damaged: content does not match its name"),
+        ("snapshot 1a2b3c4d: file /data/orders.csv", file_detail.as_str()),
+    ];
+    finish_pod(&pods, "all-verify", 4, &repository_report(&failures)).await;
+    wait_for(&verifications, "all", "Failed", |v| phase(v) == Phase::Failed).await;
+    let status = verifications.get("all").await.unwrap().status.unwrap();
+    assert_eq!(status.failures_total, 2);
+    assert_eq!(status.failures[0].subject, pack);
+    assert_eq!(status.failures[1].subject, "snapshot 1a2b3c4d: file /data/orders.csv");
+    assert!(
+        status
+            .message
+            .as_deref()
+            .is_some_and(|m| m.starts_with(&format!("repository damaged: {pack}: damaged"))),
+        "{:?}",
+        status.message
+    );
+    let notes = wait_for_event(&client, &ns, "all", "CheckFailed").await;
+    assert!(notes[0].contains(&pack), "{notes:?}");
+    let text = env.metrics.render();
+    let failed = format!(r#"hort_verify_total{{namespace="{ns}",result="failed"}} 1"#);
+    assert!(text.contains(&failed), "missing {failed} in\n{text}");
+    wait_gone(&pods, "all-verify", "the agent pod").await;
+
+    env.stop().await;
+}
+
+/// Triggers a reconcile of the group (the manual clock moving is not an event).
+async fn poke_group(groups: &Api<StorageGroup>, n: u32) {
+    let patch = json!({"metadata": {"annotations": {"hort.dev/test-poke": n.to_string()}}});
+    groups
+        .patch("s3", &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap();
+}
+
+/// The group's condition `VerificationScheduled`, once it has one.
+fn scheduled_condition(g: &StorageGroup) -> Option<(String, String, String)> {
+    let c = g
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "VerificationScheduled")?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn a_storage_group_verifies_its_repository_on_its_own_cron_and_records_the_newest() {
+    let clock = Clock::manual(Timestamp::now());
+    let env = TestEnv::start("hort-verify-group", clock.clone()).await;
+    let (client, ns) = (env.client.clone(), env.ns.clone());
+    let groups: Api<StorageGroup> = env.api();
+    let verifications: Api<Verification> = env.api();
+    let pods: Api<Pod> = env.api();
+    ready_s3_group(&client, &ns).await;
+
+    // A time zone the operator does not know: named in the condition, nothing scheduled.
+    let policy = |zone: &str| {
+        json!({"spec": {"verification": {"schedule": "*/5 * * * *", "timeZone": zone, "readDataPercent": 25,
+                                          "historyLimit": {"successful": 1, "failed": 1}}}})
+    };
+    groups
+        .patch("s3", &PatchParams::default(), &Patch::Merge(policy("Mars/Olympus")))
+        .await
+        .unwrap();
+    wait_for(&groups, "s3", "VerificationScheduled False", |g| {
+        scheduled_condition(g).is_some_and(|(status, reason, message)| {
+            status == "False" && reason == "InvalidSchedule" && message.contains("spec.verification.timeZone")
+        })
+    })
+    .await;
+    wait_for_event(&client, &ns, "s3", "InvalidSchedule").await;
+
+    let created = groups.get("s3").await.unwrap().metadata.creation_timestamp.unwrap().0;
+    clock.set(created);
+    groups
+        .patch("s3", &PatchParams::default(), &Patch::Merge(policy("UTC")))
+        .await
+        .unwrap();
+    let cron = CronSchedule::parse("*/5 * * * *", None).unwrap();
+    let first = cron.next_after(created).unwrap();
+    let second = cron.next_after(first).unwrap();
+    wait_for(&groups, "s3", "nextVerificationTime", |g| {
+        g.status
+            .as_ref()
+            .and_then(|s| s.verification_runs.next_verification_time.as_ref())
+            .map(|t| t.0)
+            == Some(first)
+            && scheduled_condition(g).is_some_and(|(status, _, _)| status == "True")
+    })
+    .await;
+    assert!(verifications.list(&Default::default()).await.unwrap().items.is_empty());
+
+    // Due: a Verification of the repository, named after the time, owned and labelled.
+    clock.set(first + SignedDuration::from_secs(10));
+    poke_group(&groups, 1).await;
+    let name1 = verification_plan::name("s3", first);
+    wait_for(&verifications, &name1, "the first Verification", |_| true).await;
+    let notes = wait_for_event(&client, &ns, "s3", "VerificationCreated").await;
+    assert!(notes[0].contains(&name1), "{notes:?}");
+    let v = verifications.get(&name1).await.unwrap();
+    assert_eq!(v.labels()["hort.dev/storage-group"], "s3");
+    assert_eq!(
+        (
+            v.owner_references()[0].kind.as_str(),
+            v.owner_references()[0].name.as_str()
+        ),
+        ("StorageGroup", "s3")
+    );
+    assert_eq!(v.spec.repository.as_ref().map(|r| r.read_data_percent), Some(25));
+    assert!(v.spec.source.is_none() && v.spec.database.is_none() && v.spec.volume.is_none());
+
+    // Its agent pod runs and finds nothing damaged: the group records it and the metric.
+    let pod_name = format!("{name1}-verify");
+    let pod = wait_for_pod(&pods, &pod_name).await;
+    assert_eq!(pod.labels()["hort.dev/storage-group"], "s3");
+    finish_pod(&pods, &pod_name, 0, &repository_report(&[])).await;
+    wait_for(&groups, "s3", "lastVerification Succeeded", |g| {
+        g.status.as_ref().is_some_and(|s| {
+            s.verification_runs
+                .last_verification
+                .as_ref()
+                .is_some_and(|r| r.name == name1 && r.result == Phase::Succeeded)
+                && s.verification_runs.last_successful_verification_time.is_some()
+        })
+    })
+    .await;
+    let text = env.metrics.render();
+    let expected = format!(
+        r#"hort_last_repository_verified_timestamp_seconds{{namespace="{ns}",storage_group="s3"}} {}"#,
+        (first + SignedDuration::from_secs(10)).as_second()
+    );
+    assert!(text.contains(&expected), "missing {expected} in\n{text}");
+
+    // The next run: a second Verification; once it failed, the first (one success kept) stays
+    // and the second is the newest; a third success pushes the first out.
+    clock.set(second + SignedDuration::from_secs(10));
+    poke_group(&groups, 2).await;
+    let name2 = verification_plan::name("s3", second);
+    wait_for(&verifications, &name2, "the second Verification", |_| true).await;
+    let pod_name = format!("{name2}-verify");
+    wait_for_pod(&pods, &pod_name).await;
+    finish_pod(&pods, &pod_name, 4, &repository_report(&[("pack 00ff", "missing")])).await;
+    wait_for(&groups, "s3", "lastVerification Failed", |g| {
+        g.status
+            .as_ref()
+            .and_then(|s| s.verification_runs.last_verification.as_ref())
+            .is_some_and(|r| r.name == name2 && r.result == Phase::Failed)
+    })
+    .await;
+    let third = cron.next_after(second).unwrap();
+    clock.set(third + SignedDuration::from_secs(10));
+    poke_group(&groups, 3).await;
+    let name3 = verification_plan::name("s3", third);
+    let pod_name = format!("{name3}-verify");
+    wait_for_pod(&pods, &pod_name).await;
+    finish_pod(&pods, &pod_name, 0, &repository_report(&[])).await;
+    wait_for(&verifications, &name3, "the third to succeed", |v| {
+        phase(v) == Phase::Succeeded
+    })
+    .await;
+    poke_group(&groups, 4).await;
+    wait_gone(&verifications, &name1, "the older success").await;
+    assert!(
+        verifications.get_opt(&name2).await.unwrap().is_some(),
+        "one failure is kept"
+    );
 
     env.stop().await;
 }

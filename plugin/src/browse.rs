@@ -233,7 +233,12 @@ pub(crate) async fn report<R: Report>(
         Ok(out)
     })
     .await?;
-    let text = String::from_utf8_lossy(&out);
+    decode_report(&out)
+}
+
+/// Reads an agent's report from its stdout.
+fn decode_report<R: Report>(out: &[u8]) -> Result<R> {
+    let text = String::from_utf8_lossy(out);
     decode(&text).map_err(|e| PluginError::Agent(format!("{e} (agent image of another release? set --agent-image)")))
 }
 
@@ -281,7 +286,17 @@ pub fn listing_table(listing: &Listing) -> String {
             ]
         })
         .collect();
-    table(&["KIND", "MODE", "SIZE", "MODIFIED", "PATH"], &rows)
+    let mut out = table(&["KIND", "MODE", "SIZE", "MODIFIED", "PATH"], &rows);
+    if !listing.tables.is_empty() {
+        let rows: Vec<Vec<String>> = listing
+            .tables
+            .iter()
+            .map(|t| vec![t.database.clone(), t.table.clone(), t.rows.to_string()])
+            .collect();
+        out.push('\n');
+        out.push_str(&table(&["DATABASE", "TABLE", "ROWS"], &rows));
+    }
+    out
 }
 
 /// The user's backups of `list`: without Hort's own catalog snapshots unless `all` or a tag
@@ -335,6 +350,34 @@ pub async fn ls(
     };
     let listing: Listing = report(client, namespace, group, flags, command).await?;
     emit(&structured(format, &listing)?.unwrap_or_else(|| listing_table(&listing)))
+}
+
+/// `diff GROUP FROM TO [PATH]`: both listings read by one agent pod, then compared.
+#[allow(clippy::too_many_arguments)]
+pub async fn diff(
+    client: &Client,
+    namespace: &str,
+    group: &str,
+    from: &str,
+    to: &str,
+    path: Option<&str>,
+    flags: &AgentFlags,
+    format: Format,
+) -> Result<()> {
+    let ls = |snapshot: &str| AgentCommand::Ls {
+        snapshot: snapshot.into(),
+        path: path.map(str::to_owned),
+    };
+    let (first, second) = (ls(from), ls(to));
+    let (from, to) = with_pod(client, namespace, group, flags, first.clone(), async |pods, name| {
+        let (mut one, mut two) = (Vec::new(), Vec::new());
+        exec(pods, name, &first, &mut one).await?;
+        exec(pods, name, &second, &mut two).await?;
+        Ok((decode_report::<Listing>(&one)?, decode_report::<Listing>(&two)?))
+    })
+    .await?;
+    let diff = crate::diff::compare(&from, &to);
+    emit(&structured(format, &diff)?.unwrap_or_else(|| crate::diff::render(&diff)))
 }
 
 /// `cat GROUP SNAPSHOT PATH`, or with `file` `download … -O FILE` (written to `FILE.part`
@@ -394,7 +437,7 @@ pub async fn cat(
 
 #[cfg(test)]
 mod tests {
-    use hort_protocol::{ListedEntry, ListedStream, SnapshotSummary};
+    use hort_protocol::{ListedEntry, ListedStream, ListedTable, SnapshotSummary};
 
     use super::*;
 
@@ -430,6 +473,7 @@ mod tests {
                     mode: "755".into(),
                     mtime: Some("2026-11-30T02:30:00Z".into()),
                     target: None,
+                    content: None,
                 },
                 ListedEntry {
                     path: "link".into(),
@@ -438,14 +482,31 @@ mod tests {
                     mode: "777".into(),
                     mtime: None,
                     target: Some("media".into()),
+                    content: None,
                 },
             ],
+            tables: vec![],
         };
         assert_eq!(
             listing_table(&listing),
             "KIND      MODE   SIZE   MODIFIED               PATH\n\
              dir       755    0      2026-11-30T02:30:00Z   media/\n\
              symlink   777    0                             link -> media\n"
+        );
+        let dump = Listing {
+            snapshot_id: "cd".into(),
+            entries: vec![],
+            tables: vec![ListedTable {
+                database: "shop".into(),
+                table: "public.orders".into(),
+                rows: 1200,
+            }],
+        };
+        assert_eq!(
+            listing_table(&dump),
+            "KIND   MODE   SIZE   MODIFIED   PATH\n\n\
+             DATABASE   TABLE           ROWS\n\
+             shop       public.orders   1200\n"
         );
         assert_eq!(suffix().len(), 5);
     }

@@ -80,6 +80,21 @@ pub enum Command {
         #[command(flatten)]
         agent: AgentFlags,
     },
+    /// What changed from one snapshot to another: files added, removed or modified, and
+    /// tables whose row counts changed.
+    Diff {
+        /// The StorageGroup.
+        group: String,
+        /// The earlier snapshot: id (a unique prefix of 8 or more characters) or `latest`.
+        from: String,
+        /// The later snapshot: id (or unique prefix) or `latest`.
+        to: String,
+        /// Only this directory or file and what is below it.
+        path: Option<String>,
+        /// How the agent pod runs.
+        #[command(flatten)]
+        agent: AgentFlags,
+    },
     /// Write one file (or database dump) of a snapshot to stdout.
     Cat {
         /// The StorageGroup.
@@ -170,6 +185,10 @@ pub struct DrFlags {
     /// existing database fails otherwise).
     #[arg(long)]
     pub clean: bool,
+    /// Minutes each restore waits for packs in an archive storage class, whose restore the
+    /// agent requests; without it such a restore fails at once naming them.
+    #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(1..=20160))]
+    pub archive_wait: Option<u32>,
     /// Following the RestoreRequests.
     #[command(flatten)]
     pub follow: FollowFlags,

@@ -28,6 +28,8 @@ pub struct DrOptions {
     pub only: Vec<String>,
     /// Database restores drop what they replace (`--clean`).
     pub clean: bool,
+    /// Minutes each restore waits for archived packs (`--archive-wait`).
+    pub archive_wait_minutes: Option<u32>,
 }
 
 /// A backup series of a catalog: a Schedule's backups, or the jobs of one source.
@@ -271,6 +273,7 @@ pub fn plan(catalogs: &[StoredCatalog], options: &DrOptions) -> Result<DrPlan> {
                         },
                         target,
                         active_deadline_seconds: None,
+                        archive_wait_minutes: options.archive_wait_minutes,
                         agent: None,
                     },
                     status: None,
@@ -442,12 +445,14 @@ mod tests {
             namespace_map: namespace_map(&["shop=shop-dr".to_string()]).unwrap(),
             only: vec!["shop/db-nightly".into()],
             clean: true,
+            archive_wait_minutes: Some(600),
         };
         let plan = plan(&[stored()], &options).unwrap();
         assert_eq!(plan.restores.len(), 1);
         let r = &plan.restores[0];
         assert_eq!(r.metadata.namespace.as_deref(), Some("shop-dr"));
         assert!(r.spec.target.postgres.as_ref().unwrap().clean);
+        assert_eq!(r.spec.archive_wait_minutes, Some(600));
         assert_eq!(plan.schedules[0].metadata.namespace.as_deref(), Some("shop-dr"));
         let uploads = plan.series.iter().find(|s| s.name == "uploads-manual").unwrap();
         assert_eq!(uploads.skipped.as_deref(), Some("not picked by --only"));

@@ -218,6 +218,7 @@ pub async fn run(client: &Client, namespace: &str, flags: &DrFlags, format: Form
         namespace_map: namespace_map(&flags.namespace_map)?,
         only: flags.only.clone(),
         clean: flags.clean,
+        archive_wait_minutes: flags.archive_wait,
     };
     let command = AgentCommand::CatalogShow {
         namespace: flags.from_namespace.clone(),

@@ -4,7 +4,7 @@
 //! - [`status`]: the one-screen view; [`backup`]: `backup now`; [`restore`]: RestoreRequests
 //!   from flags; [`follow`]: following a job or restore to its end; [`logs`]: agent pod logs;
 //! - [`browse_pod`] and [`browse`]: reading a repository through a short-lived agent pod
-//!   (`snapshots`, `ls`, `cat`, `download`);
+//!   (`snapshots`, `ls`, `cat`, `download`, `diff`), and [`diff`]: comparing two listings;
 //! - [`dr`] and [`dr_run`]: `dr`, rebuilding a namespace's protection from the catalogs in a
 //!   repository;
 //! - [`error`]: errors and exit codes; [`run`]: dispatching a parsed command line.
@@ -14,6 +14,7 @@ pub mod browse;
 pub mod browse_pod;
 pub mod cli;
 pub mod client;
+pub mod diff;
 pub mod dr;
 pub mod dr_run;
 pub mod error;
@@ -60,6 +61,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             path,
             agent,
         } => browse::ls(&client, ns, group, snapshot, path.as_deref(), agent, format).await,
+        Command::Diff {
+            group,
+            from,
+            to,
+            path,
+            agent,
+        } => browse::diff(&client, ns, group, from, to, path.as_deref(), agent, format).await,
         Command::Cat {
             group,
             snapshot,

@@ -98,6 +98,10 @@ pub struct RestoreFlags {
     /// Drop what the restore replaces.
     #[arg(long)]
     pub clean: bool,
+    /// Minutes to wait for packs in an archive storage class, whose restore the agent
+    /// requests (`spec.archiveWaitMinutes`); without it the restore fails at once naming them.
+    #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(1..=20160))]
+    pub archive_wait: Option<u32>,
     /// `client`: print the RestoreRequest (see -o) without creating it; `server`: have the
     /// API server check it without storing it.
     #[arg(long, value_enum, default_value_t = DryRun::None, default_missing_value = "client", num_args = 0..=1, require_equals = true)]
@@ -193,6 +197,7 @@ pub fn build(flags: &RestoreFlags, namespace: &str) -> Result<RestoreRequest> {
             source,
             target,
             active_deadline_seconds: None,
+            archive_wait_minutes: flags.archive_wait,
             agent: None,
         },
     );
@@ -279,7 +284,10 @@ spec:
       overwrite: IfNewer
 "
         );
-        let created = yaml("s3 --tag nightly --tag app --to-claim new --storage-class local --size 1Gi --name r1");
+        let created = yaml(
+            "s3 --tag nightly --tag app --to-claim new --storage-class local --size 1Gi --name r1 --archive-wait 90",
+        );
+        assert!(created.contains("archiveWaitMinutes: 90"), "{created}");
         assert!(
             created.contains("name: r1") && !created.contains("generateName"),
             "{created}"

@@ -77,6 +77,11 @@ pub struct ScheduleRow {
     pub next_run: Option<Timestamp>,
     /// Phase of its newest finished BackupJob, or `Succeeded` from `lastSuccessfulTime`.
     pub last_result: Option<String>,
+    /// Phase of its newest Verification (`spec.verification`), with the Verification's name
+    /// when it failed, and the measured restore time when it succeeded.
+    pub last_verification: Option<String>,
+    /// When that Verification finished (or was created, while it runs).
+    pub last_verified: Option<Timestamp>,
 }
 
 /// One BackupJob or RestoreRequest.
@@ -175,6 +180,15 @@ fn schedule_row(schedule: &Schedule, jobs: &[BackupJob]) -> ScheduleRow {
         last_run: time(status.last_schedule_time.as_ref()),
         next_run: time(status.next_schedule_time.as_ref()),
         last_result,
+        last_verification: status.last_verification.as_ref().map(|v| match v.result {
+            Phase::Failed => format!("Failed ({})", v.name),
+            Phase::Succeeded => match v.restore_duration_seconds {
+                Some(rto) => format!("Succeeded (restore {rto:.1} s)"),
+                None => "Succeeded".into(),
+            },
+            phase => format!("{phase:?}"),
+        }),
+        last_verified: time(status.last_verification.as_ref().and_then(|v| v.time.as_ref())),
     }
 }
 
@@ -272,6 +286,10 @@ pub fn render(view: &StatusView, now: Timestamp) -> String {
             when(s.last_run),
             when(s.next_run),
             or_dash(s.last_result.clone()),
+            match (&s.last_verification, s.last_verified) {
+                (Some(result), Some(at)) => format!("{result} {}", when(Some(at))),
+                (result, _) => or_dash(result.clone()),
+            },
         ]
     });
     let active = view.active.iter().map(|r| {
@@ -304,7 +322,14 @@ pub fn render(view: &StatusView, now: Timestamp) -> String {
         section(
             "Schedules",
             "none",
-            &["NAME", "SCHEDULE", "LAST RUN", "NEXT RUN", "LAST RESULT"],
+            &[
+                "NAME",
+                "SCHEDULE",
+                "LAST RUN",
+                "NEXT RUN",
+                "LAST RESULT",
+                "LAST VERIFICATION",
+            ],
             schedules,
         ),
         section(
@@ -390,7 +415,8 @@ mod tests {
             schedules: vec![from_yaml(
                 "apiVersion: hort.dev/v1alpha1\nkind: Schedule\nmetadata: {name: nightly, namespace: demo}\n\
                  spec: {schedule: '30 2 * * *', jobTemplate: {spec: {storageGroupRef: {name: s3}, source: {volume: {claimName: data}}}}}\n\
-                 status: {lastScheduleTime: '2026-11-30T02:30:00Z', nextScheduleTime: '2026-12-01T02:30:00Z', lastSuccessfulTime: '2026-11-29T02:31:00Z'}",
+                 status: {lastScheduleTime: '2026-11-30T02:30:00Z', nextScheduleTime: '2026-12-01T02:30:00Z', lastSuccessfulTime: '2026-11-29T02:31:00Z',\n\
+                   lastVerification: {name: nightly-verify-1, time: '2026-11-30T06:00:00Z', result: Succeeded, restoreDurationSeconds: 4.25}}",
             )],
             jobs: vec![
                 from_yaml(
@@ -450,8 +476,8 @@ disk   TargetsUnhealthy   1/2          -         -              1 of 2 targets h
 s3     Ready              1/1          1.5 GiB   0123456789ab
 
 Schedules
-NAME      SCHEDULE     LAST RUN   NEXT RUN   LAST RESULT
-nightly   30 2 * * *   9h ago     in 14h     Failed (nightly-1)
+NAME      SCHEDULE     LAST RUN   NEXT RUN   LAST RESULT          LAST VERIFICATION
+nightly   30 2 * * *   9h ago     in 14h     Failed (nightly-1)   Succeeded (restore 4.2 s) 6h ago
 
 Running
 OBJECT               GROUP   PHASE     PROGRESS   STARTED   MESSAGE

@@ -27,6 +27,9 @@ pub const DB_PASSWORD_FILE: &str = "HORT_DB_PASSWORD_FILE";
 /// A backup pod's [`crate::Catalog`] as JSON: after a successful backup the agent stores it in
 /// the repository (`crate::catalog`). It names Secrets, never holds their values.
 pub const CATALOG: &str = "HORT_CATALOG";
+/// How long a restore waits for packs in an archive storage class whose restore it requested,
+/// e.g. `90m`; unset or `0`: it requests their restore and fails at once, naming them.
+pub const ARCHIVE_WAIT: &str = "HORT_ARCHIVE_WAIT";
 /// The [`crate::PROTOCOL_VERSION`] the operator speaks.
 pub const PROTOCOL_VERSION: &str = "HORT_PROTOCOL_VERSION";
 /// Where the agent writes its report, instead of [`TERMINATION_MESSAGE_PATH`] (for tests and

@@ -251,6 +251,24 @@ pub struct VerificationReport {
     pub bytes: u64,
     /// Tables checked (database snapshots).
     pub tables: u64,
+    /// What the repository's `verify` read (none for the other verifications, and from an
+    /// agent older than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packs: Option<PacksRead>,
+}
+
+/// What the repository's `verify` walked and read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PacksRead {
+    /// Snapshots walked (their trees and blobs checked against the index).
+    pub snapshots: u64,
+    /// Packs the repository stores.
+    pub stored: u64,
+    /// Packs read, decrypted and hashed.
+    pub read: u64,
+    /// Bytes of the packs read and found intact.
+    pub bytes_read: u64,
 }
 
 /// One failed check of a verification.
@@ -427,6 +445,22 @@ pub struct Listing {
     pub snapshot_id: String,
     /// Its entries in depth-first order (directories before what they hold), or its streams.
     pub entries: Vec<ListedEntry>,
+    /// The tables of a database backup with the rows each held when it was dumped (from the
+    /// backup's manifest); empty for files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<ListedTable>,
+}
+
+/// One table of a database backup, as its manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListedTable {
+    /// The database.
+    pub database: String,
+    /// The table, `schema.name` for PostgreSQL.
+    pub table: String,
+    /// Rows in the dump.
+    pub rows: u64,
 }
 
 impl Report for Listing {
@@ -468,6 +502,10 @@ pub struct ListedEntry {
     /// Target of a symbolic link.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// A digest of a file's content (of its chunks' ids, so no data is read): equal digests
+    /// mean equal bytes, within one repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 #[cfg(test)]
@@ -572,6 +610,7 @@ mod tests {
             files: 1204,
             bytes: 3 << 30,
             tables: 4,
+            packs: None,
         }
     }
 
@@ -582,13 +621,32 @@ mod tests {
         assert!(message.contains("\"restoreSeconds\":12.5"), "{message}");
         assert!(message.contains("\"failuresTotal\":2"), "{message}");
         assert_eq!(decode::<VerificationReport>(&message), Ok(small.clone()));
+        assert!(
+            !encode(&small).contains("packs"),
+            "only the repository's verify reports packs"
+        );
         assert_eq!(decode::<VerificationReport>(&encode(&small)), Ok(small));
         let repository = VerificationReport {
             snapshot_id: None,
+            packs: Some(PacksRead {
+                snapshots: 12,
+                stored: 4120,
+                read: 412,
+                bytes_read: 7 << 30,
+            }),
             ..verification(0, 1)
         };
-        assert!(!encode(&repository).contains("snapshotId"));
-        assert_eq!(decode::<VerificationReport>(&encode(&repository)), Ok(repository));
+        let message = encode(&repository);
+        assert!(!message.contains("snapshotId"));
+        assert!(
+            message.contains(r#""packs":{"snapshots":12,"stored":4120,"read":412,"bytesRead":7516192768}"#),
+            "{message}"
+        );
+        assert_eq!(decode::<VerificationReport>(&message), Ok(repository.clone()));
+        assert_eq!(
+            decode::<VerificationReport>(&repository.encode_within_limit()),
+            Ok(repository)
+        );
 
         // Thousands of failures: the first ones stay, the count stays true, checked lines go.
         let many = verification(5000, 40);
@@ -681,6 +739,12 @@ mod tests {
                 mode: "644".into(),
                 mtime: Some("2026-11-30T02:30:00Z".into()),
                 target: None,
+                content: Some("0f".repeat(16)),
+            }],
+            tables: vec![ListedTable {
+                database: "shop".into(),
+                table: "public.orders".into(),
+                rows: 1200,
             }],
         };
         let message = encode(&listing);

@@ -58,7 +58,7 @@ pub(super) struct GlobalArgs {
     /// How long a restore waits for packs in an archive storage class (S3 `GLACIER`,
     /// `DEEP_ARCHIVE`) whose restore it requested, e.g. `12h`; `0` (the default) requests
     /// their restore and fails at once, naming them.
-    #[arg(long, env = "HORT_ARCHIVE_WAIT", default_value = "0", value_parser = hort_engine::retention::parse_duration, global = true)]
+    #[arg(long, env = env::ARCHIVE_WAIT, default_value = "0", value_parser = hort_engine::retention::parse_duration, global = true)]
     pub(super) archive_wait: chrono::Duration,
     /// JSON output even on a terminal (the default when stdout is not a terminal).
     #[arg(long, global = true)]

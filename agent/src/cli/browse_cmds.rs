@@ -5,17 +5,23 @@
 
 use std::io::Write;
 use std::path::{Component, Path};
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use hort_protocol::report::encode;
-use hort_protocol::{EntryKind, ListedEntry, ListedStream, Listing, SnapshotList, SnapshotSummary};
+use hort_protocol::{
+    DatabaseKind, EntryKind, ListedEntry, ListedStream, ListedTable, Listing, SnapshotList, SnapshotSummary,
+};
 
 use super::CliError;
 use super::context::Context;
+use crate::database::{mariadb, postgres, verification};
 use hort_engine::id::Id;
 use hort_engine::pack::BlobKind;
+use hort_engine::progress::Counters;
 use hort_engine::repository::IndexedRepository;
 use hort_engine::snapshot::{Snapshot, Source};
+use hort_engine::snapshot_streams::SnapshotStreams;
 use hort_engine::tree::{Node, NodeKind};
 
 fn rfc3339(time: DateTime<Utc>) -> String {
@@ -129,12 +135,55 @@ fn entry(path: &Path, node: &Node) -> ListedEntry {
         mode: format!("{:o}", node.mode),
         mtime: Some(rfc3339(DateTime::from_timestamp_nanos(node.mtime_ns))),
         target: node.target.clone(),
+        content: (node.kind == NodeKind::File).then(|| content_digest(&node.content)),
     }
+}
+
+/// A digest of a file's chunk ids: equal for equal content in one repository (the ids are
+/// keyed hashes of the chunks), without reading any data.
+fn content_digest(chunks: &[Id]) -> String {
+    let ids: Vec<u8> = chunks.iter().flat_map(|chunk| chunk.0).collect();
+    hex::encode(&Id::of_file(&ids).0[..16])
+}
+
+/// The tables a database backup's manifest records (none for other stream snapshots).
+fn tables(repo: &Arc<IndexedRepository>, id: &Id, snapshot: &Snapshot) -> Result<Vec<ListedTable>, CliError> {
+    let has = |name: &str| snapshot.streams.iter().any(|s| s.name == name);
+    let kind = if has(postgres::MANIFEST_STREAM) {
+        DatabaseKind::Postgres
+    } else if has(mariadb::MANIFEST_STREAM) {
+        DatabaseKind::Mariadb
+    } else {
+        return Ok(Vec::new());
+    };
+    let source = SnapshotStreams::new(repo.clone(), snapshot.clone(), *id, Arc::new(Counters::default()));
+    let databases = verification::expected(kind, &source).map_err(|source| CliError::Database {
+        context: format!("reading the tables of snapshot {}", id.short()),
+        source,
+    })?;
+    Ok(databases
+        .into_iter()
+        .flat_map(|db| {
+            db.tables.into_iter().map(move |t| ListedTable {
+                database: db.name.clone(),
+                table: match t.schema {
+                    Some(schema) => format!("{schema}.{}", t.name),
+                    None => t.name,
+                },
+                rows: t.rows,
+            })
+        })
+        .collect())
 }
 
 /// The entries of a snapshot below `path` (all when unset), directories before their contents,
 /// or its streams.
-fn listing(repo: &IndexedRepository, id: &Id, snapshot: &Snapshot, path: Option<&str>) -> Result<Listing, CliError> {
+fn listing(
+    repo: &Arc<IndexedRepository>,
+    id: &Id,
+    snapshot: &Snapshot,
+    path: Option<&str>,
+) -> Result<Listing, CliError> {
     let mut entries: Vec<ListedEntry> = Vec::new();
     if !snapshot.streams.is_empty() {
         for stream in &snapshot.streams {
@@ -148,6 +197,7 @@ fn listing(repo: &IndexedRepository, id: &Id, snapshot: &Snapshot, path: Option<
                     mode: String::new(),
                     mtime: None,
                     target: None,
+                    content: None,
                 });
             }
         }
@@ -182,6 +232,10 @@ fn listing(repo: &IndexedRepository, id: &Id, snapshot: &Snapshot, path: Option<
     Ok(Listing {
         snapshot_id: id.to_hex(),
         entries,
+        tables: match path {
+            None => tables(repo, id, snapshot)?,
+            Some(_) => Vec::new(),
+        },
     })
 }
 
@@ -198,7 +252,7 @@ fn walk(repo: &IndexedRepository, dir: &Path, id: &Id, entries: &mut Vec<ListedE
 }
 
 pub(super) fn ls(ctx: &Context, spec: &str, path: Option<&str>) -> Result<(), CliError> {
-    let repo = ctx.open_indexed()?;
+    let repo = Arc::new(ctx.open_indexed()?);
     let (id, snapshot) = repo.find_snapshot(spec)?;
     let listing = listing(&repo, &id, &snapshot, path)?;
     if ctx.json() {
@@ -213,6 +267,9 @@ pub(super) fn ls(ctx: &Context, spec: &str, path: Option<&str>) -> Result<(), Cl
             _ => format!("{} {:>12} /{}", e.mode, e.size, e.path),
         };
         let _ = writeln!(out, "{line}");
+    }
+    for t in &listing.tables {
+        let _ = writeln!(out, "table {}.{} ({} rows)", t.database, t.table, t.rows);
     }
     Ok(())
 }

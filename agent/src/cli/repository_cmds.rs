@@ -15,7 +15,7 @@ use hort_engine::filter::Selection;
 use hort_engine::id::Id;
 use hort_engine::keyfile::KdfParams;
 use hort_engine::location::{self, S3Defaults};
-use hort_engine::pack::BlobKind;
+use hort_engine::pack::{self, BlobKind};
 use hort_engine::repository::Repository;
 
 /// Probes one target: reachable (listing works) and writable (a probe file can be written,
@@ -106,7 +106,8 @@ pub(super) fn check(
     let opened = match opened {
         Ok(ok) if resync => {
             let until = std::time::Instant::now() + std::time::Duration::from_secs(CHECK_RESYNC_SECONDS);
-            let lags = ctx.group()?.resync(true, Some(until));
+            let pack_kind = |data: &[u8]| pack::kind_of_pack(ok.0.keys(), data);
+            let lags = ctx.group()?.resync(true, Some(until), &pack_kind);
             lags.map(|lags| {
                 for (target, lag) in targets.iter_mut().zip(lags) {
                     target.missing_files = lag.missing_files;
@@ -160,7 +161,10 @@ fn open_or_init(ctx: &Context, init: bool, kdf: &InitArgs) -> Result<(Repository
 }
 
 pub(super) fn resync(ctx: &Context, dry_run: bool) -> Result<(), CliError> {
-    let lags = ctx.group()?.resync(!dry_run, None)?;
+    // The key tells tree packs from data packs, which an archive storage class must not take.
+    let repo = ctx.open()?;
+    let pack_kind = |data: &[u8]| pack::kind_of_pack(repo.keys(), data);
+    let lags = ctx.group()?.resync(!dry_run, None, &pack_kind)?;
     if ctx.json() {
         ctx.print_json(&json!({"type": "resync", "dry_run": dry_run, "targets": lags}));
     } else {

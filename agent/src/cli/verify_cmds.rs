@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hort_protocol::report::{VerificationFailure, VerificationReport};
+use hort_protocol::report::{PacksRead, VerificationFailure, VerificationReport};
 use hort_protocol::{DatabaseKind, ExitCode};
 
 use super::CliError;
@@ -90,14 +90,17 @@ pub(super) fn verify(ctx: &Context, read: PacksToRead) -> Result<(), CliError> {
             _ => "all".into(),
         };
         checked.push(format!(
-            "packs: {} of {} read ({share}), {} blobs decrypted and hashed",
-            found.packs_read, found.packs_stored, found.blobs_read
+            "packs: {} of {} read ({share}, {}), {} blobs decrypted and hashed",
+            found.packs_read,
+            found.packs_stored,
+            Bytes(found.bytes_read),
+            found.blobs_read
         ));
     }
     checked.extend(found.notes.iter().map(|note| format!("note: {note}")));
     checked.extend(found.archived.iter().map(|a| format!("not read (archived): {a}")));
     let details = serde_json::json!({"snapshots": found.snapshots, "packs_read": found.packs_read,
-                                     "blobs_read": found.blobs_read, "notes": found.notes,
+                                     "blobs_read": found.blobs_read, "bytes_read": found.bytes_read, "notes": found.notes,
                                      "archived": found.archived});
     let report = VerificationReport {
         snapshot_id: None,
@@ -117,6 +120,12 @@ pub(super) fn verify(ctx: &Context, read: PacksToRead) -> Result<(), CliError> {
         files: 0,
         bytes: 0,
         tables: 0,
+        packs: Some(PacksRead {
+            snapshots: found.snapshots as u64,
+            stored: found.packs_stored as u64,
+            read: found.packs_read as u64,
+            bytes_read: found.bytes_read,
+        }),
     };
     finish(ctx, report, details)
 }
@@ -228,6 +237,7 @@ pub(super) fn verify_restore(ctx: &Context, args: &VerifyRestoreArgs) -> Result<
             files: check.files,
             bytes: check.bytes,
             tables: 0,
+            packs: None,
         }
     });
     // Scratch: what this run restored goes, whatever happened (unless a later check reads it).

@@ -92,6 +92,7 @@ pub(super) fn verify(ctx: &Context, kind: DatabaseKind, args: &DbVerifyArgs) -> 
             files: 0,
             bytes: counters.bytes.load(std::sync::atomic::Ordering::Relaxed),
             tables: checked.tables,
+            packs: None,
         },
         serde_json::Value::Null,
     )

@@ -48,14 +48,29 @@ impl Drop for Versity {
 impl Versity {
     /// Starts the gateway on an empty directory.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Starts the gateway with bucket versioning (as on AWS, where an Object Lock bucket is
+    /// always versioned: a DELETE without a version only adds a delete marker).
+    pub fn start_versioned() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(versioning: bool) -> Self {
         let root = tempfile::tempdir().unwrap();
+        let versions = root.path().join("versions");
+        let data = root.path().join("data");
+        std::fs::create_dir_all(&versions).unwrap();
+        std::fs::create_dir_all(&data).unwrap();
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(binary())
             .env_clear()
             .args(["--access", ACCESS_KEY, "--secret", SECRET_KEY])
             .args(["--port", &format!("127.0.0.1:{port}")])
             .arg("posix")
-            .arg(root.path())
+            .args(versioning.then(|| format!("--versioning-dir={}", versions.display())))
+            .arg(&data)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -100,6 +115,23 @@ impl Versity {
                 .send(),
         )
         .unwrap();
+    }
+
+    /// Every stored version and delete marker under `prefix` in `bucket`, as `key@version`.
+    pub fn versions(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let out = self
+            .block_on(self.client.list_object_versions().bucket(bucket).prefix(prefix).send())
+            .unwrap();
+        let versions = out
+            .versions()
+            .iter()
+            .map(|v| (v.key(), v.version_id()))
+            .chain(out.delete_markers().iter().map(|m| (m.key(), m.version_id())));
+        let mut all: Vec<String> = versions
+            .map(|(k, v)| format!("{}@{}", k.unwrap_or_default(), v.unwrap_or_default()))
+            .collect();
+        all.sort();
+        all
     }
 
     /// Every key under `prefix` in `bucket`.

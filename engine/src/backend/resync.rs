@@ -57,10 +57,17 @@ fn intact(kind: FileKind, name: &str, data: &[u8]) -> bool {
 
 impl TargetGroup {
     /// Copies to each target what others hold and it lacks (with `copy == false`, only
-    /// counts it; after `until`, only counts the rest); returns each target's lag. Fails
+    /// counts it; after `until`, only counts the rest); returns each target's lag. A pack is
+    /// written as the kind `pack_kind` tells from its bytes, so that a target with an archive
+    /// storage class keeps tree packs readable (see [`crate::pack::kind_of_pack`]). Fails
     /// without copying anything if the targets hold different repositories (their `config`
     /// files differ).
-    pub fn resync(&self, copy: bool, until: Option<Instant>) -> Result<Vec<TargetLag>, BackendError> {
+    pub fn resync(
+        &self,
+        copy: bool,
+        until: Option<Instant>,
+        pack_kind: &dyn Fn(&[u8]) -> FileKind,
+    ) -> Result<Vec<TargetLag>, BackendError> {
         let mut lags: Vec<TargetLag> = self
             .targets
             .iter()
@@ -98,10 +105,14 @@ impl TargetGroup {
                 } else {
                     None
                 };
+                let write_kind = match (&data, kind) {
+                    (Some(data), FileKind::Pack) => pack_kind(data),
+                    _ => kind,
+                };
                 for i in lacking {
                     match &data {
                         None => *lags[i].missing_files.get_or_insert(0) += 1,
-                        Some(data) => match self.targets[i].backend.write(kind, name, data) {
+                        Some(data) => match self.targets[i].backend.write(write_kind, name, data) {
                             Ok(()) => {
                                 lags[i].copied_files += 1;
                                 lags[i].copied_bytes += data.len() as u64;

@@ -7,8 +7,9 @@
 //! - [`api`]: the API calls that create, list and delete agent pods;
 //! - per job, the command and what its report becomes in status: [`check`] (StorageGroup),
 //!   [`backup`] (BackupJob), [`restore`] (RestoreRequest), [`retention`] (Schedule),
-//!   [`verify`] (Verification), and [`verify_command`], the user's command over a volume
-//!   verification's restored files.
+//!   [`verify`] (Verification of a snapshot), [`verify_repository`] (Verification of the
+//!   repository), and [`verify_command`], the user's command over a volume verification's
+//!   restored files.
 
 pub mod api;
 pub mod backup;
@@ -19,6 +20,7 @@ pub mod restore;
 pub mod retention;
 pub mod verify;
 pub mod verify_command;
+pub mod verify_repository;
 
 use hort_protocol::AgentCommand;
 

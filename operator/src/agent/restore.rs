@@ -6,7 +6,8 @@
 
 use hort_crds::restore_request::{DatabaseRestoreTarget, OverwritePolicy, RestoreRequestSpec, RestoreStats};
 use hort_protocol::command::LATEST;
-use hort_protocol::{AgentCommand, DatabaseKind, DatabaseMapping, DatabaseTls, Overwrite, RestoreReport};
+use hort_protocol::{AgentCommand, DatabaseKind, DatabaseMapping, DatabaseTls, Overwrite, RestoreReport, env};
+use k8s_openapi::api::core::v1::EnvVar;
 
 use super::pod::RepositoryAccess;
 use crate::references::{Reference, database_references};
@@ -60,6 +61,13 @@ pub fn command(
     } else {
         Vec::new()
     };
+    if let Some(minutes) = spec.archive_wait_minutes {
+        access.env.push(EnvVar {
+            name: env::ARCHIVE_WAIT.into(),
+            value: Some(format!("{minutes}m")),
+            ..EnvVar::default()
+        });
+    }
     let target = &spec.target;
     if let Some(volume) = &target.volume {
         access.mount_claim("target", &volume.claim_name, TARGET_DIR, false);
@@ -88,6 +96,15 @@ pub fn command(
     access.database_credentials(&db.credentials_secret_ref.name);
     let tls = access.database_tls(db.tls.as_ref());
     Some(database_command(kind, db, tls, snapshot, tags))
+}
+
+/// The restore pod's deadline: `activeDeadlineSeconds`, or else the operator's `default`
+/// plus `archiveWaitMinutes`, so that waiting for an archive never uses up the default.
+pub fn deadline(spec: &RestoreRequestSpec, default: Option<i64>) -> Option<i64> {
+    spec.active_deadline_seconds.or_else(|| {
+        let wait = i64::from(spec.archive_wait_minutes?) * 60;
+        default.map(|d| d + wait)
+    })
 }
 
 fn database_command(
@@ -141,6 +158,47 @@ mod tests {
         let volume =
             spec("storageGroupRef: {name: g}\nsource: {snapshotId: 0123abcd}\ntarget: {volume: {claimName: c}}");
         assert_eq!(references(&volume), []);
+    }
+
+    #[test]
+    fn an_archive_wait_reaches_the_agent_and_lengthens_the_default_deadline() {
+        let waiting = spec(
+            "storageGroupRef: {name: g}\nsource: {snapshotId: 0123abcd}\n\
+             target: {volume: {claimName: c}}\narchiveWaitMinutes: 720",
+        );
+        let mut access = RepositoryAccess::default();
+        command(&waiting, None, &mut access);
+        let wait: Vec<(&str, Option<&str>)> = access
+            .env
+            .iter()
+            .filter(|e| e.name == env::ARCHIVE_WAIT)
+            .map(|e| (e.name.as_str(), e.value.as_deref()))
+            .collect();
+        assert_eq!(wait, [("HORT_ARCHIVE_WAIT", Some("720m"))]);
+        assert_eq!(deadline(&waiting, Some(21600)), Some(21600 + 720 * 60));
+        assert_eq!(deadline(&waiting, None), None, "no default deadline, none added");
+        let bounded = RestoreRequestSpec {
+            active_deadline_seconds: Some(50000),
+            ..waiting.clone()
+        };
+        assert_eq!(
+            deadline(&bounded, Some(21600)),
+            Some(50000),
+            "the user's deadline stands"
+        );
+
+        let at_once = RestoreRequestSpec {
+            archive_wait_minutes: None,
+            ..waiting
+        };
+        let mut access = RepositoryAccess::default();
+        command(&at_once, None, &mut access);
+        assert!(access.env.iter().all(|e| e.name != env::ARCHIVE_WAIT));
+        assert_eq!(
+            deadline(&at_once, Some(21600)),
+            None,
+            "the pod builder applies the default"
+        );
     }
 
     #[test]

@@ -80,10 +80,9 @@ pub fn command(
     access: &mut RepositoryAccess,
 ) -> Option<AgentCommand> {
     let snapshot = snapshot.unwrap_or(LATEST).to_string();
-    let tags = if spec.source.snapshot_id.is_none() && spec.source.backup_job_ref.is_none() {
-        spec.source.tags.clone()
-    } else {
-        Vec::new()
+    let tags = match &spec.source {
+        Some(source) if source.snapshot_id.is_none() && source.backup_job_ref.is_none() => source.tags.clone(),
+        _ => Vec::new(),
     };
     if let Some(db) = &spec.database {
         access.database_credentials(secret);
@@ -516,6 +515,7 @@ mod tests {
             files: 3,
             bytes: 100,
             tables: 2,
+            packs: None,
         }
     }
 

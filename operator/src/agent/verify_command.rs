@@ -416,6 +416,7 @@ mod tests {
             files: 3,
             bytes: 300,
             tables: 0,
+            packs: None,
         }
     }
 

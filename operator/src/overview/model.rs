@@ -307,7 +307,7 @@ impl ScheduleRow {
                 .retention
                 .as_ref()
                 .map_or_else(|| "keep all".into(), retention_text),
-            last_verification: status.last_verification.map(|v| VerificationSummary {
+            last_verification: status.verification_runs.last_verification.map(|v| VerificationSummary {
                 name: v.name,
                 time: time(v.time),
                 state: v.result.into(),
