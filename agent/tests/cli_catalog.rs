@@ -7,7 +7,7 @@ use std::fs;
 
 use hort_protocol::catalog::{self, Catalog, CatalogBackup, CatalogList};
 use hort_protocol::report::decode;
-use hort_protocol::{SnapshotList, catalog::CatalogObject};
+use hort_protocol::{BackupReport, SnapshotList, catalog::CatalogObject};
 use support::{Kind, Repo};
 
 fn catalog(namespace: &str, job: &str) -> Catalog {
@@ -82,6 +82,30 @@ fn a_backup_stores_the_catalog_with_its_snapshot_and_show_reads_the_newest() {
     // Retention of the user's series, by its tags, neither counts nor forgets catalogs.
     repo.ok(&["forget", "--tag", "hort.dev/namespace=shop", "--keep-last", "1"]);
     assert_eq!(show(&repo).catalogs.len(), 1);
+}
+
+/// A catalog that cannot be stored fails no backup, and the backup's report says why, so the
+/// operator shows it in the BackupJob's status.
+#[test]
+fn a_catalog_that_cannot_be_stored_is_named_in_the_backup_report() {
+    let repo = Repo::new(Kind::Fs);
+    repo.init();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a"), b"data").unwrap();
+    let log = work.path().join("termination-log");
+    let out = repo
+        .cmd(&["backup", src.to_str().unwrap()])
+        .env("HORT_CATALOG", "{\"not\": \"a catalog\"}")
+        .env("HORT_TERMINATION_LOG", &log)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: BackupReport = decode(&fs::read_to_string(&log).unwrap()).unwrap();
+    let error = report.catalog_error.unwrap_or_default();
+    assert!(error.contains("not a Hort catalog"), "{error}");
+    assert_eq!(repo.ok(&["cat", "latest", "a"]), "data", "the backup is saved");
 }
 
 #[test]

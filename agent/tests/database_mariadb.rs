@@ -7,37 +7,19 @@
 #[path = "support/db.rs"]
 mod db;
 
-use std::io::{self, Read, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hort_agent::database::mariadb::{self, MariaDbBackupOptions};
-use hort_agent::database::{Connection, DatabaseError, DirStreams, Password, StreamSink};
+use hort_agent::database::{Connection, DatabaseError, DirStreams};
 use hort_agent::database::{RestoreOptions, RestoreScope};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: start the servers with `scripts/db-servers.sh start` and load their \
-             settings with `eval \"$(scripts/db-servers.sh env)\"` (scripts/test.sh does both)"
-        )
-    })
-}
-
 fn conn() -> Connection {
-    Connection {
-        host: env("HORT_TEST_MARIADB_HOST"),
-        port: env("HORT_TEST_MARIADB_PORT")
-            .parse()
-            .expect("HORT_TEST_MARIADB_PORT is a port number"),
-        user: env("HORT_TEST_MARIADB_USER"),
-        password: Some(Password::new(env("HORT_TEST_MARIADB_PASSWORD"))),
-        bin_dir: None,
-        tls: Default::default(),
-    }
+    db::Server::MariaDb.connection()
 }
 
 fn client() -> Command {
@@ -72,21 +54,6 @@ fn sql(statements: &str) -> String {
 }
 
 /// A sink that kills `mariadb-dump` while the first table's rows stream.
-struct KillingSink(DirStreams);
-
-impl StreamSink for KillingSink {
-    fn put(&mut self, name: &str, data: &mut dyn Read) -> io::Result<u64> {
-        if name.contains("/table/") {
-            let mut head = vec![0u8; 1 << 16];
-            data.read_exact(&mut head)?;
-            assert_eq!(db::kill_children("mariadb-dump", conn().password.unwrap().expose()), 1);
-            let mut chained = head.as_slice().chain(data);
-            return self.0.put(name, &mut chained);
-        }
-        self.0.put(name, data)
-    }
-}
-
 struct StopOnDrop<'a>(&'a AtomicBool);
 
 impl Drop for StopOnDrop<'_> {
@@ -220,7 +187,7 @@ fn backup_under_transfer_load_keeps_the_total_exactly() {
 
     // The whole backup into a fresh server: users, both databases, the same total.
     let mut target = conn();
-    target.port = env("HORT_TEST_MARIADB_TARGET_PORT").parse().unwrap();
+    target.port = db::Server::MariaDb.target_port();
     let report = mariadb::restore(
         &target,
         &streams,
@@ -382,31 +349,13 @@ fn bad_credentials_hosts_databases_and_killed_dumps_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let mut streams = DirStreams::new(dir.path());
 
-    let mut wrong = conn();
-    wrong.password = Some(Password::new("not-the-password"));
-    let err = mariadb::backup(&wrong, &MariaDbBackupOptions::default(), &mut streams).unwrap_err();
-    assert!(matches!(err, DatabaseError::Authentication { .. }), "{err}");
-    assert!(!err.to_string().contains("not-the-password"));
-
-    let mut down = conn();
-    down.port = 1;
-    let err = mariadb::backup(&down, &MariaDbBackupOptions::default(), &mut streams).unwrap_err();
-    assert!(matches!(err, DatabaseError::Unreachable { .. }), "{err}");
-    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
-
-    let err = mariadb::backup(
-        &conn(),
-        &MariaDbBackupOptions {
-            databases: vec!["hort_no_such_db".into()],
+    db::assert_clear_connection_errors(db::Server::MariaDb, &mut streams, |conn, databases, streams| {
+        let options = MariaDbBackupOptions {
+            databases,
             ..Default::default()
-        },
-        &mut streams,
-    )
-    .unwrap_err();
-    assert!(
-        err.to_string().contains("database `hort_no_such_db` does not exist"),
-        "{err}"
-    );
+        };
+        mariadb::backup(conn, &options, streams).map(drop)
+    });
 
     let big = db::unique_name("hort_killed");
     sql(&format!(
@@ -414,7 +363,13 @@ fn bad_credentials_hosts_databases_and_killed_dumps_are_clear_errors() {
          CREATE TABLE {big}.t (id INT PRIMARY KEY, pad CHAR(200));
          USE {big}; INSERT INTO {big}.t SELECT seq, REPEAT('x', 200) FROM seq_1_to_200000;"
     ));
-    let mut killing = KillingSink(DirStreams::new(dir.path().join("killed")));
+    let mut killing = db::KillingSink {
+        streams: DirStreams::new(dir.path().join("killed")),
+        program: "mariadb-dump",
+        password: db::Server::MariaDb.password(),
+        head: 1 << 16,
+        killed_in: |name| name.contains("/table/"),
+    };
     let err = mariadb::backup(
         &conn(),
         &MariaDbBackupOptions {
@@ -482,7 +437,7 @@ fn replayed_streams_run_no_client_command() {
     let hostile = format!("\\! touch {0}\nsystem touch {0}\n{text}", marker.display());
     std::fs::write(&users, hostile).unwrap();
     let mut target = conn();
-    target.port = env("HORT_TEST_MARIADB_TARGET_PORT").parse().unwrap();
+    target.port = db::Server::MariaDb.target_port();
     let restore = RestoreOptions {
         scope: RestoreScope::Server,
         clean: true,

@@ -7,36 +7,17 @@
 #[path = "support/db.rs"]
 mod db;
 
-use std::io::{self, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
 use hort_agent::database::postgres::{self, PgBackupOptions};
-use hort_agent::database::{Connection, DatabaseError, DirStreams, Password, StreamSink};
+use hort_agent::database::{Connection, DatabaseError, DirStreams};
 use hort_agent::database::{RestoreOptions, RestoreScope};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: start the servers with `scripts/db-servers.sh start` and load their \
-             settings with `eval \"$(scripts/db-servers.sh env)\"` (scripts/test.sh does both)"
-        )
-    })
-}
-
 fn conn() -> Connection {
-    Connection {
-        host: env("HORT_TEST_PG_HOST"),
-        port: env("HORT_TEST_PG_PORT")
-            .parse()
-            .expect("HORT_TEST_PG_PORT is a port number"),
-        user: env("HORT_TEST_PG_USER"),
-        password: Some(Password::new(env("HORT_TEST_PG_PASSWORD"))),
-        bin_dir: None,
-        tls: Default::default(),
-    }
+    db::Server::Postgres.connection()
 }
 
 fn client_cmd(tool: &str, db: &str) -> Command {
@@ -82,21 +63,6 @@ fn pgbench_init(db: &str, scale: u32) {
 }
 
 /// A sink that kills `pg_dump` after the first megabyte of a database dump.
-struct KillingSink(DirStreams);
-
-impl StreamSink for KillingSink {
-    fn put(&mut self, name: &str, data: &mut dyn Read) -> io::Result<u64> {
-        if name.ends_with(".dump") {
-            let mut head = vec![0u8; 1 << 20];
-            data.read_exact(&mut head)?;
-            assert_eq!(db::kill_children("pg_dump", conn().password.unwrap().expose()), 1);
-            let mut chained = head.as_slice().chain(data);
-            return self.0.put(name, &mut chained);
-        }
-        self.0.put(name, data)
-    }
-}
-
 #[test]
 #[ignore = "needs PostgreSQL and MariaDB servers: run scripts/test.sh"]
 fn backup_under_pgbench_load_restores_with_exact_invariants() {
@@ -211,7 +177,7 @@ fn backup_under_pgbench_load_restores_with_exact_invariants() {
 
     // The whole backup into a fresh server: roles, both databases, the same invariants.
     let mut target = conn();
-    target.port = env("HORT_TEST_PG_TARGET_PORT").parse().unwrap();
+    target.port = db::Server::Postgres.target_port();
     let report = postgres::restore(
         &target,
         &streams,
@@ -369,38 +335,26 @@ fn bad_credentials_hosts_databases_and_killed_dumps_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let mut streams = DirStreams::new(dir.path());
 
-    let mut wrong = conn();
-    wrong.password = Some(Password::new("not-the-password"));
-    let err = postgres::backup(&wrong, &PgBackupOptions::default(), &mut streams).unwrap_err();
-    assert!(matches!(err, DatabaseError::Authentication { .. }), "{err}");
-    assert!(err.to_string().contains(&format!("user `{}`", wrong.user)), "{err}");
-    assert!(!err.to_string().contains("not-the-password"));
-
-    let mut down = conn();
-    down.host = "127.0.0.1".into();
-    down.port = 1;
-    let err = postgres::backup(&down, &PgBackupOptions::default(), &mut streams).unwrap_err();
-    assert!(matches!(err, DatabaseError::Unreachable { .. }), "{err}");
-    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
-
-    let err = postgres::backup(
-        &conn(),
-        &PgBackupOptions {
-            databases: vec!["hort_no_such_db".into()],
+    let refused = db::assert_clear_connection_errors(db::Server::Postgres, &mut streams, |conn, databases, streams| {
+        let options = PgBackupOptions {
+            databases,
             ..Default::default()
-        },
-        &mut streams,
-    )
-    .unwrap_err();
-    assert!(
-        err.to_string().contains("database `hort_no_such_db` does not exist"),
-        "{err}"
-    );
+        };
+        postgres::backup(conn, &options, streams).map(drop)
+    });
+    let user = db::Server::Postgres.user();
+    assert!(refused.to_string().contains(&format!("user `{user}`")), "{refused}");
 
     let big = db::unique_name("hort_killed");
     fresh_db(&big);
     pgbench_init(&big, 2);
-    let mut killing = KillingSink(DirStreams::new(dir.path().join("killed")));
+    let mut killing = db::KillingSink {
+        streams: DirStreams::new(dir.path().join("killed")),
+        program: "pg_dump",
+        password: db::Server::Postgres.password(),
+        head: 1 << 20,
+        killed_in: |name| name.ends_with(".dump"),
+    };
     let err = postgres::backup(
         &conn(),
         &PgBackupOptions {
@@ -535,7 +489,7 @@ fn replayed_roles_run_no_psql_backslash_command() {
     text.push_str(&format!("SELECT 1; \\! touch {}\n", marker.display()));
     std::fs::write(&globals, text).unwrap();
     let mut target = conn();
-    target.port = env("HORT_TEST_PG_TARGET_PORT").parse().unwrap();
+    target.port = db::Server::Postgres.target_port();
     let restore = RestoreOptions {
         scope: RestoreScope::Server,
         clean: true,

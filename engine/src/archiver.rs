@@ -20,7 +20,7 @@ use chrono::Utc;
 use tracing::{debug, info, warn};
 
 use crate::backend::FileKind;
-use crate::backup_lock::BackupLock;
+use crate::backup_lock::{BackupLock, LockLost};
 use crate::chunker::{ChunkError, Chunker, ChunkerParams};
 use crate::error_kind::ErrorKind;
 use crate::filter::Selection;
@@ -51,20 +51,23 @@ pub enum BackupError {
         source: std::io::Error,
     },
     /// A stream could not be read completely, or its producer failed.
-    #[error("stream `{name}`: {reason}")]
+    #[error("stream `{name}`: {source}")]
     Stream {
         /// The stream.
         name: String,
-        /// What happened.
-        reason: String,
+        /// What happened: the read error, or the error of [`StreamInput::complete`].
+        source: StreamFailure,
     },
     /// Two streams have the same name.
     #[error("stream name `{0}` given twice")]
     DuplicateStream(String),
     /// The backup lock was not kept fresh (see [`BackupLock::ensure_held`]).
-    #[error("{0}")]
-    LockLost(String),
+    #[error(transparent)]
+    LockLost(#[from] LockLost),
 }
+
+/// Why a stream failed: its producer's own error (a dump command that failed), or a read error.
+pub type StreamFailure = Box<dyn std::error::Error + Send + Sync>;
 
 impl BackupError {
     /// What kind of failure this is (that of the repository's error, if it is one).
@@ -105,7 +108,7 @@ pub struct StreamInput {
     pub reader: Box<dyn Read + Send>,
     /// Called after the reader hit its end; an error (e.g. the dump command failed) fails
     /// the backup, so a truncated dump never becomes a snapshot.
-    pub complete: Option<Box<dyn FnOnce() -> Result<(), String> + Send>>,
+    pub complete: Option<Box<dyn FnOnce() -> Result<(), StreamFailure> + Send>>,
 }
 
 struct Session<'a> {
@@ -389,7 +392,7 @@ impl Session<'_> {
             ..
         } = self;
         let summary = packer.finish()?;
-        lock.ensure_held().map_err(BackupError::LockLost)?;
+        lock.ensure_held()?;
         stats.stored_bytes = summary.stored_bytes;
         stats.packs = summary.packs;
         stats.duration_secs = started.elapsed().as_secs_f64();
@@ -493,9 +496,9 @@ pub fn backup_streams(
     for mut input in inputs {
         backup.add(&input.name, &mut input.reader)?;
         if let Some(complete) = input.complete {
-            complete().map_err(|reason| BackupError::Stream {
+            complete().map_err(|source| BackupError::Stream {
                 name: input.name.clone(),
-                reason,
+                source,
             })?;
         }
     }
@@ -536,7 +539,7 @@ impl<'a> StreamBackup<'a> {
         let size = self.session.store_content(data, &mut ids).map_err(|e| match e {
             ContentError::Read(io) => BackupError::Stream {
                 name: name.to_owned(),
-                reason: io.to_string(),
+                source: Box::new(io),
             },
             ContentError::Packer(p) => p.into(),
         })?;
@@ -565,7 +568,7 @@ impl StreamSink for StreamBackup<'_> {
 
     fn put(&mut self, name: &str, data: &mut dyn Read) -> std::io::Result<u64> {
         self.add(name, data).map_err(|e| match e {
-            BackupError::Stream { reason, .. } => std::io::Error::other(reason),
+            BackupError::Stream { source, .. } => std::io::Error::other(source),
             other => std::io::Error::other(other),
         })
     }

@@ -61,6 +61,20 @@ impl Default for LockTiming {
 /// a prune run replaced the index.
 pub const CLOCK_SKEW: Duration = Duration::minutes(5);
 
+/// A backup lock that went longer without a refresh than prune tolerates: prune may have
+/// taken it for dead and deleted packs the backup uses, so the backup writes no snapshot.
+/// The fix is to run the backup again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the backup lock went {gap_seconds} s without a refresh (limit {limit_seconds} s): a prune may have deleted data this backup uses, so no snapshot is written; run the backup again"
+)]
+pub struct LockLost {
+    /// The longest time between two rewrites of the lock, in seconds.
+    pub gap_seconds: i64,
+    /// The longest time allowed ([`LockTiming::stale`] less [`LockTiming::margin`]), in seconds.
+    pub limit_seconds: i64,
+}
+
 /// The lock's history as its holder saw it.
 #[derive(Debug, Clone)]
 struct Held {
@@ -73,15 +87,14 @@ struct Held {
 
 impl Held {
     /// Whether prune can have seen this lock as dead at any time up to `now`.
-    fn check(&self, now: DateTime<Utc>, timing: &LockTiming) -> Result<(), String> {
+    fn check(&self, now: DateTime<Utc>, timing: &LockTiming) -> Result<(), LockLost> {
         let gap = self.longest_gap.max(now - self.refreshed);
         let limit = timing.stale - timing.margin;
         if gap >= limit {
-            return Err(format!(
-                "the backup lock went {} s without a refresh (limit {} s): a prune may have deleted data this backup uses, so no snapshot is written; run the backup again",
-                gap.num_seconds(),
-                limit.num_seconds()
-            ));
+            return Err(LockLost {
+                gap_seconds: gap.num_seconds(),
+                limit_seconds: limit.num_seconds(),
+            });
         }
         Ok(())
     }
@@ -154,7 +167,7 @@ impl BackupLock {
     }
 
     /// Fails when prune may have seen this lock as dead since it was taken (see the module).
-    pub fn ensure_held(&self) -> Result<(), String> {
+    pub fn ensure_held(&self) -> Result<(), LockLost> {
         lock_of(&self.held).check(Utc::now(), &self.timing)
     }
 }
@@ -283,9 +296,20 @@ mod tests {
             "refreshed every 6 min"
         );
         let silent = held(120, 21, 5, now).check(now, &timing).unwrap_err();
-        assert!(silent.contains("1260 s without a refresh"), "{silent}");
+        assert_eq!(
+            silent,
+            LockLost {
+                gap_seconds: 1260,
+                limit_seconds: 1200
+            }
+        );
+        assert!(
+            silent.to_string().contains("1260 s without a refresh (limit 1200 s)")
+                && silent.to_string().ends_with("run the backup again"),
+            "{silent}"
+        );
         let earlier = held(120, 1, 25, now).check(now, &timing).unwrap_err();
-        assert!(earlier.contains("1500 s"), "a gap that ended still counts: {earlier}");
+        assert_eq!(earlier.gap_seconds, 1500, "a gap that ended still counts: {earlier}");
     }
 
     #[test]

@@ -56,7 +56,7 @@ impl ChunkerParams {
     }
 
     /// Checks the limits of the FastCDC implementation.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidChunkerParams> {
         use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN};
         let (min, avg, max) = (self.min_size as usize, self.avg_size as usize, self.max_size as usize);
         let ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&min)
@@ -68,16 +68,20 @@ impl ChunkerParams {
             && avg % 2 == 0
             && max % 2 == 0
             && self.normalization <= 3;
-        if ok {
-            Ok(())
-        } else {
-            Err(format!(
-                "invalid chunker parameters {min}/{avg}/{max}, normalization level {}",
-                self.normalization
-            ))
-        }
+        if ok { Ok(()) } else { Err(InvalidChunkerParams(*self)) }
     }
 }
+
+/// Chunker parameters outside the limits of the FastCDC implementation (a damaged config).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid chunker parameters {}/{}/{}, normalization level {}",
+    .0.min_size,
+    .0.avg_size,
+    .0.max_size,
+    .0.normalization
+)]
+pub struct InvalidChunkerParams(pub ChunkerParams);
 
 /// The smallest chunker buffer: stream chunks are small, and a buffer of 1.25 × their
 /// maximum would be refilled (and its rest moved) every few chunks.
@@ -202,6 +206,36 @@ mod tests {
                 .collect();
                 assert_eq!(chunks, expected, "the same cut points as StreamCDC");
             }
+        }
+    }
+
+    #[test]
+    fn parameters_outside_fastcdcs_limits_are_refused_and_named() {
+        let level = ChunkerParams {
+            normalization: 4,
+            ..ChunkerParams::STREAMS
+        };
+        let error = level.validate().unwrap_err();
+        assert_eq!(error, InvalidChunkerParams(level));
+        assert_eq!(
+            error.to_string(),
+            "invalid chunker parameters 4096/16384/131072, normalization level 4"
+        );
+        for bad in [
+            ChunkerParams {
+                min_size: 4097,
+                ..ChunkerParams::STREAMS
+            },
+            ChunkerParams {
+                avg_size: 2 * 1024 * 1024,
+                ..ChunkerParams::STREAMS
+            },
+            ChunkerParams {
+                max_size: u32::MAX - 1,
+                ..ChunkerParams::FILES
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
         }
     }
 

@@ -9,11 +9,12 @@ use std::path::Path;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::backend::FileKind;
-use crate::backup_lock::BackupLock;
+use crate::backend::{BackendError, FileKind};
+use crate::backup_lock::{BackupLock, LockLost};
+use crate::error_kind::ErrorKind;
 use crate::id::Id;
 use crate::index::{self, IndexFile, IndexPack};
-use crate::pack::{self, BlobKind};
+use crate::pack::{self, BlobError, BlobKind};
 use crate::packer::{Packer, PackerError, PackerOptions};
 use crate::prune::PACKS_PER_INDEX_FILE;
 use crate::repository::{IndexedRepository, Repository, RepositoryError};
@@ -111,22 +112,28 @@ pub fn repair_index(repo: &Repository, dry_run: bool) -> Result<IndexRepair, Rep
     Ok(report)
 }
 
+/// Why a pack's trailer could not be read.
+#[derive(Debug, thiserror::Error)]
+enum TrailerError {
+    /// The storage failed.
+    #[error(transparent)]
+    Read(#[from] BackendError),
+    /// The trailer is damaged.
+    #[error(transparent)]
+    Damaged(#[from] BlobError),
+}
+
 /// The blob entries of pack `id`, from its trailer.
-fn read_trailer(repo: &Repository, id: &Id) -> Result<Vec<pack::BlobEntry>, String> {
+fn read_trailer(repo: &Repository, id: &Id) -> Result<Vec<pack::BlobEntry>, TrailerError> {
     let name = id.to_hex();
-    let tail = repo
-        .backend()
-        .read_tail(FileKind::Pack, &name, TAIL)
-        .map_err(|e| e.to_string())?;
-    let needed = pack::trailer_length(&tail).map_err(|e| e.to_string())? + pack::FOOTER_LEN;
+    let tail = repo.backend().read_tail(FileKind::Pack, &name, TAIL)?;
+    let needed = pack::trailer_length(&tail)? + pack::FOOTER_LEN;
     let tail = if needed > tail.len() as u64 {
-        repo.backend()
-            .read_tail(FileKind::Pack, &name, needed)
-            .map_err(|e| e.to_string())?
+        repo.backend().read_tail(FileKind::Pack, &name, needed)?
     } else {
         tail
     };
-    pack::parse_trailer(repo.keys(), &tail, None).map_err(|e| e.to_string())
+    Ok(pack::parse_trailer(repo.keys(), &tail, None)?)
 }
 
 /// What `repair snapshots` found in one snapshot and did about it.
@@ -226,7 +233,7 @@ pub fn repair_snapshots(
     // The new trees are stored and indexed before any snapshot refers to them.
     packer.finish()?;
     for (repair, fixed) in repairs.iter_mut().zip(&fixed_snapshots) {
-        lock.ensure_held().map_err(RepairError::LockLost)?;
+        lock.ensure_held()?;
         repair.repaired = Some(repo.write_sealed(FileKind::Snapshot, snapshot::AAD, fixed)?);
         if forget {
             repo.backend().delete(FileKind::Snapshot, &repair.snapshot.to_hex())?;
@@ -277,7 +284,7 @@ fn rewrite_tree(
         return Ok(Some(id));
     }
     tree.nodes = nodes;
-    let json = serde_json::to_vec(&tree).map_err(|e| RepairError::Encode(e.to_string()))?;
+    let json = serde_json::to_vec(&tree).map_err(RepairError::Encode)?;
     let new = repo.keys().blob_id(&json);
     if let Some(packer) = packer
         && !repo.index().contains(&new, BlobKind::Tree)
@@ -298,11 +305,21 @@ pub enum RepairError {
     Packer(#[from] PackerError),
     /// Listing the packs failed.
     #[error(transparent)]
-    Backend(#[from] crate::backend::BackendError),
+    Backend(#[from] BackendError),
     /// A tree could not be encoded.
     #[error("cannot encode a tree: {0}")]
-    Encode(String),
+    Encode(#[source] serde_json::Error),
     /// The lock was not kept fresh (see [`BackupLock::ensure_held`]).
-    #[error("{0}")]
-    LockLost(String),
+    #[error(transparent)]
+    LockLost(#[from] LockLost),
+}
+
+impl RepairError {
+    /// What kind of failure this is (that of the repository's error, if it is one).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RepairError::Repository(e) => e.kind(),
+            _ => ErrorKind::Other,
+        }
+    }
 }

@@ -164,54 +164,123 @@ fn compare_node(
     if meta.len() != node.size {
         return Some(format!("{} bytes, the snapshot records {}", meta.len(), node.size));
     }
-    compare_content(repo, node, path, buffer).err()
+    compare_content(repo, node, path, buffer).err().map(|d| d.to_string())
+}
+
+/// How a restored file's content differs from its snapshot, or why it could not be compared.
+#[derive(Debug, thiserror::Error)]
+enum ContentDifference {
+    /// The file cannot be opened.
+    #[error("cannot read: {0}")]
+    Unreadable(io::Error),
+    /// A content blob of the snapshot is in no index file.
+    #[error("chunk {chunk} of {chunks}: blob {blob} is in no index")]
+    NotIndexed {
+        /// Its position, from 1.
+        chunk: usize,
+        /// How many the file has.
+        chunks: usize,
+        /// The blob's short id.
+        blob: String,
+    },
+    /// Reading a stretch failed (the file is shorter than its chunks).
+    #[error("reading bytes {start}..{end}: {source}")]
+    Read {
+        /// First byte.
+        start: u64,
+        /// End of the stretch.
+        end: u64,
+        /// Why.
+        source: io::Error,
+    },
+    /// A stretch hashes to another id than its chunk's.
+    #[error("content differs from the snapshot in bytes {start}..{end} (chunk {chunk} of {chunks})")]
+    Differs {
+        /// First byte.
+        start: u64,
+        /// End of the stretch.
+        end: u64,
+        /// Its position, from 1.
+        chunk: usize,
+        /// How many the file has.
+        chunks: usize,
+    },
+    /// The chunks hold fewer bytes than the snapshot records for the file.
+    #[error("its chunks hold {held} bytes, the snapshot records {recorded}")]
+    ChunksShort {
+        /// Bytes of the chunks.
+        held: u64,
+        /// The file's size in the snapshot.
+        recorded: u64,
+    },
+    /// The file goes on after its last chunk.
+    #[error("longer than its {0} bytes of chunks")]
+    Longer(u64),
+    /// Reading after the last chunk failed.
+    #[error("reading past byte {offset}: {source}")]
+    ReadPast {
+        /// Bytes of the chunks.
+        offset: u64,
+        /// Why.
+        source: io::Error,
+    },
 }
 
 /// Reads the file at `path` stretch by stretch, one per content blob (of the length the
 /// index records), and compares each stretch's keyed hash with the blob's id.
-fn compare_content(repo: &IndexedRepository, node: &Node, path: &Path, buffer: &mut Vec<u8>) -> Result<(), String> {
+fn compare_content(
+    repo: &IndexedRepository,
+    node: &Node,
+    path: &Path,
+    buffer: &mut Vec<u8>,
+) -> Result<(), ContentDifference> {
     let mut file = match File::open(path) {
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
             // Restored with its recorded permissions, which may not let its owner read it.
             let mode = node.mode & COMPARED_MODE;
             fs::set_permissions(path, fs::Permissions::from_mode(mode | 0o400))
                 .and_then(|()| File::open(path))
-                .map_err(|e| format!("cannot read: {e}"))?
+                .map_err(ContentDifference::Unreadable)?
         }
-        opened => opened.map_err(|e| format!("cannot read: {e}"))?,
+        opened => opened.map_err(ContentDifference::Unreadable)?,
     };
     let chunks = node.content.len();
     let mut offset = 0u64;
     for (i, blob) in node.content.iter().enumerate() {
         let Some(location) = repo.index().get(blob) else {
-            return Err(format!(
-                "chunk {} of {chunks}: blob {} is in no index",
-                i + 1,
-                blob.short()
-            ));
+            return Err(ContentDifference::NotIndexed {
+                chunk: i + 1,
+                chunks,
+                blob: blob.short(),
+            });
         };
         let length = location.entry.raw_length as usize;
+        let end = offset + length as u64;
         buffer.resize(length, 0);
-        file.read_exact(buffer)
-            .map_err(|e| format!("reading bytes {offset}..{}: {e}", offset + length as u64))?;
+        file.read_exact(buffer).map_err(|source| ContentDifference::Read {
+            start: offset,
+            end,
+            source,
+        })?;
         if repo.keys().blob_id(buffer) != *blob {
-            return Err(format!(
-                "content differs from the snapshot in bytes {offset}..{} (chunk {} of {chunks})",
-                offset + length as u64,
-                i + 1
-            ));
+            return Err(ContentDifference::Differs {
+                start: offset,
+                end,
+                chunk: i + 1,
+                chunks,
+            });
         }
-        offset += length as u64;
+        offset = end;
     }
     let mut more = [0u8; 1];
     match file.read(&mut more) {
         Ok(0) if offset == node.size => Ok(()),
-        Ok(0) => Err(format!(
-            "its chunks hold {offset} bytes, the snapshot records {}",
-            node.size
-        )),
-        Ok(_) => Err(format!("longer than its {offset} bytes of chunks")),
-        Err(e) => Err(format!("reading past byte {offset}: {e}")),
+        Ok(0) => Err(ContentDifference::ChunksShort {
+            held: offset,
+            recorded: node.size,
+        }),
+        Ok(_) => Err(ContentDifference::Longer(offset)),
+        Err(source) => Err(ContentDifference::ReadPast { offset, source }),
     }
 }
 

@@ -209,11 +209,10 @@ pub fn restore_tree(
                         Err(error) => {
                             warn!(path = %rel.display(), %error, "file not restored");
                             Counters::add(&counters.errors, 1);
-                            report
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .failures
-                                .push(Failure { path: rel, error });
+                            report.lock().unwrap_or_else(|p| p.into_inner()).failures.push(Failure {
+                                path: rel,
+                                error: error.to_string(),
+                            });
                         }
                     }
                 }
@@ -333,6 +332,30 @@ fn apply_file_metadata(file: &File, node: &Node, (chown, keep_setid): (bool, boo
     file.set_modified(time_of(node.mtime_ns))
 }
 
+/// Why one file was not restored (it becomes a [`Failure`]).
+#[derive(Debug, thiserror::Error)]
+enum FileError {
+    /// Creating, writing, finishing or renaming the file failed.
+    #[error("{}: {source}", path.display())]
+    Write {
+        /// The file (its temporary name while it is written).
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Its data could not be read from the repository.
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+    /// Its blobs hold another length than the snapshot records.
+    #[error("restored {written} bytes, the snapshot records {recorded}")]
+    Length {
+        /// Bytes written.
+        written: u64,
+        /// The size in the snapshot.
+        recorded: u64,
+    },
+}
+
 fn restore_file(
     repo: &IndexedRepository,
     root: &TargetDir,
@@ -341,32 +364,39 @@ fn restore_file(
     node: &Node,
     metadata: (bool, bool),
     counters: &Counters,
-) -> Result<u64, String> {
-    let (parent, name) = parent_of(root, rel).map_err(|e| format!("{}: {e}", dest.display()))?;
+) -> Result<u64, FileError> {
+    let at = |path: &Path| {
+        let path = path.to_owned();
+        move |source| FileError::Write { path, source }
+    };
+    let (parent, name) = parent_of(root, rel).map_err(at(dest))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(".hort-restore");
     let tmp = dest.with_file_name(&tmp_name);
     let result = (|| {
-        let mut file = target_dir::create_file(&parent, &tmp_name).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let mut file = target_dir::create_file(&parent, &tmp_name).map_err(at(&tmp))?;
         let mut written = 0u64;
         repo.read_in_order(
             &node.content,
             BlobKind::Data,
             |data| {
-                file.write_all(&data).map_err(|e| format!("{}: {e}", tmp.display()))?;
+                file.write_all(&data).map_err(at(&tmp))?;
                 written += data.len() as u64;
                 Counters::add(&counters.bytes, data.len() as u64);
                 Ok(())
             },
-            |e| e.to_string(),
+            FileError::Repository,
         )?;
         if written != node.size {
-            return Err(format!("restored {written} bytes, the snapshot records {}", node.size));
+            return Err(FileError::Length {
+                written,
+                recorded: node.size,
+            });
         }
-        apply_file_metadata(&file, node, metadata).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        apply_file_metadata(&file, node, metadata).map_err(at(&tmp))?;
         drop(file);
-        target_dir::rename(&parent, &tmp_name, name).map_err(|e| format!("{}: {e}", dest.display()))?;
+        target_dir::rename(&parent, &tmp_name, name).map_err(at(dest))?;
         Counters::add(&counters.files, 1);
         Ok(written)
     })();

@@ -123,12 +123,47 @@ pub fn before(time: DateTime<Utc>, period: Period) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
+/// Text that is not a duration of [`parse_duration`]; the message quotes it and says what to
+/// write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// A unit without a number before it (`d`, `h5`).
+    #[error("`{text}`: expected a number before `{unit}`")]
+    NoNumber {
+        /// The text as given.
+        text: String,
+        /// The unit.
+        unit: char,
+    },
+    /// A unit other than m, h, d, w, y.
+    #[error("`{text}`: unknown unit `{unit}` (use m, h, d, w, y)")]
+    UnknownUnit {
+        /// The text as given.
+        text: String,
+        /// The unit.
+        unit: char,
+    },
+    /// A number without a unit, or nothing at all.
+    #[error("`{text}`: expected a duration like 7d or 12h")]
+    NotADuration {
+        /// The text as given.
+        text: String,
+    },
+    /// More than chrono's durations hold (about 292 million years).
+    #[error("`{text}`: too long a duration (write e.g. 7d or 12h)")]
+    TooLong {
+        /// The text as given.
+        text: String,
+    },
+}
+
 /// Parses fixed durations like `30m` (minutes), `12h`, `7d`, `2w`, `1y` (365 days), `1d12h`,
 /// or `0`: the grace period of garbage collection. Retention periods are [`Period`]s.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     if text == "0" {
         return Ok(Duration::zero());
     }
+    let too_long = || DurationError::TooLong { text: text.to_owned() };
     let mut total = Duration::zero();
     let mut number = String::new();
     for c in text.chars() {
@@ -136,21 +171,31 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             number.push(c);
             continue;
         }
-        let n: i64 = number
-            .parse()
-            .map_err(|_| format!("`{text}`: expected a number before `{c}`"))?;
+        if number.is_empty() {
+            return Err(DurationError::NoNumber {
+                text: text.to_owned(),
+                unit: c,
+            });
+        }
+        let n: i64 = number.parse().map_err(|_| too_long())?;
         number.clear();
-        total += match c {
-            'm' => Duration::minutes(n),
-            'h' => Duration::hours(n),
-            'd' => Duration::days(n),
-            'w' => Duration::weeks(n),
-            'y' => Duration::days(365 * n),
-            other => return Err(format!("`{text}`: unknown unit `{other}` (use m, h, d, w, y)")),
+        let part = match c {
+            'm' => Duration::try_minutes(n),
+            'h' => Duration::try_hours(n),
+            'd' => Duration::try_days(n),
+            'w' => Duration::try_weeks(n),
+            'y' => n.checked_mul(365).and_then(Duration::try_days),
+            other => {
+                return Err(DurationError::UnknownUnit {
+                    text: text.to_owned(),
+                    unit: other,
+                });
+            }
         };
+        total = part.and_then(|part| total.checked_add(&part)).ok_or_else(too_long)?;
     }
     if !number.is_empty() || total.is_zero() {
-        return Err(format!("`{text}`: expected a duration like 7d or 12h"));
+        return Err(DurationError::NotADuration { text: text.to_owned() });
     }
     Ok(total)
 }
@@ -267,8 +312,31 @@ mod tests {
     fn durations_parse_and_reject_garbage() {
         assert_eq!(parse_duration("2w").unwrap(), Duration::days(14));
         assert_eq!(parse_duration("90m").unwrap(), Duration::minutes(90));
-        assert!(parse_duration("7").is_err());
-        assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("").is_err());
+        assert_eq!(parse_duration("1d12h").unwrap(), Duration::hours(36));
+        assert_eq!(parse_duration("0").unwrap(), Duration::zero());
+        let not = |text: &str| DurationError::NotADuration { text: text.into() };
+        assert_eq!(parse_duration("7"), Err(not("7")));
+        assert_eq!(parse_duration(""), Err(not("")));
+        assert_eq!(parse_duration("0d"), Err(not("0d")));
+        let unknown = parse_duration("5x").unwrap_err();
+        assert_eq!(
+            unknown,
+            DurationError::UnknownUnit {
+                text: "5x".into(),
+                unit: 'x'
+            }
+        );
+        assert_eq!(unknown.to_string(), "`5x`: unknown unit `x` (use m, h, d, w, y)");
+        assert_eq!(
+            parse_duration("d"),
+            Err(DurationError::NoNumber {
+                text: "d".into(),
+                unit: 'd'
+            })
+        );
+        // Too large for chrono: an error, not a panic.
+        for huge in ["99999999999999999y", "999999999999999999999d", "9223372036854775807m"] {
+            assert_eq!(parse_duration(huge), Err(DurationError::TooLong { text: huge.into() }));
+        }
     }
 }

@@ -111,13 +111,18 @@ pub fn encode_content_list(ids: &[Id]) -> Vec<u8> {
     ids.iter().flat_map(|id| id.0).collect()
 }
 
+/// A content-list blob whose length is not a non-empty multiple of 32 (a damaged repository).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a content list of {length} bytes is not a non-empty multiple of 32")]
+pub struct ContentListError {
+    /// The blob's length in bytes.
+    pub length: usize,
+}
+
 /// Parses a content-list blob.
-pub fn decode_content_list(bytes: &[u8]) -> Result<Vec<Id>, String> {
+pub fn decode_content_list(bytes: &[u8]) -> Result<Vec<Id>, ContentListError> {
     if bytes.is_empty() || !bytes.len().is_multiple_of(32) {
-        return Err(format!(
-            "a content list of {} bytes is not a non-empty multiple of 32",
-            bytes.len()
-        ));
+        return Err(ContentListError { length: bytes.len() });
     }
     Ok(bytes
         .chunks_exact(32)
@@ -198,8 +203,8 @@ mod tests {
             .flat_map(|r| decode_content_list(&encode_content_list(r)).unwrap())
             .collect();
         assert_eq!(decoded, content);
-        assert!(decode_content_list(&[0; 33]).is_err());
-        assert!(decode_content_list(&[]).is_err());
+        assert_eq!(decode_content_list(&[0; 33]), Err(ContentListError { length: 33 }));
+        assert_eq!(decode_content_list(&[]), Err(ContentListError { length: 0 }));
     }
 
     #[test]

@@ -375,7 +375,7 @@ async fn prune(
             let result = PruneResult {
                 time: status.last_successful_time.clone(),
                 succeeded: false,
-                message: Some(why.clone()),
+                message: Some(why.to_string()),
                 ..PruneResult::default()
             };
             if status.last_prune.as_ref() != Some(&result) {

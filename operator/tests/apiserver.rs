@@ -49,6 +49,7 @@ fn backup_report(id: &str, bytes_read: u64, bytes_new: u64, bytes_stored: u64, f
         files,
         duration_seconds: 2.5,
         targets_behind: Vec::new(),
+        catalog_error: None,
     })
 }
 

@@ -45,6 +45,7 @@ fn backup_report(id: &str) -> String {
         files: 1,
         duration_seconds: 1.0,
         targets_behind: Vec::new(),
+        catalog_error: None,
     })
 }
 

@@ -23,6 +23,7 @@ use serde_json::json;
 use tower::ServiceExt;
 
 mod cdp;
+mod promtool_check;
 
 /// Two namespaces with Hort objects, a ServiceAccount that may read only the first, and the
 /// page's router.
@@ -422,32 +423,8 @@ async fn a_user_sees_the_jobs_of_the_namespaces_they_may_list_and_nothing_else()
         text.contains(r#"hort_overview_requests_total{code="403",view="jobs"} 1"#),
         "{text}"
     );
-    promtool_check(&text);
+    promtool_check::check_metrics(&text);
     f.stop().await;
-}
-
-/// `promtool check metrics` accepts `text`.
-fn promtool_check(text: &str) {
-    use std::io::Write;
-    let promtool = std::env::var("HORT_PROMTOOL").unwrap_or_else(|_| "promtool".into());
-    let mut child = std::process::Command::new(&promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {promtool} ({e}); install it with scripts/install-promtool.sh"));
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "promtool: {report}\n{text}"
-    );
 }
 
 #[tokio::test]

@@ -1,10 +1,11 @@
 //! The operator's metrics pass `promtool check metrics` (naming, help, units, histograms), and the
 //! chart's alerts (charts/hort/files/alerts.yaml) pass `promtool check rules` and `promtool test rules`.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use hort_operator::metrics::Metrics;
+
+mod promtool_check;
 
 /// Every metric with one sample.
 fn sample_metrics() -> Metrics {
@@ -50,27 +51,7 @@ fn sample_metrics() -> Metrics {
 #[test]
 #[ignore = "needs promtool: run scripts/test.sh, which installs it"]
 fn metrics_pass_promtool_check() {
-    let text = sample_metrics().render();
-
-    let promtool = std::env::var("HORT_PROMTOOL").unwrap_or_else(|_| "promtool".into());
-    let mut child = Command::new(&promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {promtool} ({e}); install it with scripts/install-promtool.sh"));
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "promtool: {report}\n{text}"
-    );
+    promtool_check::check_metrics(&sample_metrics().render());
 }
 
 /// Runs `promtool` with `args` from the repository root; panics with its output unless it succeeds.

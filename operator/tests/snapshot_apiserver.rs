@@ -189,6 +189,7 @@ async fn a_csi_snapshot_is_taken_backed_up_from_a_temporary_claim_and_deleted() 
         files: 1,
         duration_seconds: 1.0,
         targets_behind: Vec::new(),
+        catalog_error: None,
     });
     finish_pod(&pods, "csi-1", 0, &report).await;
     wait_for(&jobs, "csi", "phase Succeeded", |j| {
@@ -336,6 +337,7 @@ fn success() -> String {
         files: 2,
         duration_seconds: 1.0,
         targets_behind: Vec::new(),
+        catalog_error: None,
     })
 }
 

@@ -114,8 +114,22 @@ pub fn restore_name(series: &str, snapshot_id: &str) -> String {
     format!("dr-{}-{id}", series.trim_matches('-'))
 }
 
+/// Why `dr` restores a job's series with no RestoreRequest (it lists the series as skipped).
+#[derive(Debug, thiserror::Error)]
+enum NotRestorable {
+    /// The job names no source.
+    #[error("the job has no source")]
+    NoSource,
+    /// A volume backup of the claims a selector matched (the selector).
+    #[error(
+        "a claimSelector backup holds one directory per claim: restore each with \
+         `kubectl hort restore GROUP --snapshot ID --to-claim CLAIM --path CLAIM` (selector {0:?})"
+    )]
+    ClaimSelector(BTreeMap<String, String>),
+}
+
 /// The restore target for a job's source: the same server or claim, by the same names.
-fn target(spec: &BackupJobSpec, clean: bool) -> std::result::Result<(String, String, RestoreTarget), String> {
+fn target(spec: &BackupJobSpec, clean: bool) -> std::result::Result<(String, String, RestoreTarget), NotRestorable> {
     let source = &spec.source;
     let database = |host: &str, port: u16, databases: &[String], secret, tls| DatabaseRestoreTarget {
         host: host.into(),
@@ -172,13 +186,11 @@ fn target(spec: &BackupJobSpec, clean: bool) -> std::result::Result<(String, Str
         ));
     }
     let Some(volume) = &source.volume else {
-        return Err("the job has no source".into());
+        return Err(NotRestorable::NoSource);
     };
     let Some(claim) = &volume.claim_name else {
-        return Err(format!(
-            "a claimSelector backup holds one directory per claim: restore each with \
-             `kubectl hort restore GROUP --snapshot ID --to-claim CLAIM --path CLAIM` (selector {:?})",
-            volume.claim_selector.clone().unwrap_or_default()
+        return Err(NotRestorable::ClaimSelector(
+            volume.claim_selector.clone().unwrap_or_default(),
         ));
     };
     Ok((
@@ -255,7 +267,12 @@ pub fn plan(catalogs: &[StoredCatalog], options: &DrOptions) -> Result<DrPlan> {
             }
             let (kind, source, skipped, target) = match target(&spec, options.clean) {
                 Ok((kind, source, target)) => (kind, source, None, Some(target)),
-                Err(why) => ("volume".into(), "claims by selector".into(), Some(why), None),
+                Err(why) => (
+                    "volume".into(),
+                    "claims by selector".into(),
+                    Some(why.to_string()),
+                    None,
+                ),
             };
             let skipped = skipped
                 .or_else(|| (!picked(&options.only, &c.namespace, &names)).then(|| "not picked by --only".to_string()));
@@ -430,12 +447,10 @@ mod tests {
         assert_eq!(volume.claim_name, "uploads");
         let skipped: Vec<&Series> = plan.series.iter().filter(|s| s.skipped.is_some()).collect();
         assert_eq!(skipped.len(), 1);
+        let why = skipped[0].skipped.as_deref().unwrap();
         assert!(
-            skipped[0]
-                .skipped
-                .as_ref()
-                .unwrap()
-                .contains("--to-claim CLAIM --path CLAIM")
+            why.contains("--to-claim CLAIM --path CLAIM") && why.ends_with(r#"(selector {"app": "shop"})"#),
+            "{why}"
         );
     }
 

@@ -28,58 +28,47 @@ pub trait Followed: Resource<DynamicType = ()> + Clone + DeserializeOwned + Seri
     fn outcome(&self) -> String;
 }
 
-impl Followed for BackupJob {
-    const KIND: &'static str = "BackupJob";
-    fn phase(&self) -> Phase {
-        self.status.as_ref().map(|s| s.phase).unwrap_or_default()
-    }
-    fn progress(&self) -> Option<Progress> {
-        self.status.as_ref().and_then(|s| s.progress.clone())
-    }
-    fn message(&self) -> Option<String> {
-        self.status.as_ref().and_then(|s| s.message.clone())
-    }
-    fn outcome(&self) -> String {
-        let status = self.status.clone().unwrap_or_default();
-        let mut text = format!("snapshot {}", status.snapshot_id.as_deref().unwrap_or("-"));
-        if let Some(stats) = status.stats {
-            text.push_str(&format!(
-                ", {} read, {} stored, {:.0} s",
-                Bytes(stats.bytes_read),
-                stats.stored_size,
-                stats.duration_seconds
-            ));
+/// Implements [`Followed`] for a kind whose status has `phase`, `progress`, `message`,
+/// `snapshot_id` and `stats`; `$summary` says what `$stats` record.
+macro_rules! followed {
+    ($kind:ty, |$stats:ident| $summary:expr) => {
+        impl Followed for $kind {
+            const KIND: &'static str = stringify!($kind);
+            fn phase(&self) -> Phase {
+                self.status.as_ref().map(|s| s.phase).unwrap_or_default()
+            }
+            fn progress(&self) -> Option<Progress> {
+                self.status.as_ref().and_then(|s| s.progress.clone())
+            }
+            fn message(&self) -> Option<String> {
+                self.status.as_ref().and_then(|s| s.message.clone())
+            }
+            fn outcome(&self) -> String {
+                let status = self.status.clone().unwrap_or_default();
+                let mut text = format!("snapshot {}", status.snapshot_id.as_deref().unwrap_or("-"));
+                if let Some($stats) = status.stats {
+                    text.push_str(&$summary);
+                }
+                text
+            }
         }
-        text
-    }
+    };
 }
 
-impl Followed for RestoreRequest {
-    const KIND: &'static str = "RestoreRequest";
-    fn phase(&self) -> Phase {
-        self.status.as_ref().map(|s| s.phase).unwrap_or_default()
-    }
-    fn progress(&self) -> Option<Progress> {
-        self.status.as_ref().and_then(|s| s.progress.clone())
-    }
-    fn message(&self) -> Option<String> {
-        self.status.as_ref().and_then(|s| s.message.clone())
-    }
-    fn outcome(&self) -> String {
-        let status = self.status.clone().unwrap_or_default();
-        let mut text = format!("snapshot {}", status.snapshot_id.as_deref().unwrap_or("-"));
-        if let Some(stats) = status.stats {
-            text.push_str(&format!(
-                ", {} files, {} written, {} kept, {:.0} s",
-                stats.files,
-                Bytes(stats.bytes_restored),
-                stats.skipped,
-                stats.duration_seconds
-            ));
-        }
-        text
-    }
-}
+followed!(BackupJob, |stats| format!(
+    ", {} read, {} stored, {:.0} s",
+    Bytes(stats.bytes_read),
+    stats.stored_size,
+    stats.duration_seconds
+));
+
+followed!(RestoreRequest, |stats| format!(
+    ", {} files, {} written, {} kept, {:.0} s",
+    stats.files,
+    Bytes(stats.bytes_restored),
+    stats.skipped,
+    stats.duration_seconds
+));
 
 /// One plain progress line for `object` (what is printed when it changes).
 pub fn plain_line<T: Followed>(object: &T) -> String {
@@ -237,5 +226,34 @@ mod tests {
         .unwrap();
         assert_eq!(plain_line(&dump), "BackupJob demo/j: Succeeded 2.0 KiB done");
         assert_eq!(dump.outcome(), "snapshot ab12");
+    }
+
+    #[test]
+    fn outcomes_say_what_each_kind_achieved() {
+        let job: BackupJob = serde_yaml::from_str(
+            "apiVersion: hort.dev/v1alpha1\nkind: BackupJob\nmetadata: {name: j, namespace: demo}\n\
+             spec: {storageGroupRef: {name: s3}, source: {volume: {claimName: data}}}\n\
+             status: {phase: Succeeded, snapshotId: ab12, stats: {bytesRead: 4096, bytesNew: 1024, \
+             bytesStored: 512, storedSize: 512 B, files: 2, dedupRatio: 8.0, durationSeconds: 3.2}}",
+        )
+        .unwrap();
+        assert_eq!(job.outcome(), "snapshot ab12, 4.0 KiB read, 512 B stored, 3 s");
+        let restore: RestoreRequest = serde_yaml::from_str(
+            "apiVersion: hort.dev/v1alpha1\nkind: RestoreRequest\nmetadata: {name: r, namespace: demo}\n\
+             spec: {storageGroupRef: {name: s3}, source: {snapshotId: cd34}, target: {volume: {claimName: data}}}\n\
+             status: {phase: Failed, snapshotId: cd34, message: disk full, \
+             stats: {bytesRestored: 2048, files: 3, skipped: 1, durationSeconds: 5.0}}",
+        )
+        .unwrap();
+        assert_eq!(RestoreRequest::KIND, "RestoreRequest");
+        assert_eq!(
+            (restore.phase(), restore.message().as_deref()),
+            (Phase::Failed, Some("disk full"))
+        );
+        assert_eq!(
+            restore.outcome(),
+            "snapshot cd34, 3 files, 2.0 KiB written, 1 kept, 5 s"
+        );
+        assert_eq!(plain_line(&restore), "RestoreRequest demo/r: Failed: disk full");
     }
 }

@@ -180,15 +180,25 @@ fn schedule_row(schedule: &Schedule, jobs: &[BackupJob]) -> ScheduleRow {
         last_run: time(status.last_schedule_time.as_ref()),
         next_run: time(status.next_schedule_time.as_ref()),
         last_result,
-        last_verification: status.last_verification.as_ref().map(|v| match v.result {
-            Phase::Failed => format!("Failed ({})", v.name),
-            Phase::Succeeded => match v.restore_duration_seconds {
-                Some(rto) => format!("Succeeded (restore {rto:.1} s)"),
-                None => "Succeeded".into(),
-            },
-            phase => format!("{phase:?}"),
-        }),
-        last_verified: time(status.last_verification.as_ref().and_then(|v| v.time.as_ref())),
+        last_verification: status
+            .verification_runs
+            .last_verification
+            .as_ref()
+            .map(|v| match v.result {
+                Phase::Failed => format!("Failed ({})", v.name),
+                Phase::Succeeded => match v.restore_duration_seconds {
+                    Some(rto) => format!("Succeeded (restore {rto:.1} s)"),
+                    None => "Succeeded".into(),
+                },
+                phase => format!("{phase:?}"),
+            }),
+        last_verified: time(
+            status
+                .verification_runs
+                .last_verification
+                .as_ref()
+                .and_then(|v| v.time.as_ref()),
+        ),
     }
 }
 

@@ -45,15 +45,26 @@ pub use report::{
 /// release would misread.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// An agent started under another protocol version than its own; the message says which
+/// image to run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the operator speaks agent protocol version {asked:?}, this agent speaks {PROTOCOL_VERSION}: \
+     run the hort-agent image of the operator's release (chart value agent.image)"
+)]
+pub struct VersionMismatch {
+    /// The version asked for, as given.
+    pub asked: String,
+}
+
 /// Checks the version the operator asked for (the value of [`env::PROTOCOL_VERSION`]) against
-/// [`PROTOCOL_VERSION`]; the error says which image to run.
-pub fn check_version(asked: &str) -> Result<(), String> {
+/// [`PROTOCOL_VERSION`].
+pub fn check_version(asked: &str) -> Result<(), VersionMismatch> {
     match asked.trim().parse::<u32>() {
         Ok(PROTOCOL_VERSION) => Ok(()),
-        _ => Err(format!(
-            "the operator speaks agent protocol version {asked:?}, this agent speaks {PROTOCOL_VERSION}: \
-             run the hort-agent image of the operator's release (chart value agent.image)"
-        )),
+        _ => Err(VersionMismatch {
+            asked: asked.to_owned(),
+        }),
     }
 }
 
@@ -64,8 +75,14 @@ mod tests {
     #[test]
     fn only_the_same_version_is_accepted() {
         assert!(check_version(&PROTOCOL_VERSION.to_string()).is_ok());
+        assert!(check_version(" 1\n").is_ok(), "white space around it is ignored");
         let err = check_version("999").unwrap_err();
-        assert!(err.contains("\"999\"") && err.contains("agent.image"), "{err}");
-        assert!(check_version("one").is_err());
+        assert_eq!(err, VersionMismatch { asked: "999".into() });
+        assert_eq!(
+            err.to_string(),
+            "the operator speaks agent protocol version \"999\", this agent speaks 1: \
+             run the hort-agent image of the operator's release (chart value agent.image)"
+        );
+        assert_eq!(check_version("one"), Err(VersionMismatch { asked: "one".into() }));
     }
 }

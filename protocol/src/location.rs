@@ -21,7 +21,44 @@ pub struct LocationError {
     /// The location as given.
     pub location: String,
     /// What is wrong with it.
-    pub problem: String,
+    pub problem: LocationProblem,
+}
+
+/// What is wrong with a location; each names the part and what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LocationProblem {
+    /// Neither a directory nor `s3://`.
+    #[error("not a directory or s3:// location")]
+    NotALocation,
+    /// `s3://` without a bucket.
+    #[error("no bucket")]
+    NoBucket,
+    /// A `%` without two hex digits after it (the value as given).
+    #[error("`{0}` has a `%` that is not followed by two hex digits")]
+    BadEscape(String),
+    /// Escapes that decode to invalid UTF-8 (the value as given).
+    #[error("`{0}` decodes to invalid UTF-8")]
+    NotUtf8(String),
+    /// A `path-style` that is not a boolean.
+    #[error("path-style `{0}` is not true or false")]
+    PathStyle(String),
+    /// A wrong `object-lock`.
+    #[error(transparent)]
+    ObjectLock(#[from] ObjectLockError),
+    /// A setting this agent does not know.
+    #[error("unknown setting `{0}` (known: endpoint, region, path-style, storage-class, object-lock, credentials)")]
+    UnknownSetting(String),
+}
+
+/// An `object-lock` setting that is not an [`ObjectLock`] (the text as given).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ObjectLockError {
+    /// Not `governance:DAYS` or `compliance:DAYS`.
+    #[error("object-lock `{0}` is not MODE:DAYS (e.g. governance:30 or compliance:365)")]
+    NotModeDays(String),
+    /// Zero days.
+    #[error("object-lock `{0}`: retention needs at least 1 day")]
+    NoDays(String),
 }
 
 /// One repository target.
@@ -85,10 +122,10 @@ impl fmt::Display for ObjectLock {
 }
 
 impl FromStr for ObjectLock {
-    type Err = String;
+    type Err = ObjectLockError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let wrong = || format!("object-lock `{text}` is not MODE:DAYS (e.g. governance:30 or compliance:365)");
+        let wrong = || ObjectLockError::NotModeDays(text.to_owned());
         let (mode, days) = text.split_once(':').ok_or_else(wrong)?;
         let mode = match mode {
             "governance" => LockMode::Governance,
@@ -97,7 +134,7 @@ impl FromStr for ObjectLock {
         };
         let days: u32 = days.parse().map_err(|_| wrong())?;
         if days == 0 {
-            return Err(format!("object-lock `{text}`: retention needs at least 1 day"));
+            return Err(ObjectLockError::NoDays(text.to_owned()));
         }
         Ok(Self { mode, days })
     }
@@ -123,7 +160,7 @@ fn escape(value: &str, in_prefix: bool) -> String {
     out
 }
 
-fn unescape(value: &str) -> Result<String, String> {
+fn unescape(value: &str) -> Result<String, LocationProblem> {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -132,7 +169,7 @@ fn unescape(value: &str) -> Result<String, String> {
             let hex = value
                 .get(i + 1..i + 3)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("`{value}` has a `%` that is not followed by two hex digits"))?;
+                .ok_or_else(|| LocationProblem::BadEscape(value.to_owned()))?;
             out.push(hex);
             i += 3;
         } else {
@@ -140,7 +177,7 @@ fn unescape(value: &str) -> Result<String, String> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| format!("`{value}` decodes to invalid UTF-8"))
+    String::from_utf8(out).map_err(|_| LocationProblem::NotUtf8(value.to_owned()))
 }
 
 impl fmt::Display for Location {
@@ -172,19 +209,19 @@ impl fmt::Display for Location {
     }
 }
 
-fn parse_bool(value: &str) -> Result<bool, String> {
+fn parse_bool(value: &str) -> Result<bool, LocationProblem> {
     match value {
         "true" | "1" | "yes" => Ok(true),
         "false" | "0" | "no" => Ok(false),
-        other => Err(format!("path-style `{other}` is not true or false")),
+        other => Err(LocationProblem::PathStyle(other.to_owned())),
     }
 }
 
-fn parse_s3(rest: &str) -> Result<S3Location, String> {
+fn parse_s3(rest: &str) -> Result<S3Location, LocationProblem> {
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
     if bucket.is_empty() {
-        return Err("no bucket".into());
+        return Err(LocationProblem::NoBucket);
     }
     let mut s3 = S3Location {
         bucket: unescape(bucket)?,
@@ -201,11 +238,7 @@ fn parse_s3(rest: &str) -> Result<S3Location, String> {
             "storage-class" => s3.storage_class = Some(value),
             "object-lock" => s3.object_lock = Some(value.parse()?),
             "credentials" => s3.credentials = Some(value),
-            other => {
-                return Err(format!(
-                    "unknown setting `{other}` (known: endpoint, region, path-style, storage-class, object-lock, credentials)"
-                ));
-            }
+            other => return Err(LocationProblem::UnknownSetting(other.to_owned())),
         }
     }
     Ok(s3)
@@ -215,7 +248,7 @@ impl FromStr for Location {
     type Err = LocationError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let error = |problem: String| LocationError {
+        let error = |problem| LocationError {
             location: text.to_owned(),
             problem,
         };
@@ -224,7 +257,7 @@ impl FromStr for Location {
         }
         let path = text.strip_prefix("file:").unwrap_or(text);
         if path.is_empty() || text.contains("://") {
-            return Err(error("not a directory or s3:// location".into()));
+            return Err(error(LocationProblem::NotALocation));
         }
         Ok(Location::Path(path.to_owned()))
     }
@@ -293,5 +326,14 @@ mod tests {
             let err = bad.parse::<Location>().unwrap_err().to_string();
             assert!(err.contains(bad) && err.contains(problem), "{bad}: {err}");
         }
+        let err = "s3://b?object-lock=governance:0".parse::<Location>().unwrap_err();
+        assert_eq!(
+            err.problem,
+            LocationProblem::ObjectLock(ObjectLockError::NoDays("governance:0".into()))
+        );
+        assert_eq!(
+            "s3://b/%C3%28".parse::<Location>().unwrap_err().problem,
+            LocationProblem::NotUtf8("%C3%28".into())
+        );
     }
 }

@@ -35,7 +35,36 @@ pub struct PeriodError {
     /// The text as given.
     pub text: String,
     /// What is wrong with it.
-    pub problem: String,
+    pub problem: PeriodProblem,
+}
+
+/// What is wrong with a period's text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeriodProblem {
+    /// Nothing was given.
+    #[error("it is empty")]
+    Empty,
+    /// A unit without a number (the rest of the text from there).
+    #[error("expected a number at `{0}`")]
+    NoNumber(String),
+    /// A number above `u32::MAX` (its digits).
+    #[error("`{0}` is too large")]
+    TooLarge(String),
+    /// `m`: minutes or months?
+    #[error("`m` is ambiguous: write `mo` for months or `h` for hours")]
+    Ambiguous,
+    /// A number without a unit.
+    #[error("`{0}` has no unit")]
+    NoUnit(u32),
+    /// A unit other than y, mo, w, d, h.
+    #[error("unknown unit `{0}`")]
+    UnknownUnit(String),
+    /// A unit given twice.
+    #[error("unit `{0}` appears twice")]
+    Repeated(String),
+    /// Every part is zero.
+    #[error("it is zero, which would keep nothing")]
+    Zero,
 }
 
 impl Period {
@@ -49,7 +78,7 @@ impl FromStr for Period {
     type Err = PeriodError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let error = |problem: String| PeriodError {
+        let error = |problem| PeriodError {
             text: text.to_owned(),
             problem,
         };
@@ -57,16 +86,16 @@ impl FromStr for Period {
         let mut seen = Vec::new();
         let mut rest = text;
         if rest.is_empty() {
-            return Err(error("it is empty".into()));
+            return Err(error(PeriodProblem::Empty));
         }
         while !rest.is_empty() {
             let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
             if digits == 0 {
-                return Err(error(format!("expected a number at `{rest}`")));
+                return Err(error(PeriodProblem::NoNumber(rest.to_owned())));
             }
             let number: u32 = rest[..digits]
                 .parse()
-                .map_err(|_| error(format!("`{}` is too large", &rest[..digits])))?;
+                .map_err(|_| error(PeriodProblem::TooLarge(rest[..digits].to_owned())))?;
             rest = &rest[digits..];
             let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
             let unit = &rest[..unit_len];
@@ -77,18 +106,18 @@ impl FromStr for Period {
                 "w" => &mut period.weeks,
                 "d" => &mut period.days,
                 "h" => &mut period.hours,
-                "m" => return Err(error("`m` is ambiguous: write `mo` for months or `h` for hours".into())),
-                "" => return Err(error(format!("`{number}` has no unit"))),
-                other => return Err(error(format!("unknown unit `{other}`"))),
+                "m" => return Err(error(PeriodProblem::Ambiguous)),
+                "" => return Err(error(PeriodProblem::NoUnit(number))),
+                other => return Err(error(PeriodProblem::UnknownUnit(other.to_owned()))),
             };
             if seen.contains(&unit) {
-                return Err(error(format!("unit `{unit}` appears twice")));
+                return Err(error(PeriodProblem::Repeated(unit.to_owned())));
             }
             seen.push(unit);
             *part = number;
         }
         if period.is_zero() {
-            return Err(error("it is zero, which would keep nothing".into()));
+            return Err(error(PeriodProblem::Zero));
         }
         Ok(period)
     }
@@ -152,5 +181,9 @@ mod tests {
                 "{text}: {err}"
             );
         }
+        let problem = |text: &str| text.parse::<Period>().unwrap_err().problem;
+        assert_eq!(problem("1d2d"), PeriodProblem::Repeated("d".into()));
+        assert_eq!(problem("12"), PeriodProblem::NoUnit(12));
+        assert_eq!(problem("6m"), PeriodProblem::Ambiguous);
     }
 }

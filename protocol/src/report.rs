@@ -106,6 +106,10 @@ pub struct BackupReport {
     /// failing): the snapshot is complete on the others, and these need a resync.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets_behind: Vec<String>,
+    /// Why Hort's catalog could not be stored after the backup (the snapshot is saved; the
+    /// catalog that disaster recovery reads lacks it until a later backup stores one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_error: Option<String>,
 }
 
 impl Report for BackupReport {
@@ -533,6 +537,7 @@ mod tests {
             files: 7,
             duration_seconds: 1.5,
             targets_behind: vec!["s3://backups/hort".into()],
+            catalog_error: None,
         };
         let message = encode(&report);
         assert!(message.contains("\"protocolVersion\":1"), "{message}");

@@ -302,17 +302,27 @@ pub(super) struct DbVerifyArgs {
     pub(super) server_wait: chrono::Duration,
 }
 
+/// An `--assertion` that is not the JSON of an assertion.
+#[derive(Debug, thiserror::Error)]
+#[error("expected {{\"name\": ..., \"database\": ..., \"sql\": ...}}: {0}")]
+pub(super) struct NotAnAssertion(serde_json::Error);
+
 /// Parses `--assertion JSON`.
-fn parse_assertion(text: &str) -> Result<SqlAssertion, String> {
-    serde_json::from_str(text).map_err(|e| format!("expected {{\"name\": ..., \"database\": ..., \"sql\": ...}}: {e}"))
+fn parse_assertion(text: &str) -> Result<SqlAssertion, NotAnAssertion> {
+    serde_json::from_str(text).map_err(NotAnAssertion)
 }
 
+/// A `--read-data-subset` that is not a whole percentage from 1 to 100 (the text as given).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}`: expected a percentage from 1% to 100%, e.g. 10%")]
+pub(super) struct NotAPercentage(String);
+
 /// Parses the `N%` of `--read-data-subset`: a whole percentage from 1 to 100.
-pub(super) fn parse_percent(text: &str) -> Result<u8, String> {
+pub(super) fn parse_percent(text: &str) -> Result<u8, NotAPercentage> {
     let number = text.strip_suffix('%').unwrap_or(text);
     match number.parse::<u8>() {
         Ok(percent @ 1..=100) => Ok(percent),
-        _ => Err(format!("`{text}`: expected a percentage from 1% to 100%, e.g. 10%")),
+        _ => Err(NotAPercentage(text.to_owned())),
     }
 }
 
@@ -410,5 +420,24 @@ mod tests {
         }
         let cli = Cli::try_parse_from(["hort-agent", "--s3-access-key-id", "AKIDEXAMPLE", "snapshots"]).unwrap();
         assert!(format!("{cli:?}").contains("AKIDEXAMPLE"));
+    }
+
+    #[test]
+    fn wrong_values_are_refused_with_what_to_write() {
+        let refused = |args: &[&str]| Cli::try_parse_from(args).unwrap_err().to_string();
+        let percent = refused(&["hort-agent", "verify", "--read-data-subset", "0%"]);
+        assert!(
+            percent.contains("`0%`: expected a percentage from 1% to 100%, e.g. 10%"),
+            "{percent}"
+        );
+        assert_eq!(super::parse_percent("10%").unwrap(), 10);
+        assert_eq!(super::parse_percent("100").unwrap(), 100);
+        let wait = refused(&["hort-agent", "--archive-wait", "5x", "snapshots"]);
+        assert!(wait.contains("`5x`: unknown unit `x` (use m, h, d, w, y)"), "{wait}");
+        let assertion = super::parse_assertion("{\"name\": 1}").unwrap_err().to_string();
+        assert!(
+            assertion.starts_with(r#"expected {"name": ..., "database": ..., "sql": ...}: invalid type"#),
+            "{assertion}"
+        );
     }
 }

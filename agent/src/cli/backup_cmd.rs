@@ -18,6 +18,27 @@ use hort_engine::id::Id;
 use hort_engine::progress::Counters;
 use hort_engine::snapshot::Snapshot;
 
+/// Why the command of `--stream-command` failed; its stream is not saved.
+#[derive(Debug, thiserror::Error)]
+enum StreamCommandError {
+    /// It exited unsuccessfully.
+    #[error("`{command}` failed ({status}); the stream is not saved")]
+    Failed {
+        /// The command.
+        command: String,
+        /// How it ended.
+        status: std::process::ExitStatus,
+    },
+    /// Waiting for it failed.
+    #[error("`{command}`: {source}")]
+    Wait {
+        /// The command.
+        command: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 fn stream_from_command(spec: &str) -> Result<StreamInput, CliError> {
     let (name, command) = spec
         .split_once('=')
@@ -39,8 +60,8 @@ fn stream_from_command(spec: &str) -> Result<StreamInput, CliError> {
         reader: Box::new(stdout),
         complete: Some(Box::new(move || match child.wait() {
             Ok(status) if status.success() => Ok(()),
-            Ok(status) => Err(format!("`{command}` failed ({status}); the stream is not saved")),
-            Err(e) => Err(format!("`{command}`: {e}")),
+            Ok(status) => Err(StreamCommandError::Failed { command, status }.into()),
+            Err(source) => Err(StreamCommandError::Wait { command, source }.into()),
         })),
     })
 }
@@ -93,6 +114,7 @@ pub(super) fn report_backup(ctx: &Context, id: &Id, snapshot: &Snapshot, behind:
         files: s.files,
         duration_seconds: s.duration_secs,
         targets_behind: behind.clone(),
+        catalog_error: None,
     });
     if !behind.is_empty() {
         tracing::warn!(targets = ?behind, "targets missed some of this backup's files; a resync brings them level");

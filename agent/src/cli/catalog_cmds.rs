@@ -20,11 +20,11 @@ use hort_engine::repository::IndexedRepository;
 use hort_engine::retention::Decision;
 use hort_engine::snapshot::Snapshot;
 use hort_protocol::catalog::{self, Catalog, CatalogList, StoredCatalog};
-use hort_protocol::env;
 use hort_protocol::report::encode;
+use hort_protocol::{BackupReport, env};
 
 use super::CliError;
-use super::context::Context;
+use super::context::{Context, write_report, written_report};
 
 /// The `catalog` commands.
 #[derive(Debug, Subcommand)]
@@ -114,6 +114,11 @@ pub(super) fn after_backup(ctx: &Context, result: Result<(), CliError>) -> Resul
     });
     if let Err(e) = stored {
         tracing::warn!(error = %e, "the backup is saved, but Hort's catalog could not be stored in the repository");
+        // The operator reads the report: it says so in the BackupJob's status.
+        if let Some(mut report) = written_report::<BackupReport>() {
+            report.catalog_error = Some(e.to_string());
+            write_report(&report);
+        }
     }
     Ok(())
 }

@@ -139,14 +139,27 @@ pub(super) fn write_report<R: Report>(report: &R) {
     write_message(&report::encode(report));
 }
 
+/// Where reports go: `HORT_TERMINATION_LOG` if set, else the kubelet's path if it exists.
+fn report_path() -> Option<PathBuf> {
+    match std::env::var_os(env::TERMINATION_LOG) {
+        Some(path) => Some(PathBuf::from(path)),
+        None if std::path::Path::new(env::TERMINATION_MESSAGE_PATH).exists() => {
+            Some(PathBuf::from(env::TERMINATION_MESSAGE_PATH))
+        }
+        None => None,
+    }
+}
+
+/// The report this run wrote (see [`write_report`]), if it wrote one of this type.
+pub(super) fn written_report<R: Report>() -> Option<R> {
+    let text = std::fs::read_to_string(report_path()?).ok()?;
+    report::decode(&text).ok()
+}
+
 /// Writes a termination message made by the protocol crate (see [`write_report`]).
 pub(super) fn write_message(message: &str) {
-    let path = match std::env::var_os(env::TERMINATION_LOG) {
-        Some(path) => PathBuf::from(path),
-        None if std::path::Path::new(env::TERMINATION_MESSAGE_PATH).exists() => {
-            PathBuf::from(env::TERMINATION_MESSAGE_PATH)
-        }
-        None => return,
+    let Some(path) = report_path() else {
+        return;
     };
     if let Err(e) = std::fs::write(&path, message) {
         tracing::warn!(path = %path.display(), error = %e, "cannot write the report");

@@ -7,6 +7,7 @@ use crate::database::DatabaseError;
 use hort_engine::archiver::BackupError;
 use hort_engine::backend::BackendError;
 use hort_engine::error_kind::ErrorKind;
+use hort_engine::repair::RepairError;
 use hort_engine::repository::RepositoryError;
 use hort_engine::restorer::RestoreError;
 
@@ -25,6 +26,9 @@ pub enum CliError {
     /// Restore failure.
     #[error(transparent)]
     Restore(#[from] RestoreError),
+    /// `repair snapshots` failed.
+    #[error(transparent)]
+    Repair(#[from] RepairError),
     /// A database backup or restore failed.
     #[error("{context}: {source}")]
     Database {
@@ -61,9 +65,43 @@ impl CliError {
             CliError::Repository(e) => of_kind(e.kind()),
             CliError::Backup(e) => of_kind(e.kind()),
             CliError::Restore(e) => of_kind(e.kind()),
+            CliError::Repair(e) => of_kind(e.kind()),
             CliError::Partial { exit, .. } => *exit,
             CliError::Usage(_) => ExitCode::Usage,
             CliError::Backend(_) | CliError::Database { .. } => ExitCode::Error,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hort_engine::backup_lock::LockLost;
+
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_kind_of_the_engines_error() {
+        let corrupt = || RepositoryError::Corrupt {
+            what: "config".into(),
+            reason: "damaged".into(),
+        };
+        let lost = LockLost {
+            gap_seconds: 1300,
+            limit_seconds: 1200,
+        };
+        let cases = [
+            (CliError::Repair(RepairError::Repository(corrupt())), ExitCode::Damaged),
+            (
+                CliError::Repair(RepairError::Repository(RepositoryError::WrongPassword)),
+                ExitCode::WrongPassword,
+            ),
+            (CliError::Repair(RepairError::LockLost(lost.clone())), ExitCode::Error),
+            (CliError::Backup(BackupError::LockLost(lost)), ExitCode::Error),
+            (CliError::Backup(BackupError::Repository(corrupt())), ExitCode::Damaged),
+            (CliError::Repository(corrupt()), ExitCode::Damaged),
+        ];
+        for (error, exit) in cases {
+            assert_eq!(error.exit_code(), exit, "{error}");
         }
     }
 }

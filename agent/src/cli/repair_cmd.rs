@@ -68,11 +68,7 @@ fn index(ctx: &Context, dry_run: bool) -> Result<(), CliError> {
 
 fn snapshots(ctx: &Context, forget: bool, dry_run: bool) -> Result<(), CliError> {
     let (repo, lock) = ctx.open_for_backup()?;
-    let repairs =
-        hort_engine::repair::repair_snapshots(&repo, &lock, forget, dry_run).map_err(|e| CliError::Partial {
-            message: e.to_string(),
-            exit: ExitCode::Error,
-        })?;
+    let repairs = hort_engine::repair::repair_snapshots(&repo, &lock, forget, dry_run)?;
     if ctx.json() {
         ctx.print_json(&json!({"type": "repair-snapshots", "dry_run": dry_run, "snapshots": repairs}));
     } else {

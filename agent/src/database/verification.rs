@@ -80,37 +80,23 @@ pub fn wait_for_server(kind: DatabaseKind, conn: &Connection, wait: Duration) ->
 
 /// The databases and tables of the backup in `source`, with their recorded rows.
 pub fn expected(kind: DatabaseKind, source: &dyn StreamSource) -> Result<Vec<ExpectedDatabase>, DatabaseError> {
+    let database = |name, tables: Vec<ExpectedTable>| ExpectedDatabase { name, tables };
+    let table = |schema, name, rows| ExpectedTable { schema, name, rows };
     Ok(match kind {
         DatabaseKind::Postgres => postgres::manifest(source)?
             .databases
             .into_iter()
-            .map(|db| ExpectedDatabase {
-                name: db.name,
-                tables: db
-                    .tables
-                    .into_iter()
-                    .map(|t| ExpectedTable {
-                        schema: Some(t.schema),
-                        name: t.name,
-                        rows: t.rows,
-                    })
-                    .collect(),
+            .map(|db| {
+                let tables = db.tables.into_iter();
+                database(db.name, tables.map(|t| table(Some(t.schema), t.name, t.rows)).collect())
             })
             .collect(),
         DatabaseKind::Mariadb => mariadb::manifest(source)?
             .databases
             .into_iter()
-            .map(|db| ExpectedDatabase {
-                name: db.name,
-                tables: db
-                    .tables
-                    .into_iter()
-                    .map(|t| ExpectedTable {
-                        schema: None,
-                        name: t.name,
-                        rows: t.rows,
-                    })
-                    .collect(),
+            .map(|db| {
+                let tables = db.tables.into_iter();
+                database(db.name, tables.map(|t| table(None, t.name, t.rows)).collect())
             })
             .collect(),
     })

@@ -47,6 +47,25 @@ impl Server {
         self.var("PASSWORD")
     }
 
+    /// The port of the second server, the target of restores into another server.
+    pub fn target_port(self) -> u16 {
+        self.var("TARGET_PORT")
+            .parse()
+            .expect("the target port is a port number")
+    }
+
+    /// The agent's connection to the server.
+    pub fn connection(self) -> hort_agent::database::Connection {
+        hort_agent::database::Connection {
+            host: self.host(),
+            port: self.port().parse().expect("the port is a port number"),
+            user: self.user(),
+            password: Some(hort_agent::database::Password::new(self.password())),
+            bin_dir: None,
+            tls: Default::default(),
+        }
+    }
+
     /// Runs SQL statements (from stdin) in `db` (`None`: no database for MariaDB, `postgres`
     /// for PostgreSQL); returns the unaligned, tab-separated output.
     pub fn sql(self, db: Option<&str>, statements: &str) -> String {
@@ -200,5 +219,72 @@ impl hort_agent::database::StreamSink for Estimating {
 
     fn expect_total(&mut self, bytes: u64) {
         assert!(self.estimate.replace(bytes).is_none(), "one estimate per backup");
+    }
+}
+
+/// A backup of `server` through `backup` (the connection, the databases to dump; the streams
+/// go to `streams`) fails with a typed error that says what is wrong, and never shows the
+/// password: with a wrong password, against a closed port, and of a database that does not
+/// exist. Returns the error of the wrong password.
+pub fn assert_clear_connection_errors(
+    server: Server,
+    streams: &mut hort_agent::database::DirStreams,
+    backup: impl Fn(
+        &hort_agent::database::Connection,
+        Vec<String>,
+        &mut hort_agent::database::DirStreams,
+    ) -> Result<(), hort_agent::database::DatabaseError>,
+) -> hort_agent::database::DatabaseError {
+    use hort_agent::database::{DatabaseError, Password};
+
+    let mut wrong = server.connection();
+    wrong.password = Some(Password::new("not-the-password"));
+    let refused = backup(&wrong, Vec::new(), streams).unwrap_err();
+    assert!(matches!(refused, DatabaseError::Authentication { .. }), "{refused}");
+    assert!(!refused.to_string().contains("not-the-password"));
+
+    let mut down = server.connection();
+    down.host = "127.0.0.1".into();
+    down.port = 1;
+    let err = backup(&down, Vec::new(), streams).unwrap_err();
+    assert!(matches!(err, DatabaseError::Unreachable { .. }), "{err}");
+    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+
+    let err = backup(&server.connection(), vec!["hort_no_such_db".into()], streams).unwrap_err();
+    assert!(
+        err.to_string().contains("database `hort_no_such_db` does not exist"),
+        "{err}"
+    );
+    refused
+}
+
+/// A sink that kills the dump command `program` (found by the password in its environment)
+/// once the first stream that `killed_in` picks has delivered `head` bytes, then stores the
+/// rest of that stream: a dump killed half-way.
+pub struct KillingSink {
+    /// Where the streams go.
+    pub streams: hort_agent::database::DirStreams,
+    /// The dump command's name (`pg_dump`, `mariadb-dump`).
+    pub program: &'static str,
+    /// The server's password, which finds the command among this process's children.
+    pub password: String,
+    /// Bytes read before the kill.
+    pub head: usize,
+    /// Whether the kill happens in the stream of this name.
+    pub killed_in: fn(&str) -> bool,
+}
+
+impl hort_agent::database::StreamSink for KillingSink {
+    fn put(&mut self, name: &str, data: &mut dyn std::io::Read) -> std::io::Result<u64> {
+        use std::io::Read;
+
+        if (self.killed_in)(name) {
+            let mut head = vec![0u8; self.head];
+            data.read_exact(&mut head)?;
+            assert_eq!(kill_children(self.program, &self.password), 1);
+            let mut chained = head.as_slice().chain(data);
+            return self.streams.put(name, &mut chained);
+        }
+        self.streams.put(name, data)
     }
 }

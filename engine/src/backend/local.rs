@@ -187,14 +187,7 @@ impl Backend for LocalBackend {
 
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
         let (file, size) = self.handle(kind, name)?;
-        if offset.saturating_add(length) > size {
-            return Err(BackendError::Truncated {
-                location: self.location(kind, name),
-                offset,
-                wanted: length,
-                size,
-            });
-        }
+        BackendError::check_range(|| self.location(kind, name), offset, length, size)?;
         let mut buf = vec![0u8; usize::try_from(length).unwrap_or(usize::MAX)];
         file.read_exact_at(&mut buf, offset)
             .map_err(|e| self.err(kind, name, e))?;

@@ -97,14 +97,7 @@ impl Backend for MemoryBackend {
         self.range_reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let data = self.read(kind, name)?;
         let size = data.len() as u64;
-        if offset.saturating_add(length) > size {
-            return Err(BackendError::Truncated {
-                location: self.location(kind, name),
-                offset,
-                wanted: length,
-                size,
-            });
-        }
+        BackendError::check_range(|| self.location(kind, name), offset, length, size)?;
         Ok(data[offset as usize..(offset + length) as usize].to_vec())
     }
 

@@ -202,6 +202,25 @@ impl LocalFile<'_> {
 }
 
 impl BackendError {
+    /// Fails with [`BackendError::Truncated`] unless the `length` bytes at `offset` lie within
+    /// the `size` bytes of the file at `location` (called only on failure).
+    pub(crate) fn check_range(
+        location: impl FnOnce() -> String,
+        offset: u64,
+        length: u64,
+        size: u64,
+    ) -> Result<(), BackendError> {
+        if offset.saturating_add(length) > size {
+            return Err(BackendError::Truncated {
+                location: location(),
+                offset,
+                wanted: length,
+                size,
+            });
+        }
+        Ok(())
+    }
+
     /// Whether the error means the file is absent.
     pub fn is_not_found(&self) -> bool {
         matches!(self, BackendError::NotFound { .. })

@@ -184,9 +184,9 @@ impl IndexedRepository {
             BlobKind::Tree,
             |bytes| {
                 let list = lists.next().expect("one blob per content list");
-                let ids = snapshot::decode_content_list(&bytes).map_err(|reason| RepositoryError::Corrupt {
+                let ids = snapshot::decode_content_list(&bytes).map_err(|e| RepositoryError::Corrupt {
                     what: format!("content list {list} of stream `{}`", stream.name),
-                    reason,
+                    reason: e.to_string(),
                 })?;
                 content.extend(ids);
                 Ok(())

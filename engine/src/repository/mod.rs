@@ -136,9 +136,9 @@ impl Repository {
             });
         }
         for params in [config.chunker_files, config.chunker_streams] {
-            params.validate().map_err(|reason| RepositoryError::Corrupt {
+            params.validate().map_err(|e| RepositoryError::Corrupt {
                 what: "config".into(),
-                reason,
+                reason: e.to_string(),
             })?;
         }
         Ok(Self {

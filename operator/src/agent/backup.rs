@@ -180,6 +180,16 @@ pub fn targets_behind(report: &BackupReport) -> Option<String> {
     })
 }
 
+/// What a succeeded backup's message adds when the agent could not store Hort's catalog
+/// after it: why, and what it means for disaster recovery.
+pub fn catalog_not_stored(report: &BackupReport) -> Option<String> {
+    report.catalog_error.as_ref().map(|error| {
+        format!(
+            "; Hort's catalog was not stored (`kubectl hort dr` lacks this backup until a later one stores it): {error}"
+        )
+    })
+}
+
 /// The stats shown in the BackupJob's status.
 pub fn stats(report: &BackupReport) -> BackupStats {
     BackupStats {
@@ -507,7 +517,7 @@ mod tests {
     }
 
     #[test]
-    fn stats_and_targets_behind_from_the_report() {
+    fn stats_targets_behind_and_a_catalog_not_stored_from_the_report() {
         let report = BackupReport {
             snapshot_id: "5eed".into(),
             bytes_read: 900,
@@ -516,6 +526,7 @@ mod tests {
             files: 2,
             duration_seconds: 0.5,
             targets_behind: Vec::new(),
+            catalog_error: None,
         };
         let stats = stats(&report);
         assert_eq!(stats.dedup_ratio, 3.0);
@@ -526,6 +537,16 @@ mod tests {
         };
         assert!(targets_behind(&behind).unwrap().contains("s3://backups/hort"));
         assert_eq!(stats.stored_size, "300 B");
+        assert_eq!(catalog_not_stored(&behind), None);
+        let no_catalog = BackupReport {
+            catalog_error: Some("s3://backups/hort: connection refused".into()),
+            ..behind
+        };
+        let said = catalog_not_stored(&no_catalog).unwrap();
+        assert!(
+            said.contains("catalog was not stored") && said.contains("kubectl hort dr") && said.contains("refused"),
+            "{said}"
+        );
     }
 
     #[test]

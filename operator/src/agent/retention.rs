@@ -2,17 +2,21 @@
 //! to its own snapshots (and to no others).
 
 use hort_crds::schedule::Retention;
+use hort_protocol::period::PeriodError;
 use hort_protocol::{AgentCommand, Keep, Period};
+
+/// A `keepWithin` that is not a period (stored before the API server checked it as it does
+/// now): the retention run forgets nothing, and the message says what to write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("spec.retention.keepWithin: {0}; no snapshot was forgotten")]
+pub struct InvalidKeepWithin(#[from] pub PeriodError);
 
 /// The command that applies `retention` to the snapshots of schedule `name` in `namespace`:
 /// only snapshots carrying both tags count, and they form one series. Fails on a `keepWithin`
-/// that is not a period (stored before the API server checked it as it does now).
-pub fn command(retention: &Retention, namespace: &str, name: &str) -> Result<AgentCommand, String> {
+/// that is not a period.
+pub fn command(retention: &Retention, namespace: &str, name: &str) -> Result<AgentCommand, InvalidKeepWithin> {
     let within = match &retention.keep_within {
-        Some(text) => Some(
-            text.parse::<Period>()
-                .map_err(|e| format!("spec.retention.keepWithin: {e}; no snapshot was forgotten"))?,
-        ),
+        Some(text) => Some(text.parse::<Period>()?),
         None => None,
     };
     Ok(AgentCommand::Forget {
@@ -63,9 +67,11 @@ mod tests {
     fn a_keep_within_that_is_not_a_period_forgets_nothing() {
         // Stored before the API server refused `m`: six minutes or six months?
         let retention: Retention = serde_yaml::from_str("{keepWithin: 6m}").unwrap();
-        let err = command(&retention, "prod", "db-nightly").unwrap_err();
+        let err = command(&retention, "prod", "db-nightly").unwrap_err().to_string();
         assert!(
-            err.contains("spec.retention.keepWithin") && err.contains("`m` is ambiguous"),
+            err.starts_with("spec.retention.keepWithin: `6m` is not a period")
+                && err.contains("`m` is ambiguous")
+                && err.ends_with("; no snapshot was forgotten"),
             "{err}"
         );
     }

@@ -285,6 +285,7 @@ mod tests {
             files: 1,
             duration_seconds: 1.5,
             targets_behind: vec![],
+            catalog_error: None,
         }
     }
 

@@ -326,7 +326,8 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
             status.progress = None;
             status.completion_time = Some(Time(now));
             let behind = backup::targets_behind(report).unwrap_or_default();
-            status.message = Some(format!("snapshot {} written{behind}", report.snapshot_id));
+            let catalog = backup::catalog_not_stored(report).unwrap_or_default();
+            status.message = Some(format!("snapshot {} written{behind}{catalog}", report.snapshot_id));
             let done = Observation {
                 type_: COMPLETE,
                 status: Status::True,
@@ -343,6 +344,10 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
             if !behind.is_empty() {
                 let note = format!("snapshot {} written{behind}", report.snapshot_id);
                 events::publish(&ctx, &job, EventType::Warning, "TargetsBehind", note).await;
+            }
+            if !catalog.is_empty() {
+                let note = format!("snapshot {} written{catalog}", report.snapshot_id);
+                events::publish(&ctx, &job, EventType::Warning, "CatalogNotStored", note).await;
             }
             conditions::set(&mut status.conditions, done, generation, now);
         }
