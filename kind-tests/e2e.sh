@@ -23,7 +23,10 @@
 #                       a throwaway server beside its agent: a true assertion passes with its
 #                       restore time, a false one fails naming it; no pod or password Secret left;
 #                       a Verification of the repository reads every pack and passes, and after
-#                       one pack is damaged on the S3 server fails naming it
+#                       one pack is damaged on the S3 server fails naming it; two of a
+#                       volume backup with a command of the user's over the
+#                       restored files (read-only, non-root): exit 0 passes, exit 1 fails with
+#                       its exit code and output
 #   mariadb-table       MariaDB backup to a PVC target, one table restored, rows compared
 #   agent-killed        agent pod deleted mid-backup (its progress showed first): the BackupJob
 #                       retries and succeeds; `verify` is clean; the restore shows its progress
@@ -978,6 +981,53 @@ EOT
     grep -qF "pack $(basename "$pack")" <<<"$(jp $ns verification/repo-damaged '{.status.failures[*].subject}')"
   wait_until 60 "the pod of the repository check is gone" none_named $ns repo-damaged-verify pods
   psql_in $INFRA "drop database if exists $d" >/dev/null || true
+  verify_files_with_commands
+}
+
+# A volume verification runs the user's command over the restored files once their content
+# matched the snapshot (the agent restores as root: a namespace of its own, not restricted).
+verify_files_with_commands() {
+  local ns=hort-e2e-verify-files name script
+  case_namespace $ns
+  s3_group $ns s3 "$S3_ENDPOINT" "$S3_BUCKET" vf
+  fill_claim $ns 64Mi 'echo ok > app.db; mkdir -p logs; seq 1 100 > logs/numbers'
+  wait_ready $ns storagegroup/s3 180
+  volume_job $ns files s3
+  wait_phase $ns backupjob/files Succeeded 300
+  # One command that passes (the file is there, the mount is read-only, it runs as non-root)
+  # and one that fails (a file the backup never had).
+  for name in files-ok files-missing; do
+    script='test "$(cat /restore/app.db)" = ok && ! touch /restore/written 2>/dev/null && test "$(id -u)" != 0'
+    [[ $name == files-missing ]] && script='echo looking for /restore/missing; test -f /restore/missing'
+    kc -n $ns apply -f - >/dev/null <<EOT
+apiVersion: hort.dev/v1alpha1
+kind: Verification
+metadata: {name: $name}
+spec:
+  storageGroupRef: {name: s3}
+  source:
+    backupJobRef: {name: files}
+  volume:
+    storageClassName: local-path
+    size: 64Mi
+    command:
+      image: hort.local/busybox:stable
+      command: [sh, -c, '$script']
+      timeoutSeconds: 120
+EOT
+  done
+  wait_phase $ns verification/files-ok Succeeded 300
+  note "files-ok: checked $(jp $ns verification/files-ok '{.status.checked}')"
+  check "the command is listed as checked" \
+    grep -q 'command hort.local/busybox:stable: exit 0' <<<"$(jp $ns verification/files-ok '{.status.checked}')"
+  wait_phase $ns verification/files-missing Failed 300
+  note "files-missing: $(jp $ns verification/files-missing '{.status.message}')"
+  check "the failure names the command" \
+    test "$(jp $ns verification/files-missing '{.status.failures[0].subject}')" == "command hort.local/busybox:stable"
+  check "the failure holds the exit code and the output" \
+    grep -q 'exit code 1; output ends: looking for /restore/missing' <<<"$(jp $ns verification/files-missing '{.status.failures[0].detail}')"
+  wait_until 60 "the pod of the passed run is gone" none_named $ns files-ok-verify pods
+  wait_until 60 "the pod of the failed run is gone" none_named $ns files-missing-verify pods
 }
 
 # repository_verification NS NAME: a Verification of group s3's repository, every pack read.
@@ -1203,7 +1253,7 @@ run_case groups-ready "StorageGroups on S3 and on a PVC become Ready (check --in
 run_case wrong-s3-key "wrong S3 credentials: group not Ready with a clear message, BackupJob waits without a pod"
 run_case volume-restore "volume backup to S3, restore into a new claim, contents compared"
 run_case postgres-rename "PostgreSQL backup to S3, restore one database under a new name, rows compared"
-run_case verification "Verifications of a PostgreSQL backup in a throwaway server: a true assertion passes, a false one fails naming it, nothing left; the repository's packs read, a damaged one named"
+run_case verification "Verifications of a PostgreSQL backup in a throwaway server: a true assertion passes, a false one fails naming it, nothing left; the repository's packs read, a damaged one named; of a volume backup with a command of the user's: exit 0 passes, exit 1 fails with its output"
 run_case mariadb-table "MariaDB backup to a PVC target, restore one table, rows compared"
 run_case agent-killed "agent pod deleted mid-backup (progress shown first): retried, Succeeded, verify OK; restore progress shown"
 run_case operator-restart "operator deleted mid-backup: finishes once, exactly one snapshot"

@@ -37,7 +37,7 @@ fn source(dir: &Path) {
 }
 
 #[test]
-fn a_good_volume_backup_verifies_and_the_scratch_is_emptied() {
+fn a_good_volume_backup_verifies_and_the_scratch_is_emptied_unless_kept() {
     let repo = Repo::new(Kind::Fs);
     repo.init();
     let work = tempfile::tempdir().unwrap();
@@ -83,6 +83,25 @@ fn a_good_volume_backup_verifies_and_the_scratch_is_emptied() {
         std::fs::read_dir(&scratch).unwrap().count(),
         0,
         "the scratch is emptied"
+    );
+
+    // With --keep the restored files stay, for a check that runs afterwards.
+    let kept = work.path().join("kept");
+    let (out, report) = run(
+        &repo,
+        &[
+            "verify-restore",
+            "latest",
+            "--keep",
+            "--scratch",
+            kept.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success() && report.unwrap().ok, "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(kept.join("big.bin")).unwrap(),
+        support::noise(1, 3_000_000),
+        "the restored files are left in place"
     );
 
     // A scratch directory that holds anything is refused and left alone.

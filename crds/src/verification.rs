@@ -130,6 +130,45 @@ pub struct VolumeVerification {
     pub storage_class_name: Option<String>,
     /// Size of the temporary claim, e.g. `10Gi`: at least the size of the snapshot's files.
     pub size: Quantity,
+    /// Your own check of the restored files, run after every file's content matched the
+    /// snapshot: a container of your image that sees the files read-only at `/restore` and
+    /// passes when its command exits 0. It does not run when the agent's checks failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<VerificationCommand>,
+}
+
+/// A command of the user's that checks a volume verification's restored files.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.command.size() > 0 && self.command[0].size() > 0")
+    .message("command must name the program to run, e.g. [\"sh\", \"-c\", \"test -s /restore/app.db\"]"))]
+pub struct VerificationCommand {
+    /// Image of the container that runs the command, e.g. `alpine:3.20` or one with `sqlite3`.
+    #[schemars(length(min = 1, max = 512))]
+    pub image: String,
+    /// The program and its arguments (the container's entrypoint), e.g. `["sh", "-c",
+    /// "sqlite3 /restore/app.db 'PRAGMA integrity_check' | grep -qx ok"]`. Exit code 0 passes;
+    /// any other fails the Verification with the exit code and the end of the output.
+    #[schemars(length(max = 64))]
+    pub command: Vec<String>,
+    /// Further arguments, after `command`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub args: Vec<String>,
+    /// Compute resources of the container; when unset 100m CPU and 128Mi memory requested, 1
+    /// CPU and 512Mi memory at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Seconds the command may run; when it has not ended by then, it is stopped and the
+    /// Verification fails. When unset only the run's `activeDeadlineSeconds` bounds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub timeout_seconds: Option<i64>,
+    /// The user id the command runs as (never root; its group id is the same), e.g. the owner
+    /// of the files it reads: restored files keep their owners and modes. 65532 when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub run_as_user: Option<i64>,
 }
 
 /// A check of the whole repository (`hort-agent verify`): every snapshot's trees and data

@@ -8,7 +8,34 @@ use kube::runtime::events::{Event, EventType};
 use crate::conditions::{Observation, Status};
 use crate::context::Context;
 
-/// Publishes an event; a failure is logged and never fails the reconcile.
+/// The API server refuses an Event whose note is longer than this many bytes.
+const NOTE_LIMIT: usize = 1024;
+/// Of a longer note, this many bytes of its beginning are kept (the rest from its end).
+const NOTE_HEAD: usize = 400;
+
+/// `note` within [`NOTE_LIMIT`]: a longer one keeps its beginning (what happened) and its end
+/// (e.g. the end of a command's output), joined by ` … `.
+fn bounded(note: String) -> String {
+    if note.len() <= NOTE_LIMIT {
+        return note;
+    }
+    let floor = |mut i: usize| {
+        while !note.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let head = floor(NOTE_HEAD);
+    let joint = " … ";
+    let mut tail = note.len() - (NOTE_LIMIT - NOTE_HEAD - joint.len());
+    while !note.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{}{joint}{}", &note[..head], &note[tail..])
+}
+
+/// Publishes an event (its note bounded to what the API server takes); a failure is logged
+/// and never fails the reconcile.
 pub async fn publish<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     obj: &K,
@@ -19,7 +46,7 @@ pub async fn publish<K: Resource<DynamicType = ()>>(
     let event = Event {
         type_,
         reason: reason.into(),
-        note: Some(note),
+        note: Some(bounded(note)),
         action: "Reconcile".into(),
         secondary: None,
     };
@@ -44,5 +71,24 @@ pub async fn on_transition<K: Resource<DynamicType = ()>>(
             EventType::Normal
         };
         publish(ctx, obj, type_, after.reason, after.message.clone()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_notes_keep_their_beginning_and_end_within_the_limit() {
+        assert_eq!(bounded("short".into()), "short");
+        let long = format!(
+            "command alpine: exit code 3; output ends: {}the last line",
+            "é".repeat(2000)
+        );
+        let note = bounded(long);
+        assert!(note.len() <= NOTE_LIMIT, "{}", note.len());
+        assert!(note.starts_with("command alpine: exit code 3"));
+        assert!(note.ends_with("the last line"));
+        assert!(note.contains(" … "));
     }
 }

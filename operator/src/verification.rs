@@ -1,13 +1,13 @@
 //! Reconciler of `Verification`: resolves the snapshot, waits for the StorageGroup, runs the
-//! agent pod (with a throwaway database server, or a temporary claim; or, for the
-//! repository, reading its packs), records what was checked, and removes the scratch
-//! resources (pod, claim, password Secret) when the run ends.
+//! agent pod (with a throwaway database server, or a temporary claim and the user's command
+//! over it; or, for the repository, reading its packs), records what was checked, and
+//! removes the scratch resources (pod, claim, password Secret) when the run ends.
 
 use std::sync::Arc;
 
 use hort_crds::common::Phase;
-use hort_crds::verification::{Verification, VerificationStatus};
-use hort_protocol::{ExitCode, VerificationReport};
+use hort_crds::verification::{Verification, VerificationCommand, VerificationStatus};
+use hort_protocol::VerificationReport;
 use jiff::Timestamp;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -18,7 +18,7 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
 use crate::agent::pod::{self, AgentPod};
-use crate::agent::{api, outcome, verify, verify_repository};
+use crate::agent::{api, outcome, verify, verify_command, verify_repository};
 use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -52,10 +52,25 @@ pub async fn reconcile(cached: Arc<Verification>, ctx: Arc<Context>) -> Result<A
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
 
     let mut action = Action::await_change();
+    let command = verification.spec.volume.as_ref().and_then(|v| v.command.as_ref());
     let ended = match &status.agent_pod {
         Some(name) => match pods.get_opt(name).await? {
-            Some(pod) if !outcome::finished(&pod) => None,
-            Some(pod) => Some(ended(&pod)),
+            Some(pod) if !outcome::finished(&pod) => {
+                match command.and_then(|c| Some((c, verify_command::deadline(&pod, c)?))) {
+                    Some((command, deadline)) if now >= deadline => {
+                        let log = api::log_tail(&pods, name, verify_command::COMMAND_CONTAINER).await;
+                        let late = Err(verify_command::timed_out(command, &log));
+                        Some(ended(&pod, Some((command, late))))
+                    }
+                    Some((_, deadline)) => {
+                        let wait = deadline.duration_since(now).unsigned_abs();
+                        action = Action::requeue(wait + std::time::Duration::from_secs(1));
+                        None
+                    }
+                    None => None,
+                }
+            }
+            Some(pod) => Some(ended(&pod, command.map(|c| (c, verify_command::result(&pod))))),
             None => Some(Err((VERIFY_FAILED, format!("agent pod {name:?} disappeared")))),
         },
         None => match start(&ctx, &verification, &mut status, now).await? {
@@ -139,15 +154,12 @@ pub async fn reconcile(cached: Arc<Verification>, ctx: Arc<Context>) -> Result<A
     Ok(action)
 }
 
-/// What a finished agent pod says: its report when the checks ran (the agent exits Ok when
-/// they passed and Damaged when one failed, writing the report both times), else why the run
-/// failed.
-fn ended(pod: &Pod) -> std::result::Result<VerificationReport, (&'static str, String)> {
-    let damaged = outcome::terminated(pod).is_some_and(|t| t.exit_code == ExitCode::Damaged.code());
-    if outcome::phase(pod) == "Succeeded" || damaged {
-        return outcome::decode_report::<VerificationReport>(pod).map_err(|e| (VERIFY_FAILED, e.to_string()));
-    }
-    Err((VERIFY_FAILED, outcome::failure(pod, 600)))
+/// What an ended agent pod says ([`verify_command::report_of`]), or why the run failed.
+fn ended(
+    pod: &Pod,
+    command: Option<(&VerificationCommand, std::result::Result<(), String>)>,
+) -> std::result::Result<VerificationReport, (&'static str, String)> {
+    verify_command::report_of(pod, command).map_err(|why| (VERIFY_FAILED, why))
 }
 
 async fn publish(ctx: &Context, verification: &Verification, type_: EventType, reason: &str, note: String) {
@@ -220,11 +232,18 @@ async fn start(
     if let Some(db) = &spec.database {
         verify::add_server(&mut agent_pod, db, &name);
     }
+    let command = spec.volume.as_ref().and_then(|v| v.command.as_ref());
+    if let Some(command) = command {
+        verify_command::add_command(&mut agent_pod, command);
+    }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     api::create(&pods, &agent_pod).await?;
     status.phase = Phase::Running;
     status.agent_pod = Some(name.clone());
     status.start_time = Some(Time(now));
+    let then = command
+        .map(|c| format!(", then runs the command of image {}", c.image))
+        .unwrap_or_default();
     status.message = Some(match (&spec.database, &spec.repository) {
         (Some(db), _) => format!(
             "agent pod {name:?} restores the snapshot into a throwaway {} server and checks it",
@@ -234,7 +253,9 @@ async fn start(
             "agent pod {name:?} checks the repository's index and snapshots and reads {}% of its packs",
             repository.read_data_percent
         ),
-        (None, None) => format!("agent pod {name:?} restores the snapshot into a temporary claim and checks it"),
+        (None, None) => {
+            format!("agent pod {name:?} restores the snapshot into a temporary claim and checks it{then}")
+        }
     });
     publish(
         ctx,

@@ -257,7 +257,7 @@ mod tests {
     fn random_picks_one_of_the_kept_snapshots_and_falls_back_to_the_newest() {
         let spec = schedule(
             "{volume: {claimName: data}}",
-            "{schedule: '@daily', snapshot: Random, volume: {size: 2Gi}}",
+            "{schedule: '@daily', snapshot: Random, volume: {size: 2Gi, command: {image: alpine, command: [ls]}}}",
         );
         let snapshots = ["aaaa1111", "bbbb2222", "cccc3333"];
         let picked: Vec<String> = (0..3)
@@ -268,7 +268,9 @@ mod tests {
         let source = planned.source.as_ref().unwrap();
         assert!(source.snapshot_id.is_none());
         assert_eq!(source.tags.len(), 2, "no job kept: the newest by tags");
-        assert_eq!(planned.volume.unwrap().size.0, "2Gi");
+        let volume = planned.volume.unwrap();
+        assert_eq!(volume.size.0, "2Gi");
+        assert_eq!(volume.command.unwrap().image, "alpine", "the user's command goes along");
     }
 
     #[test]

@@ -236,6 +236,158 @@ async fn a_failed_check_fails_the_verification_naming_it_and_the_scratch_claim_g
     env.stop().await;
 }
 
+/// Simulates the kubelet for a verification pod with a command: the agent (an init
+/// container) exited `agent_exit` with `report`, the command container is in `command`
+/// (a container state, JSON), the pod in `phase`.
+async fn end_with_command(
+    pods: &Api<Pod>,
+    name: &str,
+    phase: &str,
+    agent_exit: i32,
+    report: &str,
+    command: serde_json::Value,
+) {
+    let now = Timestamp::now().to_string();
+    let status = json!({"status": {"phase": phase, "startTime": now,
+        "initContainerStatuses": [{"name": "agent", "ready": false, "restartCount": 0, "image": "hort-agent:test",
+            "imageID": "", "state": {"terminated": {"exitCode": agent_exit, "message": report, "finishedAt": now}}}],
+        "containerStatuses": [{"name": "command", "ready": false, "restartCount": 0, "image": "busybox",
+            "imageID": "", "state": command}]}});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+}
+
+/// The report of an agent whose content check of the files passed.
+fn files_ok() -> String {
+    encode(&VerificationReport {
+        snapshot_id: Some("ab12cd34ef".into()),
+        ok: true,
+        restore_seconds: 4.5,
+        check_seconds: 0.5,
+        checked: vec!["2 files: content matches the snapshot".into()],
+        failures: Vec::new(),
+        failures_total: 0,
+        files: 2,
+        bytes: 4096,
+        tables: 0,
+        packs: None,
+    })
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn the_users_command_runs_after_the_agent_over_the_files_and_its_exit_code_decides() {
+    let env = TestEnv::start("hort-verify-cmd", Clock::System).await;
+    let (client, ns) = (env.client.clone(), env.ns.clone());
+    let verifications: Api<Verification> = env.api();
+    let pods: Api<Pod> = env.api();
+    ready_s3_group(&client, &ns).await;
+    let with_command = |name: &str, script: &str, timeout: Option<i64>| {
+        json!({
+            "apiVersion": "hort.dev/v1alpha1", "kind": "Verification", "metadata": {"name": name},
+            "spec": {"storageGroupRef": {"name": "s3"}, "source": {"snapshotId": "ab12cd34"},
+                     "volume": {"size": "1Gi", "command": {"image": "hort.local/busybox:stable",
+                                "command": ["sh", "-c", script], "timeoutSeconds": timeout}}}
+        })
+    };
+
+    // The API server takes the pod: the agent an init container, the command the container,
+    // the restored files read-only at /restore.
+    create(&verifications, with_command("good", "test -f /restore/app.db", None)).await;
+    let pod = wait_for_pod(&pods, "good-verify").await;
+    let spec = pod.spec.clone().unwrap();
+    let init = spec.init_containers.as_ref().unwrap();
+    assert_eq!(init[0].name, "agent");
+    assert_eq!(
+        init[0].args.as_deref().unwrap(),
+        ["verify-restore", "ab12cd34", "--scratch", "/scratch/restore", "--keep"]
+    );
+    let command = &spec.containers[0];
+    assert_eq!(command.name, "command");
+    assert_eq!(command.args, None);
+    let files = &command.volume_mounts.as_ref().unwrap()[0];
+    assert_eq!((files.mount_path.as_str(), files.read_only), ("/restore", Some(true)));
+    assert!(command.env.iter().flatten().all(|e| e.value_from.is_none()));
+    wait_for(&verifications, "good", "Running", |v| {
+        v.status
+            .as_ref()
+            .and_then(|s| s.message.as_deref())
+            .is_some_and(|m| m.ends_with("then runs the command of image hort.local/busybox:stable"))
+    })
+    .await;
+
+    // The agent passed, the command exited 0: Succeeded, the command among the checks.
+    end_with_command(
+        &pods,
+        "good-verify",
+        "Succeeded",
+        0,
+        &files_ok(),
+        json!({"terminated": {"exitCode": 0}}),
+    )
+    .await;
+    wait_for(&verifications, "good", "Succeeded", |v| phase(v) == Phase::Succeeded).await;
+    let status = verifications.get("good").await.unwrap().status.unwrap();
+    assert_eq!(
+        status.checked,
+        [
+            "2 files: content matches the snapshot",
+            "command hort.local/busybox:stable: exit 0"
+        ]
+    );
+    assert_eq!(status.restore_duration_seconds, Some(4.5));
+    wait_for_event(&client, &ns, "good", "Verified").await;
+    wait_gone(&pods, "good-verify", "the agent pod").await;
+
+    // The command exited 3: Failed, naming the command, with its exit code and output.
+    create(&verifications, with_command("bad", "test -f /restore/missing", None)).await;
+    wait_for_pod(&pods, "bad-verify").await;
+    // Longer than an Event's note may be: the status keeps 2048 bytes, the Event its ends.
+    let long = format!("{}\nchecking /restore\n/restore/missing: not found\n", "-".repeat(3000));
+    let output = json!({"terminated": {"exitCode": 3, "message": long}});
+    end_with_command(&pods, "bad-verify", "Failed", 0, &files_ok(), output).await;
+    wait_for(&verifications, "bad", "Failed", |v| phase(v) == Phase::Failed).await;
+    let status = verifications.get("bad").await.unwrap().status.unwrap();
+    assert_eq!(status.failures_total, 1);
+    assert_eq!(status.failures[0].subject, "command hort.local/busybox:stable");
+    let detail = &status.failures[0].detail;
+    assert!(detail.starts_with("exit code 3; output ends: ---"), "{detail}");
+    assert!(
+        detail.ends_with("---\nchecking /restore\n/restore/missing: not found"),
+        "{detail}"
+    );
+    assert_eq!(detail.len(), "exit code 3; output ends: ".len() + 2048);
+    let notes = wait_for_event(&client, &ns, "bad", "CheckFailed").await;
+    assert!(
+        notes[0].contains("command hort.local/busybox:stable: exit code 3"),
+        "{notes:?}"
+    );
+    assert!(notes[0].ends_with("/restore/missing: not found"), "{notes:?}");
+    wait_gone(&pods, "bad-verify", "the agent pod").await;
+
+    // A command still running at its timeout fails the run, and its pod is removed.
+    create(&verifications, with_command("slow", "sleep 3600", Some(2))).await;
+    wait_for_pod(&pods, "slow-verify").await;
+    let running = json!({"running": {"startedAt": Timestamp::now().to_string()}});
+    end_with_command(&pods, "slow-verify", "Running", 0, &files_ok(), running).await;
+    wait_for(&verifications, "slow", "Failed at the timeout", |v| {
+        phase(v) == Phase::Failed
+    })
+    .await;
+    let status = verifications.get("slow").await.unwrap().status.unwrap();
+    assert!(
+        status.failures[0]
+            .detail
+            .starts_with("did not end within timeoutSeconds (2s)"),
+        "{:?}",
+        status.failures
+    );
+    wait_gone(&pods, "slow-verify", "the agent pod").await;
+
+    env.stop().await;
+}
+
 /// Triggers a reconcile of the schedule (the manual clock moving is not an event).
 async fn poke(schedules: &Api<Schedule>, name: &str, n: u32) {
     let patch = json!({"metadata": {"annotations": {"hort.dev/test-poke": n.to_string()}}});

@@ -269,7 +269,8 @@ pub enum AgentCommand {
         prune: bool,
     },
     /// `verify-restore SNAPSHOT --scratch DIR`: restore a volume snapshot into an empty scratch
-    /// directory, compare every file with the snapshot, then empty the directory.
+    /// directory, compare every file with the snapshot, then empty the directory (unless
+    /// `keep`).
     VerifyRestore {
         /// Snapshot id, unique prefix, or `latest` (with `tags`).
         snapshot: String,
@@ -277,6 +278,9 @@ pub enum AgentCommand {
         tags: Vec<String>,
         /// The scratch directory (empty or absent).
         scratch: String,
+        /// `--keep`: leave the restored files in the scratch directory for a check that runs
+        /// after the agent (the user's command of a volume verification).
+        keep: bool,
     },
     /// `verify-restore-postgres` / `verify-restore-mariadb SNAPSHOT`: restore every database
     /// of a snapshot into a throwaway server, check databases, tables and row counts, and run
@@ -462,6 +466,7 @@ impl AgentCommand {
                 snapshot,
                 tags,
                 scratch,
+                keep,
             } => {
                 args.extend([
                     "verify-restore".into(),
@@ -470,6 +475,9 @@ impl AgentCommand {
                     scratch.clone(),
                 ]);
                 repeated(&mut args, "--tag", tags);
+                if *keep {
+                    args.push("--keep".into());
+                }
             }
             AgentCommand::VerifyRestoreDatabase {
                 kind,
@@ -592,6 +600,7 @@ mod tests {
             snapshot: LATEST.into(),
             tags: vec!["hort.dev/schedule=s".into()],
             scratch: "/scratch".into(),
+            keep: true,
         };
         assert_eq!(
             volume.to_args(),
@@ -601,7 +610,8 @@ mod tests {
                 "--scratch",
                 "/scratch",
                 "--tag",
-                "hort.dev/schedule=s"
+                "hort.dev/schedule=s",
+                "--keep"
             ]
         );
         let assertion = SqlAssertion {

@@ -271,12 +271,15 @@ pub(super) struct DbRestoreArgs {
 pub(super) struct VerifyRestoreArgs {
     /// Snapshot id (or unique prefix) or `latest` (with `--tag`: the newest carrying every tag).
     pub(super) snapshot: String,
-    /// Empty (or absent) directory to restore into; emptied again at the end.
+    /// Empty (or absent) directory to restore into; emptied again at the end unless `--keep`.
     #[arg(long)]
     pub(super) scratch: PathBuf,
     /// With `latest`: the newest snapshot having all these tags (repeatable).
     #[arg(long = "tag")]
     pub(super) tags: Vec<String>,
+    /// Leave the restored files in the scratch directory, for a check that runs afterwards.
+    #[arg(long)]
+    pub(super) keep: bool,
 }
 
 #[derive(Debug, Args)]

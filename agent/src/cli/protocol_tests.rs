@@ -134,6 +134,7 @@ fn understood(command: &AgentCommand) -> AgentCommand {
             snapshot: args.snapshot,
             tags: args.tags,
             scratch: text(Some(args.scratch)),
+            keep: args.keep,
         },
         Commands::VerifyRestorePostgres(args) => verify_database(DatabaseKind::Postgres)(args),
         Commands::VerifyRestoreMariadb(args) => verify_database(DatabaseKind::Mariadb)(args),
@@ -277,11 +278,13 @@ fn every_operator_command_means_the_same_to_the_agent() {
             snapshot: LATEST.into(),
             tags: tags(),
             scratch: "/scratch/restore".into(),
+            keep: true,
         },
         AgentCommand::VerifyRestore {
             snapshot: "ab12cd".into(),
             tags: vec![],
             scratch: "/scratch".into(),
+            keep: false,
         },
         AgentCommand::VerifyRestoreDatabase {
             kind: DatabaseKind::Postgres,

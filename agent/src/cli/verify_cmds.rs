@@ -240,8 +240,9 @@ pub(super) fn verify_restore(ctx: &Context, args: &VerifyRestoreArgs) -> Result<
             packs: None,
         }
     });
-    // Scratch: what this run restored goes, whatever happened.
-    if let Err(e) = restore_check::remove_contents(&args.scratch)
+    // Scratch: what this run restored goes, whatever happened (unless a later check reads it).
+    if !args.keep
+        && let Err(e) = restore_check::remove_contents(&args.scratch)
         && args.scratch.exists()
     {
         tracing::warn!(scratch = %args.scratch.display(), error = %e, "cannot empty the scratch directory");

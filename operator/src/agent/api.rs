@@ -71,6 +71,23 @@ pub async fn progress(pods: &Api<Pod>, name: &str) -> Option<Progress> {
     }
 }
 
+/// The last 80 lines of the log of `container` in pod `name` (like the kubelet's fallback
+/// termination message; the caller keeps their last bytes); empty when it cannot be read.
+pub async fn log_tail(pods: &Api<Pod>, name: &str, container: &str) -> String {
+    let tail = LogParams {
+        container: Some(container.into()),
+        tail_lines: Some(80),
+        ..LogParams::default()
+    };
+    match pods.logs(name, &tail).await {
+        Ok(log) => log,
+        Err(error) => {
+            tracing::debug!(%error, pod = %name, container, "reading the log failed");
+            String::new()
+        }
+    }
+}
+
 /// Creates a pod; one that exists already (created by an earlier reconcile whose status write
 /// was lost) is fine, as pod names are derived from what they do.
 pub async fn create(pods: &Api<Pod>, pod: &Pod) -> kube::Result<()> {

@@ -8,7 +8,8 @@
 //! - per job, the command and what its report becomes in status: [`check`] (StorageGroup),
 //!   [`backup`] (BackupJob), [`restore`] (RestoreRequest), [`retention`] (Schedule),
 //!   [`verify`] (Verification of a snapshot), [`verify_repository`] (Verification of the
-//!   repository).
+//!   repository), and [`verify_command`], the user's command over a volume verification's
+//!   restored files.
 
 pub mod api;
 pub mod backup;
@@ -18,6 +19,7 @@ pub mod pod;
 pub mod restore;
 pub mod retention;
 pub mod verify;
+pub mod verify_command;
 pub mod verify_repository;
 
 use hort_protocol::AgentCommand;

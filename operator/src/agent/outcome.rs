@@ -7,6 +7,8 @@ use hort_protocol::{ExitCode, ProgressLine};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, Pod};
 
+use super::pod::AGENT_CONTAINER;
+
 /// Whether `pod` mounts claim `claim`.
 pub fn reads_claim(pod: &Pod, claim: &str) -> bool {
     pod.spec.as_ref().is_some_and(|spec| {
@@ -39,13 +41,17 @@ pub fn created(pod: &Pod) -> Timestamp {
         .map_or(Timestamp::UNIX_EPOCH, |t| t.0)
 }
 
-/// The state of the agent container (the pod's only one), once the kubelet reported it.
+/// The state of the agent container, once the kubelet reported it: the pod's first container,
+/// or the init container [`AGENT_CONTAINER`] of a pod that runs a command after the agent
+/// (a volume verification's, `verify_command`).
 fn agent_state(pod: &Pod) -> Option<&ContainerState> {
-    pod.status
-        .as_ref()?
-        .container_statuses
-        .as_ref()?
-        .first()?
+    let status = pod.status.as_ref()?;
+    let init = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .find(|s| s.name == AGENT_CONTAINER);
+    init.or_else(|| status.container_statuses.as_ref()?.first())?
         .state
         .as_ref()
 }
@@ -72,10 +78,12 @@ pub fn message(pod: &Pod) -> String {
     if !message.trim().is_empty() {
         return message;
     }
-    pod.status
-        .as_ref()
-        .and_then(|s| s.message.clone().or(s.reason.clone()))
-        .unwrap_or_else(|| "the agent left no message".into())
+    pod_reason(pod).unwrap_or_else(|| "the agent left no message".into())
+}
+
+/// The pod's own status message or reason (e.g. `DeadlineExceeded`), if it has one.
+pub fn pod_reason(pod: &Pod) -> Option<String> {
+    pod.status.as_ref().and_then(|s| s.message.clone().or(s.reason.clone()))
 }
 
 /// When the agent container ended; the pod's creation time when unknown.

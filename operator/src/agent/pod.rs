@@ -41,6 +41,8 @@ pub const TARGETS_DIR: &str = "/targets";
 pub const SPOOL_DIR: &str = "/spool";
 /// Size limit of the spool volume: a few packs of 16 MiB are in it at a time.
 const SPOOL_SIZE_LIMIT: &str = "1Gi";
+/// Name of the container that runs `hort-agent`.
+pub const AGENT_CONTAINER: &str = "agent";
 /// The ServiceAccount agent pods run as, created by the operator in each namespace it runs
 /// agents in. It has no roles and its token is never mounted: the agent needs no Kubernetes API.
 pub const SERVICE_ACCOUNT: &str = "hort-agent";
@@ -317,7 +319,7 @@ pub fn build(settings: &AgentSettings, agent: AgentPod<'_>) -> Pod {
         ..Volume::default()
     });
     let container = Container {
-        name: "agent".into(),
+        name: AGENT_CONTAINER.into(),
         image: Some(settings.image.clone()),
         image_pull_policy: Some(settings.pull_policy.clone()),
         command: Some(vec!["hort-agent".into()]),

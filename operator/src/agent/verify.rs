@@ -110,6 +110,8 @@ pub fn command(
         snapshot,
         tags,
         scratch: RESTORE_DIR.into(),
+        // The user's command reads the files after the agent.
+        keep: volume.command.is_some(),
     })
 }
 
@@ -451,6 +453,7 @@ mod tests {
                 snapshot: "latest".into(),
                 tags: vec!["a".into(), "b".into()],
                 scratch: RESTORE_DIR.into(),
+                keep: false,
             })
         );
         assert!(access.env.is_empty(), "no database credentials");
