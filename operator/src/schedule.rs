@@ -133,13 +133,23 @@ pub async fn reconcile(cached: Arc<Schedule>, ctx: Arc<Context>) -> Result<Actio
         outside_window: schedule.spec.outside_window,
     };
     let decision = schedule_plan::decide(&cron, &facts);
+    let last_run = status.last_schedule_time.as_ref().map(|t| t.0);
     let mut new_job = None;
     let mut window_opens = None;
     let (reason, message) = match decision {
         Decision::Idle if schedule.spec.suspend => {
             ("Suspended", "suspended: no new BackupJobs are created".to_string())
         }
-        Decision::Idle => ("Scheduled", "waiting for the next scheduled time".to_string()),
+        // A skip stays in the message until the next run, not only until the next look.
+        Decision::Idle => match skipped.filter(|&t| last_run.is_none_or(|r| t > r)) {
+            Some(skipped) => (
+                "Scheduled",
+                format!(
+                    "waiting for the next scheduled time; the run for {skipped} was skipped: every backup window (spec.windows) was closed and outsideWindow is Skip"
+                ),
+            ),
+            None => ("Scheduled", "waiting for the next scheduled time".to_string()),
+        },
         Decision::Run {
             scheduled,
             replace_active,
