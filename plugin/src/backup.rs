@@ -13,6 +13,7 @@ use crate::cli::{BackupNow, FollowFlags};
 use crate::error::{PluginError, Result, is_not_found};
 use crate::follow::{Followed, follow};
 use crate::output::{Format, emit, structured};
+use crate::restore::DryRun;
 use crate::status::SCHEDULE_LABEL;
 
 /// Label on BackupJobs the plugin creates: `true`.
@@ -106,6 +107,36 @@ pub async fn now(client: &Client, namespace: &str, args: &BackupNow, format: For
         .await
         .map_err(|e| PluginError::api(format!("creating a BackupJob in namespace {namespace}"), e))?;
     created_then_follow(&jobs, namespace, created, &args.follow, format).await
+}
+
+/// Prints `object` (`--dry-run=client`), has the API server check it (`server`), or creates
+/// it and follows it; `what` names it in errors, e.g. `a RestoreRequest of group s3`.
+pub async fn submit<T: Followed + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>>(
+    client: &Client,
+    namespace: &str,
+    object: &T,
+    dry_run: DryRun,
+    follow: &FollowFlags,
+    format: Format,
+    what: &str,
+) -> Result<()> {
+    let as_text = |format: Format| if format == Format::Table { Format::Yaml } else { format };
+    if dry_run == DryRun::Client {
+        return emit(&structured(as_text(format), object)?.unwrap_or_default());
+    }
+    let api: Api<T> = Api::namespaced(client.clone(), namespace);
+    let params = PostParams {
+        dry_run: dry_run == DryRun::Server,
+        ..PostParams::default()
+    };
+    let created = api
+        .create(&params, object)
+        .await
+        .map_err(|e| PluginError::api(format!("creating {what} in namespace {namespace}"), e))?;
+    if dry_run == DryRun::Server {
+        return emit(&structured(as_text(format), &created)?.unwrap_or_default());
+    }
+    created_then_follow(&api, namespace, created, follow, format).await
 }
 
 /// Says what was created, then (unless `--no-wait`) follows it and prints the outcome.

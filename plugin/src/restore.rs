@@ -9,13 +9,12 @@ use hort_crds::restore_request::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::PostParams;
-use kube::{Api, Client};
+use kube::Client;
 
-use crate::backup::created_then_follow;
+use crate::backup::submit;
 use crate::cli::FollowFlags;
 use crate::error::{PluginError, Result};
-use crate::output::{Format, emit, structured};
+use crate::output::Format;
 
 /// `--dry-run`: as kubectl's.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -213,29 +212,8 @@ pub fn build(flags: &RestoreFlags, namespace: &str) -> Result<RestoreRequest> {
 /// Runs `restore`.
 pub async fn run(client: &Client, namespace: &str, flags: &RestoreFlags, format: Format) -> Result<()> {
     let request = build(flags, namespace)?;
-    if flags.dry_run == DryRun::Client {
-        let format = if format == Format::Table { Format::Yaml } else { format };
-        return emit(&structured(format, &request)?.unwrap_or_default());
-    }
-    let api: Api<RestoreRequest> = Api::namespaced(client.clone(), namespace);
-    let params = PostParams {
-        dry_run: flags.dry_run == DryRun::Server,
-        ..PostParams::default()
-    };
-    let created = api.create(&params, &request).await.map_err(|e| {
-        PluginError::api(
-            format!(
-                "creating a RestoreRequest of group {} in namespace {namespace}",
-                flags.group
-            ),
-            e,
-        )
-    })?;
-    if flags.dry_run == DryRun::Server {
-        let format = if format == Format::Table { Format::Yaml } else { format };
-        return emit(&structured(format, &created)?.unwrap_or_default());
-    }
-    created_then_follow(&api, namespace, created, &flags.follow, format).await
+    let what = format!("a RestoreRequest of group {}", flags.group);
+    submit(client, namespace, &request, flags.dry_run, &flags.follow, format, &what).await
 }
 
 #[cfg(test)]

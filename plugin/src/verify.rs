@@ -10,14 +10,13 @@ use hort_crds::verification::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::PostParams;
-use kube::{Api, Client};
+use kube::Client;
 
-use crate::backup::created_then_follow;
+use crate::backup::submit;
 use crate::cli::FollowFlags;
 use crate::error::{PluginError, Result};
 use crate::follow::Followed;
-use crate::output::{Format, emit, structured};
+use crate::output::Format;
 use crate::restore::DryRun;
 
 /// The flags of `verify`.
@@ -141,6 +140,7 @@ pub fn build(flags: &VerifyFlags, namespace: &str) -> Result<Verification> {
             volume: flags.volume_size.clone().map(|size| VolumeVerification {
                 storage_class_name: flags.storage_class.clone(),
                 size: Quantity(size),
+                command: None,
             }),
             repository: flags.repository.map(|percent| RepositoryVerification {
                 read_data_percent: percent,
@@ -186,29 +186,17 @@ impl Followed for Verification {
 /// Runs `verify`.
 pub async fn run(client: &Client, namespace: &str, flags: &VerifyFlags, format: Format) -> Result<()> {
     let verification = build(flags, namespace)?;
-    if flags.dry_run == DryRun::Client {
-        let format = if format == Format::Table { Format::Yaml } else { format };
-        return emit(&structured(format, &verification)?.unwrap_or_default());
-    }
-    let api: Api<Verification> = Api::namespaced(client.clone(), namespace);
-    let params = PostParams {
-        dry_run: flags.dry_run == DryRun::Server,
-        ..PostParams::default()
-    };
-    let created = api.create(&params, &verification).await.map_err(|e| {
-        PluginError::api(
-            format!(
-                "creating a Verification of group {} in namespace {namespace}",
-                flags.group
-            ),
-            e,
-        )
-    })?;
-    if flags.dry_run == DryRun::Server {
-        let format = if format == Format::Table { Format::Yaml } else { format };
-        return emit(&structured(format, &created)?.unwrap_or_default());
-    }
-    created_then_follow(&api, namespace, created, &flags.follow, format).await
+    let what = format!("a Verification of group {}", flags.group);
+    submit(
+        client,
+        namespace,
+        &verification,
+        flags.dry_run,
+        &flags.follow,
+        format,
+        &what,
+    )
+    .await
 }
 
 #[cfg(test)]
