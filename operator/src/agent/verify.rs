@@ -161,19 +161,24 @@ pub fn image(db: &DatabaseVerification) -> String {
 /// The throwaway server's resources: the spec's, else 250m CPU and 256Mi memory requested and
 /// 1 CPU and 1Gi memory at most.
 pub fn server_resources(db: &DatabaseVerification) -> ResourceRequirements {
-    db.resources.clone().unwrap_or_else(|| {
-        let quantities = |cpu: &str, memory: &str| {
-            BTreeMap::from([
-                ("cpu".to_string(), Quantity(cpu.into())),
-                ("memory".to_string(), Quantity(memory.into())),
-            ])
-        };
-        ResourceRequirements {
-            requests: Some(quantities("250m", "256Mi")),
-            limits: Some(quantities("1", "1Gi")),
-            ..ResourceRequirements::default()
-        }
-    })
+    db.resources
+        .clone()
+        .unwrap_or_else(|| bounded(("250m", "256Mi"), ("1", "1Gi")))
+}
+
+/// Resources that request `(cpu, memory)` and may use `limit` at most.
+pub fn bounded(request: (&str, &str), limit: (&str, &str)) -> ResourceRequirements {
+    let quantities = |(cpu, memory): (&str, &str)| {
+        BTreeMap::from([
+            ("cpu".to_string(), Quantity(cpu.into())),
+            ("memory".to_string(), Quantity(memory.into())),
+        ])
+    };
+    ResourceRequirements {
+        requests: Some(quantities(request)),
+        limits: Some(quantities(limit)),
+        ..ResourceRequirements::default()
+    }
 }
 
 /// Adds the throwaway server of `db` to the agent pod: a native sidecar that starts before the

@@ -10,8 +10,6 @@
 //! and credentials are in the agent's environment only, and the pod mounts no ServiceAccount
 //! token.
 
-use std::collections::BTreeMap;
-
 use hort_crds::verification::VerificationCommand;
 use hort_protocol::{ExitCode, VerificationFailure, VerificationReport};
 use jiff::{SignedDuration, Timestamp};
@@ -45,19 +43,10 @@ pub fn subject(command: &VerificationCommand) -> String {
 /// The command container's resources: the spec's, else 100m CPU and 128Mi memory requested
 /// and 1 CPU and 512Mi memory at most.
 pub fn resources(command: &VerificationCommand) -> ResourceRequirements {
-    command.resources.clone().unwrap_or_else(|| {
-        let quantities = |cpu: &str, memory: &str| {
-            BTreeMap::from([
-                ("cpu".to_string(), Quantity(cpu.into())),
-                ("memory".to_string(), Quantity(memory.into())),
-            ])
-        };
-        ResourceRequirements {
-            requests: Some(quantities("100m", "128Mi")),
-            limits: Some(quantities("1", "512Mi")),
-            ..ResourceRequirements::default()
-        }
-    })
+    command
+        .resources
+        .clone()
+        .unwrap_or_else(|| super::verify::bounded(("100m", "128Mi"), ("1", "512Mi")))
 }
 
 /// Moves the agent container of a volume verification's pod into its init containers and
@@ -276,7 +265,7 @@ mod tests {
                 name: "v-verify".into(),
                 namespace: "demo".into(),
                 owner: OwnerReference::default(),
-                labels: BTreeMap::new(),
+                labels: std::collections::BTreeMap::new(),
                 command: agent_command,
                 repository: access,
                 overrides: None,
