@@ -39,6 +39,32 @@ pub enum Overwrite {
     Always,
 }
 
+/// Which snapshot a restore or verification reads: at most one of the three (the commands
+/// that need one say so with a required argument group `source`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SourceFlags {
+    /// The snapshot id (a unique prefix of 8 or more hex characters).
+    #[arg(long)]
+    pub snapshot: Option<String>,
+    /// The snapshot this BackupJob wrote.
+    #[arg(long, value_name = "JOB")]
+    pub from_job: Option<String>,
+    /// The newest snapshot carrying all of these tags (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+}
+
+impl SourceFlags {
+    /// The API's form, `None` when no flag was given.
+    pub fn source(&self) -> Option<RestoreSource> {
+        (self.snapshot.is_some() || self.from_job.is_some() || !self.tags.is_empty()).then(|| RestoreSource {
+            backup_job_ref: self.from_job.clone().map(|name| LocalObjectRef { name }),
+            snapshot_id: self.snapshot.clone(),
+            tags: self.tags.clone(),
+        })
+    }
+}
+
 /// The flags of `restore`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(group = clap::ArgGroup::new("source").required(true).multiple(false).args(["snapshot", "from_job", "tags"]))]
@@ -49,15 +75,9 @@ pub struct RestoreFlags {
     /// Name of the RestoreRequest; `<group>-restore-<random>` when unset.
     #[arg(long)]
     pub name: Option<String>,
-    /// The snapshot id (a unique prefix of 8 or more hex characters).
-    #[arg(long)]
-    pub snapshot: Option<String>,
-    /// The snapshot this BackupJob wrote.
-    #[arg(long, value_name = "JOB")]
-    pub from_job: Option<String>,
-    /// The newest snapshot carrying all of these tags (repeatable).
-    #[arg(long = "tag", value_name = "TAG")]
-    pub tags: Vec<String>,
+    /// Which snapshot.
+    #[command(flatten)]
+    pub source: SourceFlags,
     /// Restore files into this PersistentVolumeClaim.
     #[arg(long, value_name = "CLAIM")]
     pub to_claim: Option<String>,
@@ -151,11 +171,9 @@ pub fn build(flags: &RestoreFlags, namespace: &str) -> Result<RestoreRequest> {
             "--table needs exactly one --database: name the database the tables come from".into(),
         ));
     }
-    let source = RestoreSource {
-        backup_job_ref: flags.from_job.clone().map(|name| LocalObjectRef { name }),
-        snapshot_id: flags.snapshot.clone(),
-        tags: flags.tags.clone(),
-    };
+    let source = flags.source.source().ok_or_else(|| {
+        PluginError::Usage("say which snapshot to restore: --snapshot ID, --from-job JOB or --tag TAG".into())
+    })?;
     let database = |host: &String| -> Result<DatabaseRestoreTarget> {
         Ok(DatabaseRestoreTarget {
             host: host.clone(),

@@ -4,7 +4,6 @@
 
 use hort_crds::Verification;
 use hort_crds::common::{LocalObjectRef, Phase, Progress};
-use hort_crds::restore_request::RestoreSource;
 use hort_crds::verification::{
     DatabaseKind, DatabaseVerification, RepositoryVerification, SqlAssertion, VerificationSpec, VolumeVerification,
 };
@@ -17,7 +16,7 @@ use crate::cli::FollowFlags;
 use crate::error::{PluginError, Result};
 use crate::follow::Followed;
 use crate::output::Format;
-use crate::restore::DryRun;
+use crate::restore::{DryRun, SourceFlags};
 
 /// The flags of `verify`.
 #[derive(Debug, Clone, clap::Args)]
@@ -29,15 +28,9 @@ pub struct VerifyFlags {
     /// Name of the Verification; `<group>-verify-<random>` when unset.
     #[arg(long)]
     pub name: Option<String>,
-    /// The snapshot id (a unique prefix of 8 or more hex characters).
-    #[arg(long)]
-    pub snapshot: Option<String>,
-    /// The snapshot this BackupJob wrote.
-    #[arg(long, value_name = "JOB")]
-    pub from_job: Option<String>,
-    /// The newest snapshot carrying all of these tags (repeatable).
-    #[arg(long = "tag", value_name = "TAG")]
-    pub tags: Vec<String>,
+    /// Which snapshot (none with --repository).
+    #[command(flatten)]
+    pub source: SourceFlags,
     /// Restore PostgreSQL dumps into a throwaway server and check them.
     #[arg(long)]
     pub postgres: bool,
@@ -96,24 +89,18 @@ pub fn build(flags: &VerifyFlags, namespace: &str) -> Result<Verification> {
     if flags.volume_size.is_none() && flags.storage_class.is_some() {
         return Err(PluginError::Usage("--storage-class goes with --volume-size".into()));
     }
-    let has_source = flags.snapshot.is_some() || flags.from_job.is_some() || !flags.tags.is_empty();
-    let source = match (flags.repository, has_source) {
-        (Some(_), true) => {
+    let source = match (flags.repository, flags.source.source()) {
+        (Some(_), Some(_)) => {
             return Err(PluginError::Usage(
                 "--repository checks the whole repository: leave out --snapshot, --from-job and --tag".into(),
             ));
         }
-        (None, false) => {
+        (None, None) => {
             return Err(PluginError::Usage(
                 "say which snapshot to verify: --snapshot ID, --from-job JOB or --tag TAG".into(),
             ));
         }
-        (Some(_), false) => None,
-        (None, true) => Some(RestoreSource {
-            backup_job_ref: flags.from_job.clone().map(|name| LocalObjectRef { name }),
-            snapshot_id: flags.snapshot.clone(),
-            tags: flags.tags.clone(),
-        }),
+        (_, source) => source,
     };
     let database = database
         .then(|| -> Result<DatabaseVerification> {
