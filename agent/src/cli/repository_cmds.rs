@@ -161,10 +161,19 @@ fn open_or_init(ctx: &Context, init: bool, kdf: &InitArgs) -> Result<(Repository
 }
 
 pub(super) fn resync(ctx: &Context, dry_run: bool) -> Result<(), CliError> {
+    let group = ctx.group()?;
     // The key tells tree packs from data packs, which an archive storage class must not take.
-    let repo = ctx.open()?;
-    let pack_kind = |data: &[u8]| pack::kind_of_pack(repo.keys(), data);
-    let lags = ctx.group()?.resync(!dry_run, None, &pack_kind)?;
+    // The repository is opened once a pack is copied: after resync checked that the targets
+    // hold one repository. Without the key a pack is copied as a tree pack (never archived).
+    let repo = std::cell::OnceCell::new();
+    let pack_kind = |data: &[u8]| match repo.get_or_init(|| ctx.open()) {
+        Ok(repo) => pack::kind_of_pack(repo.keys(), data),
+        Err(_) => FileKind::TreePack,
+    };
+    let lags = group.resync(!dry_run, None, &pack_kind)?;
+    if let Some(Err(e)) = repo.get() {
+        tracing::warn!(error = %e, "the repository could not be opened: packs were copied without an archive storage class");
+    }
     if ctx.json() {
         ctx.print_json(&json!({"type": "resync", "dry_run": dry_run, "targets": lags}));
     } else {
