@@ -19,7 +19,9 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::json;
 
+mod metrics_wait;
 mod support;
+use metrics_wait::metrics_showing;
 use support::{TestEnv, WAIT, client, create, finish_pod, ready_s3_group, usable_claim, wait_for, wait_for_event};
 
 fn condition<'a>(
@@ -428,17 +430,14 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
     })
     .await;
 
-    let text = metrics.render();
-    assert!(
-        text.contains(&format!(
-            r#"hort_storage_group_ready{{namespace="{ns}",storage_group="mirrored"}} 0"#
-        )),
-        "{text}"
-    );
-    assert!(
-        text.contains(r#"hort_reconcile_total{kind="StorageGroup",result="success"}"#),
-        "{text}"
-    );
+    let text = metrics_showing(
+        &metrics,
+        &[
+            format!(r#"hort_storage_group_ready{{namespace="{ns}",storage_group="mirrored"}} 0"#),
+            r#"hort_reconcile_total{kind="StorageGroup",result="success"}"#.to_string(),
+        ],
+    )
+    .await;
     assert!(
         !text.contains("pw") && !text.contains("secret\""),
         "metrics must not carry Secret values"
@@ -565,16 +564,17 @@ async fn schedule_creates_jobs_on_its_cron_with_an_injected_clock() {
     // The metrics come from the Schedule's status (as after an operator restart): a series from
     // its creation on, and its last success, which no BackupJob reconcile recorded here (the
     // test finished the job).
-    let text = env.metrics.render();
-    for expected in [
-        format!(r#"hort_schedule_created_timestamp_seconds{{namespace="{ns}",schedule="nightly"}} "#),
-        format!(
-            r#"hort_last_successful_backup_timestamp_seconds{{namespace="{ns}",schedule="nightly"}} {}"#,
-            second.as_second()
-        ),
-    ] {
-        assert!(text.contains(&expected), "missing {expected} in\n{text}");
-    }
+    metrics_showing(
+        &env.metrics,
+        &[
+            format!(r#"hort_schedule_created_timestamp_seconds{{namespace="{ns}",schedule="nightly"}} "#),
+            format!(
+                r#"hort_last_successful_backup_timestamp_seconds{{namespace="{ns}",schedule="nightly"}} {}"#,
+                second.as_second()
+            ),
+        ],
+    )
+    .await;
 
     // The second job finishes: with historyLimit.successful 1 the first job is deleted.
     finish(&jobs, &job2, second + SignedDuration::from_secs(60)).await;
@@ -998,8 +998,7 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
     .await;
     wait_for_event(&client, &ns, "weekly", "Pruned").await;
 
-    let text = metrics.render();
-    for expected in [
+    let expected = [
         format!(r#"hort_backup_total{{namespace="{ns}",result="succeeded",schedule=""}} 1"#),
         // `once` (no retries left).
         format!(r#"hort_backup_total{{namespace="{ns}",result="failed",schedule=""}} 1"#),
@@ -1008,9 +1007,8 @@ async fn backup_job_runs_agent_pods_retries_and_records_the_snapshot() {
         format!(r#"hort_restore_total{{namespace="{ns}",result="succeeded"}} 1"#),
         // The measured restore time of the volume restore (0.2 s), beside the verifications'.
         format!(r#"hort_restore_duration_seconds_sum{{kind="volume",namespace="{ns}"}} 0.2"#),
-    ] {
-        assert!(text.contains(&expected), "missing {expected} in\n{text}");
-    }
+    ];
+    metrics_showing(&metrics, &expected).await;
 
     env.stop().await;
 }

@@ -17,7 +17,9 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
+mod metrics_wait;
 mod support;
+use metrics_wait::metrics_showing;
 use support::{TestEnv, create, finish_pod, ready_s3_group, usable_claim, wait_for, wait_for_event};
 
 /// One scenario's namespace, with a Ready S3 StorageGroup, and the APIs it uses.
@@ -210,7 +212,7 @@ async fn a_csi_snapshot_is_taken_backed_up_from_a_temporary_claim_and_deleted() 
         r#"hort_backup_total{{namespace="{}",result="succeeded",schedule=""}} 1"#,
         env.ns
     );
-    assert!(env.metrics.render().contains(&expected), "missing {expected}");
+    metrics_showing(&env.metrics, &[expected]).await;
     env.stop().await;
 }
 
@@ -279,7 +281,7 @@ async fn auto_reads_live_when_the_cluster_cannot_snapshot_and_csi_fails() {
         r#"hort_backup_total{{namespace="{}",result="failed",schedule=""}} 1"#,
         env.ns
     );
-    assert!(env.metrics.render().contains(&expected), "missing {expected}");
+    metrics_showing(&env.metrics, &[expected]).await;
     env.stop().await;
 }
 

@@ -19,7 +19,9 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
+mod metrics_wait;
 mod support;
+use metrics_wait::metrics_showing;
 use support::{TestEnv, WAIT, client, create, finish_pod, ready_s3_group, usable_claim, wait_for, wait_for_event};
 
 /// Waits until object `name` of `api` is gone.
@@ -136,14 +138,12 @@ async fn a_database_verification_runs_a_throwaway_server_and_records_what_was_ch
     assert!(notes[0].contains("2 checks passed"), "{notes:?}");
     let status_json = serde_json::to_string(&verifications.get("shop").await.unwrap()).unwrap();
     assert!(!status_json.contains(&password));
-    let text = env.metrics.render();
-    for expected in [
+    let expected = [
         format!(r#"hort_verify_total{{namespace="{ns}",result="succeeded"}} 1"#),
         format!(r#"hort_restore_duration_seconds_count{{kind="postgres",namespace="{ns}"}} 1"#),
         format!(r#"hort_last_verified_timestamp_seconds{{namespace="{ns}",schedule=""}} "#),
-    ] {
-        assert!(text.contains(&expected), "missing {expected} in\n{text}");
-    }
+    ];
+    metrics_showing(&env.metrics, &expected).await;
 
     // The scratch resources are gone once the run has ended.
     wait_gone(&pods, "shop-verify", "the agent pod").await;
@@ -228,9 +228,8 @@ async fn a_failed_check_fails_the_verification_naming_it_and_the_scratch_claim_g
             .is_some_and(|m| m.starts_with("verification failed before its checks ran") && m.contains("wrong password"))
     })
     .await;
-    let text = env.metrics.render();
     let failed = format!(r#"hort_verify_total{{namespace="{ns}",result="failed"}} 2"#);
-    assert!(text.contains(&failed), "missing {failed} in\n{text}");
+    metrics_showing(&env.metrics, &[failed]).await;
     wait_gone(&pods, "broken-verify", "the agent pod").await;
 
     env.stop().await;
@@ -473,12 +472,11 @@ async fn a_schedule_creates_verifications_on_its_own_cron_and_records_the_newest
             })
     })
     .await;
-    let text = env.metrics.render();
     let expected = format!(
         r#"hort_last_verified_timestamp_seconds{{namespace="{ns}",schedule="nightly"}} {}"#,
         done.as_second()
     );
-    assert!(text.contains(&expected), "missing {expected} in\n{text}");
+    metrics_showing(&env.metrics, &[expected]).await;
 
     // The next run: a second Verification; once it finished too, the first is beyond the
     // history (one success kept) and deleted.
@@ -575,13 +573,11 @@ async fn a_repository_verification_succeeds_on_a_clean_report_and_fails_naming_t
     assert_eq!(status.checked.len(), 2);
     assert_eq!((status.restore_duration_seconds, status.snapshot_id), (None, None));
     wait_for_event(&client, &ns, "sample", "Verified").await;
-    let text = env.metrics.render();
-    for expected in [
+    let expected = [
         format!(r#"hort_verify_total{{namespace="{ns}",result="succeeded"}} 1"#),
         format!(r#"hort_last_repository_verified_timestamp_seconds{{namespace="{ns}",storage_group="s3"}} "#),
-    ] {
-        assert!(text.contains(&expected), "missing {expected} in\n{text}");
-    }
+    ];
+    let text = metrics_showing(&env.metrics, &expected).await;
     for absent in [
         "hort_restore_duration_seconds_count",
         "hort_last_verified_timestamp_seconds{",
@@ -622,9 +618,8 @@ async fn a_repository_verification_succeeds_on_a_clean_report_and_fails_naming_t
     );
     let notes = wait_for_event(&client, &ns, "all", "CheckFailed").await;
     assert!(notes[0].contains(&pack), "{notes:?}");
-    let text = env.metrics.render();
     let failed = format!(r#"hort_verify_total{{namespace="{ns}",result="failed"}} 1"#);
-    assert!(text.contains(&failed), "missing {failed} in\n{text}");
+    metrics_showing(&env.metrics, &[failed]).await;
     wait_gone(&pods, "all-verify", "the agent pod").await;
 
     env.stop().await;
@@ -732,12 +727,11 @@ async fn a_storage_group_verifies_its_repository_on_its_own_cron_and_records_the
         })
     })
     .await;
-    let text = env.metrics.render();
     let expected = format!(
         r#"hort_last_repository_verified_timestamp_seconds{{namespace="{ns}",storage_group="s3"}} {}"#,
         (first + SignedDuration::from_secs(10)).as_second()
     );
-    assert!(text.contains(&expected), "missing {expected} in\n{text}");
+    metrics_showing(&env.metrics, &[expected]).await;
 
     // The next run: a second Verification; once it failed, the first (one success kept) stays
     // and the second is the newest; a third success pushes the first out.
