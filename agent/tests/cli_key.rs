@@ -3,6 +3,8 @@
 
 mod support;
 
+use hort_protocol::CheckReport;
+use hort_protocol::report::decode;
 use support::{Kind, PASSWORD, Repo};
 
 fn keys(repo: &Repo, password: &str) -> serde_json::Value {
@@ -101,4 +103,85 @@ fn a_new_password_shorter_than_twelve_characters_is_refused() {
         .output()
         .unwrap();
     assert!(unicode.status.success(), "{}", String::from_utf8_lossy(&unicode.stderr));
+}
+
+/// Runs `check --rotate-key` with `password` as the repository password and `previous` as the
+/// previous one; returns whether it succeeded and its report.
+fn check_rotating(repo: &Repo, password: &str, previous: Option<&str>) -> (bool, CheckReport) {
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("termination-log");
+    let mut cmd = repo.cmd(&[
+        "check",
+        "--rotate-key",
+        "--kdf-memory-kib",
+        "64",
+        "--kdf-iterations",
+        "1",
+    ]);
+    cmd.env("HORT_TERMINATION_LOG", &log).env("HORT_PASSWORD", password);
+    if let Some(previous) = previous {
+        cmd.env("HORT_PREVIOUS_PASSWORD", previous);
+    }
+    let out = cmd.output().unwrap();
+    let report = decode(&std::fs::read_to_string(&log).unwrap()).unwrap();
+    (out.status.success(), report)
+}
+
+#[test]
+fn a_check_with_rotate_key_makes_the_new_password_the_only_one_and_is_safe_to_repeat() {
+    let repo = Repo::new(Kind::Fs);
+    repo.init();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("f"), b"data").unwrap();
+    repo.backup(work.path(), &[]);
+    let new = "the password after the rotation";
+
+    let (ok, report) = check_rotating(&repo, new, Some(PASSWORD));
+    assert!(ok, "the check opens the repository with the new password: {report:?}");
+    let rotation = report.key_rotation.unwrap();
+    assert!(rotation.done, "{rotation:?}");
+    let (added, removed) = (rotation.added.unwrap(), rotation.removed.unwrap());
+    assert_ne!(added, removed);
+    let listed = keys(&repo, new);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["id"], added.as_str());
+    assert_eq!(
+        repo.run(&["snapshots"]).status.code(),
+        Some(12),
+        "the old password opens nothing"
+    );
+
+    // Repeated (the next check while the field is still set): nothing more to do.
+    let (ok, again) = check_rotating(&repo, new, Some(PASSWORD));
+    assert!(ok);
+    let again = again.key_rotation.unwrap();
+    assert!(
+        again.done && again.added.is_none() && again.removed.is_none(),
+        "{again:?}"
+    );
+
+    // The same password twice, or none given: not done, and says why.
+    let (_, same) = check_rotating(&repo, new, Some(new));
+    let same = same.key_rotation.unwrap();
+    assert!(!same.done && same.error.unwrap().contains("the same"));
+    let (_, none) = check_rotating(&repo, new, None);
+    assert!(
+        none.key_rotation
+            .unwrap()
+            .error
+            .unwrap()
+            .contains("HORT_PREVIOUS_PASSWORD")
+    );
+}
+
+#[test]
+fn a_rotation_to_a_password_that_is_too_short_writes_nothing_and_the_old_one_still_opens() {
+    let repo = Repo::new(Kind::Fs);
+    repo.init();
+    let (ok, report) = check_rotating(&repo, "short", Some(PASSWORD));
+    assert!(!ok, "the short password opens nothing: {report:?}");
+    let rotation = report.key_rotation.unwrap();
+    assert!(!rotation.done && rotation.added.is_none(), "{rotation:?}");
+    assert!(rotation.error.unwrap().contains("12"), "names the minimum");
+    assert_eq!(keys(&repo, PASSWORD).as_array().unwrap().len(), 1);
 }

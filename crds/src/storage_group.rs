@@ -267,6 +267,16 @@ pub struct Encryption {
     /// Secret's owner allows Hort to use it with the label `hort.dev/usable: "true"`; without
     /// it the group is not Ready and says so.
     pub key_secret_ref: SecretKeyRef,
+    /// Rotates the repository password: the Secret key holding the password the repository
+    /// was opened with before `keySecretRef` changed (usually the old Secret, when
+    /// `keySecretRef` now names a new one; change both in one apply). The group's next check
+    /// adds a key file for `keySecretRef`'s password, unlocked with this one, then removes
+    /// this one's key file; backups wait (`Ready` False, `KeyRotating`) until that check has
+    /// run. Condition `KeyRotated` says what it did; once it is True, only `keySecretRef`'s
+    /// password opens the repository and this field can be removed. Marked usable like
+    /// `keySecretRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_key_secret_ref: Option<SecretKeyRef>,
 }
 
 /// Observed state of a StorageGroup.

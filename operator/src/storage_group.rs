@@ -25,6 +25,9 @@ use crate::{scheduled_verifications, status, verification_plan};
 
 /// Name of the condition that tells whether backups can be written to the group.
 pub const READY: &str = "Ready";
+/// Name of the condition that tells how far the rotation of `spec.encryption.previousKeySecretRef`
+/// got.
+pub const KEY_ROTATED: &str = "KeyRotated";
 /// Name of the condition that tells whether `spec.verification` is valid and scheduled.
 pub const VERIFICATION_SCHEDULED: &str = "VerificationScheduled";
 /// Label on the Verifications a group creates (`spec.verification`): the group's name.
@@ -83,7 +86,20 @@ pub async fn reconcile(cached: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<A
             api::create(&pods, &pod).await?;
             started = pod.metadata.name.clone();
         }
+        let rotating = group.spec.encryption.previous_key_secret_ref.is_some()
+            && newest_finished.is_none_or(|pod| pod_generation(pod) != Some(generation));
         match newest_finished {
+            // Until this generation's check rotated the key, the password in keySecretRef may
+            // open nothing: no backup may start with it.
+            _ if rotating => Observation {
+                type_: READY,
+                status: Status::False,
+                reason: "KeyRotating",
+                message: format!(
+                    "check pod {:?} rotates the repository key to spec.encryption.keySecretRef; backups wait for it",
+                    running.map(|p| p.name_any()).or(started).unwrap_or_default()
+                ),
+            },
             Some(pod) => from_check(&group, pod, &mut status),
             None => Observation {
                 type_: READY,
@@ -112,6 +128,7 @@ pub async fn reconcile(cached: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<A
         now,
     );
     events::on_transition(&ctx, &group, before.as_ref(), &observation).await;
+    key_rotation(&ctx, &group, newest_finished, &mut status).await;
     if let Some(next) = verifications(&ctx, &group, &namespace, &mut status).await? {
         let until = next.duration_since(now).unsigned_abs();
         requeue = requeue.min(until.max(Duration::from_secs(1)));
@@ -124,6 +141,25 @@ pub async fn reconcile(cached: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<A
         .with_label_values(&[&namespace, &name])
         .set(i64::from(ready));
     Ok(Action::requeue(requeue))
+}
+
+/// The `KeyRotated` condition: what this generation's newest check did with
+/// `spec.encryption.previousKeySecretRef` (removed when the field is unset).
+async fn key_rotation(ctx: &Context, group: &StorageGroup, newest: Option<&Pod>, status: &mut StorageGroupStatus) {
+    let Some(previous) = &group.spec.encryption.previous_key_secret_ref else {
+        status.conditions.retain(|c| c.type_ != KEY_ROTATED);
+        return;
+    };
+    let generation = group.metadata.generation.unwrap_or_default();
+    let report = newest
+        .filter(|pod| pod_generation(pod) == Some(generation))
+        .and_then(|pod| check::parse_report(&outcome::message(pod), &group.spec).ok())
+        .and_then(|report| report.key_rotation);
+    let observation = check::key_rotated(&group.spec.encryption.key_secret_ref, previous, report.as_ref());
+    let before = conditions::find(&status.conditions, KEY_ROTATED).cloned();
+    events::on_transition(ctx, group, before.as_ref(), &observation).await;
+    let now = ctx.clock.now();
+    conditions::set(&mut status.conditions, observation, group.metadata.generation, now);
 }
 
 /// The repository verifications of `spec.verification`: runs them when due and records the
@@ -260,17 +296,28 @@ fn pod_generation(pod: &Pod) -> Option<i64> {
 /// target answers and none holds a repository), so a check never splits a group. A `Mirror`
 /// group's check also copies to each target what it lacks (after an outage, or a target
 /// added later).
-fn check_command(recorded: Option<String>, strategy: Strategy) -> AgentCommand {
+fn check_command(recorded: Option<String>, strategy: Strategy, rotate_key: bool) -> AgentCommand {
     AgentCommand::Check {
         init: recorded.is_none(),
         resync: recorded.is_some() && strategy == Strategy::Mirror,
         repository_id: recorded,
+        rotate_key,
     }
 }
 
-/// The pod that checks the group's targets and initialises its repository if absent.
+/// The pod that checks the group's targets and initialises its repository if absent; with
+/// `spec.encryption.previousKeySecretRef`, it first rotates the key (the previous password in
+/// its own variable, from the Secret by reference).
 fn check_pod(ctx: &Context, group: &StorageGroup, namespace: &str, generation: i64, now: Timestamp) -> Pod {
     let name = format!("{}-check-{generation}-{}", group.name_any(), now.as_second());
+    let previous = group.spec.encryption.previous_key_secret_ref.as_ref();
+    let mut repository = pod::repository_access(&group.spec);
+    if let Some(previous) = previous {
+        let variable = hort_protocol::env::PREVIOUS_PASSWORD;
+        repository
+            .env
+            .push(pod::secret_env(variable, &previous.name, &previous.key));
+    }
     pod::build(
         &ctx.agent,
         AgentPod {
@@ -283,8 +330,9 @@ fn check_pod(ctx: &Context, group: &StorageGroup, namespace: &str, generation: i
             command: check_command(
                 group.status.as_ref().and_then(|s| s.repository_id.clone()),
                 group.spec.strategy,
+                previous.is_some(),
             ),
-            repository: pod::repository_access(&group.spec),
+            repository,
             overrides: group.spec.agent.as_ref(),
             active_deadline_seconds: Some(CHECK_DEADLINE_SECONDS),
             node: None,
@@ -301,6 +349,13 @@ pub fn references(spec: &StorageGroupSpec) -> Vec<Reference> {
         &[key.key.as_str()],
         "spec.encryption.keySecretRef",
     )];
+    if let Some(previous) = &spec.encryption.previous_key_secret_ref {
+        references.push(Reference::secret(
+            &previous.name,
+            &[previous.key.as_str()],
+            "spec.encryption.previousKeySecretRef",
+        ));
+    }
     for (i, target) in spec.targets.iter().enumerate() {
         if let Some(s3) = &target.s3 {
             let field = format!("spec.targets[{i}].s3.credentialsSecretRef");
@@ -335,23 +390,29 @@ mod tests {
     fn only_a_group_without_a_recorded_repository_may_create_one() {
         for strategy in [Strategy::Spread, Strategy::Mirror] {
             assert_eq!(
-                check_command(None, strategy),
+                check_command(None, strategy, false),
                 AgentCommand::Check {
                     init: true,
                     repository_id: None,
                     resync: false,
+                    rotate_key: false,
                 }
             );
         }
         assert_eq!(
-            check_command(Some("ab".into()), Strategy::Spread).to_args(),
+            check_command(Some("ab".into()), Strategy::Spread, false).to_args(),
             ["check", "--repository-id", "ab"],
             "a recorded repository is checked, never created again"
         );
         assert_eq!(
-            check_command(Some("ab".into()), Strategy::Mirror).to_args(),
+            check_command(Some("ab".into()), Strategy::Mirror, false).to_args(),
             ["check", "--resync", "--repository-id", "ab"],
             "a Mirror group brings its targets level"
+        );
+        assert_eq!(
+            check_command(Some("ab".into()), Strategy::Spread, true).to_args(),
+            ["check", "--rotate-key", "--repository-id", "ab"],
+            "previousKeySecretRef rotates the key first"
         );
     }
 }

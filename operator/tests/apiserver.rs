@@ -286,6 +286,7 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
             },
         ],
         error: None,
+        key_rotation: None,
     });
     finish_pod(&pods, &check.name_any(), 0, &report).await;
     wait_for(&groups, "mirrored", "Ready=True Degraded from the check", |g| {
@@ -350,6 +351,7 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
             target(false, false, Some("/targets/disk: permission denied")),
         ],
         error: Some("no target holds a readable repository".into()),
+        key_rotation: None,
     });
     finish_pod(&pods, &third.name_any(), 1, &report).await;
     wait_for(&groups, "mirrored", "Ready=False naming each target", |g| {
@@ -377,6 +379,7 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
         created: false,
         targets: vec![target(true, true, None), target(true, true, None)],
         error: None,
+        key_rotation: None,
     });
     finish_pod(&pods, &fourth.name_any(), 0, &report).await;
     wait_for(&groups, "mirrored", "Ready=False RepositoryChanged", |g| {

@@ -194,6 +194,10 @@ pub enum AgentCommand {
         /// Copy to each target what the others hold and it lacks (`Mirror`), within the
         /// check's time, and report what each still lacks.
         resync: bool,
+        /// First make the repository password the only one that opens the repository: add a
+        /// key file for it, unlocked with [`crate::env::PREVIOUS_PASSWORD`], and remove the
+        /// previous password's key file ([`CheckReport::key_rotation`](crate::CheckReport)).
+        rotate_key: bool,
     },
     /// `backup DIR`: a directory (a mounted volume).
     Backup {
@@ -361,6 +365,7 @@ impl AgentCommand {
                 init,
                 repository_id,
                 resync,
+                rotate_key,
             } => {
                 args.push("check".into());
                 if *init {
@@ -368,6 +373,9 @@ impl AgentCommand {
                 }
                 if *resync {
                     args.push("--resync".into());
+                }
+                if *rotate_key {
+                    args.push("--rotate-key".into());
                 }
                 if let Some(id) = repository_id {
                     args.extend(["--repository-id".into(), id.clone()]);

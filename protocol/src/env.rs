@@ -16,6 +16,9 @@ pub const PASSWORD: &str = "HORT_PASSWORD";
 /// A file holding the repository password (the agent's command line; the operator uses
 /// [`PASSWORD`]).
 pub const PASSWORD_FILE: &str = "HORT_PASSWORD_FILE";
+/// The password the repository was opened with before [`PASSWORD`] changed: a check with
+/// `--rotate-key` makes [`PASSWORD`] the one password that opens it.
+pub const PREVIOUS_PASSWORD: &str = "HORT_PREVIOUS_PASSWORD";
 /// Directory where packs are spooled while they fill and upload.
 pub const SPOOL_DIR: &str = "HORT_SPOOL_DIR";
 /// The database user of a database backup or restore.

@@ -34,8 +34,9 @@ pub use exit::ExitCode;
 pub use location::{Location, LockMode, ObjectLock, S3Location};
 pub use period::Period;
 pub use report::{
-    BackupReport, CheckReport, EntryKind, ForgetReport, ListedEntry, ListedStream, ListedTable, Listing, PacksRead,
-    ProgressLine, RestoreReport, SnapshotList, SnapshotSummary, TargetReport, VerificationFailure, VerificationReport,
+    BackupReport, CheckReport, EntryKind, ForgetReport, KeyRotationReport, ListedEntry, ListedStream, ListedTable,
+    Listing, PacksRead, ProgressLine, RestoreReport, SnapshotList, SnapshotSummary, TargetReport, VerificationFailure,
+    VerificationReport,
 };
 
 /// Version of this contract. The operator passes it to every agent pod

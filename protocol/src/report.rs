@@ -181,6 +181,26 @@ pub struct CheckReport {
     /// Why the repository could not be opened or created, when it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What `--rotate-key` did, when it was asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_rotation: Option<KeyRotationReport>,
+}
+
+/// The outcome of a check's key rotation (`--rotate-key`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRotationReport {
+    /// The key file added for the repository password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added: Option<String>,
+    /// The previous password's key file, removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed: Option<String>,
+    /// The repository password opens the repository and the previous one opens nothing.
+    pub done: bool,
+    /// Why the rotation did not finish (or could not be done), when `done` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Report for CheckReport {
@@ -552,6 +572,7 @@ mod tests {
                 ..TargetReport::default()
             }],
             error: Some("wrong password".into()),
+            key_rotation: None,
         };
         assert_eq!(decode::<CheckReport>(&encode(&check)), Ok(check));
     }

@@ -3,17 +3,70 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use hort_protocol::ExitCode;
+use hort_engine::backend::FileKind;
+use hort_protocol::{ExitCode, KeyRotationReport, env};
 use serde_json::json;
 
 use super::CliError;
 use super::args::InitArgs;
 use super::context::Context;
 use hort_engine::keyfile::KdfParams;
-use hort_engine::keyring::{self, RemoveError};
+use hort_engine::keyring::{self, RemoveError, RotateError, Rotation};
 
 /// The variable `key add` reads the new password from.
 const NEW_PASSWORD: &str = "HORT_NEW_PASSWORD";
+
+/// `check --rotate-key`: makes the repository password the only one that opens the repository
+/// ([`keyring::rotate`], with the previous password from [`env::PREVIOUS_PASSWORD`]); what it
+/// did, or why not, for the check's report.
+pub(super) fn rotate_for_check(ctx: &Context, kdf: &InitArgs) -> KeyRotationReport {
+    let not_done = |error: String| KeyRotationReport {
+        error: Some(error),
+        ..KeyRotationReport::default()
+    };
+    let Some(previous) = std::env::var_os(env::PREVIOUS_PASSWORD).filter(|p| !p.is_empty()) else {
+        return not_done(format!("no previous password: {} is not set", env::PREVIOUS_PASSWORD));
+    };
+    let opened = ctx.backend().and_then(|backend| Ok((ctx.password()?, backend)));
+    let (password, backend) = match opened {
+        Ok(ok) => ok,
+        Err(e) => return not_done(e.to_string()),
+    };
+    match backend.list(FileKind::Config) {
+        Ok(config) if config.is_empty() => {
+            return not_done("there is no repository yet, so no key to rotate".into());
+        }
+        Ok(_) => {}
+        Err(e) => return not_done(e.to_string()),
+    }
+    let params = KdfParams {
+        memory_kib: kdf.kdf_memory_kib,
+        iterations: kdf.kdf_iterations,
+        parallelism: 1,
+    };
+    let done = |added: Option<String>, removed: Option<String>| KeyRotationReport {
+        added,
+        removed,
+        done: true,
+        error: None,
+    };
+    match keyring::rotate(backend.as_ref(), &previous.into_encoded_bytes(), &password, params) {
+        Ok(Rotation::Rotated { added, removed }) => done(Some(added), Some(removed)),
+        Ok(Rotation::Completed { removed }) => done(None, Some(removed)),
+        Ok(Rotation::AlreadyRotated) => done(None, None),
+        Ok(Rotation::SamePassword) => {
+            not_done("the previous password and the repository password are the same: nothing to rotate".into())
+        }
+        Err(RotateError::Partial { added, source }) => KeyRotationReport {
+            added: Some(added),
+            error: Some(format!(
+                "the previous password's key file could not be removed (both passwords open the repository until a later check removes it): {source}"
+            )),
+            ..KeyRotationReport::default()
+        },
+        Err(e) => not_done(e.to_string()),
+    }
+}
 
 /// What `key` does.
 #[derive(Debug, Subcommand)]

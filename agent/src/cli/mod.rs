@@ -70,7 +70,13 @@ enum Commands {
         /// later check goes on), and report what each still lacks.
         #[arg(long)]
         resync: bool,
-        /// Key derivation costs when creating.
+        /// First make the repository password the only one that opens the repository: add a
+        /// key file for it, unlocked with the password in `HORT_PREVIOUS_PASSWORD`, then
+        /// remove the previous password's key file (safe to repeat; see the report's
+        /// `keyRotation`).
+        #[arg(long)]
+        rotate_key: bool,
+        /// Key derivation costs when creating (and of a rotation's new key file).
         #[command(flatten)]
         kdf: InitArgs,
     },
@@ -232,8 +238,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             init,
             repository_id,
             resync,
+            rotate_key,
             kdf,
-        } => repository_cmds::check(&ctx, init, repository_id.as_deref(), resync, &kdf),
+        } => repository_cmds::check(&ctx, init, repository_id.as_deref(), resync, rotate_key, &kdf),
         Commands::Backup(args) => backup_cmd::backup(&ctx, args),
         Commands::Snapshots { tags } => browse_cmds::snapshots(&ctx, &tags),
         Commands::Ls { snapshot, path } => browse_cmds::ls(&ctx, &snapshot, path.as_deref()),

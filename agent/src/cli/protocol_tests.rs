@@ -101,11 +101,13 @@ fn understood(command: &AgentCommand) -> AgentCommand {
             init,
             repository_id,
             resync,
+            rotate_key,
             ..
         } => AgentCommand::Check {
             init,
             repository_id,
             resync,
+            rotate_key,
         },
         Commands::Backup(args) => AgentCommand::Backup {
             dir: text(args.dir),
@@ -170,11 +172,13 @@ fn every_operator_command_means_the_same_to_the_agent() {
             init: true,
             repository_id: None,
             resync: false,
+            rotate_key: false,
         },
         AgentCommand::Check {
             init: false,
             repository_id: Some("ab12".into()),
             resync: true,
+            rotate_key: true,
         },
         AgentCommand::Backup {
             dir: "/source".into(),

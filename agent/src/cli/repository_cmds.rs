@@ -10,6 +10,7 @@ use serde_json::json;
 use super::CliError;
 use super::args::InitArgs;
 use super::context::{Context, write_message};
+use super::key_cmd;
 use hort_engine::backend::FileKind;
 use hort_engine::filter::Selection;
 use hort_engine::id::Id;
@@ -90,10 +91,14 @@ pub(super) fn check(
     init: bool,
     expected: Option<&str>,
     resync: bool,
+    rotate_key: bool,
     kdf: &InitArgs,
 ) -> Result<(), CliError> {
     let s3 = ctx.s3();
     let mut targets: Vec<TargetReport> = ctx.global.repo.iter().map(|spec| probe_target(spec, &s3)).collect();
+    // Before the repository is opened: until the rotation added its key file, the repository
+    // password opens nothing.
+    let key_rotation = rotate_key.then(|| key_cmd::rotate_for_check(ctx, kdf));
     let opened = open_or_init(ctx, init, kdf).and_then(|(repo, created)| {
         let found = repo.config().id.to_hex();
         match expected {
@@ -126,12 +131,14 @@ pub(super) fn check(
             created: *created,
             targets,
             error: None,
+            key_rotation,
         },
         Err(e) => CheckReport {
             repository_id: None,
             created: false,
             targets,
             error: Some(e.to_string()),
+            key_rotation,
         },
     };
     let message = encode(&report);

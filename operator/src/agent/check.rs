@@ -1,14 +1,15 @@
 //! A StorageGroup's check run: the agent's `check` report, and the `Ready` condition and
 //! per-target status that follow from it for each strategy.
 
+use hort_crds::common::SecretKeyRef;
 use hort_crds::storage_group::{StorageGroupSpec, Strategy, TargetStatus};
-use hort_protocol::CheckReport;
 use hort_protocol::report::{self, ReportError};
 use hort_protocol::units::Bytes;
+use hort_protocol::{CheckReport, KeyRotationReport};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::conditions::{Observation, Status};
-use crate::storage_group::READY;
+use crate::storage_group::{KEY_ROTATED, READY};
 
 /// Why a check pod's termination message was not used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -135,6 +136,63 @@ pub fn readiness(spec: &StorageGroupSpec, statuses: &[TargetStatus]) -> Observat
     }
 }
 
+/// The `KeyRotated` condition of a group rotating from `previous` to `key`, from this
+/// generation's check's rotation report (`None`: that check has not reported yet).
+pub fn key_rotated(key: &SecretKeyRef, previous: &SecretKeyRef, report: Option<&KeyRotationReport>) -> Observation {
+    let secret = |r: &SecretKeyRef| format!("Secret {:?} (key {:?})", r.name, r.key);
+    let short = |id: &str| id.chars().take(12).collect::<String>();
+    let (status, reason, message) = match report {
+        None => (
+            Status::Unknown,
+            "Rotating",
+            format!(
+                "waiting for this generation's check to make the password of {} the only one that opens the repository",
+                secret(key)
+            ),
+        ),
+        Some(r) if r.done => {
+            let added = r.added.as_deref().map(|id| format!("; key file {} added", short(id)));
+            let removed = r.removed.as_deref().map(|id| {
+                format!(
+                    "; the key file of {}'s password ({}) removed",
+                    secret(previous),
+                    short(id)
+                )
+            });
+            (
+                Status::True,
+                "Rotated",
+                format!(
+                    "only the password of {} opens the repository{}{}; spec.encryption.previousKeySecretRef can be removed (keep the new password outside the cluster too)",
+                    secret(key),
+                    added.unwrap_or_default(),
+                    removed.unwrap_or_default()
+                ),
+            )
+        }
+        Some(r) => (
+            Status::False,
+            "RotationFailed",
+            format!(
+                "the rotation from {} to {} did not finish: {}{}; each check tries again",
+                secret(previous),
+                secret(key),
+                r.error.as_deref().unwrap_or("the agent gave no reason"),
+                r.added
+                    .as_deref()
+                    .map(|id| format!(" (key file {} for the new password was added)", short(id)))
+                    .unwrap_or_default()
+            ),
+        ),
+    };
+    Observation {
+        type_: KEY_ROTATED,
+        status,
+        reason,
+        message,
+    }
+}
+
 /// Total bytes used on all targets, human readable, when any target reported it.
 pub fn used_size(statuses: &[TargetStatus]) -> Option<String> {
     let reported: Vec<u64> = statuses.iter().filter_map(|t| t.bytes_used).collect();
@@ -173,6 +231,7 @@ mod tests {
                 b,
             ],
             error: None,
+            key_rotation: None,
         })
     }
 
@@ -277,8 +336,50 @@ mod tests {
             created: false,
             targets: vec![hort_protocol::TargetReport::default()],
             error: None,
+            key_rotation: None,
         });
         let err = parse_report(&short, &spec).unwrap_err().to_string();
         assert!(err.contains("spec.targets has 2"), "{err}");
+    }
+
+    #[test]
+    fn key_rotated_says_what_the_check_did_and_what_to_do_next() {
+        let key = SecretKeyRef {
+            name: "repo-key-2".into(),
+            key: "password".into(),
+        };
+        let previous = SecretKeyRef {
+            name: "repo-key".into(),
+            key: "password".into(),
+        };
+        let waiting = key_rotated(&key, &previous, None);
+        assert_eq!((waiting.status, waiting.reason), (Status::Unknown, "Rotating"));
+        let rotated = KeyRotationReport {
+            added: Some("aaaabbbbccccdddd".into()),
+            removed: Some("1111222233334444".into()),
+            done: true,
+            error: None,
+        };
+        let done = key_rotated(&key, &previous, Some(&rotated));
+        assert_eq!((done.status, done.reason), (Status::True, "Rotated"));
+        assert_eq!(
+            done.message,
+            "only the password of Secret \"repo-key-2\" (key \"password\") opens the repository; key file aaaabbbbcccc added; \
+             the key file of Secret \"repo-key\" (key \"password\")'s password (111122223333) removed; \
+             spec.encryption.previousKeySecretRef can be removed (keep the new password outside the cluster too)"
+        );
+        let partial = KeyRotationReport {
+            added: Some("aaaabbbbccccdddd".into()),
+            error: Some("target b: connection refused".into()),
+            ..KeyRotationReport::default()
+        };
+        let failed = key_rotated(&key, &previous, Some(&partial));
+        assert_eq!((failed.status, failed.reason), (Status::False, "RotationFailed"));
+        assert!(
+            failed
+                .message
+                .contains("connection refused (key file aaaabbbbcccc for the new password was added)"),
+            "{failed:?}"
+        );
     }
 }

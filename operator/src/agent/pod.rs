@@ -547,6 +547,7 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
                     init: true,
                     repository_id: None,
                     resync: false,
+                    rotate_key: false,
                 },
                 repository: repository_access(spec),
                 overrides,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use hort_crds::backup_job::BackupJob;
 use hort_crds::schedule::Schedule;
-use hort_crds::storage_group::StorageGroup;
+use hort_crds::storage_group::{StorageGroup, StorageGroupSpec};
 use hort_protocol::catalog::{self, Catalog, CatalogBackup, CatalogObject};
 use hort_protocol::env;
 use jiff::Timestamp;
@@ -18,6 +18,14 @@ use kube::{Api, ResourceExt};
 use crate::context::Context;
 use crate::error::Result;
 use crate::schedule::SCHEDULE_LABEL;
+
+/// A group's spec as a new cluster should get it: a key rotation in progress is finished by
+/// the time anyone restores from the catalog, and its previous Secret is gone.
+fn without_rotation(spec: &StorageGroupSpec) -> StorageGroupSpec {
+    let mut spec = spec.clone();
+    spec.encryption.previous_key_secret_ref = None;
+    spec
+}
 
 /// A spec as JSON (a spec always serializes).
 fn json(spec: &impl serde::Serialize) -> serde_json::Value {
@@ -86,7 +94,7 @@ pub fn build(namespace: &str, group: &str, job: &str, now: Timestamp, objects: &
         time: now.to_string(),
         storage_groups: groups
             .iter()
-            .map(|g| object(g.name_any(), g.labels(), json(&g.spec)))
+            .map(|g| object(g.name_any(), g.labels(), json(&without_rotation(&g.spec))))
             .collect(),
         schedules: schedules
             .iter()
@@ -212,6 +220,26 @@ mod tests {
         assert_eq!(c.backup_jobs[0].phase, "Failed");
         assert_eq!(c.backup_jobs[0].spec["source"]["postgres"]["host"], "db");
         assert_eq!((c.written_by.as_str(), c.storage_group.as_str()), ("nightly-14", "s3"));
+    }
+
+    #[test]
+    fn a_key_rotation_in_progress_is_not_restored_from_the_catalog() {
+        let group: StorageGroup = serde_json::from_value(serde_json::json!({
+            "apiVersion": "hort.dev/v1alpha1", "kind": "StorageGroup",
+            "metadata": {"name": "s3", "namespace": "shop"},
+            "spec": {"targets": [{"name": "a", "pvc": {"claimName": "a"}}],
+                     "encryption": {"keySecretRef": {"name": "key-2"}, "previousKeySecretRef": {"name": "key-1"}}}
+        }))
+        .unwrap();
+        let objects = Objects {
+            groups: vec![group],
+            schedules: vec![],
+            jobs: vec![],
+        };
+        let c = build("shop", "s3", "j", Timestamp::UNIX_EPOCH, &objects, 1);
+        let encryption = &c.storage_groups[0].spec["encryption"];
+        assert_eq!(encryption["keySecretRef"]["name"], "key-2");
+        assert!(encryption.get("previousKeySecretRef").is_none(), "{encryption}");
     }
 
     #[test]

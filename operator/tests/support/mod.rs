@@ -176,6 +176,7 @@ pub async fn ready_s3_group(client: &Client, namespace: &str) {
             ..TargetReport::default()
         }],
         error: None,
+        key_rotation: None,
     };
     finish_pod(&pods, &check.name_any(), 0, &encode(&report)).await;
     wait_for(&groups, "s3", "the group to be Ready", |g| {
