@@ -274,13 +274,23 @@ fn container_security(mounts_claim: bool) -> SecurityContext {
             ..SecurityContext::default()
         };
     }
+    restricted(NON_ROOT_USER, true)
+}
+
+/// A container security context that passes Pod Security "restricted": no capabilities, no
+/// privilege escalation, user and group `user` (not root); with `read_only_root`, also a
+/// read-only root file system.
+pub fn restricted(user: i64, read_only_root: bool) -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
-        capabilities: Some(drop_all(None)),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
         run_as_non_root: Some(true),
-        run_as_user: Some(NON_ROOT_USER),
-        run_as_group: Some(NON_ROOT_USER),
-        read_only_root_filesystem: Some(true),
+        run_as_user: Some(user),
+        run_as_group: Some(user),
+        read_only_root_filesystem: read_only_root.then_some(true),
         ..SecurityContext::default()
     }
 }

@@ -16,14 +16,13 @@ use hort_crds::verification::{
 use hort_protocol::command::LATEST;
 use hort_protocol::{AgentCommand, DatabaseKind, SqlAssertion, VerificationReport};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EphemeralVolumeSource, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimTemplate, Pod, PodSecurityContext, ResourceRequirements, SecurityContext, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    Container, EmptyDirVolumeSource, EphemeralVolumeSource, PersistentVolumeClaimSpec, PersistentVolumeClaimTemplate,
+    Pod, PodSecurityContext, ResourceRequirements, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::pod::{RepositoryAccess, secret_env};
+use super::pod::{self, RepositoryAccess, secret_env};
 
 /// Where the temporary claim of a volume verification is mounted in the agent pod.
 pub const SCRATCH_DIR: &str = "/scratch";
@@ -218,17 +217,8 @@ pub fn add_server(pod: &mut Pod, db: &DatabaseVerification, secret: &str) {
             mount_path: data_dir.into(),
             ..VolumeMount::default()
         }]),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: None,
-            }),
-            run_as_non_root: Some(true),
-            run_as_user: Some(SERVER_USER),
-            run_as_group: Some(SERVER_USER),
-            ..SecurityContext::default()
-        }),
+        // A database server writes its socket and lock files outside its data directory.
+        security_context: Some(pod::restricted(SERVER_USER, false)),
         ..Container::default()
     };
     let spec = pod.spec.get_or_insert_default();

@@ -14,13 +14,12 @@ use hort_crds::verification::VerificationCommand;
 use hort_protocol::{ExitCode, VerificationFailure, VerificationReport};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerState, EmptyDirVolumeSource, EnvVar, Pod, ResourceRequirements, SecurityContext,
-    Volume, VolumeMount,
+    Container, ContainerState, EmptyDirVolumeSource, EnvVar, Pod, ResourceRequirements, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::outcome;
-use super::pod::NON_ROOT_USER;
+use super::pod::{self, NON_ROOT_USER};
 use super::verify::{RESTORE_DIR, SCRATCH_DIR};
 
 /// Name of the container that runs the user's command.
@@ -89,18 +88,7 @@ pub fn add_command(pod: &mut Pod, command: &VerificationCommand) {
             },
         ]),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: None,
-            }),
-            run_as_non_root: Some(true),
-            run_as_user: Some(user),
-            run_as_group: Some(user),
-            read_only_root_filesystem: Some(true),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(pod::restricted(user, true)),
         ..Container::default()
     }];
     spec.volumes.get_or_insert_default().push(Volume {
