@@ -22,7 +22,10 @@ use serde_json::json;
 mod metrics_wait;
 mod support;
 use metrics_wait::metrics_showing;
-use support::{TestEnv, WAIT, client, create, finish_pod, ready_s3_group, usable_claim, wait_for, wait_for_event};
+use support::{
+    TestEnv, WAIT, client, create, finish_pod, ready_s3_group, unfinished_check_pod, usable_claim, wait_for,
+    wait_for_check_pods, wait_for_event,
+};
 
 fn condition<'a>(
     conditions: Option<&'a Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>>,
@@ -56,44 +59,6 @@ fn backup_report(id: &str, bytes_read: u64, bytes_new: u64, bytes_stored: u64, f
 }
 
 /// The names of the check pods in the namespace, waiting until there are `count`.
-async fn wait_for_check_pods(pods: &Api<Pod>, count: usize) -> Vec<Pod> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let found = pods
-            .list(&ListParams::default().labels("hort.dev/agent-role=check"))
-            .await
-            .unwrap()
-            .items;
-        if found.len() >= count {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "expected {count} check pods, found {}",
-            found.len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// The check pod that has not finished yet, once there is one.
-async fn unfinished_check_pod(pods: &Api<Pod>) -> Pod {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let unfinished = wait_for_check_pods(pods, 1).await.into_iter().find(|p| {
-            !matches!(
-                p.status.as_ref().and_then(|s| s.phase.as_deref()),
-                Some("Succeeded" | "Failed")
-            )
-        });
-        if let Some(pod) = unfinished {
-            return pod;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no unfinished check pod");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 fn group_ready(group: &StorageGroup) -> Option<(String, String, String)> {
     let c = condition(group.status.as_ref().map(|s| &s.conditions), "Ready")?;
     Some((c.status.clone(), c.reason.clone(), c.message.clone()))

@@ -8,13 +8,16 @@ mod support;
 use hort_crds::{BackupJob, StorageGroup};
 use hort_operator::clock::Clock;
 use hort_protocol::report::encode;
-use hort_protocol::{CheckReport, KeyRotationReport, TargetReport};
+use hort_protocol::{CheckReport, KeyRotationReport};
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use metrics_wait::metrics_showing;
 use serde_json::json;
-use support::{TestEnv, WAIT, create, finish_pod, ready_s3_group, usable_claim, wait_for, wait_for_event};
+use support::{
+    TestEnv, create, finish_pod, healthy_check, ready_s3_group, unfinished_check_pod, usable_claim, wait_for,
+    wait_for_event,
+};
 
 /// The group's condition `type_`, as (status, reason, message).
 fn condition(group: &StorageGroup, type_: &str) -> Option<(String, String, String)> {
@@ -24,28 +27,6 @@ fn condition(group: &StorageGroup, type_: &str) -> Option<(String, String, Strin
 
 fn reason_is(group: &StorageGroup, type_: &str, reason: &str) -> bool {
     condition(group, type_).is_some_and(|(_, r, _)| r == reason)
-}
-
-/// The newest check pod that has not ended.
-async fn running_check(pods: &Api<Pod>) -> Pod {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let found = pods
-            .list(&ListParams::default().labels("hort.dev/agent-role=check"))
-            .await
-            .unwrap()
-            .items;
-        if let Some(pod) = found.into_iter().find(|p| {
-            !matches!(
-                p.status.as_ref().and_then(|s| s.phase.as_deref()),
-                Some("Succeeded" | "Failed")
-            )
-        }) {
-            return pod;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no running check pod");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
 }
 
 /// The Secret name and key an agent container's variable `name` comes from.
@@ -111,7 +92,7 @@ async fn a_previous_key_secret_rotates_the_key_at_the_next_check_and_backups_wai
     assert!(pods.get_opt("during-1").await.unwrap().is_none(), "no backup pod yet");
 
     // The check rotates: the previous password comes from its Secret by reference.
-    let check = running_check(&pods).await;
+    let check = unfinished_check_pod(&pods).await;
     let args = check.spec.as_ref().unwrap().containers[0].args.clone().unwrap();
     assert_eq!(args, ["check", "--rotate-key", "--repository-id", "r"]);
     assert_eq!(
@@ -123,20 +104,13 @@ async fn a_previous_key_secret_rotates_the_key_at_the_next_check_and_backups_wai
         Some(("key-2".into(), "password".into()))
     );
     let report = CheckReport {
-        repository_id: Some("r".into()),
-        created: false,
-        targets: vec![TargetReport {
-            reachable: true,
-            writable: true,
-            ..TargetReport::default()
-        }],
-        error: None,
         key_rotation: Some(KeyRotationReport {
             added: Some("aaaabbbbccccdddd".into()),
             removed: Some("1111222233334444".into()),
             done: true,
             error: None,
         }),
+        ..healthy_check("r")
     };
     finish_pod(&pods, &check.name_any(), 0, &encode(&report)).await;
     wait_for(&groups, "s3", "Ready again and KeyRotated", |g| {

@@ -154,21 +154,60 @@ pub async fn ready_s3_group(client: &Client, namespace: &str) {
                         "encryption": {"keySecretRef": {"name": "key"}}}}),
     )
     .await;
+    let check = unfinished_check_pod(&pods).await;
+    let report = healthy_check("r");
+    finish_pod(&pods, &check.name_any(), 0, &encode(&report)).await;
+    wait_for(&groups, "s3", "the group to be Ready", |g| {
+        g.status
+            .as_ref()
+            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    })
+    .await;
+}
+
+/// The check pods of the namespace, once there are at least `count`.
+pub async fn wait_for_check_pods(pods: &Api<Pod>, count: usize) -> Vec<Pod> {
     let deadline = tokio::time::Instant::now() + WAIT;
-    let check = loop {
+    loop {
         let found = pods
             .list(&ListParams::default().labels("hort.dev/agent-role=check"))
             .await
             .unwrap()
             .items;
-        if let Some(pod) = found.into_iter().next() {
-            break pod;
+        if found.len() >= count {
+            return found;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no check pod");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expected {count} check pods, found {}",
+            found.len()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let report = CheckReport {
-        repository_id: Some("r".into()),
+    }
+}
+
+/// The check pod that has not finished yet, once there is one.
+pub async fn unfinished_check_pod(pods: &Api<Pod>) -> Pod {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let unfinished = wait_for_check_pods(pods, 1).await.into_iter().find(|p| {
+            !matches!(
+                p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            )
+        });
+        if let Some(pod) = unfinished {
+            return pod;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no unfinished check pod");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The report of a check that found repository `id` on one healthy target.
+pub fn healthy_check(id: &str) -> CheckReport {
+    CheckReport {
+        repository_id: Some(id.into()),
         created: false,
         targets: vec![TargetReport {
             reachable: true,
@@ -177,14 +216,7 @@ pub async fn ready_s3_group(client: &Client, namespace: &str) {
         }],
         error: None,
         key_rotation: None,
-    };
-    finish_pod(&pods, &check.name_any(), 0, &encode(&report)).await;
-    wait_for(&groups, "s3", "the group to be Ready", |g| {
-        g.status
-            .as_ref()
-            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-    })
-    .await;
+    }
 }
 
 /// A fresh namespace with the CRDs installed and the controllers running in it.
