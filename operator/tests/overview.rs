@@ -207,7 +207,7 @@ async fn objects(client: &Client, ns: &str) {
         .patch_status("s3", &PatchParams::default(), &Patch::Merge(json!({"status": {
             "usedSize": "1.4 GiB",
             "targets": [
-                {"name": "primary", "reachable": true, "writable": true, "bytesUsed": 1_503_238_553u64, "lastCheckTime": now},
+                {"name": "primary", "reachable": true, "writable": true, "bytesUsed": 1_503_238_553u64, "missingFiles": 0, "lastCheckTime": now},
                 {"name": "offsite", "reachable": false, "writable": false, "lastCheckTime": now,
                  "message": "connection refused by s3.offsite.svc:8014"}],
             "conditions": [{"type": "Ready", "status": "True", "reason": "MinHealthyTargets",
@@ -406,6 +406,10 @@ async fn a_user_sees_the_jobs_of_the_namespaces_they_may_list_and_nothing_else()
     let (_, groups) = f.get("/groups", &f.viewer).await;
     assert!(groups.contains(r#"<span class="state state-failed">Unreachable</span>"#));
     assert!(groups.contains("connection refused by s3.offsite.svc:8014") && groups.contains("1.4 GiB"));
+    assert!(
+        groups.contains(r#"<td><span class="state state-succeeded">In step</span></td>"#),
+        "target lag"
+    );
     assert!(!groups.contains(b.as_str()));
 
     // A user bound to no role sees no namespace at all.

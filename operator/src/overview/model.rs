@@ -364,6 +364,9 @@ pub struct TargetRow {
     pub bytes_used: Option<u64>,
     /// Bytes free on it (claims).
     pub bytes_free: Option<u64>,
+    /// Files the other targets hold and it lacks after the last check (`Mirror`); none when
+    /// the check did not count them.
+    pub missing_files: Option<u64>,
     /// When it was last checked.
     pub last_check: Option<Timestamp>,
     /// What went wrong at the last check.
@@ -414,6 +417,7 @@ impl GroupRow {
                     writable: checked.map(|t| t.writable),
                     bytes_used: checked.and_then(|t| t.bytes_used),
                     bytes_free: checked.and_then(|t| t.bytes_free),
+                    missing_files: checked.and_then(|t| t.missing_files),
                     last_check: checked.and_then(|t| t.last_check_time.as_ref().map(|t| t.0)),
                     message: checked.and_then(|t| t.message.clone()),
                 }

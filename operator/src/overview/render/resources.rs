@@ -77,7 +77,7 @@ pub fn groups(now: Timestamp, user: &str, rows: &[GroupRow]) -> String {
             body,
             r#"<section aria-labelledby="{id}"><h2 id="{id}">{ns}/{name}</h2>
 <p>{ready} · strategy {strategy} · repository size {size}</p>
-<table><caption>Targets of {name}</caption><thead><tr><th scope="col">Target</th><th scope="col">Where</th><th scope="col">Health</th><th scope="col">Used</th><th scope="col">Free</th><th scope="col">Last check</th><th scope="col">Message</th></tr></thead><tbody>"#,
+<table><caption>Targets of {name}</caption><thead><tr><th scope="col">Target</th><th scope="col">Where</th><th scope="col">Health</th><th scope="col">Used</th><th scope="col">Free</th><th scope="col">Behind</th><th scope="col">Last check</th><th scope="col">Message</th></tr></thead><tbody>"#,
             ns = escape(&g.namespace),
             name = escape(&g.name),
             strategy = escape(&g.strategy),
@@ -91,9 +91,14 @@ pub fn groups(now: Timestamp, user: &str, rows: &[GroupRow]) -> String {
                 (None, _) => r#"<span class="state state-pending">Not checked yet</span>"#,
             };
             let bytes = |b: Option<u64>| b.map(|b| Bytes(b).to_string()).unwrap_or_else(|| "—".into());
+            let behind = match t.missing_files {
+                Some(0) => r#"<span class="state state-succeeded">In step</span>"#.to_string(),
+                Some(n) => format!(r#"<span class="state state-running">{n} files</span>"#),
+                None => "—".into(),
+            };
             let _ = write!(
                 body,
-                "<tr><td>{}</td><td>{}</td><td>{health}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{health}</td><td>{}</td><td>{}</td><td>{behind}</td><td>{}</td><td>{}</td></tr>",
                 escape(&t.name),
                 escape(&t.location),
                 bytes(t.bytes_used),
@@ -150,6 +155,7 @@ mod tests {
             writable: reachable,
             bytes_used: Some(3 * 1024 * 1024),
             bytes_free: None,
+            missing_files: if name == "a" { Some(0) } else { Some(42) },
             last_check: None,
             message: message.map(Into::into),
         };
@@ -169,5 +175,10 @@ mod tests {
         assert!(html.contains(r#"<span class="state state-failed">Not ready</span> TargetUnreachable"#));
         assert!(html.contains(r#"<td>a</td><td>S3 bucket b at http://s3</td><td><span class="state state-succeeded">Healthy</span></td><td>3.0 MiB</td>"#));
         assert!(html.contains(r#"<span class="state state-failed">Unreachable</span>"#));
+        assert!(html.contains(r#"<td><span class="state state-succeeded">In step</span></td>"#));
+        assert!(
+            html.contains(r#"<td><span class="state state-running">42 files</span></td>"#),
+            "a target behind says by how much"
+        );
     }
 }
