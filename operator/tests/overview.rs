@@ -73,7 +73,8 @@ impl Fixture {
             &Api::<Role>::namespaced(client.clone(), &a),
             json!({"metadata": {"name": "hort-reader"}, "rules": [
                 {"apiGroups": ["hort.dev"], "resources": ["backupjobs", "schedules", "storagegroups"], "verbs": ["get", "list"]},
-                {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]}]}),
+                {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
+                {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]}),
         )
         .await;
         create(
@@ -393,6 +394,11 @@ async fn a_user_sees_the_jobs_of_the_namespaces_they_may_list_and_nothing_else()
     );
     assert!(
         detail.contains("Complete=True") && detail.contains("agent pod nightly-ok-agent-1 created"),
+        "{detail}"
+    );
+    // Its agent pod's log, read with the viewer's token: the pod was deleted.
+    assert!(
+        detail.contains("Log not shown: agent pod nightly-ok-agent-1 no longer exists"),
         "{detail}"
     );
     let (status, _) = f.get(&format!("/jobs/{a}/gone"), &f.viewer).await;

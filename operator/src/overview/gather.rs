@@ -1,17 +1,39 @@
 //! Reading what the page shows: Hort's objects with the operator's client, narrowed to the
-//! namespaces a SubjectAccessReview allows the user; a job's Events with the user's own token.
+//! namespaces a SubjectAccessReview allows the user; a job's Events and its agent pod's log
+//! with the user's own token.
 
 use std::collections::BTreeSet;
 
 use hort_crds::{BackupJob, Schedule, StorageGroup};
-use k8s_openapi::api::core::v1::Event;
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, ListParams, LogParams};
 use kube::{Client, Config, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::auth::{self, Permission, User};
 use super::error::Error;
-use super::model::{EventsView, GroupRow, JobDetail, JobFilter, JobRow, ScheduleRow, TimelineEntry, newest_first};
+use super::model::{
+    EventsView, GroupRow, JobDetail, JobFilter, JobRow, LogView, ScheduleRow, TimelineEntry, newest_first,
+};
+
+/// Lines of an agent pod's log a job's detail shows.
+pub const LOG_TAIL_LINES: i64 = 40;
+/// At most this many bytes of them.
+const LOG_TAIL_BYTES: i64 = 16 * 1024;
+
+/// Why an agent pod's log is not shown, from the API server's refusal.
+fn log_hidden(error: &kube::Error, namespace: &str, pod: &str) -> String {
+    match error {
+        kube::Error::Api(e) if e.code == 403 => format!(
+            "you may not read pod logs in namespace {namespace}: ask for a RoleBinding to the ClusterRole view there (it allows get on pods/log)"
+        ),
+        kube::Error::Api(e) if e.code == 404 => {
+            format!("agent pod {pod} no longer exists (it is deleted when its job ends or is retried)")
+        }
+        kube::Error::Api(e) => format!("the API server did not return it: {}", e.message),
+        other => format!("the API server did not return it ({other})"),
+    }
+}
 
 /// The jobs list of one request.
 pub struct JobsPage {
@@ -118,7 +140,31 @@ impl Source {
             .await?
             .ok_or_else(not_found)?;
         let events = self.events(user, namespace, name).await;
-        Ok(JobDetail::of(&job, events))
+        let pod = job.status.as_ref().and_then(|s| s.agent_pod.as_deref());
+        let log = match pod {
+            Some(pod) => Some(self.log_tail(user, namespace, pod).await),
+            None => None,
+        };
+        Ok(JobDetail::of(&job, events, log))
+    }
+
+    /// The last [`LOG_TAIL_LINES`] lines of agent pod `pod`'s log, read with the user's own
+    /// token.
+    async fn log_tail(&self, user: &User, namespace: &str, pod: &str) -> LogView {
+        let client = match auth::user_client(&self.base_config, user) {
+            Ok(c) => c,
+            Err(e) => return LogView::Hidden(e.to_string()),
+        };
+        let params = LogParams {
+            container: Some("agent".into()),
+            tail_lines: Some(LOG_TAIL_LINES),
+            limit_bytes: Some(LOG_TAIL_BYTES),
+            ..LogParams::default()
+        };
+        match Api::<Pod>::namespaced(client, namespace).logs(pod, &params).await {
+            Ok(text) => LogView::Shown(text),
+            Err(e) => LogView::Hidden(log_hidden(&e, namespace, pod)),
+        }
     }
 
     /// The Events about BackupJob `name`, read with the user's own token.
@@ -193,5 +239,25 @@ fn event_entry(e: &Event) -> TimelineEntry {
         what: e.type_.clone().unwrap_or_default(),
         reason: e.reason.clone().unwrap_or_default(),
         message: e.message.clone().unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(code: u16) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure("refused by the test", "")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    #[test]
+    fn a_log_not_shown_says_which_permission_is_missing_or_that_the_pod_is_gone() {
+        assert!(log_hidden(&refused(403), "shop", "p").contains("ClusterRole view"));
+        assert!(log_hidden(&refused(404), "shop", "nightly-1").starts_with("agent pod nightly-1 no longer exists"));
+        assert!(log_hidden(&refused(400), "shop", "p").ends_with("refused by the test"));
     }
 }

@@ -169,14 +169,20 @@ impl TimelineEntry {
     }
 }
 
-/// Whether the user may see a job's Events, and those Events.
+/// What the page read with the user's own token, or why it shows nothing.
 #[derive(Clone, Debug, PartialEq)]
-pub enum EventsView {
-    /// The Events, oldest first.
-    Shown(Vec<TimelineEntry>),
-    /// Not shown, and why (names the permission that is missing).
+pub enum ReadAsUser<T> {
+    /// What was read.
+    Shown(T),
+    /// Not shown, and why (names the permission that is missing, or what is gone).
     Hidden(String),
 }
+
+/// A job's Events, oldest first, if the user may list them.
+pub type EventsView = ReadAsUser<Vec<TimelineEntry>>;
+
+/// The end of the agent pod's log, if the user may read it.
+pub type LogView = ReadAsUser<String>;
 
 /// Statistics of a finished backup.
 #[derive(Clone, Debug, PartialEq)]
@@ -212,13 +218,15 @@ pub struct JobDetail {
     pub conditions: Vec<TimelineEntry>,
     /// Its Events.
     pub events: EventsView,
+    /// The end of the current or last agent pod's log (none without a pod).
+    pub log: Option<LogView>,
     /// Statistics of a successful backup.
     pub stats: Option<JobStats>,
 }
 
 impl JobDetail {
-    /// The detail of `job`, with `events` read separately.
-    pub fn of(job: &BackupJob, events: EventsView) -> Self {
+    /// The detail of `job`, with `events` and the agent pod's `log` read separately.
+    pub fn of(job: &BackupJob, events: EventsView, log: Option<LogView>) -> Self {
         let status = job.status.clone().unwrap_or_default();
         let source = &job.spec.source;
         let source_kind = if source.postgres.is_some() {
@@ -238,6 +246,7 @@ impl JobDetail {
             tags: job.spec.tags.clone(),
             conditions,
             events,
+            log,
             stats: status.stats.map(|s| JobStats {
                 bytes_read: s.bytes_read,
                 bytes_new: s.bytes_new,
@@ -460,7 +469,10 @@ mod tests {
             "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data"}}}}));
         let row = JobRow::of(&manual);
         assert_eq!((row.schedule, row.state), (None, JobState::Pending));
-        assert_eq!(JobDetail::of(&manual, EventsView::Shown(vec![])).source_kind, "volume");
+        assert_eq!(
+            JobDetail::of(&manual, EventsView::Shown(vec![]), None).source_kind,
+            "volume"
+        );
     }
 
     #[test]

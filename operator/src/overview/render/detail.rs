@@ -7,7 +7,8 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::jobs::progress;
 use super::{View, escape, page, state_badge, url_component, when};
-use crate::overview::model::{EventsView, JobDetail, TimelineEntry};
+use crate::overview::gather::LOG_TAIL_LINES;
+use crate::overview::model::{EventsView, JobDetail, LogView, TimelineEntry};
 
 /// The page of one BackupJob.
 pub fn job_detail(now: Timestamp, user: &str, job: &JobDetail) -> String {
@@ -103,12 +104,41 @@ pub fn job_detail(now: Timestamp, user: &str, job: &JobDetail) -> String {
         body.push_str("</tbody></table>");
     }
     body.push_str("</section>");
+    if let Some(log) = &job.log {
+        log_section(&mut body, job.agent_pod.as_deref().unwrap_or_default(), log);
+    }
     page(
         &format!("BackupJob {}/{}", row.namespace, row.name),
         Some(View::Jobs),
         Some(user),
         &body,
     )
+}
+
+/// The end of the agent pod's log, or why it is not shown.
+fn log_section(body: &mut String, pod: &str, log: &LogView) {
+    body.push_str(r#"<section aria-labelledby="log"><h2 id="log">Agent pod log</h2>"#);
+    match log {
+        LogView::Shown(text) if text.is_empty() => {
+            let _ = write!(
+                body,
+                r#"<p class="note">Pod <code>{}</code> has logged nothing yet.</p>"#,
+                escape(pod)
+            );
+        }
+        LogView::Shown(text) => {
+            let _ = write!(
+                body,
+                r#"<p class="note">The last {LOG_TAIL_LINES} lines of pod <code>{}</code> (container <code>agent</code>).</p><pre class="log">{}</pre>"#,
+                escape(pod),
+                escape(text)
+            );
+        }
+        LogView::Hidden(why) => {
+            let _ = write!(body, r#"<p class="note">Log not shown: {}</p>"#, escape(why));
+        }
+    }
+    body.push_str("</section>");
 }
 
 #[cfg(test)]
@@ -143,6 +173,7 @@ mod tests {
                 message: "snapshot 01234567 written".into(),
             }],
             events,
+            log: None,
             stats: Some(JobStats {
                 bytes_read: 2048,
                 bytes_new: 1024,
@@ -186,5 +217,26 @@ mod tests {
         );
         assert!(html.contains("Events not shown: you may not list events in shop"));
         assert!(html.contains("Complete=True"));
+        assert!(!html.contains("Agent pod log"), "no log section without a log read");
+    }
+
+    #[test]
+    fn the_agent_pods_log_tail_is_shown_escaped_or_why_not() {
+        let now = "2026-11-30T10:00:00Z".parse().unwrap();
+        let with_log = |log: LogView| JobDetail {
+            log: Some(log),
+            ..detail(EventsView::Shown(vec![]))
+        };
+        let shown = job_detail(now, "u", &with_log(LogView::Shown("packed 3 files\n<script>\n".into())));
+        assert!(shown.contains(r#"<h2 id="log">Agent pod log</h2>"#));
+        assert!(shown.contains(r#"lines of pod <code>db-1-agent</code>"#));
+        assert!(
+            shown.contains("<pre class=\"log\">packed 3 files\n&lt;script&gt;\n</pre>"),
+            "{shown}"
+        );
+        let hidden = job_detail(now, "u", &with_log(LogView::Hidden("you may not read pod logs".into())));
+        assert!(hidden.contains("Log not shown: you may not read pod logs"));
+        let empty = job_detail(now, "u", &with_log(LogView::Shown(String::new())));
+        assert!(empty.contains("has logged nothing yet"));
     }
 }

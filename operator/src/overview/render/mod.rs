@@ -169,6 +169,7 @@ th,td{border:1px solid #d0d0d0;padding:.35rem .5rem;text-align:left;vertical-ali
 .state-pending{color:#4d4d4d;background:#eee;border-color:#4d4d4d}
 tr.row-failed td:first-child{border-left:4px solid #a3140f}tr.row-running td:first-child{border-left:4px solid #0b4f94}
 tr.row-succeeded td:first-child{border-left:4px solid #1a6b2d}
+pre.log{background:#fff;border:1px solid #d0d0d0;padding:.5rem;overflow-x:auto;white-space:pre-wrap;font-size:.85em}
 .rel,.note{color:#555;font-size:.9em}.problem{background:#fde4e2;border:1px solid #a3140f;padding:.5rem;color:#7a0e0a}
 form.filter{display:flex;flex-wrap:wrap;gap:1rem;align-items:end;margin-bottom:1rem}form.filter label{display:flex;flex-direction:column;font-size:.9rem}
 form.login{display:flex;flex-direction:column;gap:.5rem;max-width:30rem}input,select,button{font:inherit;padding:.3rem}
