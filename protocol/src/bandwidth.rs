@@ -10,7 +10,7 @@ use std::num::NonZeroU64;
 use std::str::FromStr;
 
 /// The regular expression a rate matches (as the CRD's CEL rule writes it).
-pub const PATTERN: &str = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$";
+pub const PATTERN: &str = "^[0-9]+([.][0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$";
 /// The smallest rate accepted, as a quantity: 1000 bytes per second.
 pub const MIN: &str = "1k";
 const MIN_BYTES: u64 = 1000;
@@ -58,7 +58,7 @@ impl FromStr for BytesPerSecond {
             .unwrap_or((text, 1));
         let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
         let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        if !digits(whole) || (number.contains('.') && !digits(fraction)) || fraction.len() > 18 {
+        if !digits(whole) || (number.contains('.') && !digits(fraction)) || fraction.len() > 24 {
             return Err(refuse());
         }
         let whole: u128 = whole.parse().map_err(|_| refuse())?;
