@@ -85,6 +85,14 @@ pub struct StorageGroupSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_concurrent_jobs: Option<u32>,
+    /// Bandwidth limits of every agent pod that reads or writes this group's repository
+    /// (backups, restores, checks, prunes, verifications, `kubectl hort` browsing and
+    /// disaster-recovery catalog reads): bytes per second each pod may send to and receive
+    /// from the targets, as quantity strings: digits, an optional fraction and a suffix `Ki`,
+    /// `Mi`, `Gi`, `Ti` (powers of 1024) or `k`, `M`, `G`, `T` (powers of 1000), at least
+    /// `"1k"`. No limit when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<Bandwidth>,
     /// Verifies the repository itself on a cron schedule of its own: each run creates a
     /// Verification named `<group>-verify-<unix time>`, owned by the group and labelled
     /// `hort.dev/storage-group: <group>`, that reads `readDataPercent` of the packs (see
@@ -92,6 +100,31 @@ pub struct StorageGroupSpec {
     /// repository verification when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<RepositoryVerificationPolicy>,
+}
+
+/// Bytes per second each agent pod of a StorageGroup may transfer (the grammar of
+/// `hort_protocol::BytesPerSecond`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Bandwidth {
+    /// Bytes per second a pod may send to the targets, e.g. `"20Mi"`: the files as stored
+    /// (after compression and encryption), all of the pod's threads and all targets together,
+    /// so a `Mirror` that writes to three targets sends each copy within the one limit. A
+    /// pack larger than one second's worth is not refused: it waits for its share. No limit
+    /// when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 24))]
+    #[x_kube(validation = Rule::new(r"self.matches('^[0-9]+([.][0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$') && quantity(self).compareTo(quantity('1k')) >= 0")
+        .message("spec.bandwidth.uploadPerSecond must be bytes per second of at least 1k, written as digits with an optional fraction and suffix Ki, Mi, Gi, Ti (powers of 1024) or k, M, G, T (powers of 1000), e.g. \"20Mi\""))]
+    pub upload_per_second: Option<String>,
+    /// Bytes per second a pod may receive from the targets, e.g. `"50Mi"`, counted like
+    /// `uploadPerSecond` (a restore reads each pack once, from one target). No limit when
+    /// unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 24))]
+    #[x_kube(validation = Rule::new(r"self.matches('^[0-9]+([.][0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$') && quantity(self).compareTo(quantity('1k')) >= 0")
+        .message("spec.bandwidth.downloadPerSecond must be bytes per second of at least 1k, written as digits with an optional fraction and suffix Ki, Mi, Gi, Ti (powers of 1024) or k, M, G, T (powers of 1000), e.g. \"50Mi\""))]
+    pub download_per_second: Option<String>,
 }
 
 /// When and how much of a StorageGroup's repository is verified.
@@ -340,4 +373,18 @@ pub struct TargetStatus {
     /// Why the last check failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn the_bandwidth_rules_use_the_agents_grammar_and_minimum() {
+        let crd = serde_json::to_string(&super::StorageGroup::crd()).unwrap();
+        let pattern = format!("self.matches('{}')", hort_protocol::bandwidth::PATTERN);
+        let minimum = format!("quantity('{}')", hort_protocol::bandwidth::MIN);
+        assert_eq!(crd.matches(&pattern).count(), 2, "{pattern} in both rules");
+        assert_eq!(crd.matches(&minimum).count(), 2, "{minimum} in both rules");
+    }
 }

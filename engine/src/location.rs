@@ -1,5 +1,7 @@
 //! Opening repository locations (`hort_protocol::Location`: a path, `file:PATH`, or
-//! `s3://BUCKET/PREFIX?settings`) as backends; several locations form a storage group.
+//! `s3://BUCKET/PREFIX?settings`) as backends; several locations form a storage group. Each
+//! target is wrapped by the process's [`Throttle`], so its bandwidth limits count the bytes
+//! sent to and received from every target together.
 
 use std::sync::Arc;
 
@@ -8,6 +10,7 @@ use hort_protocol::{Location, env};
 use crate::backend::group::{Strategy, Target, TargetGroup};
 use crate::backend::local::LocalBackend;
 use crate::backend::s3::{S3Backend, S3Config};
+use crate::backend::throttle::Throttle;
 use crate::backend::{Backend, BackendError};
 
 /// S3 settings that apply to every `s3://` location unless it sets its own. Its `Debug`
@@ -98,19 +101,31 @@ pub struct GroupOptions<'a> {
     pub min_healthy: usize,
 }
 
-/// Opens one location, or a storage group of several.
-pub fn open(specs: &[String], group: GroupOptions<'_>, s3: &S3Defaults) -> Result<Arc<dyn Backend>, BackendError> {
+/// Opens one location, or a storage group of several, with their transfers counted
+/// against `throttle`.
+pub fn open(
+    specs: &[String],
+    group: GroupOptions<'_>,
+    s3: &S3Defaults,
+    throttle: &Throttle,
+) -> Result<Arc<dyn Backend>, BackendError> {
     match specs {
         [] => Err(BackendError::Config(
             "no repository given (--repo or HORT_REPOSITORY)".into(),
         )),
-        [single] if group.min_healthy <= 1 => open_location(single, s3),
-        many => Ok(Arc::new(open_group(many, group, s3)?)),
+        [single] if group.min_healthy <= 1 => Ok(throttle.wrap(open_location(single, s3)?)),
+        many => Ok(Arc::new(open_group(many, group, s3, throttle)?)),
     }
 }
 
-/// Opens the targets `specs` as one group (also a group of one).
-pub fn open_group(specs: &[String], group: GroupOptions<'_>, s3: &S3Defaults) -> Result<TargetGroup, BackendError> {
+/// Opens the targets `specs` as one group (also a group of one), each target's transfers
+/// counted against `throttle`.
+pub fn open_group(
+    specs: &[String],
+    group: GroupOptions<'_>,
+    s3: &S3Defaults,
+    throttle: &Throttle,
+) -> Result<TargetGroup, BackendError> {
     let weights = group.weights;
     if !weights.is_empty() && weights.len() != specs.len() {
         return Err(BackendError::Config(format!(
@@ -124,7 +139,7 @@ pub fn open_group(specs: &[String], group: GroupOptions<'_>, s3: &S3Defaults) ->
         .enumerate()
         .map(|(i, spec)| {
             Ok(Target {
-                backend: open_location(spec, s3)?,
+                backend: throttle.wrap(open_location(spec, s3)?),
                 weight: weights.get(i).copied().unwrap_or(1),
             })
         })
@@ -147,25 +162,51 @@ mod tests {
         let err = open_location("s3://bucket/p", &s3).err().unwrap().to_string();
         assert!(err.contains("credentials"), "{err}");
         assert!(open_location("/tmp/somewhere", &s3).is_ok());
+        let none = Throttle::default();
         let group = |strategy, weights, min_healthy| GroupOptions {
             strategy,
             weights,
             min_healthy,
         };
-        assert!(open(&[], group(Strategy::Mirror, &[], 1), &s3).is_err());
+        assert!(open(&[], group(Strategy::Mirror, &[], 1), &s3, &none).is_err());
         let two = ["/a".to_owned(), "/b".to_owned()];
-        assert!(open(&two, group(Strategy::Spread, &[1], 1), &s3).is_err());
-        assert!(open(&two, group(Strategy::Mirror, &[], 2), &s3).is_ok());
-        let three = open(&two, group(Strategy::Mirror, &[], 3), &s3)
+        assert!(open(&two, group(Strategy::Spread, &[1], 1), &s3, &none).is_err());
+        assert!(open(&two, group(Strategy::Mirror, &[], 2), &s3, &none).is_ok());
+        let three = open(&two, group(Strategy::Mirror, &[], 3), &s3, &none)
             .err()
             .unwrap()
             .to_string();
         assert!(three.contains("minimum healthy targets 3"), "{three}");
-        assert!(open(&two[..1], group(Strategy::Mirror, &[], 2), &s3).is_err());
+        assert!(open(&two[..1], group(Strategy::Mirror, &[], 2), &s3, &none).is_err());
         let with_secret = S3Defaults {
             secret_access_key: Some("hunter2".into()),
             ..s3
         };
         assert!(!format!("{with_secret:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn every_target_opened_is_counted_against_the_throttle() {
+        use crate::backend::FileKind;
+        use crate::backend::throttle::Limits;
+        let dir = tempfile::tempdir().unwrap();
+        let spec = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+        let throttle = Throttle::new(Limits {
+            upload: std::num::NonZeroU64::new(1 << 30),
+            download: std::num::NonZeroU64::new(1 << 30),
+        });
+        let s3 = S3Defaults::default();
+        let mirror = GroupOptions {
+            strategy: Strategy::Mirror,
+            weights: &[],
+            min_healthy: 1,
+        };
+        let single = open(&[spec("a")], mirror, &s3, &throttle).unwrap();
+        single.write(FileKind::Index, "i", &[0; 100]).unwrap();
+        assert_eq!(single.read(FileKind::Index, "i").unwrap().len(), 100);
+        assert_eq!((throttle.uploaded().bytes, throttle.downloaded().bytes), (100, 100));
+        let group = open_group(&[spec("b"), spec("c")], mirror, &s3, &throttle).unwrap();
+        group.write(FileKind::Pack, "p", &[0; 1000]).unwrap();
+        assert_eq!(throttle.uploaded().bytes, 100 + 2 * 1000, "both copies of the mirror");
     }
 }

@@ -23,8 +23,8 @@ mod metrics_wait;
 mod support;
 use metrics_wait::metrics_showing;
 use support::{
-    TestEnv, WAIT, client, create, finish_pod, ready_s3_group, unfinished_check_pod, usable_claim, wait_for,
-    wait_for_check_pods, wait_for_event,
+    TestEnv, WAIT, client, create, finish_pod, healthy_check, ready_s3_group, unfinished_check_pod, usable_claim,
+    wait_for, wait_for_check_pods, wait_for_event,
 };
 
 fn condition<'a>(
@@ -1065,6 +1065,59 @@ async fn the_backup_pod_gets_the_namespace_catalog_without_secret_values() {
     assert!(
         !args.contains("storageGroups"),
         "the catalog is never an argument: {args}"
+    );
+    env.stop().await;
+}
+
+/// The value of variable `name` in the agent container of `pod`.
+fn agent_env(pod: &Pod, name: &str) -> Option<String> {
+    pod.spec.as_ref()?.containers[0]
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == name)?
+        .value
+        .clone()
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn a_groups_bandwidth_limits_reach_the_backup_pod() {
+    use hort_protocol::env::{LIMIT_DOWNLOAD, LIMIT_UPLOAD};
+    let env = TestEnv::start("hort-bandwidth", Clock::System).await;
+    let (client, ns) = (env.client.clone(), env.ns.clone());
+    let (groups, pods): (Api<StorageGroup>, Api<Pod>) = (env.api(), env.api());
+    ready_s3_group(&client, &ns).await;
+    usable_claim(&client, &ns, "data").await;
+    let limits = Patch::Merge(json!({"spec": {"bandwidth": {"uploadPerSecond": "20Mi", "downloadPerSecond": "1.5G"}}}));
+    groups.patch("s3", &PatchParams::default(), &limits).await.unwrap();
+    // The changed group is checked again, by a pod under the new limits.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let check = loop {
+        let checks = pods
+            .list(&ListParams::default().labels("hort.dev/agent-role=check"))
+            .await
+            .unwrap()
+            .items;
+        if let Some(pod) = checks.into_iter().find(|p| agent_env(p, LIMIT_UPLOAD).is_some()) {
+            break pod;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no check pod with the limits");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    finish_pod(&pods, &check.name_any(), 0, &encode(&healthy_check("r"))).await;
+    create(
+        &env.api::<BackupJob>(),
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": "bw"},
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data", "snapshot": "None"}}}}),
+    )
+    .await;
+    wait_for(&pods, "bw-1", "the backup pod", |_| true).await;
+    let pod = pods.get("bw-1").await.unwrap();
+    assert_eq!(
+        (agent_env(&pod, LIMIT_UPLOAD), agent_env(&pod, LIMIT_DOWNLOAD)),
+        (Some("20971520".into()), Some("1500000000".into())),
+        "bytes per second, as the agent reads them"
     );
     env.stop().await;
 }

@@ -11,6 +11,12 @@ pub const STRATEGY: &str = "HORT_STRATEGY";
 pub const WEIGHTS: &str = "HORT_WEIGHTS";
 /// `Mirror`: how many targets must take each write, as a decimal number (default 1).
 pub const MIN_HEALTHY_TARGETS: &str = "HORT_MIN_HEALTHY_TARGETS";
+/// Bytes per second the agent may send to the repository, all targets together
+/// ([`crate::BytesPerSecond`]); unset: no limit.
+pub const LIMIT_UPLOAD: &str = "HORT_LIMIT_UPLOAD";
+/// Bytes per second the agent may receive from the repository, all targets together
+/// ([`crate::BytesPerSecond`]); unset: no limit.
+pub const LIMIT_DOWNLOAD: &str = "HORT_LIMIT_DOWNLOAD";
 /// The repository password.
 pub const PASSWORD: &str = "HORT_PASSWORD";
 /// A file holding the repository password (the agent's command line; the operator uses

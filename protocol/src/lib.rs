@@ -4,6 +4,7 @@
 //! agent reports. Everything that crosses that boundary is typed here, so that a renamed flag
 //! or report field fails the build or a unit test instead of an end-to-end run:
 //! - [`env`]: the environment variables an agent pod gets;
+//! - [`bandwidth`]: the rates of bandwidth limits;
 //! - [`catalog`]: Hort's own catalog, which the agent stores after each backup;
 //! - [`location`]: the repository locations in `HORT_REPOSITORY`;
 //! - [`command`]: the commands the operator runs, rendered to the agent's arguments;
@@ -16,6 +17,7 @@
 //! This crate has no Kubernetes dependency: it is what an agent binary and an operator binary
 //! of the same release agree on.
 
+pub mod bandwidth;
 pub mod catalog;
 pub mod command;
 pub mod env;
@@ -25,6 +27,7 @@ pub mod period;
 pub mod report;
 pub mod units;
 
+pub use bandwidth::BytesPerSecond;
 pub use catalog::{Catalog, CatalogBackup, CatalogList, CatalogObject, StoredCatalog};
 pub use command::{
     AgentCommand, DatabaseKind, DatabaseMapping, DatabaseTls, Keep, Overwrite, ReadData, SqlAssertion, Strategy,

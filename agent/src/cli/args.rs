@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use hort_protocol::{DatabaseKind, DatabaseTls, Overwrite, Period, SqlAssertion, Strategy, TlsMode, env};
+use hort_protocol::{
+    BytesPerSecond, DatabaseKind, DatabaseTls, Overwrite, Period, SqlAssertion, Strategy, TlsMode, env,
+};
 
 use super::CliError;
 use crate::database::{Connection, Password};
@@ -60,6 +62,15 @@ pub(super) struct GlobalArgs {
     /// their restore and fails at once, naming them.
     #[arg(long, env = env::ARCHIVE_WAIT, default_value = "0", value_parser = hort_engine::retention::parse_duration, global = true)]
     pub(super) archive_wait: chrono::Duration,
+    /// Bytes per second this run may send to the repository, e.g. `20Mi`, `500Ki`, `10M`:
+    /// the files as stored (after compression and encryption), all threads and all targets
+    /// together (a `mirror` group's copies count each); no limit if absent.
+    #[arg(long, env = env::LIMIT_UPLOAD, value_name = "RATE", global = true)]
+    pub(super) limit_upload: Option<BytesPerSecond>,
+    /// Bytes per second this run may receive from the repository, e.g. `50Mi`, counted like
+    /// `--limit-upload`; no limit if absent.
+    #[arg(long, env = env::LIMIT_DOWNLOAD, value_name = "RATE", global = true)]
+    pub(super) limit_download: Option<BytesPerSecond>,
     /// JSON output even on a terminal (the default when stdout is not a terminal).
     #[arg(long, global = true)]
     pub(super) json: bool,
@@ -82,6 +93,8 @@ impl std::fmt::Debug for GlobalArgs {
             .field("password_file", &self.password_file)
             .field("spool_dir", &self.spool_dir)
             .field("archive_wait", &self.archive_wait)
+            .field("limit_upload", &self.limit_upload)
+            .field("limit_download", &self.limit_download)
             .field("json", &self.json)
             .field("quiet", &self.quiet)
             .finish()

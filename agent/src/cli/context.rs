@@ -6,29 +6,63 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use hort_protocol::report::{self, Report};
-use hort_protocol::{Strategy, env};
+use hort_protocol::{BytesPerSecond, Strategy, env};
 
 use super::CliError;
 use super::args::GlobalArgs;
 use crate::progress::Mode;
 use hort_engine::backend::group;
+use hort_engine::backend::throttle::{Limits, Throttle};
 use hort_engine::backup_lock::BackupLock;
 use hort_engine::location::{self, S3Defaults};
 use hort_engine::repository::{IndexedRepository, Repository};
 
-/// The global arguments and the output mode of a run.
+/// The global arguments and the output mode of a run, and the bandwidth limits every
+/// repository it opens shares.
 pub(super) struct Context {
     pub(super) global: GlobalArgs,
     pub(super) mode: Mode,
+    pub(super) throttle: Throttle,
 }
 
 impl Context {
+    /// The context of a run with `global` arguments, printing in `mode`.
+    pub(super) fn new(global: GlobalArgs, mode: Mode) -> Self {
+        let throttle = Throttle::new(Limits {
+            upload: global.limit_upload.map(BytesPerSecond::get),
+            download: global.limit_download.map(BytesPerSecond::get),
+        });
+        Self { global, mode, throttle }
+    }
+
+    /// Logs how long the bandwidth limits held this run's transfers back, if they did.
+    pub(super) fn log_throttling(&self) {
+        for (direction, counted) in [
+            ("upload", self.throttle.uploaded()),
+            ("download", self.throttle.downloaded()),
+        ] {
+            if !counted.waited.is_zero() {
+                tracing::info!(
+                    direction,
+                    bytes = counted.bytes,
+                    waited_seconds = counted.waited.as_secs_f64(),
+                    "the bandwidth limit held transfers back"
+                );
+            }
+        }
+    }
+
     pub(super) fn json(&self) -> bool {
         self.global.json || !std::io::stdout().is_terminal()
     }
 
     pub(super) fn backend(&self) -> Result<Arc<dyn hort_engine::backend::Backend>, CliError> {
-        Ok(location::open(&self.global.repo, self.group_options(), &self.s3())?)
+        Ok(location::open(
+            &self.global.repo,
+            self.group_options(),
+            &self.s3(),
+            &self.throttle,
+        )?)
     }
 
     /// The targets as a `mirror` group, also when there is only one (for `resync`, which
@@ -44,6 +78,7 @@ impl Context {
             &self.global.repo,
             self.group_options(),
             &self.s3(),
+            &self.throttle,
         )?)
     }
 
@@ -163,5 +198,55 @@ pub(super) fn write_message(message: &str) {
     };
     if let Err(e) = std::fs::write(&path, message) {
         tracing::warn!(path = %path.display(), error = %e, "cannot write the report");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use hort_engine::backend::{Backend, FileKind};
+
+    use super::*;
+    use crate::cli::Cli;
+
+    fn context(args: &[&str]) -> Context {
+        let cli = Cli::try_parse_from(args).unwrap();
+        Context::new(cli.global, Mode::Quiet)
+    }
+
+    #[test]
+    fn the_limits_wrap_every_repository_the_run_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let repo = format!("{},{}", a.display(), b.display());
+        let ctx = context(&[
+            "hort-agent",
+            "--repo",
+            &repo,
+            "--strategy",
+            "mirror",
+            "--limit-upload",
+            "500Mi",
+            "--limit-download",
+            "1Gi",
+            "snapshots",
+        ]);
+        let limits = ctx.throttle.limits();
+        let rate = |n: u64| std::num::NonZeroU64::new(n);
+        assert_eq!((limits.upload, limits.download), (rate(500 << 20), rate(1 << 30)));
+        let backend = ctx.backend().unwrap();
+        backend.write(FileKind::Index, "i", &[0; 1000]).unwrap();
+        backend.read(FileKind::Index, "i").unwrap();
+        ctx.group().unwrap().write(FileKind::Index, "j", &[0; 10]).unwrap();
+        assert_eq!(ctx.throttle.uploaded().bytes, 2 * 1000 + 2 * 10, "each target's copy");
+        assert_eq!(ctx.throttle.downloaded().bytes, 1000);
+
+        let unlimited = context(&["hort-agent", "--repo", &repo, "snapshots"]);
+        assert_eq!(unlimited.throttle.limits(), Limits::default());
+        let refused = Cli::try_parse_from(["hort-agent", "--limit-upload", "20MB", "snapshots"]).unwrap_err();
+        assert!(
+            refused.to_string().contains("`20MB`: expected bytes per second"),
+            "{refused}"
+        );
     }
 }

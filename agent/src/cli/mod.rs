@@ -224,10 +224,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     } else {
         Mode::Quiet
     };
-    let ctx = Context {
-        global: cli.global,
-        mode,
-    };
+    let ctx = Context::new(cli.global, mode);
     let backs_up = matches!(
         cli.command,
         Commands::Backup(_) | Commands::BackupPostgres(_) | Commands::BackupMariadb(_)
@@ -265,8 +262,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Commands::Stats => repository_cmds::stats(&ctx),
         Commands::Catalog(command) => catalog_cmds::run(&ctx, &command),
     };
-    if backs_up {
-        return catalog_cmds::after_backup(&ctx, result);
-    }
+    let result = if backs_up {
+        catalog_cmds::after_backup(&ctx, result)
+    } else {
+        result
+    };
+    ctx.log_throttling();
     result
 }

@@ -12,6 +12,7 @@ use super::args::InitArgs;
 use super::context::{Context, write_message};
 use super::key_cmd;
 use hort_engine::backend::FileKind;
+use hort_engine::backend::throttle::Throttle;
 use hort_engine::filter::Selection;
 use hort_engine::id::Id;
 use hort_engine::keyfile::KdfParams;
@@ -22,13 +23,13 @@ use hort_engine::repository::Repository;
 /// Probes one target: reachable (listing works) and writable (a probe file can be written,
 /// read back and deleted); for a directory also the bytes its files take and the bytes free
 /// on its file system.
-fn probe_target(spec: &str, s3: &S3Defaults) -> TargetReport {
+fn probe_target(spec: &str, s3: &S3Defaults, throttle: &Throttle) -> TargetReport {
     let unreachable = |error: String| TargetReport {
         error: Some(error),
         ..TargetReport::default()
     };
     let backend = match location::open_location(spec, s3) {
-        Ok(backend) => backend,
+        Ok(backend) => throttle.wrap(backend),
         Err(e) => return unreachable(e.to_string()),
     };
     if let Err(e) = backend.list(FileKind::Config) {
@@ -95,7 +96,12 @@ pub(super) fn check(
     kdf: &InitArgs,
 ) -> Result<(), CliError> {
     let s3 = ctx.s3();
-    let mut targets: Vec<TargetReport> = ctx.global.repo.iter().map(|spec| probe_target(spec, &s3)).collect();
+    let mut targets: Vec<TargetReport> = ctx
+        .global
+        .repo
+        .iter()
+        .map(|spec| probe_target(spec, &s3, &ctx.throttle))
+        .collect();
     // Before the repository is opened: until the rotation added its key file, the repository
     // password opens nothing.
     let key_rotation = rotate_key.then(|| key_cmd::rotate_for_check(ctx, kdf));

@@ -8,6 +8,7 @@ pub mod local;
 pub mod memory;
 pub mod resync;
 pub mod s3;
+pub mod throttle;
 
 use std::fmt;
 use std::fs::File;

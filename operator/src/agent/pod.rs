@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use hort_crds::common::{AgentPodOverrides, DatabaseTls, TlsMode};
 use hort_crds::storage_group::{ObjectLock, ObjectLockMode, StorageGroupSpec, Strategy};
 use hort_protocol::command::DATABASE_CA_FILE;
-use hort_protocol::{AgentCommand, Location, PROTOCOL_VERSION, S3Location, env};
+use hort_protocol::{AgentCommand, BytesPerSecond, Location, PROTOCOL_VERSION, S3Location, env};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath, NodeAffinity,
     NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaimVolumeSource, Pod,
@@ -231,7 +231,23 @@ pub fn repository_access(spec: &StorageGroupSpec) -> RepositoryAccess {
     if let Some(n) = spec.min_healthy_targets {
         access.env.push(value(env::MIN_HEALTHY_TARGETS, n.to_string()));
     }
+    let bandwidth = spec.bandwidth.clone().unwrap_or_default();
+    for (variable, rate) in [
+        (env::LIMIT_UPLOAD, bandwidth.upload_per_second),
+        (env::LIMIT_DOWNLOAD, bandwidth.download_per_second),
+    ] {
+        if let Some(rate) = rate {
+            access.env.push(value(variable, agent_rate(rate)));
+        }
+    }
     access
+}
+
+/// A rate of `spec.bandwidth` as the agent takes it: plain bytes per second. Text that is not
+/// a rate (the API server refuses it) is passed as written, for the agent to refuse by name:
+/// a limit is never dropped.
+fn agent_rate(rate: String) -> String {
+    rate.parse::<BytesPerSecond>().map_or(rate, |r| r.to_string())
 }
 
 /// What one agent pod does.
@@ -536,6 +552,57 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
             .map(|g| g.name)
             .collect();
         assert_eq!(names, [NODE_SLOT_GATE, crate::agent::api::PRE_HOOKS_GATE]);
+    }
+
+    #[test]
+    fn the_groups_bandwidth_reaches_every_agent_pod_as_bytes_per_second() {
+        let limited = group(
+            "targets: [{name: s3, s3: {endpoint: \"http://s3:9000\", bucket: b, credentialsSecretRef: {name: c}}}]\n\
+             encryption: {keySecretRef: {name: k}}\n\
+             bandwidth: {uploadPerSecond: 20Mi, downloadPerSecond: \"1.5G\"}",
+        );
+        let pod = check_pod_of(&test_settings(None), &limited, None, None, None);
+        let env = pod.spec.unwrap().containers[0].env.clone().unwrap();
+        let limit = |name: &str| {
+            env.iter()
+                .find(|e| e.name == name)
+                .and_then(|e| e.value.clone())
+                .unwrap_or_else(|| panic!("no {name}"))
+        };
+        assert_eq!(limit(env::LIMIT_UPLOAD), "20971520");
+        assert_eq!(limit(env::LIMIT_DOWNLOAD), "1500000000");
+        for name in [env::LIMIT_UPLOAD, env::LIMIT_DOWNLOAD] {
+            let rate: BytesPerSecond = limit(name).parse().expect("the agent reads what the operator writes");
+            assert!(rate.get().get() >= 1000);
+        }
+        let upload_only = repository_access(&StorageGroupSpec {
+            bandwidth: Some(hort_crds::storage_group::Bandwidth {
+                upload_per_second: Some("500Ki".into()),
+                download_per_second: None,
+            }),
+            ..limited.clone()
+        });
+        assert_eq!(env_value(&upload_only, env::LIMIT_UPLOAD), Some("512000"));
+        assert_eq!(env_value(&upload_only, env::LIMIT_DOWNLOAD), None, "no download limit");
+        let unlimited = repository_access(&StorageGroupSpec {
+            bandwidth: None,
+            ..limited.clone()
+        });
+        assert_eq!(env_value(&unlimited, env::LIMIT_UPLOAD), None);
+        // Text the API server would refuse is passed as written: the agent refuses it by name
+        // instead of running without the limit.
+        let wrong = repository_access(&StorageGroupSpec {
+            bandwidth: Some(hort_crds::storage_group::Bandwidth {
+                upload_per_second: Some("20MB".into()),
+                download_per_second: None,
+            }),
+            ..limited
+        });
+        assert_eq!(env_value(&wrong, env::LIMIT_UPLOAD), Some("20MB"));
+    }
+
+    fn env_value<'a>(access: &'a RepositoryAccess, name: &str) -> Option<&'a str> {
+        access.env.iter().find(|e| e.name == name)?.value.as_deref()
     }
 
     /// The check pod of group `spec`, as the operator builds it with `settings`.
