@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{AgentPodOverrides, DNS_SUBDOMAIN, DatabaseTls, LocalObjectRef, Phase, Progress, SecretRef};
+use crate::storage_group::Bandwidth;
 
 /// One backup run: what to back up (`source`), where to (`storageGroupRef`), and how the agent
 /// pod runs.
@@ -68,6 +69,11 @@ pub struct BackupJobSpec {
     /// Overrides for the agent pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentPodOverrides>,
+    /// This job's own bandwidth limits: each rate set here replaces the storage group's
+    /// `spec.bandwidth` rate for this job's agent pods (e.g. a slower daytime backup); a rate
+    /// left unset keeps the group's. Same grammar and counting as the group's field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<Bandwidth>,
 }
 
 fn default_backoff_limit() -> u32 {

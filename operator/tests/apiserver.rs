@@ -1119,6 +1119,20 @@ async fn a_groups_bandwidth_limits_reach_the_backup_pod() {
         (Some("20971520".into()), Some("1500000000".into())),
         "bytes per second, as the agent reads them"
     );
+    // A job's own upload rate replaces the group's; its download rate stays the group's.
+    create(
+        &env.api::<BackupJob>(),
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": "slow"},
+               "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data", "snapshot": "None"}},
+                        "bandwidth": {"uploadPerSecond": "1Mi"}}}),
+    )
+    .await;
+    wait_for(&pods, "slow-1", "the slower job's pod", |_| true).await;
+    let pod = pods.get("slow-1").await.unwrap();
+    assert_eq!(
+        (agent_env(&pod, LIMIT_UPLOAD), agent_env(&pod, LIMIT_DOWNLOAD)),
+        (Some("1048576".into()), Some("1500000000".into()))
+    );
     env.stop().await;
 }
 

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use hort_crds::common::{AgentPodOverrides, DatabaseTls, TlsMode};
-use hort_crds::storage_group::{ObjectLock, ObjectLockMode, StorageGroupSpec, Strategy};
+use hort_crds::storage_group::{Bandwidth, ObjectLock, ObjectLockMode, StorageGroupSpec, Strategy};
 use hort_protocol::command::DATABASE_CA_FILE;
 use hort_protocol::{AgentCommand, BytesPerSecond, Location, PROTOCOL_VERSION, S3Location, env};
 use k8s_openapi::api::core::v1::{
@@ -241,6 +241,22 @@ pub fn repository_access(spec: &StorageGroupSpec) -> RepositoryAccess {
         }
     }
     access
+}
+
+/// The group's spec with a BackupJob's `spec.bandwidth` applied: each rate the job sets
+/// replaces the group's, a rate it leaves unset keeps the group's.
+pub fn with_job_bandwidth(spec: &StorageGroupSpec, job: Option<&Bandwidth>) -> StorageGroupSpec {
+    let mut spec = spec.clone();
+    if let Some(job) = job {
+        let group = spec.bandwidth.get_or_insert_default();
+        if job.upload_per_second.is_some() {
+            group.upload_per_second.clone_from(&job.upload_per_second);
+        }
+        if job.download_per_second.is_some() {
+            group.download_per_second.clone_from(&job.download_per_second);
+        }
+    }
+    spec
 }
 
 /// A rate of `spec.bandwidth` as the agent takes it: plain bytes per second. Text that is not
@@ -599,6 +615,29 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
             ..limited
         });
         assert_eq!(env_value(&wrong, env::LIMIT_UPLOAD), Some("20MB"));
+    }
+
+    #[test]
+    fn a_jobs_bandwidth_replaces_the_rates_it_sets_and_keeps_the_groups_others() {
+        let group_spec = group(
+            "targets: [{name: a, pvc: {claimName: a}}]\nencryption: {keySecretRef: {name: k}}\n\
+             bandwidth: {uploadPerSecond: 20Mi, downloadPerSecond: 50Mi}",
+        );
+        let slower = Bandwidth {
+            upload_per_second: Some("1Mi".into()),
+            download_per_second: None,
+        };
+        let access = repository_access(&with_job_bandwidth(&group_spec, Some(&slower)));
+        assert_eq!(env_value(&access, env::LIMIT_UPLOAD), Some("1048576"));
+        assert_eq!(env_value(&access, env::LIMIT_DOWNLOAD), Some("52428800"), "the group's");
+        let unlimited_group = StorageGroupSpec {
+            bandwidth: None,
+            ..group_spec.clone()
+        };
+        let access = repository_access(&with_job_bandwidth(&unlimited_group, Some(&slower)));
+        assert_eq!(env_value(&access, env::LIMIT_UPLOAD), Some("1048576"));
+        assert_eq!(env_value(&access, env::LIMIT_DOWNLOAD), None);
+        assert_eq!(with_job_bandwidth(&group_spec, None), group_spec);
     }
 
     fn env_value<'a>(access: &'a RepositoryAccess, name: &str) -> Option<&'a str> {

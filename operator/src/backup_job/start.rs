@@ -93,7 +93,8 @@ pub(super) async fn attempt(
     // The namespace's catalog, which the agent stores after a successful backup.
     let catalog = super::catalog::variable(ctx, &namespace, job, now).await?;
     let agent_pod = |read: &[SourceClaim], node: Option<String>| -> Result<Pod> {
-        let mut access = pod::repository_access(&group.spec);
+        let spec = pod::with_job_bandwidth(&group.spec, job.spec.bandwidth.as_ref());
+        let mut access = pod::repository_access(&spec);
         access.env.extend(catalog.clone());
         // The API server admits only specs with one source (a CEL rule on spec.source).
         let command =
