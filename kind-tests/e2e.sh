@@ -790,7 +790,10 @@ case_agent-killed() {
   local out; out="$(agent_cmd $ns verify "$(s3_location e)" verify --json)" || { echo "$out" >&2; fail "hort-agent verify"; }
   note "verify: $(echo "$out" | tail -n 1 | cut -c1-200)"
   check "verify reports ok" grep -q '"ok":true' <<<"$out"
-  # The restore of the 1.2 GB shows its progress while it runs.
+  # The restore of the 1.2 GB shows its progress while it runs. The group's download limit
+  # holds it to 50 MiB/s, so it runs for more than 20 s (without it, 8 s on an idle machine,
+  # too short to be sure to see a progress read), and the limit is measured in a real cluster.
+  kc -n $ns patch storagegroup s3 --type merge -p '{"spec":{"bandwidth":{"downloadPerSecond":"50Mi"}}}' >/dev/null
   kc -n $ns apply -f - >/dev/null <<EOF
 apiVersion: hort.dev/v1alpha1
 kind: RestoreRequest
@@ -809,6 +812,10 @@ EOF
   wait_phase $ns restorerequest/big Succeeded 10
   note "restore progress seen while running: ${seen:-none}"
   check "the running restore showed its progress (bytes done, total, percent)" test -n "$seen"
+  local took; took="$(jp $ns restorerequest/big '{.status.stats.durationSeconds}')"
+  note "restore of 1.2 GB at downloadPerSecond 50Mi took $took s (22.9 s at the limit)"
+  check "the restore was held to the group's download limit (at least 21 s)" \
+    python3 -c "import sys; sys.exit(0 if float('$took') >= 21 else 1)"
 }
 
 case_operator-restart() {
