@@ -27,7 +27,8 @@
 #                       volume backup with a command of the user's over the
 #                       restored files (read-only, non-root): exit 0 passes, exit 1 fails with
 #                       its exit code and output
-#   mariadb-table       MariaDB backup to a PVC target, one table restored, rows compared
+#   mariadb-table       MariaDB backup to a PVC target, one table restored, rows compared; a
+#                       Verification in a throwaway MariaDB server checks row counts and an assertion
 #   agent-killed        agent pod deleted mid-backup (its progress showed first): the BackupJob
 #                       retries and succeeds; `verify` is clean; the restore shows its progress
 #   operator-restart    operator pod deleted mid-backup: the job finishes once, with exactly one
@@ -400,6 +401,22 @@ spec:
 EOF
   wait_phase $ns backupjob/maria Succeeded 300
   note "snapshot $(jp $ns backupjob/maria '{.status.snapshotId}'), stats $(jp $ns backupjob/maria '{.status.stats}')"
+  # The backup restored into a throwaway MariaDB server beside its agent, while the live table
+  # is damaged and restored below: the row counts recorded at backup time and an assertion hold.
+  kc -n $ns apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: Verification
+metadata: {name: maria}
+spec:
+  storageGroupRef: {name: disk}
+  source:
+    backupJobRef: {name: maria}
+  database:
+    kind: Mariadb
+    image: hort.local/test-mariadb:dev
+    assertions:
+      - {name: every-order, database: e2e_shop, sql: "select count(*) = 3000 and sum(id) = 4501500 from orders"}
+EOF
   # damage one table, change another: only the first comes back
   mariadb_in $INFRA "delete from orders where id > 1000; update orders set qty = 0; update customers set name = 'changed'" e2e_shop
   kc -n $ns apply -f - >/dev/null <<EOF
@@ -425,6 +442,13 @@ EOF
   check "restored table equals the original" test "$before" == "$after"
   check "the other table was not touched" \
     test "$(mariadb_in $INFRA "select count(*) from customers where name = 'changed'" e2e_shop)" == 100
+  wait_phase $ns verification/maria Succeeded 300
+  local checked; checked="$(jp $ns verification/maria '{.status.checked}')"
+  note "verification: RTO $(jp $ns verification/maria '{.status.restoreDurationSeconds}')s, checked $checked"
+  check "the MariaDB verification ran the assertion" grep -q every-order <<<"$checked"
+  check "the MariaDB verification compared both tables' rows" \
+    grep -q 'database e2e_shop: 2 tables, row counts match the backup' <<<"$checked"
+  wait_until 60 "the pod of the MariaDB verification is gone" none_named $ns maria-verify pods
   mariadb_in $INFRA 'drop database e2e_shop' >/dev/null || true
 }
 
@@ -1261,7 +1285,7 @@ run_case wrong-s3-key "wrong S3 credentials: group not Ready with a clear messag
 run_case volume-restore "volume backup to S3, restore into a new claim, contents compared"
 run_case postgres-rename "PostgreSQL backup to S3, restore one database under a new name, rows compared"
 run_case verification "Verifications of a PostgreSQL backup in a throwaway server: a true assertion passes, a false one fails naming it, nothing left; the repository's packs read, a damaged one named; of a volume backup with a command of the user's: exit 0 passes, exit 1 fails with its output"
-run_case mariadb-table "MariaDB backup to a PVC target, restore one table, rows compared"
+run_case mariadb-table "MariaDB backup to a PVC target, restore one table, rows compared; a Verification of the backup in a throwaway MariaDB server"
 run_case agent-killed "agent pod deleted mid-backup (progress shown first): retried, Succeeded, verify OK; restore progress shown"
 run_case operator-restart "operator deleted mid-backup: finishes once, exactly one snapshot"
 run_case hooks "backup hooks run in the application pod; a failing pre hook fails the job before any data is read"
