@@ -53,7 +53,9 @@
 #   plugin              `kubectl hort` (the release binary kubectl-hort, or $HORT_PLUGIN) after a
 #                       real volume backup: status, snapshots, ls, cat and download through an
 #                       agent pod (the bytes equal the original's), backup now --from-job; an
-#                       unknown group fails naming it; no agent pod is left
+#                       unknown group fails naming it; no agent pod is left; the overview page's
+#                       snapshot browser, read with an `edit` token, lists the snapshot and a
+#                       directory's files
 #   namespaced          (runs first, before the cluster-wide install) a second release with
 #                       operator.watchNamespace: only Roles; a PVC group, a volume backup with a
 #                       hook and a restore work; none of its requests was forbidden; `helm test`
@@ -1253,6 +1255,30 @@ case_plugin() {
   check "verify of the repository succeeds (exit 0)" test "$rc" == 0
   check "it says what passed" grep -q "the repository: [1-9][0-9]* checks passed" <<<"$out"
   wait_until 60 "no agent pod of the plugin left" no_browse_pods $ns
+  overview_browses $ns "$id"
+}
+
+# overview_browses NS SNAPSHOT: the overview page (enabled in this release) read from a pod in
+# NS with the token of a ServiceAccount bound to `edit` there: the groups list links to the
+# snapshot browser, which lists SNAPSHOT and the files of its directory media/ through an
+# agent pod started with that token; none is left after.
+overview_browses() {
+  local ns="$1" id="$2" svc token page
+  svc="$(kc -n "$HORT_NAMESPACE" get svc -o name | sed -n 's#^service/\(.*-overview\)$#\1#p')"
+  check "the release has the overview Service" test -n "$svc"
+  kc -n "$ns" create serviceaccount browser >/dev/null
+  kc -n "$ns" create rolebinding browser-edits --clusterrole=edit --serviceaccount="$ns:browser" >/dev/null
+  token="$(kc -n "$ns" create token browser --duration=10m)"
+  local base="http://$svc.$HORT_NAMESPACE.svc:8090" t0=$EPOCHREALTIME
+  # A test-only token of a test namespace, in the test pod's command.
+  page="$(run_pod "$ns" overview hort.local/busybox:stable "set -e; for p in /groups /groups/$ns/s3/snapshots '/groups/$ns/s3/snapshots/$id?path=media'; do
+      echo \"== \$p\"; wget -q -O - --header 'Authorization: Bearer $token' \"$base\$p\"; done")" \
+    || fail "the overview page did not answer: $page"
+  note "three overview pages (two agent pods started with the user's token) took $(since "$t0")s"
+  check "the groups page links to the snapshot browser" grep -qF "href=\"/groups/$ns/s3/snapshots\">Browse snapshots" <<<"$page"
+  check "the snapshot browser lists the backup's snapshot" grep -qF "href=\"/groups/$ns/s3/snapshots/$id\"" <<<"$page"
+  check "the snapshot's directory media/ lists random.bin" grep -qF "<tr><td>random.bin</td><td>file</td>" <<<"$page"
+  wait_until 60 "no agent pod of the page left" no_browse_pods $ns
 }
 
 case_rbac-audit() {
@@ -1271,7 +1297,7 @@ case_rbac-audit() {
 # ---------------------------------------------------------------------------------------------
 run_case namespaced "namespaced install (operator.watchNamespace): Roles only, PVC group, backup with hook, restore"
 t1=$EPOCHREALTIME
-install_hort
+install_hort --set overview.enabled=true
 echo "== chart installed, operator available ($(since "$t1")s)"
 
 if want schedule-retention; then
@@ -1292,7 +1318,7 @@ run_case hooks "backup hooks run in the application pod; a failing pre hook fail
 run_case mirror-outage "Mirror group: S3 target down, backups go on (Degraded), resync levels it, the other target lost, restore matches"
 run_case csi-snapshot "CSI snapshot and VolumeGroupSnapshot between hooks: restored records are one point in time; None reads live"
 run_case schedule-retention "Schedule every minute, keepLast 1: two runs, prune ran, old snapshot gone; its verifications restore into a temporary claim, only the newest kept"
-run_case plugin "kubectl hort: status, snapshots, ls, cat and download (bytes equal), backup now; unknown group named"
+run_case plugin "kubectl hort: status, snapshots, ls, cat and download (bytes equal), backup now; unknown group named; the overview page's snapshot browser"
 run_case rbac-audit "the chart's RBAC against the audit log: every verb granted was used, none forbidden"
 
 echo

@@ -129,6 +129,13 @@ async fn main() -> anyhow::Result<()> {
                     .await
                     .context("reading the Kubernetes configuration again")?,
                 namespace: args.watch_namespace.clone(),
+                browse: overview::BrowseSettings {
+                    image: hort_operator::agent::browse::AgentImage {
+                        image: args.agent_image.clone(),
+                        pull_policy: args.agent_image_pull_policy.clone(),
+                    },
+                    start_timeout: overview::browse::START_TIMEOUT,
+                },
             };
             let page =
                 overview::Overview::new(source, metrics.registry()).context("registering the overview's metrics")?;

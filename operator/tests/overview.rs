@@ -12,11 +12,12 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use hort_crds::{BackupJob, Schedule, StorageGroup};
+use hort_operator::agent::browse::AgentImage;
 use hort_operator::overview::{self, Overview, Source};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Event, Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{Event, Namespace, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, Config};
 use prometheus::Registry;
 use serde_json::json;
@@ -89,6 +90,14 @@ impl Fixture {
             client: client.clone(),
             base_config: config,
             namespace: None,
+            // No kubelet runs beside this API server: a browse pod never starts.
+            browse: overview::BrowseSettings {
+                image: AgentImage {
+                    image: "hort.local/hort-agent:dev".into(),
+                    pull_policy: "Never".into(),
+                },
+                start_timeout: std::time::Duration::from_secs(3),
+            },
         };
         let router = overview::router(Overview::new(source, &registry).unwrap());
         Self {
@@ -434,6 +443,85 @@ async fn a_user_sees_the_jobs_of_the_namespaces_they_may_list_and_nothing_else()
         "{text}"
     );
     promtool_check::check_metrics(&text);
+    f.stop().await;
+}
+
+/// The snapshot browser runs its agent pod with the user's own token: a viewer (no pods
+/// create) is refused naming the right to ask for; an editor's pod is created in their
+/// namespace and deleted again when it does not start (no kubelet here); another namespace's
+/// group is refused without any pod.
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn the_snapshot_browser_starts_its_agent_pod_with_the_users_rights() {
+    let f = Fixture::start("hort-ov-browse").await;
+    let (a, b) = (&f.a, &f.b);
+    let pods = Api::<Pod>::namespaced(f.client.clone(), a);
+    let selector = ListParams::default().labels("app.kubernetes.io/created-by=hort-overview");
+
+    let (status, body) = f.get(&format!("/groups/{a}/s3/snapshots"), &f.viewer).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body.contains(&format!(
+            "you may not start the snapshot browser&#39;s agent pod in namespace {a} (creating agent pod {a}/s3-browse-"
+        )),
+        "{body}"
+    );
+    assert!(
+        body.contains("ClusterRole edit there (create on pods and pods/exec)"),
+        "{body}"
+    );
+    assert!(pods.list(&selector).await.unwrap().items.is_empty());
+
+    let (status, body) = f.get(&format!("/groups/{b}/s3/snapshots"), &f.viewer).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body.contains(&format!("you may not get storagegroups.hort.dev in namespace {b}")),
+        "{body}"
+    );
+
+    let editor = service_account_token(&f.client, a, "editor").await;
+    create(
+        &Api::<Role>::namespaced(f.client.clone(), a),
+        json!({"metadata": {"name": "browser"}, "rules": [
+            {"apiGroups": ["hort.dev"], "resources": ["storagegroups"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "delete"]},
+            {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}]}),
+    )
+    .await;
+    create(
+        &Api::<RoleBinding>::namespaced(f.client.clone(), a),
+        json!({"metadata": {"name": "editor-browses"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "browser"},
+               "subjects": [{"kind": "ServiceAccount", "name": "editor", "namespace": a}]}),
+    )
+    .await;
+    let watcher = {
+        let (pods, selector) = (pods.clone(), selector.clone());
+        tokio::spawn(async move {
+            for _ in 0..100 {
+                if let Some(pod) = pods.list(&selector).await.unwrap().items.into_iter().next() {
+                    return Some(pod);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            None
+        })
+    };
+    let (status, body) = f
+        .get(&format!("/groups/{a}/s3/snapshots/latest?path=media"), &editor)
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body.contains("did not start within 3 s"), "{body}");
+    let pod = watcher.await.unwrap().expect("the browse pod was created");
+    assert_eq!(
+        pod.spec.unwrap().containers[0].image.as_deref(),
+        Some("hort.local/hort-agent:dev")
+    );
+    assert_eq!(pod.metadata.labels.unwrap()["hort.dev/agent-role"], "browse");
+    assert!(
+        pods.list(&selector).await.unwrap().items.is_empty(),
+        "the pod is deleted after it did not start"
+    );
     f.stop().await;
 }
 

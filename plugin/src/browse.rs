@@ -1,23 +1,23 @@
 //! `snapshots`, `ls`, `cat` and `download`: the agent runs them in a short-lived pod in the
-//! namespace (see [`crate::browse_pod`]); the plugin execs `hort-agent` in it and reads its
-//! stdout over the API server's exec stream, which carries bytes unchanged (unlike a pod's
-//! log, which the container runtime splits into lines). The pod is deleted afterwards, also
-//! after an error or Ctrl-C.
+//! namespace (built and run by the operator crate's `agent::browse` and `agent::browse_run`,
+//! with the user's own client); the plugin execs `hort-agent` in it and reads its stdout. The
+//! pod is deleted afterwards, also after an error or Ctrl-C.
 
 use hort_protocol::units::Bytes;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hort_crds::StorageGroup;
+use hort_operator::agent::browse::{AgentImage, browse_pod, pod_name, suffix};
+use hort_operator::agent::browse_run::{delete_now, exec, wait_running};
 use hort_protocol::report::{Report, decode};
 use hort_protocol::{AgentCommand, EntryKind, Listing, SnapshotList, catalog};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{AttachParams, DeleteParams, ListParams, PostParams};
+use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::browse_pod::{AgentImage, DEFAULT_IMAGE, browse_pod, image_of_operator, pod_name};
+use crate::browse_pod::{CREATED_BY, DEFAULT_IMAGE, image_of_operator};
 use crate::cli::AgentFlags;
 use crate::error::{PluginError, Result, is_not_found};
 use crate::output::{Format, emit, structured, table};
@@ -54,124 +54,6 @@ async fn agent_image(client: &Client, flags: &AgentFlags) -> AgentImage {
     }
 }
 
-/// Five characters that make a pod name unique enough for one user's runs.
-fn suffix() -> String {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-        ^ u128::from(std::process::id()) << 64;
-    let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut n = seed;
-    (0..5)
-        .map(|_| {
-            let c = alphabet[(n % alphabet.len() as u128) as usize] as char;
-            n /= alphabet.len() as u128;
-            c
-        })
-        .collect()
-}
-
-/// Why a pod that is not running yet will not start, if it will not.
-fn stuck(pod: &Pod) -> Option<String> {
-    let status = pod.status.as_ref()?;
-    if matches!(status.phase.as_deref(), Some("Failed" | "Succeeded")) {
-        return Some(format!(
-            "it ended ({}){}",
-            status.phase.as_deref().unwrap_or_default(),
-            status.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
-        ));
-    }
-    status.container_statuses.iter().flatten().find_map(|c| {
-        let waiting = c.state.as_ref()?.waiting.as_ref()?;
-        let reason = waiting.reason.as_deref()?;
-        [
-            "ErrImagePull",
-            "ImagePullBackOff",
-            "InvalidImageName",
-            "CreateContainerConfigError",
-            "CreateContainerError",
-        ]
-        .contains(&reason)
-        .then(|| format!("{reason}: {}", waiting.message.as_deref().unwrap_or_default()))
-    })
-}
-
-/// Waits until the pod's container runs.
-async fn wait_running(pods: &Api<Pod>, name: &str, namespace: &str, timeout: Duration) -> Result<()> {
-    let started = Instant::now();
-    loop {
-        let pod = pods
-            .get(name)
-            .await
-            .map_err(|e| PluginError::api(format!("reading pod {namespace}/{name}"), e))?;
-        if pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
-            return Ok(());
-        }
-        if let Some(why) = stuck(&pod) {
-            return Err(PluginError::Agent(format!(
-                "the agent pod {namespace}/{name} cannot start: {why} (the image is set with --agent-image; \
-                 a missing Secret of the StorageGroup shows in `kubectl hort status -n {namespace}`)"
-            )));
-        }
-        if started.elapsed() > timeout {
-            return Err(PluginError::Agent(format!(
-                "the agent pod {namespace}/{name} did not start within {} s: see `kubectl describe pod {name} -n {namespace}` \
-                 (it is deleted now), or wait longer with --start-timeout",
-                timeout.as_secs()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Runs `command` in the pod, copying its stdout to `sink`; the agent's error when it fails.
-async fn exec(pods: &Api<Pod>, name: &str, command: &AgentCommand, sink: &mut (impl AsyncWrite + Unpin)) -> Result<()> {
-    let mut argv = vec!["hort-agent".to_string()];
-    argv.extend(command.to_args());
-    let params = AttachParams::default()
-        .container("agent")
-        .stdin(false)
-        .stdout(true)
-        .stderr(true);
-    let mut attached = pods
-        .exec(name, argv, &params)
-        .await
-        .map_err(|e| PluginError::api(format!("running hort-agent in pod {name} (exec)"), e))?;
-    let mut stdout = attached.stdout().expect("stdout was asked for");
-    let mut stderr = attached.stderr().expect("stderr was asked for");
-    let status = attached.take_status().expect("the status is taken once");
-    let copy = async {
-        let copied = tokio::io::copy(&mut stdout, sink).await;
-        sink.flush().await.and(copied)
-    };
-    let mut errors = Vec::new();
-    let (copied, _) = tokio::join!(copy, stderr.read_to_end(&mut errors));
-    let status = status.await;
-    let _ = attached.join().await;
-    let errors = String::from_utf8_lossy(&errors);
-    match status {
-        Some(s) if s.status.as_deref() == Some("Success") => {}
-        other => {
-            let said = errors
-                .lines()
-                .rev()
-                .find(|l| l.starts_with("hort-agent:"))
-                .map(str::to_owned)
-                .or_else(|| other.and_then(|s| s.message))
-                .unwrap_or_else(|| "no message".into());
-            return Err(PluginError::Agent(said));
-        }
-    }
-    match copied {
-        // A reader that stopped reading (`cat … | head`) is not an error.
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(PluginError::Io {
-            what: "copying the agent's output".into(),
-            source: e,
-        }),
-        _ => Ok(()),
-    }
-}
-
 /// Reads `group`, starts a browse pod for it, hands it to `work`, and deletes it afterwards
 /// (also on error or Ctrl-C).
 async fn with_pod<T>(
@@ -194,7 +76,7 @@ async fn with_pod<T>(
     })?;
     let image = agent_image(client, flags).await;
     let name = pod_name(&group.metadata.name.clone().unwrap_or_default(), &suffix());
-    let pod = browse_pod(&group, &image, &name, command);
+    let pod = browse_pod(&group, &image, &name, CREATED_BY, command);
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     pods.create(&PostParams::default(), &pod)
         .await
@@ -206,13 +88,7 @@ async fn with_pod<T>(
         } => result,
         _ = tokio::signal::ctrl_c() => Err(PluginError::Interrupted),
     };
-    let now = DeleteParams {
-        grace_period_seconds: Some(0),
-        ..DeleteParams::default()
-    };
-    if let Err(e) = pods.delete(&name, &now).await
-        && !is_not_found(&e)
-    {
+    if let Err(e) = delete_now(&pods, &name).await {
         eprintln!("warning: could not delete agent pod {namespace}/{name}: {e}; it ends by itself within an hour");
     }
     result
@@ -403,7 +279,7 @@ pub async fn cat(
         flags,
         command,
         async |pods, name| match file {
-            None => exec(pods, name, &run, &mut tokio::io::stdout()).await,
+            None => Ok(exec(pods, name, &run, &mut tokio::io::stdout()).await?),
             Some(file) => {
                 let part = file.with_extension(match file.extension() {
                     Some(ext) => format!("{}.part", ext.to_string_lossy()),
@@ -413,10 +289,9 @@ pub async fn cat(
                 let mut out = tokio::fs::File::create(&part)
                     .await
                     .map_err(io(format!("creating {}", part.display())))?;
-                let copied = exec(pods, name, &run, &mut out).await;
-                if copied.is_err() {
+                if let Err(e) = exec(pods, name, &run, &mut out).await {
                     let _ = tokio::fs::remove_file(&part).await;
-                    return copied;
+                    return Err(e.into());
                 }
                 out.sync_all()
                     .await
@@ -534,34 +409,5 @@ mod tests {
         assert_eq!(ids(user_backups(list.clone(), &[], true)), ["user", "catalog"]);
         let asked = [catalog::namespace_tag("shop")];
         assert_eq!(ids(user_backups(list, &asked, false)), ["user", "catalog"]);
-    }
-
-    #[test]
-    fn a_pod_that_cannot_start_says_why() {
-        let pod = |status: serde_json::Value| -> Pod {
-            serde_json::from_value(serde_json::json!({"status": status})).unwrap()
-        };
-        let pulling = pod(
-            serde_json::json!({"phase": "Pending", "containerStatuses": [{"name": "agent", "image": "x",
-            "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"waiting": {"reason": "ImagePullBackOff", "message": "pull access denied for x"}}}]}),
-        );
-        assert_eq!(
-            stuck(&pulling).as_deref(),
-            Some("ImagePullBackOff: pull access denied for x")
-        );
-        let secret = pod(
-            serde_json::json!({"phase": "Pending", "containerStatuses": [{"name": "agent", "image": "x",
-            "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"waiting": {"reason": "CreateContainerConfigError", "message": "secret \"s3\" not found"}}}]}),
-        );
-        assert!(stuck(&secret).unwrap().contains("secret \"s3\" not found"));
-        let creating = pod(
-            serde_json::json!({"phase": "Pending", "containerStatuses": [{"name": "agent", "image": "x",
-            "imageID": "", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
-        );
-        assert_eq!(stuck(&creating), None, "still starting");
-        let ended = pod(serde_json::json!({"phase": "Failed", "message": "deadline exceeded"}));
-        assert_eq!(stuck(&ended).as_deref(), Some("it ended (Failed): deadline exceeded"));
     }
 }

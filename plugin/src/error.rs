@@ -1,6 +1,8 @@
 //! What can go wrong in `kubectl hort`, each error with its exit code and, where the user can
 //! fix it, the object and the fix.
 
+use hort_operator::agent::browse_run::BrowseError;
+
 /// An error of a `kubectl hort` command.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
@@ -79,6 +81,28 @@ impl PluginError {
         PluginError::Api {
             action: action.into(),
             source,
+        }
+    }
+}
+
+impl From<BrowseError> for PluginError {
+    /// The browse pod's failure, with what the plugin's user can do about it.
+    fn from(e: BrowseError) -> Self {
+        match e {
+            BrowseError::Api { action, source } => PluginError::Api { action, source },
+            BrowseError::CannotStart { ref namespace, .. } => PluginError::Agent(format!(
+                "{e} (the image is set with --agent-image; a missing Secret of the StorageGroup shows in \
+                 `kubectl hort status -n {namespace}`)"
+            )),
+            BrowseError::StartTimeout {
+                ref namespace,
+                ref name,
+                ..
+            } => PluginError::Agent(format!(
+                "{e}: see `kubectl describe pod {name} -n {namespace}` (it is deleted now), or wait longer with --start-timeout"
+            )),
+            BrowseError::Agent(said) => PluginError::Agent(said),
+            BrowseError::Io { what, source } => PluginError::Io { what, source },
         }
     }
 }

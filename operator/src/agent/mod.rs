@@ -5,6 +5,8 @@
 //! - [`pod`]: the pure pod spec (repository access, security, overrides);
 //! - [`outcome`]: the pure reading of a pod's state and of the agent's report;
 //! - [`api`]: the API calls that create, list and delete agent pods;
+//! - [`browse`] and [`browse_run`]: the short-lived pod that reads a repository for the
+//!   plugin and the overview page, and running commands in it with the user's own client;
 //! - per job, the command and what its report becomes in status: [`check`] (StorageGroup),
 //!   [`backup`] (BackupJob), [`restore`] (RestoreRequest), [`retention`] (Schedule),
 //!   [`verify`] (Verification of a snapshot), [`verify_repository`] (Verification of the
@@ -13,6 +15,8 @@
 
 pub mod api;
 pub mod backup;
+pub mod browse;
+pub mod browse_run;
 pub mod check;
 pub mod outcome;
 pub mod pod;
@@ -37,7 +41,8 @@ pub enum Role {
     Prune,
     /// Restores a snapshot into scratch space and checks it, for a Verification.
     Verify,
-    /// Reads the repository for `kubectl hort` (snapshots, ls, cat); started by the plugin.
+    /// Reads the repository for `kubectl hort` (snapshots, ls, cat) and the overview page's
+    /// snapshot browser, started with the user's own rights.
     Browse,
 }
 

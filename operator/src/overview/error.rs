@@ -3,6 +3,8 @@
 
 use axum::http::StatusCode;
 
+use crate::agent::browse_run::BrowseError;
+
 /// An error that ends one request of the overview page.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -54,6 +56,21 @@ pub enum Error {
     /// A login form came from another site.
     #[error("the login form was sent from another site ({0}): open the page itself and log in there")]
     CrossSite(String),
+    /// The user may not start the snapshot browser's agent pod (create pods, pods/exec).
+    #[error(
+        "you may not start the snapshot browser's agent pod in namespace {namespace} ({refused}): it reads \
+         the repository with your own rights; ask for a RoleBinding to the ClusterRole edit there \
+         (create on pods and pods/exec)"
+    )]
+    BrowseForbidden {
+        /// The namespace.
+        namespace: String,
+        /// The request that was refused.
+        refused: String,
+    },
+    /// The snapshot browser's agent pod did not start or its command failed.
+    #[error("reading the repository failed: {0}")]
+    Browse(BrowseError),
     /// The API server refused or failed one of the operator's requests.
     #[error(
         "the Kubernetes API request failed ({0}); if it names tokenreviews or subjectaccessreviews, \
@@ -70,6 +87,8 @@ impl Error {
             Error::Forbidden { .. } | Error::CrossSite(_) => StatusCode::FORBIDDEN,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::BadParameter { .. } => StatusCode::BAD_REQUEST,
+            Error::BrowseForbidden { .. } => StatusCode::FORBIDDEN,
+            Error::Browse(_) => StatusCode::BAD_GATEWAY,
             Error::Kube(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -83,7 +102,23 @@ impl Error {
             Error::NotFound { .. } => "not_found",
             Error::BadParameter { .. } => "bad_parameter",
             Error::CrossSite(_) => "cross_site",
+            Error::BrowseForbidden { .. } => "browse_forbidden",
+            Error::Browse(_) => "browse",
             Error::Kube(_) => "kube_api",
+        }
+    }
+
+    /// The page's error for browse pod failure `e` in `namespace`: a refusal of the user's
+    /// request says which right is missing.
+    pub fn browse(namespace: &str, e: BrowseError) -> Self {
+        match e {
+            BrowseError::Api { action, source } if matches!(&source, kube::Error::Api(s) if s.code == 403) => {
+                Error::BrowseForbidden {
+                    namespace: namespace.into(),
+                    refused: action,
+                }
+            }
+            other => Error::Browse(other),
         }
     }
 }

@@ -54,6 +54,8 @@ pub struct Source {
     pub base_config: Config,
     /// The one namespace the operator watches, or none for the whole cluster.
     pub namespace: Option<String>,
+    /// How the snapshot browser starts its agent pods.
+    pub browse: super::browse::BrowseSettings,
 }
 
 impl Source {

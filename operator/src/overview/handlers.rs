@@ -72,6 +72,50 @@ pub async fn groups(State(o): State<Overview>, headers: HeaderMap) -> Response {
     .await
 }
 
+/// `GET /groups/{namespace}/{group}/snapshots`: the group's snapshots, read by an agent pod
+/// started with the user's token.
+pub async fn snapshots(
+    State(o): State<Overview>,
+    headers: HeaderMap,
+    Path((namespace, group)): Path<(String, String)>,
+) -> Response {
+    answer(&o, "snapshots", async {
+        let user = user(&o, &headers).await?;
+        let list = o.source.snapshots(&user, &namespace, &group).await?;
+        Ok(render::snapshot_list(
+            Timestamp::now(),
+            &user.name,
+            &namespace,
+            &group,
+            &list,
+        ))
+    })
+    .await
+}
+
+/// `GET /groups/{namespace}/{group}/snapshots/{snapshot}?path=DIR`: what directory `DIR` of
+/// the snapshot holds (the root without `path`), or a database backup's tables.
+pub async fn snapshot(
+    State(o): State<Overview>,
+    headers: HeaderMap,
+    Path((namespace, group, snapshot)): Path<(String, String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    answer(&o, "snapshot", async {
+        let user = user(&o, &headers).await?;
+        let path = query.get("path").map(|p| p.trim_matches('/')).filter(|p| !p.is_empty());
+        let listing = o.source.listing(&user, &namespace, &group, &snapshot, path).await?;
+        Ok(render::snapshot_listing(
+            &user.name,
+            &namespace,
+            &group,
+            path.unwrap_or_default(),
+            &listing,
+        ))
+    })
+    .await
+}
+
 /// `GET /login`: the form.
 pub async fn login_form(State(o): State<Overview>) -> Response {
     o.count("login", 200);

@@ -7,11 +7,13 @@
 //!
 //! - [`auth`]: tokens, the login cookie, TokenReview and SubjectAccessReview;
 //! - [`gather`]: reading the objects and a job's Events;
+//! - [`browse`]: the snapshot browser's reads, through an agent pod run with the user's token;
 //! - [`model`]: the typed data shown, made from the objects;
 //! - [`render`]: pure HTML rendering;
 //! - [`handlers`]: the routes.
 
 pub mod auth;
+pub mod browse;
 pub mod error;
 pub mod gather;
 pub mod handlers;
@@ -24,6 +26,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use prometheus::{IntCounterVec, Opts, Registry};
 
+pub use browse::BrowseSettings;
 pub use gather::Source;
 
 /// What the page's handlers share.
@@ -62,6 +65,11 @@ pub fn router(overview: Overview) -> Router {
         .route("/jobs/{namespace}/{name}", get(handlers::job))
         .route("/schedules", get(handlers::schedules))
         .route("/groups", get(handlers::groups))
+        .route("/groups/{namespace}/{group}/snapshots", get(handlers::snapshots))
+        .route(
+            "/groups/{namespace}/{group}/snapshots/{snapshot}",
+            get(handlers::snapshot),
+        )
         .route("/login", get(handlers::login_form).post(handlers::login))
         .route("/logout", post(handlers::logout))
         .with_state(overview)

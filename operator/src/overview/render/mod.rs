@@ -4,10 +4,12 @@
 mod detail;
 mod jobs;
 mod resources;
+mod snapshots;
 
 pub use detail::job_detail;
 pub use jobs::jobs;
 pub use resources::{groups, schedules};
+pub use snapshots::{snapshot_list, snapshot_listing};
 
 use std::fmt::Write as _;
 

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use k8s_openapi::jiff::Timestamp;
 
 use super::jobs::short;
+use super::snapshots::snapshots_href;
 use super::{View, escape, page, state_badge, url_component, when};
 use crate::overview::model::{GroupRow, ScheduleRow};
 
@@ -76,12 +77,13 @@ pub fn groups(now: Timestamp, user: &str, rows: &[GroupRow]) -> String {
         let _ = write!(
             body,
             r#"<section aria-labelledby="{id}"><h2 id="{id}">{ns}/{name}</h2>
-<p>{ready} · strategy {strategy} · repository size {size}</p>
+<p>{ready} · strategy {strategy} · repository size {size} · <a href="{browse}">Browse snapshots</a></p>
 <table><caption>Targets of {name}</caption><thead><tr><th scope="col">Target</th><th scope="col">Where</th><th scope="col">Health</th><th scope="col">Used</th><th scope="col">Free</th><th scope="col">Behind</th><th scope="col">Last check</th><th scope="col">Message</th></tr></thead><tbody>"#,
             ns = escape(&g.namespace),
             name = escape(&g.name),
             strategy = escape(&g.strategy),
             size = g.used_size.as_deref().map(escape).unwrap_or_else(|| "unknown".into()),
+            browse = escape(&snapshots_href(&g.namespace, &g.name)),
         );
         for t in &g.targets {
             let health = match (t.reachable, t.writable) {
@@ -172,6 +174,7 @@ mod tests {
         };
         let html = groups(now, "u", &[group]);
         assert!(html.contains(r#"<h2 id="g-shop-&lt;g&gt;">shop/&lt;g&gt;</h2>"#));
+        assert!(html.contains(r#"<a href="/groups/shop/%3Cg%3E/snapshots">Browse snapshots</a>"#));
         assert!(html.contains(r#"<span class="state state-failed">Not ready</span> TargetUnreachable"#));
         assert!(html.contains(r#"<td>a</td><td>S3 bucket b at http://s3</td><td><span class="state state-succeeded">Healthy</span></td><td>3.0 MiB</td>"#));
         assert!(html.contains(r#"<span class="state state-failed">Unreachable</span>"#));
