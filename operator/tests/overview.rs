@@ -15,6 +15,7 @@ use hort_crds::{BackupJob, Schedule, StorageGroup};
 use hort_operator::agent::browse::AgentImage;
 use hort_operator::overview::{self, Overview, Source};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -162,6 +163,24 @@ where
 {
     let obj: K = serde_json::from_value(value).unwrap();
     api.create(&PostParams::default(), &obj).await.unwrap()
+}
+
+/// Waits until the API server's authorizer lets ServiceAccount `name` of `ns` create pods
+/// there (a new RoleBinding takes a moment to count).
+async fn may_create_pods(client: &Client, ns: &str, name: &str) {
+    let review: SubjectAccessReview = serde_json::from_value(json!({"spec": {
+        "user": format!("system:serviceaccount:{ns}:{name}"),
+        "resourceAttributes": {"namespace": ns, "verb": "create", "resource": "pods"}}}))
+    .unwrap();
+    let reviews = Api::<SubjectAccessReview>::all(client.clone());
+    for _ in 0..100 {
+        let answer = reviews.create(&PostParams::default(), &review).await.unwrap();
+        if answer.status.is_some_and(|s| s.allowed) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{name} in {ns} was not allowed to create pods within 10 s");
 }
 
 /// A token of ServiceAccount `name` in `ns` (created here), from the TokenRequest API.
@@ -470,6 +489,10 @@ async fn the_snapshot_browser_starts_its_agent_pod_with_the_users_rights() {
         body.contains("ClusterRole edit there (create on pods and pods/exec)"),
         "{body}"
     );
+    assert!(
+        body.contains("cannot create resource &quot;pods&quot;"),
+        "the API server's words: {body}"
+    );
     assert!(pods.list(&selector).await.unwrap().items.is_empty());
 
     let (status, body) = f.get(&format!("/groups/{b}/s3/snapshots"), &f.viewer).await;
@@ -493,6 +516,13 @@ async fn the_snapshot_browser_starts_its_agent_pod_with_the_users_rights() {
         json!({"metadata": {"name": "editor-browses"},
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "browser"},
                "subjects": [{"kind": "ServiceAccount", "name": "editor", "namespace": a}]}),
+    )
+    .await;
+    may_create_pods(&f.client, a, "editor").await;
+    // Agent pods run as the ServiceAccount the operator makes in each namespace it works in.
+    create(
+        &Api::<ServiceAccount>::namespaced(f.client.clone(), a),
+        json!({"metadata": {"name": "hort-agent"}}),
     )
     .await;
     let watcher = {

@@ -58,14 +58,14 @@ pub enum Error {
     CrossSite(String),
     /// The user may not start the snapshot browser's agent pod (create pods, pods/exec).
     #[error(
-        "you may not start the snapshot browser's agent pod in namespace {namespace} ({refused}): it reads \
+        "you may not start the snapshot browser's agent pod in namespace {namespace} ({refused}); it reads \
          the repository with your own rights; ask for a RoleBinding to the ClusterRole edit there \
          (create on pods and pods/exec)"
     )]
     BrowseForbidden {
         /// The namespace.
         namespace: String,
-        /// The request that was refused.
+        /// The request that was refused, and the API server's words.
         refused: String,
     },
     /// The snapshot browser's agent pod did not start or its command failed.
@@ -112,12 +112,13 @@ impl Error {
     /// request says which right is missing.
     pub fn browse(namespace: &str, e: BrowseError) -> Self {
         match e {
-            BrowseError::Api { action, source } if matches!(&source, kube::Error::Api(s) if s.code == 403) => {
-                Error::BrowseForbidden {
-                    namespace: namespace.into(),
-                    refused: action,
-                }
-            }
+            BrowseError::Api {
+                action,
+                source: kube::Error::Api(status),
+            } if status.code == 403 => Error::BrowseForbidden {
+                namespace: namespace.into(),
+                refused: format!("{action}: {}", status.message),
+            },
             other => Error::Browse(other),
         }
     }
