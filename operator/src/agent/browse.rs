@@ -152,17 +152,8 @@ mod tests {
         let env = agent.env.as_ref().unwrap();
         let password = env.iter().find(|e| e.name == "HORT_PASSWORD").unwrap();
         assert!(password.value.is_none(), "the password only by reference");
-        assert_eq!(
-            password
-                .value_from
-                .as_ref()
-                .unwrap()
-                .secret_key_ref
-                .as_ref()
-                .unwrap()
-                .name,
-            "repo-key"
-        );
+        let secret = password.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref());
+        assert_eq!(secret.map(|s| s.name.as_str()), Some("repo-key"));
         assert!(
             env.iter()
                 .all(|e| e.value.as_deref().is_none_or(|v| !v.contains("s3-creds")))
