@@ -104,14 +104,42 @@ fn a_mirror_with_a_readable_target_restores_without_touching_the_archive() {
     assert_eq!(seen.restore_requests.load(Ordering::SeqCst), 0);
 }
 
+/// Keys of pack files stored under `prefix` (`repo/data/` …) by the archive server at `root`.
+fn stored_packs(root: &std::path::Path, prefix: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut dirs = vec![root.join("hort").join(prefix)];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                keys.push(format!(
+                    "{prefix}{}",
+                    path.strip_prefix(root.join("hort").join(prefix)).unwrap().display()
+                ));
+            }
+        }
+    }
+    keys.sort();
+    keys
+}
+
 /// A target with an archive class added to a group later and filled by `resync` (what a
-/// StorageGroup's check does): only data packs are archived there, so the new target alone
-/// can list a snapshot, and the data packs wait for a restore like any archived pack.
+/// StorageGroup's check does): each pack goes into the class a backup would have given it
+/// (exactly the packs a backup straight into an archive target archived; tree packs stay
+/// readable), so the new target alone can list a snapshot, and the data packs wait for a
+/// restore like any archived pack.
 #[test]
 fn a_resync_into_an_archive_target_archives_data_packs_only() {
-    let (endpoint, seen, _root) = archive_server::start();
+    let (endpoint, seen, root) = archive_server::start();
     let archive = "s3://hort/repo?credentials=HORT_TARGET_0&storage-class=DEEP_ARCHIVE";
-    let mut repo = Repo::new(support::Kind::Fs);
+    let direct = "s3://hort/direct?credentials=HORT_TARGET_0&storage-class=DEEP_ARCHIVE";
+    let disk_dir = tempfile::tempdir().unwrap();
+    let disk = disk_dir.path().join("repo").display().to_string();
+    // A backup to a disk and, beside it, straight into an archive target.
+    let mut repo = Repo::on_server(format!("{disk},{direct}"), &endpoint);
+    repo.strategy = Some("mirror");
     repo.init();
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
@@ -120,13 +148,34 @@ fn a_resync_into_an_archive_target_archives_data_packs_only() {
     fs::write(src.join("dir/b"), noise(5, 200_000)).unwrap();
     repo.backup(&src, &[]);
 
-    let mut group = Repo::on_server(format!("{},{archive}", repo.spec), &endpoint);
+    let mut group = Repo::on_server(format!("{disk},{archive}"), &endpoint);
     group.strategy = Some("mirror");
     let out = group.ok(&["resync"]);
     assert!(out.contains("copied"), "{out}");
-    let archived = seen.archived_keys();
+    let archived_under = |prefix: &str| -> Vec<String> {
+        let keys = seen.archived_keys().into_iter();
+        keys.filter_map(|k| k.strip_prefix(prefix).map(str::to_owned)).collect()
+    };
+    let archived = archived_under("repo/");
     assert!(!archived.is_empty(), "the data packs are archived");
-    assert!(archived.iter().all(|k| k.starts_with("repo/data/")), "{archived:?}");
+    assert!(archived.iter().all(|k| k.starts_with("data/")), "{archived:?}");
+    assert_eq!(
+        archived,
+        archived_under("direct/"),
+        "resync and backup archive the same packs"
+    );
+    let packs = stored_packs(root.path(), "repo/data/");
+    assert_eq!(
+        packs,
+        stored_packs(root.path(), "direct/data/")
+            .iter()
+            .map(|k| k.replacen("direct/", "repo/", 1))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        packs.len() > archived.len(),
+        "tree packs stay in the default class: {packs:?}"
+    );
 
     // The archive target alone: the trees are readable, the data waits for a restore.
     repo = Repo::on_server(archive.into(), &endpoint);

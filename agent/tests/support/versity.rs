@@ -117,6 +117,21 @@ impl Versity {
         .unwrap();
     }
 
+    /// Turns versioning on for `bucket` (a server started with [`Versity::start_versioned`]).
+    pub fn enable_versioning(&self, bucket: &str) {
+        let enabled = aws_sdk_s3::types::VersioningConfiguration::builder()
+            .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+            .build();
+        self.block_on(
+            self.client
+                .put_bucket_versioning()
+                .bucket(bucket)
+                .versioning_configuration(enabled)
+                .send(),
+        )
+        .unwrap();
+    }
+
     /// Every stored version and delete marker under `prefix` in `bucket`, as `key@version`.
     pub fn versions(&self, bucket: &str, prefix: &str) -> Vec<String> {
         let out = self

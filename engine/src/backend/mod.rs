@@ -301,7 +301,8 @@ pub trait Backend: Send + Sync {
     }
 
     /// When the file's S3 Object Lock retention ends, if it is still under one (a group: the
-    /// latest over its targets); `None` for backends without Object Lock. Deleting it before
+    /// latest over its targets); `None` for backends without Object Lock and for kinds they
+    /// do not lock ([`FileKind::is_locked`]). Deleting it before
     /// then fails with [`BackendError::Retained`].
     fn retained_until(
         &self,
@@ -334,7 +335,8 @@ pub trait Backend: Send + Sync {
         Ok(Vec::new())
     }
 
-    /// Removes a file; removing an absent file is not an error. A file under S3 Object Lock
-    /// retention is not deleted: [`BackendError::Retained`].
+    /// Removes a file (in a versioned S3 bucket, every version of it); removing an absent
+    /// file is not an error. A file under S3 Object Lock retention is not deleted:
+    /// [`BackendError::Retained`].
     fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError>;
 }

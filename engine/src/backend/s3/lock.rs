@@ -3,11 +3,13 @@
 //!
 //! With `object_lock` set, every upload of a [`FileKind::is_locked`] kind carries
 //! `x-amz-object-lock-mode` and `x-amz-object-lock-retain-until-date` (now plus the days), and
-//! a CRC32 checksum (S3 requires Content-MD5 or a checksum with them). A delete first reads the
-//! object's retention (HEAD) and, while it runs, sends no DELETE and fails with
-//! [`BackendError::Retained`]; once it has expired it deletes the version the HEAD saw, so a
-//! versioned bucket keeps no copy behind. A DELETE the server refuses is looked at the same
-//! way, for buckets that lock objects by a default retention Hort was not told about.
+//! a CRC32 checksum (S3 requires Content-MD5 or a checksum with them). A delete of such a kind
+//! first reads the object's retention (HEAD) and, while it runs, sends no DELETE and fails with
+//! [`BackendError::Retained`]; once it has expired, in a versioned bucket it deletes every
+//! version of the object by its id (see [`super::versions`]), so no copy stays behind.
+//! Without `object_lock`, a DELETE that only made a delete marker (a versioned bucket) is
+//! followed by the same, and a DELETE the server refuses is looked at like a HEAD: both for
+//! buckets that lock objects by a default retention Hort was not told about.
 
 use aws_sdk_s3::config::RequestChecksumCalculation;
 use aws_sdk_s3::error::ProvideErrorMetadata;
@@ -27,6 +29,8 @@ pub(super) struct Retention {
     pub version: Option<String>,
     /// Whether the object exists.
     pub exists: bool,
+    /// When the object (version) was written.
+    pub modified: Option<DateTime<Utc>>,
 }
 
 impl S3Backend {
@@ -60,8 +64,13 @@ impl S3Backend {
         config
     }
 
-    /// The object's retention and version (HEAD).
-    pub(super) fn retention(&self, kind: FileKind, name: &str) -> Result<Retention, BackendError> {
+    /// The retention of the object or of one of its versions (HEAD).
+    pub(super) fn retention(
+        &self,
+        kind: FileKind,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Retention, BackendError> {
         let location = self.location(kind, name);
         self.runtime.block_on(async {
             let head = self
@@ -69,15 +78,17 @@ impl S3Backend {
                 .head_object()
                 .bucket(&self.bucket)
                 .key(self.key(kind, name))
+                .set_version_id(version.map(str::to_owned))
                 .send()
                 .await;
             let head = match head {
                 Ok(head) => head,
-                Err(e) if status(&e) == Some(404) => {
+                Err(e) if status(&e) == Some(404) || e.code() == Some("NoSuchVersion") => {
                     return Ok(Retention {
                         until: None,
                         version: None,
                         exists: false,
+                        modified: None,
                     });
                 }
                 Err(e) => return Err(remote(location, e)),
@@ -91,6 +102,9 @@ impl S3Backend {
                 until,
                 version: head.version_id().map(str::to_owned),
                 exists: true,
+                modified: head
+                    .last_modified()
+                    .and_then(|d| DateTime::from_timestamp(d.secs(), d.subsec_nanos())),
             })
         })
     }
@@ -98,39 +112,71 @@ impl S3Backend {
     /// Deletes an object unless its retention still runs (see the module).
     pub(super) fn delete_unless_retained(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
         let location = self.location(kind, name);
-        let retained = |until| BackendError::Retained {
-            location: location.clone(),
-            until,
-        };
-        let mut version = None;
-        if self.object_lock.is_some() {
-            let retention = self.retention(kind, name)?;
+        if self.object_lock.is_some() && kind.is_locked() {
+            let retention = self.retention(kind, name, None)?;
             if let Some(until) = retention.until {
-                return Err(retained(until));
+                return Err(BackendError::Retained { location, until });
             }
             if !retention.exists {
                 return Ok(());
             }
-            version = retention.version.filter(|v| v != "null");
+            if let Some(seen) = retention.version.filter(|v| v != "null") {
+                return self.delete_versions(kind, name, Some(&seen));
+            }
         }
-        let sent = self.runtime.block_on(async {
-            self.client
-                .delete_object()
-                .bucket(&self.bucket)
-                .key(self.key(kind, name))
-                .set_version_id(version)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| remote(location.clone(), e))
-        });
-        match sent {
-            Err(BackendError::Refused { location, message }) => match self.retention(kind, name) {
-                Ok(Retention { until: Some(until), .. }) => Err(retained(until)),
+        match self.delete_current(kind, name) {
+            Ok(true) => self.delete_versions(kind, name, None),
+            Ok(false) => Ok(()),
+            Err(BackendError::Refused { location, message }) => match self.refused_until(kind, name, None) {
+                Ok(Some(until)) => Err(BackendError::Retained { location, until }),
                 _ => Err(BackendError::Refused { location, message }),
             },
-            other => other,
+            Err(e) => Err(e),
         }
+    }
+
+    /// When the retention that made the server refuse to delete the object (or its
+    /// `version`) ends, if it still runs: as its HEAD tells or, for a server that does not
+    /// show a bucket's default retention on the object (Versity Gateway), the bucket's default
+    /// counted from when the version was written.
+    pub(super) fn refused_until(
+        &self,
+        kind: FileKind,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Option<DateTime<Utc>>, BackendError> {
+        let retention = self.retention(kind, name, version)?;
+        let (None, Some(modified)) = (retention.until, retention.modified) else {
+            return Ok(retention.until);
+        };
+        let period = self.default_retention()?;
+        Ok(period.map(|p| modified + p).filter(|until| *until > Utc::now()))
+    }
+
+    /// The bucket's default retention period, if it has one the keys may read.
+    fn default_retention(&self) -> Result<Option<chrono::Duration>, BackendError> {
+        let location = format!("s3://{}", self.bucket);
+        self.runtime.block_on(async {
+            let out = match self
+                .client
+                .get_object_lock_configuration()
+                .bucket(&self.bucket)
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) if status(&e).is_some_and(|s| (400..500).contains(&s) || s == 501) => return Ok(None),
+                Err(e) => return Err(remote(location, e)),
+            };
+            let default = out
+                .object_lock_configuration()
+                .and_then(|c| c.rule())
+                .and_then(|r| r.default_retention());
+            Ok(default.and_then(|d| {
+                let days = d.days().map(i64::from).or(d.years().map(|y| 365 * i64::from(y)))?;
+                Some(chrono::Duration::days(days))
+            }))
+        })
     }
 
     /// Whether the bucket has Object Lock enabled; `None` when the server does not implement

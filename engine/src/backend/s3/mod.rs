@@ -4,10 +4,12 @@
 //! SDK's standard retry mode (exponential backoff with jitter) for transient failures.
 //!
 //! The engine is synchronous; this backend owns a small Tokio runtime and blocks on it.
-//! Object Lock retention is in [`lock`], archive storage classes in [`archive`].
+//! Object Lock retention is in [`lock`], deletes in versioned buckets in [`versions`], archive
+//! storage classes in [`archive`].
 
 mod archive;
 mod lock;
+mod versions;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -538,10 +540,10 @@ impl Backend for S3Backend {
         kind: FileKind,
         name: &str,
     ) -> Result<Option<chrono::DateTime<chrono::Utc>>, BackendError> {
-        if self.object_lock.is_none() {
+        if self.object_lock.is_none() || !kind.is_locked() {
             return Ok(None);
         }
-        Ok(self.retention(kind, name)?.until)
+        Ok(self.retention(kind, name, None)?.until)
     }
 
     fn object_lock_enabled(&self) -> Result<Option<bool>, BackendError> {
