@@ -34,6 +34,8 @@ use crate::storage_group::STORAGE_GROUP_LABEL;
 const CHECK_FAILED: &str = "CheckFailed";
 /// Reason of a run that could not check (the pod failed without a report).
 const VERIFY_FAILED: &str = "VerificationFailed";
+/// Reason of a run whose throwaway database server never started.
+const SERVER_FAILED: &str = "ServerFailed";
 
 /// Reconciles one Verification.
 pub async fn reconcile(cached: Arc<Verification>, ctx: Arc<Context>) -> Result<Action> {
@@ -55,6 +57,14 @@ pub async fn reconcile(cached: Arc<Verification>, ctx: Arc<Context>) -> Result<A
     let command = verification.spec.volume.as_ref().and_then(|v| v.command.as_ref());
     let ended = match &status.agent_pod {
         Some(name) => match pods.get_opt(name).await? {
+            Some(pod)
+                if !outcome::finished(&pod)
+                    && let Some(why) = verify::server_failed(&pod) =>
+            {
+                let log = api::log_tail(&pods, name, verify::SERVER_CONTAINER).await;
+                let log = outcome::tail(log.trim(), 1024);
+                Some(Err((SERVER_FAILED, format!("{why}; its log ends: {log}"))))
+            }
             Some(pod) if !outcome::finished(&pod) => {
                 match command.and_then(|c| Some((c, verify_command::deadline(&pod, c)?))) {
                     Some((command, deadline)) if now >= deadline => {

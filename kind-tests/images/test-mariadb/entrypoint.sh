@@ -6,7 +6,11 @@ set -eu
 : "${MARIADB_ROOT_PASSWORD:=hort}"
 datadir=/var/lib/mysql
 if [ ! -d "$datadir/mysql" ]; then
-  mariadb-install-db --user=mysql --datadir="$datadir" --auth-root-authentication-method=normal \
+  # As root it makes the files mysql's; as any other user (a Verification's server runs as 999
+  # on an emptyDir it may not chown) it keeps them its own.
+  user=""
+  [ "$(id -u)" = 0 ] && user=--user=mysql
+  mariadb-install-db $user --datadir="$datadir" --auth-root-authentication-method=normal \
     --skip-test-db >/dev/null
   init="$(mktemp)"
   {

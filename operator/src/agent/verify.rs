@@ -232,6 +232,33 @@ pub fn add_server(pod: &mut Pod, db: &DatabaseVerification, secret: &str) {
     security.fs_group = Some(SERVER_USER);
 }
 
+/// Times the throwaway server may end before the verification gives up on it.
+pub const SERVER_START_ATTEMPTS: i32 = 3;
+
+/// Why the throwaway server of a verification's `pod` will not start, once it ended
+/// [`SERVER_START_ATTEMPTS`] times without the agent ever running (the kubelet restarts it
+/// without end, and the agent waits for it): its last exit code and reason.
+pub fn server_failed(pod: &Pod) -> Option<String> {
+    let statuses = pod.status.as_ref()?.init_container_statuses.as_ref()?;
+    let server = statuses.iter().find(|s| s.name == SERVER_CONTAINER)?;
+    if server.restart_count < SERVER_START_ATTEMPTS || server.state.as_ref().is_some_and(|s| s.running.is_some()) {
+        return None;
+    }
+    let last = server.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+    let how = match last {
+        Some(t) => format!(
+            ", last with exit code {}{}",
+            t.exit_code,
+            t.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+        ),
+        None => String::new(),
+    };
+    Some(format!(
+        "the throwaway database server (image {}) did not start: it ended {} times{how}",
+        server.image, server.restart_count
+    ))
+}
+
 /// Records a finished run's report in `status`: the snapshot, durations, totals, what was
 /// checked and what failed, and a message naming the first failure. Returns whether every
 /// check passed.
@@ -542,5 +569,25 @@ mod tests {
         );
         // A report that says not ok fails even without named failures.
         assert!(!record(&report(false, &[], 0), &mut VerificationStatus::default()));
+    }
+    #[test]
+    fn a_server_that_keeps_ending_fails_the_run_naming_its_image_and_exit_code() {
+        let pod = |restarts: i32, state: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({"status": {"initContainerStatuses": [
+                {"name": SERVER_CONTAINER, "image": "mariadb:11", "imageID": "", "ready": false,
+                 "restartCount": restarts, "state": state,
+                 "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}}))
+            .unwrap()
+        };
+        let backoff = serde_json::json!({"waiting": {"reason": "CrashLoopBackOff"}});
+        assert_eq!(
+            server_failed(&pod(3, backoff.clone())).as_deref(),
+            Some(
+                "the throwaway database server (image mariadb:11) did not start: it ended 3 times, last with exit code 1 (Error)"
+            )
+        );
+        assert_eq!(server_failed(&pod(2, backoff)), None, "it may still start");
+        let running = serde_json::json!({"running": {}});
+        assert_eq!(server_failed(&pod(5, running)), None, "it runs now");
     }
 }
