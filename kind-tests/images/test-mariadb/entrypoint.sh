@@ -17,6 +17,9 @@ if [ ! -d "$datadir/mysql" ]; then
     echo "CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY '$MARIADB_ROOT_PASSWORD';"
     echo "GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION;"
     echo "ALTER USER 'root'@'localhost' IDENTIFIED BY '$MARIADB_ROOT_PASSWORD';"
+    # Over TCP from the pod itself (a Verification's agent), these match before root@'%'.
+    echo "ALTER USER IF EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '$MARIADB_ROOT_PASSWORD';"
+    echo "ALTER USER IF EXISTS 'root'@'::1' IDENTIFIED BY '$MARIADB_ROOT_PASSWORD';"
     # mariadb-install-db also makes root@<pod host name>, which this server (--skip-name-resolve)
     # does not load, so `mariadb-dump --system=users` would fail on it: remove it
     echo "DELETE FROM mysql.global_priv WHERE Host NOT IN ('localhost', '127.0.0.1', '::1', '%');"
