@@ -476,6 +476,27 @@ has_progress() { # NS OBJ
      && -n "$(jp "$1" "$2" '{.status.progress.percent}')" ]] 2>/dev/null
 }
 
+uniq_words() { tr ' ' '\n' <<<"$1" | grep . | uniq | tr '\n' ' '; }
+
+# The requests in namespace NS whose URI matches the regex PATTERN, from this run's audit log
+# and its rotated files: time, user, verb, URI and response code, one line each.
+audit_calls() { # NS PATTERN
+  local log; log="$("$HERE/cluster.sh" audit-log)" || return 1
+  python3 - "$log" "$1" "$2" "$AUDIT_SINCE" <<'PY'
+import glob, json, re, sys
+log, ns, pattern, since = sys.argv[1:]
+lines = [l for f in sorted(glob.glob(log[:-4] + "-*.log")) + [log] for l in open(f)]
+for line in lines:
+    e = json.loads(line)
+    uri = e.get("requestURI", "")
+    if e.get("stage") != "ResponseComplete" or e["requestReceivedTimestamp"] < since:
+        continue
+    if f"/namespaces/{ns}/" in uri and re.search(pattern, uri):
+        print(e["requestReceivedTimestamp"][11:23], e["user"]["username"], e["verb"], uri.split("?")[0],
+              e.get("responseStatus", {}).get("code"))
+PY
+}
+
 retry_pod_exists() { # NS FIRST-POD: a backup pod other than FIRST-POD exists
   kc -n "$1" get pods -l hort.dev/agent-role=backup -o name | grep -v "^pod/$2\$" | grep -q .
 }
@@ -830,16 +851,21 @@ spec:
   target:
     volume: {claimName: big-restored, storageClassName: local-path, size: 3Gi}
 EOF
-  local seen="" deadline=$((SECONDS + 300))
+  local seen="" deadline=$((SECONDS + 300)) polls=0 pod_phases=""
   while [[ "$(jp $ns restorerequest/big '{.status.phase}')" != Succeeded ]] && ((SECONDS < deadline)); do
     has_progress $ns restorerequest/big && seen="$(jp $ns restorerequest/big '{.status.progress}')"
+    polls=$((polls + 1)) pod_phases+="$(jp $ns pod/big-restore '{.status.phase}' 2>/dev/null || true) "
     sleep 0.5
   done
   wait_phase $ns restorerequest/big Succeeded 10
-  note "restore progress seen while running: ${seen:-none}"
-  check "the running restore showed its progress (bytes done, total, percent)" test -n "$seen"
   local took; took="$(jp $ns restorerequest/big '{.status.stats.durationSeconds}')"
   note "restore of 1.2 GB at downloadPerSecond 50Mi took $took s (22.9 s at the limit)"
+  note "restore progress seen while running: ${seen:-none} ($polls polls; the pod's phase at each: $(uniq_words "$pod_phases"))"
+  if [[ -z "$seen" ]]; then
+    note "the operator's log reads and status writes of this restore (audit log):"
+    audit_calls "$ns" 'big-restore/log|restorerequests/big/status' >&2 || true
+  fi
+  check "the running restore showed its progress (bytes done, total, percent)" test -n "$seen"
   check "the restore was held to the group's download limit (at least 21 s)" \
     python3 -c "import sys; sys.exit(0 if float('$took') >= 21 else 1)"
 }

@@ -76,10 +76,8 @@ pub async fn reconcile(cached: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result
         // Running: show its progress until the pod ends (the pod watch triggers a reconcile
         // then).
         RestoreStep::Follow(pod) => {
-            if outcome::phase(&pod) == "Running" {
-                let name = pod.name_any();
-                status.progress = api::progress(&pods, &name).await.or(status.progress.take());
-            }
+            // Also before the kubelet reports the pod Running (see the BackupJob's reconcile).
+            status.progress = api::progress(&pods, &pod.name_any()).await.or(status.progress.take());
             action = Action::requeue(next_progress_read(status.progress.as_ref()));
             None
         }

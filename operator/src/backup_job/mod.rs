@@ -246,9 +246,10 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
                     outcome::phase(pod).to_lowercase()
                 ),
             });
-            if outcome::phase(pod) == "Running" {
-                status.progress = api::progress(&pods, name).await.or(status.progress.take());
-            }
+            // Read whether or not the kubelet has reported the pod Running yet: under load its
+            // status can lag the agent by many seconds, and a log that is not there yet reads
+            // as no progress.
+            status.progress = api::progress(&pods, name).await.or(status.progress.take());
             action = Action::requeue(next_progress_read(status.progress.as_ref()));
         }
         Step::WaitForSlot(slot) => {
