@@ -136,6 +136,7 @@ async fn main() -> anyhow::Result<()> {
                     },
                     start_timeout: overview::browse::START_TIMEOUT,
                 },
+                reviews: Default::default(),
             };
             let page =
                 overview::Overview::new(source, metrics.registry()).context("registering the overview's metrics")?;

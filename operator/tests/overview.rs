@@ -99,6 +99,7 @@ impl Fixture {
                 },
                 start_timeout: std::time::Duration::from_secs(3),
             },
+            reviews: Default::default(),
         };
         let router = overview::router(Overview::new(source, &registry).unwrap());
         Self {
@@ -461,6 +462,17 @@ async fn a_user_sees_the_jobs_of_the_namespaces_they_may_list_and_nothing_else()
         text.contains(r#"hort_overview_requests_total{code="403",view="jobs"} 1"#),
         "{text}"
     );
+    // Two users clicked through several pages: each token was reviewed once, and the
+    // repeated questions were answered from memory.
+    let count = |labels: &str| -> u64 {
+        let prefix = format!("hort_overview_reviews_total{{{labels}}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    assert_eq!(count(r#"answer="asked",review="token""#), 2, "{text}");
+    assert!(count(r#"answer="remembered",review="token""#) >= 5, "{text}");
+    assert!(count(r#"answer="remembered",review="access""#) >= 1, "{text}");
     promtool_check::check_metrics(&text);
     f.stop().await;
 }

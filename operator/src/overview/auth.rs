@@ -1,6 +1,7 @@
 //! Who is asking, through Kubernetes: the request's bearer token (an `Authorization` header,
 //! or the cookie the login form sets) is checked with a TokenReview, and what the user may
-//! read with SubjectAccessReviews. Tokens are never logged, and never shown by `Debug`.
+//! read with SubjectAccessReviews (their answers remembered for a while by [`super::reviews`]).
+//! Tokens are never logged, and never shown by `Debug`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,6 +16,7 @@ use kube::{Client, Config};
 use secrecy::SecretString;
 
 use super::error::Error;
+use super::reviews::Reviews;
 
 /// Name of the cookie the login form sets.
 pub const COOKIE_NAME: &str = "hort_token";
@@ -158,13 +160,14 @@ pub async fn allowed(client: &Client, user: &User, permission: Permission, names
 /// The namespaces of `candidates` in which `user` has `permission`, in their order.
 pub async fn allowed_namespaces(
     client: &Client,
+    reviews: &Reviews,
     user: &User,
     permission: Permission,
     candidates: Vec<String>,
 ) -> Result<Vec<String>, Error> {
     let decisions: Vec<Result<(String, bool), Error>> = futures::stream::iter(candidates)
         .map(|ns| async move {
-            let ok = allowed(client, user, permission, &ns).await?;
+            let ok = reviews.allowed(client, user, permission, &ns).await?;
             Ok((ns, ok))
         })
         .buffered(CONCURRENT_REVIEWS)

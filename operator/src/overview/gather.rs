@@ -56,6 +56,8 @@ pub struct Source {
     pub namespace: Option<String>,
     /// How the snapshot browser starts its agent pods.
     pub browse: super::browse::BrowseSettings,
+    /// The API server's remembered answers about users (shared by clones).
+    pub reviews: std::sync::Arc<super::reviews::Reviews>,
 }
 
 impl Source {
@@ -81,8 +83,14 @@ impl Source {
         let all = self.api::<K>().list(&ListParams::default()).await?.items;
         let candidates: BTreeSet<String> = all.iter().filter_map(|o| o.namespace()).collect();
         let permission = list(resource);
-        let allowed =
-            auth::allowed_namespaces(&self.client, user, permission, candidates.into_iter().collect()).await?;
+        let allowed = auth::allowed_namespaces(
+            &self.client,
+            &self.reviews,
+            user,
+            permission,
+            candidates.into_iter().collect(),
+        )
+        .await?;
         let visible = all
             .into_iter()
             .filter(|o| o.namespace().is_some_and(|ns| allowed.contains(&ns)))
@@ -96,7 +104,7 @@ impl Source {
         let (jobs, namespaces) = self.visible::<BackupJob>(user, "backupjobs").await?;
         if let Some(ns) = &filter.namespace
             && !namespaces.contains(ns)
-            && !auth::allowed(&self.client, user, list("backupjobs"), ns).await?
+            && !self.reviews.allowed(&self.client, user, list("backupjobs"), ns).await?
         {
             return Err(forbidden("list", "backupjobs", ns));
         }
@@ -126,7 +134,7 @@ impl Source {
             resource: "backupjobs",
         };
         let outside_scope = self.namespace.as_deref().is_some_and(|watched| watched != namespace);
-        if !auth::allowed(&self.client, user, get, namespace).await? {
+        if !self.reviews.allowed(&self.client, user, get, namespace).await? {
             return Err(forbidden("get", "backupjobs", namespace));
         }
         let not_found = || Error::NotFound {

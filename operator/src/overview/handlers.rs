@@ -135,7 +135,7 @@ pub async fn login(State(o): State<Overview>, headers: HeaderMap, Form(form): Fo
     let checked = async {
         same_site(&headers)?;
         let token = Token::parse(&form.token).ok_or(Error::BadToken(" (it is not a token)".into()))?;
-        auth::authenticate(&o.source.client, token).await
+        o.source.reviews.authenticate(&o.source.client, token).await
     };
     match checked.await {
         Ok(user) => {
@@ -165,7 +165,7 @@ pub async fn logout(State(o): State<Overview>) -> Response {
 /// The authenticated user of the request.
 async fn user(o: &Overview, headers: &HeaderMap) -> Result<User, Error> {
     let token = auth::token_of(headers).ok_or(Error::NoToken)?;
-    auth::authenticate(&o.source.client, token).await
+    o.source.reviews.authenticate(&o.source.client, token).await
 }
 
 /// The filter of the query parameters; empty values mean "all".

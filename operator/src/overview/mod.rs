@@ -6,6 +6,7 @@
 //! shown. Without a valid token the page answers 401 with a login form and nothing else.
 //!
 //! - [`auth`]: tokens, the login cookie, TokenReview and SubjectAccessReview;
+//! - [`reviews`]: their answers, remembered for a short while;
 //! - [`gather`]: reading the objects and a job's Events;
 //! - [`browse`]: the snapshot browser's reads, through an agent pod run with the user's token;
 //! - [`model`]: the typed data shown, made from the objects;
@@ -19,6 +20,7 @@ pub mod gather;
 pub mod handlers;
 pub mod model;
 pub mod render;
+pub mod reviews;
 
 use std::net::SocketAddr;
 
@@ -49,6 +51,7 @@ impl Overview {
             &["view", "code"],
         )?;
         registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(source.reviews.counter()))?;
         Ok(Self { source, requests })
     }
 
