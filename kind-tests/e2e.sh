@@ -55,7 +55,10 @@
 #                       agent pod (the bytes equal the original's), backup now --from-job; an
 #                       unknown group fails naming it; no agent pod is left; the overview page's
 #                       snapshot browser, read with an `edit` token, lists the snapshot and a
-#                       directory's files
+#                       directory's files; headless Chromium through a port-forward
+#                       (operator/tests/overview_e2e.rs) logs in with that token and sees a
+#                       succeeded, a running and a failed job in their colours, nothing of
+#                       another namespace, and the snapshot's files
 #   namespaced          (runs first, before the cluster-wide install) a second release with
 #                       operator.watchNamespace: only Roles; a PVC group, a volume backup with a
 #                       hook and a restore work; none of its requests was forbidden; `helm test`
@@ -311,6 +314,28 @@ EOF
   check "restored files have the same contents" test "$(echo "$back" | head -n "$(echo "$sums" | wc -l)")" == "$sums"
   check "symlink restored" grep -qx '../docs/hello.txt' <<<"$back"
   check "mode 0640 restored" test "$(echo "$back" | tail -n 1)" == 640
+
+  # The repository password rotated by the group (docs/security.md): a new Secret, and in one
+  # apply keySecretRef pointing at it and previousKeySecretRef at the old one.
+  usable_secret $ns repository-password-2 --from-literal=password="e2e-$ns-rotated-password"
+  kc -n $ns patch storagegroup s3 --type merge -p '{"spec":{"encryption":{
+    "keySecretRef":{"name":"repository-password-2"},"previousKeySecretRef":{"name":"hort-repository-password"}}}}' >/dev/null
+  wait_until 120 "the group's check rotated the password (KeyRotated True)" \
+    test_condition $ns storagegroup/s3 KeyRotated True
+  note "rotation: $(condition_message $ns storagegroup/s3 KeyRotated)"
+  wait_ready $ns storagegroup/s3 60
+  volume_job $ns after-rotation s3
+  wait_phase $ns backupjob/after-rotation Succeeded 300
+  check "a backup with the new password finds the old data (nothing new stored of the unchanged files)" \
+    test "$(jp $ns backupjob/after-rotation '{.status.stats.bytesNew}')" -lt 1000000
+  local old_key exit_code snapshots
+  old_key="$(AGENT_PASSWORD_SECRET=hort-repository-password agent_cmd $ns old-key "$(s3_location c)" snapshots --json 2>&1)" || true
+  exit_code="$(jp $ns pod/old-key '{.status.containerStatuses[0].state.terminated.exitCode}')"
+  note "the old password: exit code $exit_code, $(echo "$old_key" | tail -n 1 | cut -c1-160)"
+  check "the old password opens nothing any more (exit code 12)" test "$exit_code" == 12
+  snapshots="$(AGENT_PASSWORD_SECRET=repository-password-2 agent_cmd $ns new-key "$(s3_location c)" snapshots --json)"
+  check "the new password opens the snapshots from before and after the rotation" \
+    grep -q "$id.*$(jp $ns backupjob/after-rotation '{.status.snapshotId}')" <<<"$snapshots"
 }
 
 case_postgres-rename() {
@@ -1282,6 +1307,54 @@ case_plugin() {
   check "it says what passed" grep -q "the repository: [1-9][0-9]* checks passed" <<<"$out"
   wait_until 60 "no agent pod of the plugin left" no_browse_pods $ns
   overview_browses $ns "$id"
+  overview_in_a_browser $ns "$id" vol
+}
+
+# overview_in_a_browser NS SNAPSHOT SUCCEEDED-JOB: headless Chromium drives the page
+# (operator/tests/overview_e2e.rs) through a port-forward, with the token of ServiceAccount
+# `browser` (edit in NS, made by overview_browses): SUCCEEDED-JOB, a job that runs (slowed by
+# its upload limit) and one that failed (snapshot CSI of a claim no VolumeSnapshotClass serves)
+# in their colours, nothing of another namespace, and media/ of SNAPSHOT in the snapshot browser.
+overview_in_a_browser() {
+  local ns="$1" id="$2" succeeded="$3" svc port token pf
+  run_pod $ns more hort.local/busybox:stable 'head -c 4000000 /dev/urandom > /data/media/more.bin' data /data >/dev/null
+  kc -n $ns apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: BackupJob
+metadata: {name: slow}
+spec:
+  storageGroupRef: {name: s3}
+  source: {volume: {claimName: data}}
+  bandwidth: {uploadPerSecond: 100Ki}
+---
+apiVersion: hort.dev/v1alpha1
+kind: BackupJob
+metadata: {name: broken}
+spec:
+  storageGroupRef: {name: s3}
+  backoffLimit: 0
+  source: {volume: {claimName: data, snapshot: CSI}}
+EOF
+  wait_phase $ns backupjob/broken Failed 120 || true
+  check "the CSI job of a claim without a snapshot class failed" test "$(jp $ns backupjob/broken '{.status.phase}')" == Failed
+  wait_until 60 "the slowed job runs (progress shown)" has_progress $ns backupjob/slow
+  svc="$(kc -n "$HORT_NAMESPACE" get svc -o name | sed -n 's#^service/\(.*-overview\)$#\1#p')"
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  kc -n "$HORT_NAMESPACE" port-forward "service/$svc" "$port:8090" >/dev/null 2>&1 &
+  pf=$!
+  wait_until 30 "the port-forward to the page answers" curl -s -o /dev/null "http://127.0.0.1:$port/login"
+  token="$(kc -n "$ns" create token browser --duration=10m)"
+  local t0=$EPOCHREALTIME rc=0 out
+  out="$(cd "$HERE/.." && HORT_E2E_OVERVIEW_URL="http://127.0.0.1:$port" HORT_E2E_TOKEN="$token" \
+    HORT_E2E_NAMESPACE=$ns HORT_E2E_OTHER_NAMESPACE=hort-e2e-volume-restore HORT_E2E_SNAPSHOT="$id" \
+    HORT_E2E_SUCCEEDED_JOB="$succeeded" HORT_E2E_RUNNING_JOB=slow HORT_E2E_FAILED_JOB=broken \
+    cargo test --locked -q -p hort-operator --features e2e-browser --test overview_e2e 2>&1)" || rc=$?
+  kill $pf 2>/dev/null || true
+  note "Chromium on the page (build and run) took $(since "$t0")s: $(tail -n 3 <<<"$out" | tr '\n' ' ')"
+  if ((rc)); then tail -n 40 <<<"$out" >&2; fi
+  check "Chromium saw the jobs by colour, nothing of another namespace, and the snapshot's files" test "$rc" == 0
+  kc -n $ns delete backupjob slow --wait=false >/dev/null
+  wait_until 60 "no agent pod of the page left" no_browse_pods $ns
 }
 
 # overview_browses NS SNAPSHOT: the overview page (enabled in this release) read from a pod in
@@ -1323,6 +1396,8 @@ case_rbac-audit() {
 # ---------------------------------------------------------------------------------------------
 run_case namespaced "namespaced install (operator.watchNamespace): Roles only, PVC group, backup with hook, restore"
 t1=$EPOCHREALTIME
+# Case plugin drives the overview page with headless Chromium.
+if want plugin; then "$HERE/../scripts/install-chromium.sh"; fi
 install_hort --set overview.enabled=true
 echo "== chart installed, operator available ($(since "$t1")s)"
 
@@ -1334,7 +1409,7 @@ fi
 run_case invalid-specs "invalid specs are rejected by kubectl apply with a message naming the field"
 run_case groups-ready "StorageGroups on S3 and on a PVC become Ready (check --init)"
 run_case wrong-s3-key "wrong S3 credentials: group not Ready with a clear message, BackupJob waits without a pod"
-run_case volume-restore "volume backup to S3, restore into a new claim, contents compared"
+run_case volume-restore "volume backup to S3, restore into a new claim, contents compared; the password rotated by the group: the old one opens nothing, the new one both snapshots"
 run_case postgres-rename "PostgreSQL backup to S3, restore one database under a new name, rows compared"
 run_case verification "Verifications of a PostgreSQL backup in a throwaway server: a true assertion passes, a false one fails naming it, nothing left; the repository's packs read, a damaged one named; of a volume backup with a command of the user's: exit 0 passes, exit 1 fails with its output"
 run_case mariadb-table "MariaDB backup to a PVC target, restore one table, rows compared; a Verification of the backup in a throwaway MariaDB server"
@@ -1344,7 +1419,7 @@ run_case hooks "backup hooks run in the application pod; a failing pre hook fail
 run_case mirror-outage "Mirror group: S3 target down, backups go on (Degraded), resync levels it, the other target lost, restore matches"
 run_case csi-snapshot "CSI snapshot and VolumeGroupSnapshot between hooks: restored records are one point in time; None reads live"
 run_case schedule-retention "Schedule every minute, keepLast 1: two runs, prune ran, old snapshot gone; its verifications restore into a temporary claim, only the newest kept"
-run_case plugin "kubectl hort: status, snapshots, ls, cat and download (bytes equal), backup now; unknown group named; the overview page's snapshot browser"
+run_case plugin "kubectl hort: status, snapshots, ls, cat and download (bytes equal), backup now; unknown group named; the overview page's snapshot browser, and the page in headless Chromium"
 run_case rbac-audit "the chart's RBAC against the audit log: every verb granted was used, none forbidden"
 
 echo

@@ -81,6 +81,7 @@ wait_phase() {
 
 # is_ready NS OBJECT: whether the object's condition Ready is True.
 is_ready() { [[ "$(condition "$1" "$2" Ready)" == True ]]; }
+test_condition() { [[ "$(condition "$1" "$2" "$3")" == "$4" ]]; } # NS OBJ TYPE STATUS
 
 # wait_ready NS STORAGEGROUP TIMEOUT: waits for condition Ready=True; on timeout also says why
 # it is not.
@@ -318,8 +319,8 @@ EOF
 
 # agent_cmd NS NAME REPOSITORY AGENT-ARGS...: runs hort-agent in a pod against a repository
 # (an s3:// location with the credentials in Secret s3-credentials, or a path on claim
-# $AGENT_CLAIM mounted at /targets/disk) with the password from hort-repository-password;
-# prints its stdout.
+# $AGENT_CLAIM mounted at /targets/disk) with the password from Secret hort-repository-password
+# (or $AGENT_PASSWORD_SECRET); prints its stdout.
 agent_cmd() {
   local ns="$1" name="$2" repo="$3" vols="[]" mounts="[]"; shift 3
   if [[ -n "${AGENT_CLAIM:-}" ]]; then
@@ -342,7 +343,7 @@ spec:
       env:
         - {name: HORT_REPOSITORY, value: "$repo"}
         - {name: AWS_EC2_METADATA_DISABLED, value: "true"}
-        - {name: HORT_PASSWORD, valueFrom: {secretKeyRef: {name: hort-repository-password, key: password}}}
+        - {name: HORT_PASSWORD, valueFrom: {secretKeyRef: {name: ${AGENT_PASSWORD_SECRET:-hort-repository-password}, key: password}}}
         - {name: AWS_ACCESS_KEY_ID, valueFrom: {secretKeyRef: {name: s3-credentials, key: AWS_ACCESS_KEY_ID, optional: true}}}
         - {name: AWS_SECRET_ACCESS_KEY, valueFrom: {secretKeyRef: {name: s3-credentials, key: AWS_SECRET_ACCESS_KEY, optional: true}}}
       volumeMounts: $mounts

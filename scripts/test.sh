@@ -19,6 +19,8 @@ cargo fmt --all -- --check
 
 step "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# ... and the overview's browser test that only kind-tests/e2e.sh runs (a feature of its own).
+cargo clippy -p hort-operator --features e2e-browser --tests --locked -- -D warnings
 
 step "test tools"
 HORT_PROMTOOL="$(scripts/install-promtool.sh)"
