@@ -7,6 +7,7 @@
 //! Built only with `--features e2e-browser`: `kind-tests/e2e.sh` (case `plugin`) runs it after
 //! creating those jobs, and passes what to expect in `HORT_E2E_*` variables.
 
+#[allow(dead_code, reason = "this test takes no screenshots")]
 mod cdp;
 
 use serde_json::{Value, json};
@@ -55,9 +56,24 @@ async fn the_page_shows_the_clusters_jobs_by_colour_and_browses_a_real_snapshot(
             .clone()
     };
     let colours = [
-        ("HORT_E2E_SUCCEEDED_JOB", "Succeeded", "rgb(226, 244, 229)", "rgb(26, 107, 45)"),
-        ("HORT_E2E_RUNNING_JOB", "Running", "rgb(225, 238, 252)", "rgb(11, 79, 148)"),
-        ("HORT_E2E_FAILED_JOB", "Failed", "rgb(253, 228, 226)", "rgb(163, 20, 15)"),
+        (
+            "HORT_E2E_SUCCEEDED_JOB",
+            "Succeeded",
+            "rgb(226, 244, 229)",
+            "rgb(26, 107, 45)",
+        ),
+        (
+            "HORT_E2E_RUNNING_JOB",
+            "Running",
+            "rgb(225, 238, 252)",
+            "rgb(11, 79, 148)",
+        ),
+        (
+            "HORT_E2E_FAILED_JOB",
+            "Failed",
+            "rgb(253, 228, 226)",
+            "rgb(163, 20, 15)",
+        ),
     ];
     for (variable, state, background, colour) in colours {
         let job = var(variable);
