@@ -29,6 +29,8 @@ pub enum PodFacts {
         attempt: u32,
         /// When it ended.
         finished_at: Timestamp,
+        /// Whether its failure was reported (an Event on the claim, marked on the pod).
+        reported: bool,
     },
 }
 
@@ -78,12 +80,17 @@ pub enum Step {
     },
     /// Wait for the running pod to end.
     Follow,
-    /// The pod failed: report it, and retry after `wait` (a `StartPod` once it has passed).
-    BackOff {
+    /// The pod failed and nobody was told yet: report it (once), then retry after `wait`.
+    ReportFailure {
         /// What went wrong.
         why: String,
         /// The failed attempt.
         attempt: u32,
+        /// Time left before the next attempt (zero when it may start at once).
+        wait: Duration,
+    },
+    /// The failure was reported: wait `wait` before the next attempt.
+    BackOff {
         /// Time left before the next attempt.
         wait: Duration,
     },
@@ -148,16 +155,21 @@ pub fn decide(facts: Facts) -> Step {
             why,
             attempt,
             finished_at,
+            reported,
         }) => {
             let pause = backoff(facts.retry_backoff, attempt);
             let passed = facts.now.duration_since(finished_at).unsigned_abs();
-            match pause.checked_sub(passed).filter(|w| !w.is_zero()) {
-                Some(wait) => Step::BackOff { why, attempt, wait },
-                None => Step::Retry {
+            let wait = pause.saturating_sub(passed);
+            if !reported {
+                return Step::ReportFailure { why, attempt, wait };
+            }
+            if wait.is_zero() {
+                return Step::Retry {
                     attempt: attempt + 1,
                     node,
-                },
+                };
             }
+            Step::BackOff { wait }
         }
         Some(PodFacts::Succeeded(_)) => match (prime_volume, facts.volume_claim_uid) {
             (None, _) => Step::WaitForPrimeVolume,
@@ -262,36 +274,50 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_pod_is_retried_after_a_doubling_backoff() {
-        let failed = |attempt, now| Facts {
+    fn a_failed_pod_is_reported_once_and_retried_after_a_doubling_backoff() {
+        let failed = |attempt, now, reported| Facts {
             prime: Some(Some("pv-1".into())),
             pod: Some(PodFacts::Failed {
                 why: "exit 1".into(),
                 attempt,
                 finished_at: t(0),
+                reported,
             }),
             now,
             ..fresh()
         };
         assert_eq!(
-            decide(failed(1, t(4))),
-            Step::BackOff {
+            decide(failed(1, t(4), false)),
+            Step::ReportFailure {
                 why: "exit 1".into(),
                 attempt: 1,
                 wait: Duration::from_secs(6)
             }
         );
-        assert_eq!(decide(failed(1, t(10))), Step::Retry { attempt: 2, node: None });
         assert_eq!(
-            decide(failed(3, t(30))),
-            Step::BackOff {
+            decide(failed(1, t(12), false)),
+            Step::ReportFailure {
                 why: "exit 1".into(),
-                attempt: 3,
+                attempt: 1,
+                wait: Duration::ZERO
+            },
+            "reported even when the pause has passed"
+        );
+        assert_eq!(
+            decide(failed(1, t(4), true)),
+            Step::BackOff {
+                wait: Duration::from_secs(6)
+            }
+        );
+        assert_eq!(decide(failed(1, t(10), true)), Step::Retry { attempt: 2, node: None });
+        assert_eq!(
+            decide(failed(3, t(30), true)),
+            Step::BackOff {
                 wait: Duration::from_secs(10)
             },
             "the third failure waits 40 s"
         );
-        assert_eq!(decide(failed(3, t(40))), Step::Retry { attempt: 4, node: None });
+        assert_eq!(decide(failed(3, t(40), true)), Step::Retry { attempt: 4, node: None });
         assert_eq!(backoff(Duration::from_secs(10), 30), LONGEST_BACKOFF);
     }
 

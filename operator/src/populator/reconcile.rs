@@ -4,6 +4,7 @@
 //! last population went.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use hort_crds::VolumeRestoreSource;
 use hort_crds::common::Phase;
@@ -29,6 +30,9 @@ use crate::events;
 use crate::references::RECHECK_INTERVAL;
 use crate::snapshot_source::{self, SourceStatus};
 use crate::status;
+
+/// Annotation on a failed restore pod whose failure was reported.
+const FAILURE_REPORTED: &str = "hort.dev/failure-reported";
 
 /// The VolumeRestoreSource condition that says how the last population went.
 pub const POPULATED: &str = "Populated";
@@ -73,12 +77,13 @@ pub async fn reconcile(cached: Arc<PersistentVolumeClaim>, ctx: Arc<Context>) ->
             }
             start(&ctx, &claim, &source, attempt, node).await
         }
-        Step::BackOff { why, attempt, wait } => {
+        Step::BackOff { wait } => Ok(Action::requeue(wait)),
+        Step::ReportFailure { why, attempt, wait } => {
             let pod_name = build::pod_name(&uid, attempt);
             let note = format!(
                 "restore pod {pod_name:?} (attempt {attempt}) from VolumeRestoreSource {source:?} failed: {why}; \
-                 retrying in {}s",
-                wait.as_secs().max(1)
+                 the next attempt starts in {}s",
+                wait.as_secs()
             );
             events::publish(&ctx, &claim, EventType::Warning, "PopulateFailed", note.clone()).await;
             let failed = Observation {
@@ -88,7 +93,11 @@ pub async fn reconcile(cached: Arc<PersistentVolumeClaim>, ctx: Arc<Context>) ->
                 message: format!("claim {:?}: {note}", claim.name_any()),
             };
             set_source_condition(&ctx, &namespace, &source, failed).await?;
-            Ok(Action::requeue(wait))
+            // Marked, so that the failure is reported once; the pod's change brings the next step.
+            let mark = json!({"metadata": {"annotations": {FAILURE_REPORTED: "true"}}});
+            pods.patch(&pod_name, &PatchParams::default(), &Patch::Merge(&mark))
+                .await?;
+            Ok(Action::requeue(wait.max(Duration::from_millis(100))))
         }
         Step::Rebind { volume } => {
             rebind(&ctx, &claim, &namespace, &source, &volume).await?;
@@ -152,6 +161,7 @@ async fn facts(
             why,
             attempt: attempt_of(p),
             finished_at: outcome::finished_at(p),
+            reported: p.annotations().contains_key(FAILURE_REPORTED),
         };
         if outcome::phase(p) != "Succeeded" {
             return failed(outcome::failure(p, 600));
