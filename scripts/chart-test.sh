@@ -165,8 +165,8 @@ for _ in $(seq 60); do
      == *"create backupjobs true"*"get backupjobs true" ]] && break
   sleep 0.5
 done
-KINDS=(storagegroups backupjobs schedules restorerequests verifications)
-STATUS=(storagegroups/status backupjobs/status schedules/status restorerequests/status verifications/status)
+KINDS=(storagegroups backupjobs schedules restorerequests verifications volumerestoresources)
+STATUS=(storagegroups/status backupjobs/status schedules/status restorerequests/status verifications/status volumerestoresources/status)
 # EXPECTED: lines "USER NAMESPACE VERB RESOURCE ALLOWED".
 EXPECTED="$(
   for user in viewer editor administrator; do
