@@ -232,4 +232,21 @@ mod tests {
         let node_terms = format!("{:?}", spec.affinity);
         assert!(node_terms.contains("node-a"), "{node_terms}");
     }
+
+    #[test]
+    fn a_source_by_tags_restores_the_newest_snapshot_with_them() {
+        let source = source("storageGroupRef: {name: s3}\nsource: {tags: [web, nightly]}");
+        let spec = restore_spec(&source, "prime");
+        let mut access = pod::RepositoryAccess::default();
+        assert_eq!(
+            restore::command(&spec, None, &mut access),
+            Some(AgentCommand::Restore {
+                snapshot: "latest".into(),
+                target: restore::TARGET_DIR.into(),
+                paths: vec![],
+                overwrite: Overwrite::Always,
+                tags: vec!["web".into(), "nightly".into()],
+            })
+        );
+    }
 }
