@@ -41,6 +41,8 @@ pub struct Facts {
     pub claim_volume: Option<String>,
     /// Whether the claim's phase is Bound.
     pub claim_bound: bool,
+    /// Whether the claim asks for a raw block device (`volumeMode: Block`).
+    pub block: bool,
     /// Whether its StorageClass binds on first consumer (`WaitForFirstConsumer`).
     pub wait_for_first_consumer: bool,
     /// The node the scheduler chose (`volume.kubernetes.io/selected-node`), if any.
@@ -64,6 +66,8 @@ pub struct Facts {
 pub enum Step {
     /// Nothing: the claim is bound and nothing of the populator is left.
     Done,
+    /// The claim cannot be populated: a restore writes files, and it asks for a block device.
+    Unsupported,
     /// Wait for the scheduler to choose a node for the claim.
     WaitForNode,
     /// Create the prime claim (on `node` with WaitForFirstConsumer).
@@ -141,6 +145,9 @@ pub fn decide(facts: Facts) -> Step {
         };
         return Step::CleanUp { report };
     }
+    if facts.block {
+        return Step::Unsupported;
+    }
     if facts.wait_for_first_consumer && facts.selected_node.is_none() {
         return Step::WaitForNode;
     }
@@ -207,6 +214,7 @@ mod tests {
         Facts {
             claim_volume: None,
             claim_bound: false,
+            block: false,
             wait_for_first_consumer: false,
             selected_node: None,
             prime: None,
@@ -231,6 +239,15 @@ mod tests {
             ..primed
         };
         assert_eq!(decide(running), Step::Follow);
+    }
+
+    #[test]
+    fn a_block_claim_is_not_populated() {
+        let block = Facts {
+            block: true,
+            ..fresh()
+        };
+        assert_eq!(decide(block), Step::Unsupported);
     }
 
     #[test]

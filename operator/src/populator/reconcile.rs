@@ -61,6 +61,15 @@ pub async fn reconcile(cached: Arc<PersistentVolumeClaim>, ctx: Arc<Context>) ->
         Step::Done | Step::WaitForNode | Step::Follow | Step::WaitForPrimeVolume | Step::WaitForBind => {
             Ok(Action::await_change())
         }
+        Step::Unsupported => {
+            let note = format!(
+                "claim {:?} has volumeMode Block, and VolumeRestoreSource {source:?} restores files: \
+                 create the claim with volumeMode Filesystem",
+                claim.name_any()
+            );
+            events::publish(&ctx, &claim, EventType::Warning, "PopulateFailed", note).await;
+            Ok(Action::await_change())
+        }
         Step::CreatePrime { node } => {
             let owner = claim.controller_owner_ref(&()).expect("a stored claim has a name and uid");
             let prime = build::prime_claim(&claim, owner, node.as_deref());
@@ -180,6 +189,7 @@ async fn facts(
     };
     let facts = Facts {
         claim_volume,
+        block: claim.spec.as_ref().and_then(|s| s.volume_mode.as_deref()) == Some("Block"),
         claim_bound: claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound"),
         wait_for_first_consumer,
         selected_node: claim.annotations().get(SELECTED_NODE).cloned(),
