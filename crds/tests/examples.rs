@@ -71,8 +71,7 @@ fn every_example_parses_into_the_typed_api() {
                     ));
                 }
                 "VolumeRestoreSource" => {
-                    let _: VolumeRestoreSource =
-                        serde_json::from_value(value).unwrap_or_else(|e| panic!("{at}: {e}"));
+                    let _: VolumeRestoreSource = serde_json::from_value(value).unwrap_or_else(|e| panic!("{at}: {e}"));
                     covered.insert("kind:VolumeRestoreSource".into());
                 }
                 "Secret" | "PersistentVolumeClaim" | "Deployment" => {}

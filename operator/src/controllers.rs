@@ -272,7 +272,11 @@ pub(crate) fn key<K: Resource<DynamicType = ()>>(obj: &K) -> Key {
 
 /// Runs one reconcile, recording its duration and result in the metrics; a success resets the
 /// object's retry backoff.
-pub(crate) async fn instrumented(key: Key, ctx: Arc<Context>, reconcile: impl Future<Output = Result<Action>>) -> Result<Action> {
+pub(crate) async fn instrumented(
+    key: Key,
+    ctx: Arc<Context>,
+    reconcile: impl Future<Output = Result<Action>>,
+) -> Result<Action> {
     let started = Instant::now();
     let result = reconcile.await;
     let label = match &result {

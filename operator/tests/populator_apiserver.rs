@@ -13,7 +13,6 @@ use hort_crds::{StorageGroup, VolumeRestoreSource};
 use hort_operator::clock::Clock;
 use hort_operator::context::Context;
 use hort_operator::controllers::Scope;
-use hort_operator::metrics::Metrics;
 use hort_operator::populator;
 use hort_protocol::RestoreReport;
 use hort_protocol::report::encode;
@@ -24,7 +23,9 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 mod support;
-use support::{TestEnv, WAIT, agent_settings, create, finish_pod, ready_s3_group, wait_for, wait_for_event};
+use support::{
+    TestEnv, WAIT, agent_settings, create, finish_pod, ready_s3_group, usable_claim, wait_for, wait_for_event,
+};
 
 const SNAPSHOT: &str = "ab12cd34ef56";
 
@@ -37,7 +38,13 @@ struct PopulatorEnv {
 impl PopulatorEnv {
     async fn start(prefix: &str) -> Self {
         let env = TestEnv::start(prefix, Clock::System).await;
-        let ctx = Context::new(env.client.clone(), Metrics::new(), Clock::System, agent_settings(), None);
+        let ctx = Context::new(
+            env.client.clone(),
+            env.metrics.clone(),
+            Clock::System,
+            agent_settings(),
+            None,
+        );
         let populator = tokio::spawn(populator::run(Arc::new(ctx), Scope::Namespace(env.ns.clone()), 4));
         Self { env, populator }
     }
@@ -112,7 +119,10 @@ async fn restore_pods(env: &TestEnv, uid: &str, count: usize) -> Vec<Pod> {
             return found;
         }
         let names: Vec<_> = found.iter().map(|p| p.name_any()).collect();
-        assert!(tokio::time::Instant::now() < deadline, "expected {count} restore pods, found {names:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expected {count} restore pods, found {names:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -151,9 +161,12 @@ async fn a_claim_is_populated_from_a_snapshot_and_bound_to_the_restored_volume()
 
     let claims = env.api::<PersistentVolumeClaim>();
     let prime = format!("hort-populate-{uid}");
-    wait_for(&claims, &prime, "the prime claim to be bound to the static volume", |c| {
-        c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound")
-    })
+    wait_for(
+        &claims,
+        &prime,
+        "the prime claim to be bound to the static volume",
+        |c| c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound"),
+    )
     .await;
     let spec = claims.get(&prime).await.unwrap().spec.unwrap();
     assert_eq!(spec.storage_class_name.as_deref(), Some(class.as_str()));
@@ -161,7 +174,11 @@ async fn a_claim_is_populated_from_a_snapshot_and_bound_to_the_restored_volume()
     assert!(spec.data_source_ref.is_none());
 
     let pod = restore_pods(env, &uid, 1).await.remove(0);
-    assert_eq!(claimed_by(&pod), [prime.clone()], "the pod mounts the prime claim");
+    assert_eq!(
+        claimed_by(&pod),
+        std::slice::from_ref(&prime),
+        "the pod mounts the prime claim"
+    );
     let args = pod.spec.as_ref().unwrap().containers[0].args.clone().unwrap().join(" ");
     assert!(args.contains(SNAPSHOT) && args.contains("www"), "{args}");
     finish_pod(&env.api::<Pod>(), &pod.name_any(), 0, &report()).await;
@@ -178,25 +195,39 @@ async fn a_claim_is_populated_from_a_snapshot_and_bound_to_the_restored_volume()
     })
     .await;
     let notes = wait_for_event(&env.client, &env.ns, "data", "Populated").await;
-    assert!(notes[0].contains(SNAPSHOT) && notes[0].contains("3 files, 4096 bytes"), "{notes:?}");
+    assert!(
+        notes[0].contains(SNAPSHOT) && notes[0].contains("3 files, 4096 bytes"),
+        "{notes:?}"
+    );
     restore_pods(env, &uid, 0).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     while claims.get_opt(&prime).await.unwrap().is_some() {
-        assert!(tokio::time::Instant::now() < deadline, "the prime claim was not deleted");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the prime claim was not deleted"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let pv = volumes.get(&volume).await.unwrap();
-    assert_eq!(pv.status.and_then(|s| s.phase).as_deref(), Some("Bound"), "the volume was not released");
+    assert_eq!(
+        pv.status.and_then(|s| s.phase).as_deref(),
+        Some("Bound"),
+        "the volume was not released"
+    );
     let sources = env.api::<VolumeRestoreSource>();
     wait_for(&sources, "web", "the source's Populated condition", |s| {
-        s.status
-            .as_ref()
-            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Populated" && c.status == "True"))
+        s.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Populated" && c.status == "True")
+        })
     })
     .await;
 
     let _ = volumes.delete(&volume, &DeleteParams::default()).await;
-    let _ = Api::<StorageClass>::all(env.client.clone()).delete(&class, &DeleteParams::default()).await;
+    let _ = Api::<StorageClass>::all(env.client.clone())
+        .delete(&class, &DeleteParams::default())
+        .await;
     popenv.stop().await;
 }
 
@@ -209,9 +240,13 @@ async fn a_missing_source_or_a_group_not_ready_is_an_event_on_the_claim_and_no_p
 
     let missing = populated_claim(env, "orphan", &class, "nowhere").await;
     let notes = wait_for_event(&env.client, &env.ns, "orphan", "SourceNotFound").await;
-    assert!(notes[0].contains("\"nowhere\"") && notes[0].contains("create it"), "{notes:?}");
+    assert!(
+        notes[0].contains("\"nowhere\"") && notes[0].contains("create it"),
+        "{notes:?}"
+    );
 
-    // A group whose check never ends is not Ready.
+    // A group whose check never ends is not Ready (its claim is there and marked usable).
+    usable_claim(&env.client, &env.ns, "repo").await;
     create(
         &env.api::<Secret>(),
         json!({"metadata": {"name": "key", "labels": {"hort.dev/usable": "true"}}, "stringData": {"password": "pw"}}),
@@ -227,13 +262,18 @@ async fn a_missing_source_or_a_group_not_ready_is_an_event_on_the_claim_and_no_p
     source(env, "web", "cold").await;
     let waiting = populated_claim(env, "data", &class, "web").await;
     let notes = wait_for_event(&env.client, &env.ns, "data", "StorageGroupNotReady").await;
-    assert!(notes[0].contains("\"web\"") && notes[0].contains("\"cold\""), "{notes:?}");
+    assert!(
+        notes[0].contains("\"web\"") && notes[0].contains("\"cold\""),
+        "{notes:?}"
+    );
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     for claim in [missing, waiting] {
         restore_pods(env, &claim.uid().unwrap(), 0).await;
     }
-    let _ = Api::<StorageClass>::all(env.client.clone()).delete(&class, &DeleteParams::default()).await;
+    let _ = Api::<StorageClass>::all(env.client.clone())
+        .delete(&class, &DeleteParams::default())
+        .await;
     popenv.stop().await;
 }
 
@@ -252,7 +292,10 @@ async fn a_failed_restore_pod_is_reported_and_retried() {
     assert!(first.name_any().ends_with("-1"), "{}", first.name_any());
     finish_pod(&env.api::<Pod>(), &first.name_any(), 1, "bucket unreachable").await;
     let notes = wait_for_event(&env.client, &env.ns, "data", "PopulateFailed").await;
-    assert!(notes[0].contains("bucket unreachable") && notes[0].contains("attempt 1"), "{notes:?}");
+    assert!(
+        notes[0].contains("bucket unreachable") && notes[0].contains("attempt 1"),
+        "{notes:?}"
+    );
 
     let deadline = tokio::time::Instant::now() + WAIT;
     let second = loop {
@@ -265,6 +308,8 @@ async fn a_failed_restore_pod_is_reported_and_retried() {
     };
     assert_eq!(claimed_by(&second), [format!("hort-populate-{uid}")]);
 
-    let _ = Api::<StorageClass>::all(env.client.clone()).delete(&class, &DeleteParams::default()).await;
+    let _ = Api::<StorageClass>::all(env.client.clone())
+        .delete(&class, &DeleteParams::default())
+        .await;
     popenv.stop().await;
 }

@@ -46,10 +46,12 @@ pub fn prime_claim(claim: &PersistentVolumeClaim, owner: OwnerReference, node: O
             access_modes: spec.access_modes,
             storage_class_name: spec.storage_class_name,
             volume_mode: spec.volume_mode,
-            resources: spec.resources.map(|r| k8s_openapi::api::core::v1::VolumeResourceRequirements {
-                requests: r.requests,
-                limits: None,
-            }),
+            resources: spec
+                .resources
+                .map(|r| k8s_openapi::api::core::v1::VolumeResourceRequirements {
+                    requests: r.requests,
+                    limits: None,
+                }),
             ..PersistentVolumeClaimSpec::default()
         }),
         status: None,
@@ -172,7 +174,10 @@ mod tests {
         )
         .unwrap();
         let prime = prime_claim(&claim, owner(), Some("node-a"));
-        assert_eq!(prime.metadata.name.as_deref(), Some(format!("hort-populate-{UID}").as_str()));
+        assert_eq!(
+            prime.metadata.name.as_deref(),
+            Some(format!("hort-populate-{UID}").as_str())
+        );
         assert_eq!(prime.metadata.namespace.as_deref(), Some("app"));
         assert_eq!(prime.metadata.owner_references, Some(vec![owner()]));
         assert_eq!(prime.metadata.labels.as_ref().unwrap()[CLAIM_LABEL], UID);
@@ -207,9 +212,15 @@ mod tests {
                 node: Some("node-a".into()),
             },
         );
-        assert_eq!(pod.metadata.name.as_deref(), Some(format!("hort-populate-{UID}-2").as_str()));
+        assert_eq!(
+            pod.metadata.name.as_deref(),
+            Some(format!("hort-populate-{UID}-2").as_str())
+        );
         let labels = pod.metadata.labels.as_ref().unwrap();
-        assert_eq!((labels[CLAIM_LABEL].as_str(), labels[ATTEMPT_LABEL].as_str()), (UID, "2"));
+        assert_eq!(
+            (labels[CLAIM_LABEL].as_str(), labels[ATTEMPT_LABEL].as_str()),
+            (UID, "2")
+        );
         assert_eq!(labels["hort.dev/agent-role"], "restore");
         let spec = pod.spec.unwrap();
         let claims: Vec<_> = spec

@@ -243,10 +243,7 @@ mod tests {
 
     #[test]
     fn a_block_claim_is_not_populated() {
-        let block = Facts {
-            block: true,
-            ..fresh()
-        };
+        let block = Facts { block: true, ..fresh() };
         assert_eq!(decide(block), Step::Unsupported);
     }
 
@@ -351,12 +348,7 @@ mod tests {
             volume_claim_uid: Some("uid-of-the-prime-claim".into()),
             ..succeeded
         };
-        assert_eq!(
-            decide(prime_bound.clone()),
-            Step::Rebind {
-                volume: "pv-1".into()
-            }
-        );
+        assert_eq!(decide(prime_bound.clone()), Step::Rebind { volume: "pv-1".into() });
         let rebound = Facts {
             volume_claim_uid: Some(UID.into()),
             ..prime_bound.clone()
@@ -379,12 +371,7 @@ mod tests {
             volume_claim_uid: Some(UID.into()),
             ..fresh()
         };
-        assert_eq!(
-            decide(bound.clone()),
-            Step::CleanUp {
-                report: Some(report())
-            }
-        );
+        assert_eq!(decide(bound.clone()), Step::CleanUp { report: Some(report()) });
         let prime_gone = Facts {
             prime: None,
             ..bound.clone()

@@ -40,7 +40,10 @@ pub fn source_name(claim: &PersistentVolumeClaim) -> Option<&str> {
     let ours = reference.api_group.as_deref() == Some(hort_crds::GROUP) && reference.kind == "VolumeRestoreSource";
     // A source in another namespace would need a ReferenceGrant; the populator works in the
     // claim's namespace only.
-    let same_namespace = reference.namespace.as_ref().is_none_or(|ns| Some(ns) == claim.metadata.namespace.as_ref());
+    let same_namespace = reference
+        .namespace
+        .as_ref()
+        .is_none_or(|ns| Some(ns) == claim.metadata.namespace.as_ref());
     (ours && same_namespace && !reference.name.is_empty()).then_some(reference.name.as_str())
 }
 
@@ -96,11 +99,15 @@ mod tests {
             Some("web".into())
         );
         assert_eq!(
-            named(serde_json::json!({"apiGroup": "hort.dev", "kind": "VolumeRestoreSource", "name": "web", "namespace": "app"})),
+            named(
+                serde_json::json!({"apiGroup": "hort.dev", "kind": "VolumeRestoreSource", "name": "web", "namespace": "app"})
+            ),
             Some("web".into())
         );
         assert_eq!(
-            named(serde_json::json!({"apiGroup": "hort.dev", "kind": "VolumeRestoreSource", "name": "web", "namespace": "other"})),
+            named(
+                serde_json::json!({"apiGroup": "hort.dev", "kind": "VolumeRestoreSource", "name": "web", "namespace": "other"})
+            ),
             None
         );
         assert_eq!(

@@ -71,7 +71,9 @@ pub async fn reconcile(cached: Arc<PersistentVolumeClaim>, ctx: Arc<Context>) ->
             Ok(Action::await_change())
         }
         Step::CreatePrime { node } => {
-            let owner = claim.controller_owner_ref(&()).expect("a stored claim has a name and uid");
+            let owner = claim
+                .controller_owner_ref(&())
+                .expect("a stored claim has a name and uid");
             let prime = build::prime_claim(&claim, owner, node.as_deref());
             match claims.create(&PostParams::default(), &prime).await {
                 Ok(_) => Ok(Action::await_change()),
@@ -205,7 +207,10 @@ async fn facts(
 
 /// The attempt a restore pod is (0 when its label is missing).
 fn attempt_of(pod: &Pod) -> u32 {
-    pod.labels().get(ATTEMPT_LABEL).and_then(|a| a.parse().ok()).unwrap_or(0)
+    pod.labels()
+        .get(ATTEMPT_LABEL)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Resolves the source's snapshot and group (recording both on the VolumeRestoreSource) and,
@@ -262,7 +267,9 @@ async fn start(
             source: &source.spec,
             group: &group.spec,
             snapshot: status.snapshot_id.as_deref(),
-            owner: claim.controller_owner_ref(&()).expect("a stored claim has a name and uid"),
+            owner: claim
+                .controller_owner_ref(&())
+                .expect("a stored claim has a name and uid"),
             namespace: namespace.clone(),
             attempt,
             node,
@@ -270,7 +277,10 @@ async fn start(
     );
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     api::create(&pods, &pod).await?;
-    let snapshot = status.snapshot_id.as_deref().unwrap_or("the newest with the source's tags");
+    let snapshot = status
+        .snapshot_id
+        .as_deref()
+        .unwrap_or("the newest with the source's tags");
     let note = format!(
         "restore pod {:?} (attempt {attempt}) restores snapshot {snapshot} of StorageGroup {:?} from \
          VolumeRestoreSource {source_name:?}",
@@ -297,7 +307,13 @@ fn waiting_for(status: &VolumeRestoreSourceStatus) -> (String, String) {
 /// Points volume `volume` (the prime claim's, now holding the restored files) at `claim`, so
 /// that the PV controller binds it there. The volume stays bound throughout: its reclaim policy
 /// never applies.
-async fn rebind(ctx: &Context, claim: &PersistentVolumeClaim, namespace: &str, source: &str, volume: &str) -> Result<()> {
+async fn rebind(
+    ctx: &Context,
+    claim: &PersistentVolumeClaim,
+    namespace: &str,
+    source: &str,
+    volume: &str,
+) -> Result<()> {
     let patch = json!({
         "metadata": {"annotations": {POPULATED_FROM: format!("{namespace}/{source}")}},
         "spec": {"claimRef": {
@@ -324,7 +340,11 @@ async fn populated(
     source: &str,
     report: &RestoreReport,
 ) -> Result<()> {
-    let volume = claim.spec.as_ref().and_then(|s| s.volume_name.clone()).unwrap_or_default();
+    let volume = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.clone())
+        .unwrap_or_default();
     let note = format!(
         "snapshot {} of VolumeRestoreSource {source:?} restored into volume {volume:?}: {} files, {} bytes, in {:.1}s",
         report.snapshot_id, report.files, report.bytes_restored, report.duration_seconds
