@@ -147,6 +147,7 @@ fn claimed_by(pod: &Pod) -> Vec<String> {
 }
 
 #[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn a_claim_is_populated_from_a_snapshot_and_bound_to_the_restored_volume() {
     let popenv = PopulatorEnv::start("hort-populate").await;
     let env = &popenv.env;
@@ -232,6 +233,7 @@ async fn a_claim_is_populated_from_a_snapshot_and_bound_to_the_restored_volume()
 }
 
 #[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn a_missing_source_or_a_group_not_ready_is_an_event_on_the_claim_and_no_pod() {
     let popenv = PopulatorEnv::start("hort-populate-wait").await;
     let env = &popenv.env;
@@ -278,6 +280,7 @@ async fn a_missing_source_or_a_group_not_ready_is_an_event_on_the_claim_and_no_p
 }
 
 #[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn a_failed_restore_pod_is_reported_and_retried() {
     let popenv = PopulatorEnv::start("hort-populate-retry").await;
     let env = &popenv.env;
