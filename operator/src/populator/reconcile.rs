@@ -81,12 +81,14 @@ pub async fn reconcile(cached: Arc<PersistentVolumeClaim>, ctx: Arc<Context>) ->
                 Err(e) => Err(e.into()),
             }
         }
-        Step::StartPod { attempt, node } => start(&ctx, &claim, &source, attempt, node).await,
+        Step::StartPod { attempt, node } => Ok(start(&ctx, &claim, &source, attempt, node).await?.action()),
         Step::Retry { attempt, node } => {
-            if let Some(failed) = &pod {
+            // The failed pod stays until the next one starts: its attempt counts the backoff.
+            let started = start(&ctx, &claim, &source, attempt, node).await?;
+            if let (Start::Started, Some(failed)) = (&started, &pod) {
                 api::delete(&pods, failed).await?;
             }
-            start(&ctx, &claim, &source, attempt, node).await
+            Ok(started.action())
         }
         Step::BackOff { wait } => Ok(Action::requeue(wait)),
         Step::ReportFailure { why, attempt, wait } => {
@@ -213,17 +215,35 @@ fn attempt_of(pod: &Pod) -> u32 {
         .unwrap_or(0)
 }
 
+/// What [`start`] did.
+enum Start {
+    /// The restore pod was created.
+    Started,
+    /// Something it needs is missing or not ready (an Event on the claim says what).
+    Waiting,
+}
+
+impl Start {
+    /// When to look at the claim again: at its pod's changes, or after [`RECHECK_INTERVAL`]
+    /// (the operator watches no Secrets, and a source's group is not watched for claims).
+    fn action(&self) -> Action {
+        match self {
+            Start::Started => Action::await_change(),
+            Start::Waiting => Action::requeue(RECHECK_INTERVAL),
+        }
+    }
+}
+
 /// Resolves the source's snapshot and group (recording both on the VolumeRestoreSource) and,
 /// when both can be used, starts attempt `attempt` of the restore pod. While something is
-/// missing, a Warning Event on the claim names it, and the claim is looked at again after
-/// [`RECHECK_INTERVAL`].
+/// missing, a Warning Event on the claim names it.
 async fn start(
     ctx: &Context,
     claim: &PersistentVolumeClaim,
     source_name: &str,
     attempt: u32,
     node: Option<String>,
-) -> Result<Action> {
+) -> Result<Start> {
     let namespace = status::namespace_of(claim)?;
     let claim_name = claim.name_any();
     let sources: Api<VolumeRestoreSource> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -233,7 +253,7 @@ async fn start(
              {namespace:?}: create it, or name an existing one in the claim's dataSourceRef"
         );
         events::publish(ctx, claim, EventType::Warning, "SourceNotFound", note).await;
-        return Ok(Action::requeue(RECHECK_INTERVAL));
+        return Ok(Start::Waiting);
     };
     let mut status = source.status.clone().unwrap_or_default();
     let mut phase = Phase::Pending;
@@ -259,7 +279,7 @@ async fn start(
         let (reason, why) = waiting_for(&status);
         let note = format!("VolumeRestoreSource {source_name:?} cannot be restored yet: {why}");
         events::publish(ctx, claim, EventType::Warning, &reason, note).await;
-        return Ok(Action::requeue(RECHECK_INTERVAL));
+        return Ok(Start::Waiting);
     };
     let pod = build::restore_pod(
         &ctx.agent,
@@ -288,7 +308,7 @@ async fn start(
         group.name_any()
     );
     events::publish(ctx, claim, EventType::Normal, "PopulateStarted", note).await;
-    Ok(Action::await_change())
+    Ok(Start::Started)
 }
 
 /// The reason and message of the first condition of `status` (snapshot, then group) that
