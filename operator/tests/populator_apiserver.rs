@@ -3,7 +3,8 @@
 //! kubelet would). A claim naming a VolumeRestoreSource gets a prime claim and a restore pod;
 //! after the restore the prime claim's volume is bound to the claim and the prime claim and pod
 //! go. A missing source or a group that is not Ready is an Event on the claim and no pod; a
-//! failed pod is retried. Run through `scripts/test.sh`, which starts the API server.
+//! failed pod is retried; with WaitForFirstConsumer nothing is made until the node is chosen,
+//! and then the restore runs there. Run through `scripts/test.sh`, which starts the API server.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use hort_protocol::RestoreReport;
 use hort_protocol::report::encode;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
@@ -58,12 +59,17 @@ impl PopulatorEnv {
 /// Creates StorageClass `name`: no provisioner, Immediate binding (the PV controller binds a
 /// claim to a matching static volume at once).
 async fn storage_class(client: &Client, name: &str) {
+    storage_class_binding(client, name, "Immediate").await;
+}
+
+/// Creates StorageClass `name` with no provisioner and volume binding mode `mode`.
+async fn storage_class_binding(client: &Client, name: &str, mode: &str) {
     let classes: Api<StorageClass> = Api::all(client.clone());
     let _ = classes.delete(name, &DeleteParams::default()).await;
     create(
         &classes,
         json!({"metadata": {"name": name}, "provisioner": "kubernetes.io/no-provisioner",
-               "volumeBindingMode": "Immediate", "reclaimPolicy": "Delete"}),
+               "volumeBindingMode": mode, "reclaimPolicy": "Delete"}),
     )
     .await;
 }
@@ -310,6 +316,55 @@ async fn a_failed_restore_pod_is_reported_and_retried() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(claimed_by(&second), [format!("hort-populate-{uid}")]);
+
+    let _ = Api::<StorageClass>::all(env.client.clone())
+        .delete(&class, &DeleteParams::default())
+        .await;
+    popenv.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn wait_for_first_consumer_waits_for_the_selected_node_and_restores_there() {
+    let popenv = PopulatorEnv::start("hort-populate-wffc").await;
+    let env = &popenv.env;
+    let class = format!("hort-populate-wffc-{}", std::process::id());
+    storage_class_binding(&env.client, &class, "WaitForFirstConsumer").await;
+    ready_s3_group(&env.client, &env.ns).await;
+    source(env, "web", "s3").await;
+    let claim = populated_claim(env, "data", &class, "web").await;
+    let uid = claim.uid().unwrap();
+    let claims = env.api::<PersistentVolumeClaim>();
+    let prime = format!("hort-populate-{uid}");
+
+    // Until the scheduler chooses a node, nothing is made.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        claims.get_opt(&prime).await.unwrap().is_none(),
+        "a prime claim before the node was chosen"
+    );
+    restore_pods(env, &uid, 0).await;
+
+    // What the scheduler does when it places a pod that uses the claim.
+    let select = json!({"metadata": {"annotations": {"volume.kubernetes.io/selected-node": "node-a"}}});
+    claims
+        .patch("data", &PatchParams::default(), &Patch::Merge(&select))
+        .await
+        .unwrap();
+    wait_for(&claims, &prime, "the prime claim on the selected node", |c| {
+        c.annotations()
+            .get("volume.kubernetes.io/selected-node")
+            .map(String::as_str)
+            == Some("node-a")
+    })
+    .await;
+    let pod = restore_pods(env, &uid, 1).await.remove(0);
+    assert_eq!(claimed_by(&pod), [prime]);
+    let affinity = serde_json::to_string(&pod.spec.as_ref().unwrap().affinity).unwrap();
+    assert!(
+        affinity.contains("node-a"),
+        "the restore pod is not placed on the node: {affinity}"
+    );
 
     let _ = Api::<StorageClass>::all(env.client.clone())
         .delete(&class, &DeleteParams::default())
