@@ -58,9 +58,10 @@ pub async fn reconcile(cached: Arc<PersistentVolumeClaim>, ctx: Arc<Context>) ->
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let (facts, pod) = facts(&ctx, &claim, &uid, &claims, &pods).await?;
     match decide::decide(facts) {
-        Step::Done | Step::WaitForNode | Step::Follow | Step::WaitForPrimeVolume | Step::WaitForBind => {
-            Ok(Action::await_change())
-        }
+        Step::Done | Step::WaitForNode | Step::Follow => Ok(Action::await_change()),
+        // The PV controller's work: its changes to the claims trigger a reconcile, and a slow
+        // or missed one is looked at again.
+        Step::WaitForPrimeVolume | Step::WaitForBind => Ok(Action::requeue(RECHECK_INTERVAL)),
         Step::Unsupported => {
             let note = format!(
                 "claim {:?} has volumeMode Block, and VolumeRestoreSource {source:?} restores files: \
@@ -92,7 +93,7 @@ pub async fn reconcile(cached: Arc<PersistentVolumeClaim>, ctx: Arc<Context>) ->
         }
         Step::BackOff { wait } => Ok(Action::requeue(wait)),
         Step::ReportFailure { why, attempt, wait } => {
-            let pod_name = build::pod_name(&uid, attempt);
+            let pod_name = pod.as_ref().map(|p| p.name_any()).unwrap_or_default();
             let note = format!(
                 "restore pod {pod_name:?} (attempt {attempt}) from VolumeRestoreSource {source:?} failed: {why}; \
                  the next attempt starts in {}s",
