@@ -116,6 +116,23 @@ for needle in "resources: [tokenreviews]" "resources: [subjectaccessreviews]" 'v
   grep -qF -- "$needle" <<<"$R" || fail "overview.enabled=true: no '$needle'"
 done
 pass "overview.enabled: the address, its Service, tokenreviews and subjectaccessreviews create"
+# The volume populator: off by default; its flag, its rights and the VolumePopulator (only when
+# the cluster serves populator.storage.k8s.io/v1beta1) only with it.
+R="$(helm_quiet template hort "$CHART")"
+! grep -Eq 'HORT_POPULATOR|persistentvolumes\]|resources: \[volumerestoresources\]|kind: VolumePopulator' <<<"$R" \
+  || fail "populator off by default, yet rendered"
+pass "populator off by default: no flag, no persistentvolumes or volumerestoresources rule, no VolumePopulator"
+R="$(helm_quiet template hort "$CHART" --set populator.enabled=true)"
+for needle in "name: HORT_POPULATOR" "resources: [persistentvolumes]" "verbs: [get, patch]" \
+    "resources: [storageclasses]" "resources: [volumerestoresources]" "resources: [persistentvolumeclaims/finalizers]"; do
+  grep -qF -- "$needle" <<<"$R" || fail "populator.enabled=true: no '$needle'"
+done
+! grep -q 'kind: VolumePopulator' <<<"$R" || fail "populator.enabled=true: a VolumePopulator without its API"
+R="$(helm_quiet template hort "$CHART" --set populator.enabled=true --api-versions populator.storage.k8s.io/v1beta1)"
+grep -qF "kind: VolumePopulator" <<<"$R" || fail "populator.enabled=true with the API: no VolumePopulator"
+R="$(helm_quiet template hort "$CHART" "${NAMESPACED[@]}" --set populator.enabled=true)"
+grep -qF "name: hort-populator" <<<"$R" || fail "populator.enabled=true, namespaced: no ClusterRole for persistentvolumes"
+pass "populator.enabled: the flag, persistentvolumes get/patch, storageclasses get, volumerestoresources, claim finalizers; a VolumePopulator only when its API is served; the cluster-scoped rules also when namespaced"
 
 says "NOTES, cluster-wide" "$(notes)" \
   "helm test hort -n hort-system" "kubectl hort status" "kubectl apply -n NAMESPACE -f examples/storagegroup-s3.yaml" \
@@ -165,8 +182,8 @@ for _ in $(seq 60); do
      == *"create backupjobs true"*"get backupjobs true" ]] && break
   sleep 0.5
 done
-KINDS=(storagegroups backupjobs schedules restorerequests verifications)
-STATUS=(storagegroups/status backupjobs/status schedules/status restorerequests/status verifications/status)
+KINDS=(storagegroups backupjobs schedules restorerequests verifications volumerestoresources)
+STATUS=(storagegroups/status backupjobs/status schedules/status restorerequests/status verifications/status volumerestoresources/status)
 # EXPECTED: lines "USER NAMESPACE VERB RESOURCE ALLOWED".
 EXPECTED="$(
   for user in viewer editor administrator; do

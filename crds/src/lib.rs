@@ -15,6 +15,7 @@ pub mod restore_request;
 pub mod schedule;
 pub mod storage_group;
 pub mod verification;
+pub mod volume_restore_source;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -25,6 +26,7 @@ pub use restore_request::{RestoreRequest, RestoreRequestSpec, RestoreRequestStat
 pub use schedule::{Schedule, ScheduleSpec, ScheduleStatus};
 pub use storage_group::{StorageGroup, StorageGroupSpec, StorageGroupStatus};
 pub use verification::{Verification, VerificationSpec, VerificationStatus};
+pub use volume_restore_source::{VolumeRestoreSource, VolumeRestoreSourceSpec, VolumeRestoreSourceStatus};
 
 /// The CustomResourceDefinitions of every Hort kind, in the order they are documented.
 pub fn crds() -> Vec<CustomResourceDefinition> {
@@ -34,6 +36,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         Schedule::crd(),
         RestoreRequest::crd(),
         Verification::crd(),
+        VolumeRestoreSource::crd(),
     ]
 }
 

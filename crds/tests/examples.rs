@@ -5,7 +5,7 @@
 
 mod support;
 
-use hort_crds::{BackupJob, RestoreRequest, Schedule, StorageGroup, Verification};
+use hort_crds::{BackupJob, RestoreRequest, Schedule, StorageGroup, Verification, VolumeRestoreSource};
 use std::collections::BTreeSet;
 
 #[test]
@@ -70,13 +70,18 @@ fn every_example_parses_into_the_typed_api() {
                         }
                     ));
                 }
-                "Secret" | "PersistentVolumeClaim" => {}
+                "VolumeRestoreSource" => {
+                    let _: VolumeRestoreSource = serde_json::from_value(value).unwrap_or_else(|e| panic!("{at}: {e}"));
+                    covered.insert("kind:VolumeRestoreSource".into());
+                }
+                "Secret" | "PersistentVolumeClaim" | "Deployment" => {}
                 other => panic!("{at}: unexpected kind {other:?} in examples/"),
             }
         }
     }
     let wanted = [
         "kind:Schedule",
+        "kind:VolumeRestoreSource",
         "source:Postgres",
         "source:Mariadb",
         "source:Volume",

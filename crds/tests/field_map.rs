@@ -15,12 +15,13 @@ const UNTESTED: &str = "UNTESTED:";
 /// Prefix of an entry that reuses another field's entry.
 const SAME_AS: &str = "= ";
 /// The kinds whose spec fields are mapped, with their generated CRD files.
-const KINDS: [(&str, &str); 5] = [
+const KINDS: [(&str, &str); 6] = [
     ("StorageGroup", "storagegroups.hort.dev.yaml"),
     ("BackupJob", "backupjobs.hort.dev.yaml"),
     ("Schedule", "schedules.hort.dev.yaml"),
     ("RestoreRequest", "restorerequests.hort.dev.yaml"),
     ("Verification", "verifications.hort.dev.yaml"),
+    ("VolumeRestoreSource", "volumerestoresources.hort.dev.yaml"),
 ];
 
 fn crate_dir() -> &'static Path {

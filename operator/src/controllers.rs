@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::{backup_job, finalizer, restore_request, schedule, storage_group, verification};
 
 /// The label selector of the agent pods the operator creates: it never sees other pods.
-const AGENT_PODS: &str = "app.kubernetes.io/managed-by=hort-operator";
+pub(crate) const AGENT_PODS: &str = "app.kubernetes.io/managed-by=hort-operator";
 
 /// The annotation `kubectl apply` writes: a whole copy of the object as last applied.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -63,7 +63,7 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn api<K>(&self, client: &Client) -> Api<K>
+    pub(crate) fn api<K>(&self, client: &Client) -> Api<K>
     where
         K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
     {
@@ -250,12 +250,12 @@ where
 }
 
 /// Identifies an object in the metrics and the retry backoff: `Kind/namespace/name`.
-struct Key {
+pub(crate) struct Key {
     kind: &'static str,
     object: String,
 }
 
-fn key<K: Resource<DynamicType = ()>>(obj: &K) -> Key {
+pub(crate) fn key<K: Resource<DynamicType = ()>>(obj: &K) -> Key {
     let kind = match K::kind(&()) {
         std::borrow::Cow::Borrowed(kind) => kind,
         std::borrow::Cow::Owned(_) => "object",
@@ -272,7 +272,11 @@ fn key<K: Resource<DynamicType = ()>>(obj: &K) -> Key {
 
 /// Runs one reconcile, recording its duration and result in the metrics; a success resets the
 /// object's retry backoff.
-async fn instrumented(key: Key, ctx: Arc<Context>, reconcile: impl Future<Output = Result<Action>>) -> Result<Action> {
+pub(crate) async fn instrumented(
+    key: Key,
+    ctx: Arc<Context>,
+    reconcile: impl Future<Output = Result<Action>>,
+) -> Result<Action> {
     let started = Instant::now();
     let result = reconcile.await;
     let label = match &result {
@@ -292,7 +296,7 @@ async fn instrumented(key: Key, ctx: Arc<Context>, reconcile: impl Future<Output
 
 /// Retries a failed reconcile: at once after a write conflict; otherwise after a delay that
 /// doubles with each consecutive failure of the object (see [`Backoff`](crate::backoff::Backoff)).
-fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+pub(crate) fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
     let name = obj.meta().name.as_deref().unwrap_or_default();
     let namespace = obj.meta().namespace.as_deref().unwrap_or_default();
     if error.is_conflict() {

@@ -21,6 +21,7 @@ pub mod leader;
 pub mod metrics;
 pub mod node_slots;
 pub mod overview;
+pub mod populator;
 pub mod references;
 pub mod restore_request;
 pub mod schedule;

@@ -17,6 +17,7 @@ use hort_operator::http::{self, Health};
 use hort_operator::leader::{LeaderElector, LeaseConfig};
 use hort_operator::metrics::Metrics;
 use hort_operator::overview;
+use hort_operator::populator;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use tracing_subscriber::EnvFilter;
 
@@ -75,6 +76,11 @@ struct Args {
     /// that keeps it off the nodes at the limit.
     #[arg(long, env = "HORT_MAX_JOBS_PER_NODE", value_parser = clap::value_parser!(u32).range(1..))]
     max_jobs_per_node: Option<u32>,
+    /// Run the volume populator: claims whose `spec.dataSourceRef` names a VolumeRestoreSource
+    /// get its snapshot restored into them. It needs get and patch on PersistentVolumes (the
+    /// chart's `populator.enabled`).
+    #[arg(long, env = "HORT_POPULATOR")]
+    populator: bool,
 }
 
 /// Parses `--agent-resources`.
@@ -187,8 +193,15 @@ async fn main() -> anyhow::Result<()> {
             elector.hold().await
         }
     };
+    let concurrency = args.max_concurrent_reconciles;
+    let populator = async {
+        if args.populator {
+            populator::run(ctx.clone(), scope.clone(), concurrency).await
+        }
+    };
+    let all = async { tokio::join!(controllers::run(ctx.clone(), scope.clone(), concurrency), populator) };
     tokio::select! {
-        () = controllers::run(ctx, scope, args.max_concurrent_reconciles) => tracing::info!("controllers stopped"),
+        _ = all => tracing::info!("controllers stopped"),
         () = keep_leading => anyhow::bail!("lost leadership; exiting so that only one replica reconciles"),
         served = overview => served.context("overview server task")??,
         served = server => served.context("metrics server task")?.with_context(|| format!("serving on {address}"))?,

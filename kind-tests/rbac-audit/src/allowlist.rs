@@ -55,6 +55,15 @@ pub const ALLOWED: &[Allowed] = &[
     },
     Allowed {
         group: "",
+        resources: &["persistentvolumeclaims/finalizers"],
+        verb: "update",
+        reason: "with populator.enabled, the populator's prime claim and restore pod name the \
+                 claim they populate as controller owner with blockOwnerDeletion \
+                 (operator/src/populator/build.rs); OwnerReferencesPermissionEnforcement checks \
+                 update on the claim's finalizers inside those create requests.",
+    },
+    Allowed {
+        group: "",
         resources: &["pods/exec"],
         verb: "create",
         reason: "hooks (operator/src/hooks.rs) exec over a websocket, a GET that Kubernetes \
