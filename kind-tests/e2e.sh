@@ -17,7 +17,11 @@
 #   wrong-s3-key        wrong S3 credentials: the group is not Ready with a clear message, a
 #                       BackupJob waits
 #   volume-restore      volume backup to S3 (snapshot id, stats), restore into a new claim, files
-#                       compared
+#                       compared; the repository password rotated by the group
+#   populator           (the release runs with populator.enabled=true) a VolumeRestoreSource, a
+#                       local-path claim naming it as dataSourceRef and a pod mounting the claim,
+#                       applied at once: the pod reads www/ as backed up and nothing else; the
+#                       claim's Populated Event; no prime claim or restore pod left
 #   postgres-rename     PostgreSQL backup to S3, one database restored under a new name, rows compared
 #   verification        two Verifications of a PostgreSQL backup in a restricted namespace, each in
 #                       a throwaway server beside its agent: a true assertion passes with its
@@ -73,7 +77,7 @@ source "$HERE/lib.sh"
 KUBECONFIG="${KUBECONFIG:-$("$HERE/cluster.sh" kubeconfig)}"
 export KUBECONFIG
 
-ALL_CASES=(namespaced groups-ready wrong-s3-key volume-restore postgres-rename verification mariadb-table agent-killed operator-restart schedule-retention invalid-specs hooks mirror-outage csi-snapshot plugin rbac-audit)
+ALL_CASES=(namespaced groups-ready wrong-s3-key volume-restore populator postgres-rename verification mariadb-table agent-killed operator-restart schedule-retention invalid-specs hooks mirror-outage csi-snapshot plugin rbac-audit)
 KEEP=0
 CASES=()
 for a in "$@"; do
@@ -336,6 +340,54 @@ EOF
   snapshots="$(AGENT_PASSWORD_SECRET=repository-password-2 agent_cmd $ns new-key "$(s3_location c)" snapshots --json)"
   check "the new password opens the snapshots from before and after the rotation" \
     grep -q "$id.*$(jp $ns backupjob/after-rotation '{.status.snapshotId}')" <<<"$snapshots"
+}
+
+case_populator() {
+  local ns=hort-e2e-populator
+  case_namespace $ns
+  s3_group $ns s3 "$S3_ENDPOINT" "$S3_BUCKET" populator
+  fill_claim $ns 1Gi 'mkdir -p www logs; seq 1 50000 > www/numbers.txt; echo "<h1>shop</h1>" > www/index.html
+    head -c 3000000 /dev/urandom > www/image.bin; echo "not wanted" > logs/old.log'
+  local sums; sums="$(run_pod $ns sums hort.local/busybox:stable 'cd /data && find www -type f | sort | xargs md5sum' data /data)"
+  wait_ready $ns storagegroup/s3 180
+  volume_job $ns web s3
+  wait_phase $ns backupjob/web Succeeded 300
+  # The application recreated from manifests alone: a VolumeRestoreSource of the job's
+  # snapshot (www/ only), a claim of local-path (WaitForFirstConsumer) that names it as its
+  # dataSourceRef, and a pod that mounts the claim, all applied at once.
+  local t0=$EPOCHREALTIME
+  kc -n $ns apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: VolumeRestoreSource
+metadata: {name: web}
+spec:
+  storageGroupRef: {name: s3}
+  source: {backupJobRef: {name: web}}
+  paths: [www]
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: web-restored}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: local-path
+  resources: {requests: {storage: 1Gi}}
+  dataSourceRef: {apiGroup: hort.dev, kind: VolumeRestoreSource, name: web}
+EOF
+  local back
+  back="$(run_pod $ns app hort.local/busybox:stable 'cd /data && find www -type f | sort | xargs md5sum; ls /data' web-restored /data)"
+  note "the application's pod read its populated claim $(since "$t0")s after the manifests were applied"
+  check "the populated claim holds www/ as backed up" test "$(head -n "$(wc -l <<<"$sums")" <<<"$back")" == "$sums"
+  check "and nothing outside the source's paths" not_in "logs" "$(tail -n +"$(($(wc -l <<<"$sums") + 1))" <<<"$back")"
+  local events; events="$(kc -n $ns get events --field-selector involvedObject.name=web-restored -o jsonpath='{range .items[*]}{.reason}: {.message}{"\n"}{end}')"
+  note "claim events: $(grep -E '^Populate' <<<"$events" | tr '\n' ' ' | cut -c1-300)"
+  check "the claim's Populated event names the snapshot" grep -q "^Populated: .*$(jp $ns backupjob/web '{.status.snapshotId}' | cut -c1-12)" <<<"$events"
+  check "the VolumeRestoreSource says Populated" test_condition $ns volumerestoresource/web Populated True
+  wait_until 60 "no prime claim or restore pod left" no_populate_leftovers $ns
+}
+
+no_populate_leftovers() { # NS
+  [[ -z "$(kc -n "$1" get pvc,pods -l hort.dev/populate-claim -o name 2>/dev/null)" ]]
 }
 
 case_postgres-rename() {
@@ -1398,7 +1450,7 @@ run_case namespaced "namespaced install (operator.watchNamespace): Roles only, P
 t1=$EPOCHREALTIME
 # Case plugin drives the overview page with headless Chromium.
 if want plugin; then "$HERE/../scripts/install-chromium.sh"; fi
-install_hort --set overview.enabled=true
+install_hort --set overview.enabled=true --set populator.enabled=true
 echo "== chart installed, operator available ($(since "$t1")s)"
 
 if want schedule-retention; then
@@ -1410,6 +1462,7 @@ run_case invalid-specs "invalid specs are rejected by kubectl apply with a messa
 run_case groups-ready "StorageGroups on S3 and on a PVC become Ready (check --init)"
 run_case wrong-s3-key "wrong S3 credentials: group not Ready with a clear message, BackupJob waits without a pod"
 run_case volume-restore "volume backup to S3, restore into a new claim, contents compared; the password rotated by the group: the old one opens nothing, the new one both snapshots"
+run_case populator "a claim whose dataSourceRef names a VolumeRestoreSource is filled from the backup (its paths only) before the application pod starts; nothing left"
 run_case postgres-rename "PostgreSQL backup to S3, restore one database under a new name, rows compared"
 run_case verification "Verifications of a PostgreSQL backup in a throwaway server: a true assertion passes, a false one fails naming it, nothing left; the repository's packs read, a damaged one named; of a volume backup with a command of the user's: exit 0 passes, exit 1 fails with its output"
 run_case mariadb-table "MariaDB backup to a PVC target, restore one table, rows compared; a Verification of the backup in a throwaway MariaDB server"

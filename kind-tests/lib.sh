@@ -363,7 +363,7 @@ dump_namespace() {
   local ns="$1" pod
   {
     echo "----- Hort objects in $ns"
-    kc -n "$ns" get storagegroups,backupjobs,schedules,restorerequests -o yaml 2>&1 | sed -n '1,400p'
+    kc -n "$ns" get storagegroups,backupjobs,schedules,restorerequests,volumerestoresources -o yaml 2>&1 | sed -n '1,400p'
     echo "----- pods in $ns"
     kc -n "$ns" get pods -o wide 2>&1
     echo "----- claims and VolumeSnapshots in $ns"
