@@ -34,10 +34,14 @@ const SNAPSHOT: &str = "ab12cd34ef56";
 struct PopulatorEnv {
     env: TestEnv,
     populator: tokio::task::JoinHandle<()>,
+    /// The test's StorageClass (no provisioner), removed by `stop`.
+    class: String,
 }
 
 impl PopulatorEnv {
-    async fn start(prefix: &str) -> Self {
+    /// A namespace with the populator running in it, and a StorageClass `<prefix>-<pid>` of
+    /// volume binding mode `binding`.
+    async fn start(prefix: &str, binding: &str) -> Self {
         let env = TestEnv::start(prefix, Clock::System).await;
         let ctx = Context::new(
             env.client.clone(),
@@ -47,19 +51,18 @@ impl PopulatorEnv {
             None,
         );
         let populator = tokio::spawn(populator::run(Arc::new(ctx), Scope::Namespace(env.ns.clone()), 4));
-        Self { env, populator }
+        let class = format!("{prefix}-{}", std::process::id());
+        storage_class_binding(&env.client, &class, binding).await;
+        Self { env, populator, class }
     }
 
     async fn stop(self) {
         self.populator.abort();
+        let _ = Api::<StorageClass>::all(self.env.client.clone())
+            .delete(&self.class, &DeleteParams::default())
+            .await;
         self.env.stop().await;
     }
-}
-
-/// Creates StorageClass `name`: no provisioner, Immediate binding (the PV controller binds a
-/// claim to a matching static volume at once).
-async fn storage_class(client: &Client, name: &str) {
-    storage_class_binding(client, name, "Immediate").await;
 }
 
 /// Creates StorageClass `name` with no provisioner and volume binding mode `mode`.
@@ -155,10 +158,9 @@ fn claimed_by(pod: &Pod) -> Vec<String> {
 #[tokio::test]
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn a_claim_is_populated_from_a_snapshot_and_bound_to_the_restored_volume() {
-    let popenv = PopulatorEnv::start("hort-populate").await;
+    let popenv = PopulatorEnv::start("hort-populate", "Immediate").await;
     let env = &popenv.env;
-    let class = format!("hort-populate-{}", std::process::id());
-    storage_class(&env.client, &class).await;
+    let class = popenv.class.clone();
     ready_s3_group(&env.client, &env.ns).await;
     source(env, "web", "s3").await;
     let claim = populated_claim(env, "data", &class, "web").await;
@@ -232,19 +234,15 @@ async fn a_claim_is_populated_from_a_snapshot_and_bound_to_the_restored_volume()
     .await;
 
     let _ = volumes.delete(&volume, &DeleteParams::default()).await;
-    let _ = Api::<StorageClass>::all(env.client.clone())
-        .delete(&class, &DeleteParams::default())
-        .await;
     popenv.stop().await;
 }
 
 #[tokio::test]
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn a_missing_source_or_a_group_not_ready_is_an_event_on_the_claim_and_no_pod() {
-    let popenv = PopulatorEnv::start("hort-populate-wait").await;
+    let popenv = PopulatorEnv::start("hort-populate-wait", "Immediate").await;
     let env = &popenv.env;
-    let class = format!("hort-populate-wait-{}", std::process::id());
-    storage_class(&env.client, &class).await;
+    let class = popenv.class.clone();
 
     let missing = populated_claim(env, "orphan", &class, "nowhere").await;
     let notes = wait_for_event(&env.client, &env.ns, "orphan", "SourceNotFound").await;
@@ -279,19 +277,15 @@ async fn a_missing_source_or_a_group_not_ready_is_an_event_on_the_claim_and_no_p
     for claim in [missing, waiting] {
         restore_pods(env, &claim.uid().unwrap(), 0).await;
     }
-    let _ = Api::<StorageClass>::all(env.client.clone())
-        .delete(&class, &DeleteParams::default())
-        .await;
     popenv.stop().await;
 }
 
 #[tokio::test]
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn a_failed_restore_pod_is_reported_and_retried() {
-    let popenv = PopulatorEnv::start("hort-populate-retry").await;
+    let popenv = PopulatorEnv::start("hort-populate-retry", "Immediate").await;
     let env = &popenv.env;
-    let class = format!("hort-populate-retry-{}", std::process::id());
-    storage_class(&env.client, &class).await;
+    let class = popenv.class.clone();
     ready_s3_group(&env.client, &env.ns).await;
     source(env, "web", "s3").await;
     let claim = populated_claim(env, "data", &class, "web").await;
@@ -317,19 +311,15 @@ async fn a_failed_restore_pod_is_reported_and_retried() {
     };
     assert_eq!(claimed_by(&second), [format!("hort-populate-{uid}")]);
 
-    let _ = Api::<StorageClass>::all(env.client.clone())
-        .delete(&class, &DeleteParams::default())
-        .await;
     popenv.stop().await;
 }
 
 #[tokio::test]
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn wait_for_first_consumer_waits_for_the_selected_node_and_restores_there() {
-    let popenv = PopulatorEnv::start("hort-populate-wffc").await;
+    let popenv = PopulatorEnv::start("hort-populate-wffc", "WaitForFirstConsumer").await;
     let env = &popenv.env;
-    let class = format!("hort-populate-wffc-{}", std::process::id());
-    storage_class_binding(&env.client, &class, "WaitForFirstConsumer").await;
+    let class = popenv.class.clone();
     ready_s3_group(&env.client, &env.ns).await;
     source(env, "web", "s3").await;
     let claim = populated_claim(env, "data", &class, "web").await;
@@ -366,8 +356,5 @@ async fn wait_for_first_consumer_waits_for_the_selected_node_and_restores_there(
         "the restore pod is not placed on the node: {affinity}"
     );
 
-    let _ = Api::<StorageClass>::all(env.client.clone())
-        .delete(&class, &DeleteParams::default())
-        .await;
     popenv.stop().await;
 }
