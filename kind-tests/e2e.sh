@@ -19,9 +19,10 @@
 #   volume-restore      volume backup to S3 (snapshot id, stats), restore into a new claim, files
 #                       compared; the repository password rotated by the group
 #   populator           (the release runs with populator.enabled=true) a VolumeRestoreSource, a
-#                       local-path claim naming it as dataSourceRef and a pod mounting the claim,
-#                       applied at once: the pod reads www/ as backed up and nothing else; the
-#                       claim's Populated Event; no prime claim or restore pod left
+#                       claim of the CSI test class naming it as dataSourceRef and a pod mounting
+#                       the claim, applied at once: the pod reads www/ as backed up and nothing
+#                       else; the claim's Populated Event; a local-path claim (its provisioner
+#                       fills it empty) gets PopulateBypassed; no prime claim or restore pod left
 #   postgres-rename     PostgreSQL backup to S3, one database restored under a new name, rows compared
 #   verification        two Verifications of a PostgreSQL backup in a restricted namespace, each in
 #                       a throwaway server beside its agent: a true assertion passes with its
@@ -353,8 +354,9 @@ case_populator() {
   volume_job $ns web s3
   wait_phase $ns backupjob/web Succeeded 300
   # The application recreated from manifests alone: a VolumeRestoreSource of the job's
-  # snapshot (www/ only), a claim of local-path (WaitForFirstConsumer) that names it as its
-  # dataSourceRef, and a pod that mounts the claim, all applied at once.
+  # snapshot (www/ only), a claim of the CSI test driver's class (WaitForFirstConsumer; its
+  # external-provisioner leaves claims with a foreign dataSourceRef to their populator) that
+  # names it as its dataSourceRef, and a pod that mounts the claim, all applied at once.
   local t0=$EPOCHREALTIME
   kc -n $ns apply -f - >/dev/null <<EOF
 apiVersion: hort.dev/v1alpha1
@@ -370,6 +372,15 @@ kind: PersistentVolumeClaim
 metadata: {name: web-restored}
 spec:
   accessModes: [ReadWriteOnce]
+  storageClassName: hort-csi
+  resources: {requests: {storage: 1Gi}}
+  dataSourceRef: {apiGroup: hort.dev, kind: VolumeRestoreSource, name: web}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: web-local}
+spec:
+  accessModes: [ReadWriteOnce]
   storageClassName: local-path
   resources: {requests: {storage: 1Gi}}
   dataSourceRef: {apiGroup: hort.dev, kind: VolumeRestoreSource, name: web}
@@ -382,8 +393,19 @@ EOF
   local events; events="$(kc -n $ns get events --field-selector involvedObject.name=web-restored -o jsonpath='{range .items[*]}{.reason}: {.message}{"\n"}{end}')"
   note "claim events: $(grep -E '^Populate' <<<"$events" | tr '\n' ' ' | cut -c1-300)"
   check "the claim's Populated event names the snapshot" grep -q "^Populated: .*$(jp $ns backupjob/web '{.status.snapshotId}' | cut -c1-12)" <<<"$events"
-  check "the VolumeRestoreSource says Populated" test_condition $ns volumerestoresource/web Populated True
+  check "the VolumeRestoreSource said Populated" grep -q "^Populated: claim \"web-restored\"" <<<"$(condition_message $ns volumerestoresource/web Populated)"
+  # Rancher's local-path provisioner fills a claim with a foreign dataSourceRef itself, with
+  # an empty volume: the populator says so instead of leaving it unnoticed.
+  run_pod $ns local hort.local/busybox:stable 'ls -A /data' web-local /data >/dev/null
+  wait_until 60 "a PopulateBypassed Event on the local-path claim" has_event $ns web-local PopulateBypassed
+  note "local-path claim: $(kc -n $ns get events --field-selector involvedObject.name=web-local,reason=PopulateBypassed -o jsonpath='{.items[0].message}' | cut -c1-160)"
+  check "the VolumeRestoreSource's Populated condition says it was bypassed" \
+    grep -q "^PopulateBypassed: .*web-local" <<<"$(condition_message $ns volumerestoresource/web Populated)"
   wait_until 60 "no prime claim or restore pod left" no_populate_leftovers $ns
+}
+
+has_event() { # NS OBJECT-NAME REASON
+  [[ -n "$(kc -n "$1" get events --field-selector "involvedObject.name=$2,reason=$3" -o name 2>/dev/null)" ]]
 }
 
 no_populate_leftovers() { # NS

@@ -39,6 +39,8 @@ pub enum PodFacts {
 pub struct Facts {
     /// The volume the claim is bound to (`spec.volumeName`), if any.
     pub claim_volume: Option<String>,
+    /// Whether that volume is one the populator filled (it carries `hort.dev/populated-from`).
+    pub claim_volume_populated: bool,
     /// Whether the claim's phase is Bound.
     pub claim_bound: bool,
     /// Whether the claim asks for a raw block device (`volumeMode: Block`).
@@ -114,6 +116,12 @@ pub enum Step {
     },
     /// Wait for the PV controller to bind the claim to the volume.
     WaitForBind,
+    /// The claim got a volume the populator did not fill (its provisioner did not leave it to
+    /// the populator): say so, and delete the prime claim and pod if any are left.
+    Bypassed {
+        /// The claim's volume.
+        volume: String,
+    },
     /// The claim is bound: delete the prime claim and the pod, reporting `report` (once, while
     /// the prime claim still exists).
     CleanUp {
@@ -132,7 +140,10 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
 /// Decides the next step for a claim from `facts`.
 pub fn decide(facts: Facts) -> Step {
     let ours_left = facts.prime.is_some() || facts.pod.is_some();
-    if facts.claim_volume.is_some() {
+    if let Some(volume) = facts.claim_volume {
+        if !facts.claim_volume_populated {
+            return Step::Bypassed { volume };
+        }
         if !ours_left {
             return Step::Done;
         }
@@ -213,6 +224,7 @@ mod tests {
     fn fresh() -> Facts {
         Facts {
             claim_volume: None,
+            claim_volume_populated: false,
             claim_bound: false,
             block: false,
             wait_for_first_consumer: false,
@@ -356,6 +368,7 @@ mod tests {
         assert_eq!(decide(rebound), Step::WaitForBind);
         let volume_named_not_bound = Facts {
             claim_volume: Some("pv-1".into()),
+            claim_volume_populated: true,
             ..prime_bound
         };
         assert_eq!(decide(volume_named_not_bound), Step::WaitForBind);
@@ -365,6 +378,7 @@ mod tests {
     fn once_bound_the_prime_claim_and_pod_go_and_the_report_is_published_once() {
         let bound = Facts {
             claim_volume: Some("pv-1".into()),
+            claim_volume_populated: true,
             claim_bound: true,
             prime: Some(None),
             pod: Some(PodFacts::Succeeded(report())),
@@ -383,5 +397,24 @@ mod tests {
             ..bound
         };
         assert_eq!(decide(all_gone), Step::Done);
+    }
+
+    #[test]
+    fn a_volume_the_populator_did_not_fill_is_reported_whatever_else_is_left() {
+        let provisioned = Facts {
+            claim_volume: Some("pvc-empty".into()),
+            claim_bound: true,
+            ..fresh()
+        };
+        let bypassed = Step::Bypassed {
+            volume: "pvc-empty".into(),
+        };
+        assert_eq!(decide(provisioned.clone()), bypassed, "before any prime claim");
+        let with_pod = Facts {
+            prime: Some(Some("pv-prime".into())),
+            pod: Some(PodFacts::Running),
+            ..provisioned
+        };
+        assert_eq!(decide(with_pod), bypassed, "while a restore runs");
     }
 }

@@ -117,20 +117,45 @@ pub async fn reconcile(cached: Arc<PersistentVolumeClaim>, ctx: Arc<Context>) ->
             rebind(&ctx, &claim, &namespace, &source, &volume).await?;
             Ok(Action::await_change())
         }
+        Step::Bypassed { volume } => {
+            let note = format!(
+                "claim {:?} was bound to volume {volume:?}, which Hort did not fill: it does not hold the \
+                 snapshot of VolumeRestoreSource {source:?}. The provisioner of its StorageClass provisioned \
+                 it although the claim names a data source it does not know (CSI's external-provisioner \
+                 leaves such claims to their populator; Rancher's local-path provisioner does not): \
+                 delete the claim and create it with a StorageClass of a CSI driver",
+                claim.name_any()
+            );
+            events::publish(&ctx, &claim, EventType::Warning, "PopulateBypassed", note.clone()).await;
+            let bypassed = Observation {
+                type_: POPULATED,
+                status: Status::False,
+                reason: "PopulateBypassed",
+                message: note,
+            };
+            set_source_condition(&ctx, &namespace, &source, bypassed).await?;
+            clean_up(&claims, &pods, &uid).await?;
+            Ok(Action::await_change())
+        }
         Step::CleanUp { report } => {
             if let Some(report) = report {
                 populated(&ctx, &claim, &namespace, &source, &report).await?;
             }
-            for pod in pods.list(&by_claim(&uid)).await? {
-                api::delete(&pods, &pod).await?;
-            }
-            match claims.delete(&build::prime_name(&uid), &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
+            clean_up(&claims, &pods, &uid).await?;
             Ok(Action::await_change())
         }
+    }
+}
+
+/// Deletes the restore pods and the prime claim of the claim with `uid`.
+async fn clean_up(claims: &Api<PersistentVolumeClaim>, pods: &Api<Pod>, uid: &str) -> Result<()> {
+    for pod in pods.list(&by_claim(uid)).await? {
+        api::delete(pods, &pod).await?;
+    }
+    match claims.delete(&build::prime_name(uid), &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -149,6 +174,13 @@ async fn facts(
 ) -> Result<(Facts, Option<Pod>)> {
     let spec = claim.spec.clone().unwrap_or_default();
     let claim_volume = spec.volume_name.filter(|v| !v.is_empty());
+    let claim_volume_populated = match &claim_volume {
+        Some(volume) => Api::<PersistentVolume>::all(ctx.client.clone())
+            .get_opt(volume)
+            .await?
+            .is_some_and(|pv| pv.annotations().contains_key(POPULATED_FROM)),
+        None => false,
+    };
     let wait_for_first_consumer = match (&claim_volume, &spec.storage_class_name) {
         (None, Some(class)) => Api::<StorageClass>::all(ctx.client.clone())
             .get_opt(class)
@@ -194,6 +226,7 @@ async fn facts(
     };
     let facts = Facts {
         claim_volume,
+        claim_volume_populated,
         block: claim.spec.as_ref().and_then(|s| s.volume_mode.as_deref()) == Some("Block"),
         claim_bound: claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound"),
         wait_for_first_consumer,
