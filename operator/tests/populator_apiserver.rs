@@ -56,6 +56,15 @@ impl PopulatorEnv {
         Self { env, populator, class }
     }
 
+    /// A Ready S3 group `s3`, a VolumeRestoreSource `web` of it and a claim `data` of the
+    /// test's class that names it: the claim's uid.
+    async fn ready_source_and_claim(&self) -> String {
+        ready_s3_group(&self.env.client, &self.env.ns).await;
+        source(&self.env, "web", "s3").await;
+        let claim = populated_claim(&self.env, "data", &self.class, "web").await;
+        claim.uid().unwrap()
+    }
+
     async fn stop(self) {
         self.populator.abort();
         let _ = Api::<StorageClass>::all(self.env.client.clone())
@@ -161,10 +170,7 @@ async fn a_claim_is_populated_from_a_snapshot_and_bound_to_the_restored_volume()
     let popenv = PopulatorEnv::start("hort-populate", "Immediate").await;
     let env = &popenv.env;
     let class = popenv.class.clone();
-    ready_s3_group(&env.client, &env.ns).await;
-    source(env, "web", "s3").await;
-    let claim = populated_claim(env, "data", &class, "web").await;
-    let uid = claim.uid().unwrap();
+    let uid = popenv.ready_source_and_claim().await;
     let volume = format!("hort-populate-{}", std::process::id());
     static_volume(env, &volume, &class, &uid).await;
 
@@ -285,11 +291,7 @@ async fn a_missing_source_or_a_group_not_ready_is_an_event_on_the_claim_and_no_p
 async fn a_failed_restore_pod_is_reported_and_retried() {
     let popenv = PopulatorEnv::start("hort-populate-retry", "Immediate").await;
     let env = &popenv.env;
-    let class = popenv.class.clone();
-    ready_s3_group(&env.client, &env.ns).await;
-    source(env, "web", "s3").await;
-    let claim = populated_claim(env, "data", &class, "web").await;
-    let uid = claim.uid().unwrap();
+    let uid = popenv.ready_source_and_claim().await;
 
     let first = restore_pods(env, &uid, 1).await.remove(0);
     assert!(first.name_any().ends_with("-1"), "{}", first.name_any());
@@ -319,11 +321,7 @@ async fn a_failed_restore_pod_is_reported_and_retried() {
 async fn wait_for_first_consumer_waits_for_the_selected_node_and_restores_there() {
     let popenv = PopulatorEnv::start("hort-populate-wffc", "WaitForFirstConsumer").await;
     let env = &popenv.env;
-    let class = popenv.class.clone();
-    ready_s3_group(&env.client, &env.ns).await;
-    source(env, "web", "s3").await;
-    let claim = populated_claim(env, "data", &class, "web").await;
-    let uid = claim.uid().unwrap();
+    let uid = popenv.ready_source_and_claim().await;
     let claims = env.api::<PersistentVolumeClaim>();
     let prime = format!("hort-populate-{uid}");
 
