@@ -1391,6 +1391,10 @@ case_plugin() {
 # in their colours, nothing of another namespace, and media/ of SNAPSHOT in the snapshot browser.
 overview_in_a_browser() {
   local ns="$1" id="$2" succeeded="$3" svc port token pf
+  # Built first: the slowed job must still run when the browser looks (in CI the build took
+  # 55 s, longer than that job).
+  (cd "$HERE/.." && cargo test --locked -q -p hort-operator --features e2e-browser --test overview_e2e --no-run 2>&1) \
+    || fail "building operator/tests/overview_e2e.rs failed"
   run_pod $ns more hort.local/busybox:stable 'head -c 4000000 /dev/urandom > /data/media/more.bin' data /data >/dev/null
   kc -n $ns apply -f - >/dev/null <<EOF
 apiVersion: hort.dev/v1alpha1
