@@ -485,6 +485,8 @@ case_mariadb-table() {
     insert into e2e_shop.orders select seq, concat('item-', seq), seq % 7 from seq_1_to_3000;
     insert into e2e_shop.customers select seq, concat('c-', seq) from seq_1_to_100;" e2e_shop >/dev/null
   local before; before="$(mariadb_in $INFRA "$q" e2e_shop)"
+  # A PVC group's check, database backup, restore and verification pods pass "restricted".
+  kc label ns $ns pod-security.kubernetes.io/enforce=restricted >/dev/null
   pvc_group $ns disk backup-disk
   wait_ready $ns storagegroup/disk 180
   kc -n $ns apply -f - >/dev/null <<EOF
@@ -502,6 +504,8 @@ spec:
 EOF
   wait_phase $ns backupjob/maria Succeeded 300
   note "snapshot $(jp $ns backupjob/maria '{.status.snapshotId}'), stats $(jp $ns backupjob/maria '{.status.stats}')"
+  check "the backup pod of a PVC group ran as non-root in a restricted namespace" \
+    test "$(jp $ns pod/maria-1 '{.spec.containers[0].securityContext.runAsUser}')" == 65532
   # The backup restored into a throwaway MariaDB server beside its agent, while the live table
   # is damaged and restored below: the row counts recorded at backup time and an assertion hold.
   kc -n $ns apply -f - >/dev/null <<EOF
@@ -1279,11 +1283,25 @@ spec:
 EOF
   wait_phase $ns backupjob/vol Succeeded 300
   check "the pre hook ran (its file is in the snapshot)" test "$(jp $ns backupjob/vol '{.status.stats.files}')" == 2
+  # The volume's backup pod ran as root; a database backup (as user 65532) still writes into
+  # what it wrote.
+  kc -n $ns apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: BackupJob
+metadata: {name: pg}
+spec:
+  storageGroupRef: {name: disk}
+  source:
+    postgres: {host: $PG_HOST, databases: [postgres], credentialsSecretRef: {name: db-credentials}}
+EOF
+  wait_phase $ns backupjob/pg Succeeded 300
+  check "the database backup pod ran as 65532" \
+    test "$(jp $ns pod/pg-1 '{.spec.containers[0].securityContext.runAsUser}')" == 65532
   wait_phase $ns restorerequest/vol Succeeded 300
   local back; back="$(run_pod $ns verify hort.local/busybox:stable 'cat /data/file /data/pre-hook' restored /data)"
   check "the restored claim holds both files" test "$(echo $back)" == "data marked"
   # The operator removes its finalizers; then it goes, leaving nothing cluster-wide.
-  kc -n $ns delete backupjob/vol restorerequest/vol --wait=true --timeout=60s >/dev/null
+  kc -n $ns delete backupjob/vol backupjob/pg restorerequest/vol --wait=true --timeout=60s >/dev/null
   if have_audit_log; then
     rbac_check --forbidden-only || fail "a request of the namespaced operator was forbidden (or none was logged)"
   else

@@ -44,13 +44,30 @@ impl std::fmt::Debug for S3Defaults {
     }
 }
 
+/// A directory target; when the agent runs as root and [`env::REPOSITORY_OWNER`] names an
+/// owner, what it creates is handed to that owner.
+fn local_backend(path: String) -> Result<LocalBackend, BackendError> {
+    let backend = LocalBackend::new(path);
+    let Ok(text) = std::env::var(env::REPOSITORY_OWNER) else {
+        return Ok(backend);
+    };
+    let owner: hort_protocol::RepositoryOwner = text
+        .parse()
+        .map_err(|e| BackendError::Config(format!("{}: {e}", env::REPOSITORY_OWNER)))?;
+    Ok(if crate::backend::local::process_is_root() {
+        backend.with_owner(owner)
+    } else {
+        backend
+    })
+}
+
 /// Opens one location.
 pub fn open_location(spec: &str, s3: &S3Defaults) -> Result<Arc<dyn Backend>, BackendError> {
     let location: Location = spec
         .parse()
         .map_err(|e: hort_protocol::location::LocationError| BackendError::Config(e.to_string()))?;
     let target = match location {
-        Location::Path(path) => return Ok(Arc::new(LocalBackend::new(path))),
+        Location::Path(path) => return Ok(Arc::new(local_backend(path)?)),
         Location::S3(target) => target,
     };
     let (key_id, secret) = match &target.credentials {

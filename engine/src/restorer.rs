@@ -161,11 +161,6 @@ fn time_of(ns: i64) -> SystemTime {
     }
 }
 
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
-}
-
 /// Restores the snapshot's tree into `target`.
 pub fn restore_tree(
     repo: &IndexedRepository,
@@ -189,7 +184,7 @@ pub fn restore_tree(
     })?;
     let root_dir = &root_dir;
     let report = Mutex::new(RestoreReport::default());
-    let chown = is_root();
+    let chown = crate::backend::local::process_is_root();
     let keep_setid = options.keep_setid;
     let threads = if options.threads == 0 { 4 } else { options.threads };
     let mut dirs: Vec<(PathBuf, Node)> = Vec::new();

@@ -11,6 +11,11 @@ pub const STRATEGY: &str = "HORT_STRATEGY";
 pub const WEIGHTS: &str = "HORT_WEIGHTS";
 /// `Mirror`: how many targets must take each write, as a decimal number (default 1).
 pub const MIN_HEALTHY_TARGETS: &str = "HORT_MIN_HEALTHY_TARGETS";
+/// `UID:GID` that owns a directory target's files: an agent running as root hands every file
+/// and directory it creates in a directory target to this user and group, so that agents
+/// running as that user (Pod Security "restricted") can keep writing and deleting them. Unset,
+/// or when the agent is not root: files belong to whoever creates them.
+pub const REPOSITORY_OWNER: &str = "HORT_REPOSITORY_OWNER";
 /// Bytes per second the agent may send to the repository, all targets together
 /// ([`crate::BytesPerSecond`]); unset: no limit.
 pub const LIMIT_UPLOAD: &str = "HORT_LIMIT_UPLOAD";

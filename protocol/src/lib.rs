@@ -23,6 +23,7 @@ pub mod command;
 pub mod env;
 pub mod exit;
 pub mod location;
+pub mod owner;
 pub mod period;
 pub mod report;
 pub mod units;
@@ -35,6 +36,7 @@ pub use command::{
 };
 pub use exit::ExitCode;
 pub use location::{Location, LockMode, ObjectLock, S3Location};
+pub use owner::RepositoryOwner;
 pub use period::Period;
 pub use report::{
     BackupReport, CheckReport, EntryKind, ForgetReport, KeyRotationReport, ListedEntry, ListedStream, ListedTable,

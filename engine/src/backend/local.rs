@@ -8,6 +8,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use hort_protocol::RepositoryOwner;
+
 use super::{Backend, BackendError, FileKind, LocalFile};
 
 /// Open pack files kept for range reads (a restore reads many blobs from each pack).
@@ -23,6 +25,23 @@ pub struct LocalBackend {
     /// Recently read packs: name, open file, size. Packs never change once written, so a
     /// handle stays valid (a deleted pack's handle still reads its old, correct bytes).
     open_packs: Arc<Mutex<OpenPacks>>,
+    /// Who every file and directory this backend creates is handed to (`None`: whoever
+    /// creates it keeps it).
+    owner: Option<RepositoryOwner>,
+}
+
+/// Whether this process runs as root (and so may hand files to another user).
+pub(crate) fn process_is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
+fn chown(path: &Path, owner: RepositoryOwner) -> std::io::Result<()> {
+    let (uid, gid) = (
+        rustix::fs::Uid::from_raw(owner.uid),
+        rustix::fs::Gid::from_raw(owner.gid),
+    );
+    Ok(rustix::fs::chown(path, Some(uid), Some(gid))?)
 }
 
 impl LocalBackend {
@@ -31,7 +50,32 @@ impl LocalBackend {
         Self {
             root: root.into(),
             open_packs: Arc::default(),
+            owner: None,
         }
+    }
+
+    /// Hands every file and directory the backend creates to `owner` (which needs root, or
+    /// `CHOWN`): agents running as root keep a repository writable for agents running as that
+    /// user.
+    pub fn with_owner(mut self, owner: RepositoryOwner) -> Self {
+        self.owner = Some(owner);
+        self
+    }
+
+    /// Creates `dir` and its missing parents, each handed to the owner if there is one.
+    fn create_dirs(&self, dir: &Path) -> std::io::Result<()> {
+        let Some(owner) = self.owner else {
+            return fs::create_dir_all(dir);
+        };
+        let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.is_dir()).collect();
+        for d in missing.into_iter().rev() {
+            match fs::create_dir(d) {
+                Ok(()) => chown(d, owner)?,
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     fn open_packs(&self) -> std::sync::MutexGuard<'_, OpenPacks> {
@@ -95,7 +139,7 @@ impl LocalBackend {
         let path = self.full(kind, name);
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         let err = |e| self.err(kind, name, e);
-        fs::create_dir_all(&dir).map_err(err)?;
+        self.create_dirs(&dir).map_err(err)?;
         let mut suffix = [0u8; 8];
         crate::crypto::random_bytes(&mut suffix).map_err(|e| BackendError::Io {
             location: self.location(kind, name),
@@ -104,6 +148,9 @@ impl LocalBackend {
         let tmp = dir.join(format!(".tmp-{name}-{}", hex::encode(suffix)));
         let result = (|| {
             let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            if let Some(owner) = self.owner {
+                chown(&tmp, owner)?;
+            }
             fill(&mut file)?;
             file.sync_all()?;
             fs::rename(&tmp, &path)?;
@@ -248,5 +295,39 @@ mod tests {
         backend.delete(FileKind::Pack, &name).unwrap();
         assert!(backend.read(FileKind::Pack, &name).unwrap_err().is_not_found());
         assert!(backend.list(FileKind::Index).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_owner_gets_every_file_and_directory_the_backend_creates() {
+        use std::os::unix::fs::MetadataExt;
+        assert!(
+            process_is_root(),
+            "the test hands files to another user, which needs root"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("made/repo");
+        let owner = RepositoryOwner { uid: 65532, gid: 65533 };
+        let backend = LocalBackend::new(&root).with_owner(owner);
+        let name = "cd".repeat(32);
+        backend.write(FileKind::Pack, &name, b"pack").unwrap();
+        backend.write(FileKind::Config, "config", b"config").unwrap();
+        let owned = |p: &Path| {
+            let m = fs::metadata(p).unwrap();
+            (m.uid(), m.gid())
+        };
+        for path in [
+            dir.path().join("made"),
+            root.clone(),
+            root.join("data"),
+            root.join("data/cd"),
+            root.join("data/cd").join(&name),
+            root.join("config"),
+        ] {
+            assert_eq!(owned(&path), (65532, 65533), "{}", path.display());
+        }
+        // Without an owner, files stay with the process (root here).
+        let plain = LocalBackend::new(dir.path().join("plain"));
+        plain.write(FileKind::Pack, &name, b"pack").unwrap();
+        assert_eq!(owned(&dir.path().join("plain/data/cd").join(&name)), (0, 0));
     }
 }

@@ -29,12 +29,17 @@ use crate::storage_group::S3_CREDENTIAL_KEYS;
 /// Security Standard "baseline" (`DAC_OVERRIDE` includes reading any file and searching any
 /// directory).
 ///
-/// Agent pods that mount no claim (database backups and restores, checks and prunes of S3
-/// groups) need none of root's powers: they run as [`NON_ROOT_USER`] with no capabilities
-/// and a read-only root file system, and pass the Pod Security Standard "restricted".
+/// Agent pods that mount no claim of users' files (database backups and restores, checks and
+/// prunes, also of groups with PVC targets) need none of root's powers: they run as
+/// [`NON_ROOT_USER`] with no capabilities and a read-only root file system, and pass the Pod
+/// Security Standard "restricted". The repository on a PVC target belongs to that user: those
+/// pods get it as their `fsGroup`, and pods that run as root hand it what they create there
+/// ([`hort_protocol::env::REPOSITORY_OWNER`]).
 pub const FILE_CAPABILITIES: [&str; 4] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"];
 /// The user (and group) agent pods that mount no claim run as.
 pub const NON_ROOT_USER: i64 = 65532;
+/// Start of the names of the pod volumes of target claims (the claim of a PVC target).
+const TARGET_VOLUME_PREFIX: &str = "target-";
 /// Directory under which target claims are mounted in agent pods.
 pub const TARGETS_DIR: &str = "/targets";
 /// Where agent pods spool packs while they fill and upload (an `emptyDir`).
@@ -204,7 +209,12 @@ pub fn repository_access(spec: &StorageGroupSpec) -> RepositoryAccess {
         }
         if let Some(pvc) = &target.pvc {
             let mount = format!("{TARGETS_DIR}/{}", target.name);
-            access.mount_claim(&format!("target-{}", target.name), &pvc.claim_name, &mount, false);
+            access.mount_claim(
+                &format!("{TARGET_VOLUME_PREFIX}{}", target.name),
+                &pvc.claim_name,
+                &mount,
+                false,
+            );
             let path = if pvc.sub_path.is_empty() {
                 mount
             } else {
@@ -342,11 +352,23 @@ pub fn build(settings: &AgentSettings, agent: AgentPod<'_>) -> Pod {
         // system may be read-only.
         value("TMPDIR", SPOOL_DIR),
     ]);
-    // A claim, or the temporary claim of an ephemeral volume (a verification's scratch space).
-    let mounts_claim = repository
-        .volumes
-        .iter()
-        .any(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
+    // Claims of users' files (a volume source, a restore target, the temporary claim of a
+    // verification's scratch space), and claims of PVC targets, which hold the repository.
+    let mounts = |targets: bool| {
+        repository.volumes.iter().any(|v| {
+            (v.persistent_volume_claim.is_some() || v.ephemeral.is_some())
+                && v.name.starts_with(TARGET_VOLUME_PREFIX) == targets
+        })
+    };
+    let (mounts_claim, mounts_targets) = (mounts(false), mounts(true));
+    if mounts_claim && mounts_targets {
+        // Root writes the repository for the restricted pods that share it.
+        let owner = hort_protocol::RepositoryOwner {
+            uid: NON_ROOT_USER as u32,
+            gid: NON_ROOT_USER as u32,
+        };
+        repository.env.push(value(env::REPOSITORY_OWNER, owner.to_string()));
+    }
     repository.mounts.push(VolumeMount {
         name: "spool".into(),
         mount_path: SPOOL_DIR.into(),
@@ -406,6 +428,11 @@ pub fn build(settings: &AgentSettings, agent: AgentPod<'_>) -> Pod {
                     type_: "RuntimeDefault".into(),
                     localhost_profile: None,
                 }),
+                // A restricted pod's user may write the target claims where the volume lets
+                // the kubelet set their group (a repository made by root before, or a fresh
+                // volume whose root directory only root may write).
+                fs_group: (mounts_targets && !mounts_claim).then_some(NON_ROOT_USER),
+                fs_group_change_policy: (mounts_targets && !mounts_claim).then(|| "OnRootMismatch".into()),
                 ..PodSecurityContext::default()
             }),
             ..PodSpec::default()
@@ -673,14 +700,7 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
         )
     }
 
-    #[test]
-    fn pods_without_a_claim_pass_restricted_and_pods_with_one_keep_file_capabilities() {
-        let s3_only = group(
-            "targets: [{name: s3, s3: {endpoint: \"http://s3:9000\", bucket: b, credentialsSecretRef: {name: c}}}]\n\
-             encryption: {keySecretRef: {name: k}}",
-        );
-        let pod = check_pod_of(&test_settings(None), &s3_only, None, None, None);
-        let spec = pod.spec.unwrap();
+    fn assert_restricted(spec: &PodSpec) {
         let restricted = spec.containers[0].security_context.clone().unwrap();
         assert_eq!(restricted.run_as_non_root, Some(true));
         assert_eq!(restricted.run_as_user, Some(NON_ROOT_USER));
@@ -688,25 +708,70 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
         assert_eq!(restricted.allow_privilege_escalation, Some(false));
         let caps = restricted.capabilities.unwrap();
         assert_eq!((caps.drop.as_deref(), caps.add), (Some(&["ALL".to_string()][..]), None));
-        assert_eq!(
-            spec.security_context.unwrap().seccomp_profile.unwrap().type_,
-            "RuntimeDefault"
-        );
-        let env = spec.containers[0].env.clone().unwrap();
-        assert!(
-            env.iter()
-                .any(|e| e.name == "TMPDIR" && e.value.as_deref() == Some(SPOOL_DIR))
-        );
+        let pod = spec.security_context.clone().unwrap();
+        assert_eq!(pod.seccomp_profile.unwrap().type_, "RuntimeDefault");
+    }
 
-        // A PVC target: root with the file capabilities only.
-        let with_claim = check_pod(None, "{}", None, None).spec.unwrap().containers[0]
-            .security_context
-            .clone()
+    fn env_of(spec: &PodSpec, name: &str) -> Option<String> {
+        let env = spec.containers[0].env.clone().unwrap();
+        env.into_iter().find(|e| e.name == name).and_then(|e| e.value)
+    }
+
+    #[test]
+    fn pods_without_a_claim_of_users_files_pass_restricted_also_with_pvc_targets() {
+        let s3_only = group(
+            "targets: [{name: s3, s3: {endpoint: \"http://s3:9000\", bucket: b, credentialsSecretRef: {name: c}}}]\n\
+             encryption: {keySecretRef: {name: k}}",
+        );
+        let spec = check_pod_of(&test_settings(None), &s3_only, None, None, None)
+            .spec
             .unwrap();
-        assert_eq!(with_claim.run_as_non_root, None);
+        assert_restricted(&spec);
+        assert_eq!(spec.security_context.clone().unwrap().fs_group, None);
+        assert_eq!(env_of(&spec, "TMPDIR").as_deref(), Some(SPOOL_DIR));
+
+        // A PVC target: the same user, who gets the claim's group where the volume allows it.
+        let spec = check_pod(None, "{}", None, None).spec.unwrap();
+        assert_restricted(&spec);
+        let pod = spec.security_context.clone().unwrap();
+        assert_eq!(pod.fs_group, Some(NON_ROOT_USER));
+        assert_eq!(pod.fs_group_change_policy.as_deref(), Some("OnRootMismatch"));
+        assert_eq!(env_of(&spec, env::REPOSITORY_OWNER), None, "the pod is not root");
+    }
+
+    #[test]
+    fn pods_that_read_users_files_keep_file_capabilities_and_write_the_repository_for_its_user() {
+        let spec = group("targets: [{name: disk, pvc: {claimName: d}}]\nencryption: {keySecretRef: {name: k}}");
+        let mut repository = repository_access(&spec);
+        repository.mount_claim("source", "data", "/source", true);
+        let pod = build(
+            &test_settings(None),
+            AgentPod {
+                name: "job-1".into(),
+                namespace: "demo".into(),
+                owner: OwnerReference::default(),
+                labels: BTreeMap::new(),
+                command: AgentCommand::Check {
+                    init: false,
+                    repository_id: None,
+                    resync: false,
+                    rotate_key: false,
+                },
+                repository,
+                overrides: None,
+                active_deadline_seconds: None,
+                node: None,
+            },
+        );
+        let spec = pod.spec.unwrap();
+        let root = spec.containers[0].security_context.clone().unwrap();
+        assert_eq!(root.run_as_non_root, None);
+        assert_eq!(root.capabilities.unwrap().add.unwrap().len(), FILE_CAPABILITIES.len());
+        // The user's claim keeps its owners: no fsGroup on a pod that mounts it.
+        assert_eq!(spec.security_context.clone().unwrap().fs_group, None);
         assert_eq!(
-            with_claim.capabilities.unwrap().add.unwrap().len(),
-            FILE_CAPABILITIES.len()
+            env_of(&spec, env::REPOSITORY_OWNER),
+            Some(format!("{NON_ROOT_USER}:{NON_ROOT_USER}"))
         );
     }
 
