@@ -1,7 +1,8 @@
 //! One directory target shared by agents that run as root (a volume backup's pod, which must
 //! read every file) and agents that run as an unprivileged user (Pod Security "restricted":
 //! database, check and prune pods): with `HORT_REPOSITORY_OWNER`, root hands everything it
-//! creates in the repository to that user, who can then write and delete there.
+//! creates in the repository to that user, who can then write and delete there. Commands that
+//! only read never write to the repository (the operator mounts PVC targets read-only for them).
 
 mod support;
 
@@ -98,4 +99,45 @@ fn without_an_owner_a_repository_root_wrote_refuses_the_user() {
     assert!(!out.status.success(), "the user wrote into root's repository");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Permission denied"), "{stderr}");
+}
+
+#[test]
+fn commands_that_only_read_write_nothing_to_the_repository() {
+    // Root's repository, which the user may read but not write: any write would fail.
+    let (repo, source) = setup();
+    repo.init();
+    repo.backup(source.path(), &[]);
+    let listed = as_user(&repo.cmd(&["snapshots", "--json"]));
+    assert_ok(&listed, "snapshots");
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("\"files\":1"));
+    assert_ok(&as_user(&repo.cmd(&["ls", "latest"])), "ls");
+    let cat = as_user(&repo.cmd(&["cat", "latest", "a"]));
+    assert_ok(&cat, "cat");
+    assert_eq!(cat.stdout, support::noise(1, 300_000));
+    assert_ok(&as_user(&repo.cmd(&["verify", "--read-data"])), "verify");
+    let scratch = tempfile::tempdir().unwrap();
+    open_to_all(scratch.path());
+    let user_dir = scratch.path().join("mine");
+    std::fs::create_dir(&user_dir).unwrap();
+    std::os::unix::fs::chown(&user_dir, Some(65532), Some(65532)).unwrap();
+    let target = user_dir.join("restored");
+    let target = target.to_str().unwrap();
+    assert_ok(
+        &as_user(&repo.cmd(&["restore", "latest", "--target", target])),
+        "restore",
+    );
+    assert_eq!(
+        std::fs::read(user_dir.join("restored/a")).unwrap(),
+        support::noise(1, 300_000)
+    );
+    let verify_scratch = user_dir.join("scratch");
+    assert_ok(
+        &as_user(&repo.cmd(&[
+            "verify-restore",
+            "latest",
+            "--scratch",
+            verify_scratch.to_str().unwrap(),
+        ])),
+        "verify-restore",
+    );
 }

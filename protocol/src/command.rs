@@ -357,6 +357,27 @@ fn repeated(args: &mut Vec<String>, flag: &str, values: &[String]) {
 }
 
 impl AgentCommand {
+    /// Whether the command may write to the repository (a check probes and may create,
+    /// resync or rekey it; backups and retention write and delete). The others only read, so
+    /// the operator mounts PVC targets read-only for them.
+    pub fn writes_repository(&self) -> bool {
+        match self {
+            AgentCommand::Check { .. }
+            | AgentCommand::Backup { .. }
+            | AgentCommand::BackupDatabase { .. }
+            | AgentCommand::Forget { .. } => true,
+            AgentCommand::Restore { .. }
+            | AgentCommand::RestoreDatabase { .. }
+            | AgentCommand::VerifyRestore { .. }
+            | AgentCommand::VerifyRestoreDatabase { .. }
+            | AgentCommand::Verify { .. }
+            | AgentCommand::Snapshots { .. }
+            | AgentCommand::Ls { .. }
+            | AgentCommand::Cat { .. }
+            | AgentCommand::CatalogShow { .. } => false,
+        }
+    }
+
     /// The arguments of `hort-agent` that run this command.
     pub fn to_args(&self) -> Vec<String> {
         let mut args: Vec<String> = Vec::new();

@@ -337,6 +337,25 @@ pub fn restricted(user: i64, read_only_root: bool) -> SecurityContext {
     }
 }
 
+/// Mounts the claims of PVC targets read-only (for a command that only reads the repository).
+fn target_claims_read_only(repository: &mut RepositoryAccess) {
+    let targets: Vec<String> = repository
+        .volumes
+        .iter_mut()
+        .filter(|v| v.name.starts_with(TARGET_VOLUME_PREFIX))
+        .filter_map(|v| {
+            let claim = v.persistent_volume_claim.as_mut()?;
+            claim.read_only = Some(true);
+            Some(v.name.clone())
+        })
+        .collect();
+    for mount in &mut repository.mounts {
+        if targets.contains(&mount.name) {
+            mount.read_only = Some(true);
+        }
+    }
+}
+
 /// The pod that runs `hort-agent` as described.
 pub fn build(settings: &AgentSettings, agent: AgentPod<'_>) -> Pod {
     let mut labels = agent.labels;
@@ -361,6 +380,9 @@ pub fn build(settings: &AgentSettings, agent: AgentPod<'_>) -> Pod {
         })
     };
     let (mounts_claim, mounts_targets) = (mounts(false), mounts(true));
+    if !agent.command.writes_repository() {
+        target_claims_read_only(&mut repository);
+    }
     if mounts_claim && mounts_targets {
         // Root writes the repository for the restricted pods that share it.
         let owner = hort_protocol::RepositoryOwner {
@@ -737,6 +759,55 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
         assert_eq!(pod.fs_group, Some(NON_ROOT_USER));
         assert_eq!(pod.fs_group_change_policy.as_deref(), Some("OnRootMismatch"));
         assert_eq!(env_of(&spec, env::REPOSITORY_OWNER), None, "the pod is not root");
+    }
+
+    #[test]
+    fn pvc_targets_are_mounted_read_only_for_commands_that_only_read() {
+        let spec = group("targets: [{name: disk, pvc: {claimName: d}}]\nencryption: {keySecretRef: {name: k}}");
+        let target_mount = |command: AgentCommand| {
+            let pod = build(
+                &test_settings(None),
+                AgentPod {
+                    name: "p".into(),
+                    namespace: "demo".into(),
+                    owner: OwnerReference::default(),
+                    labels: BTreeMap::new(),
+                    command,
+                    repository: repository_access(&spec),
+                    overrides: None,
+                    active_deadline_seconds: None,
+                    node: None,
+                },
+            );
+            let spec = pod.spec.unwrap();
+            let volume = spec
+                .volumes
+                .unwrap()
+                .into_iter()
+                .find(|v| v.name == "target-disk")
+                .unwrap();
+            let mount = spec.containers[0]
+                .volume_mounts
+                .clone()
+                .unwrap()
+                .into_iter()
+                .find(|m| m.name == "target-disk")
+                .unwrap();
+            (volume.persistent_volume_claim.unwrap().read_only, mount.read_only)
+        };
+        let check = AgentCommand::Check {
+            init: false,
+            repository_id: None,
+            resync: false,
+            rotate_key: false,
+        };
+        assert_eq!(target_mount(check), (Some(false), None));
+        let listing = AgentCommand::Snapshots { tags: vec![] };
+        assert_eq!(target_mount(listing), (Some(true), Some(true)));
+        let verify = AgentCommand::Verify {
+            read_data: hort_protocol::command::ReadData::All,
+        };
+        assert_eq!(target_mount(verify), (Some(true), Some(true)));
     }
 
     #[test]
