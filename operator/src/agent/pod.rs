@@ -25,9 +25,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use super::{ROLE_LABEL, Role};
 use crate::node_slots::NODE_SLOT_GATE;
 use crate::storage_group::S3_CREDENTIAL_KEYS;
-/// The only capabilities agent containers that mount a claim keep: all are allowed by the Pod
-/// Security Standard "baseline" (`DAC_OVERRIDE` includes reading any file and searching any
-/// directory).
+/// The capabilities of agent containers that restore users' files with their owners and modes
+/// (volume restores and volume Verifications): all are allowed by the Pod Security Standard
+/// "baseline". A volume backup, which only reads users' files, keeps `DAC_OVERRIDE` (reading
+/// any file and searching any directory; "baseline" does not allow the narrower
+/// `DAC_READ_SEARCH`), and `CHOWN` only when it writes a PVC target (see [`root_capabilities`]).
 ///
 /// Agent pods that mount no claim of users' files (database backups and restores, checks and
 /// prunes, also of groups with PVC targets) need none of root's powers: they run as
@@ -299,24 +301,31 @@ pub struct AgentPod<'a> {
     pub node: Option<String>,
 }
 
-/// The agent container's security context: with a claim mounted, root without most of root's
-/// powers (enough to read any file of a volume and to restore files with their owners and
-/// modes); without, "restricted" (see [`FILE_CAPABILITIES`]).
-fn container_security(mounts_claim: bool) -> SecurityContext {
-    let drop_all = |add: Option<Vec<String>>| Capabilities {
-        drop: Some(vec!["ALL".into()]),
-        add,
-    };
-    if mounts_claim {
-        return SecurityContext {
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(drop_all(Some(
-                FILE_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
-            ))),
-            ..SecurityContext::default()
-        };
+/// The capabilities an agent container that mounts users' files keeps (it runs as root): a
+/// backup reads them (`DAC_OVERRIDE`) and hands what it writes to a PVC target's owner
+/// (`CHOWN`); restores write them with their owners and modes ([`FILE_CAPABILITIES`]).
+fn root_capabilities(command: &AgentCommand, mounts_targets: bool) -> Vec<&'static str> {
+    match command {
+        AgentCommand::Backup { .. } if mounts_targets => vec!["CHOWN", "DAC_OVERRIDE"],
+        AgentCommand::Backup { .. } => vec!["DAC_OVERRIDE"],
+        _ => FILE_CAPABILITIES.to_vec(),
     }
-    restricted(NON_ROOT_USER, true)
+}
+
+/// The agent container's security context: with a claim of users' files mounted, root with
+/// only `capabilities`; without, "restricted".
+fn container_security(capabilities: Option<Vec<&str>>) -> SecurityContext {
+    let Some(capabilities) = capabilities else {
+        return restricted(NON_ROOT_USER, true);
+    };
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: Some(capabilities.iter().map(|c| c.to_string()).collect()),
+        }),
+        ..SecurityContext::default()
+    }
 }
 
 /// A container security context that passes Pod Security "restricted": no capabilities, no
@@ -415,7 +424,9 @@ pub fn build(settings: &AgentSettings, agent: AgentPod<'_>) -> Pod {
         resources: overrides.resources.or_else(|| settings.default_resources.clone()),
         termination_message_path: Some(env::TERMINATION_MESSAGE_PATH.into()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
-        security_context: Some(container_security(mounts_claim)),
+        security_context: Some(container_security(
+            mounts_claim.then(|| root_capabilities(&agent.command, mounts_targets)),
+        )),
         ..Container::default()
     };
     Pod {
@@ -810,10 +821,9 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
         assert_eq!(target_mount(verify), (Some(true), Some(true)));
     }
 
-    #[test]
-    fn pods_that_read_users_files_keep_file_capabilities_and_write_the_repository_for_its_user() {
-        let spec = group("targets: [{name: disk, pvc: {claimName: d}}]\nencryption: {keySecretRef: {name: k}}");
-        let mut repository = repository_access(&spec);
+    /// A pod of group `spec` running `command` with claim `data` mounted at `/source`.
+    fn pod_with_users_claim(spec: &StorageGroupSpec, command: AgentCommand) -> PodSpec {
+        let mut repository = repository_access(spec);
         repository.mount_claim("source", "data", "/source", true);
         let pod = build(
             &test_settings(None),
@@ -822,28 +832,59 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
                 namespace: "demo".into(),
                 owner: OwnerReference::default(),
                 labels: BTreeMap::new(),
-                command: AgentCommand::Check {
-                    init: false,
-                    repository_id: None,
-                    resync: false,
-                    rotate_key: false,
-                },
+                command,
                 repository,
                 overrides: None,
                 active_deadline_seconds: None,
                 node: None,
             },
         );
-        let spec = pod.spec.unwrap();
-        let root = spec.containers[0].security_context.clone().unwrap();
-        assert_eq!(root.run_as_non_root, None);
-        assert_eq!(root.capabilities.unwrap().add.unwrap().len(), FILE_CAPABILITIES.len());
+        pod.spec.unwrap()
+    }
+
+    fn added_capabilities(spec: &PodSpec) -> Vec<String> {
+        let context = spec.containers[0].security_context.clone().unwrap();
+        assert_eq!(context.run_as_non_root, None, "root");
+        context.capabilities.unwrap().add.unwrap()
+    }
+
+    #[test]
+    fn pods_that_read_or_write_users_files_run_as_root_with_only_the_capabilities_they_use() {
+        let pvc = group("targets: [{name: disk, pvc: {claimName: d}}]\nencryption: {keySecretRef: {name: k}}");
+        let s3 = group(
+            "targets: [{name: s3, s3: {endpoint: \"http://s3:9000\", bucket: b, credentialsSecretRef: {name: c}}}]\n\
+             encryption: {keySecretRef: {name: k}}",
+        );
+        let backup = AgentCommand::Backup {
+            dir: "/source".into(),
+            paths: vec![],
+            excludes: vec![],
+            host: "h".into(),
+            tags: vec![],
+        };
+        // A backup into a PVC target writes the repository for its user.
+        let spec = pod_with_users_claim(&pvc, backup.clone());
+        assert_eq!(added_capabilities(&spec), ["CHOWN", "DAC_OVERRIDE"]);
         // The user's claim keeps its owners: no fsGroup on a pod that mounts it.
         assert_eq!(spec.security_context.clone().unwrap().fs_group, None);
         assert_eq!(
             env_of(&spec, env::REPOSITORY_OWNER),
             Some(format!("{NON_ROOT_USER}:{NON_ROOT_USER}"))
         );
+        // Into S3 it only reads files.
+        let spec = pod_with_users_claim(&s3, backup);
+        assert_eq!(added_capabilities(&spec), ["DAC_OVERRIDE"]);
+        assert_eq!(env_of(&spec, env::REPOSITORY_OWNER), None);
+        // A restore writes files with their owners and modes.
+        let restore = AgentCommand::Restore {
+            snapshot: "latest".into(),
+            target: "/source".into(),
+            paths: vec![],
+            overwrite: hort_protocol::command::Overwrite::Never,
+            tags: vec![],
+        };
+        let spec = pod_with_users_claim(&pvc, restore);
+        assert_eq!(added_capabilities(&spec), FILE_CAPABILITIES);
     }
 
     #[test]
