@@ -186,21 +186,9 @@ pub fn prologue(pods: Api<Pod>, job: &BackupJob, start: AgentStart) -> impl Futu
     let post = stage_hooks(job, HookStage::Post).to_vec();
     async move {
         let mut failures = Vec::new();
-        // The agent pod, when it is known before the pre hooks, is created first, held back
-        // from scheduling: a pod the namespace refuses (a quota, an admission check) ends the
-        // attempt before any hook paused the application. That is the pod of a live read, and
-        // the pod that reads the snapshots of `CSI`; with `Auto`, which of its two pods runs is
-        // known only once the snapshots were tried, so that one is created after the hooks.
-        let first = match &start {
-            _ if pre.is_empty() => None,
-            AgentStart::Pod(pod)
-            | AgentStart::Snapshots {
-                from_snapshot: pod,
-                live: None,
-                ..
-            } => Some(api::gated((**pod).clone())),
-            AgentStart::Snapshots { .. } => None,
-        };
+        // Created first, held back: a pod the namespace refuses (a quota, an admission check)
+        // ends the attempt before any hook paused the application.
+        let first = created_first(&start, !pre.is_empty()).map(|pod| api::gated(pod.clone()));
         if let Some(pod) = &first
             && let Err(e) = api::create(&pods, pod).await
         {
@@ -292,6 +280,24 @@ pub fn prologue(pods: Api<Pod>, job: &BackupJob, start: AgentStart) -> impl Futu
     }
 }
 
+/// The agent pod of `start` that a prologue creates before its pre hooks (`pre_hooks`: the job
+/// has some), held back: the pod of a live read, and the pod that reads the snapshots of
+/// `CSI`. With `Auto`, which of its two pods runs is known only once the snapshots were tried,
+/// so that one is created after the hooks; without pre hooks nothing is paused, and the
+/// reader of a snapshot is created once its claims exist.
+fn created_first(start: &AgentStart, pre_hooks: bool) -> Option<&Pod> {
+    match start {
+        _ if !pre_hooks => None,
+        AgentStart::Pod(pod)
+        | AgentStart::Snapshots {
+            from_snapshot: pod,
+            live: None,
+            ..
+        } => Some(pod),
+        AgentStart::Snapshots { .. } => None,
+    }
+}
+
 /// Ends a prologue whose agent pod could not be made to run after the pre hooks (`why`): runs
 /// the post hooks, which undo them.
 async fn not_created(pods: &Api<Pod>, post: &[Hook], failures: &mut Vec<String>, why: String) -> Outcome {
@@ -356,5 +362,42 @@ pub fn epilogue(pods: Api<Pod>, job: &BackupJob) -> impl Future<Output = HookRun
             outcome,
             snapshot: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    use super::*;
+
+    fn pod(name: &str) -> Box<Pod> {
+        Box::new(serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap())
+    }
+
+    fn snapshots(auto: bool) -> AgentStart {
+        let source: PersistentVolumeClaim =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "data"}})).unwrap();
+        let plan = volume_snapshot::plan("j-1", "ns", &source, None, OwnerReference::default(), auto);
+        AgentStart::Snapshots {
+            plan: SnapshotsPlan::One(Box::new(plan)),
+            from_snapshot: pod("reads-snapshot"),
+            live: auto.then(|| pod("reads-live")),
+        }
+    }
+
+    fn first(start: &AgentStart, pre_hooks: bool) -> Option<String> {
+        created_first(start, pre_hooks).map(ResourceExt::name_any)
+    }
+
+    #[test]
+    fn the_pod_known_before_the_pre_hooks_is_created_before_them() {
+        assert_eq!(first(&AgentStart::Pod(pod("live")), true).as_deref(), Some("live"));
+        // CSI: the pod that reads the snapshot is the only one the attempt may run.
+        assert_eq!(first(&snapshots(false), true).as_deref(), Some("reads-snapshot"));
+        // Auto: the snapshot decides which pod runs.
+        assert_eq!(first(&snapshots(true), true), None);
+        // No pre hooks: no application is paused while the pod is made.
+        assert_eq!(first(&snapshots(false), false), None);
     }
 }

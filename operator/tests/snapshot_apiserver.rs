@@ -268,6 +268,35 @@ async fn with_pre_hooks_the_csi_reader_exists_held_back_until_the_snapshot_is_re
 
 #[tokio::test]
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn with_pre_hooks_a_failed_csi_snapshot_deletes_the_held_reader_unrun() {
+    let Scenario {
+        env,
+        jobs,
+        pods,
+        snapshots,
+        ..
+    } = Scenario::start("hort-snapshot-lost").await;
+    usable_claim(&env.client, &env.ns, "data").await;
+    create(&jobs, csi_job_with_a_pre_hook("lost")).await;
+    wait_for(&snapshots, "lost-1", "the attempt's VolumeSnapshot", |_| true).await;
+    assert_eq!(gates(&pods.get("lost-1").await.unwrap()), ["hort.dev/pre-hooks"]);
+    controller_says(
+        &snapshots,
+        "lost-1",
+        json!({"readyToUse": false, "error": {"message": "the driver lost the volume"}}),
+    )
+    .await;
+    wait_for(&jobs, "lost", "phase Failed, reason SnapshotFailed", |j| {
+        j.status.as_ref().is_some_and(|s| s.phase == Phase::Failed)
+            && condition(j, "Failed").is_some_and(|c| c.reason == "SnapshotFailed")
+    })
+    .await;
+    wait_until_gone(&pods, "lost-1").await;
+    env.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
 async fn with_pre_hooks_a_csi_reader_the_namespace_refuses_ends_the_attempt_before_the_snapshot() {
     let Scenario {
         env, jobs, snapshots, ..
