@@ -43,10 +43,13 @@ pub struct BackupJobSpec {
     /// Only pods annotated `hort.dev/allow-hooks: "true"` by whoever manages them run hooks;
     /// a hook aimed at any other pod fails without running. The hooks of one namespace's jobs
     /// run at most two at a time; the others wait their turn (the job's message says "running
-    /// pre hooks" or "running post hooks" meanwhile). When the volume is read without a
-    /// snapshot, each attempt's agent pod is created before its pre hooks and held back from
-    /// scheduling until they passed: a pod the namespace refuses (a quota, an admission check)
-    /// ends the attempt before any hook ran.
+    /// pre hooks" or "running post hooks" meanwhile). Each attempt's agent pod is created
+    /// before its pre hooks and held back from scheduling (gate `hort.dev/pre-hooks`) until
+    /// they passed, with `snapshot: CSI` until its snapshot is ready and the post hooks ran: a
+    /// pod the namespace refuses (a quota, an admission check) ends the attempt before any hook
+    /// ran, and a held pod whose attempt ends (a pre hook failed) is deleted without running.
+    /// With `snapshot: Auto` the pod is created after the snapshot and the post hooks: only
+    /// then is it known whether it reads the snapshot or the live volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<Hooks>,
     /// Tags stored with the snapshot, used to find it again (e.g. by a RestoreRequest).

@@ -1,10 +1,15 @@
 //! The hooks of a BackupJob's attempts, run outside the reconcile loop ([`crate::hook_runs`]).
 //!
-//! An attempt with pre hooks begins with its *prologue*: the pre hooks, then the agent pod;
-//! when a pre hook fails or the pod cannot be created, the post hooks run at once (they undo
-//! what the pre hooks did) and the prologue says why the attempt ended. An attempt that ended
-//! any other way (its pod finished or vanished, or the operator stopped during its prologue)
-//! has its post hooks run by its *epilogue*. Which of them is due is decided by
+//! An attempt with pre hooks begins with its *prologue*: its agent pod, when it is known
+//! before the hooks (a live read, or the reader of a `CSI` snapshot), is created held back by
+//! the scheduling gate [`PRE_HOOKS_GATE`](api::PRE_HOOKS_GATE), so a pod the namespace refuses
+//! ends the attempt before any hook ran; then the pre hooks; then the gate is removed (or the
+//! snapshots are taken, the post hooks run, and the pod is let go or created). When a pre hook
+//! fails or the pod cannot be made to run after them, the post hooks run at once (they undo
+//! what the pre hooks did), the prologue says why the attempt ended, and the reconcile that
+//! takes that in deletes a pod still held back, which never runs. An attempt that ended any
+//! other way (its pod finished or vanished, or the operator stopped during its prologue) has
+//! its post hooks run by its *epilogue*. Which of them is due is decided by
 //! [`crate::hooks::next_step`] from the job's status; the reconcile starts the run and picks up
 //! its [`HookRun`] on a later pass.
 
@@ -131,8 +136,9 @@ pub enum Outcome {
     Done,
     /// A pre hook failed (`onError: Fail`); the post hooks ran.
     PreHookFailed(String),
-    /// The agent pod could not be created after the pre hooks; the post hooks ran. Says why,
-    /// and how a failing post hook failed.
+    /// The agent pod could not be created: before the pre hooks (no hook ran), or after them
+    /// (the post hooks ran); or, created before them, it could not be let go after them (the
+    /// post hooks ran). Says why, and how a failing post hook failed.
     PodNotCreated(String),
     /// A post hook failed (`onError: Fail`).
     PostHookFailed(String),
@@ -172,38 +178,31 @@ async fn run_stage(pods: &Api<Pod>, name: &str, list: &[Hook], failures: &mut Ve
     }
 }
 
-/// The prologue of an attempt of `job`: its pre hooks, then `start` (the attempt's agent pod,
-/// or its snapshot and then its pod).
+/// The prologue of an attempt of `job`: the agent pod of `start` if it is known before the
+/// pre hooks (created held back), its pre hooks, then the rest of `start` (letting the pod go,
+/// or the snapshots, the post hooks and then the pod).
 pub fn prologue(pods: Api<Pod>, job: &BackupJob, start: AgentStart) -> impl Future<Output = HookRun> + Send + 'static {
     let pre = stage_hooks(job, HookStage::Pre).to_vec();
     let post = stage_hooks(job, HookStage::Post).to_vec();
     async move {
         let mut failures = Vec::new();
-        // An agent pod that reads no snapshot is created before the pre hooks, held back from
-        // scheduling: a pod the namespace refuses (a quota, an admission check) ends the
-        // attempt before any hook paused the application.
-        let gated = match &start {
-            AgentStart::Pod(pod) => {
-                let gated = api::gated((**pod).clone());
-                if let Err(e) = api::create(&pods, &gated).await {
-                    let why = format!("creating agent pod {:?} failed: {e}", gated.name_any());
-                    return HookRun {
-                        failures,
-                        outcome: Outcome::PodNotCreated(why),
-                        snapshot: None,
-                    };
-                }
-                Some(gated)
-            }
-            AgentStart::Snapshots { .. } => None,
-        };
+        // Created first, held back: a pod the namespace refuses (a quota, an admission check)
+        // ends the attempt before any hook paused the application.
+        let first = created_first(&start, !pre.is_empty()).map(|pod| api::gated(pod.clone()));
+        if let Some(pod) = &first
+            && let Err(e) = api::create(&pods, pod).await
+        {
+            let why = format!("creating agent pod {:?} failed: {e}", pod.name_any());
+            return HookRun {
+                failures,
+                outcome: Outcome::PodNotCreated(why),
+                snapshot: None,
+            };
+        }
+        let created_first = first.is_some();
         if let Some(why) = run_stage(&pods, "pre", &pre, &mut failures).await {
+            // The held pod is deleted by the reconcile that takes this in.
             run_stage(&pods, "post", &post, &mut failures).await;
-            if let Some(pod) = &gated
-                && let Err(error) = api::delete(&pods, pod).await
-            {
-                tracing::warn!(%error, pod = %pod.name_any(), "deleting the held agent pod failed");
-            }
             return HookRun {
                 failures,
                 outcome: Outcome::PreHookFailed(why),
@@ -212,12 +211,9 @@ pub fn prologue(pods: Api<Pod>, job: &BackupJob, start: AgentStart) -> impl Futu
         }
         let (pod, snapshot) = match start {
             AgentStart::Pod(pod) => {
-                let outcome = match api::release(&pods, &pod.name_any()).await {
+                let outcome = match release(&pods, &pod).await {
                     Ok(()) => Outcome::Done,
-                    Err(e) => {
-                        let why = format!("letting agent pod {:?} be scheduled failed: {e}", pod.name_any());
-                        not_created(&pods, &post, &mut failures, why).await
-                    }
+                    Err(why) => not_created(&pods, &post, &mut failures, why).await,
                 };
                 return HookRun {
                     failures,
@@ -243,7 +239,7 @@ pub fn prologue(pods: Api<Pod>, job: &BackupJob, start: AgentStart) -> impl Futu
                         }
                         let outcome = match post_failed {
                             Some(why) => Outcome::PostHookFailed(why),
-                            None => create_claims_and_pod(&pods, &claims, &from_snapshot).await,
+                            None => create_claims_and_pod(&pods, &claims, &from_snapshot, created_first).await,
                         };
                         return HookRun {
                             failures,
@@ -284,6 +280,24 @@ pub fn prologue(pods: Api<Pod>, job: &BackupJob, start: AgentStart) -> impl Futu
     }
 }
 
+/// The agent pod of `start` that a prologue creates before its pre hooks (`pre_hooks`: the job
+/// has some), held back: the pod of a live read, and the pod that reads the snapshots of
+/// `CSI`. With `Auto`, which of its two pods runs is known only once the snapshots were tried,
+/// so that one is created after the hooks; without pre hooks nothing is paused, and the
+/// reader of a snapshot is created once its claims exist.
+fn created_first(start: &AgentStart, pre_hooks: bool) -> Option<&Pod> {
+    match start {
+        _ if !pre_hooks => None,
+        AgentStart::Pod(pod)
+        | AgentStart::Snapshots {
+            from_snapshot: pod,
+            live: None,
+            ..
+        } => Some(pod),
+        AgentStart::Snapshots { .. } => None,
+    }
+}
+
 /// Ends a prologue whose agent pod could not be made to run after the pre hooks (`why`): runs
 /// the post hooks, which undo them.
 async fn not_created(pods: &Api<Pod>, post: &[Hook], failures: &mut Vec<String>, why: String) -> Outcome {
@@ -293,9 +307,21 @@ async fn not_created(pods: &Api<Pod>, post: &[Hook], failures: &mut Vec<String>,
     }
 }
 
-/// Creates the temporary claims `temporary` and then `pod`, which reads them (the post hooks
-/// ran already).
-async fn create_claims_and_pod(pods: &Api<Pod>, temporary: &[PersistentVolumeClaim], pod: &Pod) -> Outcome {
+/// Lets the agent pod created before the pre hooks be scheduled, or says why it could not.
+async fn release(pods: &Api<Pod>, pod: &Pod) -> Result<(), String> {
+    api::release(pods, &pod.name_any())
+        .await
+        .map_err(|e| format!("letting agent pod {:?} be scheduled failed: {e}", pod.name_any()))
+}
+
+/// Creates the temporary claims `temporary` and then `pod`, which reads them, or lets it go
+/// when it was `created_first`, held back (the post hooks ran already).
+async fn create_claims_and_pod(
+    pods: &Api<Pod>,
+    temporary: &[PersistentVolumeClaim],
+    pod: &Pod,
+    created_first: bool,
+) -> Outcome {
     for claim in temporary {
         let claims: Api<PersistentVolumeClaim> =
             Api::namespaced(pods.clone().into_client(), &claim.namespace().unwrap_or_default());
@@ -309,6 +335,12 @@ async fn create_claims_and_pod(pods: &Api<Pod>, temporary: &[PersistentVolumeCla
                 ));
             }
         }
+    }
+    if created_first {
+        return match release(pods, pod).await {
+            Ok(()) => Outcome::Done,
+            Err(why) => Outcome::PodNotCreated(why),
+        };
     }
     match api::create(pods, pod).await {
         Ok(()) => Outcome::Done,
@@ -330,5 +362,42 @@ pub fn epilogue(pods: Api<Pod>, job: &BackupJob) -> impl Future<Output = HookRun
             outcome,
             snapshot: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    use super::*;
+
+    fn pod(name: &str) -> Box<Pod> {
+        Box::new(serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap())
+    }
+
+    fn snapshots(auto: bool) -> AgentStart {
+        let source: PersistentVolumeClaim =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "data"}})).unwrap();
+        let plan = volume_snapshot::plan("j-1", "ns", &source, None, OwnerReference::default(), auto);
+        AgentStart::Snapshots {
+            plan: SnapshotsPlan::One(Box::new(plan)),
+            from_snapshot: pod("reads-snapshot"),
+            live: auto.then(|| pod("reads-live")),
+        }
+    }
+
+    fn first(start: &AgentStart, pre_hooks: bool) -> Option<String> {
+        created_first(start, pre_hooks).map(ResourceExt::name_any)
+    }
+
+    #[test]
+    fn the_pod_known_before_the_pre_hooks_is_created_before_them() {
+        assert_eq!(first(&AgentStart::Pod(pod("live")), true).as_deref(), Some("live"));
+        // CSI: the pod that reads the snapshot is the only one the attempt may run.
+        assert_eq!(first(&snapshots(false), true).as_deref(), Some("reads-snapshot"));
+        // Auto: the snapshot decides which pod runs.
+        assert_eq!(first(&snapshots(true), true), None);
+        // No pre hooks: no application is paused while the pod is made.
+        assert_eq!(first(&snapshots(false), false), None);
     }
 }

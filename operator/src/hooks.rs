@@ -8,9 +8,10 @@
 //!
 //! Pre and post hooks come in pairs, once per attempt: an attempt is recorded in the job's
 //! status before its pre hooks run, so no later reconcile runs them again, and whatever ends
-//! the attempt after that (its pod finished, failed to be created, vanished, or the operator
-//! stopped while the pre hooks ran) runs its post hooks once, so a pre hook that pauses
-//! something is always undone. [`next_step`] decides which hooks are due from what the status
+//! the attempt after that (its pod finished, could not be made to run, vanished, or the
+//! operator stopped while the pre hooks ran) runs its post hooks once, so a pre hook that
+//! pauses something is always undone. An agent pod known before the pre hooks is created
+//! before them (`backup_hooks`): if it is refused, the attempt ends with neither. [`next_step`] decides which hooks are due from what the status
 //! and the agent pod say; they run outside the reconcile loop (`backup_hooks`, `hook_runs`).
 
 use std::time::Duration;

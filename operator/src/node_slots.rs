@@ -13,6 +13,10 @@
 //! So the limit holds exactly for the pods counted ([`plan`]); a released pod that cannot be
 //! scheduled (e.g. no node has the memory it asks for) holds back the pods after it until it
 //! is scheduled or ends.
+//!
+//! A BackupJob's agent pod that also carries [`PRE_HOOKS_GATE`](crate::agent::api::PRE_HOOKS_GATE) waits for its job's pre hooks
+//! (`backup_hooks`): until they passed it may still be deleted and never run, so it is neither
+//! released nor counted; it asks for its slot once that gate is gone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -26,6 +30,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::agent::ROLE_LABEL;
+use crate::agent::api::is_gated;
 use crate::agent::outcome::{created, finished};
 use crate::controllers::Scope;
 
@@ -43,6 +48,9 @@ pub struct AgentPod {
     pub created: Timestamp,
     /// It carries [`NODE_SLOT_GATE`].
     pub gated: bool,
+    /// It carries [`PRE_HOOKS_GATE`](crate::agent::api::PRE_HOOKS_GATE): its pre hooks run, so it takes no slot and is not
+    /// released.
+    pub held_for_hooks: bool,
     /// The node it is bound to.
     pub node: Option<String>,
     /// The only nodes it may go to (its required node affinity names them in every term).
@@ -87,6 +95,7 @@ impl AgentPod {
             key: (pod.namespace().unwrap_or_default(), pod.name_any()),
             created: created(pod),
             gated,
+            held_for_hooks: is_gated(pod),
             node: spec.node_name.clone(),
             pinned,
             excluded,
@@ -115,16 +124,22 @@ pub struct Release {
 }
 
 /// Which gated pods among `pods` (the unfinished agent pods) may be released with at most
-/// `limit` on a node, oldest first; a pod that can go nowhere yet is passed over.
+/// `limit` on a node, oldest first; a pod that can go nowhere yet is passed over. Pods held
+/// for their pre hooks are left out: neither released nor counted.
 pub fn plan(limit: u32, pods: &[AgentPod]) -> Vec<Release> {
     let limit = limit as usize;
+    let pods: Vec<&AgentPod> = pods.iter().filter(|p| !p.held_for_hooks).collect();
     let mut bound: BTreeMap<&str, usize> = BTreeMap::new();
     for node in pods.iter().filter_map(|p| p.node.as_deref()) {
         *bound.entry(node).or_default() += 1;
     }
     // Released and not bound yet: they may still go to any node they may go to.
-    let mut unbound: Vec<AgentPod> = pods.iter().filter(|p| !p.gated && p.node.is_none()).cloned().collect();
-    let mut gated: Vec<&AgentPod> = pods.iter().filter(|p| p.gated && p.node.is_none()).collect();
+    let mut unbound: Vec<AgentPod> = pods
+        .iter()
+        .filter(|p| !p.gated && p.node.is_none())
+        .map(|p| (*p).clone())
+        .collect();
+    let mut gated: Vec<&AgentPod> = pods.iter().copied().filter(|p| p.gated && p.node.is_none()).collect();
     gated.sort_by(|a, b| (a.created, &a.key).cmp(&(b.created, &b.key)));
     let mut releases = Vec::new();
     for pod in gated {
@@ -234,6 +249,7 @@ mod tests {
             key: ("ns".into(), name.into()),
             created: Timestamp::from_second(1_800_000_000 + created).unwrap(),
             gated,
+            held_for_hooks: false,
             node: node.map(Into::into),
             pinned: None,
             excluded: BTreeSet::new(),
@@ -289,6 +305,27 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_held_for_its_pre_hooks_is_not_released_and_takes_no_slot() {
+        // "hooks" is the oldest and carries both gates; with a limit of 1 it would be released
+        // first and, unbound, fill every node. Held for its pre hooks, it is passed over.
+        let mut hooks = pod("hooks", 0, true, None);
+        hooks.held_for_hooks = true;
+        let pods = [hooks.clone(), pod("b", 1, true, None)];
+        assert_eq!(released(&plan(1, &pods)), [("b", vec![])]);
+        // Held with only the pre-hooks gate (no node-slot gate): still no slot.
+        hooks.gated = false;
+        let pods = [hooks.clone(), pod("b", 1, true, None)];
+        assert_eq!(released(&plan(1, &pods)), [("b", vec![])]);
+        // Once its pre hooks passed it asks for its slot like any other.
+        let mut passed = pod("hooks", 0, true, None);
+        passed.held_for_hooks = false;
+        assert_eq!(
+            released(&plan(1, &[passed, pod("b", 1, true, None)])),
+            [("hooks", vec![])]
+        );
+    }
+
+    #[test]
     fn oldest_first_within_one_look() {
         // Limit 2, nothing runs: the two oldest go, the third waits for one to be bound.
         let pods = [
@@ -311,6 +348,9 @@ mod tests {
         .unwrap();
         let view = AgentPod::of(&p).unwrap();
         assert!(view.gated);
+        assert!(!view.held_for_hooks);
+        let held = AgentPod::of(&crate::agent::api::gated(p.clone())).unwrap();
+        assert!(held.gated && held.held_for_hooks, "both gates are read");
         assert_eq!(view.pinned, Some(BTreeSet::from(["n1".to_string()])));
         assert_eq!(view.excluded, BTreeSet::from(["n2".to_string()]));
         let done: Pod = serde_json::from_value(json!({"metadata": {"name": "y"}, "spec": {"containers": []},

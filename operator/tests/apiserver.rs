@@ -1494,3 +1494,50 @@ async fn max_jobs_per_node_releases_agent_pods_only_where_a_slot_is_free() {
     slots.abort();
     env.stop().await;
 }
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn max_jobs_per_node_leaves_a_pod_held_for_its_pre_hooks_alone() {
+    use hort_operator::agent::api::{PRE_HOOKS_GATE, release};
+    use hort_operator::node_slots::NODE_SLOT_GATE;
+    let env = TestEnv::start("hort-nodeslots-hooks", Clock::System).await;
+    let pods: Api<Pod> = env.api();
+    let slots = tokio::spawn(hort_operator::node_slots::run(
+        env.client.clone(),
+        hort_operator::controllers::Scope::Namespace(env.ns.clone()),
+        1,
+    ));
+    let agent = |name: &str, gates: &[&str]| {
+        let gates: Vec<_> = gates.iter().map(|g| json!({"name": g})).collect();
+        json!({"metadata": {"name": name, "labels": {"hort.dev/agent-role": "backup"}},
+               "spec": {"containers": [{"name": "agent", "image": "hort-agent:test"}], "schedulingGates": gates}})
+    };
+    let gates = |pod: &Pod| -> Vec<String> {
+        let gates = pod.spec.as_ref().and_then(|s| s.scheduling_gates.clone());
+        gates.into_iter().flatten().map(|g| g.name).collect()
+    };
+    // "held" (the older: same second, first by name) waits for its job's pre hooks: with a
+    // limit of 1 it would otherwise be released first and hold every node's slot.
+    create(&pods, agent("held", &[NODE_SLOT_GATE, PRE_HOOKS_GATE])).await;
+    create(&pods, agent("next", &[NODE_SLOT_GATE])).await;
+    wait_for(&pods, "next", "the pod after it to be released", |p| {
+        gates(p).is_empty()
+    })
+    .await;
+    assert_eq!(
+        gates(&pods.get("held").await.unwrap()),
+        [NODE_SLOT_GATE, PRE_HOOKS_GATE]
+    );
+    // Its pre hooks passed: it waits for its slot like any other, and gets one once "next"
+    // is on node-1.
+    release(&pods, "held").await.unwrap();
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "next"},
+                         "target": {"apiVersion": "v1", "kind": "Node", "name": "node-1"}});
+    pods.create_subresource::<serde_json::Value, serde_json::Value>("binding", "next", &Default::default(), &binding)
+        .await
+        .unwrap();
+    wait_for(&pods, "held", "the pod to get its slot", |p| gates(p).is_empty()).await;
+    assert_eq!(slot_state(&pods, "held").await, (false, vec!["node-1".to_string()]));
+    slots.abort();
+    env.stop().await;
+}

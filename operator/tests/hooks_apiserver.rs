@@ -159,14 +159,16 @@ impl TestEnv {
     }
 
     /// Creates BackupJob `name` with a pre hook in `pre-app` and a post hook in `post-app`.
-    async fn job(&self, name: &str, backoff_limit: u32) {
+    /// Every hook run fails (no kubelet answers); the post hook's failure is tolerated, the pre
+    /// hook's as `pre_on_error` says.
+    async fn job(&self, name: &str, backoff_limit: u32, pre_on_error: &str) {
         create(
             &self.api::<BackupJob>(),
             json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": name},
                    "spec": {"storageGroupRef": {"name": "s3"}, "source": {"volume": {"claimName": "data", "snapshot": "None"}},
                             "backoffLimit": backoff_limit,
                             "hooks": {
-                                "pre": [{"name": "freeze", "pod": "pre-app", "command": ["freeze"], "onError": "Continue"}],
+                                "pre": [{"name": "freeze", "pod": "pre-app", "command": ["freeze"], "onError": pre_on_error}],
                                 "post": [{"name": "thaw", "pod": "post-app", "command": ["thaw"], "onError": "Continue"}]}}}),
         )
         .await;
@@ -202,6 +204,18 @@ fn label_job(value: &'static str, done: oneshot::Sender<()>) -> OnFirst {
     })
 }
 
+/// A fake kubelet's action that reads pod `pod` in the namespace of the test named `prefix`
+/// and sends its scheduling gates (`None`: no such pod) on `seen`.
+fn read_gates(prefix: &'static str, pod: &'static str, seen: oneshot::Sender<Option<Vec<String>>>) -> OnFirst {
+    Box::new(move || {
+        Box::pin(async move {
+            let ns = format!("{prefix}-{}", std::process::id());
+            let pods: Api<Pod> = Api::namespaced(client().await, &ns);
+            seen.send(pods.get_opt(pod).await.unwrap().as_ref().map(gates)).unwrap();
+        })
+    })
+}
+
 fn phase(job: &BackupJob) -> Phase {
     job.status.as_ref().map(|s| s.phase).unwrap_or_default()
 }
@@ -228,7 +242,7 @@ async fn status_write_conflicts_do_not_run_hooks_again() {
     .await;
     let jobs: Api<BackupJob> = env.api();
     let pods: Api<Pod> = env.api();
-    env.job("conflict", 1).await;
+    env.job("conflict", 1, "Continue").await;
     tokio::time::timeout(WAIT, pre_rx)
         .await
         .expect("the pre hook never ran")
@@ -276,7 +290,7 @@ async fn an_agent_pod_the_namespace_refuses_ends_each_attempt_before_any_hook_ru
         json!({"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}}),
     )
     .await;
-    env.job("quota", 1).await;
+    env.job("quota", 1, "Continue").await;
     wait_for(&jobs, "quota", "the job to fail", |j| phase(j) == Phase::Failed).await;
     // Later reconciles of a failed job run no hook.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -297,6 +311,70 @@ async fn an_agent_pod_the_namespace_refuses_ends_each_attempt_before_any_hook_ru
         "no hook paused the application for a pod that could not run"
     );
     assert!(pods.get_opt("quota-1").await.unwrap().is_none());
+    env.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn the_agent_pod_exists_held_back_while_the_pre_hook_runs_and_is_let_go_after() {
+    let (seen_tx, seen_rx) = oneshot::channel();
+    let on_pre = read_gates("hort-hooks-gate", "gate-1", seen_tx);
+    let env = TestEnv::start("hort-hooks-gate", Some(on_pre), None, Duration::ZERO).await;
+    let pods: Api<Pod> = env.api();
+    env.job("gate", 0, "Continue").await;
+    let during = tokio::time::timeout(WAIT, seen_rx)
+        .await
+        .expect("the pre hook never ran")
+        .unwrap();
+    assert_eq!(
+        during,
+        Some(vec!["hort.dev/pre-hooks".to_string()]),
+        "while the pre hook runs, the pod exists and only the pre-hooks gate holds it"
+    );
+    wait_for(&pods, "gate-1", "the agent pod, let go after the pre hook", |p| {
+        gates(p).is_empty()
+    })
+    .await;
+    assert_eq!((env.pre.runs(), env.post.runs()), (1, 0), "(pre, post) hook runs");
+    env.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn a_failing_pre_hook_runs_the_post_hook_and_deletes_the_held_pod() {
+    let (seen_tx, seen_rx) = oneshot::channel();
+    let on_pre = read_gates("hort-hooks-prefail", "prefail-1", seen_tx);
+    let env = TestEnv::start("hort-hooks-prefail", Some(on_pre), None, Duration::ZERO).await;
+    let (jobs, pods): (Api<BackupJob>, Api<Pod>) = (env.api(), env.api());
+    // The pre hook fails (its kubelet drops the exec) with onError: Fail.
+    env.job("prefail", 3, "Fail").await;
+    let during = tokio::time::timeout(WAIT, seen_rx)
+        .await
+        .expect("the pre hook never ran")
+        .unwrap();
+    assert_eq!(
+        during,
+        Some(vec!["hort.dev/pre-hooks".to_string()]),
+        "the pod was held back"
+    );
+    wait_for(&jobs, "prefail", "the job to fail", |j| phase(j) == Phase::Failed).await;
+    let status = jobs.get("prefail").await.unwrap().status.unwrap();
+    let message = status.message.unwrap_or_default();
+    assert!(
+        message.starts_with("attempt 1: a pre hook failed, no data was read: pre hook \"freeze\""),
+        "{message}"
+    );
+    assert_eq!(status.post_hooks_attempt, Some(1));
+    assert_eq!(
+        (env.pre.runs(), env.post.runs()),
+        (1, 1),
+        "the post hook undid the pre hook; no retry"
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while pods.get_opt("prefail-1").await.unwrap().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "the held pod was never deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     env.stop().await;
 }
 
@@ -344,7 +422,7 @@ async fn an_operator_stopped_during_the_pre_hooks_runs_the_post_hooks_after_its_
     let mut env = TestEnv::start("hort-hooks-restart", Some(block), None, Duration::ZERO).await;
     let jobs: Api<BackupJob> = env.api();
     let pods: Api<Pod> = env.api();
-    env.job("restart", 1).await;
+    env.job("restart", 1, "Continue").await;
     tokio::time::timeout(WAIT, arrived_rx)
         .await
         .expect("the pre hook never ran")

@@ -12,7 +12,7 @@ use hort_operator::group_snapshot;
 use hort_operator::volume_snapshot::{self, VolumeSnapshot};
 use hort_protocol::BackupReport;
 use hort_protocol::report::encode;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ResourceQuota};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
@@ -213,6 +213,122 @@ async fn a_csi_snapshot_is_taken_backed_up_from_a_temporary_claim_and_deleted() 
         env.ns
     );
     metrics_showing(&env.metrics, &[expected]).await;
+    env.stop().await;
+}
+
+/// BackupJob `name`: claim `data` read from a `CSI` snapshot, with a pre hook that fails
+/// without running (its pod does not exist), tolerated.
+fn csi_job_with_a_pre_hook(name: &str) -> serde_json::Value {
+    json!({"apiVersion": "hort.dev/v1alpha1", "kind": "BackupJob", "metadata": {"name": name},
+           "spec": {"storageGroupRef": {"name": "s3"}, "backoffLimit": 0,
+                    "source": {"volume": {"claimName": "data", "snapshot": "CSI",
+                                          "volumeSnapshotClassName": "hort-csi"}},
+                    "hooks": {"pre": [{"name": "freeze", "pod": "absent", "command": ["freeze"],
+                                       "onError": "Continue"}]}}})
+}
+
+/// The names of `pod`'s scheduling gates.
+fn gates(pod: &Pod) -> Vec<String> {
+    let gates = pod.spec.as_ref().and_then(|s| s.scheduling_gates.clone());
+    gates.into_iter().flatten().map(|g| g.name).collect()
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn with_pre_hooks_the_csi_reader_exists_held_back_until_the_snapshot_is_ready() {
+    let Scenario {
+        env,
+        jobs,
+        pods,
+        claims,
+        snapshots,
+        ..
+    } = Scenario::start("hort-snapshot-held").await;
+    usable_claim(&env.client, &env.ns, "data").await;
+    create(&jobs, csi_job_with_a_pre_hook("held")).await;
+    // The snapshot is taken after the pre hooks; the pod that will read it exists already,
+    // held back, and its claim does not yet.
+    wait_for(&snapshots, "held-1", "the attempt's VolumeSnapshot", |_| true).await;
+    let pod = pods.get("held-1").await.unwrap();
+    assert_eq!(gates(&pod), ["hort.dev/pre-hooks"]);
+    assert!(claims.get_opt("held-1").await.unwrap().is_none());
+    controller_says(
+        &snapshots,
+        "held-1",
+        json!({"creationTime": "2026-11-30T05:00:00Z", "readyToUse": true, "restoreSize": "1Gi"}),
+    )
+    .await;
+    wait_for(&pods, "held-1", "the agent pod, let go", |p| gates(p).is_empty()).await;
+    assert!(
+        claims.get_opt("held-1").await.unwrap().is_some(),
+        "its claim came first"
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn with_pre_hooks_a_failed_csi_snapshot_deletes_the_held_reader_unrun() {
+    let Scenario {
+        env,
+        jobs,
+        pods,
+        snapshots,
+        ..
+    } = Scenario::start("hort-snapshot-lost").await;
+    usable_claim(&env.client, &env.ns, "data").await;
+    create(&jobs, csi_job_with_a_pre_hook("lost")).await;
+    wait_for(&snapshots, "lost-1", "the attempt's VolumeSnapshot", |_| true).await;
+    assert_eq!(gates(&pods.get("lost-1").await.unwrap()), ["hort.dev/pre-hooks"]);
+    controller_says(
+        &snapshots,
+        "lost-1",
+        json!({"readyToUse": false, "error": {"message": "the driver lost the volume"}}),
+    )
+    .await;
+    wait_for(&jobs, "lost", "phase Failed, reason SnapshotFailed", |j| {
+        j.status.as_ref().is_some_and(|s| s.phase == Phase::Failed)
+            && condition(j, "Failed").is_some_and(|c| c.reason == "SnapshotFailed")
+    })
+    .await;
+    wait_until_gone(&pods, "lost-1").await;
+    env.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a kube-apiserver: run scripts/test.sh"]
+async fn with_pre_hooks_a_csi_reader_the_namespace_refuses_ends_the_attempt_before_the_snapshot() {
+    let Scenario {
+        env, jobs, snapshots, ..
+    } = Scenario::start("hort-snapshot-refused").await;
+    usable_claim(&env.client, &env.ns, "data").await;
+    create(
+        &env.api::<ResourceQuota>(),
+        json!({"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}}),
+    )
+    .await;
+    create(&jobs, csi_job_with_a_pre_hook("refused")).await;
+    wait_for(&jobs, "refused", "the job to fail", |j| {
+        j.status.as_ref().is_some_and(|s| s.phase == Phase::Failed)
+    })
+    .await;
+    let message = jobs
+        .get("refused")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .message
+        .unwrap_or_default();
+    assert!(
+        message.starts_with("attempt 1 of 1 failed: creating agent pod \"refused-1\" failed")
+            && message.contains("quota"),
+        "{message}"
+    );
+    assert!(
+        snapshots.get_opt("refused-1").await.unwrap().is_none(),
+        "neither the pre hook nor the snapshot ran"
+    );
     env.stop().await;
 }
 

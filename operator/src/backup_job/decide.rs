@@ -1,5 +1,6 @@
 //! The pure decisions of the BackupJob reconciler: what an attempt's prologue outcome does to
-//! the job ([`prologue_ended`]), and what the next step is once the facts about the latest
+//! the job ([`prologue_ended`]) and to an agent pod it left held back ([`abandons_held_pod`]),
+//! and what the next step is once the facts about the latest
 //! attempt are gathered ([`decide`]). No API calls: the reconciler gathers the facts and
 //! carries the step out, and the fixture tests below need no API server.
 
@@ -9,7 +10,8 @@ use hort_protocol::BackupReport;
 use jiff::Timestamp;
 
 use crate::agent::backup;
-use crate::backup_hooks::Outcome;
+use crate::backup_hooks::{HookRun, Outcome};
+use crate::hook_runs::Poll;
 
 /// What the message of a job whose pre hook failed says (no agent pod ran).
 pub const PRE_HOOK_FAILED: &str = "a pre hook failed, no data was read: ";
@@ -81,6 +83,18 @@ pub fn prologue_ended(attempt: u32, backoff_limit: u32, outcome: &Outcome) -> Pr
         Outcome::Done => (None, String::new()),
     };
     PrologueEnd { failed, message }
+}
+
+/// Whether an attempt's agent pod, found still held back by the pre-hooks gate, is abandoned
+/// by its `prologue` and must be deleted so that it never runs: the prologue is not known
+/// (the operator stopped during the pre hooks) or ended without letting the pod go. While the
+/// prologue runs, or once it let the pod go, the pod stays.
+pub fn abandons_held_pod(prologue: &Poll<HookRun>) -> bool {
+    match prologue {
+        Poll::Running => false,
+        Poll::Unknown => true,
+        Poll::Done(run) => run.outcome != Outcome::Done,
+    }
 }
 
 /// Where the latest attempt stands, as the reconciler found it.
@@ -456,6 +470,27 @@ mod tests {
                 message: None
             }
         );
+    }
+
+    #[test]
+    fn a_held_pod_is_deleted_once_its_prologue_no_longer_lets_it_go() {
+        let done = |outcome: Outcome| {
+            Poll::Done(HookRun {
+                failures: vec![],
+                outcome,
+                snapshot: None,
+            })
+        };
+        assert!(!abandons_held_pod(&Poll::Running), "the pre hooks still run");
+        assert!(abandons_held_pod(&Poll::Unknown), "the operator stopped during them");
+        assert!(abandons_held_pod(&done(Outcome::PreHookFailed(
+            "freeze: exit 1".into()
+        ))));
+        assert!(abandons_held_pod(&done(Outcome::PodNotCreated(
+            "removing the gate: 403".into()
+        ))));
+        // Done: the prologue removed the gate (the pod was read before it did).
+        assert!(!abandons_held_pod(&done(Outcome::Done)));
     }
 
     #[test]

@@ -92,16 +92,20 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
     // it, or take in how it ended (its pod may exist already: its creation triggers this).
     if let Some(name) = status.agent_pod.clone() {
         let key = run_key(&job, status.attempts, HookStage::Pre);
-        match ctx.hook_runs.poll(&key) {
+        let prologue = ctx.hook_runs.poll(&key);
+        // A pod held back by a prologue that no longer runs (the operator stopped during the
+        // pre hooks) or that ended without letting it go (a pre hook failed, the gate could
+        // not be removed) never runs: deleted here, again on the next pass if that fails.
+        if current.as_ref().is_some_and(api::is_gated)
+            && decide::abandons_held_pod(&prologue)
+            && let Some(pod) = current.take()
+        {
+            api::delete(&pods, &pod).await?;
+        }
+        match prologue {
             // Its pod does not exist yet, or is held back until the pre hooks pass.
             Poll::Running if current.as_ref().is_none_or(api::is_gated) => return Ok(Action::requeue(HOOK_POLL)),
-            // A pod held back by a prologue that no longer runs (the operator stopped during
-            // the pre hooks): it never runs; the attempt ended, and its post hooks run below.
-            Poll::Unknown if current.as_ref().is_some_and(api::is_gated) => {
-                if let Some(pod) = current.take() {
-                    api::delete(&pods, &pod).await?;
-                }
-            }
+            // Unknown: the attempt broke off; its post hooks run below.
             Poll::Unknown | Poll::Running => {}
             Poll::Done(run) => {
                 publish_failures(&ctx, &job, &run).await;

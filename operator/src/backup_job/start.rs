@@ -29,7 +29,8 @@ use crate::volume_snapshot;
 pub(super) enum Begin {
     /// The attempt's agent pod was created.
     Started,
-    /// The attempt was recorded and its prologue (pre hooks, then the pod) runs in the
+    /// The attempt was recorded and its prologue (see [`backup_hooks`]: the pod if it is known
+    /// before the pre hooks, the pre hooks, the snapshots if any, then the pod) runs in the
     /// background: look again after [`HOOK_POLL`](super::HOOK_POLL).
     HooksRunning,
     /// The StorageGroup is missing or not ready; its watch triggers the next look.
