@@ -34,7 +34,7 @@ pub use command::{
     TlsMode,
 };
 pub use exit::ExitCode;
-pub use location::{Location, LockMode, ObjectLock, S3Location};
+pub use location::{Location, LockMode, ObjectLock, S3Location, StoreLocation};
 pub use period::Period;
 pub use report::{
     BackupReport, CheckReport, EntryKind, ForgetReport, KeyRotationReport, ListedEntry, ListedStream, ListedTable,

@@ -16,7 +16,7 @@ use crate::check::Namespace;
 /// Why a group's place for a namespace could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum PlaceError {
-    /// A target's location cannot be parsed.
+    /// A target's location cannot be parsed, or cannot be served (a `hort+http://` target).
     #[error("group target `{location}`: {problem}")]
     Location {
         /// The location.
@@ -39,7 +39,7 @@ pub struct Places {
 
 impl Places {
     /// A group of `targets` (locations as the agent takes them; several form a mirror), with
-    /// S3 settings `s3`. Fails if a target cannot be parsed.
+    /// S3 settings `s3`. Fails if a target cannot be parsed or is itself a proxy.
     pub fn new(targets: Vec<String>, s3: S3Defaults) -> Result<Self, PlaceError> {
         if targets.is_empty() {
             return Err(PlaceError::Location {
@@ -100,6 +100,7 @@ fn within(target: &str, prefix: &str) -> Result<String, PlaceError> {
             };
             Location::S3(s3)
         }
+        Location::Store(_) => return Err(error("a proxy cannot serve another proxy's group".into())),
     };
     Ok(location.to_string())
 }
