@@ -250,3 +250,115 @@ impl Backend for HttpBackend {
             .map(drop)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// A loopback server answering each connection with the next of `answers` (status,
+    /// body); sends each request's head (request line and headers) to the receiver.
+    fn canned(answers: Vec<(u16, &'static str)>) -> (u16, mpsc::Receiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (heads, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            for (status, body) in answers {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                heads.send(head).unwrap();
+                let mut stream = reader.into_inner();
+                let length = body.len();
+                write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n{body}"
+                )
+                .unwrap();
+            }
+        });
+        (port, received)
+    }
+
+    fn backend(port: u16, token_file: Option<PathBuf>) -> HttpBackend {
+        let location = StoreLocation {
+            host: "127.0.0.1".into(),
+            port,
+            group: "shared".into(),
+        };
+        HttpBackend::new(location, token_file)
+    }
+
+    #[test]
+    fn retryable_failures_are_tried_again_and_refusals_and_absence_are_not() {
+        let (port, heads) = canned(vec![
+            (503, r#"{"error":"unavailable","message":"the storage failed"}"#),
+            (200, r#"["a"]"#),
+            (404, r#"{"error":"not-found"}"#),
+            (
+                403,
+                r#"{"error":"refused","message":"namespace team-a: index: refused"}"#,
+            ),
+        ]);
+        let client = backend(port, None);
+        assert_eq!(client.list(FileKind::Index).unwrap(), ["a"]);
+        assert_eq!(heads.try_iter().count(), 2, "the 503 was tried again");
+        let name = "ab".repeat(32);
+        assert!(client.read(FileKind::Index, &name).unwrap_err().is_not_found());
+        match client.delete(FileKind::Index, &name) {
+            Err(BackendError::Refused { message, location }) => {
+                assert!(message.contains("team-a"), "{message}");
+                assert!(
+                    location.contains("hort+http://127.0.0.1") && location.contains(&name),
+                    "{location}"
+                );
+            }
+            other => panic!("not refused: {other:?}"),
+        }
+        assert_eq!(
+            heads.try_iter().count(),
+            2,
+            "neither not-found nor a refusal was tried again"
+        );
+    }
+
+    #[test]
+    fn the_token_file_is_read_for_every_request_and_the_config_is_named_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, "first-token\n").unwrap();
+        let (port, heads) = canned(vec![(200, "[]"), (200, "[]"), (200, "cfg")]);
+        let client = backend(port, Some(token_file.clone()));
+        client.list(FileKind::Snapshot).unwrap();
+        std::fs::write(&token_file, "second-token\n").unwrap();
+        client.list(FileKind::Snapshot).unwrap();
+        assert_eq!(client.read(FileKind::Config, &"cd".repeat(32)).unwrap(), b"cfg");
+        let heads: Vec<String> = heads.try_iter().map(|h| h.to_lowercase()).collect();
+        assert!(
+            heads[0].contains("authorization: bearer first-token\r\n"),
+            "{}",
+            heads[0]
+        );
+        assert!(
+            heads[1].contains("authorization: bearer second-token\r\n"),
+            "{}",
+            heads[1]
+        );
+        assert!(
+            heads[0].starts_with("get /v1/shared/snapshot?every=false "),
+            "{}",
+            heads[0]
+        );
+        assert!(heads[2].starts_with("get /v1/shared/config/config "), "{}", heads[2]);
+    }
+}
