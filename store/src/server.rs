@@ -2,11 +2,13 @@
 //! for the asking namespace, on that namespace's place in the group. The engine's backends
 //! block, so each call runs on a blocking thread. Written bodies are spooled to a temporary
 //! file as they arrive (at most [`MAX_FILE_BYTES`]; `config` at most [`CONFIG_BYTES`], in
-//! memory), hashed, checked against their name, and stored from that file.
+//! memory), hashed, checked against their name, and stored from that file. Each namespace
+//! has at most [`REQUESTS_PER_NAMESPACE`] requests at work at a time; more wait, so one
+//! tenant's burst cannot take every blocking thread from the others.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Body;
@@ -19,6 +21,7 @@ use hort_engine::backend::http::wire::{ListQuery, MAX_FILE_BYTES, PREFIX, ReadQu
 use hort_engine::backend::{FileKind, LocalFile};
 use hort_engine::id::Id;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::debug;
 
 use crate::api_error::ApiError;
@@ -28,23 +31,52 @@ use crate::places::Places;
 
 /// Bytes a `config` file may have at most (it is a few hundred).
 pub const CONFIG_BYTES: usize = 64 * 1024;
+/// Requests of one namespace at work at a time (tokio's blocking threads are 512).
+pub const REQUESTS_PER_NAMESPACE: usize = 16;
 
-/// The proxy: who may ask, the groups it serves by name, and where bodies are spooled.
+/// The proxy: who may ask, the groups it serves by name, where bodies are spooled, and each
+/// namespace's share of the work.
 pub struct Store<A> {
     auth: A,
     groups: HashMap<String, Arc<Places>>,
     spool: PathBuf,
+    shares: Mutex<HashMap<Namespace, Arc<Semaphore>>>,
+}
+
+/// An admitted request: its namespace, the group it asks for, and its share of the work
+/// (held until it is answered).
+struct Admitted {
+    namespace: Namespace,
+    places: Arc<Places>,
+    _share: OwnedSemaphorePermit,
 }
 
 impl<A: Authenticator> Store<A> {
     /// A proxy accepting tokens through `auth`, serving `groups`, spooling bodies in `spool`.
     pub fn new(auth: A, groups: HashMap<String, Places>, spool: PathBuf) -> Self {
         let groups = groups.into_iter().map(|(name, p)| (name, Arc::new(p))).collect();
-        Self { auth, groups, spool }
+        Self {
+            auth,
+            groups,
+            spool,
+            shares: Mutex::default(),
+        }
     }
 
-    /// The asking namespace and the group it asks for.
-    async fn admit(&self, headers: &HeaderMap, group: &str) -> Result<(Namespace, Arc<Places>), ApiError> {
+    /// One of `namespace`'s [`REQUESTS_PER_NAMESPACE`] places at work, once one is free.
+    async fn share(&self, namespace: &Namespace) -> OwnedSemaphorePermit {
+        let semaphore = {
+            let mut shares = self.shares.lock().unwrap_or_else(|e| e.into_inner());
+            let share = shares.entry(namespace.clone());
+            share
+                .or_insert_with(|| Arc::new(Semaphore::new(REQUESTS_PER_NAMESPACE)))
+                .clone()
+        };
+        semaphore.acquire_owned().await.expect("the semaphore is never closed")
+    }
+
+    /// The asking namespace and the group it asks for, once the namespace has a share free.
+    async fn admit(&self, headers: &HeaderMap, group: &str) -> Result<Admitted, ApiError> {
         let token = headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -55,7 +87,12 @@ impl<A: Authenticator> Store<A> {
             namespace: namespace.to_string(),
             group: group.to_owned(),
         })?;
-        Ok((namespace, places))
+        let share = self.share(&namespace).await;
+        Ok(Admitted {
+            namespace,
+            places,
+            _share: share,
+        })
     }
 }
 
@@ -90,7 +127,8 @@ async fn list<A: Authenticator>(
     Path((group, kind)): Path<(String, String)>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Vec<String>>, ApiError> {
-    let (namespace, places) = store.admit(&headers, &group).await?;
+    let admitted = store.admit(&headers, &group).await?;
+    let (namespace, places) = (admitted.namespace.clone(), admitted.places.clone());
     let kind = check::resolve_kind(&namespace, &kind)?;
     let names = blocking(move || {
         let backend = places.open(&namespace)?;
@@ -109,7 +147,8 @@ async fn read<A: Authenticator>(
     Path((group, kind, name)): Path<(String, String, String)>,
     Query(query): Query<ReadQuery>,
 ) -> Result<Bytes, ApiError> {
-    let (namespace, places) = store.admit(&headers, &group).await?;
+    let admitted = store.admit(&headers, &group).await?;
+    let (namespace, places) = (admitted.namespace.clone(), admitted.places.clone());
     let file = check::resolve(&namespace, &kind, &name)?;
     debug!(file = %file.path(), "read");
     let data = blocking(move || {
@@ -132,7 +171,8 @@ async fn write<A: Authenticator>(
     Path((group, kind, name)): Path<(String, String, String)>,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    let (namespace, places) = store.admit(&headers, &group).await?;
+    let admitted = store.admit(&headers, &group).await?;
+    let (namespace, places) = (admitted.namespace.clone(), admitted.places.clone());
     let file = check::resolve(&namespace, &kind, &name)?;
     if file.kind == FileKind::Config {
         let bytes = axum::body::to_bytes(body, CONFIG_BYTES)
@@ -195,7 +235,8 @@ async fn delete<A: Authenticator>(
     headers: HeaderMap,
     Path((group, kind, name)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let (namespace, places) = store.admit(&headers, &group).await?;
+    let admitted = store.admit(&headers, &group).await?;
+    let (namespace, places) = (admitted.namespace.clone(), admitted.places.clone());
     let file = check::resolve(&namespace, &kind, &name)?;
     file.check_delete()?;
     blocking(move || {
@@ -205,4 +246,36 @@ async fn delete<A: Authenticator>(
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::auth::FixedTokens;
+
+    #[tokio::test]
+    async fn a_namespace_at_its_limit_waits_and_the_others_do_not() {
+        let store = Store::new(FixedTokens::default(), HashMap::new(), std::env::temp_dir());
+        let (a, b) = (Namespace::parse("team-a").unwrap(), Namespace::parse("team-b").unwrap());
+        let mut held = Vec::new();
+        for _ in 0..REQUESTS_PER_NAMESPACE {
+            held.push(store.share(&a).await);
+        }
+        let wait = Duration::from_millis(100);
+        assert!(
+            tokio::time::timeout(wait, store.share(&a)).await.is_err(),
+            "team-a waits"
+        );
+        assert!(
+            tokio::time::timeout(wait, store.share(&b)).await.is_ok(),
+            "team-b does not"
+        );
+        held.pop();
+        assert!(
+            tokio::time::timeout(wait, store.share(&a)).await.is_ok(),
+            "a share came free"
+        );
+    }
 }
