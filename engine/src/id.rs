@@ -21,6 +21,14 @@ impl Id {
         Self(*blake3::hash(data).as_bytes())
     }
 
+    /// Like [`Id::of_file`], reading the bytes from `reader` as they come (a file too large
+    /// to hold in memory).
+    pub fn of_reader(mut reader: impl std::io::Read) -> std::io::Result<Self> {
+        let mut hasher = blake3::Hasher::new();
+        std::io::copy(&mut reader, &mut hasher)?;
+        Ok(Self(*hasher.finalize().as_bytes()))
+    }
+
     /// The hex form.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
@@ -79,5 +87,11 @@ mod tests {
         assert_eq!(id.short().len(), 8);
         assert!("abc".parse::<Id>().is_err());
         assert!("zz".repeat(32).parse::<Id>().is_err());
+    }
+
+    #[test]
+    fn a_reader_hashes_like_its_bytes() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(Id::of_reader(&data[..]).unwrap(), Id::of_file(&data));
     }
 }

@@ -1,5 +1,5 @@
-//! Opening repository locations (`hort_protocol::Location`: a path, `file:PATH`, or
-//! `s3://BUCKET/PREFIX?settings`) as backends; several locations form a storage group. Each
+//! Opening repository locations (`hort_protocol::Location`: a path, `file:PATH`,
+//! `s3://BUCKET/PREFIX?settings`, or `hort+http://HOST:PORT/GROUP`) as backends; several locations form a storage group. Each
 //! target is wrapped by the process's [`Throttle`], so its bandwidth limits count the bytes
 //! sent to and received from every target together.
 
@@ -8,6 +8,7 @@ use std::sync::Arc;
 use hort_protocol::{Location, env};
 
 use crate::backend::group::{Strategy, Target, TargetGroup};
+use crate::backend::http::HttpBackend;
 use crate::backend::local::LocalBackend;
 use crate::backend::s3::{S3Backend, S3Config};
 use crate::backend::throttle::Throttle;
@@ -68,6 +69,10 @@ pub fn open_location(spec: &str, s3: &S3Defaults) -> Result<Arc<dyn Backend>, Ba
         .map_err(|e: hort_protocol::location::LocationError| BackendError::Config(e.to_string()))?;
     let target = match location {
         Location::Path(path) => return Ok(Arc::new(local_backend(path)?)),
+        Location::Store(store) => {
+            let token_file = std::env::var_os(env::STORE_TOKEN_FILE).map(std::path::PathBuf::from);
+            return Ok(Arc::new(HttpBackend::new(store, token_file)));
+        }
         Location::S3(target) => target,
     };
     let (key_id, secret) = match &target.credentials {

@@ -22,6 +22,10 @@ pub const LIMIT_UPLOAD: &str = "HORT_LIMIT_UPLOAD";
 /// Bytes per second the agent may receive from the repository, all targets together
 /// ([`crate::BytesPerSecond`]); unset: no limit.
 pub const LIMIT_DOWNLOAD: &str = "HORT_LIMIT_DOWNLOAD";
+/// A file holding the bearer token the agent shows `hort-store` for a `hort+http://`
+/// location (a projected ServiceAccount token; read again for every request, since the kubelet
+/// replaces it before it expires).
+pub const STORE_TOKEN_FILE: &str = "HORT_STORE_TOKEN_FILE";
 /// The repository password.
 pub const PASSWORD: &str = "HORT_PASSWORD";
 /// A file holding the repository password (the agent's command line; the operator uses

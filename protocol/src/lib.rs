@@ -35,7 +35,7 @@ pub use command::{
     TlsMode,
 };
 pub use exit::ExitCode;
-pub use location::{Location, LockMode, ObjectLock, S3Location};
+pub use location::{Location, LockMode, ObjectLock, S3Location, StoreLocation};
 pub use owner::RepositoryOwner;
 pub use period::Period;
 pub use report::{

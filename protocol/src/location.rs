@@ -27,9 +27,12 @@ pub struct LocationError {
 /// What is wrong with a location; each names the part and what to write instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LocationProblem {
-    /// Neither a directory nor `s3://`.
-    #[error("not a directory or s3:// location")]
+    /// Neither a directory nor `s3://` nor `hort+http://`.
+    #[error("not a directory, s3:// or hort+http:// location")]
     NotALocation,
+    /// A `hort+http://` location that is not `hort+http://HOST:PORT/GROUP`.
+    #[error("not hort+http://HOST:PORT/GROUP (a host, a port and one group name of letters, digits, `-` and `.`)")]
+    BadStore,
     /// `s3://` without a bucket.
     #[error("no bucket")]
     NoBucket,
@@ -68,6 +71,41 @@ pub enum Location {
     Path(String),
     /// An S3 bucket and prefix.
     S3(S3Location),
+    /// A storage group served by `hort-store`.
+    Store(StoreLocation),
+}
+
+/// A storage group served by the repository proxy `hort-store`: the agent reaches its own
+/// namespace's repository in group `group` at `host:port`, with its ServiceAccount token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreLocation {
+    /// Host name or IP address of the proxy.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The storage group's name.
+    pub group: String,
+}
+
+impl StoreLocation {
+    /// The URL scheme of store locations.
+    pub const SCHEME: &'static str = "hort+http://";
+}
+
+fn parse_store(rest: &str) -> Result<StoreLocation, LocationProblem> {
+    let (authority, group) = rest.split_once('/').ok_or(LocationProblem::BadStore)?;
+    let (host, port) = authority.rsplit_once(':').ok_or(LocationProblem::BadStore)?;
+    let port: u16 = port.parse().map_err(|_| LocationProblem::BadStore)?;
+    let name_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+    let host_char = |c: char| name_char(c) || matches!(c, '[' | ']' | ':');
+    if host.is_empty() || !host.chars().all(host_char) || group.is_empty() || !group.chars().all(name_char) {
+        return Err(LocationProblem::BadStore);
+    }
+    Ok(StoreLocation {
+        host: host.to_owned(),
+        port,
+        group: group.to_owned(),
+    })
 }
 
 /// An S3 target; settings left `None` take the agent's defaults.
@@ -184,6 +222,14 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::Path(path) => f.write_str(path),
+            Location::Store(store) => write!(
+                f,
+                "{}{}:{}/{}",
+                StoreLocation::SCHEME,
+                store.host,
+                store.port,
+                store.group
+            ),
             Location::S3(s3) => {
                 write!(f, "s3://{}/{}", s3.bucket, escape(&s3.prefix, true))?;
                 let path_style = s3.path_style.map(|b| b.to_string());
@@ -255,6 +301,9 @@ impl FromStr for Location {
         if let Some(rest) = text.strip_prefix("s3://") {
             return parse_s3(rest).map(Location::S3).map_err(error);
         }
+        if let Some(rest) = text.strip_prefix(StoreLocation::SCHEME) {
+            return parse_store(rest).map(Location::Store).map_err(error);
+        }
         let path = text.strip_prefix("file:").unwrap_or(text);
         if path.is_empty() || text.contains("://") {
             return Err(error(LocationProblem::NotALocation));
@@ -307,6 +356,33 @@ mod tests {
         assert_eq!(back, location);
         let Location::S3(s3) = back else { unreachable!() };
         assert_eq!(s3.endpoint, None);
+    }
+
+    #[test]
+    fn store_locations_round_trip_and_refuse_anything_but_host_port_group() {
+        let text = "hort+http://hort-store.hort-system.svc:8443/shared";
+        let location: Location = text.parse().unwrap();
+        assert_eq!(
+            location,
+            Location::Store(StoreLocation {
+                host: "hort-store.hort-system.svc".into(),
+                port: 8443,
+                group: "shared".into()
+            })
+        );
+        assert_eq!(location.to_string(), text);
+        for bad in [
+            "hort+http://host/shared",
+            "hort+http://host:99999/shared",
+            "hort+http://host:80",
+            "hort+http://host:80/",
+            "hort+http://host:80/a/b",
+            "hort+http://:80/g",
+            "hort+http://host:80/g?x=1",
+            "hort+https://host:80/g",
+        ] {
+            assert!(bad.parse::<Location>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! whole file or none), and files are never modified after they are written.
 
 pub mod group;
+pub mod http;
 pub mod local;
 pub mod memory;
 pub mod resync;

@@ -1,0 +1,66 @@
+//! `hort-store`: serves one storage group to the agents of many namespaces, each reaching only
+//! its own repository under `tenants/<namespace>/`, authenticated by TokenReview.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+use hort_engine::location::S3Defaults;
+use hort_store::places::Places;
+use hort_store::review::TokenReviews;
+use hort_store::server::{Store, serve};
+
+/// Serves a storage group to many namespaces.
+#[derive(Parser)]
+#[command(name = "hort-store", version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "HORT_STORE_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// The group's name (the last part of `hort+http://HOST:PORT/GROUP`).
+    #[arg(long, env = "HORT_STORE_GROUP")]
+    group: String,
+    /// The group's targets, comma-separated locations as the agent takes them; several are
+    /// kept as a mirror.
+    #[arg(long, env = "HORT_REPOSITORY", value_delimiter = ',', required = true)]
+    repo: Vec<String>,
+    /// Where written files are spooled while they are checked.
+    #[arg(long, env = "HORT_SPOOL_DIR")]
+    spool: Option<PathBuf>,
+    /// S3 endpoint URL for targets that do not name one.
+    #[arg(long, env = "HORT_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// S3 region for targets that do not name one.
+    #[arg(long, env = "HORT_S3_REGION", default_value = "us-east-1")]
+    s3_region: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HORT_LOG").unwrap_or_else(|_| "info".into()))
+        .json()
+        .init();
+    let args = Args::parse();
+    let s3 = S3Defaults {
+        endpoint: args.s3_endpoint,
+        region: args.s3_region,
+        path_style: true,
+        access_key_id: std::env::var("AWS_ACCESS_KEY_ID").ok(),
+        secret_access_key: std::env::var("AWS_SECRET_ACCESS_KEY").ok(),
+    };
+    let places = Places::new(args.repo, s3)?;
+    let client = kube::Client::try_default().await?;
+    let spool = args.spool.unwrap_or_else(std::env::temp_dir);
+    let store = Store::new(
+        TokenReviews::new(client),
+        HashMap::from([(args.group.clone(), places)]),
+        spool,
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    tracing::info!(listen = %args.listen, group = %args.group, "hort-store serving");
+    serve(listener, Arc::new(store)).await?;
+    Ok(())
+}
