@@ -20,8 +20,10 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::json;
 
 mod metrics_wait;
+mod pod_gates;
 mod support;
 use metrics_wait::metrics_showing;
+use pod_gates::gates;
 use support::{
     TestEnv, WAIT, client, create, finish_pod, healthy_check, ready_s3_group, unfinished_check_pod, usable_claim,
     wait_for, wait_for_check_pods, wait_for_event,
@@ -1511,10 +1513,6 @@ async fn max_jobs_per_node_leaves_a_pod_held_for_its_pre_hooks_alone() {
         let gates: Vec<_> = gates.iter().map(|g| json!({"name": g})).collect();
         json!({"metadata": {"name": name, "labels": {"hort.dev/agent-role": "backup"}},
                "spec": {"containers": [{"name": "agent", "image": "hort-agent:test"}], "schedulingGates": gates}})
-    };
-    let gates = |pod: &Pod| -> Vec<String> {
-        let gates = pod.spec.as_ref().and_then(|s| s.scheduling_gates.clone());
-        gates.into_iter().flatten().map(|g| g.name).collect()
     };
     // "held" (the older: same second, first by name) waits for its job's pre hooks: with a
     // limit of 1 it would otherwise be released first and hold every node's slot.

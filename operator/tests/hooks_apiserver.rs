@@ -30,7 +30,9 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+mod pod_gates;
 mod support;
+use pod_gates::gates;
 use support::{
     WAIT, agent_settings, client, create, finish_pod, ready_s3_group, usable_claim, wait_for, wait_for_event,
 };
@@ -216,14 +218,16 @@ fn read_gates(prefix: &'static str, pod: &'static str, seen: oneshot::Sender<Opt
     })
 }
 
-fn phase(job: &BackupJob) -> Phase {
-    job.status.as_ref().map(|s| s.phase).unwrap_or_default()
+/// What [`read_gates`] saw when the pre hook ran.
+async fn gates_seen(seen: oneshot::Receiver<Option<Vec<String>>>) -> Option<Vec<String>> {
+    tokio::time::timeout(WAIT, seen)
+        .await
+        .expect("the pre hook never ran")
+        .unwrap()
 }
 
-/// The names of `pod`'s scheduling gates.
-fn gates(pod: &Pod) -> Vec<String> {
-    let gates = pod.spec.as_ref().and_then(|s| s.scheduling_gates.clone());
-    gates.into_iter().flatten().map(|g| g.name).collect()
+fn phase(job: &BackupJob) -> Phase {
+    job.status.as_ref().map(|s| s.phase).unwrap_or_default()
 }
 
 #[tokio::test]
@@ -322,10 +326,7 @@ async fn the_agent_pod_exists_held_back_while_the_pre_hook_runs_and_is_let_go_af
     let env = TestEnv::start("hort-hooks-gate", Some(on_pre), None, Duration::ZERO).await;
     let pods: Api<Pod> = env.api();
     env.job("gate", 0, "Continue").await;
-    let during = tokio::time::timeout(WAIT, seen_rx)
-        .await
-        .expect("the pre hook never ran")
-        .unwrap();
+    let during = gates_seen(seen_rx).await;
     assert_eq!(
         during,
         Some(vec!["hort.dev/pre-hooks".to_string()]),
@@ -348,10 +349,7 @@ async fn a_failing_pre_hook_runs_the_post_hook_and_deletes_the_held_pod() {
     let (jobs, pods): (Api<BackupJob>, Api<Pod>) = (env.api(), env.api());
     // The pre hook fails (its kubelet drops the exec) with onError: Fail.
     env.job("prefail", 3, "Fail").await;
-    let during = tokio::time::timeout(WAIT, seen_rx)
-        .await
-        .expect("the pre hook never ran")
-        .unwrap();
+    let during = gates_seen(seen_rx).await;
     assert_eq!(
         during,
         Some(vec!["hort.dev/pre-hooks".to_string()]),

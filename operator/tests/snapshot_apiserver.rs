@@ -18,8 +18,10 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 mod metrics_wait;
+mod pod_gates;
 mod support;
 use metrics_wait::metrics_showing;
+use pod_gates::gates;
 use support::{TestEnv, create, finish_pod, ready_s3_group, usable_claim, wait_for, wait_for_event};
 
 /// One scenario's namespace, with a Ready S3 StorageGroup, and the APIs it uses.
@@ -225,12 +227,6 @@ fn csi_job_with_a_pre_hook(name: &str) -> serde_json::Value {
                                           "volumeSnapshotClassName": "hort-csi"}},
                     "hooks": {"pre": [{"name": "freeze", "pod": "absent", "command": ["freeze"],
                                        "onError": "Continue"}]}}})
-}
-
-/// The names of `pod`'s scheduling gates.
-fn gates(pod: &Pod) -> Vec<String> {
-    let gates = pod.spec.as_ref().and_then(|s| s.scheduling_gates.clone());
-    gates.into_iter().flatten().map(|g| g.name).collect()
 }
 
 #[tokio::test]
