@@ -30,6 +30,7 @@ pub mod index;
 pub mod keyfile;
 pub mod keyring;
 pub mod location;
+pub mod memory_budget;
 pub mod pack;
 pub mod packer;
 pub mod progress;

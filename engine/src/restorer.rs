@@ -2,7 +2,9 @@
 //! writer. Every blob is checked (tag and hash) before a byte of it is written; a file whose
 //! data cannot be read is not left behind half-written: it is written under a temporary name
 //! and renamed only when complete. Everything is written through [`TargetDir`], which never
-//! follows a symlink below the target.
+//! follows a symlink below the target. A tree restore holds at most
+//! [`RestoreOptions::memory`] bytes of pack data at once, read by one set of reader threads
+//! for all its files.
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
@@ -18,9 +20,10 @@ use tracing::warn;
 use crate::error_kind::ErrorKind;
 use crate::filter::Selection;
 use crate::id::Id;
+use crate::memory_budget::MemoryBudget;
 use crate::pack::BlobKind;
 use crate::progress::Counters;
-use crate::repository::{IndexedRepository, RepositoryError};
+use crate::repository::{BlobReaders, IndexedRepository, READ_AHEAD, RepositoryError};
 use crate::snapshot::Snapshot;
 use crate::target_dir::{self, TargetDir};
 use crate::tree::{Node, NodeKind};
@@ -124,6 +127,9 @@ pub enum Overwrite {
     Always,
 }
 
+/// The default of [`RestoreOptions::memory`]: room for a few runs of blobs in flight.
+pub const DEFAULT_RESTORE_MEMORY: u64 = 16 << 20;
+
 /// Settings of a tree restore.
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
@@ -133,6 +139,9 @@ pub struct RestoreOptions {
     pub overwrite: Overwrite,
     /// Parallel file writers; 4 when 0.
     pub threads: usize,
+    /// Bytes of pack data (read plus decoded) the restore holds at once, whatever the number
+    /// and size of its files; [`DEFAULT_RESTORE_MEMORY`] when 0.
+    pub memory: u64,
     /// Restore setuid and setgid bits (otherwise they are cleared).
     pub keep_setid: bool,
 }
@@ -187,95 +196,110 @@ pub fn restore_tree(
     let chown = crate::backend::local::process_is_root();
     let keep_setid = options.keep_setid;
     let threads = if options.threads == 0 { 4 } else { options.threads };
+    let budget = MemoryBudget::new(match options.memory {
+        0 => DEFAULT_RESTORE_MEMORY,
+        bytes => bytes,
+    });
+    let budget = &budget;
     let mut dirs: Vec<(PathBuf, Node)> = Vec::new();
     let (tx, rx) = bounded::<(PathBuf, PathBuf, Node)>(threads * 2);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            let rx = rx.clone();
-            let (report, counters) = (&report, &counters);
-            scope.spawn(move || {
-                for (rel, dest, node) in rx {
-                    match restore_file(repo, root_dir, &rel, &dest, &node, (chown, keep_setid), counters) {
-                        Ok(bytes) => {
-                            let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
-                            r.files += 1;
-                            r.bytes += bytes;
-                        }
-                        Err(error) => {
-                            warn!(path = %rel.display(), %error, "file not restored");
-                            Counters::add(&counters.errors, 1);
-                            report.lock().unwrap_or_else(|p| p.into_inner()).failures.push(Failure {
-                                path: rel,
-                                error: error.to_string(),
-                            });
-                        }
-                    }
-                }
-            });
-        }
-        drop(rx);
-        let mut stack = vec![(PathBuf::new(), root)];
-        while let Some((rel_dir, tree_id)) = stack.pop() {
-            let tree = match repo.load_tree(&tree_id) {
-                Ok(tree) => tree,
-                Err(e) => {
-                    warn!(path = %rel_dir.display(), error = %e, "directory not restored");
-                    let failure = Failure {
-                        path: rel_dir.clone(),
-                        error: e.to_string(),
+    repo.with_readers(READ_AHEAD, |readers| {
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                let rx = rx.clone();
+                let (report, counters) = (&report, &counters);
+                scope.spawn(move || {
+                    let writer = FileWriter {
+                        repo,
+                        budget,
+                        readers,
+                        root: root_dir,
+                        metadata: (chown, keep_setid),
+                        counters,
                     };
-                    report.lock().unwrap_or_else(|p| p.into_inner()).failures.push(failure);
-                    continue;
-                }
-            };
-            for node in tree.nodes {
-                let rel = rel_dir.join(node.os_name());
-                if !options.selection.includes(&rel, node.kind == NodeKind::Dir) {
-                    continue;
-                }
-                if options.selection.requested(&rel) {
-                    report.lock().unwrap_or_else(|p| p.into_inner()).matched += 1;
-                }
-                let dest = target.join(&rel);
-                // An existing directory the policy keeps keeps its metadata; what is below it
-                // is decided entry by entry.
-                let keep = keep_existing(&dest, &node, options.overwrite);
-                if node.kind != NodeKind::Dir && keep {
-                    report.lock().unwrap_or_else(|p| p.into_inner()).skipped += 1;
-                    continue;
-                }
-                let result = match node.kind {
-                    NodeKind::Dir => root_dir.dir(&rel, true).map(|_| {
-                        if let Some(sub) = node.subtree {
-                            stack.push((rel.clone(), sub));
+                    for (rel, dest, node) in rx {
+                        match restore_file(&writer, &rel, &dest, &node) {
+                            Ok(bytes) => {
+                                let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
+                                r.files += 1;
+                                r.bytes += bytes;
+                            }
+                            Err(error) => {
+                                warn!(path = %rel.display(), %error, "file not restored");
+                                Counters::add(&counters.errors, 1);
+                                report.lock().unwrap_or_else(|p| p.into_inner()).failures.push(Failure {
+                                    path: rel,
+                                    error: error.to_string(),
+                                });
+                            }
                         }
-                        if !keep {
-                            dirs.push((rel.clone(), node));
-                        }
-                    }),
-                    NodeKind::File => {
-                        if tx.send((rel.clone(), dest, node)).is_err() {
-                            break;
-                        }
-                        Ok(())
                     }
-                    NodeKind::Symlink => restore_symlink(root_dir, &rel, &dest, &node, chown).map(|()| {
-                        report.lock().unwrap_or_else(|p| p.into_inner()).links += 1;
-                    }),
-                    other => {
-                        warn!(path = %rel.display(), kind = ?other, "special files are not restored");
-                        Ok(())
+                });
+            }
+            drop(rx);
+            let mut stack = vec![(PathBuf::new(), root)];
+            while let Some((rel_dir, tree_id)) = stack.pop() {
+                let tree = match repo.load_tree(&tree_id) {
+                    Ok(tree) => tree,
+                    Err(e) => {
+                        warn!(path = %rel_dir.display(), error = %e, "directory not restored");
+                        let failure = Failure {
+                            path: rel_dir.clone(),
+                            error: e.to_string(),
+                        };
+                        report.lock().unwrap_or_else(|p| p.into_inner()).failures.push(failure);
+                        continue;
                     }
                 };
-                if let Err(e) = result {
-                    report.lock().unwrap_or_else(|p| p.into_inner()).failures.push(Failure {
-                        path: rel,
-                        error: e.to_string(),
-                    });
+                for node in tree.nodes {
+                    let rel = rel_dir.join(node.os_name());
+                    if !options.selection.includes(&rel, node.kind == NodeKind::Dir) {
+                        continue;
+                    }
+                    if options.selection.requested(&rel) {
+                        report.lock().unwrap_or_else(|p| p.into_inner()).matched += 1;
+                    }
+                    let dest = target.join(&rel);
+                    // An existing directory the policy keeps keeps its metadata; what is below it
+                    // is decided entry by entry.
+                    let keep = keep_existing(&dest, &node, options.overwrite);
+                    if node.kind != NodeKind::Dir && keep {
+                        report.lock().unwrap_or_else(|p| p.into_inner()).skipped += 1;
+                        continue;
+                    }
+                    let result = match node.kind {
+                        NodeKind::Dir => root_dir.dir(&rel, true).map(|_| {
+                            if let Some(sub) = node.subtree {
+                                stack.push((rel.clone(), sub));
+                            }
+                            if !keep {
+                                dirs.push((rel.clone(), node));
+                            }
+                        }),
+                        NodeKind::File => {
+                            if tx.send((rel.clone(), dest, node)).is_err() {
+                                break;
+                            }
+                            Ok(())
+                        }
+                        NodeKind::Symlink => restore_symlink(root_dir, &rel, &dest, &node, chown).map(|()| {
+                            report.lock().unwrap_or_else(|p| p.into_inner()).links += 1;
+                        }),
+                        other => {
+                            warn!(path = %rel.display(), kind = ?other, "special files are not restored");
+                            Ok(())
+                        }
+                    };
+                    if let Err(e) = result {
+                        report.lock().unwrap_or_else(|p| p.into_inner()).failures.push(Failure {
+                            path: rel,
+                            error: e.to_string(),
+                        });
+                    }
                 }
             }
-        }
-        drop(tx);
+            drop(tx);
+        })
     });
     // Directory metadata last, deepest first, so writing files does not change their times.
     for (rel, node) in dirs.iter().rev() {
@@ -351,15 +375,27 @@ enum FileError {
     },
 }
 
-fn restore_file(
-    repo: &IndexedRepository,
-    root: &TargetDir,
-    rel: &Path,
-    dest: &Path,
-    node: &Node,
+/// What every file of one restore is written with.
+struct FileWriter<'a> {
+    repo: &'a IndexedRepository,
+    /// Shared by all files being written.
+    budget: &'a MemoryBudget,
+    readers: &'a BlobReaders,
+    root: &'a TargetDir,
+    /// `chown` and `keep_setid` (see [`apply_file_metadata`]).
     metadata: (bool, bool),
-    counters: &Counters,
-) -> Result<u64, FileError> {
+    counters: &'a Counters,
+}
+
+fn restore_file(writer: &FileWriter<'_>, rel: &Path, dest: &Path, node: &Node) -> Result<u64, FileError> {
+    let FileWriter {
+        repo,
+        budget,
+        readers,
+        root,
+        metadata,
+        counters,
+    } = *writer;
     let at = |path: &Path| {
         let path = path.to_owned();
         move |source| FileError::Write { path, source }
@@ -372,9 +408,11 @@ fn restore_file(
     let result = (|| {
         let mut file = target_dir::create_file(&parent, &tmp_name).map_err(at(&tmp))?;
         let mut written = 0u64;
-        repo.read_in_order(
+        repo.read_in_order_within(
             &node.content,
             BlobKind::Data,
+            budget,
+            readers,
             |data| {
                 file.write_all(&data).map_err(at(&tmp))?;
                 written += data.len() as u64;
@@ -471,7 +509,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::archiver::{BackupOptions, StreamInput, backup_streams};
+    use crate::archiver::{BackupOptions, StreamInput, backup_streams, backup_tree};
+    use crate::backend::{BackendError, FileKind};
     use crate::backup_lock::BackupLock;
     use crate::repository::Repository;
 
@@ -482,6 +521,120 @@ mod tests {
                 format!("{i}\t{}\tuser{}@example.com\t{}\n", i * 7919 % 104_729, i % 977, i * 31).into_bytes()
             })
             .collect()
+    }
+
+    /// A backend that counts the pack bytes read and, at each read, how many of all bytes
+    /// read so far the restore has not written yet: the pack data it holds.
+    struct Counting {
+        inner: Arc<crate::backend::memory::MemoryBackend>,
+        written: Arc<Counters>,
+        read: std::sync::atomic::AtomicU64,
+        peak: std::sync::atomic::AtomicU64,
+    }
+
+    impl crate::backend::Backend for Counting {
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+        fn list(&self, kind: FileKind) -> Result<Vec<String>, BackendError> {
+            self.inner.list(kind)
+        }
+        fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
+            self.inner.read(kind, name)
+        }
+        fn read_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            if kind == FileKind::Pack {
+                let read = self.read.fetch_add(length, SeqCst) + length;
+                let written = self.written.bytes.load(SeqCst);
+                self.peak.fetch_max(read.saturating_sub(written), SeqCst);
+            }
+            self.inner.read_range(kind, name, offset, length)
+        }
+        fn read_tail(&self, kind: FileKind, name: &str, length: u64) -> Result<Vec<u8>, BackendError> {
+            self.inner.read_tail(kind, name, length)
+        }
+        fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
+            self.inner.write(kind, name, data)
+        }
+        fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
+            self.inner.delete(kind, name)
+        }
+    }
+
+    /// Bytes that do not compress (so that pack bytes read and plaintext written compare).
+    fn noise(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_memory_budget_bounds_the_pack_data_a_restore_holds() {
+        let source = tempfile::tempdir().unwrap();
+        for i in 0..4u64 {
+            fs::write(source.path().join(format!("large-{i}.bin")), noise(i, 12 << 20)).unwrap();
+        }
+        fs::create_dir(source.path().join("small")).unwrap();
+        for i in 0..300u64 {
+            fs::write(source.path().join(format!("small/{i}")), noise(100 + i, 3000)).unwrap();
+        }
+        let (repo, backend) = crate::repository::in_memory();
+        let lock = BackupLock::acquire(&repo).unwrap();
+        let repo = repo.load_index().unwrap();
+        let options = BackupOptions {
+            threads: 1, // blobs of a file back to back: a run reads no other file's bytes
+            ..BackupOptions::default()
+        };
+        let (id, snapshot) = backup_tree(&repo, &lock, source.path(), &options, Arc::default()).unwrap();
+        drop(lock);
+
+        let written = Arc::new(Counters::default());
+        let counting = Arc::new(Counting {
+            inner: backend,
+            written: written.clone(),
+            read: Default::default(),
+            peak: Default::default(),
+        });
+        let repo = Repository::open(counting.clone(), b"unit-test password")
+            .unwrap()
+            .load_index()
+            .unwrap();
+        let largest_blob = repo
+            .index()
+            .locations()
+            .map(|l| u64::from(l.entry.length))
+            .max()
+            .unwrap();
+        let budget = 6 << 20;
+        let target = tempfile::tempdir().unwrap();
+        let options = RestoreOptions {
+            memory: budget,
+            ..RestoreOptions::default()
+        };
+        let report = restore_tree(&repo, &snapshot, &id, target.path(), &options, written.clone()).unwrap();
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert_eq!(report.files, 304);
+        for i in 0..4u64 {
+            let restored = fs::read(target.path().join(format!("large-{i}.bin"))).unwrap();
+            assert!(restored == noise(i, 12 << 20), "large-{i}.bin restored byte for byte");
+        }
+        assert_eq!(fs::read(target.path().join("small/7")).unwrap(), noise(107, 3000));
+        // A blob larger than the budget is read alone; the slack covers the trees and the
+        // few bytes each sealed blob has more than its plaintext.
+        let peak = counting.peak.load(std::sync::atomic::Ordering::SeqCst);
+        let bound = budget.max(largest_blob) + (256 << 10);
+        assert!(
+            peak <= bound,
+            "{peak} bytes of pack data held at once; the budget allows {bound}"
+        );
+        assert!(peak > 0);
     }
 
     #[test]

@@ -48,6 +48,7 @@ pub(super) fn restore(ctx: &Context, args: &RestoreArgs) -> Result<(), CliError>
         selection: Selection::new(&args.paths, &args.exclude).map_err(|e| CliError::Usage(e.to_string()))?,
         overwrite: engine_overwrite(args.overwrite),
         threads: 0,
+        memory: 0,
         keep_setid: args.keep_setid,
     };
     let report = restorer::restore_tree(&repo, &snapshot, &id, &target, &options, counters);

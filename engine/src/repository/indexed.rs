@@ -1,21 +1,37 @@
 //! A repository with its index loaded ([`IndexedRepository`]): blob reads that check the AEAD
 //! tag and the blob hash, in runs of adjacent blobs and in order with read-ahead.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crossbeam_channel::bounded;
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use tracing::warn;
 
 use crate::backend::FileKind;
 use crate::id::Id;
 use crate::index::{self, Index};
+use crate::memory_budget::MemoryBudget;
 use crate::pack::{self, BlobKind};
 use crate::snapshot::{self, Stream};
 use crate::tree::Tree;
 
 use super::{Repository, RepositoryError};
+
+/// What a reader thread answers for one run: its blobs' plaintext, in order.
+type RunResult = Result<Vec<Vec<u8>>, RepositoryError>;
+
+/// One run of blobs for a reader thread, and where to send its result.
+struct ReadJob {
+    ids: Vec<Id>,
+    kind: BlobKind,
+    done: Sender<RunResult>,
+}
+
+/// Reader threads shared by several [`IndexedRepository::read_in_order_within`] calls (see
+/// [`IndexedRepository::with_readers`]).
+pub struct BlobReaders {
+    jobs: Sender<ReadJob>,
+}
 
 /// A repository with its index loaded: can read blobs.
 pub struct IndexedRepository {
@@ -34,8 +50,11 @@ impl Deref for IndexedRepository {
 /// Blobs of one run lie at most this far apart in their pack (see
 /// [`IndexedRepository::adjacent_runs`]).
 pub(super) const RUN_GAP: u64 = 256 << 10;
-/// Requests in flight ahead of the writer, per file or stream.
-pub(super) const READ_AHEAD: usize = 4;
+/// Runs in flight ahead of the writer, per file or stream.
+pub const READ_AHEAD: usize = 4;
+/// The budget of [`IndexedRepository::read_in_order`] (callers that read several files at
+/// once share one [`MemoryBudget`] instead).
+pub(super) const READ_AHEAD_BYTES: u64 = 2 * READ_AHEAD as u64 * RUN_BYTES;
 /// Blobs close together in one pack are fetched with one request of up to this many bytes read
 /// and this many bytes of plaintext.
 pub(super) const RUN_BYTES: u64 = 4 << 20;
@@ -196,81 +215,149 @@ impl IndexedRepository {
         Ok(content)
     }
 
-    /// Reads the blobs `ids` (of `kind`) in order and hands each checked plaintext to `sink`. Blobs stored back to back
-    /// are fetched together (one request per run of up to [`RUN_BYTES`]: remote backends answer
-    /// each request with a delay, whatever its size). Up to [`READ_AHEAD`] reader threads fetch,
-    /// decrypt and check the next runs while `sink` writes, and never get more than
-    /// [`READ_AHEAD`] runs ahead of it (a ticket per run bounds the memory).
+    /// Reads the blobs `ids` (of `kind`) in order and hands each checked plaintext to `sink`,
+    /// with up to [`READ_AHEAD`] reader threads of its own, holding at most
+    /// [`READ_AHEAD_BYTES`] of pack data at once (see
+    /// [`read_in_order_within`](Self::read_in_order_within)).
     pub fn read_in_order<E>(
         &self,
         ids: &[Id],
         kind: BlobKind,
-        mut sink: impl FnMut(Vec<u8>) -> Result<(), E>,
+        sink: impl FnMut(Vec<u8>) -> Result<(), E>,
         from_repo: impl Fn(RepositoryError) -> E,
     ) -> Result<(), E> {
-        let runs = self.adjacent_runs(ids, RUN_BYTES);
-        let read = |run: &std::ops::Range<usize>| self.read_blob_run(&ids[run.clone()], kind);
-        if runs.len() <= 1 {
-            for run in &runs {
-                for blob in read(run).map_err(&from_repo)? {
-                    sink(blob)?;
-                }
-            }
-            return Ok(());
-        }
-        let next = AtomicUsize::new(0);
-        let (ticket_tx, ticket_rx) = bounded::<()>(READ_AHEAD);
-        for _ in 0..READ_AHEAD {
-            let _ = ticket_tx.send(());
-        }
-        let (done_tx, done_rx) = bounded::<(usize, Result<Vec<Vec<u8>>, RepositoryError>)>(READ_AHEAD);
+        let budget = MemoryBudget::new(READ_AHEAD_BYTES);
+        self.with_readers(READ_AHEAD.min(ids.len()), |readers| {
+            self.read_in_order_within(ids, kind, &budget, readers, sink, from_repo)
+        })
+    }
+
+    /// Runs `work` with `threads` reader threads that
+    /// [`read_in_order_within`](Self::read_in_order_within) hands runs of blobs to; they stop
+    /// when `work` returns.
+    /// Callers that read many files share one set: threads that live as long as the restore
+    /// reuse their memory, where threads started per file left the allocator holding several
+    /// times the data in flight.
+    pub fn with_readers<R>(&self, threads: usize, work: impl FnOnce(&BlobReaders) -> R) -> R {
+        let (jobs, todo) = unbounded::<ReadJob>();
         std::thread::scope(|scope| {
-            for _ in 0..READ_AHEAD.min(runs.len()) {
-                let (tickets, done, next, runs, read) = (ticket_rx.clone(), done_tx.clone(), &next, &runs, &read);
+            for _ in 0..threads.max(1) {
+                let todo = todo.clone();
                 scope.spawn(move || {
-                    while tickets.recv().is_ok() {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(run) = runs.get(i) else { break };
-                        if done.send((i, read(run))).is_err() {
-                            break;
-                        }
+                    for job in todo {
+                        // The caller may have stopped waiting (after an error): nothing to do.
+                        let _ = job.done.send(self.read_blob_run(&job.ids, job.kind));
                     }
                 });
             }
-            drop(done_tx);
-            let mut early = BTreeMap::new();
-            let mut result = Ok(());
-            for (want, run) in runs.iter().enumerate() {
-                let blobs = loop {
-                    if let Some(blobs) = early.remove(&want) {
-                        break blobs;
-                    }
-                    match done_rx.recv() {
-                        Ok((i, blobs)) => {
-                            early.insert(i, blobs);
-                        }
-                        Err(_) => {
-                            break Err(RepositoryError::Corrupt {
-                                what: format!("blob {}", ids[run.start]),
-                                reason: "the reader threads stopped".into(),
-                            });
-                        }
-                    }
-                };
-                let written = blobs
+            drop(todo);
+            let readers = BlobReaders { jobs };
+            work(&readers)
+        })
+    }
+
+    /// Reads the blobs `ids` (of `kind`) in order and hands each checked plaintext to `sink`.
+    /// Blobs stored back to back are fetched together (one request per run: remote backends
+    /// answer each request with a delay, whatever its size); a run spans at most
+    /// [`RUN_BYTES`] of its pack and of plaintext, and at most an eighth of `budget`. The
+    /// `readers` fetch, decrypt and check up to [`READ_AHEAD`] next runs while `sink` writes.
+    /// Each run takes its bytes (read plus plaintext) from `budget` before it is fetched and
+    /// gives them back once `sink` has taken its blobs, so callers that share one budget hold
+    /// at most its capacity of pack data between them (one run larger than the budget goes
+    /// alone). Only the run `sink` needs next waits for the budget, and then this call holds
+    /// none of it: callers sharing a budget never wait for each other in a cycle. A file of
+    /// one run is read on the calling thread.
+    pub fn read_in_order_within<E>(
+        &self,
+        ids: &[Id],
+        kind: BlobKind,
+        budget: &MemoryBudget,
+        readers: &BlobReaders,
+        mut sink: impl FnMut(Vec<u8>) -> Result<(), E>,
+        from_repo: impl Fn(RepositoryError) -> E,
+    ) -> Result<(), E> {
+        let max_run = (budget.capacity() / (2 * READ_AHEAD as u64)).clamp(1, RUN_BYTES);
+        let runs = self.adjacent_runs(ids, max_run);
+        let costs: Vec<u64> = runs
+            .iter()
+            .map(|run| budget.cost(self.run_bytes(&ids[run.clone()])))
+            .collect();
+        if runs.len() <= 1 {
+            for (run, &cost) in runs.iter().zip(&costs) {
+                budget.take(cost);
+                let written = self
+                    .read_blob_run(&ids[run.clone()], kind)
                     .map_err(&from_repo)
                     .and_then(|blobs| blobs.into_iter().try_for_each(&mut sink));
-                if let Err(e) = written {
-                    result = Err(e);
+                budget.give_back(cost);
+                written?;
+            }
+            return Ok(());
+        }
+        // The runs handed to the readers, in order, each with where its result arrives.
+        let mut pending: VecDeque<Receiver<RunResult>> = VecDeque::new();
+        let (mut sent, mut held) = (0, 0u64);
+        let mut result = Ok(());
+        for want in 0..runs.len() {
+            // Hand out the next runs while the budget has room for them; wait for it only for
+            // the run needed now, when every run before it is written and given back.
+            while sent < runs.len() && sent < want + READ_AHEAD {
+                let cost = costs[sent];
+                if sent == want {
+                    budget.take(cost);
+                } else if !budget.try_take(cost) {
                     break;
                 }
-                let _ = ticket_tx.send(());
+                held += cost;
+                let (done, answer) = bounded(1);
+                let job = ReadJob {
+                    ids: ids[runs[sent].clone()].to_vec(),
+                    kind,
+                    done,
+                };
+                // If the readers stopped, the job is dropped and `recv` below reports it.
+                let _ = readers.jobs.send(job);
+                pending.push_back(answer);
+                sent += 1;
             }
-            // Stop the readers: no more tickets, and nobody takes their results.
-            drop(ticket_tx);
-            drop(done_rx);
-            result
-        })
+            let blobs = pending
+                .pop_front()
+                .and_then(|answer| answer.recv().ok())
+                .unwrap_or_else(|| {
+                    Err(RepositoryError::Corrupt {
+                        what: format!("blob {}", ids[runs[want].start]),
+                        reason: "the reader threads stopped".into(),
+                    })
+                });
+            let written = blobs
+                .map_err(&from_repo)
+                .and_then(|blobs| blobs.into_iter().try_for_each(&mut sink));
+            held -= costs[want];
+            budget.give_back(costs[want]);
+            if let Err(e) = written {
+                result = Err(e);
+                break;
+            }
+        }
+        // After an error, runs handed out may still be read: their bytes stay held until the
+        // readers are done with them.
+        for answer in pending {
+            let _ = answer.recv();
+        }
+        budget.give_back(held);
+        result
+    }
+
+    /// Bytes a run of blobs costs while it is held: its span in the pack plus its plaintext.
+    fn run_bytes(&self, ids: &[Id]) -> u64 {
+        let located = || ids.iter().filter_map(|id| self.index.get(id));
+        let start = located().map(|l| l.entry.offset).min().unwrap_or(0);
+        let end = located()
+            .map(|l| l.entry.offset + u64::from(l.entry.length))
+            .max()
+            .unwrap_or(0);
+        let plaintext: u64 = located().map(|l| u64::from(l.entry.raw_length)).sum();
+        end.saturating_sub(start) + plaintext
     }
 
     /// Reads and parses a tree blob.

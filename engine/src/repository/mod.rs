@@ -26,7 +26,7 @@ mod error;
 mod indexed;
 
 pub use error::RepositoryError;
-pub use indexed::IndexedRepository;
+pub use indexed::{BlobReaders, IndexedRepository, READ_AHEAD};
 
 /// Fewest characters a new repository password may have. Key files stretch it with Argon2id,
 /// which slows each guess but cannot save a password that is short enough to try them all.
