@@ -36,12 +36,18 @@ pub(crate) fn process_is_root() -> bool {
     fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
 }
 
-fn chown(path: &Path, owner: RepositoryOwner) -> std::io::Result<()> {
-    let (uid, gid) = (
+/// Hands directory `path`, just created, to `owner` (never following a symlink put there since).
+fn chown_dir(path: &Path, owner: RepositoryOwner) -> std::io::Result<()> {
+    let (uid, gid) = ids(owner);
+    let flags = rustix::fs::AtFlags::SYMLINK_NOFOLLOW;
+    Ok(rustix::fs::chownat(rustix::fs::CWD, path, Some(uid), Some(gid), flags)?)
+}
+
+fn ids(owner: RepositoryOwner) -> (rustix::fs::Uid, rustix::fs::Gid) {
+    (
         rustix::fs::Uid::from_raw(owner.uid),
         rustix::fs::Gid::from_raw(owner.gid),
-    );
-    Ok(rustix::fs::chown(path, Some(uid), Some(gid))?)
+    )
 }
 
 impl LocalBackend {
@@ -70,7 +76,7 @@ impl LocalBackend {
         let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.is_dir()).collect();
         for d in missing.into_iter().rev() {
             match fs::create_dir(d) {
-                Ok(()) => chown(d, owner)?,
+                Ok(()) => chown_dir(d, owner)?,
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
             }
@@ -149,7 +155,8 @@ impl LocalBackend {
         let result = (|| {
             let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             if let Some(owner) = self.owner {
-                chown(&tmp, owner)?;
+                let (uid, gid) = ids(owner);
+                rustix::fs::fchown(&file, Some(uid), Some(gid))?;
             }
             fill(&mut file)?;
             file.sync_all()?;
