@@ -10,6 +10,7 @@
 )]
 
 pub mod backup_job;
+pub mod cluster_storage_group;
 pub mod common;
 pub mod restore_request;
 pub mod schedule;
@@ -21,6 +22,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use backup_job::{BackupJob, BackupJobSpec, BackupJobStatus};
+pub use cluster_storage_group::{ClusterStorageGroup, ClusterStorageGroupSpec, ClusterStorageGroupStatus};
 pub use common::{GROUP, VERSION};
 pub use restore_request::{RestoreRequest, RestoreRequestSpec, RestoreRequestStatus};
 pub use schedule::{Schedule, ScheduleSpec, ScheduleStatus};
@@ -32,6 +34,7 @@ pub use volume_restore_source::{VolumeRestoreSource, VolumeRestoreSourceSpec, Vo
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![
         StorageGroup::crd(),
+        ClusterStorageGroup::crd(),
         BackupJob::crd(),
         Schedule::crd(),
         RestoreRequest::crd(),

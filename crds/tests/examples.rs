@@ -5,7 +5,9 @@
 
 mod support;
 
-use hort_crds::{BackupJob, RestoreRequest, Schedule, StorageGroup, Verification, VolumeRestoreSource};
+use hort_crds::{
+    BackupJob, ClusterStorageGroup, RestoreRequest, Schedule, StorageGroup, Verification, VolumeRestoreSource,
+};
 use std::collections::BTreeSet;
 
 #[test]
@@ -74,12 +76,17 @@ fn every_example_parses_into_the_typed_api() {
                     let _: VolumeRestoreSource = serde_json::from_value(value).unwrap_or_else(|e| panic!("{at}: {e}"));
                     covered.insert("kind:VolumeRestoreSource".into());
                 }
+                "ClusterStorageGroup" => {
+                    let _: ClusterStorageGroup = serde_json::from_value(value).unwrap_or_else(|e| panic!("{at}: {e}"));
+                    covered.insert("kind:ClusterStorageGroup".into());
+                }
                 "Secret" | "PersistentVolumeClaim" | "Deployment" => {}
                 other => panic!("{at}: unexpected kind {other:?} in examples/"),
             }
         }
     }
     let wanted = [
+        "kind:ClusterStorageGroup",
         "kind:Schedule",
         "kind:VolumeRestoreSource",
         "source:Postgres",

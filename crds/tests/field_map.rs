@@ -15,8 +15,9 @@ const UNTESTED: &str = "UNTESTED:";
 /// Prefix of an entry that reuses another field's entry.
 const SAME_AS: &str = "= ";
 /// The kinds whose spec fields are mapped, with their generated CRD files.
-const KINDS: [(&str, &str); 6] = [
+const KINDS: [(&str, &str); 7] = [
     ("StorageGroup", "storagegroups.hort.dev.yaml"),
+    ("ClusterStorageGroup", "clusterstoragegroups.hort.dev.yaml"),
     ("BackupJob", "backupjobs.hort.dev.yaml"),
     ("Schedule", "schedules.hort.dev.yaml"),
     ("RestoreRequest", "restorerequests.hort.dev.yaml"),

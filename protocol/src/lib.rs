@@ -11,6 +11,7 @@
 //! - [`report`]: the reports the agent leaves in its termination message, and its progress lines;
 //! - [`exit`]: the agent's exit codes;
 //! - [`period`]: the calendar periods of retention rules;
+//! - [`tenant`]: a namespace's repository inside a storage group shared by many;
 //! - [`units`]: how sizes are shown to people;
 //! - [`PROTOCOL_VERSION`]: checked by both sides.
 //!
@@ -26,6 +27,7 @@ pub mod location;
 pub mod owner;
 pub mod period;
 pub mod report;
+pub mod tenant;
 pub mod units;
 
 pub use bandwidth::BytesPerSecond;

@@ -1,0 +1,105 @@
+//! `ClusterStorageGroup`: a StorageGroup of the operator's namespace shared with many
+//! namespaces, each of which gets a repository of its own inside the group's targets.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{DNS_SUBDOMAIN, SECRET_KEY};
+
+/// A StorageGroup of the operator's namespace shared with the namespaces `allowedNamespaces`
+/// selects. Each of them gets a repository of its own under `tenants/<namespace>/` of every
+/// target, opened with a password derived from `tenantKeySecretRef`; tenants never see the
+/// group's credentials or each other's data.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "hort.dev",
+    version = "v1alpha1",
+    kind = "ClusterStorageGroup",
+    doc = "A StorageGroup of the operator's namespace shared with the namespaces allowedNamespaces selects, each with a repository of its own under tenants/<namespace>/.",
+    status = "ClusterStorageGroupStatus",
+    shortname = "hcsg",
+    category = "hort",
+    printcolumn(name = "StorageGroup", type_ = "string", json_path = ".spec.storageGroupRef.name"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Tenants", type_ = "integer", json_path = ".status.tenantCount"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStorageGroupSpec {
+    /// The StorageGroup, in the operator's namespace, whose targets hold the tenants'
+    /// repositories. Its checks, target health, strategy and bandwidth limits apply to every
+    /// tenant; its own repository (at the root of the targets) is not shared.
+    pub storage_group_ref: OperatorObjectRef,
+    /// The namespaces that may use this group, by their labels (`{}`: every namespace).
+    /// Each selected namespace gets its repository; a namespace that stops matching keeps
+    /// its repository (nothing is deleted) but gets no new one.
+    pub allowed_namespaces: LabelSelector,
+    /// The Secret, in the operator's namespace, whose key holds the tenant root secret: at
+    /// least 32 bytes, e.g. `openssl rand -hex 32`. Each namespace's repository password is
+    /// derived from it (`hort_protocol::tenant::password`), so this one Secret and the
+    /// targets' credentials restore every tenant after a disaster. Changing it makes every
+    /// tenant repository unreadable: keep it like a repository password. Its owner marks it
+    /// usable by Hort (label `hort.dev/usable: "true"`) like any other Secret.
+    pub tenant_key_secret_ref: OperatorSecretKeyRef,
+}
+
+/// An object of the operator's namespace, by name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperatorObjectRef {
+    /// Name of the object, in the operator's namespace.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
+    pub name: String,
+}
+
+/// One key of a Secret in the operator's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperatorSecretKeyRef {
+    /// Name of the Secret, in the operator's namespace.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
+    pub name: String,
+    /// Key inside the Secret's data.
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_KEY))]
+    pub key: String,
+}
+
+/// Observed state of a ClusterStorageGroup.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStorageGroupStatus {
+    /// The generation of the spec the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Number of namespaces that have a repository in the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_count: Option<u32>,
+    /// One entry per namespace `allowedNamespaces` selected, in name order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<TenantStatus>,
+    /// `Ready` is True when the StorageGroup is Ready and every selected namespace has its
+    /// repository; False names the StorageGroup, Secret or namespace that is not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// One namespace's repository in a ClusterStorageGroup.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantStatus {
+    /// The namespace.
+    pub namespace: String,
+    /// Identifier of the namespace's repository once created. Recorded once: a later check
+    /// that finds another repository (or none) fails and never creates a second one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_id: Option<String>,
+    /// Why the namespace has no repository yet, or why its last check failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
