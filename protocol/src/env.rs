@@ -26,6 +26,16 @@ pub const LIMIT_DOWNLOAD: &str = "HORT_LIMIT_DOWNLOAD";
 /// location (a projected ServiceAccount token; read again for every request, since the kubelet
 /// replaces it before it expires).
 pub const STORE_TOKEN_FILE: &str = "HORT_STORE_TOKEN_FILE";
+/// A namespace whose own repository inside a shared group the agent opens
+/// ([`crate::tenant`]): `tenants/<namespace>` is added to every location of [`REPOSITORY`],
+/// and the password is derived from [`TENANT_ROOT_SECRET`] (or [`TENANT_ROOT_SECRET_FILE`])
+/// instead of read from [`PASSWORD`]. Used by the operator's tenant repository checks and by
+/// the CLI after a disaster; tenants' own pods reach their repository through `hort-store`.
+pub const TENANT: &str = "HORT_TENANT";
+/// The tenant root secret of a shared group (with [`TENANT`]).
+pub const TENANT_ROOT_SECRET: &str = "HORT_TENANT_ROOT_SECRET";
+/// A file holding the tenant root secret (the CLI's form of [`TENANT_ROOT_SECRET`]).
+pub const TENANT_ROOT_SECRET_FILE: &str = "HORT_TENANT_ROOT_SECRET_FILE";
 /// The repository password.
 pub const PASSWORD: &str = "HORT_PASSWORD";
 /// A file holding the repository password (the agent's command line; the operator uses
