@@ -28,6 +28,9 @@ pub struct Context {
     pub recorder: Recorder,
     /// How agent pods are run.
     pub agent: AgentSettings,
+    /// The operator's own namespace: where the StorageGroups a ClusterStorageGroup shares,
+    /// their tenant root secrets and the tenant check pods are.
+    pub operator_namespace: String,
     /// Retry delays of objects whose reconciles fail.
     pub backoff: Arc<Backoff>,
     /// BackupJob hooks running outside the reconcile loop; they end when the last clone of
@@ -36,8 +39,16 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context whose events are reported as coming from `instance` (the pod name).
-    pub fn new(client: Client, metrics: Metrics, clock: Clock, agent: AgentSettings, instance: Option<String>) -> Self {
+    /// A context of an operator running in `operator_namespace` whose events are reported as
+    /// coming from `instance` (the pod name).
+    pub fn new(
+        client: Client,
+        metrics: Metrics,
+        clock: Clock,
+        agent: AgentSettings,
+        operator_namespace: String,
+        instance: Option<String>,
+    ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance,
@@ -48,6 +59,7 @@ impl Context {
             metrics,
             clock,
             agent,
+            operator_namespace,
             backoff: Arc::default(),
             hook_runs: Arc::new(BackupHookRuns::new(RUNS_PER_NAMESPACE, RUNS_IN_ALL)),
         }

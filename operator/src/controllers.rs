@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use hort_crds::restore_request::RestoreSource;
-use hort_crds::{BackupJob, RestoreRequest, Schedule, StorageGroup, Verification};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use hort_crds::{BackupJob, ClusterStorageGroup, RestoreRequest, Schedule, StorageGroup, Verification};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use crate::agent::Role;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::{backup_job, finalizer, restore_request, schedule, storage_group, verification};
+use crate::{backup_job, cluster_storage_group, finalizer, restore_request, schedule, storage_group, verification};
 
 /// The label selector of the agent pods the operator creates: it never sees other pods.
 pub(crate) const AGENT_PODS: &str = "app.kubernetes.io/managed-by=hort-operator";
@@ -75,7 +75,8 @@ impl Scope {
 }
 
 /// Runs every controller until a shutdown signal arrives, reconciling at most `concurrency`
-/// objects of each kind at a time.
+/// objects of each kind at a time. ClusterStorageGroups are reconciled only with
+/// [`Scope::Cluster`] ([`cluster_storage_groups`]).
 pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
     let client = ctx.client.clone();
     let config = watcher::Config::default;
@@ -148,10 +149,78 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
             None => std::future::pending().await,
         }
     };
+    let shared = async {
+        if let Scope::Cluster = scope {
+            cluster_storage_groups(ctx.clone(), concurrency).await
+        }
+    };
     tokio::select! {
-        _ = async { tokio::join!(groups, jobs, schedules, restores, verifications) } => {}
+        _ = async { tokio::join!(groups, jobs, schedules, restores, verifications, shared) } => {}
         () = node_slots => {}
     }
+}
+
+/// Runs the ClusterStorageGroup controller until a shutdown signal arrives. Only for an
+/// operator that watches the whole cluster: it reads Namespaces and writes Secrets in the
+/// tenant namespaces. A group is reconciled again when a Namespace changes that it selects
+/// (or did), when its StorageGroup in the operator's namespace changes, and when one of its
+/// tenant check pods there does. Namespaces are watched by metadata only.
+pub async fn cluster_storage_groups(ctx: Arc<Context>, concurrency: u16) {
+    let client = &ctx.client;
+    let operator = ctx.operator_namespace.as_str();
+    let config = watcher::Config::default;
+    let controller = cached(Api::<ClusterStorageGroup>::all(client.clone()))
+        .with_config(controller::Config::default().concurrency(concurrency));
+    let (by_namespace, by_group, by_pod) = (controller.store(), controller.store(), controller.store());
+    let namespaces = watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), config()).touched_objects();
+    let check_pods = format!("{AGENT_PODS},{}={}", crate::agent::ROLE_LABEL, Role::Check.as_str());
+    controller
+        .watches_stream(namespaces, move |ns: PartialObjectMeta<Namespace>| {
+            let labels = ns.metadata.labels.clone().unwrap_or_default();
+            let name = ns.name_any();
+            by_namespace
+                .state()
+                .into_iter()
+                .filter(|g| cluster_storage_group::concerns(g, &name, &labels))
+                .map(|g| ObjectRef::from_obj(&*g))
+                .collect::<Vec<_>>()
+        })
+        .watches(
+            Api::<StorageGroup>::namespaced(client.clone(), operator),
+            config(),
+            move |changed: StorageGroup| {
+                let name = changed.name_any();
+                by_group
+                    .state()
+                    .into_iter()
+                    .filter(|g| g.spec.storage_group_ref.name == name)
+                    .map(|g| ObjectRef::from_obj(&*g))
+                    .collect::<Vec<_>>()
+            },
+        )
+        // Not `owns`: it would look for the owner in the pod's namespace, and a
+        // ClusterStorageGroup has none.
+        .watches(
+            Api::<Pod>::namespaced(client.clone(), operator),
+            config().labels(&check_pods),
+            move |pod: Pod| {
+                let groups = by_pod.state();
+                pod.owner_references()
+                    .iter()
+                    .filter(|o| o.kind == ClusterStorageGroup::kind(&()))
+                    .filter_map(|o| groups.iter().find(|g| g.uid().as_deref() == Some(o.uid.as_str())))
+                    .map(|g| ObjectRef::from_obj(&**g))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .shutdown_on_signal()
+        .run(
+            |obj, ctx| instrumented(key(&*obj), ctx.clone(), cluster_storage_group::reconcile(obj, ctx)),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {})
+        .await
 }
 
 /// A kind that reads a snapshot of a group: RestoreRequest and Verification.

@@ -1,11 +1,13 @@
 //! `hort-operator`: kube-runtime controllers that reconcile Hort's custom resources
-//! (`StorageGroup`, `BackupJob`, `Schedule`, `RestoreRequest`, `Verification`) into agent pods.
+//! (`StorageGroup`, `BackupJob`, `Schedule`, `RestoreRequest`, `Verification`, and in
+//! whole-cluster mode `ClusterStorageGroup`) into agent pods.
 
 pub mod agent;
 pub mod backoff;
 pub mod backup_hooks;
 pub mod backup_job;
 pub mod clock;
+pub mod cluster_storage_group;
 pub mod conditions;
 pub mod context;
 pub mod controllers;

@@ -59,7 +59,8 @@ struct Args {
     /// Run without leader election (only safe with a single replica).
     #[arg(long, env = "HORT_NO_LEADER_ELECTION")]
     no_leader_election: bool,
-    /// Namespace of the leader-election Lease (the operator's own namespace).
+    /// The operator's own namespace: of the leader-election Lease, and of the StorageGroups,
+    /// tenant root secrets and tenant check pods of ClusterStorageGroups.
     #[arg(long, env = "POD_NAMESPACE", default_value = "hort-system")]
     lease_namespace: String,
     /// This replica's identity in the Lease (its pod name).
@@ -171,7 +172,7 @@ async fn main() -> anyhow::Result<()> {
     let elector = LeaderElector::new(
         &client,
         LeaseConfig {
-            namespace: args.lease_namespace,
+            namespace: args.lease_namespace.clone(),
             name: "hort-operator-leader".into(),
             identity: identity.clone(),
             lease_duration: Duration::from_secs(15),
@@ -185,7 +186,14 @@ async fn main() -> anyhow::Result<()> {
         elector.acquire().await;
     }
     tracing::info!(?scope, "starting controllers");
-    let ctx = Arc::new(Context::new(client, metrics, Clock::System, agent, Some(identity)));
+    let ctx = Arc::new(Context::new(
+        client,
+        metrics,
+        Clock::System,
+        agent,
+        args.lease_namespace,
+        Some(identity),
+    ));
     let keep_leading = async {
         if args.no_leader_election {
             std::future::pending::<()>().await

@@ -39,7 +39,7 @@ pub const S3_CREDENTIAL_KEYS: [&str; 2] = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCE
 /// Label on check pods: the group generation they check.
 pub const GENERATION_LABEL: &str = "hort.dev/generation";
 /// Seconds a check pod may run.
-const CHECK_DEADLINE_SECONDS: i64 = 300;
+pub(crate) const CHECK_DEADLINE_SECONDS: i64 = 300;
 
 /// Reconciles one StorageGroup: resolves its references, runs a check pod (which also
 /// initialises the repository) when the last check is older than `checkIntervalSeconds` or
@@ -296,7 +296,7 @@ fn pod_generation(pod: &Pod) -> Option<i64> {
 /// target answers and none holds a repository), so a check never splits a group. A `Mirror`
 /// group's check also copies to each target what it lacks (after an outage, or a target
 /// added later).
-fn check_command(recorded: Option<String>, strategy: Strategy, rotate_key: bool) -> AgentCommand {
+pub(crate) fn check_command(recorded: Option<String>, strategy: Strategy, rotate_key: bool) -> AgentCommand {
     AgentCommand::Check {
         init: recorded.is_none(),
         resync: recorded.is_some() && strategy == Strategy::Mirror,

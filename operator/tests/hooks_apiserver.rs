@@ -180,7 +180,14 @@ impl TestEnv {
     fn restart_controllers(&mut self) {
         self.base.controllers.abort();
         let metrics = self.base.metrics.clone();
-        let ctx = Context::new(self.base.client.clone(), metrics, Clock::System, agent_settings(), None);
+        let ctx = Context::new(
+            self.base.client.clone(),
+            metrics,
+            Clock::System,
+            agent_settings(),
+            self.base.ns.clone(),
+            None,
+        );
         let scope = Scope::Namespace(self.base.ns.clone());
         self.base.controllers = tokio::spawn(controllers::run(Arc::new(ctx), scope, 4));
     }

@@ -48,6 +48,7 @@ impl PopulatorEnv {
             env.metrics.clone(),
             Clock::System,
             agent_settings(),
+            env.ns.clone(),
             None,
         );
         let populator = tokio::spawn(populator::run(Arc::new(ctx), Scope::Namespace(env.ns.clone()), 4));

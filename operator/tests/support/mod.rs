@@ -243,7 +243,14 @@ impl TestEnv {
         )
         .await;
         let metrics = Metrics::new();
-        let ctx = Context::new(client.clone(), metrics.clone(), clock, agent_settings(), None);
+        let ctx = Context::new(
+            client.clone(),
+            metrics.clone(),
+            clock,
+            agent_settings(),
+            ns.clone(),
+            None,
+        );
         let controllers = tokio::spawn(controllers::run(Arc::new(ctx), Scope::Namespace(ns.clone()), 4));
         Self {
             client,
