@@ -14,7 +14,8 @@
 #   next steps of each mode;
 # - on the API server: the users' ClusterRoles are aggregated into view, edit and admin; a user
 #   bound to `view` in a namespace may read Hort's objects there and not write them, `edit` and
-#   `admin` may write them, nobody may write their status, and nothing reaches another namespace.
+#   `admin` may write them, nobody may write their status, nothing reaches another namespace,
+#   and none of them reaches ClusterStorageGroups.
 #   Needs a control plane whose cluster-wide objects a test may create (the one scripts/test.sh
 #   starts, or kind-tests/cluster.sh up --control-plane-only); what it creates is removed at exit.
 set -euo pipefail
@@ -199,6 +200,8 @@ EXPECTED="$(
     for verb in get create; do
       for r in "${KINDS[@]}"; do echo "$user $NS_B $verb $r false"; done
     done
+    # A ClusterStorageGroup is for cluster administrators only.
+    for verb in get list create patch delete; do echo "$user $NS_A $verb clusterstoragegroups false"; done
   done
 )"
 GOT="$(cut -d' ' -f1-4 <<<"$EXPECTED" | review)"
@@ -206,4 +209,4 @@ if [[ "$GOT" != "$EXPECTED" ]]; then
   diff <(echo "$EXPECTED") <(echo "$GOT") | sed 's/^/    /' >&2
   fail "SubjectAccessReviews differ from what the roles promise (< want, > got)"
 fi
-pass "$(wc -l <<<"$GOT") SubjectAccessReviews: view, edit and admin in $NS_A get, list, watch Hort's kinds and their status; edit and admin also create, update, patch, delete; view does not; nobody writes status; nothing in $NS_B"
+pass "$(wc -l <<<"$GOT") SubjectAccessReviews: view, edit and admin in $NS_A get, list, watch Hort's kinds and their status; edit and admin also create, update, patch, delete; view does not; nobody writes status; nothing in $NS_B; no ClusterStorageGroups"

@@ -12,6 +12,13 @@ use crate::common::{DNS_SUBDOMAIN, SECRET_KEY};
 /// selects. Each of them gets a repository of its own under `tenants/<namespace>/` of every
 /// target, opened with a password derived from `tenantKeySecretRef`; tenants never see the
 /// group's credentials or each other's data.
+///
+/// Reconciled only by an operator that watches the whole cluster: with
+/// `HORT_WATCH_NAMESPACE` (the chart's `operator.watchNamespace`) the controller is not
+/// started and these objects get no status. For each selected namespace the operator writes
+/// a Secret `hort-tenant-<group name>` into that namespace (key `password`: the namespace's
+/// repository password, owned by the group) and creates the namespace's repository with a
+/// check pod in the operator's namespace; at most 4 such check pods of a group run at once.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "hort.dev",
@@ -36,16 +43,21 @@ pub struct ClusterStorageGroupSpec {
     /// repositories. Its checks, target health, strategy and bandwidth limits apply to every
     /// tenant; its own repository (at the root of the targets) is not shared.
     pub storage_group_ref: OperatorObjectRef,
-    /// The namespaces that may use this group, by their labels (`{}`: every namespace).
-    /// Each selected namespace gets its repository; a namespace that stops matching keeps
-    /// its repository (nothing is deleted) but gets no new one.
+    /// The namespaces that may use this group, by their labels (`{}`: every namespace;
+    /// namespaces being deleted are left out). Each selected namespace gets its repository
+    /// and its password Secret `hort-tenant-<group name>`. A namespace that stops matching
+    /// keeps its repository (nothing in the storage is deleted) but leaves
+    /// `status.tenants`, and the operator deletes its password Secret (it is derived again
+    /// should the namespace match again; its repository is then found, not created anew).
     pub allowed_namespaces: LabelSelector,
     /// The Secret, in the operator's namespace, whose key holds the tenant root secret: at
     /// least 32 bytes, e.g. `openssl rand -hex 32`. Each namespace's repository password is
     /// derived from it (`hort_protocol::tenant::password`), so this one Secret and the
     /// targets' credentials restore every tenant after a disaster. Changing it makes every
     /// tenant repository unreadable: keep it like a repository password. Its owner marks it
-    /// usable by Hort (label `hort.dev/usable: "true"`) like any other Secret.
+    /// usable by Hort (label `hort.dev/usable: "true"`) like any other Secret. Secrets are
+    /// not watched: a change to this one is seen at the group's next reconcile (a change of
+    /// the group, a namespace or the StorageGroup, or the periodic one).
     pub tenant_key_secret_ref: OperatorSecretKeyRef,
 }
 
@@ -77,14 +89,17 @@ pub struct ClusterStorageGroupStatus {
     /// The generation of the spec the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Number of namespaces that have a repository in the group.
+    /// Number of selected namespaces whose repository is recorded (`tenants[].repositoryId`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_count: Option<u32>,
     /// One entry per namespace `allowedNamespaces` selected, in name order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tenants: Vec<TenantStatus>,
     /// `Ready` is True when the StorageGroup is Ready and every selected namespace has its
-    /// repository; False names the StorageGroup, Secret or namespace that is not.
+    /// repository, its newest check passed and its password Secret is written; False names
+    /// the StorageGroup, Secret or namespaces that are not (reasons `StorageGroupNotFound`,
+    /// `StorageGroupNotReady`, `ReferenceNotFound`, `ReferenceNotUsable`, `TenantKeyInvalid`,
+    /// `InvalidSelector`, `TenantsPending`, `TenantFailed`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
@@ -96,7 +111,9 @@ pub struct TenantStatus {
     /// The namespace.
     pub namespace: String,
     /// Identifier of the namespace's repository once created. Recorded once: a later check
-    /// that finds another repository (or none) fails and never creates a second one.
+    /// that finds another repository (or none) fails and never creates a second one. Each
+    /// repository is checked again after the StorageGroup's `checkIntervalSeconds` (a failed
+    /// check after a minute, if that is sooner).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository_id: Option<String>,
     /// Why the namespace has no repository yet, or why its last check failed.

@@ -141,7 +141,8 @@ async fn each_selected_namespace_gets_its_repository_once_and_its_password_secre
         &groups,
         json!({"apiVersion": "hort.dev/v1alpha1", "kind": "ClusterStorageGroup", "metadata": {"name": name},
                "spec": {"storageGroupRef": {"name": "s3"},
-                        "allowedNamespaces": {"matchExpressions": [{"key": label, "operator": "In", "values": ["yes"]}]},
+                        "allowedNamespaces": {"matchLabels": {&label: "yes"},
+                                              "matchExpressions": [{"key": label, "operator": "In", "values": ["yes"]}]},
                         "tenantKeySecretRef": {"name": "tenant-root", "key": "secret"}}}),
     )
     .await;
@@ -200,11 +201,14 @@ async fn each_selected_namespace_gets_its_repository_once_and_its_password_secre
     // The next check of a recorded repository names it and never creates one.
     let first = tenant_pods(&pods, &a, 1).await.remove(0);
     pods.delete(&first.name_any(), &DeleteParams::default()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + support::WAIT;
     let again = loop {
         let found = tenant_pods(&pods, &a, 1).await.remove(0);
-        if found.name_any() != first.name_any() {
+        // By uid: a check started within the same second has the same name.
+        if found.uid() != first.uid() {
             break found;
         }
+        assert!(tokio::time::Instant::now() < deadline, "no second check of {a}");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     assert!(
@@ -214,6 +218,9 @@ async fn each_selected_namespace_gets_its_repository_once_and_its_password_secre
     );
     assert!(!args(&again).contains(&"--init".to_string()));
     finish_pod(&pods, &again.name_any(), 0, &encode(&healthy_check("ra"))).await;
+    // Let the reconcile that check started pass: then only the Namespace watch can notice
+    // the relabelling below before the next periodic reconcile (minutes away).
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
 
     // Relabelling: c joins (its Secret and a check appear), b leaves (its entry and Secret go).
     let join = json!({"metadata": {"labels": {&label: "yes"}}});
@@ -268,6 +275,21 @@ async fn each_selected_namespace_gets_its_repository_once_and_its_password_secre
     wait_for(&groups, &name, "Ready False for the unmarked key", |g| {
         ready(g).is_some_and(|(s, r, m)| {
             s == "False" && r == "ReferenceNotUsable" && m.contains("\"tenant-root\" (spec.tenantKeySecretRef)")
+        })
+    })
+    .await;
+
+    // A StorageGroup that is not there is named.
+    let elsewhere = json!({"spec": {"storageGroupRef": {"name": "missing"}}});
+    groups
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&elsewhere))
+        .await
+        .unwrap();
+    wait_for(&groups, &name, "Ready False for the missing StorageGroup", |g| {
+        ready(g).is_some_and(|(s, r, m)| {
+            s == "False"
+                && r == "StorageGroupNotFound"
+                && m.contains("StorageGroup \"missing\" (spec.storageGroupRef.name)")
         })
     })
     .await;

@@ -54,6 +54,43 @@ pub const ALLOWED: &[Allowed] = &[
                  on that create.",
     },
     Allowed {
+        group: "hort.dev",
+        resources: &["clusterstoragegroups/finalizers"],
+        verb: "update",
+        reason: "a ClusterStorageGroup's tenant check pods and password Secrets carry a \
+                 controller owner reference with blockOwnerDeletion \
+                 (operator/src/cluster_storage_group/build.rs); OwnerReferencesPermissionEnforcement \
+                 checks update on the group's finalizers inside those create requests.",
+    },
+    Allowed {
+        group: "hort.dev",
+        resources: &["clusterstoragegroups"],
+        verb: "get",
+        reason: "the ClusterStorageGroup controller reads a group afresh at each reconcile \
+                 (operator/src/cluster_storage_group/mod.rs); no e2e case creates a group yet \
+                 (docs/design/shared-storage.md step 3 adds one), so the e2e operator only lists \
+                 and watches them. operator/tests/cluster_storage_group_apiserver.rs makes the \
+                 call against a real API server.",
+    },
+    Allowed {
+        group: "hort.dev",
+        resources: &["clusterstoragegroups/status"],
+        verb: "patch",
+        reason: "a ClusterStorageGroup's status is written by server-side apply \
+                 (operator/src/cluster_storage_group/mod.rs); no e2e case creates a group yet \
+                 (docs/design/shared-storage.md step 3 adds one). \
+                 operator/tests/cluster_storage_group_apiserver.rs makes the call.",
+    },
+    Allowed {
+        group: "",
+        resources: &["secrets"],
+        verb: "patch",
+        reason: "a ClusterStorageGroup writes each tenant's password Secret by server-side apply \
+                 (operator/src/cluster_storage_group/apply.rs); no e2e case creates a group yet \
+                 (docs/design/shared-storage.md step 3 adds one). \
+                 operator/tests/cluster_storage_group_apiserver.rs makes the call.",
+    },
+    Allowed {
         group: "",
         resources: &["persistentvolumeclaims/finalizers"],
         verb: "update",
