@@ -27,7 +27,7 @@ use tracing::info;
 use crate::backend::{BackendError, FileKind};
 use crate::backup_lock::{LiveBackups, LockTiming};
 use crate::id::Id;
-use crate::index::{self, Index, IndexFile, IndexPack};
+use crate::index::{self, IndexBuilder, IndexFile, IndexPack};
 use crate::pack::{self, BlobEntry, BlobKind, PackBuilder};
 use crate::prune_marker::{AAD, PruneMarker};
 use crate::repository::{IndexedRepository, Repository, RepositoryError};
@@ -163,14 +163,19 @@ pub fn collect_garbage(repo: Repository, options: PruneOptions) -> Result<PruneR
         markers.push((name, marker));
     }
     // Trees of new snapshots may live in condemned packs: look there too.
-    let mut lookup = Index::default();
+    let spool_dir = repo.spool_dir().to_path_buf();
+    let spool = |source| RepositoryError::IndexSpool {
+        dir: spool_dir.clone(),
+        source,
+    };
+    let mut lookup = IndexBuilder::new(repo.spool_dir());
     for pack in current.values() {
-        lookup.add_pack(pack);
+        lookup.add_pack(pack).map_err(spool)?;
     }
     for pack in markers.iter().flat_map(|(_, m)| m.packs.iter()) {
-        lookup.add_condemned_pack(pack);
+        lookup.add_condemned_pack(pack).map_err(spool)?;
     }
-    let repo = repo.with_index(lookup);
+    let repo = repo.with_index(lookup.finish().map_err(spool)?);
     let used = referenced_blobs(&repo)?;
     let indexed_blobs: HashSet<Id> = current.values().flat_map(|p| p.blobs.iter().map(|b| b.id)).collect();
     let stored: HashSet<Id> = repo

@@ -114,6 +114,16 @@ pub enum RepositoryError {
     /// Several snapshots match an id prefix.
     #[error("`{0}` matches several snapshots; give more digits")]
     AmbiguousSnapshot(String),
+    /// The index outgrew memory and its sorted file could not be written.
+    #[error(
+        "index too large for memory: cannot write its sorted file in the spool directory {dir}: {source} (set --spool-dir / HORT_SPOOL_DIR to a writable directory with room for 56 bytes a blob)"
+    )]
+    IndexSpool {
+        /// The spool directory.
+        dir: std::path::PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
 }
 
 impl RepositoryError {

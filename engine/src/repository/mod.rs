@@ -17,7 +17,7 @@ use crate::codec;
 use crate::config::{self, Config, FORMAT_VERSION};
 use crate::crypto::{self, Keys, MASTER_KEY_LEN};
 use crate::id::Id;
-use crate::index::{self, Index, IndexFile};
+use crate::index::{self, Index, IndexBuilder, IndexFile};
 use crate::keyfile::KdfParams;
 use crate::prune_marker::{self, PruneMarker};
 use crate::snapshot::{self, Snapshot};
@@ -283,23 +283,39 @@ impl Repository {
     }
 
     /// Loads every index file, and the packs condemned by prune markers as readable but not
-    /// for deduplication. Index files are read one at a time, so only the in-memory index
-    /// grows with the repository, not a copy of every file's entries.
+    /// for deduplication. Index files are read one at a time, so only the index grows with
+    /// the repository, not a copy of every file's entries; beyond [`index::MEMORY_BLOBS`]
+    /// blobs the index is sorted into a file in the spool directory instead of memory.
     pub fn load_index(self) -> Result<IndexedRepository, RepositoryError> {
-        let mut index = Index::default();
+        self.load_index_within(index::MEMORY_BLOBS)
+    }
+
+    /// [`Repository::load_index`] keeping at most `memory_blobs` blobs in memory.
+    pub fn load_index_within(self, memory_blobs: usize) -> Result<IndexedRepository, RepositoryError> {
+        let spool = |source| RepositoryError::IndexSpool {
+            dir: self.spool_dir.clone(),
+            source,
+        };
+        let mut index = IndexBuilder::with_memory_blobs(&self.spool_dir, memory_blobs);
         let names = self.backend.list(FileKind::Index)?;
         for name in &names {
             for pack in &self.index_file(name)?.packs {
-                index.add_pack(pack);
+                index.add_pack(pack).map_err(spool)?;
             }
         }
         for name in self.backend.list(FileKind::Prune)? {
             let marker: PruneMarker = self.read_sealed(FileKind::Prune, prune_marker::AAD, &name)?;
             for pack in &marker.packs {
-                index.add_condemned_pack(pack);
+                index.add_condemned_pack(pack).map_err(spool)?;
             }
         }
-        debug!(files = names.len(), blobs = index.len(), "index loaded");
+        let index = index.finish().map_err(spool)?;
+        debug!(
+            files = names.len(),
+            blobs = index.len(),
+            sorted_file = index.is_sorted_file(),
+            "index loaded"
+        );
         Ok(self.with_index(index))
     }
 
