@@ -10,8 +10,7 @@ use hort_engine::backend::group::Strategy;
 use hort_engine::backend::throttle::Throttle;
 use hort_engine::location::{self, GroupOptions, S3Defaults};
 use hort_protocol::Location;
-
-use crate::check::Namespace;
+use hort_protocol::tenant::{self, Namespace};
 
 /// Why a group's place for a namespace could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -47,8 +46,9 @@ impl Places {
                 problem: "a group needs at least one target".into(),
             });
         }
+        let probe = Namespace::parse("check").expect("a namespace name");
         for target in &targets {
-            within(target, "tenants/check")?;
+            within(target, &probe)?;
         }
         Ok(Self {
             targets,
@@ -64,11 +64,10 @@ impl Places {
         if let Some(backend) = self.lock().get(namespace) {
             return Ok(backend.clone());
         }
-        let prefix = namespace.prefix();
         let specs = self
             .targets
             .iter()
-            .map(|t| within(t, &prefix))
+            .map(|t| within(t, namespace))
             .collect::<Result<Vec<_>, _>>()?;
         let options = GroupOptions {
             strategy: Strategy::Mirror,
@@ -85,24 +84,16 @@ impl Places {
     }
 }
 
-/// `target` with `prefix` appended to its directory or S3 prefix.
-fn within(target: &str, prefix: &str) -> Result<String, PlaceError> {
+/// `target`'s location for `namespace` ([`tenant::location`], the same as an agent's with
+/// `HORT_TENANT`).
+fn within(target: &str, namespace: &Namespace) -> Result<String, PlaceError> {
     let error = |problem: String| PlaceError::Location {
         location: target.to_owned(),
         problem,
     };
-    let location = match target.parse::<Location>().map_err(|e| error(e.to_string()))? {
-        Location::Path(path) => Location::Path(format!("{}/{prefix}", path.trim_end_matches('/'))),
-        Location::S3(mut s3) => {
-            s3.prefix = match s3.prefix.as_str() {
-                "" => prefix.to_owned(),
-                outer => format!("{outer}/{prefix}"),
-            };
-            Location::S3(s3)
-        }
-        Location::Store(_) => return Err(error("a proxy cannot serve another proxy's group".into())),
-    };
-    Ok(location.to_string())
+    let location = target.parse::<Location>().map_err(|e| error(e.to_string()))?;
+    let inner = tenant::location(&location, namespace).map_err(|e| error(e.to_string()))?;
+    Ok(inner.to_string())
 }
 
 #[cfg(test)]
@@ -112,14 +103,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_namespace_gets_the_prefix_of_its_own_on_every_target() {
-        assert_eq!(within("/srv/hort/", "tenants/a").unwrap(), "/srv/hort/tenants/a");
-        assert_eq!(
-            within("s3://bucket/k8s?region=eu-west-1", "tenants/a").unwrap(),
-            "s3://bucket/k8s/tenants/a?region=eu-west-1"
-        );
-        assert_eq!(within("s3://bucket", "tenants/a").unwrap(), "s3://bucket/tenants/a");
-        assert!(within("hort+http://h:1/g", "tenants/a").is_err());
+    fn a_group_of_proxies_or_of_nothing_is_refused() {
+        let proxy = Places::new(vec!["hort+http://h:1/g".into()], S3Defaults::default());
+        assert!(proxy.err().unwrap().to_string().contains("hort+http://h:1/g"));
         assert!(Places::new(vec!["http://x".into()], S3Defaults::default()).is_err());
         assert!(Places::new(vec![], S3Defaults::default()).is_err());
     }

@@ -10,6 +10,7 @@ use hort_protocol::{BytesPerSecond, Strategy, env};
 
 use super::CliError;
 use super::args::GlobalArgs;
+use super::tenant;
 use crate::progress::Mode;
 use hort_engine::backend::group;
 use hort_engine::backend::throttle::{Limits, Throttle};
@@ -56,9 +57,17 @@ impl Context {
         self.global.json || !std::io::stdout().is_terminal()
     }
 
+    /// The locations of the repository: `--repo`, inside `--tenant`'s prefix if given.
+    fn locations(&self) -> Result<std::borrow::Cow<'_, [String]>, CliError> {
+        Ok(match tenant::namespace(self.global.tenant.as_deref())? {
+            Some(namespace) => tenant::locations(&self.global.repo, &namespace)?.into(),
+            None => self.global.repo.as_slice().into(),
+        })
+    }
+
     pub(super) fn backend(&self) -> Result<Arc<dyn hort_engine::backend::Backend>, CliError> {
         Ok(location::open(
-            &self.global.repo,
+            &self.locations()?,
             self.group_options(),
             &self.s3(),
             &self.throttle,
@@ -75,7 +84,7 @@ impl Context {
             )));
         }
         Ok(location::open_group(
-            &self.global.repo,
+            &self.locations()?,
             self.group_options(),
             &self.s3(),
             &self.throttle,
@@ -102,6 +111,14 @@ impl Context {
     }
 
     pub(super) fn password(&self) -> Result<Vec<u8>, CliError> {
+        if let Some(namespace) = tenant::namespace(self.global.tenant.as_deref())? {
+            let g = &self.global;
+            return Ok(tenant::password(
+                &namespace,
+                g.password_file.as_deref(),
+                g.tenant_root_secret_file.as_deref(),
+            )?);
+        }
         if let Some(file) = &self.global.password_file {
             let mut bytes =
                 std::fs::read(file).map_err(|e| CliError::Usage(format!("password file {}: {e}", file.display())))?;
