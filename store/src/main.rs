@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use hort_engine::location::S3Defaults;
+use hort_store::admission::ClusterStorageGroups;
 use hort_store::places::Places;
 use hort_store::review::TokenReviews;
 use hort_store::server::{Store, serve};
@@ -19,7 +20,8 @@ struct Args {
     /// Address to listen on.
     #[arg(long, env = "HORT_STORE_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
-    /// The group's name (the last part of `hort+http://HOST:PORT/GROUP`).
+    /// The group's name (the last part of `hort+http://HOST:PORT/GROUP`): a namespace may use
+    /// it while `allowedNamespaces` of the ClusterStorageGroup of this name selects it.
     #[arg(long, env = "HORT_STORE_GROUP")]
     group: String,
     /// The group's targets, comma-separated locations as the agent takes them; several are
@@ -55,10 +57,11 @@ async fn main() -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
     let spool = args.spool.unwrap_or_else(std::env::temp_dir);
     let store = Store::new(
-        TokenReviews::new(client),
+        TokenReviews::new(client.clone()),
         HashMap::from([(args.group.clone(), places)]),
         spool,
-    );
+    )
+    .with_admission(ClusterStorageGroups::new(client));
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %args.listen, group = %args.group, "hort-store serving");
     serve(listener, Arc::new(store)).await?;
