@@ -113,8 +113,9 @@ impl Proxy {
             host: "127.0.0.1".into(),
             port: self.port,
             group: "shared".into(),
+            tls: false,
         };
-        HttpBackend::new(location, Some(self.token_file(who)))
+        HttpBackend::new(location, Some(self.token_file(who)), None).unwrap()
     }
 
     /// The status line of a raw request (for paths no client would send).

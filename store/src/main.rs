@@ -12,6 +12,7 @@ use hort_store::admission::ClusterStorageGroups;
 use hort_store::places::Places;
 use hort_store::review::TokenReviews;
 use hort_store::server::{Store, serve};
+use hort_store::tls::{self, TlsListener};
 
 /// Serves a storage group to many namespaces.
 #[derive(Parser)]
@@ -37,6 +38,13 @@ struct Args {
     /// S3 region for targets that do not name one.
     #[arg(long, env = "HORT_S3_REGION", default_value = "us-east-1")]
     s3_region: String,
+    /// PEM file of the certificate chain to serve HTTPS with (with `--tls-key`); without
+    /// both, plain HTTP, which agents accept only on a loopback address.
+    #[arg(long, env = "HORT_STORE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM file of the certificate's private key (with `--tls-cert`).
+    #[arg(long, env = "HORT_STORE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -63,7 +71,21 @@ async fn main() -> anyhow::Result<()> {
     )
     .with_admission(ClusterStorageGroups::new(client));
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    tracing::info!(listen = %args.listen, group = %args.group, "hort-store serving");
-    serve(listener, Arc::new(store)).await?;
+    let store = Arc::new(store);
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let listener = TlsListener::new(listener, tls::acceptor(cert, key)?)?;
+            tracing::info!(listen = %args.listen, group = %args.group, "hort-store serving HTTPS");
+            serve(listener, store).await?;
+        }
+        _ => {
+            tracing::warn!(
+                listen = %args.listen,
+                group = %args.group,
+                "hort-store serving plain HTTP (no --tls-cert and --tls-key): agents send their token only to a loopback address"
+            );
+            serve(listener, store).await?;
+        }
+    }
     Ok(())
 }

@@ -126,11 +126,13 @@ pub fn router<A: Authenticator, N: Admission>(store: Arc<Store<A, N>>) -> Router
         .with_state(store)
 }
 
-/// Serves the proxy on `listener` until the process ends.
-pub async fn serve<A: Authenticator, N: Admission>(
-    listener: tokio::net::TcpListener,
-    store: Arc<Store<A, N>>,
-) -> std::io::Result<()> {
+/// Serves the proxy on `listener` (a [`tokio::net::TcpListener`] for plain HTTP, a
+/// [`crate::tls::TlsListener`] for HTTPS) until the process ends.
+pub async fn serve<L, A: Authenticator, N: Admission>(listener: L, store: Arc<Store<A, N>>) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     axum::serve(listener, router(store)).await
 }
 

@@ -116,8 +116,9 @@ fn only_namespaces_the_group_selects_are_served_and_a_removed_one_within_the_ttl
             host: "127.0.0.1".into(),
             port,
             group: group.clone(),
+            tls: false,
         };
-        HttpBackend::new(location, Some(file))
+        HttpBackend::new(location, Some(file), None).unwrap()
     };
     let (team_a, team_b) = (client_of("token-a"), client_of("token-b"));
 
