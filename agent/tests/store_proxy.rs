@@ -15,11 +15,10 @@ use std::sync::Arc;
 use hort_engine::backend::http::HttpBackend;
 use hort_engine::backend::{Backend, BackendError, FileKind};
 use hort_engine::id::Id;
-use hort_engine::location::S3Defaults;
 use hort_protocol::StoreLocation;
 use hort_store::auth::FixedTokens;
 use hort_store::check::Namespace;
-use hort_store::places::Places;
+use hort_store::places::{GroupSettings, Places};
 use hort_store::server::{Store, serve};
 use support::{PASSWORD, describe_tree, noise, summary};
 
@@ -45,7 +44,7 @@ impl Proxy {
         let auth = FixedTokens::default()
             .with(TOKEN_A, ns("team-a"))
             .with(TOKEN_B, ns("team-b"));
-        let places = Places::new(vec![root.path().display().to_string()], S3Defaults::default()).unwrap();
+        let places = Places::new(vec![root.path().display().to_string()], GroupSettings::default()).unwrap();
         let store = Store::new(auth, HashMap::from([("shared".into(), places)]), std::env::temp_dir());
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -10,10 +10,9 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use hort_engine::location::S3Defaults;
 use hort_store::auth::{AuthError, Authenticator, FixedTokens, Token};
 use hort_store::check::Namespace;
-use hort_store::places::Places;
+use hort_store::places::{GroupSettings, Places};
 use hort_store::server::{Store, serve};
 use hort_store::tls::{TlsListener, acceptor};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
@@ -72,7 +71,7 @@ impl TlsProxy {
             tokens: FixedTokens::default().with(TOKEN, Namespace::parse("team-a").unwrap()),
             asked: asked.clone(),
         };
-        let places = Places::new(vec![root.path().display().to_string()], S3Defaults::default()).unwrap();
+        let places = Places::new(vec![root.path().display().to_string()], GroupSettings::default()).unwrap();
         let store = Store::new(auth, HashMap::from([("shared".into(), places)]), std::env::temp_dir());
         let tls = acceptor(&files.path().join("cert.pem"), &files.path().join("key.pem")).unwrap();
         let runtime = tokio::runtime::Runtime::new().unwrap();

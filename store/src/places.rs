@@ -1,13 +1,18 @@
 //! Each namespace's place in a storage group: the group's targets, each with the namespace's
 //! prefix (`tenants/<namespace>/`) added to its directory or S3 prefix, opened as one engine
-//! backend and kept for later requests.
+//! backend with the group's strategy, exactly as an agent opens the targets it is given
+//! ([`location::open`]), and kept for later requests.
+//!
+//! Bandwidth limits are per namespace: each namespace's transfers are held to the group's
+//! limits on their own, as an agent of that namespace reaching the targets directly would be,
+//! so one tenant's transfers never use up another's; the proxy's total is not limited.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use hort_engine::backend::Backend;
 use hort_engine::backend::group::Strategy;
-use hort_engine::backend::throttle::Throttle;
+use hort_engine::backend::throttle::{Limits, Throttle};
 use hort_engine::location::{self, GroupOptions, S3Defaults};
 use hort_protocol::Location;
 use hort_protocol::tenant::{self, Namespace};
@@ -28,18 +33,46 @@ pub enum PlaceError {
     Open(#[from] hort_engine::backend::BackendError),
 }
 
+/// How a group's targets form each namespace's repository: what an agent pod of the group
+/// is given in its environment besides the locations.
+#[derive(Debug, Clone)]
+pub struct GroupSettings {
+    /// The strategy.
+    pub strategy: Strategy,
+    /// Per-target weights (`Spread`); empty: 1 each.
+    pub weights: Vec<u32>,
+    /// `Mirror`: how many targets must take each write.
+    pub min_healthy: usize,
+    /// Each namespace's bandwidth limits.
+    pub limits: Limits,
+    /// S3 settings of targets that do not set their own.
+    pub s3: S3Defaults,
+}
+
+impl Default for GroupSettings {
+    /// One or more targets as a mirror, no limits.
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::Mirror,
+            weights: Vec::new(),
+            min_healthy: 1,
+            limits: Limits::default(),
+            s3: S3Defaults::default(),
+        }
+    }
+}
+
 /// A storage group's targets and the places of the namespaces served so far.
 pub struct Places {
     targets: Vec<String>,
-    s3: S3Defaults,
-    throttle: Throttle,
+    settings: GroupSettings,
     opened: Mutex<HashMap<Namespace, Arc<dyn Backend>>>,
 }
 
 impl Places {
-    /// A group of `targets` (locations as the agent takes them; several form a mirror), with
-    /// S3 settings `s3`. Fails if a target cannot be parsed or is itself a proxy.
-    pub fn new(targets: Vec<String>, s3: S3Defaults) -> Result<Self, PlaceError> {
+    /// A group of `targets` (locations as the agent takes them) formed as `settings` say.
+    /// Fails if a target cannot be parsed or is itself a proxy, or the weights do not match.
+    pub fn new(targets: Vec<String>, settings: GroupSettings) -> Result<Self, PlaceError> {
         if targets.is_empty() {
             return Err(PlaceError::Location {
                 location: String::new(),
@@ -50,10 +83,15 @@ impl Places {
         for target in &targets {
             within(target, &probe)?;
         }
+        if !settings.weights.is_empty() && settings.weights.len() != targets.len() {
+            return Err(PlaceError::Location {
+                location: targets.join(","),
+                problem: format!("{} weights for {} targets", settings.weights.len(), targets.len()),
+            });
+        }
         Ok(Self {
             targets,
-            s3,
-            throttle: Throttle::default(),
+            settings,
             opened: Mutex::default(),
         })
     }
@@ -69,12 +107,14 @@ impl Places {
             .iter()
             .map(|t| within(t, namespace))
             .collect::<Result<Vec<_>, _>>()?;
+        let settings = &self.settings;
         let options = GroupOptions {
-            strategy: Strategy::Mirror,
-            weights: &[],
-            min_healthy: 1,
+            strategy: settings.strategy,
+            weights: &settings.weights,
+            min_healthy: settings.min_healthy,
         };
-        let backend = location::open(&specs, options, &self.s3, &self.throttle)?;
+        let throttle = Throttle::new(settings.limits);
+        let backend = location::open(&specs, options, &settings.s3, &throttle)?;
         self.lock().insert(namespace.clone(), backend.clone());
         Ok(backend)
     }
@@ -104,17 +144,23 @@ mod tests {
 
     #[test]
     fn a_group_of_proxies_or_of_nothing_is_refused() {
-        let proxy = Places::new(vec!["hort+http://h:1/g".into()], S3Defaults::default());
+        let proxy = Places::new(vec!["hort+http://h:1/g".into()], GroupSettings::default());
         assert!(proxy.err().unwrap().to_string().contains("hort+http://h:1/g"));
-        assert!(Places::new(vec!["http://x".into()], S3Defaults::default()).is_err());
-        assert!(Places::new(vec![], S3Defaults::default()).is_err());
+        assert!(Places::new(vec!["http://x".into()], GroupSettings::default()).is_err());
+        assert!(Places::new(vec![], GroupSettings::default()).is_err());
+        let weights = GroupSettings {
+            weights: vec![1, 2, 3],
+            ..GroupSettings::default()
+        };
+        let refused = Places::new(vec!["/a".into(), "/b".into()], weights).err().unwrap();
+        assert!(refused.to_string().contains("3 weights for 2 targets"), "{refused}");
     }
 
     #[test]
     fn a_namespace_writes_below_its_prefix_on_each_target() {
         let dir = tempfile::tempdir().unwrap();
         let target = |n: &str| dir.path().join(n).display().to_string();
-        let places = Places::new(vec![target("one"), target("two")], S3Defaults::default()).unwrap();
+        let places = Places::new(vec![target("one"), target("two")], GroupSettings::default()).unwrap();
         let team = Namespace::parse("team-a").unwrap();
         places.open(&team).unwrap().write(FileKind::Index, "i", b"x").unwrap();
         for t in ["one", "two"] {

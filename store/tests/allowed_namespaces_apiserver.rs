@@ -14,12 +14,11 @@ use hort_crds::cluster_storage_group::{ClusterStorageGroupSpec, OperatorObjectRe
 use hort_engine::backend::http::HttpBackend;
 use hort_engine::backend::{Backend, BackendError, FileKind};
 use hort_engine::id::Id;
-use hort_engine::location::S3Defaults;
 use hort_protocol::StoreLocation;
 use hort_store::admission::{ClusterStorageGroups, DECISION_TTL};
 use hort_store::auth::FixedTokens;
 use hort_store::check::Namespace;
-use hort_store::places::Places;
+use hort_store::places::{GroupSettings, Places};
 use hort_store::server::{Store, serve};
 use k8s_openapi::api::core::v1::Namespace as KubeNamespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -99,7 +98,7 @@ fn only_namespaces_the_group_selects_are_served_and_a_removed_one_within_the_ttl
     let tokens = tempfile::tempdir().unwrap();
     let ns = |n: &str| Namespace::parse(n).unwrap();
     let auth = FixedTokens::default().with("token-a", ns(&a)).with("token-b", ns(&b));
-    let places = Places::new(vec![root.path().display().to_string()], S3Defaults::default()).unwrap();
+    let places = Places::new(vec![root.path().display().to_string()], GroupSettings::default()).unwrap();
     let store = Store::new(auth, HashMap::from([(group.clone(), places)]), std::env::temp_dir())
         .with_admission(ClusterStorageGroups::new(client.clone()));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

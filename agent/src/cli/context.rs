@@ -93,7 +93,7 @@ impl Context {
 
     fn group_options(&self) -> location::GroupOptions<'_> {
         location::GroupOptions {
-            strategy: engine_strategy(self.global.strategy),
+            strategy: self.global.strategy.into(),
             weights: &self.global.weights,
             min_healthy: self.global.min_healthy_targets,
         }
@@ -173,15 +173,6 @@ impl Context {
         if let Ok(line) = serde_json::to_string(value) {
             let _ = writeln!(std::io::stdout().lock(), "{line}");
         }
-    }
-}
-
-/// The storage engine's strategy for the protocol's.
-fn engine_strategy(strategy: Strategy) -> group::Strategy {
-    match strategy {
-        Strategy::Spread => group::Strategy::Spread,
-        Strategy::Mirror => group::Strategy::Mirror,
-        Strategy::Failover => group::Strategy::Failover,
     }
 }
 
