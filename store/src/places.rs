@@ -67,6 +67,7 @@ pub struct Places {
     targets: Vec<String>,
     settings: GroupSettings,
     opened: Mutex<HashMap<Namespace, Arc<dyn Backend>>>,
+    config_writes: Mutex<HashMap<Namespace, Arc<Mutex<()>>>>,
 }
 
 impl Places {
@@ -93,6 +94,7 @@ impl Places {
             targets,
             settings,
             opened: Mutex::default(),
+            config_writes: Mutex::default(),
         })
     }
 
@@ -117,6 +119,13 @@ impl Places {
         let backend = location::open(&specs, options, &settings.s3, &throttle)?;
         self.lock().insert(namespace.clone(), backend.clone());
         Ok(backend)
+    }
+
+    /// The lock a `config` write of `namespace` holds from reading the existing `config` to
+    /// writing its own, so two first writes in this process cannot both find none.
+    pub fn config_lock(&self, namespace: &Namespace) -> Arc<Mutex<()>> {
+        let mut locks = self.config_writes.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(namespace.clone()).or_default().clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Namespace, Arc<dyn Backend>>> {

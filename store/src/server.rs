@@ -221,8 +221,11 @@ async fn write<A: Authenticator, N: Admission>(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Writes `config` unless the same bytes are there; refuses different bytes.
+/// Writes `config` unless the same bytes are there; refuses different bytes. Writes of one
+/// namespace's `config` take turns ([`Places::config_lock`]).
 fn write_config(places: &Places, file: &FileRef, bytes: &[u8]) -> Result<(), ApiError> {
+    let lock = places.config_lock(&file.namespace);
+    let _turn = lock.lock().unwrap_or_else(|e| e.into_inner());
     let backend = places.open(&file.namespace)?;
     let existing = match backend.read(FileKind::Config, "config") {
         Ok(data) => Some(data),
@@ -278,6 +281,37 @@ mod tests {
 
     use super::*;
     use crate::auth::FixedTokens;
+    use crate::places::GroupSettings;
+
+    #[test]
+    fn of_two_first_configs_written_at_once_one_is_stored_and_the_other_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let places = Places::new(vec![dir.path().display().to_string()], GroupSettings::default()).unwrap();
+        for round in 0..50 {
+            let team = Namespace::parse(&format!("team-{round}")).unwrap();
+            let file = check::resolve(&team, "config", "config").unwrap();
+            let start = std::sync::Barrier::new(2);
+            let results: Vec<_> = std::thread::scope(|s| {
+                let writers: Vec<_> = [b"first".as_slice(), b"second".as_slice()]
+                    .into_iter()
+                    .map(|bytes| {
+                        let (places, file, start) = (&places, &file, &start);
+                        s.spawn(move || {
+                            start.wait();
+                            write_config(places, file, bytes).map(|()| bytes)
+                        })
+                    })
+                    .collect();
+                writers.into_iter().map(|w| w.join().unwrap()).collect()
+            });
+            let stored: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+            assert_eq!(stored.len(), 1, "round {round}: {results:?}");
+            let refused = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+            assert!(matches!(refused, ApiError::Refusal(r) if r.kind() == check::RefusalKind::ConfigExists));
+            let on_disk = std::fs::read(dir.path().join(format!("tenants/team-{round}/config"))).unwrap();
+            assert_eq!(on_disk, *stored[0], "round {round}");
+        }
+    }
 
     #[tokio::test]
     async fn a_namespace_at_its_limit_waits_and_the_others_do_not() {
