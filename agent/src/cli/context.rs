@@ -57,9 +57,18 @@ impl Context {
         self.global.json || !std::io::stdout().is_terminal()
     }
 
+    /// `--tenant`'s namespace, if given.
+    fn tenant(&self) -> Result<Option<hort_protocol::tenant::Namespace>, CliError> {
+        let g = &self.global;
+        Ok(tenant::namespace(
+            g.tenant.as_deref(),
+            g.tenant_root_secret_file.as_deref(),
+        )?)
+    }
+
     /// The locations of the repository: `--repo`, inside `--tenant`'s prefix if given.
     fn locations(&self) -> Result<std::borrow::Cow<'_, [String]>, CliError> {
-        Ok(match tenant::namespace(self.global.tenant.as_deref())? {
+        Ok(match self.tenant()? {
             Some(namespace) => tenant::locations(&self.global.repo, &namespace)?.into(),
             None => self.global.repo.as_slice().into(),
         })
@@ -111,7 +120,7 @@ impl Context {
     }
 
     pub(super) fn password(&self) -> Result<Vec<u8>, CliError> {
-        if let Some(namespace) = tenant::namespace(self.global.tenant.as_deref())? {
+        if let Some(namespace) = self.tenant()? {
             let g = &self.global;
             return Ok(tenant::password(
                 &namespace,

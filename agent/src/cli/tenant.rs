@@ -74,14 +74,18 @@ pub enum TenantSetupError {
     },
 }
 
-/// The namespace [`env::TENANT`] names (`tenant`), if any. Fails if a root secret is given
-/// without it.
-pub(super) fn namespace(tenant: Option<&str>) -> Result<Option<Namespace>, TenantSetupError> {
+/// The namespace [`env::TENANT`] names (`tenant`), if any. Fails if a root secret (or the
+/// file `root_secret_file`) is given without it.
+pub(super) fn namespace(
+    tenant: Option<&str>,
+    root_secret_file: Option<&Path>,
+) -> Result<Option<Namespace>, TenantSetupError> {
     let Some(text) = tenant else {
-        for variable in [env::TENANT_ROOT_SECRET, env::TENANT_ROOT_SECRET_FILE] {
-            if std::env::var_os(variable).is_some() {
-                return Err(TenantSetupError::RootSecretWithoutTenant(variable));
-            }
+        if std::env::var_os(env::TENANT_ROOT_SECRET).is_some() {
+            return Err(TenantSetupError::RootSecretWithoutTenant(env::TENANT_ROOT_SECRET));
+        }
+        if root_secret_file.is_some() {
+            return Err(TenantSetupError::RootSecretWithoutTenant(env::TENANT_ROOT_SECRET_FILE));
         }
         return Ok(None);
     };
@@ -153,7 +157,7 @@ mod tests {
             proxy.contains("HORT_REPOSITORY") && proxy.contains("hort+http://h:1/g") && proxy.contains("s3://"),
             "{proxy}"
         );
-        let bad = namespace(Some("Team_A")).unwrap_err().to_string();
+        let bad = namespace(Some("Team_A"), None).unwrap_err().to_string();
         assert!(
             bad.contains("HORT_TENANT `Team_A`") && bad.contains("DNS label"),
             "{bad}"
