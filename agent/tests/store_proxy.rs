@@ -15,11 +15,10 @@ use std::sync::Arc;
 use hort_engine::backend::http::HttpBackend;
 use hort_engine::backend::{Backend, BackendError, FileKind};
 use hort_engine::id::Id;
-use hort_engine::location::S3Defaults;
 use hort_protocol::StoreLocation;
 use hort_store::auth::FixedTokens;
 use hort_store::check::Namespace;
-use hort_store::places::Places;
+use hort_store::places::{GroupSettings, Places};
 use hort_store::server::{Store, serve};
 use support::{PASSWORD, describe_tree, noise, summary};
 
@@ -45,7 +44,7 @@ impl Proxy {
         let auth = FixedTokens::default()
             .with(TOKEN_A, ns("team-a"))
             .with(TOKEN_B, ns("team-b"));
-        let places = Places::new(vec![root.path().display().to_string()], S3Defaults::default()).unwrap();
+        let places = Places::new(vec![root.path().display().to_string()], GroupSettings::default()).unwrap();
         let store = Store::new(auth, HashMap::from([("shared".into(), places)]), std::env::temp_dir());
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -73,13 +72,18 @@ impl Proxy {
 
     /// `hort-agent ARGS` with `who`'s token.
     fn agent(&self, who: &str, args: &[&str]) -> Output {
+        self.agent_with(who, PASSWORD, args)
+    }
+
+    /// `hort-agent ARGS` with `who`'s token and the repository password `password`.
+    fn agent_with(&self, who: &str, password: &str, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_hort-agent"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("HORT_REPOSITORY", self.location())
             .env("HORT_STORE_TOKEN_FILE", self.token_file(who))
-            .env("HORT_PASSWORD", PASSWORD)
+            .env("HORT_PASSWORD", password)
             .env("HORT_LOG", "warn")
             .args(args)
             .output()
@@ -108,8 +112,9 @@ impl Proxy {
             host: "127.0.0.1".into(),
             port: self.port,
             group: "shared".into(),
+            tls: false,
         };
-        HttpBackend::new(location, Some(self.token_file(who)))
+        HttpBackend::new(location, Some(self.token_file(who)), None).unwrap()
     }
 
     /// The status line of a raw request (for paths no client would send).
@@ -234,4 +239,64 @@ fn the_proxy_refuses_what_the_format_would_never_write_and_unknown_tokens() {
         proxy.status_of("GET /v1/other/snapshot", Some(TOKEN_A)),
         "HTTP/1.1 404 Not Found"
     );
+}
+
+#[test]
+fn a_tenant_repository_written_directly_is_the_one_the_proxy_serves_that_namespace() {
+    const ROOT_SECRET: &str = "the root secret of the shared group, 32+ bytes";
+    let proxy = Proxy::start();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("data.bin"), noise(3, 200_000)).unwrap();
+
+    // The CLI after a disaster: the group's target and the root secret, no proxy.
+    let direct = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hort-agent"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("HORT_REPOSITORY", proxy.root.path())
+            .env("HORT_TENANT", "team-a")
+            .env("HORT_TENANT_ROOT_SECRET", ROOT_SECRET)
+            .env("HORT_LOG", "debug")
+            .args(args)
+            .output()
+            .expect("run hort-agent");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "hort-agent {args:?}: {stderr}");
+        assert!(!stdout.contains(ROOT_SECRET) && !stderr.contains(ROOT_SECRET));
+    };
+    direct(&["init", "--kdf-memory-kib", "64", "--kdf-iterations", "1"]);
+    direct(&["backup", src.to_str().unwrap(), "--tag", "direct"]);
+    assert!(proxy.root.path().join("tenants/team-a/config").is_file());
+
+    // team-a's pods, through the proxy with the derived password, see that snapshot.
+    let derived = hort_protocol::tenant::password(ROOT_SECRET.as_bytes(), "team-a").unwrap();
+    let listing = proxy.agent_with("a", &derived, &["snapshots"]);
+    assert!(listing.status.success(), "{}", String::from_utf8_lossy(&listing.stderr));
+    let listing: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
+    let snapshots = listing["snapshots"].as_array().unwrap();
+    assert_eq!(snapshots.len(), 1, "{listing}");
+    assert_eq!(snapshots[0]["tags"][0], "direct", "{listing}");
+    let target = work.path().join("restored");
+    let restored = proxy.agent_with(
+        "a",
+        &derived,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+    );
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    assert_eq!(describe_tree(&target), describe_tree(&src));
+
+    // team-b sees none of it.
+    let b = proxy.client("b");
+    assert!(b.list(FileKind::Snapshot).unwrap().is_empty());
+    assert!(b.read(FileKind::Config, "config").unwrap_err().is_not_found());
 }

@@ -1,5 +1,5 @@
 //! Opening repository locations (`hort_protocol::Location`: a path, `file:PATH`,
-//! `s3://BUCKET/PREFIX?settings`, or `hort+http://HOST:PORT/GROUP`) as backends; several locations form a storage group. Each
+//! `s3://BUCKET/PREFIX?settings`, or `hort+https://HOST:PORT/GROUP`) as backends; several locations form a storage group. Each
 //! target is wrapped by the process's [`Throttle`], so its bandwidth limits count the bytes
 //! sent to and received from every target together.
 
@@ -71,7 +71,10 @@ pub fn open_location(spec: &str, s3: &S3Defaults) -> Result<Arc<dyn Backend>, Ba
         Location::Path(path) => return Ok(Arc::new(local_backend(path)?)),
         Location::Store(store) => {
             let token_file = std::env::var_os(env::STORE_TOKEN_FILE).map(std::path::PathBuf::from);
-            return Ok(Arc::new(HttpBackend::new(store, token_file)));
+            let ca_file = std::env::var_os(env::STORE_CA_FILE).map(std::path::PathBuf::from);
+            let backend = HttpBackend::new(store, token_file, ca_file.as_deref())
+                .map_err(|e| BackendError::Config(e.to_string()))?;
+            return Ok(Arc::new(backend));
         }
         Location::S3(target) => target,
     };

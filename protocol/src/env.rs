@@ -22,10 +22,13 @@ pub const LIMIT_UPLOAD: &str = "HORT_LIMIT_UPLOAD";
 /// Bytes per second the agent may receive from the repository, all targets together
 /// ([`crate::BytesPerSecond`]); unset: no limit.
 pub const LIMIT_DOWNLOAD: &str = "HORT_LIMIT_DOWNLOAD";
-/// A file holding the bearer token the agent shows `hort-store` for a `hort+http://`
-/// location (a projected ServiceAccount token; read again for every request, since the kubelet
+/// A file holding the bearer token the agent shows `hort-store` for a `hort+https://` (or
+/// loopback `hort+http://`) location (a projected ServiceAccount token; read again for every request, since the kubelet
 /// replaces it before it expires).
 pub const STORE_TOKEN_FILE: &str = "HORT_STORE_TOKEN_FILE";
+/// A PEM file of the CA certificates that may sign `hort-store`'s certificate, for a
+/// `hort+https://` location: the only roots the agent trusts for it.
+pub const STORE_CA_FILE: &str = "HORT_STORE_CA_FILE";
 /// A namespace whose own repository inside a shared group the agent opens
 /// ([`crate::tenant`]): `tenants/<namespace>` is added to every location of [`REPOSITORY`],
 /// and the password is derived from [`TENANT_ROOT_SECRET`] (or [`TENANT_ROOT_SECRET_FILE`])

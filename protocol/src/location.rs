@@ -5,7 +5,9 @@
 //! - an S3 bucket: `s3://BUCKET/PREFIX?endpoint=URL&region=R&path-style=BOOL&storage-class=C&object-lock=MODE:DAYS&credentials=P`,
 //!   every query setting optional. `credentials=P` takes the keys from `P_AWS_ACCESS_KEY_ID`
 //!   and `P_AWS_SECRET_ACCESS_KEY` ([`crate::env::target_credentials`]). `object-lock` is
-//!   an [`ObjectLock`], e.g. `governance:30`.
+//!   an [`ObjectLock`], e.g. `governance:30`;
+//! - a group served by `hort-store`: `hort+https://HOST:PORT/GROUP` ([`StoreLocation`]), or
+//!   `hort+http://HOST:PORT/GROUP` for a loopback host.
 //!
 //! In the prefix and the settings, `%`, `&`, `=`, `?`, `#`, `,`, `+`, spaces and control
 //! characters are written as `%XX` escapes, so that no value can add a setting (a region
@@ -27,11 +29,13 @@ pub struct LocationError {
 /// What is wrong with a location; each names the part and what to write instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LocationProblem {
-    /// Neither a directory nor `s3://` nor `hort+http://`.
-    #[error("not a directory, s3:// or hort+http:// location")]
+    /// Neither a directory nor `s3://` nor `hort+https://` nor `hort+http://`.
+    #[error("not a directory, s3://, hort+https:// or hort+http:// location")]
     NotALocation,
-    /// A `hort+http://` location that is not `hort+http://HOST:PORT/GROUP`.
-    #[error("not hort+http://HOST:PORT/GROUP (a host, a port and one group name of letters, digits, `-` and `.`)")]
+    /// A store location that is not `hort+http(s)://HOST:PORT/GROUP`.
+    #[error(
+        "not hort+https://HOST:PORT/GROUP or hort+http://HOST:PORT/GROUP (a host, a port and one group name of letters, digits, `-` and `.`)"
+    )]
     BadStore,
     /// `s3://` without a bucket.
     #[error("no bucket")]
@@ -76,7 +80,8 @@ pub enum Location {
 }
 
 /// A storage group served by the repository proxy `hort-store`: the agent reaches its own
-/// namespace's repository in group `group` at `host:port`, with its ServiceAccount token.
+/// namespace's repository in group `group` at `host:port`, with its ServiceAccount token,
+/// over HTTPS (`hort+https://`) or, to a loopback host only, plain HTTP (`hort+http://`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreLocation {
     /// Host name or IP address of the proxy.
@@ -85,14 +90,27 @@ pub struct StoreLocation {
     pub port: u16,
     /// The storage group's name.
     pub group: String,
+    /// HTTPS (`hort+https://`), checked against the CA bundle of
+    /// [`crate::env::STORE_CA_FILE`].
+    pub tls: bool,
 }
 
 impl StoreLocation {
-    /// The URL scheme of store locations.
+    /// The URL scheme of plain HTTP store locations.
     pub const SCHEME: &'static str = "hort+http://";
+    /// The URL scheme of HTTPS store locations.
+    pub const TLS_SCHEME: &'static str = "hort+https://";
+
+    /// The scheme of this location.
+    pub fn scheme(&self) -> &'static str {
+        match self.tls {
+            true => Self::TLS_SCHEME,
+            false => Self::SCHEME,
+        }
+    }
 }
 
-fn parse_store(rest: &str) -> Result<StoreLocation, LocationProblem> {
+fn parse_store(rest: &str, tls: bool) -> Result<StoreLocation, LocationProblem> {
     let (authority, group) = rest.split_once('/').ok_or(LocationProblem::BadStore)?;
     let (host, port) = authority.rsplit_once(':').ok_or(LocationProblem::BadStore)?;
     let port: u16 = port.parse().map_err(|_| LocationProblem::BadStore)?;
@@ -105,6 +123,7 @@ fn parse_store(rest: &str) -> Result<StoreLocation, LocationProblem> {
         host: host.to_owned(),
         port,
         group: group.to_owned(),
+        tls,
     })
 }
 
@@ -222,14 +241,7 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::Path(path) => f.write_str(path),
-            Location::Store(store) => write!(
-                f,
-                "{}{}:{}/{}",
-                StoreLocation::SCHEME,
-                store.host,
-                store.port,
-                store.group
-            ),
+            Location::Store(store) => write!(f, "{}{}:{}/{}", store.scheme(), store.host, store.port, store.group),
             Location::S3(s3) => {
                 write!(f, "s3://{}/{}", s3.bucket, escape(&s3.prefix, true))?;
                 let path_style = s3.path_style.map(|b| b.to_string());
@@ -301,8 +313,10 @@ impl FromStr for Location {
         if let Some(rest) = text.strip_prefix("s3://") {
             return parse_s3(rest).map(Location::S3).map_err(error);
         }
-        if let Some(rest) = text.strip_prefix(StoreLocation::SCHEME) {
-            return parse_store(rest).map(Location::Store).map_err(error);
+        for (scheme, tls) in [(StoreLocation::SCHEME, false), (StoreLocation::TLS_SCHEME, true)] {
+            if let Some(rest) = text.strip_prefix(scheme) {
+                return parse_store(rest, tls).map(Location::Store).map_err(error);
+            }
         }
         let path = text.strip_prefix("file:").unwrap_or(text);
         if path.is_empty() || text.contains("://") {
@@ -367,10 +381,17 @@ mod tests {
             Location::Store(StoreLocation {
                 host: "hort-store.hort-system.svc".into(),
                 port: 8443,
-                group: "shared".into()
+                group: "shared".into(),
+                tls: false,
             })
         );
         assert_eq!(location.to_string(), text);
+        let https = "hort+https://hort-store.hort-system.svc:8443/shared";
+        let Ok(Location::Store(store)) = https.parse() else {
+            panic!("{https}")
+        };
+        assert!(store.tls);
+        assert_eq!(Location::Store(store).to_string(), https);
         for bad in [
             "hort+http://host/shared",
             "hort+http://host:99999/shared",
@@ -379,7 +400,8 @@ mod tests {
             "hort+http://host:80/a/b",
             "hort+http://:80/g",
             "hort+http://host:80/g?x=1",
-            "hort+https://host:80/g",
+            "hort+https://host/g",
+            "hort+ftp://host:80/g",
         ] {
             assert!(bad.parse::<Location>().is_err(), "{bad}");
         }

@@ -4,6 +4,14 @@
 //! The password is derived, never stored: whoever holds the group's tenant root secret can
 //! open every tenant's repository (the CLI after a disaster), and a tenant that knows its own
 //! password learns nothing about the root secret or another tenant's password.
+//!
+//! [`location`] is the one place that says where a namespace's repository is inside a target:
+//! the proxy `hort-store` and an agent with [`crate::env::TENANT`] both call it, so they
+//! cannot disagree.
+
+use std::fmt;
+
+use crate::location::Location;
 
 /// The directory (or S3 prefix) under each target that holds the tenants' repositories.
 pub const TENANTS: &str = "tenants";
@@ -24,11 +32,68 @@ pub enum TenantError {
         "the tenant root secret has {0} bytes; it needs at least {MIN_ROOT_SECRET_BYTES}, e.g. from `openssl rand -hex 32`"
     )]
     RootSecretTooShort(usize),
+    /// A `hort+http://` target: the proxy already serves each namespace its own repository.
+    #[error(
+        "`{0}` is a hort-store location, which already serves each namespace its own repository; give the group's own targets (directories or s3://)"
+    )]
+    ThroughStore(String),
+}
+
+/// A Kubernetes namespace name: a DNS label (lowercase letters, digits and `-`, at most 63,
+/// starting and ending with a letter or digit).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Namespace(String);
+
+impl Namespace {
+    /// `text` if it is a namespace name.
+    pub fn parse(text: &str) -> Option<Self> {
+        let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+        let valid = !text.is_empty()
+            && text.len() <= 63
+            && text.chars().all(ok)
+            && !text.starts_with('-')
+            && !text.ends_with('-');
+        valid.then(|| Self(text.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Where this namespace's repository lives, relative to a target: [`prefix`].
+    pub fn prefix(&self) -> String {
+        prefix(&self.0)
+    }
+}
+
+impl fmt::Display for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// The path of `namespace`'s repository inside a target: `tenants/<namespace>`.
 pub fn prefix(namespace: &str) -> String {
     format!("{TENANTS}/{namespace}")
+}
+
+/// Where `namespace`'s repository lives in `target`: [`prefix`] appended to a directory or
+/// to an S3 prefix. A `hort+http://` target is refused.
+pub fn location(target: &Location, namespace: &Namespace) -> Result<Location, TenantError> {
+    let inner = namespace.prefix();
+    Ok(match target {
+        Location::Path(path) => Location::Path(format!("{}/{inner}", path.trim_end_matches('/'))),
+        Location::S3(s3) => {
+            let mut s3 = s3.clone();
+            s3.prefix = match s3.prefix.as_str() {
+                "" => inner,
+                outer => format!("{outer}/{inner}"),
+            };
+            Location::S3(s3)
+        }
+        Location::Store(_) => return Err(TenantError::ThroughStore(target.to_string())),
+    })
 }
 
 /// The repository password of `namespace`: 64 hex digits of the keyed BLAKE3 hash of
@@ -66,5 +131,34 @@ mod tests {
     fn a_short_root_secret_is_refused() {
         assert_eq!(password(b"short", "team-a"), Err(TenantError::RootSecretTooShort(5)));
         assert_eq!(prefix("team-a"), "tenants/team-a");
+    }
+
+    #[test]
+    fn namespaces_are_dns_labels() {
+        for good in ["a", "team-a", "x1", &"a".repeat(63)] {
+            assert!(Namespace::parse(good).is_some(), "{good}");
+        }
+        for bad in ["", "..", "a/b", "Team", "-a", "a-", "a.b", "tenants/x", &"a".repeat(64)] {
+            assert!(Namespace::parse(bad).is_none(), "{bad}");
+        }
+        assert_eq!(Namespace::parse("team-a").unwrap().prefix(), "tenants/team-a");
+    }
+
+    #[test]
+    fn a_namespace_lives_below_its_prefix_of_every_target() {
+        let team = Namespace::parse("team-a").unwrap();
+        let within = |target: &str| location(&target.parse().unwrap(), &team).map(|l| l.to_string());
+        assert_eq!(within("/srv/hort/").unwrap(), "/srv/hort/tenants/team-a");
+        assert_eq!(within("file:/srv/hort").unwrap(), "/srv/hort/tenants/team-a");
+        assert_eq!(
+            within("s3://bucket/k8s?region=eu-west-1").unwrap(),
+            "s3://bucket/k8s/tenants/team-a?region=eu-west-1"
+        );
+        assert_eq!(within("s3://bucket").unwrap(), "s3://bucket/tenants/team-a");
+        let store = within("hort+http://h:1/g").unwrap_err().to_string();
+        assert!(
+            store.contains("hort+http://h:1/g") && store.contains("directories or s3://"),
+            "{store}"
+        );
     }
 }

@@ -10,6 +10,7 @@ use hort_engine::backend::BackendError;
 use hort_engine::backend::http::wire::{MAX_FILE_BYTES, WireError};
 use tracing::{error, warn};
 
+use crate::admission::AdmissionError;
 use crate::auth::{AuthError, AuthErrorKind};
 use crate::check::{Refusal, RefusalKind};
 use crate::places::PlaceError;
@@ -28,6 +29,9 @@ pub enum ApiError {
         /// The group asked for.
         group: String,
     },
+    /// The namespace may not use the group.
+    #[error(transparent)]
+    Admission(#[from] AdmissionError),
     /// The request names no file the namespace may reach, or the bytes may not be stored.
     #[error(transparent)]
     Refusal(#[from] Refusal),
@@ -66,6 +70,10 @@ impl ApiError {
             }
             ApiError::Auth(e) => refused(401, format!("hort-store does not accept the token: {e}")),
             ApiError::NoGroup { .. } => refused(404, self.to_string()),
+            ApiError::Admission(AdmissionError::NotAllowed { .. }) => refused(403, self.to_string()),
+            ApiError::Admission(AdmissionError::Unavailable { .. }) => {
+                unavailable("hort-store cannot check which namespaces may use the group now")
+            }
             ApiError::Refusal(r) => {
                 let status = match r.kind() {
                     RefusalKind::UnknownKind | RefusalKind::BadName => 400,
@@ -119,6 +127,23 @@ mod tests {
         let (status, wire) = storage.answer();
         assert_eq!(status, 503);
         assert!(!wire.to_string().contains("private-bucket"));
+        let not_allowed = ApiError::Admission(AdmissionError::NotAllowed {
+            group: "shared".into(),
+            namespace: "team-b".into(),
+        });
+        let (status, wire) = not_allowed.answer();
+        assert_eq!(status, 403);
+        assert!(
+            wire.to_string()
+                .contains("namespace `team-b` is not allowed to use storage group `shared`"),
+            "{wire}"
+        );
+        let api_down = ApiError::Admission(AdmissionError::Unavailable {
+            group: "shared".into(),
+            namespace: "team-b".into(),
+            message: "connection refused".into(),
+        });
+        assert_eq!(api_down.answer().0, 503);
         let missing = ApiError::Backend(BackendError::NotFound { location: "x".into() });
         assert_eq!(missing.answer(), (404, WireError::NotFound));
     }

@@ -5,51 +5,14 @@
 //! stored only under the hash of its bytes (FORMAT.md §2, checked without any key), and
 //! `config` only once.
 
-use std::fmt;
-
 use hort_engine::backend::FileKind;
 use hort_engine::backend::http::wire;
 use hort_engine::id::Id;
 
-/// The directory under which each namespace's repository lives.
-pub const TENANTS: &str = "tenants";
+pub use hort_protocol::tenant::Namespace;
 
 /// Length of the names of content-addressed files (hex digits of an [`Id`]).
 const ID_HEX_DIGITS: usize = 64;
-
-/// A Kubernetes namespace name: a DNS label (lowercase letters, digits and `-`, at most 63,
-/// starting and ending with a letter or digit).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Namespace(String);
-
-impl Namespace {
-    /// `text` if it is a namespace name.
-    pub fn parse(text: &str) -> Option<Self> {
-        let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
-        let valid = !text.is_empty()
-            && text.len() <= 63
-            && text.chars().all(ok)
-            && !text.starts_with('-')
-            && !text.ends_with('-');
-        valid.then(|| Self(text.to_owned()))
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Where this namespace's repository lives, relative to the group's targets.
-    pub fn prefix(&self) -> String {
-        format!("{TENANTS}/{}", self.0)
-    }
-}
-
-impl fmt::Display for Namespace {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -184,17 +147,6 @@ mod tests {
 
     fn ns(name: &str) -> Namespace {
         Namespace::parse(name).unwrap()
-    }
-
-    #[test]
-    fn namespaces_are_dns_labels() {
-        for good in ["team-a", "a", "x1", &"a".repeat(63)] {
-            assert!(Namespace::parse(good).is_some(), "{good}");
-        }
-        for bad in ["", "..", "a/b", "Team", "-a", "a-", "a.b", "tenants/x", &"a".repeat(64)] {
-            assert!(Namespace::parse(bad).is_none(), "{bad}");
-        }
-        assert_eq!(ns("team-a").prefix(), "tenants/team-a");
     }
 
     #[test]

@@ -7,13 +7,18 @@
 //!   bytes may be stored (pure code);
 //! - [`auth`]: from a bearer token to a namespace ([`auth::Authenticator`]); [`review`]: the
 //!   API server's TokenReview, remembered for a while;
+//! - [`admission`]: whether a namespace may use a group (`allowedNamespaces` of its
+//!   `ClusterStorageGroup`, matched by [`selector`]);
 //! - [`places`]: each namespace's place on the group's targets, as an engine backend;
-//! - [`server`] (with [`api_error`]): the HTTP interface the engine's `hort+http://` backend
-//!   speaks.
+//! - [`server`] (with [`api_error`]): the HTTP interface the engine's `hort+https://` backend
+//!   speaks; [`tls`]: HTTPS from a certificate and key file.
 
+pub mod admission;
 pub mod api_error;
 pub mod auth;
 pub mod check;
 pub mod places;
 pub mod review;
+pub mod selector;
 pub mod server;
+pub mod tls;

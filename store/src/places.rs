@@ -1,17 +1,21 @@
 //! Each namespace's place in a storage group: the group's targets, each with the namespace's
 //! prefix (`tenants/<namespace>/`) added to its directory or S3 prefix, opened as one engine
-//! backend and kept for later requests.
+//! backend with the group's strategy, exactly as an agent opens the targets it is given
+//! ([`location::open`]), and kept for later requests.
+//!
+//! Bandwidth limits are per namespace: each namespace's transfers are held to the group's
+//! limits on their own, as an agent of that namespace reaching the targets directly would be,
+//! so one tenant's transfers never use up another's; the proxy's total is not limited.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use hort_engine::backend::Backend;
 use hort_engine::backend::group::Strategy;
-use hort_engine::backend::throttle::Throttle;
+use hort_engine::backend::throttle::{Limits, Throttle};
 use hort_engine::location::{self, GroupOptions, S3Defaults};
 use hort_protocol::Location;
-
-use crate::check::Namespace;
+use hort_protocol::tenant::{self, Namespace};
 
 /// Why a group's place for a namespace could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -29,32 +33,68 @@ pub enum PlaceError {
     Open(#[from] hort_engine::backend::BackendError),
 }
 
+/// How a group's targets form each namespace's repository: what an agent pod of the group
+/// is given in its environment besides the locations.
+#[derive(Debug, Clone)]
+pub struct GroupSettings {
+    /// The strategy.
+    pub strategy: Strategy,
+    /// Per-target weights (`Spread`); empty: 1 each.
+    pub weights: Vec<u32>,
+    /// `Mirror`: how many targets must take each write.
+    pub min_healthy: usize,
+    /// Each namespace's bandwidth limits.
+    pub limits: Limits,
+    /// S3 settings of targets that do not set their own.
+    pub s3: S3Defaults,
+}
+
+impl Default for GroupSettings {
+    /// One or more targets as a mirror, no limits.
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::Mirror,
+            weights: Vec::new(),
+            min_healthy: 1,
+            limits: Limits::default(),
+            s3: S3Defaults::default(),
+        }
+    }
+}
+
 /// A storage group's targets and the places of the namespaces served so far.
 pub struct Places {
     targets: Vec<String>,
-    s3: S3Defaults,
-    throttle: Throttle,
+    settings: GroupSettings,
     opened: Mutex<HashMap<Namespace, Arc<dyn Backend>>>,
+    config_writes: Mutex<HashMap<Namespace, Arc<Mutex<()>>>>,
 }
 
 impl Places {
-    /// A group of `targets` (locations as the agent takes them; several form a mirror), with
-    /// S3 settings `s3`. Fails if a target cannot be parsed or is itself a proxy.
-    pub fn new(targets: Vec<String>, s3: S3Defaults) -> Result<Self, PlaceError> {
+    /// A group of `targets` (locations as the agent takes them) formed as `settings` say.
+    /// Fails if a target cannot be parsed or is itself a proxy, or the weights do not match.
+    pub fn new(targets: Vec<String>, settings: GroupSettings) -> Result<Self, PlaceError> {
         if targets.is_empty() {
             return Err(PlaceError::Location {
                 location: String::new(),
                 problem: "a group needs at least one target".into(),
             });
         }
+        let probe = Namespace::parse("check").expect("a namespace name");
         for target in &targets {
-            within(target, "tenants/check")?;
+            within(target, &probe)?;
+        }
+        if !settings.weights.is_empty() && settings.weights.len() != targets.len() {
+            return Err(PlaceError::Location {
+                location: targets.join(","),
+                problem: format!("{} weights for {} targets", settings.weights.len(), targets.len()),
+            });
         }
         Ok(Self {
             targets,
-            s3,
-            throttle: Throttle::default(),
+            settings,
             opened: Mutex::default(),
+            config_writes: Mutex::default(),
         })
     }
 
@@ -64,20 +104,28 @@ impl Places {
         if let Some(backend) = self.lock().get(namespace) {
             return Ok(backend.clone());
         }
-        let prefix = namespace.prefix();
         let specs = self
             .targets
             .iter()
-            .map(|t| within(t, &prefix))
+            .map(|t| within(t, namespace))
             .collect::<Result<Vec<_>, _>>()?;
+        let settings = &self.settings;
         let options = GroupOptions {
-            strategy: Strategy::Mirror,
-            weights: &[],
-            min_healthy: 1,
+            strategy: settings.strategy,
+            weights: &settings.weights,
+            min_healthy: settings.min_healthy,
         };
-        let backend = location::open(&specs, options, &self.s3, &self.throttle)?;
+        let throttle = Throttle::new(settings.limits);
+        let backend = location::open(&specs, options, &settings.s3, &throttle)?;
         self.lock().insert(namespace.clone(), backend.clone());
         Ok(backend)
+    }
+
+    /// The lock a `config` write of `namespace` holds from reading the existing `config` to
+    /// writing its own, so two first writes in this process cannot both find none.
+    pub fn config_lock(&self, namespace: &Namespace) -> Arc<Mutex<()>> {
+        let mut locks = self.config_writes.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(namespace.clone()).or_default().clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Namespace, Arc<dyn Backend>>> {
@@ -85,24 +133,16 @@ impl Places {
     }
 }
 
-/// `target` with `prefix` appended to its directory or S3 prefix.
-fn within(target: &str, prefix: &str) -> Result<String, PlaceError> {
+/// `target`'s location for `namespace` ([`tenant::location`], the same as an agent's with
+/// `HORT_TENANT`).
+fn within(target: &str, namespace: &Namespace) -> Result<String, PlaceError> {
     let error = |problem: String| PlaceError::Location {
         location: target.to_owned(),
         problem,
     };
-    let location = match target.parse::<Location>().map_err(|e| error(e.to_string()))? {
-        Location::Path(path) => Location::Path(format!("{}/{prefix}", path.trim_end_matches('/'))),
-        Location::S3(mut s3) => {
-            s3.prefix = match s3.prefix.as_str() {
-                "" => prefix.to_owned(),
-                outer => format!("{outer}/{prefix}"),
-            };
-            Location::S3(s3)
-        }
-        Location::Store(_) => return Err(error("a proxy cannot serve another proxy's group".into())),
-    };
-    Ok(location.to_string())
+    let location = target.parse::<Location>().map_err(|e| error(e.to_string()))?;
+    let inner = tenant::location(&location, namespace).map_err(|e| error(e.to_string()))?;
+    Ok(inner.to_string())
 }
 
 #[cfg(test)]
@@ -112,23 +152,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_namespace_gets_the_prefix_of_its_own_on_every_target() {
-        assert_eq!(within("/srv/hort/", "tenants/a").unwrap(), "/srv/hort/tenants/a");
-        assert_eq!(
-            within("s3://bucket/k8s?region=eu-west-1", "tenants/a").unwrap(),
-            "s3://bucket/k8s/tenants/a?region=eu-west-1"
-        );
-        assert_eq!(within("s3://bucket", "tenants/a").unwrap(), "s3://bucket/tenants/a");
-        assert!(within("hort+http://h:1/g", "tenants/a").is_err());
-        assert!(Places::new(vec!["http://x".into()], S3Defaults::default()).is_err());
-        assert!(Places::new(vec![], S3Defaults::default()).is_err());
+    fn a_group_of_proxies_or_of_nothing_is_refused() {
+        let proxy = Places::new(vec!["hort+http://h:1/g".into()], GroupSettings::default());
+        assert!(proxy.err().unwrap().to_string().contains("hort+http://h:1/g"));
+        assert!(Places::new(vec!["http://x".into()], GroupSettings::default()).is_err());
+        assert!(Places::new(vec![], GroupSettings::default()).is_err());
+        let weights = GroupSettings {
+            weights: vec![1, 2, 3],
+            ..GroupSettings::default()
+        };
+        let refused = Places::new(vec!["/a".into(), "/b".into()], weights).err().unwrap();
+        assert!(refused.to_string().contains("3 weights for 2 targets"), "{refused}");
     }
 
     #[test]
     fn a_namespace_writes_below_its_prefix_on_each_target() {
         let dir = tempfile::tempdir().unwrap();
         let target = |n: &str| dir.path().join(n).display().to_string();
-        let places = Places::new(vec![target("one"), target("two")], S3Defaults::default()).unwrap();
+        let places = Places::new(vec![target("one"), target("two")], GroupSettings::default()).unwrap();
         let team = Namespace::parse("team-a").unwrap();
         places.open(&team).unwrap().write(FileKind::Index, "i", b"x").unwrap();
         for t in ["one", "two"] {

@@ -24,6 +24,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::debug;
 
+use crate::admission::{Admission, AllNamespaces};
 use crate::api_error::ApiError;
 use crate::auth::{AuthError, Authenticator, Token};
 use crate::check::{self, FileRef, Namespace};
@@ -34,10 +35,11 @@ pub const CONFIG_BYTES: usize = 64 * 1024;
 /// Requests of one namespace at work at a time (tokio's blocking threads are 512).
 pub const REQUESTS_PER_NAMESPACE: usize = 16;
 
-/// The proxy: who may ask, the groups it serves by name, where bodies are spooled, and each
-/// namespace's share of the work.
-pub struct Store<A> {
+/// The proxy: who may ask, which namespaces may use which group, the groups it serves by
+/// name, where bodies are spooled, and each namespace's share of the work.
+pub struct Store<A, N = AllNamespaces> {
     auth: A,
+    admission: N,
     groups: HashMap<String, Arc<Places>>,
     spool: PathBuf,
     shares: Mutex<HashMap<Namespace, Arc<Semaphore>>>,
@@ -52,14 +54,29 @@ struct Admitted {
 }
 
 impl<A: Authenticator> Store<A> {
-    /// A proxy accepting tokens through `auth`, serving `groups`, spooling bodies in `spool`.
+    /// A proxy accepting tokens through `auth`, serving `groups` to every namespace, spooling
+    /// bodies in `spool`.
     pub fn new(auth: A, groups: HashMap<String, Places>, spool: PathBuf) -> Self {
         let groups = groups.into_iter().map(|(name, p)| (name, Arc::new(p))).collect();
         Self {
             auth,
+            admission: AllNamespaces,
             groups,
             spool,
             shares: Mutex::default(),
+        }
+    }
+}
+
+impl<A: Authenticator, N: Admission> Store<A, N> {
+    /// This proxy, serving a group only to the namespaces `admission` admits to it.
+    pub fn with_admission<M: Admission>(self, admission: M) -> Store<A, M> {
+        Store {
+            auth: self.auth,
+            admission,
+            groups: self.groups,
+            spool: self.spool,
+            shares: self.shares,
         }
     }
 
@@ -75,7 +92,8 @@ impl<A: Authenticator> Store<A> {
         semaphore.acquire_owned().await.expect("the semaphore is never closed")
     }
 
-    /// The asking namespace and the group it asks for, once the namespace has a share free.
+    /// The asking namespace and the group it asks for, if the namespace may use the group,
+    /// once the namespace has a share free.
     async fn admit(&self, headers: &HeaderMap, group: &str) -> Result<Admitted, ApiError> {
         let token = headers
             .get(AUTHORIZATION)
@@ -87,6 +105,7 @@ impl<A: Authenticator> Store<A> {
             namespace: namespace.to_string(),
             group: group.to_owned(),
         })?;
+        self.admission.admit(group, &namespace).await?;
         let share = self.share(&namespace).await;
         Ok(Admitted {
             namespace,
@@ -97,18 +116,23 @@ impl<A: Authenticator> Store<A> {
 }
 
 /// The proxy's routes.
-pub fn router<A: Authenticator>(store: Arc<Store<A>>) -> Router {
+pub fn router<A: Authenticator, N: Admission>(store: Arc<Store<A, N>>) -> Router {
     Router::new()
-        .route(&format!("{PREFIX}/{{group}}/{{kind}}"), get(list::<A>))
+        .route(&format!("{PREFIX}/{{group}}/{{kind}}"), get(list::<A, N>))
         .route(
             &format!("{PREFIX}/{{group}}/{{kind}}/{{name}}"),
-            get(read::<A>).put(write::<A>).delete(delete::<A>),
+            get(read::<A, N>).put(write::<A, N>).delete(delete::<A, N>),
         )
         .with_state(store)
 }
 
-/// Serves the proxy on `listener` until the process ends.
-pub async fn serve<A: Authenticator>(listener: tokio::net::TcpListener, store: Arc<Store<A>>) -> std::io::Result<()> {
+/// Serves the proxy on `listener` (a [`tokio::net::TcpListener`] for plain HTTP, a
+/// [`crate::tls::TlsListener`] for HTTPS) until the process ends.
+pub async fn serve<L, A: Authenticator, N: Admission>(listener: L, store: Arc<Store<A, N>>) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     axum::serve(listener, router(store)).await
 }
 
@@ -119,10 +143,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + S
         .map_err(|e| ApiError::Body(format!("the request's task failed: {e}")))?
 }
 
-type Shared<A> = State<Arc<Store<A>>>;
+type Shared<A, N> = State<Arc<Store<A, N>>>;
 
-async fn list<A: Authenticator>(
-    State(store): Shared<A>,
+async fn list<A: Authenticator, N: Admission>(
+    State(store): Shared<A, N>,
     headers: HeaderMap,
     Path((group, kind)): Path<(String, String)>,
     Query(query): Query<ListQuery>,
@@ -141,8 +165,8 @@ async fn list<A: Authenticator>(
     Ok(Json(names))
 }
 
-async fn read<A: Authenticator>(
-    State(store): Shared<A>,
+async fn read<A: Authenticator, N: Admission>(
+    State(store): Shared<A, N>,
     headers: HeaderMap,
     Path((group, kind, name)): Path<(String, String, String)>,
     Query(query): Query<ReadQuery>,
@@ -165,8 +189,8 @@ async fn read<A: Authenticator>(
     Ok(Bytes::from(data))
 }
 
-async fn write<A: Authenticator>(
-    State(store): Shared<A>,
+async fn write<A: Authenticator, N: Admission>(
+    State(store): Shared<A, N>,
     headers: HeaderMap,
     Path((group, kind, name)): Path<(String, String, String)>,
     body: Body,
@@ -197,8 +221,11 @@ async fn write<A: Authenticator>(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Writes `config` unless the same bytes are there; refuses different bytes.
+/// Writes `config` unless the same bytes are there; refuses different bytes. Writes of one
+/// namespace's `config` take turns ([`Places::config_lock`]).
 fn write_config(places: &Places, file: &FileRef, bytes: &[u8]) -> Result<(), ApiError> {
+    let lock = places.config_lock(&file.namespace);
+    let _turn = lock.lock().unwrap_or_else(|e| e.into_inner());
     let backend = places.open(&file.namespace)?;
     let existing = match backend.read(FileKind::Config, "config") {
         Ok(data) => Some(data),
@@ -230,8 +257,8 @@ async fn spool(dir: &std::path::Path, body: Body) -> Result<(tempfile::NamedTemp
     Ok((spooled, size))
 }
 
-async fn delete<A: Authenticator>(
-    State(store): Shared<A>,
+async fn delete<A: Authenticator, N: Admission>(
+    State(store): Shared<A, N>,
     headers: HeaderMap,
     Path((group, kind, name)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
@@ -254,6 +281,37 @@ mod tests {
 
     use super::*;
     use crate::auth::FixedTokens;
+    use crate::places::GroupSettings;
+
+    #[test]
+    fn of_two_first_configs_written_at_once_one_is_stored_and_the_other_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let places = Places::new(vec![dir.path().display().to_string()], GroupSettings::default()).unwrap();
+        for round in 0..50 {
+            let team = Namespace::parse(&format!("team-{round}")).unwrap();
+            let file = check::resolve(&team, "config", "config").unwrap();
+            let start = std::sync::Barrier::new(2);
+            let results: Vec<_> = std::thread::scope(|s| {
+                let writers: Vec<_> = [b"first".as_slice(), b"second".as_slice()]
+                    .into_iter()
+                    .map(|bytes| {
+                        let (places, file, start) = (&places, &file, &start);
+                        s.spawn(move || {
+                            start.wait();
+                            write_config(places, file, bytes).map(|()| bytes)
+                        })
+                    })
+                    .collect();
+                writers.into_iter().map(|w| w.join().unwrap()).collect()
+            });
+            let stored: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+            assert_eq!(stored.len(), 1, "round {round}: {results:?}");
+            let refused = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+            assert!(matches!(refused, ApiError::Refusal(r) if r.kind() == check::RefusalKind::ConfigExists));
+            let on_disk = std::fs::read(dir.path().join(format!("tenants/team-{round}/config"))).unwrap();
+            assert_eq!(on_disk, *stored[0], "round {round}");
+        }
+    }
 
     #[tokio::test]
     async fn a_namespace_at_its_limit_waits_and_the_others_do_not() {

@@ -53,6 +53,16 @@ pub(super) struct GlobalArgs {
     /// `AWS_SECRET_ACCESS_KEY` or a target's own variable.
     #[arg(long, env = env::PASSWORD_FILE, global = true)]
     pub(super) password_file: Option<PathBuf>,
+    /// Open this namespace's own repository inside a storage group shared through
+    /// `hort-store`: `tenants/<namespace>` is added to every location of `--repo`, and the
+    /// password is derived from the group's tenant root secret, read from
+    /// `HORT_TENANT_ROOT_SECRET` or `--tenant-root-secret-file` (then no password may be given).
+    #[arg(long, env = env::TENANT, global = true)]
+    pub(super) tenant: Option<String>,
+    /// File holding the group's tenant root secret (with `--tenant`), byte for byte: a trailing
+    /// newline is part of the secret.
+    #[arg(long, env = env::TENANT_ROOT_SECRET_FILE, global = true)]
+    pub(super) tenant_root_secret_file: Option<PathBuf>,
     /// Directory for packs while they fill and upload (a few times the pack size; default
     /// the system temporary directory, `$TMPDIR` or `/tmp`).
     #[arg(long, env = env::SPOOL_DIR, global = true)]
@@ -91,6 +101,8 @@ impl std::fmt::Debug for GlobalArgs {
             .field("s3_path_style", &self.s3_path_style)
             .field("s3_access_key_id", &self.s3_access_key_id)
             .field("password_file", &self.password_file)
+            .field("tenant", &self.tenant)
+            .field("tenant_root_secret_file", &self.tenant_root_secret_file)
             .field("spool_dir", &self.spool_dir)
             .field("archive_wait", &self.archive_wait)
             .field("limit_upload", &self.limit_upload)

@@ -10,6 +10,7 @@ use hort_protocol::{BytesPerSecond, Strategy, env};
 
 use super::CliError;
 use super::args::GlobalArgs;
+use super::tenant;
 use crate::progress::Mode;
 use hort_engine::backend::group;
 use hort_engine::backend::throttle::{Limits, Throttle};
@@ -56,9 +57,26 @@ impl Context {
         self.global.json || !std::io::stdout().is_terminal()
     }
 
+    /// `--tenant`'s namespace, if given.
+    fn tenant(&self) -> Result<Option<hort_protocol::tenant::Namespace>, CliError> {
+        let g = &self.global;
+        Ok(tenant::namespace(
+            g.tenant.as_deref(),
+            g.tenant_root_secret_file.as_deref(),
+        )?)
+    }
+
+    /// The locations of the repository: `--repo`, inside `--tenant`'s prefix if given.
+    fn locations(&self) -> Result<std::borrow::Cow<'_, [String]>, CliError> {
+        Ok(match self.tenant()? {
+            Some(namespace) => tenant::locations(&self.global.repo, &namespace)?.into(),
+            None => self.global.repo.as_slice().into(),
+        })
+    }
+
     pub(super) fn backend(&self) -> Result<Arc<dyn hort_engine::backend::Backend>, CliError> {
         Ok(location::open(
-            &self.global.repo,
+            &self.locations()?,
             self.group_options(),
             &self.s3(),
             &self.throttle,
@@ -75,7 +93,7 @@ impl Context {
             )));
         }
         Ok(location::open_group(
-            &self.global.repo,
+            &self.locations()?,
             self.group_options(),
             &self.s3(),
             &self.throttle,
@@ -84,7 +102,7 @@ impl Context {
 
     fn group_options(&self) -> location::GroupOptions<'_> {
         location::GroupOptions {
-            strategy: engine_strategy(self.global.strategy),
+            strategy: self.global.strategy.into(),
             weights: &self.global.weights,
             min_healthy: self.global.min_healthy_targets,
         }
@@ -102,6 +120,14 @@ impl Context {
     }
 
     pub(super) fn password(&self) -> Result<Vec<u8>, CliError> {
+        if let Some(namespace) = self.tenant()? {
+            let g = &self.global;
+            return Ok(tenant::password(
+                &namespace,
+                g.password_file.as_deref(),
+                g.tenant_root_secret_file.as_deref(),
+            )?);
+        }
         if let Some(file) = &self.global.password_file {
             let mut bytes =
                 std::fs::read(file).map_err(|e| CliError::Usage(format!("password file {}: {e}", file.display())))?;
@@ -156,15 +182,6 @@ impl Context {
         if let Ok(line) = serde_json::to_string(value) {
             let _ = writeln!(std::io::stdout().lock(), "{line}");
         }
-    }
-}
-
-/// The storage engine's strategy for the protocol's.
-fn engine_strategy(strategy: Strategy) -> group::Strategy {
-    match strategy {
-        Strategy::Spread => group::Strategy::Spread,
-        Strategy::Mirror => group::Strategy::Mirror,
-        Strategy::Failover => group::Strategy::Failover,
     }
 }
 

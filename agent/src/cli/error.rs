@@ -3,6 +3,7 @@
 
 use hort_protocol::ExitCode;
 
+use super::tenant::TenantSetupError;
 use crate::database::DatabaseError;
 use hort_engine::archiver::BackupError;
 use hort_engine::backend::BackendError;
@@ -37,6 +38,9 @@ pub enum CliError {
         /// Why it failed.
         source: DatabaseError,
     },
+    /// A tenant's repository cannot be opened as asked (`HORT_TENANT`).
+    #[error(transparent)]
+    Tenant(#[from] TenantSetupError),
     /// A usage problem found after parsing.
     #[error("{0}")]
     Usage(String),
@@ -67,7 +71,7 @@ impl CliError {
             CliError::Restore(e) => of_kind(e.kind()),
             CliError::Repair(e) => of_kind(e.kind()),
             CliError::Partial { exit, .. } => *exit,
-            CliError::Usage(_) => ExitCode::Usage,
+            CliError::Usage(_) | CliError::Tenant(_) => ExitCode::Usage,
             CliError::Backend(_) | CliError::Database { .. } => ExitCode::Error,
         }
     }

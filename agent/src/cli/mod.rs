@@ -5,6 +5,7 @@
 //! - [`args`]: the arguments of every command;
 //! - [`error`]: a failed command and its exit code;
 //! - [`context`]: opening the repository from the global arguments, and printing output;
+//! - [`tenant`]: a namespace's own repository inside a shared group (`HORT_TENANT`);
 //! - one module per group of commands: [`repository_cmds`] (init, check, resync, stats),
 //!   [`browse_cmds`] (snapshots, ls, cat), [`backup_cmd`], [`restore_cmd`], [`retention_cmd`]
 //!   (prune, forget), [`database_cmd`] (the PostgreSQL and MariaDB backups and restores),
@@ -28,6 +29,7 @@ mod repair_cmd;
 mod repository_cmds;
 mod restore_cmd;
 mod retention_cmd;
+mod tenant;
 mod verify_cmds;
 mod verify_database_cmd;
 

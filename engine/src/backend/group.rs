@@ -37,6 +37,16 @@ pub enum Strategy {
     Failover,
 }
 
+impl From<hort_protocol::Strategy> for Strategy {
+    fn from(strategy: hort_protocol::Strategy) -> Self {
+        match strategy {
+            hort_protocol::Strategy::Spread => Strategy::Spread,
+            hort_protocol::Strategy::Mirror => Strategy::Mirror,
+            hort_protocol::Strategy::Failover => Strategy::Failover,
+        }
+    }
+}
+
 /// One member of a group.
 pub struct Target {
     /// The backend.

@@ -1,5 +1,5 @@
 //! The HTTP backend: a storage group served by the repository proxy `hort-store`
-//! (`hort+http://HOST:PORT/GROUP`), which resolves every file into the asking namespace's own
+//! (`hort+https://HOST:PORT/GROUP`, or `hort+http://` to a loopback host: [`tls`]), which resolves every file into the asking namespace's own
 //! repository. The interface is [`wire`].
 //!
 //! The agent shows the proxy a bearer token read from the file named by
@@ -7,11 +7,13 @@
 //! are replaced before they expire). Requests have explicit timeouts; failures the proxy calls
 //! retryable (its storage is down) and failed connections are tried again a few times, writes
 //! included (files are named by their content, so writing one twice stores the same bytes).
-//! Plain HTTP only: TLS to the proxy is not built yet.
+//! A failed TLS handshake (a certificate the CA bundle did not sign, a wrong host name) is a
+//! refusal, not tried again; no request, and so no token, is sent before it succeeds.
 
+pub mod tls;
 pub mod wire;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hort_protocol::StoreLocation;
@@ -19,6 +21,7 @@ use tracing::debug;
 use ureq::Agent;
 use ureq::http::Response;
 
+use self::tls::TransportError;
 use self::wire::{MAX_FILE_BYTES, PREFIX, WireError};
 use super::{Backend, BackendError, FileKind, LocalFile};
 
@@ -37,6 +40,7 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(600);
 pub struct HttpBackend {
     location: StoreLocation,
     token_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
     agent: Agent,
 }
 
@@ -49,9 +53,21 @@ enum Body<'a> {
 
 impl HttpBackend {
     /// A backend for `location`, showing the token in `token_file` (none: no token, which the
-    /// proxy refuses unless it is run without authentication for tests).
-    pub fn new(location: StoreLocation, token_file: Option<PathBuf>) -> Self {
-        let agent = Agent::config_builder()
+    /// proxy refuses unless it is run without authentication for tests), checking an HTTPS
+    /// proxy's certificate against the CA bundle `ca_file`. Fails for plain HTTP to a host
+    /// that is not loopback, and for HTTPS without a usable CA bundle.
+    pub fn new(
+        location: StoreLocation,
+        token_file: Option<PathBuf>,
+        ca_file: Option<&Path>,
+    ) -> Result<Self, TransportError> {
+        let tls = tls::tls_config(&location, ca_file)?;
+        let builder = Agent::config_builder();
+        let builder = match tls {
+            Some(tls) => builder.tls_config(tls),
+            None => builder,
+        };
+        let agent = builder
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_connect(Some(CONNECT_TIMEOUT))
@@ -60,15 +76,17 @@ impl HttpBackend {
             .timeout_recv_body(Some(BODY_TIMEOUT))
             .build()
             .into();
-        Self {
+        Ok(Self {
             location,
             token_file,
+            ca_file: ca_file.map(Path::to_owned),
             agent,
-        }
+        })
     }
 
     fn url(&self, kind: FileKind, name: Option<&str>) -> String {
-        let StoreLocation { host, port, group } = &self.location;
+        let StoreLocation { host, port, group, tls } = &self.location;
+        let scheme = if *tls { "https" } else { "http" };
         // The config's name is ignored (the engine may pass the hash of its bytes).
         let name = if kind == FileKind::Config {
             name.map(|_| "config")
@@ -77,8 +95,8 @@ impl HttpBackend {
         };
         let kind = wire::kind_segment(kind);
         match name {
-            Some(name) => format!("http://{host}:{port}{PREFIX}/{group}/{kind}/{name}"),
-            None => format!("http://{host}:{port}{PREFIX}/{group}/{kind}"),
+            Some(name) => format!("{scheme}://{host}:{port}{PREFIX}/{group}/{kind}/{name}"),
+            None => format!("{scheme}://{host}:{port}{PREFIX}/{group}/{kind}"),
         }
     }
 
@@ -110,6 +128,7 @@ impl HttpBackend {
             let error = match self.call_once(method, url, &body, location)? {
                 Ok(response) if response.status().is_success() => return Ok(response),
                 Ok(response) => Self::wire_error(response, location),
+                Err(e) if tls::is_handshake_failure(&e) => return Err(self.tls_refused(&e, location)),
                 Err(e) => BackendError::Remote {
                     location: location.to_owned(),
                     message: format!("hort-store: {e}"),
@@ -143,6 +162,21 @@ impl HttpBackend {
             (_, Body::File(source)) => authorized(self.agent.put(url), bearer).send(source.open()?),
             (_, Body::None) => authorized(self.agent.put(url), bearer).send_empty(),
         })
+    }
+
+    /// A failed TLS handshake, naming the host and the CA bundle it was checked against.
+    fn tls_refused(&self, error: &ureq::Error, location: &str) -> BackendError {
+        let ca = self.ca_file.as_deref().map(Path::display);
+        BackendError::Refused {
+            location: location.to_owned(),
+            message: format!(
+                "TLS to hort-store at {}:{} failed, nothing was sent (its certificate is checked against {} {}): {error}",
+                self.location.host,
+                self.location.port,
+                hort_protocol::env::STORE_CA_FILE,
+                ca.map(|c| c.to_string()).unwrap_or_default()
+            ),
+        }
     }
 
     /// The failure a response that is not a success stands for.
@@ -295,8 +329,9 @@ mod tests {
             host: "127.0.0.1".into(),
             port,
             group: "shared".into(),
+            tls: false,
         };
-        HttpBackend::new(location, token_file)
+        HttpBackend::new(location, token_file, None).unwrap()
     }
 
     #[test]
