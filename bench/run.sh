@@ -7,6 +7,11 @@
 #
 # usage: bench/run.sh [WORKDIR] [SCALE] [TOOL...]
 #        (default WORKDIR ~/.cache/hort/bench, SCALE 1, tools: hort restic borg kopia)
+# BENCH_TREE=DIR backs up, restores and verifies the directory DIR (e.g. a real directory of
+# several hundred MB that the corpus did not generate, such as /usr/lib/x86_64-linux-gnu)
+# instead of the corpus's tree; the dump series stays the corpus's.
+# BENCH_RESTORE=DIR restores into DIR (e.g. /dev/shm/hort-bench) instead of WORKDIR/restore,
+# so that a disk slower than the restorers does not make them all look alike.
 # ROUNDS (default 3) rounds run every tool in turn; the table shows each tool's best
 # (lowest) time and RSS over the rounds, so a burst of other work on the machine during one
 # round does not decide the result.
@@ -49,7 +54,9 @@ if [[ ! -f "$CORPUS/.done" ]]; then
     python3 "$HERE/corpus.py" "$CORPUS" --scale "$SCALE"
     touch "$CORPUS/.done"
 fi
-TREE_BYTES=$(du -sb "$CORPUS/tree" | cut -f1)
+TREE="${BENCH_TREE:-$CORPUS/tree}"
+TREE="$(cd "$TREE" && pwd -P)"
+TREE_BYTES=$(du -sb "$TREE" | cut -f1)
 DUMP_BYTES=$(du -cb "$CORPUS"/dumps/*.sql | tail -1 | cut -f1)
 
 # measure NAME CMD...: runs CMD, records "seconds max_rss_kib" in $RESULTS/NAME (this round's results).
@@ -77,7 +84,7 @@ PY
 }
 
 run_tool() {
-    local tool="$1" repo="$WORK/repos/$1" restore="$WORK/restore/$1"
+    local tool="$1" repo="$WORK/repos/$1" restore="$RESTORE_ROOT/$1"
     rm -rf "$repo" "$restore"
     mkdir -p "$restore"
     local i=0
@@ -85,8 +92,8 @@ run_tool() {
     hort)
         # Defaults: zstd level 3, XChaCha20-Poly1305, Argon2id key file (32 MiB x 6 passes).
         "$HORT" --repo "$repo" init --quiet >/dev/null
-        measure hort-backup1 "$HORT" --repo "$repo" --quiet backup "$CORPUS/tree"
-        measure hort-backup2 "$HORT" --repo "$repo" --quiet backup "$CORPUS/tree"
+        measure hort-backup1 "$HORT" --repo "$repo" --quiet backup "$TREE"
+        measure hort-backup2 "$HORT" --repo "$repo" --quiet backup "$TREE"
         measure hort-restore "$HORT" --repo "$repo" --quiet restore latest --target "$restore"
         du -sb "$repo" | cut -f1 >"$RESULTS/$tool-size-tree"
         for f in "$CORPUS"/dumps/gen*.sql; do
@@ -104,8 +111,8 @@ run_tool() {
         rm -rf "$cache"
         # Repository format 2 (compressed); --compression auto is zstd's default level (3).
         restic -r "$repo" init --repository-version 2 >/dev/null
-        measure restic-backup1 restic -r "$repo" --cache-dir "$cache" backup "$CORPUS/tree"
-        measure restic-backup2 restic -r "$repo" --cache-dir "$cache" backup "$CORPUS/tree"
+        measure restic-backup1 restic -r "$repo" --cache-dir "$cache" backup "$TREE"
+        measure restic-backup2 restic -r "$repo" --cache-dir "$cache" backup "$TREE"
         measure restic-restore restic -r "$repo" --cache-dir "$cache" restore latest --target "$restore"
         du -sb "$repo" | cut -f1 >"$RESULTS/$tool-size-tree"
         for f in "$CORPUS"/dumps/gen*.sql; do
@@ -117,8 +124,8 @@ run_tool() {
         ;;
     borg)
         borg init -e repokey "$repo" >/dev/null 2>&1
-        measure borg-backup1 borg create --compression zstd,3 "$repo::t1" "$CORPUS/tree"
-        measure borg-backup2 borg create --compression zstd,3 "$repo::t2" "$CORPUS/tree"
+        measure borg-backup1 borg create --compression zstd,3 "$repo::t1" "$TREE"
+        measure borg-backup2 borg create --compression zstd,3 "$repo::t2" "$TREE"
         measure borg-restore sh -c "cd '$restore' && borg extract '$repo::t2'"
         du -sb "$repo" | cut -f1 >"$RESULTS/$tool-size-tree"
         for f in "$CORPUS"/dumps/gen*.sql; do
@@ -139,10 +146,10 @@ run_tool() {
         # comparable to zstd 3) for every source.
         "$KOPIA" repository create filesystem --path "$repo" >/dev/null 2>&1
         "$KOPIA" policy set --global --compression zstd >/dev/null
-        measure kopia-backup1 "$KOPIA" snapshot create "$CORPUS/tree"
-        measure kopia-backup2 "$KOPIA" snapshot create "$CORPUS/tree"
+        measure kopia-backup1 "$KOPIA" snapshot create "$TREE"
+        measure kopia-backup2 "$KOPIA" snapshot create "$TREE"
         local snap
-        snap=$("$KOPIA" snapshot list "$CORPUS/tree" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
+        snap=$("$KOPIA" snapshot list "$TREE" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
         measure kopia-restore "$KOPIA" snapshot restore "$snap" "$restore/tree"
         du -sb "$repo" | cut -f1 >"$RESULTS/$tool-size-tree"
         for f in "$CORPUS"/dumps/gen*.sql; do
@@ -161,15 +168,16 @@ run_tool() {
     esac
     local restored="$restore"
     case "$tool" in
-    restic | borg) restored="$restore$CORPUS/tree" ;;
+    restic | borg) restored="$restore$TREE" ;;
     kopia) restored="$restore/tree" ;;
     esac
-    if ! diff -rq "$CORPUS/tree" "$restored" >/dev/null; then
+    if ! diff -rq "$TREE" "$restored" >/dev/null; then
         echo "WARNING: $tool restore differs from the source" >&2
     fi
 }
 
-mkdir -p "$WORK/logs" "$WORK/repos" "$WORK/restore"
+RESTORE_ROOT="${BENCH_RESTORE:-$WORK/restore}"
+mkdir -p "$WORK/logs" "$WORK/repos" "$RESTORE_ROOT"
 rm -rf "$WORK/results"
 if [[ $# -gt 0 ]]; then
     TOOLS=("$@")
@@ -186,10 +194,10 @@ for round in $(seq 1 "$ROUNDS"); do
         run_tool "$tool"
     done
 done
-rm -rf "$WORK/restore"/*
+rm -rf "${RESTORE_ROOT:?}"/*
 
 echo
-echo "corpus: tree $((TREE_BYTES / 1048576)) MiB, dumps $((DUMP_BYTES / 1048576)) MiB ($(ls "$CORPUS"/dumps | wc -l) generations); $(nproc) cores; $(date -u +%F); best of $ROUNDS rounds"
+echo "tree $TREE: $((TREE_BYTES / 1048576)) MiB; corpus dumps $((DUMP_BYTES / 1048576)) MiB ($(ls "$CORPUS"/dumps | wc -l) generations); $(nproc) cores; $(date -u +%F); best of $ROUNDS rounds"
 echo
 python3 - "$WORK/results" "$TREE_BYTES" "${TOOLS[@]}" <<'PY'
 import math, os, sys
@@ -223,15 +231,15 @@ rows = {}
 for t in tools:
     b1, rss = get(f"{t}-backup1")
     b2, _ = get(f"{t}-backup2")
-    rs, _ = get(f"{t}-restore")
+    rs, rrss = get(f"{t}-restore")
     vf, _ = get(f"{t}-verify")
     pr, _ = get(f"{t}-prune")
     rows[t] = dict(backup=mib / b1, rebackup=b2, dumps=size(t) - size(t, "size-tree"), size=size(t),
-                   restore=mib / rs, rss=rss, verify=vf, prune=pr)
+                   restore=mib / rs, rrss=rrss, rss=rss, verify=vf, prune=pr)
 
 cols = [("first backup MiB/s", "backup", "{:.0f}"), ("unchanged re-backup s", "rebackup", "{:.1f}"),
         ("dump series stored MiB", "dumps", "{:.1f}"), ("repo after tree + dumps MiB", "size", "{:.0f}"),
-        ("restore MiB/s", "restore", "{:.0f}"),
+        ("restore MiB/s", "restore", "{:.0f}"), ("restore peak RSS MiB", "rrss", "{:.0f}"),
         ("backup peak RSS MiB", "rss", "{:.0f}"), ("verify (all data) s", "verify", "{:.1f}"),
         ("prune s", "prune", "{:.1f}")]
 print("| tool | " + " | ".join(c[0] for c in cols) + " |")

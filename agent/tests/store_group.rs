@@ -10,13 +10,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
 use hort_engine::backend::group::Strategy;
 use hort_store::auth::FixedTokens;
 use hort_store::check::Namespace;
 use hort_store::places::{GroupSettings, Places};
-use hort_store::server::{Store, serve};
+use hort_store::server::Store;
+use support::store::serve_on_loopback;
 use support::{describe_tree, noise};
 
 const TOKEN: &str = "token-of-team-a";
@@ -47,17 +47,10 @@ fn a_spread_group_through_the_proxy_is_the_group_the_agent_opens_directly() {
     let places = Places::new(specs.clone(), settings).unwrap();
     let auth = FixedTokens::default().with(TOKEN, Namespace::parse("team-a").unwrap());
     let store = Store::new(auth, HashMap::from([("shared".into(), places)]), std::env::temp_dir());
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
-    runtime.spawn(async move {
-        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        serve(listener, Arc::new(store)).await
-    });
+    let proxy = serve_on_loopback(store, None);
 
     let derived = hort_protocol::tenant::password(ROOT_SECRET.as_bytes(), "team-a").unwrap();
-    let proxied = format!("hort+http://127.0.0.1:{port}/shared");
+    let proxied = format!("hort+http://127.0.0.1:{}/shared", proxy.port);
     let through_proxy = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_hort-agent"))
             .env_clear()

@@ -10,7 +10,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
 
 use hort_engine::backend::http::HttpBackend;
 use hort_engine::backend::{Backend, BackendError, FileKind};
@@ -19,7 +18,8 @@ use hort_protocol::StoreLocation;
 use hort_store::auth::FixedTokens;
 use hort_store::check::Namespace;
 use hort_store::places::{GroupSettings, Places};
-use hort_store::server::{Store, serve};
+use hort_store::server::Store;
+use support::store::{LoopbackProxy, serve_on_loopback};
 use support::{PASSWORD, describe_tree, noise, summary};
 
 const TOKEN_A: &str = "token-of-team-a";
@@ -27,10 +27,9 @@ const TOKEN_B: &str = "token-of-team-b";
 
 /// A proxy serving group `shared` from `root`, and the token files of both namespaces.
 struct Proxy {
-    port: u16,
+    proxy: LoopbackProxy,
     root: tempfile::TempDir,
     tokens: tempfile::TempDir,
-    _runtime: tokio::runtime::Runtime,
 }
 
 impl Proxy {
@@ -46,24 +45,12 @@ impl Proxy {
             .with(TOKEN_B, ns("team-b"));
         let places = Places::new(vec![root.path().display().to_string()], GroupSettings::default()).unwrap();
         let store = Store::new(auth, HashMap::from([("shared".into(), places)]), std::env::temp_dir());
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
-        runtime.spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            serve(listener, Arc::new(store)).await
-        });
-        Self {
-            port,
-            root,
-            tokens,
-            _runtime: runtime,
-        }
+        let proxy = serve_on_loopback(store, None);
+        Self { proxy, root, tokens }
     }
 
     fn location(&self) -> String {
-        format!("hort+http://127.0.0.1:{}/shared", self.port)
+        format!("hort+http://127.0.0.1:{}/shared", self.proxy.port)
     }
 
     fn token_file(&self, who: &str) -> PathBuf {
@@ -110,7 +97,7 @@ impl Proxy {
     fn client(&self, who: &str) -> HttpBackend {
         let location = StoreLocation {
             host: "127.0.0.1".into(),
-            port: self.port,
+            port: self.proxy.port,
             group: "shared".into(),
             tls: false,
         };
@@ -119,7 +106,7 @@ impl Proxy {
 
     /// The status line of a raw request (for paths no client would send).
     fn status_of(&self, request_line: &str, token: Option<&str>) -> String {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut stream = TcpStream::connect(("127.0.0.1", self.proxy.port)).unwrap();
         let auth = token
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();

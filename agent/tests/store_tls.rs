@@ -4,6 +4,8 @@
 //! host, and the proxy is never asked about a token. Plain `hort+http://` to a host that is not
 //! loopback is refused before anything is sent.
 
+mod support;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -13,9 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use hort_store::auth::{AuthError, Authenticator, FixedTokens, Token};
 use hort_store::check::Namespace;
 use hort_store::places::{GroupSettings, Places};
-use hort_store::server::{Store, serve};
-use hort_store::tls::{TlsListener, acceptor};
+use hort_store::server::Store;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use support::store::{LoopbackProxy, serve_on_loopback};
 
 const TOKEN: &str = "token-of-team-a";
 const PASSWORD: &str = "correct horse battery staple";
@@ -44,10 +46,10 @@ fn ca(name: &str) -> (String, CertifiedIssuer<'static, KeyPair>) {
 
 struct TlsProxy {
     port: u16,
+    _server: LoopbackProxy,
     files: tempfile::TempDir,
     asked: Arc<AtomicUsize>,
     _root: tempfile::TempDir,
-    _runtime: tokio::runtime::Runtime,
 }
 
 impl TlsProxy {
@@ -73,21 +75,14 @@ impl TlsProxy {
         };
         let places = Places::new(vec![root.path().display().to_string()], GroupSettings::default()).unwrap();
         let store = Store::new(auth, HashMap::from([("shared".into(), places)]), std::env::temp_dir());
-        let tls = acceptor(&files.path().join("cert.pem"), &files.path().join("key.pem")).unwrap();
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
-        runtime.spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            serve(TlsListener::new(listener, tls).unwrap(), Arc::new(store)).await
-        });
+        let tls = (files.path().join("cert.pem"), files.path().join("key.pem"));
+        let server = serve_on_loopback(store, Some((tls.0.as_path(), tls.1.as_path())));
         Self {
-            port,
+            port: server.port,
+            _server: server,
             files,
             asked,
             _root: root,
-            _runtime: runtime,
         }
     }
 

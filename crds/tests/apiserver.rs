@@ -59,12 +59,20 @@ async fn delete_namespace(client: &Client, name: &str) {
     let _ = api.delete(name, &DeleteParams::default()).await;
 }
 
+/// The kinds the examples hold that have no namespace.
+const CLUSTER_SCOPED: [&str; 1] = ["ClusterStorageGroup"];
+
 /// Submits one document as `kubectl create` does (strict field validation), as a dry run.
 async fn dry_run_create(client: &Client, namespace: &str, doc: &serde_json::Value) -> Result<(), kube::Error> {
     let obj: DynamicObject = serde_json::from_value(doc.clone()).expect("a Kubernetes object");
     let types = obj.types.clone().expect("apiVersion and kind");
     let gvk = GroupVersionKind::try_from(&types).expect("valid apiVersion");
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &ApiResource::from_gvk(&gvk));
+    let resource = ApiResource::from_gvk(&gvk);
+    let api: Api<DynamicObject> = if CLUSTER_SCOPED.contains(&types.kind.as_str()) {
+        Api::all_with(client.clone(), &resource)
+    } else {
+        Api::namespaced_with(client.clone(), namespace, &resource)
+    };
     let params = PostParams {
         dry_run: true,
         field_manager: Some(FIELD_MANAGER.into()),

@@ -2,10 +2,11 @@
 //! a condition changes, a job is created, a run is skipped.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType};
 
-use crate::conditions::{Observation, Status};
+use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 
 /// The API server refuses an Event whose note is longer than this many bytes.
@@ -53,6 +54,20 @@ pub async fn publish<K: Resource<DynamicType = ()>>(
     if let Err(error) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
         tracing::warn!(%error, reason, "publishing an event failed");
     }
+}
+
+/// Sets `observation` among the `conditions` of `obj` (as of its generation) and publishes an
+/// Event when its status or reason changed ([`on_transition`]).
+pub async fn set_condition<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    conditions: &mut Vec<Condition>,
+    observation: Observation,
+    now: Timestamp,
+) {
+    let before = conditions::find(conditions, observation.type_).cloned();
+    conditions::set(conditions, observation.clone(), obj.meta().generation, now);
+    on_transition(ctx, obj, before.as_ref(), &observation).await;
 }
 
 /// Publishes an event when `after` differs from `before` in status or reason: a Warning when

@@ -120,14 +120,7 @@ pub async fn reconcile(cached: Arc<StorageGroup>, ctx: Arc<Context>) -> Result<A
         requeue = requeue.min(Duration::from_secs(10));
     }
     let ready = observation.status == Status::True;
-    let before = conditions::find(&status.conditions, READY).cloned();
-    conditions::set(
-        &mut status.conditions,
-        observation.clone(),
-        group.metadata.generation,
-        now,
-    );
-    events::on_transition(&ctx, &group, before.as_ref(), &observation).await;
+    events::set_condition(&ctx, &group, &mut status.conditions, observation, now).await;
     key_rotation(&ctx, &group, newest_finished, &mut status).await;
     if let Some(next) = verifications(&ctx, &group, &namespace, &mut status).await? {
         let until = next.duration_since(now).unsigned_abs();

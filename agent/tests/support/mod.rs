@@ -7,6 +7,7 @@
 pub mod archive_server;
 pub mod db;
 pub mod object_lock;
+pub mod store;
 pub mod versity;
 
 use std::net::{TcpListener, TcpStream};

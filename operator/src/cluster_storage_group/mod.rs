@@ -67,14 +67,7 @@ pub async fn reconcile(cached: Arc<ClusterStorageGroup>, ctx: Arc<Context>) -> R
             (observation, plan.requeue)
         }
     };
-    let before = conditions::find(&status.conditions, READY).cloned();
-    conditions::set(
-        &mut status.conditions,
-        observation.clone(),
-        group.metadata.generation,
-        now,
-    );
-    events::on_transition(&ctx, &group, before.as_ref(), &observation).await;
+    events::set_condition(&ctx, &group, &mut status.conditions, observation, now).await;
     if group.status.as_ref() != Some(&status) {
         let body = serde_json::json!({
             "apiVersion": ClusterStorageGroup::api_version(&()),
