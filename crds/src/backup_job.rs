@@ -7,7 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{AgentPodOverrides, DNS_SUBDOMAIN, DatabaseTls, LocalObjectRef, Phase, Progress, SecretRef};
+use crate::common::{AgentPodOverrides, DNS_SUBDOMAIN, DatabaseTls, GroupRef, Phase, Progress, SecretRef};
 use crate::storage_group::Bandwidth;
 
 /// One backup run: what to back up (`source`), where to (`storageGroupRef`), and how the agent
@@ -35,8 +35,9 @@ use crate::storage_group::Bandwidth;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BackupJobSpec {
-    /// The StorageGroup, in this namespace, that receives the backup.
-    pub storage_group_ref: LocalObjectRef,
+    /// The group that receives the backup: a StorageGroup of this namespace, or (with
+    /// `kind: ClusterStorageGroup`) a shared group that allows this namespace.
+    pub storage_group_ref: GroupRef,
     /// What to back up: exactly one of `postgres`, `mariadb` or `volume`.
     pub source: BackupSource,
     /// Commands run in application pods before and after the backup, e.g. to flush caches.

@@ -31,6 +31,51 @@ pub struct LocalObjectRef {
     pub name: String,
 }
 
+/// The kind of group a [`GroupRef`] names.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum GroupKind {
+    /// A StorageGroup in the namespace of the referring object.
+    #[default]
+    StorageGroup,
+    /// A cluster-wide ClusterStorageGroup shared by the namespaces it allows.
+    ClusterStorageGroup,
+}
+
+impl GroupKind {
+    /// True for the default kind, which is left out when an object is written.
+    pub fn is_storage_group(&self) -> bool {
+        *self == GroupKind::StorageGroup
+    }
+}
+
+/// The group whose repository a BackupJob writes to or a RestoreRequest reads from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupRef {
+    /// `StorageGroup` (the default): a StorageGroup in this namespace. `ClusterStorageGroup`:
+    /// a group the platform team shares with the namespaces its `allowedNamespaces` selects.
+    /// This namespace then uses its own repository in the group (`tenants/<namespace>/` of
+    /// each target), reached through the group's proxy `hort-store-<name>` with the
+    /// password of the Secret `hort-tenant-<name>` the operator writes here; the storage
+    /// credentials never reach this namespace. A namespace the group does not allow fails
+    /// with reason `NamespaceNotAllowed`.
+    #[serde(default, skip_serializing_if = "GroupKind::is_storage_group")]
+    pub kind: GroupKind,
+    /// Name of the group: a StorageGroup of this namespace, or a ClusterStorageGroup.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
+    pub name: String,
+}
+
+impl GroupRef {
+    /// A reference to the StorageGroup `name` of the referring object's namespace.
+    pub fn storage_group(name: impl Into<String>) -> Self {
+        GroupRef {
+            kind: GroupKind::StorageGroup,
+            name: name.into(),
+        }
+    }
+}
+
 /// A reference to a Secret in the same namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -10,7 +10,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{AgentPodOverrides, DNS_SUBDOMAIN, DatabaseTls, LocalObjectRef, Phase, Progress, SecretRef};
+use crate::common::{AgentPodOverrides, DNS_SUBDOMAIN, DatabaseTls, GroupRef, LocalObjectRef, Phase, Progress, SecretRef};
 
 /// Restores one snapshot of a StorageGroup, or part of it, into a database server or a volume.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -37,9 +37,11 @@ use crate::common::{AgentPodOverrides, DNS_SUBDOMAIN, DatabaseTls, LocalObjectRe
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreRequestSpec {
-    /// The StorageGroup, in this namespace, that holds the snapshot. To restore into another
-    /// namespace or cluster, create a StorageGroup there with the same targets and key.
-    pub storage_group_ref: LocalObjectRef,
+    /// The group that holds the snapshot: a StorageGroup of this namespace, or (with
+    /// `kind: ClusterStorageGroup`) a shared group that allows this namespace, whose
+    /// repository for this namespace holds only this namespace's snapshots. To restore into
+    /// another namespace or cluster, create a StorageGroup there with the same targets and key.
+    pub storage_group_ref: GroupRef,
     /// Which snapshot to restore: exactly one of `backupJobRef`, `snapshotId` or `tags`.
     pub source: RestoreSource,
     /// Where to restore to: exactly one of `postgres`, `mariadb` or `volume`.

@@ -31,6 +31,9 @@ pub struct Context {
     /// The operator's own namespace: where the StorageGroups a ClusterStorageGroup shares,
     /// their tenant root secrets and the tenant check pods are.
     pub operator_namespace: String,
+    /// Whether ClusterStorageGroups can be used: only an operator that watches the whole
+    /// cluster runs their controller (set by `main` from its scope; true by default).
+    pub shares_groups: bool,
     /// Retry delays of objects whose reconciles fail.
     pub backoff: Arc<Backoff>,
     /// BackupJob hooks running outside the reconcile loop; they end when the last clone of
@@ -60,6 +63,7 @@ impl Context {
             clock,
             agent,
             operator_namespace,
+            shares_groups: true,
             backoff: Arc::default(),
             hook_runs: Arc::new(BackupHookRuns::new(RUNS_PER_NAMESPACE, RUNS_IN_ALL)),
         }

@@ -112,7 +112,9 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
         .watches(
             scope.api::<StorageGroup>(&client),
             config(),
-            referrers(by_group, |j: &BackupJob, name| j.spec.storage_group_ref.name == name),
+            referrers(by_group, |j: &BackupJob, name| {
+                j.spec.storage_group_ref.kind.is_storage_group() && j.spec.storage_group_ref.name == name
+            }),
         )
         .shutdown_on_signal()
         .run(
@@ -236,16 +238,18 @@ trait ReadsSnapshot:
 {
     /// Which snapshot it reads (none for a Verification of the whole repository).
     fn source(&self) -> Option<&RestoreSource>;
-    /// The name of the StorageGroup it reads from.
-    fn group(&self) -> &str;
+    /// The name of the StorageGroup of its namespace it reads from; `None` when it reads
+    /// from a ClusterStorageGroup.
+    fn group(&self) -> Option<&str>;
 }
 
 impl ReadsSnapshot for RestoreRequest {
     fn source(&self) -> Option<&RestoreSource> {
         Some(&self.spec.source)
     }
-    fn group(&self) -> &str {
-        &self.spec.storage_group_ref.name
+    fn group(&self) -> Option<&str> {
+        let group = &self.spec.storage_group_ref;
+        group.kind.is_storage_group().then_some(group.name.as_str())
     }
 }
 
@@ -253,8 +257,8 @@ impl ReadsSnapshot for Verification {
     fn source(&self) -> Option<&RestoreSource> {
         self.spec.source.as_ref()
     }
-    fn group(&self) -> &str {
-        &self.spec.storage_group_ref.name
+    fn group(&self) -> Option<&str> {
+        Some(&self.spec.storage_group_ref.name)
     }
 }
 
@@ -284,7 +288,7 @@ where
         .watches(
             scope.api::<StorageGroup>(client),
             config(),
-            referrers(by_group, |o: &K, name| o.group() == name),
+            referrers(by_group, |o: &K, name| o.group() == Some(name)),
         )
         .shutdown_on_signal()
         .run(

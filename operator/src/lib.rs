@@ -15,6 +15,7 @@ pub mod crd_install;
 pub mod error;
 pub mod events;
 pub mod finalizer;
+pub mod group_access;
 pub mod group_snapshot;
 pub mod hook_runs;
 pub mod hooks;

@@ -186,14 +186,16 @@ async fn main() -> anyhow::Result<()> {
         elector.acquire().await;
     }
     tracing::info!(?scope, "starting controllers");
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client,
         metrics,
         Clock::System,
         agent,
         args.lease_namespace,
         Some(identity),
-    ));
+    );
+    ctx.shares_groups = matches!(scope, Scope::Cluster);
+    let ctx = Arc::new(ctx);
     let keep_leading = async {
         if args.no_leader_election {
             std::future::pending::<()>().await

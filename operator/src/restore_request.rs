@@ -24,7 +24,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::events;
 use crate::references::{self, Resolver};
-use crate::snapshot_source::{self, SourceStatus};
+use crate::snapshot_source::{self, Resolved, SourceStatus};
 use crate::status;
 
 /// Name of the condition set when the restore succeeded.
@@ -257,8 +257,10 @@ async fn start(
         source_status,
         now,
     );
-    let Some(group) = resolved.await? else {
-        return Ok(Start::Waiting);
+    let group = match resolved.await? {
+        Resolved::Ready(group) => group,
+        Resolved::Waiting => return Ok(Start::Waiting),
+        Resolved::Refused(why) => return Ok(Start::Refused(why)),
     };
     let snapshot = status.snapshot_id.clone();
     let problems = Resolver::new(&ctx.client, &namespace)
@@ -278,7 +280,7 @@ async fn start(
         }
     }
 
-    let mut access = pod::repository_access(&group.spec);
+    let mut access = group.access(None);
     // The API server admits only specs with one target (a CEL rule on spec.target).
     let command =
         restore::command(&request.spec, snapshot.as_deref(), &mut access).ok_or(Error::MissingObjectField {

@@ -10,7 +10,6 @@ use std::time::Duration;
 use hort_crds::backup_job::BackupJob;
 use hort_crds::common::{LocalObjectRef, Phase};
 use hort_crds::schedule::{HistoryLimit, PruneResult, Retention, Schedule, ScheduleStatus};
-use hort_crds::storage_group::StorageGroup;
 use hort_protocol::ForgetReport;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
@@ -26,6 +25,7 @@ use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::Result;
 use crate::events;
+use crate::group_access;
 use crate::references::Resolver;
 use crate::schedule_plan::{self, CronSchedule, Decision, Facts};
 use crate::schedule_window::Windows;
@@ -397,17 +397,21 @@ async fn prune(
         }
     };
     let template = &schedule.spec.job_template.spec;
-    let groups: Api<StorageGroup> = Api::namespaced(ctx.client.clone(), namespace);
-    let Some(group) = groups.get_opt(&template.storage_group_ref.name).await? else {
+    // A group not ready (or a namespace a shared group no longer allows) holds the prune
+    // back; the group, or the next BackupJob, says why.
+    let found = group_access::find(ctx, namespace, &template.storage_group_ref).await?;
+    let Some(group) = found.ready else {
         return Ok(());
     };
     // The group's Secrets and claims may have been unmarked since the backup: then no pod
     // uses them, and the prune waits (the group says why it is not Ready).
-    let problems = Resolver::new(&ctx.client, namespace)
-        .check(&storage_group::references(&group.spec))
-        .await?;
-    if !problems.is_empty() {
-        return Ok(());
+    if let Some(local) = group.local() {
+        let problems = Resolver::new(&ctx.client, namespace)
+            .check(&storage_group::references(&local.spec))
+            .await?;
+        if !problems.is_empty() {
+            return Ok(());
+        }
     }
     let pod = pod::build(
         &ctx.agent,
@@ -419,7 +423,7 @@ async fn prune(
                 .expect("a stored object has a name and uid"),
             labels: [(SCHEDULE_LABEL.to_string(), name.clone())].into(),
             command,
-            repository: pod::repository_access(&group.spec),
+            repository: group.access(None),
             overrides: template.agent.as_ref(),
             active_deadline_seconds: template.active_deadline_seconds,
             node: None,

@@ -1,22 +1,32 @@
-//! The snapshot a RestoreRequest or a Verification reads, and its StorageGroup: both looked up,
+//! The snapshot a RestoreRequest or a Verification reads, and its group: both looked up,
 //! recorded as conditions (with an Event on each change), and handed back once usable.
 
 use hort_crds::backup_job::BackupJob;
-use hort_crds::common::{LocalObjectRef, Phase};
+use hort_crds::common::{GroupRef, Phase};
 use hort_crds::restore_request::RestoreSource;
-use hort_crds::storage_group::StorageGroup;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{Api, Resource};
 
-use crate::backup_job::group_readiness;
 use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::Result;
 use crate::events;
+use crate::group_access::{self, Group};
 
 /// Name of the condition that tells whether the snapshot to read is known.
 pub const SNAPSHOT_RESOLVED: &str = "SnapshotResolved";
+
+/// What [`resolve`] found.
+#[derive(Debug)]
+pub enum Resolved {
+    /// The group is ready and the snapshot known (or found by tags when the pod starts).
+    Ready(Group),
+    /// The snapshot or the group is missing or not ready yet.
+    Waiting,
+    /// The namespace may not use the group (the message says why): waiting would not help.
+    Refused(String),
+}
 
 /// The fields of a restore's or verification's status that resolving its source writes.
 pub struct SourceStatus<'a> {
@@ -31,19 +41,18 @@ pub struct SourceStatus<'a> {
 }
 
 /// Looks up the snapshot `source` names (its BackupJob, when it names one; nothing for a
-/// verification of the whole repository, which has no source) and the group `group_ref` in
-/// `namespace`, and records both in `status`, with an Event on `obj` for each condition that
-/// changes. Returns the group when it is Ready and the snapshot is known or is found by tags
-/// when the pod starts; `None` while either waits or is missing.
+/// verification of the whole repository, which has no source) and the group `group_ref`
+/// names for `namespace`, and records both in `status`, with an Event on `obj` for each
+/// condition that changes.
 pub async fn resolve<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     obj: &K,
     namespace: &str,
     source: Option<&RestoreSource>,
-    group_ref: &LocalObjectRef,
+    group_ref: &GroupRef,
     status: SourceStatus<'_>,
     now: Timestamp,
-) -> Result<Option<StorageGroup>> {
+) -> Result<Resolved> {
     let job = match source.and_then(|s| s.backup_job_ref.as_ref()) {
         Some(r) => {
             Api::<BackupJob>::namespaced(ctx.client.clone(), namespace)
@@ -59,23 +68,25 @@ pub async fn resolve<K: Resource<DynamicType = ()>>(
         }
         None => (None, None),
     };
-    let group = Api::<StorageGroup>::namespaced(ctx.client.clone(), namespace)
-        .get_opt(&group_ref.name)
-        .await?;
-    let group_ready = group_readiness(&group_ref.name, namespace, group.as_ref());
+    let found = group_access::find(ctx, namespace, group_ref).await?;
+    let refused = found.refused().then(|| found.observation.message.clone());
     let unresolved = resolved.as_ref().filter(|r| r.status == Status::False);
-    let can_start = unresolved.is_none() && group_ready.status == Status::True;
 
     *status.phase = Phase::Pending;
     *status.snapshot_id = snapshot;
-    *status.message = Some(unresolved.unwrap_or(&group_ready).message.clone());
+    *status.message = Some(unresolved.unwrap_or(&found.observation).message.clone());
+    let can_start = unresolved.is_none();
     let generation = obj.meta().generation;
-    for observation in resolved.into_iter().chain([group_ready]) {
+    for observation in resolved.into_iter().chain([found.observation]) {
         let before = conditions::find(status.conditions, observation.type_).cloned();
         events::on_transition(ctx, obj, before.as_ref(), &observation).await;
         conditions::set(status.conditions, observation, generation, now);
     }
-    Ok(group.filter(|_| can_start))
+    Ok(match (refused, found.ready) {
+        (Some(why), _) => Resolved::Refused(why),
+        (None, Some(group)) if can_start => Resolved::Ready(group),
+        (None, _) => Resolved::Waiting,
+    })
 }
 
 /// The snapshot id, when known, and the `SnapshotResolved` condition. `job` is the BackupJob
@@ -124,6 +135,7 @@ fn resolve_snapshot(source: &RestoreSource, job: Option<&BackupJob>) -> (Option<
 mod tests {
     use super::*;
     use hort_crds::backup_job::BackupJobStatus;
+    use hort_crds::common::LocalObjectRef;
 
     fn by_job(name: &str) -> RestoreSource {
         RestoreSource {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use hort_crds::common::Phase;
+use hort_crds::common::{GroupRef, Phase};
 use hort_crds::verification::{Verification, VerificationCommand, VerificationStatus};
 use hort_protocol::VerificationReport;
 use jiff::Timestamp;
@@ -26,7 +26,8 @@ use crate::events;
 use crate::references;
 use crate::restore_request::{COMPLETE, FAILED};
 use crate::schedule::SCHEDULE_LABEL;
-use crate::snapshot_source::{self, SourceStatus};
+use crate::group_access::Group;
+use crate::snapshot_source::{self, Resolved, SourceStatus};
 use crate::status;
 use crate::storage_group::STORAGE_GROUP_LABEL;
 
@@ -192,16 +193,18 @@ async fn start(
         message: &mut status.message,
         conditions: &mut status.conditions,
     };
+    let group_ref = GroupRef::storage_group(&spec.storage_group_ref.name);
     let resolved = snapshot_source::resolve(
         ctx,
         verification,
         &namespace,
         spec.source.as_ref(),
-        &spec.storage_group_ref,
+        &group_ref,
         source_status,
         now,
     );
-    let Some(group) = resolved.await? else {
+    // A Verification names a StorageGroup of its namespace, never a shared group.
+    let Resolved::Ready(Group::Local(group)) = resolved.await? else {
         return Ok(None);
     };
     let snapshot = status.snapshot_id.clone();

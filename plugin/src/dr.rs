@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use hort_crds::backup_job::BackupJobSpec;
-use hort_crds::common::LocalObjectRef;
+use hort_crds::common::GroupRef;
 use hort_crds::restore_request::{
     DatabaseMapping, DatabaseRestoreTarget, OverwritePolicy, RestoreRequestSpec, RestoreSource, RestoreTarget,
     VolumeRestoreTarget,
@@ -280,9 +280,7 @@ pub fn plan(catalogs: &[StoredCatalog], options: &DrOptions) -> Result<DrPlan> {
                 plan.restores.push(RestoreRequest {
                     metadata: meta(&restore_name(&name, &snapshot_id), ns, &BTreeMap::new()),
                     spec: RestoreRequestSpec {
-                        storage_group_ref: LocalObjectRef {
-                            name: c.storage_group.clone(),
-                        },
+                        storage_group_ref: GroupRef::storage_group(&c.storage_group),
                         source: RestoreSource {
                             backup_job_ref: None,
                             snapshot_id: Some(snapshot_id.clone()),

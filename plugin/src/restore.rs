@@ -2,7 +2,7 @@
 //! (`--dry-run=client`) or created and followed.
 
 use hort_crds::RestoreRequest;
-use hort_crds::common::{LocalObjectRef, SecretRef};
+use hort_crds::common::{GroupRef, LocalObjectRef, SecretRef};
 use hort_crds::restore_request::{
     DatabaseMapping, DatabaseRestoreTarget, OverwritePolicy, RestoreRequestSpec, RestoreSource, RestoreTarget,
     VolumeRestoreTarget,
@@ -208,9 +208,7 @@ pub fn build(flags: &RestoreFlags, namespace: &str) -> Result<RestoreRequest> {
     let mut request = RestoreRequest::new(
         "",
         RestoreRequestSpec {
-            storage_group_ref: LocalObjectRef {
-                name: flags.group.clone(),
-            },
+            storage_group_ref: GroupRef::storage_group(&flags.group),
             source,
             target,
             active_deadline_seconds: None,

@@ -16,6 +16,9 @@ use crate::location::Location;
 /// The directory (or S3 prefix) under each target that holds the tenants' repositories.
 pub const TENANTS: &str = "tenants";
 
+/// The audience of the ServiceAccount tokens agent pods present to the proxy `hort-store`.
+pub const STORE_AUDIENCE: &str = "hort-store";
+
 /// Fewest bytes a tenant root secret may have.
 pub const MIN_ROOT_SECRET_BYTES: usize = 32;
 

@@ -17,7 +17,7 @@ use crate::auth::{AuthError, AuthErrorKind, Authenticator, Token};
 use crate::check::Namespace;
 
 /// The audience agent tokens are requested for; tokens for other audiences are refused.
-pub const AUDIENCE: &str = "hort-store";
+pub const AUDIENCE: &str = hort_protocol::tenant::STORE_AUDIENCE;
 /// The ServiceAccount agent pods run as, in each tenant namespace.
 pub const AGENT_SERVICE_ACCOUNT: &str = "hort-agent";
 /// How long an accepted token's namespace is remembered.

@@ -31,6 +31,8 @@ pub enum FailureReason {
     BackoffLimitExceeded,
     /// A referenced Secret or claim cannot be used as it is.
     InvalidReference,
+    /// The namespace may not use the ClusterStorageGroup the job names.
+    NamespaceNotAllowed,
 }
 
 impl FailureReason {
@@ -41,6 +43,7 @@ impl FailureReason {
             FailureReason::SnapshotFailed => "SnapshotFailed",
             FailureReason::BackoffLimitExceeded => "BackoffLimitExceeded",
             FailureReason::InvalidReference => "InvalidReference",
+            FailureReason::NamespaceNotAllowed => crate::group_access::NAMESPACE_NOT_ALLOWED,
         }
     }
 }

@@ -308,10 +308,14 @@ pub async fn reconcile(cached: Arc<BackupJob>, ctx: Arc<Context>) -> Result<Acti
                 conditions::set(&mut status.conditions, granted, generation, now);
             }
             match start::attempt(&ctx, &mut job, &mut status, now).await? {
-                Begin::Started | Begin::WaitingForGroup => {}
+                Begin::Started => {}
+                Begin::WaitingForGroup if job.spec.storage_group_ref.kind.is_storage_group() => {}
+                // Jobs do not watch ClusterStorageGroups.
+                Begin::WaitingForGroup => action = Action::requeue(references::RECHECK_INTERVAL),
                 Begin::HooksRunning => action = Action::requeue(HOOK_POLL),
                 Begin::WaitingForReference => action = Action::requeue(references::RECHECK_INTERVAL),
                 Begin::Refused => finished = Some(Err(FailureReason::InvalidReference)),
+                Begin::NotAllowed => finished = Some(Err(FailureReason::NamespaceNotAllowed)),
             }
         }
         Step::Fail { reason, message } => {

@@ -46,6 +46,10 @@ pub(super) async fn look(client: &kube::Client, namespace: &str, job: &BackupJob
         limit: None,
         _guard: None,
     };
+    // A ClusterStorageGroup's tenants are held to their share by its proxy, not by slots.
+    if !job.spec.storage_group_ref.kind.is_storage_group() {
+        return Ok(free);
+    }
     let name = &job.spec.storage_group_ref.name;
     let groups: Api<StorageGroup> = Api::namespaced(client.clone(), namespace);
     let Some(group) = groups.get_opt(name).await? else {
@@ -84,7 +88,7 @@ pub(super) async fn look(client: &kube::Client, namespace: &str, job: &BackupJob
         .await?
         .items
         .iter()
-        .filter(|j| &j.spec.storage_group_ref.name == name)
+        .filter(|j| j.spec.storage_group_ref == job.spec.storage_group_ref)
         .filter(|j| !j.status.as_ref().is_some_and(|s| s.phase.is_terminal()))
         .map(view)
         .collect();

@@ -1,24 +1,24 @@
-//! Starting a BackupJob's attempt: checks the StorageGroup and the references, builds the
+//! Starting a BackupJob's attempt: checks the group and the references, builds the
 //! agent pod (and, for snapshots, what the prologue takes), and creates the pod or starts the
 //! prologue.
 
 use hort_crds::backup_job::{BackupJob, BackupJobStatus, ClaimSnapshot, SnapshotMode, VolumeSnapshotRecord};
 use hort_crds::common::Phase;
-use hort_crds::storage_group::StorageGroup;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{Api, Resource, ResourceExt};
 
-use super::{JOB_LABEL, OnConflict, STORAGE_GROUP_READY, group_readiness, write};
+use super::{JOB_LABEL, OnConflict, STORAGE_GROUP_READY, write};
 use crate::agent::backup::SourceClaim;
 use crate::agent::pod::{self, AgentPod};
 use crate::agent::{api, backup};
 use crate::backup_hooks::{self, AgentStart, HookStage, SnapshotsPlan, has_hooks, run_key};
-use crate::conditions::{self, Status};
+use crate::conditions;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::events;
+use crate::group_access;
 use crate::group_snapshot;
 use crate::references::{self, Resolver};
 use crate::schedule;
@@ -33,17 +33,21 @@ pub(super) enum Begin {
     /// before the pre hooks, the pre hooks, the snapshots if any, then the pod) runs in the
     /// background: look again after [`HOOK_POLL`](super::HOOK_POLL).
     HooksRunning,
-    /// The StorageGroup is missing or not ready; its watch triggers the next look.
+    /// The group is missing or not ready; a StorageGroup's watch triggers the next look, a
+    /// ClusterStorageGroup is looked at again after [`references::RECHECK_INTERVAL`].
     WaitingForGroup,
     /// A referenced Secret or claim does not exist yet; nothing watches Secrets, so look again
     /// after [`references::RECHECK_INTERVAL`].
     WaitingForReference,
+    /// The namespace may not use the shared group (reason `NamespaceNotAllowed`): the job
+    /// failed before any data was read.
+    NotAllowed,
     /// A referenced Secret or claim cannot be used as it is (not marked usable, a key missing):
     /// the job failed before any data was read.
     Refused,
 }
 
-/// Starts the next attempt if the StorageGroup is ready and the Secret or claim of the source
+/// Starts the next attempt if the group is ready and the Secret or claim of the source
 /// is usable: creates the agent pod, or, when the job has pre hooks, records the attempt in
 /// status and starts its prologue (see [`backup_hooks`]). Records the group's readiness as a
 /// condition either way.
@@ -56,16 +60,18 @@ pub(super) async fn attempt(
     now: Timestamp,
 ) -> Result<Begin> {
     let namespace = status::namespace_of(&*job)?;
-    let groups: Api<StorageGroup> = Api::namespaced(ctx.client.clone(), &namespace);
-    let group_name = &job.spec.storage_group_ref.name;
-    let group = groups.get_opt(group_name).await?;
-    let observation = group_readiness(group_name, &namespace, group.as_ref());
-    let ready = observation.status == Status::True;
+    let found = group_access::find(ctx, &namespace, &job.spec.storage_group_ref).await?;
+    let refused = found.refused();
+    let observation = found.observation;
     let before = conditions::find(&status.conditions, STORAGE_GROUP_READY).cloned();
     events::on_transition(ctx, job, before.as_ref(), &observation).await;
     status.message = Some(observation.message.clone());
     conditions::set(&mut status.conditions, observation, job.metadata.generation, now);
-    let Some(group) = group.filter(|_| ready) else {
+    if refused {
+        status.phase = Phase::Failed;
+        return Ok(Begin::NotAllowed);
+    }
+    let Some(group) = found.ready else {
         status.phase = Phase::Pending;
         return Ok(Begin::WaitingForGroup);
     };
@@ -94,8 +100,7 @@ pub(super) async fn attempt(
     // The namespace's catalog, which the agent stores after a successful backup.
     let catalog = super::catalog::variable(ctx, &namespace, job, now).await?;
     let agent_pod = |read: &[SourceClaim], node: Option<String>| -> Result<Pod> {
-        let spec = pod::with_job_bandwidth(&group.spec, job.spec.bandwidth.as_ref());
-        let mut access = pod::repository_access(&spec);
+        let mut access = group.access(job.spec.bandwidth.as_ref());
         access.env.extend(catalog.clone());
         // The API server admits only specs with one source (a CEL rule on spec.source).
         let command =

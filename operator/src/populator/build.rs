@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use hort_crds::common::GroupRef;
 use hort_crds::restore_request::{OverwritePolicy, RestoreRequestSpec, RestoreTarget, VolumeRestoreTarget};
 use hort_crds::storage_group::StorageGroupSpec;
 use hort_crds::volume_restore_source::VolumeRestoreSourceSpec;
@@ -63,7 +64,7 @@ pub fn prime_claim(claim: &PersistentVolumeClaim, owner: OwnerReference, node: O
 /// (the prime claim is the populator's alone).
 pub fn restore_spec(source: &VolumeRestoreSourceSpec, prime: &str) -> RestoreRequestSpec {
     RestoreRequestSpec {
-        storage_group_ref: source.storage_group_ref.clone(),
+        storage_group_ref: GroupRef::storage_group(&source.storage_group_ref.name),
         source: source.source.clone(),
         target: RestoreTarget {
             postgres: None,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hort_crds::VolumeRestoreSource;
-use hort_crds::common::Phase;
+use hort_crds::common::{GroupRef, Phase};
 use hort_crds::volume_restore_source::VolumeRestoreSourceStatus;
 use hort_protocol::RestoreReport;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
@@ -28,7 +28,8 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::events;
 use crate::references::RECHECK_INTERVAL;
-use crate::snapshot_source::{self, SourceStatus};
+use crate::group_access::Group;
+use crate::snapshot_source::{self, Resolved, SourceStatus};
 use crate::status;
 
 /// Annotation on a failed restore pod whose failure was reported.
@@ -296,7 +297,7 @@ async fn start(
         &source,
         &namespace,
         Some(&source.spec.source),
-        &source.spec.storage_group_ref,
+        &GroupRef::storage_group(&source.spec.storage_group_ref.name),
         SourceStatus {
             phase: &mut phase,
             snapshot_id: &mut status.snapshot_id,
@@ -309,7 +310,8 @@ async fn start(
     if source.status.as_ref() != Some(&status) {
         status::apply(&ctx.client, &source, &status).await?;
     }
-    let Some(group) = resolved else {
+    // A VolumeRestoreSource names a StorageGroup of its namespace, never a shared group.
+    let Resolved::Ready(Group::Local(group)) = resolved else {
         let (reason, why) = waiting_for(&status);
         let note = format!("VolumeRestoreSource {source_name:?} cannot be restored yet: {why}");
         events::publish(ctx, claim, EventType::Warning, &reason, note).await;
