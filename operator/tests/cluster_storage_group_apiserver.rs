@@ -131,7 +131,9 @@ async fn secret_key(client: &kube::Client, namespace: &str, name: &str, key: &st
 /// Checks `cert` (PEM) as a tenant's agent does: signed by `ca` (PEM), for `dns`, valid now.
 fn verify_server_cert(ca: &str, cert: &str, dns: &str) {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap()).unwrap();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
+        .unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
         .build()
@@ -156,7 +158,10 @@ async fn check_proxy(client: &kube::Client, operator: &str, group: &ClusterStora
     let tls_name = format!("{service_name}-tls");
     let ca = secret_key(client, operator, &tls_name, "ca.crt").await;
     let cert = secret_key(client, operator, &tls_name, "tls.crt").await;
-    let tls = Api::<Secret>::namespaced(client.clone(), operator).get(&tls_name).await.unwrap();
+    let tls = Api::<Secret>::namespaced(client.clone(), operator)
+        .get(&tls_name)
+        .await
+        .unwrap();
     assert!(owned_by_group(tls.owner_references()));
     let keys: Vec<&String> = tls.data.as_ref().unwrap().keys().collect();
     assert_eq!(keys, ["ca.crt", "ca.key", "tls.crt", "tls.key"]);
@@ -176,12 +181,18 @@ async fn check_proxy(client: &kube::Client, operator: &str, group: &ClusterStora
     let pod = template.spec.unwrap();
     assert_eq!(pod.service_account_name.as_deref(), Some("hort-store"));
     let container = &pod.containers[0];
-    assert_eq!(container.command.as_deref(), Some(&["/usr/local/bin/hort-store".to_string()][..]));
+    assert_eq!(
+        container.command.as_deref(),
+        Some(&["/usr/local/bin/hort-store".to_string()][..])
+    );
     let env = container.env.clone().unwrap();
     let value = |n: &str| env.iter().find(|e| e.name == n).and_then(|e| e.value.clone());
     assert_eq!(value("HORT_STORE_GROUP"), Some(name.clone()));
     assert_eq!(value("HORT_STORE_LISTEN").as_deref(), Some("0.0.0.0:8443"));
-    assert!(env.iter().all(|e| e.name != "HORT_PASSWORD"), "the proxy gets no repository password");
+    assert!(
+        env.iter().all(|e| e.name != "HORT_PASSWORD"),
+        "the proxy gets no repository password"
+    );
     let tls_volume = pod.volumes.iter().flatten().find(|v| v.name == "tls").unwrap();
     assert_eq!(
         tls_volume.secret.as_ref().unwrap().secret_name.as_deref(),
@@ -411,7 +422,13 @@ async fn each_selected_namespace_gets_its_repository_once_and_its_password_secre
     })
     .await;
     let deployments: Api<Deployment> = env.api();
-    assert!(deployments.get_opt(&format!("hort-store-{long}")).await.unwrap().is_none());
+    assert!(
+        deployments
+            .get_opt(&format!("hort-store-{long}"))
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(password_in(client, &a, &format!("hort-tenant-{long}")).await, None);
 
     controller.abort();

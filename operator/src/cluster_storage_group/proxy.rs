@@ -323,12 +323,17 @@ pub fn ready(found: &Deployment) -> Result<(), String> {
     }
     let name = found.name_any();
     let namespace = found.namespace().unwrap_or_default();
-    let why = status
-        .conditions
-        .iter()
-        .flatten()
-        .filter(|c| c.status == "False")
-        .find_map(|c| c.message.clone())
+    // Why its pods cannot be made (e.g. no ServiceAccount `hort-store`), else why it is not
+    // available.
+    let conditions = status.conditions.unwrap_or_default();
+    let condition = |type_: &str, value: &str| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == value)
+            .and_then(|c| c.message.clone())
+    };
+    let why = condition("ReplicaFailure", "True")
+        .or_else(|| condition("Available", "False"))
         .map(|m| format!(": {m}"))
         .unwrap_or_default();
     Err(format!(
@@ -616,6 +621,16 @@ mod tests {
             ..DeploymentStatus::default()
         });
         assert_eq!(ready(&deployment), Ok(()));
+        deployment.status = serde_yaml::from_str(
+            "conditions: [{type: Available, status: 'False', message: Deployment does not have minimum availability.},\n\
+                          {type: ReplicaFailure, status: 'True', message: serviceaccount \"hort-store\" not found}]",
+        )
+        .unwrap();
+        let why_not = ready(&deployment).unwrap_err();
+        assert!(
+            why_not.ends_with(": serviceaccount \"hort-store\" not found"),
+            "{why_not}"
+        );
 
         let tenants_ready = Observation {
             type_: READY,
