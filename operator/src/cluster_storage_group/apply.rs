@@ -83,9 +83,9 @@ pub async fn proxy(ctx: &Context, group: &ClusterStorageGroup, found: &Dereferen
     })
 }
 
-/// Plans the tenants, keeps their password Secrets (with the proxy's CA `ca`), deletes superseded check pods and starts
-/// the planned ones. A Secret that cannot be written fails its namespace (named in the plan),
-/// not the reconcile.
+/// Plans the tenants, keeps their password Secrets (with the proxy's CA `ca`), deletes
+/// superseded check pods and starts the planned ones. A Secret that cannot be written fails its
+/// namespace (named in the plan), not the reconcile.
 pub async fn tenants(
     ctx: &Context,
     group: &ClusterStorageGroup,
