@@ -116,8 +116,9 @@ pub fn renewal(found: Option<&ProxyTls>, names: &[String], now: Timestamp) -> Re
             leaf.verify_signature(Some(ca.public_key())).is_ok()
                 && valid_for(&leaf, now, RENEW_BEFORE)
                 && dns_names(&leaf) == sorted(names)
+                && KeyPair::from_pem(&found.key).is_ok_and(|k| k.subject_public_key_info() == leaf.public_key().raw)
         })
-    }) && KeyPair::from_pem(&found.key).is_ok();
+    });
     if leaf_good { Renewal::Keep } else { Renewal::NewLeaf }
 }
 
@@ -333,6 +334,11 @@ mod tests {
             Renewal::NewLeaf,
             "a server certificate another CA signed"
         );
+        let wrong_leaf_key = ProxyTls {
+            key: other.key.clone(),
+            ..tls.clone()
+        };
+        assert_eq!(renewal(Some(&wrong_leaf_key), &names(), now), Renewal::NewLeaf);
         let fresh = issue(Some(&broken), Renewal::NewCa, "shared", &names(), now).unwrap();
         assert_ne!(fresh.ca_cert, tls.ca_cert);
         assert!(signed_by_its_ca(&fresh));
