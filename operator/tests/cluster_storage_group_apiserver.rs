@@ -6,6 +6,7 @@
 //! `hort-store-<group>` with a certificate for the Service's name, signed by the CA each
 //! tenant's Secret holds; with no kubelet the proxy never becomes available, so the group
 //! stays Ready False with reason `ProxyNotReady`. A name too long for the Service gets nothing.
+//! Deleting the group deletes its proxy.
 
 #[allow(
     dead_code,
@@ -434,6 +435,26 @@ async fn each_selected_namespace_gets_its_repository_once_and_its_password_secre
     controller.abort();
     groups.delete(&long, &DeleteParams::default()).await.unwrap();
     groups.delete(&name, &DeleteParams::default()).await.unwrap();
+    // The proxy goes with its group, by the garbage collector (kube-controller-manager).
+    let services: Api<Service> = env.api();
+    let tls: Api<Secret> = env.api();
+    let proxy = format!("hort-store-{name}");
+    let deadline = tokio::time::Instant::now() + support::WAIT;
+    loop {
+        let left = (
+            deployments.get_opt(&proxy).await.unwrap().is_some(),
+            services.get_opt(&proxy).await.unwrap().is_some(),
+            tls.get_opt(&format!("{proxy}-tls")).await.unwrap().is_some(),
+        );
+        if left == (false, false, false) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the proxy's (Deployment, Service, Secret) are left: {left:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
     for ns in [&a, &b, &c] {
         namespaces.delete(ns, &DeleteParams::default()).await.unwrap();
     }
