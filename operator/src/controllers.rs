@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use hort_crds::restore_request::RestoreSource;
 use hort_crds::{BackupJob, ClusterStorageGroup, RestoreRequest, Schedule, StorageGroup, Verification};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
@@ -166,16 +167,20 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
 /// operator that watches the whole cluster: it reads Namespaces and writes Secrets in the
 /// tenant namespaces. A group is reconciled again when a Namespace changes that it selects
 /// (or did), when its StorageGroup in the operator's namespace changes, and when one of its
-/// tenant check pods there does. Namespaces are watched by metadata only.
+/// tenant check pods or its proxy's Deployment there does. Namespaces are watched by metadata
+/// only.
 pub async fn cluster_storage_groups(ctx: Arc<Context>, concurrency: u16) {
     let client = &ctx.client;
     let operator = ctx.operator_namespace.as_str();
     let config = watcher::Config::default;
     let controller = cached(Api::<ClusterStorageGroup>::all(client.clone()))
         .with_config(controller::Config::default().concurrency(concurrency));
-    let (by_namespace, by_group, by_pod) = (controller.store(), controller.store(), controller.store());
+    let (by_namespace, by_group) = (controller.store(), controller.store());
+    let (by_pod, by_deployment) = (controller.store(), controller.store());
     let namespaces = watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), config()).touched_objects();
     let check_pods = format!("{AGENT_PODS},{}={}", crate::agent::ROLE_LABEL, Role::Check.as_str());
+    let (app, proxy) = cluster_storage_group::proxy::APP;
+    let proxies = format!("{app}={proxy}");
     controller
         .watches_stream(namespaces, move |ns: PartialObjectMeta<Namespace>| {
             let labels = ns.metadata.labels.clone().unwrap_or_default();
@@ -205,15 +210,13 @@ pub async fn cluster_storage_groups(ctx: Arc<Context>, concurrency: u16) {
         .watches(
             Api::<Pod>::namespaced(client.clone(), operator),
             config().labels(&check_pods),
-            move |pod: Pod| {
-                let groups = by_pod.state();
-                pod.owner_references()
-                    .iter()
-                    .filter(|o| o.kind == ClusterStorageGroup::kind(&()))
-                    .filter_map(|o| groups.iter().find(|g| g.uid().as_deref() == Some(o.uid.as_str())))
-                    .map(|g| ObjectRef::from_obj(&**g))
-                    .collect::<Vec<_>>()
-            },
+            move |pod: Pod| owning_groups(&by_pod, &pod),
+        )
+        // Its proxy's readiness.
+        .watches(
+            Api::<Deployment>::namespaced(client.clone(), operator),
+            config().labels(&proxies),
+            move |deployment: Deployment| owning_groups(&by_deployment, &deployment),
         )
         .shutdown_on_signal()
         .run(
@@ -223,6 +226,18 @@ pub async fn cluster_storage_groups(ctx: Arc<Context>, concurrency: u16) {
         )
         .for_each(|_| async {})
         .await
+}
+
+/// The ClusterStorageGroups in `store` that own `object` (by uid).
+fn owning_groups<O: Resource>(store: &Store<ClusterStorageGroup>, object: &O) -> Vec<ObjectRef<ClusterStorageGroup>> {
+    let groups = store.state();
+    object
+        .owner_references()
+        .iter()
+        .filter(|o| o.kind == ClusterStorageGroup::kind(&()))
+        .filter_map(|o| groups.iter().find(|g| g.uid().as_deref() == Some(o.uid.as_str())))
+        .map(|g| ObjectRef::from_obj(&**g))
+        .collect()
 }
 
 /// A kind that reads a snapshot of a group: RestoreRequest and Verification.

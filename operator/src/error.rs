@@ -21,6 +21,9 @@ pub enum Error {
     /// The operating system's random generator failed (a Verification's server password).
     #[error("the operating system's random number generator failed: {0}")]
     Random(String),
+    /// A certificate of a ClusterStorageGroup's proxy could not be made.
+    #[error("the certificate of a ClusterStorageGroup's proxy could not be made: {0}")]
+    Certificate(String),
 }
 
 impl Error {
@@ -31,6 +34,7 @@ impl Error {
             Error::Kube(_) => "kube_api",
             Error::MissingObjectField { .. } | Error::Finalizer(_) => "malformed_object",
             Error::Random(_) => "random",
+            Error::Certificate(_) => "certificate",
         }
     }
 }

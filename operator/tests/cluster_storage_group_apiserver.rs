@@ -2,7 +2,11 @@
 //! operator's namespace with the labelled namespaces, creates each one's repository once
 //! through a check pod in the operator's namespace (pods never run here: the test ends them
 //! as the kubelet would), writes each one's password Secret, follows relabelled namespaces,
-//! and names an unusable tenant root secret.
+//! and names an unusable tenant root secret. It runs one proxy: a Deployment and Service
+//! `hort-store-<group>` with a certificate for the Service's name, signed by the CA each
+//! tenant's Secret holds; with no kubelet the proxy never becomes available, so the group
+//! stays Ready False with reason `ProxyNotReady`. A name too long for the Service gets nothing.
+//! Deleting the group deletes its proxy.
 
 #[allow(
     dead_code,
@@ -17,9 +21,14 @@ use hort_operator::clock::Clock;
 use hort_operator::context::Context;
 use hort_operator::controllers;
 use hort_protocol::report::encode;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::json;
 use support::{TestEnv, agent_settings, create, finish_pod, healthy_check, ready_s3_group, wait_for, wait_for_event};
 
@@ -103,6 +112,108 @@ async fn wait_for_password(client: &kube::Client, namespace: &str, name: &str, w
     }
 }
 
+/// Key `key` of Secret `name` in `namespace`, once it exists.
+async fn secret_key(client: &kube::Client, namespace: &str, name: &str, key: &str) -> String {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let deadline = tokio::time::Instant::now() + support::WAIT;
+    loop {
+        let found = secrets.get_opt(name).await.unwrap();
+        if let Some(value) = found.as_ref().and_then(|s| s.data.as_ref()?.get(key)) {
+            return String::from_utf8(value.0.clone()).unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no key {key} in Secret {namespace}/{name}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Checks `cert` (PEM) as a tenant's agent does: signed by `ca` (PEM), for `dns`, valid now.
+fn verify_server_cert(ca: &str, cert: &str, dns: &str) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .unwrap();
+    let leaf = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+    let name = ServerName::try_from(dns.to_string()).unwrap();
+    verifier
+        .verify_server_cert(&leaf, &[], &name, &[], UnixTime::now())
+        .unwrap_or_else(|e| panic!("the proxy's certificate does not verify for {dns}: {e}"));
+}
+
+/// The group's proxy: its TLS Secret, Deployment and Service in the operator's namespace,
+/// owned by the group, and its CA in every tenant Secret of `tenants`.
+async fn check_proxy(client: &kube::Client, operator: &str, group: &ClusterStorageGroup, tenants: &[&String]) {
+    let name = group.name_any();
+    let owned_by_group = |owners: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]| {
+        owners
+            .iter()
+            .any(|o| Some(&o.uid) == group.uid().as_ref() && o.controller == Some(true))
+    };
+    let service_name = format!("hort-store-{name}");
+    let tls_name = format!("{service_name}-tls");
+    let ca = secret_key(client, operator, &tls_name, "ca.crt").await;
+    let cert = secret_key(client, operator, &tls_name, "tls.crt").await;
+    let tls = Api::<Secret>::namespaced(client.clone(), operator)
+        .get(&tls_name)
+        .await
+        .unwrap();
+    assert!(owned_by_group(tls.owner_references()));
+    let keys: Vec<&String> = tls.data.as_ref().unwrap().keys().collect();
+    assert_eq!(keys, ["ca.crt", "ca.key", "tls.crt", "tls.key"]);
+    for dns in [
+        format!("{service_name}.{operator}.svc"),
+        format!("{service_name}.{operator}.svc.cluster.local"),
+    ] {
+        verify_server_cert(&ca, &cert, &dns);
+    }
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), operator);
+    wait_for(&deployments, &service_name, "the proxy's Deployment", |_| true).await;
+    let deployment = deployments.get(&service_name).await.unwrap();
+    assert!(owned_by_group(deployment.owner_references()));
+    let spec = deployment.spec.unwrap();
+    let template = spec.template;
+    let pod = template.spec.unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some("hort-store"));
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.command.as_deref(),
+        Some(&["/usr/local/bin/hort-store".to_string()][..])
+    );
+    let env = container.env.clone().unwrap();
+    let value = |n: &str| env.iter().find(|e| e.name == n).and_then(|e| e.value.clone());
+    assert_eq!(value("HORT_STORE_GROUP"), Some(name.clone()));
+    assert_eq!(value("HORT_STORE_LISTEN").as_deref(), Some("0.0.0.0:8443"));
+    assert!(
+        env.iter().all(|e| e.name != "HORT_PASSWORD"),
+        "the proxy gets no repository password"
+    );
+    let tls_volume = pod.volumes.iter().flatten().find(|v| v.name == "tls").unwrap();
+    assert_eq!(
+        tls_volume.secret.as_ref().unwrap().secret_name.as_deref(),
+        Some(tls_name.as_str())
+    );
+
+    let services: Api<Service> = Api::namespaced(client.clone(), operator);
+    let service = services.get(&service_name).await.unwrap();
+    assert!(owned_by_group(service.owner_references()));
+    let service_spec = service.spec.unwrap();
+    let port = &service_spec.ports.unwrap()[0];
+    assert_eq!((port.name.as_deref(), port.port), (Some("https"), 8443));
+    assert_eq!(service_spec.selector, template.metadata.unwrap().labels);
+
+    for tenant in tenants {
+        let tenant_ca = secret_key(client, tenant, &format!("hort-tenant-{name}"), "ca.crt").await;
+        assert_eq!(tenant_ca, ca, "the tenant Secret of {tenant} holds the proxy's CA");
+    }
+}
+
 /// Reconciles the group at once (Secrets are not watched: a changed one is seen at the next
 /// reconcile, which a change of the group starts).
 async fn touch(groups: &Api<ClusterStorageGroup>, name: &str, value: &str) {
@@ -181,6 +292,7 @@ async fn each_selected_namespace_gets_its_repository_once_and_its_password_secre
         wait_for_password(client, ns, &secret_name, Some(&derived)).await;
     }
     assert_eq!(password_in(client, &c, &secret_name).await, None);
+    check_proxy(client, operator, &groups.get(&name).await.unwrap(), &[&a, &b]).await;
     wait_for(&groups, &name, "Ready False while the repositories are created", |g| {
         ready(g).is_some_and(|(s, r, _)| s == "False" && r == "TenantsPending")
     })
@@ -191,10 +303,12 @@ async fn each_selected_namespace_gets_its_repository_once_and_its_password_secre
         let pod = &tenant_pods(&pods, ns, 1).await[0];
         finish_pod(&pods, &pod.name_any(), 0, &encode(&healthy_check(id))).await;
     }
-    wait_for(&groups, &name, "both repositories recorded and Ready", |g| {
+    // Without a kubelet the proxy never has an available replica: all else is ready.
+    let deployment = format!("\"hort-store-{name}\" in namespace \"{operator}\"");
+    wait_for(&groups, &name, "both repositories recorded, the proxy not ready", |g| {
         tenants(g) == [(a.clone(), Some("ra".into())), (b.clone(), Some("rb".into()))]
             && g.status.as_ref().unwrap().tenant_count == Some(2)
-            && ready(g).is_some_and(|(s, _, _)| s == "True")
+            && ready(g).is_some_and(|(s, r, m)| s == "False" && r == "ProxyNotReady" && m.contains(&deployment))
     })
     .await;
 
@@ -242,6 +356,7 @@ async fn each_selected_namespace_gets_its_repository_once_and_its_password_secre
     wait_for_password(client, &c, &secret_name, Some(&derived)).await;
     wait_for_password(client, &b, &secret_name, None).await;
     tenant_pods(&pods, &c, 1).await;
+    check_proxy(client, operator, &groups.get(&name).await.unwrap(), &[&a, &c]).await;
 
     // A root secret too short, then one not marked usable: Ready False naming the field.
     let short = json!({"stringData": {"secret": "too short"}});
@@ -294,8 +409,52 @@ async fn each_selected_namespace_gets_its_repository_once_and_its_password_secre
     })
     .await;
 
+    // A name too long for the proxy's Service: Ready False naming the limit, nothing made.
+    let long = format!("{}-{pid}", "x".repeat(52 - pid.to_string().len()));
+    create(
+        &groups,
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "ClusterStorageGroup", "metadata": {"name": long},
+               "spec": {"storageGroupRef": {"name": "s3"}, "allowedNamespaces": {"matchLabels": {&label: "yes"}},
+                        "tenantKeySecretRef": {"name": "tenant-root", "key": "secret"}}}),
+    )
+    .await;
+    wait_for(&groups, &long, "Ready False for the long name", |g| {
+        ready(g).is_some_and(|(s, r, m)| s == "False" && r == "NameTooLong" && m.contains("at most 52"))
+    })
+    .await;
+    let deployments: Api<Deployment> = env.api();
+    assert!(
+        deployments
+            .get_opt(&format!("hort-store-{long}"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(password_in(client, &a, &format!("hort-tenant-{long}")).await, None);
+
     controller.abort();
+    groups.delete(&long, &DeleteParams::default()).await.unwrap();
     groups.delete(&name, &DeleteParams::default()).await.unwrap();
+    // The proxy goes with its group, by the garbage collector (kube-controller-manager).
+    let services: Api<Service> = env.api();
+    let tls: Api<Secret> = env.api();
+    let proxy = format!("hort-store-{name}");
+    let deadline = tokio::time::Instant::now() + support::WAIT;
+    loop {
+        let left = (
+            deployments.get_opt(&proxy).await.unwrap().is_some(),
+            services.get_opt(&proxy).await.unwrap().is_some(),
+            tls.get_opt(&format!("{proxy}-tls")).await.unwrap().is_some(),
+        );
+        if left == (false, false, false) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the proxy's (Deployment, Service, Secret) are left: {left:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
     for ns in [&a, &b, &c] {
         namespaces.delete(ns, &DeleteParams::default()).await.unwrap();
     }

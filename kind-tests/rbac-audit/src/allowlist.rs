@@ -91,6 +91,42 @@ pub const ALLOWED: &[Allowed] = &[
                  operator/tests/cluster_storage_group_apiserver.rs makes the call.",
     },
     Allowed {
+        group: "apps",
+        resources: &["deployments"],
+        verb: "patch",
+        reason: "a ClusterStorageGroup's proxy Deployment hort-store-<group> is written by \
+                 server-side apply (operator/src/cluster_storage_group/apply.rs); exercised by \
+                 the tenant e2e case (issue 14 step 3). \
+                 operator/tests/cluster_storage_group_apiserver.rs makes the call.",
+    },
+    Allowed {
+        group: "apps",
+        resources: &["deployments"],
+        verb: "create",
+        reason: "the server-side apply of a ClusterStorageGroup's proxy Deployment is also \
+                 authorized as create when it is missing (apiserver/pkg/endpoints/handlers/patch.go); \
+                 exercised by the tenant e2e case (issue 14 step 3). \
+                 operator/tests/cluster_storage_group_apiserver.rs makes the call.",
+    },
+    Allowed {
+        group: "",
+        resources: &["services"],
+        verb: "patch",
+        reason: "a ClusterStorageGroup's proxy Service hort-store-<group> is written by \
+                 server-side apply (operator/src/cluster_storage_group/apply.rs); exercised by \
+                 the tenant e2e case (issue 14 step 3). \
+                 operator/tests/cluster_storage_group_apiserver.rs makes the call.",
+    },
+    Allowed {
+        group: "",
+        resources: &["services"],
+        verb: "create",
+        reason: "the server-side apply of a ClusterStorageGroup's proxy Service is also \
+                 authorized as create when it is missing; exercised by the tenant e2e case \
+                 (issue 14 step 3). operator/tests/cluster_storage_group_apiserver.rs makes the \
+                 call.",
+    },
+    Allowed {
         group: "",
         resources: &["persistentvolumeclaims/finalizers"],
         verb: "update",

@@ -1,24 +1,98 @@
-//! The API calls of a ClusterStorageGroup's reconcile: its tenants' password Secrets (written,
-//! corrected, deleted when a namespace leaves the selection) and check pods (started and
-//! cleaned up as [`tenants::plan`] says).
+//! The API calls of a ClusterStorageGroup's reconcile: its proxy (certificates, Deployment and
+//! Service, by server-side apply), its tenants' password Secrets (written, corrected, deleted
+//! when a namespace leaves the selection) and check pods (started and cleaned up as
+//! [`tenants::plan`] says).
 
 use hort_crds::ClusterStorageGroup;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 
 use super::build::{self, SecretAction, TenantCheck};
+use super::certs::{self, ProxyTls, Renewal};
+use super::proxy::{self, ProxyDeployment};
 use super::tenants::{self, Inputs, Plan};
 use super::{Dereferenced, check_interval, group_ready};
 use crate::agent::{Role, api};
 use crate::context::{Context, FIELD_MANAGER};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
-/// Plans the tenants, keeps their password Secrets, deletes superseded check pods and starts
-/// the planned ones. A Secret that cannot be written fails its namespace (named in the plan),
-/// not the reconcile.
-pub async fn tenants(ctx: &Context, group: &ClusterStorageGroup, found: &Dereferenced, now: Timestamp) -> Result<Plan> {
+/// The group's proxy as applied.
+#[derive(Debug)]
+pub struct Proxy {
+    /// The CA certificate (PEM) tenants check the proxy's certificate against.
+    pub ca: String,
+    /// Whether its Deployment has an available replica; why not otherwise.
+    pub ready: Result<(), String>,
+}
+
+/// Keeps the group's proxy in the operator's namespace: its certificates (reused while good,
+/// see [`certs::renewal`]), Deployment and Service.
+pub async fn proxy(ctx: &Context, group: &ClusterStorageGroup, found: &Dereferenced, now: Timestamp) -> Result<Proxy> {
+    let operator = &ctx.operator_namespace;
+    let name = group.name_any();
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), operator);
+    let secret_name = proxy::tls_secret_name(&name);
+    let owned = |s: &Secret| {
+        s.owner_references()
+            .iter()
+            .any(|o| Some(&o.uid) == group.uid().as_ref())
+    };
+    let stored = secrets
+        .get_opt(&secret_name)
+        .await?
+        .filter(owned)
+        .and_then(|s| ProxyTls::from_data(s.data.as_ref()?));
+    let names = proxy::dns_names(&name, operator);
+    let renewal = certs::renewal(stored.as_ref(), &names, now);
+    let tls = match (renewal, stored) {
+        (Renewal::Keep, Some(tls)) => tls,
+        (_, stored) => {
+            let tls = certs::issue(stored.as_ref(), renewal, &name, &names, now)
+                .map_err(|e| Error::Certificate(format!("group {name:?}: {e}")))?;
+            let secret = proxy::tls_secret(group, operator, &tls);
+            secrets.patch(&secret_name, &params, &Patch::Apply(&secret)).await?;
+            tracing::info!(group = %name, secret = %secret_name, ?renewal, "issued the proxy's certificate");
+            tls
+        }
+    };
+    let wanted = proxy::deployment(
+        &ctx.agent,
+        ProxyDeployment {
+            group,
+            storage_group: &found.storage_group,
+            namespace: operator,
+            tls_hash: proxy::tls_hash(&tls),
+        },
+    );
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), operator);
+    let service_name = proxy::proxy_service_name(&name);
+    let applied = deployments
+        .patch(&service_name, &params, &Patch::Apply(&wanted))
+        .await?;
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), operator);
+    services
+        .patch(&service_name, &params, &Patch::Apply(&proxy::service(group, operator)))
+        .await?;
+    Ok(Proxy {
+        ca: tls.ca_cert,
+        ready: proxy::ready(&applied),
+    })
+}
+
+/// Plans the tenants, keeps their password Secrets (with the proxy's CA `ca`), deletes
+/// superseded check pods and starts the planned ones. A Secret that cannot be written fails its
+/// namespace (named in the plan), not the reconcile.
+pub async fn tenants(
+    ctx: &Context,
+    group: &ClusterStorageGroup,
+    found: &Dereferenced,
+    ca: &str,
+    now: Timestamp,
+) -> Result<Plan> {
     let operator = &ctx.operator_namespace;
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), operator);
     let owned = api::owned(&pods, group.uid().as_deref(), Role::Check).await?;
@@ -39,7 +113,7 @@ pub async fn tenants(ctx: &Context, group: &ClusterStorageGroup, found: &Derefer
     }
     for tenant in &mut plan.tenants {
         let password = found.root.password(&tenant.namespace);
-        let wanted = build::password_secret(group, &tenant.namespace, &password);
+        let wanted = build::password_secret(group, &tenant.namespace, &password, ca);
         if let Some(problem) = password_secret(ctx, &wanted).await? {
             tenant.message = Some(problem);
             plan.failing.insert(tenant.namespace.clone());

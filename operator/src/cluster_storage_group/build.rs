@@ -1,6 +1,7 @@
 //! The objects a ClusterStorageGroup makes for a tenant namespace (pure): the check pod that
 //! creates and checks the namespace's repository, in the operator's namespace, and the
-//! Secret with the namespace's derived repository password, in the tenant's namespace.
+//! Secret with the namespace's derived repository password and the CA of the group's proxy,
+//! in the tenant's namespace.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +21,9 @@ use crate::storage_group::{CHECK_DEADLINE_SECONDS, check_command};
 
 /// Key of the tenant password Secret that holds the namespace's repository password.
 pub const PASSWORD_KEY: &str = "password";
+/// Key of the tenant password Secret that holds the CA (PEM) that signed the certificate of
+/// the group's proxy ([`super::proxy`]), which the tenant's agents check it against.
+pub const CA_KEY: &str = "ca.crt";
 /// Label on the objects the operator manages, and its value.
 const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "hort-operator");
 
@@ -89,8 +93,9 @@ pub fn check_pod(settings: &AgentSettings, check: TenantCheck<'_>) -> Pod {
 }
 
 /// The Secret in `namespace` with the namespace's repository `password` under
-/// [`PASSWORD_KEY`], owned by the group (it goes when the group goes).
-pub fn password_secret(group: &ClusterStorageGroup, namespace: &str, password: &str) -> Secret {
+/// [`PASSWORD_KEY`] and the proxy's CA certificate `ca` under [`CA_KEY`], owned by the group
+/// (it goes when the group goes).
+pub fn password_secret(group: &ClusterStorageGroup, namespace: &str, password: &str, ca: &str) -> Secret {
     Secret {
         metadata: ObjectMeta {
             name: Some(password_secret_name(&group.name_any())),
@@ -104,10 +109,10 @@ pub fn password_secret(group: &ClusterStorageGroup, namespace: &str, password: &
             ..ObjectMeta::default()
         },
         type_: Some("Opaque".into()),
-        data: Some(BTreeMap::from([(
-            PASSWORD_KEY.into(),
-            ByteString(password.as_bytes().to_vec()),
-        )])),
+        data: Some(BTreeMap::from([
+            (PASSWORD_KEY.into(), ByteString(password.as_bytes().to_vec())),
+            (CA_KEY.into(), ByteString(ca.as_bytes().to_vec())),
+        ])),
         ..Secret::default()
     }
 }
@@ -236,15 +241,22 @@ mod tests {
     #[test]
     fn the_password_secret_is_owned_by_the_group_and_corrected_but_a_foreign_one_is_left_alone() {
         let group = group();
-        let wanted = password_secret(&group, "team-a", "pw-a");
+        let wanted = password_secret(&group, "team-a", "pw-a", "CA-1");
         assert_eq!(wanted.metadata.name.as_deref(), Some("hort-tenant-shared"));
         assert_eq!(wanted.metadata.namespace.as_deref(), Some("team-a"));
         assert_eq!(wanted.data.as_ref().unwrap()["password"].0, b"pw-a");
+        assert_eq!(wanted.data.as_ref().unwrap()["ca.crt"].0, b"CA-1");
         assert_eq!(wanted.owner_references()[0].kind, "ClusterStorageGroup");
         assert_eq!(secret_action(None, &wanted), SecretAction::Write);
         assert_eq!(secret_action(Some(&wanted), &wanted), SecretAction::Keep);
-        let stale = password_secret(&group, "team-a", "old");
+        let stale = password_secret(&group, "team-a", "old", "CA-1");
         assert_eq!(secret_action(Some(&stale), &wanted), SecretAction::Write);
+        let old_ca = password_secret(&group, "team-a", "pw-a", "CA-0");
+        assert_eq!(
+            secret_action(Some(&old_ca), &wanted),
+            SecretAction::Write,
+            "a new CA is written"
+        );
         let mut foreign = wanted.clone();
         foreign.metadata.owner_references = None;
         assert_eq!(secret_action(Some(&foreign), &wanted), SecretAction::Foreign);

@@ -2,15 +2,20 @@
 //! the namespaces `spec.allowedNamespaces` selects. Each selected namespace gets its own
 //! repository under `tenants/<namespace>/` of the group's targets, created and checked by a
 //! check pod in the operator's namespace, and a Secret `hort-tenant-<group>` in its own
-//! namespace with its derived repository password.
+//! namespace with its derived repository password and the CA of the group's proxy. The proxy
+//! ([`proxy`]: Deployment and Service `hort-store-<group>`, certificates from [`certs`]) runs
+//! in the operator's namespace and serves the tenants' agents.
 //!
-//! Staged: [`dereference`] (the StorageGroup, the tenant root secret, the selected
-//! namespaces) → [`tenants::plan`] (pure) → [`apply`] (Secrets and pods) → status. Runs only
-//! when the operator watches the whole cluster (`controllers::cluster_storage_groups`).
+//! Staged: [`proxy::invalid_name`] (pure) → [`dereference`] (the StorageGroup, the tenant root
+//! secret, the selected namespaces) → [`apply::proxy`] → [`tenants::plan`] (pure) →
+//! [`apply::tenants`] (Secrets and pods) → status. Runs only when the operator watches the
+//! whole cluster (`controllers::cluster_storage_groups`).
 
 pub mod apply;
 pub mod build;
+pub mod certs;
 pub mod key;
+pub mod proxy;
 pub mod selector;
 pub mod tenants;
 
@@ -44,8 +49,10 @@ pub struct Dereferenced {
     pub selected: Vec<String>,
 }
 
-/// Reconciles one ClusterStorageGroup: reads what it refers to, keeps each selected
-/// namespace's password Secret and repository, and records `status.tenants` and `Ready`.
+/// Reconciles one ClusterStorageGroup: reads what it refers to, keeps its proxy and each
+/// selected namespace's password Secret and repository, and records `status.tenants` and
+/// `Ready` (False with reason `ProxyNotReady` while all else is ready but the proxy is not). A
+/// group whose name cannot make its proxy's Service name gets nothing but that `Ready`.
 pub async fn reconcile(cached: Arc<ClusterStorageGroup>, ctx: Arc<Context>) -> Result<Action> {
     let groups: Api<ClusterStorageGroup> = Api::all(ctx.client.clone());
     let Some(group) = groups.get_opt(&cached.name_any()).await? else {
@@ -54,14 +61,20 @@ pub async fn reconcile(cached: Arc<ClusterStorageGroup>, ctx: Arc<Context>) -> R
     let now = ctx.clock.now();
     let mut status = group.status.clone().unwrap_or_default();
     status.observed_generation = group.metadata.generation;
-    let (observation, requeue) = match dereference(&ctx, &group).await? {
+    let found = match proxy::invalid_name(&group.name_any()) {
+        Some(invalid) => Err(invalid),
+        None => dereference(&ctx, &group).await?,
+    };
+    let (observation, requeue) = match found {
         // What was recorded stays: a repository id is never forgotten for a passing problem.
         Err(blocked) => (blocked, RECHECK_INTERVAL),
         Ok(found) => {
-            let plan = apply::tenants(&ctx, &group, &found, now).await?;
+            let proxy = apply::proxy(&ctx, &group, &found, now).await?;
+            let plan = apply::tenants(&ctx, &group, &found, &proxy.ca, now).await?;
             let ready = group_ready(&found.storage_group);
             let name = &group.spec.storage_group_ref.name;
-            let observation = tenants::readiness(name, ready, &plan.tenants, &plan.failing);
+            let tenants = tenants::readiness(name, ready, &plan.tenants, &plan.failing);
+            let observation = proxy::with_proxy(tenants, proxy.ready);
             status.tenant_count = Some(plan.tenants.iter().filter(|t| t.repository_id.is_some()).count() as u32);
             status.tenants = plan.tenants;
             (observation, plan.requeue)
