@@ -68,6 +68,12 @@
 #                       operator.watchNamespace: only Roles; a PVC group, a volume backup with a
 #                       hook and a restore work; none of its requests was forbidden; `helm test`
 #                       passes, and fails once the operator is scaled to 0
+#   tenants             a ClusterStorageGroup shares an S3 StorageGroup of the operator's namespace
+#                       with two labelled namespaces: both get repositories and the proxy becomes
+#                       available; each backs up a claim; one restores its snapshot (files equal),
+#                       the other cannot restore that snapshot by id; a third, unlabelled
+#                       namespace's job fails NamespaceNotAllowed without a pod; tenant pods name
+#                       no Secret but hort-tenant-<group>; deleting the group removes its proxy
 #   rbac-audit          (runs last) the chart's RBAC against the API server's audit log: every
 #                       verb granted was used (or is allowlisted with a reason), no request was
 #                       forbidden (kind-tests/rbac-audit; skipped when the cluster has no audit log)
@@ -78,7 +84,7 @@ source "$HERE/lib.sh"
 KUBECONFIG="${KUBECONFIG:-$("$HERE/cluster.sh" kubeconfig)}"
 export KUBECONFIG
 
-ALL_CASES=(namespaced groups-ready wrong-s3-key volume-restore populator postgres-rename verification mariadb-table agent-killed operator-restart schedule-retention invalid-specs hooks mirror-outage csi-snapshot plugin rbac-audit)
+ALL_CASES=(namespaced groups-ready wrong-s3-key volume-restore populator postgres-rename verification mariadb-table agent-killed operator-restart schedule-retention invalid-specs hooks mirror-outage csi-snapshot plugin tenants rbac-audit)
 KEEP=0
 CASES=()
 for a in "$@"; do
@@ -1476,6 +1482,100 @@ overview_browses() {
   wait_until 60 "no agent pod of the page left" no_browse_pods $ns
 }
 
+absent() { ! kc -n "$1" get "$2" >/dev/null 2>&1; } # NS OBJECT
+
+# A BackupJob or RestoreRequest of a tenant namespace on ClusterStorageGroup GROUP.
+tenant_object() { # NS KIND NAME GROUP SPEC-YAML (the rest of the spec, indented two spaces)
+  kc -n "$1" apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: $2
+metadata: {name: $3}
+spec:
+  storageGroupRef: {kind: ClusterStorageGroup, name: $4}
+$5
+EOF
+}
+
+case_tenants() {
+  local op=$HORT_NAMESPACE group=e2e-shared a=hort-e2e-tenants b=hort-e2e-tenants-b c=hort-e2e-tenants-c
+  kc delete clusterstoragegroup $group --ignore-not-found --wait=true >/dev/null
+  # The platform team's side, in the operator's namespace: a StorageGroup, the tenant root secret.
+  repository_secrets $op "$S3_ACCESS" "$S3_SECRET"
+  s3_group $op shared-s3 "$S3_ENDPOINT" "$S3_BUCKET" shared
+  usable_secret $op tenant-root --from-literal=secret="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  local ns
+  for ns in $a $b $c; do new_namespace $ns; done
+  kc label namespace $a $b hort.dev/e2e-shared=yes >/dev/null
+  kc apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: ClusterStorageGroup
+metadata: {name: $group}
+spec:
+  storageGroupRef: {name: shared-s3}
+  allowedNamespaces: {matchLabels: {hort.dev/e2e-shared: "yes"}}
+  tenantKeySecretRef: {name: tenant-root, key: secret}
+EOF
+  wait_ready $op storagegroup/shared-s3 180
+  wait_ready default clusterstoragegroup/$group 300
+  note "group: $(condition_message default clusterstoragegroup/$group Ready); tenants $(jp default clusterstoragegroup/$group '{.status.tenants}')"
+  check "both selected namespaces have a repository, the third none" \
+    test "$(jp default clusterstoragegroup/$group '{.status.tenantCount}')" == 2
+
+  fill_claim $a 64Mi 'echo "team a" > a.txt; head -c 3000000 /dev/urandom > a.bin'
+  fill_claim $b 64Mi 'echo "team b" > b.txt'
+  fill_claim $c 64Mi 'echo "team c" > c.txt'
+  local sums; sums="$(run_pod $a sums hort.local/busybox:stable 'cd /data && find . -type f | sort | xargs md5sum' data /data)"
+  local spec='  source: {volume: {claimName: data}}'
+  for ns in $a $b $c; do tenant_object $ns BackupJob vol $group "$spec"; done
+  wait_phase $a backupjob/vol Succeeded 300
+  wait_phase $b backupjob/vol Succeeded 300
+  wait_phase $c backupjob/vol Failed 120
+  local id_a id_b
+  id_a="$(jp $a backupjob/vol '{.status.snapshotId}')"
+  id_b="$(jp $b backupjob/vol '{.status.snapshotId}')"
+  note "snapshots: $a $id_a, $b $id_b; $c: $(condition_message $c backupjob/vol Failed)"
+  check "each tenant has its snapshot" test -n "$id_a" -a -n "$id_b"
+  check "the namespace not selected fails with NamespaceNotAllowed" \
+    test "$(jp $c backupjob/vol '{.status.conditions[?(@.type=="Failed")].reason}')" == NamespaceNotAllowed
+  check "... and started no agent pod" test -z "$(kc -n $c get pods -l hort.dev/agent-role=backup -o name)"
+
+  # Tenant a restores its own snapshot through the proxy; b cannot read a's by id.
+  tenant_object $a RestoreRequest own $group "  source: {snapshotId: $id_a}
+  target: {volume: {claimName: restored, storageClassName: local-path, size: 64Mi}}"
+  tenant_object $b RestoreRequest other $group "  source: {snapshotId: $id_a}
+  target: {volume: {claimName: restored, storageClassName: local-path, size: 64Mi}}"
+  wait_phase $a restorerequest/own Succeeded 300
+  local back; back="$(run_pod $a verify hort.local/busybox:stable 'cd /data && find . -type f | sort | xargs md5sum' restored /data)"
+  check "tenant a's files come back unchanged" test "$back" == "$sums"
+  wait_phase $b restorerequest/other Failed 300
+  note "b restoring a's snapshot: $(jp $b restorerequest/other '{.status.message}' | cut -c1-200)"
+
+  # No tenant pod names a Secret but its namespace's own password (and no storage credential).
+  local refs
+  refs="$(kc get pods -n $a -o json; kc get pods -n $b -o json)"
+  refs="$(python3 -c 'import json,sys
+names=set()
+for doc in sys.stdin.read().replace("}\n{", "}\x00{").split("\x00"):
+    for p in json.loads(doc)["items"]:
+        for c in p["spec"]["containers"]:
+            for e in c.get("env") or []:
+                r=(e.get("valueFrom") or {}).get("secretKeyRef")
+                if r: names.add(r["name"])
+        for v in p["spec"].get("volumes") or []:
+            if v.get("secret"): names.add(v["secret"]["secretName"])
+            for s in (v.get("projected") or {}).get("sources") or []:
+                if s.get("secret"): names.add(s["secret"]["name"])
+print(" ".join(sorted(names)))' <<<"$refs")"
+  note "Secrets the tenant pods name: $refs"
+  check "tenant pods name only hort-tenant-$group" test "$refs" == "hort-tenant-$group"
+
+  kc delete clusterstoragegroup $group --wait=true >/dev/null
+  wait_until 60 "the proxy's Deployment removed with the group" absent $op deployment/hort-store-$group \
+    || fail "deleting the group removes its proxy"
+  kc -n $op delete storagegroup shared-s3 --wait=true >/dev/null
+  kc -n $op delete secret tenant-root hort-repository-password s3-credentials >/dev/null
+}
+
 case_rbac-audit() {
   if ! have_audit_log; then
     note "SKIPPED: the cluster keeps no audit log (kind mode, or started before cluster.sh enabled it: down, then up)"
@@ -1517,6 +1617,7 @@ run_case mirror-outage "Mirror group: S3 target down, backups go on (Degraded), 
 run_case csi-snapshot "CSI snapshot and VolumeGroupSnapshot between hooks: restored records are one point in time; None reads live"
 run_case schedule-retention "Schedule every minute, keepLast 1: two runs, prune ran, old snapshot gone; its verifications restore into a temporary claim, only the newest kept"
 run_case plugin "kubectl hort: status, snapshots, ls, cat and download (bytes equal), backup now; unknown group named; the overview page's snapshot browser, and the page in headless Chromium"
+run_case tenants "a ClusterStorageGroup shared by two namespaces: each backs up and restores through the proxy, neither reads the other's snapshot, a third namespace is refused; tenant pods name no Secret but their own password"
 run_case rbac-audit "the chart's RBAC against the audit log: every verb granted was used, none forbidden"
 
 echo

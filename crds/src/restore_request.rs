@@ -10,7 +10,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{AgentPodOverrides, DNS_SUBDOMAIN, DatabaseTls, GroupRef, LocalObjectRef, Phase, Progress, SecretRef};
+use crate::common::{
+    AgentPodOverrides, DNS_SUBDOMAIN, DatabaseTls, GroupRef, LocalObjectRef, Phase, Progress, SecretRef,
+};
 
 /// Restores one snapshot of a StorageGroup, or part of it, into a database server or a volume.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

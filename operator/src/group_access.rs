@@ -20,7 +20,8 @@ use kube::{Api, ResourceExt};
 
 use crate::agent::pod::{self, RepositoryAccess};
 use crate::backup_job::group_readiness;
-use crate::cluster_storage_group::build::{PASSWORD_KEY, password_secret_name};
+use crate::cluster_storage_group::build::{CA_KEY, PASSWORD_KEY, password_secret_name};
+use crate::cluster_storage_group::proxy::{PROXY_PORT, proxy_service_name};
 use crate::cluster_storage_group::selector;
 use crate::conditions::{Observation, Status};
 use crate::context::Context;
@@ -35,12 +36,6 @@ pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
 pub const STORE_CA_FILE: &str = "/etc/hort/store-ca/ca.crt";
 /// Where a tenant agent pod finds its ServiceAccount token for the proxy.
 pub const STORE_TOKEN_FILE: &str = "/var/run/secrets/hort-store/token";
-// MERGE: from cluster_storage_group::proxy and ::build once the proxy branch lands.
-const PROXY_PORT: u16 = 8443;
-const CA_KEY: &str = "ca.crt";
-fn proxy_service_name(group: &str) -> String {
-    format!("hort-store-{group}")
-}
 /// Lifetime of that token; the kubelet renews it before it expires.
 const TOKEN_SECONDS: i64 = 600;
 /// Ready reasons of a ClusterStorageGroup that concern other namespaces only.
@@ -50,10 +45,14 @@ const TENANT_REASONS: [&str; 2] = ["TenantsPending", "TenantFailed"];
 #[derive(Clone, Debug)]
 pub enum Group {
     /// A StorageGroup of the job's namespace.
-    Local(StorageGroup),
-    /// A ClusterStorageGroup that allows the job's namespace, with the operator's namespace
-    /// where its proxy runs.
-    Shared(ClusterStorageGroup, String),
+    Local(Box<StorageGroup>),
+    /// A ClusterStorageGroup that allows the job's namespace.
+    Shared {
+        /// The group's name.
+        name: String,
+        /// The operator's namespace, where the group's proxy runs.
+        operator_namespace: String,
+    },
 }
 
 impl Group {
@@ -61,9 +60,10 @@ impl Group {
     pub fn access(&self, bandwidth: Option<&Bandwidth>) -> RepositoryAccess {
         match self {
             Group::Local(group) => pod::repository_access(&pod::with_job_bandwidth(&group.spec, bandwidth)),
-            Group::Shared(group, operator_namespace) => {
-                tenant_access(&group.name_any(), operator_namespace, bandwidth)
-            }
+            Group::Shared {
+                name,
+                operator_namespace,
+            } => tenant_access(name, operator_namespace, bandwidth),
         }
     }
 
@@ -71,7 +71,7 @@ impl Group {
     pub fn local(&self) -> Option<&StorageGroup> {
         match self {
             Group::Local(group) => Some(group),
-            Group::Shared(..) => None,
+            Group::Shared { .. } => None,
         }
     }
 }
@@ -101,7 +101,9 @@ pub async fn find(ctx: &Context, namespace: &str, reference: &GroupRef) -> Resul
                 .get_opt(&reference.name)
                 .await?;
             let observation = group_readiness(&reference.name, namespace, group.as_ref());
-            let ready = group.filter(|_| observation.status == Status::True).map(Group::Local);
+            let ready = group
+                .filter(|_| observation.status == Status::True)
+                .map(|g| Group::Local(Box::new(g)));
             Ok(Found { ready, observation })
         }
         GroupKind::ClusterStorageGroup if !ctx.shares_groups => Ok(Found {
@@ -120,9 +122,10 @@ pub async fn find(ctx: &Context, namespace: &str, reference: &GroupRef) -> Resul
                 .await?
                 .map(|n| n.labels().clone());
             let observation = shared_readiness(&reference.name, namespace, group.as_ref(), labels.as_ref());
-            let ready = group
-                .filter(|_| observation.status == Status::True)
-                .map(|g| Group::Shared(g, ctx.operator_namespace.clone()));
+            let ready = (observation.status == Status::True).then(|| Group::Shared {
+                name: reference.name.clone(),
+                operator_namespace: ctx.operator_namespace.clone(),
+            });
             Ok(Found { ready, observation })
         }
     }
@@ -177,8 +180,7 @@ pub fn shared_readiness(
             return waiting("StorageGroupNotReady", message);
         }
         None => {
-            let message =
-                format!("waiting for ClusterStorageGroup {name:?} to take in namespace {namespace:?}");
+            let message = format!("waiting for ClusterStorageGroup {name:?} to take in namespace {namespace:?}");
             return waiting("StorageGroupNotReady", message);
         }
     }
@@ -191,10 +193,16 @@ pub fn shared_readiness(
             message: format!("ClusterStorageGroup {name:?} is Ready for namespace {namespace:?}"),
         },
         Some(c) => {
-            let message = format!("waiting for ClusterStorageGroup {name:?} to become Ready: {}", c.message);
+            let message = format!(
+                "waiting for ClusterStorageGroup {name:?} to become Ready: {}",
+                c.message
+            );
             waiting("StorageGroupNotReady", message)
         }
-        None => waiting("StorageGroupNotReady", format!("waiting for ClusterStorageGroup {name:?} to be checked")),
+        None => waiting(
+            "StorageGroupNotReady",
+            format!("waiting for ClusterStorageGroup {name:?} to be checked"),
+        ),
     }
 }
 
@@ -331,7 +339,10 @@ mod tests {
 
     #[test]
     fn a_namespace_the_group_does_not_select_is_refused_naming_both() {
-        let group = group(vec![tenant("team-a", Some("ab12"), None)], Some(("True", "TenantsReady")));
+        let group = group(
+            vec![tenant("team-a", Some("ab12"), None)],
+            Some(("True", "TenantsReady")),
+        );
         let found = shared_readiness("shared", "team-b", Some(&group), Some(&labels("none")));
         assert_eq!((found.status, found.reason), (Status::False, NAMESPACE_NOT_ALLOWED));
         assert!(found.message.contains("\"team-b\"") && found.message.contains("\"shared\""));
@@ -348,8 +359,15 @@ mod tests {
     #[test]
     fn a_missing_group_or_a_repository_not_yet_created_waits() {
         let missing = shared_readiness("shared", "team-a", None, Some(&labels("shared")));
-        assert_eq!((missing.status, missing.reason), (Status::False, "StorageGroupNotFound"));
-        assert!(missing.message.contains("ClusterStorageGroup \"shared\" (spec.storageGroupRef) not found"));
+        assert_eq!(
+            (missing.status, missing.reason),
+            (Status::False, "StorageGroupNotFound")
+        );
+        assert!(
+            missing
+                .message
+                .contains("ClusterStorageGroup \"shared\" (spec.storageGroupRef) not found")
+        );
 
         let not_taken_in = group(vec![], Some(("False", "TenantsPending")));
         let waits = shared_readiness("shared", "team-a", Some(&not_taken_in), Some(&labels("shared")));
@@ -393,15 +411,23 @@ mod tests {
             env(env::REPOSITORY).and_then(|e| e.value).as_deref(),
             Some("hort+https://hort-store-shared.hort-system.svc:8443/shared")
         );
-        let password = env(env::PASSWORD).and_then(|e| e.value_from).and_then(|v| v.secret_key_ref);
+        let password = env(env::PASSWORD)
+            .and_then(|e| e.value_from)
+            .and_then(|v| v.secret_key_ref);
         let password = password.expect("the password by reference");
-        assert_eq!((password.name.as_str(), password.key.as_str()), ("hort-tenant-shared", "password"));
+        assert_eq!(
+            (password.name.as_str(), password.key.as_str()),
+            ("hort-tenant-shared", "password")
+        );
         assert_eq!(env(env::LIMIT_UPLOAD).and_then(|e| e.value).as_deref(), Some("1048576"));
         assert!(env(env::LIMIT_DOWNLOAD).is_none());
         // No storage credentials, no root secret, no target of the group's own.
         for e in &access.env {
             assert!(e.value_from.is_none() || e.name == env::PASSWORD, "{e:?}");
-            assert!(!e.name.contains("AWS_ACCESS") && !e.name.contains("SECRET_ACCESS"), "{e:?}");
+            assert!(
+                !e.name.contains("AWS_ACCESS") && !e.name.contains("SECRET_ACCESS"),
+                "{e:?}"
+            );
         }
         let token = access
             .volumes
@@ -412,16 +438,22 @@ mod tests {
             .expect("a projected token");
         assert_eq!(token.audience.as_deref(), Some(tenant::STORE_AUDIENCE));
         assert_eq!(token.expiration_seconds, Some(TOKEN_SECONDS));
-        let mounted: Vec<String> = access
-            .mounts
-            .iter()
-            .map(|m| format!("{}/", m.mount_path))
-            .collect();
+        let mounted: Vec<String> = access.mounts.iter().map(|m| format!("{}/", m.mount_path)).collect();
         for file in [STORE_CA_FILE, STORE_TOKEN_FILE] {
-            assert_eq!(env(if file == STORE_CA_FILE { env::STORE_CA_FILE } else { env::STORE_TOKEN_FILE })
+            assert_eq!(
+                env(if file == STORE_CA_FILE {
+                    env::STORE_CA_FILE
+                } else {
+                    env::STORE_TOKEN_FILE
+                })
                 .and_then(|e| e.value)
-                .as_deref(), Some(file));
-            assert!(mounted.iter().any(|dir| file.starts_with(dir.as_str())), "{file} is not mounted");
+                .as_deref(),
+                Some(file)
+            );
+            assert!(
+                mounted.iter().any(|dir| file.starts_with(dir.as_str())),
+                "{file} is not mounted"
+            );
         }
         assert!(access.mounts.iter().all(|m| m.read_only == Some(true)));
     }
@@ -433,10 +465,13 @@ mod tests {
             "encryption": {"keySecretRef": {"name": "key"}},
         }))
         .expect("a valid spec");
-        let local = Group::Local(StorageGroup::new("disk", spec.clone()));
+        let local = Group::Local(Box::new(StorageGroup::new("disk", spec.clone())));
         assert_eq!(local.access(None), pod::repository_access(&spec));
         assert!(local.local().is_some());
-        let shared = Group::Shared(group(vec![], None), "hort-system".into());
+        let shared = Group::Shared {
+            name: "shared".into(),
+            operator_namespace: "hort-system".into(),
+        };
         assert!(shared.local().is_none());
         assert_eq!(shared.access(None), tenant_access("shared", "hort-system", None));
     }

@@ -72,6 +72,10 @@ pub async fn reconcile(cached: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result
                 reason: RestoreFailure::InvalidReference,
                 why: format!("nothing was written: {why}"),
             }),
+            Start::NotAllowed(why) => Some(RestoreStep::Fail {
+                reason: RestoreFailure::NamespaceNotAllowed,
+                why: format!("nothing was written: {why}"),
+            }),
         },
         // Running: show its progress until the pod ends (the pod watch triggers a reconcile
         // then).
@@ -146,6 +150,8 @@ pub enum RestoreFailure {
     RestoreFailed,
     /// A referenced Secret or claim cannot be used as it is.
     InvalidReference,
+    /// The namespace may not use the ClusterStorageGroup the request names.
+    NamespaceNotAllowed,
 }
 
 impl RestoreFailure {
@@ -154,6 +160,7 @@ impl RestoreFailure {
         match self {
             RestoreFailure::RestoreFailed => "RestoreFailed",
             RestoreFailure::InvalidReference => "InvalidReference",
+            RestoreFailure::NamespaceNotAllowed => crate::group_access::NAMESPACE_NOT_ALLOWED,
         }
     }
 }
@@ -230,6 +237,8 @@ enum Start {
     /// A referenced Secret or claim cannot be used as it is (not marked usable, a key
     /// missing): the request fails, saying why.
     Refused(String),
+    /// The namespace may not use the shared group: the request fails, saying why.
+    NotAllowed(String),
 }
 
 /// Resolves the snapshot, the group and the referenced Secret; when all are ready (and the
@@ -260,7 +269,7 @@ async fn start(
     let group = match resolved.await? {
         Resolved::Ready(group) => group,
         Resolved::Waiting => return Ok(Start::Waiting),
-        Resolved::Refused(why) => return Ok(Start::Refused(why)),
+        Resolved::Refused(why) => return Ok(Start::NotAllowed(why)),
     };
     let snapshot = status.snapshot_id.clone();
     let problems = Resolver::new(&ctx.client, &namespace)

@@ -27,8 +27,8 @@ use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::events;
-use crate::references::RECHECK_INTERVAL;
 use crate::group_access::Group;
+use crate::references::RECHECK_INTERVAL;
 use crate::snapshot_source::{self, Resolved, SourceStatus};
 use crate::status;
 
