@@ -2,7 +2,7 @@
 //! (`--dry-run=client`) or created and followed.
 
 use hort_crds::RestoreRequest;
-use hort_crds::common::{GroupRef, LocalObjectRef, SecretRef};
+use hort_crds::common::{GroupKind, GroupRef, LocalObjectRef, SecretRef};
 use hort_crds::restore_request::{
     DatabaseMapping, DatabaseRestoreTarget, OverwritePolicy, RestoreRequestSpec, RestoreSource, RestoreTarget,
     VolumeRestoreTarget,
@@ -70,8 +70,12 @@ impl SourceFlags {
 #[command(group = clap::ArgGroup::new("source").required(true).multiple(false).args(["snapshot", "from_job", "tags"]))]
 #[command(group = clap::ArgGroup::new("target").required(true).multiple(false).args(["to_claim", "to_postgres", "to_mariadb"]))]
 pub struct RestoreFlags {
-    /// The StorageGroup that holds the snapshot.
+    /// The StorageGroup that holds the snapshot (with `--shared`, a ClusterStorageGroup).
     pub group: String,
+    /// The group is a ClusterStorageGroup shared with this namespace: the restore reads the
+    /// namespace's own repository in it.
+    #[arg(long)]
+    pub shared: bool,
     /// Name of the RestoreRequest; `<group>-restore-<random>` when unset.
     #[arg(long)]
     pub name: Option<String>,
@@ -208,7 +212,14 @@ pub fn build(flags: &RestoreFlags, namespace: &str) -> Result<RestoreRequest> {
     let mut request = RestoreRequest::new(
         "",
         RestoreRequestSpec {
-            storage_group_ref: GroupRef::storage_group(&flags.group),
+            storage_group_ref: GroupRef {
+                kind: if flags.shared {
+                    GroupKind::ClusterStorageGroup
+                } else {
+                    GroupKind::StorageGroup
+                },
+                name: flags.group.clone(),
+            },
             source,
             target,
             active_deadline_seconds: None,
@@ -291,6 +302,17 @@ spec:
             created.contains("storageClassName: local") && created.contains("size: 1Gi"),
             "{created}"
         );
+    }
+
+    #[test]
+    fn a_shared_group_is_named_with_its_kind() {
+        let shared = yaml("shared --shared --snapshot 0123abcd --to-claim data");
+        assert!(
+            shared.contains("storageGroupRef:\n    kind: ClusterStorageGroup\n    name: shared\n"),
+            "{shared}"
+        );
+        let own = yaml("s3 --snapshot 0123abcd --to-claim data");
+        assert!(own.contains("storageGroupRef:\n    name: s3\n"), "{own}");
     }
 
     #[test]
