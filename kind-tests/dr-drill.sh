@@ -14,6 +14,10 @@
 #    claim, their Secrets); then `kubectl hort dr offsite --apply`.
 # 4. The data, the Schedules and the StorageGroups must equal the originals. The recovery time
 #    from the empty cluster to verified data is printed with its parts.
+# Besides, namespace hort-dr-tenant backs up a claim through a ClusterStorageGroup (its
+# repository under `shared/tenants/hort-dr-tenant/` of the same server); between the teardown and
+# the new cluster the CLI alone (`hort-agent` with HORT_TENANT, the tenant root secret and the
+# storage credentials) lists and restores that snapshot, and the files must equal the originals.
 # Leaves the new cluster up with Hort installed (scripts/test.sh brings it down).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,11 +28,17 @@ export KUBECONFIG
 eval "$("$HERE/dr-s3.sh" env)"
 
 SHOP=hort-dr-shop BILLING=hort-dr-billing GROUP=offsite DB_PASSWORD=dr-db-password
+TENANT=hort-dr-tenant SHARED=dr-shared
+AGENT="$HORT_REPO_DIR/target/release/hort-agent"
+[[ -x "$AGENT" ]] || { echo "dr-drill.sh: no $AGENT (scripts/build-hort.sh builds it)" >&2; exit 1; }
+WORK="$(mktemp -d)"
+ROOT_SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+printf '%s' "$ROOT_SECRET" >"$WORK/root-secret"
 PLUGIN="$(plugin_bin)" || { echo "dr-drill.sh: no kubectl-hort binary (scripts/build-hort.sh builds it)" >&2; exit 1; }
 hort() { "$PLUGIN" "$@"; }
 fail() { echo "dr-drill.sh: FAILED CHECK: $*" >&2; exit 1; }
 step() { printf '== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)" >&2; }
-trap '"$HERE/dr-s3.sh" down' EXIT
+trap '"$HERE/dr-s3.sh" down; rm -rf "$WORK"' EXIT
 
 # What the user keeps outside the cluster and brings to a new one: the group's Secrets and its
 # StorageGroup (the same password each time), the database Secret.
@@ -94,6 +104,57 @@ specs() {
   done
 }
 
+# A tenant of ClusterStorageGroup $SHARED: the platform team's StorageGroup and tenant root
+# secret in Hort's namespace, the tenant's claim and one backup through the group's proxy.
+# Sets TENANT_ID to the snapshot's id.
+tenant_backup() {
+  local op=$HORT_NAMESPACE
+  usable_secret $op hort-repository-password --from-literal=password="dr-shared-password"
+  usable_secret $op s3-credentials --from-literal=AWS_ACCESS_KEY_ID="$DR_S3_ACCESS_KEY" \
+    --from-literal=AWS_SECRET_ACCESS_KEY="$DR_S3_SECRET_KEY"
+  s3_group $op shared-offsite "$DR_S3_ENDPOINT" "$DR_S3_BUCKET" shared
+  usable_secret $op tenant-root --from-literal=secret="$ROOT_SECRET"
+  new_namespace "$TENANT"
+  kc label namespace "$TENANT" hort.dev/dr-shared=yes >/dev/null
+  kc apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: ClusterStorageGroup
+metadata: {name: $SHARED}
+spec:
+  storageGroupRef: {name: shared-offsite}
+  allowedNamespaces: {matchLabels: {hort.dev/dr-shared: "yes"}}
+  tenantKeySecretRef: {name: tenant-root, key: secret}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: files, namespace: $TENANT, labels: {hort.dev/usable: "true"}}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 64Mi}}
+EOF
+  run_pod "$TENANT" writer hort.local/busybox:stable \
+    'set -e; cd /files; mkdir -p x; head -c 1000000 /dev/urandom > x/blob.bin; echo tenant > x/t.txt; sync' files /files >/dev/null
+  wait_ready default "clusterstoragegroup/$SHARED" 300 || fail "ClusterStorageGroup $SHARED not Ready"
+  kc -n "$TENANT" apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: BackupJob
+metadata: {name: files}
+spec:
+  storageGroupRef: {kind: ClusterStorageGroup, name: $SHARED}
+  source: {volume: {claimName: files}}
+EOF
+  wait_phase "$TENANT" backupjob/files Succeeded 300 || fail "the tenant's backup did not succeed"
+  TENANT_ID="$(jp "$TENANT" backupjob/files '{.status.snapshotId}')"
+}
+
+# The CLI alone, outside any cluster, on the tenant's repository: `hort-agent ARGS...`.
+tenant_cli() {
+  env -i PATH="$PATH" AWS_EC2_METADATA_DISABLED=true \
+    HORT_REPOSITORY="s3://$DR_S3_BUCKET/shared?endpoint=$DR_S3_ENDPOINT&region=us-east-1&path-style=true" \
+    AWS_ACCESS_KEY_ID="$DR_S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$DR_S3_SECRET_KEY" \
+    HORT_TENANT="$TENANT" HORT_TENANT_ROOT_SECRET_FILE="$WORK/root-secret" "$AGENT" "$@"
+}
+
 # Hort's namespace is absent or active: e2e.sh's cleanup deletes it without waiting, and helm
 # cannot install into a namespace being deleted.
 hort_namespace_usable() {
@@ -125,6 +186,11 @@ for s in "$SHOP shop-db" "$SHOP shop-media" "$BILLING billing-db"; do
   read -r ns name <<<"$s"
   hort -n "$ns" backup now "$name" >/dev/null || fail "backup now $name in $ns failed"
 done
+step "a tenant of a ClusterStorageGroup backs up through the group's proxy"
+tenant_backup
+tenant_id="$TENANT_ID"
+[[ -n "$tenant_id" ]] || fail "the tenant's backup recorded no snapshot id"
+tenant_sums="$(run_pod "$TENANT" sums hort.local/busybox:stable 'cd /files && find . -type f | sort | xargs md5sum' files /files)"
 before_data="$(fingerprint)"
 before_specs="$(specs)"
 note "data: $(tr '\n' ';' <<<"$before_data" | cut -c1-200)"
@@ -132,6 +198,12 @@ note "data: $(tr '\n' ';' <<<"$before_data" | cut -c1-200)"
 # ---- 2. the disaster
 step "the cluster torn down (etcd, node, volumes)"
 "$HERE/cluster.sh" down >/dev/null
+step "the tenant's snapshot listed and restored by the CLI alone (tenant root secret, storage credentials)"
+tenant_cli snapshots --json | grep -q "$tenant_id" || fail "the CLI does not list the tenant's snapshot $tenant_id"
+tenant_cli restore "$tenant_id" --target "$WORK/tenant" >/dev/null || fail "the CLI could not restore the tenant's snapshot"
+restored_sums="$(cd "$WORK/tenant" && find . -type f | sort | xargs md5sum)"
+[[ "$restored_sums" == "$tenant_sums" ]] || fail "the tenant's restored files differ: before: $tenant_sums; after: $restored_sums"
+note "tenant $TENANT: snapshot $tenant_id restored by the CLI, files equal"
 
 # ---- 3. a new cluster, rebuilt from storage
 T_EMPTY=$EPOCHREALTIME
@@ -171,5 +243,5 @@ t_check="$(since "$t0")"
 after_specs="$(specs)"
 [[ "$after_specs" == "$before_specs" ]] || fail "StorageGroups/Schedules differ: before: $before_specs; after: $after_specs"
 rto="$(awk -v a="$T_EMPTY" -v b="$T_VERIFIED" 'BEGIN { printf "%.1f", b - a }')"
-echo "dr-drill: PASS: data, 2 StorageGroups and 3 Schedules equal the originals"
+echo "dr-drill: PASS: data, 2 StorageGroups and 3 Schedules equal the originals; a tenant's files restored by the CLI alone"
 echo "dr-drill: RTO ${rto}s from an empty cluster to verified data: cluster up ${t_cluster}s, images ${t_images}s, chart ${t_chart}s, the user's Secrets, groups and applications ${t_user}s, kubectl hort dr ${t_dr}s, reading the data back ${t_check}s"
