@@ -113,18 +113,10 @@ tenant_backup() {
   usable_secret $op s3-credentials --from-literal=AWS_ACCESS_KEY_ID="$DR_S3_ACCESS_KEY" \
     --from-literal=AWS_SECRET_ACCESS_KEY="$DR_S3_SECRET_KEY"
   s3_group $op shared-offsite "$DR_S3_ENDPOINT" "$DR_S3_BUCKET" shared
-  usable_secret $op tenant-root --from-literal=secret="$ROOT_SECRET"
   new_namespace "$TENANT"
   kc label namespace "$TENANT" hort.dev/dr-shared=yes >/dev/null
+  shared_group "$SHARED" shared-offsite hort.dev/dr-shared "$ROOT_SECRET"
   kc apply -f - >/dev/null <<EOF
-apiVersion: hort.dev/v1alpha1
-kind: ClusterStorageGroup
-metadata: {name: $SHARED}
-spec:
-  storageGroupRef: {name: shared-offsite}
-  allowedNamespaces: {matchLabels: {hort.dev/dr-shared: "yes"}}
-  tenantKeySecretRef: {name: tenant-root, key: secret}
----
 apiVersion: v1
 kind: PersistentVolumeClaim
 metadata: {name: files, namespace: $TENANT, labels: {hort.dev/usable: "true"}}

@@ -1502,19 +1502,10 @@ case_tenants() {
   # The platform team's side, in the operator's namespace: a StorageGroup, the tenant root secret.
   repository_secrets $op "$S3_ACCESS" "$S3_SECRET"
   s3_group $op shared-s3 "$S3_ENDPOINT" "$S3_BUCKET" shared
-  usable_secret $op tenant-root --from-literal=secret="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   local ns
   for ns in $a $b $c; do new_namespace $ns; done
   kc label namespace $a $b hort.dev/e2e-shared=yes >/dev/null
-  kc apply -f - >/dev/null <<EOF
-apiVersion: hort.dev/v1alpha1
-kind: ClusterStorageGroup
-metadata: {name: $group}
-spec:
-  storageGroupRef: {name: shared-s3}
-  allowedNamespaces: {matchLabels: {hort.dev/e2e-shared: "yes"}}
-  tenantKeySecretRef: {name: tenant-root, key: secret}
-EOF
+  shared_group $group shared-s3 hort.dev/e2e-shared "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   wait_ready $op storagegroup/shared-s3 180
   wait_ready default clusterstoragegroup/$group 300
   note "group: $(condition_message default clusterstoragegroup/$group Ready); tenants $(jp default clusterstoragegroup/$group '{.status.tenants}')"

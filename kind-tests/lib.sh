@@ -260,6 +260,22 @@ spec:
 EOF
 }
 
+# shared_group NAME STORAGEGROUP LABEL ROOT-SECRET: in Hort's namespace the tenant root secret
+# `tenant-root` (key secret) and a ClusterStorageGroup sharing StorageGroup STORAGEGROUP of that
+# namespace with the namespaces labelled LABEL=yes.
+shared_group() {
+  usable_secret "$HORT_NAMESPACE" tenant-root --from-literal=secret="$4"
+  kc apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: ClusterStorageGroup
+metadata: {name: $1}
+spec:
+  storageGroupRef: {name: $2}
+  allowedNamespaces: {matchLabels: {$3: "yes"}}
+  tenantKeySecretRef: {name: tenant-root, key: secret}
+EOF
+}
+
 # pvc_group NS NAME CLAIM: a claim (marked usable) and a StorageGroup with it as the only target.
 pvc_group() {
   kc -n "$1" apply -f - >/dev/null <<EOF
