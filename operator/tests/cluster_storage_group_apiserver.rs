@@ -273,11 +273,24 @@ async fn each_selected_namespace_gets_its_repository_once_and_its_password_secre
     for ns in [&a, &b] {
         let pod = &tenant_pods(&pods, ns, 1).await[0];
         assert_eq!(env_value(pod, "HORT_TENANT").as_deref(), Some(ns.as_str()));
-        assert_eq!(
-            env_secret(pod, "HORT_TENANT_ROOT_SECRET"),
-            Some(("tenant-root".into(), "secret".into()))
-        );
+        // The root secret as a file from its Secret, never in the environment.
+        assert_eq!(env_secret(pod, "HORT_TENANT_ROOT_SECRET"), None);
         assert_eq!(env_value(pod, "HORT_TENANT_ROOT_SECRET"), None);
+        assert_eq!(
+            env_value(pod, "HORT_TENANT_ROOT_SECRET_FILE").as_deref(),
+            Some("/etc/hort/tenant-root/secret")
+        );
+        let root = pod
+            .spec
+            .as_ref()
+            .unwrap()
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "tenant-root");
+        let root = root.and_then(|v| v.secret.clone()).unwrap();
+        assert_eq!(root.secret_name.as_deref(), Some("tenant-root"));
+        assert_eq!(root.items.unwrap()[0].key, "secret");
         assert_eq!(
             env_secret(pod, "HORT_PASSWORD"),
             None,

@@ -11,7 +11,7 @@ use hort_crds::cluster_storage_group::OperatorSecretKeyRef;
 use hort_protocol::env;
 use jiff::Timestamp;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{EnvVar, Pod, Secret};
+use k8s_openapi::api::core::v1::{EnvVar, KeyToPath, Pod, Secret, SecretVolumeSource, Volume, VolumeMount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
@@ -19,6 +19,10 @@ use super::tenants::TENANT_LABEL;
 use crate::agent::pod::{self, AgentPod, AgentSettings};
 use crate::storage_group::{CHECK_DEADLINE_SECONDS, check_command};
 
+/// Where a tenant check pod finds the tenant root secret.
+pub const ROOT_SECRET_FILE: &str = "/etc/hort/tenant-root/secret";
+/// Name of the volume of the tenant root secret in a tenant check pod.
+const ROOT_SECRET_VOLUME: &str = "tenant-root";
 /// Key of the tenant password Secret that holds the namespace's repository password.
 pub const PASSWORD_KEY: &str = "password";
 /// Key of the tenant password Secret that holds the CA (PEM) that signed the certificate of
@@ -58,7 +62,8 @@ pub struct TenantCheck<'a> {
 
 /// The pod that creates (no recorded id) or checks a tenant's repository: the StorageGroup's
 /// repository access, with `HORT_TENANT` set to the namespace and the tenant root secret
-/// passed by reference as `HORT_TENANT_ROOT_SECRET` instead of any `HORT_PASSWORD`.
+/// mounted from its Secret at [`ROOT_SECRET_FILE`] (`HORT_TENANT_ROOT_SECRET_FILE`) instead of
+/// any `HORT_PASSWORD`.
 pub fn check_pod(settings: &AgentSettings, check: TenantCheck<'_>) -> Pod {
     let spec = &check.storage_group.spec;
     let root: &OperatorSecretKeyRef = &check.group.spec.tenant_key_secret_ref;
@@ -69,9 +74,33 @@ pub fn check_pod(settings: &AgentSettings, check: TenantCheck<'_>) -> Pod {
         value: Some(check.namespace.into()),
         value_from: None,
     });
-    repository
-        .env
-        .push(pod::secret_env(env::TENANT_ROOT_SECRET, &root.name, &root.key));
+    // As a file, byte for byte: an environment variable cannot hold a NUL byte, which a
+    // random root secret may.
+    let (dir, file) = ROOT_SECRET_FILE.rsplit_once('/').expect("an absolute path");
+    repository.volumes.push(Volume {
+        name: ROOT_SECRET_VOLUME.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(root.name.clone()),
+            items: Some(vec![KeyToPath {
+                key: root.key.clone(),
+                path: file.into(),
+                mode: None,
+            }]),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    });
+    repository.mounts.push(VolumeMount {
+        name: ROOT_SECRET_VOLUME.into(),
+        mount_path: dir.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    });
+    repository.env.push(EnvVar {
+        name: env::TENANT_ROOT_SECRET_FILE.into(),
+        value: Some(ROOT_SECRET_FILE.into()),
+        value_from: None,
+    });
     let uid = check.group.uid().unwrap_or_default();
     pod::build(
         settings,
@@ -217,10 +246,34 @@ mod tests {
             ("ClusterStorageGroup", "shared")
         );
         assert_eq!(env_of(&pod, "HORT_TENANT").unwrap().value.as_deref(), Some("team-a"));
-        let root = env_of(&pod, "HORT_TENANT_ROOT_SECRET").unwrap();
-        assert!(root.value.is_none(), "never by value");
-        let selector = root.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
-        assert_eq!((selector.name.as_str(), selector.key.as_str()), ("root", "secret"));
+        assert!(
+            env_of(&pod, "HORT_TENANT_ROOT_SECRET").is_none(),
+            "never in the environment"
+        );
+        let file = env_of(&pod, "HORT_TENANT_ROOT_SECRET_FILE")
+            .unwrap()
+            .value
+            .clone()
+            .unwrap();
+        assert_eq!(file, ROOT_SECRET_FILE);
+        let spec = pod.spec.as_ref().unwrap();
+        let volume = spec
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == ROOT_SECRET_VOLUME)
+            .unwrap();
+        let secret = volume.secret.as_ref().unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("root"));
+        let item = &secret.items.as_ref().unwrap()[0];
+        let mount = spec.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == ROOT_SECRET_VOLUME)
+            .unwrap();
+        assert_eq!(format!("{}/{}", mount.mount_path, item.path), file);
+        assert_eq!((item.key.as_str(), mount.read_only), ("secret", Some(true)));
         assert!(
             env_of(&pod, "HORT_PASSWORD").is_none(),
             "the group's own password is not passed"
