@@ -151,3 +151,26 @@ fn each_wrong_combination_is_a_usage_error_naming_the_variable_and_the_fix() {
     }
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2, "nothing created");
 }
+
+#[test]
+fn a_binary_root_secret_with_nul_bytes_is_read_byte_for_byte_from_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = dir.path().join("group");
+    let secret: Vec<u8> = (0u8..40).map(|i| if i % 7 == 0 { 0 } else { i.wrapping_mul(37) }).collect();
+    let secret_file = dir.path().join("root-secret");
+    fs::write(&secret_file, &secret).unwrap();
+    let by_file = [
+        ("HORT_TENANT", "team-a"),
+        ("HORT_TENANT_ROOT_SECRET_FILE", secret_file.to_str().unwrap()),
+    ];
+    let init = agent(group.to_str().unwrap(), &by_file, INIT);
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    // What the operator derives from the Secret's bytes opens it.
+    let derived = tenant::password(&secret, "team-a").unwrap();
+    let opened = agent(
+        group.join("tenants/team-a").to_str().unwrap(),
+        &[("HORT_PASSWORD", &derived)],
+        &["snapshots"],
+    );
+    assert!(opened.status.success(), "{}", String::from_utf8_lossy(&opened.stderr));
+}

@@ -63,68 +63,21 @@ pub const ALLOWED: &[Allowed] = &[
                  checks update on the group's finalizers inside those create requests.",
     },
     Allowed {
-        group: "hort.dev",
-        resources: &["clusterstoragegroups"],
-        verb: "get",
-        reason: "the ClusterStorageGroup controller reads a group afresh at each reconcile \
-                 (operator/src/cluster_storage_group/mod.rs); no e2e case creates a group yet \
-                 (docs/design/shared-storage.md step 3 adds one), so the e2e operator only lists \
-                 and watches them. operator/tests/cluster_storage_group_apiserver.rs makes the \
-                 call against a real API server.",
-    },
-    Allowed {
-        group: "hort.dev",
-        resources: &["clusterstoragegroups/status"],
-        verb: "patch",
-        reason: "a ClusterStorageGroup's status is written by server-side apply \
-                 (operator/src/cluster_storage_group/mod.rs); no e2e case creates a group yet \
-                 (docs/design/shared-storage.md step 3 adds one). \
-                 operator/tests/cluster_storage_group_apiserver.rs makes the call.",
-    },
-    Allowed {
-        group: "",
-        resources: &["secrets"],
-        verb: "patch",
-        reason: "a ClusterStorageGroup writes each tenant's password Secret by server-side apply \
-                 (operator/src/cluster_storage_group/apply.rs); no e2e case creates a group yet \
-                 (docs/design/shared-storage.md step 3 adds one). \
-                 operator/tests/cluster_storage_group_apiserver.rs makes the call.",
-    },
-    Allowed {
-        group: "apps",
-        resources: &["deployments"],
-        verb: "patch",
-        reason: "a ClusterStorageGroup's proxy Deployment hort-store-<group> is written by \
-                 server-side apply (operator/src/cluster_storage_group/apply.rs); exercised by \
-                 the tenant e2e case (issue 14 step 3). \
-                 operator/tests/cluster_storage_group_apiserver.rs makes the call.",
-    },
-    Allowed {
         group: "apps",
         resources: &["deployments"],
         verb: "create",
-        reason: "the server-side apply of a ClusterStorageGroup's proxy Deployment is also \
-                 authorized as create when it is missing (apiserver/pkg/endpoints/handlers/patch.go); \
-                 exercised by the tenant e2e case (issue 14 step 3). \
-                 operator/tests/cluster_storage_group_apiserver.rs makes the call.",
-    },
-    Allowed {
-        group: "",
-        resources: &["services"],
-        verb: "patch",
-        reason: "a ClusterStorageGroup's proxy Service hort-store-<group> is written by \
-                 server-side apply (operator/src/cluster_storage_group/apply.rs); exercised by \
-                 the tenant e2e case (issue 14 step 3). \
-                 operator/tests/cluster_storage_group_apiserver.rs makes the call.",
+        reason: "a ClusterStorageGroup's proxy Deployment is written by server-side apply (a \
+                 patch request, which the e2e case tenants makes); when it is missing, \
+                 kube-apiserver also authorizes that patch as create \
+                 (apiserver/pkg/endpoints/handlers/patch.go, createAuthorizerAttributes).",
     },
     Allowed {
         group: "",
         resources: &["services"],
         verb: "create",
-        reason: "the server-side apply of a ClusterStorageGroup's proxy Service is also \
-                 authorized as create when it is missing; exercised by the tenant e2e case \
-                 (issue 14 step 3). operator/tests/cluster_storage_group_apiserver.rs makes the \
-                 call.",
+        reason: "a ClusterStorageGroup's proxy Service is written by server-side apply (a patch \
+                 request, which the e2e case tenants makes); when it is missing, kube-apiserver \
+                 also authorizes that patch as create.",
     },
     Allowed {
         group: "",
