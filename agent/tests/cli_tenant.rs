@@ -156,7 +156,9 @@ fn each_wrong_combination_is_a_usage_error_naming_the_variable_and_the_fix() {
 fn a_binary_root_secret_with_nul_bytes_is_read_byte_for_byte_from_its_file() {
     let dir = tempfile::tempdir().unwrap();
     let group = dir.path().join("group");
-    let secret: Vec<u8> = (0u8..40).map(|i| if i % 7 == 0 { 0 } else { i.wrapping_mul(37) }).collect();
+    let secret: Vec<u8> = (0u8..40)
+        .map(|i| if i % 7 == 0 { 0 } else { i.wrapping_mul(37) })
+        .collect();
     let secret_file = dir.path().join("root-secret");
     fs::write(&secret_file, &secret).unwrap();
     let by_file = [

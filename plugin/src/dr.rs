@@ -249,7 +249,8 @@ pub fn plan(catalogs: &[StoredCatalog], options: &DrOptions) -> Result<DrPlan> {
         for job in &c.backup_jobs {
             let spec: BackupJobSpec =
                 serde_json::from_value(job.spec.clone()).map_err(|e| invalid(stored, "BackupJob", e))?;
-            if job.phase != "Succeeded" || job.snapshot_id.is_none() || spec.storage_group_ref.name != c.storage_group {
+            let own_group = spec.storage_group_ref == GroupRef::storage_group(&c.storage_group);
+            if job.phase != "Succeeded" || job.snapshot_id.is_none() || !own_group {
                 continue;
             }
             let key = match &job.schedule {
