@@ -107,9 +107,20 @@ R="$(renders --set tests.enabled=false)"
 ! grep -q '^Pod/' <<<"$R" || fail "tests.enabled=false renders a pod: $R"
 pass "tests.enabled false: no test pod"
 rejects "tests without the metrics Service" "set tests.enabled=false too" --set metrics.service.enabled=false
+# The proxy of ClusterStorageGroups (templates/store.yaml): its ServiceAccount hort-store may
+# review tokens and read groups and Namespaces, in whole-cluster installs only.
+STORE="$(helm_quiet template hort "$CHART" --show-only templates/store.yaml)"
+for needle in "name: hort-store" "resources: [tokenreviews]" "resources: [clusterstoragegroups]"; do
+  grep -qF -- "$needle" <<<"$STORE" || fail "the proxy's RBAC: no '$needle'"
+done
+! helm_quiet template hort "$CHART" --set operator.watchNamespace=apps --show-only templates/store.yaml >/dev/null 2>&1 \
+  || fail "a namespaced install renders the proxy's ClusterRole"
+pass "the proxy's ServiceAccount hort-store with tokenreviews create, in whole-cluster installs only"
 # The overview page: off by default, and its rights (tokenreviews, subjectaccessreviews) only
-# with it.
-R="$(helm_quiet template hort "$CHART")"
+# with it (the proxy's own ClusterRole left out).
+R="$(helm_quiet template hort "$CHART" | python3 -c 'import sys
+docs = sys.stdin.read().split("\n---\n")
+print("\n---\n".join(d for d in docs if "# Source: hort/templates/store.yaml" not in d))')"
 ! grep -Eq 'tokenreviews|subjectaccessreviews|HORT_OVERVIEW_ADDRESS' <<<"$R" || fail "overview off by default, yet rendered"
 pass "overview off by default: no address, no tokenreviews or subjectaccessreviews"
 R="$(helm_quiet template hort "$CHART" --set overview.enabled=true)"
