@@ -257,6 +257,10 @@ ns_group_contents() {
   "$KUBECTL" get volumegroupsnapshotcontent -o jsonpath="{range .items[?(@.spec.volumeGroupSnapshotRef.namespace==\"$NS\")]}{.metadata.name}{'\n'}{end}"
 }
 no_ns_group_objects() { [[ -z "$(ns_csi_objects)$(ns_group_contents)" ]]; }
+ready_members() {
+  k get volumesnapshot -o jsonpath='{range .items[?(@.status.readyToUse==true)]}{.spec.source.persistentVolumeClaimName}{" "}{end}'
+}
+both_members_ready() { members="$(ready_members)"; [[ "$members" == *grp-a* && "$members" == *grp-b* ]]; }
 
 csi_group_case() {
   local c members state="${HORT_CLUSTER_DIR:-$CACHE/cluster}/csi" t_group ids group id left=""
@@ -275,8 +279,8 @@ spec:
   source: {selector: {matchLabels: {hort-smoke-group: "yes"}}}
 EOF
   if until_ok 60 group_ready grp; then
-    members="$(k get volumesnapshot -o jsonpath='{range .items[?(@.status.readyToUse==true)]}{.spec.source.persistentVolumeClaimName}{" "}{end}')"
-    if [[ "$members" == *grp-a* && "$members" == *grp-b* ]]; then
+    # the snapshot controller marks the member snapshots ready after the group, not with it
+    if until_ok 30 both_members_ready; then
       ok "CSI: VolumeGroupSnapshot of two claims ready in $((SECONDS - t_group))s with a ready member snapshot of each"
     else
       fail "CSI: VolumeGroupSnapshot members: '$members'"
