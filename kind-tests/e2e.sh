@@ -1541,6 +1541,45 @@ case_tenants() {
   wait_phase $b restorerequest/other Failed 300
   note "b restoring a's snapshot: $(jp $b restorerequest/other '{.status.message}' | cut -c1-200)"
 
+  # A claim of tenant a filled by the populator from its snapshot, through the proxy.
+  kc -n $a apply -f - >/dev/null <<EOF
+apiVersion: hort.dev/v1alpha1
+kind: VolumeRestoreSource
+metadata: {name: vol}
+spec:
+  storageGroupRef: {kind: ClusterStorageGroup, name: $group}
+  source: {backupJobRef: {name: vol}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: populated}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: hort-csi
+  resources: {requests: {storage: 64Mi}}
+  dataSourceRef: {apiGroup: hort.dev, kind: VolumeRestoreSource, name: vol}
+EOF
+  back="$(run_pod $a filled hort.local/busybox:stable 'cd /data && find . -type f | sort | xargs md5sum' populated /data)"
+  check "a claim populated from tenant a's snapshot (VolumeRestoreSource on the shared group) holds its files" \
+    test "$back" == "$sums"
+
+  # Tenant a proves its snapshot and its repository through the proxy; c is refused.
+  tenant_object $a Verification files $group "  source: {backupJobRef: {name: vol}}
+  volume: {storageClassName: local-path, size: 64Mi}"
+  tenant_object $a Verification packs $group "  repository: {readDataPercent: 100}"
+  tenant_object $c Verification packs $group "  repository: {readDataPercent: 100}"
+  wait_phase $a verification/files Succeeded 300
+  wait_phase $a verification/packs Succeeded 300
+  wait_phase $c verification/packs Failed 120
+  note "a's verifications: $(jp $a verification/files '{.status.message}' | cut -c1-160); $(jp $a verification/packs '{.status.message}' | cut -c1-160)"
+  local read stored
+  read="$(jp $a verification/packs '{.status.repository.packsRead}')"
+  stored="$(jp $a verification/packs '{.status.repository.packsStored}')"
+  check "tenant a's repository verification read every pack of its own repository ($read of $stored)" \
+    test "${read:-0}" -gt 0 -a "$read" == "$stored"
+  check "the namespace not selected cannot verify either (NamespaceNotAllowed)" \
+    test "$(jp $c verification/packs '{.status.conditions[?(@.type=="Failed")].reason}')" == NamespaceNotAllowed
+
   # No tenant pod names a Secret but its namespace's own password (and no storage credential).
   local refs
   refs="$(kc get pods -n $a -o json; kc get pods -n $b -o json)"
@@ -1608,7 +1647,7 @@ run_case mirror-outage "Mirror group: S3 target down, backups go on (Degraded), 
 run_case csi-snapshot "CSI snapshot and VolumeGroupSnapshot between hooks: restored records are one point in time; None reads live"
 run_case schedule-retention "Schedule every minute, keepLast 1: two runs, prune ran, old snapshot gone; its verifications restore into a temporary claim, only the newest kept"
 run_case plugin "kubectl hort: status, snapshots, ls, cat and download (bytes equal), backup now; unknown group named; the overview page's snapshot browser, and the page in headless Chromium"
-run_case tenants "a ClusterStorageGroup shared by two namespaces: each backs up and restores through the proxy, neither reads the other's snapshot, a third namespace is refused; tenant pods name no Secret but their own password"
+run_case tenants "a ClusterStorageGroup shared by two namespaces: each backs up and restores through the proxy, neither reads the other's snapshot, one verifies its snapshot and its repository and fills a claim from it, a third namespace is refused; tenant pods name no Secret but their own password"
 run_case rbac-audit "the chart's RBAC against the audit log: every verb granted was used, none forbidden"
 
 echo

@@ -34,8 +34,6 @@ use crate::verification::{DatabaseVerification, VolumeVerification};
         .message("spec.verification must match the jobTemplate's source: a volume source needs verification.volume (with the size of the temporary claim), a database source takes no verification.volume"),
     validation = Rule::new("!has(self.spec.verification) || !has(self.spec.verification.database) || (has(self.spec.jobTemplate.spec.source.postgres) ? self.spec.verification.database.kind == 'Postgres' : self.spec.verification.database.kind == 'Mariadb')")
         .message("spec.verification.database.kind must match the jobTemplate's source: Postgres for a postgres source, Mariadb for a mariadb source"),
-    validation = Rule::new("!has(self.spec.verification) || !has(self.spec.jobTemplate.spec.storageGroupRef.kind) || self.spec.jobTemplate.spec.storageGroupRef.kind == 'StorageGroup'")
-        .message("spec.verification is not supported yet with a jobTemplate whose storageGroupRef.kind is ClusterStorageGroup: remove spec.verification"),
     validation = Rule::new("!has(self.spec.outsideWindow) || self.spec.outsideWindow != 'Skip' || (has(self.spec.windows) && self.spec.windows.size() > 0)")
         .message("spec.outsideWindow: Skip needs spec.windows (the windows outside which runs are skipped)")
 )]
@@ -73,8 +71,8 @@ pub struct ScheduleSpec {
     pub history_limit: HistoryLimit,
     /// Proves this schedule's snapshots restorable on a cron schedule of its own: each run
     /// creates a Verification (named `<schedule>-verify-<unix time>`) and its result is shown
-    /// in `status.lastVerification`. No verification when unset. Not available yet when the
-    /// jobTemplate's `storageGroupRef.kind` is `ClusterStorageGroup` (refused by the API server).
+    /// in `status.lastVerification`. No verification when unset. The Verifications name the
+    /// jobTemplate's `storageGroupRef`, a ClusterStorageGroup included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<VerificationPolicy>,
     /// Backup windows, read in `timeZone`: a BackupJob is created only while one of them is

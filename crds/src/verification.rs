@@ -10,7 +10,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{AgentPodOverrides, LocalObjectRef, Phase};
+use crate::common::{AgentPodOverrides, GroupRef, Phase};
 use crate::restore_request::RestoreSource;
 
 /// Restores one snapshot into scratch space that exists only for the run and checks it (the
@@ -41,8 +41,11 @@ use crate::restore_request::RestoreSource;
 #[x_kube(validation = Rule::new("has(self.source) != has(self.repository)")
     .message("spec.source names the snapshot that spec.database or spec.volume restores and is required with them; spec.repository verifies the whole repository and takes no spec.source: remove it"))]
 pub struct VerificationSpec {
-    /// The StorageGroup, in this namespace, that holds the snapshot.
-    pub storage_group_ref: LocalObjectRef,
+    /// The group that holds the snapshot (or, with `repository`, the repository to verify):
+    /// a StorageGroup of this namespace, or a ClusterStorageGroup that allows this namespace
+    /// (`kind: ClusterStorageGroup`), whose repository of this namespace is then read
+    /// through the group's proxy, as a RestoreRequest's is.
+    pub storage_group_ref: GroupRef,
     /// Which snapshot to verify: exactly one of `backupJobRef`, `snapshotId` or `tags`.
     /// Required with `database` or `volume`; not allowed with `repository`, which checks
     /// every snapshot.

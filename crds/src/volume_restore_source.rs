@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::LocalObjectRef;
+use crate::common::GroupRef;
 use crate::restore_request::RestoreSource;
 
 /// A snapshot that a PersistentVolumeClaim of this namespace names as its data source.
@@ -26,9 +26,13 @@ use crate::restore_request::RestoreSource;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeRestoreSourceSpec {
-    /// The StorageGroup, in this namespace, that holds the snapshot. It must be Ready (its
-    /// Secrets marked `hort.dev/usable: "true"` by their owner) before a claim is populated.
-    pub storage_group_ref: LocalObjectRef,
+    /// The group that holds the snapshot: a StorageGroup of this namespace, which must be
+    /// Ready (its Secrets marked `hort.dev/usable: "true"` by their owner) before a claim is
+    /// populated, or a ClusterStorageGroup that allows this namespace (`kind:
+    /// ClusterStorageGroup`), whose repository of this namespace is then read through the
+    /// group's proxy. A claim waits (Event `NamespaceNotAllowed`) while the group does not
+    /// select this namespace.
+    pub storage_group_ref: GroupRef,
     /// Which snapshot to restore: exactly one of `backupJobRef`, `snapshotId` or `tags` (the
     /// newest snapshot with the tags when a claim is populated).
     pub source: RestoreSource,

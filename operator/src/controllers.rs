@@ -273,7 +273,8 @@ impl ReadsSnapshot for Verification {
         self.spec.source.as_ref()
     }
     fn group(&self) -> Option<&str> {
-        Some(&self.spec.storage_group_ref.name)
+        let group = &self.spec.storage_group_ref;
+        group.kind.is_storage_group().then_some(group.name.as_str())
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use hort_crds::common::{GroupRef, Phase};
+use hort_crds::common::Phase;
 use hort_crds::verification::{Verification, VerificationCommand, VerificationStatus};
 use hort_protocol::VerificationReport;
 use jiff::Timestamp;
@@ -23,7 +23,7 @@ use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::events;
-use crate::group_access::Group;
+use crate::group_access;
 use crate::references;
 use crate::restore_request::{COMPLETE, FAILED};
 use crate::schedule::SCHEDULE_LABEL;
@@ -85,11 +85,12 @@ pub async fn reconcile(cached: Arc<Verification>, ctx: Arc<Context>) -> Result<A
             None => Some(Err((VERIFY_FAILED, format!("agent pod {name:?} disappeared")))),
         },
         None => match start(&ctx, &verification, &mut status, now).await? {
-            Some(()) => None,
-            None => {
+            Start::Started => None,
+            Start::Waiting => {
                 action = Action::requeue(references::RECHECK_INTERVAL);
                 None
             }
+            Start::NotAllowed(why) => Some(Err((group_access::NAMESPACE_NOT_ALLOWED, why))),
         },
     };
     let passed = match ended {
@@ -177,14 +178,24 @@ async fn publish(ctx: &Context, verification: &Verification, type_: EventType, r
     events::publish(ctx, verification, type_, reason, note).await;
 }
 
+/// What [`start`] did.
+enum Start {
+    /// The agent pod was created.
+    Started,
+    /// The snapshot or the group is not ready yet (why, in `status`).
+    Waiting,
+    /// The namespace may not use the shared group: the Verification fails.
+    NotAllowed(String),
+}
+
 /// Resolves the snapshot and the group; when both are ready, creates the password Secret (for
-/// a database) and the agent pod. `None` while it waits (and why, in `status`).
+/// a database) and the agent pod.
 async fn start(
     ctx: &Context,
     verification: &Verification,
     status: &mut VerificationStatus,
     now: Timestamp,
-) -> Result<Option<()>> {
+) -> Result<Start> {
     let namespace = status::namespace_of(verification)?;
     let spec = &verification.spec;
     let source_status = SourceStatus {
@@ -193,19 +204,19 @@ async fn start(
         message: &mut status.message,
         conditions: &mut status.conditions,
     };
-    let group_ref = GroupRef::storage_group(&spec.storage_group_ref.name);
     let resolved = snapshot_source::resolve(
         ctx,
         verification,
         &namespace,
         spec.source.as_ref(),
-        &group_ref,
+        &spec.storage_group_ref,
         source_status,
         now,
     );
-    // A Verification names a StorageGroup of its namespace, never a shared group.
-    let Resolved::Ready(Group::Local(group)) = resolved.await? else {
-        return Ok(None);
+    let group = match resolved.await? {
+        Resolved::Ready(group) => group,
+        Resolved::Waiting => return Ok(Start::Waiting),
+        Resolved::Refused(why) => return Ok(Start::NotAllowed(why)),
     };
     let snapshot = status.snapshot_id.clone();
     // The group's own Secrets and claims are checked by the group (it would not be Ready).
@@ -213,7 +224,7 @@ async fn start(
     let owner = verification
         .controller_owner_ref(&())
         .expect("a stored object has a name and uid");
-    let mut access = pod::repository_access(&group.spec);
+    let mut access = group.access(None);
     let command = match &spec.repository {
         Some(repository) => Some(verify_repository::command(repository)),
         None => verify::command(spec, snapshot.as_deref(), &name, &mut access),
@@ -278,7 +289,7 @@ async fn start(
         status.message.clone().unwrap_or_default(),
     )
     .await;
-    Ok(Some(()))
+    Ok(Start::Started)
 }
 
 /// Creates the Secret with the throwaway server's superuser and a fresh random password,

@@ -4,7 +4,7 @@
 //! the owner's status shows of the newest.
 
 use hort_crds::backup_job::{BackupJob, SourceKind};
-use hort_crds::common::{LocalObjectRef, Phase};
+use hort_crds::common::{GroupRef, Phase};
 use hort_crds::restore_request::RestoreSource;
 use hort_crds::schedule::{
     ConcurrencyPolicy, HistoryLimit, ScheduleSpec, SnapshotChoice, VerificationPolicy, VerificationRecord,
@@ -74,7 +74,7 @@ pub fn repository_spec(
     policy: &RepositoryVerificationPolicy,
 ) -> VerificationSpec {
     VerificationSpec {
-        storage_group_ref: LocalObjectRef { name: group.into() },
+        storage_group_ref: GroupRef::storage_group(group),
         source: None,
         database: None,
         volume: None,
@@ -147,9 +147,7 @@ pub fn spec(
         (None, None, _) => return None,
     };
     Some(VerificationSpec {
-        storage_group_ref: LocalObjectRef {
-            name: template.storage_group_ref.name.clone(),
-        },
+        storage_group_ref: template.storage_group_ref.clone(),
         source: Some(source),
         database,
         volume,
@@ -197,6 +195,7 @@ pub fn record(v: &Verification) -> VerificationRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hort_crds::common::GroupKind;
 
     fn schedule(source: &str, verification: &str) -> ScheduleSpec {
         serde_yaml::from_str(&format!(
@@ -251,6 +250,19 @@ mod tests {
             plan(&maria, &[], 0).unwrap().database.unwrap().kind,
             DatabaseKind::Mariadb
         );
+    }
+
+    #[test]
+    fn a_schedule_on_a_shared_group_verifies_through_the_same_shared_group() {
+        let mut spec = schedule(
+            "{volume: {claimName: data}}",
+            "{schedule: '@daily', volume: {size: 1Gi}}",
+        );
+        spec.job_template.spec.storage_group_ref =
+            serde_yaml::from_str("{kind: ClusterStorageGroup, name: shared}").unwrap();
+        let planned = plan(&spec, &["aaaa1111"], 0).unwrap();
+        assert_eq!(planned.storage_group_ref.kind, GroupKind::ClusterStorageGroup);
+        assert_eq!(planned.storage_group_ref.name, "shared");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Jobs of tenant namespaces against a real API server: a BackupJob and a RestoreRequest with
-//! `storageGroupRef.kind: ClusterStorageGroup` get agent pods that reach only the group's
+//! Jobs of tenant namespaces against a real API server: a BackupJob, a RestoreRequest and a
+//! Verification with `storageGroupRef.kind: ClusterStorageGroup` get agent pods that reach only the group's
 //! proxy, with the namespace's own password Secret and a projected token for the proxy, and no
 //! storage credentials; a namespace the group does not select fails with reason
 //! `NamespaceNotAllowed`, and so does the next job of a namespace taken off the selector. The
@@ -12,7 +12,7 @@
 )]
 mod support;
 
-use hort_crds::{BackupJob, ClusterStorageGroup, RestoreRequest};
+use hort_crds::{BackupJob, ClusterStorageGroup, RestoreRequest, Verification};
 use hort_operator::clock::Clock;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Patch, PatchParams};
@@ -132,6 +132,13 @@ async fn a_tenant_job_runs_through_the_proxy_and_a_namespace_not_allowed_fails()
     };
     create(&restores, restore("back")).await;
     assert_reaches_only_the_proxy(&pod(&pods, "back-restore").await, &name, &allowed.ns);
+    let verifications: Api<Verification> = allowed.api();
+    let verification = |v: &str| {
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "Verification", "metadata": {"name": v},
+               "spec": {"storageGroupRef": shared, "repository": {"readDataPercent": 10}}})
+    };
+    create(&verifications, verification("packs")).await;
+    assert_reaches_only_the_proxy(&pod(&pods, "packs-verify").await, &name, &allowed.ns);
 
     // The other namespace fails before any pod, naming the group and the field.
     let failed_with = |want: &'static str| {
@@ -159,6 +166,18 @@ async fn a_tenant_job_runs_through_the_proxy_and_a_namespace_not_allowed_fails()
         "the restore to fail: namespace not allowed",
         |r| {
             let status = r.status.clone().unwrap_or_default();
+            status.phase == hort_crds::common::Phase::Failed && not_allowed(&status.conditions)
+        },
+    )
+    .await;
+    let other_verifications: Api<Verification> = other.api();
+    create(&other_verifications, verification("packs")).await;
+    wait_for(
+        &other_verifications,
+        "packs",
+        "the verification to fail: namespace not allowed",
+        |v| {
+            let status = v.status.clone().unwrap_or_default();
             status.phase == hort_crds::common::Phase::Failed && not_allowed(&status.conditions)
         },
     )

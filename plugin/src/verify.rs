@@ -3,7 +3,7 @@
 //! and 1 when one failed, with the first failure named.
 
 use hort_crds::Verification;
-use hort_crds::common::{LocalObjectRef, Phase, Progress};
+use hort_crds::common::{GroupKind, GroupRef, Phase, Progress};
 use hort_crds::verification::{
     DatabaseKind, DatabaseVerification, RepositoryVerification, SqlAssertion, VerificationSpec, VolumeVerification,
 };
@@ -23,8 +23,13 @@ use crate::restore::{DryRun, SourceFlags};
 #[command(group = clap::ArgGroup::new("what").required(true).multiple(false).args(["postgres", "mariadb", "volume_size", "repository"]))]
 #[command(group = clap::ArgGroup::new("source").multiple(false).args(["snapshot", "from_job", "tags"]))]
 pub struct VerifyFlags {
-    /// The StorageGroup that holds the snapshot (or, with --repository, the repository).
+    /// The StorageGroup that holds the snapshot (or, with --repository, the repository);
+    /// with `--shared`, a ClusterStorageGroup.
     pub group: String,
+    /// The group is a ClusterStorageGroup shared with this namespace: the Verification reads
+    /// the namespace's own repository in it.
+    #[arg(long)]
+    pub shared: bool,
     /// Name of the Verification; `<group>-verify-<random>` when unset.
     #[arg(long)]
     pub name: Option<String>,
@@ -119,7 +124,12 @@ pub fn build(flags: &VerifyFlags, namespace: &str) -> Result<Verification> {
     let mut verification = Verification::new(
         "",
         VerificationSpec {
-            storage_group_ref: LocalObjectRef {
+            storage_group_ref: GroupRef {
+                kind: if flags.shared {
+                    GroupKind::ClusterStorageGroup
+                } else {
+                    GroupKind::StorageGroup
+                },
                 name: flags.group.clone(),
             },
             source,
@@ -257,6 +267,15 @@ mod tests {
         assert!(
             repo.contains("repository:\n    readDataPercent: 10") && !repo.contains("source"),
             "{repo}"
+        );
+        assert!(
+            !repo.contains("kind: StorageGroup"),
+            "the default kind is left out: {repo}"
+        );
+        let shared = yaml(&["shared", "--shared", "--repository", "10"]);
+        assert!(
+            shared.contains("storageGroupRef:\n    kind: ClusterStorageGroup\n    name: shared\n"),
+            "{shared}"
         );
     }
 

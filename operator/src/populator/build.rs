@@ -3,15 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use hort_crds::common::GroupRef;
 use hort_crds::restore_request::{OverwritePolicy, RestoreRequestSpec, RestoreTarget, VolumeRestoreTarget};
-use hort_crds::storage_group::StorageGroupSpec;
 use hort_crds::volume_restore_source::VolumeRestoreSourceSpec;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimSpec, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::{ATTEMPT_LABEL, CLAIM_LABEL, SELECTED_NODE};
-use crate::agent::pod::{self, AgentPod, AgentSettings};
+use crate::agent::pod::{self, AgentPod, AgentSettings, RepositoryAccess};
 use crate::agent::restore;
 
 /// Name of the prime claim of the claim with `uid` (as lib-volume-populator names it).
@@ -64,7 +62,7 @@ pub fn prime_claim(claim: &PersistentVolumeClaim, owner: OwnerReference, node: O
 /// (the prime claim is the populator's alone).
 pub fn restore_spec(source: &VolumeRestoreSourceSpec, prime: &str) -> RestoreRequestSpec {
     RestoreRequestSpec {
-        storage_group_ref: GroupRef::storage_group(&source.storage_group_ref.name),
+        storage_group_ref: source.storage_group_ref.clone(),
         source: source.source.clone(),
         target: RestoreTarget {
             postgres: None,
@@ -88,8 +86,8 @@ pub fn restore_spec(source: &VolumeRestoreSourceSpec, prime: &str) -> RestoreReq
 pub struct RestorePod<'a> {
     /// The source's spec.
     pub source: &'a VolumeRestoreSourceSpec,
-    /// The group's spec.
-    pub group: &'a StorageGroupSpec,
+    /// The pod's access to the group's repository ([`crate::group_access::Group::access`]).
+    pub access: RepositoryAccess,
     /// The snapshot id, or `None` for the newest with the source's tags.
     pub snapshot: Option<&'a str>,
     /// The claim being populated, as the pod's owner.
@@ -107,7 +105,7 @@ pub struct RestorePod<'a> {
 pub fn restore_pod(settings: &AgentSettings, what: RestorePod<'_>) -> Pod {
     let uid = what.owner.uid.clone();
     let spec = restore_spec(what.source, &prime_name(&uid));
-    let mut access = pod::repository_access(what.group);
+    let mut access = what.access;
     let command = restore::command(&spec, what.snapshot, &mut access)
         .expect("a restore spec with a volume target always has a command");
     let labels = BTreeMap::from([
@@ -136,6 +134,9 @@ mod tests {
 
     use super::*;
     use hort_protocol::{AgentCommand, Overwrite};
+
+    use crate::group_access::Group;
+    use hort_crds::storage_group::StorageGroupSpec;
 
     const UID: &str = "0c7e1c2a-0000-4000-8000-000000000001";
 
@@ -205,7 +206,7 @@ mod tests {
             &settings(),
             RestorePod {
                 source: &source,
-                group: &group,
+                access: pod::repository_access(&group),
                 snapshot: Some("ab12cd34"),
                 owner: owner(),
                 namespace: "app".into(),
@@ -243,6 +244,43 @@ mod tests {
         assert_eq!(args, expected.to_args());
         let node_terms = format!("{:?}", spec.affinity);
         assert!(node_terms.contains("node-a"), "{node_terms}");
+    }
+
+    #[test]
+    fn a_source_on_a_shared_group_restores_through_the_groups_proxy_only() {
+        let source =
+            source("storageGroupRef: {kind: ClusterStorageGroup, name: shared}\nsource: {snapshotId: ab12cd34}");
+        assert_eq!(
+            restore_spec(&source, "prime").storage_group_ref,
+            source.storage_group_ref
+        );
+        let shared = Group::Shared {
+            name: "shared".into(),
+            operator_namespace: "hort".into(),
+        };
+        let pod = restore_pod(
+            &settings(),
+            RestorePod {
+                source: &source,
+                access: shared.access(None),
+                snapshot: Some("ab12cd34"),
+                owner: owner(),
+                namespace: "app".into(),
+                attempt: 1,
+                node: None,
+            },
+        );
+        let env = pod.spec.unwrap().containers[0].env.clone().unwrap();
+        let value = |n: &str| env.iter().find(|e| e.name == n).and_then(|e| e.value.clone());
+        assert_eq!(
+            value("HORT_REPOSITORY").as_deref(),
+            Some("hort+https://hort-store-shared.hort.svc:8443/shared")
+        );
+        let secrets: Vec<_> = env
+            .iter()
+            .filter_map(|e| Some(e.value_from.as_ref()?.secret_key_ref.as_ref()?.name.clone()))
+            .collect();
+        assert_eq!(secrets, ["hort-tenant-shared"]);
     }
 
     #[test]

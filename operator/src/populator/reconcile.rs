@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hort_crds::VolumeRestoreSource;
-use hort_crds::common::{GroupRef, Phase};
+use hort_crds::common::Phase;
 use hort_crds::volume_restore_source::VolumeRestoreSourceStatus;
 use hort_protocol::RestoreReport;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
@@ -27,7 +27,6 @@ use crate::conditions::{self, Observation, Status};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::events;
-use crate::group_access::Group;
 use crate::references::RECHECK_INTERVAL;
 use crate::snapshot_source::{self, Resolved, SourceStatus};
 use crate::status;
@@ -297,7 +296,7 @@ async fn start(
         &source,
         &namespace,
         Some(&source.spec.source),
-        &GroupRef::storage_group(&source.spec.storage_group_ref.name),
+        &source.spec.storage_group_ref,
         SourceStatus {
             phase: &mut phase,
             snapshot_id: &mut status.snapshot_id,
@@ -310,8 +309,8 @@ async fn start(
     if source.status.as_ref() != Some(&status) {
         status::apply(&ctx.client, &source, &status).await?;
     }
-    // A VolumeRestoreSource names a StorageGroup of its namespace, never a shared group.
-    let Resolved::Ready(Group::Local(group)) = resolved else {
+    // Also a namespace the shared group does not select waits: its labels may change.
+    let Resolved::Ready(group) = resolved else {
         let (reason, why) = waiting_for(&status);
         let note = format!("VolumeRestoreSource {source_name:?} cannot be restored yet: {why}");
         events::publish(ctx, claim, EventType::Warning, &reason, note).await;
@@ -321,7 +320,7 @@ async fn start(
         &ctx.agent,
         RestorePod {
             source: &source.spec,
-            group: &group.spec,
+            access: group.access(None),
             snapshot: status.snapshot_id.as_deref(),
             owner: claim
                 .controller_owner_ref(&())
@@ -338,10 +337,15 @@ async fn start(
         .as_deref()
         .unwrap_or("the newest with the source's tags");
     let note = format!(
-        "restore pod {:?} (attempt {attempt}) restores snapshot {snapshot} of StorageGroup {:?} from \
+        "restore pod {:?} (attempt {attempt}) restores snapshot {snapshot} of {} {:?} from \
          VolumeRestoreSource {source_name:?}",
         pod.name_any(),
-        group.name_any()
+        if source.spec.storage_group_ref.kind.is_storage_group() {
+            "StorageGroup"
+        } else {
+            "ClusterStorageGroup"
+        },
+        source.spec.storage_group_ref.name
     );
     events::publish(ctx, claim, EventType::Normal, "PopulateStarted", note).await;
     Ok(Start::Started)
