@@ -68,7 +68,9 @@ pub struct StorageGroupSpec {
     pub encryption: Encryption,
     /// Overrides for the group's check pods and the agent pods of its repository
     /// verifications (`verification`): resources, node selector, tolerations, priority class,
-    /// as for a BackupJob's agent pods.
+    /// as for a BackupJob's agent pods. The proxy pods of ClusterStorageGroups that share this
+    /// group take the node selector, tolerations and priority class, and the resources when
+    /// set (the proxy has no default resources).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentPodOverrides>,
     /// How often, in seconds, the operator re-checks that every target is reachable and writable.

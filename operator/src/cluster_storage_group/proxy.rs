@@ -178,6 +178,9 @@ pub struct ProxyDeployment<'a> {
 /// claims of PVC targets are the kubelet's to hand to that user's group, as for check pods).
 pub fn deployment(settings: &AgentSettings, proxy: ProxyDeployment<'_>) -> Deployment {
     let group = proxy.group.name_any();
+    // The StorageGroup's overrides (e.g. the nodes that reach its storage); resources only
+    // when set, since the proxy's memory grows with its tenants, not with one job.
+    let overrides = proxy.storage_group.spec.agent.clone().unwrap_or_default();
     let name = proxy_service_name(&group);
     let mut access = pod::repository_access(&proxy.storage_group.spec);
     access.env.retain(|e| e.name != env::PASSWORD);
@@ -252,6 +255,7 @@ pub fn deployment(settings: &AgentSettings, proxy: ProxyDeployment<'_>) -> Deplo
         }),
         volume_mounts: Some(access.mounts),
         security_context: Some(pod::restricted(NON_ROOT_USER, true)),
+        resources: overrides.resources,
         ..Container::default()
     };
     let labels = selector(&group);
@@ -274,6 +278,9 @@ pub fn deployment(settings: &AgentSettings, proxy: ProxyDeployment<'_>) -> Deplo
                     volumes: Some(access.volumes),
                     service_account_name: Some(SERVICE_ACCOUNT.into()),
                     automount_service_account_token: Some(true),
+                    node_selector: (!overrides.node_selector.is_empty()).then_some(overrides.node_selector),
+                    tolerations: (!overrides.tolerations.is_empty()).then_some(overrides.tolerations),
+                    priority_class_name: overrides.priority_class_name,
                     security_context: Some(PodSecurityContext {
                         seccomp_profile: Some(SeccompProfile {
                             type_: "RuntimeDefault".into(),
@@ -574,6 +581,38 @@ mod tests {
             pod.containers[0].security_context.as_ref().unwrap().run_as_user,
             Some(NON_ROOT_USER)
         );
+    }
+
+    #[test]
+    fn the_proxy_takes_the_storage_groups_agent_overrides() {
+        let plain = build(S3);
+        let plain_pod = pod_spec(&plain);
+        assert!(plain_pod.node_selector.is_none() && plain_pod.tolerations.is_none());
+        assert!(plain_pod.containers[0].resources.is_none(), "no default resources");
+        let group = group("shared");
+        let mut storage_group = storage_group(S3);
+        storage_group.spec.agent = Some(
+            serde_yaml::from_str(
+                "{nodeSelector: {zone: storage}, tolerations: [{key: backup, operator: Exists}], \
+                 priorityClassName: high, resources: {limits: {memory: 2Gi}}}",
+            )
+            .unwrap(),
+        );
+        let deployment = deployment(
+            &settings(),
+            ProxyDeployment {
+                group: &group,
+                storage_group: &storage_group,
+                namespace: "hort-system",
+                tls_hash: "abc".into(),
+            },
+        );
+        let pod = pod_spec(&deployment);
+        assert_eq!(pod.node_selector.as_ref().unwrap()["zone"], "storage");
+        assert_eq!(pod.tolerations.as_ref().unwrap()[0].key.as_deref(), Some("backup"));
+        assert_eq!(pod.priority_class_name.as_deref(), Some("high"));
+        let limits = pod.containers[0].resources.as_ref().unwrap().limits.as_ref().unwrap();
+        assert_eq!(limits["memory"].0, "2Gi");
     }
 
     #[test]
