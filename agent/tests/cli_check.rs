@@ -32,6 +32,34 @@ fn check_reports_used_and_free_bytes_of_a_directory_target() {
     assert!(used > 300_000 + empty.bytes_used.unwrap(), "{used}");
 }
 
+#[test]
+fn check_with_snapshots_counts_them_and_names_the_newest() {
+    let repo = Repo::new(Kind::Fs);
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("termination-log");
+    let check = |extra: &[&str]| {
+        let mut args = vec!["check", "--init", "--kdf-memory-kib", "64", "--kdf-iterations", "1"];
+        args.extend(extra);
+        let out = repo.cmd(&args).env("HORT_TERMINATION_LOG", &log).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        decode::<CheckReport>(&std::fs::read_to_string(&log).unwrap()).unwrap()
+    };
+    let empty = check(&["--snapshots"]).snapshots.unwrap();
+    assert_eq!((empty.count, empty.newest_id), (0, None));
+    assert!(check(&[]).snapshots.is_none(), "counted only when asked");
+    let src = work.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("a"), b"first").unwrap();
+    repo.backup(&src, &[]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(src.join("a"), b"second").unwrap();
+    let newest = repo.backup(&src, &[])["snapshot"].as_str().unwrap().to_owned();
+    let counted = check(&["--snapshots"]).snapshots.unwrap();
+    assert_eq!(counted.count, 2);
+    assert_eq!(counted.newest_id, Some(newest));
+    assert!(counted.newest_time.unwrap().ends_with('Z'));
+}
+
 /// Runs `check --init` with `HORT_*` overrides; returns whether it succeeded and its report.
 fn check_with(repo: &Repo, env: &[(&str, &str)]) -> (bool, CheckReport, String) {
     let work = tempfile::tempdir().unwrap();

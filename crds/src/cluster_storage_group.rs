@@ -1,7 +1,7 @@
 //! `ClusterStorageGroup`: a StorageGroup of the operator's namespace shared with many
 //! namespaces, each of which gets a repository of its own inside the group's targets.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -119,4 +119,24 @@ pub struct TenantStatus {
     /// Why the namespace has no repository yet, or why its last check failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// What the last check that could count them found in the namespace's repository (each
+    /// check reads its snapshot files); unset until one has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshots: Option<TenantSnapshots>,
+}
+
+/// The snapshots of a namespace's repository, as a check found them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantSnapshots {
+    /// Snapshots in the repository.
+    pub count: u64,
+    /// Id of the snapshot whose backup started last; unset when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_snapshot_id: Option<String>,
+    /// When that backup started (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup_time: Option<String>,
+    /// When the check that counted them finished.
+    pub checked_time: Time,
 }

@@ -330,6 +330,7 @@ mod tests {
             namespace: namespace.into(),
             repository_id: id.map(Into::into),
             message: message.map(Into::into),
+            snapshots: None,
         }
     }
 

@@ -288,13 +288,19 @@ fn pod_generation(pod: &Pod) -> Option<i64> {
 /// hold that one; only a group without one may create it (the agent does so only when every
 /// target answers and none holds a repository), so a check never splits a group. A `Mirror`
 /// group's check also copies to each target what it lacks (after an outage, or a target
-/// added later).
-pub(crate) fn check_command(recorded: Option<String>, strategy: Strategy, rotate_key: bool) -> AgentCommand {
+/// added later). With `snapshots` (a tenant's repository) it also counts the snapshots.
+pub(crate) fn check_command(
+    recorded: Option<String>,
+    strategy: Strategy,
+    rotate_key: bool,
+    snapshots: bool,
+) -> AgentCommand {
     AgentCommand::Check {
         init: recorded.is_none(),
         resync: recorded.is_some() && strategy == Strategy::Mirror,
         repository_id: recorded,
         rotate_key,
+        snapshots,
     }
 }
 
@@ -324,6 +330,7 @@ fn check_pod(ctx: &Context, group: &StorageGroup, namespace: &str, generation: i
                 group.status.as_ref().and_then(|s| s.repository_id.clone()),
                 group.spec.strategy,
                 previous.is_some(),
+                false,
             ),
             repository,
             overrides: group.spec.agent.as_ref(),
@@ -383,29 +390,35 @@ mod tests {
     fn only_a_group_without_a_recorded_repository_may_create_one() {
         for strategy in [Strategy::Spread, Strategy::Mirror] {
             assert_eq!(
-                check_command(None, strategy, false),
+                check_command(None, strategy, false, false),
                 AgentCommand::Check {
                     init: true,
                     repository_id: None,
                     resync: false,
                     rotate_key: false,
+                    snapshots: false,
                 }
             );
         }
         assert_eq!(
-            check_command(Some("ab".into()), Strategy::Spread, false).to_args(),
+            check_command(Some("ab".into()), Strategy::Spread, false, false).to_args(),
             ["check", "--repository-id", "ab"],
             "a recorded repository is checked, never created again"
         );
         assert_eq!(
-            check_command(Some("ab".into()), Strategy::Mirror, false).to_args(),
+            check_command(Some("ab".into()), Strategy::Mirror, false, false).to_args(),
             ["check", "--resync", "--repository-id", "ab"],
             "a Mirror group brings its targets level"
         );
         assert_eq!(
-            check_command(Some("ab".into()), Strategy::Spread, true).to_args(),
+            check_command(Some("ab".into()), Strategy::Spread, true, false).to_args(),
             ["check", "--rotate-key", "--repository-id", "ab"],
             "previousKeySecretRef rotates the key first"
+        );
+        assert_eq!(
+            check_command(Some("ab".into()), Strategy::Spread, false, true).to_args(),
+            ["check", "--snapshots", "--repository-id", "ab"],
+            "a tenant's check counts its snapshots"
         );
     }
 }

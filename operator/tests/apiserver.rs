@@ -254,6 +254,7 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
         ],
         error: None,
         key_rotation: None,
+        snapshots: None,
     });
     finish_pod(&pods, &check.name_any(), 0, &report).await;
     wait_for(&groups, "mirrored", "Ready=True Degraded from the check", |g| {
@@ -319,6 +320,7 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
         ],
         error: Some("no target holds a readable repository".into()),
         key_rotation: None,
+        snapshots: None,
     });
     finish_pod(&pods, &third.name_any(), 1, &report).await;
     wait_for(&groups, "mirrored", "Ready=False naming each target", |g| {
@@ -347,6 +349,7 @@ async fn storage_group_and_backup_job_report_what_they_wait_for() {
         targets: vec![target(true, true, None), target(true, true, None)],
         error: None,
         key_rotation: None,
+        snapshots: None,
     });
     finish_pod(&pods, &fourth.name_any(), 0, &report).await;
     wait_for(&groups, "mirrored", "Ready=False RepositoryChanged", |g| {

@@ -296,7 +296,7 @@ async fn each_selected_namespace_gets_its_repository_once_and_its_password_secre
             None,
             "the StorageGroup's own password is not passed"
         );
-        assert_eq!(args(pod), ["check", "--init"]);
+        assert_eq!(args(pod), ["check", "--init", "--snapshots"]);
         assert_eq!(pod.owner_references()[0].name, name);
     }
     tenant_pods(&pods, &c, 0).await;
@@ -344,7 +344,29 @@ async fn each_selected_namespace_gets_its_repository_once_and_its_password_secre
         args(&again)
     );
     assert!(!args(&again).contains(&"--init".to_string()));
-    finish_pod(&pods, &again.name_any(), 0, &encode(&healthy_check("ra"))).await;
+    // Its report counts the namespace's snapshots: the status shows them.
+    let counted = hort_protocol::CheckReport {
+        snapshots: Some(hort_protocol::SnapshotCount {
+            count: 2,
+            newest_id: Some("ab12".into()),
+            newest_time: Some("2026-12-01T02:00:00Z".into()),
+        }),
+        ..healthy_check("ra")
+    };
+    finish_pod(&pods, &again.name_any(), 0, &encode(&counted)).await;
+    wait_for(&groups, &name, "a's snapshots in its tenant status", |g| {
+        let tenants = &g.status.as_ref().unwrap().tenants;
+        tenants
+            .iter()
+            .find(|t| t.namespace == a)
+            .and_then(|t| t.snapshots.as_ref())
+            .is_some_and(|s| {
+                s.count == 2
+                    && s.last_snapshot_id.as_deref() == Some("ab12")
+                    && s.last_backup_time.as_deref() == Some("2026-12-01T02:00:00Z")
+            })
+    })
+    .await;
     // Let the reconcile that check started pass: then only the Namespace watch can notice
     // the relabelling below before the next periodic reconcile (minutes away).
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;

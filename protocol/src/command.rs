@@ -198,6 +198,9 @@ pub enum AgentCommand {
         /// key file for it, unlocked with [`crate::env::PREVIOUS_PASSWORD`], and remove the
         /// previous password's key file ([`CheckReport::key_rotation`](crate::CheckReport)).
         rotate_key: bool,
+        /// Also count the repository's snapshots and name its newest
+        /// ([`CheckReport::snapshots`](crate::CheckReport)); reads every snapshot file.
+        snapshots: bool,
     },
     /// `backup DIR`: a directory (a mounted volume).
     Backup {
@@ -387,6 +390,7 @@ impl AgentCommand {
                 repository_id,
                 resync,
                 rotate_key,
+                snapshots,
             } => {
                 args.push("check".into());
                 if *init {
@@ -397,6 +401,9 @@ impl AgentCommand {
                 }
                 if *rotate_key {
                     args.push("--rotate-key".into());
+                }
+                if *snapshots {
+                    args.push("--snapshots".into());
                 }
                 if let Some(id) = repository_id {
                     args.extend(["--repository-id".into(), id.clone()]);

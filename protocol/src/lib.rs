@@ -42,8 +42,8 @@ pub use owner::RepositoryOwner;
 pub use period::Period;
 pub use report::{
     BackupReport, CheckReport, EntryKind, ForgetReport, KeyRotationReport, ListedEntry, ListedStream, ListedTable,
-    Listing, PacksRead, ProgressLine, RestoreReport, SnapshotList, SnapshotSummary, TargetReport, VerificationFailure,
-    VerificationReport,
+    Listing, PacksRead, ProgressLine, RestoreReport, SnapshotCount, SnapshotList, SnapshotSummary, TargetReport,
+    VerificationFailure, VerificationReport,
 };
 
 /// Version of this contract. The operator passes it to every agent pod

@@ -184,6 +184,23 @@ pub struct CheckReport {
     /// What `--rotate-key` did, when it was asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_rotation: Option<KeyRotationReport>,
+    /// The repository's snapshots, when `--snapshots` asked and the repository opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshots: Option<SnapshotCount>,
+}
+
+/// How many snapshots a repository holds, and its newest (`check --snapshots`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotCount {
+    /// Snapshots in the repository.
+    pub count: u64,
+    /// Id (hex) of the snapshot whose backup started last; none in an empty repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_id: Option<String>,
+    /// When that backup started (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_time: Option<String>,
 }
 
 /// The outcome of a check's key rotation (`--rotate-key`).
@@ -573,8 +590,20 @@ mod tests {
             }],
             error: Some("wrong password".into()),
             key_rotation: None,
+            snapshots: None,
         };
-        assert_eq!(decode::<CheckReport>(&encode(&check)), Ok(check));
+        assert_eq!(decode::<CheckReport>(&encode(&check)), Ok(check.clone()));
+        let counted = CheckReport {
+            repository_id: Some("cd34".into()),
+            error: None,
+            snapshots: Some(SnapshotCount {
+                count: 2,
+                newest_id: Some("ef56".into()),
+                newest_time: Some("2026-12-01T02:00:00Z".into()),
+            }),
+            ..check
+        };
+        assert_eq!(decode::<CheckReport>(&encode(&counted)), Ok(counted));
     }
 
     #[test]

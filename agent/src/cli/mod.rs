@@ -78,6 +78,10 @@ enum Commands {
         /// `keyRotation`).
         #[arg(long)]
         rotate_key: bool,
+        /// Also count the repository's snapshots and name the newest (the report's
+        /// `snapshots`); reads every snapshot file.
+        #[arg(long)]
+        snapshots: bool,
         /// Key derivation costs when creating (and of a rotation's new key file).
         #[command(flatten)]
         kdf: InitArgs,
@@ -238,8 +242,18 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             repository_id,
             resync,
             rotate_key,
+            snapshots,
             kdf,
-        } => repository_cmds::check(&ctx, init, repository_id.as_deref(), resync, rotate_key, &kdf),
+        } => {
+            let asked = repository_cmds::CheckAsked {
+                init,
+                expected: repository_id.as_deref(),
+                resync,
+                rotate_key,
+                snapshots,
+            };
+            repository_cmds::check(&ctx, &asked, &kdf)
+        }
         Commands::Backup(args) => backup_cmd::backup(&ctx, args),
         Commands::Snapshots { tags } => browse_cmds::snapshots(&ctx, &tags),
         Commands::Ls { snapshot, path } => browse_cmds::ls(&ctx, &snapshot, path.as_deref()),

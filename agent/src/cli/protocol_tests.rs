@@ -102,12 +102,14 @@ fn understood(command: &AgentCommand) -> AgentCommand {
             repository_id,
             resync,
             rotate_key,
+            snapshots,
             ..
         } => AgentCommand::Check {
             init,
             repository_id,
             resync,
             rotate_key,
+            snapshots,
         },
         Commands::Backup(args) => AgentCommand::Backup {
             dir: text(args.dir),
@@ -173,12 +175,14 @@ fn every_operator_command_means_the_same_to_the_agent() {
             repository_id: None,
             resync: false,
             rotate_key: false,
+            snapshots: false,
         },
         AgentCommand::Check {
             init: false,
             repository_id: Some("ab12".into()),
             resync: true,
             rotate_key: true,
+            snapshots: true,
         },
         AgentCommand::Backup {
             dir: "/source".into(),

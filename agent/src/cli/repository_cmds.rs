@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use hort_protocol::report::encode;
-use hort_protocol::{CheckReport, ExitCode, TargetReport};
+use hort_protocol::{CheckReport, ExitCode, SnapshotCount, TargetReport};
 use serde_json::json;
 
 use super::CliError;
@@ -87,14 +87,28 @@ fn probe_target(spec: &str, s3: &S3Defaults, throttle: &Throttle) -> TargetRepor
 /// How long `check --resync` copies; check pods may run 300 s.
 const CHECK_RESYNC_SECONDS: u64 = 200;
 
-pub(super) fn check(
-    ctx: &Context,
-    init: bool,
-    expected: Option<&str>,
-    resync: bool,
-    rotate_key: bool,
-    kdf: &InitArgs,
-) -> Result<(), CliError> {
+/// What `check` was asked to do besides probing the targets.
+pub(super) struct CheckAsked<'a> {
+    /// Create the repository when no target holds one.
+    pub init: bool,
+    /// The repository id the targets must hold.
+    pub expected: Option<&'a str>,
+    /// Copy to each target what it lacks.
+    pub resync: bool,
+    /// Rotate the key first.
+    pub rotate_key: bool,
+    /// Count the snapshots and name the newest.
+    pub snapshots: bool,
+}
+
+pub(super) fn check(ctx: &Context, asked: &CheckAsked<'_>, kdf: &InitArgs) -> Result<(), CliError> {
+    let CheckAsked {
+        init,
+        expected,
+        resync,
+        rotate_key,
+        snapshots,
+    } = *asked;
     let s3 = ctx.s3();
     let mut targets: Vec<TargetReport> = ctx
         .global
@@ -131,6 +145,10 @@ pub(super) fn check(
     };
     // The targets' findings are reported even when the repository could not be opened, with
     // why: the operator shows each target's error instead of only the last log line.
+    let counted = match &opened {
+        Ok((repo, _)) if snapshots => Some(count_snapshots(repo)),
+        _ => None,
+    };
     let report = match &opened {
         Ok((repo, created)) => CheckReport {
             repository_id: Some(repo.config().id.to_hex()),
@@ -138,6 +156,9 @@ pub(super) fn check(
             targets,
             error: None,
             key_rotation,
+            // A snapshot that cannot be read does not fail the check of the targets; the
+            // report then says nothing of the snapshots.
+            snapshots: counted.and_then(|c| c.inspect_err(|e| tracing::warn!("counting the snapshots: {e}")).ok()),
         },
         Err(e) => CheckReport {
             repository_id: None,
@@ -145,12 +166,24 @@ pub(super) fn check(
             targets,
             error: Some(e.to_string()),
             key_rotation,
+            snapshots: None,
         },
     };
     let message = encode(&report);
     write_message(&message);
     let _ = writeln!(std::io::stdout().lock(), "{message}");
     opened.map(drop)
+}
+
+/// How many snapshots `repo` holds and which started last.
+fn count_snapshots(repo: &Repository) -> Result<SnapshotCount, CliError> {
+    let snapshots = repo.snapshots()?;
+    let newest = snapshots.iter().max_by_key(|(_, s)| s.time);
+    Ok(SnapshotCount {
+        count: snapshots.len() as u64,
+        newest_id: newest.map(|(id, _)| id.to_hex()),
+        newest_time: newest.map(|(_, s)| s.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+    })
 }
 
 /// Opens the repository, or with `init` creates it when no target holds one (and every target

@@ -232,6 +232,7 @@ mod tests {
             ],
             error: None,
             key_rotation: None,
+            snapshots: None,
         })
     }
 
@@ -337,6 +338,7 @@ mod tests {
             targets: vec![hort_protocol::TargetReport::default()],
             error: None,
             key_rotation: None,
+            snapshots: None,
         });
         let err = parse_report(&short, &spec).unwrap_err().to_string();
         assert!(err.contains("spec.targets has 2"), "{err}");

@@ -724,6 +724,7 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
                     repository_id: None,
                     resync: false,
                     rotate_key: false,
+                    snapshots: false,
                 },
                 repository: repository_access(spec),
                 overrides,
@@ -811,6 +812,7 @@ encryption: {keySecretRef: {name: repo-key, key: pw}}
             repository_id: None,
             resync: false,
             rotate_key: false,
+            snapshots: false,
         };
         assert_eq!(target_mount(check), (Some(false), None));
         let listing = AgentCommand::Snapshots { tags: vec![] };

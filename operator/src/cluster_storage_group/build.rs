@@ -112,7 +112,7 @@ pub fn check_pod(settings: &AgentSettings, check: TenantCheck<'_>) -> Pod {
                 .controller_owner_ref(&())
                 .expect("a stored object has a name and uid"),
             labels: [(TENANT_LABEL.to_string(), check.namespace.to_string())].into(),
-            command: check_command(check.recorded, spec.strategy, false),
+            command: check_command(check.recorded, spec.strategy, false, true),
             repository,
             overrides: spec.agent.as_ref(),
             active_deadline_seconds: Some(CHECK_DEADLINE_SECONDS),
@@ -283,10 +283,14 @@ mod tests {
             "the targets' credentials are"
         );
         let args = |pod: &Pod| pod.spec.as_ref().unwrap().containers[0].args.clone().unwrap();
-        assert_eq!(args(&pod), ["check", "--init"]);
+        assert_eq!(
+            args(&pod),
+            ["check", "--init", "--snapshots"],
+            "a tenant's check counts its snapshots"
+        );
         assert_eq!(
             args(&check(Some("ab"))),
-            ["check", "--resync", "--repository-id", "ab"],
+            ["check", "--resync", "--snapshots", "--repository-id", "ab"],
             "a recorded repository is never created again (a Mirror group brings targets level)"
         );
     }

@@ -5,10 +5,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use hort_crds::cluster_storage_group::TenantStatus;
+use hort_crds::cluster_storage_group::{TenantSnapshots, TenantStatus};
 use hort_crds::storage_group::StorageGroupSpec;
+use hort_protocol::SnapshotCount;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 use crate::agent::{check, outcome};
@@ -33,8 +35,9 @@ const NAMED: usize = 5;
 /// What a finished tenant check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckResult {
-    /// The namespace's repository, with this id.
-    Found(String),
+    /// The namespace's repository, with this id, and its snapshots when the check counted
+    /// them.
+    Found(String, Option<SnapshotCount>),
     /// No repository (or another one than recorded): why.
     Failed(String),
 }
@@ -60,7 +63,7 @@ pub fn read_check(spec: &StorageGroupSpec, recorded: Option<&str>, pod: &Pod) ->
         (Some(id), Some(known)) if id != known => CheckResult::Failed(format!(
             "check pod {name:?} found repository {id}, not {known}, the one recorded for this namespace"
         )),
-        (Some(id), _) => CheckResult::Found(id),
+        (Some(id), _) => CheckResult::Found(id, report.snapshots),
         (None, _) => CheckResult::Failed(format!(
             "check pod {name:?} could not open the repository: {}",
             report.error.as_deref().unwrap_or("the agent gave no reason")
@@ -129,13 +132,25 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
     for namespace in inputs.selected {
         let pods = by_tenant.get(namespace.as_str()).map_or(&[][..], Vec::as_slice);
         let mut id = recorded.get(namespace.as_str()).and_then(|t| t.repository_id.clone());
+        // Kept from the status until a newer check counts them.
+        let mut snapshots = recorded.get(namespace.as_str()).and_then(|t| t.snapshots.clone());
         let runs = pods.iter().find(|p| !outcome::finished(p));
         let newest = pods.iter().find(|p| outcome::finished(p));
         let mut message = None;
         let mut wait = inputs.interval;
         if let Some(pod) = newest {
             match read_check(inputs.spec, id.as_deref(), pod) {
-                CheckResult::Found(found) => id = Some(found),
+                CheckResult::Found(found, counted) => {
+                    id = Some(found);
+                    if let Some(counted) = counted {
+                        snapshots = Some(TenantSnapshots {
+                            count: counted.count,
+                            last_snapshot_id: counted.newest_id,
+                            last_backup_time: counted.newest_time,
+                            checked_time: Time(outcome::finished_at(pod)),
+                        });
+                    }
+                }
                 CheckResult::Failed(why) => {
                     message = Some(why);
                     wait = wait.min(RETRY_AFTER);
@@ -166,6 +181,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
             namespace: namespace.clone(),
             repository_id: id,
             message,
+            snapshots,
         });
     }
     if !inputs.group_ready {
@@ -279,6 +295,7 @@ mod tests {
             }],
             error: error.map(Into::into),
             key_rotation: None,
+            snapshots: None,
         })
     }
 
@@ -327,8 +344,11 @@ mod tests {
     fn a_found_repository_is_recorded_and_never_replaced() {
         let spec = spec();
         let found = pod("p", "a", 5, Some(("Succeeded", &report(Some("r1"), None))));
-        assert_eq!(read_check(&spec, None, &found), CheckResult::Found("r1".into()));
-        assert_eq!(read_check(&spec, Some("r1"), &found), CheckResult::Found("r1".into()));
+        assert_eq!(read_check(&spec, None, &found), CheckResult::Found("r1".into(), None));
+        assert_eq!(
+            read_check(&spec, Some("r1"), &found),
+            CheckResult::Found("r1".into(), None)
+        );
         let CheckResult::Failed(why) = read_check(&spec, Some("r0"), &found) else {
             panic!("another repository replaced the recorded one")
         };
@@ -370,17 +390,20 @@ mod tests {
                 TenantStatus {
                     namespace: "a".into(),
                     repository_id: Some("ra".into()),
-                    message: None
+                    message: None,
+                    snapshots: None,
                 },
                 TenantStatus {
                     namespace: "b".into(),
                     repository_id: None,
-                    message: Some("creating the repository: check pod \"b-run\" runs".into())
+                    message: Some("creating the repository: check pod \"b-run\" runs".into()),
+                    snapshots: None,
                 },
                 TenantStatus {
                     namespace: "c".into(),
                     repository_id: None,
-                    message: Some("creating the repository: its check pod starts".into())
+                    message: Some("creating the repository: its check pod starts".into()),
+                    snapshots: None,
                 },
             ]
         );
@@ -408,6 +431,7 @@ mod tests {
             namespace: "a".into(),
             repository_id: Some("ra".into()),
             message: None,
+            snapshots: None,
         }];
         let pods = [pod("a-1", "a", 3599, Some(("Succeeded", &report(Some("ra"), None))))];
         let early = plan(&inputs(&selected, &recorded, &pods, &spec));
@@ -472,6 +496,45 @@ mod tests {
             "{all:?}"
         );
         assert!(all.message.ends_with("; and 5 more (status.tenants)"), "{all:?}");
+    }
+
+    #[test]
+    fn the_snapshots_a_check_counted_are_recorded_and_kept_until_a_newer_count() {
+        let spec = spec();
+        let selected = names(&["a"]);
+        let counted = encode(&CheckReport {
+            repository_id: Some("ra".into()),
+            created: false,
+            targets: vec![TargetReport {
+                reachable: true,
+                writable: true,
+                ..TargetReport::default()
+            }],
+            error: None,
+            key_rotation: None,
+            snapshots: Some(SnapshotCount {
+                count: 3,
+                newest_id: Some("ab12".into()),
+                newest_time: Some("2026-12-01T02:00:00Z".into()),
+            }),
+        });
+        let pods = [pod("a-1", "a", 30, Some(("Succeeded", &counted)))];
+        let first = plan(&inputs(&selected, &[], &pods, &spec));
+        let snapshots = first.tenants[0].snapshots.clone().unwrap();
+        assert_eq!(snapshots.count, 3);
+        assert_eq!(snapshots.last_snapshot_id.as_deref(), Some("ab12"));
+        assert_eq!(snapshots.last_backup_time.as_deref(), Some("2026-12-01T02:00:00Z"));
+        assert_eq!(snapshots.checked_time.0.to_string(), "2026-12-01T11:59:30Z");
+        // A later check that failed, or counted nothing, leaves the recorded count.
+        let later = [
+            ("Failed", report(None, Some("target a: timeout"))),
+            ("Succeeded", report(Some("ra"), None)),
+        ];
+        for (phase, report) in later {
+            let pods = [pod("a-2", "a", 10, Some((phase, &report)))];
+            let later = plan(&inputs(&selected, &first.tenants, &pods, &spec));
+            assert_eq!(later.tenants[0].snapshots, Some(snapshots.clone()));
+        }
     }
 
     #[test]

@@ -216,6 +216,7 @@ pub fn healthy_check(id: &str) -> CheckReport {
         }],
         error: None,
         key_rotation: None,
+        snapshots: None,
     }
 }
 
