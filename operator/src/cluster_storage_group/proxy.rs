@@ -403,12 +403,16 @@ mod tests {
     }
 
     fn build(targets: &str) -> Deployment {
-        let (group, storage_group) = (group("shared"), storage_group(targets));
+        build_for(&storage_group(targets))
+    }
+
+    /// The Deployment of group `shared` sharing `storage_group`.
+    fn build_for(storage_group: &StorageGroup) -> Deployment {
         deployment(
             &settings(),
             ProxyDeployment {
-                group: &group,
-                storage_group: &storage_group,
+                group: &group("shared"),
+                storage_group,
                 namespace: "hort-system",
                 tls_hash: "abc".into(),
             },
@@ -589,7 +593,6 @@ mod tests {
         let plain_pod = pod_spec(&plain);
         assert!(plain_pod.node_selector.is_none() && plain_pod.tolerations.is_none());
         assert!(plain_pod.containers[0].resources.is_none(), "no default resources");
-        let group = group("shared");
         let mut storage_group = storage_group(S3);
         storage_group.spec.agent = Some(
             serde_yaml::from_str(
@@ -598,15 +601,7 @@ mod tests {
             )
             .unwrap(),
         );
-        let deployment = deployment(
-            &settings(),
-            ProxyDeployment {
-                group: &group,
-                storage_group: &storage_group,
-                namespace: "hort-system",
-                tls_hash: "abc".into(),
-            },
-        );
+        let deployment = build_for(&storage_group);
         let pod = pod_spec(&deployment);
         assert_eq!(pod.node_selector.as_ref().unwrap()["zone"], "storage");
         assert_eq!(pod.tolerations.as_ref().unwrap()[0].key.as_deref(), Some("backup"));
