@@ -2,7 +2,8 @@
 //! controller binds claims; there is no kubelet, so the tests end the restore pods as the
 //! kubelet would). A claim naming a VolumeRestoreSource gets a prime claim and a restore pod;
 //! after the restore the prime claim's volume is bound to the claim and the prime claim and pod
-//! go. A missing source or a group that is not Ready is an Event on the claim and no pod; a
+//! go. A missing source, a group that is not Ready or a shared group that does not select the
+//! namespace is an Event on the claim and no pod; a
 //! failed pod is retried; with WaitForFirstConsumer nothing is made until the node is chosen,
 //! and then the restore runs there. Run through `scripts/test.sh`, which starts the API server.
 
@@ -10,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hort_crds::{StorageGroup, VolumeRestoreSource};
+use hort_crds::{ClusterStorageGroup, StorageGroup, VolumeRestoreSource};
 use hort_operator::clock::Clock;
 use hort_operator::context::Context;
 use hort_operator::controllers::Scope;
@@ -246,7 +247,7 @@ async fn a_claim_is_populated_from_a_snapshot_and_bound_to_the_restored_volume()
 
 #[tokio::test]
 #[ignore = "needs a kube-apiserver: run scripts/test.sh"]
-async fn a_missing_source_or_a_group_not_ready_is_an_event_on_the_claim_and_no_pod() {
+async fn a_missing_source_a_group_not_ready_or_not_allowed_is_an_event_on_the_claim_and_no_pod() {
     let popenv = PopulatorEnv::start("hort-populate-wait", "Immediate").await;
     let env = &popenv.env;
     let class = popenv.class.clone();
@@ -280,10 +281,37 @@ async fn a_missing_source_or_a_group_not_ready_is_an_event_on_the_claim_and_no_p
         "{notes:?}"
     );
 
+    // A shared group that does not select this namespace: the claim waits with an Event that
+    // says why.
+    let team = format!("team-{}", std::process::id());
+    let groups: Api<ClusterStorageGroup> = Api::all(env.client.clone());
+    create(
+        &groups,
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "ClusterStorageGroup", "metadata": {"name": team},
+               "spec": {"storageGroupRef": {"name": "s3"},
+                        "allowedNamespaces": {"matchLabels": {"hort-test-never": "yes"}},
+                        "tenantKeySecretRef": {"name": "tenant-root", "key": "secret"}}}),
+    )
+    .await;
+    create(
+        &env.api::<VolumeRestoreSource>(),
+        json!({"apiVersion": "hort.dev/v1alpha1", "kind": "VolumeRestoreSource", "metadata": {"name": "shared"},
+               "spec": {"storageGroupRef": {"kind": "ClusterStorageGroup", "name": team},
+                        "source": {"snapshotId": SNAPSHOT}}}),
+    )
+    .await;
+    let refused = populated_claim(env, "tenant", &class, "shared").await;
+    let notes = wait_for_event(&env.client, &env.ns, "tenant", "NamespaceNotAllowed").await;
+    assert!(
+        notes[0].contains(&format!("is not allowed to use ClusterStorageGroup {team:?}")),
+        "{notes:?}"
+    );
+
     tokio::time::sleep(Duration::from_secs(1)).await;
-    for claim in [missing, waiting] {
+    for claim in [missing, waiting, refused] {
         restore_pods(env, &claim.uid().unwrap(), 0).await;
     }
+    groups.delete(&team, &DeleteParams::default()).await.unwrap();
     popenv.stop().await;
 }
 
