@@ -3,9 +3,9 @@
 //! kubelet would). A claim naming a VolumeRestoreSource gets a prime claim and a restore pod;
 //! after the restore the prime claim's volume is bound to the claim and the prime claim and pod
 //! go. A missing source, a group that is not Ready or a shared group that does not select the
-//! namespace is an Event on the claim and no pod; a
-//! failed pod is retried; with WaitForFirstConsumer nothing is made until the node is chosen,
-//! and then the restore runs there. Run through `scripts/test.sh`, which starts the API server.
+//! namespace is an Event on the claim and no pod; a failed pod is retried; with
+//! WaitForFirstConsumer nothing is made until the node is chosen, and then the restore runs
+//! there. Run through `scripts/test.sh`, which starts the API server.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
