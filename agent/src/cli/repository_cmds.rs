@@ -143,12 +143,12 @@ pub(super) fn check(ctx: &Context, asked: &CheckAsked<'_>, kdf: &InitArgs) -> Re
         }
         other => other,
     };
-    // The targets' findings are reported even when the repository could not be opened, with
-    // why: the operator shows each target's error instead of only the last log line.
     let counted = match &opened {
         Ok((repo, _)) if snapshots => Some(count_snapshots(repo)),
         _ => None,
     };
+    // The targets' findings are reported even when the repository could not be opened, with
+    // why: the operator shows each target's error instead of only the last log line.
     let report = match &opened {
         Ok((repo, created)) => CheckReport {
             repository_id: Some(repo.config().id.to_hex()),
