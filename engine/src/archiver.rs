@@ -3,12 +3,12 @@
 //! The walking thread reads, chunks and hashes (keyed BLAKE3), skips blobs the repository or
 //! this run already has, and hands new blobs to the [`Packer`] pipeline, which compresses,
 //! seals and uploads them on other threads. Files whose size, times and inode match the
-//! parent snapshot are not read again. The snapshot is written only after every pack and
+//! parent snapshot are not read again, nor are the further names of a file with several hard
+//! links. The snapshot is written only after every pack and
 //! index file is stored, so a snapshot never refers to missing data.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
-use std::fs::File;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -30,6 +30,7 @@ use crate::packer::{Packer, PackerError, PackerOptions};
 use crate::progress::Counters;
 use crate::repository::{IndexedRepository, RepositoryError, hostname};
 use crate::snapshot::{self, ContentBuilder, Snapshot, Source, Stats, Stream};
+use crate::source_file;
 use crate::streams::StreamSink;
 use crate::tree::{Node, NodeKind, Tree};
 
@@ -126,6 +127,17 @@ struct Session<'a> {
     file_chunker: Chunker,
     stream_chunker: Chunker,
     small_file: Vec<u8>,
+    /// Files with several hard links read in this run, by device and inode: the content of
+    /// the first is reused for the others.
+    hard_links: HashMap<(u64, u64), HardLinked>,
+}
+
+/// What a backup read of a file with several hard links, to reuse for its other names.
+struct HardLinked {
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    content: Vec<Id>,
 }
 
 /// Where the ids of a file's or a stream's content blobs go as they are stored.
@@ -218,6 +230,7 @@ impl Session<'_> {
             file_chunker: Chunker::new(repo.config().chunker_files, repo.keys().chunker_seed()),
             stream_chunker: Chunker::new(repo.config().chunker_streams, repo.keys().chunker_seed()),
             small_file: Vec::new(),
+            hard_links: HashMap::new(),
         }
     }
 
@@ -338,17 +351,28 @@ impl Session<'_> {
                     Counters::add(&self.counters.bytes, node.size);
                     return Ok(Some(node));
                 }
+                let key = node.hard_link_key();
+                if let Some(first) = key
+                    .and_then(|k| self.hard_links.get(&k))
+                    .filter(|f| (f.size, f.mtime_ns, f.ctime_ns) == (node.size, node.mtime_ns, node.ctime_ns))
+                {
+                    // Another name of a file this run has read: the same content.
+                    node.content = first.content.clone();
+                    self.stats.bytes += node.size;
+                    Counters::add(&self.counters.bytes, node.size);
+                    return Ok(Some(node));
+                }
                 let params = self.repo.config().chunker_files;
                 let stored = if node.size < u64::from(params.min_size) {
                     // Small files are one chunk: read them whole, no chunker buffer.
                     let mut data = std::mem::take(&mut self.small_file);
                     data.clear();
-                    let read = File::open(path).and_then(|mut f| f.read_to_end(&mut data));
+                    let read = source_file::open_seen(path, &meta).and_then(|mut f| f.read_to_end(&mut data));
                     let stored = read.map_err(EntryError::Skip).map(|_| self.store_whole(&data));
                     self.small_file = data;
                     stored?.map_err(ContentError::Packer)
                 } else {
-                    let file = File::open(path).map_err(EntryError::Skip)?;
+                    let file = source_file::open_seen(path, &meta).map_err(EntryError::Skip)?;
                     let mut ids = Vec::new();
                     self.store_content(file, &mut ids).map(|size| (ids, size))
                 };
@@ -358,6 +382,15 @@ impl Session<'_> {
                 })?;
                 node.content = content;
                 node.size = size;
+                if let Some(key) = key {
+                    let first = HardLinked {
+                        size,
+                        mtime_ns: node.mtime_ns,
+                        ctime_ns: node.ctime_ns,
+                        content: node.content.clone(),
+                    };
+                    self.hard_links.insert(key, first);
+                }
             }
             NodeKind::Dir => {
                 let previous_tree = match previous.and_then(|p| p.subtree) {

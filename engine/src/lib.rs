@@ -44,6 +44,7 @@ pub mod retention;
 pub mod sealed;
 pub mod snapshot;
 pub mod snapshot_streams;
+pub mod source_file;
 pub mod spool;
 pub mod streams;
 pub mod target_dir;

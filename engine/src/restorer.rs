@@ -4,8 +4,10 @@
 //! and renamed only when complete. Everything is written through [`TargetDir`], which never
 //! follows a symlink below the target. A tree restore holds at most
 //! [`RestoreOptions::memory`] bytes of pack data at once, read by one set of reader threads
-//! for all its files.
+//! for all its files. The names of a file with several hard links are restored as hard links
+//! of one file, as they were.
 
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::Write;
@@ -92,7 +94,8 @@ pub struct Failure {
 /// Outcome of a tree restore.
 #[derive(Debug, Default)]
 pub struct RestoreReport {
-    /// Files restored completely.
+    /// Files restored completely; each further name of a file with several hard links counts
+    /// once more (as a link made, not as bytes written).
     pub files: u64,
     /// Bytes written.
     pub bytes: u64,
@@ -202,6 +205,10 @@ pub fn restore_tree(
     });
     let budget = &budget;
     let mut dirs: Vec<(PathBuf, Node)> = Vec::new();
+    // The first name restored of each file with several hard links, and the names to link to it
+    // once every file is written.
+    let mut first_names: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    let mut hard_links: Vec<(PathBuf, PathBuf)> = Vec::new();
     let (tx, rx) = bounded::<(PathBuf, PathBuf, Node)>(threads * 2);
     repo.with_readers(READ_AHEAD, |readers| {
         std::thread::scope(|scope| {
@@ -277,6 +284,13 @@ pub fn restore_tree(
                             }
                         }),
                         NodeKind::File => {
+                            if let Some(key) = node.hard_link_key() {
+                                if let Some(first) = first_names.get(&key) {
+                                    hard_links.push((rel.clone(), first.clone()));
+                                    continue;
+                                }
+                                first_names.insert(key, rel.clone());
+                            }
                             if tx.send((rel.clone(), dest, node)).is_err() {
                                 break;
                             }
@@ -301,6 +315,8 @@ pub fn restore_tree(
             drop(tx);
         })
     });
+    let mut report = report.into_inner().unwrap_or_else(|p| p.into_inner());
+    restore_hard_links(root_dir, &hard_links, &mut report, &counters);
     // Directory metadata last, deepest first, so writing files does not change their times.
     for (rel, node) in dirs.iter().rev() {
         let applied = root_dir
@@ -310,7 +326,43 @@ pub fn restore_tree(
             warn!(path = %rel.display(), error = %e, "directory metadata not restored");
         }
     }
-    Ok(report.into_inner().unwrap_or_else(|p| p.into_inner()))
+    Ok(report)
+}
+
+/// Makes each `(name, first)` of `links` a hard link to the restored file `first`; a name
+/// whose first file failed fails with it.
+fn restore_hard_links(root: &TargetDir, links: &[(PathBuf, PathBuf)], report: &mut RestoreReport, counters: &Counters) {
+    let failed: HashSet<PathBuf> = report.failures.iter().map(|f| f.path.clone()).collect();
+    for (rel, first) in links {
+        let linked = if failed.contains(first) {
+            Err(std::io::Error::other(format!(
+                "a hard link to {}, which was not restored",
+                first.display()
+            )))
+        } else {
+            parent_of(root, first).and_then(|(from_dir, from_name)| {
+                let (to_dir, name) = parent_of(root, rel)?;
+                let mut tmp_name = std::ffi::OsString::from(".");
+                tmp_name.push(name);
+                tmp_name.push(".hort-restore");
+                target_dir::hard_link((&from_dir, from_name), (&to_dir, name), &tmp_name)
+            })
+        };
+        match linked {
+            Ok(()) => {
+                report.files += 1;
+                Counters::add(&counters.files, 1);
+            }
+            Err(e) => {
+                warn!(path = %rel.display(), error = %e, "hard link not restored");
+                Counters::add(&counters.errors, 1);
+                report.failures.push(Failure {
+                    path: rel.clone(),
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
 }
 
 /// The parent directory of `rel` (opened without following symlinks) and its file name.
@@ -635,6 +687,78 @@ mod tests {
             "{peak} bytes of pack data held at once; the budget allows {bound}"
         );
         assert!(peak > 0);
+    }
+
+    #[test]
+    fn hard_links_are_restored_as_links() {
+        use std::os::unix::fs::MetadataExt;
+        let source = tempfile::tempdir().unwrap();
+        fs::create_dir(source.path().join("sub")).unwrap();
+        fs::write(source.path().join("a.so"), noise(1, 300_000)).unwrap();
+        fs::hard_link(source.path().join("a.so"), source.path().join("sub/b.so")).unwrap();
+        fs::hard_link(source.path().join("a.so"), source.path().join("sub/c.so")).unwrap();
+        fs::write(source.path().join("copy.so"), noise(1, 300_000)).unwrap();
+        let (repo, backend) = crate::repository::in_memory();
+        let lock = BackupLock::acquire(&repo).unwrap();
+        let repo = repo.load_index().unwrap();
+        let (id, snapshot) =
+            backup_tree(&repo, &lock, source.path(), &BackupOptions::default(), Arc::default()).unwrap();
+        drop(lock);
+        let repo = Repository::open(backend, b"unit-test password")
+            .unwrap()
+            .load_index()
+            .unwrap();
+        let root = repo.load_tree(&snapshot.tree.unwrap()).unwrap();
+        let a = root.find(OsStr::new("a.so")).unwrap();
+        assert_eq!(a.links, 3);
+        assert_eq!(
+            root.find(OsStr::new("copy.so")).unwrap().links,
+            0,
+            "one link: not recorded"
+        );
+
+        let target = tempfile::tempdir().unwrap();
+        fs::write(target.path().join("copy.so"), b"old").unwrap();
+        let report = restore_tree(
+            &repo,
+            &snapshot,
+            &id,
+            target.path(),
+            &RestoreOptions::default(),
+            Arc::default(),
+        )
+        .unwrap();
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert_eq!(report.files, 4);
+        assert_eq!(report.bytes, 600_000, "the linked file is written once, the copy once");
+        let meta = |p: &str| fs::metadata(target.path().join(p)).unwrap();
+        assert_eq!(meta("a.so").nlink(), 3);
+        assert_eq!(meta("sub/b.so").ino(), meta("a.so").ino());
+        assert_eq!(meta("sub/c.so").ino(), meta("a.so").ino());
+        assert_ne!(meta("copy.so").ino(), meta("a.so").ino(), "equal content is not a link");
+        assert!(fs::read(target.path().join("sub/c.so")).unwrap() == noise(1, 300_000));
+        assert!(fs::read(target.path().join("copy.so")).unwrap() == noise(1, 300_000));
+
+        // Restoring again replaces each name; one name alone is a file of its own.
+        let again = restore_tree(
+            &repo,
+            &snapshot,
+            &id,
+            target.path(),
+            &RestoreOptions::default(),
+            Arc::default(),
+        )
+        .unwrap();
+        assert!(again.failures.is_empty(), "{:?}", again.failures);
+        assert_eq!(meta("sub/b.so").ino(), meta("a.so").ino());
+        let alone = tempfile::tempdir().unwrap();
+        let options = RestoreOptions {
+            selection: Selection::new(&[PathBuf::from("sub/c.so")], &[]).unwrap(),
+            ..RestoreOptions::default()
+        };
+        let report = restore_tree(&repo, &snapshot, &id, alone.path(), &options, Arc::default()).unwrap();
+        assert_eq!((report.files, report.failures.len()), (1, 0));
+        assert!(fs::read(alone.path().join("sub/c.so")).unwrap() == noise(1, 300_000));
     }
 
     #[test]

@@ -91,6 +91,25 @@ pub fn rename(dir: &OwnedFd, from: &OsStr, to: &OsStr) -> io::Result<()> {
     Ok(rustix::fs::renameat(dir, from, dir, to)?)
 }
 
+/// Makes `name` in `to_dir` another hard link of `from_name` in `from_dir` (neither followed
+/// if a symlink), replacing what `name` was; `tmp_name` is used on the way, so `name` is
+/// never missing.
+pub fn hard_link(
+    (from_dir, from_name): (&OwnedFd, &OsStr),
+    (to_dir, name): (&OwnedFd, &OsStr),
+    tmp_name: &OsStr,
+) -> io::Result<()> {
+    match rustix::fs::unlinkat(to_dir, tmp_name, AtFlags::empty()) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
+    rustix::fs::linkat(from_dir, from_name, to_dir, tmp_name, AtFlags::empty())?;
+    rustix::fs::renameat(to_dir, tmp_name, to_dir, name).inspect_err(|_| {
+        let _ = rustix::fs::unlinkat(to_dir, tmp_name, AtFlags::empty());
+    })?;
+    Ok(())
+}
+
 /// Makes `name` in `dir` a symlink to `target`, replacing a file or symlink of that name;
 /// with `owner`, gives the link itself that owner.
 pub fn symlink(dir: &OwnedFd, name: &OsStr, target: &OsStr, owner: Option<(u32, u32)>) -> io::Result<()> {

@@ -62,6 +62,13 @@ pub struct Node {
     /// Device number of device nodes.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rdev: u64,
+    /// Hard links of a regular file that has more than one (`st_nlink`), 0 otherwise.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub links: u64,
+    /// The filesystem (`st_dev`) of a file with more than one hard link, 0 otherwise: with
+    /// `inode` it names the file those links share, so that a restore links them again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub device: u64,
     /// Content blobs, in order (files).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub content: Vec<Id>,
@@ -133,6 +140,16 @@ impl Node {
             } else {
                 0
             },
+            links: if kind == NodeKind::File && meta.nlink() > 1 {
+                meta.nlink()
+            } else {
+                0
+            },
+            device: if kind == NodeKind::File && meta.nlink() > 1 {
+                meta.dev()
+            } else {
+                0
+            },
             content: Vec::new(),
             subtree: None,
             target: None,
@@ -172,6 +189,12 @@ impl Node {
         let (lossy, bytes) = lossless(target);
         self.target = Some(lossy);
         self.target_bytes = bytes;
+    }
+
+    /// The file's identity among the hard links of one snapshot (device and inode), for a
+    /// regular file recorded with more than one link.
+    pub fn hard_link_key(&self) -> Option<(u64, u64)> {
+        (self.kind == NodeKind::File && self.links > 1).then_some((self.device, self.inode))
     }
 
     /// The exact file name.
