@@ -1484,6 +1484,14 @@ overview_browses() {
 
 absent() { ! kc -n "$1" get "$2" >/dev/null 2>&1; } # NS OBJECT
 
+# Whether ClusterStorageGroup GROUP's status counts a snapshot of namespace NS and more than
+# the 3 MB of random data its backup holds.
+tenant_counted() { # GROUP NS
+  local at="{.status.tenants[?(@.namespace==\"$2\")].snapshots"
+  test "$(jp default clusterstoragegroup/$1 "$at.count}")" -ge 1 \
+    -a "$(jp default clusterstoragegroup/$1 "$at.bytesUsed}")" -gt 3000000
+}
+
 # A BackupJob or RestoreRequest of a tenant namespace on ClusterStorageGroup GROUP.
 tenant_object() { # NS KIND NAME GROUP SPEC-YAML (the rest of the spec, indented two spaces)
   kc -n "$1" apply -f - >/dev/null <<EOF
@@ -1579,6 +1587,11 @@ EOF
     test "${read:-0}" -gt 0 -a "$read" == "$stored"
   check "the namespace not selected cannot verify either (NamespaceNotAllowed)" \
     test "$(jp $c verification/packs '{.status.conditions[?(@.type=="Failed")].reason}')" == NamespaceNotAllowed
+
+  # A tenant check after a's backup counted its snapshot and listed its S3 prefix's size.
+  wait_until 150 "a's snapshot counted in the group's status" tenant_counted $group $a \
+    || fail "the group's status counts tenant a's snapshot and measures its repository"
+  note "a in the group's status: $(jp default clusterstoragegroup/$group "{.status.tenants[?(@.namespace==\"$a\")].snapshots}")"
 
   # No tenant pod names a Secret but its namespace's own password (and no storage credential).
   local refs

@@ -1,4 +1,5 @@
-//! `hort-agent check` reports the space a directory target uses and has free.
+//! `hort-agent check` reports the space a directory or S3 target uses, and what a directory
+//! target has free.
 
 mod support;
 
@@ -30,6 +31,54 @@ fn check_reports_used_and_free_bytes_of_a_directory_target() {
     repo.backup(&src, &[]);
     let used = check().bytes_used.unwrap();
     assert!(used > 300_000 + empty.bytes_used.unwrap(), "{used}");
+}
+
+#[test]
+fn check_reports_the_bytes_an_s3_prefix_holds() {
+    let repo = Repo::new(Kind::S3);
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("termination-log");
+    let check = || {
+        let out = repo
+            .cmd(&["check", "--init", "--kdf-memory-kib", "64", "--kdf-iterations", "1"])
+            .env("HORT_TERMINATION_LOG", &log)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: CheckReport = decode(&std::fs::read_to_string(&log).unwrap()).unwrap();
+        report.targets[0].clone()
+    };
+    // The bytes of the objects below the prefix, as the server keeps them on disk.
+    let on_disk = || -> u64 {
+        walk(&repo.files)
+            .iter()
+            .map(|f| std::fs::metadata(f).unwrap().len())
+            .sum()
+    };
+    let empty = check();
+    assert!(empty.writable, "{empty:?}");
+    assert_eq!(empty.bytes_free, None, "an S3 server does not tell");
+    let src = work.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("data"), support::noise(7, 300_000)).unwrap();
+    repo.backup(&src, &[]);
+    let used = check().bytes_used.unwrap();
+    assert!(used > 300_000 + empty.bytes_used.unwrap(), "{used}");
+    assert_eq!(used, on_disk());
+}
+
+/// Every file below `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 #[test]

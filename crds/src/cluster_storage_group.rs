@@ -120,12 +120,13 @@ pub struct TenantStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// What the last check that could count them found in the namespace's repository (each
-    /// check reads its snapshot files); unset until one has.
+    /// check reads its snapshot files and measures the namespace's files on every target);
+    /// unset until one has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshots: Option<TenantSnapshots>,
 }
 
-/// The snapshots of a namespace's repository, as a check found them.
+/// The snapshots and the size of a namespace's repository, as a check found them.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantSnapshots {
@@ -137,6 +138,12 @@ pub struct TenantSnapshots {
     /// When that backup started (RFC 3339, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_backup_time: Option<String>,
+    /// Bytes of the namespace's repository files on all the group's targets together (a
+    /// `Mirror` group's copies count each): directory targets walked, S3 targets listed under
+    /// the namespace's prefix (current object versions). Unset when a target could not be
+    /// measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_used: Option<u64>,
     /// When the check that counted them finished.
     pub checked_time: Time,
 }

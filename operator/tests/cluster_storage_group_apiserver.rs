@@ -344,8 +344,9 @@ async fn each_selected_namespace_gets_its_repository_once_and_its_password_secre
         args(&again)
     );
     assert!(!args(&again).contains(&"--init".to_string()));
-    // Its report counts the namespace's snapshots: the status shows them.
-    let counted = hort_protocol::CheckReport {
+    // Its report counts the namespace's snapshots and measures its files: the status shows
+    // them.
+    let mut counted = hort_protocol::CheckReport {
         snapshots: Some(hort_protocol::SnapshotCount {
             count: 2,
             newest_id: Some("ab12".into()),
@@ -353,6 +354,7 @@ async fn each_selected_namespace_gets_its_repository_once_and_its_password_secre
         }),
         ..healthy_check("ra")
     };
+    counted.targets[0].bytes_used = Some(7 << 20);
     finish_pod(&pods, &again.name_any(), 0, &encode(&counted)).await;
     wait_for(&groups, &name, "a's snapshots in its tenant status", |g| {
         let tenants = &g.status.as_ref().unwrap().tenants;
@@ -364,6 +366,7 @@ async fn each_selected_namespace_gets_its_repository_once_and_its_password_secre
                 s.count == 2
                     && s.last_snapshot_id.as_deref() == Some("ab12")
                     && s.last_backup_time.as_deref() == Some("2026-12-01T02:00:00Z")
+                    && s.bytes_used == Some(7 << 20)
             })
     })
     .await;

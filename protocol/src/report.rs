@@ -232,7 +232,8 @@ pub struct TargetReport {
     pub reachable: bool,
     /// A probe object could be written, read back and deleted.
     pub writable: bool,
-    /// Bytes of the repository's files (directory targets).
+    /// Bytes of the repository's files: a directory's, walked; an S3 target's, the sizes the
+    /// listing gives under its prefix (the whole bucket without one), current versions only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_used: Option<u64>,
     /// Free bytes of the target's file system (directory targets).

@@ -21,8 +21,8 @@ use hort_engine::pack::{self, BlobKind};
 use hort_engine::repository::Repository;
 
 /// Probes one target: reachable (listing works) and writable (a probe file can be written,
-/// read back and deleted); for a directory also the bytes its files take and the bytes free
-/// on its file system.
+/// read back and deleted); the bytes the repository's files take (a directory's walked, an S3
+/// prefix's listed); for a directory also the bytes free on its file system.
 fn probe_target(spec: &str, s3: &S3Defaults, throttle: &Throttle) -> TargetReport {
     let unreachable = |error: String| TargetReport {
         error: Some(error),
@@ -57,6 +57,7 @@ fn probe_target(spec: &str, s3: &S3Defaults, throttle: &Throttle) -> TargetRepor
         ..TargetReport::default()
     };
     if let Ok(hort_protocol::Location::S3(s3)) = spec.parse::<hort_protocol::Location>() {
+        report.bytes_used = backend.bytes_used().ok().flatten();
         let enabled = backend.object_lock_enabled();
         report.object_lock_enabled = enabled.as_ref().ok().copied().flatten();
         if let Some(lock) = s3.object_lock

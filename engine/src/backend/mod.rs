@@ -269,6 +269,13 @@ pub trait Backend: Send + Sync {
         self.write(kind, name, &data)
     }
 
+    /// Bytes of the repository's files here, where the backend can count them without reading
+    /// them (S3: the sizes its listing gives, current versions only); `None` for others (a
+    /// directory is measured by walking it).
+    fn bytes_used(&self) -> Result<Option<u64>, BackendError> {
+        Ok(None)
+    }
+
     /// Bytes free where this backend stores files, if it can tell (a filesystem can; S3
     /// cannot). A storage group spreading packs skips a target that is nearly full.
     fn free_bytes(&self) -> Option<u64> {

@@ -254,6 +254,10 @@ impl Backend for Throttled {
         self.inner.write_file(kind, name, source)
     }
 
+    fn bytes_used(&self) -> Result<Option<u64>, BackendError> {
+        self.inner.bytes_used()
+    }
+
     fn free_bytes(&self) -> Option<u64> {
         self.inner.free_bytes()
     }

@@ -35,9 +35,10 @@ const NAMED: usize = 5;
 /// What a finished tenant check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckResult {
-    /// The namespace's repository, with this id, and its snapshots when the check counted
-    /// them.
-    Found(String, Option<SnapshotCount>),
+    /// The namespace's repository, with this id; its snapshots when the check counted them;
+    /// the bytes it takes on all the group's targets together when every target measured
+    /// its share.
+    Found(String, Option<SnapshotCount>, Option<u64>),
     /// No repository (or another one than recorded): why.
     Failed(String),
 }
@@ -63,7 +64,10 @@ pub fn read_check(spec: &StorageGroupSpec, recorded: Option<&str>, pod: &Pod) ->
         (Some(id), Some(known)) if id != known => CheckResult::Failed(format!(
             "check pod {name:?} found repository {id}, not {known}, the one recorded for this namespace"
         )),
-        (Some(id), _) => CheckResult::Found(id, report.snapshots),
+        (Some(id), _) => {
+            let used: Option<Vec<u64>> = report.targets.iter().map(|t| t.bytes_used).collect();
+            CheckResult::Found(id, report.snapshots, used.map(|u| u.iter().sum()))
+        }
         (None, _) => CheckResult::Failed(format!(
             "check pod {name:?} could not open the repository: {}",
             report.error.as_deref().unwrap_or("the agent gave no reason")
@@ -140,13 +144,14 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
         let mut wait = inputs.interval;
         if let Some(pod) = newest {
             match read_check(inputs.spec, id.as_deref(), pod) {
-                CheckResult::Found(found, counted) => {
+                CheckResult::Found(found, counted, bytes_used) => {
                     id = Some(found);
                     if let Some(counted) = counted {
                         snapshots = Some(TenantSnapshots {
                             count: counted.count,
                             last_snapshot_id: counted.newest_id,
                             last_backup_time: counted.newest_time,
+                            bytes_used,
                             checked_time: Time(outcome::finished_at(pod)),
                         });
                     }
@@ -274,7 +279,7 @@ pub fn readiness(
 
 #[cfg(test)]
 mod tests {
-    use hort_protocol::report::encode;
+    use hort_protocol::report::{decode, encode};
     use hort_protocol::{CheckReport, TargetReport};
 
     use super::*;
@@ -344,10 +349,13 @@ mod tests {
     fn a_found_repository_is_recorded_and_never_replaced() {
         let spec = spec();
         let found = pod("p", "a", 5, Some(("Succeeded", &report(Some("r1"), None))));
-        assert_eq!(read_check(&spec, None, &found), CheckResult::Found("r1".into(), None));
+        assert_eq!(
+            read_check(&spec, None, &found),
+            CheckResult::Found("r1".into(), None, None)
+        );
         assert_eq!(
             read_check(&spec, Some("r1"), &found),
-            CheckResult::Found("r1".into(), None)
+            CheckResult::Found("r1".into(), None, None)
         );
         let CheckResult::Failed(why) = read_check(&spec, Some("r0"), &found) else {
             panic!("another repository replaced the recorded one")
@@ -500,16 +508,28 @@ mod tests {
 
     #[test]
     fn the_snapshots_a_check_counted_are_recorded_and_kept_until_a_newer_count() {
-        let spec = spec();
+        let spec: StorageGroupSpec = serde_yaml::from_str(
+            "targets: [{name: a, pvc: {claimName: a}}, {name: b, pvc: {claimName: b}}]\nstrategy: Mirror\nencryption: {keySecretRef: {name: k}}",
+        )
+        .unwrap();
         let selected = names(&["a"]);
         let counted = encode(&CheckReport {
             repository_id: Some("ra".into()),
             created: false,
-            targets: vec![TargetReport {
-                reachable: true,
-                writable: true,
-                ..TargetReport::default()
-            }],
+            targets: vec![
+                TargetReport {
+                    reachable: true,
+                    writable: true,
+                    bytes_used: Some(4096),
+                    ..TargetReport::default()
+                },
+                TargetReport {
+                    reachable: true,
+                    writable: true,
+                    bytes_used: Some(1024),
+                    ..TargetReport::default()
+                },
+            ],
             error: None,
             key_rotation: None,
             snapshots: Some(SnapshotCount {
@@ -525,16 +545,29 @@ mod tests {
         assert_eq!(snapshots.last_snapshot_id.as_deref(), Some("ab12"));
         assert_eq!(snapshots.last_backup_time.as_deref(), Some("2026-12-01T02:00:00Z"));
         assert_eq!(snapshots.checked_time.0.to_string(), "2026-12-01T11:59:30Z");
+        assert_eq!(snapshots.bytes_used, Some(5120), "both targets together");
         // A later check that failed, or counted nothing, leaves the recorded count.
+        let uncounted = |id: Option<&str>, error: Option<&str>| {
+            let mut report: CheckReport = decode(&self::report(id, error)).unwrap();
+            report.targets.push(report.targets[0].clone());
+            encode(&report)
+        };
         let later = [
-            ("Failed", report(None, Some("target a: timeout"))),
-            ("Succeeded", report(Some("ra"), None)),
+            ("Failed", uncounted(None, Some("target a: timeout"))),
+            ("Succeeded", uncounted(Some("ra"), None)),
         ];
         for (phase, report) in later {
             let pods = [pod("a-2", "a", 10, Some((phase, &report)))];
             let later = plan(&inputs(&selected, &first.tenants, &pods, &spec));
             assert_eq!(later.tenants[0].snapshots, Some(snapshots.clone()));
         }
+        // A count with a target that could not be measured has no size.
+        let mut partly: CheckReport = decode(&counted).unwrap();
+        partly.targets[1].bytes_used = None;
+        let pods = [pod("a-3", "a", 5, Some(("Succeeded", &encode(&partly))))];
+        let counted_again = plan(&inputs(&selected, &first.tenants, &pods, &spec));
+        let snapshots = counted_again.tenants[0].snapshots.clone().unwrap();
+        assert_eq!((snapshots.count, snapshots.bytes_used), (3, None));
     }
 
     #[test]

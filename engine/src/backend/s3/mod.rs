@@ -550,6 +550,31 @@ impl Backend for S3Backend {
         self.lock_configuration()
     }
 
+    fn bytes_used(&self) -> Result<Option<u64>, BackendError> {
+        let prefix = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let location = format!("s3://{}/{prefix}", self.bucket);
+        self.runtime.block_on(async {
+            let mut bytes = 0u64;
+            let mut pages = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&prefix)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| remote(location.clone(), e))?;
+                let sizes = page.contents().iter().filter_map(|o| o.size());
+                bytes = sizes.fold(bytes, |sum, size| sum.saturating_add(size.max(0) as u64));
+            }
+            Ok(Some(bytes))
+        })
+    }
+
     fn archives(&self) -> bool {
         self.storage_class.as_ref().is_some_and(archive::is_archive_class)
     }
