@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{DNS_SUBDOMAIN, SECRET_KEY};
+use crate::storage_group::Bandwidth;
 
 /// A StorageGroup of the operator's namespace shared with the namespaces `allowedNamespaces`
 /// selects. Each of them gets a repository of its own under `tenants/<namespace>/` of every
@@ -59,6 +60,13 @@ pub struct ClusterStorageGroupSpec {
     /// not watched: a change to this one is seen at the group's next reconcile (a change of
     /// the group, a namespace or the StorageGroup, or the periodic one).
     pub tenant_key_secret_ref: OperatorSecretKeyRef,
+    /// Bandwidth limits of the group's proxy (its one pod, `hort-store-<group>`): bytes per
+    /// second it may send to and receive from the targets for all namespaces together, in the
+    /// grammar of the StorageGroup's `bandwidth`. Each namespace's transfers are also held to
+    /// the StorageGroup's `bandwidth` on their own, so one tenant never takes the whole total.
+    /// No total limit when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<Bandwidth>,
 }
 
 /// An object of the operator's namespace, by name.

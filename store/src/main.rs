@@ -46,6 +46,14 @@ struct Args {
     /// Bytes per second each namespace may receive from the targets; no limit if absent.
     #[arg(long, env = env::LIMIT_DOWNLOAD, value_name = "RATE")]
     limit_download: Option<BytesPerSecond>,
+    /// Bytes per second all namespaces together may send to the targets; no total limit if
+    /// absent.
+    #[arg(long, env = "HORT_STORE_TOTAL_LIMIT_UPLOAD", value_name = "RATE")]
+    total_limit_upload: Option<BytesPerSecond>,
+    /// Bytes per second all namespaces together may receive from the targets; no total limit
+    /// if absent.
+    #[arg(long, env = "HORT_STORE_TOTAL_LIMIT_DOWNLOAD", value_name = "RATE")]
+    total_limit_download: Option<BytesPerSecond>,
     /// Where written files are spooled while they are checked.
     #[arg(long, env = "HORT_SPOOL_DIR")]
     spool: Option<PathBuf>,
@@ -81,6 +89,10 @@ async fn main() -> anyhow::Result<()> {
         limits: Limits {
             upload: args.limit_upload.map(BytesPerSecond::get),
             download: args.limit_download.map(BytesPerSecond::get),
+        },
+        total: Limits {
+            upload: args.total_limit_upload.map(BytesPerSecond::get),
+            download: args.total_limit_download.map(BytesPerSecond::get),
         },
         s3: S3Defaults {
             endpoint: args.s3_endpoint,

@@ -5,7 +5,8 @@
 //!
 //! Bandwidth limits are per namespace: each namespace's transfers are held to the group's
 //! limits on their own, as an agent of that namespace reaching the targets directly would be,
-//! so one tenant's transfers never use up another's; the proxy's total is not limited.
+//! so one tenant's transfers never use up another's. A total limit, when set, holds the
+//! transfers of all namespaces together on top of that.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -45,6 +46,8 @@ pub struct GroupSettings {
     pub min_healthy: usize,
     /// Each namespace's bandwidth limits.
     pub limits: Limits,
+    /// The bandwidth limits of all namespaces' transfers together.
+    pub total: Limits,
     /// S3 settings of targets that do not set their own.
     pub s3: S3Defaults,
 }
@@ -57,6 +60,7 @@ impl Default for GroupSettings {
             weights: Vec::new(),
             min_healthy: 1,
             limits: Limits::default(),
+            total: Limits::default(),
             s3: S3Defaults::default(),
         }
     }
@@ -66,6 +70,8 @@ impl Default for GroupSettings {
 pub struct Places {
     targets: Vec<String>,
     settings: GroupSettings,
+    /// Drawn from by every namespace's transfers ([`GroupSettings::total`]).
+    total: Throttle,
     opened: Mutex<HashMap<Namespace, Arc<dyn Backend>>>,
     config_writes: Mutex<HashMap<Namespace, Arc<Mutex<()>>>>,
 }
@@ -92,6 +98,7 @@ impl Places {
         }
         Ok(Self {
             targets,
+            total: Throttle::new(settings.total),
             settings,
             opened: Mutex::default(),
             config_writes: Mutex::default(),
@@ -116,7 +123,9 @@ impl Places {
             min_healthy: settings.min_healthy,
         };
         let throttle = Throttle::new(settings.limits);
-        let backend = location::open(&specs, options, &settings.s3, &throttle)?;
+        let backend = self
+            .total
+            .wrap(location::open(&specs, options, &settings.s3, &throttle)?);
         self.lock().insert(namespace.clone(), backend.clone());
         Ok(backend)
     }
@@ -177,5 +186,64 @@ mod tests {
         }
         let other = places.open(&Namespace::parse("team-b").unwrap()).unwrap();
         assert!(other.read(FileKind::Index, "i").unwrap_err().is_not_found());
+    }
+
+    #[test]
+    fn the_total_limit_holds_every_namespace_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let rate = |bytes: u64| std::num::NonZeroU64::new(bytes);
+        let settings = GroupSettings {
+            limits: Limits {
+                upload: rate(16 << 20),
+                download: None,
+            },
+            total: Limits {
+                upload: rate(1 << 20),
+                download: rate(1 << 20),
+            },
+            ..GroupSettings::default()
+        };
+        let places = Places::new(vec![dir.path().display().to_string()], settings).unwrap();
+        let started = std::time::Instant::now();
+        std::thread::scope(|s| {
+            for team in ["team-a", "team-b"] {
+                let places = &places;
+                s.spawn(move || {
+                    let backend = places.open(&Namespace::parse(team).unwrap()).unwrap();
+                    for i in 0..4 {
+                        backend.write(FileKind::Index, &i.to_string(), &[7; 128 << 10]).unwrap();
+                    }
+                });
+            }
+        });
+        // 1 MiB in all, from buckets that start empty: at the total's 1 MiB/s at least a
+        // second, where each namespace's own 16 MiB/s alone would allow it in 1/32 s.
+        let elapsed = started.elapsed();
+        assert!(elapsed >= std::time::Duration::from_millis(950), "{elapsed:?}");
+        assert_eq!(places.total.uploaded().bytes, 1 << 20);
+        for team in ["team-a", "team-b"] {
+            let written = std::fs::read_dir(dir.path().join("tenants").join(team).join("index"));
+            assert_eq!(written.unwrap().count(), 4, "{team}");
+        }
+        // Reading it all twice: the download bucket was idle a second, so it holds one second's
+        // worth (1 MiB) at most; a read pays after it arrived, so each thread's last read
+        // (128 KiB) waits for nothing, and the other 0.75 MiB beyond the bucket take 0.75 s.
+        let started = std::time::Instant::now();
+        std::thread::scope(|s| {
+            for team in ["team-a", "team-b"] {
+                let places = &places;
+                s.spawn(move || {
+                    let backend = places.open(&Namespace::parse(team).unwrap()).unwrap();
+                    for _ in 0..2 {
+                        for i in 0..4 {
+                            assert_eq!(backend.read(FileKind::Index, &i.to_string()).unwrap().len(), 128 << 10);
+                        }
+                    }
+                });
+            }
+        });
+        let elapsed = started.elapsed();
+        assert!(elapsed >= std::time::Duration::from_millis(700), "{elapsed:?}");
+        assert_eq!(places.total.downloaded().bytes, 2 << 20);
     }
 }

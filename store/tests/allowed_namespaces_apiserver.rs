@@ -49,6 +49,7 @@ fn shared_group(name: &str) -> ClusterStorageGroup {
             name: "tenant-root".into(),
             key: "secret".into(),
         },
+        bandwidth: None,
     };
     ClusterStorageGroup::new(name, spec)
 }

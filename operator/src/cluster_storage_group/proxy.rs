@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use hort_crds::{ClusterStorageGroup, StorageGroup};
-use hort_protocol::env;
+use hort_protocol::{BytesPerSecond, env};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvVar, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec,
@@ -194,6 +194,17 @@ pub fn deployment(settings: &AgentSettings, proxy: ProxyDeployment<'_>) -> Deplo
         value(env::SPOOL_DIR, SPOOL_DIR),
         value("TMPDIR", SPOOL_DIR),
     ]);
+    let total = proxy.group.spec.bandwidth.clone().unwrap_or_default();
+    for (variable, rate) in [
+        ("HORT_STORE_TOTAL_LIMIT_UPLOAD", total.upload_per_second),
+        ("HORT_STORE_TOTAL_LIMIT_DOWNLOAD", total.download_per_second),
+    ] {
+        if let Some(rate) = rate {
+            // Text that is not a rate is passed as written, for the proxy to refuse by name.
+            let rate = rate.parse::<BytesPerSecond>().map_or(rate, |r| r.to_string());
+            access.env.push(value(variable, rate));
+        }
+    }
     let mounts_targets = !access.volumes.is_empty();
     access.volumes.extend([
         Volume {
@@ -608,6 +619,36 @@ mod tests {
         assert_eq!(pod.priority_class_name.as_deref(), Some("high"));
         let limits = pod.containers[0].resources.as_ref().unwrap().limits.as_ref().unwrap();
         assert_eq!(limits["memory"].0, "2Gi");
+    }
+
+    #[test]
+    fn the_groups_bandwidth_is_the_proxys_total_and_the_storage_groups_each_namespaces() {
+        let mut storage_group = storage_group(S3);
+        storage_group.spec.bandwidth = serde_yaml::from_str("{uploadPerSecond: 1Mi}").unwrap();
+        let mut shared = group("shared");
+        shared.spec.bandwidth = serde_yaml::from_str("{uploadPerSecond: 20Mi, downloadPerSecond: 50M}").unwrap();
+        let deployment = deployment(
+            &settings(),
+            ProxyDeployment {
+                group: &shared,
+                storage_group: &storage_group,
+                namespace: "hort-system",
+                tls_hash: "abc".into(),
+            },
+        );
+        assert_eq!(
+            value_of(&deployment, "HORT_STORE_TOTAL_LIMIT_UPLOAD").as_deref(),
+            Some("20971520")
+        );
+        assert_eq!(
+            value_of(&deployment, "HORT_STORE_TOTAL_LIMIT_DOWNLOAD").as_deref(),
+            Some("50000000")
+        );
+        assert_eq!(value_of(&deployment, "HORT_LIMIT_UPLOAD").as_deref(), Some("1048576"));
+        assert_eq!(value_of(&deployment, "HORT_LIMIT_DOWNLOAD"), None);
+        let unlimited = build(S3);
+        assert_eq!(value_of(&unlimited, "HORT_STORE_TOTAL_LIMIT_UPLOAD"), None);
+        assert_eq!(value_of(&unlimited, "HORT_STORE_TOTAL_LIMIT_DOWNLOAD"), None);
     }
 
     #[test]
