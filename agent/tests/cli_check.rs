@@ -9,62 +9,50 @@ use support::{Kind, Repo};
 
 #[test]
 fn check_reports_used_and_free_bytes_of_a_directory_target() {
-    let repo = Repo::new(Kind::Fs);
-    let work = tempfile::tempdir().unwrap();
-    let log = work.path().join("termination-log");
-    let check = || {
-        let out = repo
-            .cmd(&["check", "--init", "--kdf-memory-kib", "64", "--kdf-iterations", "1"])
-            .env("HORT_TERMINATION_LOG", &log)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let report: CheckReport = decode(&std::fs::read_to_string(&log).unwrap()).unwrap();
-        report.targets[0].clone()
-    };
-    let empty: TargetReport = check();
-    assert!(empty.writable, "{empty:?}");
+    let (empty, _) = checks_around_a_backup(&Repo::new(Kind::Fs));
     assert!(empty.bytes_free.unwrap() > 0, "{empty:?}");
-    let src = work.path().join("src");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("data"), support::noise(7, 300_000)).unwrap();
-    repo.backup(&src, &[]);
-    let used = check().bytes_used.unwrap();
-    assert!(used > 300_000 + empty.bytes_used.unwrap(), "{used}");
 }
 
 #[test]
 fn check_reports_the_bytes_an_s3_prefix_holds() {
     let repo = Repo::new(Kind::S3);
-    let work = tempfile::tempdir().unwrap();
-    let log = work.path().join("termination-log");
-    let check = || {
-        let out = repo
-            .cmd(&["check", "--init", "--kdf-memory-kib", "64", "--kdf-iterations", "1"])
-            .env("HORT_TERMINATION_LOG", &log)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let report: CheckReport = decode(&std::fs::read_to_string(&log).unwrap()).unwrap();
-        report.targets[0].clone()
-    };
-    // The bytes of the objects below the prefix, as the server keeps them on disk.
-    let on_disk = || -> u64 {
-        walk(&repo.files)
-            .iter()
-            .map(|f| std::fs::metadata(f).unwrap().len())
-            .sum()
-    };
-    let empty = check();
-    assert!(empty.writable, "{empty:?}");
+    let (empty, after) = checks_around_a_backup(&repo);
     assert_eq!(empty.bytes_free, None, "an S3 server does not tell");
+    // The bytes of the objects below the prefix, as the server keeps them on disk.
+    let on_disk: u64 = walk(&repo.files)
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
+    assert_eq!(after.bytes_used, Some(on_disk));
+}
+
+/// The first target's report of a check of the new repository, and of one after a backup of
+/// 300 kB that do not compress: it uses more by at least those.
+fn checks_around_a_backup(repo: &Repo) -> (TargetReport, TargetReport) {
+    let work = tempfile::tempdir().unwrap();
+    let empty = first_target(repo, work.path());
+    assert!(empty.writable, "{empty:?}");
     let src = work.path().join("src");
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join("data"), support::noise(7, 300_000)).unwrap();
     repo.backup(&src, &[]);
-    let used = check().bytes_used.unwrap();
+    let after = first_target(repo, work.path());
+    let used = after.bytes_used.unwrap();
     assert!(used > 300_000 + empty.bytes_used.unwrap(), "{used}");
-    assert_eq!(used, on_disk());
+    (empty, after)
+}
+
+/// Runs `check --init` (its report in a termination log in `work`); the first target's part.
+fn first_target(repo: &Repo, work: &std::path::Path) -> TargetReport {
+    let log = work.join("termination-log");
+    let out = repo
+        .cmd(&["check", "--init", "--kdf-memory-kib", "64", "--kdf-iterations", "1"])
+        .env("HORT_TERMINATION_LOG", &log)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: CheckReport = decode(&std::fs::read_to_string(&log).unwrap()).unwrap();
+    report.targets[0].clone()
 }
 
 /// Every file below `dir`.

@@ -23,7 +23,7 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::primitives::{ByteStream, Length};
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, StorageClass};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Object, StorageClass};
 use hort_protocol::ObjectLock;
 use tracing::{debug, warn};
 
@@ -248,6 +248,27 @@ impl S3Backend {
         format!("s3://{}/{}", self.bucket, self.key(kind, name))
     }
 
+    /// Hands every object whose key starts with `prefix` to `each`, a listing page at a time.
+    fn each_object(&self, prefix: &str, mut each: impl FnMut(&Object)) -> Result<(), BackendError> {
+        let location = format!("s3://{}/{prefix}", self.bucket);
+        self.runtime.block_on(async {
+            let mut pages = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                page.map_err(|e| remote(location.clone(), e))?
+                    .contents()
+                    .iter()
+                    .for_each(&mut each);
+            }
+            Ok(())
+        })
+    }
+
     /// Runs `op` again after a pause when it fails with a remote error: the SDK retries
     /// requests, but not failures while a response body streams in.
     fn retrying<T>(&self, op: impl Fn() -> Result<T, BackendError>) -> Result<T, BackendError> {
@@ -469,27 +490,14 @@ impl Backend for S3Backend {
         } else {
             format!("{}/{}/", self.prefix, kind.dir())
         };
-        let location = format!("s3://{}/{prefix}", self.bucket);
-        self.runtime.block_on(async {
-            let mut names = Vec::new();
-            let mut pages = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(&prefix)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| remote(location.clone(), e))?;
-                for object in page.contents() {
-                    if let Some(name) = object.key().and_then(|k| k.rsplit('/').next()) {
-                        names.push(name.to_owned());
-                    }
-                }
+        let mut names = Vec::new();
+        self.each_object(&prefix, |object| {
+            if let Some(name) = object.key().and_then(|k| k.rsplit('/').next()) {
+                names.push(name.to_owned());
             }
-            debug!(%location, count = names.len(), "listed");
-            Ok(names)
-        })
+        })?;
+        debug!(location = %format!("s3://{}/{prefix}", self.bucket), count = names.len(), "listed");
+        Ok(names)
     }
 
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
@@ -556,23 +564,11 @@ impl Backend for S3Backend {
         } else {
             format!("{}/", self.prefix)
         };
-        let location = format!("s3://{}/{prefix}", self.bucket);
-        self.runtime.block_on(async {
-            let mut bytes = 0u64;
-            let mut pages = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(&prefix)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| remote(location.clone(), e))?;
-                let sizes = page.contents().iter().filter_map(|o| o.size());
-                bytes = sizes.fold(bytes, |sum, size| sum.saturating_add(size.max(0) as u64));
-            }
-            Ok(Some(bytes))
-        })
+        let mut bytes = 0u64;
+        self.each_object(&prefix, |object| {
+            bytes = bytes.saturating_add(object.size().unwrap_or(0).max(0) as u64);
+        })?;
+        Ok(Some(bytes))
     }
 
     fn archives(&self) -> bool {
