@@ -1513,7 +1513,8 @@ case_tenants() {
   local ns
   for ns in $a $b $c; do new_namespace $ns; done
   kc label namespace $a $b hort.dev/e2e-shared=yes >/dev/null
-  shared_group $group shared-s3 hort.dev/e2e-shared "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  # Two proxy pods behind the group's Service: every tenant request below reaches one of them.
+  shared_group $group shared-s3 hort.dev/e2e-shared "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" 2
   wait_ready $op storagegroup/shared-s3 180
   wait_ready default clusterstoragegroup/$group 300
   note "group: $(condition_message default clusterstoragegroup/$group Ready); tenants $(jp default clusterstoragegroup/$group '{.status.tenants}')"
@@ -1534,6 +1535,8 @@ case_tenants() {
   id_b="$(jp $b backupjob/vol '{.status.snapshotId}')"
   note "snapshots: $a $id_a, $b $id_b; $c: $(condition_message $c backupjob/vol Failed)"
   check "each tenant has its snapshot" test -n "$id_a" -a -n "$id_b"
+  check "the group's proxy runs its two replicas" \
+    test "$(jp $op deployment/hort-store-$group '{.status.availableReplicas}')" == 2
   check "the namespace not selected fails with NamespaceNotAllowed" \
     test "$(jp $c backupjob/vol '{.status.conditions[?(@.type=="Failed")].reason}')" == NamespaceNotAllowed
   check "... and started no agent pod" test -z "$(kc -n $c get pods -l hort.dev/agent-role=backup -o name)"

@@ -260,9 +260,9 @@ spec:
 EOF
 }
 
-# shared_group NAME STORAGEGROUP LABEL ROOT-SECRET: in Hort's namespace the tenant root secret
-# `tenant-root` (key secret) and a ClusterStorageGroup sharing StorageGroup STORAGEGROUP of that
-# namespace with the namespaces labelled LABEL=yes.
+# shared_group NAME STORAGEGROUP LABEL ROOT-SECRET [REPLICAS]: in Hort's namespace the tenant root
+# secret `tenant-root` (key secret) and a ClusterStorageGroup sharing StorageGroup STORAGEGROUP
+# of that namespace with the namespaces labelled LABEL=yes, its proxy with REPLICAS pods (1).
 shared_group() {
   usable_secret "$HORT_NAMESPACE" tenant-root --from-literal=secret="$4"
   kc apply -f - >/dev/null <<EOF
@@ -273,6 +273,7 @@ spec:
   storageGroupRef: {name: $2}
   allowedNamespaces: {matchLabels: {$3: "yes"}}
   tenantKeySecretRef: {name: tenant-root, key: secret}
+  replicas: ${5:-1}
 EOF
 }
 

@@ -1,8 +1,9 @@
 //! The proxy forms each namespace's repository out of the group's targets exactly as the
 //! agent would: two directory targets under `spread`, served in this process on loopback. A
-//! backup through the proxy puts each pack on one of the targets below `tenants/team-a/`, and
-//! the agent opening the same two targets directly (`HORT_TENANT`, `HORT_STRATEGY=spread`)
-//! lists and restores it.
+//! repository created directly at the two targets (`HORT_TENANT`, `HORT_STRATEGY=spread`, as
+//! the operator's check pod does) takes a backup through the proxy with each pack on one of
+//! the targets below `tenants/team-a/`, and the agent opening the targets directly lists and
+//! restores it.
 
 mod support;
 
@@ -93,7 +94,8 @@ fn a_spread_group_through_the_proxy_is_the_group_the_agent_opens_directly() {
     for i in 0..4 {
         fs::write(src.join(format!("f{i}.bin")), noise(i, 6 * 1024 * 1024)).unwrap();
     }
-    through_proxy(&["init", "--kdf-memory-kib", "64", "--kdf-iterations", "1"]);
+    // The operator's check pod creates the repository at the targets; the proxy never does.
+    direct(&["init", "--kdf-memory-kib", "64", "--kdf-iterations", "1"]);
     through_proxy(&["backup", src.to_str().unwrap(), "--tag", "spread"]);
 
     let inside: Vec<_> = targets.iter().map(|t| t.join("tenants/team-a")).collect();

@@ -77,6 +77,22 @@ impl Proxy {
             .expect("run hort-agent")
     }
 
+    /// Creates `namespace`'s repository at the group's target, as the operator's check pod
+    /// does (no proxy: `config` is never written through it).
+    fn init_directly(&self, namespace: &str) {
+        let out = Command::new(env!("CARGO_BIN_EXE_hort-agent"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("HORT_REPOSITORY", self.root.path().join("tenants").join(namespace))
+            .env("HORT_PASSWORD", PASSWORD)
+            .env("HORT_LOG", "warn")
+            .args(["init", "--kdf-memory-kib", "64", "--kdf-iterations", "1"])
+            .output()
+            .expect("run hort-agent");
+        assert!(out.status.success(), "init: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     fn ok(&self, who: &str, args: &[&str]) -> String {
         let out = self.agent(who, args);
         assert!(
@@ -140,7 +156,20 @@ fn each_namespace_backs_up_and_restores_only_its_own_repository_through_the_prox
     fs::write(src.join("etc/hosts"), b"127.0.0.1 localhost\n").unwrap();
     fs::write(src.join("large.bin"), noise(7, 3 * 1024 * 1024 + 17)).unwrap();
 
-    proxy.ok("a", &["init", "--kdf-memory-kib", "64", "--kdf-iterations", "1"]);
+    // A tenant cannot create its repository through the proxy; the operator creates it.
+    let init = proxy.agent("a", &["init", "--kdf-memory-kib", "64", "--kdf-iterations", "1"]);
+    assert!(!init.status.success(), "init through the proxy: {init:?}");
+    let stderr = String::from_utf8_lossy(&init.stderr);
+    assert!(
+        stderr.contains("operator creates the namespace's repository"),
+        "{stderr}"
+    );
+    assert!(
+        !proxy.root.path().join("tenants/team-a/config").exists()
+            && proxy.client("a").list(FileKind::Key).unwrap().is_empty(),
+        "the refused init left no config and no key file"
+    );
+    proxy.init_directly("team-a");
     let backup = summary(&proxy.ok("a", &["backup", src.to_str().unwrap(), "--tag", "nightly"]));
     assert_eq!(backup["stats"]["files"], 2, "{backup}");
     let snapshots = proxy.snapshots("a");
@@ -175,7 +204,7 @@ fn each_namespace_backs_up_and_restores_only_its_own_repository_through_the_prox
     );
 
     // team-b's own repository is separate: its listing shows none of team-a's snapshots.
-    proxy.ok("b", &["init", "--kdf-memory-kib", "64", "--kdf-iterations", "1"]);
+    proxy.init_directly("team-b");
     assert!(proxy.snapshots("b").is_empty());
     assert_eq!(proxy.snapshots("a").len(), 1);
 }
@@ -207,11 +236,18 @@ fn the_proxy_refuses_what_the_format_would_never_write_and_unknown_tokens() {
     assert_eq!(a.read(FileKind::Index, &name).unwrap(), bytes, "the file is unchanged");
     refused(a.write(FileKind::Index, "not-an-id", b"x"));
     refused(a.write(FileKind::Probe, &name, bytes));
-    a.write(FileKind::Config, "config", b"v1").unwrap();
-    a.write(FileKind::Config, "config", b"v1").unwrap();
-    let message = refused(a.write(FileKind::Config, "config", b"v2"));
-    assert!(message.contains("written once"), "{message}");
+    let message = refused(a.write(FileKind::Config, "config", b"v1"));
+    assert!(message.contains("never written through hort-store"), "{message}");
+    assert!(a.read(FileKind::Config, "config").unwrap_err().is_not_found());
+    proxy.init_directly("team-a");
+    let config = a.read(FileKind::Config, "config").unwrap();
+    refused(a.write(FileKind::Config, "config", &config));
     refused(a.delete(FileKind::Config, "config"));
+    assert_eq!(
+        a.read(FileKind::Config, "config").unwrap(),
+        config,
+        "the config is unchanged"
+    );
 
     let nobody = refused(proxy.client("wrong").list(FileKind::Snapshot).map(drop));
     assert!(nobody.contains("does not accept the token"), "{nobody}");

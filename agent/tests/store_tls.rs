@@ -49,7 +49,7 @@ struct TlsProxy {
     _server: LoopbackProxy,
     files: tempfile::TempDir,
     asked: Arc<AtomicUsize>,
-    _root: tempfile::TempDir,
+    root: tempfile::TempDir,
 }
 
 impl TlsProxy {
@@ -82,7 +82,7 @@ impl TlsProxy {
             _server: server,
             files,
             asked,
-            _root: root,
+            root,
         }
     }
 
@@ -111,12 +111,17 @@ impl TlsProxy {
 fn the_agent_reaches_the_proxy_over_https_only_with_the_ca_that_signed_it() {
     let proxy = TlsProxy::start();
     let https = format!("hort+https://localhost:{}/shared", proxy.port);
-    let init = proxy.agent(
-        &https,
-        &proxy.file("ca.pem"),
-        &["init", "--kdf-memory-kib", "64", "--kdf-iterations", "1"],
-    );
+    // The repository is created at the target, as the operator's check pod does.
+    let init = Command::new(env!("CARGO_BIN_EXE_hort-agent"))
+        .env_clear()
+        .env("HORT_REPOSITORY", proxy.root.path().join("tenants/team-a"))
+        .env("HORT_PASSWORD", PASSWORD)
+        .args(["init", "--kdf-memory-kib", "64", "--kdf-iterations", "1"])
+        .output()
+        .unwrap();
     assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let listed = proxy.agent(&https, &proxy.file("ca.pem"), &["snapshots"]);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
     let by_ip = format!("hort+https://127.0.0.1:{}/shared", proxy.port);
     let listed = proxy.agent(&by_ip, &proxy.file("ca.pem"), &["snapshots"]);
     assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));

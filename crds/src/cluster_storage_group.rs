@@ -60,13 +60,24 @@ pub struct ClusterStorageGroupSpec {
     /// not watched: a change to this one is seen at the group's next reconcile (a change of
     /// the group, a namespace or the StorageGroup, or the periodic one).
     pub tenant_key_secret_ref: OperatorSecretKeyRef,
-    /// Bandwidth limits of the group's proxy (its one pod, `hort-store-<group>`): bytes per
-    /// second it may send to and receive from the targets for all namespaces together, in the
-    /// grammar of the StorageGroup's `bandwidth`. Each namespace's transfers are also held to
-    /// the StorageGroup's `bandwidth` on their own, so one tenant never takes the whole total.
-    /// No total limit when unset.
+    /// Bandwidth limits of the group's proxy (`hort-store-<group>`): bytes per second it may
+    /// send to and receive from the targets for all namespaces together, in the grammar of
+    /// the StorageGroup's `bandwidth`. Each namespace's transfers are also held to the
+    /// StorageGroup's `bandwidth` on their own, so one tenant never takes the whole total.
+    /// With several `replicas` each pod enforces its share of both limits (the limit divided
+    /// by `replicas`, at least 1k), so together they never exceed them. No total limit when
+    /// unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth: Option<Bandwidth>,
+    /// Pods of the group's proxy Deployment `hort-store-<group>`, 1 to 16 (default 1). Tenants'
+    /// agents reach them through one Service, so a proxy pod that is restarted or evicted no
+    /// longer stops every tenant's backups. The pods never write a repository's `config` (the
+    /// operator creates each namespace's repository at the targets), so they need no
+    /// coordination. With PVC targets every pod mounts the same claims, so the pods are kept
+    /// on one node (a ReadWriteOnce claim is mounted by one node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 16))]
+    pub replicas: Option<i32>,
 }
 
 /// An object of the operator's namespace, by name.

@@ -11,7 +11,7 @@ use hort_crds::common::{GroupKind, GroupRef};
 use hort_crds::storage_group::Bandwidth;
 use hort_crds::{ClusterStorageGroup, StorageGroup};
 use hort_protocol::location::{Location, StoreLocation};
-use hort_protocol::{BytesPerSecond, env, tenant};
+use hort_protocol::{env, tenant};
 use k8s_openapi::api::core::v1::{
     EnvVar, KeyToPath, Namespace, ProjectedVolumeSource, SecretProjection, ServiceAccountTokenProjection, Volume,
     VolumeMount, VolumeProjection,
@@ -235,17 +235,11 @@ pub fn tenant_access(group: &str, operator_namespace: &str, bandwidth: Option<&B
         value(env::STORE_TOKEN_FILE, STORE_TOKEN_FILE),
         value(env::AWS_EC2_METADATA_DISABLED, "true"),
     ]);
-    let bandwidth = bandwidth.cloned().unwrap_or_default();
-    for (variable, rate) in [
-        (env::LIMIT_UPLOAD, bandwidth.upload_per_second),
-        (env::LIMIT_DOWNLOAD, bandwidth.download_per_second),
-    ] {
-        if let Some(rate) = rate {
-            // Text that is not a rate is passed as written, for the agent to refuse by name.
-            let rate = rate.parse::<BytesPerSecond>().map_or(rate, |r| r.to_string());
-            access.env.push(value(variable, rate));
-        }
-    }
+    access.env.extend(pod::bandwidth_env(
+        bandwidth,
+        [env::LIMIT_UPLOAD, env::LIMIT_DOWNLOAD],
+        1,
+    ));
     let (ca_dir, ca_file) = STORE_CA_FILE.rsplit_once('/').expect("an absolute path");
     let (token_dir, token_file) = STORE_TOKEN_FILE.rsplit_once('/').expect("an absolute path");
     let projected = |name: &str, source: VolumeProjection| Volume {

@@ -178,6 +178,7 @@ async fn check_proxy(client: &kube::Client, operator: &str, group: &ClusterStora
     let deployment = deployments.get(&service_name).await.unwrap();
     assert!(owned_by_group(deployment.owner_references()));
     let spec = deployment.spec.unwrap();
+    assert_eq!(spec.replicas, Some(group.spec.replicas.unwrap_or(1)), "spec.replicas");
     let template = spec.template;
     let pod = template.spec.unwrap();
     assert_eq!(pod.service_account_name.as_deref(), Some("hort-store"));
@@ -254,7 +255,8 @@ async fn each_selected_namespace_gets_its_repository_once_and_its_password_secre
                "spec": {"storageGroupRef": {"name": "s3"},
                         "allowedNamespaces": {"matchLabels": {&label: "yes"},
                                               "matchExpressions": [{"key": label, "operator": "In", "values": ["yes"]}]},
-                        "tenantKeySecretRef": {"name": "tenant-root", "key": "secret"}}}),
+                        "tenantKeySecretRef": {"name": "tenant-root", "key": "secret"},
+                        "replicas": 2}}),
     )
     .await;
     let ctx = Context::new(

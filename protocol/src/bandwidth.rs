@@ -37,6 +37,13 @@ impl BytesPerSecond {
     pub fn get(self) -> NonZeroU64 {
         self.0
     }
+
+    /// One of `parts` equal shares of this rate (e.g. per proxy replica), rounded down but
+    /// never below [`MIN`], the smallest rate the agent and the proxy take.
+    pub fn share(self, parts: u64) -> Self {
+        let share = (self.0.get() / parts.max(1)).max(MIN_BYTES);
+        Self(NonZeroU64::new(share).expect("at least MIN_BYTES"))
+    }
 }
 
 /// A rate that is not written as [`PATTERN`] asks, or is below [`MIN`] (the text as given).
@@ -122,5 +129,15 @@ mod tests {
             "`20MB`: expected bytes per second of at least 1k, as digits with an optional fraction and \
              suffix Ki, Mi, Gi, Ti (powers of 1024) or k, M, G, T (powers of 1000), e.g. 20Mi or 1.5Gi"
         );
+    }
+
+    #[test]
+    fn a_share_divides_the_rate_but_stays_a_rate() {
+        let rate = |text: &str| text.parse::<BytesPerSecond>().unwrap();
+        assert_eq!(rate("3M").share(3), rate("1M"));
+        assert_eq!(rate("10M").share(1), rate("10M"));
+        assert_eq!(rate("10M").share(0), rate("10M"), "no parts is one part");
+        assert_eq!(rate("2k").share(16), rate("1k"), "never below the smallest rate");
+        assert_eq!(rate("1000003").share(2).get().get(), 500_001, "rounded down");
     }
 }

@@ -78,7 +78,7 @@ impl ApiError {
                 let status = match r.kind() {
                     RefusalKind::UnknownKind | RefusalKind::BadName => 400,
                     RefusalKind::ContentMismatch => 422,
-                    RefusalKind::ConfigExists | RefusalKind::ConfigDelete => 409,
+                    RefusalKind::ConfigWrite | RefusalKind::ConfigDelete => 409,
                 };
                 refused(status, r.to_string())
             }

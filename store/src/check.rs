@@ -3,7 +3,8 @@
 //! store its bytes there. Names must be what the format names files by (64 hex digits, or
 //! `config`), so no request can leave its namespace's prefix; a content-addressed file is
 //! stored only under the hash of its bytes (FORMAT.md §2, checked without any key), and
-//! `config` only once.
+//! `config` never: a namespace's repository is created by Hort's operator, directly at the
+//! targets, so proxy replicas never race to create one.
 
 use hort_engine::backend::FileKind;
 use hort_engine::backend::http::wire;
@@ -26,9 +27,11 @@ pub enum RefusalKind {
     /// The bytes written do not hash to the name.
     #[error("the BLAKE3 hash of the bytes is not the name")]
     ContentMismatch,
-    /// A different `config` exists already.
-    #[error("the repository's config exists and differs; it is written once")]
-    ConfigExists,
+    /// A write of `config`.
+    #[error(
+        "the repository's config is never written through hort-store: Hort's operator creates the namespace's repository (see the ClusterStorageGroup's status.tenants[].repositoryId)"
+    )]
+    ConfigWrite,
     /// A delete of `config`.
     #[error("the repository's config is never deleted through hort-store")]
     ConfigDelete,
@@ -111,10 +114,18 @@ impl FileRef {
         refusal(&self.namespace, wire::kind_segment(self.kind), &self.name, kind)
     }
 
+    /// Refuses a write of `config` (before its bytes arrive); accepts any other file.
+    pub fn check_write(&self) -> Result<(), Refusal> {
+        match self.kind {
+            FileKind::Config => Err(self.refused(RefusalKind::ConfigWrite)),
+            _ => Ok(()),
+        }
+    }
+
     /// Accepts a write of bytes whose [`Id::of_file`] is `id` (computed by the caller as the
-    /// bytes arrive) only if it is the name; `config` is checked by [`FileRef::check_config`].
+    /// bytes arrive) only if it is the name (`config` is refused by [`FileRef::check_write`]).
     pub fn check_content(&self, id: Id) -> Result<(), Refusal> {
-        if self.kind == FileKind::Config || id.to_hex() == self.name {
+        if id.to_hex() == self.name {
             Ok(())
         } else {
             Err(self.refused(RefusalKind::ContentMismatch))
@@ -122,21 +133,11 @@ impl FileRef {
     }
 
     /// Accepts a delete of anything but `config` (forget and prune delete files; the config
-    /// is written once and stays).
+    /// stays as long as the repository).
     pub fn check_delete(&self) -> Result<(), Refusal> {
         match self.kind {
             FileKind::Config => Err(self.refused(RefusalKind::ConfigDelete)),
             _ => Ok(()),
-        }
-    }
-
-    /// Whether `new` must be written as the config, given the config that exists: yes if
-    /// there is none, no if it is the same bytes; refused if it differs.
-    pub fn check_config(&self, existing: Option<&[u8]>, new: &[u8]) -> Result<bool, Refusal> {
-        match existing {
-            None => Ok(true),
-            Some(old) if old == new => Ok(false),
-            Some(_) => Err(self.refused(RefusalKind::ConfigExists)),
         }
     }
 }
@@ -221,22 +222,18 @@ mod tests {
     }
 
     #[test]
-    fn config_is_written_once_and_an_identical_rewrite_succeeds() {
+    fn config_is_neither_written_nor_deleted_through_the_proxy() {
         let config = resolve(&ns("team-a"), "config", "config").unwrap();
+        let refused = config.check_write().unwrap_err();
+        assert_eq!(refused.kind(), RefusalKind::ConfigWrite);
+        let message = refused.to_string();
         assert!(
-            config.check_content(Id::of_file(b"anything")).is_ok(),
-            "config is not named by its hash"
-        );
-        assert_eq!(config.check_config(None, b"v1"), Ok(true));
-        assert_eq!(config.check_config(Some(b"v1"), b"v1"), Ok(false));
-        let refused = config.check_config(Some(b"v1"), b"v2").unwrap_err();
-        assert_eq!(refused.kind(), RefusalKind::ConfigExists);
-        assert!(
-            refused.to_string().contains("namespace team-a: config `config`"),
-            "{refused}"
+            message.contains("namespace team-a: config `config`") && message.contains("operator creates"),
+            "{message}"
         );
         assert_eq!(config.check_delete().unwrap_err().kind(), RefusalKind::ConfigDelete);
         let id = Id::of_file(b"x").to_hex();
-        assert!(resolve(&ns("team-a"), "snapshot", &id).unwrap().check_delete().is_ok());
+        let snapshot = resolve(&ns("team-a"), "snapshot", &id).unwrap();
+        assert!(snapshot.check_write().is_ok() && snapshot.check_delete().is_ok());
     }
 }

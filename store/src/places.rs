@@ -73,7 +73,6 @@ pub struct Places {
     /// Drawn from by every namespace's transfers ([`GroupSettings::total`]).
     total: Throttle,
     opened: Mutex<HashMap<Namespace, Arc<dyn Backend>>>,
-    config_writes: Mutex<HashMap<Namespace, Arc<Mutex<()>>>>,
 }
 
 impl Places {
@@ -101,7 +100,6 @@ impl Places {
             total: Throttle::new(settings.total),
             settings,
             opened: Mutex::default(),
-            config_writes: Mutex::default(),
         })
     }
 
@@ -128,13 +126,6 @@ impl Places {
             .wrap(location::open(&specs, options, &settings.s3, &throttle)?);
         self.lock().insert(namespace.clone(), backend.clone());
         Ok(backend)
-    }
-
-    /// The lock a `config` write of `namespace` holds from reading the existing `config` to
-    /// writing its own, so two first writes in this process cannot both find none.
-    pub fn config_lock(&self, namespace: &Namespace) -> Arc<Mutex<()>> {
-        let mut locks = self.config_writes.lock().unwrap_or_else(|e| e.into_inner());
-        locks.entry(namespace.clone()).or_default().clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Namespace, Arc<dyn Backend>>> {

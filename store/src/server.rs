@@ -1,8 +1,9 @@
 //! The HTTP server: the engine's [`Backend`] calls (see [`hort_engine::backend::http::wire`])
 //! for the asking namespace, on that namespace's place in the group. The engine's backends
 //! block, so each call runs on a blocking thread. Written bodies are spooled to a temporary
-//! file as they arrive (at most [`MAX_FILE_BYTES`]; `config` at most [`CONFIG_BYTES`], in
-//! memory), hashed, checked against their name, and stored from that file. Each namespace
+//! file as they arrive (at most [`MAX_FILE_BYTES`]), hashed, checked against their name, and
+//! stored from that file; `config` is never written (the operator creates each namespace's
+//! repository), so several proxies can serve one group without coordinating. Each namespace
 //! has at most [`REQUESTS_PER_NAMESPACE`] requests at work at a time; more wait, so one
 //! tenant's burst cannot take every blocking thread from the others.
 
@@ -17,8 +18,8 @@ use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
 use axum::routing::get;
 use axum::{Json, body::Bytes};
 use futures::StreamExt;
+use hort_engine::backend::LocalFile;
 use hort_engine::backend::http::wire::{ListQuery, MAX_FILE_BYTES, PREFIX, ReadQuery};
-use hort_engine::backend::{FileKind, LocalFile};
 use hort_engine::id::Id;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -27,11 +28,9 @@ use tracing::debug;
 use crate::admission::{Admission, AllNamespaces};
 use crate::api_error::ApiError;
 use crate::auth::{AuthError, Authenticator, Token};
-use crate::check::{self, FileRef, Namespace};
+use crate::check::{self, Namespace};
 use crate::places::Places;
 
-/// Bytes a `config` file may have at most (it is a few hundred).
-pub const CONFIG_BYTES: usize = 64 * 1024;
 /// Requests of one namespace at work at a time (tokio's blocking threads are 512).
 pub const REQUESTS_PER_NAMESPACE: usize = 16;
 
@@ -198,44 +197,21 @@ async fn write<A: Authenticator, N: Admission>(
     let admitted = store.admit(&headers, &group).await?;
     let (namespace, places) = (admitted.namespace.clone(), admitted.places.clone());
     let file = check::resolve(&namespace, &kind, &name)?;
-    if file.kind == FileKind::Config {
-        let bytes = axum::body::to_bytes(body, CONFIG_BYTES)
-            .await
-            .map_err(|_| ApiError::TooLarge)?;
-        blocking(move || write_config(&places, &file, &bytes)).await?;
-    } else {
-        let (spooled, size) = spool(&store.spool, body).await?;
-        blocking(move || {
-            let path = spooled.path();
-            let id = std::fs::File::open(path)
-                .and_then(Id::of_reader)
-                .map_err(|e| ApiError::Body(format!("hashing the spooled body: {e}")))?;
-            file.check_content(id)?;
-            let backend = places.open(&file.namespace)?;
-            backend.write_file(file.kind, &file.name, LocalFile { path, size })?;
-            debug!(file = %file.path(), size, "written");
-            Ok(())
-        })
-        .await?;
-    }
+    file.check_write()?;
+    let (spooled, size) = spool(&store.spool, body).await?;
+    blocking(move || {
+        let path = spooled.path();
+        let id = std::fs::File::open(path)
+            .and_then(Id::of_reader)
+            .map_err(|e| ApiError::Body(format!("hashing the spooled body: {e}")))?;
+        file.check_content(id)?;
+        let backend = places.open(&file.namespace)?;
+        backend.write_file(file.kind, &file.name, LocalFile { path, size })?;
+        debug!(file = %file.path(), size, "written");
+        Ok(())
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Writes `config` unless the same bytes are there; refuses different bytes. Writes of one
-/// namespace's `config` take turns ([`Places::config_lock`]).
-fn write_config(places: &Places, file: &FileRef, bytes: &[u8]) -> Result<(), ApiError> {
-    let lock = places.config_lock(&file.namespace);
-    let _turn = lock.lock().unwrap_or_else(|e| e.into_inner());
-    let backend = places.open(&file.namespace)?;
-    let existing = match backend.read(FileKind::Config, "config") {
-        Ok(data) => Some(data),
-        Err(e) if e.is_not_found() => None,
-        Err(e) => return Err(e.into()),
-    };
-    if file.check_config(existing.as_deref(), bytes)? {
-        backend.write(FileKind::Config, "config", bytes)?;
-    }
-    Ok(())
 }
 
 /// Receives `body` into a temporary file in `dir`, refusing more than [`MAX_FILE_BYTES`].
@@ -281,37 +257,6 @@ mod tests {
 
     use super::*;
     use crate::auth::FixedTokens;
-    use crate::places::GroupSettings;
-
-    #[test]
-    fn of_two_first_configs_written_at_once_one_is_stored_and_the_other_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let places = Places::new(vec![dir.path().display().to_string()], GroupSettings::default()).unwrap();
-        for round in 0..50 {
-            let team = Namespace::parse(&format!("team-{round}")).unwrap();
-            let file = check::resolve(&team, "config", "config").unwrap();
-            let start = std::sync::Barrier::new(2);
-            let results: Vec<_> = std::thread::scope(|s| {
-                let writers: Vec<_> = [b"first".as_slice(), b"second".as_slice()]
-                    .into_iter()
-                    .map(|bytes| {
-                        let (places, file, start) = (&places, &file, &start);
-                        s.spawn(move || {
-                            start.wait();
-                            write_config(places, file, bytes).map(|()| bytes)
-                        })
-                    })
-                    .collect();
-                writers.into_iter().map(|w| w.join().unwrap()).collect()
-            });
-            let stored: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
-            assert_eq!(stored.len(), 1, "round {round}: {results:?}");
-            let refused = results.iter().find_map(|r| r.as_ref().err()).unwrap();
-            assert!(matches!(refused, ApiError::Refusal(r) if r.kind() == check::RefusalKind::ConfigExists));
-            let on_disk = std::fs::read(dir.path().join(format!("tenants/team-{round}/config"))).unwrap();
-            assert_eq!(on_disk, *stored[0], "round {round}");
-        }
-    }
 
     #[tokio::test]
     async fn a_namespace_at_its_limit_waits_and_the_others_do_not() {

@@ -50,6 +50,7 @@ fn shared_group(name: &str) -> ClusterStorageGroup {
             key: "secret".into(),
         },
         bandwidth: None,
+        replicas: None,
     };
     ClusterStorageGroup::new(name, spec)
 }

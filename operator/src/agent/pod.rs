@@ -243,15 +243,8 @@ pub fn repository_access(spec: &StorageGroupSpec) -> RepositoryAccess {
     if let Some(n) = spec.min_healthy_targets {
         access.env.push(value(env::MIN_HEALTHY_TARGETS, n.to_string()));
     }
-    let bandwidth = spec.bandwidth.clone().unwrap_or_default();
-    for (variable, rate) in [
-        (env::LIMIT_UPLOAD, bandwidth.upload_per_second),
-        (env::LIMIT_DOWNLOAD, bandwidth.download_per_second),
-    ] {
-        if let Some(rate) = rate {
-            access.env.push(value(variable, agent_rate(rate)));
-        }
-    }
+    let limits = [env::LIMIT_UPLOAD, env::LIMIT_DOWNLOAD];
+    access.env.extend(bandwidth_env(spec.bandwidth.as_ref(), limits, 1));
     access
 }
 
@@ -271,11 +264,26 @@ pub fn with_job_bandwidth(spec: &StorageGroupSpec, job: Option<&Bandwidth>) -> S
     spec
 }
 
-/// A rate of `spec.bandwidth` as the agent takes it: plain bytes per second. Text that is not
-/// a rate (the API server refuses it) is passed as written, for the agent to refuse by name:
-/// a limit is never dropped.
-fn agent_rate(rate: String) -> String {
-    rate.parse::<BytesPerSecond>().map_or(rate, |r| r.to_string())
+/// `bandwidth`'s upload and download limits as the variables `names` (upload, download) in
+/// plain bytes per second, each cut to one of `parts` shares ([`BytesPerSecond::share`], for
+/// proxy replicas). Text that is not a rate (the API server refuses it) is passed as written,
+/// for the agent or proxy to refuse by name: a limit is never dropped.
+pub fn bandwidth_env(bandwidth: Option<&Bandwidth>, names: [&str; 2], parts: u64) -> Vec<EnvVar> {
+    let Some(bandwidth) = bandwidth else {
+        return Vec::new();
+    };
+    let rates = [&bandwidth.upload_per_second, &bandwidth.download_per_second];
+    names
+        .into_iter()
+        .zip(rates)
+        .filter_map(|(name, rate)| {
+            let rate = rate.as_ref()?;
+            let text = rate
+                .parse::<BytesPerSecond>()
+                .map_or_else(|_| rate.clone(), |r| r.share(parts).to_string());
+            Some(value(name, text))
+        })
+        .collect()
 }
 
 /// What one agent pod does.

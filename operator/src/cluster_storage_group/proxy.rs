@@ -9,12 +9,12 @@
 use std::collections::BTreeMap;
 
 use hort_crds::{ClusterStorageGroup, StorageGroup};
-use hort_protocol::{BytesPerSecond, env};
+use hort_protocol::env;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, SeccompProfile, Secret, SecretVolumeSource, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume,
-    VolumeMount,
+    Affinity, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, KeyToPath, PodAffinity, PodAffinityTerm,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, Secret, SecretVolumeSource, Service,
+    ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -171,19 +171,27 @@ pub struct ProxyDeployment<'a> {
     pub tls_hash: String,
 }
 
-/// The proxy's Deployment: one `hort-store` pod with the StorageGroup's repository access but
-/// no repository password (the proxy never opens a repository), its certificate and key
+/// The proxy's Deployment: `spec.replicas` `hort-store` pods (default 1) with the
+/// StorageGroup's repository access but no repository password (the proxy never opens a
+/// repository), each pod held to its share of the bandwidth limits, its certificate and key
 /// mounted from the TLS Secret (not the CA's key), its spool on an `emptyDir`, running as
 /// the agents' non-root user with no capabilities and a read-only root file system (the
-/// claims of PVC targets are the kubelet's to hand to that user's group, as for check pods).
+/// claims of PVC targets are the kubelet's to hand to that user's group, as for check pods;
+/// pods that mount claims are kept on one node).
 pub fn deployment(settings: &AgentSettings, proxy: ProxyDeployment<'_>) -> Deployment {
     let group = proxy.group.name_any();
     // The StorageGroup's overrides (e.g. the nodes that reach its storage); resources only
     // when set, since the proxy's memory grows with its tenants, not with one job.
     let overrides = proxy.storage_group.spec.agent.clone().unwrap_or_default();
     let name = proxy_service_name(&group);
+    let replicas = proxy.group.spec.replicas.unwrap_or(1).max(1);
+    let parts = u64::try_from(replicas).unwrap_or(1);
     let mut access = pod::repository_access(&proxy.storage_group.spec);
-    access.env.retain(|e| e.name != env::PASSWORD);
+    // No password; each namespace's limits again below, as this pod's share of them.
+    let limits = [env::LIMIT_UPLOAD, env::LIMIT_DOWNLOAD];
+    access
+        .env
+        .retain(|e| e.name != env::PASSWORD && !limits.contains(&e.name.as_str()));
     let cert = format!("{TLS_DIR}/{}", certs::TLS_CERT);
     let key = format!("{TLS_DIR}/{}", certs::TLS_KEY);
     access.env.extend([
@@ -194,17 +202,12 @@ pub fn deployment(settings: &AgentSettings, proxy: ProxyDeployment<'_>) -> Deplo
         value(env::SPOOL_DIR, SPOOL_DIR),
         value("TMPDIR", SPOOL_DIR),
     ]);
-    let total = proxy.group.spec.bandwidth.clone().unwrap_or_default();
-    for (variable, rate) in [
-        ("HORT_STORE_TOTAL_LIMIT_UPLOAD", total.upload_per_second),
-        ("HORT_STORE_TOTAL_LIMIT_DOWNLOAD", total.download_per_second),
-    ] {
-        if let Some(rate) = rate {
-            // Text that is not a rate is passed as written, for the proxy to refuse by name.
-            let rate = rate.parse::<BytesPerSecond>().map_or(rate, |r| r.to_string());
-            access.env.push(value(variable, rate));
-        }
-    }
+    let storage_limits = proxy.storage_group.spec.bandwidth.as_ref();
+    access.env.extend(pod::bandwidth_env(storage_limits, limits, parts));
+    let total = ["HORT_STORE_TOTAL_LIMIT_UPLOAD", "HORT_STORE_TOTAL_LIMIT_DOWNLOAD"];
+    access
+        .env
+        .extend(pod::bandwidth_env(proxy.group.spec.bandwidth.as_ref(), total, parts));
     let mounts_targets = !access.volumes.is_empty();
     access.volumes.extend([
         Volume {
@@ -270,10 +273,11 @@ pub fn deployment(settings: &AgentSettings, proxy: ProxyDeployment<'_>) -> Deplo
         ..Container::default()
     };
     let labels = selector(&group);
+    let affinity = (mounts_targets && replicas > 1).then(|| same_node(&labels));
     Deployment {
         metadata: metadata(proxy.group, name, proxy.namespace),
         spec: Some(DeploymentSpec {
-            replicas: Some(1),
+            replicas: Some(replicas),
             selector: LabelSelector {
                 match_labels: Some(labels.clone()),
                 match_expressions: None,
@@ -292,6 +296,7 @@ pub fn deployment(settings: &AgentSettings, proxy: ProxyDeployment<'_>) -> Deplo
                     node_selector: (!overrides.node_selector.is_empty()).then_some(overrides.node_selector),
                     tolerations: (!overrides.tolerations.is_empty()).then_some(overrides.tolerations),
                     priority_class_name: overrides.priority_class_name,
+                    affinity,
                     security_context: Some(PodSecurityContext {
                         seccomp_profile: Some(SeccompProfile {
                             type_: "RuntimeDefault".into(),
@@ -309,6 +314,25 @@ pub fn deployment(settings: &AgentSettings, proxy: ProxyDeployment<'_>) -> Deplo
             ..DeploymentSpec::default()
         }),
         status: None,
+    }
+}
+
+/// Keeps pods with `labels` on one node: they mount the same claims, which may be
+/// ReadWriteOnce (a first pod schedules anywhere; the others follow it).
+fn same_node(labels: &BTreeMap<String, String>) -> Affinity {
+    Affinity {
+        pod_affinity: Some(PodAffinity {
+            required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
+                label_selector: Some(LabelSelector {
+                    match_labels: Some(labels.clone()),
+                    match_expressions: None,
+                }),
+                topology_key: "kubernetes.io/hostname".into(),
+                ..PodAffinityTerm::default()
+            }]),
+            ..PodAffinity::default()
+        }),
+        ..Affinity::default()
     }
 }
 
@@ -649,6 +673,70 @@ mod tests {
         let unlimited = build(S3);
         assert_eq!(value_of(&unlimited, "HORT_STORE_TOTAL_LIMIT_UPLOAD"), None);
         assert_eq!(value_of(&unlimited, "HORT_STORE_TOTAL_LIMIT_DOWNLOAD"), None);
+    }
+
+    #[test]
+    fn replicas_share_the_limits_and_pods_with_claims_share_a_node() {
+        let mut storage_group = storage_group(S3_AND_PVC);
+        storage_group.spec.bandwidth = serde_yaml::from_str("{uploadPerSecond: 3M, downloadPerSecond: 2k}").unwrap();
+        let mut shared = group("shared");
+        shared.spec.bandwidth = serde_yaml::from_str("{uploadPerSecond: 30M}").unwrap();
+        shared.spec.replicas = Some(3);
+        let build = |shared: &ClusterStorageGroup, storage_group: &StorageGroup| {
+            deployment(
+                &settings(),
+                ProxyDeployment {
+                    group: shared,
+                    storage_group,
+                    namespace: "hort-system",
+                    tls_hash: "abc".into(),
+                },
+            )
+        };
+        let three = build(&shared, &storage_group);
+        assert_eq!(three.spec.as_ref().unwrap().replicas, Some(3));
+        // Each pod enforces a third; together they never pass the limits.
+        assert_eq!(
+            value_of(&three, "HORT_STORE_TOTAL_LIMIT_UPLOAD").as_deref(),
+            Some("10000000")
+        );
+        assert_eq!(value_of(&three, "HORT_LIMIT_UPLOAD").as_deref(), Some("1000000"));
+        assert_eq!(
+            value_of(&three, "HORT_LIMIT_DOWNLOAD").as_deref(),
+            Some("1000"),
+            "at least 1k"
+        );
+        let limits = pod_spec(&three).containers[0].env.iter().flatten();
+        assert_eq!(
+            limits.filter(|e| e.name == "HORT_LIMIT_UPLOAD").count(),
+            1,
+            "one value, the share"
+        );
+        // They mount the same claim, so they run on the node of the first.
+        let affinity = pod_spec(&three)
+            .affinity
+            .as_ref()
+            .unwrap()
+            .pod_affinity
+            .as_ref()
+            .unwrap();
+        let term = &affinity
+            .required_during_scheduling_ignored_during_execution
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!(term.topology_key, "kubernetes.io/hostname");
+        let template = three.spec.as_ref().unwrap().template.metadata.as_ref().unwrap();
+        assert_eq!(term.label_selector.as_ref().unwrap().match_labels, template.labels);
+        // Without claims, or with one pod, nothing ties them to a node.
+        assert!(pod_spec(&build(&shared, &self::storage_group(S3))).affinity.is_none());
+        shared.spec.replicas = None;
+        let one = build(&shared, &storage_group);
+        assert_eq!(one.spec.as_ref().unwrap().replicas, Some(1));
+        assert!(pod_spec(&one).affinity.is_none());
+        assert_eq!(
+            value_of(&one, "HORT_STORE_TOTAL_LIMIT_UPLOAD").as_deref(),
+            Some("30000000")
+        );
     }
 
     #[test]
