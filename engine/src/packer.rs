@@ -34,8 +34,9 @@ pub const INDEX_EVERY: usize = 64;
 /// stream chunks hold about a thousand blobs each, and an index file is held in memory,
 /// as JSON, while it is written.
 pub const INDEX_BLOBS: usize = 16 * 1024;
-/// Buffers larger than this are freed rather than reused (rare maximal chunks).
-const REUSE_MAX: usize = 1024 * 1024 + 64 * 1024;
+/// Chunk and sealed-blob buffers larger than this are freed rather than reused (chunks above
+/// the 1 MiB average of file trees).
+pub const REUSE_MAX: usize = 1024 * 1024 + 64 * 1024;
 
 /// Buffers returned for reuse by the stage that consumed them; a bounded number is kept.
 #[derive(Clone)]

@@ -55,6 +55,14 @@ pub struct Cli {
     command: Commands,
 }
 
+impl Cli {
+    /// Whether the command is `backup` (a tree or streams): `main.rs` tunes the allocator
+    /// for its chunk buffers.
+    pub fn is_backup(&self) -> bool {
+        matches!(self.command, Commands::Backup(_))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Commands {
     /// Create a repository.
@@ -186,8 +194,9 @@ fn exit_on_termination_signals() {
 }
 
 /// Parses the process arguments, runs the command and returns the exit code.
-pub fn main() -> i32 {
+pub fn main(before_run: impl FnOnce(&Cli)) -> i32 {
     let cli = Cli::parse();
+    before_run(&cli);
     // An operator of another release may mean other things by the same arguments: refuse
     // before touching the repository.
     if let Ok(asked) = std::env::var(env::PROTOCOL_VERSION)
