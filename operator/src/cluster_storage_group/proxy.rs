@@ -443,10 +443,15 @@ mod tests {
 
     /// The Deployment of group `shared` sharing `storage_group`.
     fn build_for(storage_group: &StorageGroup) -> Deployment {
+        build_with(&group("shared"), storage_group)
+    }
+
+    /// The Deployment of `group` sharing `storage_group`.
+    fn build_with(group: &ClusterStorageGroup, storage_group: &StorageGroup) -> Deployment {
         deployment(
             &settings(),
             ProxyDeployment {
-                group: &group("shared"),
+                group,
                 storage_group,
                 namespace: "hort-system",
                 tls_hash: "abc".into(),
@@ -651,15 +656,7 @@ mod tests {
         storage_group.spec.bandwidth = serde_yaml::from_str("{uploadPerSecond: 1Mi}").unwrap();
         let mut shared = group("shared");
         shared.spec.bandwidth = serde_yaml::from_str("{uploadPerSecond: 20Mi, downloadPerSecond: 50M}").unwrap();
-        let deployment = deployment(
-            &settings(),
-            ProxyDeployment {
-                group: &shared,
-                storage_group: &storage_group,
-                namespace: "hort-system",
-                tls_hash: "abc".into(),
-            },
-        );
+        let deployment = build_with(&shared, &storage_group);
         assert_eq!(
             value_of(&deployment, "HORT_STORE_TOTAL_LIMIT_UPLOAD").as_deref(),
             Some("20971520")
@@ -682,18 +679,7 @@ mod tests {
         let mut shared = group("shared");
         shared.spec.bandwidth = serde_yaml::from_str("{uploadPerSecond: 30M}").unwrap();
         shared.spec.replicas = Some(3);
-        let build = |shared: &ClusterStorageGroup, storage_group: &StorageGroup| {
-            deployment(
-                &settings(),
-                ProxyDeployment {
-                    group: shared,
-                    storage_group,
-                    namespace: "hort-system",
-                    tls_hash: "abc".into(),
-                },
-            )
-        };
-        let three = build(&shared, &storage_group);
+        let three = build_with(&shared, &storage_group);
         assert_eq!(three.spec.as_ref().unwrap().replicas, Some(3));
         // Each pod enforces a third; together they never pass the limits.
         assert_eq!(
@@ -728,9 +714,13 @@ mod tests {
         let template = three.spec.as_ref().unwrap().template.metadata.as_ref().unwrap();
         assert_eq!(term.label_selector.as_ref().unwrap().match_labels, template.labels);
         // Without claims, or with one pod, nothing ties them to a node.
-        assert!(pod_spec(&build(&shared, &self::storage_group(S3))).affinity.is_none());
+        assert!(
+            pod_spec(&build_with(&shared, &self::storage_group(S3)))
+                .affinity
+                .is_none()
+        );
         shared.spec.replicas = None;
-        let one = build(&shared, &storage_group);
+        let one = build_with(&shared, &storage_group);
         assert_eq!(one.spec.as_ref().unwrap().replicas, Some(1));
         assert!(pod_spec(&one).affinity.is_none());
         assert_eq!(
