@@ -71,7 +71,8 @@ pub struct ClusterStorageGroupSpec {
     pub bandwidth: Option<Bandwidth>,
     /// Pods of the group's proxy Deployment `hort-store-<group>`, 1 to 16 (default 1). Tenants'
     /// agents reach them through one Service, so a proxy pod that is restarted or evicted no
-    /// longer stops every tenant's backups. The pods never write a repository's `config` (the
+    /// longer stops every tenant's backups; `Ready` stays True while one pod is available and
+    /// its message then says how many are. The pods never write a repository's `config` (the
     /// operator creates each namespace's repository at the targets), so they need no
     /// coordination. With PVC targets every pod mounts the same claims, so the pods are kept
     /// on one node (a ReadWriteOnce claim is mounted by one node).

@@ -25,7 +25,7 @@ pub struct Proxy {
     /// The CA certificate (PEM) tenants check the proxy's certificate against.
     pub ca: String,
     /// Whether its Deployment has an available replica; why not otherwise.
-    pub ready: Result<(), String>,
+    pub ready: Result<Option<String>, String>,
 }
 
 /// Keeps the group's proxy in the operator's namespace: its certificates (reused while good,

@@ -356,15 +356,21 @@ pub fn service(group: &ClusterStorageGroup, namespace: &str) -> Service {
     }
 }
 
-/// Whether the proxy's Deployment `found` (as applied) has an available replica; what it
-/// lacks otherwise, naming it.
-pub fn ready(found: &Deployment) -> Result<(), String> {
+/// Whether the proxy's Deployment `found` (as applied) has an available replica (with a note
+/// naming it when fewer than all its replicas are available); what it lacks otherwise.
+pub fn ready(found: &Deployment) -> Result<Option<String>, String> {
     let status = found.status.clone().unwrap_or_default();
-    if status.available_replicas.unwrap_or(0) >= 1 {
-        return Ok(());
-    }
     let name = found.name_any();
     let namespace = found.namespace().unwrap_or_default();
+    let available = status.available_replicas.unwrap_or(0);
+    let wanted = found.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    if available >= 1 {
+        return Ok((available < wanted).then(|| {
+            format!(
+                "the proxy's Deployment {name:?} in namespace {namespace:?} has {available} of {wanted} pods available"
+            )
+        }));
+    }
     // Why its pods cannot be made (e.g. no ServiceAccount `hort-store`), else why it is not
     // available.
     let conditions = status.conditions.unwrap_or_default();
@@ -384,15 +390,19 @@ pub fn ready(found: &Deployment) -> Result<(), String> {
 }
 
 /// The group's `Ready` condition with its proxy `proxy`: one that would be True is False with
-/// reason `ProxyNotReady` while the proxy is not ready; another is kept (it names what comes
-/// first).
-pub fn with_proxy(observation: Observation, proxy: Result<(), String>) -> Observation {
+/// reason `ProxyNotReady` while the proxy is not ready, and stays True with the note added
+/// while only some of its pods are available; another is kept (it names what comes first).
+pub fn with_proxy(observation: Observation, proxy: Result<Option<String>, String>) -> Observation {
     match (observation.status, proxy) {
         (Status::True, Err(why)) => Observation {
             type_: READY,
             status: Status::False,
             reason: "ProxyNotReady",
             message: why,
+        },
+        (Status::True, Ok(Some(note))) => Observation {
+            message: format!("{}; {note}", observation.message),
+            ..observation
         },
         _ => observation,
     }
@@ -773,7 +783,16 @@ mod tests {
             available_replicas: Some(1),
             ..DeploymentStatus::default()
         });
-        assert_eq!(ready(&deployment), Ok(()));
+        assert_eq!(ready(&deployment), Ok(None));
+        deployment.spec.as_mut().unwrap().replicas = Some(2);
+        let note = ready(&deployment).unwrap().unwrap();
+        assert!(
+            note.contains("\"hort-store-shared\"") && note.ends_with("has 1 of 2 pods available"),
+            "{note}"
+        );
+        deployment.status.as_mut().unwrap().available_replicas = Some(2);
+        assert_eq!(ready(&deployment), Ok(None));
+        deployment.spec.as_mut().unwrap().replicas = Some(1);
         deployment.status = serde_yaml::from_str(
             "conditions: [{type: Available, status: 'False', message: Deployment does not have minimum availability.},\n\
                           {type: ReplicaFailure, status: 'True', message: serviceaccount \"hort-store\" not found}]",
@@ -796,7 +815,12 @@ mod tests {
             (waiting.status, waiting.reason, waiting.message),
             (Status::False, "ProxyNotReady", why.clone())
         );
-        assert_eq!(with_proxy(tenants_ready.clone(), Ok(())), tenants_ready);
+        assert_eq!(with_proxy(tenants_ready.clone(), Ok(None)), tenants_ready);
+        let degraded = with_proxy(tenants_ready.clone(), Ok(Some("1 of 2 pods".into())));
+        assert_eq!(
+            (degraded.status, degraded.reason, degraded.message.as_str()),
+            (Status::True, "TenantsReady", "all there; 1 of 2 pods")
+        );
         let pending = Observation {
             status: Status::False,
             reason: "TenantsPending",
