@@ -69,8 +69,8 @@
 #                       hook and a restore work; none of its requests was forbidden; `helm test`
 #                       passes, and fails once the operator is scaled to 0
 #   tenants             a ClusterStorageGroup shares an S3 StorageGroup of the operator's namespace
-#                       with two labelled namespaces: both get repositories and the proxy becomes
-#                       available; each backs up a claim; one restores its snapshot (files equal),
+#                       with two labelled namespaces: both get repositories and the proxy's two
+#                       pods become available; each backs up a claim; one restores its snapshot (files equal),
 #                       the other cannot restore that snapshot by id; a third, unlabelled
 #                       namespace's job fails NamespaceNotAllowed without a pod; tenant pods name
 #                       no Secret but hort-tenant-<group>; deleting the group removes its proxy
@@ -1663,7 +1663,7 @@ run_case mirror-outage "Mirror group: S3 target down, backups go on (Degraded), 
 run_case csi-snapshot "CSI snapshot and VolumeGroupSnapshot between hooks: restored records are one point in time; None reads live"
 run_case schedule-retention "Schedule every minute, keepLast 1: two runs, prune ran, old snapshot gone; its verifications restore into a temporary claim, only the newest kept"
 run_case plugin "kubectl hort: status, snapshots, ls, cat and download (bytes equal), backup now; unknown group named; the overview page's snapshot browser, and the page in headless Chromium"
-run_case tenants "a ClusterStorageGroup shared by two namespaces: each backs up and restores through the proxy, neither reads the other's snapshot, one verifies its snapshot and its repository and fills a claim from it, a third namespace is refused; tenant pods name no Secret but their own password"
+run_case tenants "a ClusterStorageGroup shared by two namespaces: each backs up and restores through the proxy (two pods), neither reads the other's snapshot, one verifies its snapshot and its repository and fills a claim from it, a third namespace is refused; tenant pods name no Secret but their own password"
 run_case rbac-audit "the chart's RBAC against the audit log: every verb granted was used, none forbidden"
 
 echo
