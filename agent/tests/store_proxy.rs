@@ -122,13 +122,19 @@ impl Proxy {
 
     /// The status line of a raw request (for paths no client would send).
     fn status_of(&self, request_line: &str, token: Option<&str>) -> String {
+        self.status_with_body(request_line, token, "")
+    }
+
+    /// The status line of a raw request with `body`.
+    fn status_with_body(&self, request_line: &str, token: Option<&str>, body: &str) -> String {
         let mut stream = TcpStream::connect(("127.0.0.1", self.proxy.port)).unwrap();
         let auth = token
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
+        let length = body.len();
         write!(
             stream,
-            "{request_line} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+            "{request_line} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {length}\r\nConnection: close\r\n\r\n{body}"
         )
         .unwrap();
         let mut answer = String::new();
@@ -261,6 +267,21 @@ fn the_proxy_refuses_what_the_format_would_never_write_and_unknown_tokens() {
     assert_eq!(
         proxy.status_of("GET /v1/other/snapshot", Some(TOKEN_A)),
         "HTTP/1.1 404 Not Found"
+    );
+    // Restores from the archive name packs of the namespace only, a bounded number of them.
+    let readable = |names: Vec<String>| {
+        let body = serde_json::json!({ "names": names, "waitSeconds": 0 }).to_string();
+        proxy.status_with_body("POST /v1/shared/readable", Some(TOKEN_A), &body)
+    };
+    assert_eq!(readable(vec![name.clone()]), "HTTP/1.1 200 OK");
+    assert_eq!(
+        readable(vec![format!("../../team-b/data/{name}")]),
+        "HTTP/1.1 400 Bad Request"
+    );
+    assert_eq!(readable(vec![name.clone(); 501]), "HTTP/1.1 400 Bad Request");
+    assert_eq!(
+        proxy.status_of(&format!("GET /v1/shared/index/{name}/retention"), Some(TOKEN_A)),
+        "HTTP/1.1 200 OK"
     );
 }
 

@@ -20,7 +20,7 @@ pub fn make_snapshot_readable(
     snapshot: &Snapshot,
     wait: Duration,
 ) -> Result<usize, RepositoryError> {
-    if !repo.backend().archives() {
+    if !repo.backend().archives()? {
         return Ok(0);
     }
     let mut blobs = Vec::new();

@@ -38,6 +38,9 @@ pub enum ApiError {
     /// A read query that is neither whole, range nor tail.
     #[error("a read takes no query, offset and length, or tail")]
     BadQuery,
+    /// A request body that is not what the request takes.
+    #[error("{0}")]
+    BadRequest(String),
     /// The body is larger than [`MAX_FILE_BYTES`].
     #[error("the body exceeds {MAX_FILE_BYTES} bytes")]
     TooLarge,
@@ -82,7 +85,7 @@ impl ApiError {
                 };
                 refused(status, r.to_string())
             }
-            ApiError::BadQuery => refused(400, self.to_string()),
+            ApiError::BadQuery | ApiError::BadRequest(_) => refused(400, self.to_string()),
             ApiError::TooLarge => refused(413, self.to_string()),
             ApiError::Body(_) => unavailable("hort-store could not receive the body"),
             ApiError::Place(_) => unavailable("hort-store cannot open the storage (its log says why)"),

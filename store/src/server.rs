@@ -10,16 +10,20 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, body::Bytes};
 use futures::StreamExt;
 use hort_engine::backend::LocalFile;
-use hort_engine::backend::http::wire::{ListQuery, MAX_FILE_BYTES, PREFIX, ReadQuery};
+use hort_engine::backend::http::wire::{
+    GroupFacts, ListQuery, MAX_FILE_BYTES, MAX_READABLE_NAMES, MAX_READABLE_WAIT, PREFIX, ReadQuery, ReadableAnswer,
+    ReadableRequest, Retention,
+};
 use hort_engine::id::Id;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -117,10 +121,16 @@ impl<A: Authenticator, N: Admission> Store<A, N> {
 /// The proxy's routes.
 pub fn router<A: Authenticator, N: Admission>(store: Arc<Store<A, N>>) -> Router {
     Router::new()
+        .route(&format!("{PREFIX}/{{group}}"), get(facts::<A, N>))
+        .route(&format!("{PREFIX}/{{group}}/readable"), post(readable::<A, N>))
         .route(&format!("{PREFIX}/{{group}}/{{kind}}"), get(list::<A, N>))
         .route(
             &format!("{PREFIX}/{{group}}/{{kind}}/{{name}}"),
             get(read::<A, N>).put(write::<A, N>).delete(delete::<A, N>),
+        )
+        .route(
+            &format!("{PREFIX}/{{group}}/{{kind}}/{{name}}/retention"),
+            get(retention::<A, N>),
         )
         .with_state(store)
 }
@@ -143,6 +153,54 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + S
 }
 
 type Shared<A, N> = State<Arc<Store<A, N>>>;
+
+async fn facts<A: Authenticator, N: Admission>(
+    State(store): Shared<A, N>,
+    headers: HeaderMap,
+    Path(group): Path<String>,
+) -> Result<Json<GroupFacts>, ApiError> {
+    let admitted = store.admit(&headers, &group).await?;
+    let (namespace, places) = (admitted.namespace.clone(), admitted.places.clone());
+    let archives = blocking(move || Ok(places.open(&namespace)?.archives()?)).await?;
+    Ok(Json(GroupFacts { archives }))
+}
+
+async fn retention<A: Authenticator, N: Admission>(
+    State(store): Shared<A, N>,
+    headers: HeaderMap,
+    Path((group, kind, name)): Path<(String, String, String)>,
+) -> Result<Json<Retention>, ApiError> {
+    let admitted = store.admit(&headers, &group).await?;
+    let (namespace, places) = (admitted.namespace.clone(), admitted.places.clone());
+    let file = check::resolve(&namespace, &kind, &name)?;
+    let until = blocking(move || Ok(places.open(&namespace)?.retained_until(file.kind, &file.name)?)).await?;
+    Ok(Json(Retention { until }))
+}
+
+/// Makes archived packs of the namespace readable, waiting at most [`MAX_READABLE_WAIT`].
+async fn readable<A: Authenticator, N: Admission>(
+    State(store): Shared<A, N>,
+    headers: HeaderMap,
+    Path(group): Path<String>,
+    body: Bytes,
+) -> Result<Json<ReadableAnswer>, ApiError> {
+    let admitted = store.admit(&headers, &group).await?;
+    let (namespace, places) = (admitted.namespace.clone(), admitted.places.clone());
+    let request: ReadableRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("a readable request: {e}")))?;
+    if request.names.len() > MAX_READABLE_NAMES {
+        return Err(ApiError::BadRequest(format!(
+            "a readable request names {} packs, at most {MAX_READABLE_NAMES}",
+            request.names.len()
+        )));
+    }
+    for name in &request.names {
+        check::resolve(&namespace, "pack", name)?;
+    }
+    let wait = Duration::from_secs(request.wait_seconds).min(MAX_READABLE_WAIT);
+    let archived = blocking(move || Ok(places.open(&namespace)?.make_readable(&request.names, wait)?)).await?;
+    Ok(Json(ReadableAnswer { archived }))
+}
 
 async fn list<A: Authenticator, N: Admission>(
     State(store): Shared<A, N>,
@@ -253,8 +311,6 @@ async fn delete<A: Authenticator, N: Admission>(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::auth::FixedTokens;
 

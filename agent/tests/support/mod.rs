@@ -101,6 +101,8 @@ pub struct Repo {
     _dir: Option<tempfile::TempDir>,
     server: Option<S3Server>,
     endpoint: Option<String>,
+    /// The bearer token file shown to `hort-store`, when `spec` is a `hort+http://` location.
+    pub token_file: Option<PathBuf>,
 }
 
 impl Repo {
@@ -117,6 +119,7 @@ impl Repo {
                     _dir: Some(dir),
                     server: None,
                     endpoint: None,
+                    token_file: None,
                 }
             }
             Kind::S3 => {
@@ -130,6 +133,7 @@ impl Repo {
                     endpoint: Some(server.endpoint.clone()),
                     _dir: None,
                     server: Some(server),
+                    token_file: None,
                 }
             }
         }
@@ -146,6 +150,17 @@ impl Repo {
             endpoint: Some(endpoint.to_owned()),
             _dir: None,
             server: None,
+            token_file: None,
+        }
+    }
+
+    /// A repository reached through `hort-store` at `location` (`hort+http://…`), showing the
+    /// token in `token_file`.
+    pub fn through_proxy(location: String, token_file: PathBuf) -> Self {
+        Self {
+            token_file: Some(token_file),
+            endpoint: None,
+            ..Self::on_server(location, "")
         }
     }
 
@@ -161,6 +176,7 @@ impl Repo {
             endpoint: s3.endpoint.clone(),
             _dir: fs._dir,
             server: s3.server,
+            token_file: None,
         };
         (repo, s3.files)
     }
@@ -186,6 +202,9 @@ impl Repo {
         }
         if let Some(strategy) = self.strategy {
             cmd.env("HORT_STRATEGY", strategy);
+        }
+        if let Some(token_file) = &self.token_file {
+            cmd.env("HORT_STORE_TOKEN_FILE", token_file);
         }
         cmd
     }

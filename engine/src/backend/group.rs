@@ -323,25 +323,38 @@ impl Backend for TargetGroup {
         Ok(latest)
     }
 
-    fn archives(&self) -> bool {
-        self.targets.iter().any(|t| t.backend.archives())
+    fn archives(&self) -> Result<bool, BackendError> {
+        for target in &self.targets {
+            if target.backend.archives()? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Only packs that no target outside an archive class lists are restored from the
     /// archive targets, each on the first archive target (in list order) that holds it.
     fn make_readable(&self, names: &[String], wait: std::time::Duration) -> Result<Vec<String>, BackendError> {
-        if !self.archives() {
+        let mut archive_targets = Vec::new();
+        let mut other_targets = Vec::new();
+        for target in &self.targets {
+            match target.backend.archives()? {
+                true => archive_targets.push(target),
+                false => other_targets.push(target),
+            }
+        }
+        if archive_targets.is_empty() {
             return Ok(Vec::new());
         }
         let mut left: Vec<String> = names.to_vec();
-        for target in self.targets.iter().filter(|t| !t.backend.archives()) {
+        for target in other_targets {
             if let Ok(listed) = target.backend.list(FileKind::Pack) {
                 let listed: std::collections::HashSet<String> = listed.into_iter().collect();
                 left.retain(|n| !listed.contains(n));
             }
         }
         let mut restored = Vec::new();
-        for target in self.targets.iter().filter(|t| t.backend.archives()) {
+        for target in archive_targets {
             let held = target.backend.make_readable(&left, wait)?;
             left.retain(|n| !held.contains(n));
             restored.extend(held);

@@ -328,9 +328,10 @@ pub trait Backend: Send + Sync {
     }
 
     /// Whether packs written here may be in an archive storage class (S3 `GLACIER`,
-    /// `DEEP_ARCHIVE`), which must be restored before they can be read.
-    fn archives(&self) -> bool {
-        false
+    /// `DEEP_ARCHIVE`), which must be restored before they can be read. Fails only where
+    /// the answer must be asked for (through `hort-store`).
+    fn archives(&self) -> Result<bool, BackendError> {
+        Ok(false)
     }
 
     /// Makes the packs `names` readable where this backend holds them in an archive storage

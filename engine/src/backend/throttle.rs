@@ -294,7 +294,7 @@ impl Backend for Throttled {
         self.inner.object_lock_enabled()
     }
 
-    fn archives(&self) -> bool {
+    fn archives(&self) -> Result<bool, BackendError> {
         self.inner.archives()
     }
 

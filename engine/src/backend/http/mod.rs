@@ -9,12 +9,18 @@
 //! included (files are named by their content, so writing one twice stores the same bytes).
 //! A failed TLS handshake (a certificate the CA bundle did not sign, a wrong host name) is a
 //! refusal, not tried again; no request, and so no token, is sent before it succeeds.
+//!
+//! S3 Object Lock and archive storage classes of the proxy's targets reach the engine as they
+//! would directly: a file's retention, whether packs may be archived (asked once), and
+//! restores from the archive, which the proxy waits for in bounded slices
+//! ([`wire::MAX_READABLE_WAIT`]) that this client repeats until its own wait is spent.
 
 pub mod tls;
 pub mod wire;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use hort_protocol::StoreLocation;
 use tracing::debug;
@@ -22,7 +28,10 @@ use ureq::Agent;
 use ureq::http::Response;
 
 use self::tls::TransportError;
-use self::wire::{MAX_FILE_BYTES, PREFIX, WireError};
+use self::wire::{
+    GroupFacts, MAX_FILE_BYTES, MAX_READABLE_NAMES, MAX_READABLE_WAIT, PREFIX, ReadableAnswer, ReadableRequest,
+    Retention, WireError,
+};
 use super::{Backend, BackendError, FileKind, LocalFile};
 
 /// Attempts of one request whose failure is retryable.
@@ -42,6 +51,8 @@ pub struct HttpBackend {
     token_file: Option<PathBuf>,
     ca_file: Option<PathBuf>,
     agent: Agent,
+    /// What the group's targets do, once asked.
+    facts: OnceLock<GroupFacts>,
 }
 
 /// What a request sends.
@@ -81,6 +92,7 @@ impl HttpBackend {
             token_file,
             ca_file: ca_file.map(Path::to_owned),
             agent,
+            facts: OnceLock::new(),
         })
     }
 
@@ -158,6 +170,7 @@ impl HttpBackend {
         Ok(match (method, body) {
             ("GET", _) => authorized(self.agent.get(url), bearer).call(),
             ("DELETE", _) => authorized(self.agent.delete(url), bearer).call(),
+            ("POST", Body::Bytes(data)) => authorized(self.agent.post(url), bearer).send(*data),
             (_, Body::Bytes(data)) => authorized(self.agent.put(url), bearer).send(*data),
             (_, Body::File(source)) => authorized(self.agent.put(url), bearer).send(source.open()?),
             (_, Body::None) => authorized(self.agent.put(url), bearer).send_empty(),
@@ -211,6 +224,40 @@ impl HttpBackend {
             })
     }
 
+    /// `GET url`, answered by JSON of type `T`.
+    fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str, location: String) -> Result<T, BackendError> {
+        let response = self.call("GET", url, Body::None, &location)?;
+        json_answer(response, location)
+    }
+
+    /// What the group's targets do, asked once.
+    fn facts(&self) -> Result<GroupFacts, BackendError> {
+        if let Some(facts) = self.facts.get() {
+            return Ok(*facts);
+        }
+        let StoreLocation { host, port, group, tls } = &self.location;
+        let scheme = if *tls { "https" } else { "http" };
+        let url = format!("{scheme}://{host}:{port}{PREFIX}/{group}");
+        let facts: GroupFacts = self.get_json(&url, self.describe())?;
+        Ok(*self.facts.get_or_init(|| facts))
+    }
+
+    /// One `readable` request: at most [`MAX_READABLE_NAMES`] packs, waiting at most
+    /// [`MAX_READABLE_WAIT`].
+    fn readable(&self, names: &[String], wait: Duration) -> Result<Vec<String>, BackendError> {
+        let location = format!("{} {}", self.describe(), FileKind::Pack.dir());
+        let StoreLocation { host, port, group, tls } = &self.location;
+        let scheme = if *tls { "https" } else { "http" };
+        let url = format!("{scheme}://{host}:{port}{PREFIX}/{group}/readable");
+        let request = ReadableRequest {
+            names: names.to_vec(),
+            wait_seconds: wait.min(MAX_READABLE_WAIT).as_secs(),
+        };
+        let body = serde_json::to_vec(&request).map_err(|e| BackendError::Config(e.to_string()))?;
+        let response = self.call("POST", &url, Body::Bytes(&body), &location)?;
+        json_answer::<ReadableAnswer>(response, location).map(|a| a.archived)
+    }
+
     fn list_with(&self, kind: FileKind, every: bool) -> Result<Vec<String>, BackendError> {
         let location = format!("{} {}", self.describe(), kind.dir());
         let url = format!("{}?every={every}", self.url(kind, None));
@@ -227,6 +274,42 @@ impl HttpBackend {
     fn put(&self, kind: FileKind, name: &str, body: Body<'_>) -> Result<(), BackendError> {
         let location = self.file_location(kind, name);
         self.call("PUT", &self.url(kind, Some(name)), body, &location).map(drop)
+    }
+}
+
+/// The JSON of type `T` that `response` carries.
+fn json_answer<T: serde::de::DeserializeOwned>(
+    mut response: Response<ureq::Body>,
+    location: String,
+) -> Result<T, BackendError> {
+    let body = response.body_mut().with_config().limit(MAX_FILE_BYTES).read_to_vec();
+    body.ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| BackendError::Remote {
+            location,
+            message: format!("hort-store sent an answer that is not a {}", std::any::type_name::<T>()),
+        })
+}
+
+/// The failure of a restore from the archive that had not completed for some of `names`
+/// after `wait`.
+fn still_archived(location: &str, names: &[String], class: String, wait: Duration) -> BackendError {
+    let shown = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    let more = names.len().saturating_sub(5);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    BackendError::Archived {
+        location: format!(
+            "{location}: some of the {} packs ({shown}{more}): their restore was requested (RestoreObject) \
+             and had not completed after waiting {}s: run the restore again once it has (archive restores \
+             take hours), or allow a longer wait",
+            names.len(),
+            wait.as_secs()
+        ),
+        class,
     }
 }
 
@@ -276,6 +359,60 @@ impl Backend for HttpBackend {
 
     fn write_file(&self, kind: FileKind, name: &str, source: LocalFile<'_>) -> Result<(), BackendError> {
         self.put(kind, name, Body::File(source))
+    }
+
+    fn retained_until(
+        &self,
+        kind: FileKind,
+        name: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, BackendError> {
+        if !kind.is_locked() {
+            return Ok(None);
+        }
+        let url = format!("{}/retention", self.url(kind, Some(name)));
+        let retention: Retention = self.get_json(&url, self.file_location(kind, name))?;
+        Ok(retention.until)
+    }
+
+    fn archives(&self) -> Result<bool, BackendError> {
+        Ok(self.facts()?.archives)
+    }
+
+    /// Asks for every pack's restore first (requests that do not wait), then spends `wait`
+    /// on the packs whose restores had not completed, in requests of at most
+    /// [`MAX_READABLE_WAIT`]. Returns the packs the proxy found archived in the request that
+    /// succeeded for them.
+    fn make_readable(&self, names: &[String], wait: Duration) -> Result<Vec<String>, BackendError> {
+        if names.is_empty() || !self.archives()? {
+            return Ok(Vec::new());
+        }
+        let deadline = Instant::now() + wait;
+        let mut archived = Vec::new();
+        let mut pending = Vec::new();
+        for batch in names.chunks(MAX_READABLE_NAMES) {
+            match self.readable(batch, Duration::ZERO) {
+                Ok(held) => archived.extend(held),
+                Err(BackendError::Archived { class, .. }) => pending.push((batch, class)),
+                Err(e) => return Err(e),
+            }
+        }
+        for (batch, mut class) in pending {
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(still_archived(&self.describe(), batch, class, wait));
+                }
+                match self.readable(batch, left) {
+                    Ok(held) => {
+                        archived.extend(held);
+                        break;
+                    }
+                    Err(BackendError::Archived { class: now, .. }) => class = now,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(archived)
     }
 
     fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
@@ -364,6 +501,51 @@ mod tests {
             heads.try_iter().count(),
             2,
             "neither not-found nor a refusal was tried again"
+        );
+    }
+
+    #[test]
+    fn retention_and_archives_are_asked_of_the_proxy_and_a_wait_is_spent_in_slices() {
+        let (port, heads) = canned(vec![
+            (200, r#"{"until":"2033-05-18T03:33:20Z"}"#),
+            (200, r#"{"archives":true}"#),
+            (409, r#"{"error":"archived","class":"GLACIER"}"#),
+            (409, r#"{"error":"archived","class":"GLACIER"}"#),
+            (200, r#"{"archived":["p1"]}"#),
+            (409, r#"{"error":"archived","class":"GLACIER"}"#),
+        ]);
+        let client = backend(port, None);
+        let name = "ab".repeat(32);
+        assert_eq!(client.retained_until(FileKind::Index, &name).unwrap(), None);
+        let until = client.retained_until(FileKind::Snapshot, &name).unwrap().unwrap();
+        assert_eq!(until.timestamp(), 2_000_000_000);
+        let names = vec!["p1".to_owned(), "p2".to_owned()];
+        // The first request asks for the restores without waiting; the next ones wait.
+        assert_eq!(client.make_readable(&names, Duration::from_secs(90)).unwrap(), ["p1"]);
+        match client.make_readable(&names, Duration::ZERO) {
+            Err(BackendError::Archived { location, class }) => {
+                assert_eq!(class, "GLACIER");
+                assert!(
+                    location.contains("p1, p2") && location.contains("RestoreObject"),
+                    "{location}"
+                );
+            }
+            other => panic!("not archived: {other:?}"),
+        }
+        let heads: Vec<String> = heads.try_iter().collect();
+        let lines: Vec<&str> = heads.iter().map(|h| h.lines().next().unwrap()).collect();
+        assert_eq!(
+            lines,
+            [
+                format!("GET /v1/shared/snapshot/{name}/retention HTTP/1.1").as_str(),
+                "GET /v1/shared HTTP/1.1",
+                "POST /v1/shared/readable HTTP/1.1",
+                "POST /v1/shared/readable HTTP/1.1",
+                "POST /v1/shared/readable HTTP/1.1",
+                "POST /v1/shared/readable HTTP/1.1",
+            ],
+            "the index's retention is not asked, the group's facts once; the wait is asked for again \
+             until the packs are readable, and without a wait there is one request"
         );
     }
 

@@ -6,8 +6,15 @@
 //! - `GET {PREFIX}/GROUP/KIND/NAME` reads the whole file, `?offset=O&length=L` a range,
 //!   `?tail=L` the last bytes;
 //! - `PUT {PREFIX}/GROUP/KIND/NAME` writes the request body; `DELETE` deletes;
+//! - `GET {PREFIX}/GROUP/KIND/NAME/retention` answers the file's S3 Object Lock retention
+//!   ([`Retention`]);
+//! - `GET {PREFIX}/GROUP` answers what the group's targets do ([`GroupFacts`]);
+//! - `POST {PREFIX}/GROUP/readable` makes archived packs readable ([`ReadableRequest`],
+//!   answered by [`ReadableAnswer`]), waiting at most [`MAX_READABLE_WAIT`] per request;
 //! - every request carries `Authorization: Bearer TOKEN`; every failure answers a status and a
 //!   [`WireError`] as JSON, which the client turns back into the [`BackendError`] it stands for.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +49,48 @@ pub fn kind_segment(kind: FileKind) -> &'static str {
 /// The kind a path segment names, if any.
 pub fn parse_kind(segment: &str) -> Option<FileKind> {
     KINDS.iter().find(|(_, s)| *s == segment).map(|(k, _)| *k)
+}
+
+/// Seconds one `readable` request waits at most for restores from the archive (the client
+/// asks again for a longer wait), well inside the client's time for an answer.
+pub const MAX_READABLE_WAIT: Duration = Duration::from_secs(30);
+
+/// Pack names one `readable` request carries at most (the proxy looks at each, twice, within
+/// the request).
+pub const MAX_READABLE_NAMES: usize = 500;
+
+/// The answer about a group: what its targets do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupFacts {
+    /// Packs may be in an archive storage class ([`crate::backend::Backend::archives`]).
+    pub archives: bool,
+}
+
+/// The answer about one file's S3 Object Lock retention.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    /// When it ends, while the file is under one
+    /// ([`crate::backend::Backend::retained_until`]).
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A request to make archived packs readable
+/// ([`crate::backend::Backend::make_readable`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadableRequest {
+    /// The packs, at most [`MAX_READABLE_NAMES`].
+    pub names: Vec<String>,
+    /// Seconds to wait for their restores, at most [`MAX_READABLE_WAIT`].
+    pub wait_seconds: u64,
+}
+
+/// The packs a `readable` request found archived, now readable.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadableAnswer {
+    /// Their names.
+    pub archived: Vec<String>,
 }
 
 /// The query of a list request.

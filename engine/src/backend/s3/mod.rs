@@ -571,12 +571,12 @@ impl Backend for S3Backend {
         Ok(Some(bytes))
     }
 
-    fn archives(&self) -> bool {
-        self.storage_class.as_ref().is_some_and(archive::is_archive_class)
+    fn archives(&self) -> Result<bool, BackendError> {
+        Ok(self.storage_class.as_ref().is_some_and(archive::is_archive_class))
     }
 
     fn make_readable(&self, names: &[String], wait: Duration) -> Result<Vec<String>, BackendError> {
-        if !self.archives() {
+        if !self.archives()? {
             return Ok(Vec::new());
         }
         self.restore_archived(names, wait)
