@@ -52,31 +52,11 @@ fn archived_packs_are_restored_on_request_and_verify_and_prune_go_on() {
     assert_eq!(swept["gc"]["deleted"].as_array().unwrap().len(), 1, "{swept}");
     let archived = seen.archived_keys();
 
-    // A restore without a wait requests every pack's restore and fails, naming them.
+    // A restore without a wait requests every pack's restore and fails, naming them; with a
+    // wait, it waits for them and restores.
     let target = work.path().join("restored");
-    let out = repo.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("DEEP_ARCHIVE") && stderr.contains("RestoreObject") && stderr.contains(&archived[0]),
-        "{stderr}"
-    );
-    assert_eq!(seen.restore_requests.load(Ordering::SeqCst), archived.len());
-    assert!(
-        !target.join("a").exists(),
-        "nothing is written before the packs are readable"
-    );
-
-    // With a wait, the restore waits for them (requested once, not again) and restores.
-    repo.ok(&[
-        "restore",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-        "--archive-wait",
-        "1m",
-    ]);
-    assert_eq!(seen.restore_requests.load(Ordering::SeqCst), archived.len());
+    let stderr = archive_server::restore_without_then_with_wait(&repo, &seen, &target, archived.len());
+    assert!(stderr.contains(&archived[0]), "{stderr}");
     assert_eq!(fs::read(target.join("a")).unwrap(), noise(3, 300_000));
     assert_eq!(fs::read(target.join("dir/b")).unwrap(), noise(2, 200_000));
 }

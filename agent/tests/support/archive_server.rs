@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::TcpListener;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -17,7 +18,7 @@ use s3s::dto::{
 };
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 
-use super::{ACCESS_KEY, SECRET_KEY};
+use super::{ACCESS_KEY, Repo, SECRET_KEY};
 
 /// An archived object: its class, and how far its restore has got.
 struct Archived {
@@ -197,4 +198,26 @@ pub fn start() -> (String, Arc<Seen>, tempfile::TempDir) {
         });
     });
     (endpoint, seen, root)
+}
+
+/// Restores `repo`'s latest snapshot into `target` without a wait, then with one, and returns
+/// the first's stderr. The first requests the restore of each of the `archived` packs once,
+/// fails naming the class and the request, and writes nothing; the second waits for them,
+/// requesting none again, and restores.
+pub fn restore_without_then_with_wait(repo: &Repo, seen: &Seen, target: &Path, archived: usize) -> String {
+    let target_arg = target.to_str().unwrap();
+    let out = repo.run(&["restore", "latest", "--target", target_arg]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("DEEP_ARCHIVE") && stderr.contains("RestoreObject"),
+        "{stderr}"
+    );
+    assert_eq!(seen.restore_requests.load(Ordering::SeqCst), archived);
+    let written = std::fs::read_dir(target).map_or(0, |d| d.count());
+    assert_eq!(written, 0, "nothing is written before the packs are readable");
+
+    repo.ok(&["restore", "latest", "--target", target_arg, "--archive-wait", "1m"]);
+    assert_eq!(seen.restore_requests.load(Ordering::SeqCst), archived);
+    stderr
 }
