@@ -278,7 +278,7 @@ fn the_proxy_refuses_what_the_format_would_never_write_and_unknown_tokens() {
         readable(vec![format!("../../team-b/data/{name}")]),
         "HTTP/1.1 400 Bad Request"
     );
-    assert_eq!(readable(vec![name.clone(); 501]), "HTTP/1.1 400 Bad Request");
+    assert_eq!(readable(vec![name.clone(); 101]), "HTTP/1.1 400 Bad Request");
     assert_eq!(
         proxy.status_of(&format!("GET /v1/shared/index/{name}/retention"), Some(TOKEN_A)),
         "HTTP/1.1 200 OK"

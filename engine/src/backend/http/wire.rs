@@ -55,9 +55,10 @@ pub fn parse_kind(segment: &str) -> Option<FileKind> {
 /// asks again for a longer wait), well inside the client's time for an answer.
 pub const MAX_READABLE_WAIT: Duration = Duration::from_secs(30);
 
-/// Pack names one `readable` request carries at most (the proxy looks at each, twice, within
-/// the request).
-pub const MAX_READABLE_NAMES: usize = 500;
+/// Pack names one `readable` request carries at most. The proxy looks at each (S3 HEAD) before
+/// and after requesting restores, and again while it waits: at 100 ms a HEAD, 100 names keep
+/// a request that waits [`MAX_READABLE_WAIT`] well inside the client's two minutes.
+pub const MAX_READABLE_NAMES: usize = 100;
 
 /// The answer about a group: what its targets do.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
