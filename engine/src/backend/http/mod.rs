@@ -96,9 +96,14 @@ impl HttpBackend {
         })
     }
 
-    fn url(&self, kind: FileKind, name: Option<&str>) -> String {
+    /// `http(s)://HOST:PORT/v1/GROUP`.
+    fn group_url(&self) -> String {
         let StoreLocation { host, port, group, tls } = &self.location;
         let scheme = if *tls { "https" } else { "http" };
+        format!("{scheme}://{host}:{port}{PREFIX}/{group}")
+    }
+
+    fn url(&self, kind: FileKind, name: Option<&str>) -> String {
         // The config's name is ignored (the engine may pass the hash of its bytes).
         let name = if kind == FileKind::Config {
             name.map(|_| "config")
@@ -107,8 +112,8 @@ impl HttpBackend {
         };
         let kind = wire::kind_segment(kind);
         match name {
-            Some(name) => format!("{scheme}://{host}:{port}{PREFIX}/{group}/{kind}/{name}"),
-            None => format!("{scheme}://{host}:{port}{PREFIX}/{group}/{kind}"),
+            Some(name) => format!("{}/{kind}/{name}", self.group_url()),
+            None => format!("{}/{kind}", self.group_url()),
         }
     }
 
@@ -235,10 +240,7 @@ impl HttpBackend {
         if let Some(facts) = self.facts.get() {
             return Ok(*facts);
         }
-        let StoreLocation { host, port, group, tls } = &self.location;
-        let scheme = if *tls { "https" } else { "http" };
-        let url = format!("{scheme}://{host}:{port}{PREFIX}/{group}");
-        let facts: GroupFacts = self.get_json(&url, self.describe())?;
+        let facts: GroupFacts = self.get_json(&self.group_url(), self.describe())?;
         Ok(*self.facts.get_or_init(|| facts))
     }
 
@@ -246,9 +248,7 @@ impl HttpBackend {
     /// [`MAX_READABLE_WAIT`].
     fn readable(&self, names: &[String], wait: Duration) -> Result<Vec<String>, BackendError> {
         let location = format!("{} {}", self.describe(), FileKind::Pack.dir());
-        let StoreLocation { host, port, group, tls } = &self.location;
-        let scheme = if *tls { "https" } else { "http" };
-        let url = format!("{scheme}://{host}:{port}{PREFIX}/{group}/readable");
+        let url = format!("{}/readable", self.group_url());
         let request = ReadableRequest {
             names: names.to_vec(),
             wait_seconds: wait.min(MAX_READABLE_WAIT).as_secs(),
